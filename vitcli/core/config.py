@@ -1,0 +1,81 @@
+"""The hyper-parameters of a ViT, in one frozen dataclass that every layer shares.
+
+The core model built from a `ViTConfig` has these state-dict keys (timm's paper names, so the
+checkpoint loader maps each family onto them with a key table and a few flags):
+
+  cls_token (1, 1, D)          reg_tokens (1, R, D)        dist_token (1, 1, D)
+  pos_embed (1, pos_prefix_rows + N, D)                    (learned; sin-cos tables are buffers)
+  patch_embed.proj.weight (D, C, P, P)   patch_embed.proj.bias (D)   [if patch_bias]
+  norm_pre.weight / .bias (D)                              [if pre_norm]
+  blocks.{i}.norm1.weight / .bias
+  blocks.{i}.attn.qkv.weight (3D, D) / .bias (3D)          [q, k, v stacked in that order]
+  blocks.{i}.attn.proj.weight (D, D) / .bias
+  blocks.{i}.ls1.gamma (D)                                 [if layer_scale]
+  blocks.{i}.norm2.weight / .bias
+  blocks.{i}.mlp.fc1.weight (M, D) / .bias,  blocks.{i}.mlp.fc2.weight (D, M) / .bias
+  blocks.{i}.ls2.gamma (D)                                 [if layer_scale]
+  norm.weight / .bias (D)                                  [if final_norm]
+  fc_norm.weight / .bias (D)                               [if fc_norm: LN after pooling]
+  head.weight (num_classes, D) / head.bias                 [if num_classes; bias if head_bias]
+  head_dist.weight / .bias                                 [if distilled and num_classes]
+
+Token order: [cls?, dist?, registers..., patches...]. The position table covers the first
+`pos_prefix_rows` prefix tokens and the patches; the remaining prefix tokens (registers in
+DINOv2, for example) get no position.
+"""
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+PosEncKind = Literal["learned", "sincos1d", "sincos2d", "none"]
+Activation = Literal["gelu", "gelu_tanh", "quick_gelu"]
+Pooling = Literal["cls", "mean", "none"]
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Everything needed to build the core ViT; defaults are ViT-B/16 at 224×224."""
+
+    name: str = "vit-b16"
+    image_size: tuple[int, int] = (224, 224)  # [H, W] the model was built for (native grid)
+    patch_size: int = 16
+    in_chans: int = 3
+    dim: int = 768
+    depth: int = 12
+    heads: int = 12
+    mlp_dim: int = 3072
+    class_token: bool = True
+    distilled: bool = False  # DeiT's distillation token after the class token
+    num_registers: int = 0  # register tokens (DINOv2-reg, "ViTs need registers")
+    posenc: PosEncKind = "learned"
+    pos_prefix_rows: int = 1  # prefix tokens that have a row in the position table
+    patch_bias: bool = True  # CLIP's conv1 has none
+    qkv_bias: bool = True
+    layer_scale: bool = False  # DINOv2: ls1.gamma, ls2.gamma
+    pre_norm: bool = False  # CLIP's ln_pre before the blocks
+    final_norm: bool = True
+    fc_norm: bool = False  # LayerNorm applied after pooling instead of before (timm avg pool)
+    pooling: Pooling = "cls"
+    num_classes: int = 1000  # 0: no head; for CLIP this is the projection width
+    head_bias: bool = True  # CLIP's proj has no bias
+    eps: float = 1e-6  # LayerNorm eps (timm 1e-6, transformers ViT 1e-12, CLIP 1e-5)
+    activation: Activation = "gelu"
+    extra: dict = field(default_factory=dict, compare=False)  # family notes for `info`
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Native (rows, cols) of the patch grid."""
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patches: class, distillation and register tokens."""
+        return int(self.class_token) + int(self.distilled) + self.num_registers
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    def with_changes(self, **changes: object) -> "ViTConfig":
+        """A copy with some fields replaced (frozen dataclass)."""
+        return replace(self, **changes)

@@ -1,0 +1,60 @@
+"""Cutting an image into patches and putting it back together.
+
+Works on numpy arrays and torch tensors alike (only reshape and axis permutation are used), so
+`patchify` needs no torch import while the torch core uses the very same functions.
+
+Orders of the values inside one flattened patch:
+  chw: channel-major, c·P·P + y·P + x: the layout of a Conv2d weight (timm, transformers,
+       torchvision, CLIP), so a linear layer with the conv weight reshaped gives the conv output;
+  hwc: pixel-major, (y·P + x)·C + c: `rearrange('c (h p1) (w p2) -> (h w) (p1 p2 c)')`, vit-pytorch.
+"""
+
+from typing import Literal, TypeVar
+
+Order = Literal["chw", "hwc"]
+ORDERS: tuple[str, ...] = ("chw", "hwc")
+A = TypeVar("A")  # numpy.ndarray or torch.Tensor
+
+
+def _permute(x: A, axes: tuple[int, ...]) -> A:
+    """Permute axes of a numpy array or a torch tensor."""
+    return x.permute(*axes) if hasattr(x, "permute") else x.transpose(axes)  # type: ignore[attr-defined]
+
+
+def grid_shape(height: int, width: int, patch_size: int) -> tuple[int, int]:
+    """(rows, cols) of the patch grid; the size must be a whole number of patches."""
+    if patch_size <= 0:
+        raise ValueError(f"patch size must be positive, got {patch_size}")
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"size {height}x{width} is not a multiple of patch size {patch_size}")
+    return height // patch_size, width // patch_size
+
+
+def patchify(image: A, patch_size: int, order: Order = "chw") -> A:
+    """(..., C, H, W) → (..., N, P·P·C) with N = (H/P)·(W/P) patches in row-major order."""
+    *lead, c, h, w = image.shape
+    rows, cols = grid_shape(h, w, patch_size)
+    p, k = patch_size, len(lead)
+    x = image.reshape(*lead, c, rows, p, cols, p)  # (..., C, R, P, Cl, P)
+    inner = (k + 0, k + 2, k + 4) if order == "chw" else (k + 2, k + 4, k + 0)
+    x = _permute(x, (*range(k), k + 1, k + 3, *inner))  # (..., R, Cl, <inner>)
+    return x.reshape(*lead, rows * cols, c * p * p)
+
+
+def unpatchify(patches: A, grid: tuple[int, int], channels: int = 3, order: Order = "chw") -> A:
+    """(..., N, P·P·C) → (..., C, H, W): the exact inverse of `patchify`."""
+    *lead, n, length = patches.shape
+    rows, cols = grid
+    if rows * cols != n:
+        raise ValueError(f"grid {rows}x{cols} holds {rows * cols} patches, the array has {n}")
+    p = round((length / channels) ** 0.5)
+    if p * p * channels != length:
+        raise ValueError(f"patch length {length} is not P*P*{channels} for any whole P")
+    k = len(lead)
+    if order == "chw":
+        x = patches.reshape(*lead, rows, cols, channels, p, p)  # (..., R, Cl, C, P, P)
+        x = _permute(x, (*range(k), k + 2, k + 0, k + 3, k + 1, k + 4))
+    else:
+        x = patches.reshape(*lead, rows, cols, p, p, channels)  # (..., R, Cl, P, P, C)
+        x = _permute(x, (*range(k), k + 4, k + 0, k + 2, k + 1, k + 3))
+    return x.reshape(*lead, channels, rows * p, cols * p)
