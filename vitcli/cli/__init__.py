@@ -1,0 +1,71 @@
+"""The typer app: one module per subcommand, errors mapped to one line and an exit code.
+
+Exit codes: 0 success, 1 bad input or failed check (one line naming the file and the problem),
+2 wrong usage (typer/click), 130 interrupted. `--debug` anywhere shows the traceback.
+"""
+
+import os
+import sys
+import traceback
+from typing import Annotated, Optional
+
+import typer
+
+from vitcli import __version__
+from vitcli.cli.patchify import EPILOG as PATCHIFY_EPILOG, HELP as PATCHIFY_HELP, patchify_command
+
+app = typer.Typer(
+    name="vitcli",
+    help="See what a Vision Transformer does to an image, one idea at a time.",
+    epilog="Example:  vitcli patchify sample_images/chelsea.jpg --grid-png grid.png",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("patchify", help=PATCHIFY_HELP, epilog=PATCHIFY_EPILOG)(patchify_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vitcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """See what a Vision Transformer does to an image, one idea at a time."""
+
+
+def _fail(message: str, debug: bool) -> None:
+    """One line on standard error (the traceback too with --debug), exit code 1."""
+    if debug:
+        traceback.print_exc()
+    sys.stderr.write(f"vitcli: error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
+def main() -> None:
+    """Entry point of the `vitcli` console script."""
+    from vitcli.errors import VitcliError
+
+    debug = "--debug" in sys.argv[1:] or bool(os.environ.get("VITCLI_DEBUG"))
+    args = [a for a in sys.argv[1:] if a != "--debug"]
+    try:
+        app(args=args, prog_name="vitcli")
+    except VitcliError as e:
+        _fail(str(e), debug)
+    except KeyboardInterrupt:
+        sys.stderr.write("vitcli: interrupted\n")
+        raise SystemExit(130) from None
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # silence the flush at exit
+        raise SystemExit(1) from None
+    except MemoryError:
+        _fail("out of memory; try a smaller --size or fewer layers", debug)
+    except Exception as e:  # a bug, not a bad input: still one line, the traceback with --debug
+        _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", debug)

@@ -1,0 +1,185 @@
+"""Options and output plumbing shared by every subcommand.
+
+Only typer and the standard library at import time: `vitcli --help` must stay fast.
+"""
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from vitcli.io.images import LoadedImage
+
+
+class FitChoice(str, Enum):
+    crop = "crop"
+    resize = "resize"
+    pad = "pad"
+    strict = "strict"
+
+
+class ResampleChoice(str, Enum):
+    bicubic = "bicubic"
+    bilinear = "bilinear"
+    nearest = "nearest"
+    lanczos = "lanczos"
+
+
+class NormalizeChoice(str, Enum):
+    raw = "raw"
+    none = "none"
+    imagenet = "imagenet"
+    inception = "inception"
+    clip = "clip"
+
+
+class OrderChoice(str, Enum):
+    chw = "chw"
+    hwc = "hwc"
+
+
+IMAGE_PANEL = "Image"
+OUTPUT_PANEL = "Output"
+
+ImageArg = Annotated[str, typer.Argument(help="Image file, or - to read the image from standard input.", show_default=False)]
+SizeOpt = Annotated[str, typer.Option("--size", help="Final size: 224, HxW such as 224x160, or native.", rich_help_panel=IMAGE_PANEL)]
+FitOpt = Annotated[FitChoice, typer.Option("--fit", help="How the image reaches the size: crop (cover, centre-crop), resize (stretch), pad (fit, pad), strict (no change; must already fit).", rich_help_panel=IMAGE_PANEL)]
+ResampleOpt = Annotated[ResampleChoice, typer.Option("--resample", help="Resampling filter when resizing.", rich_help_panel=IMAGE_PANEL)]
+PatchOpt = Annotated[int, typer.Option("-p", "--patch-size", help="Patch size P in pixels.", rich_help_panel=IMAGE_PANEL)]
+BackgroundOpt = Annotated[str, typer.Option("--background", help="Colour under transparent pixels and padding: R,G,B or #rrggbb.", rich_help_panel=IMAGE_PANEL)]
+MaxPixelsOpt = Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image (pixels) to decode; guards against decompression bombs. [default: Pillow's 89,478,485]", rich_help_panel=IMAGE_PANEL, show_default=False)]
+OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the array as .npy to FILE, or - for standard output.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on standard output instead of tables.", rich_help_panel=OUTPUT_PANEL)]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.", rich_help_panel=OUTPUT_PANEL)]
+
+
+@dataclass
+class ImageOptions:
+    """The image options every image command takes, gathered in one place."""
+
+    image: str
+    size: str = "224"
+    fit: str = "crop"
+    resample: str = "bicubic"
+    patch_size: int = 16
+    background: str = "255,255,255"
+    max_pixels: int | None = None
+
+
+@dataclass
+class PreparedImage:
+    """An image brought to its final size, with the facts the table and JSON report."""
+
+    loaded: "LoadedImage"
+    pixels: Any  # (H, W, 3) uint8
+    fit: str
+    done: str
+
+    def input_document(self) -> dict[str, Any]:
+        """The JSON `input` object shared by every command."""
+        l = self.loaded
+        return {
+            "path": l.path,
+            "original_size": list(l.original_size),
+            "size": [int(self.pixels.shape[0]), int(self.pixels.shape[1])],
+            "fit": self.fit,
+            "resize": self.done,
+            "mode": l.mode,
+            "format": l.format,
+            "frames": l.frames,
+            "notes": l.notes,
+        }
+
+    def input_rows(self) -> list[tuple[str, Any]]:
+        """Table rows describing the input."""
+        l = self.loaded
+        rows: list[tuple[str, Any]] = [
+            ("input", l.path if l.path != "-" else "<stdin>"),
+            ("format / mode", f"{l.format or '?'} / {l.mode}"),
+            ("original size [H, W]", f"{l.original_size[0]} × {l.original_size[1]}"),
+            ("final size [H, W]", f"{self.pixels.shape[0]} × {self.pixels.shape[1]}"),
+            (f"fit ({self.fit})", self.done),
+        ]
+        rows += [("note", n) for n in l.notes]
+        return rows
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """'255,255,255' or '#ffffff' → (r, g, b)."""
+    from vitcli.errors import VitcliError
+
+    t = text.strip()
+    try:
+        if t.startswith("#") and len(t) == 7:
+            rgb = tuple(int(t[i : i + 2], 16) for i in (1, 3, 5))
+        else:
+            rgb = tuple(int(v) for v in t.split(","))
+        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            raise ValueError
+    except ValueError:
+        raise VitcliError("--background", f"'{text}' is not a colour: use R,G,B (0-255) or #rrggbb") from None
+    return rgb  # type: ignore[return-value]
+
+
+def check_patch_size(patch_size: int) -> None:
+    """A patch size must be a positive number of pixels."""
+    from vitcli.errors import VitcliError
+
+    if patch_size <= 0:
+        raise VitcliError("--patch-size", f"must be a positive number of pixels, got {patch_size}")
+
+
+def prepare_image(opts: ImageOptions) -> PreparedImage:
+    """Load, orient, convert and fit one image: the same pixels for every command."""
+    from vitcli.errors import VitcliError
+    from vitcli.io import images
+
+    check_patch_size(opts.patch_size)
+    requested = images.parse_size(opts.size)
+    if requested and (requested[0] % opts.patch_size or requested[1] % opts.patch_size):
+        raise VitcliError("--size", f"{opts.size} is not a multiple of the patch size {opts.patch_size}")
+    background = parse_colour(opts.background)
+    loaded = images.load_image(opts.image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS)
+    h, w = loaded.size
+    if requested is None and (h < opts.patch_size or w < opts.patch_size) and opts.fit != "pad":
+        raise VitcliError(opts.image, f"image is {h}x{w}, smaller than one {opts.patch_size}x{opts.patch_size} patch")
+    pixels, done = images.fit_image(loaded, requested, opts.fit, opts.patch_size, opts.resample, background)  # type: ignore[arg-type]
+    return PreparedImage(loaded, pixels, opts.fit, done)
+
+
+class Output:
+    """Where tables and data go: tables to stdout, or to stderr when stdout carries data."""
+
+    def __init__(self, output: str | None, as_json: bool, quiet: bool) -> None:
+        from vitcli.errors import VitcliError
+
+        if as_json and output == "-":
+            raise VitcliError("-o -", "cannot share standard output with --json; write the array to a file")
+        self.output, self.as_json, self.quiet = output, as_json, quiet
+        self._console: "Console | None" = None
+
+    @property
+    def console(self) -> "Console":
+        from vitcli.report import make_console
+
+        if self._console is None:
+            self._console = make_console(to_stderr=self.as_json or self.output == "-")
+        return self._console
+
+    def show(self, *renderables: Any) -> None:
+        """Print tables unless --quiet or --json."""
+        if self.quiet or self.as_json:
+            return
+        for r in renderables:
+            self.console.print(r)
+
+    def message(self, text: str) -> None:
+        """A short note on standard error, unless --quiet."""
+        if not self.quiet:
+            from vitcli.report import make_console
+
+            make_console(to_stderr=True).print(text)

@@ -1,0 +1,253 @@
+"""Image loading with Pillow: any mode to 8-bit RGB, EXIF orientation, size policy, normalisation.
+
+One module used by every subcommand, so that every command sees the same pixels.
+"""
+
+import io
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vitcli.errors import VitcliError
+
+Fit = Literal["crop", "resize", "pad", "strict"]
+FITS: tuple[str, ...] = ("crop", "resize", "pad", "strict")
+RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+# (mean, std) per channel, in units of x/255.
+NORMALIZE: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+@dataclass
+class LoadedImage:
+    """An image as 8-bit RGB (H, W, 3) plus what was done to get there."""
+
+    path: str
+    pixels: np.ndarray  # (H, W, 3) uint8
+    original_size: tuple[int, int]  # [H, W] as stored, after EXIF orientation
+    mode: str  # Pillow mode of the file
+    format: str | None
+    frames: int = 1
+    notes: list[str] = field(default_factory=list)  # what was done, for the table
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.pixels.shape[0], self.pixels.shape[1]
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """'224' → (224, 224); '224x160' → (224, 160) as [H, W]; 'native' → None."""
+    text = text.strip().lower()
+    if text == "native":
+        return None
+    parts = text.split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise VitcliError("--size", f"'{text}' is not a size: use 224, HxW such as 224x160, or native")
+    h, w = int(parts[0]), int(parts[-1])
+    if h <= 0 or w <= 0:
+        raise VitcliError("--size", f"'{text}' must be positive")
+    return h, w
+
+
+def _read_bytes(path: str) -> bytes:
+    """The file's bytes, or standard input's for '-', with one-line errors."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise VitcliError(path, "no such file") from None
+    except IsADirectoryError:
+        raise VitcliError(path, "is a directory, not an image") from None
+    except PermissionError:
+        raise VitcliError(path, "permission denied") from None
+    except OSError as e:
+        raise VitcliError(path, f"cannot read: {e.strerror or e}") from None
+
+
+def _open(path: str, data: bytes, max_pixels: int) -> Image.Image:
+    """Decode with Pillow, treating an over-limit image (decompression bomb) as an error."""
+    if not data:
+        raise VitcliError(path, "empty file")
+    old_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            img.load()
+            return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise VitcliError(
+            path, f"image has more than {max_pixels:,} pixels (decompression bomb guard); "
+            "raise it with --max-pixels if you trust the file"
+        ) from None
+    except UnidentifiedImageError:
+        raise VitcliError(path, "not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise VitcliError(path, f"damaged or truncated image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
+
+
+def _high_bit_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """16-bit / 32-bit integer or float pixels → uint8 by scaling the full range, never clipping.
+
+    Integer images with values ≤ 65535 are taken as 16-bit (v·255/65535, rounded); larger
+    integers as 32-bit. Float images are taken as 0..1 when their max is ≤ 1, else 0..255.
+    """
+    if arr.dtype.kind == "f":
+        top = 1.0 if np.nanmax(arr) <= 1.0 else 255.0
+        arr = np.nan_to_num(arr, nan=0.0)
+        return np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+    top = 65535 if arr.max() <= 65535 else 2**32 - 1
+    arr = np.clip(arr.astype(np.float64), 0, top)
+    return np.rint(arr * (255.0 / top)).astype(np.uint8)
+
+
+def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:
+    """Any Pillow mode → (H, W, 3) uint8, alpha composited on `background`."""
+    notes: list[str] = []
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        grey = _high_bit_to_uint8(np.asarray(img))
+        notes.append(f"{img.mode} scaled to 8-bit")
+        return np.repeat(grey[:, :, None], 3, axis=2), notes
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode == "P" and "transparency" in img.info
+    ) or (img.mode in ("L", "RGB") and "transparency" in img.info)
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (*background, 255))
+        img = Image.alpha_composite(base, rgba)
+        notes.append(f"alpha composited on rgb{background}")
+    elif img.mode != "RGB":
+        notes.append(f"{img.mode} converted to RGB")
+    return np.asarray(img.convert("RGB")), notes
+
+
+def load_image(
+    path: str, background: tuple[int, int, int] = (255, 255, 255), max_pixels: int = DEFAULT_MAX_PIXELS
+) -> LoadedImage:
+    """Read a file (or '-' for standard input) as upright 8-bit RGB."""
+    data = _read_bytes(path)
+    img = _open(path, data, max_pixels)
+    frames = getattr(img, "n_frames", 1)
+    fmt, mode = img.format, img.mode
+    notes = [f"animated: first of {frames} frames"] if frames > 1 else []
+    if frames > 1:
+        img.seek(0)
+    orientation = img.getexif().get(0x0112, 1)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception as e:  # a broken EXIF block must not stop the image
+        notes.append(f"EXIF orientation ignored ({e})")
+    if orientation not in (1, None):
+        notes.append(f"EXIF orientation {orientation} applied")
+    pixels, mode_notes = to_rgb(img, background)
+    h, w = pixels.shape[:2]
+    return LoadedImage(path, pixels, (h, w), mode, fmt, frames, notes + mode_notes)
+
+
+def _round_to(value: int, step: int, how: Literal["floor", "ceil", "round"]) -> int:
+    """A positive multiple of `step` near `value`."""
+    q = {"floor": value // step, "ceil": -(-value // step), "round": round(value / step)}[how]
+    return max(1, q) * step
+
+
+def target_size(size: tuple[int, int], requested: tuple[int, int] | None, fit: Fit, patch: int) -> tuple[int, int]:
+    """The final [H, W]: the requested size, or for `native` the image's own size at a multiple of P."""
+    if requested is not None:
+        return requested
+    how = {"crop": "floor", "pad": "ceil", "resize": "round", "strict": "floor"}[fit]
+    return _round_to(size[0], patch, how), _round_to(size[1], patch, how)
+
+
+def _resize(pixels: np.ndarray, hw: tuple[int, int], resample: str) -> np.ndarray:
+    if (pixels.shape[0], pixels.shape[1]) == hw:
+        return pixels
+    img = Image.fromarray(pixels).resize((hw[1], hw[0]), RESAMPLE[resample])
+    return np.asarray(img)
+
+
+def fit_image(
+    loaded: LoadedImage, requested: tuple[int, int] | None, fit: Fit, patch: int,
+    resample: str = "bicubic", background: tuple[int, int, int] = (255, 255, 255),
+) -> tuple[np.ndarray, str]:
+    """Bring the pixels to the final size by the `fit` policy; returns (H, W, 3) and what was done.
+
+    crop:   scale so the image covers the target (short side), then centre-crop;
+    resize: scale each axis to the target (aspect may change);
+    pad:    scale so the image fits inside the target, then centre-pad with `background`;
+    strict: no change at all; the image must already have the final size.
+    """
+    h, w = loaded.size
+    th, tw = target_size((h, w), requested, fit, patch)
+    if th % patch or tw % patch:
+        raise VitcliError("--size", f"{th}x{tw} is not a multiple of the patch size {patch}")
+    if (h, w) == (th, tw):
+        return loaded.pixels, "none (already the final size)"
+    if fit == "strict":
+        raise VitcliError(
+            loaded.path, f"image is {h}x{w}, --fit strict needs exactly {th}x{tw} (a multiple of patch size {patch})"
+        )
+    if fit == "resize":
+        return _resize(loaded.pixels, (th, tw), resample), f"resized {h}x{w} → {th}x{tw}"
+    sh, sw = _scaled_size((h, w), (th, tw), fit, native=requested is None)
+    scaled = _resize(loaded.pixels, (sh, sw), resample)
+    step = f"resized {h}x{w} → {sh}x{sw}, " if (sh, sw) != (h, w) else ""
+    if fit == "crop":
+        top, left = (sh - th) // 2, (sw - tw) // 2
+        return scaled[top : top + th, left : left + tw], f"{step}centre-cropped to {th}x{tw}"
+    out = np.empty((th, tw, 3), np.uint8)
+    out[:] = background
+    top, left = (th - sh) // 2, (tw - sw) // 2
+    out[top : top + sh, left : left + sw] = scaled
+    return out, f"{step}padded to {th}x{tw}"
+
+
+def _scaled_size(hw: tuple[int, int], target: tuple[int, int], fit: Fit, native: bool) -> tuple[int, int]:
+    """Size before cropping / padding: covers the target (crop) or fits inside it (pad).
+
+    With a native size the target differs from the image by less than a patch, so the image is
+    only cropped or padded, never scaled.
+    """
+    if native:
+        return hw
+    scale = (max if fit == "crop" else min)(target[0] / hw[0], target[1] / hw[1])
+    clamp = max if fit == "crop" else min
+    return tuple(max(1, clamp(round(s * scale), t)) for s, t in zip(hw, target))  # type: ignore[return-value]
+
+
+def normalize(pixels: np.ndarray, preset: str) -> np.ndarray:
+    """(H, W, 3) uint8 → (3, H, W): raw uint8 for 'raw', else float32 (x/255 − mean)/std."""
+    chw = np.ascontiguousarray(pixels.transpose(2, 0, 1))  # (3, H, W)
+    if preset == "raw":
+        return chw
+    mean, std = NORMALIZE[preset]
+    x = chw.astype(np.float32) / np.float32(255)
+    return (x - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
+
+
+def denormalize(chw: np.ndarray, preset: str) -> np.ndarray:
+    """Inverse of `normalize`: (3, H, W) → (H, W, 3) uint8."""
+    if preset != "raw":
+        mean, std = NORMALIZE[preset]
+        chw = (chw * np.array(std)[:, None, None] + np.array(mean)[:, None, None]) * 255.0
+        chw = np.clip(np.rint(chw), 0, 255)
+    return np.ascontiguousarray(chw.transpose(1, 2, 0)).astype(np.uint8)

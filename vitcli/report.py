@@ -1,0 +1,100 @@
+"""Tensor statistics, rich tables and the JSON document that every command shares.
+
+One schema for all commands: `command`, `input`, `patch_size`, `grid`, `num_patches`, `tensors`
+(name → shape, dtype, min, max, mean, std), plus what each command adds.
+"""
+
+import json
+import math
+import sys
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+
+def tensor_stats(array: Any) -> dict[str, Any]:
+    """Shape, dtype, min, max, mean and std (population, float64) of a numpy array or torch tensor."""
+    if hasattr(array, "detach"):  # torch tensor
+        dtype = str(array.dtype).removeprefix("torch.")
+        array = array.detach().float().cpu().numpy() if array.dtype.is_floating_point else array.cpu().numpy()
+    else:
+        dtype = str(array.dtype)
+    a = np.asarray(array, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    stats: dict[str, Any] = {"shape": list(array.shape), "dtype": dtype}
+    for key, fn in (("min", np.min), ("max", np.max), ("mean", np.mean), ("std", np.std)):
+        stats[key] = float(fn(finite)) if finite.size else None
+    if finite.size != a.size:
+        stats["nan"] = int(np.isnan(a).sum())
+        stats["inf"] = int(np.isinf(a).sum())
+    return stats
+
+
+def channel_stats(chw: np.ndarray) -> list[dict[str, Any]]:
+    """Per-channel stats of a (C, H, W) image."""
+    return [{"channel": "RGB"[i] if chw.shape[0] == 3 else str(i), **tensor_stats(c)} for i, c in enumerate(chw)]
+
+
+def make_console(to_stderr: bool) -> Console:
+    """A console that respects NO_COLOR and plain (non-terminal) output."""
+    return Console(stderr=to_stderr, highlight=False, soft_wrap=False)
+
+
+def fmt(value: Any) -> str:
+    """Short human form of a number, shape or size."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(str(v) for v in value) + ")"
+    return str(value)
+
+
+def info_table(title: str, rows: list[tuple[str, Any]]) -> Table:
+    """A two-column key/value table."""
+    table = Table(title=title, show_header=False, title_justify="left", title_style="bold")
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column()
+    for key, value in rows:
+        table.add_row(Text(key), Text(value if isinstance(value, str) else fmt(value)))
+    return table
+
+
+def stats_table(title: str, tensors: dict[str, dict[str, Any]], label: str = "tensor") -> Table:
+    """One row per tensor: shape, dtype, min, max, mean, std."""
+    table = Table(title=title, title_justify="left", title_style="bold")
+    table.add_column(label, style="cyan", no_wrap=True)
+    for col in ("shape", "dtype", "min", "max", "mean", "std"):
+        table.add_column(col, justify="right" if col not in ("shape", "dtype") else "left", no_wrap=True)
+    for name, s in tensors.items():
+        nan = f" [red]({s['nan']} NaN)[/]" if s.get("nan") else ""
+        table.add_row(Text(name), fmt(s["shape"]), s["dtype"], *(fmt(s[k]) for k in ("min", "max", "mean", "std")))
+        if nan:
+            table.add_row("", f"{nan}", "", "", "", "", "")
+    return table
+
+
+def emit_json(document: dict[str, Any]) -> None:
+    """Exactly one JSON object on standard output."""
+    sys.stdout.write(json.dumps(document, default=_jsonable) + "\n")
+    sys.stdout.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (np.ndarray,)):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
