@@ -142,13 +142,11 @@ def _unpatchify(path: str, grid_size: str | None, order: str, normalize: str, ou
 def _parse_grid(text: str | None, n: int, path: str) -> tuple[int, int]:
     """'14x14' → (14, 14); None → the square grid holding n patches."""
     from vitcli.errors import VitcliError
+    from vitcli.io.images import parse_hw
 
     if text is None:
         side = round(n**0.5)
         if side * side != n:
             raise VitcliError(path, f"{n} patches do not make a square grid: give --grid-size ROWSxCOLS")
         return side, side
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise VitcliError("--grid-size", f"'{text}' is not ROWSxCOLS with positive numbers")
-    return int(parts[0]), int(parts[1])
+    return parse_hw(text, "--grid-size")

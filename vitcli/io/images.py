@@ -50,18 +50,17 @@ class LoadedImage:
         return self.pixels.shape[0], self.pixels.shape[1]
 
 
+def parse_hw(text: str, option: str) -> tuple[int, int]:
+    """'224' → (224, 224); '224x160' → (224, 160), always [H, W] (or [rows, cols]); positive."""
+    parts = text.strip().lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise VitcliError(option, f"'{text}' is not N or HxW with positive whole numbers (e.g. 224 or 224x160)")
+    return int(parts[0]), int(parts[-1])
+
+
 def parse_size(text: str) -> tuple[int, int] | None:
-    """'224' → (224, 224); '224x160' → (224, 160) as [H, W]; 'native' → None."""
-    text = text.strip().lower()
-    if text == "native":
-        return None
-    parts = text.split("x")
-    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
-        raise VitcliError("--size", f"'{text}' is not a size: use 224, HxW such as 224x160, or native")
-    h, w = int(parts[0]), int(parts[-1])
-    if h <= 0 or w <= 0:
-        raise VitcliError("--size", f"'{text}' must be positive")
-    return h, w
+    """`--size`: '224', '224x160' ([H, W]) or 'native' (None)."""
+    return None if text.strip().lower() == "native" else parse_hw(text, "--size")
 
 
 def _read_bytes(path: str) -> bytes:
