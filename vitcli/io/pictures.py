@@ -42,3 +42,60 @@ def grid_picture(pixels: np.ndarray, patch_size: int, min_cell: int = 40) -> Ima
         draw.rectangle(box, fill=(0, 0, 0, 140))
         draw.text((x, y), text, fill=(255, 255, 255, 255), font=font, anchor="mm")
     return Image.alpha_composite(img, overlay).convert("RGB")
+
+
+# --- figures with matplotlib (imported only when a figure is asked for) ---------------------------
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend: no display needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(path: str, fig) -> None:
+    """Write a matplotlib figure as PNG atomically, then free it."""
+    plt = _pyplot()
+    try:
+        write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=fig.dpi, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+
+
+def tile_mosaic(tiles: np.ndarray, gap: int = 1) -> np.ndarray:
+    """(R, C, h, w) tiles → one (R·(h+gap)−gap, C·(w+gap)−gap) array, NaN in the gaps."""
+    rows, cols, h, w = tiles.shape
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan)
+    for r in range(rows):
+        for c in range(cols):
+            out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tiles[r, c]
+    return out
+
+
+def similarity_figure(similarity: np.ndarray, grid: tuple[int, int], title: str):
+    """ViT paper figure 7 (centre): one tile per grid position, the cosine similarity of its
+    position embedding with every other position's, tiles laid out on the grid, colour bar."""
+    plt = _pyplot()
+    rows, cols = grid
+    tiles = similarity.reshape(rows, cols, rows, cols)  # (r, c, r', c')
+    mosaic = tile_mosaic(tiles, gap=1)
+    scale = 7.0 / max(rows, cols)
+    fig, ax = plt.subplots(figsize=(max(3.0, cols * scale) + 1.2, max(3.0, rows * scale)), dpi=110)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("white")
+    im = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    step = max(1, max(rows, cols) // 14)
+    ax.set_xticks([c * (cols + 1) + (cols - 1) / 2 for c in range(0, cols, step)], [str(c + 1) for c in range(0, cols, step)])
+    ax.set_yticks([r * (rows + 1) + (rows - 1) / 2 for r in range(0, rows, step)], [str(r + 1) for r in range(0, rows, step)])
+    ax.set_xlabel("Input patch column")
+    ax.set_ylabel("Input patch row")
+    ax.set_title(title)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Cosine similarity")
+    return fig
