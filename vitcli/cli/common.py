@@ -145,7 +145,7 @@ def prepare_image(opts: ImageOptions) -> PreparedImage:
     background = parse_colour(opts.background)
     loaded = images.load_image(opts.image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS)
     h, w = loaded.size
-    if requested is None and (h < opts.patch_size or w < opts.patch_size) and opts.fit != "pad":
+    if h < opts.patch_size or w < opts.patch_size:
         raise VitcliError(opts.image, f"image is {h}x{w}, smaller than one {opts.patch_size}x{opts.patch_size} patch")
     pixels, done = images.fit_image(loaded, requested, opts.fit, opts.patch_size, opts.resample, background)  # type: ignore[arg-type]
     return PreparedImage(loaded, pixels, opts.fit, done)

@@ -208,16 +208,35 @@ def fit_image(
     if fit == "resize":
         return _resize(loaded.pixels, (th, tw), resample), f"resized {h}x{w} → {th}x{tw}"
     sh, sw = _scaled_size((h, w), (th, tw), fit, native=requested is None)
-    scaled = _resize(loaded.pixels, (sh, sw), resample)
     step = f"resized {h}x{w} → {sh}x{sw}, " if (sh, sw) != (h, w) else ""
     if fit == "crop":
         top, left = (sh - th) // 2, (sw - tw) // 2
-        return scaled[top : top + th, left : left + tw], f"{step}centre-cropped to {th}x{tw}"
+        return _crop_resized(loaded.pixels, (sh, sw), (top, left, th, tw), resample), f"{step}centre-cropped to {th}x{tw}"
+    scaled = _resize(loaded.pixels, (sh, sw), resample)
     out = np.empty((th, tw, 3), np.uint8)
     out[:] = background
     top, left = (th - sh) // 2, (tw - sw) // 2
     out[top : top + sh, left : left + sw] = scaled
     return out, f"{step}padded to {th}x{tw}"
+
+
+BOX_RESIZE_ABOVE = 64_000_000  # pixels of the resized image before a crop
+
+
+def _crop_resized(pixels: np.ndarray, scaled: tuple[int, int], box: tuple[int, int, int, int], resample: str) -> np.ndarray:
+    """The (top, left, height, width) window of the image resized to `scaled`.
+
+    Resize-then-crop, byte for byte what timm, torchvision and CLIP do with Pillow. When the resized
+    image would be huge (a long thin strip), only the source box is resampled instead: the same
+    filter centres and support, equal up to ±1 rounding, at no memory cost.
+    """
+    h, w = pixels.shape[:2]
+    top, left, th, tw = box
+    if scaled[0] * scaled[1] <= BOX_RESIZE_ABOVE:
+        return _resize(pixels, scaled, resample)[top : top + th, left : left + tw]
+    sy, sx = h / scaled[0], w / scaled[1]
+    source_box = (left * sx, top * sy, (left + tw) * sx, (top + th) * sy)
+    return np.asarray(Image.fromarray(pixels).resize((tw, th), RESAMPLE[resample], box=source_box))
 
 
 def _scaled_size(hw: tuple[int, int], target: tuple[int, int], fit: Fit, native: bool) -> tuple[int, int]:
