@@ -98,3 +98,46 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+# Eight stops of matplotlib's viridis, so the terminal heatmap needs no matplotlib import.
+_VIRIDIS = [(68, 1, 84), (70, 50, 127), (54, 92, 141), (39, 127, 142), (31, 161, 135), (74, 194, 109), (159, 218, 58), (253, 231, 37)]
+
+
+def _viridis(t: float) -> tuple[int, int, int]:
+    """Colour of t in [0, 1], linearly between viridis stops."""
+    t = min(max(t, 0.0), 1.0) * (len(_VIRIDIS) - 1)
+    i = min(int(t), len(_VIRIDIS) - 2)
+    f = t - i
+    a, b = _VIRIDIS[i], _VIRIDIS[i + 1]
+    return tuple(round(x + (y - x) * f) for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+_RAMP = " .:-=+*#%@"
+
+
+def heatmap_text(values: np.ndarray, max_cols: int = 40, colour: bool = True) -> Text:
+    """A (rows, cols) map scaled to min..max, for the terminal: coloured half-blocks (two grid rows
+    per line), or without colour (NO_COLOR, plain output) a character ramp; wide grids are
+    averaged down to `max_cols` columns."""
+    v = np.asarray(values, dtype=np.float64)
+    step = max(1, -(-v.shape[1] // max_cols))
+    if step > 1:
+        rows, cols = v.shape[0] // step * step, v.shape[1] // step * step
+        v = v[:rows, :cols].reshape(rows // step, step, cols // step, step).mean(axis=(1, 3))
+    lo, hi = float(v.min()), float(v.max())
+    t = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+    text = Text()
+    if not colour:
+        for row in t:
+            text.append("".join(_RAMP[min(int(x * len(_RAMP)), len(_RAMP) - 1)] * 2 for x in row) + "\n")
+        text.append(f"min {fmt(lo)}  max {fmt(hi)}  (' ' low … '@' high)", style="dim")
+        return text
+    for r in range(0, t.shape[0], 2):
+        for c in range(t.shape[1]):
+            top = "rgb({},{},{})".format(*_viridis(t[r, c]))
+            bottom = "rgb({},{},{})".format(*_viridis(t[r + 1, c])) if r + 1 < t.shape[0] else "default"
+            text.append("▀", style=f"{top} on {bottom}")
+        text.append("\n")
+    text.append(f"min {fmt(lo)}  max {fmt(hi)}", style="dim")
+    return text
