@@ -3,9 +3,13 @@
 Only typer and the standard library at import time: `vitcli --help` must stay fast.
 """
 
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, get_type_hints
 
 import typer
 
@@ -49,7 +53,6 @@ ImageArg = Annotated[str, typer.Argument(help="Image file, or - to read the imag
 SizeOpt = Annotated[str, typer.Option("--size", help="Final size: 224, HxW such as 224x160, or native.", rich_help_panel=IMAGE_PANEL)]
 FitOpt = Annotated[FitChoice, typer.Option("--fit", help="How the image reaches the size: crop (cover, centre-crop), resize (stretch), pad (fit, pad), strict (no change; must already fit).", rich_help_panel=IMAGE_PANEL)]
 ResampleOpt = Annotated[ResampleChoice, typer.Option("--resample", help="Resampling filter when resizing.", rich_help_panel=IMAGE_PANEL)]
-PatchOpt = Annotated[int, typer.Option("-p", "--patch-size", help="Patch size P in pixels.", rich_help_panel=IMAGE_PANEL)]
 BackgroundOpt = Annotated[str, typer.Option("--background", help="Colour under transparent pixels and padding: R,G,B or #rrggbb.", rich_help_panel=IMAGE_PANEL)]
 MaxPixelsOpt = Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image (pixels) to decode; guards against decompression bombs. [default: Pillow's 89,478,485]", rich_help_panel=IMAGE_PANEL, show_default=False)]
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the array as .npy to FILE, or - for standard output.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
@@ -61,13 +64,12 @@ QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but
 class ImageOptions:
     """The image options every image command takes, gathered in one place."""
 
-    image: str
-    size: str = "224"
-    fit: str = "crop"
-    resample: str = "bicubic"
-    patch_size: int = 16
-    background: str = "255,255,255"
-    max_pixels: int | None = None
+    size: SizeOpt = "224"
+    fit: FitOpt = FitChoice.crop
+    resample: ResampleOpt = ResampleChoice.bicubic
+    patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", help="Patch size P in pixels. [default: 16, or the model's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
+    background: BackgroundOpt = "255,255,255"
+    max_pixels: MaxPixelsOpt = None
 
 
 @dataclass
@@ -133,22 +135,23 @@ def check_patch_size(patch_size: int) -> None:
         raise VitcliError("--patch-size", f"must be a positive number of pixels, got {patch_size}")
 
 
-def prepare_image(opts: ImageOptions) -> PreparedImage:
+def prepare_image(image: str, opts: ImageOptions, patch_size: int) -> PreparedImage:
     """Load, orient, convert and fit one image: the same pixels for every command."""
     from vitcli.errors import VitcliError
     from vitcli.io import images
 
-    check_patch_size(opts.patch_size)
+    check_patch_size(patch_size)
     requested = images.parse_size(opts.size)
-    if requested and (requested[0] % opts.patch_size or requested[1] % opts.patch_size):
-        raise VitcliError("--size", f"{opts.size} is not a multiple of the patch size {opts.patch_size}")
+    if requested and (requested[0] % patch_size or requested[1] % patch_size):
+        raise VitcliError("--size", f"{opts.size} is not a multiple of the patch size {patch_size}")
     background = parse_colour(opts.background)
-    loaded = images.load_image(opts.image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS)
+    loaded = images.load_image(image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS)
     h, w = loaded.size
-    if h < opts.patch_size or w < opts.patch_size:
-        raise VitcliError(opts.image, f"image is {h}x{w}, smaller than one {opts.patch_size}x{opts.patch_size} patch")
-    pixels, done = images.fit_image(loaded, requested, opts.fit, opts.patch_size, opts.resample, background)  # type: ignore[arg-type]
-    return PreparedImage(loaded, pixels, opts.fit, done)
+    if h < patch_size or w < patch_size:
+        raise VitcliError(image, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
+    fit, resample = FitChoice(opts.fit).value, ResampleChoice(opts.resample).value
+    pixels, done = images.fit_image(loaded, requested, fit, patch_size, resample, background)  # type: ignore[arg-type]
+    return PreparedImage(loaded, pixels, fit, done)
 
 
 class Output:
@@ -183,3 +186,34 @@ class Output:
             from vitcli.report import make_console
 
             make_console(to_stderr=True).print(text)
+
+
+def with_options(**groups: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Let a command take a group of options as one dataclass argument.
+
+    Each dataclass field (an `Annotated[..., typer.Option(...)]` with a default) becomes a
+    command-line option; the command receives the filled dataclass under the argument's name.
+    This keeps each shared option in one place instead of repeated in every command.
+    """
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.name not in groups]
+        added = []
+        for cls in groups.values():
+            hints = get_type_hints(cls, include_extras=True)
+            added += [
+                inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+                for f in dataclasses.fields(cls)
+            ]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            for arg, cls in groups.items():
+                kwargs[arg] = cls(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls)})
+            return command(**kwargs)
+
+        run.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+        return run
+
+    return decorate

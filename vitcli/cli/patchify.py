@@ -5,8 +5,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from vitcli.cli.common import (
-    OUTPUT_PANEL, BackgroundOpt, FitChoice, FitOpt, ImageOptions, JsonOpt, MaxPixelsOpt, NormalizeChoice,
-    OrderChoice, Output, OutputOpt, PatchOpt, QuietOpt, ResampleChoice, ResampleOpt, SizeOpt,
+    OUTPUT_PANEL, ImageOptions, JsonOpt, NormalizeChoice, OrderChoice, Output, OutputOpt, QuietOpt, with_options,
 )
 
 HELP = """Split an image into N = (H/P)·(W/P) patches of P·P·C values, in row-major order.
@@ -26,33 +25,29 @@ EPILOG = (
 )
 
 
+@with_options(image_opts=ImageOptions)
 def patchify_command(
     image: Annotated[Optional[str], typer.Argument(help="Image file, or - for standard input.", show_default=False)] = None,
-    patch_size: PatchOpt = 16,
     order: Annotated[OrderChoice, typer.Option("--order", help="Value order inside a patch (see above).")] = OrderChoice.chw,
     normalize: Annotated[NormalizeChoice, typer.Option("--normalize", help="raw: uint8 bytes; none: float32 x/255; imagenet|inception|clip: float32 (x/255 − mean)/std.")] = NormalizeChoice.raw,
-    size: SizeOpt = "224",
-    fit: FitOpt = FitChoice.crop,
-    resample: ResampleOpt = ResampleChoice.bicubic,
-    background: BackgroundOpt = "255,255,255",
-    max_pixels: MaxPixelsOpt = None,
     output: OutputOpt = None,
     grid_png: Annotated[Optional[str], typer.Option("--grid-png", help="Write the image as fed in, with the patch grid and each patch's index.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
     unpatchify: Annotated[Optional[str], typer.Option("--unpatchify", help="Inverse: rebuild an image from this (N, P·P·C) .npy; -o FILE.png or FILE.npy.", show_default=False)] = None,
     grid_size: Annotated[Optional[str], typer.Option("--grid-size", help="Grid ROWSxCOLS for --unpatchify (default: square).", show_default=False)] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    *,
+    image_opts: ImageOptions,
 ) -> None:
     out = Output(output, as_json, quiet)
     if unpatchify is not None:
         return _unpatchify(unpatchify, grid_size, order.value, normalize.value, out)
     if image is None:
         raise typer.BadParameter("give an IMAGE to patchify, or --unpatchify FILE.npy", param_hint="IMAGE")
-    opts = ImageOptions(image, size, fit.value, resample.value, patch_size, background, max_pixels)
-    _patchify(opts, order.value, normalize.value, grid_png, out)
+    _patchify(image, image_opts, order.value, normalize.value, grid_png, out)
 
 
-def _patchify(opts: ImageOptions, order: str, normalize: str, grid_png: str | None, out: Output) -> None:
+def _patchify(image: str, opts: ImageOptions, order: str, normalize: str, grid_png: str | None, out: Output) -> None:
     from vitcli.cli.common import prepare_image
     from vitcli.core.patches import grid_shape, patchify
     from vitcli.io.arrays import save_npy
@@ -60,18 +55,19 @@ def _patchify(opts: ImageOptions, order: str, normalize: str, grid_png: str | No
     from vitcli.io.pictures import grid_picture, save_png
     from vitcli.report import channel_stats, tensor_stats
 
-    prepared = prepare_image(opts)
+    patch_size = 16 if opts.patch_size is None else opts.patch_size
+    prepared = prepare_image(image, opts, patch_size)
     chw = normalise_pixels(prepared.pixels, normalize)  # (3, H, W)
-    grid = grid_shape(chw.shape[1], chw.shape[2], opts.patch_size)
-    patches = patchify(chw, opts.patch_size, order)  # (N, P·P·C)
+    grid = grid_shape(chw.shape[1], chw.shape[2], patch_size)
+    patches = patchify(chw, patch_size, order)  # (N, P·P·C)
     if out.output:
         save_npy(out.output, patches)
     if grid_png:
-        save_png(grid_png, grid_picture(prepared.pixels, opts.patch_size))
+        save_png(grid_png, grid_picture(prepared.pixels, patch_size))
     doc = {
         "command": "patchify",
         "input": prepared.input_document(),
-        "patch_size": opts.patch_size,
+        "patch_size": patch_size,
         "grid": list(grid),
         "num_patches": patches.shape[0],
         "patch_length": patches.shape[1],
