@@ -39,8 +39,12 @@ def channel_stats(chw: np.ndarray) -> list[dict[str, Any]]:
 
 
 def make_console(to_stderr: bool) -> Console:
-    """A console that respects NO_COLOR and plain (non-terminal) output."""
-    return Console(stderr=to_stderr, highlight=False, soft_wrap=False)
+    """A console that respects NO_COLOR and plain (non-terminal) output; when not a terminal
+    it is at least 120 columns wide, so tables written to files and pipes are not squeezed."""
+    console = Console(stderr=to_stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal and console.width < 120:
+        console.width = 120
+    return console
 
 
 def fmt(value: Any) -> str:

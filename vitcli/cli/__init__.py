@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from vitcli import __version__
-from vitcli.cli.patchify import EPILOG as PATCHIFY_EPILOG, HELP as PATCHIFY_HELP, patchify_command
+from vitcli.cli import embed, patchify, posenc
 
 app = typer.Typer(
     name="vitcli",
@@ -24,7 +24,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command("patchify", help=PATCHIFY_HELP, epilog=PATCHIFY_EPILOG)(patchify_command)
+app.command("patchify", help=patchify.HELP, epilog=patchify.EPILOG)(patchify.patchify_command)
+app.command("embed", help=embed.HELP, epilog=embed.EPILOG)(embed.embed_command)
+app.command("posenc", help=posenc.HELP, epilog=posenc.EPILOG)(posenc.posenc_command)
 
 
 def _version(value: bool) -> None:

@@ -50,7 +50,7 @@ IMAGE_PANEL = "Image"
 OUTPUT_PANEL = "Output"
 
 ImageArg = Annotated[str, typer.Argument(help="Image file, or - to read the image from standard input.", show_default=False)]
-SizeOpt = Annotated[str, typer.Option("--size", help="Final size: 224, HxW such as 224x160, or native.", rich_help_panel=IMAGE_PANEL)]
+SizeOpt = Annotated[Optional[str], typer.Option("--size", help="Final size: 224, HxW such as 224x160, or native. [default: 224, or the model's native size]", rich_help_panel=IMAGE_PANEL, show_default=False)]
 FitOpt = Annotated[FitChoice, typer.Option("--fit", help="How the image reaches the size: crop (cover, centre-crop), resize (stretch), pad (fit, pad), strict (no change; must already fit).", rich_help_panel=IMAGE_PANEL)]
 ResampleOpt = Annotated[ResampleChoice, typer.Option("--resample", help="Resampling filter when resizing.", rich_help_panel=IMAGE_PANEL)]
 BackgroundOpt = Annotated[str, typer.Option("--background", help="Colour under transparent pixels and padding: R,G,B or #rrggbb.", rich_help_panel=IMAGE_PANEL)]
@@ -64,7 +64,7 @@ QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but
 class ImageOptions:
     """The image options every image command takes, gathered in one place."""
 
-    size: SizeOpt = "224"
+    size: SizeOpt = None
     fit: FitOpt = FitChoice.crop
     resample: ResampleOpt = ResampleChoice.bicubic
     patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", help="Patch size P in pixels. [default: 16, or the model's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
@@ -141,7 +141,7 @@ def prepare_image(image: str, opts: ImageOptions, patch_size: int) -> PreparedIm
     from vitcli.io import images
 
     check_patch_size(patch_size)
-    requested = images.parse_size(opts.size)
+    requested = images.parse_size(opts.size or "224")
     if requested and (requested[0] % patch_size or requested[1] % patch_size):
         raise VitcliError("--size", f"{opts.size} is not a multiple of the patch size {patch_size}")
     background = parse_colour(opts.background)

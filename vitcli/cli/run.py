@@ -1,0 +1,82 @@
+"""One forward pass of a ViT on one image, shared by `embed` and `attend`.
+
+Loads and fits the image, builds the model (preset or checkpoint), runs it under inference mode
+and keeps the named intermediates for the command to report.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from vitcli.cli.common import ImageOptions, PreparedImage, prepare_image
+from vitcli.cli.model import ModelOptions, ModelSetup, build, model_document, resolve_config
+from vitcli.core.encoder import ViTOutput
+
+
+@dataclass
+class ModelRun:
+    """The image, the model and what its forward pass produced."""
+
+    prepared: PreparedImage
+    setup: ModelSetup
+    model: Any
+    result: ViTOutput
+    normalize: str
+    params: int
+    warnings: list[str] = field(default_factory=list)
+
+    def first(self, name: str) -> np.ndarray | None:
+        """The named intermediate of the (only) image as float32 numpy, batch axis dropped."""
+        value = getattr(self.result, name)
+        return None if value is None else value[0].detach().float().cpu().numpy()
+
+    def document(self, command: str) -> dict[str, Any]:
+        """The JSON keys every model command shares."""
+        grid = self.result.grid
+        return {
+            "command": command,
+            "input": self.prepared.input_document(),
+            "patch_size": self.setup.config.patch_size,
+            "grid": list(grid),
+            "num_patches": grid[0] * grid[1],
+            "num_tokens": grid[0] * grid[1] + self.result.num_prefix,
+            "normalize": self.normalize,
+            "model": model_document(self.setup, grid, self.params),
+        }
+
+
+def default_normalize(setup: ModelSetup) -> str:
+    """The normalisation the weights expect: the checkpoint family's, else ImageNet's."""
+    preprocess = getattr(setup.checkpoint, "preprocess", None)
+    return getattr(preprocess, "normalize", None) or "imagenet"
+
+
+def image_tensor(pixels: np.ndarray, normalize: str) -> torch.Tensor:
+    """(H, W, 3) uint8 → (1, 3, H, W) float32, normalised."""
+    from vitcli.errors import VitcliError
+    from vitcli.io.images import NORMALIZE, normalize as normalise_pixels
+
+    if normalize not in NORMALIZE:
+        raise VitcliError("--normalize", f"'{normalize}' is not one of {', '.join(NORMALIZE)}")
+    return torch.from_numpy(normalise_pixels(pixels, normalize))[None]  # (1, 3, H, W)
+
+
+def run_model(image: str, image_opts: ImageOptions, model_opts: ModelOptions, posenc: str | None,
+              normalize: str | None, **forward: Any) -> ModelRun:
+    """Fit the image to the model's patch size, build the model and run one forward pass."""
+    from vitcli.core.presets import count_params
+
+    setup = resolve_config(model_opts, image_opts.patch_size, posenc)
+    patch = setup.config.patch_size
+    if image_opts.size is None:
+        h, w = setup.config.image_size
+        image_opts = ImageOptions(**{**image_opts.__dict__, "size": f"{h}x{w}"})
+    prepared = prepare_image(image, image_opts, patch)
+    model, warning = build(setup, model_opts)
+    norm = normalize or default_normalize(setup)
+    x = image_tensor(prepared.pixels, norm).to(next(model.parameters()).device, next(model.parameters()).dtype)
+    with torch.inference_mode():
+        result = model(x, **forward)
+    return ModelRun(prepared, setup, model, result, norm, count_params(model), [warning] if warning else [])
