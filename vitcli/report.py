@@ -58,7 +58,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
     if isinstance(value, (list, tuple)):
-        return "(" + ", ".join(str(v) for v in value) + ")"
+        return "(" + ", ".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     return str(value)
 
 
