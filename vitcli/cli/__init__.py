@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from vitcli import __version__
-from vitcli.cli import embed, patchify, posenc
+from vitcli.cli import embed, info, patchify, posenc
 
 app = typer.Typer(
     name="vitcli",
@@ -27,6 +27,7 @@ app = typer.Typer(
 app.command("patchify", help=patchify.HELP, epilog=patchify.EPILOG)(patchify.patchify_command)
 app.command("embed", help=embed.HELP, epilog=embed.EPILOG)(embed.embed_command)
 app.command("posenc", help=posenc.HELP, epilog=posenc.EPILOG)(posenc.posenc_command)
+app.command("info", help=info.HELP, epilog=info.EPILOG)(info.info_command)
 
 
 def _version(value: bool) -> None:
