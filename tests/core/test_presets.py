@@ -1,0 +1,131 @@
+"""Presets: parameter counts equal timm's and torchvision's, MACs equal torch's flop counter, clear errors."""
+
+import pytest
+import timm
+import torch
+import torchvision
+from timm.models.vision_transformer import VisionTransformer as TimmViT
+from torch.utils.flop_counter import FlopCounterMode
+
+from vitcli.core.config import ViTConfig
+from vitcli.core.encoder import VisionTransformer
+from vitcli.core.presets import (DEFAULT_PRESET, PRESETS, build_model, config_params, count_macs, count_params,
+                                 get_preset, override, validate)
+
+# Published counts with a 1000-class head (timm model cards, torchvision docs).
+PUBLISHED = {"vit-ti16": 5_717_416, "vit-s16": 22_050_664, "vit-b16": 86_567_656, "vit-b32": 88_224_232,
+             "vit-l16": 304_326_632}
+TIMM = {"vit-ti16": "vit_tiny_patch16_224", "vit-s16": "vit_small_patch16_224", "vit-b16": "vit_base_patch16_224",
+        "vit-b32": "vit_base_patch32_224", "vit-l16": "vit_large_patch16_224", "vit-h14": "vit_huge_patch14_224"}
+TORCHVISION = {"vit-b16": "vit_b_16", "vit-b32": "vit_b_32", "vit-l16": "vit_l_16", "vit-h14": "vit_h_14"}
+
+
+def _on_meta(make) -> int:
+    """Parameters of a peer model built on the meta device (no memory, no init cost)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in make().parameters())
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_published_counts(name: str) -> None:
+    assert config_params(get_preset(name)) == PUBLISHED[name]
+
+
+@pytest.mark.parametrize("name", TIMM)
+def test_counts_equal_timm(name: str) -> None:
+    assert config_params(get_preset(name)) == _on_meta(lambda: timm.create_model(TIMM[name], pretrained=False, num_classes=1000))
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_counts_equal_torchvision(name: str) -> None:
+    assert config_params(get_preset(name)) == _on_meta(getattr(torchvision.models, TORCHVISION[name]))
+
+
+@pytest.mark.parametrize("name", ["vit-s14", "vit-b14", "vit-l14"])
+def test_patch14_counts_equal_timm_at_224(name: str) -> None:
+    c = get_preset(name)
+    assert c.patch_size == 14 and c.image_size == (224, 224) and c.grid == (16, 16)
+    peer = lambda: TimmViT(img_size=224, patch_size=14, embed_dim=c.dim, depth=c.depth, num_heads=c.heads)  # noqa: E731
+    assert config_params(c) == _on_meta(peer)
+
+
+def test_count_params_on_a_real_model_skips_fixed_tables() -> None:
+    config = get_preset("vit-ti16")
+    assert count_params(build_model(config)) == 5_717_416
+    assert count_params(build_model(config.with_changes(posenc="sincos2d"))) == 5_717_416 - 197 * 192
+
+
+def _flop_counter_macs(config: ViTConfig, grid: tuple[int, int], **forward: object) -> int:
+    """Half of the FLOPs torch's FlopCounterMode counts for one image, run on the meta device."""
+    with torch.device("meta"):
+        model = VisionTransformer(config)
+        images = torch.empty(1, config.in_chans, grid[0] * config.patch_size, grid[1] * config.patch_size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(images, **forward)
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("name, grid", [("vit-b16", (14, 14)), ("vit-ti16", (10, 17)), ("vit-b32", (5, 9))])
+def test_macs_equal_torch_flop_counter(name: str, grid: tuple[int, int]) -> None:
+    config = get_preset(name)
+    assert count_macs(config, grid) == _flop_counter_macs(config, grid)
+    assert count_macs(config, grid) == _flop_counter_macs(config, grid, attn_layers=[0, -1])  # explicit path too
+
+
+def test_vit_b16_is_17_6_gmacs() -> None:
+    assert round(count_macs(get_preset("vit-b16")) / 1e9, 1) == 17.6  # fvcore/timm report 17.6
+    distilled = get_preset("vit-ti16").with_changes(distilled=True, pos_prefix_rows=2)
+    assert count_macs(distilled) == _flop_counter_macs(distilled, (14, 14))
+
+
+def test_presets_and_default() -> None:
+    assert DEFAULT_PRESET == "vit-b16" and get_preset("ViT-B16") == ViTConfig()
+    assert {"vit-ti16", "vit-s16", "vit-b16", "vit-b32", "vit-l16", "vit-h14", "vit-s14", "vit-b14",
+            "vit-l14"} <= set(PRESETS)
+    for name, config in PRESETS.items():
+        assert config.name == name and validate(config) is config
+    with pytest.raises(ValueError, match="unknown model 'vit-x9'.*vit-b16"):
+        get_preset("vit-x9")
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(dim=100, heads=12), "not divisible by 12 heads"),
+    (dict(dim=766, heads=2, posenc="sincos2d"), "divisible by 4"),
+    (dict(dim=33, heads=3, posenc="sincos1d"), "even dim"),
+    (dict(image_size=(224, 8)), "grid of 14x0"),
+    (dict(patch_size=0), "patch size must be positive"),
+    (dict(depth=0), "depth must be positive"),
+    (dict(heads=-2), "heads must be positive"),
+    (dict(image_size=(0, 224)), "image size must be positive"),
+    (dict(class_token=False), "position rows"),
+    (dict(class_token=False, pos_prefix_rows=0), "class-token pooling"),
+    (dict(posenc="rope"), "unknown posenc"),
+    (dict(num_registers=-1), "registers"),
+])
+def test_validate_refuses_impossible_configs(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate(ViTConfig().with_changes(**changes))
+    with pytest.raises(ValueError, match=message):
+        VisionTransformer(ViTConfig().with_changes(**changes))
+
+
+def test_override() -> None:
+    base = get_preset("vit-b16")
+    small = override(base, dim=384, heads=6, depth=2, patch_size=8)
+    assert (small.dim, small.heads, small.depth, small.patch_size, small.mlp_dim) == (384, 6, 2, 8, 1536)
+    assert override(base, mlp_ratio=2).mlp_dim == 1536
+    no_cls = override(base, class_token=False)
+    assert (no_cls.num_prefix_tokens, no_cls.pos_prefix_rows, no_cls.pooling) == (0, 0, "mean")
+    with pytest.raises(ValueError, match="not divisible by 12 heads"):
+        override(base, dim=500)
+    with pytest.raises(ValueError, match="MLP ratio"):
+        override(base, mlp_ratio=0)
+
+
+@torch.no_grad()
+def test_build_model_dtype_and_no_class_token_forward() -> None:
+    config = override(get_preset("vit-ti16"), depth=1, class_token=False, image_size=(32, 48))
+    model = build_model(config, dtype=torch.float64)
+    assert not model.training and model.cls_token is None
+    out = model(torch.zeros(1, 3, 32, 64, dtype=torch.float64))
+    assert out.z0.shape == (1, 8, 192) and out.pooled.dtype == torch.float64 and out.pos_table.shape == (1, 8, 192)
