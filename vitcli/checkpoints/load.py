@@ -1,0 +1,151 @@
+"""Loading real ViT checkpoints into vitcli's core: the public API of the checkpoints layer.
+
+    loaded = load_checkpoint("vit_tiny.safetensors")          # or .pth/.pt/.bin, a folder,
+    loaded.family, loaded.config, loaded.preprocess           # hf-hub:ORG/NAME, timm:NAME
+    model = build_model_from_checkpoint(loaded)               # core VisionTransformer, eval mode
+
+`load_checkpoint` reads the file safely (see `read.py`), recognises the family from key names,
+maps its keys onto the core's (see `families.py`), infers the architecture from tensor shapes and
+checks the result against the core model built from it: keys left over, keys missing and shapes
+that do not fit are reported together in one VitcliError. With `strict=False`, keys left over
+are listed in `ignored_keys` instead; missing keys and wrong shapes are always errors, since no
+faithful model can be built without them. Keys a vision model never uses (CLIP's text tower,
+transformers' tanh pooler, DINOv2's mask token, DINO's projection head) are listed in
+`ignored_keys` in both modes.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vitcli.checkpoints.families import Context, detect, infer_config, map_keys
+from vitcli.checkpoints.hub import is_hub_spec, resolve
+from vitcli.checkpoints.preprocess import Preprocess
+from vitcli.checkpoints.read import read_checkpoint, read_configs, strip_wrappers
+from vitcli.core.config import Activation, Pooling, ViTConfig
+from vitcli.core.encoder import VisionTransformer
+from vitcli.errors import VitcliError
+
+MAX_LISTED = 12  # keys listed per kind in an error message
+
+
+@dataclass
+class Loaded:
+    """A checkpoint in vitcli's terms: architecture, weights in core key names, preprocessing."""
+
+    spec: str  # what the user passed
+    path: str  # the file read
+    format: str  # safetensors, torch (weights_only) or torchscript
+    family: str  # timm-vit, deit, dino, dinov2(-reg), timm-dinov2(-reg), timm-clip, hf-vit, hf-deit,
+    #              hf-clip, hf-dinov2(-reg), torchvision, openai-clip, open_clip
+    config: ViTConfig
+    state_dict: dict[str, Tensor]  # core key → tensor (dtype as stored)
+    preprocess: Preprocess
+    ignored_keys: list[str] = field(default_factory=list)  # source keys not used
+    notes: list[str] = field(default_factory=list)  # how things were found and which rules applied
+    origin: dict[str, str] = field(default_factory=dict)  # core key → source key(s)
+
+    @property
+    def num_params(self) -> int:
+        return sum(t.numel() for t in self.state_dict.values())
+
+
+def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.device = "cpu", *,
+                    family: str | None = None, image_size: int | tuple[int, int] | None = None,
+                    heads: int | None = None, activation: Activation | None = None, eps: float | None = None,
+                    pooling: Pooling | None = None) -> Loaded:
+    """Read, recognise, map and check a checkpoint; VitcliError(spec, problem) on anything wrong.
+
+    The keyword overrides are for what weights cannot show: `family` (skip detection), the native
+    `image_size` (needed for a non-square grid without a config file), `heads`, `activation`,
+    `eps` and `pooling`. A config.json / open_clip_config.json / preprocessor_config.json next to
+    the weights (a Hugging Face snapshot or save_pretrained folder) is read for these too.
+    """
+    spec = str(spec)
+    if is_hub_spec(spec):
+        resolved = resolve(spec)
+        raw = read_checkpoint(resolved.path)
+        raw.configs = read_configs(resolved.path.parent)
+        name = spec
+    else:
+        raw = read_checkpoint(spec)
+        name = spec
+    tensors, wrapper_notes = strip_wrappers(raw.tensors)
+    notes = [f"format {raw.format}", *raw.notes, *wrapper_notes]
+    try:
+        fam, root = detect(tensors, family)
+    except VitcliError as e:
+        raise VitcliError(spec, e.problem) from None
+    mapped = map_keys(tensors, fam, root)
+    if root:
+        notes.append(f"vision weights under '{root}'")
+    ctx = Context(name, raw.format, raw.nested_under, raw.configs, tuple(tensors))
+    overrides = {"image_size": image_size, "heads": heads, "activation": activation, "eps": eps, "pooling": pooling}
+    try:
+        config, label, preprocess, rules = infer_config(mapped, ctx, overrides)
+        from vitcli.core.validate import validate
+
+        validate(config)
+    except VitcliError as e:
+        raise VitcliError(spec, e.problem if e.source in (name, "heads") else str(e)) from None
+    except ValueError as e:
+        raise VitcliError(spec, f"inferred an impossible architecture: {e}") from None
+    notes += rules
+    ignored = list(mapped.ignored)
+    problems = _check(config, mapped)
+    if mapped.leftover:
+        if strict:
+            problems.insert(0, _listing("left over (no place in a ViT of this family)", mapped.leftover)
+                            + "; use --no-strict to ignore them")
+        else:
+            ignored += mapped.leftover
+    if problems:
+        raise VitcliError(spec, f"{label} checkpoint does not fit: " + "; ".join(problems))
+    state = {k: v.to(device) for k, v in mapped.tensors.items()}
+    return Loaded(spec, raw.path, raw.format, label, config, state, preprocess, sorted(ignored), notes, mapped.origin)
+
+
+def _check(config: ViTConfig, mapped) -> list[str]:
+    """Missing keys and shape clashes between the mapped tensors and the core model of `config`."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in VisionTransformer(config).state_dict().items()}
+    problems = list(mapped.problems)
+    missing = [mapped.expected.get(k, k) for k in expected if k not in mapped.tensors]
+    if missing:
+        problems.append(_listing("missing", missing))
+    extra = [mapped.origin[k] for k in mapped.tensors if k not in expected]
+    if extra:
+        problems.append(_listing("not usable with the rest (e.g. a second head without a distillation token)", extra))
+    shapes = [f"{mapped.origin[k]} is {tuple(v.shape)}, needs {expected[k]}"
+              for k, v in mapped.tensors.items() if k in expected and tuple(v.shape) != expected[k]]
+    if shapes:
+        problems.append(_listing("wrong shape", shapes))
+    return problems
+
+
+def _listing(what: str, items: list[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    more = f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return f"{len(items)} {what}: {shown}{more}"
+
+
+def build_model_from_checkpoint(checkpoint: "Loaded | str | Path", *, strict: bool = True,
+                                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                                **overrides: Any) -> VisionTransformer:
+    """The core VisionTransformer of a checkpoint (a `Loaded` or a spec), weights in place, eval mode.
+
+    Tensors already in `dtype` on `device` are used as they are (no copy of a large checkpoint).
+    """
+    loaded = checkpoint if isinstance(checkpoint, Loaded) else load_checkpoint(checkpoint, strict, device, **overrides)
+    with torch.device("meta"):
+        model = VisionTransformer(loaded.config)
+    state = {k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
+             for k, v in loaded.state_dict.items()}
+    model.load_state_dict(state, strict=True, assign=True)  # shares float32 tensors with `loaded` (no copy)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+__all__ = ["Loaded", "build_model_from_checkpoint", "load_checkpoint"]

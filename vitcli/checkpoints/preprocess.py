@@ -1,0 +1,136 @@
+"""What each family's own library does to an image before its model sees it, as one small dataclass.
+
+The families differ in four ways, and `Preprocess` records each so the CLI and `info` can print
+it and the user can override it:
+  resize     `shortest`: scale so the image covers `resize_to`, keeping its aspect (torchvision's
+             Resize(int) for a square target, timm's ResizeKeepRatio for a non-square one);
+             `exact`: stretch to `resize_to` (Hugging Face ViTImageProcessor);
+  crop       centre-crop to `size` after resizing (timm: resize to size / crop_pct first);
+  filter     bicubic or bilinear (Pillow's, with its antialiasing);
+  mean, std  per channel, on x/255.
+
+`apply` runs the spec on an (H, W, 3) uint8 array with Pillow, the way torchvision's transforms
+do on a PIL image (timm, open_clip and torchvision's weight transforms all run on PIL images).
+"""
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+ResizeMode = Literal["shortest", "exact"]
+Interpolation = Literal["bicubic", "bilinear"]
+CropRounding = Literal["round", "floor"]
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+OPENAI_CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+_NAMED = {"imagenet": IMAGENET, "inception": INCEPTION, "clip": OPENAI_CLIP}
+
+
+def normalize_name(mean: tuple[float, ...], std: tuple[float, ...]) -> str:
+    """The name of a standard (mean, std) pair (`vitcli.io.images.NORMALIZE` keys), else 'custom'."""
+    for name, (m, s) in _NAMED.items():
+        if all(abs(a - b) < 1e-6 for a, b in zip((*mean, *std), (*m, *s))) and len(mean) == len(m):
+            return name
+    return "custom"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How to turn an image into the tensor a checkpoint expects; every field printable as is."""
+
+    size: tuple[int, int]  # [H, W] fed to the model
+    resize_to: tuple[int, int]  # [H, W] target of the resize step (before any crop)
+    resize_mode: ResizeMode = "shortest"
+    crop: bool = True  # centre-crop to `size` after the resize
+    interpolation: Interpolation = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET[0]
+    std: tuple[float, float, float] = IMAGENET[1]
+    normalize: str = "imagenet"  # name of (mean, std) in vitcli.io.images.NORMALIZE, or 'custom'
+    crop_pct: float | None = None  # timm's size / resize ratio, when the family thinks in it
+    crop_rounding: CropRounding = "round"  # torchvision's CenterCrop rounds, Hugging Face floors
+    source: str = ""  # where these values come from (which library's defaults or config file)
+
+    def with_changes(self, **changes: object) -> "Preprocess":
+        """A copy with fields replaced; a new mean/std renames `normalize`."""
+        out = replace(self, **changes)
+        return replace(out, normalize=normalize_name(out.mean, out.std))
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """[H, W] after the resize step for an image of `height` × `width`."""
+        th, tw = self.resize_to
+        if self.resize_mode == "exact":
+            return th, tw
+        if th == tw:  # torchvision Resize(int): short side = size, long side truncated
+            short, long = (height, width) if height <= width else (width, height)
+            new_long = int(th * long / short)
+            return (th, new_long) if height <= width else (new_long, th)
+        ratio = min(height / th, width / tw)  # timm ResizeKeepRatio(longest=0)
+        return round(height / ratio), round(width / ratio)
+
+    def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the centre crop of a `height` × `width` image."""
+        ch, cw = self.size
+        if self.crop_rounding == "round":
+            return int(round((height - ch) / 2.0)), int(round((width - cw) / 2.0)), ch, cw
+        return (height - ch) // 2, (width - cw) // 2, ch, cw
+
+    def apply(self, pixels):  # (H, W, 3) uint8 numpy → (3, H, W) float32 numpy
+        """Resize, centre-crop and normalise one RGB image, as the family's library does."""
+        import numpy as np
+        from PIL import Image
+
+        filters = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+        h, w = pixels.shape[:2]
+        rh, rw = self.resized_size(h, w)
+        img = Image.fromarray(pixels)
+        if (rh, rw) != (h, w):
+            img = img.resize((rw, rh), filters[self.interpolation])
+        if self.crop:
+            ch, cw = self.size
+            if ch > rh or cw > rw:  # torchvision pads with zeros when the crop is larger
+                canvas = Image.new("RGB", (max(rw, cw), max(rh, ch)))
+                canvas.paste(img, ((cw - rw) // 2 if cw > rw else 0, (ch - rh) // 2 if ch > rh else 0))
+                img, rh, rw = canvas, max(rh, ch), max(rw, cw)
+            top, left, ch, cw = self.crop_box(rh, rw)
+            img = img.crop((left, top, left + cw, top + ch))
+        chw = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+        mean = np.asarray(self.mean, np.float32)[:, None, None]
+        std = np.asarray(self.std, np.float32)[:, None, None]
+        return (chw - mean) / std
+
+    def describe(self) -> str:
+        """One line: 'resize shortest 248 bicubic → centre-crop 224×224, mean/std imagenet'."""
+        rh, rw = self.resize_to
+        resize = f"resize {self.resize_mode} {rh}" + (f"×{rw}" if rh != rw or self.resize_mode == "exact" else "")
+        crop = f" → centre-crop {self.size[0]}×{self.size[1]}" if self.crop else ""
+        return f"{resize} {self.interpolation}{crop}, mean/std {self.normalize}"
+
+
+def timm_preprocess(size: tuple[int, int], crop_pct: float, mean_std=INCEPTION, interpolation: Interpolation = "bicubic",
+                    crop_mode: str = "center", source: str = "timm") -> Preprocess:
+    """timm's `transforms_imagenet_eval`: resize to floor(size / crop_pct), centre-crop `size`."""
+    mean, std = mean_std
+    scale = (math.floor(size[0] / crop_pct), math.floor(size[1] / crop_pct))
+    mode: ResizeMode = "exact" if crop_mode == "squash" else "shortest"
+    return Preprocess(size, scale, mode, True, interpolation, tuple(mean), tuple(std), normalize_name(mean, std),
+                      crop_pct, "round", source)
+
+
+def shortest_crop(size: tuple[int, int], resize: int, mean_std, interpolation: Interpolation, rounding: CropRounding,
+                  source: str) -> Preprocess:
+    """Short side to `resize`, centre-crop `size` (OpenAI CLIP, open_clip, torchvision, HF CLIP/DINOv2)."""
+    mean, std = mean_std
+    return Preprocess(size, (resize, resize), "shortest", True, interpolation, tuple(mean), tuple(std),
+                      normalize_name(mean, std), None, rounding, source)
+
+
+def exact_resize(size: tuple[int, int], mean_std, interpolation: Interpolation, source: str) -> Preprocess:
+    """Stretch to `size`, no crop (Hugging Face ViTImageProcessor)."""
+    mean, std = mean_std
+    return Preprocess(size, size, "exact", False, interpolation, tuple(mean), tuple(std), normalize_name(mean, std),
+                      None, "floor", source)
+
+
+__all__ = ["IMAGENET", "INCEPTION", "OPENAI_CLIP", "Preprocess", "exact_resize", "normalize_name", "shortest_crop",
+           "timm_preprocess"]

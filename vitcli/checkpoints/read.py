@@ -1,0 +1,322 @@
+"""Reading tensors from checkpoint files without ever running code that comes with them.
+
+Formats:
+  .safetensors   `safetensors.safe_open` (memory-mapped; a JSON header and raw bytes, no code);
+                 a Hugging Face folder or a sharded `*.safetensors.index.json` is read shard by shard;
+  .pth/.pt/.bin  `torch.load(weights_only=True, mmap=True)`: torch's restricted unpickler only
+                 rebuilds tensors and plain containers; a pickle that names any other global
+                 (os.system, a class with `__reduce__`, argparse.Namespace…) is refused before
+                 anything is called, and we say so. Old (pre-zip) files are read without mmap.
+  TorchScript    (OpenAI CLIP's `ViT-B-32.pt`, torch.jit.save archives). `torch.jit.load` would
+                 compile the archive's TorchScript code and run any `__setstate__` it defines:
+                 not Python, but still code from the file. We do not call it. The archive's
+                 `data.pkl` is read with our own allow-list unpickler: `__torch__.*` module
+                 classes become inert attribute bags, tensors are rebuilt from the raw storages
+                 in `data/`, and any other global is refused. The tensors found by walking the
+                 module tree are exactly `torch.jit.load(path).state_dict()` (tested).
+
+Checkpoints nested under `state_dict` / `model` / `module` / `teacher` / … and wrapper prefixes
+(`module.`, `_orig_mod.`) are unwrapped here; family-specific roots (`visual.`, `vit.`, …) are
+the families' business.
+"""
+
+import io
+import json
+import pickle
+import re
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vitcli.errors import VitcliError
+
+# Folder contents tried in this order (Hugging Face, timm and open_clip hub names).
+WEIGHT_FILES = ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+CONFIG_FILES = ("config.json", "open_clip_config.json", "preprocessor_config.json")
+# Keys under which training scripts nest the weights, in the order they are looked for.
+NESTING = ("state_dict", "model_state_dict", "model", "module", "net", "network", "teacher", "model_ema",
+           "state_dict_ema")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class RawCheckpoint:
+    """Tensors as stored (source names), and how they were found."""
+
+    path: str
+    format: str  # "safetensors", "torch (weights_only)" or "torchscript"
+    tensors: dict[str, Tensor]
+    notes: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)  # safetensors header metadata
+    configs: dict[str, dict] = field(default_factory=dict)  # config.json etc. found next to the weights
+    nested_under: str = ""  # "teacher", "state_dict", …
+
+
+def read_checkpoint(path: str | Path) -> RawCheckpoint:
+    """Read a file or a folder of weights; VitcliError(path, problem) for anything unreadable or unsafe."""
+    p = Path(path)
+    if not p.exists():
+        raise VitcliError(str(path), "no such file or folder")
+    folder = p if p.is_dir() else p.parent
+    if p.is_dir():
+        p = _weights_in_folder(p)
+    raw = _read_file(p)
+    raw.configs = read_configs(folder)
+    return raw
+
+
+def read_configs(folder: Path) -> dict[str, dict]:
+    """config.json / open_clip_config.json / preprocessor_config.json in `folder`, parsed (bad JSON is skipped)."""
+    found = {}
+    for name in CONFIG_FILES:
+        f = folder / name
+        if f.is_file():
+            try:
+                value = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError, UnicodeDecodeError):
+                continue
+            if isinstance(value, dict):
+                found[name] = value
+    return found
+
+
+def _weights_in_folder(folder: Path) -> Path:
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    for pattern in ("*.safetensors.index.json", "*.safetensors", "*.pth", "*.pt", "*.bin"):
+        hits = sorted(folder.glob(pattern))
+        if len(hits) == 1:
+            return hits[0]
+    raise VitcliError(str(folder), f"no weights found in this folder (looked for {', '.join(WEIGHT_FILES)}, "
+                      "or a single *.safetensors / *.pth / *.bin)")
+
+
+def _read_file(p: Path) -> RawCheckpoint:
+    name = p.name.lower()
+    if name.endswith(".safetensors.index.json"):
+        return _read_sharded(p)
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise VitcliError(str(p), "empty or truncated file")
+    if name.endswith(".safetensors") or _looks_like_safetensors(p, head):
+        return _read_safetensors(p)
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as z:
+            if _torchscript_prefix(z) is not None:
+                return RawCheckpoint(str(p), "torchscript", _read_torchscript(p, z))
+    return _read_torch(p)
+
+
+def _looks_like_safetensors(p: Path, head: bytes) -> bool:
+    """A safetensors file starts with a little-endian u64 header length and a JSON '{'."""
+    n = int.from_bytes(head, "little")
+    if not 2 <= n <= 100_000_000 or n > p.stat().st_size:
+        return False
+    with open(p, "rb") as f:
+        f.seek(8)
+        return f.read(1) == b"{"
+
+
+def _read_safetensors(p: Path) -> RawCheckpoint:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            metadata = dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise VitcliError(str(p), f"not a readable safetensors file ({_short(e)})") from None
+    return RawCheckpoint(str(p), "safetensors", tensors, metadata=metadata)
+
+
+def _read_sharded(index: Path) -> RawCheckpoint:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise VitcliError(str(index), f"not a readable shard index ({_short(e)})") from None
+    tensors: dict[str, Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        tensors.update(_read_file(index.parent / shard).tensors)
+    return RawCheckpoint(str(index), "safetensors", tensors, notes=[f"{len(set(weight_map.values()))} shards"])
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _read_torch(p: Path) -> RawCheckpoint:
+    """torch.load with weights_only=True (mmap when the file allows); refused pickles never run."""
+    notes: list[str] = []
+    try:
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            obj = torch.load(p, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
+            notes.append("legacy torch format, read without mmap")
+    except pickle.UnpicklingError as e:
+        what = _GLOBAL.search(str(e))
+        named = f" ({what.group(1)})" if what else ""
+        raise VitcliError(str(p), f"refused: the pickle asks for Python objects beyond tensors{named}, which could "
+                          "run code; it was not executed. If you trust the file, re-save its state dict as "
+                          ".safetensors") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise VitcliError(str(p), f"not a readable torch checkpoint ({_short(e)})") from None
+    tensors, nested = _find_state_dict(obj, str(p))
+    if nested:
+        notes.append(f"weights nested under '{nested}'")
+    return RawCheckpoint(str(p), "torch (weights_only)", tensors, notes=notes, nested_under=nested)
+
+
+def _find_state_dict(obj: Any, where: str, _path: str = "") -> tuple[dict[str, Tensor], str]:
+    """The mapping of names to tensors inside a loaded checkpoint, and the nesting path to it."""
+    if isinstance(obj, dict):
+        tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, Tensor)}
+        if tensors and len(tensors) >= len(obj) / 2:
+            return tensors, _path
+        for key in NESTING:
+            if isinstance(obj.get(key), dict):
+                found, nested = _find_state_dict(obj[key], where, f"{_path}.{key}" if _path else key)
+                if found:
+                    return found, nested
+    keys = ", ".join(map(str, list(obj)[:8])) if isinstance(obj, dict) else type(obj).__name__
+    raise VitcliError(where, f"no state dict of tensors found (top level holds: {keys})")
+
+
+def strip_wrappers(tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+    """Drop `module.` (DataParallel) and `_orig_mod.` (torch.compile) when every key has them."""
+    notes = []
+    changed = True
+    while changed and tensors:
+        changed = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in tensors):
+                tensors = {k[len(prefix):]: v for k, v in tensors.items()}
+                notes.append(f"prefix '{prefix}' removed")
+                changed = True
+    return tensors, notes
+
+
+# ---- TorchScript archives, read without torch.jit.load ---------------------------------------
+
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+}
+
+
+class _ScriptObject:
+    """A `__torch__.*` object from a TorchScript pickle: only its attributes, no behaviour."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:  # called by BUILD
+        self.state = state
+
+
+def _script_class(type_name: str):
+    class Bag(_ScriptObject):
+        def __new__(cls, *args: Any) -> "_ScriptObject":
+            obj = object.__new__(cls)
+            obj.type_name, obj.state = type_name, None
+            return obj
+
+        def __init__(self, *args: Any) -> None:  # NEWOBJ does not call __init__; keep it inert
+            pass
+
+    return Bag
+
+
+def _rebuild_tensor(storage: Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> Tensor:
+    """torch._utils._rebuild_tensor_v2 on our flat storage tensor."""
+    if storage.numel() == 0:
+        return storage.new_empty(size)
+    return torch.as_strided(storage, tuple(size), tuple(stride), offset)
+
+
+class _TorchScriptUnpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, z: zipfile.ZipFile, prefix: str, where: str) -> None:
+        super().__init__(io.BytesIO(data))
+        self.z, self.prefix, self.where = z, prefix, where
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "__torch__" or module.startswith("__torch__."):
+            return _script_class(f"{module}.{name}")
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _STORAGE_DTYPES[name]
+        raise VitcliError(self.where, f"refused: the TorchScript archive's data.pkl asks for {module}.{name}, "
+                          "which is not a tensor or module attribute; nothing was executed")
+
+    def persistent_load(self, pid: Any) -> Tensor:
+        if not (isinstance(pid, tuple) and len(pid) >= 4 and pid[0] == "storage"):
+            raise VitcliError(self.where, f"refused: unknown persistent id {pid!r:.60} in the TorchScript archive")
+        dtype, key = pid[1], str(pid[2])
+        if not isinstance(dtype, torch.dtype) or not re.fullmatch(r"\w+", key):
+            raise VitcliError(self.where, f"refused: malformed storage record {pid!r:.60}")
+        data = bytearray(self.z.read(f"{self.prefix}/data/{key}"))
+        if not data:
+            return torch.empty(0, dtype=dtype)
+        return torch.frombuffer(data, dtype=dtype)
+
+
+def _torchscript_prefix(z: zipfile.ZipFile) -> str | None:
+    """The archive's top folder when it holds data.pkl, constants.pkl and code/ (TorchScript), else None."""
+    names = z.namelist()
+    for n in names:
+        if n.endswith("/data.pkl") and n.count("/") == 1:
+            prefix = n[: -len("/data.pkl")]
+            if f"{prefix}/constants.pkl" in names and any(m.startswith(f"{prefix}/code/") for m in names):
+                return prefix
+    return None
+
+
+def _read_torchscript(p: Path, z: zipfile.ZipFile) -> dict[str, Tensor]:
+    prefix = _torchscript_prefix(z)
+    order = z.read(f"{prefix}/byteorder").decode().strip() if f"{prefix}/byteorder" in z.namelist() else "little"
+    if order != "little":
+        raise VitcliError(str(p), f"TorchScript archive saved with {order}-endian storages, which are not supported")
+    try:
+        root = _TorchScriptUnpickler(z.read(f"{prefix}/data.pkl"), z, prefix, str(p)).load()
+    except VitcliError:
+        raise
+    except Exception as e:  # malformed pickle: say so, never fall back to torch.jit.load
+        raise VitcliError(str(p), f"not a readable TorchScript archive ({_short(e)})") from None
+    tensors: dict[str, Tensor] = {}
+    _walk(root, "", tensors)
+    if not tensors:
+        raise VitcliError(str(p), "TorchScript archive holds no tensors")
+    return tensors
+
+
+def _walk(obj: Any, prefix: str, out: dict[str, Tensor]) -> None:
+    """Tensors of a TorchScript module tree as `a.b.c` names (its state_dict)."""
+    state = obj.state if isinstance(obj, _ScriptObject) else None
+    if not isinstance(state, dict):
+        return
+    for name, value in state.items():
+        if isinstance(value, Tensor):
+            out[prefix + name] = value
+        elif isinstance(value, _ScriptObject):
+            _walk(value, f"{prefix}{name}.", out)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:200]
+
+
+__all__ = ["RawCheckpoint", "read_checkpoint", "read_configs", "strip_wrappers"]
