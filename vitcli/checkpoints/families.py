@@ -475,8 +475,9 @@ def _grid_and_rows(pos: Tensor, patch: int, cls: bool, dist: bool, regs: int, im
         side = math.isqrt(max(n, 0))
         if n > 0 and side * side == n:
             return (side, side), r
-    raise VitcliError(where, f"the position table has {length} rows, which is not {candidates[0]} prefix rows plus a "
-                      f"square grid; pass the native image size (image_size=(H, W)) for a non-square grid")
+    rows = " or ".join(str(r) for r in candidates)
+    raise VitcliError(where, f"the position table has {length} rows: not {rows} prefix rows plus a square grid; "
+                      f"for a non-square grid pass the native image size (image_size=(H, W))")
 
 
 def _heads(dim: int, overrides: dict, hf: dict, oc_vision: dict) -> tuple[int, str]:
@@ -531,7 +532,7 @@ def _activation(fam: Family, family: str, ctx: Context, hf: dict, timm_cfg: dict
                 overrides: dict) -> tuple[str, str]:
     if overrides.get("activation"):
         return overrides["activation"], f"activation {overrides['activation']} (given)"
-    names = f"{ctx.name} {timm_cfg.get('architecture', '')}".lower()
+    names = f"{_model_name(ctx)} {timm_cfg.get('architecture', '')}".lower()  # the file's name, not its folders
     if fam in (HF_VIT, HF_CLIP, HF_DINOV2):
         act = hf.get("hidden_act")
         if isinstance(act, str):
