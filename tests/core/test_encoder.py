@@ -57,6 +57,15 @@ def test_full_attention_and_defaults() -> None:
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("impl", ["conv", "linear"])
+def test_keep_inputs_false_frees_the_stages_only(impl: str) -> None:
+    model, x = build_model(SMALL), _images(1, 24, 40)
+    full, lean = model(x, impl=impl), model(x, impl=impl, keep_inputs=False, attn_layers=[-1], attn_queries=[0])
+    assert lean.patches is lean.tokens is lean.with_prefix is lean.pos_table is lean.z0 is None
+    assert (lean.output - full.output).abs().max().item() <= 1e-5 and lean.attentions[0].shape == (1, 4, 1, 16)
+
+
+@torch.no_grad()
 def test_positions_go_to_cls_and_patches_not_to_registers() -> None:
     config = SMALL.with_changes(num_registers=2, pos_prefix_rows=1)
     out = build_model(config)(_images(1, 32, 48))

@@ -89,11 +89,12 @@ class ViTOutput:
 
     grid: tuple[int, int]  # (rows, cols) of this input's patch grid
     num_prefix: int  # class, distillation and register tokens before the patches
-    patches: Tensor  # (B, N, P·P·C) flattened patches in the forward's order
-    tokens: Tensor  # (B, N, D) projected patches x_p·E
-    with_prefix: Tensor  # (B, T, D) prefix tokens then patch tokens
-    pos_table: Tensor | None  # (1, pos_prefix_rows + N, D) table used at this grid, None for `none`
-    z0: Tensor  # (B, T, D) encoder input: with_prefix + positions
+    # The next five are None after forward(keep_inputs=False).
+    patches: Tensor | None  # (B, N, P·P·C) flattened patches in the forward's order
+    tokens: Tensor | None  # (B, N, D) projected patches x_p·E
+    with_prefix: Tensor | None  # (B, T, D) prefix tokens then patch tokens
+    pos_table: Tensor | None  # (1, pos_prefix_rows + N, D) table used at this grid; None for `none`
+    z0: Tensor | None  # (B, T, D) encoder input: with_prefix + positions
     output: Tensor  # (B, T, D) after the last block and the final norm
     pooled: Tensor | None  # (B, D) image embedding (after fc_norm); None when pooling is `none`
     logits: Tensor | None  # (B, num_classes) head output (class logits or CLIP's projection)
@@ -162,6 +163,8 @@ class VisionTransformer(nn.Module):
         """(B, T, D) + table; prefix tokens beyond pos_prefix_rows (registers) get nothing."""
         if table is None:
             return x
+        if self.config.pos_prefix_rows == self.config.num_prefix_tokens:
+            return x + table  # every prefix token has a row
         rows, gap = self.config.pos_prefix_rows, self.config.num_prefix_tokens - self.config.pos_prefix_rows
         zeros = table.new_zeros(1, gap, table.shape[-1])  # (1, unpositioned prefix, D)
         return x + torch.cat([table[:, :rows], zeros, table[:, rows:]], dim=1)  # (B, T, D)
@@ -185,16 +188,34 @@ class VisionTransformer(nn.Module):
             pooled = (pooled + dist) / 2
         return pooled, logits
 
-    def forward(self, images: Tensor, *, impl: Impl = "conv", order: Order = "chw",
+    def encode(self, x: Tensor, keep_blocks: bool, attn_layers: Sequence[int] | None,
+               attn_queries: Sequence[int] | None, keep_qkv: bool) -> tuple[Tensor, dict[str, list]]:
+        """Run the blocks on (B, T, D); keep block outputs and the asked layers' attention."""
+        wanted = set(resolve_indices(attn_layers, len(self.blocks), "layer")) if attn_layers is not None else set()
+        kept: dict[str, list] = {"blocks": [], "attn_layers": [], "attentions": [], "qkv": []}
+        for i, block in enumerate(self.blocks):
+            x, detail = block(x, i in wanted, attn_queries)  # (B, T, D)
+            if detail is not None:
+                kept["attn_layers"].append(i)
+                kept["attentions"].append(detail.weights)
+                if keep_qkv:
+                    kept["qkv"].append((detail.q, detail.k, detail.v))
+            if keep_blocks:
+                kept["blocks"].append(x)
+        return x, kept
+
+    def forward(self, images: Tensor, *, impl: Impl = "conv", order: Order = "chw", keep_inputs: bool = True,
                 keep_blocks: bool = False, attn_layers: Sequence[int] | None = None,
                 attn_queries: Sequence[int] | None = None, keep_qkv: bool = False) -> ViTOutput:
         """(B, C, H, W) → ViTOutput; attention weights (and Q, K, V) only for `attn_layers`.
 
         `attn_queries` picks token rows of the weights, (B, H, Q, T) without the T×T matrix;
-        layers not in `attn_layers` run the fused kernel and keep nothing.
+        layers not in `attn_layers` run the fused kernel and keep nothing. `keep_inputs=False`
+        frees patches, tokens, with_prefix, pos_table and z0 before the blocks run (4-5 × B·T·D
+        floats less at the peak: what a 12,545-token attention map needs).
         """
         grid = grid_shape(images.shape[-2], images.shape[-1], self.config.patch_size)
-        patches = patchify(images, self.config.patch_size, order)  # (B, N, P·P·C)
+        patches = patchify(images, self.config.patch_size, order) if keep_inputs or impl == "linear" else None
         if impl == "linear":
             tokens = self.patch_embed.embed_patches(patches, order)  # (B, N, D)
         else:
@@ -202,23 +223,19 @@ class VisionTransformer(nn.Module):
         with_prefix = self.prepend_prefix(tokens)  # (B, T, D)
         table = self.position_rows(grid)  # (1, rows + N, D)
         z0 = self.add_positions(with_prefix, table)  # (B, T, D)
-        wanted = set(resolve_indices(attn_layers, len(self.blocks), "layer")) if attn_layers is not None else set()
-        x, blocks, layers, weights, qkv = self.norm_pre(z0), [], [], [], []
-        for i, block in enumerate(self.blocks):
-            x, detail = block(x, i in wanted, attn_queries)  # (B, T, D)
-            if detail is not None:
-                layers.append(i)
-                weights.append(detail.weights)
-                if keep_qkv:
-                    qkv.append((detail.q, detail.k, detail.v))
-            if keep_blocks:
-                blocks.append(x)
+        x = self.norm_pre(z0)
+        if not keep_inputs:
+            patches = tokens = with_prefix = table = z0 = None
+        x, kept = self.encode(x, keep_blocks, attn_layers, attn_queries, keep_qkv)
         output = self.norm(x)  # (B, T, D)
         pooled, logits = self.pool(output)
         return ViTOutput(grid, self.config.num_prefix_tokens, patches, tokens, with_prefix, table, z0,
-                         output, pooled, logits, blocks, layers, weights, qkv)
+                         output, pooled, logits, **kept)
 
 
 def _normal_(p: Tensor, std: float, generator: torch.Generator) -> None:
-    """Fill `p` in place with N(0, std²) drawn in float32 on the CPU (same values on every device)."""
-    p.copy_(torch.randn(p.shape, generator=generator) * std)
+    """Fill `p` in place with N(0, std²) from a CPU generator (no temporary, so no memory spike)."""
+    if p.device.type == "cpu" and p.dtype == torch.float32:
+        p.normal_(0.0, std, generator=generator)
+    else:  # draw the same float32 values on the CPU, then copy them over
+        p.copy_(torch.empty(p.shape).normal_(0.0, std, generator=generator))

@@ -63,9 +63,7 @@ def override(config: ViTConfig, *, patch_size: int | None = None, dim: int | Non
 def build_model(config: ViTConfig, seed: int = 0, device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float32) -> VisionTransformer:
     """A model in eval mode with weights drawn from `seed` on the CPU: bit-identical per seed."""
-    with torch.device("meta"):  # skip torch's default init: every value is set below
-        model = VisionTransformer(config)
-    model = model.to_empty(device="cpu")
+    model = VisionTransformer(config)  # built on the CPU (the meta device would import ~150 MB of torch)
     model.reset_parameters(torch.Generator().manual_seed(seed))
     return model.to(device=device, dtype=dtype).eval()
 
