@@ -27,7 +27,8 @@ def _embed(p: int, c: int, d: int, dtype: torch.dtype, bias: bool = True, seed: 
 
 @pytest.mark.parametrize("order", ["chw", "hwc"])
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
-@pytest.mark.parametrize("p, d, rows, cols", [(16, 64, 3, 5), (14, 48, 4, 2), (8, 96, 5, 3), (4, 7, 2, 6), (1, 5, 3, 4)])
+@pytest.mark.parametrize("p, d, rows, cols",
+                         [(16, 64, 3, 5), (14, 48, 4, 2), (8, 96, 5, 3), (4, 7, 2, 6), (1, 5, 3, 4)])
 def test_linear_equals_conv(order: str, dtype: torch.dtype, tol: float, p: int, d: int, rows: int, cols: int) -> None:
     m = _embed(p, 3, d, dtype, bias=(d % 2 == 0))
     x = _images(2, 3, rows * p, cols * p, dtype)

@@ -33,7 +33,8 @@ def test_published_counts(name: str) -> None:
 
 @pytest.mark.parametrize("name", TIMM)
 def test_counts_equal_timm(name: str) -> None:
-    assert config_params(get_preset(name)) == _on_meta(lambda: timm.create_model(TIMM[name], pretrained=False, num_classes=1000))
+    peer = lambda: timm.create_model(TIMM[name], pretrained=False, num_classes=1000)  # noqa: E731
+    assert config_params(get_preset(name)) == _on_meta(peer)
 
 
 @pytest.mark.parametrize("name", TORCHVISION)
