@@ -79,6 +79,7 @@ class Family:
     eps: float = 1e-6
     activation: str = "gelu"
     required: tuple[str, ...] = ("patch_embed.proj.weight", "pos_embed")
+    block_styles: tuple[int, ...] = ()  # per block prefix: which source alternative names a missing key
 
 
 TIMM = Family(
@@ -116,6 +117,7 @@ HF_VIT = Family(
     markers=(r"^embeddings\.patch_embeddings\.projection\.weight$", r"\.layernorm_before\.weight$"),
     roots=("vit.", "deit.", ""),
     block_prefixes=("encoder.layer.{i}.", "layers.{i}."),
+    block_styles=(0, 1),  # legacy names (the hub's) / transformers-5 in-memory names
     top=(
         Rule("cls_token", ("embeddings.cls_token",)),
         Rule("dist_token", ("embeddings.distillation_token",)),
@@ -169,6 +171,7 @@ HF_DINOV2 = Family(
     markers=(r"^embeddings\.patch_embeddings\.projection\.weight$", r"\.layer_scale1\.lambda1$"),
     roots=("dinov2.", "dinov2_with_registers.", ""),
     block_prefixes=("encoder.layer.{i}.", "layers.{i}."),
+    block_styles=(0, 1),
     top=(
         Rule("cls_token", ("embeddings.cls_token",)),
         Rule("reg_tokens", ("embeddings.register_tokens",)),
@@ -293,8 +296,8 @@ def map_keys(tensors: dict[str, Tensor], fam: Family, root: str) -> Mapped:
     expected: dict[str, str] = {}
     problems: list[str] = []
 
-    def take(core: str, rule: Rule, prefix: str) -> None:
-        expected[core] = _describe(rule.sources[0], prefix)
+    def take(core: str, rule: Rule, prefix: str, style: int = 0) -> None:
+        expected[core] = _describe(rule.sources[min(style, len(rule.sources) - 1)], prefix)
         for alt in rule.sources:
             names = [prefix + n for n in ((alt,) if isinstance(alt, str) else alt)]
             if all(n in tensors for n in names):
@@ -313,11 +316,13 @@ def map_keys(tensors: dict[str, Tensor], fam: Family, root: str) -> Mapped:
     for rule in fam.top:
         take(rule.core, rule, root)
     block_prefix, indices = _blocks(tensors, fam, root)
+    position = fam.block_prefixes.index(block_prefix)
+    style = fam.block_styles[position] if position < len(fam.block_styles) else 0
     depth = max(indices) + 1 if indices else 0
     for i in range(depth):
         prefix = root + block_prefix.format(i=i)
         for rule in fam.block:
-            take(f"blocks.{i}.{rule.core}", rule, prefix)
+            take(f"blocks.{i}.{rule.core}", rule, prefix, style)
     for rule in fam.outside:
         if rule.core not in out:
             take(rule.core, rule, "")

@@ -24,6 +24,7 @@ import io
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -154,21 +155,23 @@ def _read_torch(p: Path) -> RawCheckpoint:
     """torch.load with weights_only=True (mmap when the file allows); refused pickles never run."""
     notes: list[str] = []
     try:
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if "mmap" not in str(e):
-                raise
-            obj = torch.load(p, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
-            notes.append("legacy torch format, read without mmap")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            try:
+                obj = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if "mmap" not in str(e):
+                    raise
+                obj = torch.load(p, map_location="cpu", weights_only=True)  # legacy (pre-zip) format
+                notes.append("legacy torch format, read without mmap")
     except pickle.UnpicklingError as e:
         what = _GLOBAL.search(str(e))
         named = f" ({what.group(1)})" if what else ""
         raise VitcliError(str(p), f"refused: the pickle asks for Python objects beyond tensors{named}, which could "
                           "run code; it was not executed. If you trust the file, re-save its state dict as "
                           ".safetensors") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        raise VitcliError(str(p), f"not a readable torch checkpoint ({_short(e)})") from None
+    except Exception as e:  # garbage makes the unpickler fail in many ways (IndexError, KeyError, …)
+        raise VitcliError(str(p), f"not a readable torch checkpoint ({type(e).__name__}: {_short(e)})") from None
     tensors, nested = _find_state_dict(obj, str(p))
     if nested:
         notes.append(f"weights nested under '{nested}'")
