@@ -613,8 +613,11 @@ def _preprocess(fam: Family, family: str, c: ViTConfig, ctx: Context, hf: dict, 
     if family.startswith("dinov2"):
         return shortest_crop((224, 224), 256, IMAGENET, "bicubic", "round",
                              "facebookresearch/dinov2 eval transform: resize 256, crop 224, bicubic")
-    if family == "timm-clip":
-        return timm_preprocess(size, 0.9, OPENAI_CLIP, "bicubic", source="timm CLIP default: crop_pct 0.9")
+    if family == "timm-clip":  # timm's tags differ; these are the commonest for each kind of head
+        if c.num_classes in (1000, 11821):
+            return timm_preprocess(size, 0.95, OPENAI_CLIP, "bicubic",
+                                   source="timm CLIP fine-tuned classifier default (laion2b_ft_in12k_in1k): crop_pct 0.95")
+        return timm_preprocess(size, 1.0, OPENAI_CLIP, "bicubic", source="timm CLIP image tower default: crop_pct 1.0")
     if fam is HF_VIT:
         return exact_resize(size, INCEPTION if family == "hf-vit" else IMAGENET, "bilinear" if family == "hf-vit" else "bicubic",
                             f"transformers {'ViTImageProcessor' if family == 'hf-vit' else 'DeiTImageProcessor'} defaults")

@@ -56,7 +56,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return repo, revision or None
 
 
-def _cached_timm_repo(repo: str) -> str:
+def _cached_timm_repo(repo: str, spec: str) -> str:
     """`timm/NAME` without a pretrained tag: the one cached `timm/NAME.TAG`, if exactly one."""
     if "." in repo.split("/", 1)[1]:
         return repo
@@ -69,7 +69,7 @@ def _cached_timm_repo(repo: str) -> str:
         return tagged[0].name[len("models--"):].replace("--", "/")
     if len(tagged) > 1:
         names = ", ".join(t.name[len("models--"):].replace("--", "/") for t in tagged)
-        raise VitcliError(repo, f"several pretrained tags are cached ({names}): name one, e.g. timm:NAME.TAG")
+        raise VitcliError(spec, f"several pretrained tags are cached ({names}): name one, e.g. timm:NAME.TAG")
     return repo
 
 
@@ -77,7 +77,7 @@ def resolve(spec: str) -> Resolved:
     """The weights file of a hub spec, from the local cache (or the hub when online)."""
     repo, revision = parse_spec(spec)
     if spec.startswith("timm:"):
-        repo = _cached_timm_repo(repo)
+        repo = _cached_timm_repo(repo, spec)
     try:
         import huggingface_hub  # noqa: F401
     except ImportError:
