@@ -119,3 +119,60 @@ def test_deit_with_distillation_token(tmp_path) -> None:
     ref = _hf_run(model, x)
     check("transformers DeiTForImageClassificationWithTeacher", {"logits": (out.logits, ref.logits)},
           out.attentions, list(ref.attentions))
+
+
+def test_clip_model_vision_tower_with_text_tower_ignored(tmp_path) -> None:
+    vision = dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=1, intermediate_size=128, image_size=32,
+                  patch_size=16)
+    text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=1, intermediate_size=64, vocab_size=50,
+                bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    model = scramble(hf.CLIPModel(_eager(hf.CLIPConfig(vision_config=vision, text_config=text, projection_dim=16))), 16)
+    model.save_pretrained(tmp_path / "clip")
+    x = images(1, 32, 32, seed=16)
+    loaded, out = core_run(tmp_path / "clip", x)
+    assert loaded.family == "hf-clip" and loaded.config.num_classes == 16
+    assert "logit_scale" in loaded.ignored_keys and "text_projection.weight" in loaded.ignored_keys
+    assert all(k.startswith(("text_model.", "text_projection.", "logit_scale")) for k in loaded.ignored_keys)
+    with torch.no_grad():
+        ref = model.vision_model(pixel_values=x, output_attentions=True)
+        embeds = model.get_image_features(pixel_values=x)
+    embeds = getattr(embeds, "pooler_output", embeds)  # transformers 5 returns an output object
+    check("transformers CLIPModel vision tower", {"pooled": (out.pooled, ref.pooler_output),
+                                                  "projection": (out.logits, embeds)},
+          out.attentions, list(ref.attentions))
+
+
+def test_facebookresearch_dinov2_layout_against_transformers(tmp_path) -> None:
+    """The original DINOv2 repo's names (register_tokens, mask_token, a class row in pos_embed), made
+    by renaming a transformers Dinov2WithRegisters state dict, give transformers' numbers."""
+    config = _eager(hf.Dinov2WithRegistersConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=1,
+                                                 image_size=28, patch_size=7, num_register_tokens=4))
+    model = scramble(hf.Dinov2WithRegistersModel(config), seed=17)
+    sd = model.state_dict()
+    names = {"embeddings.cls_token": "cls_token", "embeddings.mask_token": "mask_token",
+             "embeddings.register_tokens": "register_tokens", "embeddings.position_embeddings": "pos_embed",
+             "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+             "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+             "layernorm.weight": "norm.weight", "layernorm.bias": "norm.bias"}
+    original = {new: sd[old] for old, new in names.items()}
+    for i in range(2):
+        hf_block, block = f"encoder.layer.{i}.", f"blocks.{i}."
+        for part in ("weight", "bias"):
+            original[block + f"attn.qkv.{part}"] = torch.cat(
+                [sd[hf_block + f"attention.{n}_proj.{part}"] for n in "qkv"])
+            original[block + f"attn.proj.{part}"] = sd[hf_block + f"attention.o_proj.{part}"]
+            for name in ("norm1", "norm2", "mlp.fc1", "mlp.fc2"):
+                original[block + f"{name}.{part}"] = sd[hf_block + f"{name}.{part}"]
+        original[block + "ls1.gamma"] = sd[hf_block + "layer_scale1.lambda1"]
+        original[block + "ls2.gamma"] = sd[hf_block + "layer_scale2.lambda1"]
+    assert len(original) == len(sd) - 2 * 2 * 2  # q, k, v fused: two tensors fewer per block and kind
+    torch.save(original, tmp_path / "dinov2_vits14_reg4_pretrain.pth")
+    x = images(1, 28, 28, seed=17)
+    loaded, out = core_run(tmp_path / "dinov2_vits14_reg4_pretrain.pth", x, heads=1)
+    c = loaded.config
+    assert loaded.family == "dinov2-reg" and (c.num_registers, c.pos_prefix_rows) == (4, 1)
+    assert loaded.ignored_keys == ["mask_token"]
+    assert loaded.preprocess.resize_to == (256, 256) and loaded.preprocess.size == (224, 224)
+    ref = _hf_run(model, x)
+    check("facebookresearch DINOv2-reg layout vs transformers", {"features": (out.output, ref.last_hidden_state)},
+          out.attentions, list(ref.attentions))

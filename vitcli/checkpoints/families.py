@@ -260,6 +260,8 @@ WIDE_HEADS = {1152: 16, 1280: 16, 1408: 16, 1664: 16}  # SigLIP-so400m, ViT-H, V
 def detect(keys: Iterable[str], family: str | None = None) -> tuple[Family, str]:
     """The family whose markers all match, and its root prefix; `family` forces one."""
     keys = list(keys)
+    if family and family not in FAMILY_NAMES:
+        raise VitcliError(family, f"unknown checkpoint family: use one of {', '.join(FAMILY_NAMES)}")
     candidates = (FAMILY_NAMES[family],) if family else FAMILIES
     for fam in candidates:
         for root in fam.roots:
