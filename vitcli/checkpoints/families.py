@@ -394,7 +394,6 @@ def infer_config(m: Mapped, ctx: Context, overrides: dict[str, Any]) -> tuple[Vi
     fc1 = t.get("blocks.0.mlp.fc1.weight")
     mlp_dim = int(fc1.shape[0]) if fc1 is not None else 4 * dim
     hf, timm_cfg, oc = _hf_config(ctx.configs), ctx.configs.get("config.json", {}), ctx.configs.get("open_clip_config.json", {})
-    is_timm_cfg = "architecture" in timm_cfg
     oc_model = oc.get("model_cfg", {}) if isinstance(oc.get("model_cfg"), dict) else {}
     oc_vision = oc_model.get("vision_cfg", {}) if isinstance(oc_model.get("vision_cfg"), dict) else {}
 
@@ -412,6 +411,9 @@ def infer_config(m: Mapped, ctx: Context, overrides: dict[str, Any]) -> tuple[Vi
     eps = float(overrides.get("eps") or hf.get("layer_norm_eps") or fam.eps)
     if fam is TIMM and "norm_pre.weight" in t and not overrides.get("eps"):
         eps = 1e-5  # timm's CLIP towers use nn.LayerNorm's default eps
+    if fam in (HF_VIT, HF_CLIP, HF_DINOV2):
+        notes.append("other input grids: the position table is resampled as timm does (antialiased bicubic); "
+                     "transformers' own interpolation differs (no antialias; DINOv2 adds a scale offset)")
     notes.append(f"LayerNorm eps {eps:g} ({'given' if overrides.get('eps') else 'config.json' if hf.get('layer_norm_eps') else family + ' default'})")
     pooling = overrides.get("pooling") or _pooling(fam, t, timm_cfg, oc_vision)
     fc_norm = "fc_norm.weight" in t
