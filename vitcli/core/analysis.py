@@ -1,0 +1,170 @@
+"""Analyses of attention and features: head fusion, rollout, mean attention distance, entropy,
+mass-threshold masks, cosine similarity and PCA. Pure torch on tensors; no I/O.
+
+Every function keeps the prefix tokens (class, distillation, registers) apart from the patches
+by their count, and maps patch rows onto the true (rows, cols) grid, never √N.
+"""
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Fusion = Literal["mean", "max", "min"]
+DiscardScope = Literal["row", "matrix"]
+
+
+def fuse_heads(attn: Tensor, fusion: Fusion) -> Tensor:
+    """(…, H, Q, T) → (…, Q, T): the heads' mean, or their element-wise max or min."""
+    if fusion == "mean":
+        return attn.mean(dim=-3)
+    if fusion == "max":
+        return attn.amax(dim=-3)
+    if fusion == "min":
+        return attn.amin(dim=-3)
+    raise ValueError(f"unknown head fusion '{fusion}': use mean, max or min")
+
+
+def discard_lowest(attn: Tensor, ratio: float, scope: DiscardScope = "matrix") -> Tensor:
+    """Zero the `ratio` share of the smallest weights of each image's (T, T) matrix, or of each row.
+
+    (…, T, T) → same shape; every image and row is treated alike (code in the wild often does
+    only the first image of a batch). The diagonal is never dropped, so no token loses itself.
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"discard ratio {ratio} is outside [0, 1)")
+    if ratio == 0.0:
+        return attn
+    t = attn.shape[-1]
+    eye = torch.eye(t, dtype=torch.bool, device=attn.device)
+    ranked = attn.masked_fill(eye, float("inf"))  # the diagonal sorts last
+    flat = ranked.flatten(-2) if scope == "matrix" else ranked  # (…, T·T) or (…, T, T)
+    count = int(flat.shape[-1] * ratio)
+    if count == 0:
+        return attn
+    lowest = flat.topk(count, dim=-1, largest=False).indices
+    keep = torch.ones_like(flat, dtype=torch.bool).scatter_(-1, lowest, False)
+    return attn * keep.reshape(attn.shape)
+
+
+def attention_rollout(attentions: list[Tensor], fusion: Fusion = "mean", discard_ratio: float = 0.0,
+                      discard_scope: DiscardScope = "matrix", start_layer: int = 0) -> Tensor:
+    """Abnar & Zuidema (2020): R = Â_L ⋯ Â_s, with Â = rownorm(0.5·A + 0.5·I) of the fused heads.
+
+    `attentions`: one (B, H, T, T) per layer in depth order. Returns (B, T, T) whose rows sum to 1;
+    row 0 is the class token's rollout map over all tokens.
+    """
+    layers = attentions[start_layer:]
+    if not layers:
+        raise ValueError(f"start layer {start_layer} leaves no layer of {len(attentions)} to roll out")
+    result = None
+    for attn in layers:
+        fused = discard_lowest(fuse_heads(attn.double(), fusion), discard_ratio, discard_scope)  # (B, T, T)
+        eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
+        hat = 0.5 * fused + 0.5 * eye
+        hat = hat / hat.sum(dim=-1, keepdim=True)  # rows sum to 1 again
+        result = hat if result is None else hat @ result
+    return result
+
+
+def prefix_row_to_grid(row: Tensor, num_prefix: int, grid: tuple[int, int]) -> Tensor:
+    """(…, T) over all tokens → (…, rows, cols): prefix tokens sliced off, then the true grid."""
+    rows, cols = grid
+    if row.shape[-1] - num_prefix != rows * cols:
+        raise ValueError(f"{row.shape[-1]} tokens minus {num_prefix} prefix do not fill a {rows}x{cols} grid")
+    return row[..., num_prefix:].reshape(*row.shape[:-1], rows, cols)
+
+
+def patch_centres(grid: tuple[int, int], patch_size: int) -> Tensor:
+    """(N, 2) pixel (y, x) of each patch centre, row-major."""
+    rows, cols = grid
+    r, c = torch.meshgrid(torch.arange(rows, dtype=torch.float64), torch.arange(cols, dtype=torch.float64),
+                          indexing="ij")
+    return (torch.stack([r, c], dim=-1).reshape(-1, 2) + 0.5) * patch_size
+
+
+def patch_distances(grid: tuple[int, int], patch_size: int) -> Tensor:
+    """(N, N) Euclidean pixel distance between patch centres: P × grid distance."""
+    centres = patch_centres(grid, patch_size)
+    return torch.cdist(centres, centres)
+
+
+def mean_attention_distance(attn: Tensor, grid: tuple[int, int], patch_size: int, num_prefix: int,
+                            renorm: bool = False, chunk: int = 1024) -> Tensor:
+    """ViT paper D.7: mean over patch queries i of Σ_j A[i, j]·d_ij, prefix tokens removed.
+
+    attn (…, H, T, T) → (…, H) in pixels. With `renorm`, each patch row is renormalised to sum to
+    1 after the prefix columns go (the paper's code does not). Query rows run in chunks so the
+    (N, N) distances never meet the whole matrix at once.
+    """
+    patches = attn[..., num_prefix:, num_prefix:]  # (…, H, N, N)
+    n = patches.shape[-1]
+    if n != grid[0] * grid[1]:
+        raise ValueError(f"{attn.shape[-1]} tokens minus {num_prefix} prefix do not fill a {grid[0]}x{grid[1]} grid")
+    centres = patch_centres(grid, patch_size).to(attn.device)
+    total = torch.zeros(patches.shape[:-2], dtype=torch.float64, device=attn.device)
+    for start in range(0, n, chunk):
+        rows = patches[..., start:start + chunk, :].double()  # (…, H, c, N)
+        if renorm:
+            rows = rows / rows.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        dist = torch.cdist(centres[start:start + chunk], centres)  # (c, N)
+        total += (rows * dist).sum(dim=(-2, -1))
+    return total / n
+
+
+def query_distance(weights: Tensor, query: int, grid: tuple[int, int], patch_size: int, num_prefix: int,
+                   renorm: bool = False) -> Tensor:
+    """Σ_j A[q, j]·d_qj for one patch query: (…, T) weights of token `query` → (…,) pixels."""
+    patch = query - num_prefix
+    if not 0 <= patch < grid[0] * grid[1]:
+        raise ValueError(f"token {query} is a prefix token: it has no position on the grid")
+    centres = patch_centres(grid, patch_size).to(weights.device)
+    dist = torch.cdist(centres[patch:patch + 1], centres)[0]  # (N,)
+    row = weights[..., num_prefix:].double()
+    if renorm:
+        row = row / row.sum(dim=-1, keepdim=True)
+    return (row * dist).sum(dim=-1)
+
+
+def attention_entropy(weights: Tensor) -> Tensor:
+    """Shannon entropy in nats of each attention row: (…, T) → (…); 0·log 0 counts as 0."""
+    w = weights.double()
+    return -(w * torch.log(w.clamp_min(torch.finfo(torch.float64).tiny))).sum(dim=-1)
+
+
+def mass_threshold_mask(maps: Tensor, threshold: float = 0.6) -> Tensor:
+    """DINO's masks: per map, the fewest entries whose weights hold ≥ `threshold` of the map's mass.
+
+    maps (…, rows, cols) → bool of the same shape; entries are taken largest first, so the set
+    is the smallest one that reaches the threshold.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"mass threshold {threshold} is outside (0, 1]")
+    flat = maps.flatten(-2).double()  # (…, N)
+    values, order = flat.sort(dim=-1, descending=True)
+    share = values.cumsum(-1) / values.sum(-1, keepdim=True)
+    before = torch.cat([torch.zeros_like(share[..., :1]), share[..., :-1]], dim=-1)
+    keep_sorted = before < threshold  # the entry is needed while the mass so far is short
+    keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)
+    return keep.reshape(maps.shape)
+
+
+def cosine_similarity_matrix(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor:
+    """(…, M, D), (…, N, D) → (…, M, N): cos θ between every row of a and every row of b."""
+    a = a / a.norm(dim=-1, keepdim=True).clamp_min(eps)
+    b = b / b.norm(dim=-1, keepdim=True).clamp_min(eps)
+    return a @ b.transpose(-2, -1)
+
+
+def pca(x: Tensor, k: int, center: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """The first k principal components of the rows of x (M, D): components (k, D) with a fixed
+    sign (largest-magnitude entry positive), projections (M, k), and explained variance ratio (k,)."""
+    x = x.double()
+    mean = x.mean(dim=0, keepdim=True) if center else torch.zeros_like(x[:1])
+    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
+    k = min(k, vh.shape[0])
+    comps = vh[:k]  # (k, D)
+    sign = torch.sign(comps.gather(1, comps.abs().argmax(dim=1, keepdim=True)))
+    comps = comps * sign
+    var = s**2
+    return comps, (x - mean) @ comps.T, var[:k] / var.sum().clamp_min(torch.finfo(torch.float64).tiny)
