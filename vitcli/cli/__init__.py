@@ -1,10 +1,12 @@
 """The typer app: one module per subcommand, errors mapped to one line and an exit code.
 
 Exit codes: 0 success, 1 bad input or failed check (one line naming the file and the problem),
-2 wrong usage (typer/click), 130 interrupted. `--debug` anywhere shows the traceback.
+2 wrong usage (typer/click), 130 interrupted (SIGINT), 143 terminated (SIGTERM). `--debug` anywhere
+shows the traceback.
 """
 
 import os
+import signal
 import sys
 import traceback
 from typing import Annotated, Optional
@@ -52,10 +54,24 @@ def _fail(message: str, debug: bool) -> None:
     raise SystemExit(1)
 
 
+class Terminated(BaseException):
+    """SIGTERM as an exception, so that atomic writers remove their temporary files on the way out."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM into `Terminated` (SIGINT already raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def main() -> None:
     """Entry point of the `vitcli` console script."""
     from vitcli.errors import VitcliError
 
+    install_signal_handlers()
     debug = "--debug" in sys.argv[1:] or bool(os.environ.get("VITCLI_DEBUG"))
     args = [a for a in sys.argv[1:] if a != "--debug"]
     try:
@@ -65,6 +81,9 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("vitcli: interrupted\n")
         raise SystemExit(130) from None
+    except Terminated:
+        sys.stderr.write("vitcli: terminated\n")
+        raise SystemExit(143) from None
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # silence the flush at exit
         raise SystemExit(1) from None
