@@ -70,6 +70,7 @@ class ImageOptions:
     patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", help="Patch size P in pixels. [default: 16, or the model's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
     background: BackgroundOpt = "255,255,255"
     max_pixels: MaxPixelsOpt = None
+    draft: Annotated[bool, typer.Option("--draft/--no-draft", help="Decode a JPEG at 1/2, 1/4 or 1/8 scale when it stays at least twice the final size (its shorter side ≥ 4× the longer side of --size); --no-draft always decodes in full.", rich_help_panel=IMAGE_PANEL)] = True
 
 
 @dataclass
@@ -139,17 +140,20 @@ def prepare_image(image: str, opts: ImageOptions, patch_size: int) -> PreparedIm
     """Load, orient, convert and fit one image: the same pixels for every command."""
     from vitcli.errors import VitcliError
     from vitcli.io import images
+    from vitcli.io.inputs import draft_size
 
     check_patch_size(patch_size)
     requested = images.parse_size(opts.size or "224")
     if requested and (requested[0] % patch_size or requested[1] % patch_size):
         raise VitcliError("--size", f"{opts.size} is not a multiple of the patch size {patch_size}")
     background = parse_colour(opts.background)
-    loaded = images.load_image(image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS)
-    h, w = loaded.size
+    fit = FitChoice(opts.fit).value
+    draft = draft_size(requested, fit) if opts.draft else None
+    loaded = images.load_image(image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS, draft)
+    h, w = loaded.original_size
     if h < patch_size or w < patch_size:
         raise VitcliError(image, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
-    fit, resample = FitChoice(opts.fit).value, ResampleChoice(opts.resample).value
+    resample = ResampleChoice(opts.resample).value
     pixels, done = images.fit_image(loaded, requested, fit, patch_size, resample, background)  # type: ignore[arg-type]
     return PreparedImage(loaded, pixels, fit, done)
 

@@ -4,6 +4,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from vitcli.cli.batch import BatchOptions, ImagesArg, gather
 from vitcli.cli.common import (
     OUTPUT_PANEL, ImageOptions, JsonOpt, NormalizeChoice, OrderChoice, Output, OutputOpt, QuietOpt, with_options,
 )
@@ -25,9 +26,9 @@ EPILOG = (
 )
 
 
-@with_options(image_opts=ImageOptions)
+@with_options(image_opts=ImageOptions, batch=BatchOptions)
 def patchify_command(
-    image: Annotated[Optional[str], typer.Argument(help="Image file, or - for standard input.", show_default=False)] = None,
+    images: ImagesArg = None,
     order: Annotated[OrderChoice, typer.Option("--order", help="Value order inside a patch (see above).")] = OrderChoice.chw,
     normalize: Annotated[NormalizeChoice, typer.Option("--normalize", help="raw: uint8 bytes; none: float32 x/255; imagenet|inception|clip: float32 (x/255 − mean)/std.")] = NormalizeChoice.raw,
     output: OutputOpt = None,
@@ -38,13 +39,46 @@ def patchify_command(
     quiet: QuietOpt = False,
     *,
     image_opts: ImageOptions,
+    batch: BatchOptions,
 ) -> None:
     out = Output(output, as_json, quiet)
     if unpatchify is not None:
         return _unpatchify(unpatchify, grid_size, order.value, normalize.value, out)
-    if image is None:
+    if not images and batch.from_list is None:
         raise typer.BadParameter("give an IMAGE to patchify, or --unpatchify FILE.npy", param_hint="IMAGE")
-    _patchify(image, image_opts, order.value, normalize.value, grid_png, out)
+    inputs = gather(images, batch)
+    if not inputs.many:
+        return _patchify(inputs.paths[0], image_opts, order.value, normalize.value, grid_png, out)
+    if grid_png:
+        from vitcli.errors import VitcliError
+
+        raise VitcliError("--grid-png", "draws one image; give one IMAGE")
+    _patchify_many(inputs.paths, image_opts, batch, order.value, normalize.value, out)
+
+
+def _patchify_many(paths: list[str], opts: ImageOptions, batch: BatchOptions, order: str, normalize: str,
+                   out: Output) -> None:
+    """Every image's (N, P·P·C) patches as rows of one (B, N, P·P·C) array, or one file each."""
+    import numpy as np
+
+    from vitcli.cli.batch import check_image_options, run_batch, show_summary
+    from vitcli.cli.common import prepare_image
+    from vitcli.core.patches import patchify
+    from vitcli.io.images import normalize as normalise_pixels
+
+    patch_size = 16 if opts.patch_size is None else opts.patch_size
+    check_image_options(opts, patch_size)
+    report = run_batch(
+        paths, batch, out.output, out, patch_size=patch_size,
+        prepare=lambda path: prepare_image(path, opts, patch_size),
+        compute=lambda items: np.stack([patchify(normalise_pixels(p.pixels, normalize), patch_size, order)
+                                        for p in items]),  # (b, N, P·P·C)
+    )
+    doc = {"command": "patchify", **report.document(), "patch_size": patch_size, "order": order,
+           "normalize": normalize, "tensors": {"patches": report.stats.document()}}
+    rows = [("patch size P", patch_size), ("order / values", f"{order} / {normalize}")]
+    show_summary("patchify", report, rows, "patches (B, N, P·P·C)", doc, out)
+
 
 
 def _patchify(image: str, opts: ImageOptions, order: str, normalize: str, grid_png: str | None, out: Output) -> None:

@@ -80,8 +80,12 @@ def _read_bytes(path: str) -> bytes:
         raise VitcliError(path, f"cannot read: {e.strerror or e}") from None
 
 
-def _open(path: str, data: bytes, max_pixels: int) -> Image.Image:
-    """Decode with Pillow, treating an over-limit image (decompression bomb) as an error."""
+def _open(path: str, data: bytes, max_pixels: int, draft: int | None = None) -> Image.Image:
+    """Decode with Pillow, treating an over-limit image (decompression bomb) as an error.
+
+    `draft`: for a JPEG, let libjpeg decode at 1/2, 1/4 or 1/8 scale as long as both sides stay
+    at least `draft` pixels (Pillow's `Image.draft`); other formats ignore it.
+    """
     if not data:
         raise VitcliError(path, "empty file")
     old_limit = Image.MAX_IMAGE_PIXELS
@@ -90,6 +94,9 @@ def _open(path: str, data: bytes, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
+            if draft and img.format == "JPEG" and img.mode in ("RGB", "L"):
+                img.info["vitcli_full_size"] = img.size  # (W, H) before the reduction
+                img.draft(img.mode, (draft, draft))
             img.load()
             return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -141,11 +148,17 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> tuple[np.ndarr
 
 
 def load_image(
-    path: str, background: tuple[int, int, int] = (255, 255, 255), max_pixels: int = DEFAULT_MAX_PIXELS
+    path: str, background: tuple[int, int, int] = (255, 255, 255), max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft: int | None = None,
 ) -> LoadedImage:
-    """Read a file (or '-' for standard input) as upright 8-bit RGB."""
+    """Read a file (or '-' for standard input) as upright 8-bit RGB.
+
+    `draft` (see `_open`) may decode a large JPEG at a reduced scale; `original_size` stays the
+    file's own size, `pixels` are the reduced ones.
+    """
     data = _read_bytes(path)
-    img = _open(path, data, max_pixels)
+    img = _open(path, data, max_pixels, draft)
+    full = img.info.get("vitcli_full_size", img.size)  # (W, H) as stored
     frames = getattr(img, "n_frames", 1)
     fmt, mode = img.format, img.mode
     notes = [f"animated: first of {frames} frames"] if frames > 1 else []
@@ -160,7 +173,11 @@ def load_image(
         notes.append(f"EXIF orientation {orientation} applied")
     pixels, mode_notes = to_rgb(img, background)
     h, w = pixels.shape[:2]
-    return LoadedImage(path, pixels, (h, w), mode, fmt, frames, notes + mode_notes)
+    turned = img.size != tuple(full) and (img.size[0] > img.size[1]) != (full[0] > full[1])
+    original = (full[0], full[1]) if turned else (full[1], full[0])  # [H, W] upright
+    if (h, w) != original:
+        notes.append(f"JPEG decoded at {h}x{w} of {original[0]}x{original[1]} (draft)")
+    return LoadedImage(path, pixels, original, mode, fmt, frames, notes + mode_notes)
 
 
 def _round_to(value: int, step: int, how: Literal["floor", "ceil", "round"]) -> int:
@@ -195,7 +212,7 @@ def fit_image(
     pad:    scale so the image fits inside the target, then centre-pad with `background`;
     strict: no change at all; the image must already have the final size.
     """
-    h, w = loaded.size
+    h, w = loaded.original_size  # the geometry of the file, also when a JPEG was drafted smaller
     th, tw = target_size((h, w), requested, fit, patch)
     if th % patch or tw % patch:
         raise VitcliError("--size", f"{th}x{tw} is not a multiple of the patch size {patch}")

@@ -1,0 +1,154 @@
+"""Many inputs: paths, globs, folders and list files expanded to one sorted list; parallel decoding.
+
+Only the standard library at import time (the CLI imports this before torch).
+
+Order: every input is expanded (a folder to its image files, a glob to its matches, a list file to
+its lines), duplicates are dropped and the whole list is sorted by path (plain string order), so
+the same files give the same rows whatever order they were named in.
+"""
+
+import glob
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from vitcli.errors import VitcliError
+
+# Files a folder contributes (case-insensitive); a file named explicitly may have any extension.
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k",
+})
+GLOB_CHARS = frozenset("*?[")
+
+T = TypeVar("T")
+
+
+@dataclass
+class Inputs:
+    """The expanded, sorted paths, and whether the user asked for many (folder, glob, list, > 1)."""
+
+    paths: list[str]
+    many: bool
+
+
+def expand_inputs(items: Iterable[str], recursive: bool = False, from_list: str | None = None) -> Inputs:
+    """Paths, quoted globs, folders (`recursive`: and their sub-folders) and a list file → sorted paths."""
+    items = list(items)
+    found: list[str] = []
+    many = len(items) > 1 or from_list is not None
+    for item in items:
+        if item == "-":
+            found.append(item)
+        elif os.path.isdir(item):
+            found += _folder_images(item, recursive)
+            many = True
+        elif not os.path.exists(item) and GLOB_CHARS & set(item):
+            found += _glob(item, recursive)
+            many = True
+        else:
+            found.append(item)  # a missing file fails when it is decoded, with its own line
+    if from_list is not None:
+        found += read_list(from_list)
+    paths = sorted(set(found))
+    if "-" in paths and len(paths) > 1:
+        raise VitcliError("-", "standard input can only be the one image; give files for several")
+    if not paths:
+        raise VitcliError(items[0] if items else (from_list or "IMAGE"), "no image files found")
+    return Inputs(paths, many)
+
+
+def _folder_images(folder: str, recursive: bool) -> list[str]:
+    """Image files (by extension) in a folder, hidden files and folders left out."""
+    out: list[str] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
+        out += [os.path.join(root, f) for f in files
+                if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+    return out
+
+
+def _glob(pattern: str, recursive: bool) -> list[str]:
+    """Files matching a quoted glob (`**` spans folders); a folder that matches gives its images."""
+    matches = glob.glob(pattern, recursive=True)
+    if not matches:
+        raise VitcliError(pattern, "no file matches this pattern")
+    out: list[str] = []
+    for m in matches:
+        out += _folder_images(m, recursive) if os.path.isdir(m) else [m]
+    return out
+
+
+def read_list(path: str) -> list[str]:
+    """One path per line ('-': standard input); blank lines and lines starting with # skipped."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except FileNotFoundError:
+        raise VitcliError(path, "no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise VitcliError(path, f"cannot read the list: {getattr(e, 'strerror', None) or e}") from None
+    lines = [line.strip() for line in text.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def draft_size(requested: tuple[int, int] | None, fit: str) -> int | None:
+    """The smallest side a JPEG may be decoded at: twice the longer side of the final size.
+
+    Pillow's draft mode then decodes at 1/2, 1/4 or 1/8 scale only while the decoded image stays
+    at least twice the resized image in each direction; a photo whose shorter side is below 4x the
+    longer target side (below 896 px for 224) is decoded in full, exactly as without draft.
+    `--size native` and `--fit strict` never draft.
+    """
+    if requested is None or fit == "strict":
+        return None
+    return 2 * max(requested)
+
+
+@dataclass
+class Decoded(Generic[T]):
+    """One input after decoding: its position in the sorted list, and the value or the error."""
+
+    index: int
+    path: str
+    value: T | None
+    error: VitcliError | None
+
+
+def decode_all(paths: list[str], decode: Callable[[str], T], workers: int, ahead: int) -> Iterator[Decoded[T]]:
+    """Run `decode` on every path in `workers` threads, yielding results in order.
+
+    At most `ahead` images are decoded ahead of the consumer, so memory stays bounded. A
+    `VitcliError` is returned in `error`; any other exception propagates.
+    """
+    if workers <= 1:
+        for i, path in enumerate(paths):
+            yield _decode_one(i, path, decode)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vitcli-decode")
+    try:
+        pending: list[Future[Decoded[T]]] = []
+        queue = iter(enumerate(paths))
+        for i, path in queue:
+            pending.append(pool.submit(_decode_one, i, path, decode))
+            if len(pending) >= max(ahead, workers):
+                yield pending.pop(0).result()
+        while pending:
+            yield pending.pop(0).result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _decode_one(index: int, path: str, decode: Callable[[str], T]) -> Decoded[T]:
+    try:
+        return Decoded(index, path, decode(path), None)
+    except VitcliError as e:
+        return Decoded(index, path, None, e)
+
+
+def default_workers() -> int:
+    """Decoding threads: one per CPU core, at most 8."""
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
