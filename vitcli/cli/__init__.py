@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from vitcli import __version__
-from vitcli.cli import embed, info, patchify, posenc
+from vitcli.cli import embed, figures, info, patchify, posenc
 
 app = typer.Typer(
     name="vitcli",
@@ -30,6 +30,7 @@ app.command("patchify", help=patchify.HELP, epilog=patchify.EPILOG)(patchify.pat
 app.command("embed", help=embed.HELP, epilog=embed.EPILOG)(embed.embed_command)
 app.command("posenc", help=posenc.HELP, epilog=posenc.EPILOG)(posenc.posenc_command)
 app.command("info", help=info.HELP, epilog=info.EPILOG)(info.info_command)
+app.add_typer(figures.app, name="figures", help=figures.HELP)
 
 
 def _version(value: bool) -> None:
