@@ -58,8 +58,10 @@ def _value_error(option: str):
     return guard()
 
 
-def resolve_config(opts: ModelOptions, patch_size: int | None = None, posenc: str | None = None) -> ModelSetup:
-    """The preset with overrides, or the architecture a checkpoint implies."""
+def resolve_config(opts: ModelOptions, patch_size: int | None = None, posenc: str | None = None,
+                   native_size: tuple[int, int] | None = None) -> ModelSetup:
+    """The preset with overrides, or the architecture a checkpoint implies (`native_size`: the
+    checkpoint's image size [H, W], needed for a non-square table without a config file)."""
     from vitcli.errors import VitcliError
 
     if opts.weights:
@@ -69,7 +71,7 @@ def resolve_config(opts: ModelOptions, patch_size: int | None = None, posenc: st
             raise VitcliError(opts.weights, f"the architecture comes from the checkpoint; drop {names}")
         from vitcli.checkpoints.load import load_checkpoint
 
-        loaded = load_checkpoint(opts.weights, strict=opts.strict)
+        loaded = load_checkpoint(opts.weights, strict=opts.strict, image_size=native_size)
         return ModelSetup(loaded.config, opts.weights, loaded)
     from vitcli.core.presets import get_preset, override
 

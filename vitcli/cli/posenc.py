@@ -18,14 +18,15 @@ sincos2d (MAE: half the channels per axis, zero class row), none.
 EPILOG = (
     "Examples:  vitcli posenc --kind sincos1d --dim 4 --grid 4x4 --positions 0:3  ·  "
     "vitcli posenc --kind sincos2d --similarity sim.png  ·  "
-    "vitcli posenc --weights vit.safetensors --similarity sim.png --resample 24x24"
+    "vitcli posenc --weights vit.safetensors --similarity sim.png --resample 24x24  ·  "
+    "vitcli posenc --weights wide.safetensors --size 224x448 --similarity sim.png"
 )
 
 
 @with_options(model_opts=ModelOptions)
 def posenc_command(
     grid: Annotated[Optional[str], typer.Option("--grid", help="Patch grid ROWSxCOLS (default: the model's, e.g. 14x14).", show_default=False)] = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="Image size HxW instead of --grid: the grid is size / patch size.", show_default=False)] = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="Image size HxW instead of --grid: the grid is size / patch size. With --weights: the checkpoint's native size, for a non-square table the file does not describe.", show_default=False)] = None,
     patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", help="Patch size P, with --size. [default: the model's, 16]", show_default=False)] = None,
     kind: Annotated[Optional[str], typer.Option("--kind", help="learned | sincos1d | sincos2d | none [default: the model's, learned]", show_default=False)] = None,
     positions: Annotated[Optional[str], typer.Option("--positions", help="Print these rows: I, A:B (Python slice) or I,J,K.", show_default=False)] = None,
@@ -80,14 +81,10 @@ def position_setup(opts: ModelOptions, kind: str | None, grid: str | None, size:
         raise VitcliError("--kind", f"'{kind}' is not one of {', '.join(KINDS)}")
     if grid and size:
         raise VitcliError("--grid", "give --grid or --size, not both")
+    if opts.weights:
+        return checkpoint_table(opts, grid, size)
     setup = resolve_config(opts, patch_size, kind)
     c = setup.config
-    if setup.checkpoint is not None:
-        table = setup.checkpoint.state_dict.get("pos_embed")
-        if table is None:
-            raise VitcliError(setup.source, "this checkpoint has no learned position table")
-        return PositionSetup(table.detach().float().cpu().reshape(-1, c.dim), c.grid, c.pos_prefix_rows,
-                             "learned", setup.source, c.patch_size)
     if grid:
         target = parse_hw(grid, "--grid")
     elif size:
@@ -106,6 +103,27 @@ def position_setup(opts: ModelOptions, kind: str | None, grid: str | None, size:
         # fixed tables in float64: the formula's own values (the model adds them in its dtype)
         table = position_table(c.posenc, target, c.dim, c.pos_prefix_rows, dtype=torch.float64)
     return PositionSetup(table, target, c.pos_prefix_rows, c.posenc, setup.source, c.patch_size)
+
+
+def checkpoint_table(opts: ModelOptions, grid: str | None, size: str | None) -> PositionSetup:
+    """A checkpoint's learned table with its prefix rows counted; `--size HxW` names the native image
+    size when the table's grid is not square and no config file says it."""
+    from vitcli.cli.model import resolve_config
+    from vitcli.errors import VitcliError
+    from vitcli.io.images import parse_hw
+
+    if grid:
+        raise VitcliError("--grid", "with --weights the grid is the checkpoint's; give its native image size with --size HxW if the file does not say it, or --resample ROWSxCOLS")
+    try:
+        setup = resolve_config(opts, native_size=parse_hw(size, "--size") if size else None)
+    except VitcliError as e:
+        raise VitcliError(e.source, e.problem.replace("(image_size=(H, W))", "with --size HxW")) from None
+    c = setup.config
+    table = setup.checkpoint.state_dict.get("pos_embed")
+    if table is None:
+        raise VitcliError(setup.source, "this checkpoint has no learned position table")
+    return PositionSetup(table.detach().float().cpu().reshape(-1, c.dim), c.grid, c.pos_prefix_rows,
+                         "learned", setup.source, c.patch_size)
 
 
 def _resampled(table: Any, setup: Any, text: str) -> tuple[Any, tuple[int, int], list[int]]:
