@@ -1,0 +1,201 @@
+"""A generated corpus of bad and awkward inputs, run through the real CLI.
+
+Every bad case: exit 1, one line on standard error naming the file (or option) and the problem,
+no traceback, nothing on standard output, no output file left behind, and an earlier output at
+the same path unchanged. Key cases each run in their own subprocess (`run_cli`); the rest are
+batched through `tests/reliability/driver.py`, which calls `vitcli.cli.main()` once per command
+line with real file descriptors redirected, in one subprocess per batch.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_clean_error, run_cli
+from tests.reliability import corpus
+
+PREVIOUS = b"an earlier output that must survive"
+
+
+def run_batch(cases: list[list[str]], tmp_path: Path) -> list[subprocess.CompletedProcess]:
+    """Run each argument list through vitcli.cli.main() in one subprocess; results in order."""
+    (tmp_path / "cases.json").write_text(json.dumps([[str(a) for a in c] for c in cases]))
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", "PYTHONPATH": str(corpus.ROOT)}
+    done = subprocess.run([sys.executable, "-m", "tests.reliability.driver", tmp_path / "cases.json",
+                           tmp_path / "results.json"], cwd=corpus.ROOT, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    results = json.loads((tmp_path / "results.json").read_text())
+    return [subprocess.CompletedProcess(c, r["code"], r["stdout"].encode(), r["stderr"].encode())
+            for c, r in zip(cases, results)]
+
+
+def output_slot(folder: Path) -> Path:
+    """A folder holding only an earlier `out.npy`: the path every failing command is told to write."""
+    folder.mkdir(parents=True)
+    (folder / "out.npy").write_bytes(PREVIOUS)
+    return folder / "out.npy"
+
+
+def assert_untouched(out: Path) -> None:
+    """The earlier output is intact and nothing else (no temporary file) appeared beside it."""
+    assert out.read_bytes() == PREVIOUS
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.npy"]
+
+
+# ---- key cases, each in a real subprocess ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["empty", "truncated jpeg", "decompression bomb", "directory"])
+def test_key_bad_images_in_a_subprocess(tmp_path: Path, name: str) -> None:
+    path, pattern = corpus.bad_images(tmp_path / "in")[name]
+    out = output_slot(tmp_path / "out")
+    result = run_cli("patchify", path, "-o", out, "--grid-png", out.parent / "grid.png")
+    assert re.search(pattern, assert_clean_error(result, str(path)))
+    assert_untouched(out)
+
+
+def test_full_device_in_a_subprocess(tmp_path: Path) -> None:
+    image = corpus.SAMPLES / "chelsea.jpg"
+    assert_clean_error(run_cli("patchify", image, "-o", "/dev/full"), "/dev/full", "No space left on device")
+
+
+def test_missing_output_folder(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "out.npy"
+    assert_clean_error(run_cli("patchify", corpus.SAMPLES / "chelsea.jpg", "-o", target), str(target), "does not exist")
+    assert not (tmp_path / "missing").exists()
+
+
+def _without_root_powers() -> list[str] | None:
+    """A setpriv prefix that drops the capabilities letting root read any file, if it works here."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        return None
+    prefix = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
+    probe = subprocess.run([*prefix, "true"], capture_output=True)
+    return prefix if probe.returncode == 0 else None
+
+
+def test_file_without_read_permission(tmp_path: Path) -> None:
+    prefix = _without_root_powers()
+    if prefix is None:
+        pytest.skip("cannot drop CAP_DAC_OVERRIDE here")
+    image = tmp_path / "secret.jpg"
+    shutil.copy(corpus.SAMPLES / "chelsea.jpg", image)
+    image.chmod(0)
+    out = output_slot(tmp_path / "out")
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(corpus.ROOT)}
+    result = subprocess.run([*prefix, sys.executable, "-m", "vitcli", "patchify", str(image), "-o", str(out)],
+                            capture_output=True, env=env, cwd=corpus.ROOT, timeout=120)
+    assert_clean_error(result, str(image), "permission denied")
+    assert_untouched(out)
+
+
+def in_private_mount(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run a shell script in a private mount namespace (root only); skip where that is not allowed."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a private mount")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -m refused: {probe.stderr.decode().strip()}")
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(corpus.ROOT), "PY": sys.executable}
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, env=env,
+                          cwd=tmp_path, timeout=120)
+
+
+def test_read_only_output_folder(tmp_path: Path) -> None:
+    out = output_slot(tmp_path / "ro")
+    image = corpus.SAMPLES / "chelsea.jpg"
+    script = (f"mount --bind {out.parent} {out.parent} && mount -o remount,bind,ro {out.parent} && "
+              f'"$PY" -m vitcli patchify {image} -o {out}')
+    result = in_private_mount(script, tmp_path)
+    assert_clean_error(result, str(out), "Read-only file system")
+    assert_untouched(out)
+
+
+# ---- the rest of the corpus, batched -----------------------------------------------------------
+
+def test_bad_image_corpus(tmp_path: Path) -> None:
+    files = corpus.bad_images(tmp_path / "in")
+    slots = {name: output_slot(tmp_path / "out" / name.replace(" ", "_")) for name in files}
+    cases = [["patchify", path, "-o", slots[name], "--grid-png", slots[name].parent / "grid.png"]
+             for name, (path, _) in files.items()]
+    for (name, (path, pattern)), result in zip(files.items(), run_batch(cases, tmp_path)):
+        assert re.search(pattern, assert_clean_error(result, str(path))), name
+        assert_untouched(slots[name])
+
+
+def test_bad_options(tmp_path: Path) -> None:
+    image = str(corpus.SAMPLES / "chelsea.jpg")
+    cases = {
+        "-p 0": (["patchify", image, "-p", "0"], ["--patch-size", "positive"]),
+        "-p -3": (["patchify", image, "-p", "-3"], ["--patch-size", "-3"]),
+        "embed -p 0": (["embed", image, "-p", "0", "--depth", "1"], ["patch"]),
+        "non-numeric --size": (["patchify", image, "--size", "big"], ["--size", "'big'"]),
+        "--size 0": (["patchify", image, "--size", "0x224"], ["--size", "positive"]),
+        "dim not divisible by heads": (["embed", image, "--dim", "100", "--heads", "3", "--depth", "1"],
+                                       ["dim 100", "not divisible by 3 heads"]),
+        "odd dim for sin-cos": (["posenc", "--kind", "sincos1d", "--dim", "7", "--heads", "1"], ["even dim", "7"]),
+        "2-D sin-cos dim": (["posenc", "--kind", "sincos2d", "--dim", "6", "--heads", "1"], ["divisible by 4"]),
+        "--grid 0x5": (["posenc", "--grid", "0x5"], ["--grid", "0x5"]),
+        "--grid text": (["posenc", "--grid", "ax5"], ["--grid", "ax5"]),
+    }
+    slots = {name: output_slot(tmp_path / "out" / str(i)) for i, name in enumerate(cases)}
+    results = run_batch([[*args, "-o", slots[name]] for name, (args, _) in cases.items()], tmp_path)
+    for (name, (_, words)), result in zip(cases.items(), results):
+        assert_clean_error(result, *words)
+        assert_untouched(slots[name])
+
+
+# ---- awkward but valid images: success, and the right pixels -----------------------------------
+
+def _pixels(npy: Path, grid: tuple[int, int], p: int = 16) -> np.ndarray:
+    """(H, W, 3) from a raw `--order hwc` patch array, by index arithmetic alone."""
+    patches = np.load(npy).reshape(grid[0], grid[1], p, p, 3)  # (R, Cl, y, x, C)
+    return patches.transpose(0, 2, 1, 3, 4).reshape(grid[0] * p, grid[1] * p, 3)
+
+
+def test_awkward_images_load_correctly(tmp_path: Path) -> None:
+    colours = corpus.animated_gif(tmp_path / "anim.gif")
+    corpus.cmyk_jpeg(tmp_path / "cmyk.jpg")
+    grey16 = corpus.png16(tmp_path / "grey16.png")
+    corpus.palette_with_transparency(tmp_path / "palette.png")
+    upright = corpus.exif_rotated(tmp_path / "turned.jpg")
+    native = ["-p", "16", "--order", "hwc", "--size", "native", "--fit", "strict"]
+    names = ["anim.gif", "cmyk.jpg", "grey16.png", "palette.png", "turned.jpg"]
+    cases = [["patchify", tmp_path / n, *native, "--json", "-o", tmp_path / f"{n}.npy"] for n in names]
+    cases.append(["patchify", tmp_path / "anim.gif", *native])  # the table says it
+    cases += [["patchify", corpus.SAMPLES / n, "-o", tmp_path / f"{n}.npy"] for n in
+              ("chelsea.jpg", "chelsea_exif_rotated.jpg", "coffee.jpg")]
+    results = run_batch(cases, tmp_path)
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    docs = {n: json.loads(r.stdout) for n, r in zip(names, results)}
+
+    gif = _pixels(tmp_path / "anim.gif.npy", (2, 2))
+    assert docs["anim.gif"]["input"]["frames"] == 3 and (gif == colours[0]).all()
+    assert "first of 3 frames" in " ".join(docs["anim.gif"]["input"]["notes"])
+    assert "first of 3 frames" in results[len(names)].stdout.decode()
+
+    red = _pixels(tmp_path / "cmyk.jpg.npy", (2, 2)).astype(int)
+    assert red[..., 0].min() > 230 and red[..., 1:].max() < 25
+
+    grey = _pixels(tmp_path / "grey16.png.npy", (2, 2))
+    expected = np.rint(grey16.astype(np.float64) * 255 / 65535).astype(np.uint8)  # 65535→255, 32768→128
+    assert (grey == expected[..., None]).all()
+
+    palette = _pixels(tmp_path / "palette.png.npy", (2, 2))
+    assert (palette[:16] == 255).all() and (palette[16:] == (0, 0, 255)).all()  # transparent → white
+
+    turned = _pixels(tmp_path / "turned.jpg.npy", (2, 4)).astype(int)
+    assert docs["turned.jpg"]["input"]["original_size"] == [32, 64]
+    assert np.abs(turned - upright).mean() < 4 and np.abs(turned - upright).max() < 80  # JPEG noise only
+
+    cat, cat_turned, other = (np.load(tmp_path / f"{n}.npy").astype(int) for n in
+                              ("chelsea.jpg", "chelsea_exif_rotated.jpg", "coffee.jpg"))
+    assert np.abs(cat - cat_turned).mean() < 3 < np.abs(cat - other).mean()
