@@ -143,9 +143,11 @@ def token_norms(blocks: list[Tensor]) -> Tensor:
 
 
 def mad_thresholds(norms: Tensor, k: float) -> Tensor:
-    """Per layer, median + k·MAD of (L, N) norms (MAD unscaled: median |x − median|) → (L,)."""
-    med = norms.median(dim=-1, keepdim=True).values  # (L, 1)
-    mad = (norms - med).abs().median(dim=-1).values  # (L,)
+    """Per layer, median + k·MAD of (L, N) norms (MAD unscaled: median |x − median|) → (L,).
+    Medians of an even count average the two middle values (torch.median would take the lower)."""
+    norms = norms.double()
+    med = norms.quantile(0.5, dim=-1, keepdim=True)  # (L, 1)
+    mad = (norms - med).abs().quantile(0.5, dim=-1)  # (L,)
     return med[:, 0] + k * mad
 
 
