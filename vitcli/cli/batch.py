@@ -175,7 +175,7 @@ def run_batch(paths: list[str], batch: BatchOptions, output: str | None, out: Ou
                 progress(len(pending))
                 pending.clear()
 
-        for d in decode_all(paths, prepare, workers, ahead=batch.batch_size + 2 * workers):
+        for d in decode_all(paths, _light(prepare), workers, ahead=batch.batch_size + 2 * workers):
             if d.error is not None:
                 _skip_or_fail(d.path, d.error, batch.skip_errors, sink, skipped, progress)
                 continue
@@ -188,6 +188,18 @@ def run_batch(paths: list[str], batch: BatchOptions, output: str | None, out: Ou
     outputs = {"array": output, "index": index_path(output)} if output else {"output_dir": batch.output_dir}
     return BatchReport(len(paths), stats.shape[0] if stats.shape else 0, skipped, time.perf_counter() - start,
                        stats, outputs, batch.batch_size, workers, first)
+
+
+def _light(prepare: Callable[[str], "PreparedImage"]) -> Callable[[str], "PreparedImage"]:
+    """`prepare`, then drop the decoded full-size pixels: only the fitted ones wait for their batch."""
+    import numpy as np
+
+    def run(path: str) -> "PreparedImage":
+        item = prepare(path)
+        item.loaded.pixels = np.empty((0, 0, 3), np.uint8)
+        return item
+
+    return run
 
 
 def _skip_or_fail(path: str, error: Exception, skip: bool, sink: Any, skipped: list, progress: Any) -> None:

@@ -81,6 +81,7 @@ class PreparedImage:
     pixels: Any  # (H, W, 3) uint8
     fit: str
     done: str
+    data: Any = None  # what a batch command computed from the pixels while decoding (e.g. the input array)
 
     def input_document(self) -> dict[str, Any]:
         """The JSON `input` object shared by every command."""

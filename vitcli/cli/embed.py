@@ -5,7 +5,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.common import ImageArg, ImageOptions, JsonOpt, Output, OutputOpt, QuietOpt, with_options
+from vitcli.cli.batch import BatchOptions, ImagesArg, gather
+from vitcli.cli.common import ImageOptions, JsonOpt, Output, OutputOpt, QuietOpt, with_options
 from vitcli.cli.model import ModelOptions
 
 HELP = """Project an image's patches into ViT token embeddings and show every stage.
@@ -52,9 +53,9 @@ STAGES = {
 }
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions)
+@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def embed_command(
-    image: ImageArg,
+    images: ImagesArg = None,
     stage: Annotated[Stage, typer.Option("--stage", help="Which stage -o writes: patches, tokens (projected), input (Z0), output (Z_L), pooled.")] = Stage.input,
     impl: Annotated[Impl, typer.Option("--impl", help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).")] = Impl.conv,
     posenc: Annotated[Optional[PosencChoice], typer.Option("--posenc", help="learned | sincos1d | sincos2d | none [default: the model's, learned]", show_default=False)] = None,
@@ -65,10 +66,16 @@ def embed_command(
     *,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
+    batch: BatchOptions,
 ) -> None:
     from vitcli.cli.run import run_model
 
     out = Output(output, as_json, quiet)
+    inputs = gather(images, batch)
+    if inputs.many:
+        return _embed_many(inputs.paths, stage.value, impl.value, posenc.value if posenc else None, normalize,
+                           image_opts, model_opts, batch, out)
+    image = inputs.paths[0]
     run = run_model(image, image_opts, model_opts, posenc.value if posenc else None, normalize, impl=impl.value)
     arrays = {key: run.first(field) for key, (field, _) in STAGES.items() if run.first(field) is not None}
     chosen = {"patches": "patches", "tokens": "tokens", "input": "input", "output": "output", "pooled": "pooled"}[stage.value]
@@ -88,6 +95,55 @@ def embed_command(
         "outputs": {"array": out.output},
     }
     _report(doc, run, out)
+
+
+def _embed_many(paths: list[str], stage: str, impl: str, posenc: str | None, normalize: str | None,
+                image_opts: ImageOptions, model_opts: ModelOptions, batch: BatchOptions, out: Output) -> None:
+    """One stage for every image: rows of one (B, ...) array, batch by batch, one model for all."""
+    import numpy as np
+    import torch
+
+    from vitcli.cli.batch import check_image_options, run_batch, show_summary
+    from vitcli.cli.common import prepare_image
+    from vitcli.cli.model import build, model_document, model_rows, resolve_config
+    from vitcli.cli.run import default_normalize, image_tensor
+    from vitcli.core.presets import count_params
+    from vitcli.errors import VitcliError
+
+    setup = resolve_config(model_opts, image_opts.patch_size, posenc)
+    patch = setup.config.patch_size
+    if image_opts.size is None:
+        image_opts = ImageOptions(**{**image_opts.__dict__, "size": "{}x{}".format(*setup.config.image_size)})
+    check_image_options(image_opts, patch)
+    if stage == "pooled" and setup.config.pooling == "none":
+        raise VitcliError("--stage", "this model has no pooled stage (pooling is none)")
+    model, warning = build(setup, model_opts)
+    norm = normalize or default_normalize(setup)
+    image_tensor(np.zeros((patch, patch, 3), np.uint8), norm)  # an unknown --normalize fails before any image
+    param = next(model.parameters())
+    field = STAGES["input" if stage == "input" else stage][0]
+    keep_inputs = stage in ("patches", "tokens", "input")
+
+    def prepare(path: str) -> Any:
+        item = prepare_image(path, image_opts, patch)
+        item.data = image_tensor(item.pixels, norm)  # (1, 3, H, W), normalised in the decoding thread
+        return item
+
+    def compute(items: list[Any]) -> np.ndarray:
+        x = torch.cat([p.data for p in items]).to(param.device, param.dtype)  # (b, 3, H, W)
+        with torch.inference_mode():
+            result = model(x, impl=impl, keep_inputs=keep_inputs)
+        return getattr(result, field).float().cpu().numpy()  # (b, ...) e.g. (b, D) pooled
+
+    report = run_batch(paths, batch, out.output, out, prepare=prepare, compute=compute, patch_size=patch)
+    grid = report.first.get("grid")
+    doc = {"command": "embed", **report.document(), "stage": stage, "impl": impl, "normalize": norm,
+           "patch_size": patch, "model": model_document(setup, tuple(grid) if grid else None, count_params(model)),
+           "tensors": {stage: report.stats.document()}}
+    rows = model_rows(doc["model"]) + [("normalize", norm), ("stage written", stage)]
+    show_summary("embed", report, rows, STAGES["input" if stage == "input" else stage][1], doc, out)
+    if warning:
+        out.message(f"[yellow]warning:[/] {warning}")
 
 
 def _stats(array: Any) -> dict[str, Any]:
