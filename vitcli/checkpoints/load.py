@@ -47,6 +47,7 @@ class Loaded:
     ignored_keys: list[str] = field(default_factory=list)  # source keys not used
     notes: list[str] = field(default_factory=list)  # how things were found and which rules applied
     origin: dict[str, str] = field(default_factory=dict)  # core key → source key(s)
+    nonfinite: dict[str, dict[str, int]] = field(default_factory=dict)  # source key → {"nan": n, "inf": m}
 
     @property
     def num_params(self) -> int:
@@ -105,7 +106,21 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     if problems:
         raise VitcliError(spec, f"{label} checkpoint does not fit: " + "; ".join(problems))
     state = {k: v.to(device) for k, v in mapped.tensors.items()}
-    return Loaded(spec, raw.path, raw.format, label, config, state, preprocess, sorted(ignored), notes, mapped.origin)
+    return Loaded(spec, raw.path, raw.format, label, config, state, preprocess, sorted(ignored), notes, mapped.origin,
+                  nonfinite_counts(state, mapped.origin))
+
+
+def nonfinite_counts(state: dict[str, Tensor], origin: dict[str, str]) -> dict[str, dict[str, int]]:
+    """NaN and ±Inf counts of each floating tensor that has any, by source key.
+
+    Worth reporting on its own: torch's fused CPU attention turns NaN queries into zeros, so a
+    corrupted checkpoint can give finite, wrong outputs.
+    """
+    found = {}
+    for key, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            found[origin.get(key, key)] = {"nan": int(torch.isnan(t).sum()), "inf": int(torch.isinf(t).sum())}
+    return found
 
 
 def _check(config: ViTConfig, mapped) -> list[str]:
@@ -148,4 +163,4 @@ def build_model_from_checkpoint(checkpoint: "Loaded | str | Path", *, strict: bo
     return model.to(device=device, dtype=dtype).eval()
 
 
-__all__ = ["Loaded", "build_model_from_checkpoint", "load_checkpoint"]
+__all__ = ["Loaded", "build_model_from_checkpoint", "load_checkpoint", "nonfinite_counts"]

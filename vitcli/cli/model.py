@@ -137,7 +137,15 @@ def model_document(setup: ModelSetup, grid: tuple[int, int] | None = None, param
     if setup.checkpoint is not None:
         doc["family"] = setup.checkpoint.family
         doc["ignored_keys"] = list(setup.checkpoint.ignored_keys)
+        doc["nonfinite_weights"] = dict(getattr(setup.checkpoint, "nonfinite", {}))
     return doc
+
+
+def nonfinite_summary(counts: dict[str, dict[str, int]]) -> str:
+    """'5 NaN, 0 Inf in 1 tensor: blocks.0.attn.qkv.weight' for the table."""
+    nan, inf = (sum(c[k] for c in counts.values()) for k in ("nan", "inf"))
+    names = ", ".join(list(counts)[:4]) + (f" and {len(counts) - 4} more" if len(counts) > 4 else "")
+    return f"{nan:,} NaN, {inf:,} Inf in {len(counts)} tensor{'s' if len(counts) > 1 else ''}: {names}"
 
 
 def model_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -154,4 +162,6 @@ def model_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         ("parameters", f"{doc['params']:,}"),
         ("GMACs (this grid)", f"{doc['gmacs']:.2f}"),
     ]
+    if doc.get("nonfinite_weights"):
+        rows.append(("NaN / Inf in weights", nonfinite_summary(doc["nonfinite_weights"])))
     return rows
