@@ -42,6 +42,9 @@ def _is_special(path: Path) -> bool:
 
 
 def _os_problem(e: OSError) -> str:
+    """The OS's words for a failed write; numpy's short write (no errno) is a full device."""
+    if e.errno is None and "requested and" in str(e):  # ndarray.tofile: "N requested and M written"
+        return f"No space left on device ({str(e).replace('requested', 'bytes requested')})"
     return e.strerror or str(e)
 
 
