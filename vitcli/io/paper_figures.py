@@ -41,8 +41,9 @@ def pca_figure(pictures: list[np.ndarray], maps: np.ndarray, patch_size: int, na
     plt = _pyplot()
     b = len(pictures)
     h, w = pictures[0].shape[:2]
-    width = 3.0 * w / max(h, w)
-    fig, axes = plt.subplots(2, b, figsize=(width * b + 0.2, 2 * 3.0 * h / max(h, w) + 0.6), dpi=100, squeeze=False)
+    side = 2.6
+    fig, axes = plt.subplots(2, b, figsize=(side * w / max(h, w) * b + 0.3, 2 * side * h / max(h, w) + 0.6), dpi=100,
+                             squeeze=False)
     for i in range(b):
         axes[0, i].imshow(pictures[i])
         axes[0, i].set_title(names[i], fontsize=8)
@@ -73,7 +74,7 @@ def similarity_overlay_figure(query_picture: np.ndarray, target_picture: np.ndar
     plt = _pyplot()
     h, w = query_picture.shape[:2]
     th, tw = target_picture.shape[:2]
-    fig, axes = plt.subplots(1, 2, figsize=(3.4 * w / max(h, w) + 3.4 * tw / max(th, tw) + 1.2, 3.8), dpi=110,
+    fig, axes = plt.subplots(1, 2, figsize=(3.4 * w / max(h, w) + 3.4 * tw / max(th, tw) + 1.2, 3.8), dpi=100,
                              gridspec_kw={"width_ratios": [w / h, tw / th]})
     axes[0].imshow(query_picture)
     _mark(axes[0], query_rc, patch_size)
@@ -117,7 +118,10 @@ def norms_figure(norms: np.ndarray, num_prefix: int, has_class: bool, registers:
     left.set_ylabel("token L2 norm")
     left.set_xticks(range(layers))
     left.legend(fontsize=7, loc="best", framealpha=0.85)
-    right.hist(patches[-1], bins=40, color="0.5", log=True)
+    _, edges, _ = right.hist(patches[-1], bins=40, color="0.5", log=True, label="patch tokens")
+    high = patches[-1][patches[-1] > thresholds[-1]]
+    if high.size:
+        right.hist(high, bins=edges, color="tab:red", log=True, label="high-norm patches")
     right.axvline(thresholds[-1], color="k", linewidth=1, linestyle="--", label="threshold")
     for j, reg in enumerate(registers):
         right.axvline(norms[-1, reg], color="tab:blue", linewidth=1, label="registers" if j == 0 else None)
