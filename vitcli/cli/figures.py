@@ -186,7 +186,7 @@ def filters_command(
     rows = model_rows(doc["model"]) + [("filters (D, C, P, P)", tuple(weight.shape)), ("components", tuple(array.shape))]
     cumulative = explained.cumsum()
     shown = [[str(i + 1), 100 * e, 100 * c] for i, (e, c) in enumerate(zip(explained, cumulative))][:10]
-    _finish(out, doc, rows, _table("principal components (first 10)", ["PC", "variance %", "cumulative %"], shown))
+    _finish(out, doc, rows, _table(f"principal components (first {len(shown)})", ["PC", "variance %", "cumulative %"], shown))
 
 
 # --- pca --------------------------------------------------------------------------------------------
