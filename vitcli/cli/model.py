@@ -30,6 +30,7 @@ class ModelOptions:
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights: same seed, same numbers.", rich_help_panel=MODEL_PANEL)] = 0
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL)] = "auto"
     dtype: Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16 (half types are slow on the CPU).", rich_help_panel=MODEL_PANEL)] = "float32"
+    native_size: Annotated[Optional[str], typer.Option("--native-size", help="With --weights: the size HxW the checkpoint was trained at, for a non-square position table that has no config.json beside it.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
     strict: Annotated[bool, typer.Option("--strict/--no-strict", help="Refuse checkpoints with left-over or missing keys.", rich_help_panel=MODEL_PANEL)] = True
 
 
@@ -71,8 +72,14 @@ def resolve_config(opts: ModelOptions, patch_size: int | None = None, posenc: st
             raise VitcliError(opts.weights, f"the architecture comes from the checkpoint; drop {names}")
         from vitcli.checkpoints.load import load_checkpoint
 
+        if opts.native_size:
+            from vitcli.io.images import parse_hw
+
+            native_size = parse_hw(opts.native_size, "--native-size")
         loaded = load_checkpoint(opts.weights, strict=opts.strict, image_size=native_size)
         return ModelSetup(loaded.config, opts.weights, loaded)
+    if opts.native_size:
+        raise VitcliError("--native-size", "tells a checkpoint's native size: use it with --weights (presets take --size)")
     from vitcli.core.presets import get_preset, override
 
     with _value_error("--model"):

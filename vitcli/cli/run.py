@@ -4,6 +4,7 @@ Loads and fits the image, builds the model (preset or checkpoint), runs it under
 and keeps the named intermediates for the command to report.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ class ModelRun:
     prepared: PreparedImage
     setup: ModelSetup
     model: Any
-    result: ViTOutput
+    result: ViTOutput | Any  # what call() returned, when given
     normalize: str
     params: int
     warnings: list[str] = field(default_factory=list)
@@ -64,8 +65,9 @@ def image_tensor(pixels: np.ndarray, normalize: str) -> torch.Tensor:
 
 
 def run_model(image: str, image_opts: ImageOptions, model_opts: ModelOptions, posenc: str | None,
-              normalize: str | None, **forward: Any) -> ModelRun:
-    """Fit the image to the model's patch size, build the model and run one forward pass."""
+              normalize: str | None, call: Callable[[Any, torch.Tensor], Any] | None = None, **forward: Any) -> ModelRun:
+    """Fit the image to the model's patch size, build the model and run one forward pass:
+    `model(x, **forward)`, or `call(model, x)` for a command that gathers more (attend)."""
     from vitcli.core.presets import count_params
 
     setup = resolve_config(model_opts, image_opts.patch_size, posenc)
@@ -78,5 +80,5 @@ def run_model(image: str, image_opts: ImageOptions, model_opts: ModelOptions, po
     norm = normalize or default_normalize(setup)
     x = image_tensor(prepared.pixels, norm).to(next(model.parameters()).device, next(model.parameters()).dtype)
     with torch.inference_mode():
-        result = model(x, **forward)
+        result = call(model, x) if call else model(x, **forward)
     return ModelRun(prepared, setup, model, result, norm, count_params(model), [warning] if warning else [])

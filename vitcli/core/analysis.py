@@ -5,6 +5,7 @@ Every function keeps the prefix tokens (class, distillation, registers) apart fr
 by their count, and maps patch rows onto the true (rows, cols) grid, never √N.
 """
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -12,6 +13,23 @@ from torch import Tensor
 
 Fusion = Literal["mean", "max", "min"]
 DiscardScope = Literal["row", "matrix"]
+# (start, stop) → the attention weights of query rows start..stop-1: (…, H, stop-start, T)
+RowsOf = Callable[[int, int], Tensor]
+
+
+def rows_of_matrix(attn: Tensor) -> RowsOf:
+    """Row blocks of a full (…, H, T, T) matrix."""
+    return lambda start, stop: attn[..., start:stop, :]
+
+
+def rows_of_qk(weights: Callable[[Tensor, Tensor], Tensor], q: Tensor, k: Tensor) -> RowsOf:
+    """Row blocks computed on demand from Q, K (…, H, T, d): only one block of T×T exists at a time."""
+    return lambda start, stop: weights(q[..., start:stop, :], k)
+
+
+def chunk_size(rows_elements: int, budget: int = 1 << 23) -> int:
+    """Query rows per block so that one block holds about `budget` weights (32 MiB in float32)."""
+    return max(1, budget // max(1, rows_elements))
 
 
 def fuse_heads(attn: Tensor, fusion: Fusion) -> Tensor:
@@ -47,24 +65,43 @@ def discard_lowest(attn: Tensor, ratio: float, scope: DiscardScope = "matrix") -
     return attn * keep.reshape(attn.shape)
 
 
+def fused_matrix(rows_of: RowsOf, num_tokens: int, fusion: Fusion, chunk: int) -> Tensor:
+    """The head-fused (…, T, T) matrix built block by block (float64)."""
+    return torch.cat([fuse_heads(rows_of(s, s + chunk).double(), fusion) for s in range(0, num_tokens, chunk)], dim=-2)
+
+
+class Rollout:
+    """Abnar & Zuidema (2020) one layer at a time: R ← Â·R with Â = rownorm(0.5·A + 0.5·I).
+
+    `add` takes each layer's head-fused (B, T, T) matrix in depth order; `result` is (B, T, T)
+    with rows summing to 1 (float64). Holding only R keeps memory at one T×T per image.
+    """
+
+    def __init__(self, discard_ratio: float = 0.0, discard_scope: DiscardScope = "matrix") -> None:
+        self.discard_ratio, self.discard_scope = discard_ratio, discard_scope
+        self.result: Tensor | None = None
+
+    def add(self, fused: Tensor) -> None:
+        fused = discard_lowest(fused.double(), self.discard_ratio, self.discard_scope)  # (B, T, T)
+        eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
+        hat = 0.5 * fused + 0.5 * eye
+        hat = hat / hat.sum(dim=-1, keepdim=True)  # rows sum to 1 again
+        self.result = hat if self.result is None else hat @ self.result
+
+
 def attention_rollout(attentions: list[Tensor], fusion: Fusion = "mean", discard_ratio: float = 0.0,
                       discard_scope: DiscardScope = "matrix", start_layer: int = 0) -> Tensor:
-    """Abnar & Zuidema (2020): R = Â_L ⋯ Â_s, with Â = rownorm(0.5·A + 0.5·I) of the fused heads.
+    """R = Â_L ⋯ Â_s over `attentions`, one (B, H, T, T) per layer in depth order → (B, T, T).
 
-    `attentions`: one (B, H, T, T) per layer in depth order. Returns (B, T, T) whose rows sum to 1;
-    row 0 is the class token's rollout map over all tokens.
+    Row 0 is the class token's rollout map over all tokens; every row sums to 1.
     """
     layers = attentions[start_layer:]
     if not layers:
         raise ValueError(f"start layer {start_layer} leaves no layer of {len(attentions)} to roll out")
-    result = None
+    rollout = Rollout(discard_ratio, discard_scope)
     for attn in layers:
-        fused = discard_lowest(fuse_heads(attn.double(), fusion), discard_ratio, discard_scope)  # (B, T, T)
-        eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
-        hat = 0.5 * fused + 0.5 * eye
-        hat = hat / hat.sum(dim=-1, keepdim=True)  # rows sum to 1 again
-        result = hat if result is None else hat @ result
-    return result
+        rollout.add(fuse_heads(attn.double(), fusion))
+    return rollout.result  # type: ignore[return-value]
 
 
 def prefix_row_to_grid(row: Tensor, num_prefix: int, grid: tuple[int, int]) -> Tensor:
@@ -89,27 +126,34 @@ def patch_distances(grid: tuple[int, int], patch_size: int) -> Tensor:
     return torch.cdist(centres, centres)
 
 
-def mean_attention_distance(attn: Tensor, grid: tuple[int, int], patch_size: int, num_prefix: int,
-                            renorm: bool = False, chunk: int = 1024) -> Tensor:
-    """ViT paper D.7: mean over patch queries i of Σ_j A[i, j]·d_ij, prefix tokens removed.
+def mean_distance_of_rows(rows_of: RowsOf, num_tokens: int, grid: tuple[int, int], patch_size: int,
+                          num_prefix: int, renorm: bool = False, chunk: int = 1024) -> Tensor:
+    """ViT paper D.7: mean over patch queries i of Σ_j A[i, j]·d_ij, prefix tokens removed → (…, H) pixels.
 
-    attn (…, H, T, T) → (…, H) in pixels. With `renorm`, each patch row is renormalised to sum to
-    1 after the prefix columns go (the paper's code does not). Query rows run in chunks so the
-    (N, N) distances never meet the whole matrix at once.
+    d_ij is the pixel distance of patch centres (P × grid distance). With `renorm`, each patch
+    row is renormalised to sum to 1 after the prefix columns go (the paper's code does not).
+    Query rows come in blocks of `chunk`, so neither T×T weights nor N×N distances exist whole.
     """
-    patches = attn[..., num_prefix:, num_prefix:]  # (…, H, N, N)
-    n = patches.shape[-1]
+    n = num_tokens - num_prefix
     if n != grid[0] * grid[1]:
-        raise ValueError(f"{attn.shape[-1]} tokens minus {num_prefix} prefix do not fill a {grid[0]}x{grid[1]} grid")
-    centres = patch_centres(grid, patch_size).to(attn.device)
-    total = torch.zeros(patches.shape[:-2], dtype=torch.float64, device=attn.device)
-    for start in range(0, n, chunk):
-        rows = patches[..., start:start + chunk, :].double()  # (…, H, c, N)
+        raise ValueError(f"{num_tokens} tokens minus {num_prefix} prefix do not fill a {grid[0]}x{grid[1]} grid")
+    total = None
+    for start in range(num_prefix, num_tokens, chunk):
+        stop = min(start + chunk, num_tokens)
+        rows = rows_of(start, stop)[..., num_prefix:].double()  # (…, H, c, N)
+        centres = patch_centres(grid, patch_size).to(rows.device)
         if renorm:
             rows = rows / rows.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-        dist = torch.cdist(centres[start:start + chunk], centres)  # (c, N)
-        total += (rows * dist).sum(dim=(-2, -1))
-    return total / n
+        dist = torch.cdist(centres[start - num_prefix:stop - num_prefix], centres)  # (c, N)
+        part = (rows * dist).sum(dim=(-2, -1))  # (…, H)
+        total = part if total is None else total + part
+    return total / n  # type: ignore[operator]
+
+
+def mean_attention_distance(attn: Tensor, grid: tuple[int, int], patch_size: int, num_prefix: int,
+                            renorm: bool = False, chunk: int = 1024) -> Tensor:
+    """Mean attention distance of a full (…, H, T, T) matrix → (…, H) pixels (see mean_distance_of_rows)."""
+    return mean_distance_of_rows(rows_of_matrix(attn), attn.shape[-1], grid, patch_size, num_prefix, renorm, chunk)
 
 
 def query_distance(weights: Tensor, query: int, grid: tuple[int, int], patch_size: int, num_prefix: int,

@@ -5,7 +5,7 @@ a checkpoint maps onto them with a key table. A forward pass returns its interme
 `ViTOutput` instead of hooks; attention weights are computed only for the layers asked for.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -102,6 +102,11 @@ class ViTOutput:
     attn_layers: list[int] = field(default_factory=list)  # which layer each entry below is from
     attentions: list[Tensor] = field(default_factory=list)  # each (B, H, T, T) or (B, H, Q, T)
     qkv: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)  # each (B, H, T, d)
+    reduced: dict[int, object] = field(default_factory=dict)  # layer → attn_reduce's result
+
+
+# (layer index, the layer's attention module, what it computed) → a summary kept instead of weights
+AttnReduce = Callable[[int, Attention, AttentionDetail], object]
 
 
 class VisionTransformer(nn.Module):
@@ -189,13 +194,18 @@ class VisionTransformer(nn.Module):
         return pooled, logits
 
     def encode(self, x: Tensor, keep_blocks: bool, attn_layers: Sequence[int] | None,
-               attn_queries: Sequence[int] | None, keep_qkv: bool) -> tuple[Tensor, dict[str, list]]:
-        """Run the blocks on (B, T, D); keep block outputs and the asked layers' attention."""
-        wanted = set(resolve_indices(attn_layers, len(self.blocks), "layer")) if attn_layers is not None else set()
-        kept: dict[str, list] = {"blocks": [], "attn_layers": [], "attentions": [], "qkv": []}
+               attn_queries: Sequence[int] | None, keep_qkv: bool,
+               reduce: tuple[Sequence[int], AttnReduce] | None = None) -> tuple[Tensor, dict]:
+        """Run the blocks on (B, T, D); keep block outputs, the asked layers' attention and reductions."""
+        depth = len(self.blocks)
+        wanted = set(resolve_indices(attn_layers, depth, "layer")) if attn_layers is not None else set()
+        reduce_at = set(resolve_indices(reduce[0], depth, "layer")) if reduce else set()
+        kept: dict = {"blocks": [], "attn_layers": [], "attentions": [], "qkv": [], "reduced": {}}
         for i, block in enumerate(self.blocks):
-            x, detail = block(x, i in wanted, attn_queries)  # (B, T, D)
-            if detail is not None:
+            x, detail = block(x, i in wanted or i in reduce_at, attn_queries)  # (B, T, D)
+            if detail is not None and reduce and i in reduce_at:
+                kept["reduced"][i] = reduce[1](i, block.attn, detail)
+            if detail is not None and i in wanted:
                 kept["attn_layers"].append(i)
                 kept["attentions"].append(detail.weights)
                 if keep_qkv:
@@ -206,11 +216,14 @@ class VisionTransformer(nn.Module):
 
     def forward(self, images: Tensor, *, impl: Impl = "conv", order: Order = "chw", keep_inputs: bool = True,
                 keep_blocks: bool = False, attn_layers: Sequence[int] | None = None,
-                attn_queries: Sequence[int] | None = None, keep_qkv: bool = False) -> ViTOutput:
+                attn_queries: Sequence[int] | None = None, keep_qkv: bool = False,
+                attn_reduce: tuple[Sequence[int], AttnReduce] | None = None) -> ViTOutput:
         """(B, C, H, W) → ViTOutput; attention weights (and Q, K, V) only for `attn_layers`.
 
         `attn_queries` picks token rows of the weights, (B, H, Q, T) without the T×T matrix;
-        layers not in `attn_layers` run the fused kernel and keep nothing. `keep_inputs=False`
+        layers not in `attn_layers` run the fused kernel and keep nothing. `attn_reduce=(layers, f)`
+        hands each of those layers' detail to f and keeps only f's result (a summary such as the
+        mean attention distance) in `reduced`: all-layer analyses without T×T per layer. `keep_inputs=False`
         frees patches, tokens, with_prefix, pos_table and z0 before the blocks run (4-5 × B·T·D
         floats less at the peak: what a 12,545-token attention map needs).
         """
@@ -226,7 +239,7 @@ class VisionTransformer(nn.Module):
         x = self.norm_pre(z0)
         if not keep_inputs:
             patches = tokens = with_prefix = table = z0 = None
-        x, kept = self.encode(x, keep_blocks, attn_layers, attn_queries, keep_qkv)
+        x, kept = self.encode(x, keep_blocks, attn_layers, attn_queries, keep_qkv, attn_reduce)
         output = self.norm(x)  # (B, T, D)
         pooled, logits = self.pool(output)
         return ViTOutput(grid, self.config.num_prefix_tokens, patches, tokens, with_prefix, table, z0,

@@ -99,3 +99,62 @@ def similarity_figure(similarity: np.ndarray, grid: tuple[int, int], title: str)
         side.set_visible(False)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Cosine similarity")
     return fig
+
+
+def overlay_figure(pixels: np.ndarray, maps: np.ndarray, titles: list[str], suptitle: str,
+                   mark: tuple[int, int] | None = None, patch_size: int = 16, label: str = "Attention weight"):
+    """Maps (K, rows, cols) on the patch grid, each upsampled (nearest: one cell per patch) and
+    blended over the image (H, W, 3), K panels on one shared colour scale with one colour bar;
+    `mark` outlines the query patch (row, col)."""
+    plt = _pyplot()
+    from matplotlib.patches import Rectangle
+
+    k = len(maps)
+    cols = min(k, 4 if k <= 8 else 6)
+    rows = -(-k // cols)
+    h, w = pixels.shape[:2]
+    panel = 3.2 if k > 1 else 5.0
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel * max(w / h, 0.5) + 1.0, rows * panel + 0.6),
+                             dpi=110, squeeze=False)
+    vmin, vmax = float(np.nanmin(maps)), float(np.nanmax(maps))
+    image = None
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= k:
+            continue
+        ax.imshow(pixels)
+        image = ax.imshow(maps[i], cmap="inferno", alpha=0.6, extent=(0, w, h, 0), interpolation="nearest",
+                          vmin=vmin, vmax=vmax)
+        if mark is not None:
+            ax.add_patch(Rectangle((mark[1] * patch_size, mark[0] * patch_size), patch_size, patch_size,
+                                   fill=False, edgecolor="cyan", linewidth=1.5))
+        ax.set_title(titles[i], fontsize=9 if k > 1 else 11)
+    fig.suptitle(suptitle, fontsize=11)
+    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.046 if k == 1 else 0.02, pad=0.02, label=label)
+    return fig
+
+
+def distance_figure(distance: np.ndarray, patch_size: int, title: str, spread: np.ndarray | None = None,
+                    image_size: tuple[int, int] | None = None):
+    """ViT paper figure 7 (right): mean attention distance (pixels) of every head against depth,
+    one dot per head per layer; `spread` (layers, heads) draws ± error bars (over images)."""
+    plt = _pyplot()
+    layers, heads = distance.shape
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    colours = plt.get_cmap("tab20" if heads > 10 else "tab10")
+    for h in range(heads):
+        x = np.arange(layers) + (h - (heads - 1) / 2) * 0.02
+        if spread is not None:
+            ax.errorbar(x, distance[:, h], yerr=spread[:, h], fmt="none", ecolor=colours(h % 20), alpha=0.35, lw=1)
+        ax.scatter(x, distance[:, h], s=14, color=colours(h % 20), label=f"head {h}" if heads <= 16 else None)
+    ax.set_xlabel("Network depth (layer index, 0 = first block)")
+    ax.set_ylabel("Mean attention distance (pixels)")
+    ax.set_xticks(range(0, layers, max(1, layers // 16)))
+    top = float(np.nanmax(distance + (spread if spread is not None else 0)))
+    if image_size:
+        ax.set_ylim(0, max(top * 1.05, 1.0))
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if heads <= 16:
+        ax.legend(fontsize=7, ncol=2 if heads > 6 else 1, loc="lower right", frameon=False)
+    return fig

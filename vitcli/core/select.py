@@ -1,0 +1,95 @@
+"""Parse attend's selections (layers, heads, queries) into indices on the true token layout.
+
+Pure Python: the grid is the input's true (rows, cols) and prefix tokens come first, so a patch
+(r, c) is token num_prefix + r·cols + c — never an index into a √N square.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+FUSIONS = ("mean", "max", "min")
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a {what}") from None
+
+
+def _checked(index: int, size: int, what: str) -> int:
+    if not -size <= index < size:
+        raise ValueError(f"{what} {index} is out of range: there are {size} (0..{size - 1}, or -1 for the last)")
+    return index % size
+
+
+def parse_layers(text: str, depth: int) -> list[int]:
+    """'all', 'I' (negative from the end), 'A:B' (Python slice, B excluded), or 'I,J,K' → sorted layers."""
+    t = text.strip().lower()
+    if t == "all":
+        return list(range(depth))
+    if ":" in t:
+        parts = t.split(":")
+        if len(parts) != 2:
+            raise ValueError(f"'{text}' is not a range A:B")
+        bounds = [_int(p, "layer") if p.strip() else None for p in parts]
+        chosen = list(range(depth))[slice(*bounds)]
+        if not chosen:
+            raise ValueError(f"'{text}' selects no layer of {depth}")
+        return chosen
+    return sorted({_checked(_int(p, "layer"), depth, "layer") for p in t.split(",")})
+
+
+@dataclass(frozen=True)
+class HeadSelection:
+    """Which heads to keep, or how to fuse them all into one."""
+
+    heads: list[int]
+    fusion: Literal["mean", "max", "min"] | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.fusion] if self.fusion else [str(h) for h in self.heads]
+
+
+def parse_heads(text: str, heads: int) -> HeadSelection:
+    """'all', 'I', 'I,J', or a fusion of all heads 'mean' | 'max' | 'min'."""
+    t = text.strip().lower()
+    if t == "all":
+        return HeadSelection(list(range(heads)))
+    if t in FUSIONS:
+        return HeadSelection(list(range(heads)), t)  # type: ignore[arg-type]
+    return HeadSelection(sorted({_checked(_int(p, "head index or mean|max|min"), heads, "head") for p in t.split(",")}))
+
+
+def parse_query(text: str, grid: tuple[int, int], num_prefix: int, has_class_token: bool) -> list[int] | None:
+    """'cls' → [0]; a token index 'I'; a patch 'R,C' on the true grid; 'all' → None (every token)."""
+    t = text.strip().lower()
+    tokens = num_prefix + grid[0] * grid[1]
+    if t == "all":
+        return None
+    if t == "cls":
+        if not has_class_token:
+            raise ValueError("this model has no class token: use a token index, a patch R,C or all")
+        return [0]
+    if "," in t:
+        parts = t.split(",")
+        if len(parts) != 2:
+            raise ValueError(f"'{text}' is not a patch R,C")
+        r, c = (_int(p, "patch row/column") for p in parts)
+        r, c = _checked(r, grid[0], "patch row"), _checked(c, grid[1], "patch column")
+        return [num_prefix + r * grid[1] + c]
+    return [_checked(_int(t, "token index, R,C, cls or all"), tokens, "token")]
+
+
+def token_name(token: int, grid: tuple[int, int], num_prefix: int, prefix_names: list[str]) -> str:
+    """'cls', 'reg2', or 'patch (r, c)' for a token index."""
+    if token < num_prefix:
+        return prefix_names[token]
+    r, c = divmod(token - num_prefix, grid[1])
+    return f"patch ({r}, {c})"
+
+
+def prefix_names(class_token: bool, distilled: bool, registers: int) -> list[str]:
+    """Names of the prefix tokens in their order: cls, dist, reg0…"""
+    return (["cls"] if class_token else []) + (["dist"] if distilled else []) + [f"reg{i}" for i in range(registers)]
