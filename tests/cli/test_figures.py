@@ -79,7 +79,7 @@ def test_posenc_similarity_from_weights_drops_prefix_rows(tmp_path):
     hf = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                                   patch_size=14, image_size=56))
     hf.save_pretrained(tmp_path / "hf", safe_serialization=True)
-    cases = [(dino_w, ["--size", "42x70"], [3, 5], 0, dino.pos_embed),
+    cases = [(dino_w, ["--native-size", "42x70"], [3, 5], 0, dino.pos_embed),
              (tmp_path / "hf" / "model.safetensors", [], [4, 4], 1, hf.embeddings.position_embeddings)]
     for i, (weights, extra, grid, prefix_rows, table) in enumerate(cases):
         png, out = tmp_path / f"sim{i}.png", tmp_path / f"t{i}.npy"
@@ -89,7 +89,7 @@ def test_posenc_similarity_from_weights_drops_prefix_rows(tmp_path):
         assert (doc["grid"], doc["num_prefix_rows"]) == (grid, prefix_rows), weights
         assert np.allclose(np.load(out), table.detach().numpy()[0])
         assert_picture(png, (300, 1200), (200, 900))
-    assert_clean_error(run_cli("posenc", "--weights", dino_w, "--similarity", tmp_path / "x.png"), "15 rows", "--size HxW")
+    assert_clean_error(run_cli("posenc", "--weights", dino_w, "--similarity", tmp_path / "x.png"), "15 rows", "--native-size HxW")
 
 
 @pytest.fixture

@@ -19,14 +19,14 @@ EPILOG = (
     "Examples:  vitcli posenc --kind sincos1d --dim 4 --grid 4x4 --positions 0:3  ·  "
     "vitcli posenc --kind sincos2d --similarity sim.png  ·  "
     "vitcli posenc --weights vit.safetensors --similarity sim.png --resample 24x24  ·  "
-    "vitcli posenc --weights wide.safetensors --size 224x448 --similarity sim.png"
+    "vitcli posenc --weights wide.safetensors --native-size 224x448 --similarity sim.png"
 )
 
 
 @with_options(model_opts=ModelOptions)
 def posenc_command(
     grid: Annotated[Optional[str], typer.Option("--grid", help="Patch grid ROWSxCOLS (default: the model's, e.g. 14x14).", show_default=False)] = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="Image size HxW instead of --grid: the grid is size / patch size. With --weights: the checkpoint's native size, for a non-square table the file does not describe.", show_default=False)] = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="Image size HxW instead of --grid: the grid is size / patch size.", show_default=False)] = None,
     patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", help="Patch size P, with --size. [default: the model's, 16]", show_default=False)] = None,
     kind: Annotated[Optional[str], typer.Option("--kind", help="learned | sincos1d | sincos2d | none [default: the model's, learned]", show_default=False)] = None,
     positions: Annotated[Optional[str], typer.Option("--positions", help="Print these rows: I, A:B (Python slice) or I,J,K.", show_default=False)] = None,
@@ -106,18 +106,18 @@ def position_setup(opts: ModelOptions, kind: str | None, grid: str | None, size:
 
 
 def checkpoint_table(opts: ModelOptions, grid: str | None, size: str | None) -> PositionSetup:
-    """A checkpoint's learned table with its prefix rows counted; `--size HxW` names the native image
-    size when the table's grid is not square and no config file says it."""
+    """A checkpoint's learned table with its prefix rows counted (`--native-size HxW` names the
+    checkpoint's size when its table is not square and no config file says it)."""
     from vitcli.cli.model import resolve_config
     from vitcli.errors import VitcliError
-    from vitcli.io.images import parse_hw
 
-    if grid:
-        raise VitcliError("--grid", "with --weights the grid is the checkpoint's; give its native image size with --size HxW if the file does not say it, or --resample ROWSxCOLS")
+    if grid or size:
+        raise VitcliError("--grid" if grid else "--size", "with --weights the grid is the checkpoint's: name its native "
+                          "size with --native-size HxW, or show the table on another grid with --resample ROWSxCOLS")
     try:
-        setup = resolve_config(opts, native_size=parse_hw(size, "--size") if size else None)
+        setup = resolve_config(opts)
     except VitcliError as e:
-        raise VitcliError(e.source, e.problem.replace("(image_size=(H, W))", "with --size HxW")) from None
+        raise VitcliError(e.source, e.problem.replace("(image_size=(H, W))", "with --native-size HxW")) from None
     c = setup.config
     table = setup.checkpoint.state_dict.get("pos_embed")
     if table is None:
