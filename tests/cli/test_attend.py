@@ -5,6 +5,7 @@ non-square grids, clean errors, and the memory of the single-query path."""
 import json
 import math
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -187,3 +188,28 @@ def test_single_query_path_stays_far_below_the_full_matrix(tmp_path):
     assert a.shape == (2, 3, 1, 12545) and np.allclose(a.sum(-1), 1.0, atol=1e-4)
     full_matrix_bytes = 3 * 12545**2 * 4
     assert peak_kib * 1024 < 1024**3 < full_matrix_bytes, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+def test_many_images_rows_and_mean_distance_equal_single_runs(tmp_path):
+    paths = [ROOT / "sample_images" / n for n in ("coffee.jpg", "astronaut.jpg")]  # given unsorted
+    model = ["--dim", "64", "--depth", "2", "--heads", "2", "--size", "64x96", "--layer", "all", "--batch-size", "1"]
+    many = run_cli("attend", *map(str, paths), *model, "-o", tmp_path / "b.npy", "--distance", tmp_path / "d.npy",
+                   "--plot-distance", tmp_path / "d.png", "--json")
+    assert many.returncode == 0, many.stderr.decode()
+    rows, doc = np.load(tmp_path / "b.npy"), json.loads(many.stdout)
+    index = [json.loads(line) for line in (tmp_path / "b.index.jsonl").read_text().splitlines()]
+    assert [Path(e["path"]).name for e in index] == ["astronaut.jpg", "coffee.jpg"] and [e["row"] for e in index] == [0, 1]
+    singles, distances = [], []
+    for i, e in enumerate(index):
+        one = run_cli("attend", e["path"], *model, "-o", tmp_path / f"s{i}.npy", "--distance", tmp_path / f"d{i}.npy")
+        assert one.returncode == 0, one.stderr.decode()
+        singles.append(np.load(tmp_path / f"s{i}.npy"))
+        distances.append(np.load(tmp_path / f"d{i}.npy"))
+    assert rows.shape == (2, 2, 2, 1, 1 + 4 * 6)
+    assert np.array_equal(rows, np.stack(singles))  # same model, same pixels: bit-identical rows
+    assert np.allclose(np.load(tmp_path / "d.npy"), np.mean(distances, axis=0))
+    assert np.allclose(doc["mean_distance_std"], np.std(distances, axis=0))
+    img = np.asarray(Image.open(tmp_path / "d.png").convert("RGB"))
+    assert img.std() > 10
+    bad = run_cli("attend", *map(str, paths), *model, "--overlay", tmp_path / "o.png")
+    assert_clean_error(bad, "--overlay", "one image")

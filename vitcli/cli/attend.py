@@ -6,7 +6,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.common import OUTPUT_PANEL, ImageArg, ImageOptions, JsonOpt, Output, OutputOpt, QuietOpt, with_options
+from vitcli.cli.batch import BatchOptions, ImagesArg, gather
+from vitcli.cli.common import OUTPUT_PANEL, ImageOptions, JsonOpt, Output, OutputOpt, QuietOpt, with_options
 from vitcli.cli.model import ModelOptions
 
 HELP = """Run the encoder and show self-attention A = softmax(Q·Kᵀ/√d_k) of chosen layers, heads and queries.
@@ -15,13 +16,16 @@ HELP = """Run the encoder and show self-attention A = softmax(Q·Kᵀ/√d_k) of
 distillation, registers) then the patches row by row on the input's true grid. The table gives,
 per layer × head: entropy, the strongest patch (r, c), the class-token weight and the mean
 attention distance (ViT paper D.7). --query cls never builds the T×T matrix, so large images fit.
+Layers and heads count from 0. Several images: -o gets a leading batch axis (B, layers, heads,
+queries, tokens) and --distance / --plot-distance average over the images, with their spread.
 """
 EPILOG = (
     "Examples:  vitcli attend sample_images/chelsea.jpg  ·  "
     "vitcli attend cat.jpg --layer all --head mean -o attn.npy  ·  "
     "vitcli attend cat.jpg --query 3,5 --overlay q.png --per-head  ·  "
     "vitcli attend cat.jpg --rollout roll.npy --discard-ratio 0.9  ·  "
-    "vitcli attend cat.jpg --plot-distance dist.png --size 448"
+    "vitcli attend cat.jpg --plot-distance dist.png --size 448  ·  "
+    "vitcli attend photos/ --plot-distance dist.png --distance dist.npy"
 )
 ANALYSIS_PANEL = "Analyses"
 PICTURE_PANEL = "Pictures"
@@ -58,9 +62,9 @@ class Analyses:
     per_head: Annotated[bool, typer.Option("--per-head", help="--overlay: one panel per head, labelled, in one image.", rich_help_panel=PICTURE_PANEL)] = False
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, analyses=Analyses)
+@with_options(image_opts=ImageOptions, model_opts=ModelOptions, analyses=Analyses, batch=BatchOptions)
 def attend_command(
-    image: ImageArg,
+    images: ImagesArg = None,
     layer: Annotated[str, typer.Option("--layer", help="Layer I (negative from the end), range A:B (B excluded), I,J or all.")] = "-1",
     head: Annotated[str, typer.Option("--head", help="Head I, I,J, all, or a fusion of all heads: mean, max, min.")] = "all",
     query: Annotated[Optional[str], typer.Option("--query", help="Query token: cls, a token index, a patch R,C, or all. [default: cls; the centre patch for a model without a class token]", show_default=False)] = None,
@@ -72,12 +76,16 @@ def attend_command(
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     analyses: Analyses,
+    batch: BatchOptions,
 ) -> None:
     from vitcli.cli.run import run_model
 
     out = Output(output, as_json, quiet)
     plan = Plan(layer, head, query, analyses)
-    run = run_model(image, image_opts, model_opts, None, normalize, call=plan.inspect)
+    inputs = gather(images, batch)
+    if inputs.many:
+        return _attend_many(inputs.paths, plan, normalize, image_opts, model_opts, batch, out)
+    run = run_model(inputs.paths[0], image_opts, model_opts, None, normalize, call=plan.inspect)
     _write_outputs(run, plan, out)
     doc = _document(run, plan, out)
     _show(doc, run, plan, out)
@@ -129,6 +137,66 @@ class Plan:
             raise VitcliError("--threshold", f"{a.threshold} is outside (0, 1]")
         if not 0 <= a.discard_ratio < 1:
             raise VitcliError("--discard-ratio", f"{a.discard_ratio} is outside [0, 1)")
+
+
+def _attend_many(paths: list[str], plan: Plan, normalize: str | None, image_opts: ImageOptions,
+                 model_opts: ModelOptions, batch: BatchOptions, out: Output) -> None:
+    """Attention rows of every image streamed to -o (B, L, H, Q, T); mean distance over the images."""
+    import numpy as np
+    import torch
+
+    from vitcli.cli.batch import run_batch, show_summary
+    from vitcli.cli.model import model_document, model_rows
+    from vitcli.cli.run import batch_model
+    from vitcli.core.presets import count_params
+    from vitcli.errors import VitcliError
+
+    a = plan.a
+    single = [name for name, value in [("--overlay", a.overlay), ("--rollout", a.rollout), ("--masks", a.masks),
+                                       ("--cosine", a.cosine), ("--save-qkv", a.save_qkv)] if value]
+    if single:
+        raise VitcliError(single[0], "draws or writes one image's analysis: give one image (several images take -o, --distance, --plot-distance)")
+    bm = batch_model(image_opts, model_opts, None, normalize)
+    distances: list[np.ndarray] = []
+
+    def compute(items: list[Any]) -> np.ndarray:
+        with torch.inference_mode():
+            report = plan.inspect(bm.model, bm.batch_tensor(items))
+        if a.distance or a.plot_distance:
+            distances.append(distance_table(report))  # (b, L, H)
+        return report.weights.numpy()  # (b, L_sel, H_sel, Q, T)
+
+    report = run_batch(paths, batch, out.output, out, prepare=bm.prepare, compute=compute, patch_size=bm.patch_size)
+    grid = report.first.get("grid")
+    doc = {"command": "attend", **report.document(), "normalize": bm.normalize, "patch_size": bm.patch_size,
+           "model": model_document(bm.setup, tuple(grid) if grid else None, count_params(bm.model)),
+           "layers": plan.layers, "head_selection": plan.heads.labels if plan.heads else None,
+           "axes": ["images", "layers", "heads", "queries", "tokens"], "tensors": {"attention": report.stats.document()}}
+    rows = model_rows(doc["model"]) + [("normalize", bm.normalize), ("layers", _span(plan.layers))]
+    if distances:
+        per_image = np.concatenate(distances)  # (B, L, H)
+        mean, spread = per_image.mean(0), per_image.std(0)
+        doc.update(mean_distance=mean.tolist(), mean_distance_std=spread.tolist(), distance_images=len(per_image))
+        if a.distance:
+            from vitcli.io.arrays import save_npy
+
+            save_npy(a.distance, mean)  # (L, H) averaged over the images
+        if a.plot_distance:
+            _distance_many_png(bm, mean, spread, len(per_image), a.plot_distance)
+        doc["outputs"].update(distance=a.distance, distance_png=a.plot_distance)
+        rows.append(("mean distance over images", f"{mean.mean():.1f} px (heads' spread over images ± {spread.mean():.1f})"))
+    show_summary("attend", report, rows, "attention (B, L, H, Q, T)", doc, out)
+    if bm.warning:
+        out.message(f"[yellow]warning:[/] {bm.warning}")
+
+
+def _distance_many_png(bm: Any, mean: Any, spread: Any, count: int, path: str) -> None:
+    from vitcli.io.pictures import distance_figure, save_figure
+
+    c = bm.setup.config
+    title = (f"Mean attention distance over {count} images (P = {c.patch_size}, ± std over images)\n"
+             f"{c.name}, {bm.setup.source}, size {bm.image_opts.size}")
+    save_figure(path, distance_figure(mean, c.patch_size, title, spread=spread))
 
 
 # --- outputs -----------------------------------------------------------------------------------
@@ -254,7 +322,7 @@ def _distance_png(run: Any, path: str) -> None:
     table = distance_table(run.result)[0]  # (L, H)
     c = run.setup.config
     title = f"Mean attention distance (P = {c.patch_size})\n{_title(run)}"
-    save_figure(path, distance_figure(table, c.patch_size, title, image_size=run.prepared.pixels.shape[:2]))
+    save_figure(path, distance_figure(table, c.patch_size, title))
 
 
 # --- report ------------------------------------------------------------------------------------

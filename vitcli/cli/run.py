@@ -82,3 +82,44 @@ def run_model(image: str, image_opts: ImageOptions, model_opts: ModelOptions, po
     with torch.inference_mode():
         result = call(model, x) if call else model(x, **forward)
     return ModelRun(prepared, setup, model, result, norm, count_params(model), [warning] if warning else [])
+
+
+@dataclass
+class BatchModel:
+    """One model for many images: the setup, the built model, the normalisation and a `prepare`
+    that fits and normalises an image in a decoding thread (item.data is (1, 3, H, W))."""
+
+    setup: ModelSetup
+    model: Any
+    normalize: str
+    image_opts: ImageOptions
+    warning: str | None
+
+    @property
+    def patch_size(self) -> int:
+        return self.setup.config.patch_size
+
+    def prepare(self, path: str) -> PreparedImage:
+        item = prepare_image(path, self.image_opts, self.patch_size)
+        item.data = image_tensor(item.pixels, self.normalize)  # type: ignore[attr-defined]
+        return item
+
+    def batch_tensor(self, items: list[PreparedImage]) -> torch.Tensor:
+        """(b, 3, H, W) on the model's device and dtype."""
+        param = next(self.model.parameters())
+        return torch.cat([p.data for p in items]).to(param.device, param.dtype)  # type: ignore[attr-defined]
+
+
+def batch_model(image_opts: ImageOptions, model_opts: ModelOptions, posenc: str | None,
+                normalize: str | None) -> BatchModel:
+    """Resolve, check and build once, before any image is read: options wrong for every image fail here."""
+    from vitcli.cli.batch import check_image_options
+
+    setup = resolve_config(model_opts, image_opts.patch_size, posenc)
+    if image_opts.size is None:
+        image_opts = ImageOptions(**{**image_opts.__dict__, "size": "{}x{}".format(*setup.config.image_size)})
+    check_image_options(image_opts, setup.config.patch_size)
+    model, warning = build(setup, model_opts)
+    norm = normalize or default_normalize(setup)
+    image_tensor(np.zeros((1, 1, 3), np.uint8), norm)  # an unknown --normalize fails before any image
+    return BatchModel(setup, model, norm, image_opts, warning)

@@ -134,8 +134,7 @@ def overlay_figure(pixels: np.ndarray, maps: np.ndarray, titles: list[str], supt
     return fig
 
 
-def distance_figure(distance: np.ndarray, patch_size: int, title: str, spread: np.ndarray | None = None,
-                    image_size: tuple[int, int] | None = None):
+def distance_figure(distance: np.ndarray, patch_size: int, title: str, spread: np.ndarray | None = None):
     """ViT paper figure 7 (right): mean attention distance (pixels) of every head against depth,
     one dot per head per layer; `spread` (layers, heads) draws ± error bars (over images)."""
     plt = _pyplot()
@@ -151,8 +150,7 @@ def distance_figure(distance: np.ndarray, patch_size: int, title: str, spread: n
     ax.set_ylabel("Mean attention distance (pixels)")
     ax.set_xticks(range(0, layers, max(1, layers // 16)))
     top = float(np.nanmax(distance + (spread if spread is not None else 0)))
-    if image_size:
-        ax.set_ylim(0, max(top * 1.05, 1.0))
+    ax.set_ylim(0, max(top * 1.05, 1.0))  # from 0, as the paper: distances compare with the image size
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     if heads <= 16:
