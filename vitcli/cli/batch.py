@@ -168,7 +168,8 @@ def run_batch(paths: list[str], batch: BatchOptions, output: str | None, out: Ou
             if pending:
                 rows = compute(pending)  # (b, ...)
                 entries = [{**image_entry(p, patch_size), **(describe(p) if describe else {})} for p in pending]
-                first.update(first or entries[0])
+                if not first:
+                    first.update(entries[0])
                 if sink is not None:
                     sink.add(rows, entries)
                 stats.update(rows)
