@@ -103,47 +103,33 @@ def _embed_many(paths: list[str], stage: str, impl: str, posenc: str | None, nor
     import numpy as np
     import torch
 
-    from vitcli.cli.batch import check_image_options, run_batch, show_summary
-    from vitcli.cli.common import prepare_image
-    from vitcli.cli.model import build, model_document, model_rows, resolve_config
-    from vitcli.cli.run import default_normalize, image_tensor
+    from vitcli.cli.batch import run_batch, show_summary
+    from vitcli.cli.model import model_document, model_rows
+    from vitcli.cli.run import batch_model
     from vitcli.core.presets import count_params
     from vitcli.errors import VitcliError
 
-    setup = resolve_config(model_opts, image_opts.patch_size, posenc)
-    patch = setup.config.patch_size
-    if image_opts.size is None:
-        image_opts = ImageOptions(**{**image_opts.__dict__, "size": "{}x{}".format(*setup.config.image_size)})
-    check_image_options(image_opts, patch)
-    if stage == "pooled" and setup.config.pooling == "none":
+    bm = batch_model(image_opts, model_opts, posenc, normalize)
+    if stage == "pooled" and bm.setup.config.pooling == "none":
         raise VitcliError("--stage", "this model has no pooled stage (pooling is none)")
-    model, warning = build(setup, model_opts)
-    norm = normalize or default_normalize(setup)
-    image_tensor(np.zeros((patch, patch, 3), np.uint8), norm)  # an unknown --normalize fails before any image
-    param = next(model.parameters())
-    field = STAGES["input" if stage == "input" else stage][0]
-    keep_inputs = stage in ("patches", "tokens", "input")
-
-    def prepare(path: str) -> Any:
-        item = prepare_image(path, image_opts, patch)
-        item.data = image_tensor(item.pixels, norm)  # (1, 3, H, W), normalised in the decoding thread
-        return item
+    field, label = STAGES[stage]
+    keep_inputs = stage in ("patches", "tokens", "input")  # output / pooled: free the inputs early
 
     def compute(items: list[Any]) -> np.ndarray:
-        x = torch.cat([p.data for p in items]).to(param.device, param.dtype)  # (b, 3, H, W)
         with torch.inference_mode():
-            result = model(x, impl=impl, keep_inputs=keep_inputs)
+            result = bm.model(bm.batch_tensor(items), impl=impl, keep_inputs=keep_inputs)
         return getattr(result, field).float().cpu().numpy()  # (b, ...) e.g. (b, D) pooled
 
-    report = run_batch(paths, batch, out.output, out, prepare=prepare, compute=compute, patch_size=patch)
+    report = run_batch(paths, batch, out.output, out, prepare=bm.prepare, compute=compute, patch_size=bm.patch_size)
     grid = report.first.get("grid")
-    doc = {"command": "embed", **report.document(), "stage": stage, "impl": impl, "normalize": norm,
-           "patch_size": patch, "model": model_document(setup, tuple(grid) if grid else None, count_params(model)),
+    doc = {"command": "embed", **report.document(), "stage": stage, "impl": impl, "normalize": bm.normalize,
+           "patch_size": bm.patch_size,
+           "model": model_document(bm.setup, tuple(grid) if grid else None, count_params(bm.model)),
            "tensors": {stage: report.stats.document()}}
-    rows = model_rows(doc["model"]) + [("normalize", norm), ("stage written", stage)]
-    show_summary("embed", report, rows, STAGES["input" if stage == "input" else stage][1], doc, out)
-    if warning:
-        out.message(f"[yellow]warning:[/] {warning}")
+    rows = model_rows(doc["model"]) + [("normalize", bm.normalize), ("stage written", stage)]
+    show_summary("embed", report, rows, label, doc, out)
+    if bm.warning:
+        out.message(f"[yellow]warning:[/] {bm.warning}")
 
 
 def _stats(array: Any) -> dict[str, Any]:
