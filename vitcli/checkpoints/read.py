@@ -24,6 +24,7 @@ import io
 import json
 import pickle
 import re
+import stat
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -102,17 +103,33 @@ def _read_file(p: Path) -> RawCheckpoint:
     name = p.name.lower()
     if name.endswith(".safetensors.index.json"):
         return _read_sharded(p)
-    with open(p, "rb") as f:
-        head = f.read(8)
+    head = _head(p)
     if len(head) < 8:
         raise VitcliError(str(p), "empty or truncated file")
     if name.endswith(".safetensors") or _looks_like_safetensors(p, head):
         return _read_safetensors(p)
     if zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as z:
-            if _torchscript_prefix(z) is not None:
-                return RawCheckpoint(str(p), "torchscript", _read_torchscript(p, z))
+        try:
+            with zipfile.ZipFile(p) as z:
+                if _torchscript_prefix(z) is not None:
+                    return RawCheckpoint(str(p), "torchscript", _read_torchscript(p, z))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError, KeyError, EOFError, OSError) as e:
+            # is_zipfile only finds the end record; a damaged directory fails here, not in torch
+            raise VitcliError(str(p), f"damaged zip archive ({type(e).__name__}: {_short(e)})") from None
     return _read_torch(p)
+
+
+def _head(p: Path) -> bytes:
+    """The first 8 bytes of a regular file; devices and pipes (/dev/zero never ends) are refused."""
+    try:
+        if not stat.S_ISREG(p.stat().st_mode):
+            raise VitcliError(str(p), "not a regular file: a device, pipe or socket cannot hold a checkpoint")
+        with open(p, "rb") as f:
+            return f.read(8)
+    except PermissionError:
+        raise VitcliError(str(p), "permission denied") from None
+    except OSError as e:
+        raise VitcliError(str(p), f"cannot read: {e.strerror or e}") from None
 
 
 def _looks_like_safetensors(p: Path, head: bytes) -> bool:
