@@ -4,6 +4,7 @@ One module used by every subcommand, so that every command sees the same pixels.
 """
 
 import io
+import stat
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ def _read_bytes(path: str) -> bytes:
         return sys.stdin.buffer.read()
     p = Path(path)
     try:
+        if _is_device(p):  # /dev/zero and friends never end: reading them would fill the memory
+            raise VitcliError(path, "is a device, not an image file")
         return p.read_bytes()
     except FileNotFoundError:
         raise VitcliError(path, "no such file") from None
@@ -78,6 +81,12 @@ def _read_bytes(path: str) -> bytes:
         raise VitcliError(path, "permission denied") from None
     except OSError as e:
         raise VitcliError(path, f"cannot read: {e.strerror or e}") from None
+
+
+def _is_device(p: Path) -> bool:
+    """True for character and block devices and sockets; pipes stay allowed (`<(curl …)`)."""
+    mode = p.stat().st_mode
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode)
 
 
 def _open(path: str, data: bytes, max_pixels: int, draft: int | None = None) -> Image.Image:
