@@ -24,11 +24,12 @@ from tests.reliability import corpus
 PREVIOUS = b"an earlier output that must survive"
 
 
-def run_batch(cases: list[list[str]], tmp_path: Path) -> list[subprocess.CompletedProcess]:
-    """Run each argument list through vitcli.cli.main() in one subprocess; results in order."""
+def run_batch(cases: list[list[str]], tmp_path: Path, prefix: list[str] | None = None) -> list[subprocess.CompletedProcess]:
+    """Run each argument list through vitcli.cli.main() in one subprocess (started with `prefix`,
+    e.g. setpriv); results in order."""
     (tmp_path / "cases.json").write_text(json.dumps([[str(a) for a in c] for c in cases]))
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", "PYTHONPATH": str(corpus.ROOT)}
-    done = subprocess.run([sys.executable, "-m", "tests.reliability.driver", tmp_path / "cases.json",
+    done = subprocess.run([*(prefix or []), sys.executable, "-m", "tests.reliability.driver", tmp_path / "cases.json",
                            tmp_path / "results.json"], cwd=corpus.ROOT, env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     results = json.loads((tmp_path / "results.json").read_text())
@@ -82,18 +83,34 @@ def _without_root_powers() -> list[str] | None:
     return prefix if probe.returncode == 0 else None
 
 
-def test_file_without_read_permission(tmp_path: Path) -> None:
+def test_files_without_read_permission(tmp_path: Path) -> None:
     prefix = _without_root_powers()
     if prefix is None:
         pytest.skip("cannot drop CAP_DAC_OVERRIDE here")
-    image = tmp_path / "secret.jpg"
+    image, weights = tmp_path / "secret.jpg", tmp_path / "secret.safetensors"
     shutil.copy(corpus.SAMPLES / "chelsea.jpg", image)
-    image.chmod(0)
+    weights.write_bytes(b"\x10" + b"\x00" * 7 + b"{}" + b" " * 14)  # an empty safetensors file
+    image.chmod(0), weights.chmod(0)
     out = output_slot(tmp_path / "out")
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(corpus.ROOT)}
     result = subprocess.run([*prefix, sys.executable, "-m", "vitcli", "patchify", str(image), "-o", str(out)],
                             capture_output=True, env=env, cwd=corpus.ROOT, timeout=120)
     assert_clean_error(result, str(image), "permission denied")
+    assert_untouched(out)
+    (checkpoint,) = run_batch([["info", "--weights", weights]], tmp_path, prefix)
+    assert_clean_error(checkpoint, str(weights), "permission denied")
+
+
+def test_devices_and_pipes_are_refused_not_read_forever(tmp_path: Path) -> None:
+    """/dev/zero never ends: reading it whole used to fill the memory (image) or the swap (checkpoint)."""
+    fifo = tmp_path / "weights.pth"
+    os.mkfifo(fifo)
+    out = output_slot(tmp_path / "out")
+    cases = [["patchify", "/dev/zero", "-o", out], ["info", "--weights", "/dev/zero"], ["info", "--weights", fifo]]
+    image, weights, pipe = run_batch(cases, tmp_path)
+    assert_clean_error(image, "/dev/zero", "is a device")
+    assert_clean_error(weights, "/dev/zero", "not a regular file")
+    assert_clean_error(pipe, str(fifo), "not a regular file")
     assert_untouched(out)
 
 

@@ -1,0 +1,164 @@
+"""Bounded fuzzing of the image loader and the checkpoint reader, in-process, with a fixed budget.
+
+Hypothesis mutates the bytes of real files (flips, overwrites, deletions, insertions, duplicated
+runs, truncation; biased towards headers, where the parsing happens). The only allowed outcomes
+are success or `VitcliError`: any other exception is a bug. The seed is fixed (derandomize), so a
+run is repeatable and costs the same every time.
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from safetensors.torch import save as save_safetensors
+
+from tests.reliability.corpus import SAMPLES
+from vitcli.checkpoints.read import read_checkpoint
+from vitcli.errors import VitcliError
+from vitcli.io.images import load_image
+
+BUDGET = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                         HealthCheck.data_too_large])
+
+
+def _encoded(img: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def _seed_images() -> dict[str, bytes]:
+    """Small real pictures in the formats people feed in: JPEG with EXIF, PNG (RGBA, 16-bit), GIF, WebP."""
+    photo = Image.open(SAMPLES / "chelsea.jpg").convert("RGB").resize((48, 32))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    grey16 = Image.fromarray((np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 61))
+    frames = [photo.quantize(16), photo.rotate(90).quantize(16)]
+    return {
+        "exif.jpg": _encoded(photo, "JPEG", quality=80, exif=exif),
+        "rgba.png": _encoded(photo.convert("RGBA"), "PNG"),
+        "grey16.png": _encoded(grey16, "PNG"),
+        "anim.gif": _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+        "photo.webp": _encoded(photo, "WEBP", quality=70),
+    }
+
+
+SEED_IMAGES = _seed_images()
+
+
+@st.composite
+def mutations(draw, data: bytes) -> bytes:
+    """`data` with 1-6 random edits; positions favour the first 600 bytes (headers, tables)."""
+    b = bytearray(data)
+    for _ in range(draw(st.integers(1, 6))):
+        if not b:
+            break
+        head = st.integers(0, min(len(b), 600) - 1)
+        pos = draw(st.one_of(head, st.integers(0, len(b) - 1)))
+        kind = draw(st.sampled_from(["flip", "byte", "word", "delete", "insert", "repeat", "truncate"]))
+        if kind == "flip":
+            b[pos] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "byte":
+            b[pos] = draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, draw(st.integers(0, 255))]))
+        elif kind == "word":  # a length or size field set to something extreme
+            b[pos : pos + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\xff\xff"]))
+        elif kind == "delete":
+            del b[pos : pos + draw(st.integers(1, 64))]
+        elif kind == "insert":
+            b[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+        elif kind == "repeat":
+            b[pos:pos] = b[pos : pos + draw(st.integers(1, 256))]
+        else:
+            del b[pos:]
+    return bytes(b)
+
+
+@pytest.mark.parametrize("name", sorted(SEED_IMAGES))
+def test_fuzzed_images_load_or_fail_cleanly(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+
+    @settings(BUDGET, max_examples=60)
+    @given(data=mutations(SEED_IMAGES[name]))
+    def check(data: bytes) -> None:
+        path.write_bytes(data)
+        try:
+            loaded = load_image(str(path), max_pixels=4_000_000)
+        except VitcliError as e:
+            assert e.source == str(path) and "\n" not in e.problem
+            return
+        assert loaded.pixels.dtype == np.uint8 and loaded.pixels.ndim == 3 and loaded.pixels.shape[2] == 3
+
+    check()
+
+
+def test_fuzzed_sample_photo(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+
+    @BUDGET
+    @given(data=mutations((SAMPLES / "chelsea_exif_rotated.jpg").read_bytes()))
+    def check(data: bytes) -> None:
+        path.write_bytes(data)
+        try:
+            assert load_image(str(path)).pixels.ndim == 3
+        except VitcliError:
+            pass
+
+    check()
+
+
+def _seed_checkpoints() -> dict[str, bytes]:
+    """A small ViT-like state dict as safetensors and as torch's zip and legacy formats."""
+    g = torch.Generator().manual_seed(0)
+    state = {"cls_token": torch.randn(1, 1, 8, generator=g), "pos_embed": torch.randn(1, 5, 8, generator=g),
+             "patch_embed.proj.weight": torch.randn(8, 3, 4, 4, generator=g), "blocks.0.norm1.bias": torch.zeros(8),
+             "head.weight": torch.randn(2, 8, generator=g).half(), "steps": torch.tensor([3], dtype=torch.int64)}
+    zipped, legacy = io.BytesIO(), io.BytesIO()
+    torch.save({"state_dict": state, "epoch": 3}, zipped)
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    return {"w.safetensors": save_safetensors(state), "w.pth": zipped.getvalue(), "w_legacy.pt": legacy.getvalue()}
+
+
+SEED_CHECKPOINTS = _seed_checkpoints()
+
+
+@pytest.mark.parametrize("name", sorted(SEED_CHECKPOINTS))
+def test_fuzzed_checkpoints_read_or_fail_cleanly(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+
+    @BUDGET
+    @given(data=mutations(SEED_CHECKPOINTS[name]))
+    def check(data: bytes) -> None:
+        path.write_bytes(data)
+        try:
+            raw = read_checkpoint(path)
+        except VitcliError as e:
+            assert e.source == str(path) and "\n" not in e.problem
+            return
+        assert raw.tensors and all(isinstance(t, torch.Tensor) for t in raw.tensors.values())
+
+    check()
+
+
+def _zip_cases(good: bytes) -> dict[str, bytes]:
+    """Damaged zip directories the fuzzer found crashing the reader (BadZipFile, UnicodeDecodeError)."""
+    central = good.index(b"PK\x01\x02")  # the first central-directory record
+    name = central + 46  # the record's file name (flagged UTF-8 by torch)
+    return {
+        "bad directory magic": good[:central] + b"PK\x01\x03" + good[central + 4 :],
+        "name not UTF-8": good[:name] + b"\xaa" + good[name + 1 :],
+    }
+
+
+@pytest.mark.parametrize("case", ["bad directory magic", "name not UTF-8"])
+def test_damaged_zip_directories_found_by_the_fuzzer(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "w.pth"
+    path.write_bytes(_zip_cases(SEED_CHECKPOINTS["w.pth"])[case])
+    with pytest.raises(VitcliError, match="damaged zip archive") as e:
+        read_checkpoint(path)
+    assert e.value.source == str(path)
