@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 ResizeMode = Literal["shortest", "exact"]
-Interpolation = Literal["bicubic", "bilinear"]
+Interpolation = Literal["bicubic", "bilinear", "nearest", "lanczos"]
 CropRounding = Literal["round", "floor"]
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -75,17 +75,16 @@ class Preprocess:
             return int(round((height - ch) / 2.0)), int(round((width - cw) / 2.0)), ch, cw
         return (height - ch) // 2, (width - cw) // 2, ch, cw
 
-    def apply(self, pixels):  # (H, W, 3) uint8 numpy → (3, H, W) float32 numpy
-        """Resize, centre-crop and normalise one RGB image, as the family's library does."""
+    def geometry(self, pixels):  # (H, W, 3) uint8 numpy → (size[0], size[1], 3) uint8 numpy
+        """Resize and centre-crop one RGB image with Pillow, as the family's library does."""
         import numpy as np
         from PIL import Image
 
-        filters = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
         h, w = pixels.shape[:2]
         rh, rw = self.resized_size(h, w)
         img = Image.fromarray(pixels)
         if (rh, rw) != (h, w):
-            img = img.resize((rw, rh), filters[self.interpolation])
+            img = img.resize((rw, rh), getattr(Image.Resampling, self.interpolation.upper()))
         if self.crop:
             ch, cw = self.size
             if ch > rh or cw > rw:  # torchvision pads with zeros when the crop is larger
@@ -94,7 +93,13 @@ class Preprocess:
                 img, rh, rw = canvas, max(rh, ch), max(rw, cw)
             top, left, ch, cw = self.crop_box(rh, rw)
             img = img.crop((left, top, left + cw, top + ch))
-        chw = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+        return np.asarray(img, dtype=np.uint8)
+
+    def apply(self, pixels):  # (H, W, 3) uint8 numpy → (3, H, W) float32 numpy
+        """Resize, centre-crop and normalise one RGB image, as the family's library does."""
+        import numpy as np
+
+        chw = self.geometry(pixels).transpose(2, 0, 1).astype(np.float32) / np.float32(255)
         mean = np.asarray(self.mean, np.float32)[:, None, None]
         std = np.asarray(self.std, np.float32)[:, None, None]
         return (chw - mean) / std

@@ -51,8 +51,8 @@ OUTPUT_PANEL = "Output"
 
 ImageArg = Annotated[str, typer.Argument(help="Image file, or - to read the image from standard input.", show_default=False)]
 SizeOpt = Annotated[Optional[str], typer.Option("--size", help="Final size: 224, HxW such as 224x160, or native. [default: 224, or the model's native size]", rich_help_panel=IMAGE_PANEL, show_default=False)]
-FitOpt = Annotated[FitChoice, typer.Option("--fit", help="How the image reaches the size: crop (cover, centre-crop), resize (stretch), pad (fit, pad), strict (no change; must already fit).", rich_help_panel=IMAGE_PANEL)]
-ResampleOpt = Annotated[ResampleChoice, typer.Option("--resample", help="Resampling filter when resizing.", rich_help_panel=IMAGE_PANEL)]
+FitOpt = Annotated[Optional[FitChoice], typer.Option("--fit", help="How the image reaches the size: crop (cover, centre-crop), resize (stretch), pad (fit, pad), strict (no change; must already fit). [default: crop; with --weights and no --size, the checkpoint family's own resize and crop]", rich_help_panel=IMAGE_PANEL, show_default=False)]
+ResampleOpt = Annotated[Optional[ResampleChoice], typer.Option("--resample", help="Resampling filter when resizing. [default: bicubic, or the checkpoint family's]", rich_help_panel=IMAGE_PANEL, show_default=False)]
 BackgroundOpt = Annotated[str, typer.Option("--background", help="Colour under transparent pixels and padding: R,G,B or #rrggbb.", rich_help_panel=IMAGE_PANEL)]
 MaxPixelsOpt = Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image (pixels) to decode; guards against decompression bombs. [default: Pillow's 89,478,485]", rich_help_panel=IMAGE_PANEL, show_default=False)]
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the array as .npy to FILE, or - for standard output.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
@@ -65,8 +65,8 @@ class ImageOptions:
     """The image options every image command takes, gathered in one place."""
 
     size: SizeOpt = None
-    fit: FitOpt = FitChoice.crop
-    resample: ResampleOpt = ResampleChoice.bicubic
+    fit: FitOpt = None
+    resample: ResampleOpt = None
     patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", help="Patch size P in pixels. [default: 16, or the model's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
     background: BackgroundOpt = "255,255,255"
     max_pixels: MaxPixelsOpt = None
@@ -137,8 +137,11 @@ def check_patch_size(patch_size: int) -> None:
         raise VitcliError("--patch-size", f"must be a positive number of pixels, got {patch_size}")
 
 
-def prepare_image(image: str, opts: ImageOptions, patch_size: int) -> PreparedImage:
-    """Load, orient, convert and fit one image: the same pixels for every command."""
+def prepare_image(image: str, opts: ImageOptions, patch_size: int, family: Any = None) -> PreparedImage:
+    """Load, orient, convert and fit one image: the same pixels for every command.
+
+    `family` (a checkpoint's `Preprocess`) replaces vitcli's size policy by the family library's
+    own resize and centre crop (used when the user gave neither --size nor --fit)."""
     from vitcli.errors import VitcliError
     from vitcli.io import images
     from vitcli.io.inputs import draft_size
@@ -148,15 +151,32 @@ def prepare_image(image: str, opts: ImageOptions, patch_size: int) -> PreparedIm
     if requested and (requested[0] % patch_size or requested[1] % patch_size):
         raise VitcliError("--size", f"{opts.size} is not a multiple of the patch size {patch_size}")
     background = parse_colour(opts.background)
-    fit = FitChoice(opts.fit).value
+    fit = FitChoice(opts.fit or "crop").value
+    if family is not None:
+        return _prepare_like_family(image, opts, patch_size, family, background)
     draft = draft_size(requested, fit) if opts.draft else None
     loaded = images.load_image(image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS, draft)
     h, w = loaded.original_size
     if h < patch_size or w < patch_size:
         raise VitcliError(image, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
-    resample = ResampleChoice(opts.resample).value
+    resample = ResampleChoice(opts.resample or "bicubic").value
     pixels, done = images.fit_image(loaded, requested, fit, patch_size, resample, background)  # type: ignore[arg-type]
     return PreparedImage(loaded, pixels, fit, done)
+
+
+def _prepare_like_family(image: str, opts: ImageOptions, patch_size: int, family: Any,
+                         background: tuple[int, int, int]) -> PreparedImage:
+    """The checkpoint family's resize + centre crop (Pillow, as timm / torchvision / CLIP / HF do)."""
+    from vitcli.errors import VitcliError
+    from vitcli.io import images
+
+    loaded = images.load_image(image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS)
+    h, w = loaded.original_size
+    if h < patch_size or w < patch_size:
+        raise VitcliError(image, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
+    pixels = family.geometry(loaded.pixels)
+    done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
+    return PreparedImage(loaded, pixels, "family", done)
 
 
 class Output:

@@ -54,11 +54,37 @@ def default_normalize(setup: ModelSetup) -> str:
     return getattr(preprocess, "normalize", None) or "imagenet"
 
 
-def image_tensor(pixels: np.ndarray, normalize: str) -> torch.Tensor:
-    """(H, W, 3) uint8 → (1, 3, H, W) float32, normalised."""
+def model_image_options(image_opts: ImageOptions, setup: ModelSetup) -> tuple[ImageOptions, Any]:
+    """How images reach a model: the checkpoint family's own resize and crop (its `Preprocess`, with
+    --resample as its filter) when the user gave neither --size nor --fit, else vitcli's size policy,
+    at the model's native size unless --size says otherwise."""
+    from dataclasses import replace
+
+    family = getattr(setup.checkpoint, "preprocess", None)
+    if family is not None and image_opts.size is None and image_opts.fit is None:
+        if image_opts.resample is not None:
+            family = family.with_changes(interpolation=getattr(image_opts.resample, "value", image_opts.resample))
+        return image_opts, family
+    if image_opts.size is None:
+        image_opts = replace(image_opts, size="{}x{}".format(*setup.config.image_size))
+    return image_opts, None
+
+
+def resolve_normalize(normalize: str | None, setup: ModelSetup) -> str:
+    """--normalize, else the checkpoint family's mean/std ('custom' when it has no preset name), else imagenet."""
+    return normalize or default_normalize(setup)
+
+
+def image_tensor(pixels: np.ndarray, normalize: str, setup: ModelSetup | None = None) -> torch.Tensor:
+    """(H, W, 3) uint8 → (1, 3, H, W) float32, normalised ('custom': the checkpoint's own mean/std)."""
     from vitcli.errors import VitcliError
     from vitcli.io.images import NORMALIZE, normalize as normalise_pixels
 
+    preprocess = getattr(getattr(setup, "checkpoint", None), "preprocess", None)
+    if normalize == "custom" and preprocess is not None:
+        chw = pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+        mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (preprocess.mean, preprocess.std))
+        return torch.from_numpy((chw - mean) / std)[None]
     if normalize not in NORMALIZE:
         raise VitcliError("--normalize", f"'{normalize}' is not one of {', '.join(NORMALIZE)}")
     return torch.from_numpy(normalise_pixels(pixels, normalize))[None]  # (1, 3, H, W)
@@ -71,14 +97,11 @@ def run_model(image: str, image_opts: ImageOptions, model_opts: ModelOptions, po
     from vitcli.core.presets import count_params
 
     setup = resolve_config(model_opts, image_opts.patch_size, posenc)
-    patch = setup.config.patch_size
-    if image_opts.size is None:
-        h, w = setup.config.image_size
-        image_opts = ImageOptions(**{**image_opts.__dict__, "size": f"{h}x{w}"})
-    prepared = prepare_image(image, image_opts, patch)
+    image_opts, family = model_image_options(image_opts, setup)
+    prepared = prepare_image(image, image_opts, setup.config.patch_size, family)
     model, warning = build(setup, model_opts)
-    norm = normalize or default_normalize(setup)
-    x = image_tensor(prepared.pixels, norm).to(next(model.parameters()).device, next(model.parameters()).dtype)
+    norm = resolve_normalize(normalize, setup)
+    x = image_tensor(prepared.pixels, norm, setup).to(next(model.parameters()).device, next(model.parameters()).dtype)
     with torch.inference_mode():
         result = call(model, x) if call else model(x, **forward)
     return ModelRun(prepared, setup, model, result, norm, count_params(model), [warning] if warning else [])
@@ -93,6 +116,7 @@ class BatchModel:
     model: Any
     normalize: str
     image_opts: ImageOptions
+    family: Any  # the checkpoint's Preprocess when its resize and crop are used
     warning: str | None
 
     @property
@@ -100,8 +124,8 @@ class BatchModel:
         return self.setup.config.patch_size
 
     def prepare(self, path: str) -> PreparedImage:
-        item = prepare_image(path, self.image_opts, self.patch_size)
-        item.data = image_tensor(item.pixels, self.normalize)  # type: ignore[attr-defined]
+        item = prepare_image(path, self.image_opts, self.patch_size, self.family)
+        item.data = image_tensor(item.pixels, self.normalize, self.setup)  # type: ignore[attr-defined]
         return item
 
     def batch_tensor(self, items: list[PreparedImage]) -> torch.Tensor:
@@ -116,10 +140,9 @@ def batch_model(image_opts: ImageOptions, model_opts: ModelOptions, posenc: str 
     from vitcli.cli.batch import check_image_options
 
     setup = resolve_config(model_opts, image_opts.patch_size, posenc)
-    if image_opts.size is None:
-        image_opts = ImageOptions(**{**image_opts.__dict__, "size": "{}x{}".format(*setup.config.image_size)})
+    image_opts, family = model_image_options(image_opts, setup)
     check_image_options(image_opts, setup.config.patch_size)
     model, warning = build(setup, model_opts)
-    norm = normalize or default_normalize(setup)
-    image_tensor(np.zeros((1, 1, 3), np.uint8), norm)  # an unknown --normalize fails before any image
-    return BatchModel(setup, model, norm, image_opts, warning)
+    norm = resolve_normalize(normalize, setup)
+    image_tensor(np.zeros((1, 1, 3), np.uint8), norm, setup)  # an unknown --normalize fails before any image
+    return BatchModel(setup, model, norm, image_opts, family, warning)
