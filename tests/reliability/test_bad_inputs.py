@@ -92,26 +92,10 @@ def test_files_without_read_permission(tmp_path: Path) -> None:
     weights.write_bytes(b"\x10" + b"\x00" * 7 + b"{}" + b" " * 14)  # an empty safetensors file
     image.chmod(0), weights.chmod(0)
     out = output_slot(tmp_path / "out")
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(corpus.ROOT)}
-    result = subprocess.run([*prefix, sys.executable, "-m", "vitcli", "patchify", str(image), "-o", str(out)],
-                            capture_output=True, env=env, cwd=corpus.ROOT, timeout=120)
-    assert_clean_error(result, str(image), "permission denied")
+    picture, checkpoint = run_batch([["patchify", image, "-o", out], ["info", "--weights", weights]], tmp_path, prefix)
+    assert_clean_error(picture, str(image), "permission denied")
     assert_untouched(out)
-    (checkpoint,) = run_batch([["info", "--weights", weights]], tmp_path, prefix)
     assert_clean_error(checkpoint, str(weights), "permission denied")
-
-
-def test_devices_and_pipes_are_refused_not_read_forever(tmp_path: Path) -> None:
-    """/dev/zero never ends: reading it whole used to fill the memory (image) or the swap (checkpoint)."""
-    fifo = tmp_path / "weights.pth"
-    os.mkfifo(fifo)
-    out = output_slot(tmp_path / "out")
-    cases = [["patchify", "/dev/zero", "-o", out], ["info", "--weights", "/dev/zero"], ["info", "--weights", fifo]]
-    image, weights, pipe = run_batch(cases, tmp_path)
-    assert_clean_error(image, "/dev/zero", "is a device")
-    assert_clean_error(weights, "/dev/zero", "not a regular file")
-    assert_clean_error(pipe, str(fifo), "not a regular file")
-    assert_untouched(out)
 
 
 def in_private_mount(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -138,17 +122,21 @@ def test_read_only_output_folder(tmp_path: Path) -> None:
 
 # ---- the rest of the corpus, batched -----------------------------------------------------------
 
-def test_bad_image_corpus(tmp_path: Path) -> None:
-    files = corpus.bad_images(tmp_path / "in")
-    slots = {name: output_slot(tmp_path / "out" / name.replace(" ", "_")) for name in files}
-    cases = [["patchify", path, "-o", slots[name], "--grid-png", slots[name].parent / "grid.png"]
-             for name, (path, _) in files.items()]
-    for (name, (path, pattern)), result in zip(files.items(), run_batch(cases, tmp_path)):
-        assert re.search(pattern, assert_clean_error(result, str(path))), name
-        assert_untouched(slots[name])
+# ---- the rest, batched: every command line of this part runs in one subprocess -----------------
+
+Cases = dict[str, tuple[list, object]]  # name → (argument list, what the test needs to check it)
 
 
-def test_bad_options(tmp_path: Path) -> None:
+def _corpus_cases(folder: Path) -> Cases:
+    files = corpus.bad_images(folder / "in")
+    cases = {}
+    for name, (path, pattern) in files.items():
+        slot = output_slot(folder / "out" / name.replace(" ", "_"))
+        cases[name] = (["patchify", path, "-o", slot, "--grid-png", slot.parent / "grid.png"], (path, pattern, slot))
+    return cases
+
+
+def _option_cases(folder: Path) -> Cases:
     image = str(corpus.SAMPLES / "chelsea.jpg")
     cases = {
         "-p 0": (["patchify", image, "-p", "0"], ["--patch-size", "positive"]),
@@ -163,11 +151,71 @@ def test_bad_options(tmp_path: Path) -> None:
         "--grid 0x5": (["posenc", "--grid", "0x5"], ["--grid", "0x5"]),
         "--grid text": (["posenc", "--grid", "ax5"], ["--grid", "ax5"]),
     }
-    slots = {name: output_slot(tmp_path / "out" / str(i)) for i, name in enumerate(cases)}
-    results = run_batch([[*args, "-o", slots[name]] for name, (args, _) in cases.items()], tmp_path)
-    for (name, (_, words)), result in zip(cases.items(), results):
+    slots = {name: output_slot(folder / str(i)) for i, name in enumerate(cases)}
+    return {name: ([*args, "-o", slots[name]], (words, slots[name])) for name, (args, words) in cases.items()}
+
+
+def _device_cases(folder: Path) -> Cases:
+    fifo = folder / "weights.pth"
+    os.mkfifo(fifo)
+    slot = output_slot(folder / "out")
+    return {"image /dev/zero": (["patchify", "/dev/zero", "-o", slot], ("/dev/zero", "is a device", slot)),
+            "weights /dev/zero": (["info", "--weights", "/dev/zero"], ("/dev/zero", "not a regular file", None)),
+            "weights fifo": (["info", "--weights", fifo], (str(fifo), "not a regular file", None))}
+
+
+NATIVE = ["-p", "16", "--order", "hwc", "--size", "native", "--fit", "strict"]
+
+
+def _awkward_cases(folder: Path) -> Cases:
+    made = {"anim.gif": corpus.animated_gif(folder / "anim.gif"), "cmyk.jpg": corpus.cmyk_jpeg(folder / "cmyk.jpg"),
+            "grey16.png": corpus.png16(folder / "grey16.png"),
+            "palette.png": corpus.palette_with_transparency(folder / "palette.png"),
+            "turned.jpg": corpus.exif_rotated(folder / "turned.jpg")}
+    cases: Cases = {n: (["patchify", folder / n, *NATIVE, "--json", "-o", folder / f"{n}.npy"], (folder / f"{n}.npy", v))
+                    for n, v in made.items()}
+    cases["anim.gif table"] = (["patchify", folder / "anim.gif", *NATIVE], None)
+    for n in ("chelsea.jpg", "chelsea_exif_rotated.jpg", "coffee.jpg"):
+        cases[n] = (["patchify", corpus.SAMPLES / n, "-o", folder / f"{n}.npy"], folder / f"{n}.npy")
+    return cases
+
+
+BUILDERS = {"corpus": _corpus_cases, "options": _option_cases, "devices": _device_cases, "awkward": _awkward_cases}
+
+
+@pytest.fixture(scope="module")
+def batched(tmp_path_factory) -> dict[str, dict[str, tuple[subprocess.CompletedProcess, object]]]:
+    """group → name → (result, context), all groups' command lines run in one subprocess."""
+    root = tmp_path_factory.mktemp("batched")
+    for group in BUILDERS:
+        (root / group).mkdir()
+    groups = {group: build(root / group) for group, build in BUILDERS.items()}
+    flat = [(group, name, args, ctx) for group, cases in groups.items() for name, (args, ctx) in cases.items()]
+    results = run_batch([args for _, _, args, _ in flat], root)
+    out: dict = {group: {} for group in groups}
+    for (group, name, _, ctx), result in zip(flat, results):
+        out[group][name] = (result, ctx)
+    return out
+
+
+def test_bad_image_corpus(batched) -> None:
+    for name, (result, (path, pattern, slot)) in batched["corpus"].items():
+        assert re.search(pattern, assert_clean_error(result, str(path))), name
+        assert_untouched(slot)
+
+
+def test_bad_options(batched) -> None:
+    for name, (result, (words, slot)) in batched["options"].items():
         assert_clean_error(result, *words)
-        assert_untouched(slots[name])
+        assert_untouched(slot)
+
+
+def test_devices_and_pipes_are_refused_not_read_forever(batched) -> None:
+    """/dev/zero never ends: reading it whole used to fill the memory (image and checkpoint alike)."""
+    for name, (result, (source, words, slot)) in batched["devices"].items():
+        assert_clean_error(result, source, words)
+        if slot:
+            assert_untouched(slot)
 
 
 # ---- awkward but valid images: success, and the right pixels -----------------------------------
@@ -178,41 +226,32 @@ def _pixels(npy: Path, grid: tuple[int, int], p: int = 16) -> np.ndarray:
     return patches.transpose(0, 2, 1, 3, 4).reshape(grid[0] * p, grid[1] * p, 3)
 
 
-def test_awkward_images_load_correctly(tmp_path: Path) -> None:
-    colours = corpus.animated_gif(tmp_path / "anim.gif")
-    corpus.cmyk_jpeg(tmp_path / "cmyk.jpg")
-    grey16 = corpus.png16(tmp_path / "grey16.png")
-    corpus.palette_with_transparency(tmp_path / "palette.png")
-    upright = corpus.exif_rotated(tmp_path / "turned.jpg")
-    native = ["-p", "16", "--order", "hwc", "--size", "native", "--fit", "strict"]
-    names = ["anim.gif", "cmyk.jpg", "grey16.png", "palette.png", "turned.jpg"]
-    cases = [["patchify", tmp_path / n, *native, "--json", "-o", tmp_path / f"{n}.npy"] for n in names]
-    cases.append(["patchify", tmp_path / "anim.gif", *native])  # the table says it
-    cases += [["patchify", corpus.SAMPLES / n, "-o", tmp_path / f"{n}.npy"] for n in
-              ("chelsea.jpg", "chelsea_exif_rotated.jpg", "coffee.jpg")]
-    results = run_batch(cases, tmp_path)
-    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
-    docs = {n: json.loads(r.stdout) for n, r in zip(names, results)}
+def test_awkward_images_load_correctly(batched) -> None:
+    runs = batched["awkward"]
+    assert all(r.returncode == 0 for r, _ in runs.values()), [r.stderr for r, _ in runs.values()]
+    doc = {n: json.loads(runs[n][0].stdout) for n in ("anim.gif", "turned.jpg")}
+    npy = {n: ctx[0] for n, (_, ctx) in runs.items() if isinstance(ctx, tuple)}
+    colours, grey16, upright = runs["anim.gif"][1][1], runs["grey16.png"][1][1], runs["turned.jpg"][1][1]
 
-    gif = _pixels(tmp_path / "anim.gif.npy", (2, 2))
-    assert docs["anim.gif"]["input"]["frames"] == 3 and (gif == colours[0]).all()
-    assert "first of 3 frames" in " ".join(docs["anim.gif"]["input"]["notes"])
-    assert "first of 3 frames" in results[len(names)].stdout.decode()
+    gif = _pixels(npy["anim.gif"], (2, 2))
+    assert doc["anim.gif"]["input"]["frames"] == 3 and (gif == colours[0]).all()
+    assert "first of 3 frames" in " ".join(doc["anim.gif"]["input"]["notes"])
+    assert "first of 3 frames" in runs["anim.gif table"][0].stdout.decode()
 
-    red = _pixels(tmp_path / "cmyk.jpg.npy", (2, 2)).astype(int)
+    red = _pixels(npy["cmyk.jpg"], (2, 2)).astype(int)
     assert red[..., 0].min() > 230 and red[..., 1:].max() < 25
 
-    grey = _pixels(tmp_path / "grey16.png.npy", (2, 2))
+    grey = _pixels(npy["grey16.png"], (2, 2))
     expected = np.rint(grey16.astype(np.float64) * 255 / 65535).astype(np.uint8)  # 65535→255, 32768→128
     assert (grey == expected[..., None]).all()
 
-    palette = _pixels(tmp_path / "palette.png.npy", (2, 2))
+    palette = _pixels(npy["palette.png"], (2, 2))
     assert (palette[:16] == 255).all() and (palette[16:] == (0, 0, 255)).all()  # transparent → white
 
-    turned = _pixels(tmp_path / "turned.jpg.npy", (2, 4)).astype(int)
-    assert docs["turned.jpg"]["input"]["original_size"] == [32, 64]
+    turned = _pixels(npy["turned.jpg"], (2, 4)).astype(int)
+    assert doc["turned.jpg"]["input"]["original_size"] == [32, 64]
     assert np.abs(turned - upright).mean() < 4 and np.abs(turned - upright).max() < 80  # JPEG noise only
 
-    cat, cat_turned, other = (np.load(tmp_path / f"{n}.npy").astype(int) for n in
+    cat, cat_turned, other = (np.load(runs[n][1]).astype(int) for n in
                               ("chelsea.jpg", "chelsea_exif_rotated.jpg", "coffee.jpg"))
     assert np.abs(cat - cat_turned).mean() < 3 < np.abs(cat - other).mean()
