@@ -117,8 +117,18 @@ def _open(path: str, data: bytes, max_pixels: int, draft: int | None = None) -> 
         raise VitcliError(path, "not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise VitcliError(path, f"damaged or truncated image ({e})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # parsers fail on damaged data in other ways too (IndexError, struct.error, …)
+        raise VitcliError(path, f"damaged or truncated image ({_reason(e)})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
+
+
+def _reason(e: BaseException) -> str:
+    """An exception as a short one-line reason."""
+    text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _high_bit_to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -167,6 +177,16 @@ def load_image(
     """
     data = _read_bytes(path)
     img = _open(path, data, max_pixels, draft)
+    try:
+        return _upright_rgb(path, img, background)
+    except (VitcliError, MemoryError):
+        raise
+    except Exception as e:  # a damaged later frame or tag (found by fuzzing: IndexError in GIF seeking)
+        raise VitcliError(path, f"damaged or truncated image ({_reason(e)})") from None
+
+
+def _upright_rgb(path: str, img: Image.Image, background: tuple[int, int, int]) -> LoadedImage:
+    """The decoded image's first frame, EXIF-oriented, as 8-bit RGB, with notes of what was done."""
     full = img.info.get("vitcli_full_size", img.size)  # (W, H) as stored
     frames = getattr(img, "n_frames", 1)
     fmt, mode = img.format, img.mode
