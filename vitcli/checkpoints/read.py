@@ -113,8 +113,10 @@ def _read_file(p: Path) -> RawCheckpoint:
             with zipfile.ZipFile(p) as z:
                 if _torchscript_prefix(z) is not None:
                     return RawCheckpoint(str(p), "torchscript", _read_torchscript(p, z))
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError, KeyError, EOFError, OSError) as e:
-            # is_zipfile only finds the end record; a damaged directory fails here, not in torch
+        except (VitcliError, MemoryError):
+            raise
+        except Exception as e:  # is_zipfile only finds the end record: a damaged directory or member fails
+            #                     here (BadZipFile, UnicodeDecodeError, NotImplementedError, zlib.error, …)
             raise VitcliError(str(p), f"damaged zip archive ({type(e).__name__}: {_short(e)})") from None
     return _read_torch(p)
 
