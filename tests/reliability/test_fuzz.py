@@ -162,3 +162,30 @@ def test_damaged_zip_directories_found_by_the_fuzzer(tmp_path: Path, case: str) 
     with pytest.raises(VitcliError, match="damaged zip archive") as e:
         read_checkpoint(path)
     assert e.value.source == str(path)
+
+
+def test_gif_cut_after_the_second_frame_descriptor(tmp_path: Path) -> None:
+    """Found by fuzzing: counting frames read past the end (IndexError inside Pillow's GIF seek)."""
+    gif = SEED_IMAGES["anim.gif"]
+    second = gif.index(b"\x00\x2c", gif.index(b"\x2c") + 1) + 1  # the second image descriptor
+    path = tmp_path / "cut.gif"
+    path.write_bytes(gif[: second + 10])  # the 10-byte descriptor, then nothing
+    with pytest.raises(VitcliError, match="damaged or truncated") as e:
+        load_image(str(path))
+    assert e.value.source == str(path)
+
+
+def test_torchscript_member_with_an_unknown_compression(tmp_path: Path) -> None:
+    """Found by fuzzing: zipfile's NotImplementedError for a compression method it does not know."""
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), buf)
+    data = bytearray(buf.getvalue())
+    for record, offset in ((b"PK\x01\x02", 10), (b"PK\x03\x04", 8)):  # central / local headers: method
+        at = data.find(record)
+        while at != -1:
+            data[at + offset : at + offset + 2] = (99).to_bytes(2, "little")
+            at = data.find(record, at + 4)
+    path = tmp_path / "script.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(VitcliError, match="damaged zip archive"):
+        read_checkpoint(path)
