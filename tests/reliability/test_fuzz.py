@@ -7,6 +7,7 @@ run is repeatable and costs the same every time.
 """
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,17 @@ def _seed_checkpoints() -> dict[str, bytes]:
     zipped, legacy = io.BytesIO(), io.BytesIO()
     torch.save({"state_dict": state, "epoch": 3}, zipped)
     torch.save(state, legacy, _use_new_zipfile_serialization=False)
-    return {"w.safetensors": save_safetensors(state), "w.pth": zipped.getvalue(), "w_legacy.pt": legacy.getvalue()}
+    return {"w.safetensors": save_safetensors(state), "w.pth": zipped.getvalue(), "w_legacy.pt": legacy.getvalue(),
+            "w_script.pt": _torchscript()}
+
+
+def _torchscript() -> bytes:
+    """A TorchScript archive of a small module (the format of OpenAI's CLIP checkpoints)."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.save is deprecated, the files are still around
+        torch.jit.save(torch.jit.script(torch.nn.Linear(4, 3)), buf)
+    return buf.getvalue()
 
 
 SEED_CHECKPOINTS = _seed_checkpoints()
@@ -177,9 +188,7 @@ def test_gif_cut_after_the_second_frame_descriptor(tmp_path: Path) -> None:
 
 def test_torchscript_member_with_an_unknown_compression(tmp_path: Path) -> None:
     """Found by fuzzing: zipfile's NotImplementedError for a compression method it does not know."""
-    buf = io.BytesIO()
-    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), buf)
-    data = bytearray(buf.getvalue())
+    data = bytearray(SEED_CHECKPOINTS["w_script.pt"])
     for record, offset in ((b"PK\x01\x02", 10), (b"PK\x03\x04", 8)):  # central / local headers: method
         at = data.find(record)
         while at != -1:
