@@ -203,3 +203,17 @@ def test_posenc_json_stats_equal_numpy_on_the_written_npy(tmp_path, kind, grid, 
     array = np.load(out)
     assert array.shape == (1 + grid[0] * grid[1], 4 * quarter)
     _assert_stats_equal(json.loads(result.stdout)["tensors"]["pos_embed"], array)
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stage=st.sampled_from(["patches", "tokens", "input", "output", "pooled"]), cells=grids,
+       posenc=st.sampled_from(["learned", "sincos2d", "none"]), impl=st.sampled_from(["conv", "linear"]))
+def test_embed_json_stats_equal_numpy_on_the_written_npy(photo, tmp_path, stage, cells, posenc, impl) -> None:
+    out = tmp_path / "stage.npy"
+    result = CliRunner().invoke(app, ["embed", photo, "--model", "vit-ti16", "--dim", "32", "--depth", "1",
+                                      "--heads", "2", "-p", "8", "--size", f"{cells[0] * 8}x{cells[1] * 8}",
+                                      "--posenc", posenc, "--impl", impl, "--stage", stage, "--json", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    _assert_stats_equal(doc["tensors"][stage], np.load(out))
