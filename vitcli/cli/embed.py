@@ -18,7 +18,8 @@ Weights are random from --seed unless --weights gives a checkpoint.
 EPILOG = (
     "Examples:  vitcli embed sample_images/chelsea.jpg  ·  "
     "vitcli embed cat.jpg -o z0.npy  ·  vitcli embed cat.jpg --stage pooled --model vit-s16 -o emb.npy  ·  "
-    "vitcli embed cat.jpg --impl linear --posenc sincos2d --json"
+    "vitcli embed cat.jpg --impl linear --posenc sincos2d --json  ·  "
+    "vitcli embed photos/ --stage pooled -o emb.npy   (B, D) + emb.index.jsonl"
 )
 
 

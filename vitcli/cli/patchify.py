@@ -22,7 +22,8 @@ Output shape (N, P·P·C). Values are the image's raw uint8 bytes unless --norma
 EPILOG = (
     "Examples:  vitcli patchify sample_images/chelsea.jpg -o patches.npy --grid-png grid.png  ·  "
     "vitcli patchify cat.jpg -o - | python -c \"import sys, numpy; print(numpy.load(sys.stdin.buffer).shape)\"  ·  "
-    "vitcli patchify --unpatchify patches.npy --grid-size 14x14 -o back.png"
+    "vitcli patchify --unpatchify patches.npy --grid-size 14x14 -o back.png  ·  "
+    "vitcli patchify 'photos/*.jpg' --output-dir patches/"
 )
 
 
