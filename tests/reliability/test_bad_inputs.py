@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,35 +19,7 @@ import pytest
 
 from tests.conftest import assert_clean_error, run_cli
 from tests.reliability import corpus
-
-PREVIOUS = b"an earlier output that must survive"
-
-
-def run_batch(cases: list[list[str]], tmp_path: Path, prefix: list[str] | None = None) -> list[subprocess.CompletedProcess]:
-    """Run each argument list through vitcli.cli.main() in one subprocess (started with `prefix`,
-    e.g. setpriv); results in order."""
-    (tmp_path / "cases.json").write_text(json.dumps([[str(a) for a in c] for c in cases]))
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", "PYTHONPATH": str(corpus.ROOT)}
-    done = subprocess.run([*(prefix or []), sys.executable, "-m", "tests.reliability.driver", tmp_path / "cases.json",
-                           tmp_path / "results.json"], cwd=corpus.ROOT, env=env, capture_output=True, timeout=300)
-    assert done.returncode == 0, done.stderr.decode()
-    results = json.loads((tmp_path / "results.json").read_text())
-    return [subprocess.CompletedProcess(c, r["code"], r["stdout"].encode(), r["stderr"].encode())
-            for c, r in zip(cases, results)]
-
-
-def output_slot(folder: Path) -> Path:
-    """A folder holding only an earlier `out.npy`: the path every failing command is told to write."""
-    folder.mkdir(parents=True)
-    (folder / "out.npy").write_bytes(PREVIOUS)
-    return folder / "out.npy"
-
-
-def assert_untouched(out: Path) -> None:
-    """The earlier output is intact and nothing else (no temporary file) appeared beside it."""
-    assert out.read_bytes() == PREVIOUS
-    assert sorted(p.name for p in out.parent.iterdir()) == ["out.npy"]
-
+from tests.reliability.helpers import assert_untouched, in_private_mount, output_slot, run_batch
 
 # ---- key cases, each in a real subprocess ------------------------------------------------------
 
@@ -96,18 +67,6 @@ def test_files_without_read_permission(tmp_path: Path) -> None:
     assert_clean_error(picture, str(image), "permission denied")
     assert_untouched(out)
     assert_clean_error(checkpoint, str(weights), "permission denied")
-
-
-def in_private_mount(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run a shell script in a private mount namespace (root only); skip where that is not allowed."""
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("needs root and unshare for a private mount")
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"unshare -m refused: {probe.stderr.decode().strip()}")
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(corpus.ROOT), "PY": sys.executable}
-    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, env=env,
-                          cwd=tmp_path, timeout=120)
 
 
 def test_read_only_output_folder(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.reliability.corpus import ROOT, SAMPLES
-from tests.reliability.test_bad_inputs import PREVIOUS, assert_untouched, in_private_mount, output_slot
+from tests.reliability.helpers import PREVIOUS, assert_untouched, in_private_mount, output_slot
 from vitcli.cli import Terminated, install_signal_handlers
 from vitcli.errors import VitcliError
 from vitcli.io.arrays import save_npy, write_bytes

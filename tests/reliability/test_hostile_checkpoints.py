@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from tests.conftest import assert_clean_error, run_cli
 from tests.reliability.corpus import ROOT, SAMPLES
-from tests.reliability.test_bad_inputs import run_batch
+from tests.reliability.helpers import run_batch
 
 IMAGE = str(SAMPLES / "chelsea.jpg")
 
