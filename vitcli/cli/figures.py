@@ -58,28 +58,21 @@ class Runs:
 
 def run_images(images: list[str], image_opts: ImageOptions, model_opts: ModelOptions, normalize: str | None,
                forward: Any = None) -> Runs:
-    """Build the model once and run it on each image (fitted to the model's size unless --size);
-    `forward(config)` gives the forward pass's keyword arguments."""
+    """Build the model once and run it on each image, fitted as every model command fits them
+    (the checkpoint family's preprocessing, or --size / --fit); `forward(config)` gives the
+    forward pass's keyword arguments."""
     import torch
 
-    from vitcli.cli.common import prepare_image
-    from vitcli.cli.model import build, resolve_config
-    from vitcli.cli.run import default_normalize, image_tensor
+    from vitcli.cli.run import batch_model
     from vitcli.core.presets import count_params
 
-    setup = resolve_config(model_opts, image_opts.patch_size)
-    if image_opts.size is None:
-        image_opts = ImageOptions(**{**image_opts.__dict__, "size": "{}x{}".format(*setup.config.image_size)})
-    prepared = [prepare_image(path, image_opts, setup.config.patch_size) for path in images]
-    model, warning = build(setup, model_opts)
-    norm = normalize or default_normalize(setup)
-    param = next(model.parameters())
-    kwargs = forward(setup.config) if forward else {}
-    results = []
+    bm = batch_model(image_opts, model_opts, None, normalize)
+    prepared = [bm.prepare(path) for path in images]
+    kwargs = forward(bm.setup.config) if forward else {}
     with torch.inference_mode():
-        for p in prepared:
-            results.append(model(image_tensor(p.pixels, norm).to(param.device, param.dtype), keep_inputs=False, **kwargs))
-    return Runs(setup, model, prepared, results, norm, count_params(model), [warning] if warning else [])
+        results = [bm.model(bm.batch_tensor([p]), keep_inputs=False, **kwargs) for p in prepared]
+    return Runs(bm.setup, bm.model, prepared, results, bm.normalize, count_params(bm.model),
+                [bm.warning] if bm.warning else [])
 
 
 def _numpy(t: Any) -> Any:
