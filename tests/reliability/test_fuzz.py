@@ -80,6 +80,7 @@ def mutations(draw, data: bytes) -> bytes:
     return bytes(b)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about the corrupt EXIF it skips
 @pytest.mark.parametrize("name", sorted(SEED_IMAGES))
 def test_fuzzed_images_load_or_fail_cleanly(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
@@ -98,6 +99,7 @@ def test_fuzzed_images_load_or_fail_cleanly(tmp_path: Path, name: str) -> None:
     check()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_fuzzed_sample_photo(tmp_path: Path) -> None:
     path = tmp_path / "photo.jpg"
 
