@@ -94,6 +94,9 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
         raise VitcliError(spec, e.problem if e.source in (name, "heads") else str(e)) from None
     except ValueError as e:
         raise VitcliError(spec, f"inferred an impossible architecture: {e}") from None
+    except (IndexError, TypeError, ZeroDivisionError) as e:  # e.g. a scalar where a (D, C, P, P) kernel belongs
+        raise VitcliError(spec, "tensor shapes do not describe a ViT: the architecture cannot be read from them "
+                          f"({type(e).__name__}: {e})") from None
     notes += rules
     ignored = list(mapped.ignored)
     problems = _check(config, mapped)
@@ -138,6 +141,10 @@ def _check(config: ViTConfig, mapped) -> list[str]:
               for k, v in mapped.tensors.items() if k in expected and tuple(v.shape) != expected[k]]
     if shapes:
         problems.append(_listing("wrong shape", shapes))
+    kinds = [f"{mapped.origin[k]} is {str(v.dtype).removeprefix('torch.')}"
+             for k, v in mapped.tensors.items() if k in expected and not v.is_floating_point()]
+    if kinds:
+        problems.append(_listing("not floating point (weights are float16, bfloat16, float32 or float64)", kinds))
     return problems
 
 
