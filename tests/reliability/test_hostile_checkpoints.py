@@ -169,3 +169,26 @@ def test_a_large_checkpoint_is_not_read_into_memory_twice(tmp_path: Path) -> Non
     assert report["codes"] == [0, 0], done.stderr.decode()
     # one copy of the weights (memory-mapped pages count once) plus activations; twice would be ≥ 2×
     assert report["growth"] < 1.4 * size, (report["growth"] / 2**20, size / 2**20)
+
+
+def _edited(state: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {**state, key: value}
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("blocks.0.attn.proj.weight", lambda t: t.to(torch.int64), "not floating point"),
+    ("pos_embed", lambda t: t.bool(), "not floating point"),
+    ("blocks.0.mlp.fc1.weight", lambda t: torch.tensor(1.0), "tensor shapes do not describe a ViT"),
+    ("pos_embed", lambda t: t.flatten(), "tensor shapes do not describe a ViT"),
+])
+def test_weights_of_the_wrong_kind_are_one_clean_error(tmp_path: Path, key: str, value, words: str) -> None:
+    """Found by fuzzing state dicts: integer weights and a scalar or flat tensor where a matrix belongs
+    used to fail inside torch's load_state_dict or the shape inference (IndexError)."""
+    from vitcli.checkpoints.load import build_model_from_checkpoint, load_checkpoint
+    from vitcli.errors import VitcliError
+
+    state = _tiny_state()
+    save_file(_edited(state, key, value(state[key]).contiguous()), tmp_path / "w.safetensors")
+    with pytest.raises(VitcliError, match=words) as e:
+        build_model_from_checkpoint(load_checkpoint(tmp_path / "w.safetensors"))
+    assert e.value.source == str(tmp_path / "w.safetensors")
