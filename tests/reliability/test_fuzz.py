@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import save as save_safetensors
+from safetensors.torch import save_file
 
 from tests.reliability.corpus import SAMPLES
 from vitcli.checkpoints.read import read_checkpoint
@@ -200,3 +201,65 @@ def test_torchscript_member_with_an_unknown_compression(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(VitcliError, match="damaged zip archive"):
         read_checkpoint(path)
+
+
+EDITS = ["drop", "reshape", "dtype", "scalar", "empty", "rename", "transpose"]
+
+
+def _edit(state: dict[str, torch.Tensor], key: str, edit: str, r: int) -> None:
+    """One structural change to a state dict: a key dropped or renamed, a tensor reshaped, retyped, emptied."""
+    t = state[key]
+    if edit == "drop":
+        del state[key]
+    elif edit == "reshape":
+        shape = list(t.shape) or [1]
+        shape[r % len(shape)] = max(0, shape[r % len(shape)] + r % 5 - 2)
+        state[key] = torch.zeros(shape)
+    elif edit == "dtype":
+        state[key] = t.to([torch.float16, torch.int64, torch.bool, torch.bfloat16, torch.uint8][r % 5])
+    elif edit == "scalar":
+        state[key] = torch.tensor(1.0)
+    elif edit == "empty":
+        state[key] = torch.zeros(0)
+    elif edit == "rename":
+        state["x." + key if r % 2 else key.replace(".", "_", 1)] = state.pop(key)
+    elif t.ndim >= 2:
+        state[key] = t.transpose(0, 1).contiguous()
+
+
+@pytest.fixture(scope="module")
+def vit_state() -> dict[str, torch.Tensor]:
+    """A timm ViT-Ti state dict at 32 px, 2 blocks, a 5-class head."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, depth=2, num_classes=5)
+    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+
+
+def test_fuzzed_state_dicts_load_or_fail_cleanly(tmp_path: Path, vit_state: dict[str, torch.Tensor]) -> None:
+    """Valid files with the wrong contents: the loader, the model build and a forward pass either work
+    or give the one-line error."""
+    from vitcli.checkpoints.load import build_model_from_checkpoint, load_checkpoint
+
+    path = tmp_path / "w.safetensors"
+    keys = sorted(vit_state)
+
+    @settings(BUDGET, max_examples=80)
+    @given(edits=st.lists(st.tuples(st.sampled_from(keys), st.sampled_from(EDITS), st.integers(0, 10**6)),
+                          min_size=1, max_size=4), strict=st.booleans())
+    def check(edits, strict: bool) -> None:
+        state = dict(vit_state)
+        for key, edit, r in edits:
+            if key in state:
+                _edit(state, key, edit, r)
+        save_file(state, path)
+        try:
+            loaded = load_checkpoint(path, strict=strict)
+            model = build_model_from_checkpoint(loaded)
+            with torch.inference_mode():
+                model(torch.randn(1, 3, *loaded.config.image_size))
+        except VitcliError as e:
+            assert e.source == str(path)
+
+    check()
