@@ -62,10 +62,12 @@ def peak_rss_mb(cmd: list[str]) -> float:
 
 
 def best_of(repeats: int, *actions: Callable[[], float]) -> list[float]:
-    """Run the actions interleaved `repeats` times; the best time of each (least disturbed run)."""
+    """Run the actions interleaved `repeats` times, the order reversed every other round (so a
+    drifting machine load favours none); the best time of each (its least disturbed run)."""
     times: list[list[float]] = [[] for _ in actions]
-    for _ in range(repeats):
-        for t, action in zip(times, actions):
+    for i in range(repeats):
+        order = list(zip(times, actions))
+        for t, action in order[::-1] if i % 2 else order:
             t.append(action())
     return [min(t) for t in times]
 

@@ -2,9 +2,11 @@
 
 1. Whole pipeline: `vitcli embed FOLDER --stage pooled --weights W` (threaded decoding, batches)
    against timm's `forward_features` fed by a plain Pillow loop (open, convert, resize the short
-   side to 224 bicubic, centre-crop, normalise, batches of the same size), both in subprocesses.
+   side to 224 bicubic, centre-crop, normalise with the model's timm mean/std, batches of the same
+   size), both in subprocesses.
    Two ratios: images/s of the decode+forward loop (vitcli's own timer against timm's), and of
-   the whole command including Python/torch start-up and model loading.
+   the whole command including Python/torch start-up and model loading; then the loop ratio with
+   --no-draft (every JPEG decoded in full), whose embeddings must equal timm's.
 2. Forward pass alone on the same (B, 3, 224, 224) tensor: vitcli's encoder against timm's
    `forward_features`, both under `torch.inference_mode()`, interleaved, best of N.
 
@@ -31,8 +33,8 @@ start = time.perf_counter()
 model = timm.create_model(name, pretrained=False)
 from safetensors.torch import load_file
 model.load_state_dict(load_file(weights)); model.eval()
-mean = np.array([0.485, 0.456, 0.406], np.float32) * 255
-std = np.array([0.229, 0.224, 0.225], np.float32) * 255
+mean = np.array(model.pretrained_cfg["mean"], np.float32) * 255  # timm's own constants for this model
+std = np.array(model.pretrained_cfg["std"], np.float32) * 255
 def load(path):
     img = Image.open(path).convert("RGB")
     w, h = img.size; s = 224 / min(w, h)
@@ -70,19 +72,23 @@ def pipeline(folder: Path, weights: Path, name: str, batch: int, workdir: Path) 
     vit_cmd = [*vitcli_command(), "embed", str(folder), "--weights", str(weights), "--stage", "pooled",
                "--batch-size", str(batch), "--size", "224", "-o", str(vit_out), "--json"]
     timm_cmd = [sys.executable, "-c", TIMM_LOOP, str(folder), str(weights), name, str(batch), str(timm_out)]
-    runs = {"vitcli": [], "timm": []}
+    exact_out = workdir / "vitcli_nodraft.npy"
+    exact_cmd = [*vit_cmd[:-3], "--no-draft", "-o", str(exact_out), "--json"]
+    runs: dict[str, list[tuple[float, float]]] = {"vitcli": [], "exact": [], "timm": []}
     for _ in range(2):
-        wall, r = run(vit_cmd)
-        runs["vitcli"].append((json.loads(r.stdout)["seconds"], wall))
+        for key, cmd in (("vitcli", vit_cmd), ("exact", exact_cmd)):
+            wall, r = run(cmd)
+            runs[key].append((json.loads(r.stdout)["seconds"], wall))
         wall, r = run(timm_cmd)
         runs["timm"].append((json.loads(r.stdout)["loop"], wall))
-    (v_loop, v_wall), (t_loop, t_wall) = min(runs["vitcli"]), min(runs["timm"])
+    (v_loop, v_wall), (e_loop, _), (t_loop, t_wall) = min(runs["vitcli"]), min(runs["exact"]), min(runs["timm"])
     import numpy as np
 
-    a, b = np.load(vit_out), np.load(timm_out)
+    exact, peer = np.load(exact_out), np.load(timm_out)
     return {"images": len(list(folder.glob("*.jpg"))), "vitcli_loop_s": v_loop, "timm_loop_s": t_loop,
-            "loop_ratio": t_loop / v_loop, "vitcli_wall_s": v_wall, "timm_wall_s": t_wall,
-            "wall_ratio": t_wall / v_wall, "pooled_shape": list(a.shape), "timm_shape": list(b.shape)}
+            "loop_ratio": t_loop / v_loop, "exact_ratio": t_loop / e_loop, "vitcli_wall_s": v_wall,
+            "timm_wall_s": t_wall, "wall_ratio": t_wall / v_wall,
+            "exact_diff": float(np.abs(exact - peer).max()), "draft_diff": float(np.abs(np.load(vit_out) - peer).max())}
 
 
 def forward_only(weights: Path, name: str, batch: int, repeats: int) -> dict:
@@ -118,7 +124,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--models", default="vit_small_patch16_224,vit_base_patch16_224")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +139,8 @@ def main() -> None:
             print(f"[1] {name}: embed --stage pooled, decode+forward loop: vitcli {p['images'] / p['vitcli_loop_s']:.2f} "
                   f"images/s, timm+Pillow {p['images'] / p['timm_loop_s']:.2f} images/s → ratio {p['loop_ratio']:.2f} "
                   f"(target ≥ 1.0); whole command incl. start-up: vitcli {p['vitcli_wall_s']:.1f} s, "
-                  f"timm {p['timm_wall_s']:.1f} s → ratio {p['wall_ratio']:.2f}")
+                  f"timm {p['timm_wall_s']:.1f} s → ratio {p['wall_ratio']:.2f}; with --no-draft: loop ratio "
+                  f"{p['exact_ratio']:.2f}, max |pooled − timm| {p['exact_diff']:.1e} (draft: {p['draft_diff']:.1e})")
             f = forward_only(weights, name, args.batch, args.repeats)
             print(f"[2] {name}: forward pass alone, batch {f['batch']}: vitcli {f['vitcli_s'] * 1000:.0f} ms, "
                   f"timm {f['timm_s'] * 1000:.0f} ms → ratio {f['ratio']:.2f} (target ≥ 0.95); "
