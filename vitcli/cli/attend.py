@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from vitcli.cli.batch import BatchOptions, ImagesArg, gather
-from vitcli.cli.common import OUTPUT_PANEL, ImageOptions, JsonOpt, Output, OutputOpt, QuietOpt, with_options
+from vitcli.cli.common import OUTPUT_PANEL, ImageOptions, JsonOpt, NormalizeOpt, Output, OutputOpt, QuietOpt, with_options
 from vitcli.cli.model import ModelOptions
 
 HELP = """Run the encoder and show self-attention A = softmax(Q·Kᵀ/√d_k) of chosen layers, heads and queries.
@@ -68,7 +68,7 @@ def attend_command(
     layer: Annotated[str, typer.Option("--layer", help="Layer I (negative from the end), range A:B (B excluded), I,J or all.")] = "-1",
     head: Annotated[str, typer.Option("--head", help="Head I, I,J, all, or a fusion of all heads: mean, max, min.")] = "all",
     query: Annotated[Optional[str], typer.Option("--query", help="Query token: cls, a token index, a patch R,C, or all. [default: cls; the centre patch for a model without a class token]", show_default=False)] = None,
-    normalize: Annotated[Optional[str], typer.Option("--normalize", help="imagenet | inception | clip | none [default: the checkpoint's, else imagenet]", show_default=False)] = None,
+    normalize: NormalizeOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,

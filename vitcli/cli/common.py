@@ -58,6 +58,7 @@ MaxPixelsOpt = Annotated[Optional[int], typer.Option("--max-pixels", help="Large
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the array as .npy to FILE, or - for standard output.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on standard output instead of tables.", rich_help_panel=OUTPUT_PANEL)]
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.", rich_help_panel=OUTPUT_PANEL)]
+NormalizeOpt = Annotated[Optional[str], typer.Option("--normalize", help="imagenet | inception | clip | none [default: the checkpoint's, else imagenet]", show_default=False)]
 
 
 @dataclass

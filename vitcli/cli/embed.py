@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from vitcli.cli.batch import BatchOptions, ImagesArg, gather
-from vitcli.cli.common import ImageOptions, JsonOpt, Output, OutputOpt, QuietOpt, with_options
+from vitcli.cli.common import ImageOptions, JsonOpt, NormalizeOpt, Output, OutputOpt, QuietOpt, with_options
 from vitcli.cli.model import ModelOptions
 
 HELP = """Project an image's patches into ViT token embeddings and show every stage.
@@ -60,7 +60,7 @@ def embed_command(
     stage: Annotated[Stage, typer.Option("--stage", help="Which stage -o writes: patches, tokens (projected), input (Z0), output (Z_L), pooled.")] = Stage.input,
     impl: Annotated[Impl, typer.Option("--impl", help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).")] = Impl.conv,
     posenc: Annotated[Optional[PosencChoice], typer.Option("--posenc", help="learned | sincos1d | sincos2d | none [default: the model's, learned]", show_default=False)] = None,
-    normalize: Annotated[Optional[str], typer.Option("--normalize", help="imagenet | inception | clip | none [default: the checkpoint's, else imagenet]", show_default=False)] = None,
+    normalize: NormalizeOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,

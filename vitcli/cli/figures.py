@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.common import OUTPUT_PANEL, ImageArg, ImageOptions, JsonOpt, Output, OutputOpt, QuietOpt, with_options
+from vitcli.cli.common import OUTPUT_PANEL, ImageArg, ImageOptions, JsonOpt, NormalizeOpt, Output, OutputOpt, QuietOpt, with_options
 from vitcli.cli.model import ModelOptions
 
 HELP = "Paper figures and feature analyses on any checkpoint: filters, pca, similar, norms."
@@ -18,7 +18,6 @@ app = typer.Typer(name="figures", help=HELP, no_args_is_help=True, add_completio
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 PngOpt = Annotated[Optional[str], typer.Option("--png", help="Write the figure as PNG to FILE.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
-NormalizeOpt = Annotated[Optional[str], typer.Option("--normalize", help="imagenet | inception | clip | none [default: the checkpoint's, else imagenet]", show_default=False)]
 
 
 # --- shared plumbing --------------------------------------------------------------------------------
