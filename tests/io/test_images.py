@@ -109,7 +109,7 @@ def test_parse_size():
 def loaded_of(h: int, w: int):
     from vitcli.io.images import LoadedImage
 
-    return LoadedImage("x", np.zeros((h, w, 3), np.uint8), (h, w), "RGB", "PNG")
+    return LoadedImage("x", Image.new("RGB", (w, h)), (h, w), "RGB", "PNG")
 
 
 @pytest.mark.parametrize(
@@ -131,8 +131,10 @@ def test_final_sizes(hw, requested, fit, expected):
 
 
 def test_crop_keeps_the_centre_and_pad_keeps_the_image():
+    band = np.zeros((20, 40, 3), np.uint8)
+    band[:, 10:30] = 255  # white centre band 20 wide
     img = loaded_of(20, 40)
-    img.pixels[:, 10:30] = 255  # white centre band 20 wide
+    img.image = Image.fromarray(band)
     out, how = fit_image(img, (16, 16), "crop", 16, "nearest")
     assert "centre-cropped" in how and out.min() == 255  # 20x40 → 16x32 → centre 16x16 is all white
     out, how = fit_image(img, (32, 32), "pad", 16, "nearest", background=(7, 7, 7))

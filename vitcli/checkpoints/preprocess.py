@@ -75,14 +75,14 @@ class Preprocess:
             return int(round((height - ch) / 2.0)), int(round((width - cw) / 2.0)), ch, cw
         return (height - ch) // 2, (width - cw) // 2, ch, cw
 
-    def geometry(self, pixels):  # (H, W, 3) uint8 numpy → (size[0], size[1], 3) uint8 numpy
+    def geometry(self, image):  # RGB Pillow image or (H, W, 3) uint8 → (size[0], size[1], 3) uint8 numpy
         """Resize and centre-crop one RGB image with Pillow, as the family's library does."""
         import numpy as np
         from PIL import Image
 
-        h, w = pixels.shape[:2]
+        img = image if isinstance(image, Image.Image) else Image.fromarray(image)
+        w, h = img.size
         rh, rw = self.resized_size(h, w)
-        img = Image.fromarray(pixels)
         if (rh, rw) != (h, w):
             img = img.resize((rw, rh), getattr(Image.Resampling, self.interpolation.upper()))
         if self.crop:

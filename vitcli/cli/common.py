@@ -175,7 +175,7 @@ def _prepare_like_family(image: str, opts: ImageOptions, patch_size: int, family
     h, w = loaded.original_size
     if h < patch_size or w < patch_size:
         raise VitcliError(image, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
-    pixels = family.geometry(loaded.pixels)
+    pixels = family.geometry(loaded.image)
     done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
     return PreparedImage(loaded, pixels, "family", done)
 

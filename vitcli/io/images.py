@@ -8,6 +8,7 @@ import stat
 import sys
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -36,19 +37,32 @@ DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 @dataclass
 class LoadedImage:
-    """An image as 8-bit RGB (H, W, 3) plus what was done to get there."""
+    """An image as 8-bit RGB plus what was done to get there.
+
+    Kept as a Pillow image: resizing a large photo straight from it avoids two full-size copies
+    through numpy; `pixels` is the (H, W, 3) uint8 array, made when first asked for.
+    """
 
     path: str
-    pixels: np.ndarray  # (H, W, 3) uint8
+    image: Image.Image  # mode RGB, upright
     original_size: tuple[int, int]  # [H, W] as stored, after EXIF orientation
     mode: str  # Pillow mode of the file
     format: str | None
     frames: int = 1
     notes: list[str] = field(default_factory=list)  # what was done, for the table
 
+    @cached_property
+    def pixels(self) -> np.ndarray:
+        return np.asarray(self.image)  # (H, W, 3) uint8
+
     @property
     def size(self) -> tuple[int, int]:
-        return self.pixels.shape[0], self.pixels.shape[1]
+        return self.image.height, self.image.width
+
+    def release(self) -> None:
+        """Free the decoded pixels (a batch keeps only the fitted ones); sizes and notes stay."""
+        self.image = Image.new("RGB", (0, 0))
+        self.__dict__.pop("pixels", None)
 
 
 def parse_hw(text: str, option: str) -> tuple[int, int]:
@@ -146,13 +160,13 @@ def _high_bit_to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.rint(arr * (255.0 / top)).astype(np.uint8)
 
 
-def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> tuple[np.ndarray, list[str]]:
-    """Any Pillow mode → (H, W, 3) uint8, alpha composited on `background`."""
+def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> tuple[Image.Image, list[str]]:
+    """Any Pillow mode → an 8-bit RGB image (the same object when already RGB), alpha composited on `background`."""
     notes: list[str] = []
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         grey = _high_bit_to_uint8(np.asarray(img))
         notes.append(f"{img.mode} scaled to 8-bit")
-        return np.repeat(grey[:, :, None], 3, axis=2), notes
+        return Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2)), notes
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         img.mode == "P" and "transparency" in img.info
     ) or (img.mode in ("L", "RGB") and "transparency" in img.info)
@@ -163,7 +177,7 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> tuple[np.ndarr
         notes.append(f"alpha composited on rgb{background}")
     elif img.mode != "RGB":
         notes.append(f"{img.mode} converted to RGB")
-    return np.asarray(img.convert("RGB")), notes
+    return (img if img.mode == "RGB" else img.convert("RGB")), notes
 
 
 def load_image(
@@ -195,18 +209,18 @@ def _upright_rgb(path: str, img: Image.Image, background: tuple[int, int, int]) 
         img.seek(0)
     orientation = img.getexif().get(0x0112, 1)
     try:
-        img = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)  # no copy when there is nothing to turn
     except Exception as e:  # a broken EXIF block must not stop the image
         notes.append(f"EXIF orientation ignored ({e})")
     if orientation not in (1, None):
         notes.append(f"EXIF orientation {orientation} applied")
-    pixels, mode_notes = to_rgb(img, background)
-    h, w = pixels.shape[:2]
+    rgb, mode_notes = to_rgb(img, background)
+    w, h = rgb.size
     turned = img.size != tuple(full) and (img.size[0] > img.size[1]) != (full[0] > full[1])
     original = (full[0], full[1]) if turned else (full[1], full[0])  # [H, W] upright
     if (h, w) != original:
         notes.append(f"JPEG decoded at {h}x{w} of {original[0]}x{original[1]} (draft)")
-    return LoadedImage(path, pixels, original, mode, fmt, frames, notes + mode_notes)
+    return LoadedImage(path, rgb, original, mode, fmt, frames, notes + mode_notes)
 
 
 def _round_to(value: int, step: int, how: Literal["floor", "ceil", "round"]) -> int:
@@ -223,11 +237,8 @@ def target_size(size: tuple[int, int], requested: tuple[int, int] | None, fit: F
     return _round_to(size[0], patch, how), _round_to(size[1], patch, how)
 
 
-def _resize(pixels: np.ndarray, hw: tuple[int, int], resample: str) -> np.ndarray:
-    if (pixels.shape[0], pixels.shape[1]) == hw:
-        return pixels
-    img = Image.fromarray(pixels).resize((hw[1], hw[0]), RESAMPLE[resample])
-    return np.asarray(img)
+def _resize(img: Image.Image, hw: tuple[int, int], resample: str) -> Image.Image:
+    return img if (img.height, img.width) == hw else img.resize((hw[1], hw[0]), RESAMPLE[resample])
 
 
 def fit_image(
@@ -252,13 +263,13 @@ def fit_image(
             loaded.path, f"image is {h}x{w}, --fit strict needs exactly {th}x{tw} (a multiple of patch size {patch})"
         )
     if fit == "resize":
-        return _resize(loaded.pixels, (th, tw), resample), f"resized {h}x{w} → {th}x{tw}"
+        return np.asarray(_resize(loaded.image, (th, tw), resample)), f"resized {h}x{w} → {th}x{tw}"
     sh, sw = _scaled_size((h, w), (th, tw), fit, native=requested is None)
     step = f"resized {h}x{w} → {sh}x{sw}, " if (sh, sw) != (h, w) else ""
     if fit == "crop":
         top, left = (sh - th) // 2, (sw - tw) // 2
-        return _crop_resized(loaded.pixels, (sh, sw), (top, left, th, tw), resample), f"{step}centre-cropped to {th}x{tw}"
-    scaled = _resize(loaded.pixels, (sh, sw), resample)
+        return _crop_resized(loaded.image, (sh, sw), (top, left, th, tw), resample), f"{step}centre-cropped to {th}x{tw}"
+    scaled = np.asarray(_resize(loaded.image, (sh, sw), resample))
     out = np.empty((th, tw, 3), np.uint8)
     out[:] = background
     top, left = (th - sh) // 2, (tw - sw) // 2
@@ -269,20 +280,20 @@ def fit_image(
 BOX_RESIZE_ABOVE = 64_000_000  # pixels of the resized image before a crop
 
 
-def _crop_resized(pixels: np.ndarray, scaled: tuple[int, int], box: tuple[int, int, int, int], resample: str) -> np.ndarray:
+def _crop_resized(img: Image.Image, scaled: tuple[int, int], box: tuple[int, int, int, int], resample: str) -> np.ndarray:
     """The (top, left, height, width) window of the image resized to `scaled`.
 
     Resize-then-crop, byte for byte what timm, torchvision and CLIP do with Pillow. When the resized
     image would be huge (a long thin strip), only the source box is resampled instead: the same
     filter centres and support, equal up to ±1 rounding, at no memory cost.
     """
-    h, w = pixels.shape[:2]
+    w, h = img.size
     top, left, th, tw = box
     if scaled[0] * scaled[1] <= BOX_RESIZE_ABOVE:
-        return _resize(pixels, scaled, resample)[top : top + th, left : left + tw]
+        return np.asarray(_resize(img, scaled, resample).crop((left, top, left + tw, top + th)))  # (th, tw, 3)
     sy, sx = h / scaled[0], w / scaled[1]
     source_box = (left * sx, top * sy, (left + tw) * sx, (top + th) * sy)
-    return np.asarray(Image.fromarray(pixels).resize((tw, th), RESAMPLE[resample], box=source_box))
+    return np.asarray(img.resize((tw, th), RESAMPLE[resample], box=source_box))
 
 
 def _scaled_size(hw: tuple[int, int], target: tuple[int, int], fit: Fit, native: bool) -> tuple[int, int]:
