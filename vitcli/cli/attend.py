@@ -166,7 +166,8 @@ def _attend_many(paths: list[str], plan: Plan, normalize: str | None, image_opts
             distances.append(distance_table(report))  # (b, L, H)
         return report.weights.numpy()  # (b, L_sel, H_sel, Q, T)
 
-    report = run_batch(paths, batch, out.output, out, prepare=bm.prepare, compute=compute, patch_size=bm.patch_size)
+    report = run_batch(paths, batch, out.output, out, prepare=bm.prepare, compute=compute, patch_size=bm.patch_size,
+                       overlap=bm.overlap_decoding)
     grid = report.first.get("grid")
     doc = {"command": "attend", **report.document(), "normalize": bm.normalize, "patch_size": bm.patch_size,
            "model": model_document(bm.setup, tuple(grid) if grid else None, count_params(bm.model)),
@@ -332,9 +333,12 @@ def head_rows(run: Any, plan: Plan) -> list[dict[str, Any]]:
     """Per selected layer × head: entropy, strongest patch, class-token weight, mean distance.
 
     With several queries, entropy is the mean of their rows' entropies, and the strongest patch
-    and class weight are those of their mean row.
+    and class weight are those of their mean row; rows are taken in blocks (no float64 copy of a
+    T×T map).
     """
-    from vitcli.core.analysis import attention_entropy
+    import torch
+
+    from vitcli.core.analysis import attention_entropy, chunk_size
 
     r = run.result
     n, cols = r.num_prefix, r.grid[1]
@@ -344,14 +348,15 @@ def head_rows(run: Any, plan: Plan) -> list[dict[str, Any]]:
         dist = r.distance[layer][0] if layer in r.distance else None  # (H,)
         for hi, label in enumerate(plan.heads.labels):
             w = r.weights[0, li, hi]  # (Q, T)
-            mean_row = w.double().mean(0)
+            mean_row = w.mean(0, dtype=torch.float64)  # (T,)
+            entropy = torch.cat([attention_entropy(rows) for rows in w.split(chunk_size(w.shape[-1]))])  # (Q,)
             j = int(mean_row[n:].argmax())
             d = None
             if dist is not None:
                 d = float(dist.mean()) if plan.heads.fusion else float(dist[int(label)])
             rows.append({
                 "layer": layer, "head": int(label) if label.isdigit() else label,
-                "entropy": float(attention_entropy(w).mean()),
+                "entropy": float(entropy.mean()),
                 "max_weight": float(mean_row[n + j]), "max_patch": list(divmod(j, cols)),
                 "cls_weight": float(mean_row[0]) if has_cls else None,
                 "mean_distance": d,

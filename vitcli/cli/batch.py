@@ -153,8 +153,11 @@ def image_entry(item: "PreparedImage", patch_size: int) -> dict[str, Any]:
 
 def run_batch(paths: list[str], batch: BatchOptions, output: str | None, out: Output, *,
               prepare: Callable[[str], "PreparedImage"], compute: Callable[[list["PreparedImage"]], "np.ndarray"],
-              patch_size: int, describe: Callable[["PreparedImage"], dict[str, Any]] | None = None) -> BatchReport:
-    """Decode in threads, compute batch by batch, stream rows to -o / --output-dir; all or nothing."""
+              patch_size: int, describe: Callable[["PreparedImage"], dict[str, Any]] | None = None,
+              overlap: bool = True) -> BatchReport:
+    """Decode in threads, compute batch by batch, stream rows to -o / --output-dir; all or nothing.
+
+    overlap=False when `compute` is a model on the CPU: decoding then waits for it (see decode_all)."""
     from vitcli.io.batch import index_path, open_sink
     from vitcli.io.inputs import decode_all, default_workers
 
@@ -176,7 +179,8 @@ def run_batch(paths: list[str], batch: BatchOptions, output: str | None, out: Ou
                 progress(len(pending))
                 pending.clear()
 
-        for d in decode_all(paths, _light(prepare), workers, ahead=batch.batch_size + 2 * workers):
+        ahead = batch.batch_size + 2 * workers if overlap else batch.batch_size
+        for d in decode_all(paths, _light(prepare), workers, ahead, overlap):
             if d.error is not None:
                 _skip_or_fail(d.path, d.error, batch.skip_errors, sink, skipped, progress)
                 continue
@@ -193,11 +197,10 @@ def run_batch(paths: list[str], batch: BatchOptions, output: str | None, out: Ou
 
 def _light(prepare: Callable[[str], "PreparedImage"]) -> Callable[[str], "PreparedImage"]:
     """`prepare`, then drop the decoded full-size pixels: only the fitted ones wait for their batch."""
-    import numpy as np
 
     def run(path: str) -> "PreparedImage":
         item = prepare(path)
-        item.loaded.pixels = np.empty((0, 0, 3), np.uint8)
+        item.loaded.release()
         return item
 
     return run

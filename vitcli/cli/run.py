@@ -128,6 +128,11 @@ class BatchModel:
         item.data = image_tensor(item.pixels, self.normalize, self.setup)  # type: ignore[attr-defined]
         return item
 
+    @property
+    def overlap_decoding(self) -> bool:
+        """Decode the next batch during the forward pass only when the model is not on the CPU."""
+        return next(self.model.parameters()).device.type != "cpu"
+
     def batch_tensor(self, items: list[PreparedImage]) -> torch.Tensor:
         """(b, 3, H, W) on the model's device and dtype."""
         param = next(self.model.parameters())

@@ -119,11 +119,15 @@ class Decoded(Generic[T]):
     error: VitcliError | None
 
 
-def decode_all(paths: list[str], decode: Callable[[str], T], workers: int, ahead: int) -> Iterator[Decoded[T]]:
+def decode_all(paths: list[str], decode: Callable[[str], T], workers: int, ahead: int,
+               overlap: bool = True) -> Iterator[Decoded[T]]:
     """Run `decode` on every path in `workers` threads, yielding results in order.
 
-    At most `ahead` images are decoded ahead of the consumer, so memory stays bounded. A
-    `VitcliError` is returned in `error`; any other exception propagates.
+    overlap=True: decoding runs on while the consumer works, at most `ahead` images ahead (memory
+    stays bounded); right when the consumer is a GPU. overlap=False: `ahead` images at a time, all
+    threads together, only while the consumer waits for them; right when the consumer is a CPU
+    model that needs every core (running both at once slows the model more than decoding gains).
+    A `VitcliError` is returned in `error`; any other exception propagates.
     """
     if workers <= 1:
         for i, path in enumerate(paths):
@@ -131,9 +135,14 @@ def decode_all(paths: list[str], decode: Callable[[str], T], workers: int, ahead
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vitcli-decode", initializer=_lower_priority)
     try:
+        if not overlap:
+            for start in range(0, len(paths), ahead):
+                chunk = [pool.submit(_decode_one, i, p, decode) for i, p in enumerate(paths[start:start + ahead], start)]
+                for future in chunk:
+                    yield future.result()
+            return
         pending: list[Future[Decoded[T]]] = []
-        queue = iter(enumerate(paths))
-        for i, path in queue:
+        for i, path in enumerate(paths):
             pending.append(pool.submit(_decode_one, i, path, decode))
             if len(pending) >= max(ahead, workers):
                 yield pending.pop(0).result()
