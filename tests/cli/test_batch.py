@@ -66,9 +66,9 @@ def test_patchify_folder_rows_equal_single_runs_and_index(photos, tmp_path):
     assert all(e["size"] == [224, 224] and e["grid"] == [14, 14] for e in index)
 
 
-def test_embed_batches_bit_identical_to_single_images(photos, tmp_path):
+def test_embed_batches_equal_single_images(photos, tmp_path):
     files = sorted(photos.iterdir())[:3]
-    for stage in ("pooled", "input"):
+    for stage in ("pooled", "input", "output"):
         out = tmp_path / f"{stage}.npy"
         invoke("embed", *files, *TINY, "--stage", stage, "--batch-size", "2", "-o", out, "-q")
         batch = np.load(out)
@@ -76,7 +76,10 @@ def test_embed_batches_bit_identical_to_single_images(photos, tmp_path):
             invoke("embed", f, *TINY, "--stage", stage, "-o", tmp_path / "one.npy", "-q")
             single = np.load(tmp_path / "one.npy")
             assert batch.shape == (3, *single.shape)
-            assert np.array_equal(batch[i], single), (stage, f.name)  # bit for bit, batch of 2 then 1
+            if stage == "pooled":  # many images: the last block runs for the class token alone
+                assert np.abs(batch[i] - single).max() <= 1e-6 * np.abs(single).max(), f.name
+            else:
+                assert np.array_equal(batch[i], single), (stage, f.name)  # bit for bit, batch of 2 then 1
 
 
 def test_embed_json_summary_and_output_dir(photos, tmp_path):
@@ -86,7 +89,7 @@ def test_embed_json_summary_and_output_dir(photos, tmp_path):
     assert doc["tensors"]["pooled"]["shape"] == [2, 64]
     for f in files:
         invoke("embed", f, *TINY, "--stage", "pooled", "-o", tmp_path / "one.npy", "-q")
-        assert np.array_equal(np.load(tmp_path / "out" / f"{f.stem}.npy"), np.load(tmp_path / "one.npy"))
+        np.testing.assert_allclose(np.load(tmp_path / "out" / f"{f.stem}.npy"), np.load(tmp_path / "one.npy"), rtol=0, atol=1e-5)
     assert [e["file"] for e in lines(tmp_path / "out" / "index.jsonl")] == [f"{f.stem}.npy" for f in files]
 
 

@@ -136,6 +136,22 @@ def _parity(timm_model: torch.nn.Module, config: ViTConfig, x: torch.Tensor, ren
         out = ours(x)
         assert (out.output - timm_model.forward_features(x)).abs().max().item() <= 1e-4
         assert (out.logits - timm_model(x)).abs().max().item() <= 1e-4
+        lean = ours(x, keep_inputs=False, pooled_only=True)  # the last block for the prefix tokens only
+        assert (lean.logits - timm_model(x)).abs().max().item() <= 1e-4
+
+
+@torch.no_grad()
+def test_pooled_only_runs_the_last_block_for_the_prefix_tokens_alone() -> None:
+    config = SMALL.with_changes(distilled=True, num_registers=2, pos_prefix_rows=2)
+    model, x = build_model(config), _images(3, 40, 24)
+    full, lean = model(x), model(x, pooled_only=True)
+    assert lean.output.shape == (3, 4, 32)  # cls, dist, 2 registers
+    assert (lean.output - full.output[:, :4]).abs().max().item() <= 1e-5
+    assert (lean.pooled - full.pooled).abs().max().item() <= 1e-5 and lean.logits.shape == (3, 10)
+    kept = model(x, pooled_only=True, attn_layers=[-1])  # the last layer's weights need every row
+    assert kept.output.shape == (3, 4 + 15, 32) and kept.attentions[0].shape == (3, 4, 19, 19)
+    mean = build_model(SMALL.with_changes(pooling="mean", fc_norm=True))
+    assert torch.equal(mean(x, pooled_only=True).pooled, mean(x).pooled)  # mean pooling reads every token
 
 
 def test_parity_with_timm_vit_tiny() -> None:

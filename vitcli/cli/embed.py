@@ -118,10 +118,12 @@ def _embed_many(paths: list[str], stage: str, impl: str, posenc: str | None, nor
 
     def compute(items: list[Any]) -> np.ndarray:
         with torch.inference_mode():
-            result = bm.model(bm.batch_tensor(items), impl=impl, keep_inputs=keep_inputs)
+            result = bm.model(bm.batch_tensor(items), impl=impl, keep_inputs=keep_inputs,
+                              pooled_only=stage == "pooled")  # pooled: the last block for the class token only
         return getattr(result, field).float().cpu().numpy()  # (b, ...) e.g. (b, D) pooled
 
-    report = run_batch(paths, batch, out.output, out, prepare=bm.prepare, compute=compute, patch_size=bm.patch_size)
+    report = run_batch(paths, batch, out.output, out, prepare=bm.prepare, compute=compute, patch_size=bm.patch_size,
+                       overlap=bm.overlap_decoding)
     grid = report.first.get("grid")
     doc = {"command": "embed", **report.document(), "stage": stage, "impl": impl, "normalize": bm.normalize,
            "patch_size": bm.patch_size,

@@ -74,11 +74,11 @@ class Block(nn.Module):
         self.mlp = Mlp(d, config.mlp_dim, config.activation)
         self.ls2 = LayerScale(d) if config.layer_scale else nn.Identity()
 
-    def forward(self, x: Tensor, return_weights: bool = False,
-                queries: Sequence[int] | None = None) -> tuple[Tensor, AttentionDetail | None]:
-        """(B, T, D) → (B, T, D), with the attention detail when asked."""
-        y, detail = self.attn(self.norm1(x), return_weights, queries)
-        x = x + self.ls1(y)
+    def forward(self, x: Tensor, return_weights: bool = False, queries: Sequence[int] | None = None,
+                first: int | None = None) -> tuple[Tensor, AttentionDetail | None]:
+        """(B, T, D) → (B, T, D), with the attention detail when asked; (B, n, D) for the first n tokens only."""
+        y, detail = self.attn(self.norm1(x), return_weights, queries, first)
+        x = x[:, :first] + self.ls1(y)
         x = x + self.ls2(self.mlp(self.norm2(x)))
         return x, detail
 
@@ -95,7 +95,7 @@ class ViTOutput:
     with_prefix: Tensor | None  # (B, T, D) prefix tokens then patch tokens
     pos_table: Tensor | None  # (1, pos_prefix_rows + N, D) table used at this grid; None for `none`
     z0: Tensor | None  # (B, T, D) encoder input: with_prefix + positions
-    output: Tensor  # (B, T, D) after the last block and the final norm
+    output: Tensor  # (B, T, D) after the last block and the final norm; (B, prefix, D) if pooled_only
     pooled: Tensor | None  # (B, D) image embedding (after fc_norm); None when pooling is `none`
     logits: Tensor | None  # (B, num_classes) head output (class logits or CLIP's projection)
     blocks: list[Tensor] = field(default_factory=list)  # each (B, T, D), when keep_blocks
@@ -195,14 +195,19 @@ class VisionTransformer(nn.Module):
 
     def encode(self, x: Tensor, keep_blocks: bool, attn_layers: Sequence[int] | None,
                attn_queries: Sequence[int] | None, keep_qkv: bool,
-               reduce: tuple[Sequence[int], AttnReduce] | None = None) -> tuple[Tensor, dict]:
+               reduce: tuple[Sequence[int], AttnReduce] | None = None,
+               pooled_only: bool = False) -> tuple[Tensor, dict]:
         """Run the blocks on (B, T, D); keep block outputs, the asked layers' attention and reductions."""
         depth = len(self.blocks)
         wanted = set(resolve_indices(attn_layers, depth, "layer")) if attn_layers is not None else set()
         reduce_at = set(resolve_indices(reduce[0], depth, "layer")) if reduce else set()
         kept: dict = {"blocks": [], "attn_layers": [], "attentions": [], "qkv": [], "reduced": {}}
+        last = depth - 1
+        prefix_only = (pooled_only and self.config.pooling == "cls" and not keep_blocks
+                       and last not in wanted and last not in reduce_at)
         for i, block in enumerate(self.blocks):
-            x, detail = block(x, i in wanted or i in reduce_at, attn_queries)  # (B, T, D)
+            first = self.config.num_prefix_tokens if prefix_only and i == last else None
+            x, detail = block(x, i in wanted or i in reduce_at, attn_queries, first)  # (B, T, D)
             if detail is not None and reduce and i in reduce_at:
                 kept["reduced"][i] = reduce[1](i, block.attn, detail)
             if detail is not None and i in wanted:
@@ -217,8 +222,13 @@ class VisionTransformer(nn.Module):
     def forward(self, images: Tensor, *, impl: Impl = "conv", order: Order = "chw", keep_inputs: bool = True,
                 keep_blocks: bool = False, attn_layers: Sequence[int] | None = None,
                 attn_queries: Sequence[int] | None = None, keep_qkv: bool = False,
-                attn_reduce: tuple[Sequence[int], AttnReduce] | None = None) -> ViTOutput:
+                attn_reduce: tuple[Sequence[int], AttnReduce] | None = None,
+                pooled_only: bool = False) -> ViTOutput:
         """(B, C, H, W) → ViTOutput; attention weights (and Q, K, V) only for `attn_layers`.
+
+        `pooled_only=True` computes what `pooled` and `logits` need and no more: with class-token
+        pooling the last block runs for the prefix tokens alone (about 9/12 of one block saved), so
+        `output` is then (B, prefix, D). It changes nothing when the last block's output is kept.
 
         `attn_queries` picks token rows of the weights, (B, H, Q, T) without the T×T matrix;
         layers not in `attn_layers` run the fused kernel and keep nothing. `attn_reduce=(layers, f)`
@@ -239,7 +249,7 @@ class VisionTransformer(nn.Module):
         x = self.norm_pre(z0)
         if not keep_inputs:
             patches = tokens = with_prefix = table = z0 = None
-        x, kept = self.encode(x, keep_blocks, attn_layers, attn_queries, keep_qkv, attn_reduce)
+        x, kept = self.encode(x, keep_blocks, attn_layers, attn_queries, keep_qkv, attn_reduce, pooled_only)
         output = self.norm(x)  # (B, T, D)
         pooled, logits = self.pool(output)
         return ViTOutput(grid, self.config.num_prefix_tokens, patches, tokens, with_prefix, table, z0,
