@@ -15,21 +15,40 @@ from rich.table import Table
 from rich.text import Text
 
 
+STATS_BLOCK = 1 << 22  # values per float64 block (32 MiB)
+
+
 def tensor_stats(array: Any) -> dict[str, Any]:
-    """Shape, dtype, min, max, mean and std (population, float64) of a numpy array or torch tensor."""
+    """Shape, dtype, min, max, mean and std (population, float64) of a numpy array or torch tensor.
+
+    Two passes over blocks of the flattened values (sum, then squared deviations from the mean),
+    so a multi-GB attention array needs no float64 copy of itself; NaN and ±Inf are counted apart.
+    """
     if hasattr(array, "detach"):  # torch tensor
         dtype = str(array.dtype).removeprefix("torch.")
         array = array.detach().float().cpu().numpy() if array.dtype.is_floating_point else array.cpu().numpy()
     else:
         dtype = str(array.dtype)
-    a = np.asarray(array, dtype=np.float64)
-    finite = a[np.isfinite(a)]
-    stats: dict[str, Any] = {"shape": list(array.shape), "dtype": dtype}
-    for key, fn in (("min", np.min), ("max", np.max), ("mean", np.mean), ("std", np.std)):
-        stats[key] = float(fn(finite)) if finite.size else None
-    if finite.size != a.size:
-        stats["nan"] = int(np.isnan(a).sum())
-        stats["inf"] = int(np.isinf(a).sum())
+    flat = np.asarray(array).reshape(-1)
+    blocks = [flat[i:i + STATS_BLOCK] for i in range(0, flat.size, STATS_BLOCK)]
+    count, total, low, high, nan, inf = 0, 0.0, np.inf, -np.inf, 0, 0
+    for block in blocks:
+        b = block.astype(np.float64)
+        finite = b[np.isfinite(b)]
+        nan, inf = nan + int(np.isnan(b).sum()), inf + int(np.isinf(b).sum())
+        if finite.size:
+            count, total = count + finite.size, total + float(finite.sum())
+            low, high = min(low, float(finite.min())), max(high, float(finite.max()))
+    stats: dict[str, Any] = {"shape": list(array.shape), "dtype": dtype, "min": None, "max": None, "mean": None, "std": None}
+    if count:
+        mean = total / count
+        squares = 0.0
+        for block in blocks:
+            b = block.astype(np.float64)
+            squares += float(np.square(b[np.isfinite(b)] - mean).sum())
+        stats.update(min=low, max=high, mean=mean, std=(squares / count) ** 0.5)
+    if nan or inf:
+        stats.update(nan=nan, inf=inf)
     return stats
 
 

@@ -90,3 +90,18 @@ def test_indices_and_errors() -> None:
         resolve_indices([5], 5)
     with pytest.raises(ValueError, match="not divisible"):
         Attention(10, 3)
+
+
+@torch.no_grad()
+def test_weights_filled_in_row_blocks_equal_one_softmax(monkeypatch) -> None:
+    from vitcli.core import attention
+
+    attn = Attention(32, 4).eval()
+    x = torch.randn(2, 23, 32, generator=torch.Generator().manual_seed(3))
+    q, k, _ = attn.split_heads(x)
+    expected = torch.softmax(q @ k.transpose(-2, -1) / 8**0.5, dim=-1)  # (2, 4, 23, 23), d_k = 8
+    monkeypatch.setattr(attention, "WEIGHTS_BLOCK", 2 * 4 * 23 * 5)  # 5 query rows a block: 5 blocks
+    blocked = attn.weights(q, k)
+    torch.testing.assert_close(blocked, expected, rtol=0, atol=1e-6)
+    y, detail = attn(x, return_weights=True)
+    torch.testing.assert_close(y, attn(x)[0], rtol=0, atol=1e-5)  # explicit (blocked) = SDPA

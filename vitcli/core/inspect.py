@@ -68,6 +68,8 @@ def select_heads(x: Tensor, heads: HeadSelection) -> Tensor:
     """(…, H, Q, T) → (…, H_sel, Q, T): chosen heads, or all heads fused into one."""
     if heads.fusion:
         return fuse_heads(x, heads.fusion).unsqueeze(-3)
+    if heads.heads == list(range(x.shape[-3])):
+        return x  # every head in order: no copy of what may be gigabytes
     return x[..., heads.heads, :, :]
 
 
@@ -107,7 +109,8 @@ def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int
     reducer = _reducer(model.config, grid, queries is None, distance_set, renorm, roll, rollout)
     out = model(images, keep_inputs=False, attn_layers=layers, attn_queries=queries, keep_qkv=keep_qkv or cosine,
                 attn_reduce=(reduce_layers, reducer))
-    weights = torch.stack([select_heads(w, heads) for w in out.attentions], dim=1)  # (B, L_sel, H_sel, Q, T)
+    selected = [select_heads(w, heads) for w in out.attentions]
+    weights = selected[0].unsqueeze(1) if len(selected) == 1 else torch.stack(selected, dim=1)  # (B, L_sel, H_sel, Q, T)
     report = AttentionReport(out, list(out.attn_layers), weights.float())
     report.distance = {i: r["distance"] for i, r in out.reduced.items() if "distance" in r}
     report.cls_rows = {i: r["cls"] for i, r in out.reduced.items() if "cls" in r}
