@@ -66,8 +66,8 @@ def save_timm_weights(name: str, path: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
-def pipeline(folder: Path, weights: Path, name: str, batch: int, workdir: Path) -> dict:
-    """Benchmark 1 for one model: both pipelines twice, interleaved; the faster run of each."""
+def pipeline(folder: Path, weights: Path, name: str, batch: int, workdir: Path, repeats: int) -> dict:
+    """Benchmark 1 for one model: both pipelines `repeats` times, interleaved; the fastest run of each."""
     vit_out, timm_out = workdir / "vitcli.npy", workdir / "timm.npy"
     vit_cmd = [*vitcli_command(), "embed", str(folder), "--weights", str(weights), "--stage", "pooled",
                "--batch-size", str(batch), "--size", "224", "-o", str(vit_out), "--json"]
@@ -75,7 +75,7 @@ def pipeline(folder: Path, weights: Path, name: str, batch: int, workdir: Path) 
     exact_out = workdir / "vitcli_nodraft.npy"
     exact_cmd = [*vit_cmd[:-3], "--no-draft", "-o", str(exact_out), "--json"]
     runs: dict[str, list[tuple[float, float]]] = {"vitcli": [], "exact": [], "timm": []}
-    for _ in range(2):
+    for _ in range(repeats):
         for key, cmd in (("vitcli", vit_cmd), ("exact", exact_cmd)):
             wall, r = run(cmd)
             runs[key].append((json.loads(r.stdout)["seconds"], wall))
@@ -124,7 +124,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--models", default="vit_small_patch16_224,vit_base_patch16_224")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=7, help="forward-pass repeats (benchmark 2)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each whole pipeline (benchmark 1)")
     args = parser.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +136,7 @@ def main() -> None:
         for name in args.models.split(","):
             weights = work / f"{name}.safetensors"
             save_timm_weights(name, weights)
-            p = pipeline(folder, weights, name, args.batch, work)
+            p = pipeline(folder, weights, name, args.batch, work, args.runs)
             print(f"[1] {name}: embed --stage pooled, decode+forward loop: vitcli {p['images'] / p['vitcli_loop_s']:.2f} "
                   f"images/s, timm+Pillow {p['images'] / p['timm_loop_s']:.2f} images/s → ratio {p['loop_ratio']:.2f} "
                   f"(target ≥ 1.0); whole command incl. start-up: vitcli {p['vitcli_wall_s']:.1f} s, "
