@@ -97,12 +97,9 @@ class Preprocess:
 
     def apply(self, pixels):  # (H, W, 3) uint8 numpy → (3, H, W) float32 numpy
         """Resize, centre-crop and normalise one RGB image, as the family's library does."""
-        import numpy as np
+        from vitcli.io.images import normalize_mean_std
 
-        chw = self.geometry(pixels).transpose(2, 0, 1).astype(np.float32) / np.float32(255)
-        mean = np.asarray(self.mean, np.float32)[:, None, None]
-        std = np.asarray(self.std, np.float32)[:, None, None]
-        return (chw - mean) / std
+        return normalize_mean_std(self.geometry(pixels), self.mean, self.std)
 
     def describe(self) -> str:
         """One line: 'resize shortest 248 bicubic → centre-crop 224×224, mean/std imagenet'."""

@@ -404,12 +404,11 @@ def _rollout_summary(run: Any, plan: Plan) -> dict[str, Any]:
 
 
 def _show(doc: dict[str, Any], run: Any, plan: Plan, out: Output) -> None:
-    from vitcli import __version__
     from vitcli.cli.model import model_rows
     from vitcli.report import emit_json, info_table, stats_table
 
     if out.as_json:
-        return emit_json({**doc, "version": __version__})
+        return emit_json(doc)
     rows = run.prepared.input_rows() + model_rows(doc["model"]) + [("normalize", doc["normalize"])]
     rows += [("layers", _span(doc["layers"])), ("heads", ", ".join(doc["head_selection"])), ("query", doc["query_names"]),
              ("array (layers, heads, queries, tokens)", "(" + ", ".join(map(str, doc["shape"])) + ")")]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from vitcli.cli.common import ImageOptions, PreparedImage
     from vitcli.io.inputs import Inputs
+    from vitcli.report import RunningStats
 
 BATCH_PANEL = "Many images"
 PROGRESS_ABOVE = 4  # images; a progress bar for more than this many
@@ -66,48 +67,6 @@ def gather(images: list[str] | None, batch: BatchOptions) -> "Inputs":
     return inputs
 
 
-def check_image_options(opts: "ImageOptions", patch_size: int) -> None:
-    """Options wrong for every image fail once, before any image (so never skipped per image)."""
-    from vitcli.cli.common import check_patch_size, parse_colour
-    from vitcli.errors import VitcliError
-    from vitcli.io.images import parse_size
-
-    check_patch_size(patch_size)
-    requested = parse_size(opts.size or "224")
-    if requested and (requested[0] % patch_size or requested[1] % patch_size):
-        raise VitcliError("--size", f"{opts.size} is not a multiple of the patch size {patch_size}")
-    parse_colour(opts.background)
-
-
-class RunningStats:
-    """min, max, mean and std of every value written, accumulated batch by batch (float64)."""
-
-    def __init__(self) -> None:
-        self.count, self.total, self.squares = 0, 0.0, 0.0
-        self.low, self.high = float("inf"), float("-inf")
-        self.shape: list[int] = []
-        self.dtype = ""
-
-    def update(self, rows: "np.ndarray") -> None:
-        import numpy as np
-
-        a = rows.astype(np.float64, copy=False)
-        self.count += a.size
-        self.total += float(a.sum())
-        self.squares += float(np.square(a).sum())
-        self.low, self.high = min(self.low, float(a.min())), max(self.high, float(a.max()))
-        self.shape = [(self.shape[0] if self.shape else 0) + rows.shape[0], *rows.shape[1:]]
-        self.dtype = str(rows.dtype)
-
-    def document(self) -> dict[str, Any]:
-        """The same keys as `report.tensor_stats`."""
-        if not self.count:
-            return {"shape": self.shape, "dtype": self.dtype, "min": None, "max": None, "mean": None, "std": None}
-        mean = self.total / self.count
-        std = max(0.0, self.squares / self.count - mean * mean) ** 0.5
-        return {"shape": self.shape, "dtype": self.dtype, "min": self.low, "max": self.high, "mean": mean, "std": std}
-
-
 @dataclass
 class BatchReport:
     """What a batch run did: counts, skipped images, where the output went, value statistics."""
@@ -116,7 +75,7 @@ class BatchReport:
     done: int
     skipped: list[dict[str, str]]
     seconds: float
-    stats: RunningStats
+    stats: "RunningStats"
     outputs: dict[str, str | None]
     batch_size: int
     workers: int
@@ -160,6 +119,7 @@ def run_batch(paths: list[str], batch: BatchOptions, output: str | None, out: Ou
     overlap=False when `compute` is a model on the CPU: decoding then waits for it (see decode_all)."""
     from vitcli.io.batch import index_path, open_sink
     from vitcli.io.inputs import decode_all, default_workers
+    from vitcli.report import RunningStats
 
     workers = batch.workers or default_workers()
     stats, skipped, first = RunningStats(), [], {}
@@ -275,10 +235,9 @@ def _speed_column() -> Any:
 def show_summary(command: str, report: BatchReport, extra_rows: list[tuple[str, Any]], array_label: str,
                  doc: dict[str, Any], out: Output) -> None:
     """The batch summary as tables, or the JSON document."""
-    from vitcli import __version__
     from vitcli.report import emit_json, info_table, stats_table
 
     if out.as_json:
-        return emit_json({**doc, "version": __version__})
+        return emit_json(doc)
     out.show(info_table(f"vitcli {command} (batch)", report.rows() + extra_rows),
              stats_table("written", {array_label: report.stats.document()}))

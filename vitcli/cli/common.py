@@ -138,46 +138,44 @@ def check_patch_size(patch_size: int) -> None:
         raise VitcliError("--patch-size", f"must be a positive number of pixels, got {patch_size}")
 
 
+def check_image_options(opts: ImageOptions, patch_size: int) -> tuple[int, int] | None:
+    """Options wrong for every image fail once, before any image is read; the requested [H, W]
+    (None for native)."""
+    from vitcli.errors import VitcliError
+    from vitcli.io.images import parse_size
+
+    check_patch_size(patch_size)
+    requested = parse_size(opts.size or "224")
+    if requested and (requested[0] % patch_size or requested[1] % patch_size):
+        raise VitcliError("--size", f"{opts.size} is not a multiple of the patch size {patch_size}")
+    parse_colour(opts.background)
+    return requested
+
+
 def prepare_image(image: str, opts: ImageOptions, patch_size: int, family: Any = None) -> PreparedImage:
     """Load, orient, convert and fit one image: the same pixels for every command.
 
     `family` (a checkpoint's `Preprocess`) replaces vitcli's size policy by the family library's
-    own resize and centre crop (used when the user gave neither --size nor --fit)."""
+    own resize and centre crop (used when the user gave neither --size nor --fit), from the fully
+    decoded image as that library sees it."""
     from vitcli.errors import VitcliError
     from vitcli.io import images
     from vitcli.io.inputs import draft_size
 
-    check_patch_size(patch_size)
-    requested = images.parse_size(opts.size or "224")
-    if requested and (requested[0] % patch_size or requested[1] % patch_size):
-        raise VitcliError("--size", f"{opts.size} is not a multiple of the patch size {patch_size}")
+    requested = check_image_options(opts, patch_size)
     background = parse_colour(opts.background)
     fit = FitChoice(opts.fit or "crop").value
-    if family is not None:
-        return _prepare_like_family(image, opts, patch_size, family, background)
-    draft = draft_size(requested, fit) if opts.draft else None
+    draft = draft_size(requested, fit) if opts.draft and family is None else None
     loaded = images.load_image(image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS, draft)
     h, w = loaded.original_size
     if h < patch_size or w < patch_size:
         raise VitcliError(image, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
+    if family is not None:
+        done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
+        return PreparedImage(loaded, family.geometry(loaded.image), "family", done)
     resample = ResampleChoice(opts.resample or "bicubic").value
     pixels, done = images.fit_image(loaded, requested, fit, patch_size, resample, background)  # type: ignore[arg-type]
     return PreparedImage(loaded, pixels, fit, done)
-
-
-def _prepare_like_family(image: str, opts: ImageOptions, patch_size: int, family: Any,
-                         background: tuple[int, int, int]) -> PreparedImage:
-    """The checkpoint family's resize + centre crop (Pillow, as timm / torchvision / CLIP / HF do)."""
-    from vitcli.errors import VitcliError
-    from vitcli.io import images
-
-    loaded = images.load_image(image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS)
-    h, w = loaded.original_size
-    if h < patch_size or w < patch_size:
-        raise VitcliError(image, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
-    pixels = family.geometry(loaded.image)
-    done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
-    return PreparedImage(loaded, pixels, "family", done)
 
 
 class Output:

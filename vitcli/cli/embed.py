@@ -79,7 +79,7 @@ def embed_command(
     image = inputs.paths[0]
     run = run_model(image, image_opts, model_opts, posenc.value if posenc else None, normalize, impl=impl.value)
     arrays = {key: run.first(field) for key, (field, _) in STAGES.items() if run.first(field) is not None}
-    chosen = {"patches": "patches", "tokens": "tokens", "input": "input", "output": "output", "pooled": "pooled"}[stage.value]
+    chosen = stage.value
     if chosen not in arrays:
         from vitcli.errors import VitcliError
 
@@ -142,12 +142,11 @@ def _stats(array: Any) -> dict[str, Any]:
 
 
 def _report(doc: dict[str, Any], run: Any, out: Output) -> None:
-    from vitcli import __version__
     from vitcli.cli.model import model_rows
     from vitcli.report import emit_json, info_table, stats_table
 
     if out.as_json:
-        return emit_json({**doc, "version": __version__})
+        return emit_json(doc)
     rows = run.prepared.input_rows() + model_rows(doc["model"]) + [("normalize", doc["normalize"])]
     rows += [("stage written", f"{doc['stage']} → {doc['outputs']['array']}")] if doc["outputs"]["array"] else []
     stages = {STAGES[k][1]: v for k, v in doc["tensors"].items()}

@@ -95,11 +95,10 @@ def _figure(path: str | None, draw: Any) -> None:
 
 def _finish(out: Output, doc: dict[str, Any], rows: list[tuple[str, Any]], *tables: Any, warnings: list[str] = ()) -> None:
     """JSON, or the info table and the command's own tables, then warnings."""
-    from vitcli import __version__
     from vitcli.report import emit_json, info_table
 
     if out.as_json:
-        return emit_json({**doc, "version": __version__})
+        return emit_json(doc)
     outputs = [(name, path) for name, path in doc["outputs"].items() if path]
     out.show(info_table(f"vitcli {doc['command']}", rows + outputs), *tables)
     for w in warnings:

@@ -24,7 +24,6 @@ def info_command(
     *,
     model_opts: ModelOptions,
 ) -> None:
-    from vitcli import __version__
     from vitcli.cli.model import model_document, model_rows, resolve_config
     from vitcli.errors import VitcliError
     from vitcli.io.images import parse_hw
@@ -44,7 +43,7 @@ def info_command(
     if preprocess is not None:
         doc["preprocess"] = preprocess_document(preprocess)
     if out.as_json:
-        return emit_json({**doc, "version": __version__})
+        return emit_json(doc)
     rows = model_rows(doc["model"]) + [
         ("image size [H, W]", f"{h} × {w}" + (" (native)" if (h, w) == tuple(c.image_size) else f" (native {c.image_size[0]} × {c.image_size[1]})")),
         ("activation / LN eps", f"{c.activation} / {c.eps:g}"),

@@ -59,9 +59,8 @@ def _value_error(option: str):
     return guard()
 
 
-def resolve_config(opts: ModelOptions, patch_size: int | None = None, posenc: str | None = None,
-                   native_size: tuple[int, int] | None = None) -> ModelSetup:
-    """The preset with overrides, or the architecture a checkpoint implies (`native_size`: the
+def resolve_config(opts: ModelOptions, patch_size: int | None = None, posenc: str | None = None) -> ModelSetup:
+    """The preset with overrides, or the architecture a checkpoint implies (--native-size: the
     checkpoint's image size [H, W], needed for a non-square table without a config file)."""
     from vitcli.errors import VitcliError
 
@@ -72,6 +71,7 @@ def resolve_config(opts: ModelOptions, patch_size: int | None = None, posenc: st
             raise VitcliError(opts.weights, f"the architecture comes from the checkpoint; drop {names}")
         from vitcli.checkpoints.load import load_checkpoint
 
+        native_size = None
         if opts.native_size:
             from vitcli.io.images import parse_hw
 

@@ -62,8 +62,8 @@ def _patchify_many(paths: list[str], opts: ImageOptions, batch: BatchOptions, or
     """Every image's (N, P·P·C) patches as rows of one (B, N, P·P·C) array, or one file each."""
     import numpy as np
 
-    from vitcli.cli.batch import check_image_options, run_batch, show_summary
-    from vitcli.cli.common import prepare_image
+    from vitcli.cli.batch import run_batch, show_summary
+    from vitcli.cli.common import check_image_options, prepare_image
     from vitcli.core.patches import patchify
     from vitcli.io.images import normalize as normalise_pixels
 
@@ -117,11 +117,10 @@ def _patchify(image: str, opts: ImageOptions, order: str, normalize: str, grid_p
 
 def _report(doc: dict[str, Any], input_rows: list[tuple[str, Any]], out: Output) -> None:
     """Tables for people, or the JSON document for scripts."""
-    from vitcli import __version__
     from vitcli.report import emit_json, info_table, stats_table
 
     if out.as_json:
-        return emit_json({**doc, "version": __version__})
+        return emit_json(doc)
     rows = input_rows + [
         ("patch size P", doc["patch_size"]),
         ("grid [rows, cols]", f"{doc['grid'][0]} × {doc['grid'][1]}"),

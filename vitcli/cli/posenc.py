@@ -197,11 +197,10 @@ def _document(setup: Any, array: Any, grid: tuple[int, int], src: list[int] | No
 def _report(doc: dict[str, Any], out: Output) -> None:
     from rich.table import Table
 
-    from vitcli import __version__
     from vitcli.report import emit_json, fmt, info_table, stats_table
 
     if out.as_json:
-        return emit_json({**doc, "version": __version__})
+        return emit_json(doc)
     rows: list[tuple[str, Any]] = [
         ("kind", doc["kind"]), ("from", doc["source"]),
         ("grid [rows, cols]", f"{doc['grid'][0]} × {doc['grid'][1]}"),

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitcli.cli.common import ImageOptions, PreparedImage, prepare_image
+from vitcli.cli.common import ImageOptions, PreparedImage, check_image_options, prepare_image
 from vitcli.cli.model import ModelOptions, ModelSetup, build, model_document, resolve_config
 from vitcli.core.encoder import ViTOutput
 
@@ -78,13 +78,11 @@ def resolve_normalize(normalize: str | None, setup: ModelSetup) -> str:
 def image_tensor(pixels: np.ndarray, normalize: str, setup: ModelSetup | None = None) -> torch.Tensor:
     """(H, W, 3) uint8 → (1, 3, H, W) float32, normalised ('custom': the checkpoint's own mean/std)."""
     from vitcli.errors import VitcliError
-    from vitcli.io.images import NORMALIZE, normalize as normalise_pixels
+    from vitcli.io.images import NORMALIZE, normalize as normalise_pixels, normalize_mean_std
 
     preprocess = getattr(getattr(setup, "checkpoint", None), "preprocess", None)
     if normalize == "custom" and preprocess is not None:
-        chw = pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
-        mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (preprocess.mean, preprocess.std))
-        return torch.from_numpy((chw - mean) / std)[None]
+        return torch.from_numpy(normalize_mean_std(pixels, preprocess.mean, preprocess.std))[None]
     if normalize not in NORMALIZE:
         raise VitcliError("--normalize", f"'{normalize}' is not one of {', '.join(NORMALIZE)}")
     return torch.from_numpy(normalise_pixels(pixels, normalize))[None]  # (1, 3, H, W)
@@ -96,15 +94,13 @@ def run_model(image: str, image_opts: ImageOptions, model_opts: ModelOptions, po
     `model(x, **forward)`, or `call(model, x)` for a command that gathers more (attend)."""
     from vitcli.core.presets import count_params
 
-    setup = resolve_config(model_opts, image_opts.patch_size, posenc)
-    image_opts, family = model_image_options(image_opts, setup)
-    prepared = prepare_image(image, image_opts, setup.config.patch_size, family)
-    model, warning = build(setup, model_opts)
-    norm = resolve_normalize(normalize, setup)
-    x = image_tensor(prepared.pixels, norm, setup).to(next(model.parameters()).device, next(model.parameters()).dtype)
+    bm = batch_model(image_opts, model_opts, posenc, normalize)
+    prepared = bm.prepare(image)
+    x = bm.batch_tensor([prepared])  # (1, 3, H, W)
     with torch.inference_mode():
-        result = call(model, x) if call else model(x, **forward)
-    return ModelRun(prepared, setup, model, result, norm, count_params(model), [warning] if warning else [])
+        result = call(bm.model, x) if call else bm.model(x, **forward)
+    return ModelRun(prepared, bm.setup, bm.model, result, bm.normalize, count_params(bm.model),
+                    [bm.warning] if bm.warning else [])
 
 
 @dataclass
@@ -142,8 +138,6 @@ class BatchModel:
 def batch_model(image_opts: ImageOptions, model_opts: ModelOptions, posenc: str | None,
                 normalize: str | None) -> BatchModel:
     """Resolve, check and build once, before any image is read: options wrong for every image fail here."""
-    from vitcli.cli.batch import check_image_options
-
     setup = resolve_config(model_opts, image_opts.patch_size, posenc)
     image_opts, family = model_image_options(image_opts, setup)
     check_image_options(image_opts, setup.config.patch_size)

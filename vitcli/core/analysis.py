@@ -120,12 +120,6 @@ def patch_centres(grid: tuple[int, int], patch_size: int) -> Tensor:
     return (torch.stack([r, c], dim=-1).reshape(-1, 2) + 0.5) * patch_size
 
 
-def patch_distances(grid: tuple[int, int], patch_size: int) -> Tensor:
-    """(N, N) Euclidean pixel distance between patch centres: P × grid distance."""
-    centres = patch_centres(grid, patch_size)
-    return torch.cdist(centres, centres)
-
-
 def mean_distance_of_rows(rows_of: RowsOf, num_tokens: int, grid: tuple[int, int], patch_size: int,
                           num_prefix: int, renorm: bool = False, chunk: int = 1024) -> Tensor:
     """ViT paper D.7: mean over patch queries i of Σ_j A[i, j]·d_ij, prefix tokens removed → (…, H) pixels.

@@ -311,11 +311,14 @@ def _scaled_size(hw: tuple[int, int], target: tuple[int, int], fit: Fit, native:
 
 def normalize(pixels: np.ndarray, preset: str) -> np.ndarray:
     """(H, W, 3) uint8 → (3, H, W): raw uint8 for 'raw', else float32 (x/255 − mean)/std."""
-    chw = np.ascontiguousarray(pixels.transpose(2, 0, 1))  # (3, H, W)
     if preset == "raw":
-        return chw
-    mean, std = NORMALIZE[preset]
-    x = chw.astype(np.float32) / np.float32(255)
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))  # (3, H, W)
+    return normalize_mean_std(pixels, *NORMALIZE[preset])
+
+
+def normalize_mean_std(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(H, W, 3) uint8 → (3, H, W) float32 (x/255 − mean)/std, per channel, in float32 as the peers do."""
+    x = pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255)  # (3, H, W)
     return (x - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
 
 

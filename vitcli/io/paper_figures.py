@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from vitcli.io.pictures import _pyplot
+from vitcli.io.pictures import _pyplot, mark_patch
 
 
 def upsample(grid_values: np.ndarray, patch_size: int) -> np.ndarray:
@@ -58,15 +58,6 @@ def pca_figure(pictures: list[np.ndarray], maps: np.ndarray, patch_size: int, na
     return fig
 
 
-def _mark(ax, rc: tuple[int, int], patch_size: int, colour: str = "cyan") -> None:
-    """Draw a square around patch (row, col)."""
-    from matplotlib.patches import Rectangle
-
-    r, c = rc
-    ax.add_patch(Rectangle((c * patch_size - 0.5, r * patch_size - 0.5), patch_size, patch_size,
-                           fill=False, edgecolor=colour, linewidth=2))
-
-
 def similarity_overlay_figure(query_picture: np.ndarray, target_picture: np.ndarray, sim: np.ndarray,
                               query_rc: tuple[int, int], patch_size: int, same_image: bool, title: str):
     """The query image with its patch marked, and the cosine-similarity map (rows, cols) of that
@@ -77,13 +68,13 @@ def similarity_overlay_figure(query_picture: np.ndarray, target_picture: np.ndar
     fig, axes = plt.subplots(1, 2, figsize=(3.4 * w / max(h, w) + 3.4 * tw / max(th, tw) + 1.2, 3.8), dpi=100,
                              gridspec_kw={"width_ratios": [w / h, tw / th]})
     axes[0].imshow(query_picture)
-    _mark(axes[0], query_rc, patch_size)
+    mark_patch(axes[0], query_rc, patch_size)
     axes[0].set_title(f"query patch (row {query_rc[0]}, col {query_rc[1]})", fontsize=9)
     axes[1].imshow(target_picture)
     heat = axes[1].imshow(upsample(sim, patch_size), cmap="inferno", alpha=0.7, vmin=float(sim.min()),
                           vmax=float(sim.max()), interpolation="nearest")
     if same_image:
-        _mark(axes[1], query_rc, patch_size)
+        mark_patch(axes[1], query_rc, patch_size)
     axes[1].set_title("similarity on the same image" if same_image else "similarity on the second image", fontsize=9)
     for ax in axes:
         ax.set_xticks([])

@@ -101,13 +101,21 @@ def similarity_figure(similarity: np.ndarray, grid: tuple[int, int], title: str)
     return fig
 
 
+def mark_patch(ax, rc: tuple[int, int], patch_size: int, colour: str = "cyan") -> None:
+    """Outline patch (row, col) of an image drawn by imshow (pixel centres at integers)."""
+    from matplotlib.patches import Rectangle
+
+    r, c = rc
+    ax.add_patch(Rectangle((c * patch_size - 0.5, r * patch_size - 0.5), patch_size, patch_size,
+                           fill=False, edgecolor=colour, linewidth=2))
+
+
 def overlay_figure(pixels: np.ndarray, maps: np.ndarray, titles: list[str], suptitle: str,
                    mark: tuple[int, int] | None = None, patch_size: int = 16, label: str = "Attention weight"):
     """Maps (K, rows, cols) on the patch grid, each upsampled (nearest: one cell per patch) and
     blended over the image (H, W, 3), K panels on one shared colour scale with one colour bar;
     `mark` outlines the query patch (row, col)."""
     plt = _pyplot()
-    from matplotlib.patches import Rectangle
 
     k = len(maps)
     cols = min(k, 4 if k <= 8 else 6)
@@ -126,8 +134,7 @@ def overlay_figure(pixels: np.ndarray, maps: np.ndarray, titles: list[str], supt
         image = ax.imshow(maps[i], cmap="inferno", alpha=0.6, extent=(0, w, h, 0), interpolation="nearest",
                           vmin=vmin, vmax=vmax)
         if mark is not None:
-            ax.add_patch(Rectangle((mark[1] * patch_size, mark[0] * patch_size), patch_size, patch_size,
-                                   fill=False, edgecolor="cyan", linewidth=1.5))
+            mark_patch(ax, mark, patch_size)
         ax.set_title(titles[i], fontsize=9 if k > 1 else 11)
     fig.suptitle(suptitle, fontsize=11)
     fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.046 if k == 1 else 0.02, pad=0.02, label=label)
