@@ -144,16 +144,21 @@ def test_pictures_are_written_and_not_blank(vit_run):
 
 
 def test_registers_and_distillation_tokens_are_sliced_off(tmp_path):
-    _, recorder, weights = timm_checkpoint(tmp_path, "vit_small_patch14_reg4_dinov2", 42, 70, seed=5, depth=1)
-    img, _ = image_file(tmp_path, 42, 70)
+    model, recorder, weights = timm_checkpoint(tmp_path, "vit_small_patch14_reg4_dinov2", 42, 70, seed=5, depth=1)
+    img, x = image_file(tmp_path, 42, 70)
+    with torch.no_grad():
+        model.forward_features(x)
+    peer = recorder.weights[-1][0].numpy().mean(0)  # (T, T): timm's heads, averaged
     out = tmp_path / "a.npy"
-    r = run_cli("attend", img, "--weights", weights, "--native-size", "42x70", "--query", "0,0", "--head", "mean", "-o", out, "--json")
+    r = run_cli("attend", img, "--weights", weights, "--native-size", "42x70", "--fit", "strict", "--normalize", "imagenet",
+                "--query", "0,0", "--head", "mean", "-o", out, "--json")
     assert r.returncode == 0, r.stderr.decode()
     doc = json.loads(r.stdout)
     assert doc["grid"] == [3, 5] and doc["model"]["num_prefix_tokens"] == 5 and doc["queries"] == [5]
     a = np.load(out)
     assert a.shape == (1, 1, 1, 5 + 15)
     assert doc["heads"][0]["cls_weight"] == pytest.approx(float(a[0, 0, 0, 0]), rel=1e-5)
+    assert np.abs(a[0, 0, 0] - peer[5]).max() <= 1e-5  # patch (0, 0) is token 5, after cls and 4 registers
 
 
 @pytest.mark.parametrize("args, words", [
@@ -164,9 +169,10 @@ def test_registers_and_distillation_tokens_are_sliced_off(tmp_path):
     (["--no-cls", "--masks", "m.npy"], ["--masks", "no class token"]),
 ])
 def test_bad_selections_are_one_line(tmp_path, args, words):
+    args = [str(tmp_path / a) if a in ("x.png", "m.npy") else a for a in args]
     r = run_cli("attend", ROOT / "sample_images" / "chelsea.jpg", "--dim", "64", "--depth", "2", "--heads", "2", *args)
     assert_clean_error(r, *words)
-    assert not (tmp_path / "x.png").exists()
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "m.npy").exists()
 
 
 def test_single_query_path_stays_far_below_the_full_matrix(tmp_path):

@@ -94,6 +94,13 @@ def test_mean_distance_2x2_by_hand():
     assert mean_attention_distance(attn, (2, 2), p, 1, renorm=True).item() == pytest.approx(sum(renormed) / 4)
     assert query_distance(attn[0, 4], 4, (2, 2), p, 1).item() == pytest.approx(rows[3])
     assert mean_attention_distance(attn, (2, 2), p, 1, chunk=1).item() == pytest.approx(sum(rows) / 4)
+    # renorm matters when a patch row puts weight on the class token: patch 1 half on cls, half on patch 0
+    half = attn.clone()
+    half[0, 2] = torch.tensor([0.5, 0.5, 0.0, 0.0, 0.0], dtype=torch.float64)
+    plain = [0.0, 0.5 * 16, 16.0, rows[3]]  # 0.5 · 16 px; the cls half counts for nothing
+    whole = [0.0, 1.0 * 16, 16.0, rows[3]]  # renormalised: all of it on patch 0, 16 px away
+    assert mean_attention_distance(half, (2, 2), p, 1).item() == pytest.approx(sum(plain) / 4)
+    assert mean_attention_distance(half, (2, 2), p, 1, renorm=True).item() == pytest.approx(sum(whole) / 4)
 
 
 def test_mean_distance_non_square_against_loop():

@@ -109,9 +109,11 @@ def test_fuzzed_sample_photo(tmp_path: Path) -> None:
     def check(data: bytes) -> None:
         path.write_bytes(data)
         try:
-            assert load_image(str(path)).pixels.ndim == 3
-        except VitcliError:
-            pass
+            loaded = load_image(str(path))
+        except VitcliError as e:
+            assert e.source == str(path) and "\n" not in e.problem
+            return
+        assert loaded.pixels.dtype == np.uint8 and loaded.pixels.ndim == 3 and loaded.pixels.shape[2] == 3
 
     check()
 
