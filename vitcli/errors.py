@@ -1,10 +1,34 @@
-"""The one error type that the CLI turns into a single line and exit code 1."""
+"""The one error type that front ends turn into a single line (the CLI: and exit code 1).
+
+Lower layers name options the CLI way (`--native-size`) and say which override would supply what
+weights cannot show (`needs="heads"`, written `{needs}` in the problem); each front end spells
+them its own way: the CLI `--heads N`, the Python API `heads=N`.
+"""
+
+# How each front end writes an override that a problem asks for.
+CLI_SPELLING = {"heads": "--heads N", "native_size": "--native-size HxW", "eps": "--eps EPS",
+                "activation": "--activation NAME", "family": "--family NAME", "strict": "--no-strict"}
+API_SPELLING = {"heads": "heads=N", "native_size": "native_size=(H, W)", "eps": "eps=EPS",
+                "activation": "activation='gelu'", "family": "family='timm'", "strict": "strict=False"}
 
 
 class VitcliError(Exception):
-    """A bad input or failed check: `source` names the file (or option), `problem` says what is wrong."""
+    """A bad input or failed check: `source` names the file (or option), `problem` says what is wrong.
 
-    def __init__(self, source: str, problem: str) -> None:
-        super().__init__(f"{source}: {problem}")
-        self.source = source
-        self.problem = problem
+    `needs` is the override (a `load_model` keyword) that would fix it; `{needs}` in `problem`
+    stands for its spelling. str() is the Python spelling; the CLI calls `render(cli=True)`.
+    """
+
+    def __init__(self, source: str, problem: str, needs: str | None = None) -> None:
+        self.source, self.problem, self.needs = source, problem, needs
+        super().__init__(self.render())
+
+    def render(self, cli: bool = False) -> str:
+        """'SOURCE: problem' with options and overrides spelled for the CLI or for Python."""
+        spelling = CLI_SPELLING if cli else API_SPELLING
+        problem = self.problem.replace("{needs}", spelling.get(self.needs or "", self.needs or ""))
+        source = self.source if cli or not self.source.startswith("--") else self.source[2:].replace("-", "_")
+        return f"{source}: {problem}"
+
+    def __str__(self) -> str:
+        return self.render()

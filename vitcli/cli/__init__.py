@@ -79,7 +79,7 @@ def main() -> None:
     try:
         app(args=args, prog_name="vitcli")
     except VitcliError as e:
-        _fail(str(e), debug)
+        _fail(e.render(cli=True), debug)
     except KeyboardInterrupt:
         sys.stderr.write("vitcli: interrupted\n")
         raise SystemExit(130) from None

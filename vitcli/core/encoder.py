@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from vitcli.core.attention import Attention, AttentionDetail, resolve_indices
+from vitcli.core.capture import Capture
 from vitcli.core.config import Activation, ViTConfig
 from vitcli.core.embedding import Impl, PatchEmbed
 from vitcli.core.patches import Order, grid_shape, patchify
@@ -223,7 +224,7 @@ class VisionTransformer(nn.Module):
                 keep_blocks: bool = False, attn_layers: Sequence[int] | None = None,
                 attn_queries: Sequence[int] | None = None, keep_qkv: bool = False,
                 attn_reduce: tuple[Sequence[int], AttnReduce] | None = None,
-                pooled_only: bool = False) -> ViTOutput:
+                pooled_only: bool = False, capture: "Capture | None" = None) -> ViTOutput:
         """(B, C, H, W) → ViTOutput; attention weights (and Q, K, V) only for `attn_layers`.
 
         `pooled_only=True` computes what `pooled` and `logits` need and no more: with class-token
@@ -237,6 +238,11 @@ class VisionTransformer(nn.Module):
         frees patches, tokens, with_prefix, pos_table and z0 before the blocks run (4-5 × B·T·D
         floats less at the peak: what a 12,545-token attention map needs).
         """
+        if capture is not None:  # TEMPORARY bridge until the encoder takes only a Capture
+            keep_inputs, keep_blocks = capture.inputs, bool(capture.blocks)
+            attn_layers, attn_queries, keep_qkv = list(capture.attention) or None, capture.queries, capture.qkv
+            attn_reduce = (capture.reduce, capture.reducer) if capture.reducer else None
+            pooled_only = capture.final == "pooled"
         grid = grid_shape(images.shape[-2], images.shape[-1], self.config.patch_size)
         patches = patchify(images, self.config.patch_size, order) if keep_inputs or impl == "linear" else None
         if impl == "linear":
