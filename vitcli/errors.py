@@ -32,3 +32,17 @@ class VitcliError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+def option_errors(option: str):
+    """A context in which the core's ValueError becomes the one-line VitcliError naming `option`."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def guard():
+        try:
+            yield
+        except ValueError as e:
+            raise VitcliError(option, str(e)) from None
+
+    return guard()

@@ -1,181 +1,134 @@
-"""Options and output plumbing shared by every subcommand.
+"""Options shared by the commands, parsed once into the API's specs; output plumbing and progress.
 
-Only typer and the standard library at import time: `vitcli --help` must stay fast.
+Only typer and the standard library at import time: `vitcli --help` must stay fast. Choices are
+derived from the API's and core's `Literal`s, so there is one list of each.
 """
 
 import dataclasses
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, Optional, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, get_args, get_type_hints
 
 import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from vitcli.io.images import LoadedImage
+IMAGE_PANEL, OUTPUT_PANEL, MODEL_PANEL, BATCH_PANEL = "Image", "Output", "Model", "Many images"
 
 
-class FitChoice(str, Enum):
-    crop = "crop"
-    resize = "resize"
-    pad = "pad"
-    strict = "strict"
+def choices(name: str, literal: Any) -> type[Enum]:
+    """A str Enum of a Literal's values, for typer's choice lists."""
+    return Enum(name, {v: v for v in get_args(literal)}, type=str)  # type: ignore[return-value]
 
 
-class ResampleChoice(str, Enum):
-    bicubic = "bicubic"
-    bilinear = "bilinear"
-    nearest = "nearest"
-    lanczos = "lanczos"
+FitChoice = choices("FitChoice", Literal["crop", "resize", "pad", "strict"])
+ResampleChoice = choices("ResampleChoice", Literal["bicubic", "bilinear", "nearest", "lanczos"])
+OrderChoice = choices("OrderChoice", Literal["chw", "hwc"])
+ValuesChoice = choices("ValuesChoice", Literal["raw", "none", "imagenet", "inception", "clip"])
 
 
-class NormalizeChoice(str, Enum):
-    raw = "raw"
-    none = "none"
-    imagenet = "imagenet"
-    inception = "inception"
-    clip = "clip"
+def value(option: Any) -> Any:
+    """An Enum choice's text (or the value itself)."""
+    return getattr(option, "value", option)
 
-
-class OrderChoice(str, Enum):
-    chw = "chw"
-    hwc = "hwc"
-
-
-IMAGE_PANEL = "Image"
-OUTPUT_PANEL = "Output"
 
 ImageArg = Annotated[str, typer.Argument(help="Image file, or - to read the image from standard input.", show_default=False)]
-SizeOpt = Annotated[Optional[str], typer.Option("--size", help="Final size: 224, HxW such as 224x160, or native. [default: 224, or the model's native size]", rich_help_panel=IMAGE_PANEL, show_default=False)]
-FitOpt = Annotated[Optional[FitChoice], typer.Option("--fit", help="How the image reaches the size: crop (cover, centre-crop), resize (stretch), pad (fit, pad), strict (no change; must already fit). [default: crop; with --weights and no --size, the checkpoint family's own resize and crop]", rich_help_panel=IMAGE_PANEL, show_default=False)]
-ResampleOpt = Annotated[Optional[ResampleChoice], typer.Option("--resample", help="Resampling filter when resizing. [default: bicubic, or the checkpoint family's]", rich_help_panel=IMAGE_PANEL, show_default=False)]
-BackgroundOpt = Annotated[str, typer.Option("--background", help="Colour under transparent pixels and padding: R,G,B or #rrggbb.", rich_help_panel=IMAGE_PANEL)]
-MaxPixelsOpt = Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image (pixels) to decode; guards against decompression bombs. [default: Pillow's 89,478,485]", rich_help_panel=IMAGE_PANEL, show_default=False)]
+ImagesArg = Annotated[Optional[list[str]], typer.Argument(
+    help="Image files, folders or quoted globs ('photos/*.jpg'), or - for standard input. Several images give one "
+         "array with a leading batch axis, in sorted path order.", show_default=False)]
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the array as .npy to FILE, or - for standard output.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on standard output instead of tables.", rich_help_panel=OUTPUT_PANEL)]
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.", rich_help_panel=OUTPUT_PANEL)]
 NormalizeOpt = Annotated[Optional[str], typer.Option("--normalize", help="imagenet | inception | clip | none [default: the checkpoint's, else imagenet]", show_default=False)]
+PngOpt = Annotated[Optional[str], typer.Option("--png", help="Write the figure as PNG to FILE.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
 
 
 @dataclass
 class ImageOptions:
-    """The image options every image command takes, gathered in one place."""
+    """The image options every image command takes."""
 
-    size: SizeOpt = None
-    fit: FitOpt = None
-    resample: ResampleOpt = None
+    size: Annotated[Optional[str], typer.Option("--size", help="Final size: 224, HxW such as 224x160, or native. [default: 224, or the model's native size]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
+    fit: Annotated[Optional[FitChoice], typer.Option("--fit", help="How the image reaches the size: crop (cover, centre-crop), resize (stretch), pad (fit, pad), strict (no change; must already fit). [default: crop; with --weights and no --size, the checkpoint family's own resize and crop]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None  # type: ignore[valid-type]
+    resample: Annotated[Optional[ResampleChoice], typer.Option("--resample", help="Resampling filter when resizing. [default: bicubic, or the checkpoint family's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None  # type: ignore[valid-type]
     patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", help="Patch size P in pixels. [default: 16, or the model's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
-    background: BackgroundOpt = "255,255,255"
-    max_pixels: MaxPixelsOpt = None
+    background: Annotated[str, typer.Option("--background", help="Colour under transparent pixels and padding: R,G,B or #rrggbb.", rich_help_panel=IMAGE_PANEL)] = "255,255,255"
+    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image (pixels) to decode; guards against decompression bombs. [default: Pillow's 89,478,485]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
     draft: Annotated[bool, typer.Option("--draft/--no-draft", help="Decode a JPEG at 1/2, 1/4 or 1/8 scale when it stays at least twice the final size (its shorter side ≥ 4× the longer side of --size); --no-draft always decodes in full.", rich_help_panel=IMAGE_PANEL)] = True
 
 
 @dataclass
-class PreparedImage:
-    """An image brought to its final size, with the facts the table and JSON report."""
+class BatchOptions:
+    """How many images are found, decoded, batched and written."""
 
-    loaded: "LoadedImage"
-    pixels: Any  # (H, W, 3) uint8
-    fit: str
-    done: str
-    data: Any = None  # what a batch command computed from the pixels while decoding (e.g. the input array)
-
-    def input_document(self) -> dict[str, Any]:
-        """The JSON `input` object shared by every command."""
-        l = self.loaded
-        return {
-            "path": l.path,
-            "original_size": list(l.original_size),
-            "size": [int(self.pixels.shape[0]), int(self.pixels.shape[1])],
-            "fit": self.fit,
-            "resize": self.done,
-            "mode": l.mode,
-            "format": l.format,
-            "frames": l.frames,
-            "notes": l.notes,
-        }
-
-    def input_rows(self) -> list[tuple[str, Any]]:
-        """Table rows describing the input."""
-        l = self.loaded
-        rows: list[tuple[str, Any]] = [
-            ("input", l.path if l.path != "-" else "<stdin>"),
-            ("format / mode", f"{l.format or '?'} / {l.mode}"),
-            ("original size [H, W]", f"{l.original_size[0]} × {l.original_size[1]}"),
-            ("final size [H, W]", f"{self.pixels.shape[0]} × {self.pixels.shape[1]}"),
-            (f"fit ({self.fit})", self.done),
-        ]
-        rows += [("note", n) for n in l.notes]
-        return rows
+    recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Also take images in sub-folders of folder inputs.", rich_help_panel=BATCH_PANEL)] = False
+    from_list: Annotated[Optional[str], typer.Option("--from-list", help="Read more image paths from FILE, one a line (- for standard input).", rich_help_panel=BATCH_PANEL, show_default=False)] = None
+    output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="Several images: one .npy per image in this folder (plus index.jsonl) instead of one -o array.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.", rich_help_panel=BATCH_PANEL)] = 16
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads decoding images in parallel. [default: one per core, at most 8]", rich_help_panel=BATCH_PANEL, show_default=False)] = None
+    skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Report an image that cannot be read (one line, and in the index) and carry on.", rich_help_panel=BATCH_PANEL)] = False
 
 
-def parse_colour(text: str) -> tuple[int, int, int]:
-    """'255,255,255' or '#ffffff' → (r, g, b)."""
-    from vitcli.errors import VitcliError
+@dataclass
+class ModelOptions:
+    """Which ViT to run and where."""
 
-    t = text.strip()
-    try:
-        if t.startswith("#") and len(t) == 7:
-            rgb = tuple(int(t[i : i + 2], 16) for i in (1, 3, 5))
-        else:
-            rgb = tuple(int(v) for v in t.split(","))
-        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-            raise ValueError
-    except ValueError:
-        raise VitcliError("--background", f"'{text}' is not a colour: use R,G,B (0-255) or #rrggbb") from None
-    return rgb  # type: ignore[return-value]
-
-
-def check_patch_size(patch_size: int) -> None:
-    """A patch size must be a positive number of pixels."""
-    from vitcli.errors import VitcliError
-
-    if patch_size <= 0:
-        raise VitcliError("--patch-size", f"must be a positive number of pixels, got {patch_size}")
+    model: Annotated[str, typer.Option("--model", help="Preset: vit-ti16, vit-s16, vit-b16, vit-b32, vit-l16, vit-s14, vit-b14, vit-l14, vit-h14.", rich_help_panel=MODEL_PANEL)] = "vit-b16"
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Checkpoint: .safetensors, .pth/.pt/.bin, CLIP .pt, or hf-hub:ORG/NAME, timm:NAME (from the local cache).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    dim: Annotated[Optional[int], typer.Option("-d", "--dim", help="Override the token width D (with --weights: checked against the weights).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    depth: Annotated[Optional[int], typer.Option("--depth", help="Override the number of blocks L.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    heads: Annotated[Optional[int], typer.Option("--heads", help="Override the number of attention heads (with --weights: for weights whose head width is not 64 and that come without a config).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    mlp_ratio: Annotated[Optional[float], typer.Option("--mlp-ratio", help="Override the MLP width as a multiple of D.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    no_cls: Annotated[bool, typer.Option("--no-cls", help="No class token (and no position row for it; mean pooling).", rich_help_panel=MODEL_PANEL)] = False
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights: same seed, same numbers.", rich_help_panel=MODEL_PANEL)] = 0
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL)] = "auto"
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16 (half types are slow on the CPU).", rich_help_panel=MODEL_PANEL)] = "float32"
+    native_size: Annotated[Optional[str], typer.Option("--native-size", help="With --weights: the size HxW the checkpoint was trained at, for a non-square position table that has no config.json beside it.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    eps: Annotated[Optional[float], typer.Option("--eps", help="With --weights: LayerNorm epsilon, when the family default is not the one the weights were trained with.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    activation: Annotated[Optional[str], typer.Option("--activation", help="With --weights: the MLP activation gelu, gelu_tanh or quick_gelu, which weights cannot show.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    strict: Annotated[bool, typer.Option("--strict/--no-strict", help="Refuse checkpoints with left-over or missing keys.", rich_help_panel=MODEL_PANEL)] = True
 
 
-def check_image_options(opts: ImageOptions, patch_size: int) -> tuple[int, int] | None:
-    """Options wrong for every image fail once, before any image is read; the requested [H, W]
-    (None for native)."""
-    from vitcli.errors import VitcliError
-    from vitcli.io.images import parse_size
+def image_spec(opts: ImageOptions) -> Any:
+    """The image options as the API's ImageSpec."""
+    from vitcli.api.images import ImageSpec
 
-    check_patch_size(patch_size)
-    requested = parse_size(opts.size or "224")
-    if requested and (requested[0] % patch_size or requested[1] % patch_size):
-        raise VitcliError("--size", f"{opts.size} is not a multiple of the patch size {patch_size}")
-    parse_colour(opts.background)
-    return requested
+    return ImageSpec(opts.size, value(opts.fit), value(opts.resample), opts.background, opts.max_pixels, opts.draft,
+                     opts.patch_size)
 
 
-def prepare_image(image: str, opts: ImageOptions, patch_size: int, family: Any = None) -> PreparedImage:
-    """Load, orient, convert and fit one image: the same pixels for every command.
+def batch_spec(opts: BatchOptions) -> Any:
+    from vitcli.api.runs import BatchSpec
 
-    `family` (a checkpoint's `Preprocess`) replaces vitcli's size policy by the family library's
-    own resize and centre crop (used when the user gave neither --size nor --fit), from the fully
-    decoded image as that library sees it."""
-    from vitcli.errors import VitcliError
-    from vitcli.io import images
-    from vitcli.io.inputs import draft_size
+    return BatchSpec(opts.batch_size, opts.workers, opts.skip_errors).checked()
 
-    requested = check_image_options(opts, patch_size)
-    background = parse_colour(opts.background)
-    fit = FitChoice(opts.fit or "crop").value
-    draft = draft_size(requested, fit) if opts.draft and family is None else None
-    loaded = images.load_image(image, background, opts.max_pixels or images.DEFAULT_MAX_PIXELS, draft)
-    h, w = loaded.original_size
-    if h < patch_size or w < patch_size:
-        raise VitcliError(image, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
-    if family is not None:
-        done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
-        return PreparedImage(loaded, family.geometry(loaded.image), "family", done)
-    resample = ResampleChoice(opts.resample or "bicubic").value
-    pixels, done = images.fit_image(loaded, requested, fit, patch_size, resample, background)  # type: ignore[arg-type]
-    return PreparedImage(loaded, pixels, fit, done)
+
+def gather(images: list[str] | None, opts: ImageOptions, batch: BatchOptions) -> Any:
+    """The command's images as the API's lazy `Images` (sorted paths; `many` → batch outputs)."""
+    from dataclasses import replace
+
+    from vitcli.api.images import load_images
+
+    batch_spec(batch)
+    if not images and batch.from_list is None:
+        raise typer.BadParameter("give at least one IMAGE (a file, folder or glob) or --from-list FILE", param_hint="IMAGE")
+    found = load_images(images or [], recursive=batch.recursive, from_list=batch.from_list)
+    return replace(found, spec=image_spec(opts), many=found.many or batch.output_dir is not None)
+
+
+def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: str | None = None) -> Any:
+    """`load_model` from the model options (a preset's patch size comes from -p)."""
+    from vitcli.api.models import load_model
+
+    patch = image.patch_size if image is not None else None
+    return load_model(opts.weights or opts.model, device=opts.device, dtype=opts.dtype, seed=opts.seed,
+                      strict=opts.strict, patch_size=patch, dim=opts.dim, depth=opts.depth, heads=opts.heads,
+                      mlp_ratio=opts.mlp_ratio, class_token=False if opts.no_cls else None, posenc=posenc,
+                      native_size=opts.native_size, eps=opts.eps, activation=opts.activation)
 
 
 class Output:
@@ -197,12 +150,22 @@ class Output:
             self._console = make_console(to_stderr=self.as_json or self.output == "-")
         return self._console
 
-    def show(self, *renderables: Any) -> None:
-        """Print tables unless --quiet or --json."""
-        if self.quiet or self.as_json:
-            return
-        for r in renderables:
-            self.console.print(r)
+    @property
+    def colour(self) -> bool:
+        return self.console.color_system is not None
+
+    def finish(self, document: dict[str, Any], *renderables: Any, warnings: list[str] = ()) -> None:
+        """The JSON document, or the tables; then warnings on standard error."""
+        from vitcli.report import emit_json
+
+        if self.as_json:
+            emit_json(document)
+        elif not self.quiet:
+            for r in renderables:
+                if r is not None:
+                    self.console.print(r)
+        for w in warnings:
+            self.message(f"[yellow]warning:[/] {w}")
 
     def message(self, text: str) -> None:
         """A short note on standard error, unless --quiet."""
@@ -211,13 +174,59 @@ class Output:
 
             make_console(to_stderr=True).print(text)
 
+    def progress(self, total: int) -> "ProgressBar":
+        return ProgressBar(total, self)
+
+
+PROGRESS_ABOVE = 4  # images; a progress bar for more than this many
+
+
+class ProgressBar:
+    """Context manager: a rich bar on stderr for more than a few images when stderr is a terminal;
+    called with a count of images done, and `message` prints a line without breaking it."""
+
+    def __init__(self, total: int, out: Output) -> None:
+        self.total, self.out, self.bar, self.task = total, out, None, None
+
+    def __enter__(self) -> "ProgressBar":
+        if self.total > PROGRESS_ABOVE and not self.out.quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from rich.text import Text
+
+            class Speed(TextColumn):
+                def render(self, task: Any) -> Text:
+                    speed = task.finished_speed or task.speed
+                    return Text("… images/s" if speed is None else f"{speed:.1f} images/s", style="progress.data.speed")
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Speed(""),
+                                TextColumn("left"), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("images", total=self.total)
+        return self
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+
+    def message(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(text, markup=False, highlight=False)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
 
 def with_options(**groups: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Let a command take a group of options as one dataclass argument.
 
     Each dataclass field (an `Annotated[..., typer.Option(...)]` with a default) becomes a
     command-line option; the command receives the filled dataclass under the argument's name.
-    This keeps each shared option in one place instead of repeated in every command.
     """
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -226,10 +235,8 @@ def with_options(**groups: type) -> Callable[[Callable[..., Any]], Callable[...,
         added = []
         for cls in groups.values():
             hints = get_type_hints(cls, include_extras=True)
-            added += [
-                inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
-                for f in dataclasses.fields(cls)
-            ]
+            added += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+                      for f in dataclasses.fields(cls)]
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:

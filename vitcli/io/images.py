@@ -329,3 +329,29 @@ def denormalize(chw: np.ndarray, preset: str) -> np.ndarray:
         chw = (chw * np.array(std)[:, None, None] + np.array(mean)[:, None, None]) * 255.0
         chw = np.clip(np.rint(chw), 0, 255)
     return np.ascontiguousarray(chw.transpose(1, 2, 0)).astype(np.uint8)
+
+
+def image_from_memory(obj: object, name: str, background: tuple[int, int, int] = (255, 255, 255)) -> LoadedImage:
+    """A Pillow image or an (H, W), (H, W, 3) or (H, W, 4) array as an upright 8-bit RGB `LoadedImage`.
+
+    Arrays are taken as uint8 pixels (other dtypes are scaled as 16-bit / float files are); Pillow
+    images get the same EXIF orientation and mode handling as files.
+    """
+    if isinstance(obj, Image.Image):
+        return _upright_rgb(name, obj.copy(), background)
+    arr = np.asarray(obj)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or 0 in arr.shape:
+        raise VitcliError(name, f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        arr = _high_bit_to_uint8(arr) if arr.dtype.kind in "uif" else None
+        if arr is None:
+            raise VitcliError(name, f"an image array must hold numbers, got {np.asarray(obj).dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    mode = "L" if arr.ndim == 2 else ("RGB" if arr.shape[2] == 3 else "RGBA")
+    return _upright_rgb(name, Image.fromarray(np.ascontiguousarray(arr), mode), background)
+
+
+def preprocess_geometry(preprocess: object, image: Image.Image) -> np.ndarray:
+    """A checkpoint family's resize and centre crop on one RGB image → (H, W, 3) uint8."""
+    return preprocess.geometry(image)  # type: ignore[attr-defined]

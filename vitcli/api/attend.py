@@ -1,0 +1,142 @@
+"""`Model.attend`: self-attention of chosen layers, heads and queries, with its analyses and pictures.
+
+A = softmax(Q·Kᵀ/√d_k) per layer and head; the weights are (layers, heads, queries, tokens),
+tokens being the prefix tokens then the patches row by row on the input's true grid. Options that
+take a path write there (and compute); `True` computes without writing.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vitcli.errors import VitcliError, option_errors
+
+PathOrFlag = str | bool | None
+
+
+@dataclass
+class Selection:
+    """The parsed --layer, --head and --query, resolved against a model and a grid."""
+
+    layers: list[int]
+    heads: Any  # vitcli.core.select.HeadSelection
+    queries: list[int] | None  # token rows; None: every token
+
+    @classmethod
+    def parse(cls, config: Any, grid: tuple[int, int], layer: str, head: str, query: str | None) -> "Selection":
+        from vitcli.core.select import parse_heads, parse_layers, parse_query
+
+        with option_errors("--layer"):
+            layers = parse_layers(str(layer), config.depth)
+        with option_errors("--head"):
+            heads = parse_heads(str(head), config.heads)
+        text = query or ("cls" if config.class_token else f"{grid[0] // 2},{grid[1] // 2}")
+        with option_errors("--query"):
+            queries = parse_query(str(text), grid, config.num_prefix_tokens, config.class_token)
+        return cls(layers, heads, queries)
+
+
+@dataclass
+class AttendResult:
+    """What `attend` computed for one image (arrays without a batch axis) or for many (summaries)."""
+
+    document: dict[str, Any]
+    weights: Any = None  # (L, H_sel, Q, T) float32
+    rollout: Any = None  # (T, T) float64
+    distance: Any = None  # (L, H) pixels (several images: their mean)
+    masks: Any = None  # (H, rows, cols) bool
+    cosine: Any = None  # (L, H_sel, Q, T)
+    qkv: Any = None  # (q, k, v), each (L, H, T, d)
+    terminal_map: tuple[str, Any] | None = None  # (title, (rows, cols) map) for the terminal heatmap
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.document
+
+
+def _rollout_spec(rollout: PathOrFlag, fusion: str, ratio: float, scope: str, start: int) -> Any:
+    from vitcli.core.inspect import RolloutSpec
+
+    return RolloutSpec(fusion, ratio, scope, start) if rollout else None  # type: ignore[arg-type]
+
+
+def _check(sel: Selection, config: Any, overlay: str | None, rollout: PathOrFlag, masks: PathOrFlag,
+           threshold: float, discard_ratio: float, start_layer: int, fusion: str, scope: str) -> None:
+    """Refuse combinations that cannot give a picture or a mask, before the forward pass."""
+    if (overlay or rollout) and (sel.queries is None or len(sel.queries) != 1):
+        raise VitcliError("--query", "--overlay and --rollout draw one query's map: choose cls, a token or R,C")
+    if masks and not config.class_token:
+        raise VitcliError("--masks", "DINO masks are the class token's maps, and this model has no class token")
+    if not 0 < threshold <= 1:
+        raise VitcliError("--threshold", f"{threshold} is outside (0, 1]")
+    if not 0 <= discard_ratio < 1:
+        raise VitcliError("--discard-ratio", f"{discard_ratio} is outside [0, 1)")
+    if rollout and not 0 <= start_layer < config.depth:
+        raise VitcliError("--start-layer", f"start layer {start_layer} is outside 0..{config.depth - 1}")
+    if fusion not in ("mean", "max", "min"):
+        raise VitcliError("--rollout-fusion", f"'{fusion}' is not mean, max or min")
+    if scope not in ("row", "matrix"):
+        raise VitcliError("--discard-scope", f"'{scope}' is not row or matrix")
+
+
+class AttendMixin:
+    """`attend` for `Model`."""
+
+    def attend(self, images: Any, *, layer: str = "-1", head: str = "all", query: str | None = None,
+               normalize: str | None = None, output: str | None = None, rollout: PathOrFlag = None,
+               rollout_fusion: str = "mean", discard_ratio: float = 0.0, discard_scope: str = "matrix",
+               start_layer: int = 0, distance: PathOrFlag = None, plot_distance: str | None = None,
+               renorm: bool = False, masks: PathOrFlag = None, threshold: float = 0.6, cosine: PathOrFlag = None,
+               save_qkv: PathOrFlag = None, overlay: str | None = None, per_head: bool = False,
+               batch: Any = None, keep: bool = True, progress: Any = None) -> AttendResult:
+        """Attention of one image with every analysis asked, or of many images (weights streamed to
+        `output`, mean distance averaged over them)."""
+        import torch
+
+        from vitcli.api.attend_report import many_document, single_result
+        from vitcli.api.images import as_images
+        from vitcli.api.runs import BatchSpec, run_model
+        from vitcli.core.inspect import inspect_attention
+
+        images = as_images(images)
+        spec = _rollout_spec(rollout, rollout_fusion, discard_ratio, discard_scope, start_layer)
+        if images.many:
+            one = [n for n, v in [("--overlay", overlay), ("--rollout", rollout), ("--masks", masks),
+                                  ("--cosine", cosine), ("--save-qkv", save_qkv)] if v]
+            if one:
+                raise VitcliError(one[0], "draws or writes one image's analysis: give one image "
+                                  "(several images take -o, --distance, --plot-distance)")
+        every = list(range(self.config.depth)) if distance or plot_distance else None
+        chosen: dict[str, Any] = {}
+        per_image: list[np.ndarray] = []
+
+        def compute(x: Any) -> dict[str, Any]:
+            grid = (x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size)
+            sel = Selection.parse(self.config, grid, layer, head, query)
+            _check(sel, self.config, overlay, rollout, masks, threshold, discard_ratio, start_layer,
+                   rollout_fusion, discard_scope)
+            chosen["selection"] = sel
+            with torch.inference_mode():
+                report = inspect_attention(self.module, x, sel.layers, sel.heads, sel.queries, every, renorm, spec,
+                                           keep_qkv=bool(save_qkv), cosine=bool(cosine))
+            if not images.many:
+                chosen["report"] = report
+            elif every is not None:
+                per_image.append(distance_table(report))  # (b, L, H)
+            return {"attention": report.weights.numpy()}  # (b, L_sel, H_sel, Q, T)
+
+        run = run_model(self, images, compute, main="attention", normalize=normalize, batch=batch or BatchSpec(),
+                        output=output if images.many else None, keep=keep and images.many, progress=progress)
+        outputs = dict(output=output, rollout=rollout, distance=distance, plot_distance=plot_distance, masks=masks,
+                       threshold=threshold, cosine=cosine, save_qkv=save_qkv, overlay=overlay, per_head=per_head)
+        if images.many:
+            return many_document(self, run, chosen.get("selection"), per_image, outputs)
+        return single_result(self, run, chosen["selection"], chosen["report"], spec, outputs)
+
+
+def distance_table(report: Any) -> np.ndarray:
+    """(B, layers, heads) mean attention distance of every layer, float64."""
+    import torch
+
+    return torch.stack([report.distance[i] for i in sorted(report.distance)], dim=1).double().numpy()

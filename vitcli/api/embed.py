@@ -1,0 +1,104 @@
+"""`Model.embed`: patches → projection → class token → + positions = Z0 → encoder → embedding."""
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from vitcli.errors import VitcliError
+
+Stage = Literal["patches", "tokens", "input", "output", "pooled"]
+Impl = Literal["conv", "linear"]
+STAGES: tuple[str, ...] = ("patches", "tokens", "input", "output", "pooled")
+# name in arrays and JSON → ViTOutput field; `with_cls` is shown but cannot be written alone
+FIELDS = {"patches": "patches", "tokens": "tokens", "with_cls": "with_prefix", "input": "z0", "output": "output",
+          "pooled": "pooled"}
+
+
+@dataclass
+class EmbedResult:
+    """What `embed` computed: arrays (numpy) and the JSON document the command prints."""
+
+    stage: str
+    arrays: dict[str, Any]  # one image: every stage, no batch axis; several: {stage: (B, ...)} if kept
+    document: dict[str, Any]
+    image: Any = None  # the FittedImage of a single image
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def array(self) -> Any:
+        """The chosen stage: (N, P·P·C), (N, D), (T, D) or (D,) for one image; a batch axis for several."""
+        return self.arrays.get(self.stage)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.document
+
+
+def _capture(stages: set[str], cls_pooling: bool):
+    """The cheapest forward pass that gives these stages."""
+    from vitcli.core.capture import Capture
+
+    inputs = bool(stages & {"patches", "tokens", "with_cls", "input"})
+    final = "tokens" if "output" in stages else ("pooled" if "pooled" in stages else "none")
+    return Capture(inputs=inputs, final=final)
+
+
+class EmbedMixin:
+    """`embed` for `Model`."""
+
+    def embed(self, images: Any, *, stage: Stage = "input", impl: Impl = "conv", posenc: str | None = None,
+              normalize: str | None = None, output: str | None = None, output_dir: str | None = None,
+              batch: Any = None, keep: bool = True, progress: Any = None) -> EmbedResult:
+        """Every stage of one image (arrays without a batch axis), or one stage of many images
+        ((B, ...) rows, streamed to `output` / `output_dir` when given). `posenc` is a preset's choice
+        at load time; here it must match the model."""
+        import torch
+
+        from vitcli.api.images import as_images
+        from vitcli.api.runs import BatchSpec, run_model
+        from vitcli.report import tensor_stats
+
+        images = as_images(images)
+        if stage not in STAGES:
+            raise VitcliError("--stage", f"'{stage}' is not one of {', '.join(STAGES)}")
+        if stage == "pooled" and self.config.pooling == "none":
+            raise VitcliError("--stage", "this model has no pooled stage (pooling is none)")
+        if impl not in ("conv", "linear"):
+            raise VitcliError("--impl", f"'{impl}' is not conv or linear")
+        stages = set(FIELDS) if not images.many else {stage}
+        if self.config.pooling == "none":
+            stages.discard("pooled")
+        capture = _capture(stages, self.config.pooling == "cls")
+
+        def compute(x: Any) -> dict[str, Any]:
+            with torch.inference_mode():
+                out = self.module(x, capture=capture, impl=impl)
+            return {s: getattr(out, FIELDS[s]).float().cpu().numpy() for s in FIELDS if s in stages}
+
+        run = run_model(self, images, compute, main=stage, normalize=normalize, batch=batch or BatchSpec(),
+                        output=output, output_dir=output_dir, keep=keep, progress=progress)
+        if run.many:
+            return self._embed_many(run, stage, impl, output, output_dir)
+        arrays = {s: a[0] for s, a in run.arrays.items()}
+        if output:
+            from vitcli.io.arrays import save_npy
+
+            save_npy(output, arrays[stage])
+        fitted = run.fitted[0]
+        grid = fitted.index_entry(self.config.patch_size)["grid"]
+        doc = {**self._single_document("embed", fitted, tuple(grid), run.normalize), "stage": stage, "impl": impl,
+               "tensors": {s: tensor_stats(a) for s, a in arrays.items()}, "outputs": {"array": output}}
+        return EmbedResult(stage, arrays, doc, fitted, list(self.warnings))
+
+    def _embed_many(self, run: Any, stage: str, impl: str, output: str | None, output_dir: str | None) -> EmbedResult:
+        report = run.report
+        grid = report.first_grid
+        doc = {"command": "embed", **report.document(), "stage": stage, "impl": impl, "normalize": run.normalize,
+               "patch_size": self.config.patch_size, "model": self.document(grid),
+               "tensors": {stage: report.stats[stage].document()} if stage in report.stats else {}}
+        return EmbedResult(stage, run.arrays, doc, None, list(self.warnings))
+
+    def _single_document(self, command: str, fitted: Any, grid: tuple[int, int], normalize: str) -> dict[str, Any]:
+        """The JSON keys every single-image model command shares."""
+        n = grid[0] * grid[1]
+        return {"command": command, "input": fitted.input_document(), "patch_size": self.config.patch_size,
+                "grid": list(grid), "num_patches": n, "num_tokens": n + self.config.num_prefix_tokens,
+                "normalize": normalize, "model": self.document(grid)}

@@ -1,0 +1,249 @@
+"""The classic ViT analyses on a `Model`: filters, pca, similar, norms (each: arrays, PNG, document)."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vitcli.errors import VitcliError, option_errors
+
+
+@dataclass
+class FigureResult:
+    """One figure's array, the JSON document its command prints, and what the table lists."""
+
+    array: Any
+    document: dict[str, Any]
+    tables: list[dict[str, Any]] = field(default_factory=list)  # {"title", "columns", "rows"} for the terminal
+    heatmap: Any = None  # (rows, cols) map for the terminal, when there is one
+    images: list[Any] = field(default_factory=list)  # the FittedImages
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.document
+
+
+def _numpy(t: Any) -> np.ndarray:
+    return t.detach().double().cpu().numpy()
+
+
+def _write(output: str | None, array: np.ndarray, png: str | None, draw: Any) -> None:
+    """The array to `output` and the figure to `png` (drawn only when asked), each atomic."""
+    if output:
+        from vitcli.io.arrays import save_npy
+
+        save_npy(output, array)
+    if png:
+        from vitcli.io.pictures import save_figure
+
+        save_figure(png, draw())
+
+
+def _name(path: str) -> str:
+    from pathlib import Path
+
+    return "<stdin>" if path == "-" else Path(path).name
+
+
+class FiguresMixin:
+    """`filters`, `pca`, `similar` and `norms` for `Model`."""
+
+    def _forward_each(self, images: Any, normalize: str | None, capture: Any) -> tuple[list[Any], list[Any], str]:
+        """Fit every image as the model's commands do and run each alone (a batch of one)."""
+        import torch
+
+        from vitcli.api.images import as_images
+
+        images = as_images(images)
+        prepare, norm, _ = self.preparer(images.spec, normalize)
+        fitted = [prepare(item, name) for item, name in zip(images.items, images.names())]
+        with torch.inference_mode():
+            outs = [self.module(self.batch_tensor([f]), capture=capture) for f in fitted]
+        return fitted, outs, norm
+
+    def _figure_document(self, command: str, fitted: list[Any], out: Any, norm: str) -> dict[str, Any]:
+        doc = self._single_document(command, fitted[0], out.grid, norm)
+        return {**doc, "inputs": [f.input_document() for f in fitted]}
+
+    def filters(self, *, count: int = 28, output: str | None = None, png: str | None = None) -> FigureResult:
+        """Patch-embedding filters (ViT fig. 7 left): the first `count` principal components (k, C, P, P)."""
+        from vitcli.core.features import filter_components, tiles_for_display
+        from vitcli.io.paper_figures import filters_figure
+        from vitcli.report import tensor_stats
+
+        if count < 1:
+            raise VitcliError("--count", f"must be at least 1, got {count}")
+        weight = self.module.patch_embed.proj.weight.detach().float().cpu()
+        comps, ratio = filter_components(weight, count)  # (k, C, P, P), (k,)
+        array, explained = _numpy(comps), _numpy(ratio)
+        title = f"Patch-embedding filters of {self.config.name}: first {len(array)} principal components"
+        _write(output, array, png, lambda: filters_figure(_numpy(tiles_for_display(comps)), explained, title))
+        doc = {"command": "figures filters", "input": None, "patch_size": self.config.patch_size,
+               "model": self.document(), "weight_shape": list(weight.shape),
+               "explained_variance_ratio": explained.tolist(), "tensors": {"components": tensor_stats(array)},
+               "outputs": {"array": output, "png": png}}
+        shown = [[str(i + 1), 100 * e, 100 * c] for i, (e, c) in enumerate(zip(explained, explained.cumsum()))][:10]
+        table = {"title": f"principal components (first {len(shown)})", "columns": ["PC", "variance %", "cumulative %"],
+                 "rows": shown}
+        return FigureResult(array, doc, [table], warnings=list(self.warnings))
+
+    def pca(self, images: Any, *, foreground_threshold: float | None = None, normalize: str | None = None,
+            output: str | None = None, png: str | None = None) -> FigureResult:
+        """Feature PCA to RGB (DINOv2 fig. 1) over the images' last-layer patch tokens: (B, rows, cols, 3)."""
+        import torch
+
+        from vitcli.core.capture import Capture
+        from vitcli.core.features import feature_pca_rgb
+        from vitcli.io.paper_figures import pca_figure
+        from vitcli.report import tensor_stats
+
+        if foreground_threshold is not None and not 0.0 <= foreground_threshold < 1.0:
+            raise VitcliError("--foreground-threshold", f"{foreground_threshold} is outside [0, 1)")
+        fitted, outs, norm = self._forward_each(images, normalize, Capture(inputs=False))
+        grids = {o.grid for o in outs}
+        if len(grids) > 1:
+            raise VitcliError(fitted[1].loaded.path, f"the images give different patch grids {sorted(grids)}; "
+                              "give one --size for all")
+        grid, prefix = outs[0].grid, outs[0].num_prefix
+        features = torch.cat([o.output[:, prefix:] for o in outs])  # (B, N, D)
+        with option_errors("--foreground-threshold"):
+            result = feature_pca_rgb(features.float().cpu(), grid, foreground_threshold)
+        maps = _numpy(result.rgb)  # (B, rows, cols, 3)
+        title = f"PCA of last-layer patch features, {self.config.name}" + (
+            f", foreground > {foreground_threshold}" if foreground_threshold is not None else "")
+        _write(output, maps, png, lambda: pca_figure([f.pixels for f in fitted], maps, self.config.patch_size,
+                                                      [_name(f.loaded.path) for f in fitted], title))
+        doc = {**self._figure_document("figures pca", fitted, outs[0], norm), "foreground_threshold": foreground_threshold,
+               "explained_variance_ratio": _numpy(result.explained).tolist(), "first_component_flipped": result.flipped,
+               "tensors": {"pca_rgb": tensor_stats(maps), "first_component": tensor_stats(_numpy(result.first))},
+               "outputs": {"array": output, "png": png}}
+        if result.foreground is not None:
+            doc["foreground_patches"] = result.foreground.flatten(1).sum(1).tolist()
+        return FigureResult(maps, doc, images=fitted, warnings=list(self.warnings))
+
+    def similar(self, image: Any, *, to: Any = None, patch: str | tuple[int, int] | None = None,
+                pixel: str | tuple[int, int] | None = None, layer: int = -1, norm: bool = True,
+                normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
+        """Cosine similarity of one patch's features (after block `layer`) with every patch: (rows, cols)."""
+        from vitcli.core.attention import resolve_indices
+        from vitcli.core.capture import Capture
+        from vitcli.core.features import patch_index, patch_similarity
+        from vitcli.io.paper_figures import similarity_overlay_figure
+        from vitcli.report import tensor_stats
+
+        if patch is not None and pixel is not None:
+            raise VitcliError("--patch", "give --patch or --pixel, not both")
+        with option_errors("--layer"):
+            layer_i = resolve_indices([layer], self.config.depth, "layer")[0]
+        sources = [image] + ([to] if to is not None else [])
+        fitted, outs, norm_name = self._forward_each(_as_list(sources), normalize,
+                                                     Capture(inputs=False, blocks=[layer_i], final="none"))
+        import torch
+
+        with torch.inference_mode():
+            feats = [self._block_features(o, layer_i, norm) for o in outs]  # (T, D) each
+        q_grid, t_grid, prefix = outs[0].grid, outs[-1].grid, outs[0].num_prefix
+        rc = _query(patch, pixel, q_grid, self.config.patch_size, fitted[0].pixels.shape)
+        with option_errors("--patch" if pixel is None else "--pixel"):
+            index = patch_index(*rc, q_grid)
+            sim = _numpy(patch_similarity(feats[0], feats[-1], index, prefix, t_grid))  # (rows, cols)
+        rc = divmod(index, q_grid[1])
+        title = f"Cosine similarity to patch ({rc[0]}, {rc[1]}), block {layer_i}{'' if norm else ' (no norm)'}, {self.config.name}"
+        _write(output, sim, png, lambda: similarity_overlay_figure(fitted[0].pixels, fitted[-1].pixels, sim, rc,
+                                                                   self.config.patch_size, to is None, title))
+        best = divmod(int(sim.argmax()), t_grid[1])
+        doc = {**self._figure_document("figures similar", fitted, outs[0], norm_name),
+               "query": {"row": rc[0], "col": rc[1], "index": index},
+               "target": fitted[-1].loaded.path, "target_grid": list(t_grid), "layer": layer_i, "norm": norm,
+               "most_similar": {"row": best[0], "col": best[1], "similarity": float(sim.max())},
+               "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
+        return FigureResult(sim, doc, heatmap=sim, images=fitted, warnings=list(self.warnings))
+
+    def _block_features(self, out: Any, layer: int, norm: bool) -> Any:
+        """Block `layer`'s output of the one image, through the final norm when asked: (T, D)."""
+        x = out.blocks[layer]  # (1, T, D)
+        return (self.module.norm(x) if norm else x)[0]
+
+    def norms(self, image: Any, *, k: float = 5.0, norm_threshold: float | None = None, top: int = 20,
+              normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
+        """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""
+        import torch
+
+        from vitcli.core.capture import Capture
+        from vitcli.core.features import class_attention_share, high_norm_tokens, mad_thresholds, token_norms
+        from vitcli.io.paper_figures import norms_figure
+        from vitcli.report import tensor_stats
+
+        c = self.config
+        layers = list(range(c.depth))
+        capture = Capture(inputs=False, blocks=layers, attention=layers if c.class_token else (),
+                          queries=[0] if c.class_token else None, final="none")
+        fitted, outs, norm_name = self._forward_each(_as_list([image]), normalize, capture)
+        out = outs[0]
+        blocks = [out.blocks[i] for i in layers]
+        norms = token_norms([b[0] for b in blocks])  # (L, T)
+        prefix, depth = out.num_prefix, norms.shape[0]
+        thresholds = (torch.full((depth,), norm_threshold, dtype=torch.float64) if norm_threshold is not None
+                      else mad_thresholds(norms[:, prefix:], k))
+        outliers = high_norm_tokens(norms, prefix, thresholds)
+        share = class_attention_share([a[0] for a in out.attentions]) if out.attentions else None  # (L, T)
+        array = _numpy(norms)
+        registers = range(int(c.class_token) + int(c.distilled), prefix)
+        rule = f"> {norm_threshold:g}" if norm_threshold is not None else f"> median + {k:g}·MAD"
+        _write(output, array, png, lambda: norms_figure(array, prefix, c.class_token, registers, _numpy(thresholds),
+                                                         outliers, f"Token norms per layer, {c.name} (outliers {rule})"))
+        listed = _outlier_rows(outliers, norms, share, prefix, out.grid)
+        regs = [{"layer": l, "register": j, "token": t, "norm": float(norms[l, t]),
+                 "class_attention": None if share is None else float(share[l, t])}
+                for l in range(depth) for j, t in enumerate(registers)]
+        doc = {**self._figure_document("figures norms", fitted, out, norm_name), "rule": rule,
+               "thresholds": _numpy(thresholds).tolist(), "outliers": listed, "registers": regs,
+               "tensors": {"norms": tensor_stats(array)}, "outputs": {"array": output, "png": png}}
+        return FigureResult(array, doc, _norm_tables(listed[:top], regs, len(listed)), images=fitted,
+                            warnings=list(self.warnings))
+
+
+def _as_list(sources: list[Any]) -> Any:
+    """Several sources as one `Images` in the order given (not sorted: the query image comes first)."""
+    from vitcli.api.images import Images, as_images
+
+    parts = [as_images(s) for s in sources]
+    return Images([i for p in parts for i in p.items], len(sources) > 1, parts[0].spec)
+
+
+def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(row, col) of the query: `patch`, the patch under `pixel` (x, y), or the centre patch."""
+    option, value = ("--pixel", pixel) if pixel is not None else ("--patch", patch)
+    if value is None:
+        return grid[0] // 2, grid[1] // 2
+    try:
+        a, b = (int(v) for v in (value.split(",") if isinstance(value, str) else value))
+    except (TypeError, ValueError):
+        raise VitcliError(option, f"'{value}' is not two integers {'X,Y' if pixel is not None else 'ROW,COL'}") from None
+    if pixel is None:
+        return a, b
+    h, w = shape[:2]
+    if not (0 <= a < w and 0 <= b < h):
+        raise VitcliError("--pixel", f"{a},{b} is outside the {w}x{h} (width x height) fitted image")
+    return b // patch_size, a // patch_size
+
+
+def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefix: int, grid: tuple[int, int]) -> list[dict[str, Any]]:
+    """One record per outlier, largest norm first."""
+    rows = [{"layer": l, "row": p // grid[1], "col": p % grid[1], "token": p + prefix, "norm": float(norms[l, p + prefix]),
+             "class_attention": None if share is None else float(share[l, p + prefix])} for l, p in outliers]
+    return sorted(rows, key=lambda o: -o["norm"])
+
+
+def _norm_tables(outliers: list[dict[str, Any]], regs: list[dict[str, Any]], total: int) -> list[dict[str, Any]]:
+    """The outlier table and, for models with registers, the register table."""
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{100 * v:.2f}%"
+
+    tables = [{"title": f"high-norm patch tokens ({len(outliers)} of {total} shown)",
+               "columns": ["layer", "row, col", "norm", "class attention"],
+               "rows": [[str(o["layer"]), f"{o['row']}, {o['col']}", o["norm"], pct(o["class_attention"])] for o in outliers]}]
+    if regs:
+        tables.append({"title": "register tokens", "columns": ["layer", "register", "norm", "class attention"],
+                       "rows": [[str(g["layer"]), str(g["register"]), g["norm"], pct(g["class_attention"])] for g in regs]})
+    return tables

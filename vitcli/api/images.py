@@ -1,0 +1,197 @@
+"""Images for a model: sources (paths, folders, globs, list files, Pillow images, arrays) → fitted pixels.
+
+    images = vitcli.load_images(["cat.jpg", "photos/"], size=224, fit="crop")   # lazy: nothing decoded
+    for item in images.fitted(patch_size=16): item.pixels                        # (H, W, 3) uint8
+
+`ImageSpec` holds every image option with its default in one place; `fit_one` is the one way an
+image reaches its final size, for every command and for one image or many.
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from vitcli.errors import VitcliError
+
+Fit = Literal["crop", "resize", "pad", "strict"]
+Resample = Literal["bicubic", "bilinear", "nearest", "lanczos"]
+DEFAULT_PATCH = 16
+DEFAULT_SIZE = "224"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How images are read and fitted; None means "the model's (or the checkpoint family's) own"."""
+
+    size: str | None = None  # '224', 'HxW' ([H, W]) or 'native'
+    fit: Fit | None = None  # crop (default), resize, pad, strict
+    resample: Resample | None = None  # bicubic (default, or the family's filter)
+    background: str = "255,255,255"  # under transparent pixels and padding: R,G,B or #rrggbb
+    max_pixels: int | None = None  # decompression-bomb guard (Pillow's 89,478,485 by default)
+    draft: bool = True  # JPEG draft decoding when the photo is ≥ 4× the final size
+    patch_size: int | None = None  # P; a model's own when None (patchify: 16)
+
+
+def as_size_text(size: object) -> str | None:
+    """224, (224, 160), '224x160' or 'native' → the '--size' text form (None stays None)."""
+    if size is None or isinstance(size, str):
+        return size
+    if isinstance(size, int):
+        return str(size)
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return f"{size[0]}x{size[1]}"
+    raise VitcliError("--size", f"{size!r} is not N, (H, W), 'HxW' or 'native'")
+
+
+@dataclass
+class FittedImage:
+    """An image brought to its final size, with the facts the table and JSON report."""
+
+    loaded: Any  # vitcli.io.images.LoadedImage
+    pixels: Any  # (H, W, 3) uint8
+    fit: str  # crop | resize | pad | strict | family
+    done: str  # what was done, in words
+    data: Any = None  # the model input (1, 3, H, W), made in the decoding thread
+
+    def input_document(self) -> dict[str, Any]:
+        """The JSON `input` object shared by every command."""
+        l = self.loaded
+        return {"path": l.path, "original_size": list(l.original_size),
+                "size": [int(self.pixels.shape[0]), int(self.pixels.shape[1])], "fit": self.fit,
+                "resize": self.done, "mode": l.mode, "format": l.format, "frames": l.frames, "notes": l.notes}
+
+    def index_entry(self, patch_size: int) -> dict[str, Any]:
+        """The index line of one image: path, original size, size and grid."""
+        h, w = int(self.pixels.shape[0]), int(self.pixels.shape[1])
+        entry = {"path": self.loaded.path, "original_size": list(self.loaded.original_size), "size": [h, w],
+                 "grid": [h // patch_size, w // patch_size]}
+        if self.loaded.notes:
+            entry["notes"] = self.loaded.notes
+        return entry
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """'255,255,255' or '#ffffff' → (r, g, b)."""
+    t = text.strip()
+    try:
+        rgb = tuple(int(t[i:i + 2], 16) for i in (1, 3, 5)) if t.startswith("#") and len(t) == 7 else \
+            tuple(int(v) for v in t.split(","))
+        if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+            raise ValueError
+    except ValueError:
+        raise VitcliError("--background", f"'{text}' is not a colour: use R,G,B (0-255) or #rrggbb") from None
+    return rgb  # type: ignore[return-value]
+
+
+def check_spec(spec: ImageSpec, patch_size: int) -> tuple[int, int] | None:
+    """Options wrong for every image fail once, before any image is read; the requested [H, W] (None: native)."""
+    from vitcli.io.images import parse_size
+
+    if patch_size <= 0:
+        raise VitcliError("--patch-size", f"must be a positive number of pixels, got {patch_size}")
+    if spec.fit is not None and spec.fit not in ("crop", "resize", "pad", "strict"):
+        raise VitcliError("--fit", f"'{spec.fit}' is not crop, resize, pad or strict")
+    if spec.resample is not None and spec.resample not in ("bicubic", "bilinear", "nearest", "lanczos"):
+        raise VitcliError("--resample", f"'{spec.resample}' is not bicubic, bilinear, nearest or lanczos")
+    requested = parse_size(spec.size or DEFAULT_SIZE)
+    if requested and (requested[0] % patch_size or requested[1] % patch_size):
+        raise VitcliError("--size", f"{spec.size} is not a multiple of the patch size {patch_size}")
+    parse_colour(spec.background)
+    return requested
+
+
+def read_one(item: object, spec: ImageSpec, draft: int | None, name: str) -> Any:
+    """A path ('-': standard input), a Pillow image or an array → LoadedImage (upright 8-bit RGB)."""
+    from vitcli.io import images
+
+    background = parse_colour(spec.background)
+    if isinstance(item, str):
+        return images.load_image(item, background, spec.max_pixels or images.DEFAULT_MAX_PIXELS, draft)
+    return images.image_from_memory(item, name, background)
+
+
+def fit_one(item: object, spec: ImageSpec, patch_size: int, family: Any = None, name: str = "") -> FittedImage:
+    """Load, orient, convert and fit one image: the same pixels for every command.
+
+    `family` (a checkpoint's `Preprocess`) replaces vitcli's size policy by the family library's own
+    resize and centre crop, from the fully decoded image as that library sees it.
+    """
+    from vitcli.io import images
+    from vitcli.io.inputs import draft_size
+
+    requested = check_spec(spec, patch_size)
+    fit = spec.fit or "crop"
+    draft = draft_size(requested, fit) if spec.draft and family is None else None
+    loaded = read_one(item, spec, draft, name or str(item))
+    h, w = loaded.original_size
+    if h < patch_size or w < patch_size:
+        raise VitcliError(loaded.path, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
+    if family is not None:
+        done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
+        return FittedImage(loaded, images.preprocess_geometry(family, loaded.image), "family", done)
+    pixels, done = images.fit_image(loaded, requested, fit, patch_size, spec.resample or "bicubic",
+                                    parse_colour(spec.background))
+    return FittedImage(loaded, pixels, fit, done)
+
+
+@dataclass
+class Images:
+    """Sources expanded to an ordered list, decoded only when iterated; `many` gives outputs a batch axis."""
+
+    items: list[Any]  # paths (sorted), '-', or in-memory images in the order given
+    many: bool
+    spec: ImageSpec = field(default_factory=ImageSpec)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def names(self) -> list[str]:
+        """A name per item: its path, or '<image N>' for an in-memory image."""
+        return [item if isinstance(item, str) else f"<image {i}>" for i, item in enumerate(self.items)]
+
+    def with_spec(self, **changes: Any) -> "Images":
+        return replace(self, spec=replace(self.spec, **changes))
+
+    def fitted(self, patch_size: int | None = None, family: Any = None) -> Iterator[FittedImage]:
+        """Decode and fit one at a time (in this thread); errors are raised as they come."""
+        p = next((v for v in (patch_size, self.spec.patch_size) if v is not None), DEFAULT_PATCH)
+        for item, name in zip(self.items, self.names()):
+            yield fit_one(item, self.spec, p, family, name)
+
+    def __iter__(self) -> Iterator[FittedImage]:
+        return self.fitted()
+
+
+def load_images(sources: object, *, size: object = None, fit: Fit | None = None, resample: Resample | None = None,
+                background: str = "255,255,255", max_pixels: int | None = None, draft: bool = True,
+                patch_size: int | None = None, recursive: bool = False, from_list: str | None = None) -> Images:
+    """Images from paths, folders (`recursive`), quoted globs, a list file (`from_list`; '-' for
+    standard input), '-' (one image on standard input), Pillow images or numpy arrays.
+
+    Paths are de-duplicated and sorted (row i is the i-th path); in-memory images keep their order.
+    Nothing is decoded until the images are used, so a million paths cost a list of strings.
+    """
+    from vitcli.io.inputs import expand_inputs
+
+    spec = ImageSpec(as_size_text(size), fit, resample, background, max_pixels, draft, patch_size)
+    if isinstance(sources, Images):
+        return replace(sources, spec=spec)
+    listed = list(sources) if isinstance(sources, (list, tuple)) else ([] if sources is None else [sources])
+    if any(not isinstance(s, str) for s in listed):
+        items = [s for s in listed]
+        many = len(items) > 1 or isinstance(sources, (list, tuple))
+        if any(isinstance(s, str) for s in listed):
+            raise VitcliError("images", "give paths or in-memory images, not both in one call")
+        return Images(items, many, spec)
+    if not listed and from_list is None:
+        raise VitcliError("IMAGE", "give at least one image (a file, folder or glob) or a list file")
+    inputs = expand_inputs(listed, recursive, from_list)
+    return Images(inputs.paths, inputs.many or isinstance(sources, (list, tuple)) and len(listed) > 1, spec)
+
+
+def as_images(images: object) -> Images:
+    """An `Images`, or sources made into one with default options."""
+    return images if isinstance(images, Images) else load_images(images)
+
+
+__all__ = ["FittedImage", "ImageSpec", "Images", "as_images", "check_spec", "fit_one", "load_images", "parse_colour"]

@@ -1,0 +1,275 @@
+"""`vitcli.load_model`: a preset or a checkpoint as a `Model` that embeds, attends, explains and describes.
+
+    model = vitcli.load_model("vit-s16", seed=0)                 # random weights, reproducible
+    model = vitcli.load_model("vit_small.safetensors")           # or a folder, hf-hub:ORG/NAME, timm:NAME
+    model = vitcli.load_model("bare.safetensors", heads=4)       # what the weights cannot show
+
+Overrides a checkpoint cannot show (heads, native_size, eps, activation) are applied to it; sizes it
+does show (dim, depth, patch_size, mlp_ratio) are checked against it. The commands' methods live in
+their own modules (embed, attend, figures) and are mixed into `Model`.
+"""
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from vitcli.api.attend import AttendMixin
+from vitcli.api.embed import EmbedMixin
+from vitcli.api.figures import FiguresMixin
+from vitcli.api.images import FittedImage, ImageSpec, check_spec, fit_one
+from vitcli.errors import VitcliError, option_errors
+
+if TYPE_CHECKING:
+    import torch
+
+    from vitcli.core.config import ViTConfig
+    from vitcli.core.encoder import VisionTransformer
+
+NORMALIZE_NAMES = ("imagenet", "inception", "clip", "none")
+
+
+@dataclass
+class ModelSpec:
+    """Everything `load_model` was given, kept for the table and JSON."""
+
+    spec: str
+    device: str = "auto"
+    dtype: str = "float32"
+    seed: int = 0
+    strict: bool = True
+
+
+class Model(EmbedMixin, AttendMixin, FiguresMixin):
+    """A built ViT on its device, with where it came from and how images reach it."""
+
+    def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, warnings: list[str],
+                 spec: ModelSpec, device: "torch.device") -> None:
+        self.config, self.source, self.checkpoint = config, source, checkpoint
+        self.warnings, self.spec, self._device = warnings, spec, device
+        self._build, self._module = build, None
+
+    @property
+    def module(self) -> "VisionTransformer":
+        """The torch model (eval mode), built when first needed: `info` on a preset builds nothing."""
+        if self._module is None:
+            self._module = self._build()
+        return self._module
+
+    # --- facts ---------------------------------------------------------------------------------
+
+    @property
+    def preprocess(self) -> Any:
+        """The checkpoint family's `Preprocess`, or None for random weights."""
+        return getattr(self.checkpoint, "preprocess", None)
+
+    @property
+    def params(self) -> int:
+        if self._module is None:
+            from vitcli.core.presets import config_params
+
+            return config_params(self.config)
+        return sum(p.numel() for p in self._module.parameters())
+
+    @property
+    def device(self) -> "torch.device":
+        return self._device
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.device.type == "cpu"
+
+    def document(self, grid: tuple[int, int] | None = None) -> dict[str, Any]:
+        """The `model` JSON object that every model command shares."""
+        from vitcli.core.presets import count_macs
+
+        c = self.config
+        grid = grid or c.grid
+        doc: dict[str, Any] = {
+            "name": c.name, "source": self.source, "patch_size": c.patch_size, "dim": c.dim, "depth": c.depth,
+            "heads": c.heads, "head_dim": c.head_dim, "mlp_dim": c.mlp_dim, "params": self.params,
+            "gmacs": round(count_macs(c, grid) / 1e9, 3), "native_size": list(c.image_size),
+            "native_grid": list(c.grid), "grid": list(grid), "num_prefix_tokens": c.num_prefix_tokens,
+            "num_tokens": grid[0] * grid[1] + c.num_prefix_tokens, "posenc": c.posenc, "pooling": c.pooling,
+            "activation": c.activation, "eps": c.eps, "num_classes": c.num_classes,
+            "dtype": self.spec.dtype,
+        }
+        if self.checkpoint is not None:
+            doc["family"] = self.checkpoint.family
+            doc["ignored_keys"] = list(self.checkpoint.ignored_keys)
+            doc["nonfinite_weights"] = dict(getattr(self.checkpoint, "nonfinite", {}))
+        return doc
+
+    def info(self, size: object = None) -> dict[str, Any]:
+        """The `info` document: architecture, family, parameters, GMACs at `size` (default: native), preprocessing."""
+        from vitcli.api.images import as_size_text
+        from vitcli.io.images import parse_hw
+
+        c = self.config
+        text = as_size_text(size)
+        h, w = parse_hw(text, "--size") if text else c.image_size
+        if h % c.patch_size or w % c.patch_size:
+            raise VitcliError("--size", f"{h}x{w} is not a multiple of the patch size {c.patch_size}")
+        grid = (h // c.patch_size, w // c.patch_size)
+        doc: dict[str, Any] = {"command": "info", "input": None, "patch_size": c.patch_size, "grid": list(grid),
+                               "num_patches": grid[0] * grid[1], "model": self.document(grid), "tensors": {},
+                               "size": [h, w], "prefix_tokens": prefix_description(c)}
+        if self.preprocess is not None:
+            doc["preprocess"] = preprocess_document(self.preprocess)
+        return doc
+
+    # --- images --------------------------------------------------------------------------------
+
+    def image_plan(self, spec: ImageSpec) -> tuple[ImageSpec, Any]:
+        """How images reach this model: the checkpoint family's own resize and crop (its `Preprocess`,
+        with `resample` as its filter) when neither size nor fit is given, else vitcli's size policy
+        at the model's native size unless a size is given. Checked before any image is read."""
+        family = self.preprocess
+        if spec.patch_size is not None and spec.patch_size != self.config.patch_size:
+            raise VitcliError("--patch-size", f"{spec.patch_size} differs from the model's patch size "
+                              f"{self.config.patch_size}; change the model's (--patch-size with a preset) instead")
+        if family is not None and spec.size is None and spec.fit is None:
+            if spec.resample is not None:
+                family = family.with_changes(interpolation=spec.resample)
+            check_spec(spec, self.config.patch_size)
+            return spec, family
+        if spec.size is None:
+            spec = replace(spec, size="{}x{}".format(*self.config.image_size))
+        check_spec(spec, self.config.patch_size)
+        return spec, None
+
+    def normalize_name(self, normalize: str | None) -> str:
+        """The normalisation asked for, else the checkpoint family's ('custom' without a preset name), else imagenet."""
+        name = normalize or getattr(self.preprocess, "normalize", None) or "imagenet"
+        if name not in NORMALIZE_NAMES and not (name == "custom" and self.preprocess is not None):
+            raise VitcliError("--normalize", f"'{name}' is not one of {', '.join(NORMALIZE_NAMES)}")
+        return name
+
+    def input_tensor(self, pixels: Any, normalize: str) -> "torch.Tensor":
+        """(H, W, 3) uint8 → (1, 3, H, W) float32, normalised ('custom': the checkpoint's own mean/std)."""
+        import torch
+
+        from vitcli.io.images import NORMALIZE, normalize_mean_std
+
+        mean, std = (self.preprocess.mean, self.preprocess.std) if normalize == "custom" else NORMALIZE[normalize]
+        return torch.from_numpy(normalize_mean_std(pixels, mean, std))[None]
+
+    def preparer(self, spec: ImageSpec, normalize: str | None):
+        """A function (item, name) → FittedImage with its model input in `.data`, safe in decoding threads."""
+        spec, family = self.image_plan(spec)
+        norm = self.normalize_name(normalize)
+
+        def prepare(item: object, name: str) -> FittedImage:
+            fitted = fit_one(item, spec, self.config.patch_size, family, name)
+            fitted.data = self.input_tensor(fitted.pixels, norm)
+            return fitted
+
+        return prepare, norm, spec
+
+    def batch_tensor(self, items: list[FittedImage]) -> "torch.Tensor":
+        """(b, 3, H, W) on the model's device and dtype."""
+        import torch
+
+        param = next(self.module.parameters())
+        return torch.cat([p.data for p in items]).to(param.device, param.dtype)
+
+
+def prefix_description(c: "ViTConfig") -> str:
+    """'class + 4 registers' etc."""
+    parts = (["class"] if c.class_token else []) + (["distillation"] if c.distilled else [])
+    parts += [f"{c.num_registers} registers"] if c.num_registers else []
+    return " + ".join(parts) or "none"
+
+
+def preprocess_document(preprocess: Any) -> dict[str, Any]:
+    """A checkpoint's preprocessing as plain JSON values."""
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(preprocess).items()}
+
+
+def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "float32", seed: int = 0,
+               strict: bool = True, patch_size: int | None = None, dim: int | None = None, depth: int | None = None,
+               heads: int | None = None, mlp_ratio: float | None = None, class_token: bool | None = None,
+               posenc: str | None = None, native_size: object = None, eps: float | None = None,
+               activation: str | None = None) -> Model:
+    """A preset name (vit-ti16 … vit-h14) with random weights from `seed`, or a checkpoint: a file
+    (.safetensors, .pth/.pt/.bin, OpenAI CLIP .pt), a Hugging Face snapshot folder, `hf-hub:ORG/NAME`
+    or `timm:NAME` from the local cache. Overrides change a preset; with a checkpoint, `heads`,
+    `native_size`, `eps` and `activation` supply what weights cannot show and the others are checked."""
+    from vitcli.core.device import resolve_device, resolve_dtype
+    from vitcli.core.presets import PRESETS
+
+    with option_errors("--device"):
+        torch_device = resolve_device(device)
+    with option_errors("--dtype"):
+        torch_dtype, warning = resolve_dtype(dtype, torch_device)
+    sizes = {"patch_size": patch_size, "dim": dim, "depth": depth, "heads": heads, "mlp_ratio": mlp_ratio,
+             "class_token": class_token, "posenc": posenc}
+    model_spec = ModelSpec(spec, device, dtype, seed, strict)
+    if spec.strip().lower() in PRESETS:
+        if native_size is not None:
+            raise VitcliError("--native-size", "tells a checkpoint's native size: use it with --weights (presets take --size)")
+        config = _preset_config(spec, sizes)
+        from vitcli.core.presets import build_model
+
+        return Model(config, lambda: build_model(config, seed, torch_device, torch_dtype), f"random weights (seed {seed})",
+                     None, [warning] if warning else [], model_spec, torch_device)
+    return _checkpoint_model(spec, sizes, native_size, eps, activation, strict, torch_device, torch_dtype,
+                             warning, model_spec)
+
+
+def _preset_config(name: str, sizes: dict[str, Any]) -> "ViTConfig":
+    """The preset with overrides; when only dim changes and the preset's heads do not divide it,
+    heads of 64 channels (the ViT rule) or else the largest count that divides D."""
+    from math import gcd
+
+    from vitcli.core.presets import get_preset, override
+
+    preset = get_preset(name)
+    heads, dim = sizes["heads"], sizes["dim"]
+    if heads is None and dim is not None and dim % preset.heads:
+        heads = dim // 64 if dim % 64 == 0 else gcd(dim, preset.heads)
+    with option_errors(name):
+        return override(preset, patch_size=sizes["patch_size"], dim=dim, depth=sizes["depth"], heads=heads,
+                        mlp_ratio=sizes["mlp_ratio"], posenc=sizes["posenc"], class_token=sizes["class_token"])
+
+
+def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps: float | None,
+                      activation: str | None, strict: bool, device: "torch.device", dtype: "torch.dtype",
+                      warning: str | None, model_spec: ModelSpec) -> Model:
+    """Load, check the sizes given against the weights, build on the device."""
+    from vitcli.checkpoints.load import build_model_from_checkpoint, load_checkpoint
+
+    for name in ("posenc", "class_token"):
+        if sizes[name] is not None:
+            raise VitcliError("--" + name.replace("_", "-").replace("class-token", "no-cls"),
+                              "the checkpoint's own position table and tokens are used; drop it")
+    native = _hw(native_size, "--native-size") if native_size is not None else None
+    loaded = load_checkpoint(spec, strict=strict, image_size=native, heads=sizes["heads"], eps=eps,
+                             activation=activation)
+    _check_sizes(loaded.config, sizes)
+    return Model(loaded.config, lambda: build_model_from_checkpoint(loaded, device=device, dtype=dtype), spec, loaded,
+                 [warning] if warning else [], model_spec, device)
+
+
+def _check_sizes(config: "ViTConfig", sizes: dict[str, Any]) -> None:
+    """Sizes the weights show may be given, but only as they are."""
+    shown = {"patch_size": config.patch_size, "dim": config.dim, "depth": config.depth,
+             "mlp_ratio": config.mlp_dim / config.dim}
+    for name, actual in shown.items():
+        given = sizes[name]
+        if given is not None and abs(given - actual) > 1e-9:
+            raise VitcliError("--" + name.replace("_", "-"), f"{given:g} contradicts the checkpoint's weights, "
+                              f"whose {name.replace('_', ' ')} is {actual:g}")
+
+
+def _hw(value: object, option: str) -> tuple[int, int]:
+    from vitcli.io.images import parse_hw
+
+    if isinstance(value, str):
+        return parse_hw(value, option)
+    if isinstance(value, int):
+        return value, value
+    return tuple(int(v) for v in value)  # type: ignore[union-attr, return-value]
+
+
+__all__ = ["Model", "ModelSpec", "load_model"]

@@ -1,0 +1,140 @@
+"""`vitcli.patchify` and `vitcli.unpatchify`: an image as (N, P·P·C) patches, and back."""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from vitcli.errors import VitcliError
+
+Order = Literal["chw", "hwc"]
+Values = Literal["raw", "none", "imagenet", "inception", "clip"]
+VALUES = ("raw", "none", "imagenet", "inception", "clip")
+
+
+@dataclass
+class PatchifyResult:
+    """Patches of one image (N, P·P·C) or of many (B, N, P·P·C), and the command's JSON document."""
+
+    array: Any
+    document: dict[str, Any]
+    image: Any = None  # the FittedImage of a single image
+
+    def to_json(self) -> dict[str, Any]:
+        return self.document
+
+
+class _Pixels:
+    """The 'model' of patchify: images fitted at a patch size, values as asked, no network."""
+
+    def __init__(self, patch_size: int, normalize: str) -> None:
+        from vitcli.core.config import ViTConfig
+
+        self.config = ViTConfig(patch_size=patch_size)
+        self.normalize = normalize
+        self.on_cpu = False  # nothing competes with decoding: let it run ahead
+
+    def preparer(self, spec: Any, normalize: str | None):
+        from vitcli.api.images import check_spec, fit_one
+        from vitcli.io.images import normalize as values
+
+        check_spec(spec, self.config.patch_size)
+
+        def prepare(item: object, name: str) -> Any:
+            fitted = fit_one(item, spec, self.config.patch_size, None, name)
+            fitted.data = values(fitted.pixels, self.normalize)  # (3, H, W)
+            return fitted
+
+        return prepare, self.normalize, spec
+
+    def batch_tensor(self, items: list[Any]) -> np.ndarray:
+        return np.stack([i.data for i in items])  # (b, 3, H, W)
+
+
+def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", output: str | None = None,
+             output_dir: str | None = None, grid_png: str | None = None, batch: Any = None, keep: bool = True,
+             progress: Any = None) -> PatchifyResult:
+    """(N, P·P·C) patches of one image in row-major order, or (B, N, P·P·C) of many; values are the
+    raw uint8 bytes unless `normalize` names a mean/std. Image options come from `load_images`."""
+    from vitcli.api.images import DEFAULT_PATCH, as_images
+    from vitcli.api.runs import BatchSpec, run_model
+    from vitcli.core.patches import patchify as cut
+    from vitcli.report import channel_stats, tensor_stats
+
+    images = as_images(images)
+    if order not in ("chw", "hwc"):
+        raise VitcliError("--order", f"'{order}' is not chw or hwc")
+    if normalize not in VALUES:
+        raise VitcliError("--normalize", f"'{normalize}' is not one of {', '.join(VALUES)}")
+    if grid_png and images.many:
+        raise VitcliError("--grid-png", "draws one image; give one IMAGE")
+    p = DEFAULT_PATCH if images.spec.patch_size is None else images.spec.patch_size
+    pixels = _Pixels(p, normalize)
+    run = run_model(pixels, images, lambda x: {"patches": cut(x, p, order)}, main="patches", normalize=None,
+                    batch=batch or BatchSpec(), output=output if images.many else None, output_dir=output_dir,
+                    keep=keep, progress=progress)
+    if images.many:
+        doc = {"command": "patchify", **run.report.document(), "patch_size": p, "order": order, "normalize": normalize,
+               "tensors": {"patches": run.report.stats["patches"].document()} if run.report.stats else {}}
+        return PatchifyResult(run.arrays.get("patches"), doc)
+    fitted = run.fitted[0]
+    patches = run.arrays["patches"][0]  # (N, P·P·C)
+    if output:
+        from vitcli.io.arrays import save_npy
+
+        save_npy(output, patches)
+    if grid_png:
+        from vitcli.io.pictures import grid_picture, save_png
+
+        save_png(grid_png, grid_picture(fitted.pixels, p))
+    h, w = fitted.pixels.shape[:2]
+    doc = {"command": "patchify", "input": fitted.input_document(), "patch_size": p, "grid": [h // p, w // p],
+           "num_patches": patches.shape[0], "patch_length": patches.shape[1], "order": order, "normalize": normalize,
+           "tensors": {"patches": tensor_stats(patches)}, "channels": channel_stats(fitted.data),
+           "outputs": {"array": output, "grid_png": grid_png}}
+    return PatchifyResult(patches, doc, fitted)
+
+
+def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, order: Order = "chw",
+               normalize: Values = "raw", output: str | None = None) -> PatchifyResult:
+    """(N, P·P·C) patches (an array or a .npy path) → the (3, H, W) image, written as .npy or PNG."""
+    from vitcli.core.patches import unpatchify as join
+    from vitcli.io.arrays import load_npy, save_npy
+    from vitcli.io.images import denormalize
+    from vitcli.io.pictures import save_png
+    from vitcli.report import tensor_stats
+
+    path = patches if isinstance(patches, str) else "<array>"
+    if isinstance(patches, str) and not output:
+        raise VitcliError("--unpatchify", "needs -o FILE.png (the picture) or -o FILE.npy (the (3, H, W) array)")
+    array = load_npy(patches) if isinstance(patches, str) else np.asarray(patches)
+    if array.ndim != 2:
+        raise VitcliError(path, f"expected a (N, P·P·C) array, got shape {array.shape}")
+    grid = _grid(grid_size, array.shape[0], path)
+    try:
+        chw = join(array, grid, 3, order)  # (3, H, W)
+    except ValueError as e:
+        raise VitcliError(path, str(e)) from None
+    if output and (output.lower().endswith(".npy") or output == "-"):
+        save_npy(output, chw)
+    elif output:
+        if normalize == "raw" and chw.dtype != "uint8":
+            raise VitcliError(path, f"holds {chw.dtype} values: say which --normalize made them to write a PNG")
+        save_png(output, denormalize(chw, normalize))
+    p = round((array.shape[1] / 3) ** 0.5)
+    doc = {"command": "unpatchify", "input": {"path": path}, "patch_size": p, "grid": list(grid),
+           "num_patches": array.shape[0], "patch_length": array.shape[1], "order": order, "normalize": normalize,
+           "tensors": {"patches": tensor_stats(array), "image": tensor_stats(chw)}, "outputs": {"image": output}}
+    return PatchifyResult(chw, doc)
+
+
+def _grid(value: Any, n: int, path: str) -> tuple[int, int]:
+    """'14x14' or (14, 14) → (14, 14); None → the square grid holding n patches."""
+    from vitcli.io.images import parse_hw
+
+    if value is None:
+        side = round(n**0.5)
+        if side * side != n:
+            raise VitcliError(path, f"{n} patches do not make a square grid: give --grid-size ROWSxCOLS")
+        return side, side
+    return parse_hw(value, "--grid-size") if isinstance(value, str) else (int(value[0]), int(value[1]))

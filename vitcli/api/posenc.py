@@ -1,0 +1,154 @@
+"""`vitcli.posenc`: a position-encoding table on its own — shape, stats, chosen rows, similarity."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vitcli.errors import VitcliError
+
+
+@dataclass
+class PosencResult:
+    """The table (prefix rows + N, D), on the CPU (learned float32, fixed float64), and its document."""
+
+    array: Any
+    document: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.document
+
+
+def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None, size: Any = None,
+           patch_size: int | None = None, positions: str | None = None, similarity: str | None = None,
+           resample: Any = None, output: str | None = None, **model_options: Any) -> PosencResult:
+    """A preset's table of `kind` (learned: the exact table `embed` adds for that seed) for its own grid,
+    `grid` (rows, cols) or `size` (H, W); or a checkpoint's learned table; optionally resampled to
+    another grid as timm does. `model_options` go to `load_model` (dim, seed, native_size, …)."""
+    from vitcli.api.models import Model, load_model
+    from vitcli.core.posenc import KINDS
+
+    if kind is not None and kind not in KINDS:
+        raise VitcliError("--kind", f"'{kind}' is not one of {', '.join(KINDS)}")
+    if grid is not None and size is not None:
+        raise VitcliError("--grid", "give --grid or --size, not both")
+    if not isinstance(model, Model):
+        model = load_model(model, posenc=kind if _is_preset(model) else None,
+                           patch_size=patch_size if _is_preset(model) else None, **model_options)
+    if model.checkpoint is not None:
+        table, table_grid, rows, what = _checkpoint_table(model, grid, size, kind)
+    else:
+        table, table_grid, rows, what = _preset_table(model, grid, size)
+    resampled_from = None
+    if resample is not None:
+        from vitcli.core.posenc import resample_pos_table
+        from vitcli.io.images import parse_hw
+
+        target = parse_hw(resample, "--resample") if isinstance(resample, str) else tuple(resample)
+        table, resampled_from, table_grid = resample_pos_table(table, table_grid, target, rows), list(table_grid), target
+    array = table.numpy()
+    if output:
+        from vitcli.io.arrays import save_npy
+
+        save_npy(output, array)
+    if similarity:
+        _similarity_png(similarity, array, rows, table_grid, what, resampled_from)
+    return PosencResult(array, _document(model, what, array, table_grid, rows, resampled_from, positions, output,
+                                         similarity))
+
+
+def _is_preset(spec: str) -> bool:
+    from vitcli.core.presets import PRESETS
+
+    return spec.strip().lower() in PRESETS
+
+
+def _preset_table(model: Any, grid: Any, size: Any) -> tuple[Any, tuple[int, int], int, str]:
+    """A table of the model's kind for its grid, `grid`, or `size` / P."""
+    import torch
+
+    from vitcli.core.posenc import position_table
+    from vitcli.io.images import parse_hw
+
+    c = model.config
+    if grid is not None:
+        target = parse_hw(grid, "--grid") if isinstance(grid, str) else tuple(grid)
+    elif size is not None:
+        h, w = parse_hw(size, "--size") if isinstance(size, str) else tuple(size)
+        target = (h // c.patch_size, w // c.patch_size)
+    else:
+        target = c.grid
+    if min(target) <= 0:
+        raise VitcliError("--size", f"{size} holds no {c.patch_size}x{c.patch_size} patch")
+    if c.posenc == "learned":  # the very table `embed --seed` adds: drawn with the whole model
+        from vitcli.core.presets import build_model
+
+        full = build_model(c.with_changes(image_size=(target[0] * c.patch_size, target[1] * c.patch_size)),
+                           model.spec.seed)
+        return full.pos_embed.detach()[0], target, c.pos_prefix_rows, c.posenc
+    # fixed tables in float64: the formula's own values (the model adds them in its dtype)
+    return position_table(c.posenc, target, c.dim, c.pos_prefix_rows, dtype=torch.float64), target, c.pos_prefix_rows, c.posenc
+
+
+def _checkpoint_table(model: Any, grid: Any, size: Any, kind: str | None) -> tuple[Any, tuple[int, int], int, str]:
+    """A checkpoint's learned table with its prefix rows counted."""
+    if grid is not None or size is not None:
+        raise VitcliError("--grid" if grid is not None else "--size", "with --weights the grid is the checkpoint's: "
+                          "name its native size with --native-size HxW, or show the table on another grid with "
+                          "--resample ROWSxCOLS")
+    if kind not in (None, "learned"):
+        raise VitcliError("--kind", "with --weights the table is the checkpoint's own (learned)")
+    c = model.config
+    table = model.checkpoint.state_dict.get("pos_embed")
+    if table is None:
+        raise VitcliError(model.source, "this checkpoint has no learned position table")
+    return table.detach().float().cpu().reshape(-1, c.dim), c.grid, c.pos_prefix_rows, "learned"
+
+
+def _similarity_png(path: str, table: np.ndarray, num_prefix: int, grid: tuple[int, int], kind: str,
+                    src: list[int] | None) -> None:
+    """Cosine similarity between the patch rows of the table, as one tile per grid position."""
+    import torch
+
+    from vitcli.core.analysis import cosine_similarity_matrix
+    from vitcli.io.pictures import save_figure, similarity_figure
+
+    cells = torch.from_numpy(table[num_prefix:]).double()  # (N, D)
+    sim = cosine_similarity_matrix(cells, cells).numpy()  # (N, N)
+    note = f", resampled from {src[0]}x{src[1]}" if src else ""
+    save_figure(path, similarity_figure(sim, grid, f"Position embedding similarity ({kind}, {grid[0]}x{grid[1]}{note})"))
+
+
+def parse_positions(text: str, length: int) -> list[int]:
+    """'0:3' → [0, 1, 2]; '5' → [5]; '1,4,-1' → [1, 4, length-1]; checked against `length`."""
+    try:
+        if ":" in text:
+            parts = [int(p) if p.strip() else None for p in text.split(":")]
+            if len(parts) > 3:
+                raise ValueError
+            rows = list(range(length))[slice(*parts)]
+        else:
+            rows = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise VitcliError("--positions", f"'{text}' is not I, A:B or I,J,K") from None
+    bad = [r for r in rows if not -length <= r < length]
+    if bad or not rows:
+        raise VitcliError("--positions", f"'{text}' selects no rows or rows outside 0..{length - 1}")
+    return [r % length for r in rows]
+
+
+def _document(model: Any, kind: str, array: np.ndarray, grid: tuple[int, int], rows: int, src: list[int] | None,
+              positions: str | None, output: str | None, similarity: str | None) -> dict[str, Any]:
+    from vitcli.report import tensor_stats
+
+    doc: dict[str, Any] = {
+        "command": "posenc", "input": None, "kind": kind, "source": model.source,
+        "patch_size": model.config.patch_size, "grid": list(grid), "num_patches": grid[0] * grid[1],
+        "num_prefix_rows": rows, "dim": array.shape[1], "tensors": {"pos_embed": tensor_stats(array)},
+        "outputs": {"array": output, "similarity_png": similarity},
+    }
+    if src:
+        doc["resampled_from"] = src
+    if positions:
+        doc["positions"] = [{"index": r, "values": array[r].tolist()} for r in parse_positions(positions, array.shape[0])]
+    return doc
