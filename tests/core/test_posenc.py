@@ -82,21 +82,42 @@ def test_empty_grid_is_a_clear_error(grid: tuple[int, int]) -> None:
 
 
 def test_resample_same_grid_returns_the_table() -> None:
+    """The one shortcut: the same grid hands back the table itself (as timm's early-out does)."""
     table = torch.randn(1, 1 + 2 * 8, 16)
     assert resample_pos_table(table, (2, 8), (2, 8), 1) is table
 
 
-@pytest.mark.parametrize("src, dst, prefix", [((2, 8), (4, 4), 1), ((4, 4), (2, 8), 1), ((3, 5), (6, 4), 1),
-                                              ((5, 3), (2, 7), 2), ((14, 14), (7, 9), 0), ((7, 7), (14, 20), 1)])
-def test_resample_matches_timm(src: tuple[int, int], dst: tuple[int, int], prefix: int) -> None:
-    table = torch.randn(1, prefix + src[0] * src[1], 12, generator=torch.Generator().manual_seed(0))
-    ours = resample_pos_table(table, src, dst, prefix)
+# Square and non-square, up and down (and up one way, down the other), against timm's own
+# resample_abs_pos_embed (bicubic, align_corners=False), with and without antialias.
+GRIDS = [((4, 4), (7, 7)), ((7, 7), (4, 4)), ((14, 14), (24, 24)), ((24, 24), (14, 14)),
+         ((2, 8), (4, 4)), ((4, 4), (2, 8)), ((3, 5), (6, 4)), ((5, 3), (2, 7)),
+         ((14, 14), (7, 9)), ((7, 7), (14, 20)), ((6, 10), (3, 5)), ((3, 5), (12, 20)), ((1, 6), (3, 2))]
+
+
+@pytest.mark.parametrize("src, dst", GRIDS)
+@pytest.mark.parametrize("prefix", [0, 1, 5])
+@pytest.mark.parametrize("antialias", [True, False])
+def test_resample_matches_timm(src: tuple[int, int], dst: tuple[int, int], prefix: int, antialias: bool) -> None:
+    seed = hash((src, dst, prefix)) % 2**31
+    table = torch.randn(1, prefix + src[0] * src[1], 12, generator=torch.Generator().manual_seed(seed))
+    ours = resample_pos_table(table, src, dst, prefix, antialias=antialias)
     assert ours.shape == (1, prefix + dst[0] * dst[1], 12)
     assert torch.equal(ours[:, :prefix], table[:, :prefix])
-    theirs = resample_abs_pos_embed(table, new_size=list(dst), old_size=list(src), num_prefix_tokens=prefix)
+    theirs = resample_abs_pos_embed(table, new_size=list(dst), old_size=list(src), num_prefix_tokens=prefix,
+                                    interpolation="bicubic", antialias=antialias)
+    assert theirs.shape == ours.shape
     assert (ours - theirs).abs().max().item() <= 1e-6
-    flat = resample_pos_table(table[0], src, dst, prefix)  # (T, D) works too
+    flat = resample_pos_table(table[0], src, dst, prefix, antialias=antialias)  # (T, D) works too
     assert torch.equal(flat, ours[0])
+
+
+def test_resample_a_batch_of_tables_row_by_row_as_timm() -> None:
+    """A leading batch axis resamples each table on its own (timm takes one table at a time)."""
+    tables = torch.randn(3, 1 + 4 * 6, 8, generator=torch.Generator().manual_seed(5))
+    ours = resample_pos_table(tables, (4, 6), (8, 3), 1)
+    for i in range(3):
+        theirs = resample_abs_pos_embed(tables[i : i + 1], new_size=[8, 3], old_size=[4, 6], num_prefix_tokens=1)
+        assert (ours[i : i + 1] - theirs).abs().max().item() <= 1e-6
 
 
 def test_resample_keeps_a_constant_and_a_dtype() -> None:

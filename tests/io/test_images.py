@@ -112,22 +112,75 @@ def loaded_of(h: int, w: int):
     return LoadedImage("x", Image.new("RGB", (w, h)), (h, w), "RGB", "PNG")
 
 
+# Expected final sizes, worked out by hand from the documented policy with P = 16 (README, "Images
+# and sizes"): a requested size is used as given; with --size native the image's own [H, W] is
+# brought to a multiple of P — crop floors, pad ceils, resize takes the nearest multiple, strict
+# keeps it only when it already is one.
+#   200x300:  200/16 = 12.5, 300/16 = 18.75 → crop 12·16 = 192, 18·16 = 288; pad 13·16 = 208, 19·16 = 304;
+#             resize: 18.75 → 19 → 304, and 12.5 is a tie: Python's round (to even) gives 12 → 192.
+#   224x320:  exactly 14 and 20 patches: every policy keeps 224x320 (and the pixels untouched).
+#   223x319:  one pixel under 14 and 20 patches (13.94, 19.94): crop 13·16 = 208, 19·16 = 304;
+#             pad 224, 320; resize to the nearest, 224, 320.
+#   225x321:  one pixel over (14.06, 20.06): crop 224, 320; pad 15·16 = 240, 21·16 = 336; resize 224, 320.
+#   10x20:    smaller than a patch across (0.625, 1.25 patches): pad 16, 32; resize 1 → 16, 1 → 16.
 @pytest.mark.parametrize(
     "hw, requested, fit, expected",
     [
-        ((200, 300), None, "crop", (192, 288)),  # floor to a multiple of 16
-        ((200, 300), None, "pad", (208, 304)),  # ceil
-        ((200, 300), None, "resize", (208, 304)),  # nearest: 200/16=12.5→12? round-half-even gives 12
-        ((200, 300), (224, 224), "crop", (224, 224)),
+        ((200, 300), None, "crop", (192, 288)),
+        ((200, 300), None, "pad", (208, 304)),
+        ((200, 300), None, "resize", (192, 304)),
+        ((224, 320), None, "crop", (224, 320)),
+        ((224, 320), None, "pad", (224, 320)),
+        ((224, 320), None, "resize", (224, 320)),
+        ((224, 320), None, "strict", (224, 320)),
+        ((223, 319), None, "crop", (208, 304)),
+        ((223, 319), None, "pad", (224, 320)),
+        ((223, 319), None, "resize", (224, 320)),
+        ((225, 321), None, "crop", (224, 320)),
+        ((225, 321), None, "pad", (240, 336)),
+        ((225, 321), None, "resize", (224, 320)),
+        ((10, 20), None, "pad", (16, 32)),
+        ((10, 20), None, "resize", (16, 16)),
+        ((200, 300), (224, 224), "crop", (224, 224)),  # requested sizes are used as given
         ((200, 300), (224, 160), "pad", (224, 160)),
+        ((200, 300), (64, 480), "resize", (64, 480)),
+        ((10, 20), (32, 32), "crop", (32, 32)),
     ],
 )
 def test_final_sizes(hw, requested, fit, expected):
-    if fit == "resize" and requested is None:
-        expected = (round(200 / 16) * 16, round(300 / 16) * 16)  # Python's round, as documented
     assert target_size(hw, requested, fit, 16) == expected
-    pixels, _ = fit_image(loaded_of(*hw), requested, fit, 16)
-    assert pixels.shape[:2] == expected
+    img = loaded_of(*hw)
+    img.image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (*hw, 3), dtype=np.uint8))
+    pixels, how = fit_image(img, requested, fit, 16)
+    assert pixels.shape == (*expected, 3)
+    if expected == hw:  # already the final size: the pixels are the image's own
+        assert how.startswith("none") and np.array_equal(pixels, np.asarray(img.image))
+
+
+def test_native_pad_and_crop_only_pad_or_crop():
+    """With --size native the image differs from the final size by less than a patch, so it is
+    centre-cropped or centre-padded, never scaled: the kept pixels are the image's own."""
+    pixels = np.random.default_rng(1).integers(0, 256, (225, 321, 3), dtype=np.uint8)
+    img = loaded_of(225, 321)
+    img.image = Image.fromarray(pixels)
+    out, _ = fit_image(img, None, "crop", 16)  # 225x321 → 224x320: top (225-224)//2 = 0, left (321-320)//2 = 0
+    assert np.array_equal(out, pixels[0:224, 0:320])
+    out, _ = fit_image(img, None, "pad", 16, background=(1, 2, 3))  # → 240x336: top (240-225)//2 = 7, left 7
+    assert np.array_equal(out[7 : 7 + 225, 7 : 7 + 321], pixels)
+    assert (out[:7] == (1, 2, 3)).all() and (out[7 + 225 :] == (1, 2, 3)).all()
+    assert (out[:, :7] == (1, 2, 3)).all() and (out[:, 7 + 321 :] == (1, 2, 3)).all()
+
+
+def test_strict_refuses_one_pixel_off_and_the_cli_refuses_less_than_a_patch(tmp_path):
+    for hw in ((223, 320), (224, 321)):
+        with pytest.raises(VitcliError, match="strict"):
+            fit_image(loaded_of(*hw), None, "strict", 16)
+    from vitcli.cli.common import ImageOptions, prepare_image
+
+    path = save(Image.new("RGB", (20, 10)), tmp_path / "small.png")  # 10 high, 20 wide
+    for fit in ("crop", "pad", "resize"):
+        with pytest.raises(VitcliError, match="smaller than one 16x16 patch"):
+            prepare_image(path, ImageOptions(size="native", fit=fit), 16)
 
 
 def test_crop_keeps_the_centre_and_pad_keeps_the_image():

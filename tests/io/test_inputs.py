@@ -1,6 +1,7 @@
 """Input expansion, the JPEG draft rule and ordered threaded decoding."""
 
 import io
+import json
 import sys
 import threading
 import time
@@ -79,9 +80,82 @@ def jpeg(path, w, h, seed=0):
 
 
 def test_draft_rule_in_numbers():
+    # twice the longer side of the final size, by hand: 2·224, 2·320, 2·224, 2·384
     assert draft_size((224, 224), "crop") == 448
     assert draft_size((224, 320), "pad") == 640
+    assert draft_size((224, 160), "resize") == 448
+    assert draft_size((384, 384), "crop") == 768
     assert draft_size(None, "crop") is None and draft_size((224, 224), "strict") is None
+
+
+def prepared(path, **options):
+    from vitcli.cli.common import ImageOptions, prepare_image
+
+    return prepare_image(str(path), ImageOptions(**options), 16)
+
+
+# A 2000-wide, 1600-high JPEG through the path every command takes (prepare_image). Pillow's draft
+# picks the largest 1/2, 1/4, 1/8 scale that keeps both sides ≥ the draft size, ceil-dividing:
+#   --size 224 → draft 448: 2000/448 = 4.5, 1600/448 = 3.6 → scale 2 → 1000 x 800 ([H, W] 800x1000);
+#                1/4 would give 400 high < 448.
+#   --size 112 → draft 224: 1600/224 = 7.1 → scale 4 → 500 x 400 ([H, W] 400x500).
+#   --no-draft, --size native, --fit strict → the full 1600x2000.
+@pytest.mark.parametrize("options, decoded", [
+    ({"size": "224"}, (800, 1000)),
+    ({"size": "112"}, (400, 500)),
+    ({"size": "224", "fit": "pad"}, (800, 1000)),
+    ({"size": "224", "draft": False}, (1600, 2000)),
+    ({"size": "native"}, (1600, 2000)),
+    ({"size": "1600x2000", "fit": "strict"}, (1600, 2000)),
+])
+def test_a_large_jpeg_is_decoded_at_the_documented_size(tmp_path, options, decoded):
+    path = jpeg(tmp_path / "big.jpg", 2000, 1600)
+    prep = prepared(path, **options)
+    assert prep.loaded.original_size == (1600, 2000)  # the file's own size, drafted or not
+    assert prep.loaded.size == decoded and prep.loaded.image.size == (decoded[1], decoded[0])
+    drafted = [n for n in prep.loaded.notes if "draft" in n]
+    if decoded == (1600, 2000):
+        assert drafted == []
+    else:
+        assert drafted == [f"JPEG decoded at {decoded[0]}x{decoded[1]} of 1600x2000 (draft)"]
+    final = {"224": (224, 224), "112": (112, 112), "native": (1600, 2000), "1600x2000": (1600, 2000)}[options["size"]]
+    assert prep.pixels.shape == (*final, 3)
+    assert prep.input_document()["original_size"] == [1600, 2000]
+
+
+@pytest.mark.parametrize("w, h, decoded", [
+    (1000, 896, (448, 500)),  # shorter side 896 = 4·224: 896/448 = 2 → 1/2 scale
+    (1000, 895, (895, 1000)),  # one pixel under: 895/448 < 2 → full decode
+    (640, 480, (480, 640)),  # an ordinary photo
+])
+def test_only_a_jpeg_four_times_the_size_is_drafted(tmp_path, w, h, decoded):
+    path = jpeg(tmp_path / "p.jpg", w, h)
+    prep = prepared(path, size="224")
+    assert prep.loaded.size == decoded
+    if decoded == (h, w):  # not drafted: byte for byte Pillow's own full decode
+        assert not any("draft" in n for n in prep.loaded.notes)
+        assert np.array_equal(prep.loaded.pixels, np.asarray(Image.open(path).convert("RGB")))
+
+
+def test_other_formats_are_never_drafted(tmp_path):
+    path = tmp_path / "big.png"
+    Image.open(jpeg(tmp_path / "big.jpg", 2000, 1600)).save(path)
+    prep = prepared(path, size="224")
+    assert prep.loaded.size == (1600, 2000) and not any("draft" in n for n in prep.loaded.notes)
+
+
+def test_the_cli_reports_the_draft_in_its_notes(tmp_path):
+    from typer.testing import CliRunner
+
+    from vitcli.cli import app
+
+    path = jpeg(tmp_path / "big.jpg", 2000, 1600)
+    for flag, notes in (("--draft", ["JPEG decoded at 800x1000 of 1600x2000 (draft)"]), ("--no-draft", [])):
+        result = CliRunner().invoke(app, ["patchify", path, "--json", flag], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)["input"]
+        assert doc["original_size"] == [1600, 2000] and doc["size"] == [224, 224]
+        assert [n for n in doc["notes"] if "draft" in n] == notes
 
 
 def test_draft_reduces_only_a_much_larger_jpeg(tmp_path):

@@ -1,6 +1,7 @@
 """Properties over random sizes, patch sizes, dims, heads, orders and dtypes (hypothesis, in-process).
 
 Each property is checked against an independent statement of it: index arithmetic for patches,
+timm's resample_abs_pos_embed for resampled position tables,
 F.conv2d for the embedding, a float64 softmax for attention, Python's `math` for sin-cos, and
 numpy on the written `.npy` for the JSON statistics. Example counts are bounded and fixed
 (derandomized) so the run is quick and repeatable.
@@ -126,14 +127,26 @@ def test_rollout_rows_sum_to_one(b, layers, heads, t, fusion, ratio, scope, star
 # ---- position encodings -----------------------------------------------------------------------
 
 @FAST
-@given(lead=st.lists(st.integers(1, 2), max_size=1), grid=grids, prefix=st.integers(0, 5), dim=st.integers(1, 16),
-       dtype=st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64]),
-       seed=st.integers(0, 2**16))
-def test_resampling_a_table_to_its_own_grid_is_the_identity(lead, grid, prefix, dim, dtype, seed) -> None:
-    table = _randn((*lead, prefix + grid[0] * grid[1], dim), seed, dtype)
-    same = resample_pos_table(table, grid, grid, prefix)
-    assert same.dtype == dtype and same.shape == table.shape
-    assert torch.equal(same, table)
+@given(lead=st.lists(st.integers(1, 2), max_size=1), src=grids, dst=grids, prefix=st.integers(0, 5),
+       dim=st.integers(1, 16), dtype=st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64]),
+       antialias=st.booleans(), seed=st.integers(0, 2**16))
+def test_resampling_a_table_equals_timm(lead, src, dst, prefix, dim, dtype, antialias, seed) -> None:
+    """Any grid to any grid (the same one included) as timm's resample_abs_pos_embed does it, one
+    table at a time; prefix rows untouched, dtype kept."""
+    from timm.layers import resample_abs_pos_embed
+
+    table = _randn((*lead, prefix + src[0] * src[1], dim), seed, dtype)
+    out = resample_pos_table(table, src, dst, prefix, antialias=antialias)
+    assert out.dtype == dtype and out.shape == (*lead, prefix + dst[0] * dst[1], dim)
+    assert torch.equal(out[..., :prefix, :], table[..., :prefix, :])
+    tables = table.reshape(-1, *table.shape[-2:])
+    for i, one in enumerate(out.reshape(-1, *out.shape[-2:])):
+        theirs = resample_abs_pos_embed(tables[i : i + 1], new_size=list(dst), old_size=list(src),
+                                        num_prefix_tokens=prefix, antialias=antialias)[0]
+        if dtype in (torch.float32, torch.float64):
+            assert (one.double() - theirs.double()).abs().max().item() <= 1e-6
+        else:  # both interpolate in float32 and round to the half type: the same values
+            assert torch.equal(one, theirs)
 
 
 def _pe(pos: int, channel: int, dim: int) -> float:

@@ -131,7 +131,7 @@ def overlay_figure(pixels: np.ndarray, maps: np.ndarray, titles: list[str], supt
         if i >= k:
             continue
         ax.imshow(pixels)
-        image = ax.imshow(maps[i], cmap="inferno", alpha=0.6, extent=(0, w, h, 0), interpolation="nearest",
+        image = ax.imshow(maps[i], cmap="inferno", alpha=0.6, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest",
                           vmin=vmin, vmax=vmax)
         if mark is not None:
             mark_patch(ax, mark, patch_size)
