@@ -2,7 +2,7 @@
 
 Three figures per photo size, best of N, interleaved:
   - Pillow alone: `Image.open(f).load()` against `Image.open(f); draft("RGB", (448, 448)); load()`;
-  - vitcli's path to a 224×224 crop (`prepare_image`: decode, orient, fit) with `--no-draft` and
+  - vitcli's path to a 224×224 crop (`fit_one`: decode, orient, fit) with `--no-draft` and
     with draft (the default), and how far apart the two crops are (mean / max |Δ| in 0..255 levels).
 Usage: python benchmarks/bench_decode.py [--repeats 5]
 """
@@ -31,7 +31,7 @@ def main() -> None:
     import numpy as np
     from PIL import Image
 
-    from vitcli.cli.common import ImageOptions, prepare_image
+    from vitcli.api.images import ImageSpec, fit_one
 
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,13 +53,13 @@ def main() -> None:
         def prepare(use_draft: bool):
             def go() -> float:
                 start = time.perf_counter()
-                prepare_image(str(path), ImageOptions(size="224", draft=use_draft), 16)
+                fit_one(str(path), ImageSpec(size="224", draft=use_draft), 16)
                 return time.perf_counter() - start
             return go
 
         t_full, t_draft, p_full, p_draft = best_of(args.repeats, full, draft, prepare(False), prepare(True))
-        a = prepare_image(str(path), ImageOptions(size="224", draft=False), 16).pixels.astype(int)
-        b = prepare_image(str(path), ImageOptions(size="224", draft=True), 16).pixels.astype(int)
+        a = fit_one(str(path), ImageSpec(size="224", draft=False), 16).pixels.astype(int)
+        b = fit_one(str(path), ImageSpec(size="224", draft=True), 16).pixels.astype(int)
         print(f"[4] 4000x3000 JPEG (12 MP), target 224: Pillow full decode {t_full * 1000:.0f} ms, draft decode "
               f"(1/4 scale, 1000x750) {t_draft * 1000:.0f} ms → {t_full / t_draft:.1f}x faster; vitcli decode+fit to "
               f"224x224: --no-draft {p_full * 1000:.0f} ms, draft {p_draft * 1000:.0f} ms → {p_full / p_draft:.1f}x; "

@@ -175,12 +175,12 @@ def test_strict_refuses_one_pixel_off_and_the_cli_refuses_less_than_a_patch(tmp_
     for hw in ((223, 320), (224, 321)):
         with pytest.raises(VitcliError, match="strict"):
             fit_image(loaded_of(*hw), None, "strict", 16)
-    from vitcli.cli.common import ImageOptions, prepare_image
+    from vitcli.api.images import ImageSpec, fit_one
 
     path = save(Image.new("RGB", (20, 10)), tmp_path / "small.png")  # 10 high, 20 wide
     for fit in ("crop", "pad", "resize"):
         with pytest.raises(VitcliError, match="smaller than one 16x16 patch"):
-            prepare_image(path, ImageOptions(size="native", fit=fit), 16)
+            fit_one(str(path), ImageSpec(size="native", fit=fit), 16)
 
 
 def test_crop_keeps_the_centre_and_pad_keeps_the_image():

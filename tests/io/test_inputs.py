@@ -89,12 +89,12 @@ def test_draft_rule_in_numbers():
 
 
 def prepared(path, **options):
-    from vitcli.cli.common import ImageOptions, prepare_image
+    from vitcli.api.images import ImageSpec, fit_one
 
-    return prepare_image(str(path), ImageOptions(**options), 16)
+    return fit_one(str(path), ImageSpec(**options), 16)
 
 
-# A 2000-wide, 1600-high JPEG through the path every command takes (prepare_image). Pillow's draft
+# A 2000-wide, 1600-high JPEG through the path every command takes (fit_one). Pillow's draft
 # picks the largest 1/2, 1/4, 1/8 scale that keeps both sides ≥ the draft size, ceil-dividing:
 #   --size 224 → draft 448: 2000/448 = 4.5, 1600/448 = 3.6 → scale 2 → 1000 x 800 ([H, W] 800x1000);
 #                1/4 would give 400 high < 448.
