@@ -230,3 +230,19 @@ def test_patchify_does_not_import_torch(random_rgb):
     code = f"import sys; sys.argv=['vitcli','patchify',{str(path)!r},'-q']\nfrom vitcli.cli import main\ntry: main()\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+def test_help_texts_are_paragraphs_that_fit_80_columns():
+    """Help paragraphs have no hard line breaks (rich wraps them); pre-formatted lines fit 80 columns."""
+    from vitcli.cli import attend, embed, figures, info, patchify, posenc
+
+    texts = [attend.HELP, embed.HELP, info.HELP, patchify.HELP, posenc.HELP, figures.FILTERS_HELP,
+             figures.PCA_HELP, figures.SIMILAR_HELP, figures.NORMS_HELP]
+    for text in texts:
+        for paragraph in text.strip().split("\n\n"):
+            lines = paragraph.splitlines()
+            preformatted = [l for l in lines[1:] if l.startswith("  ")]
+            assert len(lines) == 1 or preformatted, paragraph  # one line, or an indented block
+            assert all(len(l) <= 76 for l in preformatted), preformatted
+    r = run_cli("attend", "--help", env={"COLUMNS": "80"})
+    assert r.returncode == 0 and all(len(l) <= 80 for l in r.stdout.decode().splitlines())

@@ -16,42 +16,24 @@ HELP = "Paper figures and feature analyses on any checkpoint: filters, pca, simi
 app = typer.Typer(name="figures", help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   context_settings={"help_option_names": ["-h", "--help"]})
 
-FILTERS_HELP = """Patch-embedding filters (ViT paper, fig. 7 left): the first principal components of the
-patch projection E, one P×P RGB tile each.
+FILTERS_HELP = """Patch-embedding filters (ViT paper, fig. 7 left): the first principal components of the patch projection E, one P×P RGB tile each.
 
-The D filters of the projection (the conv weight (D, C, P, P), which is the linear weight (D, P·P·C)
-reshaped) are rows of a (D, C·P·P) matrix; it is centred and its principal components are
-reshaped to (C, P, P). -o writes them as (k, C, P, P) float64; each PNG tile is min-max
-normalised on its own (a component's sign and scale are arbitrary).
+The D filters of the projection (the conv weight (D, C, P, P), which is the linear weight (D, P·P·C) reshaped) are rows of a (D, C·P·P) matrix; it is centred and its principal components are reshaped to (C, P, P). -o writes them as (k, C, P, P) float64; each PNG tile is min-max normalised on its own (a component's sign and scale are arbitrary).
 """
 FILTERS_EPILOG = "Example:  vitcli figures filters --weights vit_b16.safetensors --png filters.png -o filters.npy"
-PCA_HELP = """Feature PCA to RGB (DINOv2, fig. 1): the first three principal components of the last
-layer's patch tokens (after the final norm, prefix tokens removed), fitted over all the images
-together, as red, green and blue (each min-max scaled over all the images).
+PCA_HELP = """Feature PCA to RGB (DINOv2, fig. 1): the first three principal components of the last layer's patch tokens (after the final norm, prefix tokens removed), fitted over all the images together, as red, green and blue (each min-max scaled over all the images).
 
---foreground-threshold T: the first component is given the sign that makes the border patches
-(the outer ring of each grid, taken as background) score below the mean, scaled to [0, 1], and
-patches above T are foreground; a second PCA on the foreground patches alone colours them, the
-background is black. -o writes (images, rows, cols, 3) float64 in [0, 1].
+--foreground-threshold T: the first component is given the sign that makes the border patches (the outer ring of each grid, taken as background) score below the mean, scaled to [0, 1], and patches above T are foreground; a second PCA on the foreground patches alone colours them, the background is black. -o writes (images, rows, cols, 3) float64 in [0, 1].
 """
 PCA_EPILOG = "Example:  vitcli figures pca sample_images/chelsea.jpg sample_images/astronaut.jpg --weights dinov2.safetensors --foreground-threshold 0.5 --png pca.png"
-SIMILAR_HELP = """Patch similarity: the cosine similarity of one query patch's features with every patch
-of the same image, or of a second image (--to).
+SIMILAR_HELP = """Patch similarity: the cosine similarity of one query patch's features with every patch of the same image, or of a second image (--to).
 
-The query is --patch ROW,COL on the grid, or --pixel X,Y in the fitted image (x to the right,
-y down), by default the centre patch. Features are the tokens after block --layer (0-based,
-negative from the end; default -1, the last), through the model's final norm unless --no-norm
-(at the last layer that is the encoder output). -o writes the (rows, cols) map.
+The query is --patch ROW,COL on the grid, or --pixel X,Y in the fitted image (x to the right, y down), by default the centre patch. Features are the tokens after block --layer (0-based, negative from the end; default -1, the last), through the model's final norm unless --no-norm (at the last layer that is the encoder output). -o writes the (rows, cols) map.
 """
 SIMILAR_EPILOG = "Example:  vitcli figures similar sample_images/chelsea.jpg --patch 5,6 --layer -1 --png similar.png -o similar.npy"
-NORMS_HELP = """High-norm tokens (Darcet et al. 2023, "Vision Transformers Need Registers"): the L2 norm of
-every token after every block, and the patch tokens far above the rest.
+NORMS_HELP = """High-norm tokens (Darcet et al. 2023, "Vision Transformers Need Registers"): the L2 norm of every token after every block, and the patch tokens far above the rest.
 
-A patch token is an outlier at a layer when its norm exceeds median + k·MAD of that layer's patch
-norms (MAD = median |norm − median|, unscaled), or --norm-threshold for every layer. Each is
-listed with its (row, col), norm, and the share of the class token's attention (mean over heads,
-in the same block) that it takes. Register tokens are listed apart. -o writes the norms
-(layers, tokens), tokens in model order: prefix (class, registers) first, then the patches.
+A patch token is an outlier at a layer when its norm exceeds median + k·MAD of that layer's patch norms (MAD = median |norm − median|, unscaled), or --norm-threshold for every layer. Each is listed with its (row, col), norm, and the share of the class token's attention (mean over heads, in the same block) that it takes. Register tokens are listed apart. -o writes the norms (layers, tokens), tokens in model order: prefix (class, registers) first, then the patches.
 """
 NORMS_EPILOG = "Example:  vitcli figures norms sample_images/chelsea.jpg --weights dinov2_reg.safetensors --png norms.png -o norms.npy"
 

@@ -12,10 +12,10 @@ HELP = """Split an image into N = (H/P)·(W/P) patches of P·P·C values, in row
 Output shape (N, P·P·C). Values are the image's raw uint8 bytes unless --normalize is given.
 
 [bold]Orders[/] inside one patch, for a 2×2 patch of RGB pixels a b / c d:
-  chw (default): R(a b c d) G(a b c d) B(a b c d)
-                 the Conv2d weight layout of timm, transformers, torchvision, CLIP
-  hwc:           a(R G B) b(R G B) c(R G B) d(R G B)
-                 rearrange('c (h p1) (w p2) -> (h w) (p1 p2 c)'), as vit-pytorch
+  chw (default): R(a b c d) G(a b c d) B(a b c d): the Conv2d weight
+                 layout of timm, transformers, torchvision and CLIP
+  hwc:           a(R G B) b(R G B) c(R G B) d(R G B): vit-pytorch's
+                 rearrange('c (h p1) (w p2) -> (h w) (p1 p2 c)')
 """
 EPILOG = (
     "Examples:  vitcli patchify sample_images/chelsea.jpg -o patches.npy --grid-png grid.png  ·  "
