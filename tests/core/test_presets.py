@@ -130,3 +130,32 @@ def test_build_model_dtype_and_no_class_token_forward() -> None:
     assert not model.training and model.cls_token is None
     out = model(torch.zeros(1, 3, 32, 64, dtype=torch.float64))
     assert out.z0.shape == (1, 8, 192) and out.pooled.dtype == torch.float64 and out.pos_table.shape == (1, 8, 192)
+
+
+# sha256 (first 16 hex digits) of every state-dict key and tensor, drawn by the code before the
+# parts were split into modules (commit 11c393f): `--seed` must keep giving the same weights.
+SEED_DIGESTS = {
+    "ti16": "0118c3d47b03810e",
+    "ti16_deit_reg_ls": "cac187ad6e1b0003",
+    "ti16_sincos_mean": "7a5fd614ae50f530",
+}
+
+
+def _seed_configs() -> dict[str, ViTConfig]:
+    ti = get_preset("vit-ti16")
+    return {"ti16": ti,
+            "ti16_deit_reg_ls": ti.with_changes(distilled=True, pos_prefix_rows=2, num_registers=4, layer_scale=True,
+                                                fc_norm=True, pre_norm=True, depth=2),
+            "ti16_sincos_mean": ti.with_changes(posenc="sincos2d", pooling="mean", fc_norm=True, final_norm=False,
+                                                depth=2, qkv_bias=False, patch_bias=False, head_bias=False)}
+
+
+@pytest.mark.parametrize("name", SEED_DIGESTS)
+def test_seed_gives_the_weights_it_always_gave(name: str) -> None:
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in build_model(_seed_configs()[name], seed=0).state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().contiguous().numpy().tobytes())
+    assert h.hexdigest()[:16] == SEED_DIGESTS[name]
