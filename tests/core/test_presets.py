@@ -7,6 +7,7 @@ import torchvision
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 from torch.utils.flop_counter import FlopCounterMode
 
+from vitcli.core.capture import Capture
 from vitcli.core.config import ViTConfig
 from vitcli.core.encoder import VisionTransformer
 from vitcli.core.presets import (DEFAULT_PRESET, PRESETS, build_model, config_params, count_macs, count_params,
@@ -56,27 +57,38 @@ def test_count_params_on_a_real_model_skips_fixed_tables() -> None:
     assert count_params(build_model(config.with_changes(posenc="sincos2d"))) == 5_717_416 - 197 * 192
 
 
-def _flop_counter_macs(config: ViTConfig, grid: tuple[int, int], **forward: object) -> int:
+def _flop_counter_macs(config: ViTConfig, grid: tuple[int, int], capture: Capture = Capture()) -> int:
     """Half of the FLOPs torch's FlopCounterMode counts for one image, run on the meta device."""
     with torch.device("meta"):
         model = VisionTransformer(config)
         images = torch.empty(1, config.in_chans, grid[0] * config.patch_size, grid[1] * config.patch_size)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(images, **forward)
+        model(images, capture)
     return counter.get_total_flops() // 2
+
+
+def _rows_macs(config: ViTConfig, tokens: int, rows: int) -> int:
+    """MACs of `rows` query rows of a block past its QKV projection: Q·Kᵀ and A·V, proj, MLP."""
+    d, m = config.dim, config.mlp_dim
+    return rows * (2 * tokens * d + d * d + 2 * d * m)
 
 
 @pytest.mark.parametrize("name, grid", [("vit-b16", (14, 14)), ("vit-ti16", (10, 17)), ("vit-b32", (5, 9))])
 def test_macs_equal_torch_flop_counter(name: str, grid: tuple[int, int]) -> None:
+    """count_macs is the model's count; the forward pass adds the pooled class-token row of the last
+    block evaluated again on its own (one home for pooled), and Q·Kᵀ again for kept weights."""
     config = get_preset(name)
-    assert count_macs(config, grid) == _flop_counter_macs(config, grid)
-    assert count_macs(config, grid) == _flop_counter_macs(config, grid, attn_layers=[0, -1])  # explicit path too
+    macs, t = count_macs(config, grid), grid[0] * grid[1] + 1
+    assert _flop_counter_macs(config, grid) == macs + _rows_macs(config, t, 1)
+    assert _flop_counter_macs(config, grid, Capture(attention=[0, -1])) == macs + _rows_macs(config, t, 1) + 2 * t * t * config.dim
+    pooled_only = macs - _rows_macs(config, t, t) + _rows_macs(config, t, 1)  # the last block for one row
+    assert _flop_counter_macs(config, grid, Capture(final="pooled")) == pooled_only
 
 
 def test_vit_b16_is_17_6_gmacs() -> None:
     assert round(count_macs(get_preset("vit-b16")) / 1e9, 1) == 17.6  # fvcore/timm report 17.6
     distilled = get_preset("vit-ti16").with_changes(distilled=True, pos_prefix_rows=2)
-    assert count_macs(distilled) == _flop_counter_macs(distilled, (14, 14))
+    assert count_macs(distilled) + _rows_macs(distilled, 198, 2) == _flop_counter_macs(distilled, (14, 14))
 
 
 def test_presets_and_default() -> None:
