@@ -113,13 +113,17 @@ def _embed_many(paths: list[str], stage: str, impl: str, posenc: str | None, nor
     bm = batch_model(image_opts, model_opts, posenc, normalize)
     if stage == "pooled" and bm.setup.config.pooling == "none":
         raise VitcliError("--stage", "this model has no pooled stage (pooling is none)")
+    from vitcli.core.capture import Capture
+
     field, label = STAGES[stage]
-    keep_inputs = stage in ("patches", "tokens", "input")  # output / pooled: free the inputs early
+    # patches / tokens / input: no block runs; output / pooled: the inputs freed early; pooled: the
+    # last block for the class token only (the same bits as the single-image run's pooled)
+    captures = {"output": Capture(inputs=False, final="tokens"), "pooled": Capture(inputs=False, final="pooled")}
+    capture = captures.get(stage, Capture(final="none"))
 
     def compute(items: list[Any]) -> np.ndarray:
         with torch.inference_mode():
-            result = bm.model(bm.batch_tensor(items), impl=impl, keep_inputs=keep_inputs,
-                              pooled_only=stage == "pooled")  # pooled: the last block for the class token only
+            result = bm.model(bm.batch_tensor(items), capture, impl=impl)
         return getattr(result, field).float().cpu().numpy()  # (b, ...) e.g. (b, D) pooled
 
     report = run_batch(paths, batch, out.output, out, prepare=bm.prepare, compute=compute, patch_size=bm.patch_size,

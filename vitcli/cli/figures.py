@@ -59,17 +59,18 @@ def run_images(images: list[str], image_opts: ImageOptions, model_opts: ModelOpt
                forward: Any = None) -> Runs:
     """Build the model once and run it on each image, fitted as every model command fits them
     (the checkpoint family's preprocessing, or --size / --fit); `forward(config)` gives the
-    forward pass's keyword arguments."""
+    forward pass's Capture (default: the final tokens, inputs freed)."""
     import torch
 
     from vitcli.cli.run import batch_model
+    from vitcli.core.capture import Capture
     from vitcli.core.presets import count_params
 
     bm = batch_model(image_opts, model_opts, None, normalize)
     prepared = [bm.prepare(path) for path in images]
-    kwargs = forward(bm.setup.config) if forward else {}
+    capture = forward(bm.setup.config) if forward else Capture(inputs=False)
     with torch.inference_mode():
-        results = [bm.model(bm.batch_tensor([p]), keep_inputs=False, **kwargs) for p in prepared]
+        results = [bm.model(bm.batch_tensor([p]), capture) for p in prepared]
     return Runs(bm.setup, bm.model, prepared, results, bm.normalize, count_params(bm.model),
                 [bm.warning] if bm.warning else [])
 
@@ -284,10 +285,11 @@ def similar_command(
     out = Output(output, as_json, quiet)
     if patch and pixel:
         raise VitcliError("--patch", "give --patch or --pixel, not both")
-    runs = run_images([image] + ([to] if to else []), image_opts, model_opts, normalize, lambda c: {"keep_blocks": True})
+    runs = run_images([image] + ([to] if to else []), image_opts, model_opts, normalize, lambda c: _block_capture(c, layer))
     config = runs.setup.config
-    with _guard("--layer"):
-        feats = [layer_features(r.blocks, layer, runs.model.norm if norm else None)[0] for r in runs.results]  # (T, D)
+    depth = config.depth
+    layer_i = layer % depth
+    feats = [layer_features(r.blocks, layer_i, runs.model.norm if norm else None)[0] for r in runs.results]  # (T, D)
     q_grid, t_grid, prefix = runs.results[0].grid, runs.results[-1].grid, runs.results[0].num_prefix
     rc = _query(patch, pixel, q_grid, config.patch_size, runs.prepared[0].pixels.shape)
     with _guard("--patch" if not pixel else "--pixel"):
@@ -295,8 +297,6 @@ def similar_command(
         sim = _numpy(patch_similarity(feats[0], feats[-1], index, prefix, t_grid))  # (rows, cols)
     rc = divmod(index, q_grid[1])
     _save(out.output, sim)
-    depth = len(runs.results[0].blocks)
-    layer_i = layer % depth
     title = f"Cosine similarity to patch ({rc[0]}, {rc[1]}), block {layer_i}{'' if norm else ' (no norm)'}, {config.name}"
     _figure(png, lambda: similarity_overlay_figure(runs.prepared[0].pixels, runs.prepared[-1].pixels, sim, rc,
                                                    config.patch_size, to is None, title))
@@ -312,6 +312,15 @@ def similar_command(
 
     _finish(out, doc, rows, stats_table("arrays", doc["tensors"]), heatmap_text(sim, colour=out.console.color_system is not None),
             warnings=runs.warnings)
+
+
+def _block_capture(config: Any, layer: int) -> Any:
+    """Block `layer`'s output alone: the blocks after it never run."""
+    from vitcli.core.attention import resolve_indices
+    from vitcli.core.capture import Capture
+
+    with _guard("--layer"):
+        return Capture(inputs=False, blocks=resolve_indices([layer], config.depth, "layer"), final="none")
 
 
 def _query(patch: str | None, pixel: str | None, grid: tuple[int, int], patch_size: int, shape: tuple[int, ...]) -> tuple[int, int]:
@@ -372,11 +381,11 @@ def norms_command(
     out = Output(output, as_json, quiet)
     runs = run_images([image], image_opts, model_opts, normalize, _norms_forward)
     r, config = runs.results[0], runs.setup.config
-    norms = token_norms([b[0] for b in r.blocks])  # (L, T)
+    norms = token_norms([b[0] for b in r.blocks.values()])  # (L, T)
     prefix, depth = r.num_prefix, norms.shape[0]
     thresholds = torch.full((depth,), norm_threshold, dtype=torch.float64) if norm_threshold is not None else mad_thresholds(norms[:, prefix:], k)
     outliers = high_norm_tokens(norms, prefix, thresholds)
-    share = class_attention_share([a[0] for a in r.attentions]) if r.attentions else None  # (L, T)
+    share = class_attention_share([a[0] for a in r.attentions.values()]) if r.attentions else None  # (L, T)
     array = _numpy(norms)
     _save(out.output, array)
     registers = range(int(config.class_token) + int(config.distilled), prefix)
@@ -394,10 +403,14 @@ def norms_command(
     _finish(out, doc, rows, *_norm_tables(listed[:top], regs, len(listed)), warnings=runs.warnings)
 
 
-def _norms_forward(config: Any) -> dict[str, Any]:
+def _norms_forward(config: Any) -> Any:
     """Every block's output, and the class token's attention row in every block (if it has one)."""
-    attention = {"attn_layers": range(config.depth), "attn_queries": [0]} if config.class_token else {}
-    return {"keep_blocks": True, **attention}
+    from vitcli.core.capture import Capture
+
+    every = range(config.depth)
+    if config.class_token:
+        return Capture(inputs=False, blocks=every, attention=every, queries=[0], final="none")
+    return Capture(inputs=False, blocks=every, final="none")
 
 
 def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefix: int, grid: tuple[int, int]) -> list[dict[str, Any]]:
