@@ -112,7 +112,12 @@ def test_presets_and_default() -> None:
     (dict(image_size=(0, 224)), "image size must be positive"),
     (dict(class_token=False), "position rows"),
     (dict(class_token=False, pos_prefix_rows=0), "class-token pooling"),
-    (dict(posenc="rope"), "unknown posenc"),
+    (dict(posenc="rope"), "unknown posenc 'rope': use one of learned, sincos1d, sincos2d, none"),
+    (dict(norm="rmsnorm"), "unknown norm 'rmsnorm': use one of layernorm"),
+    (dict(mlp="swiglu"), "unknown mlp 'swiglu': use one of mlp"),
+    (dict(attention="qknorm"), "unknown attention 'qknorm': use one of plain"),
+    (dict(pooling="map"), "unknown pooling 'map'"),
+    (dict(activation="relu"), "unknown activation 'relu'"),
     (dict(num_registers=-1), "registers"),
 ])
 def test_validate_refuses_impossible_configs(changes: dict, message: str) -> None:
@@ -120,6 +125,13 @@ def test_validate_refuses_impossible_configs(changes: dict, message: str) -> Non
         validate(ViTConfig().with_changes(**changes))
     with pytest.raises(ValueError, match=message):
         VisionTransformer(ViTConfig().with_changes(**changes))
+
+
+def test_validate_reads_the_choices_from_the_config_literals() -> None:
+    from vitcli.core.validate import CHOICES
+
+    assert set(CHOICES) == {"posenc", "attention", "mlp", "activation", "norm", "pooling"}
+    assert CHOICES["norm"] == ("layernorm",) and CHOICES["activation"] == ("gelu", "gelu_tanh", "quick_gelu")
 
 
 def test_override() -> None:
