@@ -124,7 +124,8 @@ def test_score_bias_and_mask_enter_every_path() -> None:
     shared = torch.zeros(1, 1, 1, 9, dtype=torch.float64)  # one row for every query, broadcast
     shared[..., 0] = float("-inf")
     _, one = m(x, return_weights=True, queries=[4], bias=shared)
-    assert (one.weights[..., 0] == 0).all() and torch.allclose(one.weights.sum(-1), torch.ones(2, 2, 1, dtype=torch.float64))
+    assert (one.weights[..., 0] == 0).all()
+    assert torch.allclose(one.weights.sum(-1), torch.ones(2, 2, 1, dtype=torch.float64))
 
 
 @torch.no_grad()

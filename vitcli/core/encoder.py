@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from vitcli.core.block import Block, LayerScale
+from vitcli.core.attention import AttentionDetail
+from vitcli.core.block import QKV, Block, LayerScale
 from vitcli.core.capture import Capture, Plan
 from vitcli.core.config import ViTConfig
 from vitcli.core.embedding import Impl, PatchEmbed
@@ -165,17 +166,17 @@ class VisionTransformer(nn.Module):
             self.keep(i, x, qkv, detail, capture, plan, out)
         return x
 
-    def keep(self, i: int, x: Tensor, qkv: tuple, detail: object, capture: Capture, plan: Plan,
+    def keep(self, i: int, x: Tensor, qkv: QKV, detail: AttentionDetail | None, capture: Capture, plan: Plan,
              out: ViTOutput) -> None:
         """Store block i's output, attention, Q, K, V and reduction as the plan asks."""
         if i in plan.blocks:
             out.blocks[i] = x
         if detail is None:
             return
-        if i in plan.reduce:
-            out.reduced[i] = capture.reducer(i, self.blocks[i].attn, detail)  # type: ignore[misc]
+        if i in plan.reduce and capture.reducer is not None:
+            out.reduced[i] = capture.reducer(i, self.blocks[i].attn, detail)
         if i in plan.attention:
-            out.attentions[i] = detail.weights  # type: ignore[attr-defined]
+            out.attentions[i] = detail.weights
             if capture.qkv:
                 out.qkv[i] = qkv
 
