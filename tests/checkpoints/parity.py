@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from vitcli.checkpoints.load import build_model_from_checkpoint, load_checkpoint
+from vitcli.core.capture import Capture
 
 TOL = 1e-4
 
@@ -43,7 +44,7 @@ def core_run(path, x: Tensor, **load_kw):
     loaded = load_checkpoint(path, **load_kw)
     model = build_model_from_checkpoint(loaded)
     with torch.no_grad():
-        out = model(x, attn_layers=range(loaded.config.depth))
+        out = model(x, Capture(attention=range(loaded.config.depth)))
     return loaded, out
 
 
@@ -52,9 +53,11 @@ def diff(a: Tensor, b: Tensor) -> float:
     return (a.float() - b.float()).abs().max().item()
 
 
-def check(label: str, pairs: dict[str, tuple[Tensor, Tensor]], core_attn: list[Tensor], peer_attn: list[Tensor],
-          tol: float = TOL) -> dict[str, float]:
-    """Max abs difference of each named pair and of all attention layers; all must be ≤ tol."""
+def check(label: str, pairs: dict[str, tuple[Tensor, Tensor]], core_attn: dict[int, Tensor] | list[Tensor],
+          peer_attn: list[Tensor], tol: float = TOL) -> dict[str, float]:
+    """Max abs difference of each named pair and of all attention layers (ViTOutput.attentions, layer
+    → weights, in depth order); all must be ≤ tol."""
+    core_attn = list(core_attn.values()) if isinstance(core_attn, dict) else core_attn
     assert len(core_attn) == len(peer_attn) > 0, (len(core_attn), len(peer_attn))
     result = {name: diff(a, b) for name, (a, b) in pairs.items()}
     result["attention"] = max(diff(a, b) for a, b in zip(core_attn, peer_attn))

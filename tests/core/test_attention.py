@@ -105,3 +105,56 @@ def test_weights_filled_in_row_blocks_equal_one_softmax(monkeypatch) -> None:
     torch.testing.assert_close(blocked, expected, rtol=0, atol=1e-6)
     y, detail = attn(x, return_weights=True)
     torch.testing.assert_close(y, attn(x)[0], rtol=0, atol=1e-5)  # explicit (blocked) = SDPA
+
+
+@torch.no_grad()
+def test_score_bias_and_mask_enter_every_path() -> None:
+    m, x = _attention(dim=16, heads=2, seed=4, dtype=torch.float64), _tokens(2, 9, 16, torch.float64)
+    bias = torch.randn(2, 2, 9, 9, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    bias[:, :, :, 3] = float("-inf")  # key 3 masked for every query
+    q, k, v = m.split_heads(x)
+    expected = torch.softmax(q @ k.transpose(-2, -1) / 8**0.5 + bias, dim=-1)  # d_k = 8
+    y, full = m(x, return_weights=True, bias=bias)
+    torch.testing.assert_close(full.weights, expected, rtol=0, atol=1e-12)
+    assert (full.weights[..., 3] == 0).all()
+    torch.testing.assert_close(y, m.merge(expected @ v), rtol=0, atol=1e-12)  # Y = A·V with the bias
+    torch.testing.assert_close(m(x, bias=bias)[0], y, rtol=0, atol=0)  # the fast path: the same bits
+    _, rows = m(x, return_weights=True, queries=[-1, 2], bias=bias)
+    torch.testing.assert_close(rows.weights, expected[:, :, [8, 2]], rtol=0, atol=1e-12)
+    shared = torch.zeros(1, 1, 1, 9, dtype=torch.float64)  # one row for every query, broadcast
+    shared[..., 0] = float("-inf")
+    _, one = m(x, return_weights=True, queries=[4], bias=shared)
+    assert (one.weights[..., 0] == 0).all()
+    assert torch.allclose(one.weights.sum(-1), torch.ones(2, 2, 1, dtype=torch.float64))
+
+
+@torch.no_grad()
+def test_rotation_turns_q_and_k_before_the_scores(monkeypatch) -> None:
+    from vitcli.core import attention
+
+    m, x = _attention(dim=16, heads=2, seed=6), _tokens(1, 12, 16)
+    swap = lambda q, k: (k, q)  # noqa: E731 - any map of (Q, K) shows where it is applied
+    q, k, v = m.split_heads(x)
+    y, detail = m(x, return_weights=True, rotate=swap)
+    assert torch.equal(detail.q, k) and torch.equal(detail.k, q) and torch.equal(detail.v, v)
+    expected = torch.softmax(k @ q.transpose(-2, -1) / 8**0.5, dim=-1)
+    torch.testing.assert_close(detail.weights, expected, rtol=0, atol=1e-6)
+    monkeypatch.setattr(attention, "WEIGHTS_BLOCK", 2 * 12 * 5)  # row blocks see the rotation too
+    torch.testing.assert_close(m(x, return_weights=True, rotate=swap)[1].weights, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(y, m(x, rotate=swap)[0], rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_block_prefix_rows_equal_the_full_block_rows_with_a_per_image_bias() -> None:
+    from vitcli.core.block import Block
+    from vitcli.core.config import ViTConfig
+
+    config = ViTConfig(dim=16, heads=2, mlp_dim=32, depth=1)
+    block = Block(config).double()
+    for p in block.parameters():
+        p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel()), dtype=torch.float64) * 0.3)
+    x = _tokens(3, 10, 16, torch.float64)
+    bias = torch.randn(3, 1, 10, 10, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    qkv = block.qkv(x)
+    full, _ = block.finish(x, qkv, bias=bias)
+    torch.testing.assert_close(block.prefix_rows(x, qkv, 2, bias), full[:, :2], rtol=0, atol=1e-12)

@@ -119,9 +119,9 @@ def test_class_attention_share_and_layer_features():
     w = torch.softmax(torch.randn(2, 3, 1, 5), dim=-1)  # 2 layers of (H, 1, T)
     share = class_attention_share(list(w))
     assert torch.allclose(share, w[:, :, 0].mean(1).double()) and torch.allclose(share.sum(1), torch.ones(2, dtype=torch.float64))
-    blocks = [torch.randn(4, 6) for _ in range(3)]
+    blocks = {i: torch.randn(4, 6) for i in (1, 2)}  # ViTOutput.blocks: layer → output
     norm = torch.nn.LayerNorm(6)
-    assert torch.equal(layer_features(blocks, -1), blocks[2])
+    assert torch.equal(layer_features(blocks, 2), blocks[2])
     assert torch.allclose(layer_features(blocks, 1, norm), torch.nn.functional.layer_norm(blocks[1], (6,)))
-    with pytest.raises(ValueError, match="out of range"):
-        layer_features(blocks, 3)
+    with pytest.raises(ValueError, match="block 0 was not captured \\(captured: 1, 2\\)"):
+        layer_features(blocks, 0)

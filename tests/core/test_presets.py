@@ -7,6 +7,7 @@ import torchvision
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 from torch.utils.flop_counter import FlopCounterMode
 
+from vitcli.core.capture import Capture
 from vitcli.core.config import ViTConfig
 from vitcli.core.encoder import VisionTransformer
 from vitcli.core.presets import (DEFAULT_PRESET, PRESETS, build_model, config_params, count_macs, count_params,
@@ -56,27 +57,39 @@ def test_count_params_on_a_real_model_skips_fixed_tables() -> None:
     assert count_params(build_model(config.with_changes(posenc="sincos2d"))) == 5_717_416 - 197 * 192
 
 
-def _flop_counter_macs(config: ViTConfig, grid: tuple[int, int], **forward: object) -> int:
+def _flop_counter_macs(config: ViTConfig, grid: tuple[int, int], capture: Capture = Capture()) -> int:
     """Half of the FLOPs torch's FlopCounterMode counts for one image, run on the meta device."""
     with torch.device("meta"):
         model = VisionTransformer(config)
         images = torch.empty(1, config.in_chans, grid[0] * config.patch_size, grid[1] * config.patch_size)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(images, **forward)
+        model(images, capture)
     return counter.get_total_flops() // 2
+
+
+def _rows_macs(config: ViTConfig, tokens: int, rows: int) -> int:
+    """MACs of `rows` query rows of a block past its QKV projection: Q·Kᵀ and A·V, proj, MLP."""
+    d, m = config.dim, config.mlp_dim
+    return rows * (2 * tokens * d + d * d + 2 * d * m)
 
 
 @pytest.mark.parametrize("name, grid", [("vit-b16", (14, 14)), ("vit-ti16", (10, 17)), ("vit-b32", (5, 9))])
 def test_macs_equal_torch_flop_counter(name: str, grid: tuple[int, int]) -> None:
+    """count_macs is the model's count; the forward pass adds the pooled class-token row of the last
+    block evaluated again on its own (one home for pooled), and Q·Kᵀ again for kept weights."""
     config = get_preset(name)
-    assert count_macs(config, grid) == _flop_counter_macs(config, grid)
-    assert count_macs(config, grid) == _flop_counter_macs(config, grid, attn_layers=[0, -1])  # explicit path too
+    macs, t = count_macs(config, grid), grid[0] * grid[1] + 1
+    assert _flop_counter_macs(config, grid) == macs + _rows_macs(config, t, 1)
+    weights_again = 2 * t * t * config.dim  # Q·Kᵀ of two layers whose weights are kept
+    assert _flop_counter_macs(config, grid, Capture(attention=[0, -1])) == macs + _rows_macs(config, t, 1) + weights_again
+    pooled_only = macs - _rows_macs(config, t, t) + _rows_macs(config, t, 1)  # the last block for one row
+    assert _flop_counter_macs(config, grid, Capture(final="pooled")) == pooled_only
 
 
 def test_vit_b16_is_17_6_gmacs() -> None:
     assert round(count_macs(get_preset("vit-b16")) / 1e9, 1) == 17.6  # fvcore/timm report 17.6
     distilled = get_preset("vit-ti16").with_changes(distilled=True, pos_prefix_rows=2)
-    assert count_macs(distilled) == _flop_counter_macs(distilled, (14, 14))
+    assert count_macs(distilled) + _rows_macs(distilled, 198, 2) == _flop_counter_macs(distilled, (14, 14))
 
 
 def test_presets_and_default() -> None:
@@ -100,7 +113,12 @@ def test_presets_and_default() -> None:
     (dict(image_size=(0, 224)), "image size must be positive"),
     (dict(class_token=False), "position rows"),
     (dict(class_token=False, pos_prefix_rows=0), "class-token pooling"),
-    (dict(posenc="rope"), "unknown posenc"),
+    (dict(posenc="rope"), "unknown posenc 'rope': use one of learned, sincos1d, sincos2d, none"),
+    (dict(norm="rmsnorm"), "unknown norm 'rmsnorm': use one of layernorm"),
+    (dict(mlp="swiglu"), "unknown mlp 'swiglu': use one of mlp"),
+    (dict(attention="qknorm"), "unknown attention 'qknorm': use one of plain"),
+    (dict(pooling="map"), "unknown pooling 'map'"),
+    (dict(activation="relu"), "unknown activation 'relu'"),
     (dict(num_registers=-1), "registers"),
 ])
 def test_validate_refuses_impossible_configs(changes: dict, message: str) -> None:
@@ -108,6 +126,13 @@ def test_validate_refuses_impossible_configs(changes: dict, message: str) -> Non
         validate(ViTConfig().with_changes(**changes))
     with pytest.raises(ValueError, match=message):
         VisionTransformer(ViTConfig().with_changes(**changes))
+
+
+def test_validate_reads_the_choices_from_the_config_literals() -> None:
+    from vitcli.core.validate import CHOICES
+
+    assert set(CHOICES) == {"posenc", "attention", "mlp", "activation", "norm", "pooling"}
+    assert CHOICES["norm"] == ("layernorm",) and CHOICES["activation"] == ("gelu", "gelu_tanh", "quick_gelu")
 
 
 def test_override() -> None:
@@ -130,3 +155,32 @@ def test_build_model_dtype_and_no_class_token_forward() -> None:
     assert not model.training and model.cls_token is None
     out = model(torch.zeros(1, 3, 32, 64, dtype=torch.float64))
     assert out.z0.shape == (1, 8, 192) and out.pooled.dtype == torch.float64 and out.pos_table.shape == (1, 8, 192)
+
+
+# sha256 (first 16 hex digits) of every state-dict key and tensor, drawn by the code before the
+# parts were split into modules (commit 11c393f): `--seed` must keep giving the same weights.
+SEED_DIGESTS = {
+    "ti16": "0118c3d47b03810e",
+    "ti16_deit_reg_ls": "cac187ad6e1b0003",
+    "ti16_sincos_mean": "7a5fd614ae50f530",
+}
+
+
+def _seed_configs() -> dict[str, ViTConfig]:
+    ti = get_preset("vit-ti16")
+    return {"ti16": ti,
+            "ti16_deit_reg_ls": ti.with_changes(distilled=True, pos_prefix_rows=2, num_registers=4, layer_scale=True,
+                                                fc_norm=True, pre_norm=True, depth=2),
+            "ti16_sincos_mean": ti.with_changes(posenc="sincos2d", pooling="mean", fc_norm=True, final_norm=False,
+                                                depth=2, qkv_bias=False, patch_bias=False, head_bias=False)}
+
+
+@pytest.mark.parametrize("name", SEED_DIGESTS)
+def test_seed_gives_the_weights_it_always_gave(name: str) -> None:
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in build_model(_seed_configs()[name], seed=0).state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().contiguous().numpy().tobytes())
+    assert h.hexdigest()[:16] == SEED_DIGESTS[name]

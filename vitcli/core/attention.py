@@ -1,18 +1,28 @@
-"""Multi-head self-attention that can show its weights, and a fused path when it need not.
+"""Multi-head self-attention that can show its true weights, and a fused path when it need not.
 
-Three paths give the same Y (B, T, D):
-  fast       F.scaled_dot_product_attention; no weights, memory-lean on the CPU;
-  explicit   A = softmax(Q·Kᵀ/√d_k) (B, H, T, T), Y = A·V: all weights, T×T memory per head;
-  queries    Y from the fast path, and weights only for chosen query rows (B, H, Q, T), so the
-             T×T matrix is never built (a class-token map on 12,545 tokens costs H·T floats).
+Y (B, T, D) always comes from F.scaled_dot_product_attention (memory-lean on the CPU), so asking
+for weights never changes a number downstream. The weights have three paths:
+  fast       none asked: nothing more is computed;
+  explicit   A = softmax(Q·Kᵀ/√d_k + bias) (B, H, T, T): every row, filled in row blocks;
+  queries    the same for chosen query rows only (B, H, Q, T), so the T×T matrix is never built
+             (a class-token map on 12,545 tokens costs H·T floats).
+
+Two inputs let position parts reach the scores without new flags: `rotate(q, k)` turns Q and K
+after the projection (RoPE on the patch rows), and `bias` is added to Q·Kᵀ/√d_k before the
+softmax (a relative position bias; -inf masks a key). Every path, and the weights, use both.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vitcli.core.config import ViTConfig
+
+# (Q, K) each (B, H, T, d) → the same, rotated (RoPE); applied before the scores
+Rotate = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 class AttentionDetail(NamedTuple):
@@ -34,6 +44,18 @@ def resolve_indices(indices: Sequence[int], size: int, what: str = "token") -> l
     return out
 
 
+def bias_rows(bias: Tensor | None, rows: slice | Tensor) -> Tensor | None:
+    """The query rows `rows` of a score bias broadcastable to (B, H, T, T); one broadcast row stays itself."""
+    if bias is None or bias.shape[-2] == 1:
+        return bias
+    return bias[..., rows, :] if isinstance(rows, slice) else bias.index_select(-2, rows)
+
+
+def bias_image(bias: Tensor | None, b: int) -> Tensor | None:
+    """Image b's score bias (1, …) when the bias has one per image, else the shared bias."""
+    return bias[b:b + 1] if bias is not None and bias.dim() == 4 and bias.shape[0] > 1 else bias
+
+
 WEIGHTS_BLOCK = 1 << 23  # attention scores computed at once when the full matrix is larger
 
 
@@ -50,50 +72,67 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def split_heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(B, T, D) → Q, K, V, each (B, H, T, d)."""
+    def split_heads(self, x: Tensor, rotate: Rotate | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, T, D) → Q, K, V, each (B, H, T, d); Q and K rotated when `rotate` is given."""
         b, t, _ = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.heads, self.head_dim)  # (B, T, 3, H, d)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, d)
+        if rotate is not None:
+            q, k = rotate(q, k)
         return q, k, v
 
-    def weights(self, q: Tensor, k: Tensor) -> Tensor:
-        """softmax(Q·Kᵀ/√d_k) over keys: (B, H, Q, d), (B, H, T, d) → (B, H, Q, T), rows sum to 1.
+    def weights(self, q: Tensor, k: Tensor, bias: Tensor | None = None) -> Tensor:
+        """softmax(Q·Kᵀ/√d_k + bias) over keys: (B, H, Q, d), (B, H, T, d) → (B, H, Q, T), rows sum to 1.
 
-        Filled in blocks of about 8M scores, so the peak is the weights plus one block, not twice
-        the weights (12,545 tokens: 1.9 GB less a head).
+        `bias` has Q rows (or one broadcast row). Filled in blocks of about 8M scores, so the peak
+        is the weights plus one block, not twice the weights (12,545 tokens: 1.9 GB less a head).
         """
         b, h, n, _ = q.shape
         t = k.shape[-2]
         step = max(1, WEIGHTS_BLOCK // (b * h * t))
         if step >= n:
-            return torch.softmax((q * self.scale) @ k.transpose(-2, -1), dim=-1)
+            return torch.softmax(self._scores(q, k, bias), dim=-1)
         out = q.new_empty(b, h, n, t)
         for i in range(0, n, step):
-            out[:, :, i:i + step] = torch.softmax((q[:, :, i:i + step] * self.scale) @ k.transpose(-2, -1), dim=-1)
+            rows = slice(i, i + step)
+            out[:, :, rows] = torch.softmax(self._scores(q[:, :, rows], k, bias_rows(bias, rows)), dim=-1)
         return out
 
-    def forward(self, x: Tensor, return_weights: bool = False, queries: Sequence[int] | None = None,
-                first: int | None = None) -> tuple[Tensor, AttentionDetail | None]:
-        """(B, T, D) → Y (B, T, D), and the weights with Q, K, V when asked (rows `queries` only if given).
+    def _scores(self, q: Tensor, k: Tensor, bias: Tensor | None) -> Tensor:
+        """Q·Kᵀ/√d_k (+ bias): (B, H, Q, T)."""
+        scores = (q * self.scale) @ k.transpose(-2, -1)
+        return scores if bias is None else scores + bias
 
-        `first=n` (fast path only): Y of the first n tokens alone, (B, n, D), still attending to all T keys.
-        """
-        b, t, d = x.shape
-        q, k, v = self.split_heads(x)  # (B, H, T, d)
-        if first is not None:
-            if return_weights:
-                raise ValueError("first= computes no weights")
-            y = F.scaled_dot_product_attention(q[:, :, :first], k, v)  # (B, H, n, d)
-            return self.proj(y.transpose(1, 2).reshape(b, -1, d)), None  # (B, n, D)
+    def mix(self, q: Tensor, k: Tensor, v: Tensor, return_weights: bool = False,
+            queries: Sequence[int] | None = None, bias: Tensor | None = None) -> tuple[Tensor, AttentionDetail | None]:
+        """A·V per head, fused: Q (B, H, n, d), K, V (B, H, T, d) → (B, H, n, d); with the weights
+        of every query row, or of rows `queries` only, when asked."""
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, n, d)
         if not return_weights:
-            y, detail = F.scaled_dot_product_attention(q, k, v), None  # (B, H, T, d)
-        elif queries is None:
-            attn = self.weights(q, k)  # (B, H, T, T)
-            y, detail = attn @ v, AttentionDetail(attn, q, k, v)
-        else:
-            rows = torch.as_tensor(resolve_indices(queries, t), dtype=torch.long, device=x.device)
-            attn = self.weights(q.index_select(2, rows), k)  # (B, H, Q, T)
-            y, detail = F.scaled_dot_product_attention(q, k, v), AttentionDetail(attn, q, k, v)
-        y = y.transpose(1, 2).reshape(b, t, d)  # (B, H, T, d) → (B, T, D)
-        return self.proj(y), detail
+            return y, None
+        if queries is None:
+            return y, AttentionDetail(self.weights(q, k, bias), q, k, v)  # (B, H, n, T)
+        rows = torch.as_tensor(resolve_indices(queries, q.shape[-2]), dtype=torch.long, device=q.device)
+        return y, AttentionDetail(self.weights(q.index_select(2, rows), k, bias_rows(bias, rows)), q, k, v)
+
+    def merge(self, y: Tensor) -> Tensor:
+        """(B, H, n, d) → proj of the heads side by side: (B, n, D)."""
+        b, _, n, _ = y.shape
+        return self.proj(y.transpose(1, 2).reshape(b, n, -1))
+
+    def forward(self, x: Tensor, return_weights: bool = False, queries: Sequence[int] | None = None, *,
+                rotate: Rotate | None = None, bias: Tensor | None = None) -> tuple[Tensor, AttentionDetail | None]:
+        """(B, T, D) → Y (B, T, D), and the weights with Q, K, V when asked (rows `queries` only if given)."""
+        y, detail = self.mix(*self.split_heads(x, rotate), return_weights, queries, bias)
+        return self.merge(y), detail
+
+
+def make_attention(config: ViTConfig) -> Attention:
+    """The block's attention of the config's kind (qk-norm arrives as a new kind here)."""
+    if config.attention == "plain":
+        return Attention(config.dim, config.heads, qkv_bias=config.qkv_bias)
+    raise ValueError(f"unknown attention '{config.attention}': use plain")
+
+
+__all__ = ["Attention", "AttentionDetail", "Rotate", "WEIGHTS_BLOCK", "bias_image", "bias_rows", "make_attention",
+           "resolve_indices"]

@@ -6,16 +6,23 @@
     Capture(attention=[3], queries=[0])         layer 3's class-token row (B, H, 1, T), no T×T
     Capture(attention=range(12), qkv=True)      every layer's full weights and Q, K, V
 
-The encoder runs blocks only up to the last one anything asks for when `final="none"`.
+The encoder runs blocks only up to the last one anything asks for when `final="none"`. What is
+kept comes back in `ViTOutput` keyed by layer (0..depth-1, negative indices resolved).
 """
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
+
+from vitcli.core.attention import resolve_indices
+
+if TYPE_CHECKING:
+    from vitcli.core.attention import Attention, AttentionDetail
 
 Final = Literal["tokens", "pooled", "none"]
+FINALS: tuple[str, ...] = ("tokens", "pooled", "none")
 # (layer index, the layer's attention module, what it computed) → a summary kept instead of weights
-AttnReduce = Callable[[int, Any, Any], object]
+AttnReduce = Callable[[int, "Attention", "AttentionDetail"], object]
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,8 @@ class Capture:
 
     final: "tokens" keeps the encoder output (B, T, D) after the final norm, pooled and logits;
     "pooled" only pooled and logits (with class-token pooling the last block then runs for the
-    prefix tokens alone); "none" stops after the last layer named in blocks, attention or reduce.
+    pooled tokens alone); "none" stops after the last layer named in blocks, attention or reduce.
+    `pooled` has the same bits whatever else is kept.
     """
 
     inputs: bool = True  # patches, tokens, with_prefix, pos_table, z0
@@ -36,5 +44,35 @@ class Capture:
     reducer: AttnReduce | None = None  # keeps a summary (e.g. mean distance) instead of the weights
     final: Final = "tokens"
 
+    def plan(self, depth: int) -> "Plan":
+        """The layer sets resolved against `depth`, and how many blocks must run."""
+        if self.final not in FINALS:
+            raise ValueError(f"unknown final '{self.final}': use one of {', '.join(FINALS)}")
+        if self.reduce and self.reducer is None:
+            raise ValueError("Capture.reduce names layers but no reducer is given")
+        blocks, attention, reduce = (frozenset(resolve_indices(list(s), depth, "layer"))
+                                     for s in (self.blocks, self.attention, self.reduce))
+        asked = blocks | attention | reduce
+        stop = depth if self.final != "none" else max(asked, default=-1) + 1
+        return Plan(blocks, attention, reduce, stop)
 
-__all__ = ["AttnReduce", "Capture", "Final"]
+
+@dataclass(frozen=True)
+class Plan:
+    """A Capture resolved for one model: non-negative layer sets; blocks 0..stop-1 run."""
+
+    blocks: frozenset[int]
+    attention: frozenset[int]
+    reduce: frozenset[int]
+    stop: int
+
+    def detail(self, layer: int) -> bool:
+        """Whether this layer's attention must compute its weights (kept or reduced)."""
+        return layer in self.attention or layer in self.reduce
+
+    def touches(self, layer: int) -> bool:
+        """Whether anything is kept from this layer's full pass."""
+        return layer in self.blocks or self.detail(layer)
+
+
+__all__ = ["AttnReduce", "Capture", "FINALS", "Final", "Plan"]

@@ -22,13 +22,21 @@ checkpoint loader maps each family onto them with a key table and a few flags):
 Token order: [cls?, dist?, registers..., patches...]. The position table covers the first
 `pos_prefix_rows` prefix tokens and the patches; the remaining prefix tokens (registers in
 DINOv2, for example) get no position.
+
+Each part is chosen by a `Literal` field (posenc, attention, mlp, activation, norm, pooling) and
+built by its own module (position.py, attention.py, mlp.py, norm.py, pooling.py); a new kind of
+part is a new value of its Literal and a module, and `validate` reads the allowed values from
+the Literals themselves.
 """
 
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 PosEncKind = Literal["learned", "sincos1d", "sincos2d", "none"]
+AttentionKind = Literal["plain"]  # multi-head self-attention softmax(Q·Kᵀ/√d)·V
+MlpKind = Literal["mlp"]  # fc1, activation, fc2
 Activation = Literal["gelu", "gelu_tanh", "quick_gelu"]
+NormKind = Literal["layernorm"]
 Pooling = Literal["cls", "mean", "none"]
 
 
@@ -58,8 +66,11 @@ class ViTConfig:
     pooling: Pooling = "cls"
     num_classes: int = 1000  # 0: no head; for CLIP this is the projection width
     head_bias: bool = True  # CLIP's proj has no bias
-    eps: float = 1e-6  # LayerNorm eps (timm 1e-6, transformers ViT 1e-12, CLIP 1e-5)
+    eps: float = 1e-6  # norm eps (timm 1e-6, transformers ViT 1e-12, CLIP 1e-5)
+    attention: AttentionKind = "plain"
+    mlp: MlpKind = "mlp"
     activation: Activation = "gelu"
+    norm: NormKind = "layernorm"  # every norm: norm_pre, norm1, norm2, norm, fc_norm
     extra: dict = field(default_factory=dict, compare=False)  # family notes for `info`
 
     @property

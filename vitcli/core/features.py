@@ -164,9 +164,9 @@ def class_attention_share(attentions: list[Tensor]) -> Tensor:
 
 
 @torch.no_grad()
-def layer_features(blocks: list[Tensor], layer: int, norm: torch.nn.Module | None = None) -> Tensor:
-    """The output of block `layer` (negative from the end), through `norm` when given: (…, T, D)."""
-    from vitcli.core.attention import resolve_indices
-
-    x = blocks[resolve_indices([layer], len(blocks), "layer")[0]]
+def layer_features(blocks: dict[int, Tensor], layer: int, norm: torch.nn.Module | None = None) -> Tensor:
+    """The output of block `layer` (as ViTOutput.blocks keys it), through `norm` when given: (…, T, D)."""
+    if layer not in blocks:
+        raise ValueError(f"block {layer} was not captured (captured: {', '.join(map(str, sorted(blocks))) or 'none'})")
+    x = blocks[layer]
     return norm(x) if norm is not None else x

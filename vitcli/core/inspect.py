@@ -27,6 +27,7 @@ from vitcli.core.analysis import (
     rows_of_qk,
 )
 from vitcli.core.attention import Attention, AttentionDetail
+from vitcli.core.capture import Capture
 from vitcli.core.config import ViTConfig
 from vitcli.core.encoder import ViTOutput, VisionTransformer
 from vitcli.core.select import HeadSelection
@@ -75,7 +76,7 @@ def select_heads(x: Tensor, heads: HeadSelection) -> Tensor:
 
 def _reducer(config: ViTConfig, grid: tuple[int, int], full: bool, distance_layers: set[int], renorm: bool,
              rollout: Rollout | None, spec: RolloutSpec | None):
-    """The per-layer summary the encoder keeps instead of weights (see VisionTransformer.forward)."""
+    """The per-layer summary the encoder keeps instead of weights (Capture.reducer)."""
     def reduce(layer: int, attn: Attention, detail: AttentionDetail) -> dict[str, Tensor]:
         b, h, t, _ = detail.k.shape
         rows_of = rows_of_matrix(detail.weights) if full else rows_of_qk(attn.weights, detail.q, detail.k)
@@ -96,7 +97,10 @@ def _reducer(config: ViTConfig, grid: tuple[int, int], full: bool, distance_laye
 def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int], heads: HeadSelection,
                       queries: list[int] | None, distance_layers: list[int] | None = None, renorm: bool = False,
                       rollout: RolloutSpec | None = None, keep_qkv: bool = False, cosine: bool = False) -> AttentionReport:
-    """Run the model on (B, C, H, W) and gather the selected attention and the asked analyses."""
+    """Run the model on (B, C, H, W) and gather the selected attention and the asked analyses.
+
+    Blocks after the last layer needed (selected, distance, rollout) never run.
+    """
     from vitcli.core.patches import grid_shape
 
     grid = grid_shape(images.shape[-2], images.shape[-1], model.config.patch_size)
@@ -107,20 +111,22 @@ def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int
         raise ValueError(f"start layer {rollout.start_layer} is outside 0..{depth - 1}")
     reduce_layers = sorted(set(layers) | distance_set | (set(range(rollout.start_layer, depth)) if rollout else set()))
     reducer = _reducer(model.config, grid, queries is None, distance_set, renorm, roll, rollout)
-    out = model(images, keep_inputs=False, attn_layers=layers, attn_queries=queries, keep_qkv=keep_qkv or cosine,
-                attn_reduce=(reduce_layers, reducer))
-    selected = [select_heads(w, heads) for w in out.attentions]
+    capture = Capture(inputs=False, attention=layers, queries=queries, qkv=keep_qkv or cosine, reduce=reduce_layers,
+                      reducer=reducer, final="none")
+    out = model(images, capture)
+    selected = [select_heads(w, heads) for w in out.attentions.values()]
     weights = selected[0].unsqueeze(1) if len(selected) == 1 else torch.stack(selected, dim=1)  # (B, L_sel, H_sel, Q, T)
-    report = AttentionReport(out, list(out.attn_layers), weights.float())
+    report = AttentionReport(out, list(out.attentions), weights.float())
     report.distance = {i: r["distance"] for i, r in out.reduced.items() if "distance" in r}
     report.cls_rows = {i: r["cls"] for i, r in out.reduced.items() if "cls" in r}
     report.rollout = roll.result if roll else None
     if out.qkv:
+        kept = list(out.qkv.values())
         if cosine:
-            report.cosine = torch.stack([select_heads(_query_cosine(q, k, queries), heads) for q, k, _ in out.qkv], 1)
+            report.cosine = torch.stack([select_heads(_query_cosine(q, k, queries), heads) for q, k, _ in kept], 1)
         if keep_qkv:
-            report.qkv = tuple(torch.stack(t, dim=1) for t in zip(*out.qkv))  # type: ignore[assignment]
-    out.qkv = []
+            report.qkv = tuple(torch.stack(t, dim=1) for t in zip(*kept))  # type: ignore[assignment]
+    out.qkv = {}
     return report
 
 

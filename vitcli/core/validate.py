@@ -1,8 +1,12 @@
 """Refusing impossible ViT configurations with one clear sentence each."""
 
-from typing import get_args
+from typing import Literal, get_args, get_origin, get_type_hints
 
-from vitcli.core.config import Activation, PosEncKind, Pooling, ViTConfig
+from vitcli.core.config import ViTConfig
+
+# field name → its allowed values, read from the config's Literal annotations
+CHOICES: dict[str, tuple[str, ...]] = {name: get_args(hint) for name, hint in get_type_hints(ViTConfig).items()
+                                       if get_origin(hint) is Literal}
 
 
 def _positive(config: ViTConfig) -> None:
@@ -21,9 +25,9 @@ def _positive(config: ViTConfig) -> None:
 
 
 def _choices(config: ViTConfig) -> None:
-    """Named options must be one of the known ones."""
-    for name, kind in (("posenc", PosEncKind), ("activation", Activation), ("pooling", Pooling)):
-        value, allowed = getattr(config, name), get_args(kind)
+    """Every part chosen by a Literal field must be one of its values."""
+    for name, allowed in CHOICES.items():
+        value = getattr(config, name)
         if value not in allowed:
             raise ValueError(f"unknown {name} '{value}': use one of {', '.join(allowed)}")
 
@@ -42,7 +46,7 @@ def _tokens(config: ViTConfig) -> None:
     if config.num_classes < 0:
         raise ValueError(f"number of classes must be 0 (no head) or more, got {config.num_classes}")
     if config.eps <= 0:
-        raise ValueError(f"LayerNorm eps must be positive, got {config.eps}")
+        raise ValueError(f"norm eps must be positive, got {config.eps}")
 
 
 def validate(config: ViTConfig) -> ViTConfig:

@@ -1,0 +1,16 @@
+"""The normalisation part: one constructor for every norm of the model (norm_pre, norm1, norm2,
+norm, fc_norm), chosen by `ViTConfig.norm`. RMSNorm arrives as a new value here."""
+
+from torch import nn
+
+from vitcli.core.config import NormKind
+
+
+def make_norm(kind: NormKind, dim: int, eps: float) -> nn.Module:
+    """A norm over the last axis of width `dim`: LayerNorm (weight, bias)."""
+    if kind == "layernorm":
+        return nn.LayerNorm(dim, eps=eps)
+    raise ValueError(f"unknown norm '{kind}': use layernorm")
+
+
+__all__ = ["make_norm"]
