@@ -172,7 +172,7 @@ def prepare_image(image: str, opts: ImageOptions, patch_size: int, family: Any =
         raise VitcliError(image, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
     if family is not None:
         done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
-        return PreparedImage(loaded, family.geometry(loaded.image), "family", done)
+        return PreparedImage(loaded, images.preprocess_geometry(family, loaded.image), "family", done)
     resample = ResampleChoice(opts.resample or "bicubic").value
     pixels, done = images.fit_image(loaded, requested, fit, patch_size, resample, background)  # type: ignore[arg-type]
     return PreparedImage(loaded, pixels, fit, done)
