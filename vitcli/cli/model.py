@@ -69,14 +69,14 @@ def resolve_config(opts: ModelOptions, patch_size: int | None = None, posenc: st
         if changed or patch_size is not None:
             names = ", ".join("--" + n.replace("_", "-") for n in changed + (["patch_size"] if patch_size else []))
             raise VitcliError(opts.weights, f"the architecture comes from the checkpoint; drop {names}")
-        from vitcli.checkpoints.load import load_checkpoint
+        from vitcli.checkpoints.load import load_checkpoint, require_native_grid
 
         native_size = None
         if opts.native_size:
             from vitcli.io.images import parse_hw
 
             native_size = parse_hw(opts.native_size, "--native-size")
-        loaded = load_checkpoint(opts.weights, strict=opts.strict, image_size=native_size)
+        loaded = require_native_grid(load_checkpoint(opts.weights, strict=opts.strict, image_size=native_size))
         return ModelSetup(loaded.config, opts.weights, loaded)
     if opts.native_size:
         raise VitcliError("--native-size", "tells a checkpoint's native size: use it with --weights (presets take --size)")

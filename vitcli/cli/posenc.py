@@ -114,10 +114,7 @@ def checkpoint_table(opts: ModelOptions, grid: str | None, size: str | None) -> 
     if grid or size:
         raise VitcliError("--grid" if grid else "--size", "with --weights the grid is the checkpoint's: name its native "
                           "size with --native-size HxW, or show the table on another grid with --resample ROWSxCOLS")
-    try:
-        setup = resolve_config(opts)
-    except VitcliError as e:
-        raise VitcliError(e.source, e.problem.replace("(image_size=(H, W))", "with --native-size HxW")) from None
+    setup = resolve_config(opts)
     c = setup.config
     table = setup.checkpoint.state_dict.get("pos_embed")
     if table is None:
