@@ -8,9 +8,11 @@ shapes, the way CLIP's `build_model` does it:
   depth                        the number of block indices
   MLP size                     blocks.0.mlp.fc1.weight (M, D)
   prefix tokens                cls / dist / register token tensors; registers (1, R, D)
-  position rows and grid       pos_embed (1, r + N, D): r ∈ {class+dist, all prefix, 0}, N a square
-                               (else the native size given or in a config file, else the image's
-                               own grid when it fits exactly: see `native_grid`)
+  position rows and grid       pos_embed (1, r + N, D): the native size given or in a config file
+                               when the table fits it; else r ∈ {class+dist, all prefix, 0} with
+                               N a square, when exactly one r gives one; else (non-square or
+                               ambiguous) the image's own grid when it fits exactly, so the
+                               result may be `native_grid="from image"` (unresolved)
   biases, layer scale, norms   whether the tensors exist
   head / projection            head.weight (classes, D)
   heads                        config file when there is one, else D / 64 (CLIP's rule), except
@@ -22,6 +24,7 @@ checked against the shapes. The family supplies the rest (see `families/base.py`
 """
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -113,15 +116,21 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
         extra={"family": variant.label, "format": ev.format, "rules": list(notes)},
     )
     preprocess = fam.file_preprocess(ev, config) or variant.preprocess(config)
+    unresolved = table.candidates if table.native == "from image" else ()
     return Inferred(config, variant.label, preprocess, tuple(notes), int(ev.shapes["pos_embed"][1]), table.native,
-                    table.candidates)
+                    unresolved)
 
 
-def grid_error(source: str, table_rows: int, candidates: tuple[tuple[int, int], ...] | list[int]) -> VitcliError:
-    """The one-line error for a position table no square grid, config file or image resolves."""
-    counts = sorted({c[0] if isinstance(c, tuple) else c for c in candidates})
-    rows = " or ".join(str(r) for r in counts) or "0"
-    return VitcliError(source, f"the position table has {table_rows} rows: not {rows} prefix rows plus a square grid; "
+def grid_error(source: str, table_rows: int, prefix_rows: Iterable[int]) -> VitcliError:
+    """The one-line error for a position table that neither a square grid, a native size nor an image resolves."""
+    counts = sorted(set(prefix_rows)) or [0]
+    listed = " or ".join(str(r) for r in counts) if len(counts) < 3 else \
+        ", ".join(str(r) for r in counts[:-1]) + f" or {counts[-1]}"
+    squares = [r for r in counts if table_rows - r > 0 and math.isqrt(table_rows - r) ** 2 == table_rows - r]
+    if len(squares) > 1:
+        return VitcliError(source, f"the position table has {table_rows} rows: {' or '.join(map(str, squares))} prefix "
+                           "rows plus a square grid both fit, so its grid is ambiguous; pass {needs}", needs="native_size")
+    return VitcliError(source, f"the position table has {table_rows} rows: not {listed} prefix rows plus a square grid; "
                        "pass {needs}", needs="native_size")
 
 
@@ -164,10 +173,10 @@ def _read_table(ev: Evidence, patch: int, prefix: tuple[int, int], o: Overrides,
         found = _fit_size(size, patch, candidates, given, ev.name, length)
         if found:
             return found
-    for r, n in candidates:
-        side = math.isqrt(n)
-        if side * side == n:
-            return _Grid((side, side), r, "known", candidates)
+    squares = [(r, math.isqrt(n)) for r, n in candidates if math.isqrt(n) ** 2 == n]
+    if len(squares) == 1:  # several square readings (tiny grids with registers) are ambiguous
+        r, side = squares[0]
+        return _Grid((side, side), r, "known", candidates)
     if image_grid is not None:
         for r, n in candidates:
             if image_grid[0] * image_grid[1] == n:
@@ -177,7 +186,8 @@ def _read_table(ev: Evidence, patch: int, prefix: tuple[int, int], o: Overrides,
         raise grid_error(ev.name, length, rows)
     r, n = candidates[0]
     return _Grid((1, n), r, "from image", candidates,
-                 f"native grid unknown ({length} rows, no square grid): taken from the image's grid when it fits")
+                 f"native grid unknown ({length} rows, {'several' if squares else 'no'} square readings): "
+                 "taken from the image's grid when it fits")
 
 
 def _fit_size(size: tuple[int, int], patch: int, candidates: tuple[tuple[int, int], ...], given: bool, name: str,

@@ -161,7 +161,7 @@ def require_native_grid(loaded: Loaded) -> Loaded:
     if loaded.native_grid == "known":
         return loaded
     rows = int(loaded.state_dict["pos_embed"].shape[1]) if "pos_embed" in loaded.state_dict else 0
-    raise grid_error(loaded.spec, rows, loaded.grid_candidates)
+    raise grid_error(loaded.spec, rows, (r for r, _ in loaded.grid_candidates))
 
 
 def nonfinite_counts(state: dict[str, Tensor], origin: dict[str, str]) -> dict[str, dict[str, int]]:
