@@ -105,31 +105,31 @@ class _Fields:
             raise self._bad(key, value, "an object")
         return _Fields(value, self.where, f"{self.path}{key}.")
 
-    def int(self, key: str) -> int | None:
+    def integer(self, key: str) -> int | None:
         value = self.data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             raise self._bad(key, value, "a positive integer")
         return value
 
-    def float(self, key: str) -> float | None:
+    def number(self, key: str) -> float | None:
         value = self.data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             raise self._bad(key, value, "a positive number")
         return None if value is None else float(value)
 
-    def str(self, key: str) -> str | None:
+    def text(self, key: str) -> str | None:
         value = self.data.get(key)
         if value is not None and not isinstance(value, str):
             raise self._bad(key, value, "a string")
         return value
 
-    def bool(self, key: str) -> bool | None:
+    def flag(self, key: str) -> bool | None:
         value = self.data.get(key)
         if value is not None and not isinstance(value, bool):
             raise self._bad(key, value, "true or false")
         return value
 
-    def floats(self, key: str) -> Floats | None:
+    def channels(self, key: str) -> Floats | None:
         """Per-channel values: 1 or 3 numbers."""
         value = self.data.get(key)
         if value is None:
@@ -140,7 +140,7 @@ class _Fields:
             raise self._bad(key, value, "a list of 3 numbers")
         return tuple(float(v) for v in value)
 
-    def hw(self, key: str) -> HW | None:
+    def size(self, key: str) -> HW | None:
         """A size: N, [H, W], [C, H, W] or {"height": H, "width": W}."""
         value = self.data.get(key)
         if value is None:
@@ -179,18 +179,18 @@ def _hf_vision(f: _Fields) -> dict[str, Any]:
     if "model_type" not in f.data:
         return {}
     f = f.sub("vision_config") or f
-    return {"image_size": f.hw("image_size"), "heads": f.int("num_attention_heads"),
-            "layer_norm_eps": f.float("layer_norm_eps"), "hidden_act": f.str("hidden_act")}
+    return {"image_size": f.size("image_size"), "heads": f.integer("num_attention_heads"),
+            "layer_norm_eps": f.number("layer_norm_eps"), "hidden_act": f.text("hidden_act")}
 
 
 def _timm(f: _Fields) -> dict[str, Any]:
     """timm's config.json (save_for_hf): name, pooling, pretrained_cfg, model_args.img_size."""
     p = f.sub("pretrained_cfg")
-    pretrained = TimmPretrained(p.hw("input_size"), p.float("crop_pct"), p.floats("mean"), p.floats("std"),
-                                p.str("interpolation"), p.str("crop_mode")) if p else None
+    pretrained = TimmPretrained(p.size("input_size"), p.number("crop_pct"), p.channels("mean"), p.channels("std"),
+                                p.text("interpolation"), p.text("crop_mode")) if p else None
     args = f.sub("model_args")
-    size = (pretrained.input_size if pretrained else None) or (args.hw("img_size") if args else None)
-    return {"architecture": f.str("architecture"), "global_pool": f.str("global_pool"), "pretrained": pretrained,
+    size = (pretrained.input_size if pretrained else None) or (args.size("img_size") if args else None)
+    return {"architecture": f.text("architecture"), "global_pool": f.text("global_pool"), "pretrained": pretrained,
             "image_size": size}
 
 
@@ -198,25 +198,25 @@ def _open_clip(f: _Fields) -> dict[str, Any]:
     """open_clip_config.json: the vision tower and the preprocessing."""
     model = f.sub("model_cfg")
     v = (model.sub("vision_cfg") if model else None) or _Fields({}, f.where, "model_cfg.vision_cfg.")
-    vision = OpenClipVision(v.int("width"), v.int("head_width") or 64, v.str("pool_type"),
-                            bool(v.bool("final_ln_after_pool")), v.hw("image_size"),
-                            bool(model.bool("quick_gelu"))) if model else None
+    vision = OpenClipVision(v.integer("width"), v.integer("head_width") or 64, v.text("pool_type"),
+                            bool(v.flag("final_ln_after_pool")), v.size("image_size"),
+                            bool(model.flag("quick_gelu"))) if model else None
     p = f.sub("preprocess_cfg")
-    preprocess = OpenClipPreprocess(p.floats("mean"), p.floats("std"), p.str("interpolation"),
-                                    p.str("resize_mode")) if p else None
+    preprocess = OpenClipPreprocess(p.channels("mean"), p.channels("std"), p.text("interpolation"),
+                                    p.text("resize_mode")) if p else None
     return {"vision": vision, "preprocess": preprocess, "image_size": vision.image_size if vision else None}
 
 
 def _processor(f: _Fields) -> HFProcessor:
     """preprocessor_config.json: `size` is {"shortest_edge": N}, {"height", "width"} or N."""
     size = f.data.get("size")
-    shortest = f.sub("size").int("shortest_edge") if isinstance(size, dict) and "shortest_edge" in size else None
+    shortest = f.sub("size").integer("shortest_edge") if isinstance(size, dict) and "shortest_edge" in size else None
     resample = f.data.get("resample", 2)
     if isinstance(resample, bool) or not isinstance(resample, int):
         raise VitcliError(f.where, f"resample is {resample!r:.60}, expected a PIL filter number")
-    return HFProcessor(f.str("image_processor_type") or "image processor", f.floats("image_mean"),
-                       f.floats("image_std"), resample, shortest, None if shortest else f.hw("size"),
-                       f.hw("crop_size"), f.bool("do_center_crop"))
+    return HFProcessor(f.text("image_processor_type") or "image processor", f.channels("image_mean"),
+                       f.channels("image_std"), resample, shortest, None if shortest else f.size("size"),
+                       f.size("crop_size"), f.flag("do_center_crop"))
 
 
 __all__ = ["CheckpointConfig", "HFProcessor", "OpenClipPreprocess", "OpenClipVision", "TimmPretrained",

@@ -31,7 +31,7 @@ from vitcli.checkpoints.families import Evidence, Family, Mapped, detect, eviden
 from vitcli.checkpoints.hub import is_hub_spec, resolve
 from vitcli.checkpoints.infer import Inferred, NativeGrid, Overrides, grid_error, infer_config
 from vitcli.checkpoints.preprocess import Preprocess
-from vitcli.checkpoints.read import read_checkpoint, read_configs, strip_wrappers
+from vitcli.checkpoints.read import read_checkpoint, strip_wrappers
 from vitcli.core.config import Activation, Pooling, ViTConfig
 from vitcli.core.encoder import VisionTransformer
 from vitcli.errors import VitcliError
@@ -89,9 +89,7 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     folder) is read for these too.
     """
     spec = str(spec)
-    raw = read_checkpoint(resolve(spec).path if is_hub_spec(spec) else spec)
-    if is_hub_spec(spec):
-        raw.configs = read_configs(Path(raw.path).parent)
+    raw = read_checkpoint(resolve(spec).path if is_hub_spec(spec) else spec)  # with the config files beside it
     files = parse_configs(raw.configs, Path(raw.path).parent)
     tensors, wrapper_notes = strip_wrappers(raw.tensors)
     notes = [f"format {raw.format}", *raw.notes, *wrapper_notes]

@@ -65,7 +65,7 @@ def resolve_config(opts: ModelOptions, patch_size: int | None = None, posenc: st
     from vitcli.errors import VitcliError
 
     if opts.weights:
-        changed = [n for n in ("dim", "depth", "heads", "mlp_ratio") if getattr(opts, n) is not None]
+        changed = ["mlp_ratio"] if opts.mlp_ratio is not None else []  # --heads fills in, --dim/--depth are checked
         if changed or patch_size is not None:
             names = ", ".join("--" + n.replace("_", "-") for n in changed + (["patch_size"] if patch_size else []))
             raise VitcliError(opts.weights, f"the architecture comes from the checkpoint; drop {names}")
@@ -76,7 +76,8 @@ def resolve_config(opts: ModelOptions, patch_size: int | None = None, posenc: st
             from vitcli.io.images import parse_hw
 
             native_size = parse_hw(opts.native_size, "--native-size")
-        loaded = require_native_grid(load_checkpoint(opts.weights, strict=opts.strict, image_size=native_size))
+        loaded = require_native_grid(load_checkpoint(opts.weights, strict=opts.strict, image_size=native_size,
+                                                     heads=opts.heads, dim=opts.dim, depth=opts.depth))
         return ModelSetup(loaded.config, opts.weights, loaded)
     if opts.native_size:
         raise VitcliError("--native-size", "tells a checkpoint's native size: use it with --weights (presets take --size)")
