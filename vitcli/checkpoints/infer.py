@@ -128,10 +128,11 @@ def grid_error(source: str, table_rows: int, prefix_rows: Iterable[int]) -> Vitc
         ", ".join(str(r) for r in counts[:-1]) + f" or {counts[-1]}"
     squares = [r for r in counts if table_rows - r > 0 and math.isqrt(table_rows - r) ** 2 == table_rows - r]
     if len(squares) > 1:
-        return VitcliError(source, f"the position table has {table_rows} rows: {' or '.join(map(str, squares))} prefix "
-                           "rows plus a square grid both fit, so its grid is ambiguous; pass {needs}", needs="native_size")
-    return VitcliError(source, f"the position table has {table_rows} rows: not {listed} prefix rows plus a square grid; "
-                       "pass {needs}", needs="native_size")
+        both = " or ".join(map(str, squares))
+        return VitcliError(source, f"the position table has {table_rows} rows: {both} prefix rows plus a square grid "
+                           "both fit, so its grid is ambiguous; pass {needs}", needs="native_size")
+    return VitcliError(source, f"the position table has {table_rows} rows: not {listed} prefix rows plus a square "
+                       "grid; pass {needs}", needs="native_size")
 
 
 def _require(fam: Family, ev: Evidence) -> None:

@@ -101,7 +101,8 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     if root:
         notes.append(f"vision weights under '{root}'")
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size) if image_size else None
-    overrides = Overrides(family, heads, size, eps, activation, pooling, dim, depth, patch_size, mlp_dim)  # type: ignore[arg-type]
+    overrides = Overrides(family, heads, size, eps, activation, pooling,  # type: ignore[arg-type]
+                          dim, depth, patch_size, mlp_dim)
     basis = Basis(fam, evidence(mapped, spec, raw.format, raw.nested_under, tensors, files), overrides, tuple(notes))
     inferred = _infer(basis, spec)
     ignored = list(mapped.ignored)

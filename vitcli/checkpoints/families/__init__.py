@@ -7,6 +7,14 @@
   clip.py          OpenAI CLIP / open_clip visual towers
 
 A new family is a `Family` value in its library's module and one entry in `FAMILIES`.
+
+Activation cannot be read from weights. The rules (each noted by `info`): timm and open_clip use
+exact GELU unless the model name says `quickgelu` (timm `vit_*_clip_quickgelu_*`, open_clip
+`*-quickgelu`) or open_clip_config.json sets `quick_gelu`; OpenAI CLIP files (TorchScript
+archives, or state dicts carrying OpenAI's `input_resolution` / `context_length` / `vocab_size`)
+use QuickGELU; Hugging Face models follow config.json's `hidden_act`, else the config class
+default (ViT, DINOv2: gelu; CLIP: quick_gelu); torchvision uses exact GELU. An explicit
+`activation=` always wins.
 """
 
 from collections.abc import Iterable

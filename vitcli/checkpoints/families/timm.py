@@ -25,7 +25,8 @@ def _dinov2_repo(ev: Evidence) -> bool:
 
 def _vit_default(c: ViTConfig) -> Preprocess:
     if c.num_classes:
-        return timm_preprocess(c.image_size, 0.9, INCEPTION, "bicubic", source="timm ViT default (augreg): crop_pct 0.9")
+        return timm_preprocess(c.image_size, 0.9, INCEPTION, "bicubic",
+                               source="timm ViT default (augreg): crop_pct 0.9")
     return timm_preprocess(c.image_size, 0.9, IMAGENET, "bicubic",
                            source="timm ViT without head (DINO/MAE-style): ImageNet mean/std, crop_pct 0.9")
 
@@ -35,7 +36,8 @@ def _clip_default(c: ViTConfig) -> Preprocess:
     if c.num_classes in (1000, 11821):
         return timm_preprocess(c.image_size, 0.95, OPENAI_CLIP, "bicubic",
                                source="timm CLIP fine-tuned classifier default (laion2b_ft_in12k_in1k): crop_pct 0.95")
-    return timm_preprocess(c.image_size, 1.0, OPENAI_CLIP, "bicubic", source="timm CLIP image tower default: crop_pct 1.0")
+    return timm_preprocess(c.image_size, 1.0, OPENAI_CLIP, "bicubic",
+                           source="timm CLIP image tower default: crop_pct 1.0")
 
 
 def _dinov2_repo_default(c: ViTConfig) -> Preprocess:
@@ -55,7 +57,8 @@ VARIANTS = (
     Variant("timm-dinov2-reg", lambda ev: _dinov2(ev) and ev.has("reg_tokens"), _timm_dinov2_default),
     Variant("timm-dinov2", _dinov2, _timm_dinov2_default),
     Variant("deit", lambda ev: ev.has("dist_token"),
-            lambda c: timm_preprocess(c.image_size, 0.9, IMAGENET, "bicubic", source="timm DeiT default: crop_pct 0.9")),
+            lambda c: timm_preprocess(c.image_size, 0.9, IMAGENET, "bicubic",
+                                      source="timm DeiT default: crop_pct 0.9")),
     Variant("timm-clip", lambda ev: ev.has("norm_pre.weight"), _clip_default, eps=1e-5),  # nn.LayerNorm's default
     Variant("timm-vit", always, _vit_default),
 )

@@ -9,7 +9,8 @@ def _weights_transforms(c: ViTConfig) -> Preprocess:
     """IMAGENET1K_V1 at 224 (resize 256, bilinear); the SWAG weights at their own size (bicubic)."""
     if c.image_size == (224, 224):
         return shortest_crop(c.image_size, 256, IMAGENET, "bilinear", "round", "torchvision IMAGENET1K_V1 transforms")
-    return shortest_crop(c.image_size, c.image_size[0], IMAGENET, "bicubic", "round", "torchvision SWAG weights transforms")
+    return shortest_crop(c.image_size, c.image_size[0], IMAGENET, "bicubic", "round",
+                         "torchvision SWAG weights transforms")
 
 
 TORCHVISION = Family(

@@ -31,7 +31,8 @@ def hf_activation(default: str, family: str) -> Callable[[Evidence, str], Why]:
         if act is None:
             return default, f"activation {default} (transformers' default for {family})"
         if act not in HF_ACT:
-            raise VitcliError(ev.name, f"config.json hidden_act '{act}' is not one vitcli implements ({', '.join(HF_ACT)})")
+            raise VitcliError(ev.name, f"config.json hidden_act '{act}' is not one vitcli implements "
+                              f"({', '.join(HF_ACT)})")
         return HF_ACT[act], f"activation {HF_ACT[act]} (config.json hidden_act {act})"
     return rule
 
@@ -52,7 +53,8 @@ def processor_preprocess(ev: Evidence, c: ViTConfig) -> Preprocess | None:
         return Preprocess(short, short, "shortest", False, **kind)  # type: ignore[arg-type]
     hw = p.size or c.image_size
     crop = p.crop_size or hw
-    return Preprocess(crop if p.do_center_crop else hw, hw, "exact", bool(p.do_center_crop), **kind)  # type: ignore[arg-type]
+    crop_on = bool(p.do_center_crop)
+    return Preprocess(crop if crop_on else hw, hw, "exact", crop_on, **kind)  # type: ignore[arg-type]
 
 
 HF_VIT = Family(
@@ -111,8 +113,8 @@ HF_CLIP = Family(
         *pair("mlp.fc1", "mlp.fc1"),
         *pair("mlp.fc2", "mlp.fc2"),
     ),
-    variants=(Variant("hf-clip", always, lambda c: shortest_crop(c.image_size, c.image_size[0], OPENAI_CLIP, "bicubic",
-                                                                 "floor", "transformers CLIPImageProcessor defaults")),),
+    variants=(Variant("hf-clip", always, lambda c: shortest_crop(
+        c.image_size, c.image_size[0], OPENAI_CLIP, "bicubic", "floor", "transformers CLIPImageProcessor defaults")),),
     outside=(Rule("head.weight", ("visual_projection.weight",)),),
     ignore=(r"^embeddings\.position_ids$",),
     ignore_outside=(r"^text_model\.", r"^text_projection\.", r"^logit_(scale|bias)$"),
