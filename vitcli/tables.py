@@ -39,6 +39,7 @@ def model_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         ("weights", doc["source"]),
         ("patch size P", doc["patch_size"]),
         ("grid [rows, cols]", "{} × {}".format(*doc["grid"])),
+        *([("native grid", doc["native_grid_from"])] if doc.get("native_grid_from") else []),
         ("tokens T", f"{doc['num_tokens']} ({doc['num_prefix_tokens']} prefix + {doc['grid'][0] * doc['grid'][1]} patches)"),
         ("dim D / depth L / heads", f"{doc['dim']} / {doc['depth']} / {doc['heads']} (head dim {doc['head_dim']})"),
         ("MLP dim", doc["mlp_dim"]),

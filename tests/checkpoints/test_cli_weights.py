@@ -57,3 +57,19 @@ def test_open_clip_attention_uses_clip_preprocessing(tmp_path):
     doc = json.loads(r.stdout)
     assert doc["normalize"] == "clip" and doc["input"]["fit"] == "family"
     assert np.abs(np.load(out)[0, :, 0] - weights_peer[0, :, 0].numpy()).max() <= 1e-4
+
+
+def test_heads_the_weights_cannot_show_are_asked_for_and_taken_from_the_cli(tmp_path):
+    from timm.models.vision_transformer import VisionTransformer
+
+    from tests.conftest import assert_clean_error
+
+    model = scramble(VisionTransformer(img_size=32, patch_size=8, embed_dim=96, depth=2, num_heads=4, num_classes=0), 7)
+    weights = tmp_path / "w96.safetensors"
+    save_file(model.state_dict(), weights)
+    assert_clean_error(run_cli("info", "--weights", weights), "96-wide", "pass --heads N")
+    r = run_cli("info", "--weights", weights, "--heads", "4", "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    assert json.loads(r.stdout)["model"]["heads"] == 4
+    assert_clean_error(run_cli("info", "--weights", weights, "--heads", "4", "--dim", "512"),
+                       "--dim: 512 contradicts the checkpoint's weights, which are 96 wide")

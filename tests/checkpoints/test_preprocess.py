@@ -24,7 +24,7 @@ from torchvision.models.vision_transformer import VisionTransformer as Torchvisi
 
 from vitcli.checkpoints.load import load_checkpoint
 from vitcli.checkpoints.preprocess import Preprocess
-from vitcli.io.images import load_image
+from vitcli.io.images import apply_preprocess, load_image
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_images"
 PHOTOS = ["chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"]  # landscape, portrait-free, square, odd sizes
@@ -32,7 +32,7 @@ TOL = 1e-2  # normalised units
 
 
 def _ours(preprocess: Preprocess, name: str) -> np.ndarray:
-    return preprocess.apply(load_image(str(SAMPLES / name)).pixels)
+    return apply_preprocess(preprocess, load_image(str(SAMPLES / name)).pixels)
 
 
 def _pil(name: str) -> Image.Image:

@@ -55,6 +55,7 @@ class FiguresMixin:
         from vitcli.api.images import as_images
 
         images = as_images(images)
+        self.resolve_grid(images)
         prepare, norm, _ = self.preparer(images.spec, normalize)
         fitted = [prepare(item, name) for item, name in zip(images.items, images.names())]
         with torch.inference_mode():
@@ -186,7 +187,7 @@ class FiguresMixin:
         thresholds = (torch.full((depth,), norm_threshold, dtype=torch.float64) if norm_threshold is not None
                       else mad_thresholds(norms[:, prefix:], k))
         outliers = high_norm_tokens(norms, prefix, thresholds)
-        share = class_attention_share([a[0] for a in out.attentions]) if out.attentions else None  # (L, T)
+        share = class_attention_share([a[0] for a in out.attentions.values()]) if out.attentions else None  # (L, T)
         array = _numpy(norms)
         registers = range(int(c.class_token) + int(c.distilled), prefix)
         rule = f"> {norm_threshold:g}" if norm_threshold is not None else f"> median + {k:g}·MAD"

@@ -46,6 +46,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
         self.config, self.source, self.checkpoint = config, source, checkpoint
         self.warnings, self.spec, self._device = warnings, spec, device
         self._build, self._module = build, None
+        self.grid_note: str | None = None  # how the native grid was found, when not from the weights
 
     @property
     def module(self) -> "VisionTransformer":
@@ -53,6 +54,37 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
         if self._module is None:
             self._module = self._build()
         return self._module
+
+    # --- a position table whose grid the weights do not show ----------------------------------
+
+    @property
+    def grid_known(self) -> bool:
+        return self.checkpoint is None or self.checkpoint.native_grid == "known"
+
+    def require_grid(self) -> None:
+        """The one-line error naming --native-size when the table's grid is still unknown."""
+        if not self.grid_known:
+            from vitcli.checkpoints.load import require_native_grid
+
+            require_native_grid(self.checkpoint)
+
+    def resolve_grid(self, images: Any) -> None:
+        """Take the native grid from the first image's own grid when the table fits it exactly
+        (its fitted size: `--size native` by default); else the error naming --native-size."""
+        if self.grid_known or not len(images):
+            return self.require_grid()
+        from vitcli.checkpoints.load import fit_native_grid
+
+        spec = images.spec if images.spec.size is not None else replace(images.spec, size="native")
+        p = self.config.patch_size
+        first = fit_one(images.items[0], replace(spec, patch_size=None), p, None, images.names()[0])
+        grid = (first.pixels.shape[0] // p, first.pixels.shape[1] // p)
+        resolved = fit_native_grid(self.checkpoint, grid)
+        if resolved is None:
+            self.require_grid()
+        rows = int(self.checkpoint.state_dict["pos_embed"].shape[1])
+        self.checkpoint, self.config = resolved, resolved.config
+        self.grid_note = f"{grid[0]} × {grid[1]}, the image's own grid (the table has {rows} rows)"
 
     # --- facts ---------------------------------------------------------------------------------
 
@@ -92,6 +124,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
             "activation": c.activation, "eps": c.eps, "num_classes": c.num_classes,
             "dtype": self.spec.dtype,
         }
+        if self.grid_note:
+            doc["native_grid_from"] = self.grid_note
         if self.checkpoint is not None:
             doc["family"] = self.checkpoint.family
             doc["ignored_keys"] = list(self.checkpoint.ignored_keys)
@@ -103,6 +137,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
         from vitcli.api.images import as_size_text
         from vitcli.io.images import parse_hw
 
+        self.require_grid()
         c = self.config
         text = as_size_text(size)
         h, w = parse_hw(text, "--size") if text else c.image_size
@@ -122,6 +157,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
         """How images reach this model: the checkpoint family's own resize and crop (its `Preprocess`,
         with `resample` as its filter) when neither size nor fit is given, else vitcli's size policy
         at the model's native size unless a size is given. Checked before any image is read."""
+        self.require_grid()
         family = self.preprocess
         if spec.patch_size is not None and spec.patch_size != self.config.patch_size:
             raise VitcliError("--patch-size", f"{spec.patch_size} differs from the model's patch size "
@@ -245,21 +281,19 @@ def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps
                               "the checkpoint's own position table and tokens are used; drop it")
     native = _hw(native_size, "--native-size") if native_size is not None else None
     loaded = load_checkpoint(spec, strict=strict, image_size=native, heads=sizes["heads"], eps=eps,
-                             activation=activation)
-    _check_sizes(loaded.config, sizes)
-    return Model(loaded.config, lambda: build_model_from_checkpoint(loaded, device=device, dtype=dtype), spec, loaded,
-                 [warning] if warning else [], model_spec, device)
+                             activation=activation, dim=sizes["dim"], depth=sizes["depth"],
+                             patch_size=sizes["patch_size"])
+    _check_mlp_ratio(loaded.config, sizes["mlp_ratio"])
+    model = Model(loaded.config, None, spec, loaded, [warning] if warning else [], model_spec, device)
+    model._build = lambda: build_model_from_checkpoint(model.checkpoint, device=device, dtype=dtype)
+    return model
 
 
-def _check_sizes(config: "ViTConfig", sizes: dict[str, Any]) -> None:
-    """Sizes the weights show may be given, but only as they are."""
-    shown = {"patch_size": config.patch_size, "dim": config.dim, "depth": config.depth,
-             "mlp_ratio": config.mlp_dim / config.dim}
-    for name, actual in shown.items():
-        given = sizes[name]
-        if given is not None and abs(given - actual) > 1e-9:
-            raise VitcliError("--" + name.replace("_", "-"), f"{given:g} contradicts the checkpoint's weights, "
-                              f"whose {name.replace('_', ' ')} is {actual:g}")
+def _check_mlp_ratio(config: "ViTConfig", ratio: float | None) -> None:
+    """An MLP ratio may be given with weights, but only as the weights have it."""
+    if ratio is not None and abs(ratio - config.mlp_dim / config.dim) > 1e-9:
+        raise VitcliError("--mlp-ratio", f"{ratio:g} contradicts the checkpoint's weights, whose MLP is "
+                          f"{config.mlp_dim / config.dim:g} × {config.dim} wide")
 
 
 def _hw(value: object, option: str) -> tuple[int, int]:

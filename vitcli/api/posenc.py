@@ -98,6 +98,7 @@ def _checkpoint_table(model: Any, grid: Any, size: Any, kind: str | None) -> tup
                           "--resample ROWSxCOLS")
     if kind not in (None, "learned"):
         raise VitcliError("--kind", "with --weights the table is the checkpoint's own (learned)")
+    model.require_grid()
     c = model.config
     table = model.checkpoint.state_dict.get("pos_embed")
     if table is None:

@@ -4,32 +4,49 @@
     loaded.family, loaded.config, loaded.preprocess           # hf-hub:ORG/NAME, timm:NAME
     model = build_model_from_checkpoint(loaded)               # core VisionTransformer, eval mode
 
-`load_checkpoint` reads the file safely (see `read.py`), recognises the family from key names,
-maps its keys onto the core's (see `families.py`), infers the architecture from tensor shapes and
-checks the result against the core model built from it: keys left over, keys missing and shapes
-that do not fit are reported together in one VitcliError. With `strict=False`, keys left over
-are listed in `ignored_keys` instead; missing keys and wrong shapes are always errors, since no
-faithful model can be built without them. Keys a vision model never uses (CLIP's text tower,
-transformers' tanh pooler, DINOv2's mask token, DINO's projection head) are listed in
-`ignored_keys` in both modes.
+`load_checkpoint` reads the file safely (see `read.py`) and its config files once (`config.py`),
+recognises the family from key names, maps its keys onto the core's (`families/`), infers the
+architecture from tensor shapes (`infer.py`) and checks the result against the core model built
+from it: keys left over, keys missing and shapes that do not fit are reported together in one
+VitcliError. With `strict=False`, keys left over are listed in `ignored_keys` instead; missing
+keys and wrong shapes are always errors, since no faithful model can be built without them. Keys
+a vision model never uses (CLIP's text tower, transformers' tanh pooler, DINOv2's mask token,
+DINO's projection head) are listed in `ignored_keys` in both modes.
+
+A position table that is neither a square grid nor sized by a config file or `image_size` does
+not fail here: `Loaded.native_grid` is "from image", and `fit_native_grid(loaded, (rows, cols))`
+resolves it from an image whose grid fits the table exactly; `require_native_grid(loaded)` raises
+the one-line error otherwise (building the model calls it).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from vitcli.checkpoints.families import Context, detect, infer_config, map_keys
+from vitcli.checkpoints.config import parse_configs
+from vitcli.checkpoints.families import Evidence, Family, Mapped, detect, evidence, map_keys
 from vitcli.checkpoints.hub import is_hub_spec, resolve
+from vitcli.checkpoints.infer import Inferred, NativeGrid, Overrides, grid_error, infer_config
 from vitcli.checkpoints.preprocess import Preprocess
-from vitcli.checkpoints.read import read_checkpoint, read_configs, strip_wrappers
+from vitcli.checkpoints.read import read_checkpoint, strip_wrappers
 from vitcli.core.config import Activation, Pooling, ViTConfig
 from vitcli.core.encoder import VisionTransformer
 from vitcli.errors import VitcliError
 
 MAX_LISTED = 12  # keys listed per kind in an error message
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What the architecture was inferred from (shapes, not tensors), to infer it again for an image grid."""
+
+    family: Family
+    evidence: Evidence
+    overrides: Overrides
+    read_notes: tuple[str, ...]  # the notes before the inference rules
 
 
 @dataclass
@@ -48,6 +65,9 @@ class Loaded:
     notes: list[str] = field(default_factory=list)  # how things were found and which rules applied
     origin: dict[str, str] = field(default_factory=dict)  # core key → source key(s)
     nonfinite: dict[str, dict[str, int]] = field(default_factory=dict)  # source key → {"nan": n, "inf": m}
+    native_grid: NativeGrid = "known"  # "from image": the table alone does not say (config: a 1 × N placeholder)
+    grid_candidates: tuple[tuple[int, int], ...] = ()  # (prefix rows, patch rows) the table allows
+    basis: Basis | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_params(self) -> int:
@@ -57,49 +77,36 @@ class Loaded:
 def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.device = "cpu", *,
                     family: str | None = None, image_size: int | tuple[int, int] | None = None,
                     heads: int | None = None, activation: Activation | None = None, eps: float | None = None,
-                    pooling: Pooling | None = None) -> Loaded:
+                    pooling: Pooling | None = None, dim: int | None = None, depth: int | None = None,
+                    patch_size: int | None = None, mlp_dim: int | None = None) -> Loaded:
     """Read, recognise, map and check a checkpoint; VitcliError(spec, problem) on anything wrong.
 
     The keyword overrides are for what weights cannot show: `family` (skip detection), the native
-    `image_size` (needed for a non-square grid without a config file), `heads`, `activation`,
-    `eps` and `pooling`. A config.json / open_clip_config.json / preprocessor_config.json next to
-    the weights (a Hugging Face snapshot or save_pretrained folder) is read for these too.
+    `image_size` (for a non-square grid without a config file), `heads`, `activation`, `eps` and
+    `pooling`; `dim`, `depth`, `patch_size` and `mlp_dim` are shown by the weights and only checked
+    (a different value is an error naming the option). A config.json / open_clip_config.json /
+    preprocessor_config.json next to the weights (a Hugging Face snapshot or save_pretrained
+    folder) is read for these too.
     """
     spec = str(spec)
-    if is_hub_spec(spec):
-        resolved = resolve(spec)
-        raw = read_checkpoint(resolved.path)
-        raw.configs = read_configs(resolved.path.parent)
-        name = spec
-    else:
-        raw = read_checkpoint(spec)
-        name = spec
+    raw = read_checkpoint(resolve(spec).path if is_hub_spec(spec) else spec)  # with the config files beside it
+    files = parse_configs(raw.configs, Path(raw.path).parent)
     tensors, wrapper_notes = strip_wrappers(raw.tensors)
     notes = [f"format {raw.format}", *raw.notes, *wrapper_notes]
     try:
         fam, root = detect(tensors, family)
     except VitcliError as e:
         raise VitcliError(spec, e.problem) from None
-    mapped = map_keys(tensors, fam, root)
+    mapped = map_keys(tensors, fam, root, files)
     if root:
         notes.append(f"vision weights under '{root}'")
-    ctx = Context(name, raw.format, raw.nested_under, raw.configs, tuple(tensors))
-    overrides = {"image_size": image_size, "heads": heads, "activation": activation, "eps": eps, "pooling": pooling}
-    try:
-        config, label, preprocess, rules = infer_config(mapped, ctx, overrides)
-        from vitcli.core.validate import validate
-
-        validate(config)
-    except VitcliError as e:
-        raise VitcliError(spec, e.problem if e.source in (name, "heads") else str(e)) from None
-    except ValueError as e:
-        raise VitcliError(spec, f"inferred an impossible architecture: {e}") from None
-    except (IndexError, TypeError, ZeroDivisionError) as e:  # e.g. a scalar where a (D, C, P, P) kernel belongs
-        raise VitcliError(spec, "tensor shapes do not describe a ViT: the architecture cannot be read from them "
-                          f"({type(e).__name__}: {e})") from None
-    notes += rules
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size) if image_size else None
+    overrides = Overrides(family, heads, size, eps, activation, pooling,  # type: ignore[arg-type]
+                          dim, depth, patch_size, mlp_dim)
+    basis = Basis(fam, evidence(mapped, spec, raw.format, raw.nested_under, tensors, files), overrides, tuple(notes))
+    inferred = _infer(basis, spec)
     ignored = list(mapped.ignored)
-    problems = _check(config, mapped)
+    problems = _check(inferred.config, mapped)
     if mapped.leftover:
         if strict:
             problems.insert(0, _listing("left over (no place in a ViT of this family)", mapped.leftover)
@@ -107,10 +114,53 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
         else:
             ignored += mapped.leftover
     if problems:
-        raise VitcliError(spec, f"{label} checkpoint does not fit: " + "; ".join(problems))
+        raise VitcliError(spec, f"{inferred.label} checkpoint does not fit: " + "; ".join(problems))
     state = {k: v.to(device) for k, v in mapped.tensors.items()}
-    return Loaded(spec, raw.path, raw.format, label, config, state, preprocess, sorted(ignored), notes, mapped.origin,
-                  nonfinite_counts(state, mapped.origin))
+    return Loaded(spec, raw.path, raw.format, inferred.label, inferred.config, state, inferred.preprocess,
+                  sorted(ignored), [*notes, *inferred.notes], mapped.origin, nonfinite_counts(state, mapped.origin),
+                  inferred.native_grid, inferred.grid_candidates, basis)
+
+
+def _infer(basis: Basis, spec: str, image_grid: tuple[int, int] | None = None) -> Inferred:
+    """infer_config and the core's validation, every failure one VitcliError on `spec` (or an option)."""
+    try:
+        inferred = infer_config(basis.family, basis.evidence, basis.overrides, image_grid)
+        from vitcli.core.validate import validate
+
+        validate(inferred.config)
+        return inferred
+    except VitcliError as e:
+        if e.source.startswith("--"):
+            raise
+        problem = e.problem if e.source == spec else f"{e.source}: {e.problem}"
+        raise VitcliError(spec, problem, e.needs) from None
+    except ValueError as e:
+        raise VitcliError(spec, f"inferred an impossible architecture: {e}") from None
+    except (IndexError, TypeError, ZeroDivisionError) as e:  # e.g. a scalar where a (D, C, P, P) kernel belongs
+        raise VitcliError(spec, "tensor shapes do not describe a ViT: the architecture cannot be read from them "
+                          f"({type(e).__name__}: {e})") from None
+
+
+def fit_native_grid(loaded: Loaded, grid: tuple[int, int]) -> Loaded | None:
+    """`loaded` with native grid `grid` (an image's own (rows, cols)) when the table fits it exactly, else None.
+
+    A known grid fits only itself (`loaded` is returned as is); an unresolved table fits a grid
+    whose rows × cols equals its patch rows for one of `grid_candidates`."""
+    if loaded.native_grid == "known":
+        return loaded if loaded.config.grid == tuple(grid) else None
+    if loaded.basis is None or not any(grid[0] * grid[1] == n for _, n in loaded.grid_candidates):
+        return None
+    inferred = _infer(loaded.basis, loaded.spec, (int(grid[0]), int(grid[1])))
+    return replace(loaded, family=inferred.label, config=inferred.config, preprocess=inferred.preprocess,
+                   notes=[*loaded.basis.read_notes, *inferred.notes], native_grid="known", grid_candidates=())
+
+
+def require_native_grid(loaded: Loaded) -> Loaded:
+    """`loaded` when its native grid is known, else the one-line error asking for the native size."""
+    if loaded.native_grid == "known":
+        return loaded
+    rows = int(loaded.state_dict["pos_embed"].shape[1]) if "pos_embed" in loaded.state_dict else 0
+    raise grid_error(loaded.spec, rows, (r for r, _ in loaded.grid_candidates))
 
 
 def nonfinite_counts(state: dict[str, Tensor], origin: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -126,7 +176,7 @@ def nonfinite_counts(state: dict[str, Tensor], origin: dict[str, str]) -> dict[s
     return found
 
 
-def _check(config: ViTConfig, mapped) -> list[str]:
+def _check(config: ViTConfig, mapped: Mapped) -> list[str]:
     """Missing keys and shape clashes between the mapped tensors and the core model of `config`."""
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in VisionTransformer(config).state_dict().items()}
@@ -159,9 +209,11 @@ def build_model_from_checkpoint(checkpoint: "Loaded | str | Path", *, strict: bo
                                 **overrides: Any) -> VisionTransformer:
     """The core VisionTransformer of a checkpoint (a `Loaded` or a spec), weights in place, eval mode.
 
-    Tensors already in `dtype` on `device` are used as they are (no copy of a large checkpoint).
+    Tensors already in `dtype` on `device` are used as they are (no copy of a large checkpoint). A
+    table whose native grid is still unknown is the native-size error (see `fit_native_grid`).
     """
     loaded = checkpoint if isinstance(checkpoint, Loaded) else load_checkpoint(checkpoint, strict, device, **overrides)
+    require_native_grid(loaded)
     with torch.device("meta"):
         model = VisionTransformer(loaded.config)
     state = {k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
@@ -170,4 +222,5 @@ def build_model_from_checkpoint(checkpoint: "Loaded | str | Path", *, strict: bo
     return model.to(device=device, dtype=dtype).eval()
 
 
-__all__ = ["Loaded", "build_model_from_checkpoint", "load_checkpoint", "nonfinite_counts"]
+__all__ = ["Basis", "Loaded", "build_model_from_checkpoint", "fit_native_grid", "load_checkpoint", "nonfinite_counts",
+           "require_native_grid"]

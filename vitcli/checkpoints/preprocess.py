@@ -9,8 +9,8 @@ it and the user can override it:
   filter     bicubic or bilinear (Pillow's, with its antialiasing);
   mean, std  per channel, on x/255.
 
-`apply` runs the spec on an (H, W, 3) uint8 array with Pillow, the way torchvision's transforms
-do on a PIL image (timm, open_clip and torchvision's weight transforms all run on PIL images).
+Pure data: the Pillow work that runs a `Preprocess` on an image lives in the io layer's images
+module (`preprocess_geometry`, `apply_preprocess`), so the checkpoints layer never touches pixels.
 """
 
 import math
@@ -28,7 +28,7 @@ _NAMED = {"imagenet": IMAGENET, "inception": INCEPTION, "clip": OPENAI_CLIP}
 
 
 def normalize_name(mean: tuple[float, ...], std: tuple[float, ...]) -> str:
-    """The name of a standard (mean, std) pair (`vitcli.io.images.NORMALIZE` keys), else 'custom'."""
+    """The name of a standard (mean, std) pair (the io layer's NORMALIZE keys), else 'custom'."""
     for name, (m, s) in _NAMED.items():
         if all(abs(a - b) < 1e-6 for a, b in zip((*mean, *std), (*m, *s))) and len(mean) == len(m):
             return name
@@ -46,7 +46,7 @@ class Preprocess:
     interpolation: Interpolation = "bicubic"
     mean: tuple[float, float, float] = IMAGENET[0]
     std: tuple[float, float, float] = IMAGENET[1]
-    normalize: str = "imagenet"  # name of (mean, std) in vitcli.io.images.NORMALIZE, or 'custom'
+    normalize: str = "imagenet"  # name of (mean, std) in the io layer's NORMALIZE, or 'custom'
     crop_pct: float | None = None  # timm's size / resize ratio, when the family thinks in it
     crop_rounding: CropRounding = "round"  # torchvision's CenterCrop rounds, Hugging Face floors
     source: str = ""  # where these values come from (which library's defaults or config file)
@@ -74,32 +74,6 @@ class Preprocess:
         if self.crop_rounding == "round":
             return int(round((height - ch) / 2.0)), int(round((width - cw) / 2.0)), ch, cw
         return (height - ch) // 2, (width - cw) // 2, ch, cw
-
-    def geometry(self, image):  # RGB Pillow image or (H, W, 3) uint8 → (size[0], size[1], 3) uint8 numpy
-        """Resize and centre-crop one RGB image with Pillow, as the family's library does."""
-        import numpy as np
-        from PIL import Image
-
-        img = image if isinstance(image, Image.Image) else Image.fromarray(image)
-        w, h = img.size
-        rh, rw = self.resized_size(h, w)
-        if (rh, rw) != (h, w):
-            img = img.resize((rw, rh), getattr(Image.Resampling, self.interpolation.upper()))
-        if self.crop:
-            ch, cw = self.size
-            if ch > rh or cw > rw:  # torchvision pads with zeros when the crop is larger
-                canvas = Image.new("RGB", (max(rw, cw), max(rh, ch)))
-                canvas.paste(img, ((cw - rw) // 2 if cw > rw else 0, (ch - rh) // 2 if ch > rh else 0))
-                img, rh, rw = canvas, max(rh, ch), max(rw, cw)
-            top, left, ch, cw = self.crop_box(rh, rw)
-            img = img.crop((left, top, left + cw, top + ch))
-        return np.asarray(img, dtype=np.uint8)
-
-    def apply(self, pixels):  # (H, W, 3) uint8 numpy → (3, H, W) float32 numpy
-        """Resize, centre-crop and normalise one RGB image, as the family's library does."""
-        from vitcli.io.images import normalize_mean_std
-
-        return normalize_mean_std(self.geometry(pixels), self.mean, self.std)
 
     def describe(self) -> str:
         """One line: 'resize shortest 248 bicubic → centre-crop 224×224, mean/std imagenet'."""

@@ -10,12 +10,15 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:
+    from vitcli.checkpoints.preprocess import Preprocess
 
 Fit = Literal["crop", "resize", "pad", "strict"]
 FITS: tuple[str, ...] = ("crop", "resize", "pad", "strict")
@@ -322,6 +325,32 @@ def normalize_mean_std(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[f
     return (x - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
 
 
+def preprocess_geometry(preprocess: "Preprocess", image: "Image.Image | np.ndarray") -> np.ndarray:
+    """Resize and centre-crop one RGB image as a checkpoint family's library does: (H, W, 3) uint8.
+
+    `preprocess` is a `vitcli.checkpoints.preprocess.Preprocess` (pure data); the work is Pillow's,
+    as in torchvision's transforms on a PIL image (timm, open_clip, torchvision weights)."""
+    img = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    w, h = img.size
+    rh, rw = preprocess.resized_size(h, w)
+    if (rh, rw) != (h, w):
+        img = img.resize((rw, rh), RESAMPLE[preprocess.interpolation])
+    if preprocess.crop:
+        ch, cw = preprocess.size
+        if ch > rh or cw > rw:  # torchvision pads with zeros when the crop is larger
+            canvas = Image.new("RGB", (max(rw, cw), max(rh, ch)))
+            canvas.paste(img, ((cw - rw) // 2 if cw > rw else 0, (ch - rh) // 2 if ch > rh else 0))
+            img, rh, rw = canvas, max(rh, ch), max(rw, cw)
+        top, left, ch, cw = preprocess.crop_box(rh, rw)
+        img = img.crop((left, top, left + cw, top + ch))
+    return np.asarray(img, dtype=np.uint8)  # (size[0], size[1], 3)
+
+
+def apply_preprocess(preprocess: "Preprocess", image: "Image.Image | np.ndarray") -> np.ndarray:
+    """Resize, centre-crop and normalise one RGB image as the family's library does: (3, H, W) float32."""
+    return normalize_mean_std(preprocess_geometry(preprocess, image), preprocess.mean, preprocess.std)
+
+
 def denormalize(chw: np.ndarray, preset: str) -> np.ndarray:
     """Inverse of `normalize`: (3, H, W) → (H, W, 3) uint8."""
     if preset != "raw":
@@ -350,8 +379,3 @@ def image_from_memory(obj: object, name: str, background: tuple[int, int, int] =
         arr = arr[:, :, 0]
     mode = "L" if arr.ndim == 2 else ("RGB" if arr.shape[2] == 3 else "RGBA")
     return _upright_rgb(name, Image.fromarray(np.ascontiguousarray(arr), mode), background)
-
-
-def preprocess_geometry(preprocess: object, image: Image.Image) -> np.ndarray:
-    """A checkpoint family's resize and centre crop on one RGB image → (H, W, 3) uint8."""
-    return preprocess.geometry(image)  # type: ignore[attr-defined]

@@ -1,0 +1,40 @@
+"""One data module per library: its key table, its variants, its quirks and its preprocessing.
+
+  base.py          Family, Rule, Variant, Evidence; detect and map_keys (no family-specific code)
+  timm.py          timm's layout (timm, DeiT, DINO, DINOv2, MAE repositories)
+  transformers.py  Hugging Face ViT / DeiT, CLIP, DINOv2
+  torchvision.py   torchvision's VisionTransformer
+  clip.py          OpenAI CLIP / open_clip visual towers
+
+A new family is a `Family` value in its library's module and one entry in `FAMILIES`.
+
+Activation cannot be read from weights. The rules (each noted by `info`): timm and open_clip use
+exact GELU unless the model name says `quickgelu` (timm `vit_*_clip_quickgelu_*`, open_clip
+`*-quickgelu`) or open_clip_config.json sets `quick_gelu`; OpenAI CLIP files (TorchScript
+archives, or state dicts carrying OpenAI's `input_resolution` / `context_length` / `vocab_size`)
+use QuickGELU; Hugging Face models follow config.json's `hidden_act`, else the config class
+default (ViT, DINOv2: gelu; CLIP: quick_gelu); torchvision uses exact GELU. An explicit
+`activation=` always wins.
+"""
+
+from collections.abc import Iterable
+
+from vitcli.checkpoints.families.base import Evidence, Family, Mapped, Rule, Variant, evidence, map_keys
+from vitcli.checkpoints.families.base import detect as _detect
+from vitcli.checkpoints.families.clip import CLIP
+from vitcli.checkpoints.families.timm import TIMM
+from vitcli.checkpoints.families.torchvision import TORCHVISION
+from vitcli.checkpoints.families.transformers import HF_CLIP, HF_DINOV2, HF_VIT
+
+# Detection order: the most specific markers first (CLIP's text tower also has `transformer.`).
+FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_DINOV2, HF_VIT, TORCHVISION, TIMM)
+FAMILY_NAMES = {f.name: f for f in FAMILIES}
+
+
+def detect(keys: Iterable[str], family: str | None = None) -> tuple[Family, str]:
+    """The known family whose markers all match the keys, and its root; `family` forces one."""
+    return _detect(keys, FAMILIES, family)
+
+
+__all__ = ["CLIP", "FAMILIES", "FAMILY_NAMES", "HF_CLIP", "HF_DINOV2", "HF_VIT", "TIMM", "TORCHVISION", "Evidence",
+           "Family", "Mapped", "Rule", "Variant", "detect", "evidence", "map_keys"]

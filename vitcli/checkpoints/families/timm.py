@@ -1,0 +1,116 @@
+"""timm's VisionTransformer layout, shared by the DeiT, DINO, DINOv2 and MAE repositories.
+
+Variants (first match): DINO (a teacher/student backbone), the DINOv2 repository's own files
+(mask token or `register_tokens` present: its eval transform), timm's DINOv2 ports (layer scale),
+DeiT (distillation token), timm's CLIP towers (ln_pre; nn.LayerNorm's eps 1e-5), plain timm ViT.
+"""
+
+from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, always, pair
+from vitcli.checkpoints.preprocess import IMAGENET, INCEPTION, OPENAI_CLIP, Preprocess, shortest_crop, timm_preprocess
+from vitcli.core.config import ViTConfig
+
+
+def _is_dino(ev: Evidence) -> bool:
+    return ev.nested_under.split(".")[-1] in ("teacher", "student") or ev.root == "backbone."
+
+
+def _dinov2(ev: Evidence) -> bool:
+    return ev.has("blocks.0.ls1.gamma")
+
+
+def _dinov2_repo(ev: Evidence) -> bool:
+    """The facebookresearch/dinov2 files keep the mask token and name registers `register_tokens`."""
+    return _dinov2(ev) and any(k.endswith(("mask_token", "register_tokens")) for k in ev.all_keys)
+
+
+def _vit_default(c: ViTConfig) -> Preprocess:
+    if c.num_classes:
+        return timm_preprocess(c.image_size, 0.9, INCEPTION, "bicubic",
+                               source="timm ViT default (augreg): crop_pct 0.9")
+    return timm_preprocess(c.image_size, 0.9, IMAGENET, "bicubic",
+                           source="timm ViT without head (DINO/MAE-style): ImageNet mean/std, crop_pct 0.9")
+
+
+def _clip_default(c: ViTConfig) -> Preprocess:
+    """timm's tags differ; these are the commonest for each kind of head."""
+    if c.num_classes in (1000, 11821):
+        return timm_preprocess(c.image_size, 0.95, OPENAI_CLIP, "bicubic",
+                               source="timm CLIP fine-tuned classifier default (laion2b_ft_in12k_in1k): crop_pct 0.95")
+    return timm_preprocess(c.image_size, 1.0, OPENAI_CLIP, "bicubic",
+                           source="timm CLIP image tower default: crop_pct 1.0")
+
+
+def _dinov2_repo_default(c: ViTConfig) -> Preprocess:
+    return shortest_crop((224, 224), 256, IMAGENET, "bicubic", "round",
+                         "facebookresearch/dinov2 eval transform: resize 256, crop 224, bicubic")
+
+
+def _timm_dinov2_default(c: ViTConfig) -> Preprocess:
+    return timm_preprocess(c.image_size, 1.0, IMAGENET, "bicubic", source="timm DINOv2 default: crop_pct 1.0")
+
+
+VARIANTS = (
+    Variant("dino", _is_dino, lambda c: timm_preprocess(c.image_size, 0.875, IMAGENET, "bicubic",
+                                                         source="DINO eval: resize 256, crop 224, bicubic")),
+    Variant("dinov2-reg", lambda ev: _dinov2_repo(ev) and ev.has("reg_tokens"), _dinov2_repo_default),
+    Variant("dinov2", _dinov2_repo, _dinov2_repo_default),
+    Variant("timm-dinov2-reg", lambda ev: _dinov2(ev) and ev.has("reg_tokens"), _timm_dinov2_default),
+    Variant("timm-dinov2", _dinov2, _timm_dinov2_default),
+    Variant("deit", lambda ev: ev.has("dist_token"),
+            lambda c: timm_preprocess(c.image_size, 0.9, IMAGENET, "bicubic",
+                                      source="timm DeiT default: crop_pct 0.9")),
+    Variant("timm-clip", lambda ev: ev.has("norm_pre.weight"), _clip_default, eps=1e-5),  # nn.LayerNorm's default
+    Variant("timm-vit", always, _vit_default),
+)
+
+
+def _pooling(ev: Evidence) -> str:
+    """config.json's global_pool, else mean when fc_norm is present (timm puts it after average pooling)."""
+    pool = ev.files.global_pool
+    if pool in ("avg", "token"):
+        return "mean" if pool == "avg" else "cls"
+    return "mean" if ev.has("fc_norm.weight") else "cls"
+
+
+def _pretrained_cfg(ev: Evidence, c: ViTConfig) -> Preprocess | None:
+    """timm's pretrained_cfg from config.json (save_for_hf / the hub)."""
+    p = ev.files.timm
+    if p is None:
+        return None
+    interpolation = p.interpolation if p.interpolation in ("bicubic", "bilinear") else "bicubic"
+    return timm_preprocess(p.input_size or c.image_size, p.crop_pct or 0.875,
+                           (p.mean or INCEPTION[0], p.std or INCEPTION[1]), interpolation,  # type: ignore[arg-type]
+                           p.crop_mode or "center", "timm pretrained_cfg (config.json)")
+
+
+TIMM = Family(
+    "timm", "timm ViT layout (timm, DeiT, DINO, DINOv2, MAE repos)",
+    markers=(r"^patch_embed\.proj\.weight$", r"^blocks\.0\.attn\.qkv\.weight$"),
+    roots=("", "backbone.", "encoder."),
+    block_prefixes=("blocks.{i}.",),
+    top=(
+        Rule("cls_token", ("cls_token",)),
+        Rule("dist_token", ("dist_token",)),
+        Rule("reg_tokens", ("reg_token", "register_tokens")),
+        Rule("pos_embed", ("pos_embed",)),
+        *pair("patch_embed.proj", "patch_embed.proj"),
+        *pair("norm_pre", "norm_pre"),
+        *pair("norm", "norm"),
+        *pair("fc_norm", "fc_norm"),
+        *pair("head", "head"),
+        *pair("head_dist", "head_dist"),
+    ),
+    block=(
+        *pair("norm1", "norm1"), *pair("attn.qkv", "attn.qkv"), *pair("attn.proj", "attn.proj"),
+        Rule("ls1.gamma", ("ls1.gamma",)), *pair("norm2", "norm2"), *pair("mlp.fc1", "mlp.fc1"),
+        *pair("mlp.fc2", "mlp.fc2"), Rule("ls2.gamma", ("ls2.gamma",)),
+    ),
+    variants=VARIANTS,
+    ignore=(r"^mask_token$",),
+    ignore_outside=(r"^head\.(mlp|last_layer|bn|last_norm)\b",),  # DINO's projection head next to the backbone
+    eps=1e-6,
+    pooling=_pooling,
+    file_preprocess=_pretrained_cfg,
+)
+
+__all__ = ["TIMM"]

@@ -1,0 +1,248 @@
+"""The architecture of a mapped checkpoint, read from tensor shapes in one pure function.
+
+`infer_config(family, evidence, overrides)` looks only at shapes, key names and the parsed config
+files (an `Evidence`), and returns a new `Inferred`; it changes nothing it is given. Read from
+shapes, the way CLIP's `build_model` does it:
+
+  patch size, channels, D      patch_embed.proj.weight (D, C, P, P)
+  depth                        the number of block indices
+  MLP size                     blocks.0.mlp.fc1.weight (M, D)
+  prefix tokens                cls / dist / register token tensors; registers (1, R, D)
+  position rows and grid       pos_embed (1, r + N, D): the native size given or in a config file
+                               when the table fits it; else r ∈ {class+dist, all prefix, 0} with
+                               N a square, when exactly one r gives one; else (non-square or
+                               ambiguous) the image's own grid when it fits exactly, so the
+                               result may be `native_grid="from image"` (unresolved)
+  biases, layer scale, norms   whether the tensors exist
+  head / projection            head.weight (classes, D)
+  heads                        config file when there is one, else D / 64 (CLIP's rule), except
+                               the widths whose models use 16 wider heads (1152, 1280, 1408, 1664)
+
+What weights cannot show (heads, native size, eps, activation, pooling) may be given as
+`Overrides`; what they do show (dim, depth, patch_size, mlp_dim) may be given too, and is only
+checked against the shapes. The family supplies the rest (see `families/base.py`).
+"""
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from vitcli.checkpoints.families.base import Evidence, Family, Variant
+from vitcli.checkpoints.preprocess import Preprocess
+from vitcli.core.config import ViTConfig
+from vitcli.errors import VitcliError
+
+NativeGrid = Literal["known", "from image"]
+WIDE_HEADS = {1152: 16, 1280: 16, 1408: 16, 1664: 16}  # SigLIP-so400m, ViT-H, ViT-g, ViT-bigG
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What the caller says about the model: the first six fill in what weights cannot show, the
+    last four are checked against the weights."""
+
+    family: str | None = None
+    heads: int | None = None
+    image_size: tuple[int, int] | None = None  # the native [H, W]
+    eps: float | None = None
+    activation: str | None = None
+    pooling: str | None = None
+    dim: int | None = None
+    depth: int | None = None
+    patch_size: int | None = None
+    mlp_dim: int | None = None
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """The core config, the family label, its preprocessing, the notes, and whether the grid is known.
+
+    With `native_grid == "from image"` the position table could not be read alone: `config` holds
+    a placeholder 1 × N grid (right table size, wrong shape) and `grid_candidates` the (prefix rows,
+    patch rows) readings the table allows; an image's grid that fits one resolves it."""
+
+    config: ViTConfig
+    label: str
+    preprocess: Preprocess
+    notes: tuple[str, ...]
+    table_rows: int
+    native_grid: NativeGrid = "known"
+    grid_candidates: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """How the position table was read: grid and prefix rows (a placeholder when unresolved)."""
+
+    grid: tuple[int, int]
+    prefix_rows: int
+    native: NativeGrid
+    candidates: tuple[tuple[int, int], ...]
+    note: str = ""
+
+
+def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
+                 image_grid: tuple[int, int] | None = None) -> Inferred:
+    """The architecture `ev`'s shapes imply under `fam`'s rules; `image_grid` (rows, cols) is used as
+    the native grid only when the table cannot be read alone and fits it exactly."""
+    _require(fam, ev)
+    dim, in_chans, patch = _patch_embed(ev)
+    fc1 = ev.shapes.get("blocks.0.mlp.fc1.weight")
+    mlp_dim = int(fc1[0]) if fc1 is not None else 4 * dim
+    _check_shown(overrides, dim, ev.depth, patch, mlp_dim)
+    class_token, distilled = ev.has("cls_token"), ev.has("dist_token")
+    regs = ev.shapes.get("reg_tokens", ())
+    registers = int(regs[1]) if len(regs) == 3 else 0
+    table = _read_table(ev, patch, (int(class_token) + int(distilled), registers), overrides, image_grid)
+    variant = fam.variant(ev)
+    heads, why_heads = _heads(dim, overrides, ev)
+    activation, why_act = _activation(fam, variant, ev, overrides)
+    eps, why_eps = _eps(fam, variant.eps, variant.label, ev, overrides)
+    notes = [n for n in (table.note, why_heads, why_act, *fam.notes, why_eps) if n]
+    if overrides.pooling:
+        notes.append(f"pooling {overrides.pooling} (given)")
+    pooling = overrides.pooling or (fam.pooling(ev) if class_token else "mean")
+    head = ev.shapes.get("head.weight", ())
+    config = ViTConfig(
+        name=ev.model_name, image_size=(table.grid[0] * patch, table.grid[1] * patch), patch_size=patch,
+        in_chans=in_chans, dim=dim, depth=ev.depth, heads=heads, mlp_dim=mlp_dim, class_token=class_token,
+        distilled=distilled, num_registers=registers, posenc="learned", pos_prefix_rows=table.prefix_rows,
+        patch_bias=ev.has("patch_embed.proj.bias"), qkv_bias=ev.has("blocks.0.attn.qkv.bias"),
+        layer_scale=ev.has("blocks.0.ls1.gamma"), pre_norm=ev.has("norm_pre.weight"), final_norm=ev.has("norm.weight"),
+        fc_norm=ev.has("fc_norm.weight"), pooling=pooling,  # type: ignore[arg-type]
+        num_classes=int(head[0]) if len(head) == 2 else 0, head_bias=ev.has("head.bias"), eps=eps,
+        activation=activation,  # type: ignore[arg-type]
+        extra={"family": variant.label, "format": ev.format, "rules": list(notes)},
+    )
+    preprocess = fam.file_preprocess(ev, config) or variant.preprocess(config)
+    unresolved = table.candidates if table.native == "from image" else ()
+    return Inferred(config, variant.label, preprocess, tuple(notes), int(ev.shapes["pos_embed"][1]), table.native,
+                    unresolved)
+
+
+def grid_error(source: str, table_rows: int, prefix_rows: Iterable[int]) -> VitcliError:
+    """The one-line error for a position table that neither a square grid, a native size nor an image resolves."""
+    counts = sorted(set(prefix_rows)) or [0]
+    listed = " or ".join(str(r) for r in counts) if len(counts) < 3 else \
+        ", ".join(str(r) for r in counts[:-1]) + f" or {counts[-1]}"
+    squares = [r for r in counts if table_rows - r > 0 and math.isqrt(table_rows - r) ** 2 == table_rows - r]
+    if len(squares) > 1:
+        both = " or ".join(map(str, squares))
+        return VitcliError(source, f"the position table has {table_rows} rows: {both} prefix rows plus a square grid "
+                           "both fit, so its grid is ambiguous; pass {needs}", needs="native_size")
+    return VitcliError(source, f"the position table has {table_rows} rows: not {listed} prefix rows plus a square "
+                       "grid; pass {needs}", needs="native_size")
+
+
+def _require(fam: Family, ev: Evidence) -> None:
+    """The keys every checkpoint of the family has, and at least one block."""
+    missing = [k for k in fam.required if not ev.has(k)]
+    if missing:
+        raise VitcliError(ev.name, f"{fam.name} checkpoint without {', '.join(ev.expected.get(k, k) for k in missing)}")
+    if ev.depth == 0:
+        raise VitcliError(ev.name, f"no transformer blocks found ({fam.block_prefixes[0].format(i=0)}…)")
+
+
+def _patch_embed(ev: Evidence) -> tuple[int, int, int]:
+    """(D, C, P) from the patch projection (D, C, P, P)."""
+    w = ev.shapes["patch_embed.proj.weight"]
+    if len(w) != 4 or w[-1] != w[-2]:
+        raise VitcliError(ev.name, f"{ev.expected['patch_embed.proj.weight']} has shape {w}; "
+                          "expected a square conv kernel (D, C, P, P)")
+    return int(w[0]), int(w[1]), int(w[-1])
+
+
+def _check_shown(o: Overrides, dim: int, depth: int, patch: int, mlp_dim: int) -> None:
+    """Sizes the caller gave that the weights show: equal, or one error naming the option."""
+    checks = (("--dim", o.dim, dim, f"which are {dim} wide"), ("--depth", o.depth, depth, f"which have {depth} blocks"),
+              ("--patch-size", o.patch_size, patch, f"whose patches are {patch}x{patch}"),
+              ("--mlp-dim", o.mlp_dim, mlp_dim, f"whose MLP is {mlp_dim} wide"))
+    for option, given, shown, what in checks:
+        if given is not None and given != shown:
+            raise VitcliError(option, f"{given} contradicts the checkpoint's weights, {what}")
+
+
+def _read_table(ev: Evidence, patch: int, prefix: tuple[int, int], o: Overrides,
+                image_grid: tuple[int, int] | None) -> _Grid:
+    """Native grid and prefix rows of pos_embed (1, r + N, D): from a size, a square, or the image."""
+    length = int(ev.shapes["pos_embed"][1])
+    rows = list(dict.fromkeys([prefix[0], prefix[0] + prefix[1], 0]))  # class+dist, all prefix tokens, none
+    candidates = tuple((r, length - r) for r in rows if length - r > 0)
+    size, given = (o.image_size, True) if o.image_size else (ev.files.image_size, False)
+    if size is not None:
+        found = _fit_size(size, patch, candidates, given, ev.name, length)
+        if found:
+            return found
+    squares = [(r, math.isqrt(n)) for r, n in candidates if math.isqrt(n) ** 2 == n]
+    if len(squares) == 1:  # several square readings (tiny grids with registers) are ambiguous
+        r, side = squares[0]
+        return _Grid((side, side), r, "known", candidates)
+    if image_grid is not None:
+        for r, n in candidates:
+            if image_grid[0] * image_grid[1] == n:
+                return _Grid(tuple(image_grid), r, "known", candidates,  # type: ignore[arg-type]
+                             f"native grid {image_grid[0]}x{image_grid[1]} (from the image: the table fits it exactly)")
+    if not candidates:
+        raise grid_error(ev.name, length, rows)
+    r, n = candidates[0]
+    return _Grid((1, n), r, "from image", candidates,
+                 f"native grid unknown ({length} rows, {'several' if squares else 'no'} square readings): "
+                 "taken from the image's grid when it fits")
+
+
+def _fit_size(size: tuple[int, int], patch: int, candidates: tuple[tuple[int, int], ...], given: bool, name: str,
+              length: int) -> _Grid | None:
+    """The grid of a native size given or from a config file, if the table fits it."""
+    h, w = size
+    if h % patch or w % patch:
+        raise VitcliError("--native-size" if given else name,
+                          f"image size {h}x{w} is not a multiple of the patch size {patch}")
+    grid = (h // patch, w // patch)
+    for r, n in candidates:
+        if grid[0] * grid[1] == n:
+            return _Grid(grid, r, "known", candidates, f"native size {h}x{w} (given)" if given else "")
+    if given:
+        raise VitcliError("--native-size", f"{h}x{w} ({grid[0]}x{grid[1]} patches) does not fit the checkpoint's "
+                          f"position table of {length} rows")
+    return None  # a config's size may differ from the table (a model fine-tuned at another size)
+
+
+def _heads(dim: int, o: Overrides, ev: Evidence) -> tuple[int, str]:
+    """Heads given, from a config file, or by the width rules; else one error asking for them."""
+    if o.heads is not None:
+        if o.heads <= 0 or dim % o.heads:
+            raise VitcliError("--heads", f"{o.heads} heads do not divide the checkpoint's width {dim}")
+        return o.heads, f"{o.heads} heads (given)"
+    if ev.files.heads:
+        return ev.files.heads, f"{ev.files.heads} heads (config.json)"
+    oc = ev.files.open_clip
+    if oc and oc.width == dim:
+        return dim // oc.head_width, f"{dim // oc.head_width} heads (open_clip_config.json head_width {oc.head_width})"
+    if dim in WIDE_HEADS:
+        return WIDE_HEADS[dim], f"{WIDE_HEADS[dim]} heads (width {dim}: the 16-head models of this width)"
+    if dim % 64 == 0:
+        return dim // 64, f"{dim // 64} heads (head dim 64, CLIP's rule)"
+    raise VitcliError(ev.name, f"cannot tell the number of heads of a {dim}-wide model from its weights "
+                      "(not a multiple of 64): pass {needs}", needs="heads")
+
+
+def _activation(fam: Family, variant: Variant, ev: Evidence, o: Overrides) -> tuple[str, str]:
+    """Activation: given, implied by the variant (OpenAI CLIP), else the family's rule."""
+    if o.activation:
+        return o.activation, f"activation {o.activation} (given)"
+    return variant.activation or fam.activation(ev, variant.label)
+
+
+def _eps(fam: Family, variant_eps: float | None, label: str, ev: Evidence, o: Overrides) -> tuple[float, str]:
+    """LayerNorm eps: given, config.json, the variant's, the family's."""
+    if o.eps:
+        eps, why = float(o.eps), "given"
+    elif ev.files.layer_norm_eps:
+        eps, why = ev.files.layer_norm_eps, "config.json"
+    else:
+        eps, why = variant_eps or fam.eps, f"{label} default"
+    return eps, f"LayerNorm eps {eps:g} ({why})"
+
+
+__all__ = ["Inferred", "NativeGrid", "Overrides", "grid_error", "infer_config"]
