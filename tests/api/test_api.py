@@ -133,3 +133,38 @@ def test_contradicting_sizes_with_weights_are_refused(tmp_path):
         vitcli.load_model(str(path), dim=512)
     r = run_cli("embed", CAT, "--weights", path, "--dim", "512")
     assert r.returncode == 1 and b"--dim" in r.stderr
+
+
+def test_non_square_table_is_read_from_the_images_own_grid(tmp_path, random_rgb):
+    """A timm ViT trained at 32×80 (a 2×5 grid, 11 rows with the class token) saved without a config:
+    an image whose own grid is 2×5 uses the table as it is, and matches timm; another grid is the
+    one-line error naming --native-size."""
+    timm = pytest.importorskip("timm")
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    peer = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=(32, 80), depth=2, num_classes=0).eval()
+    with torch.no_grad():
+        for p in peer.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # no bias at zero, no norm at one
+    for block in peer.blocks:
+        block.attn.fused_attn = False
+    weights = tmp_path / "wide.safetensors"
+    save_file({k: v.contiguous() for k, v in peer.state_dict().items()}, str(weights))
+    path, pixels = random_rgb(32, 80)
+    r = run_cli("embed", path, "--weights", weights, "--size", "native", "--fit", "strict", "--normalize", "imagenet",
+                "--stage", "output", "-o", tmp_path / "z.npy", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["model"]["native_grid"] == [2, 5] and "image's own grid" in doc["model"]["native_grid_from"]
+    x = (torch.from_numpy(pixels).permute(2, 0, 1).float()[None] / 255 - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) \
+        / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    with torch.no_grad():
+        expected = peer.forward_features(x)[0].numpy()
+    assert np.abs(np.load(tmp_path / "z.npy") - expected).max() < 1e-4
+    other, _ = random_rgb(48, 48, name="square.png")
+    r = run_cli("embed", other, "--weights", weights, "--size", "native")
+    assert r.returncode == 1 and b"--native-size HxW" in r.stderr and b"11 rows" in r.stderr
+    with pytest.raises(VitcliError, match=r"native_size=\(H, W\)"):
+        vitcli.load_model(str(weights)).info()

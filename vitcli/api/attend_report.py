@@ -94,7 +94,8 @@ def many_document(model: Any, run: Any, sel: Selection | None, per_image: list[n
     if per_image:
         stacked = np.concatenate(per_image)  # (B, L, H)
         mean, spread = stacked.mean(0), stacked.std(0)
-        doc.update(mean_distance=mean.tolist(), mean_distance_std=spread.tolist(), distance_images=len(stacked))
+        doc.update(mean_distance=mean.tolist(), mean_distance_std=spread.tolist(), distance_images=len(stacked),
+                   mean_distance_overall={"mean": float(mean.mean()), "spread": float(spread.mean())})
         res.distance = mean
         if isinstance(outputs["distance"], str):
             from vitcli.io.arrays import save_npy

@@ -82,12 +82,10 @@ def _tables(result: Any, many: bool, out: Output) -> list[Any]:
     rows = model_rows(doc["model"]) + [("normalize", doc["normalize"])]
     if many:
         rows.append(("layers", span(doc["layers"])))
-        if "mean_distance" in doc:
-            import statistics
-
-            mean = statistics.fmean(v for row in doc["mean_distance"] for v in row)
-            spread = statistics.fmean(v for row in doc["mean_distance_std"] for v in row)
-            rows.append(("mean distance over images", f"{mean:.1f} px (heads' spread over images ± {spread:.1f})"))
+        if "mean_distance_overall" in doc:
+            overall = doc["mean_distance_overall"]
+            rows.append(("mean distance over images",
+                         f"{overall['mean']:.1f} px (heads' spread over images ± {overall['spread']:.1f})"))
         return batch_tables("attend", doc, rows, "attention (B, L, H, Q, T)")
     rows = input_rows(doc["input"]) + rows
     rows += [("layers", span(doc["layers"])), ("heads", ", ".join(doc["head_selection"])), ("query", doc["query_names"]),
