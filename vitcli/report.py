@@ -97,13 +97,13 @@ def make_console(to_stderr: bool) -> Console:
 
 
 def fmt(value: Any) -> str:
-    """Short human form of a number, shape or size."""
+    """Short human form of a number (4 significant digits, at most 9 characters), shape or size."""
     if value is None:
         return "–"
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+        return f"{value:.4g}" if 1e-4 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}".replace("e-0", "e-").replace("e+0", "e+")
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
     if isinstance(value, (list, tuple)):
@@ -115,24 +115,57 @@ def info_table(title: str, rows: list[tuple[str, Any]]) -> Table:
     """A two-column key/value table."""
     table = Table(title=title, show_header=False, title_justify="left", title_style="bold")
     table.add_column(style="cyan", no_wrap=True)
-    table.add_column()
+    table.add_column(overflow="fold")  # a long path folds onto the next line instead of being cut
     for key, value in rows:
         table.add_row(Text(key), Text(value if isinstance(value, str) else fmt(value)))
     return table
 
 
-def stats_table(title: str, tensors: dict[str, dict[str, Any]], label: str = "tensor") -> Table:
-    """One row per tensor: shape, dtype, min, max, mean, std."""
-    table = Table(title=title, title_justify="left", title_style="bold")
-    table.add_column(label, style="cyan", no_wrap=True)
-    for col in ("shape", "dtype", "min", "max", "mean", "std"):
-        table.add_column(col, justify="right" if col not in ("shape", "dtype") else "left", no_wrap=True)
-    for name, s in tensors.items():
-        nan = f" [red]({s['nan']} NaN)[/]" if s.get("nan") else ""
-        table.add_row(Text(name), fmt(s["shape"]), s["dtype"], *(fmt(s[k]) for k in ("min", "max", "mean", "std")))
-        if nan:
-            table.add_row("", f"{nan}", "", "", "", "", "")
-    return table
+class StatsTable:
+    """One row per tensor: shape, dtype, min, max, mean, std — wide when it fits the console, else
+    stacked (name, shape and dtype in one cell on three lines), so no number or shape is ever cut."""
+
+    def __init__(self, title: str, tensors: dict[str, dict[str, Any]], label: str = "tensor") -> None:
+        self.title, self.tensors, self.label = title, tensors, label
+
+    def _numbers(self, s: dict[str, Any]) -> list[str]:
+        return [fmt(s[k]) for k in ("min", "max", "mean", "std")]
+
+    def wide(self) -> Table:
+        table = Table(title=self.title, title_justify="left", title_style="bold")
+        table.add_column(self.label, style="cyan", no_wrap=True)
+        for col in ("shape", "dtype", "min", "max", "mean", "std"):
+            table.add_column(col, justify="right" if col not in ("shape", "dtype") else "left", no_wrap=True)
+        for name, s in self.tensors.items():
+            table.add_row(Text(name), fmt(s["shape"]), s["dtype"], *self._numbers(s))
+            if s.get("nan") or s.get("inf"):
+                table.add_row("", Text(f"({s.get('nan', 0)} NaN, {s.get('inf', 0)} Inf)", style="red"), "", "", "", "", "")
+        return table
+
+    def stacked(self) -> Table:
+        table = Table(title=self.title, title_justify="left", title_style="bold")
+        table.add_column(f"{self.label} / shape / dtype", style="cyan", overflow="fold")
+        for col in ("min", "max", "mean", "std"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for name, s in self.tensors.items():
+            bad = f"\n{s.get('nan', 0)} NaN, {s.get('inf', 0)} Inf" if s.get("nan") or s.get("inf") else ""
+            table.add_row(Text(f"{name}\n{fmt(s['shape'])}\n{s['dtype']}{bad}"), *self._numbers(s))
+        return table
+
+    def width(self) -> int:
+        """Columns the wide table needs: every cell whole, plus borders and padding."""
+        cells = [[self.label, "shape", "dtype", "min", "max", "mean", "std"]]
+        cells += [[name, fmt(s["shape"]), s["dtype"], *self._numbers(s)] for name, s in self.tensors.items()]
+        columns = list(zip(*cells))
+        return sum(max(len(c) for c in col) for col in columns) + 3 * len(columns) + 1
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        yield self.wide() if self.width() <= options.max_width else self.stacked()
+
+
+def stats_table(title: str, tensors: dict[str, dict[str, Any]], label: str = "tensor") -> StatsTable:
+    """One row per tensor: shape, dtype, min, max, mean, std (stacked below the width it needs)."""
+    return StatsTable(title, tensors, label)
 
 
 def emit_json(document: dict[str, Any]) -> None:
@@ -186,7 +219,7 @@ def heatmap_text(values: np.ndarray, max_cols: int = 40, colour: bool = True) ->
     if not colour:
         for row in t:
             text.append("".join(_RAMP[min(int(x * len(_RAMP)), len(_RAMP) - 1)] * 2 for x in row) + "\n")
-        text.append(f"min {fmt(lo)}  max {fmt(hi)}  (' ' low … '@' high)", style="dim")
+        text.append(f"min {fmt(lo)}  max {fmt(hi)}  (' ' low to '@' high)", style="dim")
         return text
     for r in range(0, t.shape[0], 2):
         for c in range(t.shape[1]):

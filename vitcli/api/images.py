@@ -176,17 +176,16 @@ def load_images(sources: object, *, size: object = None, fit: Fit | None = None,
     spec = ImageSpec(as_size_text(size), fit, resample, background, max_pixels, draft, patch_size)
     if isinstance(sources, Images):
         return replace(sources, spec=spec)
-    listed = list(sources) if isinstance(sources, (list, tuple)) else ([] if sources is None else [sources])
-    if any(not isinstance(s, str) for s in listed):
-        items = [s for s in listed]
-        many = len(items) > 1 or isinstance(sources, (list, tuple))
-        if any(isinstance(s, str) for s in listed):
+    listed = list(sources) if isinstance(sources, (list, tuple)) else [] if sources is None else [sources]
+    in_memory = [s for s in listed if not isinstance(s, str)]
+    if in_memory:
+        if len(in_memory) != len(listed):
             raise VitcliError("images", "give paths or in-memory images, not both in one call")
-        return Images(items, many, spec)
+        return Images(listed, isinstance(sources, (list, tuple)), spec)
     if not listed and from_list is None:
         raise VitcliError("IMAGE", "give at least one image (a file, folder or glob) or a list file")
     inputs = expand_inputs(listed, recursive, from_list)
-    return Images(inputs.paths, inputs.many or isinstance(sources, (list, tuple)) and len(listed) > 1, spec)
+    return Images(inputs.paths, inputs.many, spec)
 
 
 def as_images(images: object) -> Images:

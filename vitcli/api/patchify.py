@@ -34,6 +34,9 @@ class _Pixels:
         self.normalize = normalize
         self.on_cpu = False  # nothing competes with decoding: let it run ahead
 
+    def resolve_grid(self, images: Any) -> None:
+        """Nothing to resolve: patchify has no position table."""
+
     def preparer(self, spec: Any, normalize: str | None):
         from vitcli.api.images import check_spec, fit_one
         from vitcli.io.images import normalize as values

@@ -215,8 +215,7 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], dict[str, np.
     """
     from vitcli.io.batch import index_path, open_sink
 
-    if hasattr(model, "resolve_grid"):
-        model.resolve_grid(images)
+    model.resolve_grid(images)
     prepare, norm, _ = model.preparer(images.spec, normalize)
     single = not images.many
     if single and output_dir:
