@@ -227,5 +227,8 @@ def heatmap_text(values: np.ndarray, max_cols: int = 40, colour: bool = True) ->
             bottom = "rgb({},{},{})".format(*_viridis(t[r + 1, c])) if r + 1 < t.shape[0] else "default"
             text.append("▀", style=f"{top} on {bottom}")
         text.append("\n")
-    text.append(f"min {fmt(lo)}  max {fmt(hi)}", style="dim")
+    text.append("low ", style="dim")
+    for i in range(8):
+        text.append("█", style="rgb({},{},{})".format(*_viridis(i / 7)))
+    text.append(f" high   min {fmt(lo)}  max {fmt(hi)}", style="dim")
     return text

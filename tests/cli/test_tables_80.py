@@ -1,5 +1,7 @@
 """Every command's tables at 80 columns: no number or shape is cut (rich marks a cut with …)."""
 
+import re
+
 import pytest
 from rich.console import Console
 
@@ -56,3 +58,45 @@ def test_figures_fit(model):
         rows = figure_rows(doc) if "inputs" in doc else []
         text = render(info_table("x", rows), *[rows_table(t["title"], t["columns"], t["rows"]) for t in result.tables])
         assert "…" not in text, text
+
+
+def run_on_terminal(*args: str, env: dict | None = None) -> str:
+    """The CLI with standard output on a pseudo-terminal of 80 columns, as a person sees it."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 80, 0, 0))
+    full_env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS")}
+    proc = subprocess.Popen([sys.executable, "-m", "vitcli", *args], stdout=follower, stderr=subprocess.PIPE,
+                            env={**full_env, "TERM": "xterm-256color", **(env or {})})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=300)
+    os.close(leader)
+    assert proc.returncode == 0, proc.stderr.read()
+    return b"".join(chunks).decode()
+
+
+def test_no_color_on_a_terminal_draws_the_ramp_and_a_patch_query_draws_its_own_map():
+    small = ("--model", "vit-ti16", "--depth", "1")
+    plain = run_on_terminal("attend", CAT, *small, "--query", "3,4", env={"NO_COLOR": "1"})
+    assert "patch (3, 4) attention, layer 0" in plain and "class-token attention" not in plain
+    assert "@" in plain and "▀" not in plain and "\x1b[38;" not in plain  # the ramp, no colour codes
+    raw = run_on_terminal("attend", CAT, *small)
+    coloured = re.sub(r"\x1b\[[0-9;]*m", "", raw)
+    assert "\x1b[38;" in raw and "class-token attention" in coloured and "▀" in coloured and "low " in coloured and " high" in coloured

@@ -24,7 +24,7 @@ def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, 
         res.cosine = report.cosine[0].numpy()
     if report.qkv is not None:
         res.qkv = tuple(t[0].float().numpy() for t in report.qkv)
-    res.terminal_map = class_token_map(report, sel)
+    res.terminal_map = terminal_map(model.config, report, sel)
     files = _write(model, fitted, report, sel, res, spec, outputs)
     doc = {**model._single_document("attend", fitted, grid, run.normalize), "layers": report.layers,
            "head_selection": sel.heads.labels, "queries": sel.queries if sel.queries is not None else "all",
@@ -170,19 +170,24 @@ def head_span(labels: list[str]) -> str:
     return f"{labels[0]}–{labels[-1]}" if len(labels) > 2 else ", ".join(labels)
 
 
-def class_token_map(report: Any, sel: Selection) -> tuple[str, np.ndarray] | None:
-    """The class token's map of the last selected layer (selected heads' mean), for the terminal."""
+def terminal_map(config: Any, report: Any, sel: Selection) -> tuple[str, np.ndarray] | None:
+    """The map the terminal draws: the one query's (last selected layer, selected heads' mean), or
+    with several queries the class token's; None when there is nothing on the grid to draw."""
     from vitcli.core.analysis import fuse_heads, prefix_row_to_grid
 
-    layer = report.layers[-1]
-    if layer not in report.cls_rows:
-        return None
-    rows = report.cls_rows[layer][0]  # (H, T)
-    heads = sel.heads
-    row = fuse_heads(rows[:, None], heads.fusion)[0] if heads.fusion else rows[heads.heads].mean(0)
-    grid = prefix_row_to_grid(row, report.num_prefix, report.grid).numpy()
+    layer, heads = report.layers[-1], sel.heads
     how = f"{heads.fusion} of heads" if heads.fusion else f"mean of heads {head_span(heads.labels)}"
-    return f"class-token attention, layer {layer} ({how}), {report.grid[0]}×{report.grid[1]} patches", grid
+    if sel.queries is not None and len(sel.queries) == 1:
+        row = report.weights[0, -1, :, 0].double().mean(0)  # (T,) the selected heads (or their fusion)
+        who = query_name(config, report.grid, sel)
+    elif layer in report.cls_rows:
+        rows = report.cls_rows[layer][0]  # (H, T)
+        row = fuse_heads(rows[:, None], heads.fusion)[0] if heads.fusion else rows[heads.heads].mean(0)
+        who = "class-token"
+    else:
+        return None
+    grid = prefix_row_to_grid(row, report.num_prefix, report.grid).numpy()
+    return f"{who} attention, layer {layer} ({how}), {report.grid[0]}×{report.grid[1]} patches", grid
 
 
 # --- pictures ----------------------------------------------------------------------------------

@@ -152,7 +152,8 @@ class Output:
 
     @property
     def colour(self) -> bool:
-        return self.console.color_system is not None
+        """Colours on screen: a terminal with colours, and NO_COLOR not set."""
+        return self.console.color_system is not None and not self.console.no_color
 
     def finish(self, document: dict[str, Any], *renderables: Any, warnings: list[str] = ()) -> None:
         """The JSON document, or the tables; then warnings on standard error."""
