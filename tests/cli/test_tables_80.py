@@ -99,4 +99,4 @@ def test_no_color_on_a_terminal_draws_the_ramp_and_a_patch_query_draws_its_own_m
     assert "@" in plain and "▀" not in plain and "\x1b[38;" not in plain  # the ramp, no colour codes
     raw = run_on_terminal("attend", CAT, *small)
     coloured = re.sub(r"\x1b\[[0-9;]*m", "", raw)
-    assert "\x1b[38;" in raw and "class-token attention" in coloured and "▀" in coloured and "low " in coloured and " high" in coloured
+    assert "\x1b[38;" in raw and "cls attention, layer 0" in coloured and "▀" in coloured and "low " in coloured and " high" in coloured
