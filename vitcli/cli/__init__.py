@@ -19,7 +19,7 @@ from vitcli.cli import attend, embed, figures, info, patchify, posenc
 app = typer.Typer(
     name="vitcli",
     help="See what a Vision Transformer does to an image, one idea at a time.",
-    epilog="Example:  vitcli patchify sample_images/chelsea.jpg --grid-png grid.png",
+    epilog="Example:\n\n  vitcli patchify sample_images/chelsea.jpg --grid-png grid.png",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",

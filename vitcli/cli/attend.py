@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from vitcli.cli.common import (OUTPUT_PANEL, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions,
+from vitcli.cli.common import (examples, OUTPUT_PANEL, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions,
                                NormalizeOpt, Output, OutputOpt, QuietOpt, batch_spec, choices, gather, open_model,
                                value, with_options)
 
@@ -13,14 +13,15 @@ HELP = """Run the encoder and show self-attention A = softmax(Q·Kᵀ/√d_k) of
 
 -o writes the selection as (layers, heads, queries, tokens); tokens are the prefix tokens (class, distillation, registers) then the patches row by row on the input's true grid. The table gives, per layer × head: entropy, the strongest patch (r, c), the class-token weight and the mean attention distance (ViT paper D.7). --query cls never builds the T×T matrix, so large images fit. Layers and heads count from 0. Several images: -o gets a leading batch axis (B, layers, heads, queries, tokens) and --distance / --plot-distance average over the images, with their spread.
 """
-EPILOG = (
-    "Examples:  vitcli attend sample_images/chelsea.jpg  ·  "
-    "vitcli attend cat.jpg --layer all --head mean -o attn.npy  ·  "
-    "vitcli attend cat.jpg --query 3,5 --overlay q.png --per-head  ·  "
-    "vitcli attend cat.jpg --rollout roll.npy --discard-ratio 0.9  ·  "
-    "vitcli attend cat.jpg --plot-distance dist.png --size 448  ·  "
-    "vitcli attend photos/ --plot-distance dist.png --distance dist.npy"
-)
+EXAMPLES = [
+    'vitcli attend cat.jpg',
+    'vitcli attend cat.jpg --layer all --head mean -o attn.npy',
+    'vitcli attend cat.jpg --query 3,5 --overlay q.png --per-head',
+    'vitcli attend cat.jpg --rollout roll.npy --discard-ratio 0.9',
+    'vitcli attend cat.jpg --plot-distance dist.png --size 448',
+    'vitcli attend photos/ --plot-distance dist.png --distance dist.npy',
+]
+EPILOG = examples(EXAMPLES)
 ANALYSIS_PANEL, PICTURE_PANEL = "Analyses", "Pictures"
 Fusion = choices("Fusion", Literal["mean", "max", "min"])
 Scope = choices("Scope", Literal["row", "matrix"])
@@ -30,28 +31,28 @@ Scope = choices("Scope", Literal["row", "matrix"])
 class Analyses:
     """The optional analyses and pictures of attend."""
 
-    rollout: Annotated[Optional[str], typer.Option("--rollout", help="Attention rollout: write the (T, T) product as .npy, and the selected query's map as a picture beside it (same name, .png).", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
-    rollout_fusion: Annotated[Fusion, typer.Option("--rollout-fusion", help="Head fusion for rollout.", rich_help_panel=ANALYSIS_PANEL)] = Fusion("mean")  # type: ignore[valid-type]
-    discard_ratio: Annotated[float, typer.Option("--discard-ratio", help="Rollout: zero this share of the lowest weights (never the diagonal) before adding I.", rich_help_panel=ANALYSIS_PANEL)] = 0.0
-    discard_scope: Annotated[Scope, typer.Option("--discard-scope", help="Rollout discard over each image's whole matrix or each row.", rich_help_panel=ANALYSIS_PANEL)] = Scope("matrix")  # type: ignore[valid-type]
-    start_layer: Annotated[int, typer.Option("--start-layer", help="Rollout: first layer of the product.", rich_help_panel=ANALYSIS_PANEL)] = 0
-    distance: Annotated[Optional[str], typer.Option("--distance", help="Write the mean attention distance of every layer and head, (layers, heads) in pixels, as .npy.", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
-    plot_distance: Annotated[Optional[str], typer.Option("--plot-distance", help="Mean attention distance against depth, one dot per head (ViT fig. 7 right), as PNG.", rich_help_panel=PICTURE_PANEL, show_default=False)] = None
-    renorm: Annotated[bool, typer.Option("--renorm", help="Mean distance: renormalise rows after removing prefix tokens (off, as the paper's code).", rich_help_panel=ANALYSIS_PANEL)] = False
-    masks: Annotated[Optional[str], typer.Option("--masks", help="DINO masks: per head of the last layer, the fewest patches holding --threshold of the class token's attention, (heads, rows, cols) bool .npy.", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
-    threshold: Annotated[float, typer.Option("--threshold", help="Attention mass the DINO masks keep.", rich_help_panel=ANALYSIS_PANEL)] = 0.6
-    cosine: Annotated[Optional[str], typer.Option("--cosine", help="cos(q_i, k_j) of the selected queries and every key, same shape as -o, as .npy.", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
-    save_qkv: Annotated[Optional[str], typer.Option("--save-qkv", help="Write Q, K, V of the selected layers, each (layers, heads, tokens, head_dim), as .npz.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None
-    overlay: Annotated[Optional[str], typer.Option("--overlay", help="The query's attention (or the rollout map) over the image with a colour bar, as PNG.", rich_help_panel=PICTURE_PANEL, show_default=False)] = None
-    per_head: Annotated[bool, typer.Option("--per-head", help="--overlay: one panel per head, labelled, in one image.", rich_help_panel=PICTURE_PANEL)] = False
+    rollout: Annotated[Optional[str], typer.Option("--rollout", metavar="FILE", help="Attention rollout: write the (T, T) product as .npy, and the selected query's map as a picture beside it (same name, .png).", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
+    rollout_fusion: Annotated[Fusion, typer.Option("--rollout-fusion", metavar="ROLLOUT_FUSION", help="Head fusion for rollout.", rich_help_panel=ANALYSIS_PANEL)] = Fusion("mean")  # type: ignore[valid-type]
+    discard_ratio: Annotated[float, typer.Option("--discard-ratio", metavar="X", help="Rollout: zero this share of the lowest weights (never the diagonal) before adding I.", rich_help_panel=ANALYSIS_PANEL)] = 0.0
+    discard_scope: Annotated[Scope, typer.Option("--discard-scope", metavar="DISCARD_SCOPE", help="Rollout discard over each image's whole matrix or each row.", rich_help_panel=ANALYSIS_PANEL)] = Scope("matrix")  # type: ignore[valid-type]
+    start_layer: Annotated[int, typer.Option("--start-layer", metavar="N", help="Rollout: first layer of the product.", rich_help_panel=ANALYSIS_PANEL)] = 0
+    distance: Annotated[Optional[str], typer.Option("--distance", metavar="FILE", help="Write the mean attention distance of every layer and head, (layers, heads) in pixels, as .npy.", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
+    plot_distance: Annotated[Optional[str], typer.Option("--plot-distance", metavar="FILE", help="Mean attention distance against depth, one dot per head (ViT fig. 7 right), as PNG.", rich_help_panel=PICTURE_PANEL, show_default=False)] = None
+    renorm: Annotated[bool, typer.Option("--renorm", metavar="", help="Mean distance: renormalise rows after removing prefix tokens (off, as the paper's code).", rich_help_panel=ANALYSIS_PANEL)] = False
+    masks: Annotated[Optional[str], typer.Option("--masks", metavar="FILE", help="DINO masks: per head of the last layer, the fewest patches holding --threshold of the class token's attention, (heads, rows, cols) bool .npy.", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
+    threshold: Annotated[float, typer.Option("--threshold", metavar="X", help="Attention mass the DINO masks keep.", rich_help_panel=ANALYSIS_PANEL)] = 0.6
+    cosine: Annotated[Optional[str], typer.Option("--cosine", metavar="FILE", help="cos(q_i, k_j) of the selected queries and every key, same shape as -o, as .npy.", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
+    save_qkv: Annotated[Optional[str], typer.Option("--save-qkv", metavar="FILE", help="Write Q, K, V of the selected layers, each (layers, heads, tokens, head_dim), as .npz.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None
+    overlay: Annotated[Optional[str], typer.Option("--overlay", metavar="FILE", help="The query's attention (or the rollout map) over the image with a colour bar, as PNG.", rich_help_panel=PICTURE_PANEL, show_default=False)] = None
+    per_head: Annotated[bool, typer.Option("--per-head", metavar="", help="--overlay: one panel per head, labelled, in one image.", rich_help_panel=PICTURE_PANEL)] = False
 
 
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, analyses=Analyses, batch=BatchOptions)
 def attend_command(
     images: ImagesArg = None,
-    layer: Annotated[str, typer.Option("--layer", help="Layer I (negative from the end), range A:B (B excluded), I,J or all.")] = "-1",
-    head: Annotated[str, typer.Option("--head", help="Head I, I,J, all, or a fusion of all heads: mean, max, min.")] = "all",
-    query: Annotated[Optional[str], typer.Option("--query", help="Query token: cls, a token index, a patch R,C, or all. [default: cls; the centre patch for a model without a class token]", show_default=False)] = None,
+    layer: Annotated[str, typer.Option("--layer", metavar="SEL", help="Layer I (negative from the end), range A:B (B excluded), I,J or all.")] = "-1",
+    head: Annotated[str, typer.Option("--head", metavar="SEL", help="Head I, I,J, all, or a fusion of all heads: mean, max, min.")] = "all",
+    query: Annotated[Optional[str], typer.Option("--query", metavar="QUERY", help="Query token: cls, a token index, a patch R,C, or all. \\[default: cls; the centre patch for a model without a class token]", show_default=False)] = None,
     normalize: NormalizeOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,

@@ -32,65 +32,70 @@ OrderChoice = choices("OrderChoice", Literal["chw", "hwc"])
 ValuesChoice = choices("ValuesChoice", Literal["raw", "none", "imagenet", "inception", "clip"])
 
 
+def examples(lines: list[str]) -> str:
+    """An --help epilog: one copyable command per line."""
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
+
+
 def value(option: Any) -> Any:
     """An Enum choice's text (or the value itself)."""
     return getattr(option, "value", option)
 
 
-ImageArg = Annotated[str, typer.Argument(help="Image file, or - to read the image from standard input.", show_default=False)]
+ImageArg = Annotated[str, typer.Argument(metavar="IMAGE", help="Image file, or - to read the image from standard input.", show_default=False)]
 ImagesArg = Annotated[Optional[list[str]], typer.Argument(
-    help="Image files, folders or quoted globs ('photos/*.jpg'), or - for standard input. Several images give one "
+    metavar="IMAGE…", help="Image files, folders or quoted globs ('photos/*.jpg'), or - for standard input. Several images give one "
          "array with a leading batch axis, in sorted path order.", show_default=False)]
-OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the array as .npy to FILE, or - for standard output.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on standard output instead of tables.", rich_help_panel=OUTPUT_PANEL)]
-QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors.", rich_help_panel=OUTPUT_PANEL)]
-NormalizeOpt = Annotated[Optional[str], typer.Option("--normalize", help="imagenet | inception | clip | none [default: the checkpoint's, else imagenet]", show_default=False)]
-PngOpt = Annotated[Optional[str], typer.Option("--png", help="Write the figure as PNG to FILE.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
+OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", metavar="FILE", help="Write the array as .npy to FILE, or - for standard output.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON object on standard output instead of tables.", rich_help_panel=OUTPUT_PANEL)]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", metavar="", help="Print nothing but errors.", rich_help_panel=OUTPUT_PANEL)]
+NormalizeOpt = Annotated[Optional[str], typer.Option("--normalize", metavar="NAME", help="imagenet | inception | clip | none \\[default: the checkpoint's, else imagenet]", show_default=False)]
+PngOpt = Annotated[Optional[str], typer.Option("--png", metavar="FILE", help="Write the figure as PNG to FILE.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
 
 
 @dataclass
 class ImageOptions:
     """The image options every image command takes."""
 
-    size: Annotated[Optional[str], typer.Option("--size", help="Final size: 224, HxW such as 224x160, or native. [default: 224, or the model's native size]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
-    fit: Annotated[Optional[FitChoice], typer.Option("--fit", help="How the image reaches the size: crop (cover, centre-crop), resize (stretch), pad (fit, pad), strict (no change; must already fit). [default: crop; with --weights and no --size, the checkpoint family's own resize and crop]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None  # type: ignore[valid-type]
-    resample: Annotated[Optional[ResampleChoice], typer.Option("--resample", help="Resampling filter when resizing. [default: bicubic, or the checkpoint family's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None  # type: ignore[valid-type]
-    patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", help="Patch size P in pixels. [default: 16, or the model's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
-    background: Annotated[str, typer.Option("--background", help="Colour under transparent pixels and padding: R,G,B or #rrggbb.", rich_help_panel=IMAGE_PANEL)] = "255,255,255"
-    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image (pixels) to decode; guards against decompression bombs. [default: Pillow's 89,478,485]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
-    draft: Annotated[bool, typer.Option("--draft/--no-draft", help="Decode a JPEG at 1/2, 1/4 or 1/8 scale when it stays at least twice the final size (its shorter side ≥ 4× the longer side of --size); --no-draft always decodes in full.", rich_help_panel=IMAGE_PANEL)] = True
+    size: Annotated[Optional[str], typer.Option("--size", metavar="N|HxW|native", help="Final size: 224, HxW such as 224x160, or native. \\[default: 224, or the model's native size]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
+    fit: Annotated[Optional[FitChoice], typer.Option("--fit", metavar="FIT", help="How the image reaches the size: crop (cover, centre-crop), resize (stretch), pad (fit, pad), strict (no change; must already fit). \\[default: crop; with --weights and no --size, the checkpoint family's own resize and crop]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None  # type: ignore[valid-type]
+    resample: Annotated[Optional[ResampleChoice], typer.Option("--resample", metavar="RESAMPLE", help="Resampling filter when resizing. \\[default: bicubic, or the checkpoint family's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None  # type: ignore[valid-type]
+    patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", metavar="N", help="Patch size P in pixels. \\[default: 16, or the model's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
+    background: Annotated[str, typer.Option("--background", metavar="R,G,B", help="Colour under transparent pixels and padding: R,G,B or #rrggbb.", rich_help_panel=IMAGE_PANEL)] = "255,255,255"
+    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", metavar="N", help="Largest image (pixels) to decode; guards against decompression bombs. \\[default: Pillow's 89,478,485]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
+    draft: Annotated[bool, typer.Option("--draft/--no-draft", metavar="", help="Decode a JPEG at 1/2, 1/4 or 1/8 scale when it stays at least twice the final size (its shorter side ≥ 4× the longer side of --size); --no-draft always decodes in full.", rich_help_panel=IMAGE_PANEL)] = True
 
 
 @dataclass
 class BatchOptions:
     """How many images are found, decoded, batched and written."""
 
-    recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Also take images in sub-folders of folder inputs.", rich_help_panel=BATCH_PANEL)] = False
-    from_list: Annotated[Optional[str], typer.Option("--from-list", help="Read more image paths from FILE, one a line (- for standard input).", rich_help_panel=BATCH_PANEL, show_default=False)] = None
-    output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="Several images: one .npy per image in this folder (plus index.jsonl) instead of one -o array.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.", rich_help_panel=BATCH_PANEL)] = 16
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Threads decoding images in parallel. [default: one per core, at most 8]", rich_help_panel=BATCH_PANEL, show_default=False)] = None
-    skip_errors: Annotated[bool, typer.Option("--skip-errors", help="Report an image that cannot be read (one line, and in the index) and carry on.", rich_help_panel=BATCH_PANEL)] = False
+    recursive: Annotated[bool, typer.Option("-r", "--recursive", metavar="", help="Also take images in sub-folders of folder inputs.", rich_help_panel=BATCH_PANEL)] = False
+    from_list: Annotated[Optional[str], typer.Option("--from-list", metavar="FILE", help="Read more image paths from FILE, one a line (- for standard input).", rich_help_panel=BATCH_PANEL, show_default=False)] = None
+    output_dir: Annotated[Optional[str], typer.Option("--output-dir", metavar="DIR", help="Several images: one .npy per image in this folder (plus index.jsonl) instead of one -o array.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None
+    batch_size: Annotated[int, typer.Option("--batch-size", metavar="N", help="Images per forward pass.", rich_help_panel=BATCH_PANEL)] = 16
+    workers: Annotated[Optional[int], typer.Option("--workers", metavar="N", help="Threads decoding images in parallel. \\[default: one per core, at most 8]", rich_help_panel=BATCH_PANEL, show_default=False)] = None
+    skip_errors: Annotated[bool, typer.Option("--skip-errors", metavar="", help="Report an image that cannot be read (one line, and in the index) and carry on.", rich_help_panel=BATCH_PANEL)] = False
 
 
 @dataclass
 class ModelOptions:
     """Which ViT to run and where."""
 
-    model: Annotated[str, typer.Option("--model", help="Preset: vit-ti16, vit-s16, vit-b16, vit-b32, vit-l16, vit-s14, vit-b14, vit-l14, vit-h14.", rich_help_panel=MODEL_PANEL)] = "vit-b16"
-    weights: Annotated[Optional[str], typer.Option("--weights", help="Checkpoint: .safetensors, .pth/.pt/.bin, CLIP .pt, or hf-hub:ORG/NAME, timm:NAME (from the local cache).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
-    dim: Annotated[Optional[int], typer.Option("-d", "--dim", help="Override the token width D (with --weights: checked against the weights).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
-    depth: Annotated[Optional[int], typer.Option("--depth", help="Override the number of blocks L.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
-    heads: Annotated[Optional[int], typer.Option("--heads", help="Override the number of attention heads (with --weights: for weights whose head width is not 64 and that come without a config).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
-    mlp_ratio: Annotated[Optional[float], typer.Option("--mlp-ratio", help="Override the MLP width as a multiple of D.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
-    no_cls: Annotated[bool, typer.Option("--no-cls", help="No class token (and no position row for it; mean pooling).", rich_help_panel=MODEL_PANEL)] = False
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights: same seed, same numbers.", rich_help_panel=MODEL_PANEL)] = 0
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL)] = "auto"
-    dtype: Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16 (half types are slow on the CPU).", rich_help_panel=MODEL_PANEL)] = "float32"
-    native_size: Annotated[Optional[str], typer.Option("--native-size", help="With --weights: the size HxW the checkpoint was trained at, for a non-square position table that has no config.json beside it.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
-    eps: Annotated[Optional[float], typer.Option("--eps", help="With --weights: LayerNorm epsilon, when the family default is not the one the weights were trained with.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
-    activation: Annotated[Optional[str], typer.Option("--activation", help="With --weights: the MLP activation gelu, gelu_tanh or quick_gelu, which weights cannot show.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
-    strict: Annotated[bool, typer.Option("--strict/--no-strict", help="Refuse checkpoints with left-over or missing keys.", rich_help_panel=MODEL_PANEL)] = True
+    model: Annotated[str, typer.Option("--model", metavar="NAME", help="Preset: vit-ti16, vit-s16, vit-b16, vit-b32, vit-l16, vit-s14, vit-b14, vit-l14, vit-h14.", rich_help_panel=MODEL_PANEL)] = "vit-b16"
+    weights: Annotated[Optional[str], typer.Option("--weights", metavar="WEIGHTS", help="Checkpoint: .safetensors, .pth/.pt/.bin, CLIP .pt, or hf-hub:ORG/NAME, timm:NAME (from the local cache).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    dim: Annotated[Optional[int], typer.Option("-d", "--dim", metavar="N", help="Override the token width D (with --weights: checked against the weights).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    depth: Annotated[Optional[int], typer.Option("--depth", metavar="N", help="Override the number of blocks L.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    heads: Annotated[Optional[int], typer.Option("--heads", metavar="N", help="Override the number of attention heads (with --weights: for weights whose head width is not 64 and that come without a config).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    mlp_ratio: Annotated[Optional[float], typer.Option("--mlp-ratio", metavar="X", help="Override the MLP width as a multiple of D.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    no_cls: Annotated[bool, typer.Option("--no-cls", metavar="", help="No class token (and no position row for it; mean pooling).", rich_help_panel=MODEL_PANEL)] = False
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the random weights: same seed, same numbers.", rich_help_panel=MODEL_PANEL)] = 0
+    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL)] = "auto"
+    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, float16 or bfloat16 (half types are slow on the CPU).", rich_help_panel=MODEL_PANEL)] = "float32"
+    native_size: Annotated[Optional[str], typer.Option("--native-size", metavar="HxW", help="With --weights: the size HxW the checkpoint was trained at, for a non-square position table that has no config.json beside it.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    eps: Annotated[Optional[float], typer.Option("--eps", metavar="X", help="With --weights: LayerNorm epsilon, when the family default is not the one the weights were trained with.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    activation: Annotated[Optional[str], typer.Option("--activation", metavar="NAME", help="With --weights: the MLP activation gelu, gelu_tanh or quick_gelu, which weights cannot show.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
+    strict: Annotated[bool, typer.Option("--strict/--no-strict", metavar="", help="Refuse checkpoints with left-over or missing keys.", rich_help_panel=MODEL_PANEL)] = True
 
 
 def image_spec(opts: ImageOptions) -> Any:

@@ -4,19 +4,21 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from vitcli.cli.common import (BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions, NormalizeOpt, Output,
+from vitcli.cli.common import (examples, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions, NormalizeOpt, Output,
                                OutputOpt, QuietOpt, choices, gather, open_model, value, with_options)
 
 HELP = """Project an image's patches into ViT token embeddings and show every stage.
 
 patches (N, P·P·C) → projected (N, D) → with class token (N+1, D) → + position = Z0 (N+1, D) → encoder output Z_L (N+1, D) → pooled image embedding (D,). -o writes the --stage you choose. Weights are random from --seed unless --weights gives a checkpoint.
 """
-EPILOG = (
-    "Examples:  vitcli embed sample_images/chelsea.jpg  ·  "
-    "vitcli embed cat.jpg -o z0.npy  ·  vitcli embed cat.jpg --stage pooled --model vit-s16 -o emb.npy  ·  "
-    "vitcli embed cat.jpg --impl linear --posenc sincos2d --json  ·  "
-    "vitcli embed photos/ --stage pooled -o emb.npy   (B, D) + emb.index.jsonl"
-)
+EXAMPLES = [
+    'vitcli embed cat.jpg',
+    'vitcli embed cat.jpg -o z0.npy',
+    'vitcli embed cat.jpg --stage pooled --model vit-s16 -o emb.npy',
+    'vitcli embed cat.jpg --impl linear --posenc sincos2d --json',
+    'vitcli embed photos/ --stage pooled -o emb.npy',
+]
+EPILOG = examples(EXAMPLES)
 Stage = choices("Stage", Literal["patches", "tokens", "input", "output", "pooled"])
 Impl = choices("Impl", Literal["conv", "linear"])
 Posenc = choices("Posenc", Literal["learned", "sincos1d", "sincos2d", "none"])
@@ -27,9 +29,9 @@ LABELS = {"patches": "patches (N, P·P·C)", "tokens": "projected (N, D)", "with
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def embed_command(
     images: ImagesArg = None,
-    stage: Annotated[Stage, typer.Option("--stage", help="Which stage -o writes: patches, tokens (projected), input (Z0), output (Z_L), pooled.")] = Stage("input"),  # type: ignore[valid-type]
-    impl: Annotated[Impl, typer.Option("--impl", help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).")] = Impl("conv"),  # type: ignore[valid-type]
-    posenc: Annotated[Optional[Posenc], typer.Option("--posenc", help="learned | sincos1d | sincos2d | none [default: the model's, learned]", show_default=False)] = None,  # type: ignore[valid-type]
+    stage: Annotated[Stage, typer.Option("--stage", metavar="STAGE", help="Which stage -o writes: patches, tokens (projected), input (Z0), output (Z_L), pooled.")] = Stage("input"),  # type: ignore[valid-type]
+    impl: Annotated[Impl, typer.Option("--impl", metavar="IMPL", help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).")] = Impl("conv"),  # type: ignore[valid-type]
+    posenc: Annotated[Optional[Posenc], typer.Option("--posenc", metavar="POSENC", help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]", show_default=False)] = None,  # type: ignore[valid-type]
     normalize: NormalizeOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,

@@ -9,33 +9,39 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.common import (ImageArg, ImageOptions, JsonOpt, ModelOptions, NormalizeOpt, Output, OutputOpt, PngOpt,
+from vitcli.cli.common import (examples, ImageArg, ImageOptions, JsonOpt, ModelOptions, NormalizeOpt, Output, OutputOpt, PngOpt,
                                QuietOpt, image_spec, open_model, with_options)
 
 HELP = "Paper figures and feature analyses on any checkpoint: filters, pca, similar, norms."
-app = typer.Typer(name="figures", help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+EXAMPLES = ["vitcli figures filters --png filters.png", "vitcli figures pca cat.jpg dog.jpg --png pca.png",
+            "vitcli figures similar cat.jpg --patch 5,6 --png similar.png", "vitcli figures norms cat.jpg --png norms.png"]
+app = typer.Typer(name="figures", help=HELP, epilog=examples(EXAMPLES), no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 FILTERS_HELP = """Patch-embedding filters (ViT paper, fig. 7 left): the first principal components of the patch projection E, one P×P RGB tile each.
 
 The D filters of the projection (the conv weight (D, C, P, P), which is the linear weight (D, P·P·C) reshaped) are rows of a (D, C·P·P) matrix; it is centred and its principal components are reshaped to (C, P, P). -o writes them as (k, C, P, P) float64; each PNG tile is min-max normalised on its own (a component's sign and scale are arbitrary).
 """
-FILTERS_EPILOG = "Example:  vitcli figures filters --weights vit_b16.safetensors --png filters.png -o filters.npy"
+FILTERS_EXAMPLES = ['vitcli figures filters --weights vit.safetensors --png filters.png -o filters.npy']
+FILTERS_EPILOG = examples(FILTERS_EXAMPLES)
 PCA_HELP = """Feature PCA to RGB (DINOv2, fig. 1): the first three principal components of the last layer's patch tokens (after the final norm, prefix tokens removed), fitted over all the images together, as red, green and blue (each min-max scaled over all the images).
 
 --foreground-threshold T: the first component is given the sign that makes the border patches (the outer ring of each grid, taken as background) score below the mean, scaled to [0, 1], and patches above T are foreground; a second PCA on the foreground patches alone colours them, the background is black. -o writes (images, rows, cols, 3) float64 in [0, 1].
 """
-PCA_EPILOG = "Example:  vitcli figures pca sample_images/chelsea.jpg sample_images/astronaut.jpg --weights dinov2.safetensors --foreground-threshold 0.5 --png pca.png"
+PCA_EXAMPLES = ['vitcli figures pca cat.jpg dog.jpg --foreground-threshold 0.5 --png pca.png']
+PCA_EPILOG = examples(PCA_EXAMPLES)
 SIMILAR_HELP = """Patch similarity: the cosine similarity of one query patch's features with every patch of the same image, or of a second image (--to).
 
 The query is --patch ROW,COL on the grid, or --pixel X,Y in the fitted image (x to the right, y down), by default the centre patch. Features are the tokens after block --layer (0-based, negative from the end; default -1, the last), through the model's final norm unless --no-norm (at the last layer that is the encoder output). -o writes the (rows, cols) map.
 """
-SIMILAR_EPILOG = "Example:  vitcli figures similar sample_images/chelsea.jpg --patch 5,6 --layer -1 --png similar.png -o similar.npy"
+SIMILAR_EXAMPLES = ['vitcli figures similar cat.jpg --patch 5,6 --png similar.png -o similar.npy', 'vitcli figures similar cat.jpg --to dog.jpg --pixel 120,80 --layer 6']
+SIMILAR_EPILOG = examples(SIMILAR_EXAMPLES)
 NORMS_HELP = """High-norm tokens (Darcet et al. 2023, "Vision Transformers Need Registers"): the L2 norm of every token after every block, and the patch tokens far above the rest.
 
 A patch token is an outlier at a layer when its norm exceeds median + k·MAD of that layer's patch norms (MAD = median |norm − median|, unscaled), or --norm-threshold for every layer. Each is listed with its (row, col), norm, and the share of the class token's attention (mean over heads, in the same block) that it takes. Register tokens are listed apart. -o writes the norms (layers, tokens), tokens in model order: prefix (class, registers) first, then the patches.
 """
-NORMS_EPILOG = "Example:  vitcli figures norms sample_images/chelsea.jpg --weights dinov2_reg.safetensors --png norms.png -o norms.npy"
+NORMS_EXAMPLES = ['vitcli figures norms cat.jpg --png norms.png -o norms.npy']
+NORMS_EPILOG = examples(NORMS_EXAMPLES)
 
 
 def _images(sources: list[str], opts: ImageOptions) -> Any:
@@ -59,7 +65,7 @@ def _show(out: Output, result: Any, rows: list[tuple[str, Any]], *extra: Any) ->
 @app.command("filters", help=FILTERS_HELP, epilog=FILTERS_EPILOG, short_help="Patch-embedding filters as RGB tiles (ViT fig. 7 left).")
 @with_options(model_opts=ModelOptions)
 def filters_command(
-    count: Annotated[int, typer.Option("--count", "-k", help="Number of principal components.")] = 28,
+    count: Annotated[int, typer.Option("--count", "-k", metavar="N", help="Number of principal components.")] = 28,
     png: PngOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
@@ -79,8 +85,8 @@ def filters_command(
 @app.command("pca", help=PCA_HELP, epilog=PCA_EPILOG, short_help="Feature PCA to RGB over one or more images (DINOv2 fig. 1).")
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions)
 def pca_command(
-    images: Annotated[list[str], typer.Argument(help="One or more image files (- for standard input).", show_default=False)],
-    foreground_threshold: Annotated[Optional[float], typer.Option("--foreground-threshold", help="Keep patches whose first component (scaled to [0, 1], border = background) is above this, and redo the PCA on them.", show_default=False)] = None,
+    images: Annotated[list[str], typer.Argument(metavar="IMAGE…", help="One or more image files (- for standard input).", show_default=False)],
+    foreground_threshold: Annotated[Optional[float], typer.Option("--foreground-threshold", metavar="X", help="Keep patches whose first component (scaled to [0, 1], border = background) is above this, and redo the PCA on them.", show_default=False)] = None,
     normalize: NormalizeOpt = None,
     png: PngOpt = None,
     output: OutputOpt = None,
@@ -109,11 +115,11 @@ def pca_command(
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions)
 def similar_command(
     image: ImageArg,
-    to: Annotated[Optional[str], typer.Option("--to", help="Second image: compare the query with its patches instead.", show_default=False)] = None,
-    patch: Annotated[Optional[str], typer.Option("--patch", help="Query patch ROW,COL (0-based; negative from the end).", show_default=False)] = None,
-    pixel: Annotated[Optional[str], typer.Option("--pixel", help="Query pixel X,Y in the fitted image; its patch is the query.", show_default=False)] = None,
-    layer: Annotated[int, typer.Option("--layer", help="Block whose output gives the features (0-based, negative from the end).")] = -1,
-    norm: Annotated[bool, typer.Option("--norm/--no-norm", help="Pass the block output through the final norm.")] = True,
+    to: Annotated[Optional[str], typer.Option("--to", metavar="IMAGE", help="Second image: compare the query with its patches instead.", show_default=False)] = None,
+    patch: Annotated[Optional[str], typer.Option("--patch", metavar="ROW,COL", help="Query patch ROW,COL (0-based; negative from the end).", show_default=False)] = None,
+    pixel: Annotated[Optional[str], typer.Option("--pixel", metavar="X,Y", help="Query pixel X,Y in the fitted image; its patch is the query.", show_default=False)] = None,
+    layer: Annotated[int, typer.Option("--layer", metavar="SEL", help="Block whose output gives the features (0-based, negative from the end).")] = -1,
+    norm: Annotated[bool, typer.Option("--norm/--no-norm", metavar="", help="Pass the block output through the final norm.")] = True,
     normalize: NormalizeOpt = None,
     png: PngOpt = None,
     output: OutputOpt = None,
@@ -144,9 +150,9 @@ def similar_command(
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions)
 def norms_command(
     image: ImageArg,
-    k: Annotated[float, typer.Option("--k", help="Outliers lie above median + k·MAD of the layer's patch-token norms.")] = 5.0,
-    norm_threshold: Annotated[Optional[float], typer.Option("--norm-threshold", help="A fixed norm threshold for every layer instead of the MAD rule.", show_default=False)] = None,
-    top: Annotated[int, typer.Option("--top", help="List at most this many outliers (largest norms first).")] = 20,
+    k: Annotated[float, typer.Option("--k", metavar="X", help="Outliers lie above median + k·MAD of the layer's patch-token norms.")] = 5.0,
+    norm_threshold: Annotated[Optional[float], typer.Option("--norm-threshold", metavar="X", help="A fixed norm threshold for every layer instead of the MAD rule.", show_default=False)] = None,
+    top: Annotated[int, typer.Option("--top", metavar="N", help="List at most this many outliers (largest norms first).")] = 20,
     normalize: NormalizeOpt = None,
     png: PngOpt = None,
     output: OutputOpt = None,

@@ -4,19 +4,24 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.common import JsonOpt, ModelOptions, Output, QuietOpt, open_model, with_options
+from vitcli.cli.common import examples, JsonOpt, ModelOptions, Output, QuietOpt, open_model, with_options
 
 HELP = """Describe a ViT: patch size, grid, tokens, dim, depth, heads, MLP, parameters and GMACs.
 
 With --weights, the architecture, family, native size and preprocessing inferred from the checkpoint, and the keys that were ignored.
 """
-EPILOG = "Examples:  vitcli info  ·  vitcli info --model vit-l16 --size 384  ·  vitcli info --weights vit.safetensors --json"
+EXAMPLES = [
+    'vitcli info',
+    'vitcli info --model vit-l16 --size 384',
+    'vitcli info --weights vit.safetensors --json',
+]
+EPILOG = examples(EXAMPLES)
 
 
 @with_options(model_opts=ModelOptions)
 def info_command(
-    size: Annotated[Optional[str], typer.Option("--size", help="Image size HxW for the grid and GMACs. [default: the model's native size]", show_default=False)] = None,
-    patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", help="Override the patch size P.", show_default=False)] = None,
+    size: Annotated[Optional[str], typer.Option("--size", metavar="N|HxW|native", help="Image size HxW for the grid and GMACs. \\[default: the model's native size]", show_default=False)] = None,
+    patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", metavar="N", help="Override the patch size P.", show_default=False)] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     *,

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.common import (OUTPUT_PANEL, BatchOptions, ImageOptions, ImagesArg, JsonOpt, OrderChoice, Output,
+from vitcli.cli.common import (examples, OUTPUT_PANEL, BatchOptions, ImageOptions, ImagesArg, JsonOpt, OrderChoice, Output,
                                OutputOpt, QuietOpt, ValuesChoice, batch_spec, gather, value, with_options)
 
 HELP = """Split an image into N = (H/P)·(W/P) patches of P·P·C values, in row-major order.
@@ -17,23 +17,24 @@ Output shape (N, P·P·C). Values are the image's raw uint8 bytes unless --norma
   hwc:           a(R G B) b(R G B) c(R G B) d(R G B): vit-pytorch's
                  rearrange('c (h p1) (w p2) -> (h w) (p1 p2 c)')
 """
-EPILOG = (
-    "Examples:  vitcli patchify sample_images/chelsea.jpg -o patches.npy --grid-png grid.png  ·  "
-    "vitcli patchify cat.jpg -o - | python -c \"import io, sys, numpy; print(numpy.load(io.BytesIO(sys.stdin.buffer.read())).shape)\"  ·  "
-    "vitcli patchify --unpatchify patches.npy --grid-size 14x14 -o back.png  ·  "
-    "vitcli patchify 'photos/*.jpg' --output-dir patches/"
-)
+EXAMPLES = [
+    'vitcli patchify cat.jpg -o patches.npy --grid-png grid.png',
+    'vitcli patchify cat.jpg -o - | python -c "import io, sys, numpy; print(numpy.load(io.BytesIO(sys.stdin.buffer.read())).shape)"',
+    'vitcli patchify --unpatchify patches.npy --grid-size 14x14 -o back.png',
+    "vitcli patchify 'photos/*.jpg' --output-dir patches/",
+]
+EPILOG = examples(EXAMPLES)
 
 
 @with_options(image_opts=ImageOptions, batch=BatchOptions)
 def patchify_command(
     images: ImagesArg = None,
-    order: Annotated[OrderChoice, typer.Option("--order", help="Value order inside a patch (see above).")] = OrderChoice("chw"),  # type: ignore[valid-type]
-    normalize: Annotated[ValuesChoice, typer.Option("--normalize", help="raw: uint8 bytes; none: float32 x/255; imagenet|inception|clip: float32 (x/255 − mean)/std.")] = ValuesChoice("raw"),  # type: ignore[valid-type]
+    order: Annotated[OrderChoice, typer.Option("--order", metavar="ORDER", help="Value order inside a patch (see above).")] = OrderChoice("chw"),  # type: ignore[valid-type]
+    normalize: Annotated[ValuesChoice, typer.Option("--normalize", metavar="NORMALIZE", help="raw: uint8 bytes; none: float32 x/255; imagenet|inception|clip: float32 (x/255 − mean)/std.")] = ValuesChoice("raw"),  # type: ignore[valid-type]
     output: OutputOpt = None,
-    grid_png: Annotated[Optional[str], typer.Option("--grid-png", help="Write the image as fed in, with the patch grid and each patch's index.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
-    unpatchify: Annotated[Optional[str], typer.Option("--unpatchify", help="Inverse: rebuild an image from this (N, P·P·C) .npy; -o FILE.png or FILE.npy.", show_default=False)] = None,
-    grid_size: Annotated[Optional[str], typer.Option("--grid-size", help="Grid ROWSxCOLS for --unpatchify (default: square).", show_default=False)] = None,
+    grid_png: Annotated[Optional[str], typer.Option("--grid-png", metavar="FILE", help="Write the image as fed in, with the patch grid and each patch's index.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    unpatchify: Annotated[Optional[str], typer.Option("--unpatchify", metavar="FILE", help="Inverse: rebuild an image from this (N, P·P·C) .npy; -o FILE.png or FILE.npy.", show_default=False)] = None,
+    grid_size: Annotated[Optional[str], typer.Option("--grid-size", metavar="ROWSxCOLS", help="Grid ROWSxCOLS for --unpatchify (default: square).", show_default=False)] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     *,

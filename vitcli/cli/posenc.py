@@ -4,29 +4,30 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.common import OUTPUT_PANEL, JsonOpt, ModelOptions, Output, OutputOpt, QuietOpt, with_options
+from vitcli.cli.common import examples, OUTPUT_PANEL, JsonOpt, ModelOptions, Output, OutputOpt, QuietOpt, with_options
 
 HELP = """Build a position-encoding table (N+1, D) and show it: shape, stats, chosen rows, similarity.
 
 Kinds: learned (D^-0.5·randn from --seed, or a checkpoint's table with --weights), sincos1d (PE(pos, 2i) = sin(pos/10000^(2i/D)), PE(pos, 2i+1) = cos(…); class token at 0, patches at 1..N), sincos2d (MAE: half the channels per axis, zero class row), none.
 """
-EPILOG = (
-    "Examples:  vitcli posenc --kind sincos1d --dim 4 --grid 4x4 --positions 0:3  ·  "
-    "vitcli posenc --kind sincos2d --similarity sim.png  ·  "
-    "vitcli posenc --weights vit.safetensors --similarity sim.png --resample 24x24  ·  "
-    "vitcli posenc --weights wide.safetensors --native-size 224x448 --similarity sim.png"
-)
+EXAMPLES = [
+    'vitcli posenc --kind sincos1d --dim 4 --grid 4x4 --positions 0:3',
+    'vitcli posenc --kind sincos2d --similarity sim.png',
+    'vitcli posenc --weights vit.safetensors --similarity sim.png --resample 24x24',
+    'vitcli posenc --weights wide.safetensors --native-size 224x448 --similarity sim.png',
+]
+EPILOG = examples(EXAMPLES)
 
 
 @with_options(model_opts=ModelOptions)
 def posenc_command(
-    grid: Annotated[Optional[str], typer.Option("--grid", help="Patch grid ROWSxCOLS (default: the model's, e.g. 14x14).", show_default=False)] = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="Image size HxW instead of --grid: the grid is size / patch size.", show_default=False)] = None,
-    patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", help="Patch size P, with --size. [default: the model's, 16]", show_default=False)] = None,
-    kind: Annotated[Optional[str], typer.Option("--kind", help="learned | sincos1d | sincos2d | none [default: the model's, learned]", show_default=False)] = None,
-    positions: Annotated[Optional[str], typer.Option("--positions", help="Print these rows: I, A:B (Python slice) or I,J,K.", show_default=False)] = None,
-    similarity: Annotated[Optional[str], typer.Option("--similarity", help="Write the cosine-similarity figure (ViT paper fig. 7, centre) as PNG.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
-    resample: Annotated[Optional[str], typer.Option("--resample", help="Resample the table to another grid ROWSxCOLS (bicubic, as timm) and show that.", show_default=False)] = None,
+    grid: Annotated[Optional[str], typer.Option("--grid", metavar="ROWSxCOLS", help="Patch grid ROWSxCOLS (default: the model's, e.g. 14x14).", show_default=False)] = None,
+    size: Annotated[Optional[str], typer.Option("--size", metavar="N|HxW|native", help="Image size HxW instead of --grid: the grid is size / patch size.", show_default=False)] = None,
+    patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", metavar="N", help="Patch size P, with --size. \\[default: the model's, 16]", show_default=False)] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]", show_default=False)] = None,
+    positions: Annotated[Optional[str], typer.Option("--positions", metavar="ROWS", help="Print these rows: I, A:B (Python slice) or I,J,K.", show_default=False)] = None,
+    similarity: Annotated[Optional[str], typer.Option("--similarity", metavar="FILE", help="Write the cosine-similarity figure (ViT paper fig. 7, centre) as PNG.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    resample: Annotated[Optional[str], typer.Option("--resample", metavar="ROWSxCOLS", help="Resample the table to another grid ROWSxCOLS (bicubic, as timm) and show that.", show_default=False)] = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
