@@ -43,7 +43,8 @@ def model_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         ("tokens T", f"{doc['num_tokens']} ({doc['num_prefix_tokens']} prefix + {doc['grid'][0] * doc['grid'][1]} patches)"),
         ("dim D / depth L / heads", f"{doc['dim']} / {doc['depth']} / {doc['heads']} (head dim {doc['head_dim']})"),
         ("MLP dim", doc["mlp_dim"]),
-        ("position encoding", doc["posenc"]),
+        ("position table", doc.get("position_table", doc["posenc"])),
+        ("dtype", doc.get("dtype", "float32")),
         ("parameters", f"{doc['params']:,}"),
         ("GMACs (this grid)", f"{doc['gmacs']:.2f}"),
     ]

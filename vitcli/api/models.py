@@ -122,7 +122,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
             "native_grid": list(c.grid), "grid": list(grid), "num_prefix_tokens": c.num_prefix_tokens,
             "num_tokens": grid[0] * grid[1] + c.num_prefix_tokens, "posenc": c.posenc, "pooling": c.pooling,
             "activation": c.activation, "eps": c.eps, "num_classes": c.num_classes,
-            "dtype": self.spec.dtype,
+            "dtype": self.spec.dtype, "position_table": position_note(c, tuple(grid)),
         }
         if self.grid_note:
             doc["native_grid_from"] = self.grid_note
@@ -206,6 +206,19 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
 
         param = next(self.module.parameters())
         return torch.cat([p.data for p in items]).to(param.device, param.dtype)
+
+
+def position_note(c: "ViTConfig", grid: tuple[int, int]) -> str:
+    """How the position table reaches this grid: as stored, resampled (as timm), or from the formula."""
+    native = "{}×{}".format(*c.grid)
+    here = "{}×{}".format(*grid)
+    if c.posenc == "none":
+        return "none"
+    if c.posenc != "learned":
+        return f"{c.posenc} for {here}, from the formula"
+    if tuple(grid) == tuple(c.grid):
+        return f"learned {native}, as stored"
+    return f"learned {native} resampled to {here} (bicubic, antialiased, as timm)"
 
 
 def prefix_description(c: "ViTConfig") -> str:

@@ -143,7 +143,8 @@ def _document(model: Any, kind: str, array: np.ndarray, grid: tuple[int, int], r
     from vitcli.report import tensor_stats
 
     doc: dict[str, Any] = {
-        "command": "posenc", "input": None, "kind": kind, "source": model.source,
+        "command": "posenc", "input": None, "kind": kind,
+        "source": model.source if kind == "learned" else f"the formula ({kind})",
         "patch_size": model.config.patch_size, "grid": list(grid), "num_patches": grid[0] * grid[1],
         "num_prefix_rows": rows, "dim": array.shape[1], "tensors": {"pos_embed": tensor_stats(array)},
         "outputs": {"array": output, "similarity_png": similarity},

@@ -45,6 +45,9 @@ def patchify_command(
 
     out = Output(output, as_json, quiet)
     if unpatchify is not None:
+        if images or batch.from_list:
+            raise typer.BadParameter("--unpatchify rebuilds an image from FILE.npy; it takes no IMAGE (it would be "
+                                     "ignored)", param_hint="IMAGE")
         result = unpatchify_array(unpatchify, grid_size=grid_size, order=value(order), normalize=value(normalize),
                                   output=output)
         return out.finish(result.document, *_tables(result.document, False))

@@ -62,8 +62,14 @@ class Evidence:
 
     @property
     def model_name(self) -> str:
-        """The file's name without folders or extension (hub specs as given)."""
-        name = self.name if self.name.startswith(("hf-hub:", "timm:")) else self.name.rstrip("/").split("/")[-1]
+        """The file's name without folders or extension (hub specs as given); a Hugging Face cache
+        snapshot (`…/models--ORG--NAME/snapshots/<hash>/…`) is named after its repository, ORG/NAME."""
+        if self.name.startswith(("hf-hub:", "timm:")):
+            return self.name
+        parts = self.name.rstrip("/").split("/")
+        if "snapshots" in parts[:-1] and parts.index("snapshots") > 0 and parts[parts.index("snapshots") - 1].startswith("models--"):
+            return parts[parts.index("snapshots") - 1][len("models--"):].replace("--", "/", 1)
+        name = parts[-1]
         for ext in (".safetensors", ".pth.tar", ".pth", ".pt", ".bin"):
             if name.endswith(ext):
                 return name[: -len(ext)]
