@@ -5,12 +5,12 @@ from typing import Any, Literal
 
 from vitcli.errors import VitcliError
 
-Stage = Literal["patches", "tokens", "input", "output", "pooled"]
+Stage = Literal["patches", "tokens", "input", "output", "pooled", "projected"]
 Impl = Literal["conv", "linear"]
-STAGES: tuple[str, ...] = ("patches", "tokens", "input", "output", "pooled")
+STAGES: tuple[str, ...] = ("patches", "tokens", "input", "output", "pooled", "projected")
 # name in arrays and JSON → ViTOutput field; `with_cls` is shown but cannot be written alone
 FIELDS = {"patches": "patches", "tokens": "tokens", "with_cls": "with_prefix", "input": "z0", "output": "output",
-          "pooled": "pooled"}
+          "pooled": "pooled", "projected": "logits"}
 
 
 @dataclass
@@ -37,7 +37,7 @@ def _capture(stages: set[str], cls_pooling: bool):
     from vitcli.core.capture import Capture
 
     inputs = bool(stages & {"patches", "tokens", "with_cls", "input"})
-    final = "tokens" if "output" in stages else ("pooled" if "pooled" in stages else "none")
+    final = "tokens" if "output" in stages else ("pooled" if stages & {"pooled", "projected"} else "none")
     return Capture(inputs=inputs, final=final)
 
 
@@ -61,11 +61,16 @@ class EmbedMixin:
             raise VitcliError("--stage", f"'{stage}' is not one of {', '.join(STAGES)}")
         if stage == "pooled" and self.config.pooling == "none":
             raise VitcliError("--stage", "this model has no pooled stage (pooling is none)")
+        if stage == "projected" and not self.projects:
+            raise VitcliError("--stage", "projected is the image embedding in a CLIP-style joint image-text space; this "
+                              "model has no such projection (use pooled)")
         if impl not in ("conv", "linear"):
             raise VitcliError("--impl", f"'{impl}' is not conv or linear")
         stages = set(FIELDS) if not images.many else {stage}
         if self.config.pooling == "none":
             stages.discard("pooled")
+        if not self.projects:
+            stages.discard("projected")
         capture = _capture(stages, self.config.pooling == "cls")
 
         def compute(x: Any) -> dict[str, Any]:

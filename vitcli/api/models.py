@@ -9,6 +9,7 @@ does show (dim, depth, patch_size, mlp_ratio) are checked against it. The comman
 their own modules (embed, attend, figures) and are mixed into `Model`.
 """
 
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,12 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
         return getattr(self.checkpoint, "preprocess", None)
 
     @property
+    def projects(self) -> bool:
+        """A CLIP-style model whose head is the bias-free projection into the joint image-text space."""
+        family = getattr(self.checkpoint, "family", "")
+        return "clip" in family and bool(self.config.num_classes) and not self.config.head_bias
+
+    @property
     def params(self) -> int:
         if self._module is None:
             from vitcli.core.presets import config_params
@@ -123,6 +130,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
             "num_tokens": grid[0] * grid[1] + c.num_prefix_tokens, "posenc": c.posenc, "pooling": c.pooling,
             "activation": c.activation, "eps": c.eps, "num_classes": c.num_classes,
             "dtype": self.spec.dtype, "position_table": position_note(c, tuple(grid)),
+            "projection": c.num_classes if self.projects else None,
         }
         if self.grid_note:
             doc["native_grid_from"] = self.grid_note
@@ -149,6 +157,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
                                "size": [h, w], "prefix_tokens": prefix_description(c)}
         if self.preprocess is not None:
             doc["preprocess"] = preprocess_document(self.preprocess)
+        if self.checkpoint is not None:
+            doc["ignored_summary"] = ignored_summary(self.checkpoint.ignored_keys)
         return doc
 
     # --- images --------------------------------------------------------------------------------
@@ -219,6 +229,16 @@ def position_note(c: "ViTConfig", grid: tuple[int, int]) -> str:
     if tuple(grid) == tuple(c.grid):
         return f"learned {native}, as stored"
     return f"learned {native} resampled to {here} (bicubic, antialiased, as timm)"
+
+
+TEXT_TOWER = re.compile(r"^(transformer\.|token_embedding\.|text_model\.|text_projection|ln_final\.|"
+                        r"positional_embedding$|logit_(scale|bias)$|text\.)")
+
+
+def ignored_summary(keys: list[str]) -> dict[str, Any]:
+    """Ignored keys in groups a person can read: the text tower of a CLIP-style file as one count."""
+    text = [k for k in keys if TEXT_TOWER.search(k)]
+    return {"text_tower": len(text), "other": [k for k in keys if not TEXT_TOWER.search(k)]}
 
 
 def prefix_description(c: "ViTConfig") -> str:

@@ -19,17 +19,18 @@ EXAMPLES = [
     'vitcli embed photos/ --stage pooled -o emb.npy',
 ]
 EPILOG = examples(EXAMPLES)
-Stage = choices("Stage", Literal["patches", "tokens", "input", "output", "pooled"])
+Stage = choices("Stage", Literal["patches", "tokens", "input", "output", "pooled", "projected"])
 Impl = choices("Impl", Literal["conv", "linear"])
 Posenc = choices("Posenc", Literal["learned", "sincos1d", "sincos2d", "none"])
 LABELS = {"patches": "patches (N, P·P·C)", "tokens": "projected (N, D)", "with_cls": "with class token (T, D)",
-          "input": "Z0 = + position (T, D)", "output": "encoder output Z_L (T, D)", "pooled": "pooled embedding (D,)"}
+          "input": "Z0 = + position (T, D)", "output": "encoder output Z_L (T, D)", "pooled": "pooled embedding (D,)",
+          "projected": "projected (E,): image-text space"}
 
 
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def embed_command(
     images: ImagesArg = None,
-    stage: Annotated[Stage, typer.Option("--stage", metavar="STAGE", help="Which stage -o writes: patches, tokens (projected), input (Z0), output (Z_L), pooled.")] = Stage("input"),  # type: ignore[valid-type]
+    stage: Annotated[Stage, typer.Option("--stage", metavar="STAGE", help="Which stage -o writes: patches, tokens (the projected patches), input (Z0), output (Z_L), pooled, or projected (CLIP-style models: the image embedding in the joint image-text space, after the projection).")] = Stage("input"),  # type: ignore[valid-type]
     impl: Annotated[Impl, typer.Option("--impl", metavar="IMPL", help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).")] = Impl("conv"),  # type: ignore[valid-type]
     posenc: Annotated[Optional[Posenc], typer.Option("--posenc", metavar="POSENC", help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]", show_default=False)] = None,  # type: ignore[valid-type]
     normalize: NormalizeOpt = None,
@@ -61,5 +62,6 @@ def _tables(doc: dict[str, Any], many: bool) -> list[Any]:
         return batch_tables("embed", doc, rows + [("stage written", doc["stage"])], LABELS[doc["stage"]])
     rows = input_rows(doc["input"]) + rows
     rows += [("stage written", f"{doc['stage']} → {doc['outputs']['array']}")] if doc["outputs"]["array"] else []
-    stages = {LABELS[k]: v for k, v in doc["tensors"].items()}
+    labels = {**LABELS, "pooled": LABELS["pooled"] + ", before the projection"} if doc["model"].get("projection") else LABELS
+    stages = {labels[k]: v for k, v in doc["tensors"].items()}
     return [info_table("vitcli embed", rows), stats_table("stages", stages, label="stage")]

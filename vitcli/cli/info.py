@@ -21,6 +21,7 @@ EPILOG = examples(EXAMPLES)
 @with_options(model_opts=ModelOptions)
 def info_command(
     size: Annotated[Optional[str], typer.Option("--size", metavar="N|HxW|native", help="Image size HxW for the grid and GMACs. \\[default: the model's native size]", show_default=False)] = None,
+    list_ignored: Annotated[bool, typer.Option("--list-ignored", metavar="", help="List every ignored key of a checkpoint (a CLIP text tower is otherwise one summary line).")] = False,
     patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", metavar="N", help="Override the patch size P.", show_default=False)] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -31,10 +32,10 @@ def info_command(
 
     out = Output(None, as_json, quiet)
     doc = open_model(model_opts, ImageOptions(patch_size=patch_size)).info(size)
-    out.finish(doc, _table(doc))
+    out.finish(doc, _table(doc, list_ignored))
 
 
-def _table(doc: dict[str, Any]) -> Any:
+def _table(doc: dict[str, Any], list_ignored: bool = False) -> Any:
     from vitcli.report import info_table
     from vitcli.tables import model_rows
 
@@ -48,6 +49,11 @@ def _table(doc: dict[str, Any]) -> Any:
         ("pooling / head", f"{m['pooling']} / {m['num_classes'] or 'none'}"),
     ]
     rows += [(f"preprocess {k}", str(v)) for k, v in doc.get("preprocess", {}).items()]
-    if m.get("ignored_keys"):
+    summary = doc.get("ignored_summary") or {}
+    if m.get("ignored_keys") and (list_ignored or not summary.get("text_tower")):
         rows.append(("ignored keys", ", ".join(m["ignored_keys"])))
+    elif m.get("ignored_keys"):
+        rows.append(("text tower", f"{summary['text_tower']} tensors, not used (--list-ignored shows them)"))
+        if summary["other"]:
+            rows.append(("ignored keys", ", ".join(summary["other"])))
     return info_table("vitcli info", rows)
