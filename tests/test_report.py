@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitcli import report
+from vitcli import stats as report
 
 
 @pytest.mark.parametrize("block", [7, 1000, 1 << 22])

@@ -112,9 +112,13 @@ def test_info_counts_parameters_by_formula():
 
 
 def test_errors_speak_python():
+    model = vitcli.load_model("vit-ti16", device="cuda:7", **SMALL)  # checked when the model is first built
+    assert model.info()["model"]["params"] > 0  # describing it needs no device
     with pytest.raises(VitcliError) as e:
-        vitcli.load_model("vit-b16", device="cuda:7")
+        model.embed(str(CAT))
     assert str(e.value).startswith("device: ")
+    with pytest.raises(VitcliError, match="^device: 'gpu' is not a device"):
+        vitcli.load_model("vit-b16", device="gpu")
     with pytest.raises(VitcliError, match="stage"):
         vitcli.load_model("vit-ti16", **SMALL).embed(str(CAT), stage="nope")
     err = VitcliError("w.safetensors", "cannot tell the heads: pass {needs}", needs="heads")

@@ -6,11 +6,14 @@ take a path write there (and compute); `True` computes without writing.
 """
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from vitcli.errors import VitcliError, option_errors
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 PathOrFlag = str | bool | None
 
@@ -109,7 +112,7 @@ class AttendMixin:
                                   "(several images take -o, --distance, --plot-distance)")
         every = list(range(self.config.depth)) if distance or plot_distance else None
         chosen: dict[str, Any] = {}
-        per_image: list[np.ndarray] = []
+        per_image: "list[np.ndarray]" = []
 
         def compute(x: Any) -> dict[str, Any]:
             grid = (x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size)
@@ -135,7 +138,7 @@ class AttendMixin:
         return single_result(self, run, chosen["selection"], chosen["report"], spec, outputs)
 
 
-def distance_table(report: Any) -> np.ndarray:
+def distance_table(report: Any) -> "np.ndarray":
     """(B, layers, heads) mean attention distance of every layer, float64."""
     import torch
 

@@ -9,7 +9,7 @@ from vitcli.api.attend import AttendResult, Selection, distance_table
 
 def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, outputs: dict[str, Any]) -> AttendResult:
     """One image: every array without its batch axis, the asked files written, the document."""
-    from vitcli.report import tensor_stats
+    from vitcli.stats import tensor_stats
 
     fitted = run.fitted[0]
     grid = report.grid

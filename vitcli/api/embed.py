@@ -54,7 +54,7 @@ class EmbedMixin:
 
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, run_model
-        from vitcli.report import tensor_stats
+        from vitcli.stats import tensor_stats
 
         images = as_images(images)
         if stage not in STAGES:

@@ -1,11 +1,14 @@
 """The classic ViT analyses on a `Model`: filters, pca, similar, norms (each: arrays, PNG, document)."""
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from vitcli.errors import VitcliError, option_errors
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 
 @dataclass
@@ -23,11 +26,11 @@ class FigureResult:
         return self.document
 
 
-def _numpy(t: Any) -> np.ndarray:
+def _numpy(t: Any) -> "np.ndarray":
     return t.detach().double().cpu().numpy()
 
 
-def _write(output: str | None, array: np.ndarray, png: str | None, draw: Any) -> None:
+def _write(output: str | None, array: "np.ndarray", png: str | None, draw: Any) -> None:
     """The array to `output` and the figure to `png` (drawn only when asked), each atomic."""
     if output:
         from vitcli.io.arrays import save_npy
@@ -70,7 +73,7 @@ class FiguresMixin:
         """Patch-embedding filters (ViT fig. 7 left): the first `count` principal components (k, C, P, P)."""
         from vitcli.core.features import filter_components, tiles_for_display
         from vitcli.io.paper_figures import filters_figure
-        from vitcli.report import tensor_stats
+        from vitcli.stats import tensor_stats
 
         if count < 1:
             raise VitcliError("--count", f"must be at least 1, got {count}")
@@ -96,7 +99,7 @@ class FiguresMixin:
         from vitcli.core.capture import Capture
         from vitcli.core.features import feature_pca_rgb
         from vitcli.io.paper_figures import pca_figure
-        from vitcli.report import tensor_stats
+        from vitcli.stats import tensor_stats
 
         if foreground_threshold is not None and not 0.0 <= foreground_threshold < 1.0:
             raise VitcliError("--foreground-threshold", f"{foreground_threshold} is outside [0, 1)")
@@ -130,7 +133,7 @@ class FiguresMixin:
         from vitcli.core.capture import Capture
         from vitcli.core.features import patch_index, patch_similarity
         from vitcli.io.paper_figures import similarity_overlay_figure
-        from vitcli.report import tensor_stats
+        from vitcli.stats import tensor_stats
 
         if patch is not None and pixel is not None:
             raise VitcliError("--patch", "give --patch or --pixel, not both")
@@ -173,7 +176,7 @@ class FiguresMixin:
         from vitcli.core.capture import Capture
         from vitcli.core.features import class_attention_share, high_norm_tokens, mad_thresholds, token_norms
         from vitcli.io.paper_figures import norms_figure
-        from vitcli.report import tensor_stats
+        from vitcli.stats import tensor_stats
 
         c = self.config
         layers = list(range(c.depth))

@@ -7,7 +7,7 @@
 image reaches its final size, for every command and for one image or many.
 """
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -85,7 +85,7 @@ def parse_colour(text: str) -> tuple[int, int, int]:
 
 def check_spec(spec: ImageSpec, patch_size: int) -> tuple[int, int] | None:
     """Options wrong for every image fail once, before any image is read; the requested [H, W] (None: native)."""
-    from vitcli.io.images import parse_size
+    from vitcli.io.sizes import parse_size
 
     if patch_size <= 0:
         raise VitcliError("--patch-size", f"must be a positive number of pixels, got {patch_size}")

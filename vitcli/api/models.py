@@ -42,19 +42,32 @@ class ModelSpec:
 class Model(EmbedMixin, AttendMixin, FiguresMixin):
     """A built ViT on its device, with where it came from and how images reach it."""
 
-    def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, warnings: list[str],
-                 spec: ModelSpec, device: "torch.device") -> None:
-        self.config, self.source, self.checkpoint = config, source, checkpoint
-        self.warnings, self.spec, self._device = warnings, spec, device
-        self._build, self._module = build, None
+    def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, spec: ModelSpec) -> None:
+        self.config, self.source, self.checkpoint, self.spec = config, source, checkpoint, spec
+        self.warnings: list[str] = []
+        self._build, self._module, self._placement = build, None, None
         self.grid_note: str | None = None  # how the native grid was found, when not from the weights
 
     @property
     def module(self) -> "VisionTransformer":
         """The torch model (eval mode), built when first needed: `info` on a preset builds nothing."""
         if self._module is None:
-            self._module = self._build()
+            self._module = self._build(*self.placement)
         return self._module
+
+    @property
+    def placement(self) -> tuple["torch.device", "torch.dtype"]:
+        """The device and dtype, checked when first needed (a missing GPU is the one-line error)."""
+        if self._placement is None:
+            from vitcli.core.device import resolve_device, resolve_dtype
+
+            with option_errors("--device"):
+                device = resolve_device(self.spec.device)
+            with option_errors("--dtype"):
+                dtype, warning = resolve_dtype(self.spec.dtype, device)
+            self.warnings += [warning] if warning else []
+            self._placement = (device, dtype)
+        return self._placement
 
     # --- a position table whose grid the weights do not show ----------------------------------
 
@@ -110,7 +123,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
 
     @property
     def device(self) -> "torch.device":
-        return self._device
+        return self.placement[0]
 
     @property
     def on_cpu(self) -> bool:
@@ -143,7 +156,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
     def info(self, size: object = None) -> dict[str, Any]:
         """The `info` document: architecture, family, parameters, GMACs at `size` (default: native), preprocessing."""
         from vitcli.api.images import as_size_text
-        from vitcli.io.images import parse_hw
+        from vitcli.io.sizes import parse_hw
 
         self.require_grid()
         c = self.config
@@ -264,13 +277,9 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
     (.safetensors, .pth/.pt/.bin, OpenAI CLIP .pt), a Hugging Face snapshot folder, `hf-hub:ORG/NAME`
     or `timm:NAME` from the local cache. Overrides change a preset; with a checkpoint, `heads`,
     `native_size`, `eps` and `activation` supply what weights cannot show and the others are checked."""
-    from vitcli.core.device import resolve_device, resolve_dtype
     from vitcli.core.presets import PRESETS
 
-    with option_errors("--device"):
-        torch_device = resolve_device(device)
-    with option_errors("--dtype"):
-        torch_dtype, warning = resolve_dtype(dtype, torch_device)
+    _check_placement(device, dtype)
     sizes = {"patch_size": patch_size, "dim": dim, "depth": depth, "heads": heads, "mlp_ratio": mlp_ratio,
              "class_token": class_token, "posenc": posenc}
     model_spec = ModelSpec(spec, device, dtype, seed, strict)
@@ -280,10 +289,21 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
         config = _preset_config(spec, sizes)
         from vitcli.core.presets import build_model
 
-        return Model(config, lambda: build_model(config, seed, torch_device, torch_dtype), f"random weights (seed {seed})",
-                     None, [warning] if warning else [], model_spec, torch_device)
-    return _checkpoint_model(spec, sizes, native_size, eps, activation, strict, torch_device, torch_dtype,
-                             warning, model_spec)
+        return Model(config, lambda d, t: build_model(config, seed, d, t), f"random weights (seed {seed})", None,
+                     model_spec)
+    return _checkpoint_model(spec, sizes, native_size, eps, activation, strict, model_spec)
+
+
+DEVICE_NAMES = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
+
+
+def _check_placement(device: str, dtype: str) -> None:
+    """The device and dtype names, checked without importing torch (availability: when the model is built)."""
+    if not DEVICE_NAMES.match(device.strip().lower()):
+        raise VitcliError("--device", f"'{device}' is not a device: use auto, cpu, cuda, cuda:N or mps")
+    if dtype not in DTYPE_NAMES:
+        raise VitcliError("--dtype", f"'{dtype}' is not a dtype: use one of {', '.join(DTYPE_NAMES)}")
 
 
 def _preset_config(name: str, sizes: dict[str, Any]) -> "ViTConfig":
@@ -303,8 +323,7 @@ def _preset_config(name: str, sizes: dict[str, Any]) -> "ViTConfig":
 
 
 def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps: float | None,
-                      activation: str | None, strict: bool, device: "torch.device", dtype: "torch.dtype",
-                      warning: str | None, model_spec: ModelSpec) -> Model:
+                      activation: str | None, strict: bool, model_spec: ModelSpec) -> Model:
     """Load, check the sizes given against the weights, build on the device."""
     from vitcli.checkpoints.load import build_model_from_checkpoint, load_checkpoint
 
@@ -317,8 +336,8 @@ def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps
                              activation=activation, dim=sizes["dim"], depth=sizes["depth"],
                              patch_size=sizes["patch_size"])
     _check_mlp_ratio(loaded.config, sizes["mlp_ratio"])
-    model = Model(loaded.config, None, spec, loaded, [warning] if warning else [], model_spec, device)
-    model._build = lambda: build_model_from_checkpoint(model.checkpoint, device=device, dtype=dtype)
+    model = Model(loaded.config, None, spec, loaded, model_spec)
+    model._build = lambda device, dtype: build_model_from_checkpoint(model.checkpoint, device=device, dtype=dtype)
     return model
 
 
@@ -330,7 +349,7 @@ def _check_mlp_ratio(config: "ViTConfig", ratio: float | None) -> None:
 
 
 def _hw(value: object, option: str) -> tuple[int, int]:
-    from vitcli.io.images import parse_hw
+    from vitcli.io.sizes import parse_hw
 
     if isinstance(value, str):
         return parse_hw(value, option)

@@ -1,11 +1,14 @@
 """`vitcli.patchify` and `vitcli.unpatchify`: an image as (N, P·P·C) patches, and back."""
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 Order = Literal["chw", "hwc"]
 Values = Literal["raw", "none", "imagenet", "inception", "clip"]
@@ -50,7 +53,9 @@ class _Pixels:
 
         return prepare, self.normalize, spec
 
-    def batch_tensor(self, items: list[Any]) -> np.ndarray:
+    def batch_tensor(self, items: list[Any]) -> "np.ndarray":
+        import numpy as np
+
         return np.stack([i.data for i in items])  # (b, 3, H, W)
 
 
@@ -62,7 +67,7 @@ def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", ou
     from vitcli.api.images import DEFAULT_PATCH, as_images
     from vitcli.api.runs import BatchSpec, run_model
     from vitcli.core.patches import patchify as cut
-    from vitcli.report import channel_stats, tensor_stats
+    from vitcli.stats import channel_stats, tensor_stats
 
     images = as_images(images)
     if order not in ("chw", "hwc"):
@@ -105,11 +110,13 @@ def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, 
     from vitcli.io.arrays import load_npy, save_npy
     from vitcli.io.images import denormalize
     from vitcli.io.pictures import save_png
-    from vitcli.report import tensor_stats
+    from vitcli.stats import tensor_stats
 
     path = patches if isinstance(patches, str) else "<array>"
     if isinstance(patches, str) and not output:
         raise VitcliError("--unpatchify", "needs -o FILE.png (the picture) or -o FILE.npy (the (3, H, W) array)")
+    import numpy as np
+
     array = load_npy(patches) if isinstance(patches, str) else np.asarray(patches)
     if array.ndim != 2:
         raise VitcliError(path, f"expected a (N, P·P·C) array, got shape {array.shape}")
@@ -133,7 +140,7 @@ def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, 
 
 def _grid(value: Any, n: int, path: str) -> tuple[int, int]:
     """'14x14' or (14, 14) → (14, 14); None → the square grid holding n patches."""
-    from vitcli.io.images import parse_hw
+    from vitcli.io.sizes import parse_hw
 
     if value is None:
         side = round(n**0.5)

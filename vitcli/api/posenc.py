@@ -1,11 +1,14 @@
 """`vitcli.posenc`: a position-encoding table on its own — shape, stats, chosen rows, similarity."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 
 @dataclass
@@ -42,7 +45,7 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     resampled_from = None
     if resample is not None:
         from vitcli.core.posenc import resample_pos_table
-        from vitcli.io.images import parse_hw
+        from vitcli.io.sizes import parse_hw
 
         target = parse_hw(resample, "--resample") if isinstance(resample, str) else tuple(resample)
         table, resampled_from, table_grid = resample_pos_table(table, table_grid, target, rows), list(table_grid), target
@@ -68,7 +71,7 @@ def _preset_table(model: Any, grid: Any, size: Any) -> tuple[Any, tuple[int, int
     import torch
 
     from vitcli.core.posenc import position_table
-    from vitcli.io.images import parse_hw
+    from vitcli.io.sizes import parse_hw
 
     c = model.config
     if grid is not None:
@@ -106,7 +109,7 @@ def _checkpoint_table(model: Any, grid: Any, size: Any, kind: str | None) -> tup
     return table.detach().float().cpu().reshape(-1, c.dim), c.grid, c.pos_prefix_rows, "learned"
 
 
-def _similarity_png(path: str, table: np.ndarray, num_prefix: int, grid: tuple[int, int], kind: str,
+def _similarity_png(path: str, table: "np.ndarray", num_prefix: int, grid: tuple[int, int], kind: str,
                     src: list[int] | None) -> None:
     """Cosine similarity between the patch rows of the table, as one tile per grid position."""
     import torch
@@ -138,9 +141,9 @@ def parse_positions(text: str, length: int) -> list[int]:
     return [r % length for r in rows]
 
 
-def _document(model: Any, kind: str, array: np.ndarray, grid: tuple[int, int], rows: int, src: list[int] | None,
+def _document(model: Any, kind: str, array: "np.ndarray", grid: tuple[int, int], rows: int, src: list[int] | None,
               positions: str | None, output: str | None, similarity: str | None) -> dict[str, Any]:
-    from vitcli.report import tensor_stats
+    from vitcli.stats import tensor_stats
 
     doc: dict[str, Any] = {
         "command": "posenc", "input": None, "kind": kind,

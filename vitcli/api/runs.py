@@ -10,13 +10,17 @@ size (a batch is cut early when the size changes). Memory is bounded by the batc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 
 from vitcli.api.images import FittedImage, Images
 from vitcli.errors import VitcliError
-from vitcli.report import RunningStats
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vitcli.stats import RunningStats
+
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,11 @@ class MemorySink:
     """Rows kept in memory (one image, or a Python caller without an output file): every named array."""
 
     def __init__(self) -> None:
-        self.parts: dict[str, list[np.ndarray]] = {}
+        self.parts: "dict[str, list[np.ndarray]]" = {}
         self.entries: list[dict[str, Any]] = []
         self.rows = 0
 
-    def add(self, rows: dict[str, np.ndarray], entries: list[dict[str, Any]]) -> None:
+    def add(self, rows: "dict[str, np.ndarray]", entries: list[dict[str, Any]]) -> None:
         for name, array in rows.items():
             self.parts.setdefault(name, []).append(array)
         self.entries += [{**e, "row": self.rows + i} for i, e in enumerate(entries)]
@@ -69,12 +73,12 @@ class MemorySink:
     def skip(self, entry: dict[str, Any]) -> None:
         self.entries.append({**entry, "row": None})
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self) -> "dict[str, np.ndarray]":
         """name → (B, ...) (one image: B = 1); arrays of different sizes stay a list."""
         out = {}
         for name, parts in self.parts.items():
             same = len({p.shape[1:] for p in parts}) == 1
-            out[name] = np.concatenate(parts) if same else [row for p in parts for row in p]
+            out[name] = _concatenate(parts) if same else [row for p in parts for row in p]
         return out
 
 
@@ -86,7 +90,7 @@ class BatchReport:
     done: int
     skipped: list[dict[str, str]]
     seconds: float
-    stats: dict[str, RunningStats]
+    stats: "dict[str, RunningStats]"
     outputs: dict[str, str | None]
     batch_size: int
     workers: int
@@ -109,7 +113,7 @@ class BatchReport:
 
 
 def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, str], FittedImage],
-                compute: Callable[[list[FittedImage]], dict[str, np.ndarray]], main: str, patch_size: int,
+                compute: Callable[[list[FittedImage]], "dict[str, np.ndarray]"], main: str, patch_size: int,
                 sink: Any = None, describe: Callable[[FittedImage], dict[str, Any]] | None = None,
                 overlap: bool = True, progress: Progress | None = None, keep_fitted: bool = False) -> BatchReport:
     """Decode in threads, compute batch by batch, give the rows to `sink`; nothing is committed on failure.
@@ -118,11 +122,12 @@ def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, 
     overlap=False when `compute` is a model on the CPU: decoding then waits for it (see decode_all).
     """
     from vitcli.io.inputs import decode_all, default_workers
+    from vitcli.stats import RunningStats
 
     batch = batch.checked()
     progress = progress or _Silent()
     workers = batch.workers or default_workers()
-    stats: dict[str, RunningStats] = {}
+    stats: "dict[str, RunningStats]" = {}
     skipped: list[dict[str, str]] = []
     entries: list[dict[str, Any]] = []
     kept: list[FittedImage] = []
@@ -203,7 +208,7 @@ class ModelRun:
         return self.report.fitted
 
 
-def run_model(model: Any, images: Images, compute: Callable[[Any], dict[str, np.ndarray]], *, main: str,
+def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np.ndarray]"], *, main: str,
               normalize: str | None, batch: BatchSpec, output: str | None = None, output_dir: str | None = None,
               keep: bool = True, progress: Progress | None = None,
               describe: Callable[[FittedImage], dict[str, Any]] | None = None) -> ModelRun:
@@ -221,7 +226,7 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], dict[str, np.
     if single and output_dir:
         raise VitcliError("--output-dir", "writes one file per image of several; for one image use -o FILE.npy")
 
-    def rows(items: list[FittedImage]) -> dict[str, np.ndarray]:
+    def rows(items: list[FittedImage]) -> "dict[str, np.ndarray]":
         return compute(model.batch_tensor(items))
 
     common = dict(prepare=prepare, compute=rows, main=main, patch_size=model.config.patch_size, describe=describe,
@@ -234,3 +239,9 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], dict[str, np.
         report = run_batches(images, batch, sink=sink, **common)
     report.outputs = {"array": output, "index": index_path(output)} if output else {"output_dir": output_dir}
     return ModelRun(report, {}, norm, True)
+
+
+def _concatenate(parts: list) -> "np.ndarray":
+    import numpy as np
+
+    return np.concatenate(parts)

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vitcli.errors import VitcliError
+from vitcli.io.sizes import parse_hw, parse_size  # noqa: F401  (re-exported: one home in sizes.py)
 
 if TYPE_CHECKING:
     from vitcli.checkpoints.preprocess import Preprocess
@@ -66,19 +67,6 @@ class LoadedImage:
         """Free the decoded pixels (a batch keeps only the fitted ones); sizes and notes stay."""
         self.image = Image.new("RGB", (0, 0))
         self.__dict__.pop("pixels", None)
-
-
-def parse_hw(text: str, option: str) -> tuple[int, int]:
-    """'224' → (224, 224); '224x160' → (224, 160), always [H, W] (or [rows, cols]); positive."""
-    parts = text.strip().lower().split("x")
-    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise VitcliError(option, f"'{text}' is not N or HxW with positive whole numbers (e.g. 224 or 224x160)")
-    return int(parts[0]), int(parts[-1])
-
-
-def parse_size(text: str) -> tuple[int, int] | None:
-    """`--size`: '224', '224x160' ([H, W]) or 'native' (None)."""
-    return None if text.strip().lower() == "native" else parse_hw(text, "--size")
 
 
 def _read_bytes(path: str) -> bytes:
