@@ -135,6 +135,15 @@
     $(id + "-title") && ($(id + "-title").textContent = title);
     panels[id] = { grid, map, w, h };
   }
+  function clearMap(id, image, grid, title) { // a prefix query has no map here: the image alone, faded
+    const cv = $(id), [w, h] = displaySize(grid, 260);
+    cv.width = w; cv.height = h;
+    const ctx = cv.getContext("2d");
+    ctx.globalAlpha = 0.25; ctx.drawImage(image, 0, 0, w, h); ctx.globalAlpha = 1;
+    $(id + "-bar").width = w; $(id + "-bar").getContext("2d").clearRect(0, 0, w, 26);
+    $(id + "-title").textContent = title; $(id + "-value").innerHTML = "&nbsp;";
+    delete panels[id];
+  }
   function drawBar(id, w, lo, hi) {
     const cv = $(id);
     cv.width = w; cv.height = 26;
@@ -218,7 +227,7 @@
     if (tab.posenc) {
       if (mark) drawMap("pos", tab.image, tab.grid, tab.posenc.subarray((state.query - P) * n, (state.query - P + 1) * n),
                         `position-embedding similarity of ${qname} (ViT fig. 7 centre)`, mark);
-      else $("pos-title").textContent = "position-embedding similarity: pick a patch";
+      else clearMap("pos", tab.image, tab.grid, "position-embedding similarity: pick a patch");
     }
     $("explain-panel").hidden = !tab.explain;
     if (tab.explain) drawMap("explain", tab.image, tab.grid, tab.explain, `grad-rollout, class ${tab.raw.explain.target}`, null);
@@ -282,6 +291,16 @@
     const ymax = Math.max(...d) * 1.05 || 1;
     const [X, Y] = axes(ctx, cv.width, cv.height, 42, L - 1, ymax, "layer", "mean distance (px)");
     ctx.fillStyle = "rgba(255,179,0,0.18)"; ctx.fillRect(X(state.layer) - 6, 8, 12, cv.height - 50);
+    ctx.strokeStyle = state.head === "mean" ? "#d81b60" : "#78909c"; ctx.lineWidth = state.head === "mean" ? 2 : 1;
+    ctx.beginPath();
+    for (let l = 0; l < L; l++) {
+      let m = 0;
+      for (let h = 0; h < H; h++) m += d[l * H + h] / H;
+      l ? ctx.lineTo(X(l), Y(m)) : ctx.moveTo(X(l), Y(m));
+    }
+    ctx.stroke();
+    ctx.fillStyle = "#455a64"; ctx.textAlign = "left";
+    ctx.fillText("dots: heads" + (typeof state.head === "number" ? ` (head ${state.head} in red)` : "") + " · line: heads' mean", 48, cv.height - 44);
     for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) {
       const on = h === state.head;
       ctx.fillStyle = on ? "#d81b60" : "rgba(38,50,56,0.45)";
@@ -304,16 +323,16 @@
     }
     ctx.fillStyle = "#e53935";
     for (const o of tab.raw.outliers) { ctx.beginPath(); ctx.arc(X(o.layer), Y(o.norm), 2.5, 0, 7); ctx.fill(); }
-    const lines = [...DATA.prefix_names.map((n, i) => [i, n, ["#1e88e5", "#8e24aa", "#fb8c00", "#43a047", "#00acc1", "#6d4c41"][i % 6]]),
-                   [state.query, "selected: " + tokenName(tab, state.query), "#000"]];
-    let ly = 14;
+    const lines = DATA.prefix_names.map((n, i) => [i, n + (i === state.query ? " (selected)" : ""), ["#1e88e5", "#8e24aa", "#fb8c00", "#43a047", "#00acc1", "#6d4c41"][i % 6]]);
+    if (state.query >= P) lines.push([state.query, "selected: " + tokenName(tab, state.query), "#000"]);
+    let ly = cv.height - 52 - 13 * lines.length;
     for (const [t, name, col] of lines) {
       ctx.strokeStyle = col; ctx.lineWidth = t === state.query ? 2 : 1.5; ctx.beginPath();
       for (let l = 0; l < L; l++) { const p = [X(l), Y(nm[l * T + t])]; l ? ctx.lineTo(...p) : ctx.moveTo(...p); }
       ctx.stroke();
-      ctx.fillStyle = col; ctx.textAlign = "left"; ctx.fillText(name, 50, ly); ly += 13;
+      ctx.fillStyle = col; ctx.textAlign = "left"; ctx.fillText(name, cv.width - 150, ly); ly += 13;
     }
-    ctx.fillStyle = "#e53935"; ctx.fillText(`● outliers (${tab.raw.outliers.length}), - - threshold`, 50, ly);
+    ctx.fillStyle = "#e53935"; ctx.fillText(`● outliers (${tab.raw.outliers.length}), - - threshold`, cv.width - 150, ly);
   }
 
   // --- controls ----------------------------------------------------------------------------------
