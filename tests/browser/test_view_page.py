@@ -106,15 +106,19 @@ def _js(sel: dict) -> str:
 
 
 def test_keys_move_the_selection_and_nothing_is_fetched(page):
+    FIGURES.mkdir(parents=True, exist_ok=True)
     steps = [{"eval": "window.vitcli.select({layer: 0, head: 0, query: [1, 1]})"}, {"key": "ArrowRight"},
              {"key": "ArrowDown"}, {"key": "ArrowLeft"}, {"key": "ArrowUp"}, {"key": "ArrowUp"}, {"key": "ArrowUp"},
-             {"key": "]"}, {"key": "="}, {"mouse": [5, 5]}, {"click": [5, 5]}, {"mouse": [200, 100]}]
+             {"key": "]"}, {"key": "="}, {"mouse": [5, 5]}, {"click": [5, 5]}, {"mouse": [200, 100]},
+             {"eval": "window.vitcli.select({layer: 1, head: 'mean', query: 3})"},
+             {"screenshot": str(FIGURES / "view_registers.png")}]
     report = run_page(page, steps)
     names = [s["name"] for s in report["results"][1:7]]
     assert names == ["patch (1, 2)", "patch (2, 2)", "patch (2, 1)", "patch (1, 1)", "patch (0, 1)", "patch (0, 1)"]
     assert report["results"][7]["layer"] == 1 and report["results"][8]["head"] == 1
     assert report["results"][9]["name"] == "patch (0, 0)"  # hover picks
     assert report["results"][11]["name"] == "patch (0, 0)" and report["results"][11]["locked"]  # click locks
+    assert report["results"][12]["name"] == "reg2"
     assert report["requests"] == [page.resolve().as_uri()]
     assert report["page_errors"] == []
 

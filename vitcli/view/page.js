@@ -277,7 +277,7 @@
     ctx.clearRect(0, 0, w, h);
     ctx.strokeStyle = "#90a4ae"; ctx.fillStyle = "#455a64"; ctx.font = "11px sans-serif"; ctx.lineWidth = 1;
     ctx.beginPath(); ctx.moveTo(pad, 8); ctx.lineTo(pad, h - pad); ctx.lineTo(w - 8, h - pad); ctx.stroke();
-    const X = (x) => pad + (x / Math.max(xmax, 1)) * (w - pad - 16), Y = (y) => h - pad - (y / (ymax || 1)) * (h - pad - 14);
+    const X = (x) => pad + 14 + (x / Math.max(xmax, 1)) * (w - pad - 36), Y = (y) => h - pad - (y / (ymax || 1)) * (h - pad - 14);
     ctx.textAlign = "center";
     for (let l = 0; l <= xmax; l += Math.max(1, Math.ceil(xmax / 12))) ctx.fillText(l, X(l), h - pad + 13);
     ctx.fillText(xlabel, (w + pad) / 2, h - 4);
@@ -347,7 +347,7 @@
     $("layer").value = state.layer;
     $("head").value = state.head;
     $("query").value = state.query < P ? state.query : "patch";
-    $("lock").textContent = state.locked ? "locked" : "";
+    $("lock").textContent = state.locked ? "locked (click the image to unlock)" : "";
     document.querySelectorAll("nav button").forEach((b, i) => b.classList.toggle("on", i === state.tab));
   }
   function cellAt(ev) {
@@ -365,10 +365,21 @@
                              b.addEventListener("click", () => select({ tab: i })); $("tabs").appendChild(b); });
     $("layer").addEventListener("change", (e) => select({ layer: +e.target.value }));
     $("head").addEventListener("change", (e) => { const v = e.target.value; select({ head: /^\d+$/.test(v) ? +v : v }); });
-    $("query").addEventListener("change", (e) => { const v = e.target.value; select({ query: v === "patch" ? [current.grid[0] >> 1, current.grid[1] >> 1] : +v }); });
+    $("query").addEventListener("change", (e) => { // a prefix token from the list stays until a click on the image
+      const v = e.target.value;
+      state.locked = v !== "patch";
+      select({ query: v === "patch" ? [current.grid[0] >> 1, current.grid[1] >> 1] : +v });
+    });
     const picker = $("picker");
     picker.addEventListener("mousemove", (ev) => { const rc = cellAt(ev); if (rc && !state.locked) select({ query: rc }); });
-    picker.addEventListener("click", (ev) => { const rc = cellAt(ev); if (!rc) return; state.locked = !state.locked; select({ query: rc }); picker.focus(); });
+    picker.addEventListener("click", (ev) => { // lock on this patch; a second click on it unlocks
+      const rc = cellAt(ev);
+      if (!rc) return;
+      const same = state.query === P + rc[0] * current.grid[1] + rc[1];
+      state.locked = !(state.locked && same);
+      select({ query: rc });
+      picker.focus();
+    });
     ["attn", "rollout", "sim", "pos", "explain"].forEach(hoverReadout);
     document.addEventListener("keydown", (ev) => {
       if (ev.target.tagName === "SELECT") return;
