@@ -131,6 +131,15 @@ def test_bad_selections_throw_one_clear_error(page):
     assert "mean, max or min" in report["results"][1]
 
 
+def test_a_model_without_class_token_refuses_cls(tmp_path):
+    out = tmp_path / "nocls.html"
+    r = run_cli("view", SAMPLES / "coffee.jpg", "--model", "vit-ti16", "--depth", "2", "--no-cls", "--size", "64x96", "-o", out)
+    assert r.returncode == 0, r.stderr.decode()
+    report = run_page(out, [{"eval": "(() => { try { window.vitcli.select({query: 'cls'}); } catch (e) { return e.message; } })()"}])
+    assert report["ready"]["name"] == "patch (2, 3)"  # the centre patch, as attend's default
+    assert "no class token" in report["results"][0] and report["page_errors"] == []
+
+
 def test_screenshots_for_the_readme(tmp_path):
     """Chelsea on a small ViT-S/16 preset (random weights), two tabs, into docs/figures/."""
     out = tmp_path / "two.html"

@@ -178,7 +178,8 @@
     return `patch (${Math.floor(i / tab.grid[1])}, ${i % tab.grid[1]})`;
   }
   function queryToken(tab, q) { // "cls" | index | [row, col] → token index
-    if (q === "cls" || q === undefined) return DATA.class_token ? 0 : P + Math.floor(tab.grid[0] / 2) * tab.grid[1] + Math.floor(tab.grid[1] / 2);
+    if (q === undefined) return DATA.class_token ? 0 : P + Math.floor(tab.grid[0] / 2) * tab.grid[1] + Math.floor(tab.grid[1] / 2);
+    if (q === "cls" && !DATA.class_token) throw new Error("this model has no class token: give a patch [row, col]");
     if (typeof q === "string" && DATA.prefix_names.includes(q)) return DATA.prefix_names.indexOf(q);
     if (Array.isArray(q)) {
       const [r, c] = q;
@@ -192,7 +193,7 @@
     sel = sel || {};
     if (sel.tab !== undefined) {
       if (!tabs[sel.tab]) throw new Error(`tab ${sel.tab} is not 0..${tabs.length - 1}`);
-      state.tab = sel.tab; current = tabs[state.tab]; state.query = queryToken(current, "cls"); state.locked = false;
+      state.tab = sel.tab; current = tabs[state.tab]; state.query = queryToken(current); state.locked = false;
     }
     if (sel.layer !== undefined) {
       const l = sel.layer < 0 ? DATA.depth + sel.layer : sel.layer;
@@ -310,9 +311,10 @@
   function drawNorms() {
     const tab = current, cv = $("norms"), ctx = cv.getContext("2d"), L = DATA.depth, T = tab.T, nm = tab.norms;
     let ymax = 0;
-    for (const v of nm) ymax = Math.max(ymax, v);
-    const [X, Y] = axes(ctx, cv.width, cv.height, 42, L - 1, ymax * 1.05, "layer", "token norm");
     const th = tab.raw.norm_thresholds;
+    for (const v of nm) ymax = Math.max(ymax, v);
+    for (const v of th) ymax = Math.max(ymax, v);
+    const [X, Y] = axes(ctx, cv.width, cv.height, 42, L - 1, ymax * 1.05, "layer", "token norm");
     for (let l = 0; l < L; l++) {
       const patch = Array.from(nm.subarray(l * T + P, (l + 1) * T)).sort((a, b) => a - b);
       ctx.strokeStyle = "#b0bec5"; ctx.lineWidth = 6;
@@ -412,7 +414,7 @@
     for (const t of DATA.tabs) tabs.push(await loadTab(t));
     current = tabs[0];
     wire();
-    state.query = queryToken(current, "cls");
+    state.query = queryToken(current);
     update();
     api.readyMs = performance.now();
     return api.state();
