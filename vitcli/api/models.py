@@ -17,6 +17,7 @@ from vitcli.api.attend import AttendMixin
 from vitcli.api.embed import EmbedMixin
 from vitcli.api.figures import FiguresMixin
 from vitcli.api.images import FittedImage, ImageSpec, check_spec, fit_one
+from vitcli.api.view import ViewMixin
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class ModelSpec:
     strict: bool = True
 
 
-class Model(EmbedMixin, AttendMixin, FiguresMixin):
+class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin):
     """A built ViT on its device, with where it came from and how images reach it."""
 
     def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, spec: ModelSpec) -> None:

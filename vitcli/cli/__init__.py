@@ -15,6 +15,7 @@ import typer
 
 from vitcli import __version__
 from vitcli.cli import attend, embed, figures, info, patchify, posenc
+from vitcli.cli import view as view_cli
 
 app = typer.Typer(
     name="vitcli",
@@ -32,6 +33,7 @@ app.command("posenc", help=posenc.HELP, epilog=posenc.EPILOG)(posenc.posenc_comm
 app.command("attend", help=attend.HELP, epilog=attend.EPILOG)(attend.attend_command)
 app.command("info", help=info.HELP, epilog=info.EPILOG)(info.info_command)
 app.add_typer(figures.app, name="figures", help=figures.HELP)
+app.command("view", help=view_cli.HELP, epilog=view_cli.EPILOG)(view_cli.view_command)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,155 @@
+"""`vitcli view` pages in a real browser: the maps equal `vitcli attend` / `figures similar` / the
+peer's position table within 1e-3, keys move the selection, nothing is fetched, screenshots.
+
+The model is a DINOv2-with-registers-like timm ViT (class token + 4 registers, LayerScale, no
+position rows for the prefix), tiny, every weight scrambled, saved as safetensors; the image is
+non-square (3 × 5 patches of 14 px).
+"""
+
+import os
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from tests.browser.chromium import missing, run_page
+from tests.checkpoints.parity import scramble
+from tests.conftest import ROOT, SAMPLES, run_cli
+
+# CI sets VITCLI_REQUIRE_BROWSER=1: there a missing browser fails the tests instead of skipping them
+REQUIRED = os.environ.get("VITCLI_REQUIRE_BROWSER") == "1"
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(missing() is not None and not REQUIRED, reason=str(missing()))]
+TOL = 1e-3
+SIZE = ["--heads", "4", "--native-size", "42x70", "--size", "42x70", "--fit", "resize", "--normalize", "imagenet"]
+FIGURES = ROOT / "docs" / "figures"
+
+
+@pytest.fixture(scope="module")
+def reg_model(tmp_path_factory):
+    """(weights path, image path, the timm model) for a tiny vit_small_patch14_reg4_dinov2-style ViT."""
+    d = tmp_path_factory.mktemp("view")
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=(42, 70), patch_size=14, embed_dim=64, depth=2, num_heads=4, reg_tokens=4, no_embed_class=True,
+        init_values=1e-5, num_classes=0)
+    scramble(model, seed=3)
+    save_file(model.state_dict(), d / "reg4.safetensors")
+    pixels = (np.random.default_rng(0).random((42, 70, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(d / "wide.png")
+    return d / "reg4.safetensors", d / "wide.png", model
+
+
+@pytest.fixture(scope="module")
+def page(reg_model, tmp_path_factory):
+    weights, img, _ = reg_model
+    out = tmp_path_factory.mktemp("page") / "wide.html"
+    r = run_cli("view", img, "--weights", weights, *SIZE, "-o", out)
+    assert r.returncode == 0, r.stderr.decode()
+    assert "MB" in r.stdout.decode()  # the command says the file size
+    return out
+
+
+def _attend(tmp_path, reg_model, layer, head, query, *extra):
+    weights, img, _ = reg_model
+    npy = tmp_path / f"a_{layer}_{head}_{query}.npy"
+    r = run_cli("attend", img, "--weights", weights, *SIZE, "--layer", layer, "--head", head, "--query", query,
+                "-o", npy, *extra)
+    assert r.returncode == 0, r.stderr.decode()
+    return np.load(npy)
+
+
+CASES = [  # (page selection, attend's --layer --head --query)
+    ({"layer": 0, "head": 1, "query": "cls"}, ("0", "1", "cls")),
+    ({"layer": 1, "head": 3, "query": 3}, ("1", "3", "3")),  # register 2
+    ({"layer": 1, "head": "mean", "query": [2, 4]}, ("1", "mean", "2,4")),
+    ({"layer": 0, "head": "max", "query": [0, 1]}, ("0", "max", "0,1")),
+    ({"layer": -1, "head": "min", "query": 1}, ("-1", "min", "1")),  # register 0
+]
+
+
+def test_maps_equal_attend_similar_and_the_position_table(page, reg_model, tmp_path):
+    steps = []
+    for sel, _ in CASES:
+        steps += [{"eval": f"window.vitcli.select({_js(sel)})"}, {"eval": "window.vitcli.maps()"}]
+    report = run_page(page, steps)
+    assert report["page_errors"] == [] and report["console_errors"] == []
+    weights, img, model = reg_model
+    prefix = 5
+    for i, (sel, (layer, head, query)) in enumerate(CASES):
+        maps = report["results"][2 * i + 1]
+        expected = _attend(tmp_path, reg_model, layer, head, query)[0, 0, 0, prefix:]  # (15,)
+        assert len(maps["attention"]) == 15
+        assert np.abs(np.array(maps["attention"]) - expected).max() <= TOL, (sel, maps["attention"], expected)
+        if isinstance(sel["query"], list):  # patch queries: similarity as `figures similar`, posenc from timm's table
+            r, c = sel["query"]
+            npy = tmp_path / f"s{i}.npy"
+            done = run_cli("figures", "similar", img, "--weights", weights, *SIZE, "--patch", f"{r},{c}",
+                           "--layer", layer, "-o", npy)
+            assert done.returncode == 0, done.stderr.decode()
+            assert np.abs(np.array(maps["similarity"]) - np.load(npy).ravel()).max() <= TOL
+            table = model.pos_embed.detach()[0].double().numpy()  # (15, D): no prefix rows
+            unit = table / np.linalg.norm(table, axis=1, keepdims=True)
+            assert np.abs(np.array(maps["posenc"]) - unit @ unit[r * 5 + c]).max() <= TOL
+    rollout = tmp_path / "roll.npy"
+    _attend(tmp_path, reg_model, "-1", "mean", "cls", "--rollout", rollout)
+    check = run_page(page, [{"eval": "window.vitcli.select({query: 'cls'})"}, {"eval": "window.vitcli.maps().rollout"}])
+    assert np.abs(np.array(check["results"][1]) - np.load(rollout)[0, prefix:]).max() <= TOL
+
+
+def _js(sel: dict) -> str:
+    import json
+
+    return json.dumps(sel)
+
+
+def test_keys_move_the_selection_and_nothing_is_fetched(page):
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    steps = [{"eval": "window.vitcli.select({layer: 0, head: 0, query: [1, 1]})"}, {"key": "ArrowRight"},
+             {"key": "ArrowDown"}, {"key": "ArrowLeft"}, {"key": "ArrowUp"}, {"key": "ArrowUp"}, {"key": "ArrowUp"},
+             {"key": "]"}, {"key": "="}, {"mouse": [5, 5]}, {"click": [5, 5]}, {"mouse": [200, 100]},
+             {"eval": "window.vitcli.select({layer: 1, head: 'mean', query: 3})"},
+             {"screenshot": str(FIGURES / "view_registers.png")}]
+    report = run_page(page, steps)
+    names = [s["name"] for s in report["results"][1:7]]
+    assert names == ["patch (1, 2)", "patch (2, 2)", "patch (2, 1)", "patch (1, 1)", "patch (0, 1)", "patch (0, 1)"]
+    assert report["results"][7]["layer"] == 1 and report["results"][8]["head"] == 1
+    assert report["results"][9]["name"] == "patch (0, 0)"  # hover picks
+    assert report["results"][11]["name"] == "patch (0, 0)" and report["results"][11]["locked"]  # click locks
+    assert report["results"][12]["name"] == "reg2"
+    assert report["requests"] == [page.resolve().as_uri()]
+    assert report["page_errors"] == []
+
+
+def test_bad_selections_throw_one_clear_error(page):
+    steps = [{"eval": "(() => { try { window.vitcli.select({query: [9, 9]}); } catch (e) { return e.message; } })()"},
+             {"eval": "(() => { try { window.vitcli.select({head: 'sum'}); } catch (e) { return e.message; } })()"}]
+    report = run_page(page, steps)
+    assert "outside the 3x5 grid" in report["results"][0]
+    assert "mean, max or min" in report["results"][1]
+
+
+def test_a_model_without_class_token_refuses_cls(tmp_path):
+    out = tmp_path / "nocls.html"
+    r = run_cli("view", SAMPLES / "coffee.jpg", "--model", "vit-ti16", "--depth", "2", "--no-cls", "--size", "64x96", "-o", out)
+    assert r.returncode == 0, r.stderr.decode()
+    report = run_page(out, [{"eval": "(() => { try { window.vitcli.select({query: 'cls'}); } catch (e) { return e.message; } })()"}])
+    assert report["ready"]["name"] == "patch (2, 3)"  # the centre patch, as attend's default
+    assert "no class token" in report["results"][0] and report["page_errors"] == []
+
+
+def test_screenshots_for_the_readme(tmp_path):
+    """Chelsea on a small ViT-S/16 preset (random weights), two tabs, into docs/figures/."""
+    out = tmp_path / "two.html"
+    r = run_cli("view", SAMPLES / "chelsea.jpg", SAMPLES / "astronaut.jpg", "--model", "vit-s16", "--depth", "6",
+                "-o", out)
+    assert r.returncode == 0, r.stderr.decode()
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    report = run_page(out, [{"eval": "window.vitcli.select({layer: 2, head: 'mean', query: [6, 8]})"},
+                            {"screenshot": str(FIGURES / "view_chelsea.png")},
+                            {"eval": "window.vitcli.select({tab: 1, layer: 5, head: 3, query: 'cls'})"},
+                            {"screenshot": str(FIGURES / "view_astronaut.png")}])
+    assert report["results"][2]["name"] == "cls" and report["page_errors"] == []
+    assert (FIGURES / "view_chelsea.png").stat().st_size > 10_000

@@ -1,0 +1,185 @@
+"""`Model.view`: one self-contained HTML page to explore attention, similarity, positions and norms.
+
+Everything the page draws comes from the commands' own passes: `attend` (every query of the chosen
+layers, Q and K, rollout, mean distance of every layer), the `figures similar` features (block
+output through the final norm), `figures norms`, and the position table the model adds at the
+image's grid. Attention is stored per layer as Q and K in float16 (the page computes softmax rows)
+when that reproduces every row of `attend` within `ROW_TOLERANCE`, else as the rows in float16.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vitcli.errors import VitcliError, option_errors
+
+ROW_TOLERANCE = 5e-4  # largest |row from float16 Q, K − attend's row| accepted before storing rows
+SIZE_BUDGET = 12 * 2**20  # the page's size budget (ViT-B/16 at 224, all layers)
+
+
+@dataclass
+class ViewResult:
+    """The written page: its path, size in bytes and JSON document."""
+
+    path: str
+    size: int
+    document: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.document
+
+
+def _f16(array: Any) -> dict[str, Any]:
+    """An array as a float16 typed array for the page (shape kept)."""
+    a = np.asarray(array, dtype=np.float64)
+    return {"dtype": "f16", "shape": list(a.shape), "data": a.astype(np.float16).tobytes()}
+
+
+def _f32(array: Any) -> dict[str, Any]:
+    a = np.asarray(array, dtype=np.float32)
+    return {"dtype": "f32", "shape": list(a.shape), "data": a.tobytes()}
+
+
+def _rows_from_half(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
+    """softmax(scale·Q·Kᵀ) from float16 Q, K computed in float64, as the page does: (H, T, T)."""
+    s = np.einsum("htd,hsd->hts", q.astype(np.float16).astype(np.float64), k.astype(np.float16).astype(np.float64)) * scale
+    s -= s.max(-1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(-1, keepdims=True)
+
+
+def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: float) -> tuple[dict[str, Any], float]:
+    """One layer for the page, Q and K when they give back `weights` (H, T, T), else the rows;
+    with the largest error of what the page will compute."""
+    with np.errstate(all="ignore"):
+        err = float(np.abs(_rows_from_half(q, k, scale) - weights).max())
+    if np.isfinite(err) and err <= ROW_TOLERANCE:
+        return {"kind": "qk", "q": _f16(q), "k": _f16(k)}, err
+    rows = _f16(weights)
+    err = float(np.abs(weights.astype(np.float16).astype(np.float64) - weights).max())
+    return {"kind": "rows", "rows": rows}, err
+
+
+class ViewMixin:
+    """`view` for `Model`."""
+
+    def view(self, images: Any, *, output: str, layers: str = "all", to: Any = None, explain: bool = False,
+             target: int | None = None, normalize: str | None = None) -> ViewResult:
+        """Write one HTML page exploring every image (one tab each), the layers `layers` embedded."""
+        from vitcli.api.images import Images, as_images
+        from vitcli.core.select import parse_layers, prefix_names
+        from vitcli.view.writer import encoded_size, write_page
+
+        if not output:
+            raise VitcliError("-o", "give the page's path, e.g. -o report.html")
+        if explain and not hasattr(self, "explain"):
+            raise VitcliError("--explain", "needs the explain feature (vitcli explain), which this vitcli does not have yet")
+        if target is not None and not explain:
+            raise VitcliError("--target", "chooses the class of --explain: give --explain too")
+        images = as_images(images)
+        if not len(images.items):
+            raise VitcliError("IMAGE", "give at least one image")
+        with option_errors("--layers"):
+            chosen = parse_layers(str(layers), self.config.depth)
+        c = self.config
+        tabs, errors = [], []
+        for item, name in zip(images.items, images.names()):
+            one = Images([item], False, images.spec)
+            tab, err = self._view_tab(one, name, chosen, to, normalize, explain, target)
+            tabs.append(tab)
+            errors.append(err)
+        page = {"model": self.document(), "layers": chosen, "depth": c.depth, "heads": c.heads,
+                "patch_size": c.patch_size, "num_prefix": c.num_prefix_tokens,
+                "prefix_names": prefix_names(c.class_token, c.distilled, c.num_registers),
+                "class_token": c.class_token, "scale": c.head_dim**-0.5, "tabs": tabs}
+        size = write_page(output, page)
+        doc = {"command": "view", "output": output, "size_bytes": size, "size_mb": round(size / 2**20, 2),
+               "images": images.names(), "layers": chosen, "to": to if isinstance(to, str) or to is None else "<image>",
+               "model": self.document(), "max_map_error": max(errors),
+               "storage": [{"image": t["name"], "layers": {str(l): a["kind"] for l, a in zip(chosen, t["attention"])}}
+                           for t in tabs],
+               "estimated_size_bytes": encoded_size(page)}
+        warnings = list(self.warnings)
+        if size > SIZE_BUDGET:
+            warnings.append(f"the page is {size / 2**20:.1f} MB; --layers embeds fewer layers")
+        return ViewResult(output, size, doc, warnings)
+
+    def _view_tab(self, image: Any, name: str, layers: list[int], to: Any, normalize: str | None, explain: bool,
+                  target: int | None) -> tuple[dict[str, Any], float]:
+        """Everything one tab shows, gathered through attend, similar's features, norms and the table."""
+        res = self.attend(image, layer=",".join(map(str, layers)), head="all", query="all", normalize=normalize,
+                          distance=True, save_qkv=True)
+        rollout = self.attend(image, layer="-1", head="mean", query="cls" if self.config.class_token else None,
+                              normalize=normalize, rollout=True).rollout  # (T, T), every query's row
+        doc = res.document
+        grid = tuple(doc["grid"])
+        q, k, _ = res.qkv  # each (L_sel, H, T, d)
+        stored, errs = zip(*[attention_layer(np.asarray(res.weights[i], np.float64), np.asarray(q[i]), np.asarray(k[i]),
+                                             self.config.head_dim**-0.5) for i in range(len(layers))])
+        fitted, sim, target_fit = self._view_similarity(image, to, layers, normalize)
+        norms = self.norms(image, normalize=normalize)
+        tab = {"name": name, "grid": list(grid), "image": _png(fitted.pixels), "attention": list(stored),
+               "rollout": _f16(rollout), "distance": _f32(res.distance), "similarity": [_f16(s) for s in sim],
+               "norms": _f32(norms.array), "norm_thresholds": norms.document["thresholds"],
+               "outliers": norms.document["outliers"], "posenc": self._view_posenc(grid),
+               "to": None if target_fit is None else {"name": str(to), "grid": list(target_fit[1]),
+                                                      "image": _png(target_fit[0].pixels)},
+               "explain": self._view_explain(image, target) if explain else None}
+        return tab, max(errs)
+
+    def _view_similarity(self, image: Any, to: Any, layers: list[int], normalize: str | None) -> tuple[Any, list[Any], Any]:
+        """Per layer, cosine similarity of every token (T) with every patch of the image or of `to` (N'),
+        on `figures similar`'s features (block output through the final norm)."""
+        import torch
+
+        from vitcli.api.figures import _as_list
+        from vitcli.core.analysis import cosine_similarity_matrix
+        from vitcli.core.capture import Capture
+
+        sources = [image] + ([to] if to is not None else [])
+        fitted, outs, _ = self._forward_each(_as_list(sources), normalize, Capture(inputs=False, blocks=layers, final="none"))
+        prefix = outs[0].num_prefix
+        sims = []
+        with torch.inference_mode():
+            for layer in layers:
+                feats = [self._block_features(o, layer, True).double() for o in outs]  # (T, D) each
+                sims.append(cosine_similarity_matrix(feats[0], feats[-1][prefix:]).cpu().numpy())  # (T, N')
+        target = (fitted[-1], outs[-1].grid) if to is not None else None
+        return fitted[0], sims, target
+
+    def _view_posenc(self, grid: tuple[int, int]) -> Any:
+        """Cosine similarity between the patch rows of the position table added at `grid` (N, N), or None."""
+        import torch
+
+        from vitcli.core.analysis import cosine_similarity_matrix
+
+        with torch.inference_mode():
+            table = self.module.position_rows(grid)
+        if table is None:
+            return None
+        cells = table[0, self.config.pos_prefix_rows:].detach().double().cpu()  # (N, D)
+        return _f16(cosine_similarity_matrix(cells, cells).numpy())
+
+    def _view_explain(self, image: Any, target: int | None) -> Any:
+        """The explain hook: the grad-rollout map of `Model.explain` (rows, cols) for the page's panel."""
+        result = self.explain(image, target=target)  # type: ignore[attr-defined]
+        heat = getattr(result, "map", None)
+        if heat is None:
+            heat = getattr(result, "array")
+        return {"map": _f32(np.asarray(heat, np.float64).reshape(-1)), "target": getattr(result, "target", target)}
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+__all__ = ["ROW_TOLERANCE", "ViewMixin", "ViewResult", "attention_layer"]
