@@ -196,13 +196,19 @@ def cosine_similarity_matrix(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor
 
 def pca(x: Tensor, k: int, center: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """The first k principal components of the rows of x (M, D): components (k, D) with a fixed
-    sign (largest-magnitude entry positive), projections (M, k), and explained variance ratio (k,)."""
+    sign (largest-magnitude entry positive), projections (M, k), and explained variance ratio (k,).
+
+    From the eigendecomposition of the (D, D) scatter matrix, which is the SVD's answer (its
+    eigenvalues are the squared singular values) in ~0.3 s where torch's float64 SVD of ViT-B's
+    768×768 filters takes ~10 s on this CPU.
+    """
     x = x.double()
     mean = x.mean(dim=0, keepdim=True) if center else torch.zeros_like(x[:1])
-    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
-    k = min(k, vh.shape[0])
-    comps = vh[:k]  # (k, D)
+    centred = x - mean  # (M, D)
+    values, vectors = torch.linalg.eigh(centred.T @ centred)  # ascending, (D,), (D, D)
+    k = min(k, *x.shape)
+    var = values.flip(0).clamp_min(0.0)  # (D,) largest first: the squared singular values
+    comps = vectors.flip(1)[:, :k].T  # (k, D)
     sign = torch.sign(comps.gather(1, comps.abs().argmax(dim=1, keepdim=True)))
     comps = comps * sign
-    var = s**2
-    return comps, (x - mean) @ comps.T, var[:k] / var.sum().clamp_min(torch.finfo(torch.float64).tiny)
+    return comps, centred @ comps.T, var[:k] / var.sum().clamp_min(torch.finfo(torch.float64).tiny)
