@@ -2,7 +2,8 @@
 
   mlp   fc1 (D → M), activation, fc2 (M → D) on every token (timm's `Mlp`, keys mlp.fc1, mlp.fc2)
 Activations: exact GELU (erf), its tanh approximation, CLIP's QuickGELU x·σ(1.702x).
-SwiGLU arrives as a new `MlpKind` value and a module here.
+  swiglu  SiLU(fc1_g(x)) · fc1_x(x), [norm], fc2 (timm `SwiGLU`: EVA-02, DINOv3 S+/H+; the optional
+          sub-LN `mlp.norm` over the M hidden channels is EVA-02's "scale_mlp")
 """
 
 import torch
@@ -42,11 +43,30 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))  # (B, T, D) → (B, T, M) → (B, T, D)
 
 
+class SwiGLU(nn.Module):
+    """SiLU(fc1_g(x)) · fc1_x(x), an optional LayerNorm over the M hidden channels, then fc2 (M → D)."""
+
+    def __init__(self, dim: int, hidden: int, norm: bool = False, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.fc1_g = nn.Linear(dim, hidden)
+        self.fc1_x = nn.Linear(dim, hidden)
+        self.act = nn.SiLU()
+        self.norm = nn.LayerNorm(hidden, eps=eps) if norm else nn.Identity()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.norm(self.act(self.fc1_g(x)) * self.fc1_x(x)))  # (B, T, D) → (B, T, M) → (B, T, D)
+
+
 def make_mlp(config: ViTConfig) -> nn.Module:
     """The block's MLP of the config's kind."""
     if config.mlp == "mlp":
+        if config.mlp_norm:
+            raise ValueError("a norm inside the MLP is built only with the swiglu MLP")
         return Mlp(config.dim, config.mlp_dim, config.activation)
-    raise ValueError(f"unknown mlp '{config.mlp}': use mlp")
+    if config.mlp == "swiglu":
+        return SwiGLU(config.dim, config.mlp_dim, config.mlp_norm, config.eps)
+    raise ValueError(f"unknown mlp '{config.mlp}': use mlp or swiglu")
 
 
-__all__ = ["Mlp", "QuickGELU", "make_activation", "make_mlp"]
+__all__ = ["Mlp", "QuickGELU", "SwiGLU", "make_activation", "make_mlp"]
