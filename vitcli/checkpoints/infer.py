@@ -90,6 +90,9 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     dim, in_chans, patch = _patch_embed(ev)
     fc1 = ev.shapes.get("blocks.0.mlp.fc1.weight") or ev.shapes.get("blocks.0.mlp.fc1_g.weight")  # SwiGLU: fc1_g
     mlp_dim = int(fc1[0]) if fc1 is not None else 4 * dim
+    mlp = _mlp_kind(ev)
+    if mlp == "swiglu_packed":  # fc1 packs gate and value rows: M is fc2's input width
+        mlp_dim = int(ev.shapes["blocks.0.mlp.fc2.weight"][1])
     _check_shown(overrides, dim, ev.depth, patch, mlp_dim)
     class_token, distilled = ev.has("cls_token"), ev.has("dist_token")
     regs = ev.shapes.get("reg_tokens", ())
@@ -112,7 +115,7 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
         name=ev.model_name, image_size=(table.grid[0] * patch, table.grid[1] * patch), patch_size=patch,
         in_chans=in_chans, dim=dim, depth=ev.depth, heads=heads, mlp_dim=mlp_dim, class_token=class_token,
         distilled=distilled, num_registers=registers, posenc="learned" if ev.has("pos_embed") else "none",
-        pos_prefix_rows=table.prefix_rows, mlp="swiglu" if ev.has("blocks.0.mlp.fc1_g.weight") else "mlp",
+        pos_prefix_rows=table.prefix_rows, mlp=mlp,  # type: ignore[arg-type]
         mlp_norm=ev.has("blocks.0.mlp.norm.weight"), qk_norm=ev.has("blocks.0.attn.q_norm.weight"),
         attn_norm=ev.has("blocks.0.attn.norm.weight"),
         patch_bias=ev.has("patch_embed.proj.bias"), qkv_bias=ev.has("blocks.0.attn.qkv.bias"),
@@ -126,6 +129,16 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     unresolved = table.candidates if table.native == "from image" else ()
     rows = int(ev.shapes["pos_embed"][1]) if ev.has("pos_embed") else 0
     return Inferred(config, variant.label, preprocess, tuple(notes), rows, table.native, unresolved)
+
+
+def _mlp_kind(ev: Evidence) -> str:
+    """SwiGLU when fc1_g exists; packed SwiGLU when fc1 has twice the rows fc2 reads; else the plain MLP."""
+    if ev.has("blocks.0.mlp.fc1_g.weight"):
+        return "swiglu"
+    fc1, fc2 = ev.shapes.get("blocks.0.mlp.fc1.weight"), ev.shapes.get("blocks.0.mlp.fc2.weight")
+    if fc1 and fc2 and len(fc1) == len(fc2) == 2 and fc1[0] == 2 * fc2[1]:
+        return "swiglu_packed"
+    return "mlp"
 
 
 def _untabled_grid(fam: Family, ev: Evidence, patch: int, o: Overrides) -> _Grid:

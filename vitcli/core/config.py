@@ -17,6 +17,7 @@ checkpoint loader maps each family onto them with a key table and a few flags):
   blocks.{i}.attn.q_norm.weight / .bias (d), attn.k_norm.*  [if qk_norm]
   blocks.{i}.attn.norm.weight / .bias (D)                  [if attn_norm]
   blocks.{i}.mlp.fc1_g.weight (M, D) / .bias, mlp.fc1_x.*  [mlp "swiglu", instead of mlp.fc1]
+  blocks.{i}.mlp.fc1.weight (2M, D) / .bias                [mlp "swiglu_packed": gate rows first]
   blocks.{i}.mlp.norm.weight / .bias (M)                   [if mlp_norm]
   position.rope.periods (d/4)                              [if rope: the rotation periods]
   norm.weight / .bias (D)                                  [if final_norm]
@@ -39,7 +40,8 @@ from typing import Literal
 
 PosEncKind = Literal["learned", "sincos1d", "sincos2d", "none"]
 AttentionKind = Literal["plain"]  # multi-head self-attention softmax(Q·Kᵀ/√d)·V
-MlpKind = Literal["mlp", "swiglu"]  # fc1, activation, fc2; or SiLU(fc1_g)·fc1_x, fc2 (SwiGLU)
+# fc1, activation, fc2; SiLU(fc1_g)·fc1_x, fc2 (SwiGLU); the same with fc1 packing [g; x] (timm GluMlp)
+MlpKind = Literal["mlp", "swiglu", "swiglu_packed"]
 RopeKind = Literal["none", "dinov3", "eva"]  # rotary position on q, k of the patches (rope.py)
 Activation = Literal["gelu", "gelu_tanh", "quick_gelu"]
 NormKind = Literal["layernorm"]

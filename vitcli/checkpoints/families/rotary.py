@@ -45,12 +45,18 @@ def _is_dinov3(ev: Evidence) -> bool:
     return "dinov3" in ev.model_name.lower() or not ev.has("pos_embed")
 
 
+def _glu(ev: Evidence) -> bool:
+    """SwiGLU MLP: separate fc1_g / fc1_x, or a packed fc1 twice as tall as fc2 is wide."""
+    fc1, fc2 = ev.shapes.get("blocks.0.mlp.fc1.weight"), ev.shapes.get("blocks.0.mlp.fc2.weight")
+    return ev.has("blocks.0.mlp.fc1_g.weight") or bool(fc1 and fc2 and fc1[0] == 2 * fc2[-1])
+
+
 def _eva_parts(ev: Evidence) -> tuple[dict, tuple[str, ...]]:
     """DINOv3 (no table) or EVA-02 (table + SwiGLU or separate q/k/v); other Eva models without RoPE."""
     refuse_unbuilt(ev, "timm Eva")
     if _is_dinov3(ev):
         return DINOV3_ROPE, (DINOV3_NOTE,)
-    if ev.has("blocks.0.mlp.fc1_g.weight") or any(k.endswith("attn.q_proj.weight") for k in ev.all_keys):
+    if _glu(ev) or any(k.endswith("attn.q_proj.weight") for k in ev.all_keys):
         return EVA02_ROPE, (EVA02_NOTE,)
     return {}, ("no RoPE: an Eva layout without EVA-02's SwiGLU or separate q/k/v (EVA-01)",)
 
@@ -100,7 +106,7 @@ TIMM_EVA = Family(
     ),
     variants=(
         Variant("timm-dinov3", _is_dinov3, _dinov3_timm, eps=1e-5),
-        Variant("timm-eva02", lambda ev: ev.has("blocks.0.mlp.fc1_g.weight"), _eva02_timm),
+        Variant("timm-eva02", _glu, _eva02_timm),
         Variant("timm-eva", always, _eva02_timm),
     ),
     eps=1e-6,
