@@ -199,4 +199,20 @@ HF_DINOV3 = Family(
     required=("patch_embed.proj.weight",),
 )
 
-__all__ = ["DINOV3", "HF_DINOV3", "TIMM_EVA", "refuse_unbuilt"]
+def _pe_parts(ev: Evidence) -> tuple[dict, tuple[str, ...]]:
+    """Perception Encoder: RoPE as timm builds it (xy indexing, offset 1), but its attention-pool head is not built."""
+    refuse_unbuilt(ev, "Perception Encoder (timm vit_pe_*)")
+    return {"rope": "eva", "rope_offset": 1.0, "rope_xy": True}, ("RoPE eva (PE: grid offset 1, xy indexing)",)
+
+
+# timm's vit_pe_core_* / vit_pe_spatial_*: Eva blocks without layer scale, so marked by ln_pre + class
+# token + attention pool (SigLIP has no class token and no norm_pre). Refused until MAP is built.
+TIMM_PE = Family(
+    "timm-pe", "timm Perception Encoder (vit_pe_core_*, vit_pe_spatial_*)",
+    markers=(r"^patch_embed\.proj\.weight$", r"^attn_pool\.latent$", r"^norm_pre\.weight$", r"^cls_token$"),
+    roots=("",), block_prefixes=TIMM_EVA.block_prefixes, top=TIMM_EVA.top, block=TIMM_EVA.block,
+    variants=(Variant("timm-pe", always, _eva02_timm),), eps=1e-5, parts=_pe_parts,
+    required=("patch_embed.proj.weight",),
+)
+
+__all__ = ["DINOV3", "HF_DINOV3", "TIMM_EVA", "TIMM_PE", "refuse_unbuilt"]
