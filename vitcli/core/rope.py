@@ -102,16 +102,15 @@ class Rope(nn.Module):
         return rotate
 
 
-def kernel(kind: RopeKind, grid: tuple[int, int], periods: Tensor, at: tuple[int, int],
-           ref_grid: tuple[int, int] | None = None, offset: float = 0.0, xy: bool = False) -> Tensor:
-    """(rows, cols) score ⟨R(at)·q, R(p)·k⟩ of a fixed unit query at patch `at` with a fixed unit key
-    at every patch p, q = k = (1, …, 1)/√d: RoPE's own "which positions look alike"."""
-    theta = rope_angles(kind, grid, periods, ref_grid, offset, xy)  # (N, d/2)
+def kernel(kind: RopeKind, grid: tuple[int, int], periods: Tensor, ref_grid: tuple[int, int] | None = None,
+           offset: float = 0.0, xy: bool = False) -> Tensor:
+    """(N, N) float64: row i, column j is ⟨R(p_i)·q, R(p_j)·k⟩ for the fixed unit vectors q = k = (1, …, 1)/√d:
+    the score a query at patch i gives a key at patch j after rotation, RoPE's "which positions look alike"."""
+    theta = rope_angles(kind, grid, periods, ref_grid, offset, xy).double()  # (N, d/2)
     d = 2 * theta.shape[-1]
-    u = torch.full((1, d), d ** -0.5)
-    x = rotate_pairs(u.expand(theta.shape[0], d), theta.cos(), theta.sin(), pairing(kind))  # (N, d)
-    i = at[0] * grid[1] + at[1]
-    return (x @ x[i]).reshape(grid)
+    u = torch.full((theta.shape[0], d), d ** -0.5, dtype=torch.float64)
+    x = rotate_pairs(u, theta.cos(), theta.sin(), pairing(kind))  # (N, d)
+    return x @ x.T
 
 
 __all__ = ["Rope", "axis_coords", "default_periods", "kernel", "pairing", "rope_angles", "rotate_pairs"]
