@@ -48,6 +48,8 @@ def model_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         ("parameters", f"{doc['params']:,}"),
         ("GMACs (this grid)", f"{doc['gmacs']:.2f}"),
     ]
+    if doc.get("parts"):
+        rows.append(("parts", " · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in doc["parts"].items())))
     if doc.get("nonfinite_weights"):
         rows.append(("NaN / Inf in weights", nonfinite_summary(doc["nonfinite_weights"])))
     return rows

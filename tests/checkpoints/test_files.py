@@ -96,12 +96,12 @@ def test_legacy_torch_format_and_half_precision(tmp_path, tiny_state) -> None:
 
 
 def test_left_over_keys_are_listed_or_ignored(tmp_path, tiny_state) -> None:
-    extra = {"blocks.0.attn.q_norm.weight": torch.ones(64), "my_adapter.weight": torch.ones(3, 3)}
+    extra = {"blocks.0.attn.my_scale.weight": torch.ones(64), "my_adapter.weight": torch.ones(3, 3)}
     save_file({**tiny_state, **extra}, tmp_path / "extra.safetensors")
     with pytest.raises(VitcliError) as e:
         load_checkpoint(tmp_path / "extra.safetensors")
     problem = e.value.problem
-    assert "2 left over" in problem and "blocks.0.attn.q_norm.weight" in problem and "my_adapter.weight" in problem
+    assert "2 left over" in problem and "blocks.0.attn.my_scale.weight" in problem and "my_adapter.weight" in problem
     assert "--no-strict" in problem
     loaded = load_checkpoint(tmp_path / "extra.safetensors", strict=False)
     assert loaded.ignored_keys == sorted(extra)

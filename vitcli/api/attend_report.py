@@ -33,6 +33,8 @@ def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, 
            "tensors": {"attention": tensor_stats(res.weights)}, "outputs": files}
     if res.cosine is not None:
         doc["tensors"]["cosine"] = tensor_stats(res.cosine)
+    if files.get("qkv"):
+        doc["qkv_note"] = qkv_note(model.config)
     if res.distance is not None:
         doc["mean_distance"] = res.distance.tolist()
     if res.masks is not None:
@@ -258,3 +260,9 @@ def _distance_many_png(model: Any, mean: np.ndarray, spread: np.ndarray, count: 
     title = (f"Mean attention distance over {count} images (P = {c.patch_size}, ± std over images)\n"
              f"{c.name}, {model.source}")
     save_figure(path, distance_figure(mean, c.patch_size, title, spread=spread))
+
+
+def qkv_note(c: Any) -> str:
+    """What the saved Q and K are: after qk-norm and RoPE when the model has them (the ones the scores use)."""
+    steps = (["qk-norm"] if c.qk_norm else []) + ([f"RoPE ({c.rope}) on the patch rows"] if c.rope != "none" else [])
+    return "q, k as the scores use them: after " + " and ".join(steps) if steps else "q, k, v straight from attn.qkv"

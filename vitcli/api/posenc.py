@@ -31,6 +31,12 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     from vitcli.api.models import Model, load_model
     from vitcli.core.posenc import KINDS
 
+    if kind == "rope":  # 2-D rotary: angles, frequencies, kernel (api/rope.py)
+        from vitcli.api.rope import rope_posenc
+
+        loaded = model if isinstance(model, Model) and model.checkpoint is not None else None
+        return rope_posenc(loaded, dim=model_options.get("dim"), grid=grid, variant=model_options.get("rope_variant"),
+                           similarity=similarity, output=output)
     if kind is not None and kind not in KINDS:
         raise VitcliError("--kind", f"'{kind}' is not one of {', '.join(KINDS)}")
     if grid is not None and size is not None:

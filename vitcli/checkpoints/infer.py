@@ -88,18 +88,25 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     the native grid only when the table cannot be read alone and fits it exactly."""
     _require(fam, ev)
     dim, in_chans, patch = _patch_embed(ev)
-    fc1 = ev.shapes.get("blocks.0.mlp.fc1.weight")
+    fc1 = ev.shapes.get("blocks.0.mlp.fc1.weight") or ev.shapes.get("blocks.0.mlp.fc1_g.weight")  # SwiGLU: fc1_g
     mlp_dim = int(fc1[0]) if fc1 is not None else 4 * dim
+    mlp = _mlp_kind(ev)
+    if mlp == "swiglu_packed":  # fc1 packs gate and value rows: M is fc2's input width
+        mlp_dim = int(ev.shapes["blocks.0.mlp.fc2.weight"][1])
     _check_shown(overrides, dim, ev.depth, patch, mlp_dim)
     class_token, distilled = ev.has("cls_token"), ev.has("dist_token")
     regs = ev.shapes.get("reg_tokens", ())
     registers = int(regs[1]) if len(regs) == 3 else 0
-    table = _read_table(ev, patch, (int(class_token) + int(distilled), registers), overrides, image_grid)
+    if ev.has("pos_embed"):
+        table = _read_table(ev, patch, (int(class_token) + int(distilled), registers), overrides, image_grid)
+    else:  # no table (DINOv3: RoPE only): the native size only sets the default input size
+        table = _untabled_grid(fam, ev, patch, overrides)
+    changes, part_notes = fam.parts(ev)
     variant = fam.variant(ev)
     heads, why_heads = _heads(dim, overrides, ev)
     activation, why_act = _activation(fam, variant, ev, overrides)
     eps, why_eps = _eps(fam, variant.eps, variant.label, ev, overrides)
-    notes = [n for n in (table.note, why_heads, why_act, *fam.notes, why_eps) if n]
+    notes = [n for n in (table.note, why_heads, why_act, *fam.notes, *part_notes, why_eps) if n]
     if overrides.pooling:
         notes.append(f"pooling {overrides.pooling} (given)")
     pooling = overrides.pooling or (fam.pooling(ev) if class_token else "mean")
@@ -107,18 +114,42 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     config = ViTConfig(
         name=ev.model_name, image_size=(table.grid[0] * patch, table.grid[1] * patch), patch_size=patch,
         in_chans=in_chans, dim=dim, depth=ev.depth, heads=heads, mlp_dim=mlp_dim, class_token=class_token,
-        distilled=distilled, num_registers=registers, posenc="learned", pos_prefix_rows=table.prefix_rows,
+        distilled=distilled, num_registers=registers, posenc="learned" if ev.has("pos_embed") else "none",
+        pos_prefix_rows=table.prefix_rows, mlp=mlp,  # type: ignore[arg-type]
+        mlp_norm=ev.has("blocks.0.mlp.norm.weight"), qk_norm=ev.has("blocks.0.attn.q_norm.weight"),
+        attn_norm=ev.has("blocks.0.attn.norm.weight"),
         patch_bias=ev.has("patch_embed.proj.bias"), qkv_bias=ev.has("blocks.0.attn.qkv.bias"),
         layer_scale=ev.has("blocks.0.ls1.gamma"), pre_norm=ev.has("norm_pre.weight"), final_norm=ev.has("norm.weight"),
         fc_norm=ev.has("fc_norm.weight"), pooling=pooling,  # type: ignore[arg-type]
         num_classes=int(head[0]) if len(head) == 2 else 0, head_bias=ev.has("head.bias"), eps=eps,
         activation=activation,  # type: ignore[arg-type]
         extra={"family": variant.label, "format": ev.format, "rules": list(notes)},
-    )
+    ).with_changes(**changes)
     preprocess = fam.file_preprocess(ev, config) or variant.preprocess(config)
     unresolved = table.candidates if table.native == "from image" else ()
-    return Inferred(config, variant.label, preprocess, tuple(notes), int(ev.shapes["pos_embed"][1]), table.native,
-                    unresolved)
+    rows = int(ev.shapes["pos_embed"][1]) if ev.has("pos_embed") else 0
+    return Inferred(config, variant.label, preprocess, tuple(notes), rows, table.native, unresolved)
+
+
+def _mlp_kind(ev: Evidence) -> str:
+    """SwiGLU when fc1_g exists; packed SwiGLU when fc1 has twice the rows fc2 reads; else the plain MLP."""
+    if ev.has("blocks.0.mlp.fc1_g.weight"):
+        return "swiglu"
+    fc1, fc2 = ev.shapes.get("blocks.0.mlp.fc1.weight"), ev.shapes.get("blocks.0.mlp.fc2.weight")
+    if fc1 and fc2 and len(fc1) == len(fc2) == 2 and fc1[0] == 2 * fc2[1]:
+        return "swiglu_packed"
+    return "mlp"
+
+
+def _untabled_grid(fam: Family, ev: Evidence, patch: int, o: Overrides) -> _Grid:
+    """The native grid of a model without a position table: the size given, a config file's, the family's."""
+    size, why = ((o.image_size, "given") if o.image_size else (ev.files.image_size, "config file")
+                 if ev.files.image_size else (fam.default_size, f"{fam.name} default"))
+    h, w = size
+    if h % patch or w % patch:
+        raise VitcliError("--native-size" if o.image_size else ev.name,
+                          f"image size {h}x{w} is not a multiple of the patch size {patch}")
+    return _Grid((h // patch, w // patch), 0, "known", (), f"native size {h}x{w} ({why}; no position table)")
 
 
 def grid_error(source: str, table_rows: int, prefix_rows: Iterable[int]) -> VitcliError:

@@ -106,6 +106,7 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     basis = Basis(fam, evidence(mapped, spec, raw.format, raw.nested_under, tensors, files), overrides, tuple(notes))
     inferred = _infer(basis, spec)
     ignored = list(mapped.ignored)
+    _fill_periods(inferred, mapped)
     problems = _check(inferred.config, mapped)
     if mapped.leftover:
         if strict:
@@ -139,6 +140,20 @@ def _infer(basis: Basis, spec: str, image_grid: tuple[int, int] | None = None) -
     except (IndexError, TypeError, ZeroDivisionError) as e:  # e.g. a scalar where a (D, C, P, P) kernel belongs
         raise VitcliError(spec, "tensor shapes do not describe a ViT: the architecture cannot be read from them "
                           f"({type(e).__name__}: {e})") from None
+
+
+ROPE_PERIODS = "position.rope.periods"
+
+
+def _fill_periods(inferred: Inferred, mapped: Mapped) -> None:
+    """RoPE periods the checkpoint does not carry (timm, transformers: non-persistent) from the variant's formula."""
+    c = inferred.config
+    if c.rope == "none" or ROPE_PERIODS in mapped.tensors:
+        return
+    from vitcli.core.rope import default_periods
+
+    mapped.tensors[ROPE_PERIODS] = default_periods(c.rope, c.head_dim, c.rope_base)
+    mapped.origin[ROPE_PERIODS] = f"(computed: {c.rope} periods, base {c.rope_base:g})"
 
 
 def fit_native_grid(loaded: Loaded, grid: tuple[int, int]) -> Loaded | None:

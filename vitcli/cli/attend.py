@@ -94,6 +94,8 @@ def _tables(result: Any, many: bool, out: Output) -> list[Any]:
     if "rollout" in doc:
         ro = doc["rollout"]
         rows.append(("rollout strongest patch", "({}, {}) {:.4f}; prefix tokens {:.4f}".format(*ro["max_patch"], ro["max_weight"], ro["prefix_weight"])))
+    if "qkv_note" in doc:
+        rows.append(("saved q, k", doc["qkv_note"]))
     if "masks" in doc:
         rows.append((f"DINO masks ({doc['masks']['threshold']:.0%} mass)", "patches per head " + ", ".join(map(str, doc["masks"]["patches_per_head"]))))
     tables = [info_table("vitcli attend", rows + output_rows(doc["outputs"])), heads_table(doc),

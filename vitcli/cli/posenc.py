@@ -8,7 +8,7 @@ from vitcli.cli.common import examples, OUTPUT_PANEL, JsonOpt, ModelOptions, Out
 
 HELP = """Build a position-encoding table (N+1, D) and show it: shape, stats, chosen rows, similarity.
 
-Kinds: learned (D^-0.5·randn from --seed, or a checkpoint's table with --weights), sincos1d (PE(pos, 2i) = sin(pos/10000^(2i/D)), PE(pos, 2i+1) = cos(…); class token at 0, patches at 1..N), sincos2d (MAE: half the channels per axis, zero class row), none.
+Kinds: rope (2-D rotary: -o writes the rotation angles (N, D/2) for --dim D; --weights: the checkpoint's own periods; --similarity draws the relative-position kernel), learned (D^-0.5·randn from --seed, or a checkpoint's table with --weights), sincos1d (PE(pos, 2i) = sin(pos/10000^(2i/D)), PE(pos, 2i+1) = cos(…); class token at 0, patches at 1..N), sincos2d (MAE: half the channels per axis, zero class row), none.
 """
 EXAMPLES = [
     'vitcli posenc --kind sincos1d --dim 4 --grid 4x4 --positions 0:3',
@@ -24,9 +24,10 @@ def posenc_command(
     grid: Annotated[Optional[str], typer.Option("--grid", metavar="ROWSxCOLS", help="Patch grid ROWSxCOLS (default: the model's, e.g. 14x14).", show_default=False)] = None,
     size: Annotated[Optional[str], typer.Option("--size", metavar="N|HxW|native", help="Image size HxW instead of --grid: the grid is size / patch size.", show_default=False)] = None,
     patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", metavar="N", help="Patch size P, with --size. \\[default: the model's, 16]", show_default=False)] = None,
-    kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]", show_default=False)] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", metavar="KIND", help="rope | learned | sincos1d | sincos2d | none \\[default: the model's, learned]", show_default=False)] = None,
     positions: Annotated[Optional[str], typer.Option("--positions", metavar="ROWS", help="Print these rows: I, A:B (Python slice) or I,J,K.", show_default=False)] = None,
     similarity: Annotated[Optional[str], typer.Option("--similarity", metavar="FILE", help="Write the cosine-similarity figure (ViT paper fig. 7, centre) as PNG.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    rope_variant: Annotated[Optional[str], typer.Option("--rope-variant", metavar="NAME", help="With --kind rope: dinov3 (coords in [-1, 1], base 100) or eva (integer coords, base 10000). \\[default: dinov3]", show_default=False)] = None,
     resample: Annotated[Optional[str], typer.Option("--resample", metavar="ROWSxCOLS", help="Resample the table to another grid ROWSxCOLS (bicubic, as timm) and show that.", show_default=False)] = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
@@ -40,6 +41,8 @@ def posenc_command(
     from vitcli.errors import VitcliError
 
     out = Output(output, as_json, quiet)
+    if kind == "rope":
+        return _rope(model_opts, grid, rope_variant, similarity, output, out)
     if kind is not None and kind not in KINDS:
         raise VitcliError("--kind", f"'{kind}' is not one of {', '.join(KINDS)}")
     if grid and size:
@@ -48,6 +51,25 @@ def posenc_command(
     result = posenc(model, kind=kind, grid=grid, size=size, positions=positions, similarity=similarity,
                     resample=resample, output=output)
     out.finish(result.document, *_tables(result.document))
+
+
+def _rope(model_opts: ModelOptions, grid: Optional[str], variant: Optional[str], similarity: Optional[str],
+          output: Optional[str], out: Output) -> None:
+    """--kind rope: the angles (N, D/2), the frequencies, the relative-position kernel figure."""
+    from vitcli.api.rope import rope_posenc
+    from vitcli.cli.common import ImageOptions, open_model
+    from vitcli.report import info_table
+    from vitcli.tables import output_rows, rows_table
+
+    model = open_model(model_opts, ImageOptions(), None) if model_opts.weights else None
+    doc = rope_posenc(model, dim=model_opts.dim, grid=grid, variant=variant, similarity=similarity,
+                      output=output).document
+    rows = [("kind", f"rope ({doc['rope_variant']})"), ("from", doc["source"]), ("grid [rows, cols]",
+            "{} × {}".format(*doc["grid"])), ("rotated dim D", doc["dim"]), ("angles", "{} × {}".format(*doc["angles_shape"])),
+            ("pairs", doc["pairing"]), ("axes", doc["axes"])]
+    freqs = rows_table("frequencies ω_i = 2π / period_i (per axis)", ["i", "period", "ω"],
+                       [[str(i), f"{p:.6g}", f"{f:.6g}"] for i, (p, f) in enumerate(zip(doc["periods"], doc["frequencies"]))])
+    out.finish(doc, info_table("vitcli posenc", rows + output_rows(doc["outputs"])), freqs)
 
 
 def _tables(doc: dict[str, Any]) -> list[Any]:

@@ -62,7 +62,8 @@ WEIGHTS_BLOCK = 1 << 23  # attention scores computed at once when the full matri
 class Attention(nn.Module):
     """Multi-head self-attention with fused `qkv` (3D, D), rows stacked q, k, v, and `proj` (D, D)."""
 
-    def __init__(self, dim: int, heads: int, qkv_bias: bool = True) -> None:
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True, qk_norm: bool = False, attn_norm: bool = False,
+                 eps: float = 1e-6) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by {heads} heads")
@@ -70,6 +71,9 @@ class Attention(nn.Module):
         self.head_dim = dim // heads
         self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.q_norm = nn.LayerNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()  # qk-norm, per head
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
+        self.norm = nn.LayerNorm(dim, eps=eps) if attn_norm else nn.Identity()  # EVA's sub-LN before proj
         self.proj = nn.Linear(dim, dim)
 
     def split_heads(self, x: Tensor, rotate: Rotate | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -77,6 +81,7 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.heads, self.head_dim)  # (B, T, 3, H, d)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, T, d)
+        q, k = self.q_norm(q), self.k_norm(k)  # normalised before the rotation (timm Attention, EvaAttention)
         if rotate is not None:
             q, k = rotate(q, k)
         return q, k, v
@@ -118,7 +123,7 @@ class Attention(nn.Module):
     def merge(self, y: Tensor) -> Tensor:
         """(B, H, n, d) → proj of the heads side by side: (B, n, D)."""
         b, _, n, _ = y.shape
-        return self.proj(y.transpose(1, 2).reshape(b, n, -1))
+        return self.proj(self.norm(y.transpose(1, 2).reshape(b, n, -1)))
 
     def forward(self, x: Tensor, return_weights: bool = False, queries: Sequence[int] | None = None, *,
                 rotate: Rotate | None = None, bias: Tensor | None = None) -> tuple[Tensor, AttentionDetail | None]:
@@ -128,9 +133,10 @@ class Attention(nn.Module):
 
 
 def make_attention(config: ViTConfig) -> Attention:
-    """The block's attention of the config's kind (qk-norm arrives as a new kind here)."""
+    """The block's attention of the config's kind, with qk-norm and the inner norm when the config has them."""
     if config.attention == "plain":
-        return Attention(config.dim, config.heads, qkv_bias=config.qkv_bias)
+        return Attention(config.dim, config.heads, qkv_bias=config.qkv_bias, qk_norm=config.qk_norm,
+                         attn_norm=config.attn_norm, eps=config.eps)
     raise ValueError(f"unknown attention '{config.attention}': use plain")
 
 

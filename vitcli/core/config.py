@@ -14,6 +14,12 @@ checkpoint loader maps each family onto them with a key table and a few flags):
   blocks.{i}.norm2.weight / .bias
   blocks.{i}.mlp.fc1.weight (M, D) / .bias,  blocks.{i}.mlp.fc2.weight (D, M) / .bias
   blocks.{i}.ls2.gamma (D)                                 [if layer_scale]
+  blocks.{i}.attn.q_norm.weight / .bias (d), attn.k_norm.*  [if qk_norm]
+  blocks.{i}.attn.norm.weight / .bias (D)                  [if attn_norm]
+  blocks.{i}.mlp.fc1_g.weight (M, D) / .bias, mlp.fc1_x.*  [mlp "swiglu", instead of mlp.fc1]
+  blocks.{i}.mlp.fc1.weight (2M, D) / .bias                [mlp "swiglu_packed": gate rows first]
+  blocks.{i}.mlp.norm.weight / .bias (M)                   [if mlp_norm]
+  position.rope.periods (d/4)                              [if rope: the rotation periods]
   norm.weight / .bias (D)                                  [if final_norm]
   fc_norm.weight / .bias (D)                               [if fc_norm: LN after pooling]
   head.weight (num_classes, D) / head.bias                 [if num_classes; bias if head_bias]
@@ -34,7 +40,9 @@ from typing import Literal
 
 PosEncKind = Literal["learned", "sincos1d", "sincos2d", "none"]
 AttentionKind = Literal["plain"]  # multi-head self-attention softmax(Q·Kᵀ/√d)·V
-MlpKind = Literal["mlp"]  # fc1, activation, fc2
+# fc1, activation, fc2; SiLU(fc1_g)·fc1_x, fc2 (SwiGLU); the same with fc1 packing [g; x] (timm GluMlp)
+MlpKind = Literal["mlp", "swiglu", "swiglu_packed"]
+RopeKind = Literal["none", "dinov3", "eva"]  # rotary position on q, k of the patches (rope.py)
 Activation = Literal["gelu", "gelu_tanh", "quick_gelu"]
 NormKind = Literal["layernorm"]
 Pooling = Literal["cls", "mean", "none"]
@@ -71,6 +79,16 @@ class ViTConfig:
     mlp: MlpKind = "mlp"
     activation: Activation = "gelu"
     norm: NormKind = "layernorm"  # every norm: norm_pre, norm1, norm2, norm, fc_norm
+    # Rotary position (rope.py), beside or instead of the table: DINOv3 (coords in [-1, 1], periods
+    # base^(4i/d), half pairing) or EVA / PE (integer coords scaled to rope_ref_grid, interleaved).
+    rope: RopeKind = "none"
+    rope_base: float = 10000.0  # DINOv3: 100
+    rope_ref_grid: tuple[int, int] | None = None  # EVA: coords rescaled onto this grid (timm ref_feat_shape)
+    rope_offset: float = 0.0  # added to every coordinate (PE: 1)
+    rope_xy: bool = False  # the first half of the angles follows columns, not rows (PE: grid_indexing xy)
+    qk_norm: bool = False  # LayerNorm over each head's q and k (attn.q_norm, attn.k_norm)
+    attn_norm: bool = False  # EVA's sub-LN on the attention output before proj (attn.norm)
+    mlp_norm: bool = False  # EVA's sub-LN inside the MLP before fc2 (mlp.norm)
     extra: dict = field(default_factory=dict, compare=False)  # family notes for `info`
 
     @property

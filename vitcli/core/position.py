@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from vitcli.core.attention import Rotate
 from vitcli.core.config import PosEncKind, ViTConfig
 from vitcli.core.posenc import position_table, resample_pos_table
+from vitcli.core.rope import Rope
 
 
 class NoPosition(nn.Module):
@@ -66,8 +67,30 @@ class AbsolutePosition(NoPosition):
         return x + torch.cat([table[:, :self.rows], zeros, table[:, self.rows:]], dim=1)  # (B, T, D)
 
 
-def make_position(config: ViTConfig) -> NoPosition:
-    """The position part of the config's `posenc`."""
+class RotaryPosition(NoPosition):
+    """A table part (or none) and a rotation of Q, K (RoPE, rope.py) for every block: EVA-02 has both."""
+
+    def __init__(self, table: NoPosition, rope: Rope) -> None:
+        super().__init__()
+        self.table, self.rope = table, rope
+        self.learned = table.learned
+
+    def initial_table(self, generator: torch.Generator | None = None) -> Tensor | None:
+        return self.table.initial_table(generator)
+
+    def table_at(self, table: Tensor | None, grid: tuple[int, int]) -> Tensor | None:
+        return self.table.table_at(table, grid)
+
+    def attention_terms(self, grid: tuple[int, int]) -> tuple[Rotate | None, Tensor | None]:
+        """The rotation of the patch rows of Q and K at this grid; no score bias."""
+        return self.rope.rotation(grid), None
+
+    def forward(self, x: Tensor, table: Tensor | None) -> Tensor:
+        return self.table(x, table)
+
+
+def _table_part(config: ViTConfig) -> NoPosition:
+    """The additive part of the config's `posenc`."""
     if config.posenc == "none":
         return NoPosition()
     if config.posenc in ("learned", "sincos1d", "sincos2d"):
@@ -76,4 +99,14 @@ def make_position(config: ViTConfig) -> NoPosition:
     raise ValueError(f"unknown position encoding '{config.posenc}'")
 
 
-__all__ = ["AbsolutePosition", "NoPosition", "make_position"]
+def make_position(config: ViTConfig) -> NoPosition:
+    """The position part of the config's `posenc`, with the rotation of its `rope` when there is one."""
+    table = _table_part(config)
+    if config.rope == "none":
+        return table
+    rope = Rope(config.rope, config.head_dim, config.rope_base, config.num_prefix_tokens, config.rope_ref_grid,
+                config.rope_offset, config.rope_xy)
+    return RotaryPosition(table, rope)
+
+
+__all__ = ["AbsolutePosition", "NoPosition", "RotaryPosition", "make_position"]

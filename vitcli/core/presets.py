@@ -150,7 +150,7 @@ def count_macs(config: ViTConfig, grid: tuple[int, int] | None = None) -> int:
     n, d, m = rows * cols, config.dim, config.mlp_dim
     t = n + config.num_prefix_tokens
     patch = n * d * config.in_chans * config.patch_size**2
-    block = t * 4 * d * d + 2 * t * t * d + 2 * t * d * m
+    block = t * 4 * d * d + 2 * t * t * d + (3 if config.mlp != "mlp" else 2) * t * d * m  # SwiGLU: fc1_g, fc1_x
     heads = 0
     if config.num_classes and config.pooling != "none":
         heads = d * config.num_classes * (2 if config.distilled else 1)

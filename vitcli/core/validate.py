@@ -59,5 +59,7 @@ def validate(config: ViTConfig) -> ViTConfig:
         raise ValueError(f"1-D sin-cos position encodings need an even dim, got {config.dim}")
     if config.posenc == "sincos2d" and config.dim % 4:
         raise ValueError(f"2-D sin-cos position encodings need a dim divisible by 4, got {config.dim}")
+    if config.rope != "none" and config.head_dim % 4:
+        raise ValueError(f"2-D rotary position needs a head dim divisible by 4, got {config.head_dim}")
     _tokens(config)
     return config

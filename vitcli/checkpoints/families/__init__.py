@@ -5,6 +5,7 @@
   transformers.py  Hugging Face ViT / DeiT, CLIP, DINOv2
   torchvision.py   torchvision's VisionTransformer
   clip.py          OpenAI CLIP / open_clip visual towers
+  rotary.py        RoPE families: timm Eva layout (DINOv3 ports, EVA-02), DINOv3ViTModel, dinov3 state dicts
 
 A new family is a `Family` value in its library's module and one entry in `FAMILIES`.
 
@@ -22,12 +23,14 @@ from collections.abc import Iterable
 from vitcli.checkpoints.families.base import Evidence, Family, Mapped, Rule, Variant, evidence, map_keys
 from vitcli.checkpoints.families.base import detect as _detect
 from vitcli.checkpoints.families.clip import CLIP
+from vitcli.checkpoints.families.rotary import DINOV3, HF_DINOV3, TIMM_EVA, TIMM_PE
 from vitcli.checkpoints.families.timm import TIMM
 from vitcli.checkpoints.families.torchvision import TORCHVISION
 from vitcli.checkpoints.families.transformers import HF_CLIP, HF_DINOV2, HF_VIT
 
 # Detection order: the most specific markers first (CLIP's text tower also has `transformer.`).
-FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_DINOV2, HF_VIT, TORCHVISION, TIMM)
+# DINOv3's own files share timm's block names, so they come before TIMM (marked by storage_tokens).
+FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_DINOV2, HF_VIT, TORCHVISION, DINOV3, HF_DINOV3, TIMM_PE, TIMM_EVA, TIMM)
 FAMILY_NAMES = {f.name: f for f in FAMILIES}
 
 
@@ -36,5 +39,6 @@ def detect(keys: Iterable[str], family: str | None = None) -> tuple[Family, str]
     return _detect(keys, FAMILIES, family)
 
 
-__all__ = ["CLIP", "FAMILIES", "FAMILY_NAMES", "HF_CLIP", "HF_DINOV2", "HF_VIT", "TIMM", "TORCHVISION", "Evidence",
+__all__ = ["CLIP", "DINOV3", "FAMILIES", "FAMILY_NAMES", "HF_CLIP", "HF_DINOV2", "HF_DINOV3", "HF_VIT", "TIMM",
+           "TIMM_EVA", "TIMM_PE", "TORCHVISION", "Evidence",
            "Family", "Mapped", "Rule", "Variant", "detect", "evidence", "map_keys"]

@@ -30,7 +30,11 @@ class Rule:
 
     core: str
     sources: tuple[Source, ...]
-    op: str = ""  # "": as is; "3d": (D,) or (T, D) → (1, T, D); "T": transpose (CLIP's proj)
+    op: str = ""  # "": as is; "3d": (D,) or (T, D) → (1, T, D); "T": transpose (CLIP's proj);
+    # "qzv": from two parts (q bias, v bias) → q, 0, v (EVA, BEiT: no k bias); one part stays as is;
+    # "masked": from two parts (qkv bias, bias_mask) → bias·mask (DINOv3's LinearKMaskedBias)
+    needs: str = ""  # a key under the same prefix that must be present for the rule to apply
+    unless: str = ""  # a key under the same prefix that must be absent (transformers' up_proj: fc1 or fc1_x)
 
 
 def pair(core: str, src: str | tuple[Source, ...], op: str = "") -> list[Rule]:
@@ -114,6 +118,10 @@ def no_file_preprocess(ev: Evidence, config: ViTConfig) -> Preprocess | None:
     return None
 
 
+def no_parts(ev: Evidence) -> tuple[dict, tuple[str, ...]]:
+    return {}, ()
+
+
 @dataclass(frozen=True)
 class Family:
     """A checkpoint layout: its key table, its variants and the rules its weights cannot show."""
@@ -137,6 +145,10 @@ class Family:
     notes: tuple[str, ...] = ()  # printed by `info` for every checkpoint of the family
     required: tuple[str, ...] = ("patch_embed.proj.weight", "pos_embed")
     block_styles: tuple[int, ...] = ()  # per block prefix: which source alternative names a missing key
+    # config fields weights cannot show (RoPE variant, base, reference grid, …) and the notes saying why;
+    # raises VitcliError naming a part of the family that vitcli cannot build
+    parts: Callable[[Evidence], tuple[dict, tuple[str, ...]]] = no_parts
+    default_size: tuple[int, int] = (224, 224)  # native size of a model without a position table
 
     def variant(self, ev: Evidence) -> Variant:
         return next(v for v in self.variants if v.when(ev))
@@ -183,6 +195,9 @@ class _Taker:
 
     def take(self, core: str, rule: Rule, prefix: str, style: int = 0) -> None:
         """The first alternative of `rule` whose keys are all present, concatenated and shaped."""
+        if (rule.needs and prefix + rule.needs not in self.tensors) or (rule.unless and prefix + rule.unless
+                                                                        in self.tensors):
+            return
         self.expected[core] = _describe(rule.sources[min(style, len(rule.sources) - 1)], prefix)
         for alt in rule.sources:
             names = [prefix + n for n in ((alt,) if isinstance(alt, str) else alt)]
@@ -195,7 +210,7 @@ class _Taker:
                     self.problems.append(f"{' + '.join(names)} have shapes "
                                          f"{', '.join(str(tuple(p.shape)) for p in parts)} that cannot be stacked")
                     return
-                self.out[core] = _apply(value, rule.op, names[0], self.problems)
+                self.out[core] = _apply(value, rule.op, names[0], self.problems, parts)
                 self.origin[core] = " + ".join(names)
                 return
 
@@ -242,7 +257,13 @@ def _describe(source: Source, prefix: str) -> str:
     return " + ".join(prefix + s for s in ((source,) if isinstance(source, str) else source))
 
 
-def _apply(value: Tensor, op: str, name: str, problems: list[str]) -> Tensor:
+def _apply(value: Tensor, op: str, name: str, problems: list[str], parts: Sequence[Tensor] = ()) -> Tensor:
+    if op == "qzv" and len(parts) == 2:
+        q, v = parts
+        return torch.cat([q, torch.zeros_like(q), v])
+    if op == "masked" and len(parts) == 2:
+        bias, mask = parts
+        return bias * mask.to(bias.dtype)
     if op == "3d":
         if value.dim() not in (1, 2, 3):
             problems.append(f"{name} has shape {tuple(value.shape)}, expected (D,), (T, D) or (1, T, D)")
@@ -272,4 +293,4 @@ def evidence(m: Mapped, name: str, format: str, nested_under: str = "", all_keys
 
 
 __all__ = ["Evidence", "Family", "Mapped", "Rule", "Variant", "always", "class_pooling", "detect", "evidence",
-           "map_keys", "name_activation", "pair"]
+           "map_keys", "name_activation", "no_parts", "pair"]

@@ -102,6 +102,7 @@ TIMM = Family(
     ),
     block=(
         *pair("norm1", "norm1"), *pair("attn.qkv", "attn.qkv"), *pair("attn.proj", "attn.proj"),
+        *pair("attn.q_norm", "attn.q_norm"), *pair("attn.k_norm", "attn.k_norm"),  # qk_norm=True
         Rule("ls1.gamma", ("ls1.gamma",)), *pair("norm2", "norm2"), *pair("mlp.fc1", "mlp.fc1"),
         *pair("mlp.fc2", "mlp.fc2"), Rule("ls2.gamma", ("ls2.gamma",)),
     ),

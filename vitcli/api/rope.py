@@ -1,0 +1,61 @@
+"""`vitcli.posenc(kind="rope")`: the rotation angles of 2-D RoPE, its frequencies, its relative-position kernel."""
+
+from typing import Any
+
+import numpy as np
+
+from vitcli.api.posenc import PosencResult
+from vitcli.errors import VitcliError
+
+VARIANTS = ("dinov3", "eva")
+
+
+def rope_posenc(model: Any = None, *, dim: int | None = None, grid: Any = None, variant: str | None = None,
+                similarity: str | None = None, output: str | None = None) -> PosencResult:
+    """Angles (N, D/2) of a RoPE of `variant` for rotated width `dim` on `grid`, or a checkpoint's own
+    (its variant, head width, periods and native grid) when `model` is a loaded model with RoPE."""
+    import torch
+
+    from vitcli.core.rope import default_periods, kernel, rope_angles
+    from vitcli.io.images import parse_hw
+
+    if variant is not None and variant not in VARIANTS:
+        raise VitcliError("--rope-variant", f"'{variant}' is not one of {', '.join(VARIANTS)}")
+    if model is not None and model.checkpoint is not None:
+        c = model.config
+        if c.rope == "none":
+            raise VitcliError(model.source, "this checkpoint has no rotary position embedding")
+        if variant not in (None, c.rope):
+            raise VitcliError("--rope-variant", f"the checkpoint's RoPE is {c.rope}")
+        kind, d, periods = c.rope, c.head_dim, model.module.position.rope.periods.detach().float().cpu()
+        ref, offset, xy, source = c.rope_ref_grid, c.rope_offset, c.rope_xy, model.source
+        target = parse_hw(grid, "--grid") if isinstance(grid, str) else tuple(grid) if grid else c.grid
+    else:
+        kind, d = variant or "dinov3", dim or 64
+        if d <= 0 or d % 4:
+            raise VitcliError("--dim", f"2-D RoPE rotates pairs on two axes: D must be a positive multiple of 4, got {d}")
+        periods = default_periods(kind, d, 100.0 if kind == "dinov3" else 10000.0)  # type: ignore[arg-type]
+        ref, offset, xy, source = None, 0.0, False, f"rope {kind} formula"
+        target = parse_hw(grid, "--grid") if isinstance(grid, str) else tuple(grid) if grid else (14, 14)
+    angles = rope_angles(kind, target, periods, ref, offset, xy).numpy()  # type: ignore[arg-type]
+    if output:
+        from vitcli.io.arrays import save_npy
+
+        save_npy(output, angles)
+    if similarity:
+        from vitcli.io.pictures import save_figure, similarity_figure
+
+        k = kernel(kind, target, periods, ref, offset, xy).numpy()  # type: ignore[arg-type]
+        save_figure(similarity, similarity_figure(k, target, f"RoPE relative-position kernel ({kind}, D={d}, "
+                                                             f"{target[0]}x{target[1]})"))
+    freqs = (2 * np.pi / periods.double().numpy()).tolist()
+    doc = {"command": "posenc", "input": None, "kind": "rope", "rope_variant": kind, "source": source,
+           "grid": list(target), "num_patches": target[0] * target[1], "num_prefix_rows": 0, "dim": d,
+           "angles_shape": list(angles.shape), "periods": periods.double().numpy().tolist(), "frequencies": freqs,
+           "pairing": "rotate-half (j, j + D/2)" if kind == "dinov3" else "interleaved (2j, 2j + 1)",
+           "axes": "first D/4 angles: columns, last D/4: rows" if xy else "first D/4 angles: rows, last D/4: columns",
+           "outputs": {"array": output, "similarity_png": similarity}}
+    return PosencResult(angles, doc)
+
+
+__all__ = ["VARIANTS", "rope_posenc"]
