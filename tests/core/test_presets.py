@@ -185,3 +185,20 @@ def test_seed_gives_the_weights_it_always_gave(name: str) -> None:
         h.update(key.encode())
         h.update(value.detach().contiguous().numpy().tobytes())
     assert h.hexdigest()[:16] == SEED_DIGESTS[name]
+
+
+def test_parameter_formula_equals_the_built_model_and_stands_aside_for_other_parts():
+    from vitcli.core.encoder import VisionTransformer
+
+    from vitcli.core.presets import formula_params
+
+    base = PRESETS["vit-ti16"]
+    variants = [*PRESETS.values(), base.with_changes(distilled=True), base.with_changes(num_registers=4),
+                base.with_changes(layer_scale=True, qkv_bias=False, patch_bias=False),
+                base.with_changes(pre_norm=True, final_norm=False, fc_norm=True, num_classes=0),
+                base.with_changes(posenc="sincos2d"), base.with_changes(head_bias=False, num_classes=512)]
+    for config in variants:
+        with torch.device("meta"):
+            counted = count_params(VisionTransformer(config))
+        assert formula_params(config) == counted, config
+    assert formula_params(base.with_changes(qk_norm=True)) is None  # a part the formula does not count

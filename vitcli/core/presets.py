@@ -117,12 +117,19 @@ def config_params(config: ViTConfig) -> int:
         return count_params(VisionTransformer(config))
 
 
-PLAIN_PARTS = {"attention": "plain", "mlp": "mlp", "norm": "layernorm"}
+# The fields the formula below counts; any other field away from its default is a part it does not know.
+FORMULA_FIELDS = {"name", "image_size", "patch_size", "in_chans", "dim", "depth", "heads", "mlp_dim", "class_token",
+                  "distilled", "num_registers", "posenc", "pos_prefix_rows", "patch_bias", "qkv_bias", "layer_scale",
+                  "pre_norm", "final_norm", "fc_norm", "pooling", "num_classes", "head_bias", "eps", "activation", "extra"}
 
 
 def formula_params(config: ViTConfig) -> int | None:
     """Parameters of a ViT made of the plain parts, by formula (None for any other part)."""
-    if any(getattr(config, name, value) != value for name, value in PLAIN_PARTS.items()):
+    from dataclasses import fields
+
+    default = ViTConfig()
+    if config.pooling not in ("cls", "mean", "none") or any(
+            getattr(config, f.name) != getattr(default, f.name) for f in fields(config) if f.name not in FORMULA_FIELDS):
         return None
     d, m, c = config.dim, config.mlp_dim, config
     norm = 2 * d
