@@ -1,6 +1,7 @@
 """`hf-hub:` and `timm:` specs resolved offline from a Hugging Face cache folder built here by hand."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -76,14 +77,32 @@ def test_missing_file_says_which_and_how_to_pass_a_local_one(cache, tiny_bytes) 
         problem = e.value.problem
         assert f"model.safetensors, open_clip_model.safetensors, pytorch_model.bin, open_clip_pytorch_model.bin of {repo}" in problem
         assert str(cache) in problem and "HF_HUB_OFFLINE" in problem
-        assert f"huggingface-cli download {repo} model.safetensors" in problem
+        tool = problem.split("download it with `")[1].split()[0]
+        assert shutil.which(tool), tool  # the installed huggingface_hub's own command
+        assert f"`{tool} download {repo} model.safetensors`" in problem
         assert "--weights path/to/model.safetensors" in problem
 
 
-def test_without_huggingface_hub(cache, monkeypatch) -> None:
+def test_without_huggingface_hub_the_cache_is_still_read(cache, tiny_bytes, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if not installed
-    with pytest.raises(VitcliError, match=r"needs the huggingface_hub package.*--weights PATH/model.safetensors"):
-        load_checkpoint("hf-hub:acme/tiny-vit")
+    _cache_repo(cache, "acme/tiny-vit", {"model.safetensors": tiny_bytes})
+    assert load_checkpoint("hf-hub:acme/tiny-vit").config.depth == 1
+    with pytest.raises(VitcliError, match=r"needs the huggingface_hub package"):
+        load_checkpoint("hf-hub:acme/absent", online=True)
+
+
+def test_snapshots_without_refs_and_short_revisions(cache, tiny_bytes, monkeypatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # even online-allowed, a cached repo never reaches the network
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("asked the hub"))
+    snapshot = _cache_repo(cache, "acme/no-refs", {"model.safetensors": tiny_bytes})
+    shutil.rmtree(snapshot.parent.parent / "refs")  # a snapshot copied by hand: no refs/ folder
+    assert load_checkpoint("hf-hub:acme/no-refs").path.endswith(f"{COMMIT}/model.safetensors")
+    assert load_checkpoint(f"hf-hub:acme/no-refs@{COMMIT[:7]}").config.depth == 1  # a short commit hash
+    with pytest.raises(VitcliError, match="not asked.*--online"):
+        load_checkpoint("hf-hub:acme/no-refs@ffffff")  # that revision is not cached: no silent download
+    assert load_checkpoint(f"hf-hub:acme/no-refs@{COMMIT}").config.depth == 1
 
 
 def test_bad_specs(cache) -> None:
@@ -98,3 +117,16 @@ def test_several_cached_timm_tags_must_be_named(cache, tiny_bytes) -> None:
     with pytest.raises(VitcliError, match=r"several pretrained tags are cached .*augreg_in21k, .*name one"):
         load_checkpoint("timm:vit_tiny_patch16_224")
     assert torch.is_tensor(load_checkpoint("timm:vit_tiny_patch16_224.augreg_in21k").state_dict["pos_embed"])
+
+
+def test_no_network_is_one_quick_line_without_retries(cache, monkeypatch, capfd) -> None:
+    """Nothing cached and HF_HUB_OFFLINE unset: one probe of the hub, which cannot be reached in this
+    sandbox's loopback-only world (HF_ENDPOINT points at a closed local port), then the error."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("retried past the probe"))
+    with pytest.raises(VitcliError, match="the hub is unreachable .*`hf download acme/absent model.safetensors`"):
+        load_checkpoint("hf-hub:acme/absent")
+    assert "Retrying" not in capfd.readouterr().err

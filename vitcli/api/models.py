@@ -274,11 +274,12 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
                strict: bool = True, patch_size: int | None = None, dim: int | None = None, depth: int | None = None,
                heads: int | None = None, mlp_ratio: float | None = None, class_token: bool | None = None,
                posenc: str | None = None, native_size: object = None, eps: float | None = None,
-               activation: str | None = None) -> Model:
+               activation: str | None = None, online: bool = False) -> Model:
     """A preset name (vit-ti16 … vit-h14) with random weights from `seed`, or a checkpoint: a file
     (.safetensors, .pth/.pt/.bin, OpenAI CLIP .pt), a Hugging Face snapshot folder, `hf-hub:ORG/NAME`
     or `timm:NAME` from the local cache. Overrides change a preset; with a checkpoint, `heads`,
-    `native_size`, `eps` and `activation` supply what weights cannot show and the others are checked."""
+    `native_size`, `eps` and `activation` supply what weights cannot show and the others are checked.
+    Hub names read the local cache; `online=True` lets them download what it lacks."""
     from vitcli.core.presets import PRESETS
 
     _check_placement(device, dtype)
@@ -293,7 +294,7 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
 
         return Model(config, lambda d, t: build_model(config, seed, d, t), f"random weights (seed {seed})", None,
                      model_spec)
-    return _checkpoint_model(spec, sizes, native_size, eps, activation, strict, model_spec)
+    return _checkpoint_model(spec, sizes, native_size, eps, activation, strict, model_spec, online)
 
 
 DEVICE_NAMES = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -325,7 +326,7 @@ def _preset_config(name: str, sizes: dict[str, Any]) -> "ViTConfig":
 
 
 def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps: float | None,
-                      activation: str | None, strict: bool, model_spec: ModelSpec) -> Model:
+                      activation: str | None, strict: bool, model_spec: ModelSpec, online: bool = False) -> Model:
     """Load, check the sizes given against the weights, build on the device."""
     from vitcli.checkpoints.load import build_model_from_checkpoint, load_checkpoint
 
@@ -336,7 +337,7 @@ def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps
     native = _hw(native_size, "--native-size") if native_size is not None else None
     loaded = load_checkpoint(spec, strict=strict, image_size=native, heads=sizes["heads"], eps=eps,
                              activation=activation, dim=sizes["dim"], depth=sizes["depth"],
-                             patch_size=sizes["patch_size"])
+                             patch_size=sizes["patch_size"], online=online)
     _check_mlp_ratio(loaded.config, sizes["mlp_ratio"])
     model = Model(loaded.config, None, spec, loaded, model_spec)
     model._build = lambda device, dtype: build_model_from_checkpoint(model.checkpoint, device=device, dtype=dtype)

@@ -73,50 +73,108 @@ def _cached_timm_repo(repo: str, spec: str) -> str:
     return repo
 
 
-def resolve(spec: str) -> Resolved:
-    """The weights file of a hub spec, from the local cache (or the hub when online)."""
+def resolve(spec: str, online: bool = False) -> Resolved:
+    """The weights file of a hub spec: from the local cache first, read by hand (no network, no waiting);
+    from the hub only when `online` is asked, or HF_HUB_OFFLINE is unset and the cache has nothing."""
     repo, revision = parse_spec(spec)
     if spec.startswith("timm:"):
         repo = _cached_timm_repo(repo, spec)
+    snapshot = cached_snapshot(repo, revision, spec)
+    if snapshot is not None:
+        for name in WEIGHT_FILES:
+            if (snapshot / name).is_file():
+                configs = {n: snapshot / n for n in CONFIG_FILES if (snapshot / n).is_file()}
+                return Resolved(spec, snapshot / name, repo, configs)
+    repo_cached = (cache_dir() / ("models--" + repo.replace("/", "--"))).is_dir()
+    if online or (not offline() and not repo_cached):
+        return _download(spec, repo, revision)
+    raise _missing(spec, repo, "the hub was not asked (HF_HUB_OFFLINE is set; --online asks it)" if offline()
+                   else "the hub was not asked (pass --online to download it)")
+
+
+def cached_snapshot(repo: str, revision: str | None, spec: str) -> Path | None:
+    """`models--ORG--NAME/snapshots/<commit>` for `revision` (a branch or tag in refs/, or a full or
+    short commit hash), `refs/main`, or the one snapshot when there is no refs/ folder."""
+    base = cache_dir() / ("models--" + repo.replace("/", "--"))
+    snapshots = base / "snapshots"
+    if not snapshots.is_dir():
+        return None
+    names = sorted(p.name for p in snapshots.iterdir() if p.is_dir())
+    wanted = revision or "main"
+    ref = base / "refs" / wanted
+    if ref.is_file():
+        commit = ref.read_text().strip()
+        return snapshots / commit if commit in names else None
+    if revision:
+        matches = [n for n in names if n.startswith(revision.lower())]
+        if len(matches) > 1:
+            raise VitcliError(spec, f"revision {revision} matches {len(matches)} cached snapshots; give more of the hash")
+        return snapshots / matches[0] if matches else None
+    return snapshots / names[0] if len(names) == 1 else None
+
+
+def _download(spec: str, repo: str, revision: str | None) -> Resolved:
+    """Ask the hub once, with short timeouts and no retry storm; config files beside the weights."""
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     try:
-        import huggingface_hub  # noqa: F401
+        from huggingface_hub import hf_hub_download
     except ImportError:
-        raise VitcliError(spec, f"resolving hub names needs the huggingface_hub package (pip install huggingface_hub); "
-                          f"or download {WEIGHT_FILES[0]} of {repo} yourself and pass it: --weights PATH/{WEIGHT_FILES[0]}") from None
-    weights, problem, online = _fetch_first(repo, revision, WEIGHT_FILES, allow_online=not offline())
-    if weights is None:
-        where = f"the local Hugging Face cache ({cache_dir()})"
-        how = ("the hub was not asked because HF_HUB_OFFLINE is set" if offline()
-               else f"the hub could not provide it ({problem})")
-        raise VitcliError(spec, f"none of {', '.join(WEIGHT_FILES)} of {repo} is in {where}, and {how}; "
-                          f"download it (huggingface-cli download {repo} {WEIGHT_FILES[0]}) or pass a local "
-                          f"file: --weights path/to/{WEIGHT_FILES[0]}")
-    configs = {}
-    for name in CONFIG_FILES:  # from the hub only when the weights themselves came from there
-        found, _, _ = _fetch_first(repo, revision, (name,), allow_online=online)
-        if found is not None:
-            configs[name] = found
-    return Resolved(spec, weights, repo, configs)
-
-
-def _fetch_first(repo: str, revision: str | None, names: tuple[str, ...],
-                 allow_online: bool) -> tuple[Path | None, str, bool]:
-    """(path, "", from_hub) for the first of `names` in the cache, else on the hub; (None, why, False) if none."""
-    from huggingface_hub import hf_hub_download
-
+        raise _missing(spec, repo, "downloading needs the huggingface_hub package (pip install huggingface_hub)") from None
+    unreachable = _unreachable()
+    if unreachable:
+        raise _missing(spec, repo, f"the hub is unreachable ({unreachable})")
     problem = "not found"
-    for local_only in (True, False) if allow_online else (True,):
-        for name in names:
+    for name in WEIGHT_FILES:
+        try:
+            weights = Path(hf_hub_download(repo, name, revision=revision, cache_dir=str(cache_dir())))
+        except Exception as e:  # EntryNotFound, RepositoryNotFound, no network…
+            problem = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+            if "NotFound" not in type(e).__name__ or type(e).__name__.startswith("Local"):
+                break  # the hub is unreachable: do not ask again for every file name
+            continue
+        configs = {}
+        for config in CONFIG_FILES:
             try:
-                path = hf_hub_download(repo, name, revision=revision, cache_dir=str(cache_dir()),
-                                       local_files_only=local_only)
-                return Path(path), "", not local_only
-            except Exception as e:  # (Local)EntryNotFound, RepositoryNotFound, offline, network errors…
-                problem = type(e).__name__
-                if not local_only and "NotFound" not in problem:  # the hub is unreachable: stop asking
-                    first = str(e).splitlines()[0][:160] if str(e) else ""
-                    return None, f"{problem}: {first}" if first else problem, False
-    return None, problem, False
+                configs[config] = Path(hf_hub_download(repo, config, revision=revision, cache_dir=str(cache_dir())))
+            except Exception:
+                pass
+        return Resolved(spec, weights, repo, configs)
+    raise _missing(spec, repo, f"the hub could not provide it ({problem})")
 
 
-__all__ = ["Resolved", "cache_dir", "is_hub_spec", "offline", "parse_spec", "resolve"]
+def _unreachable(timeout: float = 3.0) -> str:
+    """Why the hub's host cannot be reached within `timeout` seconds ('' when it can): one quick probe
+    instead of huggingface_hub's retries with back-off (about 100 s without a network)."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    return ""
+
+
+def _missing(spec: str, repo: str, why: str) -> VitcliError:
+    """The one-line error: what is missing, where it was looked for, and the command that gets it."""
+    return VitcliError(spec, f"none of {', '.join(WEIGHT_FILES)} of {repo} is in the local Hugging Face cache "
+                       f"({cache_dir()}), and {why}; download it with `{download_command(repo)}` or pass a "
+                       f"local file: --weights path/to/{WEIGHT_FILES[0]}")
+
+
+def download_command(repo: str) -> str:
+    """The installed huggingface_hub's own download command (`hf` since 0.34, `huggingface-cli` before)."""
+    try:
+        from importlib.metadata import version
+
+        major, minor = (int(v) for v in version("huggingface_hub").split(".")[:2])
+        tool = "hf" if (major, minor) >= (0, 34) else "huggingface-cli"
+    except Exception:
+        tool = "hf"
+    return f"{tool} download {repo} {WEIGHT_FILES[0]}"
+
+
+__all__ = ["Resolved", "cache_dir", "cached_snapshot", "download_command", "is_hub_spec", "offline", "parse_spec",
+           "resolve"]

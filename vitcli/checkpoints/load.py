@@ -78,7 +78,7 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
                     family: str | None = None, image_size: int | tuple[int, int] | None = None,
                     heads: int | None = None, activation: Activation | None = None, eps: float | None = None,
                     pooling: Pooling | None = None, dim: int | None = None, depth: int | None = None,
-                    patch_size: int | None = None, mlp_dim: int | None = None) -> Loaded:
+                    patch_size: int | None = None, mlp_dim: int | None = None, online: bool = False) -> Loaded:
     """Read, recognise, map and check a checkpoint; VitcliError(spec, problem) on anything wrong.
 
     The keyword overrides are for what weights cannot show: `family` (skip detection), the native
@@ -89,7 +89,7 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     folder) is read for these too.
     """
     spec = str(spec)
-    raw = read_checkpoint(resolve(spec).path if is_hub_spec(spec) else spec)  # with the config files beside it
+    raw = read_checkpoint(resolve(spec, online).path if is_hub_spec(spec) else spec)  # with the config files beside it
     files = parse_configs(raw.configs, Path(raw.path).parent)
     tensors, wrapper_notes = strip_wrappers(raw.tensors)
     notes = [f"format {raw.format}", *raw.notes, *wrapper_notes]
