@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from vitcli.io.pictures import _pyplot, mark_patch
+from vitcli.io.pictures import colour_bar, _pyplot, mark_patch
 
 
 def upsample(grid_values: np.ndarray, patch_size: int) -> np.ndarray:
@@ -79,7 +79,7 @@ def similarity_overlay_figure(query_picture: np.ndarray, target_picture: np.ndar
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(heat, ax=axes[1], fraction=0.046, pad=0.03, label="Cosine similarity")
+    colour_bar(fig, axes[1], heat, "Cosine similarity")
     fig.suptitle(title, fontsize=10)
     return fig
 

@@ -89,16 +89,24 @@ def similarity_figure(similarity: np.ndarray, grid: tuple[int, int], title: str)
     cmap.set_bad("white")
     im = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
     step = max(1, max(rows, cols) // 14)
-    ax.set_xticks([c * (cols + 1) + (cols - 1) / 2 for c in range(0, cols, step)], [str(c + 1) for c in range(0, cols, step)])
-    ax.set_yticks([r * (rows + 1) + (rows - 1) / 2 for r in range(0, rows, step)], [str(r + 1) for r in range(0, rows, step)])
+    ax.set_xticks([c * (cols + 1) + (cols - 1) / 2 for c in range(0, cols, step)], [str(c) for c in range(0, cols, step)])
+    ax.set_yticks([r * (rows + 1) + (rows - 1) / 2 for r in range(0, rows, step)], [str(r) for r in range(0, rows, step)])
     ax.set_xlabel("Input patch column")
     ax.set_ylabel("Input patch row")
     ax.set_title(title)
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Cosine similarity")
+    colour_bar(fig, ax, im, "Cosine similarity")
     return fig
+
+
+def colour_bar(fig, ax, image, label: str):
+    """A colour bar exactly as tall as the plot beside it (rows and columns number from 0 elsewhere)."""
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    cax = make_axes_locatable(ax).append_axes("right", size="4%", pad=0.08)
+    return fig.colorbar(image, cax=cax, label=label)
 
 
 def mark_patch(ax, rc: tuple[int, int], patch_size: int, colour: str = "cyan") -> None:
@@ -137,7 +145,10 @@ def overlay_figure(pixels: np.ndarray, maps: np.ndarray, titles: list[str], supt
             mark_patch(ax, mark, patch_size)
         ax.set_title(titles[i], fontsize=9 if k > 1 else 11)
     fig.suptitle(suptitle, fontsize=11)
-    fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.046 if k == 1 else 0.02, pad=0.02, label=label)
+    if k == 1:
+        colour_bar(fig, axes.flat[0], image, label)
+    else:
+        fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02, label=label)
     return fig
 
 
