@@ -214,4 +214,6 @@ def test_seeded_model_tables_and_errors(tmp_path):
     assert_clean_error(run_cli("figures", "similar", "sample_images/chelsea.jpg", *small, "--patch", "4,0"), "--patch", "outside the 4x4 grid")
     assert_clean_error(run_cli("figures", "pca", "sample_images/chelsea.jpg", *small, "--foreground-threshold", "1.5"), "--foreground-threshold")
     r = run_cli("figures", "filters", "--help")
-    assert r.returncode == 0 and "Examples:" in r.stdout.decode().strip().splitlines()[-2] + r.stdout.decode().strip().splitlines()[-1]
+    text = r.stdout.decode()
+    assert r.returncode == 0 and "Examples:" in text
+    assert text.strip().splitlines()[-1].strip() == "vitcli figures filters --weights vit.safetensors --png filters.png -o filters.npy"
