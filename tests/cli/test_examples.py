@@ -1,5 +1,8 @@
-"""Every example in `--help` runs as written (in a folder holding the files the examples name)."""
+"""Every example in `--help` and in the README runs as written, in a folder holding the files the
+examples name (photos, timm / DINOv2 / Hugging Face checkpoints, a Hugging Face cache)."""
 
+import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -31,10 +34,59 @@ def folder(tmp_path_factory):
     (root / "photos").mkdir()
     for name in ("astronaut.jpg", "rocket.jpg", "coffee.jpg"):
         shutil.copy(SAMPLES / name, root / "photos" / name)
-    for name, size in (("vit", 224), ("wide", (224, 448))):
-        model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=size, depth=2)
+    for name in ("photo.jpg", "img.jpg", "a.jpg", "b.jpg"):
+        shutil.copy(SAMPLES / "astronaut.jpg", root / name)
+    shutil.copytree(SAMPLES, root / "sample_images")
+    checkpoints = {"vit": ("vit_tiny_patch16_224", dict(img_size=224)), "wide": ("vit_tiny_patch16_224", dict(img_size=(224, 448))),
+                   "vit_base_patch16_224": ("vit_tiny_patch16_224", {}),
+                   "dinov2": ("vit_small_patch14_dinov2", dict(img_size=224)),
+                   "dinov2_reg4": ("vit_small_patch14_reg4_dinov2", dict(img_size=224))}
+    for name, (arch, kwargs) in checkpoints.items():
+        model = timm.create_model(arch, pretrained=False, depth=2, **kwargs)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / f"{name}.safetensors"))
+    _hf_cache(root / "hf-cache", "google/vit-base-patch16-224")
     return root
+
+
+def _hf_cache(cache, repo: str) -> None:
+    """A Hugging Face cache holding a tiny transformers ViTModel under `repo` (refs/main → snapshot)."""
+    from transformers import ViTConfig, ViTModel
+
+    commit = "0" * 40
+    base = cache / ("models--" + repo.replace("/", "--"))
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(commit)
+    config = ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    ViTModel(config, add_pooling_layer=False).save_pretrained(base / "snapshots" / commit)
+
+
+def readme_examples() -> list[str]:
+    """The `vitcli …` lines of the README's bash blocks (continuations joined, comments dropped)."""
+    text = (SAMPLES.parent / "README.md").read_text()
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line.strip())
+            if line.startswith(("vitcli ", "find ")) and "pip install" not in line:
+                lines.append(line)
+    return lines
+
+
+def run_line(line: str, folder) -> subprocess.CompletedProcess:
+    """One example as a shell line, `vitcli` and `python` being this interpreter."""
+    python = shlex.quote(sys.executable)
+    cmd = re.sub(r"(^|\| )vitcli ", lambda m: f"{m.group(1)}{python} -m vitcli ", line)
+    cmd = re.sub(r"\| python -c", f"| {python} -c", cmd)
+    env = {**os.environ, "NO_COLOR": "1", "HF_HUB_CACHE": str(folder / "hf-cache"), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(["bash", "-c", cmd], cwd=folder, capture_output=True, timeout=900, env=env)
+
+
+def test_readme_examples_run(folder):
+    lines = readme_examples()
+    assert len(lines) > 30
+    for line in lines:
+        r = run_line(line, folder)
+        assert r.returncode == 0, (line, r.stderr.decode()[-2000:])
 
 
 @pytest.mark.parametrize("command, examples", example_lists(), ids=[c for c, _ in example_lists()])
@@ -42,10 +94,5 @@ def test_help_examples_run(folder, command, examples):
     assert examples, command
     for line in examples:
         assert line.startswith("vitcli "), line
-        words = shlex.split(line.replace("python -c", "PYTHON -c"))
-        cmd = " ".join(shlex.quote(w) for w in words)
-        cmd = cmd.replace("vitcli ", f"{shlex.quote(sys.executable)} -m vitcli ", 1).replace("PYTHON", shlex.quote(sys.executable))
-        cmd = cmd.replace("' | '", " | ").replace(" '|' ", " | ")
-        r = subprocess.run(["bash", "-c", cmd], cwd=folder, capture_output=True, timeout=600,
-                           env={**__import__("os").environ, "NO_COLOR": "1"})
+        r = run_line(line, folder)
         assert r.returncode == 0, (line, r.stderr.decode()[-2000:])
