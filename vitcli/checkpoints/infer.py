@@ -88,13 +88,16 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     the native grid only when the table cannot be read alone and fits it exactly."""
     _require(fam, ev)
     dim, in_chans, patch = _patch_embed(ev)
-    fc1 = ev.shapes.get("blocks.0.mlp.fc1.weight")
+    fc1 = ev.shapes.get("blocks.0.mlp.fc1.weight") or ev.shapes.get("blocks.0.mlp.fc1_x.weight")
     mlp_dim = int(fc1[0]) if fc1 is not None else 4 * dim
     _check_shown(overrides, dim, ev.depth, patch, mlp_dim)
     class_token, distilled = ev.has("cls_token"), ev.has("dist_token")
     regs = ev.shapes.get("reg_tokens", ())
     registers = int(regs[1]) if len(regs) == 3 else 0
-    table = _read_table(ev, patch, (int(class_token) + int(distilled), registers), overrides, image_grid)
+    if ev.has("pos_embed"):
+        table = _read_table(ev, patch, (int(class_token) + int(distilled), registers), overrides, image_grid)
+    else:
+        table = _relpos_grid(ev, patch, overrides)
     variant = fam.variant(ev)
     heads, why_heads = _heads(dim, overrides, ev)
     activation, why_act = _activation(fam, variant, ev, overrides)
@@ -102,23 +105,61 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     notes = [n for n in (table.note, why_heads, why_act, *fam.notes, why_eps) if n]
     if overrides.pooling:
         notes.append(f"pooling {overrides.pooling} (given)")
-    pooling = overrides.pooling or (fam.pooling(ev) if class_token else "mean")
+    pooling = overrides.pooling or ("map" if ev.has("attn_pool.latent") else
+                                    fam.pooling(ev) if class_token else "mean")
     head = ev.shapes.get("head.weight", ())
     config = ViTConfig(
         name=ev.model_name, image_size=(table.grid[0] * patch, table.grid[1] * patch), patch_size=patch,
         in_chans=in_chans, dim=dim, depth=ev.depth, heads=heads, mlp_dim=mlp_dim, class_token=class_token,
-        distilled=distilled, num_registers=registers, posenc="learned", pos_prefix_rows=table.prefix_rows,
+        distilled=distilled, num_registers=registers, posenc="learned" if ev.has("pos_embed") else "none",
+        pos_prefix_rows=table.prefix_rows,
         patch_bias=ev.has("patch_embed.proj.bias"), qkv_bias=ev.has("blocks.0.attn.qkv.bias"),
         layer_scale=ev.has("blocks.0.ls1.gamma"), pre_norm=ev.has("norm_pre.weight"), final_norm=ev.has("norm.weight"),
         fc_norm=ev.has("fc_norm.weight"), pooling=pooling,  # type: ignore[arg-type]
         num_classes=int(head[0]) if len(head) == 2 else 0, head_bias=ev.has("head.bias"), eps=eps,
         activation=activation,  # type: ignore[arg-type]
-        extra={"family": variant.label, "format": ev.format, "rules": list(notes)},
+        extra={"family": variant.label, "format": ev.format, "rules": list(notes)}, **_new_parts(ev),
     )
     preprocess = fam.file_preprocess(ev, config) or variant.preprocess(config)
     unresolved = table.candidates if table.native == "from image" else ()
-    return Inferred(config, variant.label, preprocess, tuple(notes), int(ev.shapes["pos_embed"][1]), table.native,
-                    unresolved)
+    rows = int(ev.shapes["pos_embed"][1]) if ev.has("pos_embed") else 0
+    return Inferred(config, variant.label, preprocess, tuple(notes), rows, table.native, unresolved)
+
+
+def _new_parts(ev: Evidence) -> dict[str, object]:
+    """The parts of the newer families that the tensors show: RMSNorm (no norm bias), SwiGLU
+    (fc1_g), missing biases, the patch norm and the relative position bias (shared or per block)."""
+    rel = "shared" if ev.has("rel_pos_bias.relative_position_bias_table") else \
+        "layer" if ev.has("blocks.0.rel_pos_bias.relative_position_bias_table") else "none"
+    swiglu = ev.has("blocks.0.mlp.fc1_g.weight")
+    return dict(norm="layernorm" if ev.has("blocks.0.norm1.bias") else "rmsnorm",
+                mlp="swiglu" if swiglu else "mlp", proj_bias=ev.has("blocks.0.attn.proj.bias"),
+                mlp_bias=ev.has("blocks.0.mlp.fc2.bias"), patch_norm=ev.has("patch_embed.norm.weight"),
+                rel_pos_bias=rel)
+
+
+def _relpos_grid(ev: Evidence, patch: int, o: Overrides) -> _Grid:
+    """The native grid of a model without a position table, from its relative bias table
+    ((2R-1)(2C-1)+3 rows): a size given or in a config file, else the square that fits."""
+    shape = ev.shapes.get("rel_pos_bias.relative_position_bias_table") or \
+        ev.shapes.get("blocks.0.rel_pos_bias.relative_position_bias_table")
+    if shape is None:
+        raise VitcliError(ev.name, "no position table (pos_embed) and no relative position bias table: "
+                          "vitcli cannot build a ViT without position information from these weights")
+    offsets = int(shape[0]) - 3
+    size, given = (o.image_size, True) if o.image_size else (ev.files.image_size, False)
+    if size is not None:
+        grid = (size[0] // patch, size[1] // patch)
+        if (2 * grid[0] - 1) * (2 * grid[1] - 1) == offsets and size[0] % patch == 0 and size[1] % patch == 0:
+            return _Grid(grid, 0, "known", (), f"native size {size[0]}x{size[1]}" + (" (given)" if given else ""))
+        if given:
+            raise VitcliError("--native-size", f"{size[0]}x{size[1]} does not fit the relative position bias table "
+                              f"of {shape[0]} rows")
+    side = (math.isqrt(offsets) + 1) // 2
+    if (2 * side - 1) ** 2 != offsets:
+        raise VitcliError(ev.name, f"the relative position bias table has {shape[0]} rows: not a square grid's "
+                          "(2R-1)(2C-1)+3; pass {needs}", needs="native_size")
+    return _Grid((side, side), 0, "known", (), f"native grid {side}x{side} (from the relative position bias table)")
 
 
 def grid_error(source: str, table_rows: int, prefix_rows: Iterable[int]) -> VitcliError:

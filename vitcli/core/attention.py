@@ -62,7 +62,7 @@ WEIGHTS_BLOCK = 1 << 23  # attention scores computed at once when the full matri
 class Attention(nn.Module):
     """Multi-head self-attention with fused `qkv` (3D, D), rows stacked q, k, v, and `proj` (D, D)."""
 
-    def __init__(self, dim: int, heads: int, qkv_bias: bool = True) -> None:
+    def __init__(self, dim: int, heads: int, qkv_bias: bool = True, proj_bias: bool = True) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by {heads} heads")
@@ -70,7 +70,7 @@ class Attention(nn.Module):
         self.head_dim = dim // heads
         self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
 
     def split_heads(self, x: Tensor, rotate: Rotate | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(B, T, D) → Q, K, V, each (B, H, T, d); Q and K rotated when `rotate` is given."""
@@ -130,7 +130,7 @@ class Attention(nn.Module):
 def make_attention(config: ViTConfig) -> Attention:
     """The block's attention of the config's kind (qk-norm arrives as a new kind here)."""
     if config.attention == "plain":
-        return Attention(config.dim, config.heads, qkv_bias=config.qkv_bias)
+        return Attention(config.dim, config.heads, qkv_bias=config.qkv_bias, proj_bias=config.proj_bias)
     raise ValueError(f"unknown attention '{config.attention}': use plain")
 
 

@@ -16,6 +16,12 @@ checkpoint loader maps each family onto them with a key table and a few flags):
   blocks.{i}.ls2.gamma (D)                                 [if layer_scale]
   norm.weight / .bias (D)                                  [if final_norm]
   fc_norm.weight / .bias (D)                               [if fc_norm: LN after pooling]
+  attn_pool.latent (1, 1, D), attn_pool.q / .kv (2D, D) / .proj / .norm / .mlp.fc1 / .mlp.fc2
+                                                           [if pooling == "map": the probe]
+  rel_pos_bias.relative_position_bias_table ((2R-1)(2C-1)+3, H)   [if rel_pos_bias == "shared";
+                                                           per block blocks.{i}.rel_pos_bias.*]
+  patch_embed.norm.weight (D)                              [if patch_norm]
+  blocks.{i}.mlp.fc1_g / fc1_x / fc2                       [if mlp == "swiglu"]
   head.weight (num_classes, D) / head.bias                 [if num_classes; bias if head_bias]
   head_dist.weight / .bias                                 [if distilled and num_classes]
 
@@ -34,10 +40,11 @@ from typing import Literal
 
 PosEncKind = Literal["learned", "sincos1d", "sincos2d", "none"]
 AttentionKind = Literal["plain"]  # multi-head self-attention softmax(Q·Kᵀ/√d)·V
-MlpKind = Literal["mlp"]  # fc1, activation, fc2
-Activation = Literal["gelu", "gelu_tanh", "quick_gelu"]
-NormKind = Literal["layernorm"]
-Pooling = Literal["cls", "mean", "none"]
+MlpKind = Literal["mlp", "swiglu"]  # fc1, activation, fc2; swiglu: fc2(act(fc1_g)·fc1_x) (AIMv2)
+Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "silu"]
+NormKind = Literal["layernorm", "rmsnorm"]
+Pooling = Literal["cls", "mean", "none", "map"]  # map: an attention-pool probe (SigLIP)
+RelPosKind = Literal["none", "layer", "shared"]  # BEiT's relative position bias: per block or one for all
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,11 @@ class ViTConfig:
     mlp: MlpKind = "mlp"
     activation: Activation = "gelu"
     norm: NormKind = "layernorm"  # every norm: norm_pre, norm1, norm2, norm, fc_norm
+    # Parts of the newer families (SigLIP, BEiT, AIMv2); the defaults leave a plain ViT as it was.
+    proj_bias: bool = True  # attn.proj bias (AIMv2 has none)
+    mlp_bias: bool = True  # MLP linear biases (AIMv2 has none)
+    patch_norm: bool = False  # patch_embed.norm after the projection (AIMv2's RMSNorm)
+    rel_pos_bias: RelPosKind = "none"  # blocks.{i}.rel_pos_bias.* (layer) or rel_pos_bias.* (shared)
     extra: dict = field(default_factory=dict, compare=False)  # family notes for `info`
 
     @property

@@ -30,7 +30,9 @@ class Rule:
 
     core: str
     sources: tuple[Source, ...]
-    op: str = ""  # "": as is; "3d": (D,) or (T, D) → (1, T, D); "T": transpose (CLIP's proj)
+    op: str = ""  # "": as is; "3d": (D,) or (T, D) → (1, T, D); "T": transpose (CLIP's proj);
+    #               "qzv": q bias + v bias → q, zero k, v bias (BEiT); "q3" / "kv3": the first third /
+    #               last two thirds of a stacked in_proj (nn.MultiheadAttention's q / k, v rows)
 
 
 def pair(core: str, src: str | tuple[Source, ...], op: str = "") -> list[Rule]:
@@ -241,6 +243,15 @@ def _apply(value: Tensor, op: str, name: str, problems: list[str]) -> Tensor:
         if value.dim() not in (1, 2, 3):
             problems.append(f"{name} has shape {tuple(value.shape)}, expected (D,), (T, D) or (1, T, D)")
         return value.reshape(1, -1, value.shape[-1])
+    if op == "qzv":  # (2D,) q and v biases → (3D,) with k's bias zero
+        q, v = value.chunk(2)
+        return torch.cat([q, torch.zeros_like(q), v])
+    if op in ("q3", "kv3"):
+        if value.shape[0] % 3:
+            problems.append(f"{name} has {value.shape[0]} rows, not three stacked projections")
+            return value
+        d = value.shape[0] // 3
+        return value[:d] if op == "q3" else value[d:]
     if op == "T":
         if value.dim() != 2:
             problems.append(f"{name} has shape {tuple(value.shape)}, expected a (D, E) projection")
