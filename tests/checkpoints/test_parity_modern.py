@@ -121,3 +121,80 @@ def test_timm_aimv2_rmsnorm_swiglu(tmp_path) -> None:
     c = loaded.config
     assert (c.norm, c.mlp, c.activation, c.patch_norm, c.qkv_bias, c.proj_bias, c.eps) == \
         ("rmsnorm", "swiglu", "silu", True, False, False, 1e-5)
+
+
+# ---- transformers: eager attention, save_pretrained folders (config.json beside the weights) ----
+
+import transformers as hf  # noqa: E402
+
+SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, patch_size=16)
+
+
+def _eager(config):
+    config._attn_implementation = "eager"
+    return config
+
+
+def _hf_probe(head, hidden):
+    """The SigLIP head's probe weights from torch's own nn.MultiheadAttention maths."""
+    probe = head.probe.expand(hidden.shape[0], -1, -1)
+    return head.attention(probe, hidden, hidden, need_weights=True, average_attn_weights=False)[1]
+
+
+@torch.no_grad()
+def test_hf_siglip_vision_model(tmp_path) -> None:
+    model = scramble(hf.SiglipVisionModel(_eager(hf.SiglipVisionConfig(**SMALL, image_size=32))), seed=20)
+    model.save_pretrained(tmp_path / "siglip")
+    x = images(2, 32, 32, seed=20)  # SiglipVisionModel's table is square; non-square is the SiglipModel test below
+    loaded, out = core(tmp_path / "siglip", x)
+    ref = model(pixel_values=x, output_attentions=True)
+    assert (loaded.family, loaded.config.pooling, loaded.config.activation) == ("hf-siglip", "map", "gelu_tanh")
+    check("transformers SiglipVisionModel", {
+        "features": (out.output, ref.last_hidden_state), "pooled": (out.pooled, ref.pooler_output),
+        "probe": (out.pool_attention, _hf_probe(model.head, ref.last_hidden_state))},
+        out.attentions, list(ref.attentions))
+
+
+@torch.no_grad()
+def test_hf_siglip_model_vision_tower_non_square(tmp_path) -> None:
+    """SiglipModel's tower (text tower ignored) on a 2×3 grid: the table's grid is read from the image."""
+    config = hf.SiglipConfig(text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                              intermediate_size=64, vocab_size=50),
+                             vision_config=dict(**SMALL, image_size=32))
+    model = hf.SiglipModel(_eager(config))
+    model.vision_model.config._attn_implementation = "eager"
+    emb = model.vision_model.embeddings
+    emb.position_embedding = torch.nn.Embedding(6, 64)  # a 2×3 grid's table
+    emb.num_patches = emb.num_positions = 6
+    emb.register_buffer("position_ids", torch.arange(6)[None], persistent=False)
+    scramble(model, seed=21)
+    save_file(model.state_dict(), tmp_path / "siglip_full.safetensors")
+    x = images(1, H, W, seed=21)
+    loaded, out = core(tmp_path / "siglip_full.safetensors", x, image_size=(H, W))
+    ref = model.vision_model(pixel_values=x, output_attentions=True)
+    assert any(k.startswith("text_model.") for k in loaded.ignored_keys)
+    head = model.vision_model.head
+    check("transformers SiglipModel vision tower", {
+        "features": (out.output, ref.last_hidden_state), "pooled": (out.pooled, ref.pooler_output),
+        "probe": (out.pool_attention, _hf_probe(head, ref.last_hidden_state))}, out.attentions, list(ref.attentions))
+
+
+@pytest.mark.parametrize("cls,shared,mean", [(hf.BeitModel, False, True), (hf.BeitModel, True, False),
+                                             (hf.Data2VecVisionModel, True, True)])
+@torch.no_grad()
+def test_hf_beit_data2vec(tmp_path, cls, shared, mean) -> None:
+    """Square: transformers re-samples a non-square table through a (W', H') reshape, so its own numbers
+    on a non-square grid are not BEiT's (timm's); the non-square case is timm's test above."""
+    conf = (hf.BeitConfig if cls is hf.BeitModel else hf.Data2VecVisionConfig)(
+        **SMALL, image_size=48, use_relative_position_bias=not shared, use_shared_relative_position_bias=shared,
+        use_mean_pooling=mean, layer_scale_init_value=0.1)
+    model = scramble(cls(_eager(conf), add_pooling_layer=True), seed=22)
+    model.save_pretrained(tmp_path / "beit")
+    x = images(2, 48, 48, seed=22)
+    loaded, out = core(tmp_path / "beit", x)
+    ref = model(pixel_values=x, output_attentions=True)
+    c = loaded.config
+    assert (c.rel_pos_bias, c.pooling) == ("shared" if shared else "layer", "mean" if mean else "cls")
+    check(f"transformers {cls.__name__} shared={shared} mean={mean}", {
+        "features": (out.output if not mean else out.output, ref.last_hidden_state),
+        "pooled": (out.pooled, ref.pooler_output)}, out.attentions, list(ref.attentions))
