@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 from torch.overrides import TorchFunctionMode
 
-from tests.checkpoints.parity import TimmAttention, check, images, scramble
+from tests.checkpoints.parity import TimmAttention, check, diff, images, scramble
 from vitcli.checkpoints.load import build_model_from_checkpoint, load_checkpoint
 from vitcli.core.capture import Capture
 
@@ -198,3 +198,34 @@ def test_hf_beit_data2vec(tmp_path, cls, shared, mean) -> None:
     check(f"transformers {cls.__name__} shared={shared} mean={mean}", {
         "features": (out.output if not mean else out.output, ref.last_hidden_state),
         "pooled": (out.pooled, ref.pooler_output)}, out.attentions, list(ref.attentions))
+
+
+@torch.no_grad()
+def test_hf_vit_mae_natural_order(tmp_path) -> None:
+    """ViTMAEModel with mask_ratio 0 and noise = arange: all tokens kept in their natural order."""
+    model = scramble(hf.ViTMAEModel(_eager(hf.ViTMAEConfig(**SMALL, image_size=32, mask_ratio=0.0))), seed=23)
+    model.save_pretrained(tmp_path / "mae")
+    x = images(2, 32, 32, seed=23)
+    loaded, out = core(tmp_path / "mae", x)
+    noise = torch.arange(4, dtype=torch.float32).expand(2, -1)  # ascending noise: ids_restore is the identity
+    ref = model(pixel_values=x, noise=noise, output_attentions=True)
+    assert ref.ids_restore.tolist() == [[0, 1, 2, 3]] * 2 and ref.mask.sum() == 0
+    check("transformers ViTMAEModel", {"features": (out.output, ref.last_hidden_state)},
+          out.attentions, list(ref.attentions))
+
+
+@pytest.mark.parametrize("arch", ["vit_base_patch16_siglip_224", "beit_base_patch16_224"])
+@torch.no_grad()
+def test_timm_wrapper_model(tmp_path, arch) -> None:
+    """transformers' TimmWrapperModel: timm's keys under `timm_model.`, config.json with model_args."""
+    args = dict(img_size=[H, W], embed_dim=64, depth=2, num_heads=4)
+    model = hf.TimmWrapperModel(hf.TimmWrapperConfig(architecture=arch, model_args=args, num_classes=0))
+    scramble(model, seed=24)
+    model.save_pretrained(tmp_path / "wrapped")
+    attn = TimmAttention(model.timm_model)
+    x = images(1, H, W, seed=24)
+    loaded = _timm_check(f"TimmWrapperModel({arch})", tmp_path / "wrapped", model.timm_model, attn, x)
+    assert any("timm_model." in n for n in loaded.notes)
+    ref = model(pixel_values=x)
+    loaded2, out = core(tmp_path / "wrapped", x)
+    assert diff(out.output, ref.last_hidden_state) <= 1e-4 and diff(out.pooled, ref.pooler_output) <= 1e-4
