@@ -229,3 +229,18 @@ def test_timm_wrapper_model(tmp_path, arch) -> None:
     ref = model(pixel_values=x)
     loaded2, out = core(tmp_path / "wrapped", x)
     assert diff(out.output, ref.last_hidden_state) <= 1e-4 and diff(out.pooled, ref.pooler_output) <= 1e-4
+
+
+@torch.no_grad()
+def test_hf_aimv2_vision_model(tmp_path) -> None:
+    conf = hf.Aimv2VisionConfig(**SMALL, image_size=32, qkv_bias=False, mlp_bias=False, use_head=True)
+    model = scramble(hf.Aimv2VisionModel(_eager(conf)), seed=25)
+    model.save_pretrained(tmp_path / "aimv2")
+    x = images(2, 32, 32, seed=25)
+    loaded, out = core(tmp_path / "aimv2", x)
+    ref = model(pixel_values=x, output_attentions=True)
+    c = loaded.config
+    assert (loaded.family, c.norm, c.mlp, c.activation, c.pooling) == ("hf-aimv2", "rmsnorm", "swiglu", "silu", "mean")
+    assert any(k.startswith("head.") for k in loaded.ignored_keys)
+    check("transformers Aimv2VisionModel", {"features": (out.output, ref.last_hidden_state)},
+          out.attentions, list(ref.attentions))

@@ -53,4 +53,45 @@ HF_SIGLIP = Family(
     required=("patch_embed.proj.weight", "pos_embed", "norm.weight"),
 )
 
-__all__ = ["HF_MAP_RULES", "HF_SIGLIP"]
+
+
+
+def _aimv2_default(c):
+    from vitcli.checkpoints.preprocess import OPENAI_CLIP, shortest_crop
+
+    return shortest_crop(c.image_size, c.image_size[0], OPENAI_CLIP, "bicubic", "floor",
+                         "transformers CLIPImageProcessor as configured for apple/aimv2")
+
+
+HF_AIMV2 = Family(
+    "hf-aimv2", "Hugging Face transformers Aimv2VisionModel",
+    markers=(r"^embeddings\.patch_embed\.weight$", r"^encoder\.layers\.0\.rms_norm1\.weight$"),
+    roots=("vision_model.", ""),
+    block_prefixes=("encoder.layers.{i}.",),
+    top=(
+        Rule("pos_embed", ("embeddings.position_embedding.weight",), "3d"),
+        *pair("patch_embed.proj", "embeddings.patch_embed"),
+        Rule("patch_embed.norm.weight", ("embeddings.rms_norm.weight",)),
+        Rule("norm.weight", ("rms_norm.weight",)),
+    ),
+    block=(
+        Rule("norm1.weight", ("rms_norm1.weight",)),
+        *pair("attn.qkv", (tuple(f"attention.{n}_proj" for n in "qkv"),)),
+        *pair("attn.proj", "attention.out_proj"),
+        Rule("norm2.weight", ("rms_norm2.weight",)),
+        *pair("mlp.fc1_g", "ffn.gate_proj"),
+        *pair("mlp.fc1_x", "ffn.up_proj"),
+        *pair("mlp.fc2", "ffn.down_proj"),
+    ),
+    variants=(Variant("hf-aimv2", always, _aimv2_default),),
+    ignore=(r"^embeddings\.position_ids$", r"^head\.(cls_token|k_proj|v_proj|output_proj)\b"),
+    ignore_outside=(r"^text_model\.", r"^(text|visual)_projection\.", r"^logit_scale$"),
+    eps=1e-5,
+    activation=hf_activation("silu", "hf-aimv2"),
+    file_preprocess=processor_preprocess,
+    notes=(RESAMPLE_NOTE, "AIMv2's attention-pooling head (head.cls_token, k/v/output_proj: no query projection "
+           "or MLP) is not built: pooled is the patch mean, as timm's aimv2_* models pool"),
+    required=("patch_embed.proj.weight", "pos_embed", "norm.weight"),
+)
+
+__all__ = ["HF_AIMV2", "HF_MAP_RULES", "HF_SIGLIP"]
