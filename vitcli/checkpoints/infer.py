@@ -132,7 +132,8 @@ def _new_parts(ev: Evidence) -> dict[str, object]:
     rel = "shared" if ev.has("rel_pos_bias.relative_position_bias_table") else \
         "layer" if ev.has("blocks.0.rel_pos_bias.relative_position_bias_table") else "none"
     swiglu = ev.has("blocks.0.mlp.fc1_g.weight")
-    return dict(norm="layernorm" if ev.has("blocks.0.norm1.bias") else "rmsnorm",
+    norm_bias = any(k.endswith(("norm1.bias", "norm2.bias")) for k in ev.shapes)  # one missing bias: a broken file
+    return dict(norm="layernorm" if norm_bias else "rmsnorm",
                 mlp="swiglu" if swiglu else "mlp", proj_bias=ev.has("blocks.0.attn.proj.bias"),
                 mlp_bias=ev.has("blocks.0.mlp.fc2.bias"), patch_norm=ev.has("patch_embed.norm.weight"),
                 rel_pos_bias=rel)

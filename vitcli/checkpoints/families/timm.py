@@ -72,7 +72,8 @@ def _no_class_row(ev: Evidence) -> bool:
     import math
 
     rows = ev.shapes.get("pos_embed", (0, 0, 0))[1]
-    return ev.has("cls_token") and math.isqrt(rows) ** 2 == rows and "dinov2" not in ev.model_name.lower()
+    return (ev.has("cls_token") and not ev.has("reg_tokens") and math.isqrt(rows) ** 2 == rows
+            and "dinov2" not in ev.model_name.lower())
 
 
 VARIANTS = (
