@@ -124,6 +124,9 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
             "activation": c.activation, "eps": c.eps, "num_classes": c.num_classes,
             "dtype": self.spec.dtype,
         }
+        from vitcli.core.parts import model_parts
+
+        doc["parts"] = model_parts(c)
         if self.grid_note:
             doc["native_grid_from"] = self.grid_note
         if self.checkpoint is not None:

@@ -42,6 +42,7 @@ def _table(doc: dict[str, Any]) -> Any:
         ("prefix tokens", doc["prefix_tokens"]),
         ("pooling / head", f"{m['pooling']} / {m['num_classes'] or 'none'}"),
     ]
+    rows += [(f"part: {k}", v) for k, v in m.get("parts", {}).items()]
     rows += [(f"preprocess {k}", str(v)) for k, v in doc.get("preprocess", {}).items()]
     if m.get("ignored_keys"):
         rows.append(("ignored keys", ", ".join(m["ignored_keys"])))
