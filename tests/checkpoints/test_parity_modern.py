@@ -244,3 +244,47 @@ def test_hf_aimv2_vision_model(tmp_path) -> None:
     assert any(k.startswith("head.") for k in loaded.ignored_keys)
     check("transformers Aimv2VisionModel", {"features": (out.output, ref.last_hidden_state)},
           out.attentions, list(ref.attentions))
+
+
+# ---- NaFlex (SigLIP 2): Linear patch embedding, table resized bilinearly to the image's own grid ----
+
+
+@torch.no_grad()
+def test_timm_naflexvit_siglip_on_its_own_grid(tmp_path) -> None:
+    name = "naflexvit_base_patch16_siglip"
+    model, attn = _timm(name, pos_embed_grid_size=(4, 4), embed_dim=64, depth=2, num_heads=4, num_classes=0)
+    save_file(model.state_dict(), tmp_path / f"{name}.safetensors")
+    x = images(1, H, W, seed=30)  # 2×3 grid: the table is resized (bilinear, antialiased)
+    loaded, out = core(tmp_path / f"{name}.safetensors", x)
+    attn.weights.clear()
+    feats = model.forward_features(x)
+    model.attn_pool.fused_attn = False
+    with SoftmaxRecorder() as rec:
+        pooled = model.forward_head(feats, pre_logits=True)
+    c = loaded.config
+    assert (loaded.family, c.grid, c.pos_resample, c.pooling) == ("timm-naflex-siglip2", (4, 4), "bilinear", "map")
+    check("timm naflexvit siglip", {"features": (out.output, feats), "pooled": (out.pooled, pooled),
+                                    "probe": (out.pool_attention, rec.outputs[0])}, out.attentions, attn.weights)
+
+
+def _hf_patches(x, p):
+    """Siglip2ImageProcessor's patch order: (B, C, H, W) → (B, N, P·P·C), rows of (row, col, channel)."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), -1)
+
+
+@torch.no_grad()
+def test_hf_siglip2_vision_model_naflex(tmp_path) -> None:
+    conf = hf.Siglip2VisionConfig(**SMALL, num_patches=16)  # a 4×4 table
+    model = scramble(hf.Siglip2VisionModel(_eager(conf)), seed=31)
+    model.save_pretrained(tmp_path / "siglip2")
+    x = images(1, H, W, seed=31)
+    loaded, out = core(tmp_path / "siglip2", x)
+    mask = torch.ones(1, 6, dtype=torch.long)
+    ref = model(pixel_values=_hf_patches(x, 16), pixel_attention_mask=mask,
+                spatial_shapes=torch.tensor([[2, 3]]), output_attentions=True)
+    assert (loaded.family, loaded.config.pos_resample) == ("hf-siglip2", "bilinear")
+    check("transformers Siglip2VisionModel", {
+        "features": (out.output, ref.last_hidden_state), "pooled": (out.pooled, ref.pooler_output),
+        "probe": (out.pool_attention, _hf_probe(model.head, ref.last_hidden_state))},
+        out.attentions, list(ref.attentions))

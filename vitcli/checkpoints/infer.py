@@ -128,7 +128,8 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
 
 def _new_parts(ev: Evidence) -> dict[str, object]:
     """The parts of the newer families that the tensors show: RMSNorm (no norm bias), SwiGLU
-    (fc1_g), missing biases, the patch norm and the relative position bias (shared or per block)."""
+    (fc1_g), missing biases, the patch norm, the relative position bias (shared or per block), and
+    NaFlex's bilinear table resizing (with its Linear patch embedding)."""
     rel = "shared" if ev.has("rel_pos_bias.relative_position_bias_table") else \
         "layer" if ev.has("blocks.0.rel_pos_bias.relative_position_bias_table") else "none"
     swiglu = ev.has("blocks.0.mlp.fc1_g.weight")
@@ -136,7 +137,7 @@ def _new_parts(ev: Evidence) -> dict[str, object]:
     return dict(norm="layernorm" if norm_bias else "rmsnorm",
                 mlp="swiglu" if swiglu else "mlp", proj_bias=ev.has("blocks.0.attn.proj.bias"),
                 mlp_bias=ev.has("blocks.0.mlp.fc2.bias"), patch_norm=ev.has("patch_embed.norm.weight"),
-                rel_pos_bias=rel)
+                rel_pos_bias=rel, pos_resample="bilinear" if "linear-patch" in ev.applied else "bicubic")
 
 
 def _relpos_grid(ev: Evidence, patch: int, o: Overrides) -> _Grid:

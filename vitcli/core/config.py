@@ -45,6 +45,7 @@ Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "silu"]
 NormKind = Literal["layernorm", "rmsnorm"]
 Pooling = Literal["cls", "mean", "none", "map"]  # map: an attention-pool probe (SigLIP)
 RelPosKind = Literal["none", "layer", "shared"]  # BEiT's relative position bias: per block or one for all
+PosResample = Literal["bicubic", "bilinear"]  # how a learned table meets another grid (NaFlex: bilinear)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class ViTConfig:
     mlp_bias: bool = True  # MLP linear biases (AIMv2 has none)
     patch_norm: bool = False  # patch_embed.norm after the projection (AIMv2's RMSNorm)
     rel_pos_bias: RelPosKind = "none"  # blocks.{i}.rel_pos_bias.* (layer) or rel_pos_bias.* (shared)
+    pos_resample: PosResample = "bicubic"  # learned table to the image's grid: timm's bicubic, NaFlex bilinear
     extra: dict = field(default_factory=dict, compare=False)  # family notes for `info`
 
     @property

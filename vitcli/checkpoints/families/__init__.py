@@ -24,13 +24,14 @@ from vitcli.checkpoints.families.base import Evidence, Family, Mapped, Rule, Var
 from vitcli.checkpoints.families.base import detect as _detect
 from vitcli.checkpoints.families.clip import CLIP
 from vitcli.checkpoints.families.siglip import HF_AIMV2, HF_SIGLIP
-from vitcli.checkpoints.families.timm import TIMM
+from vitcli.checkpoints.families.timm import TIMM, TIMM_NAFLEX
 from vitcli.checkpoints.families.torchvision import TORCHVISION
 from vitcli.checkpoints.families.transformers import HF_CLIP, HF_DINOV2, HF_VIT
 
 # Detection order: the most specific markers first (CLIP's text tower also has `transformer.`).
 # BEiT's layouts carry ViT's and timm's keys too, so they come before those.
-FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_SIGLIP, HF_AIMV2, HF_BEIT, HF_DINOV2, HF_VIT, TORCHVISION, TIMM_BEIT, TIMM)
+FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_SIGLIP, HF_AIMV2, HF_BEIT, HF_DINOV2, HF_VIT, TORCHVISION, TIMM_BEIT, TIMM_NAFLEX,
+                                TIMM)
 FAMILY_NAMES = {f.name: f for f in FAMILIES}
 
 
@@ -40,5 +41,5 @@ def detect(keys: Iterable[str], family: str | None = None) -> tuple[Family, str]
 
 
 __all__ = ["CLIP", "FAMILIES", "FAMILY_NAMES", "HF_AIMV2", "HF_BEIT", "HF_CLIP", "HF_DINOV2", "HF_SIGLIP", "HF_VIT", "TIMM",
-           "TIMM_BEIT", "TORCHVISION", "Evidence",
+           "TIMM_BEIT", "TIMM_NAFLEX", "TORCHVISION", "Evidence",
            "Family", "Mapped", "Rule", "Variant", "detect", "evidence", "map_keys"]

@@ -1,4 +1,6 @@
-"""Hugging Face transformers SigLIP: SiglipVisionModel and the vision tower of SiglipModel.
+"""Hugging Face transformers SigLIP: SiglipVisionModel, the vision tower of SiglipModel, and SigLIP 2
+(Siglip2VisionModel / Siglip2Model: NaFlex, a Linear patch embedding on patches flattened (row,
+column, channel), mapped to the equivalent conv kernel, and the table resized bilinearly).
 
 No class token; the position table has one row per patch (`position_embedding.weight` (N, D));
 `post_layernorm` normalises every token (the core's final `norm`), and the attention-pool head
@@ -30,7 +32,8 @@ HF_SIGLIP = Family(
     block_prefixes=("encoder.layers.{i}.",),
     top=(
         Rule("pos_embed", ("embeddings.position_embedding.weight",), "3d"),
-        *pair("patch_embed.proj", "embeddings.patch_embedding"),
+        Rule("patch_embed.proj.weight", ("embeddings.patch_embedding.weight",), "hwc"),  # SigLIP 2: Linear
+        Rule("patch_embed.proj.bias", ("embeddings.patch_embedding.bias",)),
         *pair("norm", "post_layernorm"),
         *HF_MAP_RULES,
     ),
@@ -42,7 +45,11 @@ HF_SIGLIP = Family(
         *pair("mlp.fc1", "mlp.fc1"),
         *pair("mlp.fc2", "mlp.fc2"),
     ),
-    variants=(Variant("hf-siglip", always, lambda c: exact_resize(c.image_size, INCEPTION, "bicubic",
+    variants=(Variant("hf-siglip2", lambda ev: "linear-patch" in ev.applied,
+                      lambda c: exact_resize(c.image_size, INCEPTION, "bilinear",
+                                             "transformers Siglip2ImageProcessor defaults (NaFlex: the image's own "
+                                             "aspect within max_num_patches; here resized to the native size)")),
+              Variant("hf-siglip", always, lambda c: exact_resize(c.image_size, INCEPTION, "bicubic",
                                                                   "transformers SiglipImageProcessor defaults")),),
     ignore=(r"^embeddings\.position_ids$",),
     ignore_outside=(r"^text_model\.", r"^logit_(scale|bias)$"),

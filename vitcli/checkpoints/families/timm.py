@@ -162,4 +162,41 @@ TIMM = Family(
     file_preprocess=_pretrained_cfg,
 )
 
-__all__ = ["MAP_RULES", "TIMM"]
+def _naflex_default(c: ViTConfig) -> Preprocess:
+    return timm_preprocess(c.image_size, 1.0, INCEPTION, "bicubic", source="timm NaFlexViT SigLIP 2 default: crop_pct 1.0")
+
+
+def _naflex_activation(ev: Evidence, label: str) -> Why:
+    """timm's naflexvit_*_siglip models use tanh-GELU (act_layer gelu_tanh); the others exact GELU."""
+    names = f"{ev.model_name} {ev.files.architecture}".lower()
+    if "siglip" in names or ev.has("attn_pool.latent"):
+        return "gelu_tanh", "activation gelu_tanh (timm naflexvit SigLIP: act_layer gelu_tanh)"
+    return name_activation(ev, label)
+
+
+TIMM_NAFLEX = Family(
+    "timm-naflex", "timm NaFlexViT layout (naflexvit_*: Linear patch embedding, bilinear table)",
+    markers=(r"^embeds\.proj\.weight$", r"^blocks\.0\.attn\.qkv\.weight$"),
+    roots=("", "timm_model."),
+    block_prefixes=("blocks.{i}.",),
+    top=(
+        Rule("cls_token", ("embeds.cls_token",)),
+        Rule("reg_tokens", ("embeds.reg_token",)),
+        Rule("pos_embed", ("embeds.pos_embed",), "3d"),  # (1, R, C, D) → (1, R·C, D)
+        Rule("patch_embed.proj.weight", ("embeds.proj.weight",), "hwc"),
+        Rule("patch_embed.proj.bias", ("embeds.proj.bias",)),
+        *pair("norm", "norm"),
+        *pair("fc_norm", "fc_norm"),
+        *pair("head", "head"),
+        *MAP_RULES,
+    ),
+    block=TIMM.block,
+    variants=(Variant("timm-naflex-siglip2", always, _naflex_default),),
+    eps=1e-6,
+    activation=_naflex_activation,
+    pooling=_pooling,
+    file_preprocess=_pretrained_cfg,
+    notes=("NaFlex: the position table is resized to each image's grid by antialiased bilinear interpolation",),
+)
+
+__all__ = ["MAP_RULES", "TIMM", "TIMM_NAFLEX"]
