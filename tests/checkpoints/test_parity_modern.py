@@ -288,3 +288,30 @@ def test_hf_siglip2_vision_model_naflex(tmp_path) -> None:
         "features": (out.output, ref.last_hidden_state), "pooled": (out.pooled, ref.pooler_output),
         "probe": (out.pool_attention, _hf_probe(model.head, ref.last_hidden_state))},
         out.attentions, list(ref.attentions))
+
+
+def test_native_size_within_max_patches_equals_siglip2_processor() -> None:
+    """--size native --max-patches: the size transformers' Siglip2ImageProcessor picks."""
+    from transformers.models.siglip2.image_processing_siglip2 import get_image_size_for_max_num_patches
+
+    from vitcli.io.images import size_for_max_patches
+
+    for hw, budget in [((480, 640), 256), ((100, 1000), 64), ((37, 53), 16), ((1024, 768), 1024), ((20, 20), 4)]:
+        assert size_for_max_patches(hw, 16, budget) == tuple(get_image_size_for_max_num_patches(*hw, 16, budget))
+
+
+def test_attend_native_siglip2_keeps_the_aspect(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from vitcli.api import load_model
+    from vitcli.api.images import load_images
+
+    model = scramble(hf.Siglip2VisionModel(hf.Siglip2VisionConfig(**SMALL, num_patches=16)), seed=32)
+    model.save_pretrained(tmp_path / "s2")
+    Image.fromarray((np.random.default_rng(1).random((80, 120, 3)) * 255).astype("uint8")).save(tmp_path / "i.png")
+    ours = load_model(str(tmp_path / "s2"))
+    res = ours.attend(load_images(str(tmp_path / "i.png"), size="native"))  # budget: the 16-row table
+    assert res.document["grid"] == [3, 5] and res.document["queries"] == "probe"
+    wide = ours.embed(load_images(str(tmp_path / "i.png"), size="native", max_patches=40))
+    assert wide.document["grid"] == [5, 8]

@@ -172,6 +172,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin):
             return spec, family
         if spec.size is None:
             spec = replace(spec, size="{}x{}".format(*self.config.image_size))
+        if spec.size == "native" and spec.max_patches is None and self.config.pos_resample == "bilinear":
+            spec = replace(spec, max_patches=self.config.grid[0] * self.config.grid[1])  # NaFlex: the table's
         check_spec(spec, self.config.patch_size)
         return spec, None
 
