@@ -4,7 +4,8 @@ The table `relative_position_bias_table` ((2R-1)(2C-1) + 3, H) holds one row per
 of two patches on the R×C grid, and three more for class→patch, patch→class and class→class.
 An index (T, T) picks each pair's row; the bias (1, H, T, T) is added to Q·Kᵀ/√d before the
 softmax (the `bias` input of `Attention`). BEiT has one table per block, or one shared by all
-(`use_shared_rel_pos_bias`). The index is rebuilt from the grid at each call (T² integers), so it is never in the state dict.
+(`use_shared_rel_pos_bias`). The index is rebuilt from the grid at each call (T² integers), so
+it is never in the state dict.
 """
 
 import torch

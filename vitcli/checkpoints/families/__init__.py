@@ -30,8 +30,8 @@ from vitcli.checkpoints.families.transformers import HF_CLIP, HF_DINOV2, HF_VIT
 
 # Detection order: the most specific markers first (CLIP's text tower also has `transformer.`).
 # BEiT's layouts carry ViT's and timm's keys too, so they come before those.
-FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_SIGLIP, HF_AIMV2, HF_BEIT, HF_DINOV2, HF_VIT, TORCHVISION, TIMM_BEIT, TIMM_NAFLEX,
-                                TIMM)
+FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_SIGLIP, HF_AIMV2, HF_BEIT, HF_DINOV2, HF_VIT, TORCHVISION,
+                                TIMM_BEIT, TIMM_NAFLEX, TIMM)
 FAMILY_NAMES = {f.name: f for f in FAMILIES}
 
 
@@ -40,6 +40,6 @@ def detect(keys: Iterable[str], family: str | None = None) -> tuple[Family, str]
     return _detect(keys, FAMILIES, family)
 
 
-__all__ = ["CLIP", "FAMILIES", "FAMILY_NAMES", "HF_AIMV2", "HF_BEIT", "HF_CLIP", "HF_DINOV2", "HF_SIGLIP", "HF_VIT", "TIMM",
-           "TIMM_BEIT", "TIMM_NAFLEX", "TORCHVISION", "Evidence",
+__all__ = ["CLIP", "FAMILIES", "FAMILY_NAMES", "HF_AIMV2", "HF_BEIT", "HF_CLIP", "HF_DINOV2", "HF_SIGLIP", "HF_VIT",
+           "TIMM", "TIMM_BEIT", "TIMM_NAFLEX", "TORCHVISION", "Evidence",
            "Family", "Mapped", "Rule", "Variant", "detect", "evidence", "map_keys"]
