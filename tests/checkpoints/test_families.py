@@ -177,6 +177,6 @@ def test_every_family_has_a_default_variant_and_distinct_labels() -> None:
                            "openai-clip", "open_clip",
                            # issue 13 (mapbias): SigLIP, AIMv2, DeiT III, BEiT / v2 / data2vec
                            "timm-siglip", "timm-aimv2", "deit3", "timm-beit", "timm-beitv2", "hf-siglip", "hf-aimv2",
-                           "hf-beit", "hf-data2vec-vision"}
+                           "hf-beit", "hf-data2vec-vision", "timm-naflex-siglip2", "hf-siglip2"}
     for fam in FAMILIES:  # the last variant always applies
         assert fam.variants[-1].when.__name__ == "always", fam.name

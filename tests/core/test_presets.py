@@ -131,7 +131,7 @@ def test_validate_refuses_impossible_configs(changes: dict, message: str) -> Non
 def test_validate_reads_the_choices_from_the_config_literals() -> None:
     from vitcli.core.validate import CHOICES
 
-    assert set(CHOICES) == {"posenc", "attention", "mlp", "activation", "norm", "pooling", "rel_pos_bias"}
+    assert set(CHOICES) == {"posenc", "attention", "mlp", "activation", "norm", "pooling", "rel_pos_bias", "pos_resample"}
     assert CHOICES["norm"] == ("layernorm", "rmsnorm")
     assert CHOICES["activation"] == ("gelu", "gelu_tanh", "quick_gelu", "silu")
 

@@ -1,8 +1,8 @@
 """Parts a checkpoint may carry that vitcli does not build: named, so the error says which part.
 
 Keys left over after a family's table (no place in the core) are matched against these patterns;
-each match names the part, and is an error even with --no-strict (ignoring it would change the
-numbers). A part that vitcli learns to build
+each match names the part in the error (with --no-strict the keys are ignored as before, and a
+note says the outputs will differ). A part that vitcli learns to build
 gets a rule in its family's table, so its keys are no longer left over and its hint never fires.
 """
 
