@@ -175,6 +175,10 @@ def test_every_family_has_a_default_variant_and_distinct_labels() -> None:
     assert set(labels) == {"timm-vit", "deit", "dino", "dinov2", "dinov2-reg", "timm-dinov2", "timm-dinov2-reg",
                            "timm-clip", "hf-vit", "hf-deit", "hf-clip", "hf-dinov2", "hf-dinov2-reg", "torchvision",
                            "openai-clip", "open_clip",
-                           "dinov3", "hf-dinov3", "timm-dinov3", "timm-eva02", "timm-eva", "timm-pe"}  # RoPE families
+                           "dinov3", "hf-dinov3", "timm-dinov3", "timm-eva02", "timm-eva", "timm-pe",  # RoPE families
+
+                           # issue 13 (mapbias): SigLIP, AIMv2, DeiT III, BEiT / v2 / data2vec
+                           "timm-siglip", "timm-aimv2", "deit3", "timm-beit", "timm-beitv2", "hf-siglip", "hf-aimv2",
+                           "hf-beit", "hf-data2vec-vision", "timm-naflex-siglip2", "hf-siglip2"}
     for fam in FAMILIES:  # the last variant always applies
         assert fam.variants[-1].when.__name__ == "always", fam.name

@@ -114,11 +114,11 @@ def test_presets_and_default() -> None:
     (dict(class_token=False), "position rows"),
     (dict(class_token=False, pos_prefix_rows=0), "class-token pooling"),
     (dict(posenc="rope"), "unknown posenc 'rope': use one of learned, sincos1d, sincos2d, none"),
-    (dict(norm="rmsnorm"), "unknown norm 'rmsnorm': use one of layernorm"),
+    (dict(norm="batchnorm"), "unknown norm 'batchnorm': use one of layernorm, rmsnorm"),
     (dict(mlp="moe"), "unknown mlp 'moe': use one of mlp, swiglu, swiglu_packed"),
     (dict(rope="alibi"), "unknown rope 'alibi': use one of none, dinov3, eva"),
     (dict(attention="qknorm"), "unknown attention 'qknorm': use one of plain"),
-    (dict(pooling="map"), "unknown pooling 'map'"),
+    (dict(pooling="gem"), "unknown pooling 'gem'"),
     (dict(activation="relu"), "unknown activation 'relu'"),
     (dict(num_registers=-1), "registers"),
 ])
@@ -132,8 +132,10 @@ def test_validate_refuses_impossible_configs(changes: dict, message: str) -> Non
 def test_validate_reads_the_choices_from_the_config_literals() -> None:
     from vitcli.core.validate import CHOICES
 
-    assert set(CHOICES) == {"posenc", "attention", "mlp", "activation", "norm", "pooling", "rope"}
-    assert CHOICES["norm"] == ("layernorm",) and CHOICES["activation"] == ("gelu", "gelu_tanh", "quick_gelu")
+    assert set(CHOICES) == {"posenc", "attention", "mlp", "activation", "norm", "pooling", "rope", "rel_pos_bias",
+                            "pos_resample"}
+    assert CHOICES["norm"] == ("layernorm", "rmsnorm")
+    assert CHOICES["activation"] == ("gelu", "gelu_tanh", "quick_gelu", "silu")
 
 
 def test_override() -> None:

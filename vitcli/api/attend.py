@@ -24,7 +24,8 @@ class Selection:
 
     layers: list[int]
     heads: Any  # vitcli.core.select.HeadSelection
-    queries: list[int] | None  # token rows; None: every token
+    queries: list[int] | None  # token rows; None: every token; [] with the probe
+    probe: bool = False  # --query cls on a model without a class token but with an attention-pool probe
 
     @classmethod
     def parse(cls, config: Any, grid: tuple[int, int], layer: str, head: str, query: str | None) -> "Selection":
@@ -34,6 +35,9 @@ class Selection:
             layers = parse_layers(str(layer), config.depth)
         with option_errors("--head"):
             heads = parse_heads(str(head), config.heads)
+        has_probe = config.pooling == "map" and not config.class_token
+        if has_probe and (query is None or str(query).strip().lower() == "cls"):
+            return cls(layers, heads, [], probe=True)  # the probe stands in for the class token
         text = query or ("cls" if config.class_token else f"{grid[0] // 2},{grid[1] // 2}")
         with option_errors("--query"):
             queries = parse_query(str(text), grid, config.num_prefix_tokens, config.class_token)
@@ -67,9 +71,12 @@ def _rollout_spec(rollout: PathOrFlag, fusion: str, ratio: float, scope: str, st
 def _check(sel: Selection, config: Any, overlay: str | None, rollout: PathOrFlag, masks: PathOrFlag,
            threshold: float, discard_ratio: float, start_layer: int, fusion: str, scope: str) -> None:
     """Refuse combinations that cannot give a picture or a mask, before the forward pass."""
-    if (overlay or rollout) and (sel.queries is None or len(sel.queries) != 1):
+    if rollout and sel.probe:
+        raise VitcliError("--rollout", "rollout follows a token's row through the layers, and the attention-pool "
+                          "probe is not a token: choose a patch R,C or a token index with --query")
+    if (overlay or rollout) and not sel.probe and (sel.queries is None or len(sel.queries) != 1):
         raise VitcliError("--query", "--overlay and --rollout draw one query's map: choose cls, a token or R,C")
-    if masks and not config.class_token:
+    if masks and not config.class_token and not sel.probe:
         raise VitcliError("--masks", "DINO masks are the class token's maps, and this model has no class token")
     if not 0 < threshold <= 1:
         raise VitcliError("--threshold", f"{threshold} is outside (0, 1]")
@@ -122,7 +129,7 @@ class AttendMixin:
             chosen["selection"] = sel
             with torch.inference_mode():
                 report = inspect_attention(self.module, x, sel.layers, sel.heads, sel.queries, every, renorm, spec,
-                                           keep_qkv=bool(save_qkv), cosine=bool(cosine))
+                                           keep_qkv=bool(save_qkv), cosine=bool(cosine), probe=sel.probe)
             if not images.many:
                 chosen["report"] = report
             elif every is not None:

@@ -26,8 +26,9 @@ def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, 
         res.qkv = tuple(t[0].float().numpy() for t in report.qkv)
     res.terminal_map = terminal_map(model.config, report, sel)
     files = _write(model, fitted, report, sel, res, spec, outputs)
+    queries = "probe" if sel.probe else sel.queries if sel.queries is not None else "all"
     doc = {**model._single_document("attend", fitted, grid, run.normalize), "layers": report.layers,
-           "head_selection": sel.heads.labels, "queries": sel.queries if sel.queries is not None else "all",
+           "head_selection": sel.heads.labels, "queries": queries,
            "query_names": query_name(model.config, grid, sel), "shape": list(res.weights.shape),
            "axes": ["layers", "heads", "queries", "tokens"], "heads": head_rows(model.config, report, sel),
            "tensors": {"attention": tensor_stats(res.weights)}, "outputs": files}
@@ -162,6 +163,8 @@ def rollout_summary(report: Any, sel: Selection, spec: Any) -> dict[str, Any]:
 def query_name(config: Any, grid: tuple[int, int], sel: Selection) -> str:
     from vitcli.core.select import prefix_names, token_name
 
+    if sel.probe:
+        return "attention-pool probe"
     if sel.queries is None:
         return "all queries"
     names = prefix_names(config.class_token, config.distilled, config.num_registers)

@@ -30,6 +30,7 @@ class ImageSpec:
     max_pixels: int | None = None  # decompression-bomb guard (Pillow's 89,478,485 by default)
     draft: bool = True  # JPEG draft decoding when the photo is ≥ 4× the final size
     patch_size: int | None = None  # P; a model's own when None (patchify: 16)
+    max_patches: int | None = None  # with size 'native': NaFlex's patch budget, the aspect kept
 
 
 def as_size_text(size: object) -> str | None:
@@ -121,6 +122,8 @@ def fit_one(item: object, spec: ImageSpec, patch_size: int, family: Any = None, 
 
     requested = check_spec(spec, patch_size)
     fit = spec.fit or "crop"
+    if requested is None and spec.max_patches:  # NaFlex: the image's own aspect within the patch budget
+        fit = "resize"
     draft = draft_size(requested, fit) if spec.draft and family is None else None
     loaded = read_one(item, spec, draft, name or str(item))
     h, w = loaded.original_size
@@ -129,6 +132,8 @@ def fit_one(item: object, spec: ImageSpec, patch_size: int, family: Any = None, 
     if family is not None:
         done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
         return FittedImage(loaded, images.preprocess_geometry(family, loaded.image), "family", done)
+    if fit == "resize" and requested is None and spec.max_patches:
+        requested = images.size_for_max_patches((h, w), patch_size, spec.max_patches)
     pixels, done = images.fit_image(loaded, requested, fit, patch_size, spec.resample or "bicubic",
                                     parse_colour(spec.background))
     return FittedImage(loaded, pixels, fit, done)
@@ -164,7 +169,8 @@ class Images:
 
 def load_images(sources: object, *, size: object = None, fit: Fit | None = None, resample: Resample | None = None,
                 background: str = "255,255,255", max_pixels: int | None = None, draft: bool = True,
-                patch_size: int | None = None, recursive: bool = False, from_list: str | None = None) -> Images:
+                patch_size: int | None = None, recursive: bool = False, from_list: str | None = None,
+                max_patches: int | None = None) -> Images:
     """Images from paths, folders (`recursive`), quoted globs, a list file (`from_list`; '-' for
     standard input), '-' (one image on standard input), Pillow images or numpy arrays.
 
@@ -173,7 +179,7 @@ def load_images(sources: object, *, size: object = None, fit: Fit | None = None,
     """
     from vitcli.io.inputs import expand_inputs
 
-    spec = ImageSpec(as_size_text(size), fit, resample, background, max_pixels, draft, patch_size)
+    spec = ImageSpec(as_size_text(size), fit, resample, background, max_pixels, draft, patch_size, max_patches)
     if isinstance(sources, Images):
         return replace(sources, spec=spec)
     listed = list(sources) if isinstance(sources, (list, tuple)) else [] if sources is None else [sources]

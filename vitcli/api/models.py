@@ -146,6 +146,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin):
             "dtype": self.spec.dtype, "position_table": position_note(c, tuple(grid)),
             "projection": c.num_classes if self.projects else None,
         }
+        from vitcli.core.parts import model_parts
+
         doc["parts"] = model_parts(c)
         if self.grid_note:
             doc["native_grid_from"] = self.grid_note
@@ -194,6 +196,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin):
             return spec, family
         if spec.size is None:
             spec = replace(spec, size="{}x{}".format(*self.config.image_size))
+        if spec.size == "native" and spec.max_patches is None and self.config.pos_resample == "bilinear":
+            spec = replace(spec, max_patches=self.config.grid[0] * self.config.grid[1])  # NaFlex: the table's
         check_spec(spec, self.config.patch_size)
         return spec, None
 
@@ -362,17 +366,3 @@ def _hw(value: object, option: str) -> tuple[int, int]:
 
 
 __all__ = ["Model", "ModelSpec", "load_model"]
-
-
-def model_parts(c: Any) -> dict[str, str]:
-    """The parts a model is made of, in words: position, attention, MLP, norm, pooling, layer scale."""
-    table = {"learned": "learned table", "sincos1d": "sin-cos 1-D table", "sincos2d": "sin-cos 2-D table"}
-    position = [table[c.posenc]] if c.posenc in table else []
-    if c.rope != "none":
-        position.append(f"RoPE ({c.rope})")
-    attention = ["softmax(QKᵀ/√d)"] + (["qk-norm"] if c.qk_norm else []) + (["sub-LN before proj"] if c.attn_norm else [])
-    mlp = {"mlp": f"MLP ({c.activation})", "swiglu": "SwiGLU", "swiglu_packed": "SwiGLU (packed fc1)"}[c.mlp]
-    return {"position": " + ".join(position) or "none", "attention": ", ".join(attention),
-            "mlp": mlp + (" + sub-LN" if c.mlp_norm else ""), "norm": "LayerNorm" if c.norm == "layernorm" else c.norm,
-            "pooling": {"cls": "class token", "mean": "mean of patches"}.get(c.pooling, c.pooling),
-            "layer_scale": "yes" if c.layer_scale else "no"}

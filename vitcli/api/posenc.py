@@ -24,10 +24,13 @@ class PosencResult:
 
 def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None, size: Any = None,
            patch_size: int | None = None, positions: str | None = None, similarity: str | None = None,
-           resample: Any = None, output: str | None = None, **model_options: Any) -> PosencResult:
+           resample: Any = None, output: str | None = None, layer: int = -1, patch: str | None = None,
+           **model_options: Any) -> PosencResult:
     """A preset's table of `kind` (learned: the exact table `embed` adds for that seed) for its own grid,
     `grid` (rows, cols) or `size` (H, W); or a checkpoint's learned table; optionally resampled to
-    another grid as timm does. `model_options` go to `load_model` (dim, seed, native_size, …)."""
+    another grid as timm does. `model_options` go to `load_model` (dim, seed, native_size, …).
+    A checkpoint with a relative position bias (BEiT) gives `layer`'s bias (H, N, N) instead, and
+    the similarity figure is each head's bias map for the query `patch` 'R,C' (see relbias.py)."""
     from vitcli.api.models import Model, load_model
     from vitcli.core.posenc import KINDS
 
@@ -44,6 +47,16 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     if not isinstance(model, Model):
         model = load_model(model, posenc=kind if _is_preset(model) else None,
                            patch_size=patch_size if _is_preset(model) else None, **model_options)
+    asked_bias = layer != -1 or patch is not None
+    if model.checkpoint is not None and model.config.rel_pos_bias != "none" and \
+            (asked_bias or "pos_embed" not in model.checkpoint.state_dict):
+        from vitcli.api.relbias import relbias_result
+
+        model.require_grid()
+        return relbias_result(model, layer, patch, similarity, output)
+    if asked_bias:
+        raise VitcliError("--layer" if layer != -1 else "--patch", "this model has no relative position bias: "
+                          "--layer and --patch choose a BEiT-style checkpoint's bias table")
     if model.checkpoint is not None:
         table, table_grid, rows, what = _checkpoint_table(model, grid, size, kind)
     else:

@@ -162,14 +162,15 @@ def parse_configs(raw: Mapping[str, dict], folder: str | Path = "") -> Checkpoin
 
     config = raw.get("config.json") or {}
     hf = _hf_vision(_Fields(config, where("config.json")))
-    timm = _timm(_Fields(config, where("config.json"))) if "model_type" not in config else {}
+    timm_wrapper = config.get("model_type") == "timm_wrapper"  # transformers' TimmWrapperModel: timm's fields
+    timm = _timm(_Fields(config, where("config.json"))) if "model_type" not in config or timm_wrapper else {}
     oc = _open_clip(_Fields(raw.get("open_clip_config.json") or {}, where("open_clip_config.json")))
     processor = _processor(_Fields(raw["preprocessor_config.json"], where("preprocessor_config.json"))) \
         if raw.get("preprocessor_config.json") else None
     sizes = (hf.get("image_size"), timm.get("image_size"), oc.get("image_size"))
     return CheckpointConfig(
         files=tuple(name for name in raw if raw[name]), image_size=next((s for s in sizes if s), None),
-        heads=hf.get("heads"), layer_norm_eps=hf.get("layer_norm_eps"), hidden_act=hf.get("hidden_act"),
+        heads=hf.get("heads") or timm.get("heads"), layer_norm_eps=hf.get("layer_norm_eps"), hidden_act=hf.get("hidden_act"),
         architecture=timm.get("architecture") or "", global_pool=timm.get("global_pool"), timm=timm.get("pretrained"),
         open_clip=oc.get("vision"), open_clip_preprocess=oc.get("preprocess"), processor=processor)
 
@@ -191,7 +192,7 @@ def _timm(f: _Fields) -> dict[str, Any]:
     args = f.sub("model_args")
     size = (pretrained.input_size if pretrained else None) or (args.size("img_size") if args else None)
     return {"architecture": f.text("architecture"), "global_pool": f.text("global_pool"), "pretrained": pretrained,
-            "image_size": size}
+            "image_size": size, "heads": args.integer("num_heads") if args else None}
 
 
 def _open_clip(f: _Fields) -> dict[str, Any]:

@@ -99,6 +99,8 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     registers = int(regs[1]) if len(regs) == 3 else 0
     if ev.has("pos_embed"):
         table = _read_table(ev, patch, (int(class_token) + int(distilled), registers), overrides, image_grid)
+    elif ev.has("rel_pos_bias.relative_position_bias_table") or ev.has("blocks.0.rel_pos_bias.relative_position_bias_table"):
+        table = _relpos_grid(ev, patch, overrides)  # BEiT without an absolute table: the bias table's grid
     else:  # no table (DINOv3: RoPE only): the native size only sets the default input size
         table = _untabled_grid(fam, ev, patch, overrides)
     changes, part_notes = fam.parts(ev)
@@ -109,7 +111,8 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     notes = [n for n in (table.note, why_heads, why_act, *fam.notes, *part_notes, why_eps) if n]
     if overrides.pooling:
         notes.append(f"pooling {overrides.pooling} (given)")
-    pooling = overrides.pooling or (fam.pooling(ev) if class_token else "mean")
+    pooling = overrides.pooling or ("map" if ev.has("attn_pool.latent") else
+                                    fam.pooling(ev) if class_token else "mean")
     head = ev.shapes.get("head.weight", ())
     config = ViTConfig(
         name=ev.model_name, image_size=(table.grid[0] * patch, table.grid[1] * patch), patch_size=patch,
@@ -123,7 +126,7 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
         fc_norm=ev.has("fc_norm.weight"), pooling=pooling,  # type: ignore[arg-type]
         num_classes=int(head[0]) if len(head) == 2 else 0, head_bias=ev.has("head.bias"), eps=eps,
         activation=activation,  # type: ignore[arg-type]
-        extra={"family": variant.label, "format": ev.format, "rules": list(notes)},
+        extra={"family": variant.label, "format": ev.format, "rules": list(notes)}, **_new_parts(ev),
     ).with_changes(**changes)
     preprocess = fam.file_preprocess(ev, config) or variant.preprocess(config)
     unresolved = table.candidates if table.native == "from image" else ()
@@ -150,6 +153,41 @@ def _untabled_grid(fam: Family, ev: Evidence, patch: int, o: Overrides) -> _Grid
         raise VitcliError("--native-size" if o.image_size else ev.name,
                           f"image size {h}x{w} is not a multiple of the patch size {patch}")
     return _Grid((h // patch, w // patch), 0, "known", (), f"native size {h}x{w} ({why}; no position table)")
+
+
+def _new_parts(ev: Evidence) -> dict[str, object]:
+    """The parts of the newer families that the tensors show: RMSNorm (no norm bias), missing biases, the patch norm, the relative position bias (shared or per block), and
+    NaFlex's bilinear table resizing (with its Linear patch embedding)."""
+    rel = "shared" if ev.has("rel_pos_bias.relative_position_bias_table") else \
+        "layer" if ev.has("blocks.0.rel_pos_bias.relative_position_bias_table") else "none"
+    norm_bias = any(k.endswith(("norm1.bias", "norm2.bias")) for k in ev.shapes)  # one missing bias: a broken file
+    return dict(norm="layernorm" if norm_bias else "rmsnorm", proj_bias=ev.has("blocks.0.attn.proj.bias"),
+                mlp_bias=ev.has("blocks.0.mlp.fc2.bias"), patch_norm=ev.has("patch_embed.norm.weight"),
+                rel_pos_bias=rel, pos_resample="bilinear" if "linear-patch" in ev.applied else "bicubic")
+
+
+def _relpos_grid(ev: Evidence, patch: int, o: Overrides) -> _Grid:
+    """The native grid of a model without a position table, from its relative bias table
+    ((2R-1)(2C-1)+3 rows): a size given or in a config file, else the square that fits."""
+    shape = ev.shapes.get("rel_pos_bias.relative_position_bias_table") or \
+        ev.shapes.get("blocks.0.rel_pos_bias.relative_position_bias_table")
+    if shape is None:
+        raise VitcliError(ev.name, "no position table (pos_embed) and no relative position bias table: "
+                          "vitcli cannot build a ViT without position information from these weights")
+    offsets = int(shape[0]) - 3
+    size, given = (o.image_size, True) if o.image_size else (ev.files.image_size, False)
+    if size is not None:
+        grid = (size[0] // patch, size[1] // patch)
+        if (2 * grid[0] - 1) * (2 * grid[1] - 1) == offsets and size[0] % patch == 0 and size[1] % patch == 0:
+            return _Grid(grid, 0, "known", (), f"native size {size[0]}x{size[1]}" + (" (given)" if given else ""))
+        if given:
+            raise VitcliError("--native-size", f"{size[0]}x{size[1]} does not fit the relative position bias table "
+                              f"of {shape[0]} rows")
+    side = (math.isqrt(offsets) + 1) // 2
+    if (2 * side - 1) ** 2 != offsets:
+        raise VitcliError(ev.name, f"the relative position bias table has {shape[0]} rows: not a square grid's "
+                          "(2R-1)(2C-1)+3; pass {needs}", needs="native_size")
+    return _Grid((side, side), 0, "known", (), f"native grid {side}x{side} (from the relative position bias table)")
 
 
 def grid_error(source: str, table_rows: int, prefix_rows: Iterable[int]) -> VitcliError:

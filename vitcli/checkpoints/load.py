@@ -114,6 +114,14 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
                             + "; use --no-strict to ignore them")
         else:
             ignored += mapped.leftover
+        from vitcli.checkpoints.parts import name_parts
+
+        unbuilt = name_parts(mapped.leftover)
+        if unbuilt and strict:  # named first: the part, then the keys
+            problems.insert(0, "it has a part vitcli cannot build: " + "; ".join(unbuilt))
+        elif unbuilt:
+            notes.append("ignored a part vitcli cannot build (outputs will differ from the library's): "
+                         + "; ".join(unbuilt))
     if problems:
         raise VitcliError(spec, f"{inferred.label} checkpoint does not fit: " + "; ".join(problems))
     state = {k: v.to(device) for k, v in mapped.tensors.items()}

@@ -63,6 +63,7 @@ class ImageOptions:
     patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", metavar="N", help="Patch size P in pixels. \\[default: 16, or the model's]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
     background: Annotated[str, typer.Option("--background", metavar="R,G,B", help="Colour under transparent pixels and padding: R,G,B or #rrggbb.", rich_help_panel=IMAGE_PANEL)] = "255,255,255"
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", metavar="N", help="Largest image (pixels) to decode; guards against decompression bombs. \\[default: Pillow's 89,478,485]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
+    max_patches: Annotated[Optional[int], typer.Option("--max-patches", metavar="N", help="With --size native: scale the image, aspect kept, to at most this many patches (NaFlex, SigLIP 2). \\[default: the checkpoint's table size for NaFlex models, else no limit]", rich_help_panel=IMAGE_PANEL, show_default=False)] = None
     draft: Annotated[bool, typer.Option("--draft/--no-draft", metavar="", help="Decode a JPEG at 1/2, 1/4 or 1/8 scale when it stays at least twice the final size (its shorter side ≥ 4× the longer side of --size); --no-draft always decodes in full.", rich_help_panel=IMAGE_PANEL)] = True
 
 
@@ -104,7 +105,7 @@ def image_spec(opts: ImageOptions) -> Any:
     from vitcli.api.images import ImageSpec
 
     return ImageSpec(opts.size, value(opts.fit), value(opts.resample), opts.background, opts.max_pixels, opts.draft,
-                     opts.patch_size)
+                     opts.patch_size, opts.max_patches)
 
 
 def batch_spec(opts: BatchOptions) -> Any:

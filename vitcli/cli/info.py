@@ -48,6 +48,7 @@ def _table(doc: dict[str, Any], list_ignored: bool = False) -> Any:
         ("prefix tokens", doc["prefix_tokens"]),
         ("pooling / head", f"{m['pooling']} / {m['num_classes'] or 'none'}"),
     ]
+    rows += [(f"part: {k}", v) for k, v in m.get("parts", {}).items()]
     rows += [(f"preprocess {k}", str(v)) for k, v in doc.get("preprocess", {}).items()]
     summary = doc.get("ignored_summary") or {}
     if m.get("ignored_keys") and (list_ignored or not summary.get("text_tower")):

@@ -29,6 +29,8 @@ def posenc_command(
     similarity: Annotated[Optional[str], typer.Option("--similarity", metavar="FILE", help="Write the cosine-similarity figure (ViT paper fig. 7, centre) as PNG.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
     rope_variant: Annotated[Optional[str], typer.Option("--rope-variant", metavar="NAME", help="With --kind rope: dinov3 (coords in [-1, 1], base 100) or eva (integer coords, base 10000). \\[default: dinov3]", show_default=False)] = None,
     resample: Annotated[Optional[str], typer.Option("--resample", metavar="ROWSxCOLS", help="Resample the table to another grid ROWSxCOLS (bicubic, as timm) and show that.", show_default=False)] = None,
+    layer: Annotated[int, typer.Option("--layer", metavar="N", help="With --weights of a BEiT-style checkpoint: the layer whose relative position bias (heads, N, N) is shown.")] = -1,
+    patch: Annotated[Optional[str], typer.Option("--patch", metavar="ROW,COL", help="Query patch R,C of the relative-bias maps drawn by --similarity. \\[default: the centre]", show_default=False)] = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -49,7 +51,7 @@ def posenc_command(
         raise VitcliError("--grid", "give --grid or --size, not both")
     model = open_model(model_opts, ImageOptions(patch_size=patch_size), None if model_opts.weights else kind)
     result = posenc(model, kind=kind, grid=grid, size=size, positions=positions, similarity=similarity,
-                    resample=resample, output=output)
+                    resample=resample, output=output, layer=layer, patch=patch)
     out.finish(result.document, *_tables(result.document))
 
 
@@ -76,6 +78,11 @@ def _tables(doc: dict[str, Any]) -> list[Any]:
     from vitcli.report import info_table, stats_table
     from vitcli.tables import output_rows, rows_table
 
+    if doc["kind"] == "relative-bias":
+        rows = [("kind", "relative position bias" + (" (shared by every layer)" if doc["shared"] else "")),
+                ("from", doc["source"]), ("layer", doc["layer"]), ("grid [rows, cols]", "{} × {}".format(*doc["grid"])),
+                ("shape (heads, N, N)", str(tuple(doc["shape"]))), ("query patch of the maps", tuple(doc["patch"]))]
+        return [info_table("vitcli posenc", rows + output_rows(doc["outputs"])), stats_table("tensors", doc["tensors"])]
     rows: list[tuple[str, Any]] = [
         ("kind", doc["kind"]), ("from", doc["source"]), ("grid [rows, cols]", "{} × {}".format(*doc["grid"])),
         ("rows", f"{doc['num_prefix_rows']} prefix + {doc['num_patches']} patches"), ("dim D", doc["dim"]),

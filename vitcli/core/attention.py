@@ -63,7 +63,7 @@ class Attention(nn.Module):
     """Multi-head self-attention with fused `qkv` (3D, D), rows stacked q, k, v, and `proj` (D, D)."""
 
     def __init__(self, dim: int, heads: int, qkv_bias: bool = True, qk_norm: bool = False, attn_norm: bool = False,
-                 eps: float = 1e-6) -> None:
+                 eps: float = 1e-6, proj_bias: bool = True) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by {heads} heads")
@@ -74,7 +74,7 @@ class Attention(nn.Module):
         self.q_norm = nn.LayerNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()  # qk-norm, per head
         self.k_norm = nn.LayerNorm(self.head_dim, eps=eps) if qk_norm else nn.Identity()
         self.norm = nn.LayerNorm(dim, eps=eps) if attn_norm else nn.Identity()  # EVA's sub-LN before proj
-        self.proj = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
 
     def split_heads(self, x: Tensor, rotate: Rotate | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(B, T, D) → Q, K, V, each (B, H, T, d); Q and K rotated when `rotate` is given."""
@@ -136,7 +136,7 @@ def make_attention(config: ViTConfig) -> Attention:
     """The block's attention of the config's kind, with qk-norm and the inner norm when the config has them."""
     if config.attention == "plain":
         return Attention(config.dim, config.heads, qkv_bias=config.qkv_bias, qk_norm=config.qk_norm,
-                         attn_norm=config.attn_norm, eps=config.eps)
+                         attn_norm=config.attn_norm, eps=config.eps, proj_bias=config.proj_bias)
     raise ValueError(f"unknown attention '{config.attention}': use plain")
 
 

@@ -15,6 +15,7 @@ from vitcli.core.attention import AttentionDetail, Rotate, bias_image, bias_rows
 from vitcli.core.config import ViTConfig
 from vitcli.core.mlp import make_mlp
 from vitcli.core.norm import make_norm
+from vitcli.core.relpos import RelativePositionBias, add_bias
 
 QKV = tuple[Tensor, Tensor, Tensor]
 
@@ -42,6 +43,11 @@ class Block(nn.Module):
         self.norm2 = make_norm(config.norm, d, config.eps)
         self.mlp = make_mlp(config)
         self.ls2 = LayerScale(d) if config.layer_scale else nn.Identity()
+        self.rel_pos_bias = RelativePositionBias(config.grid, config.heads) if config.rel_pos_bias == "layer" else None
+
+    def attention_bias(self, grid: tuple[int, int], shared: Tensor | None) -> Tensor | None:
+        """The score bias of this block: the model's shared one plus the block's own relative bias (BEiT)."""
+        return shared if self.rel_pos_bias is None else add_bias(shared, self.rel_pos_bias(grid))
 
     def qkv(self, x: Tensor, rotate: Rotate | None = None) -> QKV:
         """(B, T, D) → Q, K, V of norm1(x), each (B, H, T, d)."""

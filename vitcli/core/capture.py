@@ -43,6 +43,7 @@ class Capture:
     reduce: Sequence[int] = ()  # layers whose attention detail goes to `reducer`
     reducer: AttnReduce | None = None  # keeps a summary (e.g. mean distance) instead of the weights
     final: Final = "tokens"
+    pool_attention: bool = False  # the attention-pool probe's weights (B, H, 1, T); needs final != "none"
 
     def plan(self, depth: int) -> "Plan":
         """The layer sets resolved against `depth`, and how many blocks must run."""

@@ -22,6 +22,12 @@ checkpoint loader maps each family onto them with a key table and a few flags):
   position.rope.periods (d/4)                              [if rope: the rotation periods]
   norm.weight / .bias (D)                                  [if final_norm]
   fc_norm.weight / .bias (D)                               [if fc_norm: LN after pooling]
+  attn_pool.latent (1, 1, D), attn_pool.q / .kv (2D, D) / .proj / .norm / .mlp.fc1 / .mlp.fc2
+                                                           [if pooling == "map": the probe]
+  rel_pos_bias.relative_position_bias_table ((2R-1)(2C-1)+3, H)   [if rel_pos_bias == "shared";
+                                                           per block blocks.{i}.rel_pos_bias.*]
+  patch_embed.norm.weight (D)                              [if patch_norm]
+  blocks.{i}.mlp.fc1_g / fc1_x / fc2                       [if mlp == "swiglu"]
   head.weight (num_classes, D) / head.bias                 [if num_classes; bias if head_bias]
   head_dist.weight / .bias                                 [if distilled and num_classes]
 
@@ -40,12 +46,14 @@ from typing import Literal
 
 PosEncKind = Literal["learned", "sincos1d", "sincos2d", "none"]
 AttentionKind = Literal["plain"]  # multi-head self-attention softmax(Q·Kᵀ/√d)·V
-# fc1, activation, fc2; SiLU(fc1_g)·fc1_x, fc2 (SwiGLU); the same with fc1 packing [g; x] (timm GluMlp)
+# fc1, activation, fc2; SiLU(fc1_g)·fc1_x, fc2 (SwiGLU: timm SwiGLU, AIMv2); the same with fc1 packing [g; x] (timm GluMlp)
 MlpKind = Literal["mlp", "swiglu", "swiglu_packed"]
 RopeKind = Literal["none", "dinov3", "eva"]  # rotary position on q, k of the patches (rope.py)
-Activation = Literal["gelu", "gelu_tanh", "quick_gelu"]
-NormKind = Literal["layernorm"]
-Pooling = Literal["cls", "mean", "none"]
+Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "silu"]
+NormKind = Literal["layernorm", "rmsnorm"]
+Pooling = Literal["cls", "mean", "none", "map"]  # map: an attention-pool probe (SigLIP)
+RelPosKind = Literal["none", "layer", "shared"]  # BEiT's relative position bias: per block or one for all
+PosResample = Literal["bicubic", "bilinear"]  # how a learned table meets another grid (NaFlex: bilinear)
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,12 @@ class ViTConfig:
     qk_norm: bool = False  # LayerNorm over each head's q and k (attn.q_norm, attn.k_norm)
     attn_norm: bool = False  # EVA's sub-LN on the attention output before proj (attn.norm)
     mlp_norm: bool = False  # EVA's sub-LN inside the MLP before fc2 (mlp.norm)
+    # Parts of the newer families (SigLIP, BEiT, AIMv2); the defaults leave a plain ViT as it was.
+    proj_bias: bool = True  # attn.proj bias (AIMv2 has none)
+    mlp_bias: bool = True  # MLP linear biases (AIMv2 has none)
+    patch_norm: bool = False  # patch_embed.norm after the projection (AIMv2's RMSNorm)
+    rel_pos_bias: RelPosKind = "none"  # blocks.{i}.rel_pos_bias.* (layer) or rel_pos_bias.* (shared)
+    pos_resample: PosResample = "bicubic"  # learned table to the image's grid: timm's bicubic, NaFlex bilinear
     extra: dict = field(default_factory=dict, compare=False)  # family notes for `info`
 
     @property

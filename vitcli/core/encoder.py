@@ -25,6 +25,7 @@ from vitcli.core.norm import make_norm
 from vitcli.core.patches import Order, grid_shape, patchify
 from vitcli.core.pooling import embed, make_pool
 from vitcli.core.position import make_position
+from vitcli.core.relpos import RelativePositionBias, add_bias
 from vitcli.core.validate import validate
 
 
@@ -46,6 +47,7 @@ class ViTOutput:
     output: Tensor | None = None  # (B, T, D) after the last block and the final norm; only final="tokens"
     pooled: Tensor | None = None  # (B, D) image embedding (after fc_norm); None for final="none" or pooling none
     logits: Tensor | None = None  # (B, num_classes) head output (class logits or CLIP's projection)
+    pool_attention: Tensor | None = None  # (B, H, 1, T) the attention-pool probe's weights (Capture.pool_attention)
     blocks: dict[int, Tensor] = field(default_factory=dict)  # layer → its block's output (B, T, D)
     attentions: dict[int, Tensor] = field(default_factory=dict)  # layer → (B, H, T, T) or (B, H, Q, T)
     qkv: dict[int, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)  # layer → Q, K, V (B, H, T, d)
@@ -69,10 +71,15 @@ class VisionTransformer(nn.Module):
         else:  # a fixed table: a buffer outside the state dict, recomputed exactly for other grids
             self.register_buffer("pos_embed", table, persistent=False)
         self.patch_embed = PatchEmbed(config.patch_size, config.in_chans, d, bias=config.patch_bias)
+        if config.patch_norm:  # AIMv2: a norm on the projected patches (key patch_embed.norm)
+            self.patch_embed.norm = norm()
+        self.rel_pos_bias = RelativePositionBias(config.grid, config.heads) if config.rel_pos_bias == "shared" else None
         self.norm_pre = norm() if config.pre_norm else nn.Identity()
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = norm() if config.final_norm else nn.Identity()
-        self.pool = make_pool(config)
+        pool = make_pool(config)
+        self.attn_pool = pool if config.pooling == "map" else None  # the probe's weights: timm's attn_pool.*
+        self.pool = None if config.pooling == "map" else pool
         self.fc_norm = norm() if config.fc_norm else nn.Identity()
         n = config.num_classes
         self.head = nn.Linear(d, n, bias=config.head_bias) if n else nn.Identity()
@@ -93,18 +100,28 @@ class VisionTransformer(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 module.weight.fill_(1.0)
                 module.bias.fill_(0.0)
+            elif isinstance(module, nn.RMSNorm):
+                module.weight.fill_(1.0)
             elif isinstance(module, LayerScale):
                 module.gamma.fill_(1.0)
-        for p in (self.cls_token, self.dist_token, self.reg_tokens):
+            elif isinstance(module, RelativePositionBias):
+                module.relative_position_bias_table.zero_()
+        latent = self.attn_pool.latent if self.attn_pool is not None else None
+        for p in (self.cls_token, self.dist_token, self.reg_tokens, latent):
             if p is not None:
                 _normal_(p, self.config.dim**-0.5, generator)
         if self.pos_embed is not None:  # learned: D**-0.5·randn; sin-cos: the fixed table again
             self.pos_embed.copy_(self.position.initial_table(generator))
 
     @property
+    def pooler(self) -> nn.Module | None:
+        """The pooling part: class token, patch mean, the attention-pool probe, or None."""
+        return self.attn_pool if self.attn_pool is not None else self.pool
+
+    @property
     def pooled_rows(self) -> int | None:
         """The prefix rows the pool reads (1 class token, 2 with DeiT's), or None: every token, or no pool."""
-        return getattr(self.pool, "prefix_rows", None)
+        return getattr(self.pooler, "prefix_rows", None)
 
     @property
     def heads(self) -> list[nn.Module]:
@@ -125,9 +142,10 @@ class VisionTransformer(nn.Module):
 
     def embed_tokens(self, tokens: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """Final-norm tokens (B, T or k, D) → pooled (B, D) and logits (B, classes), image by image."""
-        if self.pool is None:
+        pool = self.pooler
+        if pool is None:
             return None, None
-        rows = [embed(self.pool(tokens[b:b + 1]), self.fc_norm, self.heads) for b in range(tokens.shape[0])]
+        rows = [embed(pool(tokens[b:b + 1]), self.fc_norm, self.heads) for b in range(tokens.shape[0])]
         pooled = torch.cat([r[0] for r in rows])
         return pooled, (torch.cat([r[1] for r in rows]) if rows[0][1] is not None else None)
 
@@ -139,6 +157,8 @@ class VisionTransformer(nn.Module):
             tokens = self.patch_embed.embed_patches(patches, order)  # (B, N, D)
         else:
             tokens = self.patch_embed(images, impl)  # (B, N, D)
+        if self.config.patch_norm:
+            tokens = self.patch_embed.norm(tokens)  # (B, N, D)
         with_prefix = self.prepend_prefix(tokens)  # (B, T, D)
         table = self.position_rows(grid)  # (1, rows + N, D)
         z0 = self.position(with_prefix, table)  # (B, T, D)
@@ -153,10 +173,13 @@ class VisionTransformer(nn.Module):
         `out.pooled` set); its full pass runs only when something needs it. Returns the last
         block's full output, or None when it did not run.
         """
-        rotate, bias = self.position.attention_terms(grid)
+        rotate, shared = self.position.attention_terms(grid)
+        if self.rel_pos_bias is not None:
+            shared = add_bias(shared, self.rel_pos_bias(grid))  # (1, H, T, T)
         last, rows = len(self.blocks) - 1, self.pooled_rows
         for i in range(plan.stop):
             block = self.blocks[i]
+            bias = block.attention_bias(grid, shared)
             qkv = block.qkv(x, rotate)  # each (B, H, T, d)
             if i == last and rows and capture.final != "none":
                 out.pooled, out.logits = self.embed_tokens(self.norm(block.prefix_rows(x, qkv, rows, bias)))
@@ -201,8 +224,10 @@ class VisionTransformer(nn.Module):
         output = self.norm(x)  # (B, T, D)
         if capture.final == "tokens":
             out.output = output
-        if self.pool is not None and self.pooled_rows is None:  # the pool reads every token
+        if self.pooler is not None and self.pooled_rows is None:  # the pool reads every token
             out.pooled, out.logits = self.embed_tokens(output)
+        if capture.pool_attention and self.attn_pool is not None:
+            out.pool_attention = self.attn_pool.weights(output)  # (B, H, 1, T)
         return out
 
 

@@ -96,11 +96,16 @@ def _reducer(config: ViTConfig, grid: tuple[int, int], full: bool, distance_laye
 
 def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int], heads: HeadSelection,
                       queries: list[int] | None, distance_layers: list[int] | None = None, renorm: bool = False,
-                      rollout: RolloutSpec | None = None, keep_qkv: bool = False, cosine: bool = False) -> AttentionReport:
+                      rollout: RolloutSpec | None = None, keep_qkv: bool = False, cosine: bool = False,
+                      probe: bool = False) -> AttentionReport:
     """Run the model on (B, C, H, W) and gather the selected attention and the asked analyses.
 
-    Blocks after the last layer needed (selected, distance, rollout) never run.
+    Blocks after the last layer needed (selected, distance, rollout) never run. With `probe` the
+    weights are the attention-pool probe's row over the final tokens (B, 1, H_sel, 1, T), layer
+    "probe", which also stands as the class-token row (maps, masks) of a model without a class token.
     """
+    if probe:
+        return _probe_report(model, images, heads, distance_layers, renorm)
     from vitcli.core.patches import grid_shape
 
     grid = grid_shape(images.shape[-2], images.shape[-1], model.config.patch_size)
@@ -127,6 +132,23 @@ def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int
         if keep_qkv:
             report.qkv = tuple(torch.stack(t, dim=1) for t in zip(*kept))  # type: ignore[assignment]
     out.qkv = {}
+    return report
+
+
+def _probe_report(model: VisionTransformer, images: Tensor, heads: HeadSelection, distance_layers: list[int] | None,
+                  renorm: bool) -> AttentionReport:
+    """The attention-pool probe's weights (the model runs to its pooled output), with mean distances when asked."""
+    from vitcli.core.patches import grid_shape
+
+    grid = grid_shape(images.shape[-2], images.shape[-1], model.config.patch_size)
+    distance_set = set(distance_layers or ())
+    reducer = _reducer(model.config, grid, False, distance_set, renorm, None, None)
+    out = model(images, Capture(inputs=False, reduce=sorted(distance_set), reducer=reducer if distance_set else None,
+                                final="pooled", pool_attention=True))
+    weights = select_heads(out.pool_attention, heads).unsqueeze(1)  # (B, 1, H_sel, 1, T)
+    report = AttentionReport(out, ["probe"], weights.float())  # type: ignore[list-item]
+    report.distance = {i: r["distance"] for i, r in out.reduced.items() if "distance" in r}
+    report.cls_rows = {"probe": out.pool_attention[:, :, 0].float()}  # type: ignore[dict-item]
     return report
 
 

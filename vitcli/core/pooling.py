@@ -3,11 +3,12 @@
   cls    the class token; with DeiT's distillation token after it, both (each through fc_norm,
          the class token to `head`, the distillation token to `head_dist`, both averaged);
   mean   the mean of the patch tokens (timm's global_pool="avg", usually with fc_norm);
-  none   no embedding and no head output.
+  none   no embedding and no head output;
+  map    an attention-pool probe over every token (SigLIP; attn_pool.py), its output the embedding.
 
 A pool that reads only prefix rows says how many (`prefix_rows`): the encoder then evaluates the
 last block for those rows alone. fc_norm, head and head_dist stay modules of the encoder (their
-state-dict keys); `embed` applies them. An attention-pool probe arrives as a new `Pooling` value.
+state-dict keys); `embed` applies them. The probe's weights live under `attn_pool.` (timm's key).
 """
 
 from collections.abc import Sequence
@@ -49,7 +50,11 @@ def make_pool(config: ViTConfig) -> nn.Module | None:
         return MeanPool(config.num_prefix_tokens)
     if config.pooling == "none":
         return None
-    raise ValueError(f"unknown pooling '{config.pooling}': use cls, mean or none")
+    if config.pooling == "map":
+        from vitcli.core.attn_pool import AttentionPool
+
+        return AttentionPool(config)
+    raise ValueError(f"unknown pooling '{config.pooling}': use cls, mean, none or map")
 
 
 def embed(pooled_tokens: Tensor, fc_norm: nn.Module, heads: Sequence[nn.Module]) -> tuple[Tensor, Tensor | None]:

@@ -84,10 +84,11 @@ def position_table(kind: PosEncKind, grid: tuple[int, int], dim: int, num_prefix
 
 
 def resample_pos_table(table: Tensor, src_grid: tuple[int, int], dst_grid: tuple[int, int],
-                       num_prefix: int = 1, antialias: bool = True) -> Tensor:
+                       num_prefix: int = 1, antialias: bool = True, mode: str = "bicubic") -> Tensor:
     """(…, num_prefix + Ns, D) → (…, num_prefix + Nd, D): bicubic on the grid rows, prefix rows kept.
 
-    Like timm's `resample_abs_pos_embed`, antialias is on by default in both directions (torch's
+    `mode="bilinear"` is NaFlex's (SigLIP 2, timm naflexvit: antialiased bilinear). Like timm's
+    `resample_abs_pos_embed`, antialias is on by default in both directions (torch's
     antialiased bicubic is PIL's kernel: it low-passes when shrinking and uses a = -0.5 when
     growing); half types are interpolated in float32. The same grid returns `table` itself.
     """
@@ -100,6 +101,6 @@ def resample_pos_table(table: Tensor, src_grid: tuple[int, int], dst_grid: tuple
     prefix, cells = table[..., :num_prefix, :], table[..., num_prefix:, :]
     work = torch.float32 if table.dtype in (torch.float16, torch.bfloat16) else table.dtype
     image = cells.reshape(-1, *src, dim).permute(0, 3, 1, 2).to(work)  # (B, D, Rs, Cs)
-    image = F.interpolate(image, size=dst, mode="bicubic", align_corners=False, antialias=antialias)
+    image = F.interpolate(image, size=dst, mode=mode, align_corners=False, antialias=antialias)
     cells = image.permute(0, 2, 3, 1).reshape(*lead, math.prod(dst), dim).to(table.dtype)  # (…, Nd, D)
     return torch.cat([prefix, cells], dim=-2)

@@ -42,9 +42,11 @@ class NoPosition(nn.Module):
 class AbsolutePosition(NoPosition):
     """A table of `rows` prefix rows + one row per patch, added to the tokens."""
 
-    def __init__(self, kind: PosEncKind, grid: tuple[int, int], dim: int, rows: int, num_prefix: int) -> None:
+    def __init__(self, kind: PosEncKind, grid: tuple[int, int], dim: int, rows: int, num_prefix: int,
+                 resample: str = "bicubic") -> None:
         super().__init__()
         self.kind, self.grid, self.dim, self.rows, self.num_prefix = kind, grid, dim, rows, num_prefix
+        self.resample = resample  # bicubic (timm) or bilinear (NaFlex), both antialiased
         self.learned = kind == "learned"
 
     def initial_table(self, generator: torch.Generator | None = None) -> Tensor:
@@ -56,7 +58,7 @@ class AbsolutePosition(NoPosition):
         if grid == self.grid:
             return table
         if self.learned:
-            return resample_pos_table(table, self.grid, grid, self.rows)
+            return resample_pos_table(table, self.grid, grid, self.rows, mode=self.resample)
         return position_table(self.kind, grid, self.dim, self.rows)[None].to(table)
 
     def forward(self, x: Tensor, table: Tensor) -> Tensor:
@@ -95,7 +97,7 @@ def _table_part(config: ViTConfig) -> NoPosition:
         return NoPosition()
     if config.posenc in ("learned", "sincos1d", "sincos2d"):
         return AbsolutePosition(config.posenc, config.grid, config.dim, config.pos_prefix_rows,
-                                config.num_prefix_tokens)
+                                config.num_prefix_tokens, config.pos_resample)
     raise ValueError(f"unknown position encoding '{config.posenc}'")
 
 

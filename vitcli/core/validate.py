@@ -41,6 +41,8 @@ def _tokens(config: ViTConfig) -> None:
                          f"{config.num_prefix_tokens} prefix tokens")
     if config.pooling == "cls" and not config.class_token:
         raise ValueError("class-token pooling needs a class token: use mean pooling without one")
+    if config.rel_pos_bias != "none" and (not config.class_token or config.num_prefix_tokens != 1):
+        raise ValueError("a relative position bias (BEiT) needs exactly one prefix token, the class token")
     if config.distilled and not config.class_token:
         raise ValueError("a distillation token needs a class token before it")
     if config.num_classes < 0:

@@ -4,6 +4,7 @@ One module used by every subcommand, so that every command sees the same pixels.
 """
 
 import io
+import math
 import stat
 import sys
 import warnings
@@ -226,6 +227,26 @@ def target_size(size: tuple[int, int], requested: tuple[int, int] | None, fit: F
         return requested
     how = {"crop": "floor", "pad": "ceil", "resize": "round", "strict": "floor"}[fit]
     return _round_to(size[0], patch, how), _round_to(size[1], patch, how)
+
+
+def size_for_max_patches(hw: tuple[int, int], patch: int, max_patches: int) -> tuple[int, int]:
+    """NaFlex's size (SigLIP 2): the image's aspect scaled so that its sides, rounded up to multiples
+    of P, hold at most `max_patches` patches; the largest such scale, found by bisection as
+    transformers' Siglip2ImageProcessor does (scale in [1e-6, 100], to 1e-5)."""
+    if max_patches < 1:
+        raise VitcliError("--max-patches", f"must be at least 1, got {max_patches}")
+
+    def side(scale: float, size: int) -> int:
+        return max(patch, math.ceil(size * scale / patch) * patch)
+
+    low, high = 1e-6, 100.0
+    while high - low >= 1e-5:
+        mid = (low + high) / 2
+        if (side(mid, hw[0]) // patch) * (side(mid, hw[1]) // patch) <= max_patches:
+            low = mid
+        else:
+            high = mid
+    return side(low, hw[0]), side(low, hw[1])
 
 
 def _resize(img: Image.Image, hw: tuple[int, int], resample: str) -> Image.Image:

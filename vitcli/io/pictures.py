@@ -174,3 +174,23 @@ def distance_figure(distance: np.ndarray, patch_size: int, title: str, spread: n
     if heads <= 16:
         ax.legend(fontsize=7, ncol=2 if heads > 6 else 1, loc="lower right", frameon=False)
     return fig
+
+
+def bias_maps_figure(maps: np.ndarray, patch: tuple[int, int], title: str):
+    """One panel per head: the relative position bias a query at `patch` gives every key patch (H, R, C)."""
+    plt = _pyplot()
+    heads, rows, cols = maps.shape
+    per_row = min(heads, 4)
+    lines = (heads + per_row - 1) // per_row
+    fig, axes = plt.subplots(lines, per_row, figsize=(2.6 * per_row, 2.6 * lines * rows / max(cols, 1) + 0.6),
+                             dpi=110, squeeze=False)
+    for h, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if h >= heads:
+            continue
+        im = ax.imshow(maps[h], cmap="viridis", interpolation="nearest")
+        ax.scatter([patch[1]], [patch[0]], marker="x", c="red", s=30)
+        ax.set_title(f"head {h}", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(title)
+    return fig

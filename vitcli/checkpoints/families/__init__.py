@@ -20,17 +20,21 @@ default (ViT, DINOv2: gelu; CLIP: quick_gelu); torchvision uses exact GELU. An e
 
 from collections.abc import Iterable
 
+from vitcli.checkpoints.families.beit import HF_BEIT, TIMM_BEIT
 from vitcli.checkpoints.families.base import Evidence, Family, Mapped, Rule, Variant, evidence, map_keys
 from vitcli.checkpoints.families.base import detect as _detect
 from vitcli.checkpoints.families.clip import CLIP
 from vitcli.checkpoints.families.rotary import DINOV3, HF_DINOV3, TIMM_EVA, TIMM_PE
-from vitcli.checkpoints.families.timm import TIMM
+from vitcli.checkpoints.families.siglip import HF_AIMV2, HF_SIGLIP
+from vitcli.checkpoints.families.timm import TIMM, TIMM_NAFLEX
 from vitcli.checkpoints.families.torchvision import TORCHVISION
 from vitcli.checkpoints.families.transformers import HF_CLIP, HF_DINOV2, HF_VIT
 
 # Detection order: the most specific markers first (CLIP's text tower also has `transformer.`).
-# DINOv3's own files share timm's block names, so they come before TIMM (marked by storage_tokens).
-FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_DINOV2, HF_VIT, TORCHVISION, DINOV3, HF_DINOV3, TIMM_PE, TIMM_EVA, TIMM)
+# DINOv3's own files share timm's block names, so they come before TIMM (marked by storage_tokens);
+# BEiT's layouts carry ViT's and timm's keys too, so they come before those.
+FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_SIGLIP, HF_AIMV2, HF_BEIT, HF_DINOV2, HF_VIT, TORCHVISION, DINOV3,
+                                HF_DINOV3, TIMM_PE, TIMM_EVA, TIMM_BEIT, TIMM_NAFLEX, TIMM)
 FAMILY_NAMES = {f.name: f for f in FAMILIES}
 
 
@@ -39,6 +43,6 @@ def detect(keys: Iterable[str], family: str | None = None) -> tuple[Family, str]
     return _detect(keys, FAMILIES, family)
 
 
-__all__ = ["CLIP", "DINOV3", "FAMILIES", "FAMILY_NAMES", "HF_CLIP", "HF_DINOV2", "HF_DINOV3", "HF_VIT", "TIMM",
-           "TIMM_EVA", "TIMM_PE", "TORCHVISION", "Evidence",
+__all__ = ["CLIP", "DINOV3", "FAMILIES", "FAMILY_NAMES", "HF_AIMV2", "HF_BEIT", "HF_CLIP", "HF_DINOV2", "HF_DINOV3",
+           "HF_SIGLIP", "HF_VIT", "TIMM", "TIMM_BEIT", "TIMM_EVA", "TIMM_NAFLEX", "TIMM_PE", "TORCHVISION", "Evidence",
            "Family", "Mapped", "Rule", "Variant", "detect", "evidence", "map_keys"]

@@ -35,6 +35,9 @@ class Rule:
     # "masked": from two parts (qkv bias, bias_mask) → bias·mask (DINOv3's LinearKMaskedBias)
     needs: str = ""  # a key under the same prefix that must be present for the rule to apply
     unless: str = ""  # a key under the same prefix that must be absent (transformers' up_proj: fc1 or fc1_x)
+    #   "q3" / "kv3": the first third / last two thirds of a stacked in_proj (nn.MultiheadAttention's
+    #   q / k, v rows); "hwc": a Linear patch embedding (D, P·P·C) on patches flattened (row, col,
+    #   channel) → the equivalent conv kernel (D, C, P, P) (NaFlex; 3 channels)
 
 
 def pair(core: str, src: str | tuple[Source, ...], op: str = "") -> list[Rule]:
@@ -60,6 +63,7 @@ class Evidence:
     nested_under: str = ""  # 'teacher', 'state_dict', …
     all_keys: frozenset[str] = frozenset()  # every source key (OpenAI's extra entries, DINOv2's mask token)
     files: CheckpointConfig = CheckpointConfig()
+    applied: frozenset[str] = frozenset()  # what the mapping converted: "linear-patch" (a NaFlex Linear embedding)
 
     def has(self, key: str) -> bool:
         return key in self.shapes
@@ -184,6 +188,7 @@ class Mapped:
     leftover: list[str]  # keys no rule took
     depth: int
     problems: list[str] = field(default_factory=list)  # shape clashes while concatenating
+    applied: frozenset[str] = frozenset()  # conversions made ("linear-patch")
 
 
 class _Taker:
@@ -192,6 +197,7 @@ class _Taker:
     def __init__(self, tensors: Mapping[str, Tensor]) -> None:
         self.tensors, self.used = tensors, set()
         self.out, self.origin, self.expected, self.problems = {}, {}, {}, []
+        self.applied: set[str] = set()
 
     def take(self, core: str, rule: Rule, prefix: str, style: int = 0) -> None:
         """The first alternative of `rule` whose keys are all present, concatenated and shaped."""
@@ -210,6 +216,8 @@ class _Taker:
                     self.problems.append(f"{' + '.join(names)} have shapes "
                                          f"{', '.join(str(tuple(p.shape)) for p in parts)} that cannot be stacked")
                     return
+                if rule.op == "hwc" and value.dim() == 2:
+                    self.applied.add("linear-patch")
                 self.out[core] = _apply(value, rule.op, names[0], self.problems, parts)
                 self.origin[core] = " + ".join(names)
                 return
@@ -237,7 +245,7 @@ def map_keys(tensors: Mapping[str, Tensor], fam: Family, root: str,
             t.out[new], t.origin[new] = t.out.pop(old), t.origin.pop(old)
             t.expected[new] = t.expected.pop(old)
     ignored, leftover = _sort_unused(tensors, t.used, fam, root)
-    return Mapped(fam, root, t.out, t.origin, t.expected, ignored, leftover, depth, t.problems)
+    return Mapped(fam, root, t.out, t.origin, t.expected, ignored, leftover, depth, t.problems, frozenset(t.applied))
 
 
 def _sort_unused(tensors: Iterable[str], used: set[str], fam: Family, root: str) -> tuple[list[str], list[str]]:
@@ -265,9 +273,23 @@ def _apply(value: Tensor, op: str, name: str, problems: list[str], parts: Sequen
         bias, mask = parts
         return bias * mask.to(bias.dtype)
     if op == "3d":
-        if value.dim() not in (1, 2, 3):
+        if value.dim() not in (1, 2, 3) and not (value.dim() == 4 and value.shape[0] == 1):  # NaFlex (1, R, C, D)
             problems.append(f"{name} has shape {tuple(value.shape)}, expected (D,), (T, D) or (1, T, D)")
         return value.reshape(1, -1, value.shape[-1])
+    if op == "hwc":
+        if value.dim() == 4:
+            return value  # already a conv kernel
+        p = int(round((value.shape[-1] / 3) ** 0.5)) if value.dim() == 2 else 0
+        if value.dim() != 2 or 3 * p * p != value.shape[-1]:
+            problems.append(f"{name} has shape {tuple(value.shape)}, expected a (D, P·P·3) patch projection")
+            return value
+        return value.reshape(value.shape[0], p, p, 3).permute(0, 3, 1, 2).contiguous()  # (D, C, P, P)
+    if op in ("q3", "kv3"):
+        if value.shape[0] % 3:
+            problems.append(f"{name} has {value.shape[0]} rows, not three stacked projections")
+            return value
+        d = value.shape[0] // 3
+        return value[:d] if op == "q3" else value[d:]
     if op == "T":
         if value.dim() != 2:
             problems.append(f"{name} has shape {tuple(value.shape)}, expected a (D, E) projection")
@@ -289,7 +311,8 @@ def evidence(m: Mapped, name: str, format: str, nested_under: str = "", all_keys
              files: CheckpointConfig = CheckpointConfig()) -> Evidence:
     """The evidence a mapped checkpoint offers its family's rules (shapes only, no tensors)."""
     shapes = {k: tuple(v.shape) for k, v in m.tensors.items()}
-    return Evidence(shapes, dict(m.expected), m.depth, m.root, name, format, nested_under, frozenset(all_keys), files)
+    return Evidence(shapes, dict(m.expected), m.depth, m.root, name, format, nested_under, frozenset(all_keys), files,
+                    m.applied)
 
 
 __all__ = ["Evidence", "Family", "Mapped", "Rule", "Variant", "always", "class_pooling", "detect", "evidence",

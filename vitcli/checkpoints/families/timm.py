@@ -5,7 +5,7 @@ Variants (first match): DINO (a teacher/student backbone), the DINOv2 repository
 DeiT (distillation token), timm's CLIP towers (ln_pre; nn.LayerNorm's eps 1e-5), plain timm ViT.
 """
 
-from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, always, pair
+from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, Why, always, name_activation, pair
 from vitcli.checkpoints.preprocess import IMAGENET, INCEPTION, OPENAI_CLIP, Preprocess, shortest_crop, timm_preprocess
 from vitcli.core.config import ViTConfig
 
@@ -49,7 +49,37 @@ def _timm_dinov2_default(c: ViTConfig) -> Preprocess:
     return timm_preprocess(c.image_size, 1.0, IMAGENET, "bicubic", source="timm DINOv2 default: crop_pct 1.0")
 
 
+def _siglip_default(c: ViTConfig) -> Preprocess:
+    return timm_preprocess(c.image_size, 0.9, INCEPTION, "bicubic", source="timm SigLIP default: crop_pct 0.9")
+
+
+def _aimv2_default(c: ViTConfig) -> Preprocess:
+    return timm_preprocess(c.image_size, 1.0, OPENAI_CLIP, "bicubic", source="timm AIMv2 default: crop_pct 1.0")
+
+
+def _deit3_default(c: ViTConfig) -> Preprocess:
+    return timm_preprocess(c.image_size, 0.9, IMAGENET, "bicubic", source="timm DeiT III (fb_in1k) default: crop_pct 0.9")
+
+
+def _is_deit3(ev: Evidence) -> bool:
+    """DeiT III: layer scale and a position table without the class token's row (`no_embed_class`)."""
+    names = f"{ev.model_name} {ev.files.architecture}".lower()
+    return ev.has("blocks.0.ls1.gamma") and ("deit3" in names or ev.files.timm is None and _no_class_row(ev))
+
+
+def _no_class_row(ev: Evidence) -> bool:
+    """A class token whose position table rows are a square grid with no prefix row."""
+    import math
+
+    rows = ev.shapes.get("pos_embed", (0, 0, 0))[1]
+    return (ev.has("cls_token") and not ev.has("reg_tokens") and math.isqrt(rows) ** 2 == rows
+            and "dinov2" not in ev.model_name.lower())
+
+
 VARIANTS = (
+    Variant("timm-siglip", lambda ev: ev.has("attn_pool.latent"), _siglip_default),
+    Variant("timm-aimv2", lambda ev: ev.has("blocks.0.mlp.fc1_g.weight"), _aimv2_default, eps=1e-5),
+    Variant("deit3", _is_deit3, _deit3_default),
     Variant("dino", _is_dino, lambda c: timm_preprocess(c.image_size, 0.875, IMAGENET, "bicubic",
                                                          source="DINO eval: resize 256, crop 224, bicubic")),
     Variant("dinov2-reg", lambda ev: _dinov2_repo(ev) and ev.has("reg_tokens"), _dinov2_repo_default),
@@ -61,6 +91,21 @@ VARIANTS = (
                                       source="timm DeiT default: crop_pct 0.9")),
     Variant("timm-clip", lambda ev: ev.has("norm_pre.weight"), _clip_default, eps=1e-5),  # nn.LayerNorm's default
     Variant("timm-vit", always, _vit_default),
+)
+
+
+def _activation(ev: Evidence, label: str) -> Why:
+    """AIMv2's SwiGLU uses SiLU; the rest follow the name rule (timm's SigLIP towers: exact GELU)."""
+    if label == "timm-aimv2":
+        return "silu", "activation silu (timm AIMv2: SwiGLU with act_layer silu)"
+    return name_activation(ev, label)
+
+
+MAP_RULES = (  # the attention-pool probe (timm AttentionPoolLatent), kept as is
+    Rule("attn_pool.latent", ("attn_pool.latent",)),
+    *pair("attn_pool.q", "attn_pool.q"), *pair("attn_pool.kv", "attn_pool.kv"),
+    *pair("attn_pool.proj", "attn_pool.proj"), *pair("attn_pool.norm", "attn_pool.norm"),
+    *pair("attn_pool.mlp.fc1", "attn_pool.mlp.fc1"), *pair("attn_pool.mlp.fc2", "attn_pool.mlp.fc2"),
 )
 
 
@@ -86,7 +131,7 @@ def _pretrained_cfg(ev: Evidence, c: ViTConfig) -> Preprocess | None:
 TIMM = Family(
     "timm", "timm ViT layout (timm, DeiT, DINO, DINOv2, MAE repos)",
     markers=(r"^patch_embed\.proj\.weight$", r"^blocks\.0\.attn\.qkv\.weight$"),
-    roots=("", "backbone.", "encoder."),
+    roots=("", "backbone.", "encoder.", "timm_model."),  # timm_model.: transformers' TimmWrapperModel
     block_prefixes=("blocks.{i}.",),
     top=(
         Rule("cls_token", ("cls_token",)),
@@ -99,19 +144,60 @@ TIMM = Family(
         *pair("fc_norm", "fc_norm"),
         *pair("head", "head"),
         *pair("head_dist", "head_dist"),
+        Rule("patch_embed.norm.weight", ("patch_embed.norm.weight",)),  # AIMv2's RMSNorm
+        *MAP_RULES,
     ),
     block=(
         *pair("norm1", "norm1"), *pair("attn.qkv", "attn.qkv"), *pair("attn.proj", "attn.proj"),
         *pair("attn.q_norm", "attn.q_norm"), *pair("attn.k_norm", "attn.k_norm"),  # qk_norm=True
         Rule("ls1.gamma", ("ls1.gamma",)), *pair("norm2", "norm2"), *pair("mlp.fc1", "mlp.fc1"),
         *pair("mlp.fc2", "mlp.fc2"), Rule("ls2.gamma", ("ls2.gamma",)),
+        *pair("mlp.fc1_g", "mlp.fc1_g"), *pair("mlp.fc1_x", "mlp.fc1_x"),  # SwiGLU (AIMv2)
     ),
     variants=VARIANTS,
     ignore=(r"^mask_token$",),
     ignore_outside=(r"^head\.(mlp|last_layer|bn|last_norm)\b",),  # DINO's projection head next to the backbone
     eps=1e-6,
+    activation=_activation,
     pooling=_pooling,
     file_preprocess=_pretrained_cfg,
 )
 
-__all__ = ["TIMM"]
+def _naflex_default(c: ViTConfig) -> Preprocess:
+    return timm_preprocess(c.image_size, 1.0, INCEPTION, "bicubic", source="timm NaFlexViT SigLIP 2 default: crop_pct 1.0")
+
+
+def _naflex_activation(ev: Evidence, label: str) -> Why:
+    """timm's naflexvit_*_siglip models use tanh-GELU (act_layer gelu_tanh); the others exact GELU."""
+    names = f"{ev.model_name} {ev.files.architecture}".lower()
+    if "siglip" in names or ev.has("attn_pool.latent"):
+        return "gelu_tanh", "activation gelu_tanh (timm naflexvit SigLIP: act_layer gelu_tanh)"
+    return name_activation(ev, label)
+
+
+TIMM_NAFLEX = Family(
+    "timm-naflex", "timm NaFlexViT layout (naflexvit_*: Linear patch embedding, bilinear table)",
+    markers=(r"^embeds\.proj\.weight$", r"^blocks\.0\.attn\.qkv\.weight$"),
+    roots=("", "timm_model."),
+    block_prefixes=("blocks.{i}.",),
+    top=(
+        Rule("cls_token", ("embeds.cls_token",)),
+        Rule("reg_tokens", ("embeds.reg_token",)),
+        Rule("pos_embed", ("embeds.pos_embed",), "3d"),  # (1, R, C, D) → (1, R·C, D)
+        Rule("patch_embed.proj.weight", ("embeds.proj.weight",), "hwc"),
+        Rule("patch_embed.proj.bias", ("embeds.proj.bias",)),
+        *pair("norm", "norm"),
+        *pair("fc_norm", "fc_norm"),
+        *pair("head", "head"),
+        *MAP_RULES,
+    ),
+    block=TIMM.block,
+    variants=(Variant("timm-naflex-siglip2", always, _naflex_default),),
+    eps=1e-6,
+    activation=_naflex_activation,
+    pooling=_pooling,
+    file_preprocess=_pretrained_cfg,
+    notes=("NaFlex: the position table is resized to each image's grid by antialiased bilinear interpolation",),
+)
+
+__all__ = ["MAP_RULES", "TIMM", "TIMM_NAFLEX"]

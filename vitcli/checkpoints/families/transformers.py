@@ -16,7 +16,7 @@ from vitcli.core.config import ViTConfig
 from vitcli.errors import VitcliError
 
 HF_ACT = {"gelu": "gelu", "quick_gelu": "quick_gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-          "gelu_fast": "gelu_tanh"}
+          "gelu_fast": "gelu_tanh", "silu": "silu"}
 PIL_FILTERS = {2: "bilinear", 3: "bicubic"}
 RESAMPLE_NOTE = ("other input grids: the position table is resampled as timm does (antialiased bicubic); "
                  "transformers' own interpolation differs (no antialias; DINOv2 adds a scale offset)")
