@@ -40,7 +40,7 @@ def parse_patch(text: str, grid: tuple[int, int]) -> tuple[int, int]:
 def relbias_result(model: Any, layer: int, patch: str | None, similarity: str | None, output: str | None) -> Any:
     """The posenc result of a relative-bias checkpoint: array (H, N, N), document, optional figure."""
     from vitcli.api.posenc import PosencResult
-    from vitcli.report import tensor_stats
+    from vitcli.stats import tensor_stats
 
     c = model.config
     bias = layer_bias(model, layer)

@@ -285,6 +285,9 @@ def _heads(dim: int, o: Overrides, ev: Evidence) -> tuple[int, str]:
         return o.heads, f"{o.heads} heads (given)"
     if ev.files.heads:
         return ev.files.heads, f"{ev.files.heads} heads (config.json)"
+    qk_norm = ev.shapes.get("blocks.0.attn.q_norm.weight")
+    if qk_norm and len(qk_norm) == 1 and qk_norm[0] and dim % qk_norm[0] == 0:  # qk-norm is one head wide
+        return dim // qk_norm[0], f"{dim // qk_norm[0]} heads (qk-norm over {qk_norm[0]} channels a head)"
     oc = ev.files.open_clip
     if oc and oc.width == dim:
         return dim // oc.head_width, f"{dim // oc.head_width} heads (open_clip_config.json head_width {oc.head_width})"

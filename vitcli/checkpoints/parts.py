@@ -9,9 +9,6 @@ gets a rule in its family's table, so its keys are no longer left over and its h
 import re
 
 PART_HINTS: tuple[tuple[str, str], ...] = (
-    (r"\.(q_norm|k_norm)\.", "qk-norm (a norm on q and k per head)"),
-    (r"(rope|freqs|periods|rotary)", "rotary position embedding (RoPE)"),
-    (r"\.mlp\.(norm|ffn_ln)\.", "a sub-LN inside the MLP"),
     (r"\.mlp\.(w1|w2|w3|w12)\.", "a packed SwiGLU MLP (w12 / w3)"),
     (r"attn_pool\.pos_embed", "a position table inside the attention pool"),
 )

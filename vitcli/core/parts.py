@@ -19,7 +19,7 @@ def model_parts(config: ViTConfig) -> dict[str, str]:
     attention = "softmax(QKᵀ/√d)" + (", qk-norm" if config.qk_norm else "") + (", sub-LN before proj" if config.attn_norm else "")
     if config.qkv_bias is False:
         attention += ", no qkv bias"
-    mlp = f"{_MLP.get(config.mlp, config.mlp)}" + ("" if config.mlp.startswith("swiglu") else f" ({config.activation})")
+    mlp = f"{_MLP.get(config.mlp, config.mlp)} ({'silu' if config.mlp.startswith('swiglu') else config.activation})"
     return {
         "position": position,
         "attention": attention,

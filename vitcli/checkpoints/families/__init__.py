@@ -33,8 +33,9 @@ from vitcli.checkpoints.families.transformers import HF_CLIP, HF_DINOV2, HF_VIT
 # Detection order: the most specific markers first (CLIP's text tower also has `transformer.`).
 # DINOv3's own files share timm's block names, so they come before TIMM (marked by storage_tokens);
 # BEiT's layouts carry ViT's and timm's keys too, so they come before those.
-FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_SIGLIP, HF_AIMV2, HF_BEIT, HF_DINOV2, HF_VIT, TORCHVISION, DINOV3,
-                                HF_DINOV3, TIMM_PE, TIMM_EVA, TIMM_BEIT, TIMM_NAFLEX, TIMM)
+# BEiT (relative position bias tables) before timm's Eva layout, which shares its q_bias / v_bias / gamma_1.
+FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_SIGLIP, HF_AIMV2, HF_BEIT, HF_DINOV2, HF_VIT, TORCHVISION, TIMM_BEIT,
+                                TIMM_NAFLEX, DINOV3, HF_DINOV3, TIMM_PE, TIMM_EVA, TIMM)
 FAMILY_NAMES = {f.name: f for f in FAMILIES}
 
 

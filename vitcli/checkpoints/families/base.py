@@ -153,6 +153,7 @@ class Family:
     # raises VitcliError naming a part of the family that vitcli cannot build
     parts: Callable[[Evidence], tuple[dict, tuple[str, ...]]] = no_parts
     default_size: tuple[int, int] = (224, 224)  # native size of a model without a position table
+    absent: tuple[str, ...] = ()  # regexes no key under the root may match (a look-alike layout's parts)
 
     def variant(self, ev: Evidence) -> Variant:
         return next(v for v in self.variants if v.when(ev))
@@ -167,7 +168,8 @@ def detect(keys: Iterable[str], families: Sequence[Family], family: str | None =
     for fam in (names[family],) if family else families:
         for root in fam.roots:
             rel = [k[len(root):] for k in keys if k.startswith(root)]
-            if all(any(re.search(m, k) for k in rel) for m in fam.markers):
+            if all(any(re.search(m, k) for k in rel) for m in fam.markers) and not any(
+                    re.search(a, k) for a in fam.absent for k in rel):
                 return fam, root
     sample = ", ".join(sorted(keys)[:6])
     if family:

@@ -79,6 +79,7 @@ TIMM_EVA = Family(
     "timm-eva", "timm Eva layout (DINOv3 ports, EVA-02)",
     markers=(r"^patch_embed\.proj\.weight$",
              r"^blocks\.0\.(gamma_1|attn\.q_bias|attn\.q_proj\.weight|mlp\.fc1_g\.weight)$"),
+    absent=(r"^patch_embed\.norm\.weight$",),  # AIMv2 (timm's ViT layout: RMSNorm, SwiGLU, a patch norm)
     roots=("", "visual.trunk.", "visual."),
     block_prefixes=("blocks.{i}.",),
     top=(
