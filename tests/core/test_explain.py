@@ -134,3 +134,42 @@ def test_gradient_rollouts_equal_the_formulas_on_the_peer(tmp_path, name, kwargs
     if method == "grad-rollout":  # a later start layer
         ours = explain(ours_model, x, method, target, start_layer=1)
         close(ours.maps[0], reference_map(pairs, method, prefix, c.class_token, 1).reshape(grid))
+
+
+def grad_cam_peer(model, x, layer, grid, prefix, klass=None):
+    """pytorch-grad-cam's GradCAM on block `layer`'s norm1 with its ViT reshape_transform, before its resize."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    def reshape_transform(tensor):  # the package's ViT recipe, with the true grid and prefix
+        out = tensor[:, prefix:, :].reshape(tensor.size(0), grid[0], grid[1], tensor.size(2))
+        return out.transpose(2, 3).transpose(1, 2)
+
+    cam = GradCAM(model=model, target_layers=[model.blocks[layer].norm1], reshape_transform=reshape_transform)
+    raw: list[np.ndarray] = []
+    own = cam.get_cam_image
+    cam.get_cam_image = lambda *a, **k: raw.append(own(*a, **k)) or raw[-1]
+    cam(input_tensor=x, targets=None if klass is None else [ClassifierOutputTarget(klass)])
+    return np.maximum(raw[0][0], 0)  # (rows, cols)
+
+
+def minmax(m):
+    m = torch.as_tensor(np.asarray(m)).double()
+    return (m - m.min()) / (m.max() - m.min())
+
+
+@pytest.mark.parametrize("name, kwargs, size, layer, klass", [
+    ("vit_tiny_patch16_224", dict(img_size=64, depth=3), (64, 64), -1, None),
+    ("vit_tiny_patch16_224", dict(img_size=(48, 80), depth=2), (48, 80), 0, 5),
+    ("vit_small_patch14_reg4_dinov2", dict(img_size=56, depth=2, num_classes=10), (56, 56), -1, None),
+])
+def test_gradcam_equals_pytorch_grad_cam(tmp_path, name, kwargs, size, layer, klass) -> None:
+    model = scramble(timm.create_model(name, pretrained=False, **kwargs), 5)
+    ours_model = core(model, tmp_path, **({"image_size": size} if size[0] != size[1] else {}))
+    c = ours_model.config
+    grid = (size[0] // c.patch_size, size[1] // c.patch_size)
+    x = images(1, *size, seed=6)
+    ref = grad_cam_peer(model, x, layer, grid, c.num_prefix_tokens, klass)
+    ours = explain(ours_model, x, "gradcam", Target("top") if klass is None else Target("class", klass), layer=layer)
+    assert ours.maps.shape == (1, *grid)
+    assert (minmax(ours.maps[0]) - minmax(ref)).abs().max().item() <= TOL

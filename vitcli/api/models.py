@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from vitcli.api.attend import AttendMixin
 from vitcli.api.embed import EmbedMixin
+from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
 from vitcli.api.images import FittedImage, ImageSpec, check_spec, fit_one
 from vitcli.errors import VitcliError, option_errors
@@ -38,7 +39,7 @@ class ModelSpec:
     strict: bool = True
 
 
-class Model(EmbedMixin, AttendMixin, FiguresMixin):
+class Model(EmbedMixin, AttendMixin, FiguresMixin, ExplainMixin):
     """A built ViT on its device, with where it came from and how images reach it."""
 
     def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, warnings: list[str],
