@@ -110,9 +110,10 @@ class ExplainMixin:
 
     def explain(self, images: Any, *, method: str = "grad-rollout", target: str = "top", start_layer: int = 0,
                 layer: int = -1, discard_ratio: float = 0.0, normalize: str | None = None, output: str | None = None,
-                overlay: str | None = None, batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
+                output_dir: str | None = None, overlay: str | None = None, batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
         """The map of `method` for `target` on one image ((rows, cols)), or on many ((B, rows, cols),
-        streamed to `output` with an index). `overlay` draws one image's map(s) as PNG."""
+        streamed to `output` or one file each in `output_dir`, with an index). `overlay` draws one
+        image's map(s) as PNG."""
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, run_model
         from vitcli.core.explain import explain as explain_maps
@@ -147,7 +148,8 @@ class ExplainMixin:
             return {"explain": waiting.pop(0)}
 
         run = run_model(self, images, compute, main="map", normalize=normalize, batch=batch or BatchSpec(),
-                        output=output if images.many else None, keep=keep and images.many, progress=progress,
+                        output=output if images.many else None, output_dir=output_dir, keep=keep and images.many,
+                        progress=progress,
                         describe=describe)
         if images.many:
             return self._explain_many(run, method, label)
