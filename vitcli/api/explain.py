@@ -204,7 +204,7 @@ def _overlay_png(model: Any, fitted: Any, maps: np.ndarray, method: str, label: 
         colour = "Relevance (each map scaled to [0, 1])"
     else:
         panels, titles, colour = maps[None], [""], "Relevance"
-    what = "all methods" if method == "all" else method + (f" (layer {layer})" if method == "gradcam" else "")
+    what = "all methods" if method == "all" else method + (f" (layer {layer % model.config.depth})" if method == "gradcam" else "")
     title = f"explain {what}: target {label}{klass}, score {score}\n{about}"
     save_figure(path, overlay_figure(fitted.pixels, panels, titles, title, patch_size=model.config.patch_size,
                                      label=colour))
