@@ -7,7 +7,7 @@
           grad-rollout against one forward + backward pass of the timm model (target 2.5×).
           Calls alternate and each figure is the median of --repeats, so load hits both sides alike.
 
-Usage: python benchmarks/bench_explain.py [--part memory|speed|both] [--size 1792] [--repeats 7]
+Usage: python benchmarks/bench_explain.py [--part memory|speed|both] [--size 1792] [--depth 12] [--repeats 7]
 """
 
 import argparse
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SAMPLES, machine, peak_rss_mb, vitcli_command  # noqa: E402
 
 
-def memory(size: int) -> None:
+def memory(size: int, depth: int) -> None:
     import numpy as np
 
     image = str(SAMPLES / "astronaut.jpg")
@@ -29,12 +29,12 @@ def memory(size: int) -> None:
         out = Path(tmp) / "map.npy"
         baseline = peak_rss_mb([*vitcli_command(), "info", "--model", "vit-b16", "-q"])
         start = time.perf_counter()
-        peak = peak_rss_mb([*vitcli_command(), "explain", image, "--model", "vit-b16", "--size", str(size),
+        peak = peak_rss_mb([*vitcli_command(), "explain", image, "--model", "vit-b16", "--depth", str(depth), "--size", str(size),
                             "--method", "grad-rollout", "-o", str(out), "-q"])
         seconds = time.perf_counter() - start
         shape = np.load(out).shape
     tokens = (size // 16) ** 2 + 1
-    print(f"[explain memory] vit-b16 grad-rollout at {size}x{size} ({tokens:,} tokens) → map {list(shape)}: "
+    print(f"[explain memory] vit-b16 ({depth} blocks) grad-rollout at {size}x{size} ({tokens:,} tokens) → map {list(shape)}: "
           f"peak {peak:,.0f} MB = {peak / 1024:.2f} GiB (bound 6 GiB), {seconds:.0f} s; "
           f"(vitcli info alone: {baseline:,.0f} MB)")
 
@@ -77,7 +77,7 @@ def speed(repeats: int) -> None:
         torch.autograd.grad(logits[0].max(), xi)
 
     runs = {"vitcli gradcam": lambda: explain(ours, x, "gradcam", Target("top")),
-            "pytorch-grad-cam": lambda: cam(input_tensor=x),
+            "pytorch-grad-cam": lambda: cam(input_tensor=x, targets=None),
             "vitcli grad-rollout": lambda: explain(ours, x, "grad-rollout", Target("top")),
             "timm forward+backward": forward_backward}
     for fn in runs.values():  # warm-up
@@ -99,12 +99,13 @@ def main() -> None:
     parser.add_argument("--part", choices=["memory", "speed", "both"], default="both")
     parser.add_argument("--size", type=int, default=1792)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--depth", type=int, default=12, help="memory: blocks of ViT-B/16 (fewer for a quick look)")
     args = parser.parse_args()
     print(machine())
     if args.part in ("speed", "both"):
         speed(args.repeats)
     if args.part in ("memory", "both"):
-        memory(args.size)
+        memory(args.size, args.depth)
 
 
 if __name__ == "__main__":
