@@ -109,8 +109,9 @@ class ExplainMixin:
     """`explain` for `Model`."""
 
     def explain(self, images: Any, *, method: str = "grad-rollout", target: str = "top", start_layer: int = 0,
-                layer: int = -1, discard_ratio: float = 0.0, normalize: str | None = None, output: str | None = None,
-                output_dir: str | None = None, overlay: str | None = None, batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
+                layer: int = -1, discard_ratio: float = 0.0, normalize: str | None = None,
+                output: str | None = None, output_dir: str | None = None, overlay: str | None = None,
+                batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
         """The map of `method` for `target` on one image ((rows, cols)), or on many ((B, rows, cols),
         streamed to `output` or one file each in `output_dir`, with an index). `overlay` draws one
         image's map(s) as PNG."""
@@ -149,8 +150,7 @@ class ExplainMixin:
 
         run = run_model(self, images, compute, main="map", normalize=normalize, batch=batch or BatchSpec(),
                         output=output if images.many else None, output_dir=output_dir, keep=keep and images.many,
-                        progress=progress,
-                        describe=describe)
+                        progress=progress, describe=describe)
         if images.many:
             return self._explain_many(run, method, label)
         return self._explain_one(run, method, label, found[0], output, overlay, layer)
