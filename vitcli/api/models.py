@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from vitcli.api.attend import AttendMixin
 from vitcli.api.embed import EmbedMixin
+from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
 from vitcli.api.images import FittedImage, ImageSpec, check_spec, fit_one
 from vitcli.api.view import ViewMixin
@@ -40,7 +41,7 @@ class ModelSpec:
     strict: bool = True
 
 
-class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin):
+class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin):
     """A built ViT on its device, with where it came from and how images reach it."""
 
     def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, spec: ModelSpec) -> None:

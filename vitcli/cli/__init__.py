@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from vitcli import __version__
-from vitcli.cli import attend, embed, figures, info, patchify, posenc
+from vitcli.cli import attend, embed, explain, figures, info, patchify, posenc
 from vitcli.cli import view as view_cli
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app.command("embed", help=embed.HELP, epilog=embed.EPILOG)(embed.embed_command)
 app.command("posenc", help=posenc.HELP, epilog=posenc.EPILOG)(posenc.posenc_command)
 app.command("attend", help=attend.HELP, epilog=attend.EPILOG)(attend.attend_command)
 app.command("info", help=info.HELP, epilog=info.EPILOG)(info.info_command)
+app.command("explain", help=explain.HELP, epilog=explain.EPILOG)(explain.explain_command)
 app.add_typer(figures.app, name="figures", help=figures.HELP)
 app.command("view", help=view_cli.HELP, epilog=view_cli.EPILOG)(view_cli.view_command)
 

@@ -1,0 +1,213 @@
+"""`Model.explain`: which patches made the model give an output (a class logit, a similarity).
+
+Methods and their formulas are in `vitcli.core.explain`. The map is (rows, cols) on the input's
+true grid, float32, unnormalised; several images give (B, rows, cols) rows streamed to `output`
+with an index (score and class per image). `method="all"` stacks the four maps (4, rows, cols).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vitcli.errors import VitcliError, option_errors
+
+METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout")
+TARGET_HELP = "top, class:N, image:OTHER or patch:R,C"
+TOP_PATCHES = 5
+
+
+@dataclass
+class ExplainResult:
+    """What `explain` computed: the map(s) and the JSON document the command prints."""
+
+    document: dict[str, Any]
+    maps: Any = None  # (rows, cols), (4, rows, cols) for all; a leading batch axis for several images
+    score: Any = None  # float (one image) or (B,) array
+    image: Any = None  # the FittedImage of a single image
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.document
+
+
+def parse_target(model: Any, text: str, spec: Any, normalize: str | None) -> tuple[Any, str]:
+    """--target text → a core `Target` and its canonical label; image:OTHER is read and embedded here."""
+    from vitcli.core.explain import Target
+
+    kind, _, arg = str(text).strip().partition(":")
+    c = model.config
+    if kind in ("top", "class"):
+        if not c.num_classes or c.pooling == "none":
+            raise VitcliError("--target", f"{kind} explains a classifier logit and this model has no head: "
+                              "use image:OTHER or patch:R,C")
+        if kind == "top":
+            if arg:
+                raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
+            return Target("top"), "top"
+        if not arg.strip().lstrip("-").isdigit():
+            raise VitcliError("--target", f"'{text}': class:N takes a class index N")
+        n = int(arg)
+        if not 0 <= n < c.num_classes:
+            raise VitcliError("--target", f"class {n} is outside the head's {c.num_classes} classes (0..{c.num_classes - 1})")
+        return Target("class", n), f"class:{n}"
+    if kind == "image" and arg:
+        return Target("image", other=_other_embedding(model, arg, spec, normalize)), f"image:{arg}"
+    if kind == "patch" and arg:
+        parts = arg.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise VitcliError("--target", f"'{text}': patch:R,C takes a row and a column, such as patch:3,5")
+        r, col = (int(p) for p in parts)
+        return Target("patch", (r, col)), f"patch:{r},{col}"
+    raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
+
+
+def _other_embedding(model: Any, path: str, spec: Any, normalize: str | None) -> Any:
+    """The pooled embedding (D,) of image:OTHER, fitted like the images explained."""
+    from vitcli.core.explain import pooled_embedding
+
+    if model.config.pooling == "none":
+        raise VitcliError("--target", "image: compares pooled embeddings, and this model has none (pooling none)")
+    prepare, _, _ = model.preparer(spec, normalize)
+    fitted = prepare(path, path)
+    with option_errors("--target"):
+        return pooled_embedding(model.module, model.batch_tensor([fitted]))
+
+
+def _check(model: Any, start_layer: int, layer: int, discard_ratio: float) -> None:
+    """Options wrong for every image, refused before any image is read."""
+    depth = model.config.depth
+    if not -depth <= layer < depth:
+        raise VitcliError("--layer", f"layer {layer} is outside the model's {depth} blocks (0..{depth - 1}, or negative from the end)")
+    if not 0 <= start_layer < depth:
+        raise VitcliError("--start-layer", f"start layer {start_layer} is outside 0..{depth - 1}")
+    if not 0 <= discard_ratio < 1:
+        raise VitcliError("--discard-ratio", f"{discard_ratio} is outside [0, 1)")
+
+
+def top_patches(grid_map: np.ndarray, k: int = TOP_PATCHES) -> list[dict[str, Any]]:
+    """The k strongest patches of a (rows, cols) map, strongest first."""
+    flat = grid_map.reshape(-1)
+    order = np.argsort(-flat, kind="stable")[:k]
+    cols = grid_map.shape[1]
+    return [{"row": int(i // cols), "col": int(i % cols), "value": float(flat[i])} for i in order]
+
+
+def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int | None) -> dict[str, Any]:
+    """The `explain` JSON object of one image: method, target, score, class, top patches (per method for all)."""
+    doc: dict[str, Any] = {"method": method, "target": target, "score": None if np.isnan(score) else float(score)}
+    if klass is not None:
+        doc["class"] = int(klass)
+    if method == "all":
+        doc["methods"] = [{"method": m, "top_patches": top_patches(maps[i])} for i, m in enumerate(METHOD_NAMES)]
+    else:
+        doc["top_patches"] = top_patches(maps)
+    return doc
+
+
+class ExplainMixin:
+    """`explain` for `Model`."""
+
+    def explain(self, images: Any, *, method: str = "grad-rollout", target: str = "top", start_layer: int = 0,
+                layer: int = -1, discard_ratio: float = 0.0, normalize: str | None = None,
+                output: str | None = None, output_dir: str | None = None, overlay: str | None = None,
+                batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
+        """The map of `method` for `target` on one image ((rows, cols)), or on many ((B, rows, cols),
+        streamed to `output` or one file each in `output_dir`, with an index). `overlay` draws one
+        image's map(s) as PNG."""
+        from vitcli.api.images import as_images
+        from vitcli.api.runs import BatchSpec, run_model
+        from vitcli.core.explain import explain as explain_maps
+
+        images = as_images(images)
+        if method not in (*METHOD_NAMES, "all"):
+            raise VitcliError("--method", f"'{method}' is not one of {', '.join(METHOD_NAMES)}, all")
+        methods = list(METHOD_NAMES) if method == "all" else [method]
+        _check(self, start_layer, layer, discard_ratio)
+        if images.many and overlay:
+            raise VitcliError("--overlay", "draws one image's map: give one image (several images take -o)")
+        self.resolve_grid(images)
+        core_target, label = parse_target(self, target, images.spec, normalize)
+        found: list[dict[str, Any]] = []
+        waiting: list[dict[str, Any]] = []  # summaries of the batch just computed, for its index lines
+
+        def compute(x: Any) -> dict[str, Any]:
+            maps, first = [], None
+            for m in methods:
+                with option_errors("--target"):
+                    out = explain_maps(self.module, x, m, core_target, start_layer, layer, discard_ratio)
+                maps.append(out.maps.cpu().numpy())
+                first = first or out
+            stacked = maps[0] if len(maps) == 1 else np.stack(maps, axis=1)  # (b, rows, cols) or (b, 4, rows, cols)
+            klass = first.klass.cpu().numpy() if first.klass is not None else [None] * len(stacked)
+            for i in range(len(stacked)):
+                found.append(summary(method, label, stacked[i], float(first.score[i]), klass[i]))
+                waiting.append(found[-1])
+            return {"map": stacked.astype(np.float32)}
+
+        def describe(fitted: Any) -> dict[str, Any]:
+            return {"explain": waiting.pop(0)}
+
+        run = run_model(self, images, compute, main="map", normalize=normalize, batch=batch or BatchSpec(),
+                        output=output if images.many else None, output_dir=output_dir, keep=keep and images.many,
+                        progress=progress, describe=describe)
+        if images.many:
+            return self._explain_many(run, method, label)
+        return self._explain_one(run, method, label, found[0], output, overlay, layer)
+
+    def _explain_one(self, run: Any, method: str, label: str, found: dict[str, Any], output: str | None,
+                     overlay: str | None, layer: int) -> ExplainResult:
+        from vitcli.io.arrays import save_npy
+        from vitcli.report import tensor_stats
+
+        maps = run.arrays["map"][0]
+        fitted = run.fitted[0]
+        grid = tuple(fitted.index_entry(self.config.patch_size)["grid"])
+        if output:
+            save_npy(output, maps)
+        if overlay:
+            _overlay_png(self, fitted, maps, method, label, found, overlay, layer)
+        axes = ["methods", "rows", "cols"] if method == "all" else ["rows", "cols"]
+        doc = {**self._single_document("explain", fitted, grid, run.normalize), "explain": found,
+               "axes": axes, "shape": list(maps.shape), "tensors": {"map": tensor_stats(maps)},
+               "outputs": {"array": output, "overlay": overlay}}
+        if method == "all":
+            doc["methods"] = list(METHOD_NAMES)
+        return ExplainResult(doc, maps, found["score"], fitted, list(self.warnings))
+
+    def _explain_many(self, run: Any, method: str, label: str) -> ExplainResult:
+        report = run.report
+        grid = report.first_grid
+        rows = [{"path": e["path"], **e["explain"]} for e in report.entries]
+        axes = ["images", "methods", "rows", "cols"] if method == "all" else ["images", "rows", "cols"]
+        doc = {"command": "explain", **report.document(), "normalize": run.normalize,
+               "patch_size": self.config.patch_size, "model": self.document(grid), "axes": axes,
+               "explain": {"method": method, "target": label, "images": rows},
+               "tensors": {"map": report.stats["map"].document()} if "map" in report.stats else {}}
+        scores = np.array([np.nan if f["score"] is None else f["score"] for f in rows])
+        return ExplainResult(doc, run.arrays.get("map"), scores, None, list(self.warnings))
+
+
+def _overlay_png(model: Any, fitted: Any, maps: np.ndarray, method: str, label: str, found: dict[str, Any],
+                 path: str, layer: int) -> None:
+    """The map over the image with a colour bar; method all: the four side by side, each scaled to [0, 1]."""
+    from vitcli.io.pictures import overlay_figure, save_figure
+
+    name = fitted.loaded.path if fitted.loaded.path != "-" else "<stdin>"
+    score = "n/a" if found["score"] is None else f"{found['score']:.4g}"
+    klass = f" (class {found['class']})" if "class" in found else ""
+    about = f"{name} ({fitted.pixels.shape[0]}×{fitted.pixels.shape[1]}), {model.config.name}, {model.source}"
+    if method == "all":
+        lo = maps.reshape(len(maps), -1).min(1)[:, None, None]
+        hi = maps.reshape(len(maps), -1).max(1)[:, None, None]
+        panels, titles = (maps - lo) / np.where(hi > lo, hi - lo, 1), list(METHOD_NAMES)
+        colour = "Relevance (each map scaled to [0, 1])"
+    else:
+        panels, titles, colour = maps[None], [""], "Relevance"
+    what = "all methods" if method == "all" else method + (f" (layer {layer % model.config.depth})" if method == "gradcam" else "")
+    title = f"explain {what}: target {label}{klass}, score {score}\n{about}"
+    save_figure(path, overlay_figure(fitted.pixels, panels, titles, title, patch_size=model.config.patch_size,
+                                     label=colour))
+
+
+__all__ = ["ExplainMixin", "ExplainResult", "METHOD_NAMES", "parse_target", "summary", "top_patches"]

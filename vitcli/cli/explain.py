@@ -1,0 +1,76 @@
+"""`vitcli explain`: which patches made the model give an output, as a map, a table and a picture."""
+
+from typing import Annotated, Any, Literal, Optional
+
+import typer
+
+from vitcli.cli.common import (OUTPUT_PANEL, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions,
+                               NormalizeOpt, Output, OutputOpt, QuietOpt, batch_spec, choices, gather, open_model,
+                               value, with_options)
+
+HELP = """Explain an output of the model: which patches made it say that.
+
+--method grad-rollout (Chefer et al. 2021: R ← R + mean_h (∇A ⊙ A)⁺·R, the class token's row), attn-grad (vit-explain's gradient rollout), gradcam (Grad-CAM on block --layer's norm1 tokens), rollout (attention alone, as attend --rollout), or all side by side. --target top or class:N (a classifier logit), image:OTHER (cosine of the pooled embeddings: what makes the two images alike), patch:R,C (cosine of that patch's final feature with the pooled embedding). -o writes the raw map (rows, cols) float32, unnormalised; several images give (B, rows, cols) with an index. Gradients go through the model block by block, so large images fit (1792 px on ViT-B/16 in a few GB).
+"""
+EPILOG = (
+    "Examples:  vitcli explain sample_images/chelsea.jpg --overlay why.png  ·  "
+    "vitcli explain cat.jpg --method all --overlay all.png  ·  "
+    "vitcli explain cat.jpg --target class:281 -o map.npy  ·  "
+    "vitcli explain a.jpg --target image:b.jpg --weights dino.safetensors  ·  "
+    "vitcli explain photos/ --method gradcam -o maps.npy"
+)
+Method = choices("Method", Literal["grad-rollout", "attn-grad", "gradcam", "rollout", "all"])
+
+
+@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
+def explain_command(
+    images: ImagesArg = None,
+    method: Annotated[Method, typer.Option("--method", help="grad-rollout, attn-grad, gradcam, rollout, or all side by side.")] = Method("grad-rollout"),  # type: ignore[valid-type]
+    target: Annotated[str, typer.Option("--target", help="top, class:N, image:OTHER or patch:R,C.")] = "top",
+    start_layer: Annotated[int, typer.Option("--start-layer", help="grad-rollout, attn-grad, rollout: first layer of the product.")] = 0,
+    layer: Annotated[int, typer.Option("--layer", help="gradcam: the block whose norm1 output is used (negative from the end).")] = -1,
+    discard_ratio: Annotated[float, typer.Option("--discard-ratio", help="attn-grad, rollout: zero this share of each layer's lowest weights (never the diagonal) before adding I.")] = 0.0,
+    overlay: Annotated[Optional[str], typer.Option("--overlay", help="The map over the image with a colour bar, method, target and score in the title, as PNG (--method all: side by side).", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    normalize: NormalizeOpt = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    *,
+    image_opts: ImageOptions,
+    model_opts: ModelOptions,
+    batch: BatchOptions,
+) -> None:
+    out = Output(output, as_json, quiet)
+    found = gather(images, image_opts, batch)
+    model = open_model(model_opts, image_opts)
+    with out.progress(len(found)) as progress:
+        result = model.explain(found, method=value(method), target=target, start_layer=start_layer, layer=layer,
+                               discard_ratio=discard_ratio, normalize=normalize, output=output,
+                               output_dir=batch.output_dir, overlay=overlay, batch=batch_spec(batch), keep=False,
+                               progress=progress)
+    out.finish(result.document, *_tables(result, found.many, out), warnings=result.warnings)
+
+
+def _tables(result: Any, many: bool, out: Output) -> list[Any]:
+    from vitcli.report import info_table, stats_table
+    from vitcli.tables import batch_tables, heatmap, input_rows, model_rows, output_rows, rows_table
+
+    doc = result.document
+    ex = doc["explain"]
+    rows = model_rows(doc["model"]) + [("normalize", doc["normalize"]), ("method", ex["method"]),
+                                       ("target", ex["target"])]
+    if many:
+        tables = batch_tables("explain", doc, rows, "map (B, rows, cols)")
+        scores = [[r["path"], "-" if r["score"] is None else r["score"], r.get("class", "-")] for r in ex["images"][:20]]
+        return tables + [rows_table("scores (first 20)", ["image", "score", "class"], scores)]
+    rows = input_rows(doc["input"]) + rows
+    rows += [("score", "-" if ex["score"] is None else ex["score"])] + ([("class", ex["class"])] if "class" in ex else [])
+    per_method = ex["methods"] if ex["method"] == "all" else [{"method": ex["method"], "top_patches": ex["top_patches"]}]
+    top = [[m["method"], *[f"({p['row']}, {p['col']}) {p['value']:.4g}" for p in m["top_patches"]]] for m in per_method]
+    tables = [info_table("vitcli explain", rows + output_rows(doc["outputs"])),
+              rows_table("strongest patches (row, col) value", ["method", "1", "2", "3", "4", "5"], top),
+              stats_table("tensors", doc["tensors"])]
+    first = result.maps[0] if ex["method"] == "all" else result.maps
+    tables.append(heatmap(f"{per_method[0]['method']} map, {first.shape[0]}×{first.shape[1]} patches", first,
+                          colour=out.colour))
+    return tables

@@ -1,0 +1,243 @@
+"""Which patches made the model give an output y: gradient maps on the tokens, in row blocks.
+
+  grad-rollout  Chefer, Gur & Wolf 2021: R = I; R ← R + Ā_l·R for l = s..L-1 with
+                Ā_l = mean_h (∇A ⊙ A)⁺, ∇A = ∂y/∂A; the map is R[cls, prefix:].
+  attn-grad     vit-explain's gradient rollout: Ā_l = mean_h (A ⊙ ∇A)⁺, then Abnar-Zuidema
+                rollout Â = rownorm(0.5·discard(Ā) + 0.5·I), R = Â_L ⋯ Â_s.
+  gradcam       Grad-CAM on tokens: F = norm1 output of block `layer` (patch rows);
+                α_k = mean over patches of ∂y/∂F_k; map = ReLU(Σ_k α_k F_k).
+  rollout       Abnar-Zuidema rollout of mean-over-heads A (as `attend --rollout`), no gradient.
+
+Memory: ∂y/∂A is never taken through a stored T×T matrix. A forward pass without autograd keeps
+each block's input (T·D a layer); the backward runs block by block from the top, recomputing one
+block with autograd at a time (manual checkpointing), which gives ∂y/∂Y_h of the attention
+output. Then ∂y/∂A_h = (∂y/∂Y_h)·V_hᵀ, and A, ∇A exist one block of query rows at a time. Only
+the map's row of R is needed, and e·(I+Ā_L)⋯(I+Ā_s) is a row vector times matrices taken from
+the top down, in the order the backward visits the layers: so grad-rollout never holds a T×T
+matrix at all. attn-grad and rollout hold one head-fused T×T per layer (the discard ranks it).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vitcli.core.analysis import chunk_size, discard_lowest, prefix_row_to_grid
+from vitcli.core.attention import bias_rows, resolve_indices
+from vitcli.core.capture import Capture
+from vitcli.core.encoder import VisionTransformer
+from vitcli.core.patches import grid_shape
+
+Method = Literal["grad-rollout", "attn-grad", "gradcam", "rollout"]
+METHODS: tuple[str, ...] = ("grad-rollout", "attn-grad", "gradcam", "rollout")
+TargetKind = Literal["top", "class", "image", "patch"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The output y explained: the top logit, logit `index`, cos(pooled, `other`), or cos(patch `index`, pooled)."""
+
+    kind: TargetKind = "top"
+    index: int | tuple[int, int] | None = None  # class N, or patch (row, col)
+    other: Tensor | None = None  # (D,) pooled embedding of the other image
+
+
+@dataclass
+class Explanation:
+    """Maps (B, rows, cols) float32 unnormalised, the target's value per image and the class explained."""
+
+    maps: Tensor
+    score: Tensor  # (B,) y of each image
+    klass: Tensor | None  # (B,) class index for top / class targets
+
+
+@dataclass
+class LayerGrad:
+    """One block seen by the backward: Q, K, V (B, H, T, d), ∂y/∂Y (B, H, T, d) of the attention
+    output per head, and (at the Grad-CAM layer) norm1's output F and ∂y/∂F (B, T, D)."""
+
+    layer: int
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    grad_y: Tensor | None = None
+    features: Tensor | None = None
+    grad_features: Tensor | None = None
+
+
+def block_inputs(model: VisionTransformer, images: Tensor) -> tuple[list[Tensor], tuple[int, int]]:
+    """Every block's input and the last block's output [x_0 … x_L], each (B, T, D), without autograd."""
+    grid = grid_shape(images.shape[-2], images.shape[-1], model.config.patch_size)
+    rotate, bias = model.position.attention_terms(grid)
+    with torch.no_grad():
+        x = model.inputs(images, grid, "conv", "chw", None)  # (B, T, D)
+        xs = [x]
+        for block in model.blocks:
+            x, _ = block(x, rotate=rotate, bias=bias)
+            xs.append(x)
+    return xs, grid
+
+
+def target_value(model: VisionTransformer, x_last: Tensor, target: Target, grid: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
+    """y (B,) from the last block's output (B, T, D), with autograd; and the class per image (class targets)."""
+    out = model.norm(x_last)  # (B, T, D)
+    pooled, logits = model.embed_tokens(out)  # (B, D), (B, classes)
+    if target.kind in ("top", "class"):
+        if logits is None:
+            raise ValueError("this model has no classifier head: explain image:OTHER or patch:R,C instead")
+        klass = logits.argmax(-1) if target.kind == "top" else torch.full_like(logits[:, 0], target.index, dtype=torch.long)
+        return logits.gather(1, klass[:, None])[:, 0], klass
+    if pooled is None:
+        raise ValueError("this model has no pooled embedding (pooling none), so image: and patch: have nothing to compare")
+    if target.kind == "image":
+        return F.cosine_similarity(pooled, target.other.to(pooled)[None], dim=-1), None
+    r, c = target.index  # type: ignore[misc]
+    patch = out[:, model.config.num_prefix_tokens + r * grid[1] + c]  # (B, D)
+    return F.cosine_similarity(patch, pooled, dim=-1), None
+
+
+def backward_blocks(model: VisionTransformer, xs: list[Tensor], grid: tuple[int, int], target: Target,
+                    stop: int, visit: Callable[[LayerGrad], None], features_at: int | None = None) -> tuple[Tensor, Tensor | None]:
+    """∂y/∂Y of blocks L-1 down to `stop`, one block recomputed with autograd at a time; `visit` sees each.
+
+    y is summed over the batch (images never mix, so each image gets its own gradient).
+    """
+    rotate, bias = model.position.attention_terms(grid)
+    with torch.enable_grad():
+        x_last = xs[-1].detach().requires_grad_()
+        y, klass = target_value(model, x_last, target, grid)
+        (g,) = torch.autograd.grad(y.sum(), x_last)  # (B, T, D)
+        score = y.detach()
+        for i in range(len(model.blocks) - 1, stop - 1, -1):
+            block = model.blocks[i]
+            x = xs[i].detach().requires_grad_()
+            h = block.norm1(x)  # (B, T, D)
+            q, k, v = block.attn.split_heads(h, rotate)  # (B, H, T, d)
+            y_heads = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, T, d)
+            out = block.residual(x, block.attn.merge(y_heads))
+            wanted = [x, y_heads] + ([h] if i == features_at else [])
+            grads = torch.autograd.grad(out, wanted, g)
+            g = grads[0]
+            visit(LayerGrad(i, q.detach(), k.detach(), v.detach(), grads[1],
+                            h.detach() if i == features_at else None, grads[2] if i == features_at else None))
+    return score, klass
+
+
+def fused_rows(model: VisionTransformer, lg: LayerGrad, start: int, stop: int, bias: Tensor | None,
+               gradient: bool) -> Tensor:
+    """Query rows start..stop-1 of mean_h (A ⊙ ∂y/∂A)⁺ (or of mean_h A): (B, stop-start, T) float32."""
+    attn = model.blocks[lg.layer].attn
+    a = attn.weights(lg.q[:, :, start:stop], lg.k, bias_rows(bias, slice(start, stop)))  # (B, H, c, T)
+    if gradient:
+        a = (a * (lg.grad_y[:, :, start:stop] @ lg.v.transpose(-2, -1))).clamp_min(0)  # ∂y/∂A = (∂y/∂Y)·Vᵀ
+    return a.float().mean(dim=1)
+
+
+def blocks_of(lg: LayerGrad) -> list[tuple[int, int]]:
+    """Row blocks of about 8M scores each."""
+    b, h, t, _ = lg.k.shape
+    step = chunk_size(b * h * t)
+    return [(s, min(s + step, t)) for s in range(0, t, step)]
+
+
+def start_row(model: VisionTransformer, b: int, t: int, device: torch.device) -> Tensor:
+    """The row read from R: the class token's (B, T), else the mean of the patch rows."""
+    row = torch.zeros(b, t, dtype=torch.float64, device=device)
+    if model.config.class_token:
+        row[:, 0] = 1.0
+    else:
+        n = model.config.num_prefix_tokens
+        row[:, n:] = 1.0 / (t - n)
+    return row
+
+
+def rollout_hat(fused: Tensor, discard_ratio: float) -> Tensor:
+    """Abnar-Zuidema's Â = rownorm(0.5·discard(Ā) + 0.5·I): (B, T, T) → (B, T, T) float64."""
+    fused = discard_lowest(fused.double(), discard_ratio, "matrix")
+    hat = 0.5 * fused + 0.5 * torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
+    return hat / hat.sum(dim=-1, keepdim=True)
+
+
+class RowProduct:
+    """r ← r·M_l for the layers from the top down, M_l = I + Ā_l (grad-rollout) or Â_l (rollouts)."""
+
+    def __init__(self, model: VisionTransformer, method: str, bias: Tensor | None, discard_ratio: float,
+                 start_layer: int) -> None:
+        self.model, self.method, self.bias = model, method, bias
+        self.discard_ratio, self.start_layer = discard_ratio, start_layer
+        self.row: Tensor | None = None
+
+    def __call__(self, lg: LayerGrad) -> None:
+        if lg.layer < self.start_layer:
+            return
+        b, _, t, _ = lg.k.shape
+        if self.row is None:
+            self.row = start_row(self.model, b, t, lg.k.device)
+        gradient = self.method != "rollout"
+        if self.method == "grad-rollout":  # r + r·Ā, block by block: Ā never exists whole
+            new = self.row.clone()
+            for s, e in blocks_of(lg):
+                new += (self.row[:, None, s:e] @ fused_rows(self.model, lg, s, e, self.bias, True).double())[:, 0]
+            self.row = new
+            return
+        fused = torch.cat([fused_rows(self.model, lg, s, e, self.bias, gradient) for s, e in blocks_of(lg)], dim=1)
+        self.row = (self.row[:, None] @ rollout_hat(fused, self.discard_ratio))[:, 0]  # (B, T)
+
+
+def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollout", target: Target = Target(),
+            start_layer: int = 0, layer: int = -1, discard_ratio: float = 0.0) -> Explanation:
+    """The map of `method` for target y on (B, C, H, W): (B, rows, cols) on the input's true grid."""
+    depth, n = model.config.depth, model.config.num_prefix_tokens
+    if method not in METHODS:
+        raise ValueError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
+    if not 0 <= start_layer < depth:
+        raise ValueError(f"start layer {start_layer} is outside 0..{depth - 1}")
+    (layer,) = resolve_indices([layer], depth, "layer")
+    xs, grid = block_inputs(model, images)
+    if target.kind == "patch" and not (0 <= target.index[0] < grid[0] and 0 <= target.index[1] < grid[1]):  # type: ignore[index]
+        raise ValueError(f"patch {target.index[0]},{target.index[1]} is outside the {grid[0]}x{grid[1]} grid")  # type: ignore[index]
+    rotate, bias = model.position.attention_terms(grid)
+    if method == "gradcam":
+        kept: dict[str, Tensor] = {}
+
+        def cam(lg: LayerGrad) -> None:
+            if lg.features is not None:
+                f, g = lg.features[:, n:].float(), lg.grad_features[:, n:].float()  # (B, N, D) patch rows
+                kept["map"] = torch.relu((f * g.mean(dim=1, keepdim=True)).sum(-1))  # (B, N)
+
+        score, klass = backward_blocks(model, xs, grid, target, layer, cam, features_at=layer)
+        return Explanation(kept["map"].reshape(-1, *grid), score.float(), klass)
+    product = RowProduct(model, method, bias, discard_ratio, start_layer)
+    if method == "rollout":
+        with torch.no_grad():
+            y, klass = _score_only(model, xs[-1], target, grid)
+            for i in range(depth - 1, start_layer - 1, -1):
+                product(LayerGrad(i, *model.blocks[i].qkv(xs[i], rotate)))
+        score = y
+    else:
+        score, klass = backward_blocks(model, xs, grid, target, start_layer, product)
+    maps = prefix_row_to_grid(product.row, n, grid).float()  # type: ignore[arg-type]
+    return Explanation(maps, score.float(), klass)
+
+
+def _score_only(model: VisionTransformer, x_last: Tensor, target: Target, grid: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
+    """y without a gradient (rollout reports the score of the same target); NaN when the model cannot give it."""
+    try:
+        return target_value(model, x_last, target, grid)
+    except ValueError:
+        return torch.full((x_last.shape[0],), float("nan")), None
+
+
+def pooled_embedding(model: VisionTransformer, images: Tensor) -> Tensor:
+    """(1, C, H, W) → the pooled embedding (D,) of another image, for image: targets."""
+    if model.config.pooling == "none":
+        raise ValueError("this model has no pooled embedding (pooling none), so image: has nothing to compare")
+    with torch.no_grad():
+        return model(images, Capture(inputs=False, final="pooled")).pooled[0]
+
+
+__all__ = ["Explanation", "LayerGrad", "METHODS", "Method", "Target", "backward_blocks", "block_inputs", "explain",
+           "pooled_embedding", "rollout_hat", "target_value"]
