@@ -4,6 +4,8 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
+from vitcli.cli.datasets import DatasetOptions
+
 from vitcli.cli.common import (BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions, NormalizeOpt, Output,
                                OutputOpt, QuietOpt, choices, gather, open_model, value, with_options)
 
@@ -15,7 +17,8 @@ EPILOG = (
     "Examples:  vitcli embed sample_images/chelsea.jpg  ·  "
     "vitcli embed cat.jpg -o z0.npy  ·  vitcli embed cat.jpg --stage pooled --model vit-s16 -o emb.npy  ·  "
     "vitcli embed cat.jpg --impl linear --posenc sincos2d --json  ·  "
-    "vitcli embed photos/ --stage pooled -o emb.npy   (B, D) + emb.index.jsonl"
+    "vitcli embed photos/ --stage pooled -o emb.npy   (B, D) + emb.index.jsonl  ·  "
+    "vitcli embed photos/ --stage pooled --output-dir out/ --format parquet --resume"
 )
 Stage = choices("Stage", Literal["patches", "tokens", "input", "output", "pooled"])
 Impl = choices("Impl", Literal["conv", "linear"])
@@ -24,7 +27,7 @@ LABELS = {"patches": "patches (N, P·P·C)", "tokens": "projected (N, D)", "with
           "input": "Z0 = + position (T, D)", "output": "encoder output Z_L (T, D)", "pooled": "pooled embedding (D,)"}
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
+@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions, data=DatasetOptions)
 def embed_command(
     images: ImagesArg = None,
     stage: Annotated[Stage, typer.Option("--stage", help="Which stage -o writes: patches, tokens (projected), input (Z0), output (Z_L), pooled.")] = Stage("input"),  # type: ignore[valid-type]
@@ -38,16 +41,19 @@ def embed_command(
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     batch: BatchOptions,
+    data: DatasetOptions,
 ) -> None:
     from vitcli.cli.common import batch_spec
+    from vitcli.cli.datasets import dataset_spec
 
     out = Output(output, as_json, quiet)
     found = gather(images, image_opts, batch)
     model = open_model(model_opts, image_opts, value(posenc))
     with out.progress(len(found)) as progress:
         result = model.embed(found, stage=value(stage), impl=value(impl), normalize=normalize, output=output,
-                             output_dir=batch.output_dir, batch=batch_spec(batch), keep=False, progress=progress)
-    out.finish(result.document, *_tables(result.document, found.many), warnings=result.warnings)
+                             output_dir=batch.output_dir, batch=batch_spec(batch), keep=False, progress=progress,
+                             dataset=dataset_spec(data))
+    out.finish(result.document, *_tables(result.document, "input" not in result.document), warnings=result.warnings)
 
 
 def _tables(doc: dict[str, Any], many: bool) -> list[Any]:
