@@ -44,13 +44,14 @@ class DatasetSpec:
         if self.backend not in ("local", "ray"):
             raise VitcliError("--backend", f"'{self.backend}' is not local or ray")
         spec = replace(self, format="parquet") if is_parquet(output) and self.format == "npy" else self
-        if output and spec.format != "parquet" or (output and not is_parquet(output)):
+        option = "--resume" if spec.resume else "--backend"
+        if (spec.resume or spec.backend == "ray") and not output_dir:
+            raise VitcliError(option, "works on a sharded run: give --output-dir DIR --format parquet")
+        if output and (spec.format != "parquet" or not is_parquet(output)):
             raise VitcliError("-o", f"--format {spec.format} writes a folder: give --output-dir DIR instead of -o"
                               if spec.format != "parquet" else "a Parquet file needs a name ending in .parquet")
         if spec.format == "npy":
-            raise VitcliError("--resume" if self.resume else "--backend", "needs --format parquet or npy-shards with --output-dir DIR")
-        if (spec.resume or spec.backend == "ray") and not output_dir:
-            raise VitcliError("--resume" if spec.resume else "--backend", "works on a sharded run: give --output-dir DIR")
+            raise VitcliError(option, "needs --format parquet or npy-shards with --output-dir DIR")
         if spec.backend == "ray" and spec.format != "parquet":
             raise VitcliError("--backend", "ray writes Parquet shards: use --format parquet")
         if spec.shard_size < 1:

@@ -113,6 +113,8 @@ class ParquetSink:
         self.rows, self.errors = 0, []
         self.row_shape: tuple[int, ...] | None = None
         self.pending: list[tuple[np.ndarray | None, dict[str, Any]]] = []
+        self.waiting: dict[int, tuple[np.ndarray | None, dict[str, Any]]] = {}  # arrived before an earlier row
+        self.cursor = first_row  # the next row to write
         self.writer: Any = None
         self.tmp: str | None = None
         self.order: list[int] = []
@@ -126,15 +128,22 @@ class ParquetSink:
                 f"gives shape {list(rows.shape[1:])}, but earlier images gave {list(self.row_shape)}: "
                 "one table needs one size (use a fixed --size)"))
         for row, entry in zip(rows, entries):
-            self.pending.append((row, entry))
+            self._arrive(row, entry)
             self.rows += 1
-        if len(self.pending) >= ROW_GROUP:
-            self._flush()
 
     def skip(self, entry: dict[str, Any]) -> None:
         """A failed image: a row with its error and no embedding."""
         self.errors.append(entry)
-        self.pending.append((None, {**entry, "sha256": entry.get("sha256") or file_sha256(entry["path"])}))
+        self._arrive(None, {**entry, "sha256": entry.get("sha256") or file_sha256(entry["path"])})
+
+    def _arrive(self, row: np.ndarray | None, entry: dict[str, Any]) -> None:
+        """Keep rows in input order: a failed image is reported before the batch that precedes it."""
+        self.waiting[self.position.get(entry["path"], self.cursor)] = (row, entry)
+        while self.cursor in self.waiting:
+            self.pending.append(self.waiting.pop(self.cursor))
+            self.cursor += 1
+        if len(self.pending) >= ROW_GROUP:
+            self._flush()
 
     def _flush(self) -> None:
         if not self.pending or (self.row_shape is None and self.embedding):
@@ -170,6 +179,7 @@ class ParquetSink:
             if not self.errors:
                 raise VitcliError(str(self.target), "no image could be processed, nothing written")
             self.row_shape = ()
+        self.pending += [self.waiting.pop(k) for k in sorted(self.waiting)]
         self._flush()
         if self.writer is None:
             raise VitcliError(str(self.target), "no image could be processed, nothing written")
