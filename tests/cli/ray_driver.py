@@ -113,8 +113,11 @@ def case_both_nodes(photos: Path, tmp: Path) -> dict:
         same_as_local(photos, out, tmp, "4")
         again = json.loads(vitcli(*args, "--resume", "--json").stdout)
         assert again["processed"] == 0 and again["outputs"]["resumed_shards"] == doc["outputs"]["shards"]
+        args[4] = tmp / "unreachable"
         bad = vitcli(*args[:-2], "--ray-address", "127.0.0.1:1", check=False)
-        assert bad.returncode == 1 and bad.stderr.decode().count("\n") == 1 and "--ray-address" in bad.stderr.decode()
+        err = bad.stderr.decode()
+        assert bad.returncode == 1 and err.count("\n") == 1 and "--ray-address" in err and "127.0.0.1:1" in err, err
+        assert not args[4].exists()
         return {"nodes": doc["outputs"]["ray_nodes"], "seconds": doc["seconds"]}
 
 
