@@ -231,6 +231,7 @@ def test_changed_inputs_other_options_version_or_damage_are_one_line_and_lose_no
 def test_option_combinations_and_missing_pyarrow_are_one_line(photos, tmp_path):
     assert_clean_error(run_cli("embed", photos, *TINY, "--format", "npy-shards", "-o", tmp_path / "x.npy"), "--output-dir")
     assert_clean_error(run_cli("embed", photos, *TINY, "--resume", "-o", tmp_path / "x.npy"), "--resume")
+    assert_clean_error(run_cli("embed", photos, *TINY, "--format", "parquet"), "--format", "--output-dir")
     assert_clean_error(run_cli("embed", photos, *TINY, "--format", "parquet", "--output-dir", tmp_path / "d",
                                "--shard-size", "0"), "--shard-size")
     code = ("import sys; sys.modules['pyarrow'] = None; sys.argv = ['vitcli'] + sys.argv[1:]; "

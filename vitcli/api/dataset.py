@@ -50,6 +50,8 @@ class DatasetSpec:
         if output and (spec.format != "parquet" or not is_parquet(output)):
             raise VitcliError("-o", f"--format {spec.format} writes a folder: give --output-dir DIR instead of -o"
                               if spec.format != "parquet" else "a Parquet file needs a name ending in .parquet")
+        if not output and not output_dir:
+            raise VitcliError("--format", f"{spec.format} needs --output-dir DIR (or -o FILE.parquet)")
         if spec.format == "npy":
             raise VitcliError(option, "needs --format parquet or npy-shards with --output-dir DIR")
         if spec.backend == "ray" and spec.format != "parquet":
