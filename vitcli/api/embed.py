@@ -32,6 +32,20 @@ class EmbedResult:
         return self.document
 
 
+class EmbedCompute:
+    """(b, 3, H, W) → {stage: (b, ...) float32 numpy}: a plain object, so it can be sent to Ray actors."""
+
+    def __init__(self, module: Any, capture: Any, impl: str, stages: set[str]) -> None:
+        self.module, self.capture, self.impl, self.stages = module, capture, impl, stages
+
+    def __call__(self, x: Any) -> dict[str, Any]:
+        import torch
+
+        with torch.inference_mode():
+            out = self.module(x, capture=self.capture, impl=self.impl)
+        return {s: getattr(out, FIELDS[s]).float().cpu().numpy() for s in FIELDS if s in self.stages}
+
+
 def _capture(stages: set[str], cls_pooling: bool):
     """The cheapest forward pass that gives these stages."""
     from vitcli.core.capture import Capture
@@ -46,17 +60,23 @@ class EmbedMixin:
 
     def embed(self, images: Any, *, stage: Stage = "input", impl: Impl = "conv", posenc: str | None = None,
               normalize: str | None = None, output: str | None = None, output_dir: str | None = None,
-              batch: Any = None, keep: bool = True, progress: Any = None) -> EmbedResult:
+              batch: Any = None, keep: bool = True, progress: Any = None, dataset: Any = None) -> EmbedResult:
         """Every stage of one image (arrays without a batch axis), or one stage of many images
         ((B, ...) rows, streamed to `output` / `output_dir` when given). `posenc` is a preset's choice
-        at load time; here it must match the model."""
-        import torch
+        at load time; here it must match the model. `dataset` (a DatasetSpec; also implied by
+        -o FILE.parquet) writes Parquet or resumable shards, locally or on Ray."""
+        from dataclasses import replace
 
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, run_model
         from vitcli.stats import tensor_stats
 
+        from vitcli.api.dataset import DatasetSpec, run_dataset
+
         images = as_images(images)
+        dataset = dataset or DatasetSpec()
+        if dataset.wanted(output):
+            images = replace(images, many=True)
         if stage not in STAGES:
             raise VitcliError("--stage", f"'{stage}' is not one of {', '.join(STAGES)}")
         if stage == "pooled" and self.config.pooling == "none":
@@ -73,11 +93,12 @@ class EmbedMixin:
             stages.discard("projected")
         capture = _capture(stages, self.config.pooling == "cls")
 
-        def compute(x: Any) -> dict[str, Any]:
-            with torch.inference_mode():
-                out = self.module(x, capture=capture, impl=impl)
-            return {s: getattr(out, FIELDS[s]).float().cpu().numpy() for s in FIELDS if s in stages}
-
+        compute = EmbedCompute(self.module, capture, impl, stages)
+        if dataset.wanted(output):
+            run = run_dataset(self, images, compute, main=stage, normalize=normalize, batch=batch or BatchSpec(),
+                              output=output, output_dir=output_dir, dataset=dataset, progress=progress,
+                              describe={"impl": impl})
+            return self._embed_many(run, stage, impl, output, output_dir)
         run = run_model(self, images, compute, main=stage, normalize=normalize, batch=batch or BatchSpec(),
                         output=output, output_dir=output_dir, keep=keep, progress=progress)
         if run.many:

@@ -4,6 +4,8 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
+from vitcli.cli.datasets import DatasetOptions
+
 from vitcli.cli.common import (examples, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions, NormalizeOpt, Output,
                                OutputOpt, QuietOpt, choices, gather, open_model, value, with_options)
 
@@ -17,6 +19,7 @@ EXAMPLES = [
     'vitcli embed cat.jpg --stage pooled --model vit-s16 -o emb.npy',
     'vitcli embed cat.jpg --impl linear --posenc sincos2d --json',
     'vitcli embed photos/ --stage pooled -o emb.npy',
+    'vitcli embed photos/ --stage pooled --output-dir out/ --format parquet --resume',
 ]
 EPILOG = examples(EXAMPLES)
 Stage = choices("Stage", Literal["patches", "tokens", "input", "output", "pooled", "projected"])
@@ -27,7 +30,7 @@ LABELS = {"patches": "patches (N, P·P·C)", "tokens": "projected (N, D)", "with
           "projected": "projected (E,): image-text space"}
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
+@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions, data=DatasetOptions)
 def embed_command(
     images: ImagesArg = None,
     stage: Annotated[Stage, typer.Option("--stage", metavar="STAGE", help="Which stage -o writes: patches, tokens (the projected patches), input (Z0), output (Z_L), pooled, or projected (CLIP-style models: the image embedding in the joint image-text space, after the projection).")] = Stage("input"),  # type: ignore[valid-type]
@@ -41,16 +44,19 @@ def embed_command(
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     batch: BatchOptions,
+    data: DatasetOptions,
 ) -> None:
     from vitcli.cli.common import batch_spec
+    from vitcli.cli.datasets import dataset_spec
 
     out = Output(output, as_json, quiet)
     found = gather(images, image_opts, batch)
     model = open_model(model_opts, image_opts, value(posenc))
     with out.progress(len(found)) as progress:
         result = model.embed(found, stage=value(stage), impl=value(impl), normalize=normalize, output=output,
-                             output_dir=batch.output_dir, batch=batch_spec(batch), keep=False, progress=progress)
-    out.finish(result.document, *_tables(result.document, found.many), warnings=result.warnings)
+                             output_dir=batch.output_dir, batch=batch_spec(batch), keep=False, progress=progress,
+                             dataset=dataset_spec(data))
+    out.finish(result.document, *_tables(result.document, "input" not in result.document), warnings=result.warnings)
 
 
 def _tables(doc: dict[str, Any], many: bool) -> list[Any]:

@@ -61,7 +61,8 @@ class _Index:
 class ArraySink:
     """One `.npy` of shape (rows, ...) streamed to a temporary file, plus its index."""
 
-    def __init__(self, output: str, capacity: int) -> None:
+    def __init__(self, output: str, capacity: int, index: Any = None) -> None:
+        """`index(target)`: what writes the index lines (default: `.index.jsonl` beside the array)."""
         self.target = Path(output)
         _check_target(self.target)
         self.capacity, self.rows = capacity, 0
@@ -70,7 +71,7 @@ class ArraySink:
         self.first_path = ""
         self.file: Any = None
         self.tmp: str | None = None
-        self.index = _guard(output, lambda: _Index(Path(index_path(output))))
+        self.index = _guard(output, index or (lambda: _Index(Path(index_path(output)))))
 
     def _open(self, rows: np.ndarray, path: str) -> None:
         """Create the temporary `.npy` with room for `capacity` rows shaped like these."""

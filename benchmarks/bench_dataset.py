@@ -1,0 +1,89 @@
+"""Dataset outputs of `vitcli embed --stage pooled` on ViT-S/16 (random weights): Parquet, Ray, memory.
+
+1. Parquet vs .npy: `-o emb.parquet` against `-o emb.npy` over the same JPEGs (target ≥ 0.98×).
+2. Ray vs local: `--backend ray --output-dir` (Ray started locally, 1 and 2 actors) against the
+   local backend's sharded Parquet run (target ≥ 0.8×). Ray runs inside `unshare -n` (loopback
+   only), so this needs root, unshare and ip.
+3. Peak RSS of the local backend (sharded Parquet) on many images against few (target ≤ 1.3×).
+
+images/s is the in-run figure (`seconds` of the JSON: decode + model + write, without Python
+start-up and model building), and the whole command's wall time is printed beside it. Usage:
+    python benchmarks/bench_dataset.py [--images 1000] [--rss-images 10000 100] [--no-ray]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, machine, make_photos, peak_rss_mb, run, vitcli_command  # noqa: E402
+
+MODEL = ["--model", "vit-s16", "--stage", "pooled", "--batch-size", "16", "--json", "-q"]
+
+
+def timed(cmd: list[str], netns: bool = False) -> tuple[float, float]:
+    """(images/s inside the run, wall seconds of the whole command)."""
+    if netns:
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+        inner = "ip link set lo up; exec " + " ".join(f"'{c}'" for c in cmd)
+        start = time.perf_counter()
+        r = subprocess.run(["unshare", "-n", "sh", "-c", inner], capture_output=True, env=env, cwd=ROOT)
+        wall = time.perf_counter() - start
+        if r.returncode:
+            raise SystemExit(r.stderr.decode()[-2000:])
+    else:
+        wall, r = run(cmd)
+    doc = json.loads(r.stdout)
+    return doc["images_per_second"], wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--rss-images", type=int, nargs=2, default=(10_000, 100), metavar=("MANY", "FEW"))
+    ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--parts", default="1,2,3", help="which measurements to run, e.g. 2,3")
+    args = ap.parse_args()
+    print(machine())
+    work = Path(tempfile.mkdtemp(prefix="vitcli-bench-dataset-"))
+    try:
+        photos = work / "photos"
+        make_photos(photos, args.images)
+        vit = vitcli_command()
+        parts = set(args.parts.split(","))
+        if "1" in parts:
+            npy = timed([*vit, "embed", str(photos), *MODEL, "-o", str(work / "emb.npy")])
+            pq = timed([*vit, "embed", str(photos), *MODEL, "-o", str(work / "emb.parquet")])
+            print(f"1. {args.images} JPEGs, ViT-S/16 pooled: .npy {npy[0]:.1f} images/s (wall {npy[1]:.0f} s), "
+                  f"Parquet {pq[0]:.1f} images/s (wall {pq[1]:.0f} s): ratio {pq[0] / npy[0]:.3f} (target ≥ 0.98)")
+        if not args.no_ray and "2" in parts:
+            local = timed([*vit, "embed", str(photos), *MODEL, "--output-dir", str(work / "local"), "--format", "parquet"])
+            for actors in (1, 2):
+                ray = timed([*vit, "embed", str(photos), *MODEL, "--output-dir", str(work / f"ray{actors}"),
+                             "--format", "parquet", "--backend", "ray", "--actors", str(actors)], netns=True)
+                print(f"2. Ray, {actors} actor(s), local Ray on this machine: {ray[0]:.1f} images/s (wall {ray[1]:.0f} s) "
+                      f"vs local backend {local[0]:.1f} images/s (wall {local[1]:.0f} s): ratio {ray[0] / local[0]:.3f} "
+                      f"(whole command {local[1] / ray[1]:.3f}; target ≥ 0.8)")
+        many, few = args.rss_images
+        rss = {}
+        for count in (few, many) if "3" in parts else ():
+            folder = work / f"rss{count}"
+            make_photos(folder, count, long_sides=(320, 640))
+            rss[count] = peak_rss_mb([*vit, "embed", str(folder), *MODEL, "--output-dir", str(work / f"out{count}"),
+                                      "--format", "parquet", "--shard-size", "1000"])
+            shutil.rmtree(folder)
+        if rss:
+            print(f"3. peak RSS, local sharded Parquet: {many} images {rss[many]:.0f} MB, {few} images {rss[few]:.0f} MB: "
+                  f"ratio {rss[many] / rss[few]:.3f} (target ≤ 1.3)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Dataset outputs of a model run: one Parquet file, or shards committed through a manifest (resumable).
+
+    run = run_dataset(model, images, compute, main="pooled", normalize=None, batch=BatchSpec(),
+                      output=None, output_dir="out/", dataset=DatasetSpec("parquet", resume=True))
+
+Shard k holds inputs [k·N, (k+1)·N) of the sorted list and is run as its own batch run, so its
+batches (and so its bytes) are the same whether the run went straight through or was resumed.
+`backend="ray"` runs the missing shards on a Ray cluster (vitcli.api.ray_backend), same manifest.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from vitcli.errors import VitcliError
+
+Format = Literal["npy", "parquet", "npy-shards"]
+Backend = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How a run over many images is stored and where it runs."""
+
+    format: Format = "npy"  # npy (one array, or a file per image), parquet, npy-shards (clip-retrieval)
+    shard_size: int = 10_000  # images per shard (--output-dir with parquet / npy-shards)
+    resume: bool = False  # continue the run whose manifest is in output_dir
+    backend: Backend = "local"  # local, or ray (Ray Data: decode tasks → model actors → shard writers)
+    actors: int = 1  # ray: model actors (one model each)
+    num_gpus: float = 0.0  # ray: GPUs per actor
+    ray_address: str | None = None  # ray: join this cluster (default: RAY_ADDRESS, else start Ray locally)
+
+    def wanted(self, output: str | None) -> bool:
+        """True when this is a dataset run rather than the plain .npy pipeline."""
+        return is_parquet(output) or self.format != "npy" or self.backend != "local" or self.resume
+
+    def checked(self, output: str | None, output_dir: str | None) -> "DatasetSpec":
+        """The spec with its format settled from -o; one line for every combination that cannot work."""
+        if self.format not in ("npy", "parquet", "npy-shards"):
+            raise VitcliError("--format", f"'{self.format}' is not one of npy, parquet, npy-shards")
+        if self.backend not in ("local", "ray"):
+            raise VitcliError("--backend", f"'{self.backend}' is not local or ray")
+        spec = replace(self, format="parquet") if is_parquet(output) and self.format == "npy" else self
+        option = "--resume" if spec.resume else "--backend"
+        if (spec.resume or spec.backend == "ray") and not output_dir:
+            raise VitcliError(option, "works on a sharded run: give --output-dir DIR --format parquet")
+        if output and (spec.format != "parquet" or not is_parquet(output)):
+            raise VitcliError("-o", f"--format {spec.format} writes a folder: give --output-dir DIR instead of -o"
+                              if spec.format != "parquet" else "a Parquet file needs a name ending in .parquet")
+        if not output and not output_dir:
+            raise VitcliError("--format", f"{spec.format} needs --output-dir DIR (or -o FILE.parquet)")
+        if spec.format == "npy":
+            raise VitcliError(option, "needs --format parquet or npy-shards with --output-dir DIR")
+        if spec.backend == "ray" and spec.format != "parquet":
+            raise VitcliError("--backend", "ray writes Parquet shards: use --format parquet")
+        if spec.shard_size < 1:
+            raise VitcliError("--shard-size", f"must be at least 1, got {spec.shard_size}")
+        if spec.actors < 1:
+            raise VitcliError("--actors", f"must be at least 1, got {spec.actors}")
+        if spec.num_gpus < 0:
+            raise VitcliError("--num-gpus", f"must be 0 or more, got {spec.num_gpus}")
+        return spec
+
+
+def is_parquet(output: str | None) -> bool:
+    return bool(output) and output.lower().endswith(".parquet")  # type: ignore[union-attr]
+
+
+def run_dataset(model: Any, images: Any, compute: Any, *, main: str, normalize: str | None, batch: Any,
+                output: str | None, output_dir: str | None, dataset: DatasetSpec, progress: Any = None,
+                describe: dict[str, Any] | None = None) -> Any:
+    """Run `compute` over the images into a Parquet file or a sharded folder; a ModelRun (rows not kept)."""
+    from vitcli.api.runs import BatchReport, ModelRun
+
+    spec = dataset.checked(output, output_dir)
+    if hasattr(model, "resolve_grid"):
+        model.resolve_grid(images)
+    prepare, norm, fitted_spec = model.preparer(images.spec, normalize)
+    meta = file_metadata(model, main, norm, fitted_spec, model.image_plan(images.spec)[1], describe or {})
+    if output:
+        return _one_file(model, images, compute, prepare, main, batch, output, meta, progress, norm)
+    options = manifest_options(meta, batch, spec)
+    if spec.backend == "ray":
+        from vitcli.api.ray_backend import run_on_ray
+
+        report = run_on_ray(model, images, compute, main=main, norm=norm, spec=fitted_spec, batch=batch,
+                            output_dir=output_dir, dataset=spec, meta=meta, options=options, progress=progress)
+        return ModelRun(report, {}, norm, True)
+    report: BatchReport = _sharded(model, images, compute, prepare, main, batch, output_dir, spec, meta, options, progress)
+    return ModelRun(report, {}, norm, True)
+
+
+def hashed(prepare: Any) -> Any:
+    """`prepare`, plus the sha256 of the file's bytes (computed in the decoding thread)."""
+    from vitcli.io.tables import file_sha256
+
+    def run(item: object, name: str) -> Any:
+        fitted = prepare(item, name)
+        fitted.sha256 = file_sha256(item) if isinstance(item, str) else None
+        return fitted
+
+    return run
+
+
+def _common(model: Any, compute: Any, prepare: Any, main: str, progress: Any) -> dict[str, Any]:
+    def rows(items: list) -> dict[str, np.ndarray]:
+        return compute(model.batch_tensor(items))
+
+    return dict(prepare=hashed(prepare), compute=rows, main=main, patch_size=model.config.patch_size,
+                describe=lambda f: {"sha256": getattr(f, "sha256", None)}, overlap=not model.on_cpu,
+                progress=progress)
+
+
+def _one_file(model, images, compute, prepare, main, batch, output, meta, progress, norm) -> Any:
+    """-o FILE.parquet: one row per image, committed whole at the end."""
+    from vitcli.api.runs import ModelRun, run_batches
+    from vitcli.io.tables import ParquetSink
+
+    images = replace(images, many=True)
+    sink = ParquetSink(output, images.names(), meta)
+    try:
+        report = run_batches(images, batch, sink=sink, **_common(model, compute, prepare, main, progress))
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    report.outputs = {"table": output, "format": "parquet"}
+    return ModelRun(report, {}, norm, True)
+
+
+def shard_sink(fmt: str, folder: Any, k: int, paths: list[str], first_row: int, meta: dict[str, Any]) -> Any:
+    """The sink that writes shard k (its files under temporary names until commit)."""
+    from vitcli.io.batch import ArraySink
+    from vitcli.io.shards import shard_files
+    from vitcli.io.tables import MetadataIndex, ParquetSink
+
+    names = shard_files(fmt, k)
+    if fmt == "parquet":
+        return ParquetSink(str(folder / names[0]), paths, meta, first_row=first_row)
+    return ArraySink(str(folder / names[0]), len(paths), index=lambda: MetadataIndex(folder / names[1], meta))
+
+
+def _sharded(model, images, compute, prepare, main, batch, output_dir, spec, meta, options, progress) -> Any:
+    """The missing shards, one batch run each, each committed to the manifest when whole."""
+    import time
+
+    from vitcli import __version__
+    from vitcli.api.runs import BatchReport, _Silent, run_batches
+    from vitcli.io.shards import open_manifest
+
+    paths, n = images.names(), spec.shard_size
+    manifest = open_manifest(output_dir, paths, spec.format, n, options, spec.resume, __version__)
+    progress = progress or _Silent()
+    done_before = [k for k in range(manifest.shard_count()) if str(k) in manifest.doc["shards"]]
+    progress(sum(min(n, len(paths) - k * n) for k in done_before))
+    total = BatchReport(len(paths), 0, [], 0.0, {}, {}, batch.batch_size, 0)
+    start = time.perf_counter()
+    common = _common(model, compute, prepare, main, progress)
+    for k in manifest.missing():
+        part = images.items[k * n:(k + 1) * n]
+        sink = shard_sink(spec.format, manifest.folder, k, paths[k * n:(k + 1) * n], k * n, meta)
+        try:
+            report = run_batches(replace(images, items=part, many=True), batch, sink=sink, **common)
+            sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+        manifest.commit(k, report.done, report.skipped)
+        _add_report(total, report)
+    total.seconds = time.perf_counter() - start
+    total.outputs = {**manifest.outputs(), "resumed_shards": len(done_before)}
+    return total
+
+
+def _add_report(total: Any, part: Any) -> None:
+    """Fold one shard's report into the run's: counts, skipped images, merged statistics."""
+    total.done += part.done
+    total.skipped += part.skipped
+    total.workers = part.workers
+    if not total.entries and part.entries:
+        total.entries = part.entries[:1]
+    for name, s in part.stats.items():
+        total.stats[name] = merge_stats(total.stats.get(name), s)
+
+
+def merge_stats(a: Any, b: Any) -> Any:
+    """Two RunningStats as one (Chan et al.'s pairwise update)."""
+    if a is None or a.count == 0 and not a.shape:
+        return b
+    n = a.count + b.count
+    if b.count:
+        delta = b.mean - a.mean
+        a.mean += delta * b.count / n
+        a.m2 += b.m2 + delta * delta * a.count * b.count / n
+        a.count = n
+        a.low, a.high = min(a.low, b.low), max(a.high, b.high)
+    a.nan, a.inf = a.nan + b.nan, a.inf + b.inf
+    a.shape = [a.shape[0] + b.shape[0], *a.shape[1:]] if a.shape and b.shape else (a.shape or b.shape)
+    return a
+
+
+def file_metadata(model: Any, stage: str, norm: str, spec: Any, family: Any, describe: dict[str, Any]) -> dict[str, Any]:
+    """What every file of the run says about itself: model, weights and their hash, stage, preprocessing, version."""
+    from dataclasses import asdict
+
+    from vitcli import __version__
+    from vitcli.api.models import preprocess_document
+
+    weights = getattr(model.checkpoint, "path", None) if model.checkpoint is not None else None
+    doc = model.document()
+    return {
+        "vitcli_version": __version__, "stage": stage, **describe,
+        "model": {"name": doc["name"], "source": model.source, "family": doc.get("family"), "weights": weights,
+                  "weights_sha256": _weights_sha(weights), "seed": model.spec.seed if weights is None else None,
+                  "dtype": doc["dtype"], "dim": doc["dim"], "depth": doc["depth"], "heads": doc["heads"],
+                  "patch_size": doc["patch_size"], "pooling": doc["pooling"], "posenc": doc["posenc"],
+                  "config_sha256": hashlib.sha256(repr(model.config).encode()).hexdigest()},
+        "preprocessing": {**asdict(spec), "normalize": norm,
+                          "family": preprocess_document(family) if family is not None else None},
+    }
+
+
+_WEIGHTS_SHA: dict[str, str | None] = {}
+
+
+def _weights_sha(path: str | None) -> str | None:
+    from vitcli.io.tables import file_sha256
+
+    if path is None:
+        return None
+    if path not in _WEIGHTS_SHA:
+        _WEIGHTS_SHA[path] = file_sha256(path)
+    return _WEIGHTS_SHA[path]
+
+
+def manifest_options(meta: dict[str, Any], batch: Any, spec: DatasetSpec) -> dict[str, Any]:
+    """The options a resumed run must share with the first (named as the CLI spells them)."""
+    m, pre = meta["model"], meta["preprocessing"]
+    weights = f"weights sha256 {m['weights_sha256'][:16]}" if m["weights_sha256"] else f"seed {m['seed']}"
+    model = f"{m['source']}, {weights}, {m['dtype']}, config sha256 {m['config_sha256'][:16]}"
+    options = {"--model": model, "--stage": meta["stage"], "--impl": meta.get("impl"), "--normalize": pre["normalize"],
+               "--batch-size": batch.batch_size, "--skip-errors": batch.skip_errors, "--backend": spec.backend,
+               "--preprocessing": json.dumps({k: v for k, v in pre.items() if k != "normalize"}, sort_keys=True)}
+    return options

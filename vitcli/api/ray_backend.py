@@ -1,0 +1,233 @@
+"""`--backend ray`: the missing shards of a run as a Ray Data pipeline, committed through the same manifest.
+
+    paths (one Ray row per batch of a shard, cut as the local backend cuts them)
+      → map_batches(Decode)     CPU tasks: decode, fit, sha256 of the file   (uint8 pixels travel)
+      → map_batches(Embedder)   a pool of `actors` model actors (one model each, `num_gpus` each)
+      → groupby(shard).map_groups(write_shard)   workers write part-NNNNN.parquet (temp + rename)
+      → the driver lists each finished shard in the manifest
+
+Shards go in waves of `actors` shards (a groupby waits for its wave), so a kill loses one wave at
+most. The output folder must be the same path on every node (a shared file system).
+"""
+
+import io
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitcli.errors import VitcliError
+
+ACTOR_CPUS = 0.5  # a model actor's CPU claim: leaves room for decoding tasks on a one-CPU node
+DECODE_CPUS = 0.5
+
+
+def import_ray() -> Any:
+    """ray and ray.data, or the one-line error that says how to install them."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise VitcliError("--backend", "ray is not installed: pip install 'vitcli[ray]'") from None
+    return ray
+
+
+def connect(ray: Any, address: str | None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start Ray on this machine."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if ray.is_initialized():
+        return
+    if address and address not in ("auto", "local") and not address.startswith("ray://"):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+        except (OSError, ValueError) as e:
+            raise VitcliError("--ray-address", f"cannot reach a Ray cluster at {address}: {getattr(e, 'strerror', None) or e}") from None
+    root = str(Path(__file__).resolve().parents[2])
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 runtime_env={"env_vars": env}, configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise VitcliError("--ray-address", f"cannot join Ray at {address or 'a local cluster'}: {str(e).splitlines()[0]}") from None
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.execution_options.verbose_progress = False
+
+
+def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, spec: Any, batch: Any,
+               output_dir: str, dataset: Any, meta: dict[str, Any], options: dict[str, Any], progress: Any) -> Any:
+    """The run's missing shards on Ray; the BatchReport (`outputs.ray_nodes`: the nodes that ran the model)."""
+    from vitcli import __version__
+    from vitcli.api.runs import BatchReport, _Silent
+    from vitcli.io.images import NORMALIZE
+    from vitcli.io.shards import open_manifest
+
+    ray = import_ray()
+    paths, n = images.names(), dataset.shard_size
+    if any(not isinstance(i, str) for i in images.items):
+        raise VitcliError("--backend", "ray reads image files: give paths, not images in memory")
+    connect(ray, dataset.ray_address)  # before anything is written
+    manifest = open_manifest(output_dir, paths, dataset.format, n, options, dataset.resume, __version__)
+    progress = progress or _Silent()
+    fitted_spec, family = model.image_plan(images.spec)
+    mean, std = (model.preprocess.mean, model.preprocess.std) if norm == "custom" else NORMALIZE[norm]
+    decode_args = (fitted_spec, model.config.patch_size, family)
+    dtype = str(next(model.module.parameters()).dtype).replace("torch.", "")
+    compute_ref = ray.put(compute)
+    folder = str(Path(output_dir).resolve())
+    total = BatchReport(len(paths), 0, [], 0.0, {}, {}, batch.batch_size, dataset.actors)
+    nodes: set[str] = set()
+    start = time.perf_counter()
+    missing = manifest.missing()
+    progress(len(paths) - sum(min(n, len(paths) - k * n) for k in missing))
+    for w in range(0, len(missing), dataset.actors):
+        wave = missing[w:w + dataset.actors]
+        items = [{"shard": k, "first": i, "paths": paths[i:min(i + batch.batch_size, (k + 1) * n, len(paths))]}
+                 for k in wave for i in range(k * n, min((k + 1) * n, len(paths)), batch.batch_size)]
+        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * dataset.actors)))
+        ds = ds.map_batches(decode, fn_args=decode_args, batch_size=1, num_cpus=DECODE_CPUS)
+        ds = ds.map_batches(Embedder, fn_constructor_args=(compute_ref, mean, std, dtype, main, dataset.actors),
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=dataset.actors),
+                            num_gpus=dataset.num_gpus or None, num_cpus=ACTOR_CPUS, ray_remote_args_fn=_spread)
+        shard_paths = {k: paths[k * n:(k + 1) * n] for k in wave}
+        ds = ds.groupby("shard", num_partitions=len(wave)).map_groups(write_shard, fn_args=(folder, meta, shard_paths, n, batch.skip_errors),
+                                            batch_format="numpy", num_cpus=DECODE_CPUS)
+        for rec in _rows(ds):
+            k, skipped = int(rec["shard"]), json.loads(rec["skipped"])
+            if rec["failed"]:
+                raise VitcliError(*json.loads(rec["failed"]))
+            manifest.commit(k, int(rec["rows"]), skipped)
+            total.done += int(rec["rows"])
+            total.skipped += skipped
+            nodes.update(json.loads(rec["nodes"]))
+            progress(int(rec["rows"]) + len(skipped))
+    total.seconds = time.perf_counter() - start
+    total.outputs = {**manifest.outputs(), "resumed_shards": manifest.shard_count() - len(missing),
+                     "backend": "ray", "ray_nodes": sorted(nodes)}
+    return total
+
+
+def _rows(ds: Any) -> Any:
+    """The dataset's rows; a user error inside Ray comes back as its own one line."""
+    try:
+        yield from ds.iter_rows()
+    except Exception as e:  # noqa: BLE001 - Ray wraps the worker's exception
+        cause = e
+        while cause is not None and not isinstance(cause, VitcliError):
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        if cause is not None:
+            raise VitcliError(cause.source, cause.problem) from None
+        raise VitcliError("--backend", f"the Ray job failed: {str(e).strip().splitlines()[-1][:300]}") from None
+
+
+def _pack(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _unpack(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _spread() -> dict[str, Any]:
+    """Model actors spread over the nodes (not packed on the first one)."""
+    return {"scheduling_strategy": "SPREAD"}
+
+
+def decode(batch: dict[str, np.ndarray], spec: Any, patch_size: int, family: Any) -> dict[str, Any]:
+    """A Ray task: one batch of paths → fitted uint8 pixels, index entries (errors among them), sha256s."""
+    from vitcli.api.images import fit_one
+    from vitcli.io.tables import file_sha256
+
+    entries, pixels = [], []
+    for path in batch["paths"][0]:
+        path = str(path)
+        entry: dict[str, Any] = {"path": path, "sha256": file_sha256(path)}
+        try:
+            fitted = fit_one(path, spec, patch_size, family, path)
+        except VitcliError as e:
+            entries.append({**entry, "error": e.problem})
+            continue
+        entries.append({**fitted.index_entry(patch_size), **entry})
+        pixels.append(fitted.pixels)  # (H, W, 3) uint8
+    return {"shard": batch["shard"], "first": batch["first"], "entries": [json.dumps(entries)],
+            "pixels": [_pack(np.stack(pixels)) if pixels else b""]}
+
+
+class Embedder:
+    """A Ray actor holding one model: fitted pixels → the `main` rows, cut where the image size changes."""
+
+    def __init__(self, compute: Any, mean: Any, std: Any, dtype: str, main: str, actors: int) -> None:
+        import ray
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // actors))
+        self.compute = compute if not isinstance(compute, ray.ObjectRef) else ray.get(compute)
+        self.mean, self.std, self.main = mean, std, main
+        self.dtype = getattr(torch, dtype)
+        self.device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+        if self.device == "cuda":
+            self.compute.module.to(self.device)
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        import torch
+
+        from vitcli.io.images import normalize_mean_std
+
+        pixels = _unpack(batch["pixels"][0]) if batch["pixels"][0] else np.zeros((0, 1, 1, 3), np.uint8)
+        rows, start = [], 0
+        while start < len(pixels):  # one forward pass needs one image size, as in the local backend
+            end = start + 1
+            while end < len(pixels) and pixels[end].shape == pixels[start].shape:
+                end += 1
+            x = torch.cat([torch.from_numpy(normalize_mean_std(p, self.mean, self.std))[None] for p in pixels[start:end]])
+            rows.append(self.compute(x.to(self.device, self.dtype))[self.main])  # (b, ...)
+            start = end
+        out = np.concatenate(rows) if rows else np.zeros((0,), np.float32)
+        return {"shard": batch["shard"], "first": batch["first"], "entries": batch["entries"],
+                "rows": [_pack(out)], "node": [self.node]}
+
+
+def write_shard(group: dict[str, np.ndarray], folder: str, meta: dict[str, Any], shard_paths: dict[int, list[str]],
+                n: int, skip_errors: bool) -> dict[str, Any]:
+    """A Ray task per shard: its batches in order → part-NNNNN.parquet, renamed into place; a record for the driver."""
+    from vitcli.io.shards import shard_files
+    from vitcli.io.tables import ParquetSink
+
+    k = int(group["shard"][0])
+    sink = ParquetSink(os.path.join(folder, shard_files("parquet", k)[0]), shard_paths[k], meta, first_row=k * n)
+    skipped, nodes, done = [], set(), 0
+    try:
+        for i in np.argsort(group["first"], kind="stable"):
+            entries, rows = json.loads(group["entries"][i]), _unpack(group["rows"][i])
+            nodes.add(str(group["node"][i]))
+            good = [e for e in entries if "error" not in e]
+            for e in entries:
+                if "error" in e and not skip_errors:
+                    raise VitcliError(e["path"], e["error"])
+                if "error" in e:
+                    skipped.append({"path": e["path"], "error": e["error"]})
+                    sink.skip(e)
+            if good:
+                sink.add(rows, good)
+                done += len(good)
+        sink.commit()
+    except VitcliError as e:
+        sink.abort()
+        return _record(k, 0, [], nodes, [e.source, e.problem])
+    except BaseException:
+        sink.abort()
+        raise
+    return _record(k, done, skipped, nodes, None)
+
+
+def _record(k: int, rows: int, skipped: list, nodes: set, failed: list | None) -> dict[str, Any]:
+    return {"shard": [k], "rows": [rows], "skipped": [json.dumps(skipped)], "nodes": [json.dumps(sorted(nodes))],
+            "failed": [json.dumps(failed) if failed else ""]}

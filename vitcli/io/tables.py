@@ -1,0 +1,260 @@
+"""Rows of a batch run as Arrow tables: one Parquet row per image, streamed to a temporary file.
+
+    sink = ParquetSink("emb.parquet", paths, meta)   # meta: the file's key-value metadata (JSON)
+    sink.add(rows, entries); sink.skip(entry); sink.commit()
+
+Columns: `path`, `row` (the image's position in the sorted input list), `embedding`
+(`fixed_size_list<float32>[D]` for a (D,) row; a list of D-vectors for (T, D); its shape is in
+the metadata), `original_size`, `size`, `grid` ([H, W] int32 pairs), `sha256` of the file and
+`error` (null when fine; a failed image has an error and no embedding). pyarrow is imported here
+only, so vitcli runs without it until a Parquet output is asked for.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitcli.errors import VitcliError
+
+ROW_GROUP = 1024  # rows buffered before a Parquet row group is written
+META_KEY = b"vitcli"  # the file metadata key holding vitcli's JSON document
+
+
+def pyarrow() -> Any:
+    """The pyarrow module, or the one-line error that says how to install it."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise VitcliError("--format", "Parquet output needs pyarrow: pip install 'vitcli[ray]' or pip install pyarrow") from None
+    return pa
+
+
+def file_sha256(path: str) -> str | None:
+    """The hex sha256 of a file's bytes (None when it cannot be read)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def schema(row_shape: tuple[int, ...] | None, meta: dict[str, Any], with_embedding: bool = True) -> Any:
+    """The Arrow schema for rows of `row_shape` ((D,) or (T, D)), with vitcli's metadata."""
+    pa = pyarrow()
+    pair = pa.list_(pa.int32(), 2)
+    fields = [pa.field("path", pa.string()), pa.field("row", pa.int64())]
+    if with_embedding:
+        fields.append(pa.field("embedding", embedding_type(row_shape)))
+    fields += [pa.field("original_size", pair), pa.field("size", pair), pa.field("grid", pair),
+               pa.field("sha256", pa.string()), pa.field("error", pa.string())]
+    shape = list(row_shape) if row_shape else None
+    doc = {**meta, "embedding_shape": shape} if with_embedding else meta
+    return pa.schema(fields, metadata={META_KEY: json.dumps(doc, sort_keys=True).encode()})
+
+
+def embedding_type(row_shape: tuple[int, ...] | None) -> Any:
+    """fixed_size_list<float32>[D] for (D,); list<fixed_size_list<float32>[D]> for (T, D)."""
+    pa = pyarrow()
+    if not row_shape:
+        return pa.list_(pa.float32())
+    vector = pa.list_(pa.float32(), int(row_shape[-1]))
+    return vector if len(row_shape) == 1 else pa.list_(vector)
+
+
+def embedding_array(rows: np.ndarray | None, valid: list[bool], row_shape: tuple[int, ...]) -> Any:
+    """(b, D) or (b, T, D) float32 → the Arrow column, null where `valid` is False."""
+    pa = pyarrow()
+    d = int(row_shape[-1])
+    flat = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1) if rows is not None else np.zeros(0, np.float32)
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), d)  # (b·T, D) or (b, D)
+    per = int(np.prod(row_shape[:-1], dtype=np.int64)) if len(row_shape) > 1 else 1
+    offsets, mask, at = [], [], 0
+    for ok in valid:
+        offsets.append(at)
+        mask.append(not ok)
+        at += per if ok else 0
+    offsets.append(at)
+    mask_arr = pa.array(mask, pa.bool_())
+    if len(row_shape) == 1:
+        return _spread_fixed(vectors, valid, d) if not all(valid) else vectors
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), vectors, mask=mask_arr)
+
+
+def _spread_fixed(vectors: Any, valid: list[bool], d: int) -> Any:
+    """Fixed-size vectors for the valid rows only → one per row, null where invalid."""
+    pa = pyarrow()
+    values = vectors.flatten().to_numpy(zero_copy_only=False).reshape(-1, d)
+    full = np.zeros((len(valid), d), np.float32)
+    full[np.array(valid, bool)] = values
+    return pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1)), d, mask=pa.array([not v for v in valid]))
+
+
+class ParquetSink:
+    """One Parquet file of one row per image (failed ones too), streamed to a temporary file."""
+
+    def __init__(self, output: str, paths: list[str], meta: dict[str, Any], *, first_row: int = 0,
+                 embedding: bool = True) -> None:
+        from vitcli.io.arrays import _check_target
+
+        pyarrow()
+        self.target = Path(output)
+        _check_target(self.target)
+        self.position = {p: first_row + i for i, p in enumerate(paths)}
+        self.meta, self.embedding = meta, embedding
+        self.rows, self.errors = 0, []
+        self.row_shape: tuple[int, ...] | None = None
+        self.pending: list[tuple[np.ndarray | None, dict[str, Any]]] = []
+        self.waiting: dict[int, tuple[np.ndarray | None, dict[str, Any]]] = {}  # arrived before an earlier row
+        self.cursor = first_row  # the next row to write
+        self.writer: Any = None
+        self.tmp: str | None = None
+        self.order: list[int] = []
+
+    def add(self, rows: np.ndarray, entries: list[dict[str, Any]]) -> None:
+        """Rows (b, ...) of b images and their index entries."""
+        if self.row_shape is None:
+            self.row_shape = tuple(rows.shape[1:])
+        elif tuple(rows.shape[1:]) != self.row_shape and self.embedding:
+            raise VitcliError(entries[0].get("path", "?"), (
+                f"gives shape {list(rows.shape[1:])}, but earlier images gave {list(self.row_shape)}: "
+                "one table needs one size (use a fixed --size)"))
+        for row, entry in zip(rows, entries):
+            self._arrive(row, entry)
+            self.rows += 1
+
+    def skip(self, entry: dict[str, Any]) -> None:
+        """A failed image: a row with its error and no embedding."""
+        self.errors.append(entry)
+        self._arrive(None, {**entry, "sha256": entry.get("sha256") or file_sha256(entry["path"])})
+
+    def _arrive(self, row: np.ndarray | None, entry: dict[str, Any]) -> None:
+        """Keep rows in input order: a failed image is reported before the batch that precedes it."""
+        self.waiting[self.position.get(entry["path"], self.cursor)] = (row, entry)
+        while self.cursor in self.waiting:
+            self.pending.append(self.waiting.pop(self.cursor))
+            self.cursor += 1
+        if len(self.pending) >= ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending or (self.row_shape is None and self.embedding):
+            return  # only failed images so far: wait for the first shape
+        pa = pyarrow()
+        if self.writer is None:
+            import pyarrow.parquet as pq
+
+            fd, self.tmp = _mkstemp(self.target)
+            os.close(fd)
+            self.writer = _guard(self.target, lambda: pq.ParquetWriter(self.tmp, schema(self.row_shape, self.meta, self.embedding)))
+        entries = [e for _, e in self.pending]
+        valid = [r is not None for r, _ in self.pending]
+        columns = {"path": pa.array([e["path"] for e in entries], pa.string()),
+                   "row": pa.array([self.position.get(e["path"]) for e in entries], pa.int64())}
+        if self.embedding and not self.row_shape:
+            columns["embedding"] = pa.nulls(len(entries), embedding_type(()))
+        elif self.embedding:
+            stacked = np.stack([r for r, _ in self.pending if r is not None]) if any(valid) else None
+            columns["embedding"] = embedding_array(stacked, valid, self.row_shape)
+        for key in ("original_size", "size", "grid"):
+            columns[key] = pa.array([e.get(key) for e in entries], pa.list_(pa.int32(), 2))
+        columns["sha256"] = pa.array([e.get("sha256") for e in entries], pa.string())
+        columns["error"] = pa.array([e.get("error") for e in entries], pa.string())
+        table = pa.table(columns, schema=self.writer.schema)
+        _guard(self.target, lambda: self.writer.write_table(table))
+        self.order += [self.position.get(e["path"]) for e in entries]
+        self.pending.clear()
+
+    def commit(self) -> None:
+        """Write the last rows, fsync, rename into place (a run where every image failed still has rows)."""
+        if self.row_shape is None and self.embedding:
+            if not self.errors:
+                raise VitcliError(str(self.target), "no image could be processed, nothing written")
+            self.row_shape = ()
+        self.pending += [self.waiting.pop(k) for k in sorted(self.waiting)]
+        self._flush()
+        if self.writer is None:
+            raise VitcliError(str(self.target), "no image could be processed, nothing written")
+        self.writer.close()
+        _fsync(self.tmp)
+        from vitcli.io.arrays import _umask
+
+        os.chmod(self.tmp, 0o666 & ~_umask())
+        _guard(self.target, lambda: os.replace(self.tmp, self.target))
+        self.tmp = None
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:  # noqa: BLE001 - the file is being thrown away
+                pass
+        if self.tmp:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    """vitcli's metadata document of a Parquet file it wrote."""
+    import pyarrow.parquet as pq
+
+    return json.loads(pq.read_schema(path).metadata[META_KEY])
+
+
+def _mkstemp(target: Path) -> tuple[int, str]:
+    return _guard(target, lambda: tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _guard(target: Path, action: Any) -> Any:
+    from vitcli.io.batch import _guard as guard
+
+    return guard(str(target), action)
+
+
+class MetadataIndex:
+    """clip-retrieval's `metadata_N.parquet`: one row per row of `img_emb_N.npy` (the index an ArraySink writes).
+
+    Failed images have no row there, so they are left out (the manifest lists them)."""
+
+    def __init__(self, target: Path, meta: dict[str, Any]) -> None:
+        pyarrow()
+        self.target, self.meta, self.entries = target, meta, []
+        fd, self.tmp = _mkstemp(target)
+        os.close(fd)
+        self.file = None
+
+    def write(self, entry: dict[str, Any]) -> None:
+        if entry.get("row") is not None:
+            self.entries.append(entry)
+
+    def close(self) -> None:
+        import pyarrow.parquet as pq
+
+        pa = pyarrow()
+        e = self.entries
+        pair = pa.list_(pa.int32(), 2)
+        columns = {"image_path": pa.array([x["path"] for x in e], pa.string()),
+                   "row": pa.array([x["row"] for x in e], pa.int64()),
+                   **{k: pa.array([x.get(k) for x in e], pair) for k in ("original_size", "size", "grid")},
+                   "sha256": pa.array([x.get("sha256") for x in e], pa.string())}
+        table = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(self.meta, sort_keys=True).encode()})
+        _guard(self.target, lambda: pq.write_table(table, self.tmp))
+        _fsync(self.tmp)
