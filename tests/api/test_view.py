@@ -60,7 +60,7 @@ def test_api_result_and_to_other(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--explain"], ["--explain", "needs the explain feature"]),
+    (["--explain", "--target", "5000"], ["--target", "class 5000 is outside"]),
     (["--target", "3"], ["--target", "--explain"]),
     (["--layers", "7"], ["--layers", "7"]),
 ])
@@ -68,6 +68,14 @@ def test_bad_options_one_line_nothing_written(tmp_path, args, words) -> None:
     out = tmp_path / "x.html"
     assert_clean_error(run_cli("view", SAMPLES / "chelsea.jpg", *TINY, *args, "-o", out), *words)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_explain_panel_holds_the_grad_rollout_map(tmp_path) -> None:
+    model = api.load_model("vit-ti16", depth=2, seed=1)
+    panel = model._view_explain(str(SAMPLES / "chelsea.jpg"), 3)
+    expected = model.explain(str(SAMPLES / "chelsea.jpg"), target="class:3").maps  # (rows, cols)
+    assert panel["target"] == "class:3"
+    assert np.allclose(np.frombuffer(panel["map"]["data"], np.float32), expected.reshape(-1), rtol=1e-6, atol=1e-9)
 
 
 def test_missing_image_names_it_and_writes_nothing(tmp_path) -> None:

@@ -158,7 +158,7 @@ class ExplainMixin:
     def _explain_one(self, run: Any, method: str, label: str, found: dict[str, Any], output: str | None,
                      overlay: str | None, layer: int) -> ExplainResult:
         from vitcli.io.arrays import save_npy
-        from vitcli.report import tensor_stats
+        from vitcli.stats import tensor_stats
 
         maps = run.arrays["map"][0]
         fitted = run.fitted[0]

@@ -74,8 +74,6 @@ class ViewMixin:
 
         if not output:
             raise VitcliError("-o", "give the page's path, e.g. -o report.html")
-        if explain and not hasattr(self, "explain"):
-            raise VitcliError("--explain", "needs the explain feature (vitcli explain), which this vitcli does not have yet")
         if target is not None and not explain:
             raise VitcliError("--target", "chooses the class of --explain: give --explain too")
         images = as_images(images)
@@ -164,11 +162,9 @@ class ViewMixin:
 
     def _view_explain(self, image: Any, target: int | None) -> Any:
         """The explain hook: the grad-rollout map of `Model.explain` (rows, cols) for the page's panel."""
-        result = self.explain(image, target=target)  # type: ignore[attr-defined]
-        heat = getattr(result, "map", None)
-        if heat is None:
-            heat = getattr(result, "array")
-        return {"map": _f32(np.asarray(heat, np.float64).reshape(-1)), "target": getattr(result, "target", target)}
+        result = self.explain(image, target="top" if target is None else f"class:{target}")  # type: ignore[attr-defined]
+        return {"map": _f32(np.asarray(result.maps, np.float64).reshape(-1)),
+                "target": result.document["explain"]["target"]}
 
 
 def _png(pixels: np.ndarray) -> bytes:
