@@ -119,7 +119,9 @@ def test_upstream_dinov3_state_dict(tmp_path) -> None:
 
 
 def test_known_family_with_unbuilt_part_names_it(tmp_path) -> None:
+    """PE's attention pool is built now (test_parity_pe.py); gated attention (blocks.N.attn.gate) is not."""
     m = timm.create_model("vit_pe_core_tiny_patch16_384", pretrained=False, img_size=64, **TINY)
+    m.blocks[0].attn.gate = torch.nn.Linear(64, 64)  # what timm's AttentionRope(gated=True) holds
     save_file(m.state_dict(), tmp_path / "pe.safetensors")
-    with pytest.raises(VitcliError, match="attention-pool .*MAP.* head attn_pool"):
+    with pytest.raises(VitcliError, match=r"gated attention \(blocks.N.attn.gate\)"):
         load_checkpoint(tmp_path / "pe.safetensors", heads=4)

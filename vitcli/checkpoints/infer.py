@@ -161,7 +161,9 @@ def _new_parts(ev: Evidence) -> dict[str, object]:
     rel = "shared" if ev.has("rel_pos_bias.relative_position_bias_table") else \
         "layer" if ev.has("blocks.0.rel_pos_bias.relative_position_bias_table") else "none"
     norm_bias = any(k.endswith(("norm1.bias", "norm2.bias")) for k in ev.shapes)  # one missing bias: a broken file
-    return dict(norm="layernorm" if norm_bias else "rmsnorm", proj_bias=ev.has("blocks.0.attn.proj.bias"),
+    pool_fc1 = ev.shapes.get("attn_pool.mlp.fc1.weight", ())
+    return dict(pool_mlp_dim=int(pool_fc1[0]) if len(pool_fc1) == 2 else None,
+                norm="layernorm" if norm_bias else "rmsnorm", proj_bias=ev.has("blocks.0.attn.proj.bias"),
                 mlp_bias=ev.has("blocks.0.mlp.fc2.bias"), patch_norm=ev.has("patch_embed.norm.weight"),
                 rel_pos_bias=rel, pos_resample="bilinear" if "linear-patch" in ev.applied else "bicubic")
 

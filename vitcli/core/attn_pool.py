@@ -27,14 +27,15 @@ class AttentionPool(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         d = config.dim
-        self.heads, self.head_dim = config.heads, d // config.heads
+        self.heads = config.pool_heads or config.heads
+        self.head_dim = d // self.heads
         self.scale = self.head_dim**-0.5
         self.latent = nn.Parameter(torch.zeros(1, 1, d))
         self.q = nn.Linear(d, d)
         self.kv = nn.Linear(d, 2 * d)
         self.proj = nn.Linear(d, d)
         self.norm = make_norm(config.norm, d, config.eps)
-        self.mlp = Mlp(d, config.mlp_dim, config.activation)
+        self.mlp = Mlp(d, config.pool_mlp_dim or config.mlp_dim, config.activation)
 
     def attend(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Probe query (B, H, 1, d), keys and values (B, H, T, d) and the score bias (B, 1, 1, T) or None."""

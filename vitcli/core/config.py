@@ -103,6 +103,9 @@ class ViTConfig:
     patch_norm: bool = False  # patch_embed.norm after the projection (AIMv2's RMSNorm)
     rel_pos_bias: RelPosKind = "none"  # blocks.{i}.rel_pos_bias.* (layer) or rel_pos_bias.* (shared)
     pos_resample: PosResample = "bicubic"  # learned table to the image's grid: timm's bicubic, NaFlex bilinear
+    # The attention-pool probe's own shape when it differs from the blocks' (PE: 8 heads, MLP 4·D).
+    pool_heads: int | None = None  # None: `heads`
+    pool_mlp_dim: int | None = None  # None: `mlp_dim`
     extra: dict = field(default_factory=dict, compare=False)  # family notes for `info`
 
     @property

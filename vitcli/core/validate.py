@@ -57,6 +57,8 @@ def validate(config: ViTConfig) -> ViTConfig:
     _choices(config)
     if config.dim % config.heads:
         raise ValueError(f"dim {config.dim} is not divisible by {config.heads} heads")
+    if config.pool_heads is not None and (config.pool_heads <= 0 or config.dim % config.pool_heads):
+        raise ValueError(f"dim {config.dim} is not divisible by the attention pool's {config.pool_heads} heads")
     if config.posenc == "sincos1d" and config.dim % 2:
         raise ValueError(f"1-D sin-cos position encodings need an even dim, got {config.dim}")
     if config.posenc == "sincos2d" and config.dim % 4:

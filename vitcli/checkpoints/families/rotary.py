@@ -11,8 +11,10 @@ Separate q/k/v projections become `attn.qkv` by concatenation; EVA's q_bias / v_
 bias with k's part 0; DINOv3's `qkv.bias_mask` zeroes k's part of the bias.
 """
 
+import math
+
 from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, always, pair
-from vitcli.checkpoints.families.timm import _pretrained_cfg
+from vitcli.checkpoints.families.timm import MAP_RULES, _pretrained_cfg
 from vitcli.checkpoints.families.transformers import processor_preprocess
 from vitcli.checkpoints.preprocess import IMAGENET, OPENAI_CLIP, Preprocess, shortest_crop, timm_preprocess
 from vitcli.core.config import ViTConfig
@@ -20,6 +22,7 @@ from vitcli.errors import VitcliError
 
 DINOV3_ROPE = {"rope": "dinov3", "rope_base": 100.0}
 DINOV3_NOTE = "RoPE dinov3 (coords in [-1, 1], period base 100, rotate-half pairs; no jitter/rescale at inference)"
+PE_POOL_HEADS = 8  # timm vit_pe_core_*: attn_pool_num_heads=8 whatever the width
 EVA02_ROPE = {"rope": "eva", "rope_base": 10000.0, "rope_ref_grid": (16, 16)}
 EVA02_NOTE = ("RoPE eva (timm RotaryEmbeddingCat: integer coords scaled onto the 16x16 pretraining grid, "
               "base 10000, interleaved pairs)")
@@ -33,11 +36,11 @@ UNBUILT = (
 )
 
 
-def refuse_unbuilt(ev: Evidence, family: str) -> None:
-    """One error naming the part of a known family that vitcli cannot build."""
+def refuse_unbuilt(ev: Evidence, family: str, skip: tuple[str, ...] = ()) -> None:
+    """One error naming the part of a known family that vitcli cannot build (`skip`: parts this family builds)."""
     rel = [k[len(ev.root):] for k in ev.all_keys if k.startswith(ev.root)]
     for start, part in UNBUILT:
-        if any(k.startswith(start) for k in rel):
+        if start not in skip and any(k.startswith(start) for k in rel):
             raise VitcliError(ev.name, f"{family} checkpoint with {part}: a part vitcli cannot build yet")
 
 
@@ -200,18 +203,38 @@ HF_DINOV3 = Family(
     required=("patch_embed.proj.weight",),
 )
 
+def _pe_grid(ev: Evidence) -> tuple[int, int] | None:
+    """PE's RoPE reference grid (timm ref_feat_shape): its native grid, the position table's square."""
+    rows = ev.shapes.get("pos_embed", ())
+    n = int(rows[1]) - int(ev.has("cls_token")) if len(rows) == 3 else 0
+    side = math.isqrt(n)
+    return (side, side) if n and side * side == n else None
+
+
 def _pe_parts(ev: Evidence) -> tuple[dict, tuple[str, ...]]:
-    """Perception Encoder: RoPE as timm builds it (xy indexing, offset 1), but its attention-pool head is not built."""
-    refuse_unbuilt(ev, "Perception Encoder (timm vit_pe_*)")
-    return {"rope": "eva", "rope_offset": 1.0, "rope_xy": True}, ("RoPE eva (PE: grid offset 1, xy indexing)",)
+    """Perception Encoder: timm's RoPE (xy indexing, offset 1 with a class token, coords on the native grid)
+    and its attention-pool probe with 8 heads (timm attn_pool_num_heads, not in the weights)."""
+    refuse_unbuilt(ev, "Perception Encoder (timm vit_pe_*)", skip=("attn_pool.",))
+    offset, ref = float(ev.has("cls_token")), _pe_grid(ev)
+    changes = {"rope": "eva", "rope_base": 10000.0, "rope_offset": offset, "rope_xy": True, "rope_ref_grid": ref}
+    notes = [f"RoPE eva (PE: grid offset {offset:g}, xy indexing, reference grid {ref})"]
+    if ev.has("attn_pool.latent"):
+        changes["pool_heads"] = PE_POOL_HEADS
+        notes.append(f"attention pool: {PE_POOL_HEADS} heads (timm vit_pe_* attn_pool_num_heads)")
+    return changes, tuple(notes)
 
 
-# timm's vit_pe_core_* / vit_pe_spatial_*: Eva blocks without layer scale, so marked by ln_pre + class
-# token + attention pool (SigLIP has no class token and no norm_pre). Refused until MAP is built.
+# PE's Eva blocks use a fused qkv with its own full bias (timm AttentionRope), not EVA's q_bias / v_bias.
+PE_BLOCK = tuple(Rule("attn.qkv.bias", ("attn.qkv.bias",)) if r.core == "attn.qkv.bias" else r
+                 for r in TIMM_EVA.block)
+
+# timm's vit_pe_core_*: Eva blocks without layer scale, so marked by norm_pre + class token + attention
+# pool (SigLIP has no class token and no norm_pre). vit_pe_spatial_* (no pool) and the gigantic core (no
+# class token) carry no key that tells them from a plain timm ViT, so they are not recognised by their keys.
 TIMM_PE = Family(
     "timm-pe", "timm Perception Encoder (vit_pe_core_*, vit_pe_spatial_*)",
     markers=(r"^patch_embed\.proj\.weight$", r"^attn_pool\.latent$", r"^norm_pre\.weight$", r"^cls_token$"),
-    roots=("",), block_prefixes=TIMM_EVA.block_prefixes, top=TIMM_EVA.top, block=TIMM_EVA.block,
+    roots=("",), block_prefixes=TIMM_EVA.block_prefixes, top=(*TIMM_EVA.top, *MAP_RULES), block=PE_BLOCK,
     variants=(Variant("timm-pe", always, _eva02_timm),), eps=1e-5, parts=_pe_parts,
     required=("patch_embed.proj.weight",),
 )
