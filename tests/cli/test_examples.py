@@ -37,7 +37,9 @@ def folder(tmp_path_factory):
     for name in ("photo.jpg", "img.jpg", "a.jpg", "b.jpg"):
         shutil.copy(SAMPLES / "astronaut.jpg", root / name)
     shutil.copytree(SAMPLES, root / "sample_images")
-    checkpoints = {"vit": ("vit_tiny_patch16_224", dict(img_size=224, depth=12)),  # view --layers 0,3,6,9,11 "wide": ("vit_tiny_patch16_224", dict(img_size=(224, 448))),
+    # vit: 12 blocks, for `view --layers 0,3,6,9,11`
+    checkpoints = {"vit": ("vit_tiny_patch16_224", dict(img_size=224, depth=12)),
+                   "wide": ("vit_tiny_patch16_224", dict(img_size=(224, 448))),
                    "vit_base_patch16_224": ("vit_tiny_patch16_224", {}),
                    "dinov2": ("vit_small_patch14_dinov2", dict(img_size=224, depth=7)),  # the README asks --layer 6
                    "dinov2_reg4": ("vit_small_patch14_reg4_dinov2", dict(img_size=224))}
