@@ -93,6 +93,7 @@ class EmbedMixin:
             stages.discard("projected")
         capture = _capture(stages, self.config.pooling == "cls")
 
+        self.resolve_grid(images)  # a table whose grid the weights do not show: before the model is built
         compute = EmbedCompute(self.module, capture, impl, stages)
         if dataset.wanted(output):
             run = run_dataset(self, images, compute, main=stage, normalize=normalize, batch=batch or BatchSpec(),
