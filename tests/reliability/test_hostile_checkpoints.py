@@ -178,7 +178,7 @@ def _edited(state: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> di
 @pytest.mark.parametrize("key, value, words", [
     ("blocks.0.attn.proj.weight", lambda t: t.to(torch.int64), "not floating point"),
     ("pos_embed", lambda t: t.bool(), "not floating point"),
-    ("blocks.0.mlp.fc1.weight", lambda t: torch.tensor(1.0), "tensor shapes do not describe a ViT"),
+    ("blocks.0.mlp.fc1.weight", lambda t: torch.tensor(1.0), "wrong shape: blocks.0.mlp.fc1.weight is ()"),
     ("pos_embed", lambda t: t.flatten(), "tensor shapes do not describe a ViT"),
 ])
 def test_weights_of_the_wrong_kind_are_one_clean_error(tmp_path: Path, key: str, value, words: str) -> None:
