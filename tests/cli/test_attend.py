@@ -177,8 +177,10 @@ def test_bad_selections_are_one_line(tmp_path, args, words):
 
 def test_single_query_path_stays_far_below_the_full_matrix(tmp_path):
     """12,545 tokens (1792² at P = 16): one layer's full weights would be 6·T² floats = 3.8 GB;
-    --query cls over every layer (with the mean distance recomputed in blocks) stays under 1.5 GiB
-    (about 0.9 GiB measured, most of it torch itself: `embed` of the same image takes as much)."""
+    --query cls over every layer (with the mean distance recomputed in blocks) stays under 2 GiB,
+    which the full matrix alone (3.8 GB, plus ~0.8 GiB of torch itself) exceeds twice over (about
+    0.95 GiB measured alone; up to 1.6 GiB inside a loaded full test run, from the allocator's
+    per-thread arenas)."""
     img = tmp_path / "big.png"
     Image.open(ROOT / "sample_images" / "astronaut.jpg").resize((1792, 1792)).save(img)
     script = (
@@ -195,7 +197,7 @@ def test_single_query_path_stays_far_below_the_full_matrix(tmp_path):
     a = np.load(out)
     assert a.shape == (2, 6, 1, 12545) and np.allclose(a.sum(-1), 1.0, atol=1e-4)
     full_matrix_bytes = 6 * 12545**2 * 4
-    assert peak_kib * 1024 < 1.5 * 1024**3 < full_matrix_bytes, f"peak RSS {peak_kib / 1024:.0f} MiB"
+    assert peak_kib * 1024 < 2 * 1024**3 < full_matrix_bytes / 1.5, f"peak RSS {peak_kib / 1024:.0f} MiB"
 
 
 def test_many_images_rows_and_mean_distance_equal_single_runs(tmp_path):
