@@ -13,7 +13,6 @@ renamed but not yet listed is recomputed (the same bytes) on --resume.
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,20 +47,11 @@ def _sha(data: bytes) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` whole: temporary file, fsync, rename, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        from vitcli.io.arrays import _umask
+    """Replace `path` whole (vitcli.io.arrays' atomic writer: temporary file, fsync, rename), then fsync
+    the folder so the rename itself survives a crash."""
+    from vitcli.io.arrays import write_bytes
 
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as e:
-        _unlink(tmp)
-        raise VitcliError(str(path), f"cannot write: {e.strerror or e}") from None
+    write_bytes(str(path), lambda f: f.write(text.encode("utf-8")))
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)
