@@ -99,3 +99,17 @@ def make_photos(folder: Path, count: int, long_sides: tuple[int, int] = (640, 16
 def max_rss_mb() -> float:
     """This process's peak resident memory so far (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn: Callable[[], object]) -> Callable[[], float]:
+    """A function that runs `fn` once under torch's inference mode and returns the seconds it took."""
+
+    def go() -> float:
+        import torch
+
+        with torch.inference_mode():
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start
+
+    return go

@@ -18,11 +18,10 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_of, machine, make_photos, run, vitcli_command  # noqa: E402
+from _common import best_of, machine, make_photos, run, timed, vitcli_command  # noqa: E402
 
 TIMM_LOOP = r"""
 import json, sys, time
@@ -105,14 +104,6 @@ def forward_only(weights: Path, name: str, batch: int, repeats: int) -> dict:
     peer.eval()
     ours = build_model_from_checkpoint(load_checkpoint(str(weights))).eval()
     x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-
-    def timed(fn):
-        def go() -> float:
-            with torch.inference_mode():
-                start = time.perf_counter()
-                fn()
-                return time.perf_counter() - start
-        return go
 
     lean = Capture(inputs=False)  # the final tokens, like forward_features
     with torch.inference_mode():  # same numbers first, then warm-up

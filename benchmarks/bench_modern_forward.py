@@ -14,12 +14,11 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import best_of, machine  # noqa: E402
+from _common import best_of, machine, timed  # noqa: E402
 
 MODELS = {"vit_base_patch16_siglip_224": {"heads": 12}, "beit_base_patch16_224": {"heads": 12}}
 
@@ -46,14 +45,6 @@ def one(name: str, batch: int, repeats: int, folder: Path) -> dict:
 
     with torch.inference_mode():
         gap = (peer_run() - ours_run()).abs().max().item()
-
-    def timed(fn):
-        def go() -> float:
-            with torch.inference_mode():
-                start = time.perf_counter()
-                fn()
-                return time.perf_counter() - start
-        return go
 
     timed(peer_run)(), timed(ours_run)()  # warm-up
     t_peer, t_ours = best_of(repeats, timed(peer_run), timed(ours_run))
