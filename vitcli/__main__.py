@@ -1,5 +1,5 @@
-"""`python -m vitcli` runs the command-line app."""
+"""`python -m vitcli` runs the command-line app (signal handlers before the heavy imports)."""
 
-from vitcli.cli import main
+from vitcli.entry import main
 
 main()

@@ -28,10 +28,21 @@ class VitcliError(Exception):
         spelling = CLI_SPELLING if cli else API_SPELLING
         problem = self.problem.replace("{needs}", spelling.get(self.needs or "", self.needs or ""))
         source = self.source if cli or not self.source.startswith("--") else self.source[2:].replace("-", "_")
-        return f"{source}: {problem}"
+        return f"{quote_name(source)}: {one_line(problem)}"
 
     def __str__(self) -> str:
         return self.render()
+
+
+def quote_name(name: str) -> str:
+    """A file name as messages show it: itself, or repr-quoted when it holds a newline, a control
+    character or a byte that was not UTF-8 (a surrogate), so that every message stays one line."""
+    return name if name.isprintable() else repr(name)
+
+
+def one_line(text: str) -> str:
+    """A problem's words with control characters escaped (a file name inside them included)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def option_errors(option: str):

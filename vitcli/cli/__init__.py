@@ -54,41 +54,58 @@ def _fail(message: str, debug: bool) -> None:
     """One line on standard error (the traceback too with --debug), exit code 1."""
     if debug:
         traceback.print_exc()
-    sys.stderr.write(f"vitcli: error: {message}\n")
+    from vitcli.errors import one_line
+
+    sys.stderr.write(f"vitcli: error: {one_line(message)}\n")
     sys.stderr.flush()
     raise SystemExit(1)
 
 
-class Terminated(BaseException):
-    """SIGTERM as an exception, so that atomic writers remove their temporary files on the way out."""
+# One home for the signal handling, importable before typer and torch (the console script's entry).
+from vitcli.signals import Terminated, announce, install_signal_handlers  # noqa: E402
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+def _quiet_warnings(debug: bool) -> None:
+    """numpy, Pillow and torch warnings never reach the terminal; --debug shows them."""
+    import warnings
+
+    warnings.simplefilter("default" if debug else "ignore")
 
 
-def install_signal_handlers() -> None:
-    """Turn SIGTERM into `Terminated` (SIGINT already raises KeyboardInterrupt)."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+def _run_app(args: list[str]) -> None:
+    """The typer app, then standard output flushed inside the run (a full or broken pipe is one line)."""
+    from vitcli.streams import flush_stdout
+
+    try:
+        app(args=args, prog_name="vitcli")
+    except SystemExit as e:
+        if e.code in (0, None):
+            flush_stdout()
+        raise
+    flush_stdout()
 
 
 def main() -> None:
     """Entry point of the `vitcli` console script."""
     from vitcli.errors import VitcliError
+    from vitcli.streams import StreamError, prepare_streams, silence_stdout
 
     install_signal_handlers()
     debug = "--debug" in sys.argv[1:] or bool(os.environ.get("VITCLI_DEBUG"))
     args = [a for a in sys.argv[1:] if a != "--debug"]
+    prepare_streams()
+    _quiet_warnings(debug)
     try:
-        app(args=args, prog_name="vitcli")
+        _run_app(args)
+    except StreamError as e:
+        silence_stdout()
+        _fail(e.render(cli=True), debug)
     except VitcliError as e:
         _fail(e.render(cli=True), debug)
     except KeyboardInterrupt:
-        sys.stderr.write("vitcli: interrupted\n")
-        raise SystemExit(130) from None
+        raise SystemExit(announce(signal.SIGINT)) from None
     except Terminated:
-        sys.stderr.write("vitcli: terminated\n")
-        raise SystemExit(143) from None
+        raise SystemExit(announce(signal.SIGTERM)) from None
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # silence the flush at exit
         raise SystemExit(1) from None

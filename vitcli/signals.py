@@ -1,0 +1,98 @@
+"""SIGINT and SIGTERM end the process with 130 / 143 within a second, whatever its threads are doing.
+
+Only the standard library: the console script installs this before the heavy imports.
+
+The main thread turns the first signal into an exception (KeyboardInterrupt, `Terminated`), so
+that atomic writers remove their temporary files on the way out. Python runs that handler only
+between bytecodes of the main thread, so a long torch operation, or an interpreter exit that joins
+a decoding thread blocked in a read, could delay the exit without bound. `arm_watchdog` starts a
+thread that the signal itself wakes (`signal.set_wakeup_fd`): if the process is still alive
+`GRACE` seconds later, it runs the `at_forced_exit` clean-ups, writes the one line and ends the
+process with `os._exit`. Later signals are ignored: the process is already on its way out.
+"""
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+GRACE = 0.5  # seconds the main thread has to unwind before the watchdog ends the process
+CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+
+class Terminated(BaseException):
+    """SIGTERM as an exception, so that atomic writers remove their temporary files on the way out."""
+
+
+_state = {"received": None, "announced": False}
+_lock = threading.Lock()
+_cleanups: list[Callable[[], None]] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    """The first SIGINT / SIGTERM raises in the main thread; later ones are ignored."""
+    if _state["received"] is not None:
+        return
+    _state["received"] = signum
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def install_signal_handlers() -> None:
+    """SIGINT → KeyboardInterrupt, SIGTERM → `Terminated` (a SIGINT ignored by the parent stays ignored)."""
+    _state["received"], _state["announced"] = None, False
+    signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _on_signal)
+
+
+def announce(signum: int) -> int:
+    """Write 'vitcli: interrupted' / 'vitcli: terminated' once (main thread or watchdog); the exit code."""
+    with _lock:
+        if not _state["announced"]:
+            _state["announced"] = True
+            try:
+                if sys.stderr is not None:
+                    sys.stderr.flush()
+                os.write(2, f"vitcli: {WORDS[signum]}\n".encode())
+            except OSError:
+                pass
+    return CODES[signum]
+
+
+def at_forced_exit(cleanup: Callable[[], None]) -> Callable[[], None]:
+    """Run `cleanup` if the watchdog has to end the process; returns a function that unregisters it."""
+    _cleanups.append(cleanup)
+    return lambda: _cleanups.remove(cleanup) if cleanup in _cleanups else None
+
+
+def arm_watchdog() -> None:
+    """Start the watchdog thread (once per process; the main thread only)."""
+    if _state.get("armed"):
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    threading.Thread(target=_watch, args=(read_end,), name="vitcli-watchdog", daemon=True).start()
+    _state["armed"] = True
+
+
+def _watch(read_end: int) -> None:
+    """Wait for SIGINT or SIGTERM, give the main thread GRACE seconds, then end the process."""
+    while True:
+        signum = os.read(read_end, 1)[0]
+        if signum in CODES:
+            break
+    threading.Event().wait(GRACE)
+    for cleanup in list(_cleanups):
+        try:
+            cleanup()
+        except Exception:
+            pass
+    code = announce(_state["received"] or signum)
+    try:
+        sys.stderr.flush()
+    except Exception:
+        pass
+    os._exit(code)
