@@ -119,9 +119,12 @@ def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
 
 def load_npy(path: str) -> np.ndarray:
     """Read an `.npy` array ('-' for standard input) with one-line errors; never unpickles."""
+    from vitcli.io.files import check_readable
+
     try:
         if path == "-":
             return np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)
+        check_readable(path, "an .npy file")  # a FIFO would block np.load's open
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise VitcliError(path, "no such file") from None

@@ -5,7 +5,6 @@ One module used by every subcommand, so that every command sees the same pixels.
 
 import io
 import math
-import stat
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vitcli.errors import VitcliError
+from vitcli.io.files import check_readable
 from vitcli.io.sizes import parse_hw, parse_size  # noqa: F401  (re-exported: one home in sizes.py)
 
 if TYPE_CHECKING:
@@ -76,8 +76,7 @@ def _read_bytes(path: str) -> bytes:
         return sys.stdin.buffer.read()
     p = Path(path)
     try:
-        if _is_device(p):  # /dev/zero and friends never end: reading them would fill the memory
-            raise VitcliError(path, "is a device, not an image file")
+        check_readable(path)  # before opening: a FIFO blocks the opener, /dev/zero never ends
         return p.read_bytes()
     except FileNotFoundError:
         raise VitcliError(path, "no such file") from None
@@ -87,12 +86,6 @@ def _read_bytes(path: str) -> bytes:
         raise VitcliError(path, "permission denied") from None
     except OSError as e:
         raise VitcliError(path, f"cannot read: {e.strerror or e}") from None
-
-
-def _is_device(p: Path) -> bool:
-    """True for character and block devices and sockets; pipes stay allowed (`<(curl …)`)."""
-    mode = p.stat().st_mode
-    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode)
 
 
 def _open(path: str, data: bytes, max_pixels: int, draft: int | None = None) -> Image.Image:

@@ -4,9 +4,15 @@ Only the standard library at import time (the CLI imports this before torch).
 
 Order: every input is expanded (a folder to its image files, a glob to its matches, a list file to
 its lines), duplicates are dropped and the whole list is sorted by path (plain string order), so
-the same files give the same rows whatever order they were named in.
+the same files give the same rows whatever order they were named in. A duplicate is the same file
+by its resolved path (`a.jpg`, `./a.jpg`, a symbolic link to it, a folder and a glob both reaching
+it): the first name in sorted order is kept. Folders and `**` never follow symbolic links to
+folders, so a link loop cannot make the walk endless. FIFOs, sockets and devices found in a folder
+or glob stay in the list and are refused (or skipped with --skip-errors) before anything opens
+them (`vitcli.io.files.check_readable`).
 """
 
+import fnmatch
 import glob
 import os
 import sys
@@ -55,12 +61,24 @@ def expand_inputs(items: Iterable[str], recursive: bool = False, from_list: str 
             found.append(item)  # a missing file fails when it is decoded, with its own line
     if from_list is not None:
         found += read_list(from_list)
-    paths = sorted(set(found))
+    paths = _once(found)
     if "-" in paths and len(paths) > 1:
         raise VitcliError("-", "standard input can only be the one image; give files for several")
     if not paths:
         raise VitcliError(items[0] if items else (from_list or "IMAGE"), "no image files found")
     return Inputs(paths, many)
+
+
+def _once(found: list[str]) -> list[str]:
+    """Sorted paths, each file once by its resolved path (the first name in sorted order kept)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for path in sorted(set(found)):
+        key = path if path == "-" else os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
 
 
 def _folder_images(folder: str, recursive: bool) -> list[str]:
@@ -75,13 +93,43 @@ def _folder_images(folder: str, recursive: bool) -> list[str]:
 
 def _glob(pattern: str, recursive: bool) -> list[str]:
     """Files matching a quoted glob (`**` spans folders); a folder that matches gives its images."""
-    matches = glob.glob(pattern, recursive=True)
+    matches = _glob_walk(pattern) if "**" in pattern.split(os.sep) else glob.glob(pattern)
     if not matches:
         raise VitcliError(pattern, "no file matches this pattern")
     out: list[str] = []
     for m in matches:
         out += _folder_images(m, recursive) if os.path.isdir(m) else [m]
     return out
+
+
+def _glob_walk(pattern: str) -> list[str]:
+    """glob's matches of a `**` pattern, found by a walk that never follows links to folders.
+
+    glob.glob(recursive=True) follows them, so a link to a parent folder makes it endless. As in
+    glob, `*` and `**` do not match names starting with '.', and `**` matches zero or more folders.
+    """
+    parts = pattern.split(os.sep)
+    fixed = next(i for i, part in enumerate(parts) if GLOB_CHARS & set(part))
+    root, rest = os.sep.join(parts[:fixed]) or ("/" if pattern.startswith(os.sep) else "."), parts[fixed:]
+    prefix = "" if root == "." and not pattern.startswith("./") else root.rstrip(os.sep) + os.sep
+    out = [root] if _matches(rest, []) else []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        names = os.path.relpath(folder, root).split(os.sep) if folder != root else []
+        out += [prefix + os.sep.join([*names, n]) for n in [*dirs, *files] if _matches(rest, [*names, n])]
+    return out
+
+
+def _matches(parts: list[str], names: list[str]) -> bool:
+    """Whether path components `names` match pattern components `parts` (`**`: zero or more)."""
+    if not parts:
+        return not names
+    if parts[0] == "**":
+        return any(_matches(parts[1:], names[i:]) for i in range(len(names) + 1)
+                   if not any(n.startswith(".") for n in names[:i]))
+    if not names or (names[0].startswith(".") and not parts[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(names[0], parts[0]) and _matches(parts[1:], names[1:])
 
 
 def read_list(path: str) -> list[str]:
