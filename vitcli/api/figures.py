@@ -173,6 +173,10 @@ class FiguresMixin:
         """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""
         import torch
 
+        from vitcli.api.ranges import check_ranges
+
+        check_ranges(k=k, norm_threshold=norm_threshold, top=top)
+
         from vitcli.core.capture import Capture
         from vitcli.core.features import class_attention_share, high_norm_tokens, mad_thresholds, token_norms
         from vitcli.io.paper_figures import norms_figure

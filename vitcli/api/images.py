@@ -88,15 +88,21 @@ def check_spec(spec: ImageSpec, patch_size: int) -> tuple[int, int] | None:
     """Options wrong for every image fail once, before any image is read; the requested [H, W] (None: native)."""
     from vitcli.io.sizes import parse_size
 
+    from vitcli.api.ranges import check_ranges
+
     if patch_size <= 0:
         raise VitcliError("--patch-size", f"must be a positive number of pixels, got {patch_size}")
+    check_ranges(max_pixels=spec.max_pixels, max_patches=spec.max_patches)
     if spec.fit is not None and spec.fit not in ("crop", "resize", "pad", "strict"):
         raise VitcliError("--fit", f"'{spec.fit}' is not crop, resize, pad or strict")
     if spec.resample is not None and spec.resample not in ("bicubic", "bilinear", "nearest", "lanczos"):
         raise VitcliError("--resample", f"'{spec.resample}' is not bicubic, bilinear, nearest or lanczos")
     requested = parse_size(spec.size or DEFAULT_SIZE)
+    if requested and min(requested) < patch_size:
+        raise VitcliError("--patch-size", f"{patch_size} is larger than the image size {requested[0]}x{requested[1]} "
+                          "(--size): give a smaller --patch-size or a larger --size")
     if requested and (requested[0] % patch_size or requested[1] % patch_size):
-        raise VitcliError("--size", f"{spec.size} is not a multiple of the patch size {patch_size}")
+        raise VitcliError("--size", f"{requested[0]}x{requested[1]} is not a multiple of the patch size {patch_size}")
     parse_colour(spec.background)
     return requested
 

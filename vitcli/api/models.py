@@ -287,7 +287,10 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
     Hub names read the local cache; `online=True` lets them download what it lacks."""
     from vitcli.core.presets import PRESETS
 
+    from vitcli.api.ranges import check_ranges
+
     _check_placement(device, dtype)
+    check_ranges(patch_size=patch_size, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, eps=eps)
     sizes = {"patch_size": patch_size, "dim": dim, "depth": depth, "heads": heads, "mlp_ratio": mlp_ratio,
              "class_token": class_token, "posenc": posenc}
     model_spec = ModelSpec(spec, device, dtype, seed, strict)

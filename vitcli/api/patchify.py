@@ -120,6 +120,10 @@ def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, 
     array = load_npy(patches) if isinstance(patches, str) else np.asarray(patches)
     if array.ndim != 2:
         raise VitcliError(path, f"expected a (N, P·P·C) array, got shape {array.shape}")
+    if array.dtype.kind not in "uif":
+        raise VitcliError(path, f"holds {array.dtype} values: patches are integers or floats")
+    if 0 in array.shape:
+        raise VitcliError(path, f"is empty (shape {array.shape}): there are no patches to join")
     grid = _grid(grid_size, array.shape[0], path)
     try:
         chw = join(array, grid, 3, order)  # (3, H, W)
