@@ -111,5 +111,9 @@ def main() -> None:
         raise SystemExit(1) from None
     except MemoryError:
         _fail("out of memory; try a smaller --size or fewer layers", debug)
+    except OSError as e:  # a file the OS refused (a name too long, …) that no lower layer named: name it
+        if e.filename is None:
+            _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", debug)
+        _fail(VitcliError(os.fsdecode(e.filename), e.strerror or str(e)).render(cli=True), debug)
     except Exception as e:  # a bug, not a bad input: still one line, the traceback with --debug
         _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", debug)

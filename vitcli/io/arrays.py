@@ -23,6 +23,13 @@ from vitcli.errors import VitcliError
 
 def _check_target(path: Path) -> None:
     """Fail early, with one line, when `path` cannot be an output file."""
+    try:
+        _check_folder(path)
+    except OSError as e:  # a name too long for the file system, a loop of links, …
+        raise VitcliError(str(path), f"cannot write: {e.strerror or e}") from None
+
+
+def _check_folder(path: Path) -> None:
     folder = path.parent
     if path.is_dir():
         raise VitcliError(str(path), "is a directory; give a file name")

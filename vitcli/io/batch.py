@@ -23,6 +23,9 @@ import numpy as np
 
 from vitcli.errors import VitcliError
 from vitcli.io.arrays import _check_target, _os_problem, _umask
+# A file name byte that is not UTF-8 (held as a surrogate, Python's surrogateescape) is written as the
+# JSON escape \udcXX: the index stays valid UTF-8, and json.loads + os.fsencode give the bytes back.
+JSON_NAMES = "backslashreplace"
 
 
 def index_path(output: str) -> str:
@@ -46,7 +49,7 @@ class _Index:
 
     def __init__(self, target: Path) -> None:
         fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        self.file = os.fdopen(fd, "w", encoding="utf-8")
+        self.file = os.fdopen(fd, "w", encoding="utf-8", errors=JSON_NAMES)
         self.target = target
 
     def write(self, entry: dict[str, Any]) -> None:
@@ -144,7 +147,7 @@ class FolderSink:
         self.stage = Path(_guard(folder, lambda: tempfile.mkdtemp(prefix=".vitcli-", dir=self.folder)))
         self.names = output_names(paths)
         self.rows = 0
-        self.index = open(self.stage / "index.jsonl", "w", encoding="utf-8")
+        self.index = open(self.stage / "index.jsonl", "w", encoding="utf-8", errors=JSON_NAMES)
 
     def add(self, rows: np.ndarray, entries: list[dict[str, Any]]) -> None:
         """Write each row (its own shape) to its own file in the staging folder."""

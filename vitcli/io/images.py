@@ -102,6 +102,8 @@ def _open(path: str, data: bytes, max_pixels: int, draft: int | None = None) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
+            if img.width * img.height > max_pixels:  # not only the warning: filters are per process, not thread
+                raise Image.DecompressionBombError(f"{img.width * img.height} pixels")
             if draft and img.format == "JPEG" and img.mode in ("RGB", "L"):
                 img.info["vitcli_full_size"] = img.size  # (W, H) before the reduction
                 img.draft(img.mode, (draft, draft))
