@@ -89,8 +89,40 @@ class _Guarded:
             pass
 
     @property
-    def buffer(self) -> "_Guarded":
-        return _Guarded(self._stream.buffer)
+    def buffer(self) -> Any:
+        """Bytes straight to the descriptor (BufferedWriter can drop an EPIPE after a partial write)."""
+        try:
+            fd = self._stream.fileno()
+        except (OSError, ValueError, AttributeError):
+            return _Guarded(self._stream.buffer)
+        return _FdWriter(self, fd)
+
+
+class _FdWriter:
+    """Binary standard output written with os.write until every byte is out, or one StreamError."""
+
+    def __init__(self, text: _Guarded, fd: int) -> None:
+        self.text, self.fd = text, fd
+
+    def write(self, data: Any) -> int:
+        self.text.flush()  # text written before stays before
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self.fd, view[done:])
+        except OSError as e:
+            raise stream_error(e) from None
+        return done
+
+    def flush(self) -> None:
+        self.text.flush()
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def writable(self) -> bool:
+        return True
 
 
 class _Closed(io.RawIOBase):

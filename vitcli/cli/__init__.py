@@ -81,6 +81,8 @@ def _run_app(args: list[str]) -> None:
     except SystemExit as e:
         if e.code in (0, None):
             flush_stdout()
+        if e.code == 130:  # typer turns KeyboardInterrupt into a silent exit 130: say it, once
+            announce(signal.SIGINT)
         raise
     flush_stdout()
 

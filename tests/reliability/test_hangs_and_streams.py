@@ -1,0 +1,402 @@
+"""No hangs, and the promised standard error and standard output (issue 15).
+
+- FIFOs, sockets and devices in a folder, a glob or named directly are refused (or skipped with
+  --skip-errors) without being opened; quoted `**` globs survive symbolic-link loops and every file
+  is taken once by its resolved path.
+- SIGINT / SIGTERM end the process with 130 / 143 and one line, while decoding threads are busy,
+  while a decoding thread or the main thread is blocked in a read, during a forward pass, and
+  during start-up (before the imports finish). The time to exit is measured with a generous bound.
+- Exit 1 is exactly one line on standard error: names with control characters or bytes that are
+  not UTF-8 are repr-quoted; warnings never reach the terminal (--debug shows them); a closed,
+  full or broken standard output, an ASCII-only terminal, a name too long, a malformed
+  --unpatchify array and nonsense numeric options each get a line naming their source.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import assert_clean_error
+from tests.reliability.corpus import ROOT
+from tests.reliability.helpers import run_batch
+
+TINY = ["--dim", "64", "--depth", "2", "--heads", "2"]
+ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", "PYTHONPATH": str(ROOT)}
+EXIT_WITHIN = 5.0  # seconds from the signal to the exit (the promise is one second; generous for CI)
+
+
+def _png(path: Path, h: int = 32, w: int = 32, seed: int = 0) -> Path:
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _vitcli(*args, **kw) -> subprocess.Popen:
+    """`python -m vitcli ARGS` as a child with SIGINT at its default (a background shell ignores it)."""
+    return subprocess.Popen([sys.executable, "-m", "vitcli", *map(str, args)], cwd=ROOT, env=ENV,
+                            stdout=kw.pop("stdout", subprocess.PIPE), stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
+
+
+# ---- FIFOs, sockets, devices -------------------------------------------------------------------
+
+def _special(folder: Path, kind: str) -> Path:
+    """A folder holding one good image and one special file named like an image."""
+    folder.mkdir(parents=True)
+    _png(folder / "a.png")
+    odd = folder / "b.png"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(odd))
+        s.close()
+    else:
+        odd.symlink_to("/dev/zero")
+    return odd
+
+
+KINDS = {"fifo": "FIFO", "socket": "socket", "device": "device"}
+
+
+def test_special_files_are_refused_before_anything_opens_them(tmp_path: Path) -> None:
+    cases, expect = [], []
+    for kind, word in KINDS.items():
+        odd = _special(tmp_path / kind, kind)
+        for source in (odd.parent, f"{odd.parent}/*.png", f"{odd.parent}/**/*.png", odd):
+            cases.append(["patchify", source, "-q", "-o", tmp_path / f"{kind}.npy"])
+            expect.append((str(odd), word))
+        cases.append(["embed", odd.parent, *TINY, "--skip-errors", "--output-dir", tmp_path / f"{kind}-out", "-q"])
+        expect.append(None)
+    for result, want in zip(run_batch(cases, tmp_path), expect):
+        if want is None:  # skipped with its reason; the good image written
+            assert result.returncode == 0, result.stderr
+            assert "b.png" in result.stderr.decode() and "not an image file" in result.stderr.decode()
+            continue
+        assert_clean_error(result, *want)
+    assert not any(tmp_path.glob("*.npy"))
+
+
+def test_a_pipe_handed_over_open_is_still_read(tmp_path: Path) -> None:
+    """/dev/stdin on a pipe (as `<(…)` gives /dev/fd/N) never blocks on open: it stays allowed."""
+    image = _png(tmp_path / "a.png").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "vitcli", "patchify", "/dev/stdin", "-q", "-o", tmp_path / "x.npy"],
+                          input=image, cwd=ROOT, env=ENV, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert np.load(tmp_path / "x.npy").shape == (196, 768)
+
+
+# ---- globs and duplicates ----------------------------------------------------------------------
+
+def test_globs_survive_link_loops_and_take_each_file_once(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    _png(tree / "a.png"), _png(tree / "sub" / "c.png")
+    (tree / "loop").symlink_to(".")  # glob.glob(recursive=True) on two loops does not finish
+    (tree / "sub" / "up").symlink_to("..")
+    (tree / "alias.png").symlink_to("a.png")
+    script = ("import json, sys; from vitcli.io.inputs import expand_inputs; "
+              "print(json.dumps(expand_inputs(sys.argv[1:]).paths))")
+    args = [f"{tree}/**/*.png", f"{tree}/*.png", str(tree), f"{tree}/a.png", f"{tree}/./a.png", f"{tree}/alias.png",
+            f"{tree}/loop/a.png"]
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=ENV, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    paths = json.loads(done.stdout)
+    assert sorted(os.path.realpath(p) for p in paths) == [str(tree / "a.png"), str(tree / "sub" / "c.png")]
+
+
+# ---- signals -----------------------------------------------------------------------------------
+
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def _signal_and_time(proc: subprocess.Popen, sig: int, ready, limit: float = 120) -> tuple[float, str]:
+    """Wait until `ready(pid)`, send `sig`, return (seconds to exit, stderr)."""
+    try:
+        start = time.monotonic()
+        while not ready(proc.pid):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() - start < limit, "never got busy"
+            time.sleep(0.02)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        return time.monotonic() - sent, err.decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _check_exit(proc: subprocess.Popen, sig: int, took: float, err: str) -> None:
+    code, word = {signal.SIGINT: (130, "interrupted"), signal.SIGTERM: (143, "terminated")}[sig]
+    assert proc.returncode == code, err
+    assert err.strip() == f"vitcli: {word}", err
+    assert took < EXIT_WITHIN, took
+
+
+@pytest.fixture(scope="module")
+def many_images(tmp_path_factory) -> Path:
+    """40 different 1536×1536 PNGs: seconds of decoding for two threads."""
+    folder = tmp_path_factory.mktemp("many")
+    base = np.random.default_rng(0).integers(0, 256, (1536, 1536, 3), dtype=np.uint8)
+    for i in range(40):
+        base[0, 0, 0] = i
+        Image.fromarray(base).save(folder / f"{i:02d}.png", compress_level=1)
+    return folder
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_decoding_threads_are_busy(tmp_path: Path, many_images: Path, sig: int) -> None:
+    proc = _vitcli("embed", many_images, *TINY, "--workers", "2", "--batch-size", "2", "-q",
+                   "--output-dir", tmp_path / "out")
+    took, err = _signal_and_time(proc, sig, lambda pid: _threads(pid) >= 4 and (tmp_path / "out").parent.exists()
+                                 and _rss(pid) > 400e6)
+    _check_exit(proc, sig, took, err)
+
+
+def _rss(pid: int) -> int:
+    try:
+        line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+    return int(line.split()[1]) * 1024
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_a_decoding_thread_is_blocked_in_a_read(tmp_path: Path, sig: int) -> None:
+    """A pipe that never gets data, handed over as /dev/fd/N beside other images: a decoding thread
+    blocks in its read; the interpreter's exit would wait for that thread for ever."""
+    images = [_png(tmp_path / f"{i}.png", seed=i) for i in range(3)]
+    read_end, write_end = os.pipe()
+    try:
+        proc = _vitcli("embed", f"/dev/fd/{read_end}", *images, *TINY, "--workers", "2", "-q", "-o",
+                       tmp_path / "x.npy", pass_fds=(read_end,))
+        took, err = _signal_and_time(proc, sig, lambda pid: _rss(pid) > 400e6 and _threads(pid) >= 3)
+    finally:
+        os.close(read_end), os.close(write_end)
+    _check_exit(proc, sig, took, err)
+    assert not (tmp_path / "x.npy").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_the_main_thread_is_blocked_reading_stdin(sig: int) -> None:
+    proc = _vitcli("patchify", "-", stdin=subprocess.PIPE)
+    try:
+        took, err = _signal_and_time(proc, sig, _after(1.0, lambda pid: _rss(pid) > 40e6))
+    finally:
+        proc.stdin.close()
+    _check_exit(proc, sig, took, err)
+
+
+def _after(seconds: float, ready):
+    """`ready`, then `seconds` more (the read has started by then)."""
+    since: list[float] = []
+
+    def check(pid: int) -> bool:
+        if not since and ready(pid):
+            since.append(time.monotonic())
+        return bool(since) and time.monotonic() - since[0] > seconds
+
+    return check
+
+
+def test_signal_during_a_long_forward_pass() -> None:
+    """16,385 tokens through torch's intra-op threads: one attention call takes long."""
+    image = ROOT / "sample_images" / "chelsea.jpg"
+    proc = _vitcli("embed", image, "--dim", "64", "--depth", "4", "--heads", "1", "--size", "2048", "-q")
+    took, err = _signal_and_time(proc, signal.SIGTERM, lambda pid: _rss(pid) > 700e6)
+    _check_exit(proc, signal.SIGTERM, took, err)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.35])
+def test_ctrl_c_during_start_up(delay: float) -> None:
+    """SIGINT while typer, rich (and torch) are still being imported: 130 and one line. Counted from
+    the watchdog thread's start (vitcli's first code; the interpreter's own start-up comes before)."""
+    proc = _vitcli("embed", ROOT / "sample_images" / "chelsea.jpg", *TINY, "-q")
+    took, err = _signal_and_time(proc, signal.SIGINT, _after(delay, lambda pid: _threads(pid) >= 2))
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal")
+    _check_exit(proc, signal.SIGINT, took, err)
+
+
+# ---- exactly one line on standard error --------------------------------------------------------
+
+ODD_NAMES = ["new\nline.png", "tab\t.png", "esc\x1b[31m.png", "cr\r.png", "bell\x07.png", "caf\udce9.png"]
+
+
+def test_names_with_control_characters_or_non_utf8_bytes_are_quoted(tmp_path: Path) -> None:
+    cases, names = [], []
+    for i, name in enumerate(ODD_NAMES):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        empty = folder / name
+        empty.write_bytes(b"")
+        for path in (empty, folder / ("missing-" + name)):
+            cases.append(["patchify", path, "-o", tmp_path / f"{i}.npy"])
+            names.append(repr(str(path)))
+    for result, quoted in zip(run_batch(cases, tmp_path), names):
+        assert_clean_error(result, quoted.encode("ascii", "backslashreplace").decode())
+
+
+def test_warnings_never_reach_the_terminal_and_debug_shows_them(tmp_path: Path) -> None:
+    """A command that raises a numpy overflow, a torch UserWarning and Pillow's DecompressionBombWarning."""
+    script = """
+import sys, warnings
+import numpy as np, torch
+from PIL import Image
+import importlib
+api = importlib.import_module("vitcli.api.patchify")
+original = api.patchify
+def noisy(*args, **kw):
+    np.float16(60000) * np.float16(60000)                     # RuntimeWarning: overflow
+    torch.tensor([1.0]).resize_(2).numpy(); warnings.warn("torch says", UserWarning)
+    warnings.warn("bomb", Image.DecompressionBombWarning)
+    return original(*args, **kw)
+api.patchify = noisy
+from vitcli.cli import main
+sys.argv = ["vitcli", *sys.argv[1:]]
+main()
+"""
+    image = _png(tmp_path / "a.png")
+    quiet, debug = (subprocess.run([sys.executable, "-c", script, "patchify", image, "-q", *extra], cwd=ROOT, env=ENV,
+                                   capture_output=True, timeout=120) for extra in ([], ["--debug"]))
+    assert quiet.returncode == 0 and quiet.stderr == b"", quiet.stderr
+    assert debug.returncode == 0
+    for word in (b"overflow", b"torch says", b"bomb"):
+        assert word in debug.stderr, debug.stderr
+
+
+def test_decompression_bomb_band_is_refused_in_every_thread(tmp_path: Path) -> None:
+    """Between 1x and 2x --max-pixels Pillow only warns; the check does not depend on a warning filter."""
+    images = [_png(tmp_path / f"{i}.png", 40, 40, seed=i) for i in range(4)]
+    cases = [["patchify", *images, "--max-pixels", "1000", "--workers", "2", "-q", "-o", tmp_path / "x.npy"]]
+    (result,) = run_batch(cases, tmp_path)
+    assert_clean_error(result, str(images[0]), "more than 1,000 pixels")
+
+
+# ---- standard output closed, full or broken; ASCII terminals -----------------------------------
+
+def _sh(command: str, tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", command], cwd=tmp_path, env={**ENV, "PY": sys.executable, **env},
+                          capture_output=True, timeout=120)
+
+
+STDOUT_CASES = {"table": ["patchify", "a.png"], "json": ["patchify", "a.png", "--json"],
+                "array": ["patchify", "a.png", "--size", "512", "-q", "-o", "-"], "version": ["--version"]}
+
+
+@pytest.mark.parametrize("name", list(STDOUT_CASES))
+def test_closed_full_or_broken_standard_output_is_one_line(tmp_path: Path, name: str) -> None:
+    _png(tmp_path / "a.png")
+    args = " ".join(STDOUT_CASES[name])
+    for redirect, words in ((">&-", "is closed"), ("> /dev/full", "No space left on device")):
+        result = _sh(f'"$PY" -m vitcli {args} {redirect}', tmp_path)
+        assert_clean_error(result, "standard output", words)
+    if name == "array":  # 786 kB: the reader leaves after 10 bytes
+        result = _sh(f'"$PY" -m vitcli {args} | head -c 10 > /dev/null; exit 0', tmp_path)
+        lines = result.stderr.decode().splitlines()
+        assert lines == ["vitcli: error: standard output: closed by the reader (broken pipe); nothing more was written"]
+
+
+def test_ascii_only_terminal_gets_ascii_tables(tmp_path: Path) -> None:
+    _png(tmp_path / "a.png")
+    for args in ("patchify a.png", f"embed a.png {' '.join(TINY)}", f"attend a.png {' '.join(TINY)}",
+                 f"posenc {' '.join(TINY)}"):
+        result = _sh(f'"$PY" -m vitcli {args}', tmp_path, PYTHONIOENCODING="ascii")
+        assert result.returncode == 0, result.stderr
+        text = result.stdout.decode("ascii")  # nothing but ASCII
+        assert "+---" in text and "|" in text and "x" in text, text
+
+
+# ---- names too long, non-UTF-8 names in the index ----------------------------------------------
+
+def test_names_too_long_for_the_file_system(tmp_path: Path) -> None:
+    image, long = _png(tmp_path / "a.png"), "x" * 300
+    cases = [["patchify", image, "-o", tmp_path / f"{long}.npy"], ["patchify", image, "--grid-png", tmp_path / f"{long}.png"],
+             ["embed", image, *TINY, "--output-dir", tmp_path / long], ["patchify", tmp_path / f"{long}.png"]]
+    for result in run_batch(cases, tmp_path):
+        assert_clean_error(result, long, "File name too long")
+
+
+def test_non_utf8_names_are_kept_in_the_index(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, raw in enumerate([b"caf\xe9.png", b"new\nline.png", b"plain.png"]):
+        _png(Path(os.fsdecode(bytes(folder) + b"/" + raw)), seed=i)
+    (result,) = run_batch([["embed", folder, *TINY, "--output-dir", tmp_path / "out", "-q"]], tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "out" / "index.jsonl").read_bytes().decode("utf-8")  # valid UTF-8
+    paths = [os.fsencode(json.loads(line)["path"]) for line in text.splitlines()]
+    assert sorted(os.path.basename(p) for p in paths) == [b"caf\xe9.png", b"new\nline.png", b"plain.png"]
+
+
+# ---- nonsense options and malformed --unpatchify arrays ----------------------------------------
+
+IMAGE = str(ROOT / "sample_images" / "chelsea.jpg")
+OPTION_CASES = [
+    *[(["patchify", IMAGE, opt, v], name) for opt, name in (("--max-pixels", "--max-pixels"), ("--max-patches", "--max-patches"),
+                                                            ("-p", "--patch-size"), ("--batch-size", "--batch-size"),
+                                                            ("--workers", "--workers")) for v in ("0", "-1")],
+    *[(["embed", IMAGE, *TINY, opt, v], opt) for opt in ("--dim", "--depth", "--heads", "-p") for v in ("0", "-3")],
+    *[(["embed", IMAGE, *TINY, opt, v], opt) for opt in ("--mlp-ratio", "--eps") for v in ("0", "-1", "nan", "inf")],
+    *[(["figures", "norms", IMAGE, *TINY, opt, v], opt) for opt in ("--k", "--norm-threshold") for v in ("-1", "nan", "inf")],
+    (["figures", "norms", IMAGE, *TINY, "--top", "0"], "--top"),
+    *[(["patchify", IMAGE, "-p", p, *size], "--patch-size") for p in ("100000", "300") for size in ([], ["--size", "224x160"])],
+    *[([*cmd, "--size", v], "--size") for cmd in (["patchify", IMAGE], ["info", *TINY]) for v in ("0", "0x0", "-5x3", "nan", "big")],
+    *[(["posenc", *TINY, "--grid", v], "--grid") for v in ("0", "0x5", "ax5", "inf")],
+]
+
+
+def test_nonsense_numeric_options_name_the_option(tmp_path: Path) -> None:
+    results = run_batch([args for args, _ in OPTION_CASES], tmp_path)
+    for (args, option), result in zip(OPTION_CASES, results):
+        line = assert_clean_error(result, option)
+        assert "None" not in line and "internal error" not in line, (args, line)
+
+
+def _arrays(folder: Path) -> dict[str, Path]:
+    folder.mkdir()
+    good = np.zeros((196, 768), np.uint8)
+    made = {"ndim3": np.zeros((2, 3, 4), np.uint8), "scalar": np.float32(3), "strings": good.astype("U1"),
+            "structured": np.zeros((196, 768), [("a", "u1")]), "complex": good.astype(np.complex64),
+            "bool": good.astype(bool), "no patches": np.zeros((0, 768), np.uint8), "empty rows": np.zeros((4, 0), np.uint8),
+            "length not P*P*3": np.zeros((196, 770), np.uint8), "not a square grid": np.zeros((195, 768), np.uint8)}
+    paths = {}
+    for name, array in made.items():
+        paths[name] = folder / f"{name.replace(' ', '_')}.npy"
+        np.save(paths[name], array)
+    paths["object"] = folder / "object.npy"
+    np.save(paths["object"], np.array([1, "a"], dtype=object), allow_pickle=True)
+    paths["pickled"] = folder / "pickled.npy"
+    paths["pickled"].write_bytes(__import__("pickle").dumps([1, 2]))
+    paths["truncated"] = folder / "truncated.npy"
+    np.save(paths["truncated"], good)
+    paths["truncated"].write_bytes(paths["truncated"].read_bytes()[:1000])
+    paths["empty file"] = folder / "empty.npy"
+    paths["empty file"].write_bytes(b"")
+    paths["fifo"] = folder / "fifo.npy"
+    os.mkfifo(paths["fifo"])
+    return paths
+
+
+def test_malformed_unpatchify_arrays_name_the_file(tmp_path: Path) -> None:
+    arrays = _arrays(tmp_path / "arrays")
+    cases = [["patchify", "--unpatchify", path, "-o", tmp_path / f"back{ext}"] for path in arrays.values()
+             for ext in (".png", ".npy")]
+    cases.append(["patchify", "--unpatchify", arrays["not a square grid"], "--grid-size", "3x3", "-o", tmp_path / "b.png"])
+    for args, result in zip(cases, run_batch(cases, tmp_path)):
+        line = assert_clean_error(result, str(args[2]))
+        assert "internal error" not in line, line
+    assert not any(tmp_path.glob("back*"))
