@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from vitcli.checkpoints.families.base import Evidence, Family, Variant
+from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Variant
 from vitcli.checkpoints.preprocess import Preprocess
 from vitcli.core.config import ViTConfig
 from vitcli.errors import VitcliError
@@ -104,6 +104,8 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     else:  # no table (DINOv3: RoPE only): the native size only sets the default input size
         table = _untabled_grid(fam, ev, patch, overrides)
     changes, part_notes = fam.parts(ev)
+    if changes.get("rope_ref_grid") == NATIVE_GRID:  # PE: RoPE coords on the native grid, whatever the image's
+        changes = {**changes, "rope_ref_grid": table.grid}
     variant = fam.variant(ev)
     heads, why_heads = _heads(dim, overrides, ev)
     activation, why_act = _activation(fam, variant, ev, overrides)

@@ -94,8 +94,10 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     tensors, wrapper_notes = strip_wrappers(raw.tensors)
     notes = [f"format {raw.format}", *raw.notes, *wrapper_notes]
     try:
-        fam, root = detect(tensors, family)
+        fam, root = detect(tensors, family, files.architecture)
     except VitcliError as e:
+        if e.source == "--family":
+            raise
         raise VitcliError(spec, e.problem) from None
     mapped = map_keys(tensors, fam, root, files)
     if root:

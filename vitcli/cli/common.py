@@ -97,6 +97,7 @@ class ModelOptions:
     eps: Annotated[Optional[float], typer.Option("--eps", metavar="X", help="With --weights: LayerNorm epsilon, when the family default is not the one the weights were trained with.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
     activation: Annotated[Optional[str], typer.Option("--activation", metavar="NAME", help="With --weights: the MLP activation gelu, gelu_tanh or quick_gelu, which weights cannot show.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
     online: Annotated[bool, typer.Option("--online", metavar="", help="Let hf-hub: and timm: names download what the local Hugging Face cache lacks (otherwise the cache alone is read, with no network).", rich_help_panel=MODEL_PANEL)] = False
+    family: Annotated[Optional[str], typer.Option("--family", metavar="NAME", help="With --weights: read the checkpoint as this layout (timm, timm-eva, timm-pe, timm-pe-spatial, hf-vit, clip, …; info lists it as layout) instead of recognising it from its keys.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
     strict: Annotated[bool, typer.Option("--strict/--no-strict", metavar="", help="Refuse checkpoints with left-over or missing keys.", rich_help_panel=MODEL_PANEL)] = True
 
 
@@ -135,7 +136,8 @@ def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: st
     return load_model(opts.weights or opts.model, device=opts.device, dtype=opts.dtype, seed=opts.seed,
                       strict=opts.strict, patch_size=patch, dim=opts.dim, depth=opts.depth, heads=opts.heads,
                       mlp_ratio=opts.mlp_ratio, class_token=False if opts.no_cls else None, posenc=posenc,
-                      native_size=opts.native_size, eps=opts.eps, activation=opts.activation, online=opts.online)
+                      native_size=opts.native_size, eps=opts.eps, activation=opts.activation, online=opts.online,
+                      family=opts.family)
 
 
 class Output:

@@ -85,6 +85,7 @@ class Evidence:
 
 
 Why = tuple[str, str]  # (value, why) for the notes `info` prints
+NATIVE_GRID = "native"  # a `parts` value of rope_ref_grid: the native grid, once the table has been read
 
 
 @dataclass(frozen=True)
@@ -154,18 +155,25 @@ class Family:
     parts: Callable[[Evidence], tuple[dict, tuple[str, ...]]] = no_parts
     default_size: tuple[int, int] = (224, 224)  # native size of a model without a position table
     absent: tuple[str, ...] = ()  # regexes no key under the root may match (a look-alike layout's parts)
+    # a regex timm's config.json `architecture` must match when a config names one: for a layout told
+    # apart from a look-alike by keys it lacks (PE spatial: no final norm), the config has the last word
+    architectures: str = ""
 
     def variant(self, ev: Evidence) -> Variant:
         return next(v for v in self.variants if v.when(ev))
 
 
-def detect(keys: Iterable[str], families: Sequence[Family], family: str | None = None) -> tuple[Family, str]:
-    """The first of `families` whose markers all match, and its root prefix; `family` forces one."""
+def detect(keys: Iterable[str], families: Sequence[Family], family: str | None = None,
+           architecture: str = "") -> tuple[Family, str]:
+    """The first of `families` whose markers all match (and whose `architectures` allow the config's
+    `architecture`, when there is one), and its root prefix; `family` forces one."""
     keys = list(keys)
     names = {f.name: f for f in families}
     if family and family not in names:
-        raise VitcliError(family, f"unknown checkpoint family: use one of {', '.join(names)}")
+        raise VitcliError("--family", f"unknown checkpoint family: use one of {', '.join(names)}")
     for fam in (names[family],) if family else families:
+        if not family and architecture and fam.architectures and not re.search(fam.architectures, architecture):
+            continue
         for root in fam.roots:
             rel = [k[len(root):] for k in keys if k.startswith(root)]
             if all(any(re.search(m, k) for k in rel) for m in fam.markers) and not any(
@@ -173,7 +181,7 @@ def detect(keys: Iterable[str], families: Sequence[Family], family: str | None =
                 return fam, root
     sample = ", ".join(sorted(keys)[:6])
     if family:
-        raise VitcliError(family, f"the keys do not look like a {family} checkpoint (first keys: {sample})")
+        raise VitcliError("--family", f"the keys do not look like a {family} checkpoint (first keys: {sample})")
     raise VitcliError("checkpoint", f"not a ViT checkpoint vitcli knows ({', '.join(names)}); first keys: {sample}")
 
 
@@ -317,5 +325,5 @@ def evidence(m: Mapped, name: str, format: str, nested_under: str = "", all_keys
                     m.applied)
 
 
-__all__ = ["Evidence", "Family", "Mapped", "Rule", "Variant", "always", "class_pooling", "detect", "evidence",
+__all__ = ["Evidence", "Family", "Mapped", "Rule", "Variant", "NATIVE_GRID", "always", "class_pooling", "detect", "evidence",
            "map_keys", "name_activation", "no_parts", "pair"]
