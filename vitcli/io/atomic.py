@@ -381,3 +381,49 @@ def _exchange(a: Path, b: Path) -> bool:
     if err in (38, 22, 95):  # ENOSYS, EINVAL (filesystem without exchange), EOPNOTSUPP
         return False
     raise write_error(b, OSError(err, os.strerror(err)))
+
+
+# --- every output checked before anything is written ---------------------------------------------
+
+
+def check_outputs(files: dict[str, str], folders: dict[str, str] | None = None, inputs: Any = ()) -> None:
+    """Check each output (option → path) before anything is written: its folder and name, no two
+    outputs on one file, none of them an input (which it would overwrite). '-' is standard output."""
+    seen: dict[str, str] = {}
+    for option, path in files.items():
+        if path == "-":
+            continue
+        check_target(path)
+        key = os.path.realpath(path)
+        if key in seen:
+            raise VitcliError(path, f"is named by both {seen[key]} and {option}: give each output its own file")
+        seen[key] = option
+    for path in (folders or {}).values():
+        check_folder(path)
+    refuse_inputs(files, inputs)
+
+
+def refuse_inputs(files: dict[str, str], inputs: Any) -> None:
+    """Refuse an output that is one of the inputs (same file: same device and inode)."""
+    written = {}
+    for option, path in files.items():
+        ident = _file_id(path)
+        if ident is not None:
+            written[ident] = (option, path)
+    if not written:
+        return
+    for item in inputs:
+        hit = written.get(_file_id(item)) if isinstance(item, (str, Path)) else None
+        if hit is not None:
+            raise VitcliError(hit[1], f"{hit[0]} names an input ({item}); it would be overwritten: write to another file")
+
+
+def _file_id(path: Any) -> tuple[int, int] | None:
+    """(device, inode) of an existing regular file; None for '-', devices and missing paths."""
+    if path == "-":
+        return None
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
