@@ -14,6 +14,7 @@ folder swaps run with SIGINT / SIGTERM held back until they are done (`deferred_
 
 import atexit
 import ctypes
+import errno
 import hashlib
 import os
 import re
@@ -148,8 +149,23 @@ def deferred_signals() -> Iterator[None]:
 def os_problem(e: OSError) -> str:
     """The OS's words for a failed write; numpy's short write (no errno) is a full device."""
     if e.errno is None and "requested and" in str(e):  # ndarray.tofile: "N requested and M written"
-        return f"No space left on device ({str(e).replace('requested', 'bytes requested')})"
+        return f"{_short_write_cause()} ({str(e).replace('requested', 'bytes requested')})"
+    coded = re.search(r"\[errno (\d+)\]", str(e))  # pyarrow: "Error writing bytes to file. Detail: [errno 28] …"
+    if coded:
+        return os.strerror(int(coded[1]))
     return e.strerror or str(e)
+
+
+def _short_write_cause() -> str:
+    """Why the OS wrote less than asked (numpy drops the errno): a file size limit, else a full disk."""
+    try:
+        import resource
+
+        if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+            return "File too large"
+    except (ImportError, OSError, ValueError):
+        pass
+    return "No space left on device"
 
 
 def write_error(name: str | Path, e: OSError) -> VitcliError:
@@ -169,6 +185,13 @@ def check_target(path: str | Path) -> None:
     """Fail early, with one line, when `path` cannot become an output file."""
     path = Path(path)
     folder = path.parent
+    if len(os.fsencode(path.name)) > NAME_MAX:
+        raise VitcliError(str(path), f"cannot write: file name too long ({len(os.fsencode(path.name))} bytes)")
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise VitcliError(str(path), f"cannot write: {os_problem(e)}") from None
     if path.is_dir():
         raise VitcliError(str(path), "is a directory; give a file name")
     if not folder.exists():
@@ -176,7 +199,7 @@ def check_target(path: str | Path) -> None:
     if not folder.is_dir():
         raise VitcliError(str(path), f"{folder} is not a folder")
     if not is_special(path) and not os.access(folder, os.W_OK | os.X_OK):
-        raise VitcliError(str(path), f"cannot write: folder {folder} is not writable")
+        raise VitcliError(str(path), f"cannot write: {_why_not_writable(folder)}")
     if len(os.fsencode(path.name)) > _name_max(folder):
         raise VitcliError(str(path), f"cannot write: file name too long ({len(os.fsencode(path.name))} bytes)")
 
@@ -184,18 +207,29 @@ def check_target(path: str | Path) -> None:
 def check_folder(path: str | Path) -> None:
     """Fail early when `path` cannot become an output folder (it or its nearest existing parent)."""
     path = Path(path)
+    long = [p.name for p in (path, *path.parents) if len(os.fsencode(p.name)) > NAME_MAX]
+    if long:
+        raise VitcliError(str(path), f"cannot write: folder name too long ({len(os.fsencode(long[0]))} bytes)")
     if path.exists() and not path.is_dir():
         raise VitcliError(str(path), "is not a folder")
     existing = path
     while not existing.exists():
-        if len(os.fsencode(existing.name)) > NAME_MAX:
-            raise VitcliError(str(path), f"cannot write: folder name too long ({len(os.fsencode(existing.name))} bytes)")
         existing = existing.parent
     if not existing.is_dir():
         raise VitcliError(str(path), f"{existing} is not a folder")
     writable = existing.parent if existing == path else existing  # the new folder is built beside the old
     if not os.access(writable, os.W_OK | os.X_OK):
-        raise VitcliError(str(path), f"cannot write: folder {writable} is not writable")
+        raise VitcliError(str(path), f"cannot write: {_why_not_writable(writable)}")
+
+
+def _why_not_writable(folder: Path) -> str:
+    """The OS's words for a folder this process cannot write in."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"Read-only file system (folder {folder})"
+    except (OSError, AttributeError):
+        pass
+    return f"Permission denied (folder {folder} is not writable)"
 
 
 def _name_max(folder: Path) -> int:
