@@ -39,6 +39,7 @@ class ModelSpec:
     dtype: str = "float32"
     seed: int = 0
     strict: bool = True
+    max_memory: str | int | None = None  # the memory limit (vitcli.core.budget); None: a share of what is free
 
 
 class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin):
@@ -49,13 +50,65 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin):
         self.warnings: list[str] = []
         self._build, self._module, self._placement = build, None, None
         self.grid_note: str | None = None  # how the native grid was found, when not from the weights
+        self.preset_base: "ViTConfig | None" = None  # a preset before its overrides (names the option over the limit)
 
     @property
     def module(self) -> "VisionTransformer":
         """The torch model (eval mode), built when first needed: `info` on a preset builds nothing."""
         if self._module is None:
+            self.check_memory()
             self._module = self._build(*self.placement)
         return self._module
+
+    # --- memory, estimated before anything is allocated (vitcli.core.budget) --------------------
+
+    def memory_limit(self) -> int:
+        from vitcli.core.budget import memory_limit
+
+        with option_errors("--max-memory"):
+            return memory_limit(self.spec.max_memory)
+
+    def check_memory(self, batch: int = 0, size: tuple[int, int] | None = None, kept: int = 0,
+                     source: str | None = None) -> None:
+        """The one-line error naming the option over the limit when the weights (random ones: a
+        checkpoint's are mapped from its file), plus one forward pass of `batch` images of `size`
+        and `kept` bytes of captures, would need more memory than the limit."""
+        from vitcli.core.budget import forward_bytes, over, weight_bytes
+
+        limit, dtype = self.memory_limit(), self.spec.dtype
+        weights = weight_bytes(self.config, dtype) if self.checkpoint is None and self._module is None else 0
+        c = self.config
+        problem = over(weights, limit, f"a model of {c.depth} blocks of width {c.dim} (MLP {c.mlp_dim}) in {dtype}")
+        if problem:
+            raise VitcliError(self._blame_weights(limit), problem, needs="max_memory")
+        if not batch or size is None:
+            return
+        run = forward_bytes(c, batch, size, dtype, kept)
+        what = f"a forward pass of {batch} image{'s' if batch > 1 else ''} of {size[0]}×{size[1]} " \
+               f"({(size[0] // c.patch_size) * (size[1] // c.patch_size) + c.num_prefix_tokens} tokens)"
+        problem = over(weights + run, limit, what)
+        if problem:
+            alone = weights + forward_bytes(c, 1, size, dtype, kept // batch)
+            blame = "--batch-size" if batch > 1 and alone <= limit else source or "--size"
+            raise VitcliError(blame, problem, needs="max_memory")
+
+    def _blame_weights(self, limit: int) -> str:
+        """The size option that most raised the weights over the preset's (else --model)."""
+        from vitcli.core.budget import weight_bytes
+
+        base = self.preset_base
+        if base is None:
+            return "--model"
+        fields = {"--depth": "depth", "--dim": "dim", "--mlp-ratio": "mlp_dim", "--patch-size": "patch_size"}
+        gains = {}
+        for option, name in fields.items():
+            if getattr(self.config, name) != getattr(base, name):
+                undone = {name: getattr(base, name)}
+                if name == "dim":
+                    undone["mlp_dim"] = round(self.config.mlp_dim * base.dim / self.config.dim)
+                gains[option] = weight_bytes(self.config, self.spec.dtype) - \
+                    weight_bytes(self.config.with_changes(**undone), self.spec.dtype)
+        return max(gains, key=gains.get) if gains else "--model"
 
     @property
     def placement(self) -> tuple["torch.device", "torch.dtype"]:
@@ -279,26 +332,31 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
                strict: bool = True, patch_size: int | None = None, dim: int | None = None, depth: int | None = None,
                heads: int | None = None, mlp_ratio: float | None = None, class_token: bool | None = None,
                posenc: str | None = None, native_size: object = None, eps: float | None = None,
-               activation: str | None = None, online: bool = False) -> Model:
+               activation: str | None = None, online: bool = False, max_memory: str | int | None = None) -> Model:
     """A preset name (vit-ti16 … vit-h14) with random weights from `seed`, or a checkpoint: a file
     (.safetensors, .pth/.pt/.bin, OpenAI CLIP .pt), a Hugging Face snapshot folder, `hf-hub:ORG/NAME`
     or `timm:NAME` from the local cache. Overrides change a preset; with a checkpoint, `heads`,
     `native_size`, `eps` and `activation` supply what weights cannot show and the others are checked.
-    Hub names read the local cache; `online=True` lets them download what it lacks."""
-    from vitcli.core.presets import PRESETS
+    Hub names read the local cache; `online=True` lets them download what it lacks. `max_memory`
+    ('8G', '500M' or bytes; default a share of the free memory) is the limit every run of the model
+    is estimated against before anything is allocated."""
+    from vitcli.core.presets import PRESETS, get_preset
 
     _check_placement(device, dtype)
     sizes = {"patch_size": patch_size, "dim": dim, "depth": depth, "heads": heads, "mlp_ratio": mlp_ratio,
              "class_token": class_token, "posenc": posenc}
-    model_spec = ModelSpec(spec, device, dtype, seed, strict)
+    model_spec = ModelSpec(spec, device, dtype, seed, strict, max_memory)
     if spec.strip().lower() in PRESETS:
         if native_size is not None:
             raise VitcliError("--native-size", "tells a checkpoint's native size: use it with --weights (presets take --size)")
         config = _preset_config(spec, sizes)
         from vitcli.core.presets import build_model
 
-        return Model(config, lambda d, t: build_model(config, seed, d, t), f"random weights (seed {seed})", None,
-                     model_spec)
+        model = Model(config, lambda d, t: build_model(config, seed, d, t), f"random weights (seed {seed})", None,
+                      model_spec)
+        model.preset_base = get_preset(spec)
+        model.memory_limit()  # a bad max_memory fails here, before anything else
+        return model
     return _checkpoint_model(spec, sizes, native_size, eps, activation, strict, model_spec, online)
 
 
