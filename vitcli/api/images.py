@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from vitcli.errors import VitcliError
+from vitcli.errors import VitcliError, option_errors
 
 Fit = Literal["crop", "resize", "pad", "strict"]
 Resample = Literal["bicubic", "bilinear", "nearest", "lanczos"]
@@ -123,7 +123,11 @@ def read_one(item: object, spec: ImageSpec, draft: int | None, name: str) -> Any
 
     background = parse_colour(spec.background)
     if isinstance(item, str):
-        return images.load_image(item, background, spec.max_pixels or images.DEFAULT_MAX_PIXELS, draft)
+        from vitcli.core.budget import memory_limit
+
+        with option_errors("--max-memory"):
+            limit = memory_limit(spec.max_memory)
+        return images.load_image(item, background, spec.max_pixels or images.DEFAULT_MAX_PIXELS, draft, limit)
     return images.image_from_memory(item, name, background)
 
 
@@ -186,7 +190,7 @@ class Images:
 def load_images(sources: object, *, size: object = None, fit: Fit | None = None, resample: Resample | None = None,
                 background: str = "255,255,255", max_pixels: int | None = None, draft: bool = True,
                 patch_size: int | None = None, recursive: bool = False, from_list: str | None = None,
-                max_patches: int | None = None) -> Images:
+                max_patches: int | None = None, max_memory: str | int | None = None) -> Images:
     """Images from paths, folders (`recursive`), quoted globs, a list file (`from_list`; '-' for
     standard input), '-' (one image on standard input), Pillow images or numpy arrays.
 

@@ -229,12 +229,15 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np
     if single and output_dir:
         raise VitcliError("--output-dir", "writes one file per image of several; for one image use -o FILE.npy")
 
-    _check_planned(model, images, batch, kept)
+    checks = hasattr(model, "check_memory")  # patchify's pixels: no network (fit_one checks each image)
+    if checks:
+        _check_planned(model, images, batch, kept)
 
     def rows(items: list[FittedImage]) -> "dict[str, np.ndarray]":
         x = model.batch_tensor(items)  # (b, 3, H, W): the real size, also for --size native
-        model.check_memory(len(items), (int(x.shape[2]), int(x.shape[3])), kept(len(items), x.shape) if kept else 0,
-                           items[0].loaded.path if images.spec.size == "native" else None)
+        if checks:
+                model.check_memory(len(items), (int(x.shape[2]), int(x.shape[3])), kept(len(items), x.shape) if kept else 0,
+                               items[0].loaded.path if images.spec.size == "native" else None)
         return compute(x)
 
     common = dict(prepare=prepare, compute=rows, main=main, patch_size=model.config.patch_size, describe=describe,

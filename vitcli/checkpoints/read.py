@@ -22,6 +22,7 @@ the families' business.
 
 import io
 import json
+import os
 import pickle
 import re
 import stat
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vitcli.core.budget import format_bytes, memory_limit
 from vitcli.errors import VitcliError
 
 # Folder contents tried in this order (Hugging Face, timm and open_clip hub names).
@@ -72,14 +74,34 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     return raw
 
 
+MAX_CONFIG_BYTES = 16 << 20  # a config file is kilobytes; a larger one is refused unread
+MAX_INDEX_BYTES = 256 << 20  # a shard index lists every key: megabytes for the largest models
+
+
+def read_text_capped(path: Path, cap: int, what: str) -> str:
+    """A regular file's UTF-8 text, refused unread when it is larger than `cap` bytes (OSError passes)."""
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise VitcliError(str(path), f"not a regular file: a device, pipe or socket cannot hold {what}")
+        if st.st_size > cap:
+            raise VitcliError(str(path), f"the file holds {format_bytes(st.st_size)}, more than {what} can "
+                              f"({format_bytes(cap)} at most)")
+        data = f.read(cap + 1)
+    if len(data) > cap:  # grew while read
+        raise VitcliError(str(path), f"more than {format_bytes(cap)}: more than {what} can hold")
+    return data.decode("utf-8")
+
+
 def read_configs(folder: Path) -> dict[str, dict]:
-    """config.json / open_clip_config.json / preprocessor_config.json in `folder`, parsed (bad JSON is skipped)."""
+    """config.json / open_clip_config.json / preprocessor_config.json in `folder`, parsed (bad JSON is
+    skipped; a file larger than any config, MAX_CONFIG_BYTES, is refused unread)."""
     found = {}
     for name in CONFIG_FILES:
         f = folder / name
         if f.is_file():
             try:
-                value = json.loads(f.read_text(encoding="utf-8"))
+                value = json.loads(read_text_capped(f, MAX_CONFIG_BYTES, "a config file"))
             except (OSError, ValueError, UnicodeDecodeError):
                 continue
             if isinstance(value, dict):
@@ -113,6 +135,7 @@ def _read_file(p: Path) -> RawCheckpoint:
             with zipfile.ZipFile(p) as z:
                 if _torchscript_prefix(z) is not None:
                     return RawCheckpoint(str(p), "torchscript", _read_torchscript(p, z))
+                check_declared_sizes(p, z)  # torch's own zip: its members too, before torch inflates them
         except (VitcliError, MemoryError):
             raise
         except Exception as e:  # is_zipfile only finds the end record: a damaged directory or member fails
@@ -157,14 +180,23 @@ def _read_safetensors(p: Path) -> RawCheckpoint:
 
 
 def _read_sharded(index: Path) -> RawCheckpoint:
+    """The shards a `*.safetensors.index.json` names: `.safetensors` files beside it, each read once."""
     try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        weight_map = json.loads(read_text_capped(index, MAX_INDEX_BYTES, "a shard index"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise VitcliError(str(index), f"not a readable shard index ({_short(e)})") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in weight_map.items()):
+        raise VitcliError(str(index), "not a shard index: weight_map must map tensor names to shard file names")
+    shards = sorted(set(weight_map.values()))
+    for shard in shards:
+        if Path(shard).name != shard or not shard.endswith(".safetensors") or shard.endswith(".index.json"):
+            raise VitcliError(str(index), f"names the shard {shard!r:.80}: shards are .safetensors files beside the "
+                              "index (not the index itself, another index or a path elsewhere)")
     tensors: dict[str, Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
+    for shard in shards:
         tensors.update(_read_file(index.parent / shard).tensors)
-    return RawCheckpoint(str(index), "safetensors", tensors, notes=[f"{len(set(weight_map.values()))} shards"])
+    return RawCheckpoint(str(index), "safetensors", tensors, notes=[f"{len(shards)} shards"])
 
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
@@ -289,30 +321,71 @@ class _TorchScriptUnpickler(pickle.Unpickler):
         dtype, key = pid[1], str(pid[2])
         if not isinstance(dtype, torch.dtype) or not re.fullmatch(r"\w+", key):
             raise VitcliError(self.where, f"refused: malformed storage record {pid!r:.60}")
-        data = bytearray(self.z.read(f"{self.prefix}/data/{key}"))
+        data = _read_member(self.z, f"{self.prefix}/data/{key}", self.where)
         if not data:
             return torch.empty(0, dtype=dtype)
         return torch.frombuffer(data, dtype=dtype)
 
 
 def _torchscript_prefix(z: zipfile.ZipFile) -> str | None:
-    """The archive's top folder when it holds data.pkl, constants.pkl and code/ (TorchScript), else None."""
+    """The archive's top folder when it holds data.pkl, constants.pkl and code/ (TorchScript), else None.
+
+    One pass over the names into sets: linear in the number of entries (100,000 entries take
+    milliseconds, where a membership test in the list per candidate was quadratic)."""
     names = z.namelist()
+    have = set(names)
+    with_code = {n.split("/", 2)[0] for n in names if n.count("/") >= 2 and n.split("/", 2)[1] == "code"}
     for n in names:
         if n.endswith("/data.pkl") and n.count("/") == 1:
             prefix = n[: -len("/data.pkl")]
-            if f"{prefix}/constants.pkl" in names and any(m.startswith(f"{prefix}/code/") for m in names):
+            if f"{prefix}/constants.pkl" in have and prefix in with_code:
                 return prefix
     return None
 
 
+MAX_PICKLE_BYTES = 256 << 20  # data.pkl describes the module tree: kilobytes to a few megabytes
+
+
+def check_declared_sizes(p: Path, z: zipfile.ZipFile, limit: int | None = None) -> None:
+    """The sizes the zip directory declares, before any member is inflated: all of them together
+    under the memory limit (a 2 MB archive may declare gigabytes of zeros)."""
+    from vitcli.core.budget import over
+
+    total = sum(info.file_size for info in z.infolist())
+    problem = over(total, memory_limit() if limit is None else limit,
+                   f"inflating its {len(z.infolist()):,} members ({format_bytes(sum(i.compress_size for i in z.infolist()))} "
+                   "compressed)")
+    if problem:
+        raise VitcliError(str(p), problem, needs="max_memory")
+
+
+def _read_member(z: zipfile.ZipFile, name: str, where: str, cap: int | None = None) -> bytearray:
+    """One member into a buffer of its declared size, streamed (never more than it declares, never copied)."""
+    info = z.getinfo(name)
+    if cap is not None and info.file_size > cap:
+        raise VitcliError(where, f"{name} declares {format_bytes(info.file_size)}, more than it can hold "
+                          f"({format_bytes(cap)} at most)")
+    buf = bytearray(info.file_size)
+    view, done = memoryview(buf), 0
+    with z.open(info) as f:
+        while done < info.file_size:
+            n = f.readinto(view[done:done + (1 << 20)])
+            if not n:
+                raise VitcliError(where, f"{name} is shorter than its declared {info.file_size} bytes")
+            done += n
+    return buf
+
+
 def _read_torchscript(p: Path, z: zipfile.ZipFile) -> dict[str, Tensor]:
     prefix = _torchscript_prefix(z)
-    order = z.read(f"{prefix}/byteorder").decode().strip() if f"{prefix}/byteorder" in z.namelist() else "little"
+    check_declared_sizes(p, z)
+    order = bytes(_read_member(z, f"{prefix}/byteorder", str(p), 64)).decode().strip() \
+        if f"{prefix}/byteorder" in z.NameToInfo else "little"
     if order != "little":
         raise VitcliError(str(p), f"TorchScript archive saved with {order}-endian storages, which are not supported")
     try:
-        root = _TorchScriptUnpickler(z.read(f"{prefix}/data.pkl"), z, prefix, str(p)).load()
+        pickled = bytes(_read_member(z, f"{prefix}/data.pkl", str(p), MAX_PICKLE_BYTES))
+        root = _TorchScriptUnpickler(pickled, z, prefix, str(p)).load()
     except VitcliError:
         raise
     except Exception as e:  # malformed pickle: say so, never fall back to torch.jit.load
