@@ -172,11 +172,22 @@ def _read_safetensors(p: Path) -> RawCheckpoint:
 
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
+            _check_key_count(p, len(f.keys()))  # from the header, before any tensor is made
             tensors = {k: f.get_tensor(k) for k in f.keys()}
             metadata = dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise VitcliError(str(p), f"not a readable safetensors file ({_short(e)})") from None
     return RawCheckpoint(str(p), "safetensors", tensors, metadata=metadata)
+
+
+MAX_KEYS = 20_000  # tensors in one checkpoint: 20× the largest real ViT checkpoints (CLIP bigG with its text tower, ~1,000)
+
+
+def _check_key_count(p: Path, n: int) -> None:
+    """Refuse a checkpoint with more tensors than any ViT has, before they are made or scanned."""
+    if n > MAX_KEYS:
+        raise VitcliError(str(p), f"holds {n:,} tensors, more than any ViT checkpoint ({MAX_KEYS:,} at most; "
+                          "the largest real ones hold about a thousand)")
 
 
 def _read_sharded(index: Path) -> RawCheckpoint:
@@ -193,9 +204,11 @@ def _read_sharded(index: Path) -> RawCheckpoint:
         if Path(shard).name != shard or not shard.endswith(".safetensors") or shard.endswith(".index.json"):
             raise VitcliError(str(index), f"names the shard {shard!r:.80}: shards are .safetensors files beside the "
                               "index (not the index itself, another index or a path elsewhere)")
+    _check_key_count(index, len(weight_map))
     tensors: dict[str, Tensor] = {}
     for shard in shards:
         tensors.update(_read_file(index.parent / shard).tensors)
+        _check_key_count(index, len(tensors))
     return RawCheckpoint(str(index), "safetensors", tensors, notes=[f"{len(shards)} shards"])
 
 
@@ -224,6 +237,7 @@ def _read_torch(p: Path) -> RawCheckpoint:
     except Exception as e:  # garbage makes the unpickler fail in many ways (IndexError, KeyError, …)
         raise VitcliError(str(p), f"not a readable torch checkpoint ({type(e).__name__}: {_short(e)})") from None
     tensors, nested = _find_state_dict(obj, str(p))
+    _check_key_count(p, len(tensors))
     if nested:
         notes.append(f"weights nested under '{nested}'")
     return RawCheckpoint(str(p), "torch (weights_only)", tensors, notes=notes, nested_under=nested)
@@ -392,6 +406,7 @@ def _read_torchscript(p: Path, z: zipfile.ZipFile) -> dict[str, Tensor]:
         raise VitcliError(str(p), f"not a readable TorchScript archive ({_short(e)})") from None
     tensors: dict[str, Tensor] = {}
     _walk(root, "", tensors)
+    _check_key_count(p, len(tensors))
     if not tensors:
         raise VitcliError(str(p), "TorchScript archive holds no tensors")
     return tensors
