@@ -108,7 +108,10 @@ def _size_text(n: int) -> str:
 def _read_bytes(path: str, cap: tuple[int, str] = (1 << 62, "")) -> bytes:
     """The file's bytes, or standard input's for '-', at most cap[0] of them, with one-line errors."""
     if path == "-":
-        mode = os.fstat(sys.stdin.fileno()).st_mode
+        try:
+            mode = os.fstat(sys.stdin.fileno()).st_mode
+        except (OSError, ValueError, io.UnsupportedOperation):  # not a file descriptor (an in-memory stream)
+            mode = stat.S_IFIFO
         if (stat.S_ISCHR(mode) and not sys.stdin.isatty()) or stat.S_ISBLK(mode):  # `< /dev/zero`
             raise VitcliError(path, "standard input is a device, not an image file")
         return _read_capped(sys.stdin.buffer, path, cap)

@@ -97,7 +97,7 @@ def read_list(path: str) -> list[str]:
     MAX_LIST_BYTES in all: a device or an endless stream stops at a bound instead of filling memory."""
     try:
         if path == "-":
-            return _list_lines(sys.stdin.buffer, path)
+            return _list_lines(getattr(sys.stdin, "buffer", sys.stdin), path)
         mode = os.stat(path).st_mode
         if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
             raise VitcliError(path, "is a device, not a list of paths")
@@ -120,12 +120,12 @@ def _list_lines(f, path: str) -> list[str]:
         if number > MAX_LIST_LINES:
             raise VitcliError(path, f"more than {MAX_LIST_LINES:,} lines: not a list of image paths")
         total += len(raw)
-        if len(raw) > MAX_LIST_LINE and not raw.endswith(b"\n"):
+        if len(raw) > MAX_LIST_LINE and raw[-1:] not in (b"\n", "\n"):
             raise VitcliError(path, f"line {number:,} is longer than {MAX_LIST_LINE} bytes: not a path "
                               "(a device or a binary file?)")
         if total > MAX_LIST_BYTES:
             raise VitcliError(path, f"more than {MAX_LIST_BYTES >> 20:,} MiB: not a list of image paths")
-        line = raw.decode().strip()
+        line = (raw.decode() if isinstance(raw, bytes) else raw).strip()
         if line and not line.startswith("#"):
             out.append(line)
     return out  # pragma: no cover (the loop returns or raises)
