@@ -152,7 +152,7 @@ class AttendMixin:
 
         run = run_model(self, images, compute, main="attention", normalize=normalize, batch=batch or BatchSpec(),
                         output=output if images.many else None, keep=keep and images.many, progress=progress,
-                        kept=kept)
+                        kept=kept, kept_source="--query" if str(query).strip().lower() == "all" else "--layer")
         outputs = dict(output=output, rollout=rollout, distance=distance, plot_distance=plot_distance, masks=masks,
                        threshold=threshold, cosine=cosine, save_qkv=save_qkv, overlay=overlay, per_head=per_head)
         if images.many:

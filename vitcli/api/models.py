@@ -69,10 +69,12 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin):
             return memory_limit(self.spec.max_memory)
 
     def check_memory(self, batch: int = 0, size: tuple[int, int] | None = None, kept: int = 0,
-                     source: str | None = None) -> None:
+                     source: str | None = None, kept_source: str | None = None) -> None:
         """The one-line error naming the option over the limit when the weights (random ones: a
         checkpoint's are mapped from its file), plus one forward pass of `batch` images of `size`
-        and `kept` bytes of captures, would need more memory than the limit."""
+        and `kept` bytes of captures, would need more memory than the limit. The option named: the
+        model's size, else --batch-size when one image would fit, else `kept_source` when the
+        captures are most of it, else `source` (an image's path at its native size) or --size."""
         from vitcli.core.budget import forward_bytes, over, weight_bytes
 
         limit, dtype = self.memory_limit(), self.spec.dtype
@@ -89,8 +91,21 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin):
         problem = over(weights + run, limit, what)
         if problem:
             alone = weights + forward_bytes(c, 1, size, dtype, kept // batch)
-            blame = "--batch-size" if batch > 1 and alone <= limit else source or "--size"
+            blame = "--batch-size" if batch > 1 and alone <= limit else \
+                kept_source if kept_source and 2 * kept > weights + run else \
+                "--patch-size" if self._patch_is_why(batch, size, kept, limit - weights) else source or "--size"
             raise VitcliError(blame, problem, needs="max_memory")
+
+    def _patch_is_why(self, batch: int, size: tuple[int, int], kept: int, room: int) -> bool:
+        """Whether the preset's own patch size would have kept the forward pass under the limit."""
+        from vitcli.core.budget import forward_bytes
+
+        base = self.preset_base
+        if base is None or base.patch_size == self.config.patch_size or size[0] % base.patch_size or \
+                size[1] % base.patch_size:
+            return False
+        return forward_bytes(self.config.with_changes(patch_size=base.patch_size), batch, size, self.spec.dtype,
+                             kept) <= room
 
     def _blame_weights(self, limit: int) -> str:
         """The size option that most raised the weights over the preset's (else --model)."""

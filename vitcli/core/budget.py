@@ -3,11 +3,15 @@
 The one home of the estimate (no torch import: `vitcli --help` and `info` stay fast):
 
   weights      parameters by formula × dtype bytes (`estimate_params`)
-  activations  one forward pass under no_grad, per block: the residual stream, the norm's output,
-               qkv (3D) and its split, the attention output and the MLP hidden twice (fc1, its
-               activation): b·T·(7D + 2M) values, plus the attention scores filled one block of
-               `WEIGHTS_BLOCK` at a time (as attention.py does) and any weights kept (b·H·Q·T a layer)
-  images       H·W·3 bytes resized, a copy (crop, patches), and the float32 model input: 18 B a pixel
+  activations  one forward pass under no_grad: the residual stream, the norm's output, qkv (3D)
+               and its split, the attention output, the MLP hidden twice (fc1, its activation) and
+               the stages a command keeps (patches, tokens, Z0, output): b·T·(15D + 4M) values,
+               measured on this machine (`embed` of ViT-S/16 at 896 and 1344 px grows by 0.73× and 0.81×
+               of the whole estimate, weights and image included), plus
+               the attention scores filled one block of `WEIGHTS_BLOCK` at a time (as attention.py
+               does) and any weights kept (b·H·Q·T a layer)
+  images       H·W·3 bytes resized, a copy (crop, patches), and the float32 model input: 18 B a
+               pixel, for each image of a batch
 
 The limit: `max_memory` when given (`--max-memory 8G`, `max_memory="500M"` or bytes), else
 `DEFAULT_SHARE` of the memory this process may still take: /proc/meminfo's MemAvailable, or the
@@ -119,13 +123,14 @@ def weight_bytes(c, dtype: str = "float32") -> int:
 
 def forward_bytes(c, batch: int, size: tuple[int, int], dtype: str = "float32", kept: int = 0) -> int:
     """Bytes one forward pass of `batch` images of [H, W] adds to the weights: activations of one
-    block at a time, one block of attention scores, the input, and `kept` bytes of captures."""
+    block at a time and the stages kept, one block of attention scores, the fitted images, and
+    `kept` bytes of captures."""
     p = c.patch_size
     t = (size[0] // p) * (size[1] // p) + c.num_prefix_tokens
     e = DTYPE_BYTES.get(dtype, 4)
-    tokens = batch * t * (7 * c.dim + 2 * c.mlp_dim) * e
+    tokens = batch * t * (15 * c.dim + 4 * c.mlp_dim) * e
     scores = min(batch * c.heads * t * t, 2 * WEIGHTS_BLOCK) * 4
-    return tokens + scores + batch * 3 * size[0] * size[1] * 4 + kept
+    return tokens + scores + batch * image_bytes(size) + kept
 
 
 def image_bytes(size: tuple[int, int]) -> int:
