@@ -86,7 +86,7 @@ def format_bytes(n: float) -> str:
     """1536 → '1.5 KiB'; three significant figures at most, binary units."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
         if n < 1024 or unit == "EiB":
-            text = f"{n:.3g}" if unit != "B" else str(int(n))
+            text = str(int(n)) if unit == "B" else f"{n:.0f}" if n >= 100 else f"{n:.3g}"
             return f"{text} {unit}"
         n /= 1024
     return f"{n:.3g} EiB"  # pragma: no cover
