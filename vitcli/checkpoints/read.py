@@ -22,7 +22,6 @@ the families' business.
 
 import io
 import json
-import os
 import pickle
 import re
 import stat
@@ -36,7 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vitcli.core.budget import format_bytes, memory_limit
+from vitcli.checkpoints.bounds import (MAX_CONFIG_BYTES, MAX_INDEX_BYTES, MAX_PICKLE_BYTES, check_declared_sizes,
+                                       check_key_count, read_member, read_text_capped)
 from vitcli.errors import VitcliError
 
 # Folder contents tried in this order (Hugging Face, timm and open_clip hub names).
@@ -72,25 +72,6 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     raw = _read_file(p)
     raw.configs = read_configs(folder)
     return raw
-
-
-MAX_CONFIG_BYTES = 16 << 20  # a config file is kilobytes; a larger one is refused unread
-MAX_INDEX_BYTES = 256 << 20  # a shard index lists every key: megabytes for the largest models
-
-
-def read_text_capped(path: Path, cap: int, what: str) -> str:
-    """A regular file's UTF-8 text, refused unread when it is larger than `cap` bytes (OSError passes)."""
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise VitcliError(str(path), f"not a regular file: a device, pipe or socket cannot hold {what}")
-        if st.st_size > cap:
-            raise VitcliError(str(path), f"the file holds {format_bytes(st.st_size)}, more than {what} can "
-                              f"({format_bytes(cap)} at most)")
-        data = f.read(cap + 1)
-    if len(data) > cap:  # grew while read
-        raise VitcliError(str(path), f"more than {format_bytes(cap)}: more than {what} can hold")
-    return data.decode("utf-8")
 
 
 def read_configs(folder: Path) -> dict[str, dict]:
@@ -172,22 +153,12 @@ def _read_safetensors(p: Path) -> RawCheckpoint:
 
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
-            _check_key_count(p, len(f.keys()))  # from the header, before any tensor is made
+            check_key_count(p, len(f.keys()))  # from the header, before any tensor is made
             tensors = {k: f.get_tensor(k) for k in f.keys()}
             metadata = dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise VitcliError(str(p), f"not a readable safetensors file ({_short(e)})") from None
     return RawCheckpoint(str(p), "safetensors", tensors, metadata=metadata)
-
-
-MAX_KEYS = 20_000  # tensors in one checkpoint: 20× the largest real ViT checkpoints (CLIP bigG with its text tower, ~1,000)
-
-
-def _check_key_count(p: Path, n: int) -> None:
-    """Refuse a checkpoint with more tensors than any ViT has, before they are made or scanned."""
-    if n > MAX_KEYS:
-        raise VitcliError(str(p), f"holds {n:,} tensors, more than any ViT checkpoint ({MAX_KEYS:,} at most; "
-                          "the largest real ones hold about a thousand)")
 
 
 def _read_sharded(index: Path) -> RawCheckpoint:
@@ -204,11 +175,11 @@ def _read_sharded(index: Path) -> RawCheckpoint:
         if Path(shard).name != shard or not shard.endswith(".safetensors") or shard.endswith(".index.json"):
             raise VitcliError(str(index), f"names the shard {shard!r:.80}: shards are .safetensors files beside the "
                               "index (not the index itself, another index or a path elsewhere)")
-    _check_key_count(index, len(weight_map))
+    check_key_count(index, len(weight_map))
     tensors: dict[str, Tensor] = {}
     for shard in shards:
         tensors.update(_read_file(index.parent / shard).tensors)
-        _check_key_count(index, len(tensors))
+        check_key_count(index, len(tensors))
     return RawCheckpoint(str(index), "safetensors", tensors, notes=[f"{len(shards)} shards"])
 
 
@@ -237,7 +208,7 @@ def _read_torch(p: Path) -> RawCheckpoint:
     except Exception as e:  # garbage makes the unpickler fail in many ways (IndexError, KeyError, …)
         raise VitcliError(str(p), f"not a readable torch checkpoint ({type(e).__name__}: {_short(e)})") from None
     tensors, nested = _find_state_dict(obj, str(p))
-    _check_key_count(p, len(tensors))
+    check_key_count(p, len(tensors))
     if nested:
         notes.append(f"weights nested under '{nested}'")
     return RawCheckpoint(str(p), "torch (weights_only)", tensors, notes=notes, nested_under=nested)
@@ -335,7 +306,7 @@ class _TorchScriptUnpickler(pickle.Unpickler):
         dtype, key = pid[1], str(pid[2])
         if not isinstance(dtype, torch.dtype) or not re.fullmatch(r"\w+", key):
             raise VitcliError(self.where, f"refused: malformed storage record {pid!r:.60}")
-        data = _read_member(self.z, f"{self.prefix}/data/{key}", self.where)
+        data = read_member(self.z, f"{self.prefix}/data/{key}", self.where)
         if not data:
             return torch.empty(0, dtype=dtype)
         return torch.frombuffer(data, dtype=dtype)
@@ -357,48 +328,16 @@ def _torchscript_prefix(z: zipfile.ZipFile) -> str | None:
     return None
 
 
-MAX_PICKLE_BYTES = 256 << 20  # data.pkl describes the module tree: kilobytes to a few megabytes
-
-
-def check_declared_sizes(p: Path, z: zipfile.ZipFile, limit: int | None = None) -> None:
-    """The sizes the zip directory declares, before any member is inflated: all of them together
-    under the memory limit (a 2 MB archive may declare gigabytes of zeros)."""
-    from vitcli.core.budget import over
-
-    total = sum(info.file_size for info in z.infolist())
-    problem = over(total, memory_limit() if limit is None else limit,
-                   f"inflating its {len(z.infolist()):,} members ({format_bytes(sum(i.compress_size for i in z.infolist()))} "
-                   "compressed)")
-    if problem:
-        raise VitcliError(str(p), problem, needs="max_memory")
-
-
-def _read_member(z: zipfile.ZipFile, name: str, where: str, cap: int | None = None) -> bytearray:
-    """One member into a buffer of its declared size, streamed (never more than it declares, never copied)."""
-    info = z.getinfo(name)
-    if cap is not None and info.file_size > cap:
-        raise VitcliError(where, f"{name} declares {format_bytes(info.file_size)}, more than it can hold "
-                          f"({format_bytes(cap)} at most)")
-    buf = bytearray(info.file_size)
-    view, done = memoryview(buf), 0
-    with z.open(info) as f:
-        while done < info.file_size:
-            n = f.readinto(view[done:done + (1 << 20)])
-            if not n:
-                raise VitcliError(where, f"{name} is shorter than its declared {info.file_size} bytes")
-            done += n
-    return buf
-
 
 def _read_torchscript(p: Path, z: zipfile.ZipFile) -> dict[str, Tensor]:
     prefix = _torchscript_prefix(z)
     check_declared_sizes(p, z)
-    order = bytes(_read_member(z, f"{prefix}/byteorder", str(p), 64)).decode().strip() \
+    order = bytes(read_member(z, f"{prefix}/byteorder", str(p), 64)).decode().strip() \
         if f"{prefix}/byteorder" in z.NameToInfo else "little"
     if order != "little":
         raise VitcliError(str(p), f"TorchScript archive saved with {order}-endian storages, which are not supported")
     try:
-        pickled = bytes(_read_member(z, f"{prefix}/data.pkl", str(p), MAX_PICKLE_BYTES))
+        pickled = bytes(read_member(z, f"{prefix}/data.pkl", str(p), MAX_PICKLE_BYTES))
         root = _TorchScriptUnpickler(pickled, z, prefix, str(p)).load()
     except VitcliError:
         raise
@@ -406,7 +345,7 @@ def _read_torchscript(p: Path, z: zipfile.ZipFile) -> dict[str, Tensor]:
         raise VitcliError(str(p), f"not a readable TorchScript archive ({_short(e)})") from None
     tensors: dict[str, Tensor] = {}
     _walk(root, "", tensors)
-    _check_key_count(p, len(tensors))
+    check_key_count(p, len(tensors))
     if not tensors:
         raise VitcliError(str(p), "TorchScript archive holds no tensors")
     return tensors

@@ -19,7 +19,6 @@ cgroup's memory.max minus memory.current when that is lower (a container). The s
 for what the estimate leaves out (Python, torch's own pages, allocator slack).
 """
 
-import os
 import re
 
 DEFAULT_SHARE = 0.75  # of the available memory
