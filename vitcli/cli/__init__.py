@@ -46,6 +46,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    max_memory: Annotated[Optional[str], typer.Option("--max-memory", metavar="SIZE", help="Refuse, before allocating, what would need more memory than SIZE (8G, 500M, bytes); accepted anywhere on the command line. \\[default: 75% of the available memory]", show_default=False)] = None,
 ) -> None:
     """See what a Vision Transformer does to an image, one idea at a time."""
 
@@ -72,6 +73,48 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+def _take_max_memory(args: list[str]) -> list[str]:
+    """Remove `--max-memory SIZE` (anywhere, like --debug) and make SIZE the limit of this run."""
+    from vitcli.core.budget import parse_memory, set_process_limit
+    from vitcli.errors import VitcliError
+
+    set_process_limit(None)
+    rest, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest += args[i:]
+            break
+        if a == "--max-memory" or a.startswith("--max-memory="):
+            text = a.partition("=")[2] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+            i += 1 if "=" in a else 2
+            try:
+                set_process_limit(parse_memory(text))
+            except ValueError as e:
+                raise VitcliError("--max-memory", str(e) if text else "needs a size such as 8G or 500M") from None
+            continue
+        rest.append(a)
+        i += 1
+    return rest
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """torch's allocator failing (a RuntimeError, not a MemoryError): "can't allocate memory", "not enough memory"."""
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and any(s in text for s in (
+        "can't allocate memory", "cannot allocate memory", "not enough memory", "out of memory"))
+
+
+def _run_app(args: list[str]) -> None:
+    """The typer app; torch's out-of-memory RuntimeError becomes MemoryError (the same one line)."""
+    try:
+        app(args=args, prog_name="vitcli")
+    except RuntimeError as e:
+        if is_out_of_memory(e):
+            raise MemoryError(str(e)) from e
+        raise
+
+
 def main() -> None:
     """Entry point of the `vitcli` console script."""
     from vitcli.errors import VitcliError
@@ -80,7 +123,7 @@ def main() -> None:
     debug = "--debug" in sys.argv[1:] or bool(os.environ.get("VITCLI_DEBUG"))
     args = [a for a in sys.argv[1:] if a != "--debug"]
     try:
-        app(args=args, prog_name="vitcli")
+        _run_app(_take_max_memory(args))
     except VitcliError as e:
         _fail(e.render(cli=True), debug)
     except KeyboardInterrupt:

@@ -94,7 +94,6 @@ class VisionTransformer(nn.Module):
         """
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
-                _normal_(module.weight, module.weight[0].numel() ** -0.5, generator)
                 if module.bias is not None:
                     module.bias.zero_()
             elif isinstance(module, nn.LayerNorm):
@@ -106,12 +105,18 @@ class VisionTransformer(nn.Module):
                 module.gamma.fill_(1.0)
             elif isinstance(module, RelativePositionBias):
                 module.relative_position_bias_table.zero_()
-        latent = self.attn_pool.latent if self.attn_pool is not None else None
-        for p in (self.cls_token, self.dist_token, self.reg_tokens, latent):
-            if p is not None:
-                _normal_(p, self.config.dim**-0.5, generator)
+        for p, std in self.random_draws():
+            _normal_(p, std, generator)
         if self.pos_embed is not None:  # learned: D**-0.5·randn; sin-cos: the fixed table again
             self.pos_embed.copy_(self.position.initial_table(generator))
+
+    def random_draws(self) -> list[tuple[Tensor, float]]:
+        """The tensors `reset_parameters` draws before a learned table, in its order, with their std:
+        Linear / Conv2d weights in module order (N(0, 1/fan_in)), then the tokens (N(0, 1/D))."""
+        draws = [(m.weight, m.weight[0].numel() ** -0.5) for m in self.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        latent = self.attn_pool.latent if self.attn_pool is not None else None
+        return draws + [(p, self.config.dim**-0.5) for p in (self.cls_token, self.dist_token, self.reg_tokens, latent)
+                        if p is not None]
 
     @property
     def pooler(self) -> nn.Module | None:

@@ -98,6 +98,22 @@ def build_model(config: ViTConfig, seed: int = 0, device: "torch.device | str" =
     return model.to(device=device, dtype=dtype or torch.float32).eval()
 
 
+def learned_table(config: ViTConfig, seed: int = 0) -> "torch.Tensor":
+    """The learned position table (rows + N, D) of `build_model(config, seed)`, without building it:
+    the model is laid out on the meta device and every draw before the table is made and dropped
+    one tensor at a time from the same generator, so memory is the largest weight, not the model."""
+    import torch
+
+    from vitcli.core.encoder import VisionTransformer
+
+    with torch.device("meta"):
+        meta = VisionTransformer(config)
+    generator = torch.Generator().manual_seed(seed)
+    for p, std in meta.random_draws():
+        torch.empty(p.shape).normal_(0.0, std, generator=generator)  # the same stream as _normal_ on the CPU
+    return meta.position.initial_table(generator)[0]
+
+
 def count_params(model: "nn.Module") -> int:
     """Number of parameters (fixed sin-cos tables are buffers and do not count)."""
     return sum(p.numel() for p in model.parameters())
@@ -165,4 +181,4 @@ def count_macs(config: ViTConfig, grid: tuple[int, int] | None = None) -> int:
 
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "build_model", "config_params", "count_macs", "count_params",
-           "get_preset", "override", "validate"]
+           "get_preset", "learned_table", "override", "validate"]

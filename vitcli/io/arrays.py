@@ -46,7 +46,11 @@ def load_npy(path: str) -> np.ndarray:
     """Read an `.npy` array ('-' for standard input) with one-line errors; never unpickles."""
     try:
         if path == "-":
-            return np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)
+            from vitcli.core.budget import memory_limit
+            from vitcli.io.images import _read_capped
+
+            data = _read_capped(sys.stdin.buffer, path, (memory_limit(), "over the memory limit (--max-memory)"))
+            return np.load(io.BytesIO(data), allow_pickle=False)
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise VitcliError(path, "no such file") from None

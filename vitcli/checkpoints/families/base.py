@@ -243,7 +243,7 @@ def map_keys(tensors: Mapping[str, Tensor], fam: Family, root: str,
     block_prefix, indices = _blocks(tensors, fam, root)
     position = fam.block_prefixes.index(block_prefix)
     style = fam.block_styles[position] if position < len(fam.block_styles) else 0
-    depth = max(indices) + 1 if indices else 0
+    depth = _backed_depth(indices)
     for i in range(depth):
         for rule in fam.block:
             t.take(f"blocks.{i}.{rule.core}", rule, root + block_prefix.format(i=i), style)
@@ -309,12 +309,23 @@ def _apply(value: Tensor, op: str, name: str, problems: list[str], parts: Sequen
 
 
 def _blocks(tensors: Iterable[str], fam: Family, root: str) -> tuple[str, set[int]]:
+    """The block prefix in use and the block indices that hold at least one key a block rule takes
+    (a stray `blocks.10000000.junk` backs no block: it stays a left-over key)."""
+    names = {n for rule in fam.block for alt in rule.sources for n in ((alt,) if isinstance(alt, str) else alt)}
     for prefix in fam.block_prefixes:
         pattern = re.compile("^" + re.escape(root + prefix).replace(r"\{i\}", r"(\d+)"))
-        indices = {int(m.group(1)) for k in tensors if (m := pattern.match(k))}
-        if indices:
-            return prefix, indices
+        found = [(int(m.group(1)), k[m.end():]) for k in tensors if (m := pattern.match(k))]
+        if found:
+            return prefix, {i for i, rest in found if rest in names}
     return fam.block_prefixes[0], set()
+
+
+def _backed_depth(indices: set[int]) -> int:
+    """The number of blocks 0, 1, 2, … that the keys back without a gap (blocks after a gap are left over)."""
+    depth = 0
+    while depth in indices:
+        depth += 1
+    return depth
 
 
 def evidence(m: Mapped, name: str, format: str, nested_under: str = "", all_keys: Iterable[str] = (),
