@@ -112,6 +112,9 @@ def size_cases(tmp_path: Path) -> list[tuple[list[str], str, int]]:
          "--query", 12 * 12 * t896 * t896 * 4),
         # a checkpoint's inferred config: 8192 px → 262,145 tokens × 8·192 × 4 B = 1.5 GiB
         (["embed", IMAGE, "--weights", tiny, "--size", "8192"], "--size", 262145 * 8 * 192 * 4),
+        # figures: 4480 px → 78,401 tokens × 8·192 × 4 B = 0.45 GiB at least; the estimate's (15D + 4M) is
+        # 2.2 GiB. No hand lower bound reaches 1 GiB here either.
+        (["figures", "pca", IMAGE, "--model", "vit-ti16", "--size", "4480"], "--size", None),
         # posenc: a learned table needs the draws of its model's weights (depth 100,000: 2.6 TiB)
         (["posenc", "--depth", "100000"], "--depth", 4 * _params_vit(768, 3072, 100000)),
         (["posenc", "--kind", "sincos2d", "--grid", "20000x20000"], "--grid", 20000 * 20000 * 768 * 8),
@@ -136,7 +139,7 @@ def test_requests_over_the_limit_are_refused_before_allocation(tmp_path: Path) -
         line = assert_refused(result, option, f"over the memory limit of {limit}", "--max-memory")
         assert line.startswith(f"vitcli: error: {option}:"), line
         assert_untouched(out)
-    # the whole child (torch imported, 13 refusals) stays near its start-up size; allocating any one
+    # the whole child (torch imported, 14 refusals) stays near its start-up size; allocating any one
     # case would need more than a gigabyte, most of them hundreds
     assert peak < 1.5 * GiB, peak / GiB
 

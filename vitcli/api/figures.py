@@ -61,6 +61,8 @@ class FiguresMixin:
         self.resolve_grid(images)
         prepare, norm, _ = self.preparer(images.spec, normalize)
         fitted = [prepare(item, name) for item, name in zip(images.items, images.names())]
+        for f in fitted:  # each forward pass under the memory limit before any runs
+            self.check_memory(1, (int(f.pixels.shape[0]), int(f.pixels.shape[1])))
         with torch.inference_mode():
             outs = [self.module(self.batch_tensor([f]), capture=capture) for f in fitted]
         return fitted, outs, norm
