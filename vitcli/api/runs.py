@@ -122,7 +122,7 @@ def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, 
     overlap=False when `compute` is a model on the CPU: decoding then waits for it (see decode_all).
     """
     from vitcli.io.inputs import decode_all, default_workers
-    from vitcli.stats import RunningStats
+    from vitcli.stats import merged, rows_stats
 
     batch = batch.checked()
     progress = progress or _Silent()
@@ -142,8 +142,8 @@ def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, 
         entries.extend(new)
         if sink is not None:
             sink.add(rows if isinstance(sink, MemorySink) else rows[main], new)
-        for name, array in rows.items():
-            stats.setdefault(name, RunningStats()).update(array)
+        for name, array in rows.items():  # a batch's statistics merged in: what a Ray actor ships too
+            stats[name] = merged(stats.get(name), rows_stats(array))
         if keep_fitted:
             kept.extend(pending)
         progress(len(pending))
