@@ -58,9 +58,13 @@ class AttentionPool(nn.Module):
         return torch.softmax(scores if bias is None else scores + bias, dim=-1)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """(B, T, D) final tokens → (B, 1, D) pooled token."""
+        """(B, T, D) final tokens → (B, 1, D) pooled token. SDPA's math kernel, as for Block.prefix_rows:
+        the fused CPU kernel splits one query row's keys over the threads, so bits would follow the thread count."""
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
         q, k, v, bias = self.attend(x, mask)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, 1, d)
+        with sdpa_kernel(SDPBackend.MATH):
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, 1, d)
         y = self.proj(y.transpose(1, 2).reshape(x.shape[0], 1, -1))  # (B, 1, D)
         return y if self.mlp is None else y + self.mlp(self.norm(y))
 
