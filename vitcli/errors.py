@@ -7,9 +7,11 @@ them its own way: the CLI `--heads N`, the Python API `heads=N`.
 
 # How each front end writes an override that a problem asks for.
 CLI_SPELLING = {"heads": "--heads N", "native_size": "--native-size HxW", "eps": "--eps EPS",
-                "activation": "--activation NAME", "family": "--family NAME", "strict": "--no-strict"}
+                "activation": "--activation NAME", "family": "--family NAME", "strict": "--no-strict",
+                "max_memory": "--max-memory SIZE"}
 API_SPELLING = {"heads": "heads=N", "native_size": "native_size=(H, W)", "eps": "eps=EPS",
-                "activation": "activation='gelu'", "family": "family='timm'", "strict": "strict=False"}
+                "activation": "activation='gelu'", "family": "family='timm'", "strict": "strict=False",
+                "max_memory": "max_memory='16G'"}
 
 
 class VitcliError(Exception):

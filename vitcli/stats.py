@@ -49,6 +49,19 @@ class RunningStats:
         self.shape = [(self.shape[0] if self.shape else 0) + rows.shape[0], *rows.shape[1:]]
         self.dtype = str(rows.dtype)
 
+    STATE = ("count", "mean", "m2", "low", "high", "nan", "inf", "shape", "dtype")
+
+    def state(self) -> dict[str, Any]:
+        """Everything the statistics hold, as JSON values (floats round-trip exactly): shipped by a Ray actor."""
+        return {k: getattr(self, k) for k in self.STATE}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "RunningStats":
+        stats = cls()
+        for k in cls.STATE:
+            setattr(stats, k, state[k])
+        return stats
+
     def document(self) -> dict[str, Any]:
         """shape, dtype, min, max, mean, std (None when no finite value), and nan / inf when any."""
         doc: dict[str, Any] = {"shape": self.shape, "dtype": self.dtype, "min": None, "max": None, "mean": None, "std": None}
@@ -57,6 +70,33 @@ class RunningStats:
         if self.nan or self.inf:
             doc.update(nan=self.nan, inf=self.inf)
         return doc
+
+
+def rows_stats(rows: np.ndarray) -> RunningStats:
+    """The statistics of one batch of rows (b, ...)."""
+    stats = RunningStats()
+    stats.update(rows)
+    return stats
+
+
+def merged(a: RunningStats | None, b: RunningStats) -> RunningStats:
+    """a and b as one (Chan et al.'s pairwise update, the formula of `_merge`); a is updated in place.
+
+    A run's statistics are its batches' merged in order, whichever backend ran them, so the same
+    batches give the same bits (the local backend and the Ray actors)."""
+    if a is None or a.count == 0 and not a.shape:
+        return b
+    n = a.count + b.count
+    if b.count:
+        delta = b.mean - a.mean
+        a.mean += delta * b.count / n
+        a.m2 += b.m2 + delta * delta * a.count * b.count / n
+        a.count = n
+        a.low, a.high = min(a.low, b.low), max(a.high, b.high)
+    a.nan, a.inf = a.nan + b.nan, a.inf + b.inf
+    a.shape = [a.shape[0] + b.shape[0], *a.shape[1:]] if a.shape and b.shape else (a.shape or b.shape)
+    a.dtype = a.dtype or b.dtype
+    return a
 
 
 def tensor_stats(array: Any) -> dict[str, Any]:

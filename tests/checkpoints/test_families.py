@@ -176,6 +176,7 @@ def test_every_family_has_a_default_variant_and_distinct_labels() -> None:
                            "timm-clip", "hf-vit", "hf-deit", "hf-clip", "hf-dinov2", "hf-dinov2-reg", "torchvision",
                            "openai-clip", "open_clip",
                            "dinov3", "hf-dinov3", "timm-dinov3", "timm-eva02", "timm-eva", "timm-pe",  # RoPE families
+                           "timm-pe-spatial", "timm-pe-lang",
 
                            # issue 13 (mapbias): SigLIP, AIMv2, DeiT III, BEiT / v2 / data2vec
                            "timm-siglip", "timm-aimv2", "deit3", "timm-beit", "timm-beitv2", "hf-siglip", "hf-aimv2",

@@ -231,19 +231,69 @@ def test_timm_wrapper_model(tmp_path, arch) -> None:
     assert diff(out.output, ref.last_hidden_state) <= 1e-4 and diff(out.pooled, ref.pooler_output) <= 1e-4
 
 
+class SdpaRecorder(TorchFunctionMode):
+    """The weights of every scaled_dot_product_attention the peer calls, from its own q and k:
+    softmax(q·kᵀ/√d) (the head's call has no mask and the default scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights: list[torch.Tensor] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.scaled_dot_product_attention:
+            q, k = args[0], args[1]
+            assert len(args) == 3 and not kwargs, "recorder expects a plain call"
+            self.weights.append(((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(-1).detach())
+        return func(*args, **kwargs)
+
+
+def _aimv2_check(label, path, model, x, **kw):
+    """vitcli against Aimv2VisionModel: tokens, every layer, and the head: pooler_output and its probe."""
+    loaded, out = core(path, x, **kw)
+    with SdpaRecorder() as rec:
+        ref = model(pixel_values=x, output_attentions=True)
+    pairs = {"features": (out.output, ref.last_hidden_state)}
+    if ref.pooler_output is not None:
+        pairs.update(pooled=(out.pooled, ref.pooler_output), probe=(out.pool_attention, rec.weights[-1]))
+    check(label, pairs, out.attentions, list(ref.attentions))
+    return loaded, out
+
+
+@pytest.mark.parametrize("qkv_bias", [False, True])
 @torch.no_grad()
-def test_hf_aimv2_vision_model(tmp_path) -> None:
-    conf = hf.Aimv2VisionConfig(**SMALL, image_size=32, qkv_bias=False, mlp_bias=False, use_head=True)
+def test_hf_aimv2_vision_model_with_head(tmp_path, qkv_bias) -> None:
+    """save_pretrained folder (config.json); square, as Aimv2VisionModel's table is: the head's probe, the
+    pooled output = pooler_output; qkv_bias gives the head's k / v projections biases too."""
+    conf = hf.Aimv2VisionConfig(**SMALL, image_size=32, qkv_bias=qkv_bias, mlp_bias=False, use_head=True)
     model = scramble(hf.Aimv2VisionModel(_eager(conf)), seed=25)
     model.save_pretrained(tmp_path / "aimv2")
-    x = images(2, 32, 32, seed=25)
-    loaded, out = core(tmp_path / "aimv2", x)
-    ref = model(pixel_values=x, output_attentions=True)
+    loaded, _ = _aimv2_check("transformers Aimv2VisionModel (head)", tmp_path / "aimv2", model,
+                             images(2, 32, 32, seed=25))
     c = loaded.config
-    assert (loaded.family, c.norm, c.mlp, c.activation, c.pooling) == ("hf-aimv2", "rmsnorm", "swiglu", "silu", "mean")
-    assert any(k.startswith("head.") for k in loaded.ignored_keys)
-    check("transformers Aimv2VisionModel", {"features": (out.output, ref.last_hidden_state)},
-          out.attentions, list(ref.attentions))
+    assert (loaded.family, c.norm, c.mlp, c.activation, c.pooling) == ("hf-aimv2", "rmsnorm", "swiglu", "silu", "map")
+    assert (c.pool_query_proj, c.pool_mlp, c.pool_qkv_bias, c.qkv_bias) == (False, False, qkv_bias, qkv_bias)
+    assert not loaded.ignored_keys
+
+
+@torch.no_grad()
+def test_hf_aimv2_vision_tower_non_square_and_without_head(tmp_path) -> None:
+    """A 2×3 table (bare state dict, native size given) with the head; and use_head=False: the patch mean,
+    as timm's aimv2_* pool (transformers gives no pooler_output then)."""
+    model = hf.Aimv2VisionModel(_eager(hf.Aimv2VisionConfig(**SMALL, image_size=32, use_head=True)))
+    emb = model.embeddings
+    emb.position_embedding = torch.nn.Embedding(6, 64)  # a 2×3 grid's table
+    emb.register_buffer("position_ids", torch.arange(6)[None], persistent=False)
+    scramble(model, seed=26)
+    save_file(model.state_dict(), tmp_path / "aimv2.safetensors")
+    _aimv2_check("transformers Aimv2VisionModel (head, 2x3)", tmp_path / "aimv2.safetensors", model,
+                 images(1, H, W, seed=26), image_size=(H, W))
+    bare = scramble(hf.Aimv2VisionModel(_eager(hf.Aimv2VisionConfig(**SMALL, image_size=32, use_head=False))), 27)
+    bare.save_pretrained(tmp_path / "nohead")
+    x = images(2, 32, 32, seed=27)
+    loaded, out = _aimv2_check("transformers Aimv2VisionModel (no head)", tmp_path / "nohead", bare, x)
+    ref = bare(pixel_values=x).last_hidden_state.mean(dim=1)
+    assert loaded.config.pooling == "mean" and diff(out.pooled, ref) <= 1e-4
 
 
 # ---- NaFlex (SigLIP 2): Linear patch embedding, table resized bilinearly to the image's own grid ----
@@ -315,3 +365,21 @@ def test_attend_native_siglip2_keeps_the_aspect(tmp_path) -> None:
     assert res.document["grid"] == [3, 5] and res.document["queries"] == "probe"
     wide = ours.embed(load_images(str(tmp_path / "i.png"), size="native", max_patches=40))
     assert wide.document["grid"] == [5, 8]
+
+
+def test_attend_cls_on_aimv2_shows_the_head_probe(tmp_path) -> None:
+    """AIMv2's pooling head stands in for the class token: attend's default query is its probe, info says so."""
+    import numpy as np
+    from PIL import Image
+
+    from vitcli.api import load_model
+    from vitcli.api.images import load_images
+
+    conf = hf.Aimv2VisionConfig(**SMALL, image_size=32, use_head=True)
+    scramble(hf.Aimv2VisionModel(conf), seed=28).save_pretrained(tmp_path / "aimv2")
+    Image.fromarray((np.random.default_rng(2).random((40, 40, 3)) * 255).astype("uint8")).save(tmp_path / "i.png")
+    ours = load_model(str(tmp_path / "aimv2"))
+    res = ours.attend(load_images(str(tmp_path / "i.png")), query="cls")
+    assert res.document["queries"] == "probe" and res.weights.shape[-1] == 4  # 2×2 patches, no prefix
+    assert np.allclose(res.weights.sum(-1), 1, atol=1e-5)
+    assert ours.document((2, 2))["parts"]["pooling"] == "attention-pool probe (MAP), no query projection or MLP"

@@ -90,15 +90,28 @@ def rows(folder: Path) -> tuple[list, np.ndarray]:
     return t.drop(["embedding"]).to_pylist(), np.stack(t.column("embedding").to_numpy(zero_copy_only=False))
 
 
-def same_as_local(photos: Path, ray_out: Path, tmp: Path, shard: str) -> None:
-    """The Ray run's rows equal the local backend's: metadata exactly, embeddings to 1e-6."""
+def same_as_local(photos: Path, ray_out: Path, tmp: Path, shard: str) -> dict:
+    """The Ray run's rows equal the local backend's: metadata exactly, embeddings bit for bit (the
+    batches are the same: every photo fits to 224×224, no errors); the local run's JSON document."""
     local = tmp / "local"
-    vitcli(photos, "--stage", "pooled", "--output-dir", local, "--format", "parquet", "--shard-size", shard,
-           "--batch-size", "2", "-q")
+    shutil.rmtree(local, ignore_errors=True)
+    doc = json.loads(vitcli(photos, "--stage", "pooled", "--output-dir", local, "--format", "parquet",
+                            "--shard-size", shard, "--batch-size", "2", "--json").stdout)
     meta_l, emb_l = rows(local)
     meta_r, emb_r = rows(ray_out)
     assert meta_r == meta_l, (meta_r[:2], meta_l[:2])
-    assert np.abs(emb_r - emb_l).max() <= 1e-6, np.abs(emb_r - emb_l).max()
+    assert np.array_equal(emb_r, emb_l), np.abs(emb_r - emb_l).max()
+    return doc
+
+
+def same_stats(ray: dict, local: dict) -> None:
+    """The Ray run's `tensors` statistics are the local run's (to 1e-6; the same batches give the same bits)."""
+    assert ray["tensors"].keys() == local["tensors"].keys() == {"pooled"}, (ray["tensors"], local["tensors"])
+    r, lo = ray["tensors"]["pooled"], local["tensors"]["pooled"]
+    assert r["shape"] == lo["shape"] and r["dtype"] == lo["dtype"], (r, lo)
+    for key in ("min", "max", "mean", "std"):
+        assert abs(r[key] - lo[key]) <= 1e-6, (key, r, lo)
+    assert r == lo, (r, lo)
 
 
 def case_both_nodes(photos: Path, tmp: Path) -> dict:
@@ -110,7 +123,7 @@ def case_both_nodes(photos: Path, tmp: Path) -> dict:
                 "--batch-size", "2", "--backend", "ray", "--actors", "2", "--ray-address", address]
         doc = json.loads(vitcli(*args, "--json").stdout)
         assert len(doc["outputs"]["ray_nodes"]) == 2, doc["outputs"]
-        same_as_local(photos, out, tmp, "4")
+        same_stats(doc, same_as_local(photos, out, tmp, "4"))
         again = json.loads(vitcli(*args, "--resume", "--json").stdout)
         assert again["processed"] == 0 and again["outputs"]["resumed_shards"] == doc["outputs"]["shards"]
         args[4] = tmp / "unreachable"

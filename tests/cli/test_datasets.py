@@ -240,3 +240,15 @@ def test_option_combinations_and_missing_pyarrow_are_one_line(photos, tmp_path):
                        capture_output=True, cwd=ROOT, env={**os.environ, "NO_COLOR": "1"}, timeout=300)
     assert_clean_error(r, "pyarrow", "pip install")
     assert not list(tmp_path.glob("*parquet*"))
+
+
+def test_shard_and_ray_options_that_would_be_ignored_are_one_line(photos, tmp_path):
+    cases = [(("-o", tmp_path / "a.npy", "--shard-size", "5"), "--shard-size"),  # the plain .npy pipeline
+             (("--output-dir", tmp_path / "b", "--shard-size", "5"), "--shard-size"),  # a file per image
+             (("-o", tmp_path / "c.parquet", "--shard-size", "5"), "--shard-size"),  # one Parquet file
+             (("--output-dir", tmp_path / "d", "--format", "parquet", "--actors", "2"), "--actors"),
+             (("-o", tmp_path / "e.npy", "--ray-address", "127.0.0.1:1"), "--ray-address"),
+             (("-o", tmp_path / "f.npy", "--num-gpus", "1"), "--num-gpus")]
+    for args, option in cases:
+        assert_clean_error(run_cli("embed", photos, *TINY, *map(str, args)), option)
+    assert not list(tmp_path.iterdir())

@@ -160,12 +160,13 @@ def test_build_model_dtype_and_no_class_token_forward() -> None:
     assert out.z0.shape == (1, 8, 192) and out.pooled.dtype == torch.float64 and out.pos_table.shape == (1, 8, 192)
 
 
-# sha256 (first 16 hex digits) of every state-dict key and tensor, drawn by the code before the
-# parts were split into modules (commit 11c393f): `--seed` must keep giving the same weights.
+# sha256 (first 16 hex digits) of every state-dict key and tensor, as drawn since random weights
+# have one generator per tensor (issue 16): `--seed` must keep giving the same weights. (The digests
+# before, from one generator in module order, were 0118c3d47b03810e, cac187ad6e1b0003, 7a5fd614ae50f530.)
 SEED_DIGESTS = {
-    "ti16": "0118c3d47b03810e",
-    "ti16_deit_reg_ls": "cac187ad6e1b0003",
-    "ti16_sincos_mean": "7a5fd614ae50f530",
+    "ti16": "2a3eee293e26462a",
+    "ti16_deit_reg_ls": "bd1f8b6884c6ba28",
+    "ti16_sincos_mean": "f72c1a9e1c66a945",
 }
 
 
@@ -187,6 +188,42 @@ def test_seed_gives_the_weights_it_always_gave(name: str) -> None:
         h.update(key.encode())
         h.update(value.detach().contiguous().numpy().tobytes())
     assert h.hexdigest()[:16] == SEED_DIGESTS[name]
+
+
+def _by_hand(key: str, shape: tuple[int, ...], seed: int, dim: int) -> torch.Tensor:
+    """The documented rule, written out: generator seeded by sha256("vitcli/SEED/KEY") (8 bytes, little
+    endian, >> 1); weights of 2+ dims N(0, 1/fan_in), tokens and the learned table D**-0.5·N(0, 1),
+    norms and LayerScale 1, biases 0."""
+    import hashlib
+
+    g = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(f"vitcli/{seed}/{key}".encode()).digest()[:8],
+                                                     "little") >> 1)
+    if key in ("cls_token", "dist_token", "reg_tokens"):
+        return torch.empty(shape).normal_(0.0, dim**-0.5, generator=g)
+    if key == "pos_embed":
+        return (torch.randn(shape[1:], generator=g) * dim**-0.5)[None]
+    if key.endswith("bias"):
+        return torch.zeros(shape)
+    if len(shape) == 1:  # every norm's weight, LayerScale's gamma
+        return torch.ones(shape)
+    fan_in = torch.Size(shape[1:]).numel()
+    return torch.empty(shape).normal_(0.0, fan_in**-0.5, generator=g)
+
+
+@pytest.mark.parametrize("name", SEED_DIGESTS)
+def test_random_weights_follow_the_documented_rule(name: str) -> None:
+    config = _seed_configs()[name]
+    for key, value in build_model(config, seed=3).state_dict().items():
+        assert torch.equal(value, _by_hand(key, tuple(value.shape), 3, config.dim)), key
+
+
+def test_one_tensor_drawn_alone_is_the_models() -> None:
+    from vitcli.core.presets import draw_tensor
+
+    config = _seed_configs()["ti16_deit_reg_ls"]
+    model = build_model(config, seed=4)
+    for key in ("patch_embed.proj.weight", "pos_embed", "reg_tokens", "blocks.1.mlp.fc2.weight"):
+        assert torch.equal(draw_tensor(config, 4, key), model.state_dict()[key]), key
 
 
 def test_parameter_formula_equals_the_built_model_and_stands_aside_for_other_parts():

@@ -84,7 +84,7 @@ def test_output_dir_aborted_leaves_nothing(tmp_path):
         with open_sink(None, str(dest), ["a.png"]) as sink:
             sink.add(np.ones((1, 2)), [{"path": "a.png"}])
             raise KeyboardInterrupt
-    assert list(dest.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # no folder made, no staging folder left beside it
 
 
 def test_names_collide_and_options_conflict(tmp_path):

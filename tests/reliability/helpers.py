@@ -14,13 +14,14 @@ from tests.reliability.corpus import ROOT
 PREVIOUS = b"an earlier output that must survive"
 
 
-def run_batch(cases: list[list[str]], tmp_path: Path, prefix: list[str] | None = None) -> list[subprocess.CompletedProcess]:
+def run_batch(cases: list[list[str]], tmp_path: Path, prefix: list[str] | None = None,
+              cwd: Path | None = None) -> list[subprocess.CompletedProcess]:
     """Run each argument list through vitcli.cli.main() in one subprocess (started with `prefix`,
-    e.g. setpriv); results in order."""
+    e.g. setpriv or prlimit, in folder `cwd`, default the repository); results in order."""
     (tmp_path / "cases.json").write_text(json.dumps([[str(a) for a in c] for c in cases]))
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([*(prefix or []), sys.executable, "-m", "tests.reliability.driver", tmp_path / "cases.json",
-                           tmp_path / "results.json"], cwd=ROOT, env=env, capture_output=True, timeout=300)
+                           tmp_path / "results.json"], cwd=cwd or ROOT, env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     results = json.loads((tmp_path / "results.json").read_text())
     return [subprocess.CompletedProcess(c, r["code"], r["stdout"].encode(), r["stderr"].encode())

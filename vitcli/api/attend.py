@@ -136,8 +136,23 @@ class AttendMixin:
                 per_image.append(distance_table(report))  # (b, L, H)
             return {"attention": report.weights.numpy()}  # (b, L_sel, H_sel, Q, T)
 
+        def kept(b: int, shape: Any) -> int:
+            """Bytes of attention weights a batch keeps: the selected layers' (b, H, Q, T), the
+            rollout's (T, T) per layer, Q, K, V when saved."""
+            from vitcli.core.budget import attention_kept_bytes
+
+            c = self.config
+            grid = (shape[-2] // c.patch_size, shape[-1] // c.patch_size)
+            sel = Selection.parse(c, grid, layer, head, query)
+            t = grid[0] * grid[1] + c.num_prefix_tokens
+            q = t if sel.queries is None else max(1, len(sel.queries))
+            extra = 2 * c.depth * t * t * 4 if rollout or masks else 0
+            extra += 3 * c.depth * b * t * c.dim * 4 if save_qkv or cosine else 0
+            return attention_kept_bytes(b, c.heads, q, t, len(sel.layers)) + extra
+
         run = run_model(self, images, compute, main="attention", normalize=normalize, batch=batch or BatchSpec(),
-                        output=output if images.many else None, keep=keep and images.many, progress=progress)
+                        output=output if images.many else None, keep=keep and images.many, progress=progress,
+                        kept=kept, kept_source="--query" if str(query).strip().lower() == "all" else "--layer")
         outputs = dict(output=output, rollout=rollout, distance=distance, plot_distance=plot_distance, masks=masks,
                        threshold=threshold, cosine=cosine, save_qkv=save_qkv, overlay=overlay, per_head=per_head)
         if images.many:

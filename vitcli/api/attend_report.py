@@ -72,7 +72,8 @@ def _write(model: Any, fitted: Any, report: Any, sel: Selection, res: AttendResu
     rollout_png = rollout_png_path(path("rollout")) if path("rollout") else None
     if path("rollout"):
         save_npy(path("rollout"), res.rollout)
-        _rollout_png(model, fitted, report, sel, spec, rollout_png)
+        if rollout_png:
+            _rollout_png(model, fitted, report, sel, spec, rollout_png)
     if outputs["overlay"]:
         if spec is not None:
             _rollout_png(model, fitted, report, sel, spec, outputs["overlay"])
@@ -198,11 +199,12 @@ def terminal_map(config: Any, report: Any, sel: Selection) -> tuple[str, np.ndar
 # --- pictures ----------------------------------------------------------------------------------
 
 
-def rollout_png_path(npy: str) -> str:
-    """Where the rollout map picture goes: beside the .npy, with .png."""
+def rollout_png_path(npy: str) -> str | None:
+    """Where the rollout map picture goes: beside the .npy, with .png; none for standard output
+    (a file the user did not name is never written)."""
     from pathlib import Path
 
-    return str(Path(npy).with_suffix(".png")) if npy != "-" else "rollout.png"
+    return str(Path(npy).with_suffix(".png")) if npy != "-" else None
 
 
 def _marked_patch(report: Any, sel: Selection) -> tuple[int, int] | None:

@@ -18,6 +18,7 @@ import numpy as np
 from vitcli.errors import VitcliError
 
 Format = Literal["npy", "parquet", "npy-shards"]
+DEFAULT_SHARD_SIZE = 10_000
 Backend = Literal["local", "ray"]
 
 
@@ -26,16 +27,27 @@ class DatasetSpec:
     """How a run over many images is stored and where it runs."""
 
     format: Format = "npy"  # npy (one array, or a file per image), parquet, npy-shards (clip-retrieval)
-    shard_size: int = 10_000  # images per shard (--output-dir with parquet / npy-shards)
+    shard_size: int | None = None  # images per shard (--output-dir with parquet / npy-shards; default 10,000)
     resume: bool = False  # continue the run whose manifest is in output_dir
     backend: Backend = "local"  # local, or ray (Ray Data: decode tasks → model actors → shard writers)
-    actors: int = 1  # ray: model actors (one model each)
-    num_gpus: float = 0.0  # ray: GPUs per actor
+    actors: int | None = None  # ray: model actors (one model each; default 1)
+    num_gpus: float | None = None  # ray: GPUs per actor (default 0)
     ray_address: str | None = None  # ray: join this cluster (default: RAY_ADDRESS, else start Ray locally)
 
     def wanted(self, output: str | None) -> bool:
         """True when this is a dataset run rather than the plain .npy pipeline."""
         return is_parquet(output) or self.format != "npy" or self.backend != "local" or self.resume
+
+    def check_unused(self, sharded: bool) -> None:
+        """One line for an option this run would ignore: --shard-size without shards, Ray's without Ray."""
+        if self.shard_size is not None and not sharded:
+            raise VitcliError("--shard-size", "cuts a sharded run: use it with --output-dir DIR --format parquet "
+                              "(or npy-shards); this run writes no shards")
+        if self.backend != "ray":
+            for option, given in (("--actors", self.actors), ("--num-gpus", self.num_gpus),
+                                  ("--ray-address", self.ray_address)):
+                if given is not None:
+                    raise VitcliError(option, "sets up the Ray backend: use it with --backend ray")
 
     def checked(self, output: str | None, output_dir: str | None) -> "DatasetSpec":
         """The spec with its format settled from -o; one line for every combination that cannot work."""
@@ -54,6 +66,9 @@ class DatasetSpec:
             raise VitcliError("--format", f"{spec.format} needs --output-dir DIR (or -o FILE.parquet)")
         if spec.format == "npy":
             raise VitcliError(option, "needs --format parquet or npy-shards with --output-dir DIR")
+        spec.check_unused(sharded=not output)
+        spec = replace(spec, shard_size=DEFAULT_SHARD_SIZE if spec.shard_size is None else spec.shard_size,
+                       actors=1 if spec.actors is None else spec.actors, num_gpus=spec.num_gpus or 0.0)
         if spec.backend == "ray" and spec.format != "parquet":
             raise VitcliError("--backend", "ray writes Parquet shards: use --format parquet")
         if spec.shard_size < 1:
@@ -187,19 +202,10 @@ def _add_report(total: Any, part: Any) -> None:
 
 
 def merge_stats(a: Any, b: Any) -> Any:
-    """Two RunningStats as one (Chan et al.'s pairwise update)."""
-    if a is None or a.count == 0 and not a.shape:
-        return b
-    n = a.count + b.count
-    if b.count:
-        delta = b.mean - a.mean
-        a.mean += delta * b.count / n
-        a.m2 += b.m2 + delta * delta * a.count * b.count / n
-        a.count = n
-        a.low, a.high = min(a.low, b.low), max(a.high, b.high)
-    a.nan, a.inf = a.nan + b.nan, a.inf + b.inf
-    a.shape = [a.shape[0] + b.shape[0], *a.shape[1:]] if a.shape and b.shape else (a.shape or b.shape)
-    return a
+    """Two RunningStats as one (vitcli.stats.merged)."""
+    from vitcli.stats import merged
+
+    return merged(a, b)
 
 
 def file_metadata(model: Any, stage: str, norm: str, spec: Any, family: Any, describe: dict[str, Any]) -> dict[str, Any]:
@@ -237,9 +243,10 @@ def _weights_sha(path: str | None) -> str | None:
 
 
 def manifest_options(meta: dict[str, Any], batch: Any, spec: DatasetSpec) -> dict[str, Any]:
-    """The options a resumed run must share with the first (named as the CLI spells them)."""
+    """The options a resumed run must share with the first (named as the CLI spells them). A seed says
+    how it draws: a run begun when one generator drew the whole model resumes with an error, not other weights."""
     m, pre = meta["model"], meta["preprocessing"]
-    weights = f"weights sha256 {m['weights_sha256'][:16]}" if m["weights_sha256"] else f"seed {m['seed']}"
+    weights = f"weights sha256 {m['weights_sha256'][:16]}" if m["weights_sha256"] else f"seed {m['seed']} (one generator per tensor)"
     model = f"{m['source']}, {weights}, {m['dtype']}, config sha256 {m['config_sha256'][:16]}"
     options = {"--model": model, "--stage": meta["stage"], "--impl": meta.get("impl"), "--normalize": pre["normalize"],
                "--batch-size": batch.batch_size, "--skip-errors": batch.skip_errors, "--backend": spec.backend,

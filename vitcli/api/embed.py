@@ -77,6 +77,8 @@ class EmbedMixin:
         dataset = dataset or DatasetSpec()
         if dataset.wanted(output):
             images = replace(images, many=True)
+        else:
+            dataset.check_unused(sharded=False)
         if stage not in STAGES:
             raise VitcliError("--stage", f"'{stage}' is not one of {', '.join(STAGES)}")
         if stage == "pooled" and self.config.pooling == "none":

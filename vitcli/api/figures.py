@@ -61,6 +61,8 @@ class FiguresMixin:
         self.resolve_grid(images)
         prepare, norm, _ = self.preparer(images.spec, normalize)
         fitted = [prepare(item, name) for item, name in zip(images.items, images.names())]
+        for f in fitted:  # each forward pass under the memory limit before any runs
+            self.check_memory(1, (int(f.pixels.shape[0]), int(f.pixels.shape[1])))
         with torch.inference_mode():
             outs = [self.module(self.batch_tensor([f]), capture=capture) for f in fitted]
         return fitted, outs, norm
@@ -77,7 +79,7 @@ class FiguresMixin:
 
         if count < 1:
             raise VitcliError("--count", f"must be at least 1, got {count}")
-        weight = self.module.patch_embed.proj.weight.detach().float().cpu()
+        weight = self._patch_weight()  # (D, C, P, P)
         comps, ratio = filter_components(weight, count)  # (k, C, P, P), (k,)
         array, explained = _numpy(comps), _numpy(ratio)
         title = f"Patch-embedding filters of {self.config.name}: first {len(array)} principal components"
@@ -90,6 +92,15 @@ class FiguresMixin:
         table = {"title": f"principal components (first {len(shown)})", "columns": ["PC", "variance %", "cumulative %"],
                  "rows": shown}
         return FigureResult(array, doc, [table], warnings=list(self.warnings))
+
+    def _patch_weight(self) -> "torch.Tensor":
+        """The patch embedding's weight in float32; a preset's is drawn alone, not with the 86M others."""
+        if self.checkpoint is None and self._module is None:
+            from vitcli.core.presets import draw_tensor
+
+            _, dtype = self.placement
+            return draw_tensor(self.config, self.spec.seed, "patch_embed.proj.weight").to(dtype).float()
+        return self.module.patch_embed.proj.weight.detach().float().cpu()
 
     def pca(self, images: Any, *, foreground_threshold: float | None = None, normalize: str | None = None,
             output: str | None = None, png: str | None = None) -> FigureResult:

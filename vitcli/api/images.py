@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from vitcli.errors import VitcliError
+from vitcli.errors import VitcliError, option_errors
 
 Fit = Literal["crop", "resize", "pad", "strict"]
 Resample = Literal["bicubic", "bilinear", "nearest", "lanczos"]
@@ -31,6 +31,7 @@ class ImageSpec:
     draft: bool = True  # JPEG draft decoding when the photo is ≥ 4× the final size
     patch_size: int | None = None  # P; a model's own when None (patchify: 16)
     max_patches: int | None = None  # with size 'native': NaFlex's patch budget, the aspect kept
+    max_memory: str | int | None = None  # the memory limit (vitcli.core.budget); None: a share of what is free
 
 
 def as_size_text(size: object) -> str | None:
@@ -104,7 +105,22 @@ def check_spec(spec: ImageSpec, patch_size: int) -> tuple[int, int] | None:
     if requested and (requested[0] % patch_size or requested[1] % patch_size):
         raise VitcliError("--size", f"{requested[0]}x{requested[1]} is not a multiple of the patch size {patch_size}")
     parse_colour(spec.background)
+    if requested:
+        check_image_memory(requested, spec.max_memory, "--size")
     return requested
+
+
+def check_image_memory(size: tuple[int, int], max_memory: str | int | None, source: str) -> None:
+    """The one-line error when one image fitted to [H, W] would need more than the memory limit."""
+    from vitcli.core.budget import image_bytes, memory_limit, over
+
+    try:
+        limit = memory_limit(max_memory)
+    except ValueError as e:
+        raise VitcliError("--max-memory", str(e)) from None
+    problem = over(image_bytes(size), limit, f"a {size[0]}×{size[1]} image")
+    if problem:
+        raise VitcliError(source, problem, needs="max_memory")
 
 
 def read_one(item: object, spec: ImageSpec, draft: int | None, name: str) -> Any:
@@ -113,7 +129,11 @@ def read_one(item: object, spec: ImageSpec, draft: int | None, name: str) -> Any
 
     background = parse_colour(spec.background)
     if isinstance(item, str):
-        return images.load_image(item, background, spec.max_pixels or images.DEFAULT_MAX_PIXELS, draft)
+        from vitcli.core.budget import memory_limit
+
+        with option_errors("--max-memory"):
+            limit = memory_limit(spec.max_memory)
+        return images.load_image(item, background, spec.max_pixels or images.DEFAULT_MAX_PIXELS, draft, limit)
     return images.image_from_memory(item, name, background)
 
 
@@ -176,16 +196,19 @@ class Images:
 def load_images(sources: object, *, size: object = None, fit: Fit | None = None, resample: Resample | None = None,
                 background: str = "255,255,255", max_pixels: int | None = None, draft: bool = True,
                 patch_size: int | None = None, recursive: bool = False, from_list: str | None = None,
-                max_patches: int | None = None) -> Images:
+                max_patches: int | None = None, max_memory: str | int | None = None) -> Images:
     """Images from paths, folders (`recursive`), quoted globs, a list file (`from_list`; '-' for
     standard input), '-' (one image on standard input), Pillow images or numpy arrays.
 
     Paths are de-duplicated and sorted (row i is the i-th path); in-memory images keep their order.
     Nothing is decoded until the images are used, so a million paths cost a list of strings.
+    `max_memory` ('8G', '500M' or bytes) is the limit fitting an image is checked against (and
+    files are read under); default a share of the free memory.
     """
     from vitcli.io.inputs import expand_inputs
 
-    spec = ImageSpec(as_size_text(size), fit, resample, background, max_pixels, draft, patch_size, max_patches)
+    spec = ImageSpec(as_size_text(size), fit, resample, background, max_pixels, draft, patch_size, max_patches,
+                     max_memory)
     if isinstance(sources, Images):
         return replace(sources, spec=spec)
     listed = list(sources) if isinstance(sources, (list, tuple)) else [] if sources is None else [sources]

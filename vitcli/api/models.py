@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from vitcli.api.attend import AttendMixin
+from vitcli.api.budget import MemoryMixin
 from vitcli.api.embed import EmbedMixin
 from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
@@ -39,9 +40,10 @@ class ModelSpec:
     dtype: str = "float32"
     seed: int = 0
     strict: bool = True
+    max_memory: str | int | None = None  # the memory limit (vitcli.core.budget); None: a share of what is free
 
 
-class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin):
+class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, MemoryMixin):
     """A built ViT on its device, with where it came from and how images reach it."""
 
     def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, spec: ModelSpec) -> None:
@@ -49,11 +51,13 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin):
         self.warnings: list[str] = []
         self._build, self._module, self._placement = build, None, None
         self.grid_note: str | None = None  # how the native grid was found, when not from the weights
+        self.preset_base: "ViTConfig | None" = None  # a preset before its overrides (names the option over the limit)
 
     @property
     def module(self) -> "VisionTransformer":
         """The torch model (eval mode), built when first needed: `info` on a preset builds nothing."""
         if self._module is None:
+            self.check_memory()
             self._module = self._build(*self.placement)
         return self._module
 
@@ -154,6 +158,10 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin):
             doc["native_grid_from"] = self.grid_note
         if self.checkpoint is not None:
             doc["family"] = self.checkpoint.family
+            basis = getattr(self.checkpoint, "basis", None)
+            if basis is not None:  # the key layout it was read as (the name --family / family= takes), its notes
+                doc["layout"] = basis.family.name
+                doc["layout_notes"] = list(basis.family.notes)
             doc["ignored_keys"] = list(self.checkpoint.ignored_keys)
             doc["nonfinite_weights"] = dict(getattr(self.checkpoint, "nonfinite", {}))
         return doc
@@ -279,13 +287,17 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
                strict: bool = True, patch_size: int | None = None, dim: int | None = None, depth: int | None = None,
                heads: int | None = None, mlp_ratio: float | None = None, class_token: bool | None = None,
                posenc: str | None = None, native_size: object = None, eps: float | None = None,
-               activation: str | None = None, online: bool = False) -> Model:
+               activation: str | None = None, online: bool = False, family: str | None = None,
+               max_memory: str | int | None = None) -> Model:
     """A preset name (vit-ti16 … vit-h14) with random weights from `seed`, or a checkpoint: a file
     (.safetensors, .pth/.pt/.bin, OpenAI CLIP .pt), a Hugging Face snapshot folder, `hf-hub:ORG/NAME`
     or `timm:NAME` from the local cache. Overrides change a preset; with a checkpoint, `heads`,
     `native_size`, `eps` and `activation` supply what weights cannot show and the others are checked.
-    Hub names read the local cache; `online=True` lets them download what it lacks."""
-    from vitcli.core.presets import PRESETS
+    Hub names read the local cache; `online=True` lets them download what it lacks. `family` reads a
+    checkpoint as that layout (timm, timm-pe-spatial, …: the names `info` lists as `layout`) instead of
+    recognising it from its keys. `max_memory` ('8G', '500M' or bytes; default a share of the free
+    memory) is the limit every run of the model is estimated against before anything is allocated."""
+    from vitcli.core.presets import PRESETS, get_preset
 
     from vitcli.api.ranges import check_ranges
 
@@ -293,16 +305,21 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
     check_ranges(patch_size=patch_size, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, eps=eps)
     sizes = {"patch_size": patch_size, "dim": dim, "depth": depth, "heads": heads, "mlp_ratio": mlp_ratio,
              "class_token": class_token, "posenc": posenc}
-    model_spec = ModelSpec(spec, device, dtype, seed, strict)
+    model_spec = ModelSpec(spec, device, dtype, seed, strict, max_memory)
     if spec.strip().lower() in PRESETS:
         if native_size is not None:
             raise VitcliError("--native-size", "tells a checkpoint's native size: use it with --weights (presets take --size)")
+        if family is not None:
+            raise VitcliError("--family", "tells how to read a checkpoint: use it with --weights")
         config = _preset_config(spec, sizes)
         from vitcli.core.presets import build_model
 
-        return Model(config, lambda d, t: build_model(config, seed, d, t), f"random weights (seed {seed})", None,
-                     model_spec)
-    return _checkpoint_model(spec, sizes, native_size, eps, activation, strict, model_spec, online)
+        model = Model(config, lambda d, t: build_model(config, seed, d, t), f"random weights (seed {seed})", None,
+                      model_spec)
+        model.preset_base = get_preset(spec)
+        model.memory_limit()  # a bad max_memory fails here, before anything else
+        return model
+    return _checkpoint_model(spec, sizes, native_size, eps, activation, strict, model_spec, online, family)
 
 
 DEVICE_NAMES = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -334,7 +351,8 @@ def _preset_config(name: str, sizes: dict[str, Any]) -> "ViTConfig":
 
 
 def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps: float | None,
-                      activation: str | None, strict: bool, model_spec: ModelSpec, online: bool = False) -> Model:
+                      activation: str | None, strict: bool, model_spec: ModelSpec, online: bool = False,
+                      family: str | None = None) -> Model:
     """Load, check the sizes given against the weights, build on the device."""
     from vitcli.checkpoints.load import build_model_from_checkpoint, load_checkpoint
 
@@ -345,7 +363,7 @@ def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps
     native = _hw(native_size, "--native-size") if native_size is not None else None
     loaded = load_checkpoint(spec, strict=strict, image_size=native, heads=sizes["heads"], eps=eps,
                              activation=activation, dim=sizes["dim"], depth=sizes["depth"],
-                             patch_size=sizes["patch_size"], online=online)
+                             patch_size=sizes["patch_size"], online=online, family=family)
     _check_mlp_ratio(loaded.config, sizes["mlp_ratio"])
     model = Model(loaded.config, None, spec, loaded, model_spec)
     model._build = lambda device, dtype: build_model_from_checkpoint(model.checkpoint, device=device, dtype=dtype)

@@ -69,6 +69,8 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
         target = parse_hw(resample, "--resample") if isinstance(resample, str) else tuple(resample)
         table, resampled_from, table_grid = resample_pos_table(table, table_grid, target, rows), list(table_grid), target
     array = table.numpy()
+    if similarity:
+        _check_similarity_memory(model, table_grid[0] * table_grid[1])
     if output:
         from vitcli.io.arrays import save_npy
 
@@ -102,14 +104,42 @@ def _preset_table(model: Any, grid: Any, size: Any) -> tuple[Any, tuple[int, int
         target = c.grid
     if min(target) <= 0:
         raise VitcliError("--size", f"{size} holds no {c.patch_size}x{c.patch_size} patch")
-    if c.posenc == "learned":  # the very table `embed --seed` adds: drawn with the whole model
-        from vitcli.core.presets import build_model
+    _check_table_memory(model, target)
+    if c.posenc == "learned":  # the very table `embed --seed` adds: drawn after the model's weights, not built
+        from vitcli.core.presets import learned_table
 
-        full = build_model(c.with_changes(image_size=(target[0] * c.patch_size, target[1] * c.patch_size)),
-                           model.spec.seed)
-        return full.pos_embed.detach()[0], target, c.pos_prefix_rows, c.posenc
+        table = learned_table(c.with_changes(image_size=(target[0] * c.patch_size, target[1] * c.patch_size)),
+                              model.spec.seed)
+        return table, target, c.pos_prefix_rows, c.posenc
     # fixed tables in float64: the formula's own values (the model adds them in its dtype)
     return position_table(c.posenc, target, c.dim, c.pos_prefix_rows, dtype=torch.float64), target, c.pos_prefix_rows, c.posenc
+
+
+def _check_table_memory(model: Any, grid: tuple[int, int]) -> None:
+    """The table (and for a learned one, the draws of the model's weights before it) under the memory
+    limit: a learned table of `--seed` exists only for a model that could be built."""
+    from vitcli.core.budget import over
+
+    c = model.config
+    if c.posenc == "learned":
+        try:
+            model.check_memory()
+        except VitcliError as e:
+            raise VitcliError(e.source, "the learned table of --seed is drawn after the weights of the model it "
+                              f"belongs to, and {e.problem}", e.needs) from None
+    rows = c.pos_prefix_rows + grid[0] * grid[1]
+    problem = over(rows * c.dim * 8 * 2, model.memory_limit(), f"a position table of {rows} rows of width {c.dim}")
+    if problem:
+        raise VitcliError("--grid", problem, needs="max_memory")
+
+
+def _check_similarity_memory(model: Any, cells: int) -> None:
+    """The (N, N) similarity of the patch rows under the memory limit."""
+    from vitcli.core.budget import over
+
+    problem = over(cells * cells * 8 * 3, model.memory_limit(), f"the similarity of {cells} positions")
+    if problem:
+        raise VitcliError("--similarity", problem, needs="max_memory")
 
 
 def _checkpoint_table(model: Any, grid: Any, size: Any, kind: str | None) -> tuple[Any, tuple[int, int], int, str]:

@@ -82,6 +82,7 @@ def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, s
     folder = str(Path(output_dir).resolve())
     total = BatchReport(len(paths), 0, [], 0.0, {}, {}, batch.batch_size, dataset.actors)
     nodes: set[str] = set()
+    shard_stats: dict[int, dict[str, Any]] = {}
     start = time.perf_counter()
     missing = manifest.missing()
     progress(len(paths) - sum(min(n, len(paths) - k * n) for k in missing))
@@ -105,11 +106,24 @@ def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, s
             total.done += int(rec["rows"])
             total.skipped += skipped
             nodes.update(json.loads(rec["nodes"]))
+            shard_stats[k] = json.loads(rec["stats"])
             progress(int(rec["rows"]) + len(skipped))
     total.seconds = time.perf_counter() - start
+    total.stats = _run_stats(shard_stats, main)
     total.outputs = {**manifest.outputs(), "resumed_shards": manifest.shard_count() - len(missing),
                      "backend": "ray", "ray_nodes": sorted(nodes)}
     return total
+
+
+def _run_stats(shards: dict[int, dict[str, Any]], main: str) -> dict[str, Any]:
+    """The shards' statistics merged in shard order, as the local backend merges them: name → RunningStats."""
+    from vitcli.stats import RunningStats, merged
+
+    stats: dict[str, Any] = {}
+    for k in sorted(shards):
+        for name, state in shards[k].items():
+            stats[name] = merged(stats.get(name), RunningStats.from_state(state))
+    return {main: stats[main], **stats} if main in stats else stats
 
 
 def _rows(ds: Any) -> Any:
@@ -181,18 +195,22 @@ class Embedder:
 
         from vitcli.io.images import normalize_mean_std
 
+        from vitcli.stats import rows_stats
+
         pixels = _unpack(batch["pixels"][0]) if batch["pixels"][0] else np.zeros((0, 1, 1, 3), np.uint8)
-        rows, start = [], 0
+        rows, stats, start = [], [], 0
         while start < len(pixels):  # one forward pass needs one image size, as in the local backend
             end = start + 1
             while end < len(pixels) and pixels[end].shape == pixels[start].shape:
                 end += 1
             x = torch.cat([torch.from_numpy(normalize_mean_std(p, self.mean, self.std))[None] for p in pixels[start:end]])
-            rows.append(self.compute(x.to(self.device, self.dtype))[self.main])  # (b, ...)
+            result = self.compute(x.to(self.device, self.dtype))  # name → (b, ...)
+            rows.append(result[self.main])
+            stats.append({name: rows_stats(a).state() for name, a in result.items()})  # the local batch's statistics
             start = end
         out = np.concatenate(rows) if rows else np.zeros((0,), np.float32)
         return {"shard": batch["shard"], "first": batch["first"], "entries": batch["entries"],
-                "rows": [_pack(out)], "node": [self.node]}
+                "rows": [_pack(out)], "stats": [json.dumps(stats)], "node": [self.node]}
 
 
 def write_shard(group: dict[str, np.ndarray], folder: str, meta: dict[str, Any], shard_paths: dict[int, list[str]],
@@ -200,14 +218,18 @@ def write_shard(group: dict[str, np.ndarray], folder: str, meta: dict[str, Any],
     """A Ray task per shard: its batches in order → part-NNNNN.parquet, renamed into place; a record for the driver."""
     from vitcli.io.shards import shard_files
     from vitcli.io.tables import ParquetSink
+    from vitcli.stats import RunningStats, merged
 
     k = int(group["shard"][0])
     sink = ParquetSink(os.path.join(folder, shard_files("parquet", k)[0]), shard_paths[k], meta, first_row=k * n)
-    skipped, nodes, done = [], set(), 0
+    skipped, nodes, done, stats = [], set(), 0, {}
     try:
         for i in np.argsort(group["first"], kind="stable"):
             entries, rows = json.loads(group["entries"][i]), _unpack(group["rows"][i])
             nodes.add(str(group["node"][i]))
+            for part in json.loads(group["stats"][i]):  # the batches in order, as the local backend merges them
+                for name, state in part.items():
+                    stats[name] = merged(stats.get(name), RunningStats.from_state(state))
             good = [e for e in entries if "error" not in e]
             for e in entries:
                 if "error" in e and not skip_errors:
@@ -221,13 +243,14 @@ def write_shard(group: dict[str, np.ndarray], folder: str, meta: dict[str, Any],
         sink.commit()
     except VitcliError as e:
         sink.abort()
-        return _record(k, 0, [], nodes, [e.source, e.problem])
+        return _record(k, 0, [], nodes, [e.source, e.problem], {})
     except BaseException:
         sink.abort()
         raise
-    return _record(k, done, skipped, nodes, None)
+    return _record(k, done, skipped, nodes, None, stats)
 
 
-def _record(k: int, rows: int, skipped: list, nodes: set, failed: list | None) -> dict[str, Any]:
+def _record(k: int, rows: int, skipped: list, nodes: set, failed: list | None, stats: dict) -> dict[str, Any]:
     return {"shard": [k], "rows": [rows], "skipped": [json.dumps(skipped)], "nodes": [json.dumps(sorted(nodes))],
-            "failed": [json.dumps(failed) if failed else ""]}
+            "failed": [json.dumps(failed) if failed else ""],
+            "stats": [json.dumps({name: s.state() for name, s in stats.items()})]}

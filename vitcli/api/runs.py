@@ -122,7 +122,7 @@ def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, 
     overlap=False when `compute` is a model on the CPU: decoding then waits for it (see decode_all).
     """
     from vitcli.io.inputs import decode_all, default_workers
-    from vitcli.stats import RunningStats
+    from vitcli.stats import merged, rows_stats
 
     batch = batch.checked()
     progress = progress or _Silent()
@@ -142,8 +142,8 @@ def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, 
         entries.extend(new)
         if sink is not None:
             sink.add(rows if isinstance(sink, MemorySink) else rows[main], new)
-        for name, array in rows.items():
-            stats.setdefault(name, RunningStats()).update(array)
+        for name, array in rows.items():  # a batch's statistics merged in: what a Ray actor ships too
+            stats[name] = merged(stats.get(name), rows_stats(array))
         if keep_fitted:
             kept.extend(pending)
         progress(len(pending))
@@ -211,12 +211,15 @@ class ModelRun:
 def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np.ndarray]"], *, main: str,
               normalize: str | None, batch: BatchSpec, output: str | None = None, output_dir: str | None = None,
               keep: bool = True, progress: Progress | None = None,
-              describe: Callable[[FittedImage], dict[str, Any]] | None = None) -> ModelRun:
+              describe: Callable[[FittedImage], dict[str, Any]] | None = None,
+              kept: Callable[[int, Any], int] | None = None, kept_source: str | None = None) -> ModelRun:
     """Fit, batch and run `compute(x)` ((b, 3, H, W) → named (b, ...) arrays) over the images.
 
     One image is a batch of one, kept in memory (the command writes it without the batch axis).
     Several go to `output` (one streamed .npy + index) or `output_dir` (a file each + index), and
-    stay in memory only when `keep`. Options wrong for every image fail before any is read.
+    stay in memory only when `keep`. Options wrong for every image fail before any is read, and so
+    does a request over the memory limit when the size is fixed (else each batch is checked before
+    its forward pass); `kept(b, (b, 3, H, W))` is the bytes of captures a batch keeps beyond it.
     """
     from vitcli.io.batch import index_path, open_sink
 
@@ -226,8 +229,16 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np
     if single and output_dir:
         raise VitcliError("--output-dir", "writes one file per image of several; for one image use -o FILE.npy")
 
+    checks = hasattr(model, "check_memory")  # patchify's pixels: no network (fit_one checks each image)
+    if checks:
+        _check_planned(model, images, batch, kept, kept_source)
+
     def rows(items: list[FittedImage]) -> "dict[str, np.ndarray]":
-        return compute(model.batch_tensor(items))
+        x = model.batch_tensor(items)  # (b, 3, H, W): the real size, also for --size native
+        if checks:
+                model.check_memory(len(items), (int(x.shape[2]), int(x.shape[3])), kept(len(items), x.shape) if kept else 0,
+                               items[0].loaded.path if images.spec.size == "native" else None, kept_source)
+        return compute(x)
 
     common = dict(prepare=prepare, compute=rows, main=main, patch_size=model.config.patch_size, describe=describe,
                   overlap=not model.on_cpu, progress=progress, keep_fitted=single)
@@ -239,6 +250,20 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np
         report = run_batches(images, batch, sink=sink, **common)
     report.outputs = {"array": output, "index": index_path(output)} if output else {"output_dir": output_dir}
     return ModelRun(report, {}, norm, True)
+
+
+def _check_planned(model: Any, images: Images, batch: BatchSpec, kept: Callable[[int, Any], int] | None,
+                   kept_source: str | None = None) -> None:
+    """The weights and one batch's forward pass against the memory limit, when the size is known before decoding."""
+    from vitcli.io.sizes import parse_size
+
+    spec, family = model.image_plan(images.spec)
+    size = tuple(family.size) if family is not None and family.crop else \
+        parse_size(spec.size) if spec.size is not None else None
+    b = max(1, min(batch.batch_size, len(images))) if images.many else 1
+    if size is None or not len(images):
+        return model.check_memory()
+    model.check_memory(b, size, kept(b, (b, 3, *size)) if kept else 0, None, kept_source)
 
 
 def _concatenate(parts: list) -> "np.ndarray":

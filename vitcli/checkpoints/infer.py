@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from vitcli.checkpoints.families.base import Evidence, Family, Variant
+from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Variant
 from vitcli.checkpoints.preprocess import Preprocess
 from vitcli.core.config import ViTConfig
 from vitcli.errors import VitcliError
@@ -104,6 +104,8 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     else:  # no table (DINOv3: RoPE only): the native size only sets the default input size
         table = _untabled_grid(fam, ev, patch, overrides)
     changes, part_notes = fam.parts(ev)
+    if changes.get("rope_ref_grid") == NATIVE_GRID:  # PE: RoPE coords on the native grid, whatever the image's
+        changes = {**changes, "rope_ref_grid": table.grid}
     variant = fam.variant(ev)
     heads, why_heads = _heads(dim, overrides, ev)
     activation, why_act = _activation(fam, variant, ev, overrides)
@@ -156,13 +158,16 @@ def _untabled_grid(fam: Family, ev: Evidence, patch: int, o: Overrides) -> _Grid
 
 
 def _new_parts(ev: Evidence) -> dict[str, object]:
-    """The parts of the newer families that the tensors show: RMSNorm (no norm bias), missing biases, the patch norm, the relative position bias (shared or per block), and
-    NaFlex's bilinear table resizing (with its Linear patch embedding)."""
+    """The parts of the newer families that the tensors show: RMSNorm (no norm bias), missing biases, the patch norm, the relative position bias (shared or per block),
+    the attention pool's variant (query projection, biases, residual MLP), and NaFlex's bilinear table
+    resizing (with its Linear patch embedding)."""
     rel = "shared" if ev.has("rel_pos_bias.relative_position_bias_table") else \
         "layer" if ev.has("blocks.0.rel_pos_bias.relative_position_bias_table") else "none"
     norm_bias = any(k.endswith(("norm1.bias", "norm2.bias")) for k in ev.shapes)  # one missing bias: a broken file
     pool_fc1 = ev.shapes.get("attn_pool.mlp.fc1.weight", ())
-    return dict(pool_mlp_dim=int(pool_fc1[0]) if len(pool_fc1) == 2 else None,
+    pool = dict(pool_query_proj=ev.has("attn_pool.q.weight"), pool_qkv_bias=ev.has("attn_pool.kv.bias"),
+                pool_mlp=ev.has("attn_pool.mlp.fc1.weight")) if ev.has("attn_pool.latent") else {}
+    return dict(pool, pool_mlp_dim=int(pool_fc1[0]) if len(pool_fc1) == 2 else None,
                 norm="layernorm" if norm_bias else "rmsnorm", proj_bias=ev.has("blocks.0.attn.proj.bias"),
                 mlp_bias=ev.has("blocks.0.mlp.fc2.bias"), patch_norm=ev.has("patch_embed.norm.weight"),
                 rel_pos_bias=rel, pos_resample="bilinear" if "linear-patch" in ev.applied else "bicubic")

@@ -94,8 +94,10 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     tensors, wrapper_notes = strip_wrappers(raw.tensors)
     notes = [f"format {raw.format}", *raw.notes, *wrapper_notes]
     try:
-        fam, root = detect(tensors, family)
+        fam, root = detect(tensors, family, files.architecture)
     except VitcliError as e:
+        if e.source == "--family":
+            raise
         raise VitcliError(spec, e.problem) from None
     mapped = map_keys(tensors, fam, root, files)
     if root:
@@ -105,6 +107,7 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
                           dim, depth, patch_size, mlp_dim)
     basis = Basis(fam, evidence(mapped, spec, raw.format, raw.nested_under, tensors, files), overrides, tuple(notes))
     inferred = _infer(basis, spec)
+    _check_backed(inferred.config, mapped, spec)
     ignored = list(mapped.ignored)
     _fill_periods(inferred, mapped)
     problems = _check(inferred.config, mapped)
@@ -148,6 +151,20 @@ def _infer(basis: Basis, spec: str, image_grid: tuple[int, int] | None = None) -
     except (IndexError, TypeError, ZeroDivisionError) as e:  # e.g. a scalar where a (D, C, P, P) kernel belongs
         raise VitcliError(spec, "tensor shapes do not describe a ViT: the architecture cannot be read from them "
                           f"({type(e).__name__}: {e})") from None
+
+
+def _check_backed(config: ViTConfig, mapped: Mapped, spec: str) -> None:
+    """A checkpoint must hold the weights of the model it describes: its mapped tensors at least half
+    the parameters the inferred config needs (a real file holds them all; a few missing keys are
+    named by `_check`). Checked before the core model is laid out, even on the meta device."""
+    from vitcli.core.budget import estimate_params
+
+    held = sum(t.numel() for t in mapped.tensors.values())
+    needed = estimate_params(config)
+    if needed > 2 * held + 1_000_000:
+        raise VitcliError(spec, f"describes a model of {config.depth:,} blocks of width {config.dim} "
+                          f"({needed:,} parameters) but holds only {held:,} values in the keys it maps: "
+                          "its keys do not back that model")
 
 
 ROPE_PERIODS = "position.rope.periods"

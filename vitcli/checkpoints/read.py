@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vitcli.checkpoints.bounds import (MAX_CONFIG_BYTES, MAX_INDEX_BYTES, MAX_PICKLE_BYTES, check_declared_sizes,
+                                       check_key_count, read_member, read_text_capped)
 from vitcli.errors import VitcliError
 
 # Folder contents tried in this order (Hugging Face, timm and open_clip hub names).
@@ -73,13 +75,14 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
 
 
 def read_configs(folder: Path) -> dict[str, dict]:
-    """config.json / open_clip_config.json / preprocessor_config.json in `folder`, parsed (bad JSON is skipped)."""
+    """config.json / open_clip_config.json / preprocessor_config.json in `folder`, parsed (bad JSON is
+    skipped; a file larger than any config, MAX_CONFIG_BYTES, is refused unread)."""
     found = {}
     for name in CONFIG_FILES:
         f = folder / name
         if f.is_file():
             try:
-                value = json.loads(f.read_text(encoding="utf-8"))
+                value = json.loads(read_text_capped(f, MAX_CONFIG_BYTES, "a config file"))
             except (OSError, ValueError, UnicodeDecodeError):
                 continue
             if isinstance(value, dict):
@@ -113,6 +116,7 @@ def _read_file(p: Path) -> RawCheckpoint:
             with zipfile.ZipFile(p) as z:
                 if _torchscript_prefix(z) is not None:
                     return RawCheckpoint(str(p), "torchscript", _read_torchscript(p, z))
+                check_declared_sizes(p, z)  # torch's own zip: its members too, before torch inflates them
         except (VitcliError, MemoryError):
             raise
         except Exception as e:  # is_zipfile only finds the end record: a damaged directory or member fails
@@ -149,6 +153,7 @@ def _read_safetensors(p: Path) -> RawCheckpoint:
 
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
+            check_key_count(p, len(f.keys()))  # from the header, before any tensor is made
             tensors = {k: f.get_tensor(k) for k in f.keys()}
             metadata = dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -157,14 +162,25 @@ def _read_safetensors(p: Path) -> RawCheckpoint:
 
 
 def _read_sharded(index: Path) -> RawCheckpoint:
+    """The shards a `*.safetensors.index.json` names: `.safetensors` files beside it, each read once."""
     try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        weight_map = json.loads(read_text_capped(index, MAX_INDEX_BYTES, "a shard index"))["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise VitcliError(str(index), f"not a readable shard index ({_short(e)})") from None
+    if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in weight_map.items()):
+        raise VitcliError(str(index), "not a shard index: weight_map must map tensor names to shard file names")
+    shards = sorted(set(weight_map.values()))
+    for shard in shards:
+        if Path(shard).name != shard or not shard.endswith(".safetensors") or shard.endswith(".index.json"):
+            raise VitcliError(str(index), f"names the shard {shard!r:.80}: shards are .safetensors files beside the "
+                              "index (not the index itself, another index or a path elsewhere)")
+    check_key_count(index, len(weight_map))
     tensors: dict[str, Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
+    for shard in shards:
         tensors.update(_read_file(index.parent / shard).tensors)
-    return RawCheckpoint(str(index), "safetensors", tensors, notes=[f"{len(set(weight_map.values()))} shards"])
+        check_key_count(index, len(tensors))
+    return RawCheckpoint(str(index), "safetensors", tensors, notes=[f"{len(shards)} shards"])
 
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
@@ -192,6 +208,7 @@ def _read_torch(p: Path) -> RawCheckpoint:
     except Exception as e:  # garbage makes the unpickler fail in many ways (IndexError, KeyError, …)
         raise VitcliError(str(p), f"not a readable torch checkpoint ({type(e).__name__}: {_short(e)})") from None
     tensors, nested = _find_state_dict(obj, str(p))
+    check_key_count(p, len(tensors))
     if nested:
         notes.append(f"weights nested under '{nested}'")
     return RawCheckpoint(str(p), "torch (weights_only)", tensors, notes=notes, nested_under=nested)
@@ -289,36 +306,46 @@ class _TorchScriptUnpickler(pickle.Unpickler):
         dtype, key = pid[1], str(pid[2])
         if not isinstance(dtype, torch.dtype) or not re.fullmatch(r"\w+", key):
             raise VitcliError(self.where, f"refused: malformed storage record {pid!r:.60}")
-        data = bytearray(self.z.read(f"{self.prefix}/data/{key}"))
+        data = read_member(self.z, f"{self.prefix}/data/{key}", self.where)
         if not data:
             return torch.empty(0, dtype=dtype)
         return torch.frombuffer(data, dtype=dtype)
 
 
 def _torchscript_prefix(z: zipfile.ZipFile) -> str | None:
-    """The archive's top folder when it holds data.pkl, constants.pkl and code/ (TorchScript), else None."""
+    """The archive's top folder when it holds data.pkl, constants.pkl and code/ (TorchScript), else None.
+
+    One pass over the names into sets: linear in the number of entries (100,000 entries take
+    milliseconds, where a membership test in the list per candidate was quadratic)."""
     names = z.namelist()
+    have = set(names)
+    with_code = {n.split("/", 2)[0] for n in names if n.count("/") >= 2 and n.split("/", 2)[1] == "code"}
     for n in names:
         if n.endswith("/data.pkl") and n.count("/") == 1:
             prefix = n[: -len("/data.pkl")]
-            if f"{prefix}/constants.pkl" in names and any(m.startswith(f"{prefix}/code/") for m in names):
+            if f"{prefix}/constants.pkl" in have and prefix in with_code:
                 return prefix
     return None
 
 
+
 def _read_torchscript(p: Path, z: zipfile.ZipFile) -> dict[str, Tensor]:
     prefix = _torchscript_prefix(z)
-    order = z.read(f"{prefix}/byteorder").decode().strip() if f"{prefix}/byteorder" in z.namelist() else "little"
+    check_declared_sizes(p, z)
+    order = bytes(read_member(z, f"{prefix}/byteorder", str(p), 64)).decode().strip() \
+        if f"{prefix}/byteorder" in z.NameToInfo else "little"
     if order != "little":
         raise VitcliError(str(p), f"TorchScript archive saved with {order}-endian storages, which are not supported")
     try:
-        root = _TorchScriptUnpickler(z.read(f"{prefix}/data.pkl"), z, prefix, str(p)).load()
+        pickled = bytes(read_member(z, f"{prefix}/data.pkl", str(p), MAX_PICKLE_BYTES))
+        root = _TorchScriptUnpickler(pickled, z, prefix, str(p)).load()
     except VitcliError:
         raise
     except Exception as e:  # malformed pickle: say so, never fall back to torch.jit.load
         raise VitcliError(str(p), f"not a readable TorchScript archive ({_short(e)})") from None
     tensors: dict[str, Tensor] = {}
     _walk(root, "", tensors)
+    check_key_count(p, len(tensors))
     if not tensors:
         raise VitcliError(str(p), "TorchScript archive holds no tensors")
     return tensors

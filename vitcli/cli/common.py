@@ -4,6 +4,7 @@ Only typer and the standard library at import time: `vitcli --help` must stay fa
 derived from the API's and core's `Literal`s, so there is one list of each.
 """
 
+import contextvars
 import dataclasses
 import functools
 import inspect
@@ -97,7 +98,47 @@ class ModelOptions:
     eps: Annotated[Optional[float], typer.Option("--eps", metavar="X", help="With --weights: LayerNorm epsilon, when the family default is not the one the weights were trained with.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
     activation: Annotated[Optional[str], typer.Option("--activation", metavar="NAME", help="With --weights: the MLP activation gelu, gelu_tanh or quick_gelu, which weights cannot show.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
     online: Annotated[bool, typer.Option("--online", metavar="", help="Let hf-hub: and timm: names download what the local Hugging Face cache lacks (otherwise the cache alone is read, with no network).", rich_help_panel=MODEL_PANEL)] = False
+    family: Annotated[Optional[str], typer.Option("--family", metavar="NAME", help="With --weights: read the checkpoint as this layout (timm, timm-eva, timm-pe, timm-pe-spatial, hf-vit, clip, …; info lists it as layout) instead of recognising it from its keys.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
     strict: Annotated[bool, typer.Option("--strict/--no-strict", metavar="", help="Refuse checkpoints with left-over or missing keys.", rich_help_panel=MODEL_PANEL)] = True
+
+
+# Every option that names a file to write (parameter name → option) and every one that names a file
+# read: one list, so that one check (`check_planned_outputs`) covers every command.
+OUTPUT_FILES = {"output": "-o", "grid_png": "--grid-png", "png": "--png", "similarity": "--similarity",
+                "rollout": "--rollout", "distance": "--distance", "plot_distance": "--plot-distance",
+                "masks": "--masks", "cosine": "--cosine", "save_qkv": "--save-qkv", "overlay": "--overlay"}
+OUTPUT_FOLDERS = {"output_dir": "--output-dir"}
+INPUT_FILES = ("images", "image", "to", "weights", "from_list", "unpatchify")
+_PLANNED: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("planned_outputs", default={})
+
+
+def check_planned_outputs(kwargs: dict[str, Any]) -> None:
+    """Before a command writes anything: `-` outputs (only one, never with --json, a usage error),
+    then each output's folder and name, and none of them naming an input."""
+    from vitcli.io.atomic import check_outputs
+
+    files = {opt: kwargs[name] for name, opt in OUTPUT_FILES.items() if isinstance(kwargs.get(name), str)}
+    on_stdout = [opt for opt, path in files.items() if path == "-"]
+    if on_stdout and kwargs.get("as_json"):
+        raise typer.BadParameter("--json puts only JSON on standard output: write this output to a file",
+                                 param_hint=f"'{on_stdout[0]} -'")
+    if len(on_stdout) > 1:
+        raise typer.BadParameter(f"{on_stdout[0]} - also writes to standard output: give one of them a file",
+                                 param_hint=f"'{on_stdout[1]} -'")
+    if files.get("--rollout", "-") != "-":  # its picture goes beside it (vitcli.api.attend_report.rollout_png_path)
+        from pathlib import Path
+
+        files["--rollout (its .png)"] = str(Path(files["--rollout"]).with_suffix(".png"))
+    folders = {opt: kwargs[name] for name, opt in OUTPUT_FOLDERS.items() if isinstance(kwargs.get(name), str)}
+    inputs: list[Any] = []
+    for name in INPUT_FILES:
+        value = kwargs.get(name)
+        inputs += value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    target = kwargs.get("target")
+    if isinstance(target, str) and target.startswith("image:"):
+        inputs.append(target[len("image:"):])
+    check_outputs(files, folders, inputs)
+    _PLANNED.set(files)
 
 
 def image_spec(opts: ImageOptions) -> Any:
@@ -124,6 +165,9 @@ def gather(images: list[str] | None, opts: ImageOptions, batch: BatchOptions) ->
     if not images and batch.from_list is None:
         raise typer.BadParameter("give at least one IMAGE (a file, folder or glob) or --from-list FILE", param_hint="IMAGE")
     found = load_images(images or [], recursive=batch.recursive, from_list=batch.from_list)
+    from vitcli.io.atomic import refuse_inputs
+
+    refuse_inputs(_PLANNED.get(), found.items)  # a folder or glob may hold an output's file
     return replace(found, spec=image_spec(opts), many=found.many or batch.output_dir is not None)
 
 
@@ -135,7 +179,8 @@ def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: st
     return load_model(opts.weights or opts.model, device=opts.device, dtype=opts.dtype, seed=opts.seed,
                       strict=opts.strict, patch_size=patch, dim=opts.dim, depth=opts.depth, heads=opts.heads,
                       mlp_ratio=opts.mlp_ratio, class_token=False if opts.no_cls else None, posenc=posenc,
-                      native_size=opts.native_size, eps=opts.eps, activation=opts.activation, online=opts.online)
+                      native_size=opts.native_size, eps=opts.eps, activation=opts.activation, online=opts.online,
+                      family=opts.family)
 
 
 class Output:
@@ -248,6 +293,7 @@ def with_options(**groups: type) -> Callable[[Callable[..., Any]], Callable[...,
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
+            check_planned_outputs(kwargs)
             for arg, cls in groups.items():
                 kwargs[arg] = cls(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls)})
             return command(**kwargs)

@@ -48,6 +48,9 @@ def _table(doc: dict[str, Any], list_ignored: bool = False) -> Any:
         ("prefix tokens", doc["prefix_tokens"]),
         ("pooling / head", f"{m['pooling']} / {m['num_classes'] or 'none'}"),
     ]
+    if m.get("layout"):
+        rows.append(("layout (--family)", m["layout"]))
+        rows += [("layout note", n) for n in m.get("layout_notes", [])]
     rows += [(f"part: {k}", v) for k, v in m.get("parts", {}).items()]
     rows += [(f"preprocess {k}", str(v)) for k, v in doc.get("preprocess", {}).items()]
     summary = doc.get("ignored_summary") or {}

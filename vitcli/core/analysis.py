@@ -194,6 +194,17 @@ def cosine_similarity_matrix(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor
     return a @ b.transpose(-2, -1)
 
 
+def _eigh_one_thread(scatter: Tensor) -> tuple[Tensor, Tensor]:
+    """torch.linalg.eigh on one thread: threaded LAPACK spins when the cores are busy (ViT-B's 768×768
+    took 3-15 s on a loaded 2-core machine, against 0.3 s on one thread, loaded or not)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.eigh(scatter)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def pca(x: Tensor, k: int, center: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """The first k principal components of the rows of x (M, D): components (k, D) with a fixed
     sign (largest-magnitude entry positive), projections (M, k), and explained variance ratio (k,).
@@ -205,7 +216,7 @@ def pca(x: Tensor, k: int, center: bool = True) -> tuple[Tensor, Tensor, Tensor]
     x = x.double()
     mean = x.mean(dim=0, keepdim=True) if center else torch.zeros_like(x[:1])
     centred = x - mean  # (M, D)
-    values, vectors = torch.linalg.eigh(centred.T @ centred)  # ascending, (D,), (D, D)
+    values, vectors = _eigh_one_thread(centred.T @ centred)  # ascending, (D,), (D, D)
     k = min(k, *x.shape)
     var = values.flip(0).clamp_min(0.0)  # (D,) largest first: the squared singular values
     comps = vectors.flip(1)[:, :k].T  # (k, D)

@@ -1,12 +1,15 @@
-"""The attention-pool head (MAP, "multihead attention pooling"; SigLIP): a learned probe attends
-over every final token, and its output, through a residual MLP, is the image embedding.
+"""The attention-pool head (MAP, "multihead attention pooling"; SigLIP, PE, AIMv2): a learned probe
+attends over every final token, and its output is the image embedding.
 
     q = latent·W_q (1, D),  K, V = tokens·W_kv (T, 2D),  A = softmax(q·Kᵀ/√d) (H, 1, T)
     y = proj(A·V),  pooled = y + mlp(norm(y))
 
-Keys are timm's `AttentionPoolLatent` (attn_pool.latent, .q, .kv, .proj, .norm, .mlp.fc1/.fc2);
-transformers' `head.probe` / `head.attention` (nn.MultiheadAttention) / `head.layernorm` /
-`head.mlp` map onto them. The probe's row A is what `attend --query cls` shows on a model without
+Its variants are config data: `pool_query_proj` (W_q; AIMv2's head queries with the latent itself),
+`pool_qkv_bias` (biases of W_q, W_kv) and `pool_mlp` (the residual norm + MLP; AIMv2 has none, so
+pooled = y). Keys are timm's `AttentionPoolLatent` (attn_pool.latent, .q, .kv, .proj, .norm,
+.mlp.fc1/.fc2); transformers' SigLIP `head.probe` / `head.attention` (nn.MultiheadAttention) /
+`head.layernorm` / `head.mlp` and AIMv2's `head.cls_token` / `head.k_proj` + `v_proj` /
+`head.output_proj` map onto them. The probe's row A is what `attend --query cls` shows on a model without
 a class token: the probe stands in for it. A key mask (B, T) of padding is honoured (NaFlex).
 """
 
@@ -31,16 +34,17 @@ class AttentionPool(nn.Module):
         self.head_dim = d // self.heads
         self.scale = self.head_dim**-0.5
         self.latent = nn.Parameter(torch.zeros(1, 1, d))
-        self.q = nn.Linear(d, d)
-        self.kv = nn.Linear(d, 2 * d)
+        self.q = nn.Linear(d, d, bias=config.pool_qkv_bias) if config.pool_query_proj else None
+        self.kv = nn.Linear(d, 2 * d, bias=config.pool_qkv_bias)
         self.proj = nn.Linear(d, d)
-        self.norm = make_norm(config.norm, d, config.eps)
-        self.mlp = Mlp(d, config.pool_mlp_dim or config.mlp_dim, config.activation)
+        self.norm = make_norm(config.norm, d, config.eps) if config.pool_mlp else None
+        self.mlp = Mlp(d, config.pool_mlp_dim or config.mlp_dim, config.activation) if config.pool_mlp else None
 
     def attend(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Probe query (B, H, 1, d), keys and values (B, H, T, d) and the score bias (B, 1, 1, T) or None."""
         b, t, _ = x.shape
-        q = self.q(self.latent).reshape(1, 1, self.heads, self.head_dim).transpose(1, 2).expand(b, -1, -1, -1)
+        q = self.latent if self.q is None else self.q(self.latent)  # (1, 1, D)
+        q = q.reshape(1, 1, self.heads, self.head_dim).transpose(1, 2).expand(b, -1, -1, -1)
         k, v = self.kv(x).reshape(b, t, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         bias = None
         if mask is not None:  # (B, T) True for real tokens
@@ -54,11 +58,15 @@ class AttentionPool(nn.Module):
         return torch.softmax(scores if bias is None else scores + bias, dim=-1)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """(B, T, D) final tokens → (B, 1, D) pooled token."""
+        """(B, T, D) final tokens → (B, 1, D) pooled token. SDPA's math kernel, as for Block.prefix_rows:
+        the fused CPU kernel splits one query row's keys over the threads, so bits would follow the thread count."""
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
         q, k, v, bias = self.attend(x, mask)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, 1, d)
+        with sdpa_kernel(SDPBackend.MATH):
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, 1, d)
         y = self.proj(y.transpose(1, 2).reshape(x.shape[0], 1, -1))  # (B, 1, D)
-        return y + self.mlp(self.norm(y))
+        return y if self.mlp is None else y + self.mlp(self.norm(y))
 
 
 __all__ = ["AttentionPool"]

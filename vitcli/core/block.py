@@ -68,14 +68,19 @@ class Block(nn.Module):
         """The first `rows` tokens' output (B, rows, D), attending to all keys, image by image.
 
         A loop over the batch axis (tiny matmuls on `rows` rows): SDPA with few query rows and
-        Linear on few rows give other bits batched than alone, so these shapes never see B.
+        Linear on few rows give other bits batched than alone, so these shapes never see B. SDPA's
+        math kernel here: the fused CPU kernel splits the keys of a few query rows over the threads,
+        so its bits would change with the thread count (a Ray actor's rows would not be the local ones).
         """
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
         q, k, v = qkv
         out = []
-        for b in range(x.shape[0]):
-            y, _ = self.attn.mix(q[b:b + 1, :, :rows], k[b:b + 1], v[b:b + 1],
-                                 bias=bias_rows(bias_image(bias, b), slice(0, rows)))  # (1, H, rows, d)
-            out.append(self.residual(x[b:b + 1, :rows], self.attn.merge(y)))  # (1, rows, D)
+        with sdpa_kernel(SDPBackend.MATH):
+            for b in range(x.shape[0]):
+                y, _ = self.attn.mix(q[b:b + 1, :, :rows], k[b:b + 1], v[b:b + 1],
+                                     bias=bias_rows(bias_image(bias, b), slice(0, rows)))  # (1, H, rows, d)
+                out.append(self.residual(x[b:b + 1, :rows], self.attn.merge(y)))  # (1, rows, D)
         return torch.cat(out)
 
     def forward(self, x: Tensor, return_weights: bool = False, queries: Sequence[int] | None = None, *,

@@ -23,7 +23,8 @@ checkpoint loader maps each family onto them with a key table and a few flags):
   norm.weight / .bias (D)                                  [if final_norm]
   fc_norm.weight / .bias (D)                               [if fc_norm: LN after pooling]
   attn_pool.latent (1, 1, D), attn_pool.q / .kv (2D, D) / .proj / .norm / .mlp.fc1 / .mlp.fc2
-                                                           [if pooling == "map": the probe]
+                                                           [if pooling == "map": the probe; q if
+                                                           pool_query_proj, norm and mlp if pool_mlp]
   rel_pos_bias.relative_position_bias_table ((2R-1)(2C-1)+3, H)   [if rel_pos_bias == "shared";
                                                            per block blocks.{i}.rel_pos_bias.*]
   patch_embed.norm.weight (D)                              [if patch_norm]
@@ -106,6 +107,9 @@ class ViTConfig:
     # The attention-pool probe's own shape when it differs from the blocks' (PE: 8 heads, MLP 4·D).
     pool_heads: int | None = None  # None: `heads`
     pool_mlp_dim: int | None = None  # None: `mlp_dim`
+    pool_query_proj: bool = True  # attn_pool.q on the latent (timm MAP); AIMv2's head queries with the latent itself
+    pool_qkv_bias: bool = True  # biases of attn_pool.q / .kv (AIMv2: its qkv_bias, off in apple's models)
+    pool_mlp: bool = True  # attn_pool.norm + .mlp, a residual after proj (timm MAP); AIMv2's head has none
     extra: dict = field(default_factory=dict, compare=False)  # family notes for `info`
 
     @property

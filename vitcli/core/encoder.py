@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vitcli.core.attention import AttentionDetail
-from vitcli.core.block import QKV, Block, LayerScale
+from vitcli.core.block import QKV, Block
 from vitcli.core.capture import Capture, Plan
 from vitcli.core.config import ViTConfig
 from vitcli.core.embedding import Impl, PatchEmbed
@@ -85,33 +85,11 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(d, n, bias=config.head_bias) if n else nn.Identity()
         self.head_dist = nn.Linear(d, n, bias=config.head_bias) if n and config.distilled else None
 
-    @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator) -> None:
-        """Set every parameter and buffer from a CPU generator: weights N(0, 1/fan_in), tokens N(0, 1/D).
+    def reset_parameters(self, seed: int = 0) -> None:
+        """Set every parameter and buffer from `seed` (the rule and its per-tensor seeds: core/init.py)."""
+        from vitcli.core.init import draw
 
-        Draws in module order (patch_embed, each block's qkv, proj, fc1, fc2, head, head_dist), then
-        the tokens, then a learned table: the order `--seed` reproducibility rests on.
-        """
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                _normal_(module.weight, module.weight[0].numel() ** -0.5, generator)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.fill_(0.0)
-            elif isinstance(module, nn.RMSNorm):
-                module.weight.fill_(1.0)
-            elif isinstance(module, LayerScale):
-                module.gamma.fill_(1.0)
-            elif isinstance(module, RelativePositionBias):
-                module.relative_position_bias_table.zero_()
-        latent = self.attn_pool.latent if self.attn_pool is not None else None
-        for p in (self.cls_token, self.dist_token, self.reg_tokens, latent):
-            if p is not None:
-                _normal_(p, self.config.dim**-0.5, generator)
-        if self.pos_embed is not None:  # learned: D**-0.5·randn; sin-cos: the fixed table again
-            self.pos_embed.copy_(self.position.initial_table(generator))
+        draw(self, seed)
 
     @property
     def pooler(self) -> nn.Module | None:
@@ -229,11 +207,3 @@ class VisionTransformer(nn.Module):
         if capture.pool_attention and self.attn_pool is not None:
             out.pool_attention = self.attn_pool.weights(output)  # (B, H, 1, T)
         return out
-
-
-def _normal_(p: Tensor, std: float, generator: torch.Generator) -> None:
-    """Fill `p` in place with N(0, std²) from a CPU generator (no temporary, so no memory spike)."""
-    if p.device.type == "cpu" and p.dtype == torch.float32:
-        p.normal_(0.0, std, generator=generator)
-    else:  # draw the same float32 values on the CPU, then copy them over
-        p.copy_(torch.empty(p.shape).normal_(0.0, std, generator=generator))

@@ -25,9 +25,18 @@ def model_parts(config: ViTConfig) -> dict[str, str]:
         "attention": attention,
         "mlp": mlp + (" + sub-LN" if config.mlp_norm else ""),
         "norm": _NORM.get(config.norm, config.norm) + (", on patches too" if config.patch_norm else ""),
-        "pooling": _POOLING.get(config.pooling, config.pooling) + (" + fc_norm" if config.fc_norm else ""),
+        "pooling": _pool_words(config) + (" + fc_norm" if config.fc_norm else ""),
         "layer_scale": "yes" if config.layer_scale else "no",
     }
+
+
+def _pool_words(config: ViTConfig) -> str:
+    """The pooling's name; an attention pool says how it differs from timm's MAP (AIMv2's head)."""
+    words = _POOLING.get(config.pooling, config.pooling)
+    if config.pooling != "map":
+        return words
+    missing = [w for w, on in (("query projection", config.pool_query_proj), ("MLP", config.pool_mlp)) if not on]
+    return words + (f", no {' or '.join(missing)}" if missing else "")
 
 
 __all__ = ["model_parts"]

@@ -90,12 +90,38 @@ def build_model(config: ViTConfig, seed: int = 0, device: "torch.device | str" =
     """A model in eval mode with weights drawn from `seed` on the CPU: bit-identical per seed."""
     import torch
 
+    model = empty_model(config)
+    model.reset_parameters(seed)
+    return model.to(device=device, dtype=dtype or torch.float32).eval()
+
+
+def empty_model(config: ViTConfig) -> "VisionTransformer":
+    """The model on the CPU with uninitialised weights (allocated, not yet touched: no time, no memory)."""
     from vitcli.core.encoder import VisionTransformer
 
     with _no_default_init():
-        model = VisionTransformer(config)  # on the CPU (the meta device would import ~150 MB of torch)
-    model.reset_parameters(torch.Generator().manual_seed(seed))
-    return model.to(device=device, dtype=dtype or torch.float32).eval()
+        return VisionTransformer(config)  # on the CPU (the meta device would import ~150 MB of torch)
+
+
+def draw_tensor(config: ViTConfig, seed: int, key: str) -> "torch.Tensor":
+    """One tensor of `build_model(config, seed)`, drawn alone (float32, CPU): `figures filters` needs
+    the patch embedding, not 86M other weights."""
+    from vitcli.core.init import draw_one
+
+    return draw_one(empty_model(config), seed, key)
+
+
+def learned_table(config: ViTConfig, seed: int = 0) -> "torch.Tensor":
+    """The learned position table (rows + N, D) of `build_model(config, seed)`, without building it:
+    the model is laid out on the meta device and only the table is drawn (its generator is its own)."""
+    import torch
+
+    from vitcli.core.encoder import VisionTransformer
+    from vitcli.core.init import draw_one
+
+    with torch.device("meta"):
+        meta = VisionTransformer(config)
+    return draw_one(meta, seed, "pos_embed")[0]
 
 
 def count_params(model: "nn.Module") -> int:
@@ -164,5 +190,5 @@ def count_macs(config: ViTConfig, grid: tuple[int, int] | None = None) -> int:
     return patch + config.depth * block + heads
 
 
-__all__ = ["DEFAULT_PRESET", "PRESETS", "build_model", "config_params", "count_macs", "count_params",
-           "get_preset", "override", "validate"]
+__all__ = ["DEFAULT_PRESET", "PRESETS", "build_model", "config_params", "count_macs", "count_params", "draw_tensor",
+           "empty_model", "get_preset", "learned_table", "override", "validate"]

@@ -1,106 +1,24 @@
 """Writing outputs so that nothing on disk is ever half-written.
 
-Every file goes to a temporary name in the target folder and is renamed into place only when
-complete, so an existing file is replaced by a whole new one or not at all. `-` means standard
-output. Devices and pipes (e.g. /dev/full, /dev/null) are written directly, since they cannot be
+Every file goes through vitcli.io.atomic: a temporary name in the target folder, renamed into
+place only when complete, so an existing file is replaced by a whole new one or not at all.
+`-` means standard output. Devices and pipes (e.g. /dev/full, /dev/null) are written directly, since they cannot be
 renamed over.
 """
 
 import io
-import os
-import stat
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import BinaryIO
 
 import numpy as np
 
 from vitcli.errors import VitcliError
+from vitcli.io.atomic import _umask, atomic_file, check_target, is_special, os_problem  # noqa: F401 - _umask re-exported
 
-
-def _check_target(path: Path) -> None:
-    """Fail early, with one line, when `path` cannot be an output file."""
-    try:
-        _check_folder(path)
-    except OSError as e:  # a name too long for the file system, a loop of links, …
-        raise VitcliError(str(path), f"cannot write: {e.strerror or e}") from None
-
-
-def _check_folder(path: Path) -> None:
-    folder = path.parent
-    if path.is_dir():
-        raise VitcliError(str(path), "is a directory; give a file name")
-    if not folder.exists():
-        raise VitcliError(str(path), f"folder {folder} does not exist")
-    if not folder.is_dir():
-        raise VitcliError(str(path), f"{folder} is not a folder")
-
-
-def _is_special(path: Path) -> bool:
-    """True for devices, pipes and sockets, which are written in place."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return not stat.S_ISREG(mode)
-
-
-def _os_problem(e: OSError) -> str:
-    """The OS's words for a failed write; numpy's short write (no errno) is a full device."""
-    if e.errno is None and "requested and" in str(e):  # ndarray.tofile: "N requested and M written"
-        return f"No space left on device ({str(e).replace('requested', 'bytes requested')})"
-    return e.strerror or str(e)
-
-
-@contextmanager
-def atomic_writer(path: str) -> Iterator[BinaryIO]:
-    """Yield a binary file; on success it replaces `path` whole, on any failure nothing changes."""
-    if path == "-":
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-        return
-    target = Path(path)
-    _check_target(target)
-    if _is_special(target):
-        try:
-            with open(target, "wb") as f:
-                yield f
-        except OSError as e:
-            raise VitcliError(path, f"cannot write: {_os_problem(e)}") from None
-        return
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    except OSError as e:
-        raise VitcliError(path, f"cannot write: {_os_problem(e)}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except OSError as e:
-        _remove(tmp)
-        raise VitcliError(path, f"cannot write: {_os_problem(e)}") from None
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _remove(tmp: str) -> None:
-    try:
-        os.unlink(tmp)
-    except OSError:
-        pass
+# The names this module had before vitcli.io.atomic became the one home of atomic writing.
+atomic_writer = atomic_file
+_check_target, _is_special, _os_problem = check_target, is_special, os_problem
 
 
 def write_bytes(path: str, produce: Callable[[BinaryIO], None]) -> None:
@@ -130,7 +48,11 @@ def load_npy(path: str) -> np.ndarray:
 
     try:
         if path == "-":
-            return np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)
+            from vitcli.core.budget import memory_limit
+            from vitcli.io.images import _read_capped
+
+            data = _read_capped(sys.stdin.buffer, path, (memory_limit(), "over the memory limit (--max-memory)"))
+            return np.load(io.BytesIO(data), allow_pickle=False)
         check_readable(path, "an .npy file")  # a FIFO would block np.load's open
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:

@@ -1,8 +1,10 @@
 """Streaming outputs for many images: one `.npy` with a batch axis plus an index, or one file each.
 
 Rows are written as they are computed, so memory is bounded by the batch, not the image count.
-Everything goes to temporary names beside the target and is renamed into place by `commit()`;
-`abort()` (or any exception inside `open_sink`) removes them and leaves earlier files untouched.
+Everything goes to temporary names beside the target (vitcli.io.atomic) and is renamed into place
+by `commit()`; `abort()` (or any exception inside `open_sink`) removes them and leaves earlier files
+untouched. An --output-dir folder is built beside DIR and swapped in whole (`swap_folder`); index
+lines are written in input order whatever order images fail in.
 
     with open_sink(output, output_dir, capacity=len(paths)) as sink:
         sink.add(rows, entries)   # rows (b, ...) for b images, entries: one dict each
@@ -11,9 +13,7 @@ Everything goes to temporary names beside the target and is renamed into place b
 
 import json
 import os
-import shutil
 import struct
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from vitcli.errors import VitcliError
-from vitcli.io.arrays import _check_target, _os_problem, _umask
+from vitcli.io.atomic import (MARK, check_folder, check_target, close_quietly, commit_file, discard, file_mode, guard,
+                              new_temp_file, new_temp_folder, swap_folder)
 # A file name byte that is not UTF-8 (held as a surrogate, Python's surrogateescape) is written as the
 # JSON escape \udcXX: the index stays valid UTF-8, and json.loads + os.fsencode give the bytes back.
 JSON_NAMES = "backslashreplace"
@@ -44,47 +45,68 @@ class Sink(Protocol):
     def abort(self) -> None: ...
 
 
+class _Ordered:
+    """Index lines kept in input order: a failed image is reported before the batch that precedes it."""
+
+    def __init__(self, paths: list[str], write: Any) -> None:
+        self.position: dict[str, list[int]] = {}
+        for i, p in enumerate(paths):
+            self.position.setdefault(p, []).append(i)
+        self.write, self.cursor, self.waiting = write, 0, {}
+
+    def put(self, entry: dict[str, Any]) -> None:
+        slots = self.position.get(entry.get("path", ""))
+        if not slots:
+            return self.write(entry)
+        self.waiting[slots.pop(0)] = entry
+        while self.cursor in self.waiting:
+            self.write(self.waiting.pop(self.cursor))
+            self.cursor += 1
+
+    def drain(self) -> None:
+        for k in sorted(self.waiting):
+            self.write(self.waiting.pop(k))
+
+
 class _Index:
     """The `.index.jsonl` lines, written to a temporary file as images finish."""
 
     def __init__(self, target: Path) -> None:
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        fd, self.tmp = new_temp_file(target)
         self.file = os.fdopen(fd, "w", encoding="utf-8", errors=JSON_NAMES)
         self.target = target
 
     def write(self, entry: dict[str, Any]) -> None:
-        self.file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        guard(self.target, lambda: self.file.write(json.dumps(entry, ensure_ascii=False) + "\n"))
 
     def close(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+        guard(self.target, lambda: (self.file.flush(), os.fsync(self.file.fileno()), self.file.close()))
 
 
 class ArraySink:
     """One `.npy` of shape (rows, ...) streamed to a temporary file, plus its index."""
 
-    def __init__(self, output: str, capacity: int, index: Any = None) -> None:
+    def __init__(self, output: str, capacity: int, index: Any = None, paths: list[str] | None = None) -> None:
         """`index(target)`: what writes the index lines (default: `.index.jsonl` beside the array)."""
         self.target = Path(output)
-        _check_target(self.target)
+        check_target(self.target)
         self.capacity, self.rows = capacity, 0
         self.row_shape: tuple[int, ...] | None = None
         self.dtype: np.dtype | None = None
         self.first_path = ""
         self.file: Any = None
         self.tmp: str | None = None
-        self.index = _guard(output, index or (lambda: _Index(Path(index_path(output)))))
+        self.index = guard(output, index or (lambda: _Index(Path(index_path(output)))))
+        self.lines = _Ordered(paths or [], self.index.write)
 
     def _open(self, rows: np.ndarray, path: str) -> None:
         """Create the temporary `.npy` with room for `capacity` rows shaped like these."""
         self.row_shape, self.dtype, self.first_path = rows.shape[1:], rows.dtype, path
-        fd, self.tmp = _guard(str(self.target), lambda: tempfile.mkstemp(
-            prefix=f".{self.target.name}.", suffix=".part", dir=self.target.parent))
+        fd, self.tmp = new_temp_file(self.target)
         self.file = os.fdopen(fd, "wb")
         header = {"descr": np.lib.format.dtype_to_descr(rows.dtype), "fortran_order": False,
                   "shape": (self.capacity, *self.row_shape)}
-        np.lib.format.write_array_header_1_0(self.file, header)
+        guard(self.target, lambda: np.lib.format.write_array_header_1_0(self.file, header))
         self.header_len = self.file.tell()
 
     def add(self, rows: np.ndarray, entries: list[dict[str, Any]]) -> None:
@@ -95,28 +117,25 @@ class ArraySink:
             raise VitcliError(entries[0].get("path", "?"), (
                 f"gives shape {list(rows.shape[1:])} {rows.dtype}, but {self.first_path} gave "
                 f"{list(self.row_shape or ())} {self.dtype}: one array needs one size (use a fixed --size, or --output-dir)"))
-        _guard(str(self.target), lambda: self.file.write(np.ascontiguousarray(rows).data))
+        guard(self.target, lambda: self.file.write(np.ascontiguousarray(rows).data))
         for entry in entries:
-            self.index.write({**entry, "row": self.rows})
+            self.lines.put({**entry, "row": self.rows})
             self.rows += 1
 
     def skip(self, entry: dict[str, Any]) -> None:
-        self.index.write({**entry, "row": None})
+        self.lines.put({**entry, "row": None})
 
     def commit(self) -> None:
-        """Fix the header when images were skipped, fsync, rename the array and the index into place."""
+        """Fix the header when images were skipped, fsync, rename the index then the array into place."""
         if self.file is None:
             raise VitcliError(str(self.target), "no image could be processed, nothing written")
+        self.lines.drain()
         if self.rows != self.capacity:
-            self._shrink()
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+            guard(self.target, self._shrink)
+        guard(self.target, lambda: (self.file.flush(), os.fsync(self.file.fileno()), self.file.close()))
         self.index.close()
-        mode = 0o666 & ~_umask()
-        for tmp, target in ((self.index.tmp, self.index.target), (self.tmp, self.target)):
-            os.chmod(tmp, mode)
-            _guard(str(target), lambda: os.replace(tmp, target))  # noqa: B023
+        commit_file(self.index.tmp, self.index.target)
+        commit_file(self.tmp, self.target)
 
     def _shrink(self) -> None:
         """Rewrite the header for the rows actually written (same length) and cut the file there."""
@@ -129,25 +148,31 @@ class ArraySink:
         self.file.truncate(self.header_len + self.rows * row_bytes)
 
     def abort(self) -> None:
-        for f in (self.file, self.index.file):
-            if f is not None and not f.closed:
-                f.close()
-        for tmp in (self.tmp, self.index.tmp):
-            _remove(tmp)
+        """Throw the temporary files away; never raises (a full disk fails the closing flush too)."""
+        close_quietly(self.file)
+        close_quietly(getattr(self.index, "file", None))
+        discard(self.tmp, getattr(self.index, "tmp", None))
 
 
 class FolderSink:
-    """One `.npy` per image in a folder, plus `index.jsonl`; staged in a hidden folder until commit."""
+    """One `.npy` per image plus `index.jsonl`, built in a new folder beside DIR and swapped in whole.
+
+    DIR may be missing, empty, or an earlier run's output (every file listed in its index.jsonl);
+    anything else in it is refused, since the commit replaces the folder as one unit."""
 
     def __init__(self, folder: str, paths: list[str]) -> None:
-        self.folder = Path(folder)
-        if self.folder.exists() and not self.folder.is_dir():
-            raise VitcliError(folder, "is not a folder")
-        _guard(folder, lambda: self.folder.mkdir(parents=True, exist_ok=True))
-        self.stage = Path(_guard(folder, lambda: tempfile.mkdtemp(prefix=".vitcli-", dir=self.folder)))
+        self.shown = Path(folder)
+        check_folder(folder)
+        self.folder = Path(os.path.realpath(folder))  # through a symlink, the folder it names
+        _check_replaceable(self.folder, folder)
+        self.stage = new_temp_folder(self.folder)
         self.names = output_names(paths)
         self.rows = 0
-        self.index = open(self.stage / "index.jsonl", "w", encoding="utf-8", errors=JSON_NAMES)
+        self.index = guard(self.shown / "index.jsonl", lambda: open(self.stage / "index.jsonl", "w", encoding="utf-8", errors=JSON_NAMES))
+        self.lines = _Ordered(paths, self._line)
+
+    def _line(self, entry: dict[str, Any]) -> None:
+        guard(self.shown / "index.jsonl", lambda: self.index.write(json.dumps(entry, ensure_ascii=False) + "\n"))
 
     def add(self, rows: np.ndarray, entries: list[dict[str, Any]]) -> None:
         """Write each row (its own shape) to its own file in the staging folder."""
@@ -158,32 +183,60 @@ class FolderSink:
         """One image's array (any shape) to its own file; images of different sizes are fine here."""
         name = self.names[entry["path"]]
         dest = self.stage / name
-        _guard(str(self.folder / name), lambda: (dest.parent.mkdir(parents=True, exist_ok=True),
-                                                  np.save(dest, np.ascontiguousarray(array), allow_pickle=False)))
-        self.index.write(json.dumps({**entry, "file": name}, ensure_ascii=False) + "\n")
+        guard(self.shown / name, lambda: (dest.parent.mkdir(parents=True, exist_ok=True),
+                                          np.save(dest, np.ascontiguousarray(array), allow_pickle=False)))
+        self.lines.put({**entry, "file": name})
         self.rows += 1
 
     def skip(self, entry: dict[str, Any]) -> None:
-        self.index.write(json.dumps({**entry, "file": None}, ensure_ascii=False) + "\n")
+        self.lines.put({**entry, "file": None})
 
     def commit(self) -> None:
-        """Move every staged file into the folder (replacing older ones), then the index."""
+        """Close the index, fsync, and swap the new folder in for the old one in one step."""
         if self.rows == 0:
-            raise VitcliError(str(self.folder), "no image could be processed, nothing written")
-        self.index.close()
-        mode = 0o666 & ~_umask()
-        staged = sorted(p for p in self.stage.rglob("*") if p.is_file() and p.name != "index.jsonl")
-        for p in [*staged, self.stage / "index.jsonl"]:
-            rel = p.relative_to(self.stage)
-            (self.folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(p, mode)
-            _guard(str(self.folder / rel), lambda: os.replace(p, self.folder / rel))  # noqa: B023
-        shutil.rmtree(self.stage, ignore_errors=True)
+            raise VitcliError(str(self.shown), "no image could be processed, nothing written")
+        self.lines.drain()
+        index = self.shown / "index.jsonl"
+        guard(index, lambda: (self.index.flush(), os.fsync(self.index.fileno()), self.index.close()))
+        mode = file_mode()
+        for p in self.stage.rglob("*"):
+            if p.is_file():
+                guard(self.shown / p.relative_to(self.stage), lambda: os.chmod(p, mode))  # noqa: B023
+        swap_folder(self.stage, self.folder)
 
     def abort(self) -> None:
-        if not self.index.closed:
-            self.index.close()
-        shutil.rmtree(self.stage, ignore_errors=True)
+        close_quietly(self.index)
+        discard(str(self.stage))
+
+
+def _check_replaceable(folder: Path, shown: str) -> None:
+    """An existing output folder may hold only an earlier run's files (those its index lists)."""
+    if not folder.is_dir():
+        return
+    listed = {"index.jsonl"}
+    try:
+        with open(folder / "index.jsonl", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    name = json.loads(line).get("file")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(name, str):
+                    listed.add(name)
+    except OSError:
+        pass
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not _temporary(d)]
+        for f in files:
+            rel = os.path.relpath(os.path.join(root, f), folder)
+            if rel not in listed and not _temporary(f):
+                raise VitcliError(shown, f"holds {rel}, which no earlier run wrote (it is not in its index.jsonl): "
+                                  "--output-dir replaces the folder whole; give a new or empty folder")
+
+
+def _temporary(name: str) -> bool:
+    """A temporary name of vitcli's (this version's, or the staging names of earlier ones)."""
+    return MARK in name or name.startswith(".vitcli-") or (name.startswith(".") and name.endswith(".part"))
 
 
 def output_names(paths: list[str]) -> dict[str, str]:
@@ -209,7 +262,7 @@ def open_sink(output: str | None, output_dir: str | None, paths: list[str]) -> I
     if not output and not output_dir:
         yield None
         return
-    sink: Sink = FolderSink(output_dir, paths) if output_dir else ArraySink(output, len(paths))  # type: ignore[arg-type]
+    sink: Sink = FolderSink(output_dir, paths) if output_dir else ArraySink(output, len(paths), paths=paths)  # type: ignore[arg-type]
     try:
         yield sink
         sink.commit()
@@ -219,16 +272,9 @@ def open_sink(output: str | None, output_dir: str | None, paths: list[str]) -> I
 
 
 def _guard(name: str, action: Any) -> Any:
-    """Run `action()`, turning an OSError into the one-line error naming `name`."""
-    try:
-        return action()
-    except OSError as e:
-        raise VitcliError(name, f"cannot write: {_os_problem(e)}") from None
+    """Run `action()`, turning an OSError into the one-line error naming `name` (see vitcli.io.atomic)."""
+    return guard(name, action)
 
 
 def _remove(path: str | None) -> None:
-    if path:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+    discard(path)

@@ -5,6 +5,8 @@ One module used by every subcommand, so that every command sees the same pixels.
 
 import io
 import math
+import os
+import stat
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -70,14 +72,58 @@ class LoadedImage:
         self.__dict__.pop("pixels", None)
 
 
-def _read_bytes(path: str) -> bytes:
-    """The file's bytes, or standard input's for '-', with one-line errors."""
+BYTES_PER_PIXEL_AT_MOST = 8  # 16-bit RGBA stored raw: no image file of N pixels needs more than 8·N bytes
+FILE_SLACK = 1 << 20  # headers, metadata, a colour profile
+READ_CHUNK = 1 << 20
+
+
+def file_cap(max_pixels: int, max_memory: int | None = None) -> tuple[int, str]:
+    """The most bytes an image file of at most `max_pixels` pixels can hold, within the memory limit,
+    and why (the option that sets it)."""
+    by_pixels = max_pixels * BYTES_PER_PIXEL_AT_MOST + FILE_SLACK
+    if max_memory is not None and max_memory < by_pixels:
+        return max_memory, "over the memory limit (--max-memory)"
+    return by_pixels, f"more than an image of at most {max_pixels:,} pixels can hold (--max-pixels)"
+
+
+def _read_capped(f, path: str, cap: tuple[int, str]) -> bytes:
+    """At most cap[0] bytes of a stream, read a chunk at a time; an endless or huge stream stops at the cap."""
+    limit, why = cap
+    chunks, total = [], 0
+    while True:
+        chunk = f.read(min(READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise VitcliError(path, f"more than {_size_text(limit)} of data: {why}")
+
+
+def _size_text(n: int) -> str:
+    from vitcli.core.budget import format_bytes
+
+    return format_bytes(n)
+
+
+def _read_bytes(path: str, cap: tuple[int, str] = (1 << 62, "")) -> bytes:
+    """The file's bytes, or standard input's for '-', at most cap[0] of them, with one-line errors."""
     if path == "-":
-        return sys.stdin.buffer.read()
+        try:
+            mode = os.fstat(sys.stdin.fileno()).st_mode
+        except (OSError, ValueError, io.UnsupportedOperation):  # not a file descriptor (an in-memory stream)
+            mode = stat.S_IFIFO
+        if (stat.S_ISCHR(mode) and not sys.stdin.isatty()) or stat.S_ISBLK(mode):  # `< /dev/zero`
+            raise VitcliError(path, "standard input is a device, not an image file")
+        return _read_capped(sys.stdin.buffer, path, cap)
     p = Path(path)
     try:
         check_readable(path)  # before opening: a FIFO blocks the opener, /dev/zero never ends
-        return p.read_bytes()
+        with open(p, "rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size > cap[0]:  # checked before reading (a sparse 3 GB file)
+                raise VitcliError(path, f"the file holds {_size_text(st.st_size)}: {cap[1]}")
+            return _read_capped(f, path, cap)
     except FileNotFoundError:
         raise VitcliError(path, "no such file") from None
     except IsADirectoryError:
@@ -169,14 +215,15 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> tuple[Image.Im
 
 def load_image(
     path: str, background: tuple[int, int, int] = (255, 255, 255), max_pixels: int = DEFAULT_MAX_PIXELS,
-    draft: int | None = None,
+    draft: int | None = None, max_memory: int | None = None,
 ) -> LoadedImage:
     """Read a file (or '-' for standard input) as upright 8-bit RGB.
 
     `draft` (see `_open`) may decode a large JPEG at a reduced scale; `original_size` stays the
-    file's own size, `pixels` are the reduced ones.
+    file's own size, `pixels` are the reduced ones. At most `file_cap(max_pixels, max_memory)`
+    bytes are read: a file or stream larger than any image under the pixel limit is refused.
     """
-    data = _read_bytes(path)
+    data = _read_bytes(path, file_cap(max_pixels, max_memory))
     img = _open(path, data, max_pixels, draft)
     try:
         return _upright_rgb(path, img, background)

@@ -15,6 +15,7 @@ them (`vitcli.io.files.check_readable`).
 import fnmatch
 import glob
 import os
+import stat
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -132,16 +133,50 @@ def _matches(parts: list[str], names: list[str]) -> bool:
     return fnmatch.fnmatchcase(names[0], parts[0]) and _matches(parts[1:], names[1:])
 
 
+MAX_LIST_LINE = 4096  # bytes: PATH_MAX on Linux; a longer line is no path (a device, a binary file)
+MAX_LIST_LINES = 10_000_000
+MAX_LIST_BYTES = 1 << 30
+
+
 def read_list(path: str) -> list[str]:
-    """One path per line ('-': standard input); blank lines and lines starting with # skipped."""
+    """One path per line ('-': standard input); blank lines and lines starting with # skipped.
+
+    Read a line at a time, each at most MAX_LIST_LINE bytes, at most MAX_LIST_LINES lines and
+    MAX_LIST_BYTES in all: a device or an endless stream stops at a bound instead of filling memory."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        if path == "-":
+            return _list_lines(getattr(sys.stdin, "buffer", sys.stdin), path)
+        mode = os.stat(path).st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+            raise VitcliError(path, "is a device, not a list of paths")
+        with open(path, "rb") as f:
+            return _list_lines(f, path)
     except FileNotFoundError:
         raise VitcliError(path, "no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise VitcliError(path, f"cannot read the list: {getattr(e, 'strerror', None) or e}") from None
-    lines = [line.strip() for line in text.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _list_lines(f, path: str) -> list[str]:
+    """The kept lines of a binary stream, within the bounds of `read_list`."""
+    out: list[str] = []
+    total = 0
+    for number in range(1, MAX_LIST_LINES + 2):
+        raw = f.readline(MAX_LIST_LINE + 1)
+        if not raw:
+            return out
+        if number > MAX_LIST_LINES:
+            raise VitcliError(path, f"more than {MAX_LIST_LINES:,} lines: not a list of image paths")
+        total += len(raw)
+        if len(raw) > MAX_LIST_LINE and raw[-1:] not in (b"\n", "\n"):
+            raise VitcliError(path, f"line {number:,} is longer than {MAX_LIST_LINE} bytes: not a path "
+                              "(a device or a binary file?)")
+        if total > MAX_LIST_BYTES:
+            raise VitcliError(path, f"more than {MAX_LIST_BYTES >> 20:,} MiB: not a list of image paths")
+        line = (raw.decode() if isinstance(raw, bytes) else raw).strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out  # pragma: no cover (the loop returns or raises)
 
 
 def draft_size(requested: tuple[int, int] | None, fit: str) -> int | None:

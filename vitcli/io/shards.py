@@ -180,11 +180,16 @@ def _difference(old_list: Path, listing: str) -> str:
 
 
 def _remove_stale(root: Path) -> None:
-    """Temporary files a killed run left behind (hidden `.NAME.*.part`)."""
+    """Temporary files a killed run left behind: this version's only when their writer is dead
+    (vitcli.io.atomic.sweep), older versions' hidden `.NAME.*.part` always."""
+    from vitcli.io.atomic import MARK, sweep
+
     for sub in (root, root / "img_emb", root / "metadata"):
         if sub.is_dir():
+            sweep(sub)
             for p in sub.glob(".*.part"):
-                _unlink(str(p))
+                if MARK not in p.name:
+                    _unlink(str(p))
 
 
 def _file_sha(path: Path) -> str | None:

@@ -13,13 +13,13 @@ only, so vitcli runs without it until a Parquet output is asked for.
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vitcli.errors import VitcliError
+from vitcli.io.atomic import check_target, commit_file, discard, guard, new_temp_file
 
 ROW_GROUP = 1024  # rows buffered before a Parquet row group is written
 META_KEY = b"vitcli"  # the file metadata key holding vitcli's JSON document
@@ -103,11 +103,9 @@ class ParquetSink:
 
     def __init__(self, output: str, paths: list[str], meta: dict[str, Any], *, first_row: int = 0,
                  embedding: bool = True) -> None:
-        from vitcli.io.arrays import _check_target
-
         pyarrow()
         self.target = Path(output)
-        _check_target(self.target)
+        check_target(self.target)
         self.position = {p: first_row + i for i, p in enumerate(paths)}
         self.meta, self.embedding = meta, embedding
         self.rows, self.errors = 0, []
@@ -183,12 +181,8 @@ class ParquetSink:
         self._flush()
         if self.writer is None:
             raise VitcliError(str(self.target), "no image could be processed, nothing written")
-        self.writer.close()
-        _fsync(self.tmp)
-        from vitcli.io.arrays import _umask
-
-        os.chmod(self.tmp, 0o666 & ~_umask())
-        _guard(self.target, lambda: os.replace(self.tmp, self.target))
+        _guard(self.target, lambda: (self.writer.close(), _fsync(self.tmp)))
+        commit_file(self.tmp, self.target)
         self.tmp = None
 
     def abort(self) -> None:
@@ -197,11 +191,7 @@ class ParquetSink:
                 self.writer.close()
             except Exception:  # noqa: BLE001 - the file is being thrown away
                 pass
-        if self.tmp:
-            try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
+        discard(self.tmp)
 
 
 def read_meta(path: str) -> dict[str, Any]:
@@ -212,7 +202,7 @@ def read_meta(path: str) -> dict[str, Any]:
 
 
 def _mkstemp(target: Path) -> tuple[int, str]:
-    return _guard(target, lambda: tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    return new_temp_file(target)
 
 
 def _fsync(path: str) -> None:
@@ -224,9 +214,7 @@ def _fsync(path: str) -> None:
 
 
 def _guard(target: Path, action: Any) -> Any:
-    from vitcli.io.batch import _guard as guard
-
-    return guard(str(target), action)
+    return guard(target, action)
 
 
 class MetadataIndex:

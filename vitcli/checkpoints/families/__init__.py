@@ -5,7 +5,8 @@
   transformers.py  Hugging Face ViT / DeiT, CLIP, DINOv2
   torchvision.py   torchvision's VisionTransformer
   clip.py          OpenAI CLIP / open_clip visual towers
-  rotary.py        RoPE families: timm Eva layout (DINOv3 ports, EVA-02), DINOv3ViTModel, dinov3 state dicts
+  rotary.py        RoPE families: timm Eva layout (DINOv3 ports, EVA-02, Perception Encoder core and
+                   spatial), DINOv3ViTModel, dinov3 state dicts
 
 A new family is a `Family` value in its library's module and one entry in `FAMILIES`.
 
@@ -24,7 +25,7 @@ from vitcli.checkpoints.families.beit import HF_BEIT, TIMM_BEIT
 from vitcli.checkpoints.families.base import Evidence, Family, Mapped, Rule, Variant, evidence, map_keys
 from vitcli.checkpoints.families.base import detect as _detect
 from vitcli.checkpoints.families.clip import CLIP
-from vitcli.checkpoints.families.rotary import DINOV3, HF_DINOV3, TIMM_EVA, TIMM_PE
+from vitcli.checkpoints.families.rotary import DINOV3, HF_DINOV3, TIMM_EVA, TIMM_PE, TIMM_PE_SPATIAL
 from vitcli.checkpoints.families.siglip import HF_AIMV2, HF_SIGLIP
 from vitcli.checkpoints.families.timm import TIMM, TIMM_NAFLEX
 from vitcli.checkpoints.families.torchvision import TORCHVISION
@@ -34,16 +35,18 @@ from vitcli.checkpoints.families.transformers import HF_CLIP, HF_DINOV2, HF_VIT
 # DINOv3's own files share timm's block names, so they come before TIMM (marked by storage_tokens);
 # BEiT's layouts carry ViT's and timm's keys too, so they come before those.
 # BEiT (relative position bias tables) before timm's Eva layout, which shares its q_bias / v_bias / gamma_1.
+# PE before Eva and timm: PE spatial shares Eva's gamma_1 and timm CLIP's norm_pre (it lacks their final norm).
 FAMILIES: tuple[Family, ...] = (CLIP, HF_CLIP, HF_SIGLIP, HF_AIMV2, HF_BEIT, HF_DINOV2, HF_VIT, TORCHVISION, TIMM_BEIT,
-                                TIMM_NAFLEX, DINOV3, HF_DINOV3, TIMM_PE, TIMM_EVA, TIMM)
+                                TIMM_NAFLEX, DINOV3, HF_DINOV3, TIMM_PE, TIMM_PE_SPATIAL, TIMM_EVA, TIMM)
 FAMILY_NAMES = {f.name: f for f in FAMILIES}
 
 
-def detect(keys: Iterable[str], family: str | None = None) -> tuple[Family, str]:
-    """The known family whose markers all match the keys, and its root; `family` forces one."""
-    return _detect(keys, FAMILIES, family)
+def detect(keys: Iterable[str], family: str | None = None, architecture: str = "") -> tuple[Family, str]:
+    """The known family whose markers all match the keys (and that timm's config.json `architecture`
+    allows), and its root; `family` forces one."""
+    return _detect(keys, FAMILIES, family, architecture)
 
 
 __all__ = ["CLIP", "DINOV3", "FAMILIES", "FAMILY_NAMES", "HF_AIMV2", "HF_BEIT", "HF_CLIP", "HF_DINOV2", "HF_DINOV3",
-           "HF_SIGLIP", "HF_VIT", "TIMM", "TIMM_BEIT", "TIMM_EVA", "TIMM_NAFLEX", "TIMM_PE", "TORCHVISION", "Evidence",
+           "HF_SIGLIP", "HF_VIT", "TIMM", "TIMM_BEIT", "TIMM_EVA", "TIMM_NAFLEX", "TIMM_PE", "TIMM_PE_SPATIAL", "TORCHVISION", "Evidence",
            "Family", "Mapped", "Rule", "Variant", "detect", "evidence", "map_keys"]

@@ -85,6 +85,7 @@ class Evidence:
 
 
 Why = tuple[str, str]  # (value, why) for the notes `info` prints
+NATIVE_GRID = "native"  # a `parts` value of rope_ref_grid: the native grid, once the table has been read
 
 
 @dataclass(frozen=True)
@@ -154,18 +155,25 @@ class Family:
     parts: Callable[[Evidence], tuple[dict, tuple[str, ...]]] = no_parts
     default_size: tuple[int, int] = (224, 224)  # native size of a model without a position table
     absent: tuple[str, ...] = ()  # regexes no key under the root may match (a look-alike layout's parts)
+    # a regex timm's config.json `architecture` must match when a config names one: for a layout told
+    # apart from a look-alike by keys it lacks (PE spatial: no final norm), the config has the last word
+    architectures: str = ""
 
     def variant(self, ev: Evidence) -> Variant:
         return next(v for v in self.variants if v.when(ev))
 
 
-def detect(keys: Iterable[str], families: Sequence[Family], family: str | None = None) -> tuple[Family, str]:
-    """The first of `families` whose markers all match, and its root prefix; `family` forces one."""
+def detect(keys: Iterable[str], families: Sequence[Family], family: str | None = None,
+           architecture: str = "") -> tuple[Family, str]:
+    """The first of `families` whose markers all match (and whose `architectures` allow the config's
+    `architecture`, when there is one), and its root prefix; `family` forces one."""
     keys = list(keys)
     names = {f.name: f for f in families}
     if family and family not in names:
-        raise VitcliError(family, f"unknown checkpoint family: use one of {', '.join(names)}")
+        raise VitcliError("--family", f"unknown checkpoint family: use one of {', '.join(names)}")
     for fam in (names[family],) if family else families:
+        if not family and architecture and fam.architectures and not re.search(fam.architectures, architecture):
+            continue
         for root in fam.roots:
             rel = [k[len(root):] for k in keys if k.startswith(root)]
             if all(any(re.search(m, k) for k in rel) for m in fam.markers) and not any(
@@ -173,7 +181,7 @@ def detect(keys: Iterable[str], families: Sequence[Family], family: str | None =
                 return fam, root
     sample = ", ".join(sorted(keys)[:6])
     if family:
-        raise VitcliError(family, f"the keys do not look like a {family} checkpoint (first keys: {sample})")
+        raise VitcliError("--family", f"the keys do not look like a {family} checkpoint (first keys: {sample})")
     raise VitcliError("checkpoint", f"not a ViT checkpoint vitcli knows ({', '.join(names)}); first keys: {sample}")
 
 
@@ -235,7 +243,7 @@ def map_keys(tensors: Mapping[str, Tensor], fam: Family, root: str,
     block_prefix, indices = _blocks(tensors, fam, root)
     position = fam.block_prefixes.index(block_prefix)
     style = fam.block_styles[position] if position < len(fam.block_styles) else 0
-    depth = max(indices) + 1 if indices else 0
+    depth = _backed_depth(indices)
     for i in range(depth):
         for rule in fam.block:
             t.take(f"blocks.{i}.{rule.core}", rule, root + block_prefix.format(i=i), style)
@@ -301,12 +309,23 @@ def _apply(value: Tensor, op: str, name: str, problems: list[str], parts: Sequen
 
 
 def _blocks(tensors: Iterable[str], fam: Family, root: str) -> tuple[str, set[int]]:
+    """The block prefix in use and the block indices that hold at least one key a block rule takes
+    (a stray `blocks.10000000.junk` backs no block: it stays a left-over key)."""
+    names = {n for rule in fam.block for alt in rule.sources for n in ((alt,) if isinstance(alt, str) else alt)}
     for prefix in fam.block_prefixes:
         pattern = re.compile("^" + re.escape(root + prefix).replace(r"\{i\}", r"(\d+)"))
-        indices = {int(m.group(1)) for k in tensors if (m := pattern.match(k))}
-        if indices:
-            return prefix, indices
+        found = [(int(m.group(1)), k[m.end():]) for k in tensors if (m := pattern.match(k))]
+        if found:
+            return prefix, {i for i, rest in found if rest in names}
     return fam.block_prefixes[0], set()
+
+
+def _backed_depth(indices: set[int]) -> int:
+    """The number of blocks 0, 1, 2, … that the keys back without a gap (blocks after a gap are left over)."""
+    depth = 0
+    while depth in indices:
+        depth += 1
+    return depth
 
 
 def evidence(m: Mapped, name: str, format: str, nested_under: str = "", all_keys: Iterable[str] = (),
@@ -317,5 +336,5 @@ def evidence(m: Mapped, name: str, format: str, nested_under: str = "", all_keys
                     m.applied)
 
 
-__all__ = ["Evidence", "Family", "Mapped", "Rule", "Variant", "always", "class_pooling", "detect", "evidence",
+__all__ = ["Evidence", "Family", "Mapped", "Rule", "Variant", "NATIVE_GRID", "always", "class_pooling", "detect", "evidence",
            "map_keys", "name_activation", "no_parts", "pair"]

@@ -1,5 +1,5 @@
-"""The rotary-position families: timm's Eva layout (DINOv3 ports, EVA-02), transformers' DINOv3ViTModel,
-and facebookresearch/dinov3's own state dicts.
+"""The rotary-position families: timm's Eva layout (DINOv3 ports, EVA-02, Perception Encoder), transformers'
+DINOv3ViTModel, and facebookresearch/dinov3's own state dicts.
 
 Weights do not show the RoPE variant, so each family's `parts` rule says it and why:
   DINOv3   no position table, registers: coords in [-1, 1], periods 100^(4i/d), half pairing
@@ -7,16 +7,17 @@ Weights do not show the RoPE variant, so each family's `parts` rule says it and 
            transformers compute them, so vitcli does too); LayerNorm eps 1e-5.
   EVA-02   a learned table and RoPE: integer coords scaled onto the 16×16 pretraining grid
            (timm ref_feat_shape), base 10000, interleaved pairs; SwiGLU, sub-LN in the MLP.
+  PE       timm vit_pe_*: EVA's RoPE with xy indexing, grid offset 1 with a class token (0 without),
+           the native grid as reference; core: norm_pre + attention pool (8 heads); spatial / lang:
+           norm_pre and no final norm, patch mean (timm's avg pool).
 Separate q/k/v projections become `attn.qkv` by concatenation; EVA's q_bias / v_bias become its
 bias with k's part 0; DINOv3's `qkv.bias_mask` zeroes k's part of the bias.
 """
 
-import math
-
-from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, always, pair
+from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Rule, Variant, always, pair
 from vitcli.checkpoints.families.timm import MAP_RULES, _pretrained_cfg
 from vitcli.checkpoints.families.transformers import processor_preprocess
-from vitcli.checkpoints.preprocess import IMAGENET, OPENAI_CLIP, Preprocess, shortest_crop, timm_preprocess
+from vitcli.checkpoints.preprocess import IMAGENET, INCEPTION, OPENAI_CLIP, Preprocess, shortest_crop, timm_preprocess
 from vitcli.core.config import ViTConfig
 from vitcli.errors import VitcliError
 
@@ -203,40 +204,60 @@ HF_DINOV3 = Family(
     required=("patch_embed.proj.weight",),
 )
 
-def _pe_grid(ev: Evidence) -> tuple[int, int] | None:
-    """PE's RoPE reference grid (timm ref_feat_shape): its native grid, the position table's square."""
-    rows = ev.shapes.get("pos_embed", ())
-    n = int(rows[1]) - int(ev.has("cls_token")) if len(rows) == 3 else 0
-    side = math.isqrt(n)
-    return (side, side) if n and side * side == n else None
-
 
 def _pe_parts(ev: Evidence) -> tuple[dict, tuple[str, ...]]:
     """Perception Encoder: timm's RoPE (xy indexing, offset 1 with a class token, coords on the native grid)
     and its attention-pool probe with 8 heads (timm attn_pool_num_heads, not in the weights)."""
     refuse_unbuilt(ev, "Perception Encoder (timm vit_pe_*)", skip=("attn_pool.",))
-    offset, ref = float(ev.has("cls_token")), _pe_grid(ev)
-    changes = {"rope": "eva", "rope_base": 10000.0, "rope_offset": offset, "rope_xy": True, "rope_ref_grid": ref}
-    notes = [f"RoPE eva (PE: grid offset {offset:g}, xy indexing, reference grid {ref})"]
+    offset = float(ev.has("cls_token"))
+    changes = {"rope": "eva", "rope_base": 10000.0, "rope_offset": offset, "rope_xy": True, "rope_ref_grid": NATIVE_GRID}
+    notes = [f"RoPE eva (PE: grid offset {offset:g}, xy indexing, reference grid = the native grid, "
+             "as timm's ref_feat_shape for every vit_pe_*)"]
     if ev.has("attn_pool.latent"):
         changes["pool_heads"] = PE_POOL_HEADS
         notes.append(f"attention pool: {PE_POOL_HEADS} heads (timm vit_pe_* attn_pool_num_heads)")
     return changes, tuple(notes)
 
 
+def _pe_timm(c: ViTConfig) -> Preprocess:
+    return timm_preprocess(c.image_size, 1.0, INCEPTION, "bicubic",
+                           source="timm Perception Encoder default (_pe_cfg): mean/std 0.5, crop_pct 1.0")
+
+
+def _pe_lang(ev: Evidence) -> bool:
+    return "pe_lang" in f"{ev.model_name} {ev.files.architecture}".lower()
+
+
 # PE's Eva blocks use a fused qkv with its own full bias (timm AttentionRope), not EVA's q_bias / v_bias.
 PE_BLOCK = tuple(Rule("attn.qkv.bias", ("attn.qkv.bias",)) if r.core == "attn.qkv.bias" else r
                  for r in TIMM_EVA.block)
+PE_ARCHITECTURES = r"^vit_pe_"  # timm's PE names; a config.json naming another model is not PE
 
-# timm's vit_pe_core_*: Eva blocks without layer scale, so marked by norm_pre + class token + attention
-# pool (SigLIP has no class token and no norm_pre). vit_pe_spatial_* (no pool) and the gigantic core (no
-# class token) carry no key that tells them from a plain timm ViT, so they are not recognised by their keys.
+# timm's vit_pe_core_*: norm_pre + the attention pool, with or without a class token (the gigantic core has
+# none). No other timm model has both: SigLIP's pool comes without norm_pre, CLIP's norm_pre without a pool.
 TIMM_PE = Family(
-    "timm-pe", "timm Perception Encoder (vit_pe_core_*, vit_pe_spatial_*)",
-    markers=(r"^patch_embed\.proj\.weight$", r"^attn_pool\.latent$", r"^norm_pre\.weight$", r"^cls_token$"),
+    "timm-pe", "timm Perception Encoder core (vit_pe_core_*)",
+    markers=(r"^patch_embed\.proj\.weight$", r"^attn_pool\.latent$", r"^norm_pre\.weight$"),
     roots=("",), block_prefixes=TIMM_EVA.block_prefixes, top=(*TIMM_EVA.top, *MAP_RULES), block=PE_BLOCK,
-    variants=(Variant("timm-pe", always, _eva02_timm),), eps=1e-5, parts=_pe_parts,
-    required=("patch_embed.proj.weight",),
+    variants=(Variant("timm-pe", always, _pe_timm),), eps=1e-5, parts=_pe_parts, file_preprocess=_pretrained_cfg,
+    required=("patch_embed.proj.weight",), architectures=PE_ARCHITECTURES,
 )
 
-__all__ = ["DINOV3", "HF_DINOV3", "TIMM_EVA", "TIMM_PE", "refuse_unbuilt"]
+# timm's vit_pe_spatial_* and vit_pe_lang_* (the same layout): norm_pre, then blocks (LayerScale gamma_1 /
+# gamma_2 in the gigantic and lang models), and no final norm, fc_norm or pool. timm's CLIP towers have
+# norm_pre too but always a final norm (or fc_norm); no timm model but PE has norm_pre without one.
+PE_SPATIAL_NOTE = ("recognised by its keys: norm_pre without a final norm or pool, which in timm only "
+                   "vit_pe_spatial_* / vit_pe_lang_* have (a config.json naming another model overrides them); "
+                   "RoPE settings are timm's for those models, not in the weights; --family timm reads it as a "
+                   "plain ViT without RoPE")
+TIMM_PE_SPATIAL = Family(
+    "timm-pe-spatial", "timm Perception Encoder without a head (vit_pe_spatial_*, vit_pe_lang_*)",
+    markers=(r"^patch_embed\.proj\.weight$", r"^norm_pre\.weight$", r"^blocks\.0\.attn\.qkv\.weight$"),
+    absent=(r"^norm\.weight$", r"^fc_norm\.weight$", r"^attn_pool\.", r"^blocks\.0\.attn\.q_bias$"),
+    roots=("",), block_prefixes=TIMM_EVA.block_prefixes, top=TIMM_EVA.top, block=PE_BLOCK,
+    variants=(Variant("timm-pe-lang", _pe_lang, _pe_timm), Variant("timm-pe-spatial", always, _pe_timm)),
+    eps=1e-5, pooling=_eva_pooling, parts=_pe_parts, notes=(PE_SPATIAL_NOTE,), file_preprocess=_pretrained_cfg,
+    required=("patch_embed.proj.weight",), architectures=PE_ARCHITECTURES,
+)
+
+__all__ = ["DINOV3", "HF_DINOV3", "TIMM_EVA", "TIMM_PE", "TIMM_PE_SPATIAL", "refuse_unbuilt"]

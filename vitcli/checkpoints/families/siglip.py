@@ -6,6 +6,10 @@ No class token; the position table has one row per patch (`position_embedding.we
 `post_layernorm` normalises every token (the core's final `norm`), and the attention-pool head
 (`head.probe`, `head.attention` = nn.MultiheadAttention with a stacked `in_proj_weight`,
 `head.layernorm`, `head.mlp`) maps onto timm's `attn_pool.*` names.
+
+AIMv2 (Aimv2VisionModel, Aimv2Model's vision tower): RMSNorm, SwiGLU, and with `use_head` its
+attention-pooling head (`head.cls_token` as the query itself, `head.k_proj` + `v_proj` stacked into
+`attn_pool.kv`, `head.output_proj`), the core's attention pool without q projection or MLP.
 """
 
 from vitcli.checkpoints.families.base import Family, Rule, Variant, always, pair
@@ -70,6 +74,18 @@ def _aimv2_default(c):
                          "transformers CLIPImageProcessor as configured for apple/aimv2")
 
 
+# transformers' Aimv2AttentionPoolingHead: its cls_token is the probe's query as it is (no q projection),
+# separate k / v projections (biased with qkv_bias), output_proj; no norm or MLP after it.
+AIMV2_HEAD_RULES = (
+    Rule("attn_pool.latent", ("head.cls_token",)),
+    Rule("attn_pool.kv.weight", (("head.k_proj.weight", "head.v_proj.weight"),)),
+    Rule("attn_pool.kv.bias", (("head.k_proj.bias", "head.v_proj.bias"),)),
+    *pair("attn_pool.proj", "head.output_proj"),
+)
+AIMV2_HEAD_NOTE = ("pooling: transformers' attention-pooling head when the weights have it (use_head): head.cls_token "
+                   "queries the final tokens as it is, k_proj / v_proj, output_proj, no norm or MLP: pooled = "
+                   "pooler_output; without it, the patch mean (as timm's aimv2_*, which have no head)")
+
 HF_AIMV2 = Family(
     "hf-aimv2", "Hugging Face transformers Aimv2VisionModel",
     markers=(r"^embeddings\.patch_embed\.weight$", r"^encoder\.layers\.0\.rms_norm1\.weight$"),
@@ -80,6 +96,7 @@ HF_AIMV2 = Family(
         *pair("patch_embed.proj", "embeddings.patch_embed"),
         Rule("patch_embed.norm.weight", ("embeddings.rms_norm.weight",)),
         Rule("norm.weight", ("rms_norm.weight",)),
+        *AIMV2_HEAD_RULES,
     ),
     block=(
         Rule("norm1.weight", ("rms_norm1.weight",)),
@@ -91,14 +108,13 @@ HF_AIMV2 = Family(
         *pair("mlp.fc2", "ffn.down_proj"),
     ),
     variants=(Variant("hf-aimv2", always, _aimv2_default),),
-    ignore=(r"^embeddings\.position_ids$", r"^head\.(cls_token|k_proj|v_proj|output_proj)\b"),
+    ignore=(r"^embeddings\.position_ids$",),
     ignore_outside=(r"^text_model\.", r"^(text|visual)_projection\.", r"^logit_scale$"),
     eps=1e-5,
     activation=hf_activation("silu", "hf-aimv2"),
     file_preprocess=processor_preprocess,
-    notes=(RESAMPLE_NOTE, "AIMv2's attention-pooling head (head.cls_token, k/v/output_proj: no query projection "
-           "or MLP) is not built: pooled is the patch mean, as timm's aimv2_* models pool"),
+    notes=(RESAMPLE_NOTE, AIMV2_HEAD_NOTE),
     required=("patch_embed.proj.weight", "pos_embed", "norm.weight"),
 )
 
-__all__ = ["HF_AIMV2", "HF_MAP_RULES", "HF_SIGLIP"]
+__all__ = ["AIMV2_HEAD_RULES", "HF_AIMV2", "HF_MAP_RULES", "HF_SIGLIP"]

@@ -1,0 +1,147 @@
+"""What a request costs in memory, estimated before anything is allocated, and the limit it must stay under.
+
+The one home of the estimate (no torch import: `vitcli --help` and `info` stay fast):
+
+  weights      parameters by formula × dtype bytes (`estimate_params`)
+  activations  one forward pass under no_grad: the residual stream, the norm's output, qkv (3D)
+               and its split, the attention output, the MLP hidden twice (fc1, its activation) and
+               the stages a command keeps (patches, tokens, Z0, output): b·T·(15D + 4M) values,
+               measured on this machine (`embed` of ViT-S/16 at 896 and 1344 px grows by 0.73× and 0.81×
+               of the whole estimate, weights and image included), plus
+               the attention scores filled one block of `WEIGHTS_BLOCK` at a time (as attention.py
+               does) and any weights kept (b·H·Q·T a layer)
+  images       H·W·3 bytes resized, a copy (crop, patches), and the float32 model input: 18 B a
+               pixel, for each image of a batch
+
+The limit: `max_memory` when given (`--max-memory 8G`, `max_memory="500M"` or bytes), else
+`DEFAULT_SHARE` of the memory this process may still take: /proc/meminfo's MemAvailable, or the
+cgroup's memory.max minus memory.current when that is lower (a container). The share leaves room
+for what the estimate leaves out (Python, torch's own pages, allocator slack).
+"""
+
+import re
+
+DEFAULT_SHARE = 0.75  # of the available memory
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+IMAGE_BYTES_PER_PIXEL = 3 + 3 + 12  # resized uint8, one copy, float32 (3, H, W) input
+WEIGHTS_BLOCK = 1 << 23  # attention scores computed at once (vitcli.core.attention.WEIGHTS_BLOCK)
+UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+_process_limit: int | None = None  # set by the CLI's --max-memory for the whole run
+
+
+def parse_memory(text: str | int | float) -> int:
+    """'8G', '500M', '1.5GiB', '123456' (bytes) → bytes; K, M, G, T are powers of 1024. ValueError if not."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = int(text)
+    else:
+        m = _SIZE.match(str(text))
+        if not m:
+            raise ValueError(f"'{text}' is not a size: use bytes or a number with K, M, G or T (e.g. 8G, 500M)")
+        value = int(float(m.group(1)) * UNITS[m.group(2).lower()])
+    if value <= 0:
+        raise ValueError(f"'{text}' is not a positive size")
+    return value
+
+
+def set_process_limit(limit: int | None) -> None:
+    """The limit for everything this process runs that is not given its own (the CLI's --max-memory)."""
+    global _process_limit
+    _process_limit = limit
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still take: MemAvailable, or the cgroup's room when lower; None if unknown."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        top = open("/sys/fs/cgroup/memory.max").read().strip()
+        if top != "max":
+            used = int(open("/sys/fs/cgroup/memory.current").read().strip())
+            found.append(max(0, int(top) - used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def memory_limit(given: str | int | None = None) -> int:
+    """The limit in bytes: `given`, else the CLI's --max-memory, else DEFAULT_SHARE of the available memory."""
+    if given is not None:
+        return parse_memory(given)
+    if _process_limit is not None:
+        return _process_limit
+    room = available_memory()
+    return int(DEFAULT_SHARE * room) if room else 1 << 62
+
+
+def format_bytes(n: float) -> str:
+    """1536 → '1.5 KiB'; three significant figures at most, binary units."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            text = str(int(n)) if unit == "B" else f"{n:.0f}" if n >= 100 else f"{n:.3g}"
+            return f"{text} {unit}"
+        n /= 1024
+    return f"{n:.3g} EiB"  # pragma: no cover
+
+
+def over(need: int, limit: int, what: str) -> str | None:
+    """The problem text when `what` needs more than `limit`, else None ({needs} names the limit's option)."""
+    if need <= limit:
+        return None
+    return f"{what} needs {format_bytes(need)}, over the memory limit of {format_bytes(limit)} ({{needs}})"
+
+
+def estimate_params(c) -> int:
+    """Parameters of the model a ViTConfig builds, by formula (the plain ViT's; SwiGLU's third matrix,
+    the attention-pool probe and a bias table counted too): close enough to bound, never built."""
+    d, m = c.dim, c.mlp_dim
+    rows, cols = c.grid
+    patch = d * c.in_chans * c.patch_size**2 + d
+    prefix = d * (int(c.class_token) + int(c.distilled) + c.num_registers)
+    table = (c.pos_prefix_rows + rows * cols) * d if c.posenc == "learned" else 0
+    mlp_mats = 3 if getattr(c, "mlp", "mlp") != "mlp" else 2
+    block = 4 * d * d + mlp_mats * d * m + 4 * d + 3 * d + m + 2 * d + 4 * d
+    if getattr(c, "rel_pos_bias", "none") == "layer":
+        block += ((2 * rows - 1) * (2 * cols - 1) + 3) * c.heads
+    pool = (4 * d * d + 2 * d * m) if getattr(c, "pooling", "") == "map" else 0
+    head = (2 if c.distilled else 1) * (c.num_classes * d + c.num_classes) if c.num_classes else 0
+    return patch + prefix + table + c.depth * block + 6 * d + pool + head
+
+
+def weight_bytes(c, dtype: str = "float32") -> int:
+    """Bytes of the model's weights in `dtype`."""
+    return estimate_params(c) * DTYPE_BYTES.get(dtype, 4)
+
+
+def forward_bytes(c, batch: int, size: tuple[int, int], dtype: str = "float32", kept: int = 0) -> int:
+    """Bytes one forward pass of `batch` images of [H, W] adds to the weights: activations of one
+    block at a time and the stages kept, one block of attention scores, the fitted images, and
+    `kept` bytes of captures."""
+    p = c.patch_size
+    t = (size[0] // p) * (size[1] // p) + c.num_prefix_tokens
+    e = DTYPE_BYTES.get(dtype, 4)
+    tokens = batch * t * (15 * c.dim + 4 * c.mlp_dim) * e
+    scores = min(batch * c.heads * t * t, 2 * WEIGHTS_BLOCK) * 4
+    return tokens + scores + batch * image_bytes(size) + kept
+
+
+def image_bytes(size: tuple[int, int]) -> int:
+    """Bytes one image fitted to [H, W] takes on its way to the model (see IMAGE_BYTES_PER_PIXEL)."""
+    return size[0] * size[1] * IMAGE_BYTES_PER_PIXEL
+
+
+def attention_kept_bytes(batch: int, heads: int, queries: int, tokens: int, layers: int) -> int:
+    """Attention weights kept: (layers, b, H, Q, T) float32."""
+    return layers * batch * heads * queries * tokens * 4
+
+
+__all__ = ["DEFAULT_SHARE", "attention_kept_bytes", "available_memory", "estimate_params", "format_bytes",
+           "forward_bytes", "image_bytes", "memory_limit", "over", "parse_memory", "set_process_limit",
+           "weight_bytes"]

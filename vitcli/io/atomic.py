@@ -1,0 +1,463 @@
+"""The one home of atomic writing: temporary names, commit by rename, clean-up, folder swaps.
+
+Every output is built under a temporary name beside its target and renamed into place whole:
+
+    .NAME.vitcli-tmp-HOST-PID-TAG.part   a file being written (NAME truncated to fit the folder)
+    .NAME.vitcli-tmp-HOST-PID-TAG.new    an --output-dir folder being built beside NAME
+    .NAME.vitcli-tmp-HOST-PID-TAG.old    an earlier NAME, swapped out and being removed
+
+HOST is a hash of the host name and PID the writing process: `sweep(folder)` (run before any
+temporary is made in a folder) removes those whose owner on this host is dead, e.g. killed with
+SIGKILL. Failures and signals remove this process's own temporaries on the way out; clean-up and
+folder swaps run with SIGINT / SIGTERM held back until they are done (`deferred_signals`).
+"""
+
+import atexit
+import ctypes
+import errno
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from vitcli.errors import VitcliError
+
+MARK = "vitcli-tmp"
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+NAME_MAX = 255  # bytes of one file name on every common filesystem
+_PATTERN = re.compile(r"^\.(?P<name>.*)\.vitcli-tmp-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-z]+\.(?P<kind>part|new|old)$", re.S)
+_LIVE: set[str] = set()  # this process's temporaries, removed at exit if still there
+
+
+# --- names and owners ------------------------------------------------------------------------------
+
+
+def temp_name(name: str, kind: str = "part") -> str:
+    """A hidden temporary name for `name`, carrying this host and pid; always short enough."""
+    tail = f".{MARK}-{HOST}-{os.getpid()}-{secrets.token_hex(3)}.{kind}"
+    room = NAME_MAX - 1 - len(tail)
+    raw = os.fsencode(name)
+    if len(raw) > room:
+        raw = raw[:room] if kind == "part" else raw  # a folder's .old keeps its name whole (see sweep)
+    return "." + os.fsdecode(raw) + tail
+
+
+def _owner_dead(pid: int) -> bool:
+    """True when no process `pid` runs here any more (a zombie counts as dead)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
+
+
+def stale(entry_name: str) -> re.Match | None:
+    """The parsed name when it is a temporary of a dead vitcli process on this host."""
+    m = _PATTERN.match(entry_name)
+    if m is None or m["host"] != HOST or not _owner_dead(int(m["pid"])):
+        return None
+    return m
+
+
+def sweep(folder: str | Path) -> None:
+    """Remove dead processes' temporaries in `folder`; an interrupted folder swap is rolled back."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for e in sorted(entries, key=lambda e: e.name.endswith(".new")):  # .old (rolled back) before .new
+        m = stale(e.name)
+        if m is None:
+            continue
+        path = os.path.join(folder, e.name)
+        target = os.path.join(folder, m["name"])
+        if m["kind"] == "old" and not os.path.lexists(target):
+            _quietly(os.rename, path, target)  # the swap stopped between its two renames: roll back
+        else:
+            _remove_any(path)
+
+
+def _remove_any(path: str) -> None:
+    """Remove a file or a folder tree, ignoring errors."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        _quietly(os.unlink, path)
+    _LIVE.discard(path)
+
+
+def _quietly(action: Any, *args: Any) -> None:
+    try:
+        action(*args)
+    except OSError:
+        pass
+
+
+@atexit.register
+def remove_temporaries() -> None:
+    """Remove every temporary this process still holds (also for front ends that exit hard)."""
+    for path in list(_LIVE):
+        _remove_any(path)
+
+
+# --- signals -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while a clean-up or commit runs, then deliver the first one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler not in (signal.SIG_IGN, None):
+            saved[sig] = handler
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+# --- errors and checks ---------------------------------------------------------------------------
+
+
+def os_problem(e: OSError) -> str:
+    """The OS's words for a failed write; numpy's short write (no errno) is a full device."""
+    if e.errno is None and "requested and" in str(e):  # ndarray.tofile: "N requested and M written"
+        return f"{_short_write_cause()} ({str(e).replace('requested', 'bytes requested')})"
+    coded = re.search(r"\[errno (\d+)\]", str(e))  # pyarrow: "Error writing bytes to file. Detail: [errno 28] …"
+    if coded:
+        return os.strerror(int(coded[1]))
+    return e.strerror or str(e)
+
+
+def _short_write_cause() -> str:
+    """Why the OS wrote less than asked (numpy drops the errno): a file size limit, else a full disk."""
+    try:
+        import resource
+
+        if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+            return "File too large"
+    except (ImportError, OSError, ValueError):
+        pass
+    return "No space left on device"
+
+
+def write_error(name: str | Path, e: OSError) -> VitcliError:
+    """The one-line error naming the file that could not be written."""
+    return VitcliError(str(name), f"cannot write: {os_problem(e)}")
+
+
+def guard(name: str | Path, action: Any) -> Any:
+    """Run `action()`, turning an OSError into the one-line error naming `name`."""
+    try:
+        return action()
+    except OSError as e:
+        raise write_error(name, e) from None
+
+
+def check_target(path: str | Path) -> None:
+    """Fail early, with one line, when `path` cannot become an output file."""
+    path = Path(path)
+    folder = path.parent
+    if len(os.fsencode(path.name)) > NAME_MAX:
+        raise VitcliError(str(path), f"cannot write: file name too long ({len(os.fsencode(path.name))} bytes)")
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise VitcliError(str(path), f"cannot write: {os_problem(e)}") from None
+    if path.is_dir():
+        raise VitcliError(str(path), "is a directory; give a file name")
+    if not folder.exists():
+        raise VitcliError(str(path), f"folder {folder} does not exist")
+    if not folder.is_dir():
+        raise VitcliError(str(path), f"{folder} is not a folder")
+    if not is_special(path) and not os.access(folder, os.W_OK | os.X_OK):
+        raise VitcliError(str(path), f"cannot write: {_why_not_writable(folder)}")
+    if len(os.fsencode(path.name)) > _name_max(folder):
+        raise VitcliError(str(path), f"cannot write: file name too long ({len(os.fsencode(path.name))} bytes)")
+
+
+def check_folder(path: str | Path) -> None:
+    """Fail early when `path` cannot become an output folder (it or its nearest existing parent)."""
+    path = Path(path)
+    long = [p.name for p in (path, *path.parents) if len(os.fsencode(p.name)) > NAME_MAX]
+    if long:
+        raise VitcliError(str(path), f"cannot write: folder name too long ({len(os.fsencode(long[0]))} bytes)")
+    if path.exists() and not path.is_dir():
+        raise VitcliError(str(path), "is not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VitcliError(str(path), f"{existing} is not a folder")
+    writable = existing.parent if existing == path else existing  # the new folder is built beside the old
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise VitcliError(str(path), f"cannot write: {_why_not_writable(writable)}")
+
+
+def _why_not_writable(folder: Path) -> str:
+    """The OS's words for a folder this process cannot write in."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"Read-only file system (folder {folder})"
+    except (OSError, AttributeError):
+        pass
+    return f"Permission denied (folder {folder} is not writable)"
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return NAME_MAX
+
+
+def is_special(path: str | Path) -> bool:
+    """True for devices, pipes and sockets, which are written in place."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from the umask (temporary files start private)."""
+    return 0o666 & ~_umask()
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Make a rename in `folder` survive a crash (where the platform allows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def new_temp_file(target: str | Path) -> tuple[int, str]:
+    """Create (O_EXCL, private) a temporary file beside `target` after sweeping dead leftovers."""
+    target = Path(target)
+    sweep(target.parent)
+    while True:
+        tmp = str(target.parent / temp_name(target.name))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise write_error(target, e) from None
+        _LIVE.add(tmp)
+        return fd, tmp
+
+
+def commit_file(tmp: str, target: str | Path) -> None:
+    """Rename a complete (flushed, fsynced) temporary file over `target`."""
+    guard(target, lambda: (os.chmod(tmp, file_mode()), os.replace(tmp, target)))
+    _LIVE.discard(tmp)
+    fsync_folder(Path(target).parent)
+
+
+def discard(*paths: str | None) -> None:
+    """Remove temporaries (files or folders), whatever signals arrive meanwhile."""
+    with deferred_signals():
+        for p in paths:
+            if p:
+                _remove_any(p)
+
+
+def close_quietly(f: Any) -> None:
+    """Close a file being thrown away: a failing flush (a full disk) must not stop the clean-up."""
+    if f is None or getattr(f, "closed", False):
+        return
+    try:
+        f.close()
+    except Exception:  # noqa: BLE001 - the data is discarded anyway
+        try:
+            os.close(f.fileno())
+        except (OSError, ValueError):
+            pass
+
+
+@contextmanager
+def atomic_file(path: str) -> Iterator[BinaryIO]:
+    """Yield a binary file; on success it replaces `path` whole, on any failure nothing changes."""
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    check_target(path)
+    if is_special(path):
+        try:
+            with open(path, "wb") as f:
+                yield f
+        except OSError as e:
+            raise write_error(path, e) from None
+        return
+    fd, tmp = new_temp_file(path)
+    f = os.fdopen(fd, "wb")
+    try:
+        try:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        except OSError as e:
+            raise write_error(path, e) from None
+        commit_file(tmp, path)
+    except BaseException:
+        close_quietly(f)
+        discard(tmp)
+        raise
+
+
+# --- folders -------------------------------------------------------------------------------------
+
+
+def new_temp_folder(target: str | Path) -> Path:
+    """Create a private folder beside `target` (its parents made), where its new contents are built."""
+    target = Path(target)
+    guard(target, lambda: target.parent.mkdir(parents=True, exist_ok=True))
+    sweep(target.parent)
+    stage = target.parent / temp_name(target.name, "new")
+    guard(target, lambda: os.mkdir(stage, 0o700))
+    _LIVE.add(str(stage))
+    return stage
+
+
+def swap_folder(stage: Path, target: Path) -> None:
+    """Put the folder `stage` at `target` in one step: a reader sees the old folder or the new one.
+
+    No old folder: one rename. An old one: renameat2(RENAME_EXCHANGE) swaps them atomically (Linux);
+    elsewhere the old one is renamed to `.old` and the new one into place, and a run killed between
+    the two renames is rolled back by the next `sweep`. The old contents are then removed.
+    """
+    with deferred_signals():
+        mode = os.stat(target).st_mode & 0o7777 if target.is_dir() else 0o777 & ~_umask()
+        guard(target, lambda: os.chmod(stage, mode))
+        old = None
+        if not target.exists():
+            guard(target, lambda: os.rename(stage, target))
+        elif _exchange(stage, target):
+            old = stage
+        else:
+            old = target.parent / temp_name(target.name, "old")
+            guard(target, lambda: os.rename(target, old))
+            _LIVE.add(str(old))
+            try:
+                os.rename(stage, target)
+            except OSError as e:
+                _quietly(os.rename, old, target)  # put the old folder back
+                raise write_error(target, e) from None
+        _LIVE.discard(str(stage))
+        fsync_folder(target.parent)
+        if old is not None:
+            _remove_any(str(old))
+
+
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with renameat2; False where the system or filesystem cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (38, 22, 95):  # ENOSYS, EINVAL (filesystem without exchange), EOPNOTSUPP
+        return False
+    raise write_error(b, OSError(err, os.strerror(err)))
+
+
+# --- every output checked before anything is written ---------------------------------------------
+
+
+def check_outputs(files: dict[str, str], folders: dict[str, str] | None = None, inputs: Any = ()) -> None:
+    """Check each output (option → path) before anything is written: its folder and name, no two
+    outputs on one file, none of them an input (which it would overwrite). '-' is standard output."""
+    seen: dict[str, str] = {}
+    for option, path in files.items():
+        if path == "-":
+            continue
+        check_target(path)
+        key = os.path.realpath(path)
+        if key in seen:
+            raise VitcliError(path, f"is named by both {seen[key]} and {option}: give each output its own file")
+        seen[key] = option
+    for path in (folders or {}).values():
+        check_folder(path)
+    refuse_inputs(files, inputs)
+
+
+def refuse_inputs(files: dict[str, str], inputs: Any) -> None:
+    """Refuse an output that is one of the inputs (same file: same device and inode)."""
+    written = {}
+    for option, path in files.items():
+        ident = _file_id(path)
+        if ident is not None:
+            written[ident] = (option, path)
+    if not written:
+        return
+    for item in inputs:
+        hit = written.get(_file_id(item)) if isinstance(item, (str, Path)) else None
+        if hit is not None:
+            raise VitcliError(hit[1], f"{hit[0]} names an input ({item}); it would be overwritten: write to another file")
+
+
+def _file_id(path: Any) -> tuple[int, int] | None:
+    """(device, inode) of an existing regular file; None for '-', devices and missing paths."""
+    if path == "-":
+        return None
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
