@@ -327,7 +327,7 @@ def test_names_too_long_for_the_file_system(tmp_path: Path) -> None:
     cases = [["patchify", image, "-o", tmp_path / f"{long}.npy"], ["patchify", image, "--grid-png", tmp_path / f"{long}.png"],
              ["embed", image, *TINY, "--output-dir", tmp_path / long], ["patchify", tmp_path / f"{long}.png"]]
     for result in run_batch(cases, tmp_path):
-        assert_clean_error(result, long, "File name too long")
+        assert "too long" in assert_clean_error(result, long).lower()
 
 
 def test_non_utf8_names_are_kept_in_the_index(tmp_path: Path) -> None:
