@@ -9,13 +9,16 @@ a decoding thread blocked in a read, could delay the exit without bound. `arm_wa
 thread that the signal itself wakes (`signal.set_wakeup_fd`): if the process is still alive
 `GRACE` seconds later, it runs the `at_forced_exit` clean-ups, writes the one line and ends the
 process with `os._exit`. Later signals are ignored: the process is already on its way out.
+A commit that must not be cut in half (the renames of an `--output-dir` swap) runs under
+`holding_exit()`: the watchdog waits for it to finish (it takes milliseconds) before it ends the process.
 """
 
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 GRACE = 0.5  # seconds the main thread has to unwind before the watchdog ends the process
 CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -26,7 +29,7 @@ class Terminated(BaseException):
     """SIGTERM as an exception, so that atomic writers remove their temporary files on the way out."""
 
 
-_state = {"received": None, "announced": False}
+_state = {"received": None, "announced": False, "holding": 0}
 _lock = threading.Lock()
 _cleanups: list[Callable[[], None]] = []
 
@@ -67,6 +70,18 @@ def at_forced_exit(cleanup: Callable[[], None]) -> Callable[[], None]:
     return lambda: _cleanups.remove(cleanup) if cleanup in _cleanups else None
 
 
+@contextmanager
+def holding_exit() -> Iterator[None]:
+    """Keep the watchdog from ending the process while this block runs (a commit of a few renames)."""
+    with _lock:
+        _state["holding"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["holding"] -= 1
+
+
 def arm_watchdog() -> None:
     """Start the watchdog thread (once per process; the main thread only)."""
     if _state.get("armed"):
@@ -85,6 +100,8 @@ def _watch(read_end: int) -> None:
         if signum in CODES:
             break
     threading.Event().wait(GRACE)
+    while _state["holding"]:  # a commit in progress: let it finish
+        threading.Event().wait(0.01)
     for cleanup in list(_cleanups):
         try:
             cleanup()

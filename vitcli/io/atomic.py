@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from vitcli.errors import VitcliError
+from vitcli.signals import at_forced_exit, holding_exit
 
 MARK = "vitcli-tmp"
 HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
@@ -104,6 +105,15 @@ def _remove_any(path: str) -> None:
     _LIVE.discard(path)
 
 
+def _remove_finally(path: str) -> None:
+    """`_remove_any`, finished even when a signal interrupts it (then re-raised)."""
+    try:
+        _remove_any(path)
+    except BaseException:
+        _remove_any(path)
+        raise
+
+
 def _quietly(action: Any, *args: Any) -> None:
     try:
         action(*args)
@@ -118,6 +128,9 @@ def remove_temporaries() -> None:
         _remove_any(path)
 
 
+at_forced_exit(remove_temporaries)  # the signal watchdog's os._exit skips atexit
+
+
 # --- signals -------------------------------------------------------------------------------------
 
 
@@ -129,18 +142,19 @@ def deferred_signals() -> Iterator[None]:
         return
     caught: list[int] = []
     saved = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(sig)
-        if handler not in (signal.SIG_IGN, None):
-            saved[sig] = handler
-            signal.signal(sig, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-        if caught:
-            signal.raise_signal(caught[0])
+    with holding_exit():  # nor may the signal watchdog end the process in the middle
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(sig)
+            if handler not in (signal.SIG_IGN, None):
+                saved[sig] = handler
+                signal.signal(sig, lambda signum, frame: caught.append(signum))
+        try:
+            yield
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+    if caught:
+        signal.raise_signal(caught[0])
 
 
 # --- errors and checks ---------------------------------------------------------------------------
@@ -373,27 +387,35 @@ def swap_folder(stage: Path, target: Path) -> None:
     elsewhere the old one is renamed to `.old` and the new one into place, and a run killed between
     the two renames is rolled back by the next `sweep`. The old contents are then removed.
     """
-    with deferred_signals():
-        mode = os.stat(target).st_mode & 0o7777 if target.is_dir() else 0o777 & ~_umask()
-        guard(target, lambda: os.chmod(stage, mode))
-        old = None
-        if not target.exists():
-            guard(target, lambda: os.rename(stage, target))
-        elif _exchange(stage, target):
-            old = stage
-        else:
-            old = target.parent / temp_name(target.name, "old")
-            guard(target, lambda: os.rename(target, old))
-            _LIVE.add(str(old))
-            try:
-                os.rename(stage, target)
-            except OSError as e:
-                _quietly(os.rename, old, target)  # put the old folder back
-                raise write_error(target, e) from None
-        _LIVE.discard(str(stage))
-        fsync_folder(target.parent)
-        if old is not None:
-            _remove_any(str(old))
+    old: list[Path] = []  # the old folder once swapped out, under a temporary name
+    try:
+        with deferred_signals():
+            _swap(stage, target, old)
+    finally:  # outside the hold (thousands of old files may take a while), and also when a held signal comes
+        for path in old:
+            _remove_finally(str(path))
+
+
+def _swap(stage: Path, target: Path, old: list[Path]) -> None:
+    """The renames of `swap_folder`, appending the old folder's temporary path to `old`."""
+    mode = os.stat(target).st_mode & 0o7777 if target.is_dir() else 0o777 & ~_umask()
+    guard(target, lambda: os.chmod(stage, mode))
+    if not target.exists():
+        guard(target, lambda: os.rename(stage, target))
+    elif _exchange(stage, target):
+        old.append(stage)
+    else:
+        moved = target.parent / temp_name(target.name, "old")
+        guard(target, lambda: os.rename(target, moved))
+        _LIVE.add(str(moved))
+        try:
+            os.rename(stage, target)
+        except OSError as e:
+            _quietly(os.rename, moved, target)  # put the old folder back
+            raise write_error(target, e) from None
+        old.append(moved)
+    _LIVE.discard(str(stage))
+    fsync_folder(target.parent)
 
 
 _RENAME_EXCHANGE, _AT_FDCWD = 2, -100
