@@ -241,3 +241,14 @@ def test_parameter_formula_equals_the_built_model_and_stands_aside_for_other_par
             counted = count_params(VisionTransformer(config))
         assert formula_params(config) == counted, config
     assert formula_params(base.with_changes(qk_norm=True)) is None  # a part the formula does not count
+
+
+def test_a_preset_built_under_inference_mode_draws_the_same_weights() -> None:
+    """The weights are drawn on worker threads, which do not inherit inference mode: a model built
+    inside `torch.inference_mode()` (as `figures pca` builds it) must not fail, and has the same weights."""
+    config = override(get_preset("vit-ti16"), depth=2)  # fc1 (768, 192): large enough for the threads
+    plain = build_model(config, seed=3)
+    with torch.inference_mode():
+        inside = build_model(config, seed=3)
+    for (key, a), (_, b) in zip(plain.state_dict().items(), inside.state_dict().items()):
+        assert torch.equal(a, b), key

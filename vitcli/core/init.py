@@ -81,10 +81,11 @@ def draw(model: nn.Module, seed: int, threads: int | None = None) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     jobs = sorted(fills(model), key=lambda job: -job[1].numel())  # the largest first: balanced threads
+    inference = torch.is_inference_mode_enabled()  # a model built under inference_mode holds inference tensors
 
     def run(job: tuple[str, Tensor, Fill]) -> None:
         key, t, fill = job
-        with torch.no_grad():  # grad mode is per thread
+        with torch.inference_mode(inference), torch.no_grad():  # both modes are per thread
             fill(t, torch.Generator().manual_seed(tensor_seed(seed, key)))
 
     threads = threads or torch.get_num_threads()
