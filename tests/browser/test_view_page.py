@@ -105,13 +105,15 @@ def _js(sel: dict) -> str:
     return json.dumps(sel)
 
 
-def test_keys_move_the_selection_and_nothing_is_fetched(page):
-    FIGURES.mkdir(parents=True, exist_ok=True)
+def test_keys_move_the_selection_and_nothing_is_fetched(page, tmp_path):
+    """The screenshot goes to a temporary folder; VITCLI_DOC_FIGURES=1 refreshes the README's figure."""
+    figures = FIGURES if os.environ.get("VITCLI_DOC_FIGURES") == "1" else tmp_path
+    figures.mkdir(parents=True, exist_ok=True)
     steps = [{"eval": "window.vitcli.select({layer: 0, head: 0, query: [1, 1]})"}, {"key": "ArrowRight"},
              {"key": "ArrowDown"}, {"key": "ArrowLeft"}, {"key": "ArrowUp"}, {"key": "ArrowUp"}, {"key": "ArrowUp"},
              {"key": "]"}, {"key": "="}, {"mouse": [5, 5]}, {"click": [5, 5]}, {"mouse": [200, 100]},
              {"eval": "window.vitcli.select({layer: 1, head: 'mean', query: 3})"},
-             {"screenshot": str(FIGURES / "view_registers.png")}]
+             {"screenshot": str(figures / "view_registers.png")}]
     report = run_page(page, steps)
     names = [s["name"] for s in report["results"][1:7]]
     assert names == ["patch (1, 2)", "patch (2, 2)", "patch (2, 1)", "patch (1, 1)", "patch (0, 1)", "patch (0, 1)"]
