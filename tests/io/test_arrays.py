@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from vitcli.errors import VitcliError
-from vitcli.io.arrays import atomic_writer, load_npy, save_npy
+from vitcli.io.arrays import load_npy, save_npy
+from vitcli.io.atomic import atomic_file
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -20,7 +21,7 @@ def test_failure_midway_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "out.npy"
     target.write_bytes(b"old contents")
     with pytest.raises(RuntimeError):
-        with atomic_writer(str(target)) as f:
+        with atomic_file(str(target)) as f:
             f.write(b"half of the new")
             raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old contents"

@@ -14,16 +14,12 @@ from typing import BinaryIO
 import numpy as np
 
 from vitcli.errors import VitcliError
-from vitcli.io.atomic import _umask, atomic_file, check_target, is_special, os_problem  # noqa: F401 - _umask re-exported
-
-# The names this module had before vitcli.io.atomic became the one home of atomic writing.
-atomic_writer = atomic_file
-_check_target, _is_special, _os_problem = check_target, is_special, os_problem
+from vitcli.io.atomic import atomic_file
 
 
 def write_bytes(path: str, produce: Callable[[BinaryIO], None]) -> None:
-    """Write through `produce(file)` atomically (see `atomic_writer`)."""
-    with atomic_writer(path) as f:
+    """Write through `produce(file)` atomically (see `vitcli.io.atomic.atomic_file`)."""
+    with atomic_file(path) as f:
         produce(f)
 
 
