@@ -115,7 +115,7 @@ _PLANNED: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("plann
 def check_planned_outputs(kwargs: dict[str, Any]) -> None:
     """Before a command writes anything: `-` outputs (only one, never with --json, a usage error),
     then each output's folder and name, and none of them naming an input."""
-    from vitcli.io.atomic import check_outputs
+    from vitcli.io.checks import check_outputs
 
     files = {opt: kwargs[name] for name, opt in OUTPUT_FILES.items() if isinstance(kwargs.get(name), str)}
     on_stdout = [opt for opt, path in files.items() if path == "-"]
@@ -165,7 +165,7 @@ def gather(images: list[str] | None, opts: ImageOptions, batch: BatchOptions) ->
     if not images and batch.from_list is None:
         raise typer.BadParameter("give at least one IMAGE (a file, folder or glob) or --from-list FILE", param_hint="IMAGE")
     found = load_images(images or [], recursive=batch.recursive, from_list=batch.from_list)
-    from vitcli.io.atomic import refuse_inputs
+    from vitcli.io.checks import refuse_inputs
 
     refuse_inputs(_PLANNED.get(), found.items)  # a folder or glob may hold an output's file
     return replace(found, spec=image_spec(opts), many=found.many or batch.output_dir is not None)

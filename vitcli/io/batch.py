@@ -22,8 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from vitcli.errors import VitcliError
-from vitcli.io.atomic import (MARK, check_folder, check_target, close_quietly, commit_file, discard, file_mode, guard,
-                              new_temp_file, new_temp_folder, swap_folder)
+from vitcli.io.atomic import (MARK, close_quietly, commit_file, discard, file_mode, guard, new_temp_file, new_temp_folder,
+                              swap_folder)
+from vitcli.io.checks import check_folder, check_target
 # A file name byte that is not UTF-8 (held as a surrogate, Python's surrogateescape) is written as the
 # JSON escape \udcXX: the index stays valid UTF-8, and json.loads + os.fsencode give the bytes back.
 JSON_NAMES = "backslashreplace"

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from vitcli.errors import VitcliError
-from vitcli.io.atomic import check_target, commit_file, discard, guard, new_temp_file
+from vitcli.io.atomic import commit_file, discard, guard, new_temp_file
+from vitcli.io.checks import check_target
 
 ROW_GROUP = 1024  # rows buffered before a Parquet row group is written
 META_KEY = b"vitcli"  # the file metadata key holding vitcli's JSON document
