@@ -14,10 +14,8 @@ def rope_posenc(model: Any = None, *, dim: int | None = None, grid: Any = None, 
                 similarity: str | None = None, output: str | None = None) -> PosencResult:
     """Angles (N, D/2) of a RoPE of `variant` for rotated width `dim` on `grid`, or a checkpoint's own
     (its variant, head width, periods and native grid) when `model` is a loaded model with RoPE."""
-    import torch
-
     from vitcli.core.rope import default_periods, kernel, rope_angles
-    from vitcli.io.images import parse_hw
+    from vitcli.io.sizes import parse_hw
 
     if variant is not None and variant not in VARIANTS:
         raise VitcliError("--rope-variant", f"'{variant}' is not one of {', '.join(VARIANTS)}")
