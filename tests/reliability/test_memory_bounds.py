@@ -229,14 +229,23 @@ def test_parse_memory_and_the_default_limit() -> None:
     assert room is None or 0 < room <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def test_the_parameter_estimate_is_the_formula() -> None:
-    """For plain presets the estimate is presets.formula_params within the biases it always counts (< 0.5%)."""
-    from vitcli.core.budget import estimate_params
-    from vitcli.core.presets import PRESETS, formula_params
+def test_the_parameter_bound_holds_every_built_model() -> None:
+    """The memory check's parameter count (formula_params bound=True) is at least what the built model
+    holds, counted on the meta device, for every preset and the parts outside the plain formula, and
+    at most 1.5% over it (a loose bound would refuse models that fit)."""
+    import torch
 
-    for c in PRESETS.values():
-        exact = formula_params(c)
-        assert exact <= estimate_params(c) < 1.005 * exact, c.name
+    from vitcli.core.encoder import VisionTransformer
+    from vitcli.core.presets import PRESETS, count_params, formula_params
+
+    base = PRESETS["vit-ti16"]
+    variants = [*PRESETS.values(), base.with_changes(mlp="swiglu", mlp_dim=512), base.with_changes(qk_norm=True),
+                base.with_changes(rel_pos_bias="layer", posenc="none"), base.with_changes(pooling="map"),
+                base.with_changes(layer_scale=True, attn_norm=True, mlp_norm=True)]
+    for c in variants:
+        with torch.device("meta"):
+            built = count_params(VisionTransformer(c))
+        assert built <= formula_params(c, bound=True) < 1.015 * built + 20_000, c
 
 
 def test_out_of_memory_inside_torch_is_the_out_of_memory_line(tmp_path: Path) -> None:

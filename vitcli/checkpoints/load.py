@@ -157,10 +157,10 @@ def _check_backed(config: ViTConfig, mapped: Mapped, spec: str) -> None:
     """A checkpoint must hold the weights of the model it describes: its mapped tensors at least half
     the parameters the inferred config needs (a real file holds them all; a few missing keys are
     named by `_check`). Checked before the core model is laid out, even on the meta device."""
-    from vitcli.core.budget import estimate_params
+    from vitcli.core.presets import formula_params
 
     held = sum(t.numel() for t in mapped.tensors.values())
-    needed = estimate_params(config)
+    needed = formula_params(config, bound=True)
     if needed > 2 * held + 1_000_000:
         raise VitcliError(spec, f"describes a model of {config.depth:,} blocks of width {config.dim} "
                           f"({needed:,} parameters) but holds only {held:,} values in the keys it maps: "

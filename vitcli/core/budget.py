@@ -2,7 +2,7 @@
 
 The one home of the estimate (no torch import: `vitcli --help` and `info` stay fast):
 
-  weights      parameters by formula × dtype bytes (`estimate_params`)
+  weights      parameters by formula × dtype bytes (`presets.formula_params(bound=True)`)
   activations  one forward pass under no_grad: the residual stream, the norm's output, qkv (3D)
                and its split, the attention output, the MLP hidden twice (fc1, its activation) and
                the stages a command keeps (patches, tokens, Z0, output): b·T·(15D + 4M) values,
@@ -98,26 +98,11 @@ def over(need: int, limit: int, what: str) -> str | None:
     return f"{what} needs {format_bytes(need)}, over the memory limit of {format_bytes(limit)} ({{needs}})"
 
 
-def estimate_params(c) -> int:
-    """Parameters of the model a ViTConfig builds, by formula (the plain ViT's; SwiGLU's third matrix,
-    the attention-pool probe and a bias table counted too): close enough to bound, never built."""
-    d, m = c.dim, c.mlp_dim
-    rows, cols = c.grid
-    patch = d * c.in_chans * c.patch_size**2 + d
-    prefix = d * (int(c.class_token) + int(c.distilled) + c.num_registers)
-    table = (c.pos_prefix_rows + rows * cols) * d if c.posenc == "learned" else 0
-    mlp_mats = 3 if getattr(c, "mlp", "mlp") != "mlp" else 2
-    block = 4 * d * d + mlp_mats * d * m + 4 * d + 3 * d + m + 2 * d + 4 * d
-    if getattr(c, "rel_pos_bias", "none") == "layer":
-        block += ((2 * rows - 1) * (2 * cols - 1) + 3) * c.heads
-    pool = (4 * d * d + 2 * d * m) if getattr(c, "pooling", "") == "map" else 0
-    head = (2 if c.distilled else 1) * (c.num_classes * d + c.num_classes) if c.num_classes else 0
-    return patch + prefix + table + c.depth * block + 6 * d + pool + head
-
-
 def weight_bytes(c, dtype: str = "float32") -> int:
     """Bytes of the model's weights in `dtype`."""
-    return estimate_params(c) * DTYPE_BYTES.get(dtype, 4)
+    from vitcli.core.presets import formula_params
+
+    return formula_params(c, bound=True) * DTYPE_BYTES.get(dtype, 4)
 
 
 def forward_bytes(c, batch: int, size: tuple[int, int], dtype: str = "float32", kept: int = 0) -> int:
@@ -142,6 +127,6 @@ def attention_kept_bytes(batch: int, heads: int, queries: int, tokens: int, laye
     return layers * batch * heads * queries * tokens * 4
 
 
-__all__ = ["DEFAULT_SHARE", "attention_kept_bytes", "available_memory", "estimate_params", "format_bytes",
+__all__ = ["DEFAULT_SHARE", "attention_kept_bytes", "available_memory", "format_bytes",
            "forward_bytes", "image_bytes", "memory_limit", "over", "parse_memory", "set_process_limit",
            "weight_bytes"]

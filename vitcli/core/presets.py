@@ -149,15 +149,19 @@ FORMULA_FIELDS = {"name", "image_size", "patch_size", "in_chans", "dim", "depth"
                   "pre_norm", "final_norm", "fc_norm", "pooling", "num_classes", "head_bias", "eps", "activation", "extra"}
 
 
-def formula_params(config: ViTConfig) -> int | None:
-    """Parameters of a ViT made of the plain parts, by formula (None for any other part)."""
+def formula_params(config: ViTConfig, *, bound: bool = False) -> int | None:
+    """Parameters of a ViT by formula: exact for the plain parts (None for any other part), or with
+    `bound`, an upper estimate for any config (every bias counted, and SwiGLU's third matrix, the
+    attention-pool probe and the bias tables added): what the memory check needs before a build."""
     from dataclasses import fields
 
     default = ViTConfig()
-    if config.pooling not in ("cls", "mean", "none") or any(
-            getattr(config, f.name) != getattr(default, f.name) for f in fields(config) if f.name not in FORMULA_FIELDS):
+    plain = config.pooling in ("cls", "mean", "none") and all(
+        getattr(config, f.name) == getattr(default, f.name) for f in fields(config) if f.name not in FORMULA_FIELDS)
+    if not (plain or bound):
         return None
-    d, m, c = config.dim, config.mlp_dim, config
+    c = config.with_changes(patch_bias=True, qkv_bias=True, head_bias=True, layer_scale=True) if bound else config
+    d, m = c.dim, c.mlp_dim
     norm = 2 * d
     patch = d * c.in_chans * c.patch_size**2 + (d if c.patch_bias else 0)
     rows, cols = c.grid
@@ -166,8 +170,21 @@ def formula_params(config: ViTConfig) -> int | None:
     block = (2 * norm + 3 * d * d + (3 * d if c.qkv_bias else 0) + d * d + d + m * d + m + d * m + d
              + (2 * d if c.layer_scale else 0))
     heads = (2 if c.distilled else 1) * (c.num_classes * d + (c.num_classes if c.head_bias else 0)) if c.num_classes else 0
-    return (patch + tokens + table + (norm if c.pre_norm else 0) + c.depth * block + (norm if c.final_norm else 0)
-            + (norm if c.fc_norm else 0) + heads)
+    total = (patch + tokens + table + (norm if c.pre_norm else 0) + c.depth * block + (norm if c.final_norm else 0)
+             + (norm if c.fc_norm else 0) + heads)
+    return total + (0 if plain else _unplain_bound(c))
+
+
+def _unplain_bound(c: ViTConfig) -> int:
+    """What the parts outside the plain formula add at most: SwiGLU's gate, sub-norms, LayerScale,
+    per-layer bias tables, the attention-pool probe, and a few norms for what is left."""
+    d, m = c.dim, c.mlp_dim
+    rows, cols = c.grid
+    block = (m * d + m if c.mlp != "mlp" else 0) + 2 * d * (c.qk_norm + c.attn_norm) + 2 * m * c.mlp_norm
+    if c.rel_pos_bias != "none":
+        block += ((2 * rows - 1) * (2 * cols - 1) + 3) * c.heads
+    pool = 4 * d * d + 2 * d * m + 6 * d + m if c.pooling == "map" else 0
+    return c.depth * block + pool + 6 * d
 
 
 def count_macs(config: ViTConfig, grid: tuple[int, int] | None = None) -> int:
