@@ -72,6 +72,12 @@ def best_of(repeats: int, *actions: Callable[[], float]) -> list[float]:
     return [min(t) for t in times]
 
 
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """The median of a[i] / b[i]: runs of the same round compared, so a load that drifts between
+    rounds (this machine is shared) cancels out of each ratio."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
 def median_time(repeats: int, action: Callable[[], float]) -> float:
     return statistics.median(action() for _ in range(repeats))
 

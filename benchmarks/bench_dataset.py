@@ -11,7 +11,8 @@
 
 images/s is the in-run figure (`seconds` of the JSON: decode + model + write, without Python
 start-up and model building), and the whole command's wall time is printed beside it. Each pair
-is run `--repeats` times interleaved (the order alternating) and the medians compared. Usage:
+is run `--repeats` times interleaved (the order alternating); the ratio of the medians and the
+median of the per-round ratios (`paired`, robust to a load that drifts between rounds) are printed. Usage:
     python benchmarks/bench_dataset.py [--images 1000] [--repeats 5] [--rss-images 10000 100] [--no-ray]
 """
 
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, machine, make_photos, peak_rss_mb, run, vitcli_command  # noqa: E402
+from _common import ROOT, machine, make_photos, paired_ratio, peak_rss_mb, run, vitcli_command  # noqa: E402
 
 MODEL = ["--model", "vit-s16", "--stage", "pooled", "--batch-size", "16", "--json", "-q"]
 
@@ -57,15 +58,16 @@ def fresh(path: Path) -> str:
     return str(path)
 
 
-def interleaved(repeats: int, *runs) -> list[tuple[float, float]]:
-    """Each run `repeats` times, interleaved, the order reversed every other round; the medians of
-    (images/s, wall seconds) of each."""
+def interleaved(repeats: int, *runs) -> list[tuple[float, float, list[float]]]:
+    """Each run `repeats` times, interleaved, the order reversed every other round; for each, the
+    medians of (images/s, wall seconds) and every round's images/s (for paired ratios)."""
     results: list[list[tuple[float, float]]] = [[] for _ in runs]
     for i in range(repeats):
         order = list(zip(results, runs))
         for out, run_once in order[::-1] if i % 2 else order:
             out.append(run_once())
-    return [(statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for rs in results]
+    return [(statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs), [r[0] for r in rs])
+            for rs in results]
 
 
 def main() -> None:
@@ -88,8 +90,8 @@ def main() -> None:
             npy, pq = interleaved(args.repeats, lambda: timed([*vit, "embed", str(photos), *MODEL, "-o", fresh(work / "emb.npy")]),
                                   lambda: timed([*vit, "embed", str(photos), *MODEL, "-o", fresh(work / "emb.parquet")]))
             print(f"1. {args.images} JPEGs, ViT-S/16 pooled, median of {args.repeats}: .npy {npy[0]:.2f} images/s "
-                  f"(wall {npy[1]:.0f} s), Parquet {pq[0]:.2f} images/s (wall {pq[1]:.0f} s): ratio {pq[0] / npy[0]:.3f} "
-                  "(target ≥ 0.98)")
+                  f"(wall {npy[1]:.0f} s), Parquet {pq[0]:.2f} images/s (wall {pq[1]:.0f} s): ratio {pq[0] / npy[0]:.3f}, "
+                  f"paired {paired_ratio(pq[2], npy[2]):.3f} (target ≥ 0.98)")
         if not args.no_ray and "2" in parts:
             def local() -> tuple[float, float]:
                 return timed([*vit, "embed", str(photos), *MODEL, "--output-dir", fresh(work / "local"), "--format", "parquet"])
@@ -100,7 +102,8 @@ def main() -> None:
                 lo, ra = interleaved(args.repeats, local, ray)
                 print(f"2. Ray, {actors} actor(s), local Ray on this machine, median of {args.repeats}: {ra[0]:.2f} images/s "
                       f"(wall {ra[1]:.0f} s) vs local backend {lo[0]:.2f} images/s (wall {lo[1]:.0f} s): ratio "
-                      f"{ra[0] / lo[0]:.3f} (whole command {lo[1] / ra[1]:.3f}; target ≥ 0.8)")
+                      f"{ra[0] / lo[0]:.3f}, paired {paired_ratio(ra[2], lo[2]):.3f} (whole command {lo[1] / ra[1]:.3f}; "
+                      "target ≥ 0.8)")
         many, few = args.rss_images
         rss = {}
         for count in (few, many) if "3" in parts else ():

@@ -1,6 +1,7 @@
 """Benchmark 5: the single-image commands people type most, against `python -c "import torch"`.
 
-Median of N runs of each, interleaved, each a fresh process (the installed `vitcli` script):
+Median of N runs of each, interleaved, each a fresh process (the installed `vitcli` script); a
+ratio is the median of the per-round ratios (runs of one round against each other):
 `--help`, `patchify IMAGE`, `info` (a preset), `embed IMAGE` and `attend IMAGE` (ViT-B/16, random
 weights) and `figures filters --model vit-b16`. Targets: --help < 0.3 s, info < 0.5 s, patchify
 ≤ 0.3× and embed / attend ≤ 1.25× import torch, figures filters < 3 s.
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SAMPLES, machine, run, vitcli_command  # noqa: E402
+from _common import SAMPLES, machine, paired_ratio, run, vitcli_command  # noqa: E402
 
 
 def main() -> None:
@@ -35,8 +36,9 @@ def main() -> None:
         for name, cmd in commands.items():
             times[name].append(run(cmd)[0])
     median = {name: statistics.median(t) for name, t in times.items()}
-    torch_s = median['python -c "import torch"']
-    figures = ", ".join(f"{name} {t:.2f} s" + ("" if "torch" in name else f" ({t / torch_s:.2f}× import torch)")
+    torch_times = times['python -c "import torch"']
+    figures = ", ".join(f"{name} {t:.2f} s" + ("" if "torch" in name else
+                                               f" ({paired_ratio(times[name], torch_times):.2f}× import torch)")
                         for name, t in median.items())
     print(f"[5] start-up (median of {args.repeats}): {figures} (targets: --help < 0.3 s, info < 0.5 s, "
           "patchify ≤ 0.3×, embed/attend ≤ 1.25× import torch, figures filters < 3 s)")
