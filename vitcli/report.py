@@ -15,12 +15,9 @@ from rich.text import Text
 
 
 def make_console(to_stderr: bool) -> Console:
-    """A console that respects NO_COLOR and plain (non-terminal) output; when not a terminal
-    it is at least 120 columns wide, so tables written to files and pipes are not squeezed."""
-    console = Console(stderr=to_stderr, highlight=False, soft_wrap=False)
-    if not console.is_terminal and console.width < 120:
-        console.width = 120
-    return console
+    """A console that respects NO_COLOR and plain (non-terminal) output. Piped or redirected, it is
+    80 columns wide (or $COLUMNS), like the terminal most people open: every table fits there."""
+    return Console(stderr=to_stderr, highlight=False, soft_wrap=False)
 
 
 def fmt(value: Any) -> str:
