@@ -120,6 +120,8 @@ class ExplainMixin:
         from vitcli.core.explain import explain as explain_maps
 
         images = as_images(images)
+        self.check_outputs(images, [target[len("image:"):]] if str(target).startswith("image:") else [],
+                           output=output, output_dir=output_dir, overlay=overlay)
         if method not in (*METHOD_NAMES, "all"):
             raise VitcliError("--method", f"'{method}' is not one of {', '.join(METHOD_NAMES)}, all")
         methods = list(METHOD_NAMES) if method == "all" else [method]
