@@ -152,7 +152,7 @@ class ExplainMixin:
 
         run = run_model(self, images, compute, main="map", normalize=normalize, batch=batch or BatchSpec(),
                         output=output if images.many else None, output_dir=output_dir, keep=keep and images.many,
-                        progress=progress, describe=describe)
+                        progress=progress, describe=describe, backward=(method, discard_ratio > 0))
         if images.many:
             return self._explain_many(run, method, label)
         return self._explain_one(run, method, label, found[0], output, overlay, layer)
