@@ -1,9 +1,9 @@
 """Checks that an output can be written, made before anything is written, and the OS's words for why not.
 
 `check_target` / `check_folder` for one output file or folder; `check_outputs` for all of a
-command's outputs at once (run by the CLI's `with_options`): folders, names, two outputs on one
-file, an output that is one of the inputs. Only the standard library: the writers of
-vitcli.io.atomic use these too.
+command's outputs at once (planned by vitcli.api.outputs, for both front ends): folders, names,
+two outputs on one file, an output that is one of the inputs, an input inside an output folder.
+Only the standard library: the writers of vitcli.io.atomic use these too.
 """
 
 import errno
