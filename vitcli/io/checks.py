@@ -126,7 +126,8 @@ def check_outputs(files: dict[str, str], folders: dict[str, str] | None = None, 
 
 def refuse_inputs(files: dict[str, str], inputs: Any, folders: dict[str, str] | None = None) -> None:
     """Refuse an output file that is one of the inputs (same device and inode: a symlink or hard
-    link too), and an input inside an output folder (its commit replaces the folder whole)."""
+    link too), and an input inside an output folder (a run writes anywhere in it; FolderSink swaps
+    it whole)."""
     written = {}
     for option, path in files.items():
         ident = _file_id(path)
@@ -144,8 +145,8 @@ def refuse_inputs(files: dict[str, str], inputs: Any, folders: dict[str, str] | 
         real = os.path.realpath(item)
         for root, option in roots.items():
             if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
-                raise VitcliError(str(item), f"is inside {option} {folders[option]}, which the run replaces whole: "
-                                  "write to another folder")
+                raise VitcliError(str(item), f"is inside {option} {folders[option]}, which the run writes "
+                                  "into: give an output folder outside the inputs")
 
 
 def _file_id(path: Any) -> tuple[int, int] | None:
