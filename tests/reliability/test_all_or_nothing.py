@@ -244,7 +244,8 @@ def test_output_dir_replaces_the_old_run_whole(tmp_path: Path) -> None:
 
 
 def test_output_dir_refuses_a_folder_holding_other_files(photos: Path, tmp_path: Path) -> None:
-    """A folder with files no earlier run wrote (here: the input images) is not replaced."""
+    """A folder with files no earlier run wrote is not replaced (the input images: refused before any
+    is read, as inputs inside the folder the run replaces)."""
     own = tmp_path / "own"
     shutil.copytree(photos, own)
     before = snapshot(own)
@@ -253,7 +254,7 @@ def test_output_dir_refuses_a_folder_holding_other_files(photos: Path, tmp_path:
     (notes / "README").write_text("mine")
     results = run_batch([["patchify", own, "--size", "64", "--output-dir", own],
                          ["patchify", photos, "--size", "64", "--output-dir", notes]], tmp_path)
-    one_error_line(results[0], str(own), "which no earlier run wrote")
+    one_error_line(results[0], str(own), "is inside --output-dir")
     one_error_line(results[1], str(notes), "README")
     assert snapshot(own) == before and (notes / "README").read_text() == "mine"
 

@@ -110,6 +110,8 @@ class AttendMixin:
         from vitcli.core.inspect import inspect_attention
 
         images = as_images(images)
+        self.check_outputs(images, output=output, rollout=rollout, distance=distance, plot_distance=plot_distance,
+                           masks=masks, cosine=cosine, save_qkv=save_qkv, overlay=overlay)
         spec = _rollout_spec(rollout, rollout_fusion, discard_ratio, discard_scope, start_layer)
         if images.many:
             one = [n for n, v in [("--overlay", overlay), ("--rollout", rollout), ("--masks", masks),

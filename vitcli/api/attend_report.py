@@ -5,6 +5,7 @@ from typing import Any
 import numpy as np
 
 from vitcli.api.attend import AttendResult, Selection, distance_table
+from vitcli.api.outputs import rollout_png_path
 
 
 def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, outputs: dict[str, Any]) -> AttendResult:
@@ -197,14 +198,6 @@ def terminal_map(config: Any, report: Any, sel: Selection) -> tuple[str, np.ndar
 
 
 # --- pictures ----------------------------------------------------------------------------------
-
-
-def rollout_png_path(npy: str) -> str | None:
-    """Where the rollout map picture goes: beside the .npy, with .png; none for standard output
-    (a file the user did not name is never written)."""
-    from pathlib import Path
-
-    return str(Path(npy).with_suffix(".png")) if npy != "-" else None
 
 
 def _marked_patch(report: Any, sel: Selection) -> tuple[int, int] | None:

@@ -1,7 +1,9 @@
 """`Model`'s memory checks: the weights and a forward pass against the limit, before anything is allocated.
 
 The estimate itself lives in `vitcli.core.budget`; this names the option that went over it (the
-model's size, --batch-size, --query / --layer for kept attention, --patch-size, --size).
+model's size, --batch-size, --query / --layer for kept attention, --method for explain's T×T
+products, --patch-size, --size). `explain` passes `backward` (its method, and whether it
+discards): its gradient pass is estimated by `backward_bytes` instead of `forward_bytes`.
 """
 
 from typing import Any
@@ -25,13 +27,15 @@ class MemoryMixin:
             return memory_limit(self.spec.max_memory)
 
     def check_memory(self, batch: int = 0, size: tuple[int, int] | None = None, kept: int = 0,
-                     source: str | None = None, kept_source: str | None = None) -> None:
+                     source: str | None = None, kept_source: str | None = None,
+                     backward: tuple[str, bool] | None = None) -> None:
         """The one-line error naming the option over the limit when the weights (random ones: a
         checkpoint's are mapped from its file), plus one forward pass of `batch` images of `size`
-        and `kept` bytes of captures, would need more memory than the limit. The option named: the
-        model's size, else --batch-size when one image would fit, else `kept_source` when the
-        captures are most of it, else `source` (an image's path at its native size) or --size."""
-        from vitcli.core.budget import forward_bytes, over, weight_bytes
+        and `kept` bytes of captures (or explain's gradient pass: `backward` = (method, discard)),
+        would need more memory than the limit. The option named: the model's size, else --batch-size
+        when one image would fit, else `kept_source` when the captures are most of it, else --method
+        when grad-rollout would fit, else `source` (an image's path at its native size) or --size."""
+        from vitcli.core.budget import over, weight_bytes
 
         limit, dtype = self.memory_limit(), self.spec.dtype
         weights = weight_bytes(self.config, dtype) if self.checkpoint is None and self._module is None else 0
@@ -41,27 +45,38 @@ class MemoryMixin:
             raise VitcliError(self._blame_weights(limit), problem, needs="max_memory")
         if not batch or size is None:
             return
-        run = forward_bytes(c, batch, size, dtype, kept)
-        what = f"a forward pass of {batch} image{'s' if batch > 1 else ''} of {size[0]}×{size[1]} " \
+        run = self._pass_bytes(c, batch, size, kept, backward)
+        kind = f"a gradient pass (explain {backward[0]})" if backward else "a forward pass"
+        what = f"{kind} of {batch} image{'s' if batch > 1 else ''} of {size[0]}×{size[1]} " \
                f"({(size[0] // c.patch_size) * (size[1] // c.patch_size) + c.num_prefix_tokens} tokens)"
         problem = over(weights + run, limit, what)
         if problem:
-            alone = weights + forward_bytes(c, 1, size, dtype, kept // batch)
+            alone = weights + self._pass_bytes(c, 1, size, kept // batch, backward)
+            cheaper = backward and backward[0] != "grad-rollout" and \
+                weights + self._pass_bytes(c, batch, size, kept, ("grad-rollout", False)) <= limit
             blame = "--batch-size" if batch > 1 and alone <= limit else \
-                kept_source if kept_source and 2 * kept > weights + run else \
-                "--patch-size" if self._patch_is_why(batch, size, kept, limit - weights) else source or "--size"
+                kept_source if kept_source and 2 * kept > weights + run else "--method" if cheaper else \
+                "--patch-size" if self._patch_is_why(batch, size, kept, limit - weights, backward) else source or "--size"
             raise VitcliError(blame, problem, needs="max_memory")
 
-    def _patch_is_why(self, batch: int, size: tuple[int, int], kept: int, room: int) -> bool:
-        """Whether the preset's own patch size would have kept the forward pass under the limit."""
-        from vitcli.core.budget import forward_bytes
+    def _pass_bytes(self, c: Any, batch: int, size: tuple[int, int], kept: int,
+                    backward: tuple[str, bool] | None) -> int:
+        """A forward pass's bytes with `kept` captures, or explain's gradient pass (`backward`)."""
+        from vitcli.core.budget import backward_bytes, forward_bytes
 
+        if backward:
+            return backward_bytes(c, batch, size, self.spec.dtype, *backward) + kept
+        return forward_bytes(c, batch, size, self.spec.dtype, kept)
+
+    def _patch_is_why(self, batch: int, size: tuple[int, int], kept: int, room: int,
+                      backward: tuple[str, bool] | None = None) -> bool:
+        """Whether the preset's own patch size would have kept the pass under the limit."""
         base = self.preset_base
         if base is None or base.patch_size == self.config.patch_size or size[0] % base.patch_size or \
                 size[1] % base.patch_size:
             return False
-        return forward_bytes(self.config.with_changes(patch_size=base.patch_size), batch, size, self.spec.dtype,
-                             kept) <= room
+        return self._pass_bytes(self.config.with_changes(patch_size=base.patch_size), batch, size, kept,
+                                backward) <= room
 
     def _blame_weights(self, limit: int) -> str:
         """The size option that most raised the weights over the preset's (else --model)."""

@@ -79,6 +79,7 @@ class EmbedMixin:
             images = replace(images, many=True)
         else:
             dataset.check_unused(sharded=False)
+        self.check_outputs(images, output=output, output_dir=output_dir)
         if stage not in STAGES:
             raise VitcliError("--stage", f"'{stage}' is not one of {', '.join(STAGES)}")
         if stage == "pooled" and self.config.pooling == "none":

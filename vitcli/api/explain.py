@@ -120,6 +120,8 @@ class ExplainMixin:
         from vitcli.core.explain import explain as explain_maps
 
         images = as_images(images)
+        self.check_outputs(images, [target[len("image:"):]] if str(target).startswith("image:") else [],
+                           output=output, output_dir=output_dir, overlay=overlay)
         if method not in (*METHOD_NAMES, "all"):
             raise VitcliError("--method", f"'{method}' is not one of {', '.join(METHOD_NAMES)}, all")
         methods = list(METHOD_NAMES) if method == "all" else [method]
@@ -150,7 +152,7 @@ class ExplainMixin:
 
         run = run_model(self, images, compute, main="map", normalize=normalize, batch=batch or BatchSpec(),
                         output=output if images.many else None, output_dir=output_dir, keep=keep and images.many,
-                        progress=progress, describe=describe)
+                        progress=progress, describe=describe, backward=(method, discard_ratio > 0))
         if images.many:
             return self._explain_many(run, method, label)
         return self._explain_one(run, method, label, found[0], output, overlay, layer)

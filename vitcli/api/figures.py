@@ -51,13 +51,16 @@ def _name(path: str) -> str:
 class FiguresMixin:
     """`filters`, `pca`, `similar` and `norms` for `Model`."""
 
-    def _forward_each(self, images: Any, normalize: str | None, capture: Any) -> tuple[list[Any], list[Any], str]:
-        """Fit every image as the model's commands do and run each alone (a batch of one)."""
+    def _forward_each(self, images: Any, normalize: str | None, capture: Any,
+                      outputs: dict[str, Any] | None = None) -> tuple[list[Any], list[Any], str]:
+        """Fit every image as the model's commands do and run each alone (a batch of one), once the
+        `outputs` (keyword → path) are known to be writable."""
         import torch
 
         from vitcli.api.images import as_images
 
         images = as_images(images)
+        self.check_outputs(images, **(outputs or {}))
         self.resolve_grid(images)
         prepare, norm, _ = self.preparer(images.spec, normalize)
         fitted = [prepare(item, name) for item, name in zip(images.items, images.names())]
@@ -79,6 +82,7 @@ class FiguresMixin:
 
         if count < 1:
             raise VitcliError("--count", f"must be at least 1, got {count}")
+        self.check_outputs(output=output, png=png)
         weight = self._patch_weight()  # (D, C, P, P)
         comps, ratio = filter_components(weight, count)  # (k, C, P, P), (k,)
         array, explained = _numpy(comps), _numpy(ratio)
@@ -114,7 +118,8 @@ class FiguresMixin:
 
         if foreground_threshold is not None and not 0.0 <= foreground_threshold < 1.0:
             raise VitcliError("--foreground-threshold", f"{foreground_threshold} is outside [0, 1)")
-        fitted, outs, norm = self._forward_each(images, normalize, Capture(inputs=False))
+        fitted, outs, norm = self._forward_each(images, normalize, Capture(inputs=False),
+                                                 {"output": output, "png": png})
         grids = {o.grid for o in outs}
         if len(grids) > 1:
             raise VitcliError(fitted[1].loaded.path, f"the images give different patch grids {sorted(grids)}; "
@@ -152,7 +157,8 @@ class FiguresMixin:
             layer_i = resolve_indices([layer], self.config.depth, "layer")[0]
         sources = [image] + ([to] if to is not None else [])
         fitted, outs, norm_name = self._forward_each(_as_list(sources), normalize,
-                                                     Capture(inputs=False, blocks=[layer_i], final="none"))
+                                                     Capture(inputs=False, blocks=[layer_i], final="none"),
+                                                     {"output": output, "png": png})
         import torch
 
         with torch.inference_mode():
@@ -197,7 +203,7 @@ class FiguresMixin:
         layers = list(range(c.depth))
         capture = Capture(inputs=False, blocks=layers, attention=layers if c.class_token else (),
                           queries=[0] if c.class_token else None, final="none")
-        fitted, outs, norm_name = self._forward_each(_as_list([image]), normalize, capture)
+        fitted, outs, norm_name = self._forward_each(_as_list([image]), normalize, capture, {"output": output, "png": png})
         out = outs[0]
         blocks = [out.blocks[i] for i in layers]
         norms = token_norms([b[0] for b in blocks])  # (L, T)

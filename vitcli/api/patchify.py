@@ -69,7 +69,11 @@ def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", ou
     from vitcli.core.patches import patchify as cut
     from vitcli.stats import channel_stats, tensor_stats
 
+    from vitcli.api.outputs import check_outputs_first
+
     images = as_images(images)
+    check_outputs_first({"output": output, "grid_png": grid_png}, inputs=images.items, many=images.many,
+                        output_dir=output_dir)
     if order not in ("chw", "hwc"):
         raise VitcliError("--order", f"'{order}' is not chw or hwc")
     if normalize not in VALUES:
@@ -112,7 +116,10 @@ def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, 
     from vitcli.io.pictures import save_png
     from vitcli.stats import tensor_stats
 
+    from vitcli.api.outputs import check_outputs_first
+
     path = patches if isinstance(patches, str) else "<array>"
+    check_outputs_first({"output": output}, inputs=[patches] if isinstance(patches, str) else [])
     if isinstance(patches, str) and not output:
         raise VitcliError("--unpatchify", "needs -o FILE.png (the picture) or -o FILE.npy (the (3, H, W) array)")
     import numpy as np

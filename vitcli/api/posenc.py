@@ -32,8 +32,10 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     A checkpoint with a relative position bias (BEiT) gives `layer`'s bias (H, N, N) instead, and
     the similarity figure is each head's bias map for the query `patch` 'R,C' (see relbias.py)."""
     from vitcli.api.models import Model, load_model
+    from vitcli.api.outputs import check_outputs_first
     from vitcli.core.posenc import KINDS
 
+    check_outputs_first({"output": output, "similarity": similarity}, inputs=[model.spec.spec if isinstance(model, Model) else model])
     if kind == "rope":  # 2-D rotary: angles, frequencies, kernel (api/rope.py)
         from vitcli.api.rope import rope_posenc
 

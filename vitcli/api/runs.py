@@ -212,14 +212,16 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np
               normalize: str | None, batch: BatchSpec, output: str | None = None, output_dir: str | None = None,
               keep: bool = True, progress: Progress | None = None,
               describe: Callable[[FittedImage], dict[str, Any]] | None = None,
-              kept: Callable[[int, Any], int] | None = None, kept_source: str | None = None) -> ModelRun:
+              kept: Callable[[int, Any], int] | None = None, kept_source: str | None = None,
+              backward: tuple[str, bool] | None = None) -> ModelRun:
     """Fit, batch and run `compute(x)` ((b, 3, H, W) → named (b, ...) arrays) over the images.
 
     One image is a batch of one, kept in memory (the command writes it without the batch axis).
     Several go to `output` (one streamed .npy + index) or `output_dir` (a file each + index), and
     stay in memory only when `keep`. Options wrong for every image fail before any is read, and so
     does a request over the memory limit when the size is fixed (else each batch is checked before
-    its forward pass); `kept(b, (b, 3, H, W))` is the bytes of captures a batch keeps beyond it.
+    its forward pass); `kept(b, (b, 3, H, W))` is the bytes of captures a batch keeps beyond it;
+    `backward` (explain's method, discard) estimates a gradient pass instead (MemoryMixin.check_memory).
     """
     from vitcli.io.batch import index_path, open_sink
 
@@ -231,13 +233,13 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np
 
     checks = hasattr(model, "check_memory")  # patchify's pixels: no network (fit_one checks each image)
     if checks:
-        _check_planned(model, images, batch, kept, kept_source)
+        _check_planned(model, images, batch, kept, kept_source, backward)
 
     def rows(items: list[FittedImage]) -> "dict[str, np.ndarray]":
         x = model.batch_tensor(items)  # (b, 3, H, W): the real size, also for --size native
         if checks:
                 model.check_memory(len(items), (int(x.shape[2]), int(x.shape[3])), kept(len(items), x.shape) if kept else 0,
-                               items[0].loaded.path if images.spec.size == "native" else None, kept_source)
+                               items[0].loaded.path if images.spec.size == "native" else None, kept_source, backward)
         return compute(x)
 
     common = dict(prepare=prepare, compute=rows, main=main, patch_size=model.config.patch_size, describe=describe,
@@ -253,7 +255,7 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np
 
 
 def _check_planned(model: Any, images: Images, batch: BatchSpec, kept: Callable[[int, Any], int] | None,
-                   kept_source: str | None = None) -> None:
+                   kept_source: str | None = None, backward: tuple[str, bool] | None = None) -> None:
     """The weights and one batch's forward pass against the memory limit, when the size is known before decoding."""
     from vitcli.io.sizes import parse_size
 
@@ -263,7 +265,7 @@ def _check_planned(model: Any, images: Images, batch: BatchSpec, kept: Callable[
     b = max(1, min(batch.batch_size, len(images))) if images.many else 1
     if size is None or not len(images):
         return model.check_memory()
-    model.check_memory(b, size, kept(b, (b, 3, *size)) if kept else 0, None, kept_source)
+    model.check_memory(b, size, kept(b, (b, 3, *size)) if kept else 0, None, kept_source, backward)
 
 
 def _concatenate(parts: list) -> "np.ndarray":

@@ -77,6 +77,7 @@ class ViewMixin:
         if target is not None and not explain:
             raise VitcliError("--target", "chooses the class of --explain: give --explain too")
         images = as_images(images)
+        self.check_outputs(images, [to] if isinstance(to, str) else [], output=output)
         if not len(images.items):
             raise VitcliError("IMAGE", "give at least one image")
         with option_errors("--layers"):

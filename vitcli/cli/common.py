@@ -4,7 +4,6 @@ Only typer and the standard library at import time: `vitcli --help` must stay fa
 derived from the API's and core's `Literal`s, so there is one list of each.
 """
 
-import contextvars
 import dataclasses
 import functools
 import inspect
@@ -102,34 +101,23 @@ class ModelOptions:
     strict: Annotated[bool, typer.Option("--strict/--no-strict", metavar="", help="Refuse checkpoints with left-over or missing keys.", rich_help_panel=MODEL_PANEL)] = True
 
 
-# Every option that names a file to write (parameter name → option) and every one that names a file
-# read: one list, so that one check (`check_planned_outputs`) covers every command.
-OUTPUT_FILES = {"output": "-o", "grid_png": "--grid-png", "png": "--png", "similarity": "--similarity",
-                "rollout": "--rollout", "distance": "--distance", "plot_distance": "--plot-distance",
-                "masks": "--masks", "cosine": "--cosine", "save_qkv": "--save-qkv", "overlay": "--overlay"}
-OUTPUT_FOLDERS = {"output_dir": "--output-dir"}
+# Every option that names a file read (parameter name), so that one check covers every command; the
+# outputs are the API's (vitcli.api.outputs.OUTPUT_OPTIONS), checked there too with the images found.
 INPUT_FILES = ("images", "image", "to", "weights", "from_list", "unpatchify")
-_PLANNED: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("planned_outputs", default={})
 
 
 def check_planned_outputs(kwargs: dict[str, Any]) -> None:
-    """Before a command writes anything: `-` outputs (only one, never with --json, a usage error),
-    then each output's folder and name, and none of them naming an input."""
-    from vitcli.io.checks import check_outputs
+    """Before a command loads a model: `-` outputs (only one, never with --json, a usage error),
+    then the API's output check (each planned file's folder and name, none of them an input)."""
+    from vitcli.api.outputs import OUTPUT_OPTIONS, check_outputs_first
 
-    files = {opt: kwargs[name] for name, opt in OUTPUT_FILES.items() if isinstance(kwargs.get(name), str)}
-    on_stdout = [opt for opt, path in files.items() if path == "-"]
+    on_stdout = [opt for name, opt in OUTPUT_OPTIONS.items() if kwargs.get(name) == "-"]
     if on_stdout and kwargs.get("as_json"):
         raise typer.BadParameter("--json puts only JSON on standard output: write this output to a file",
                                  param_hint=f"'{on_stdout[0]} -'")
     if len(on_stdout) > 1:
         raise typer.BadParameter(f"{on_stdout[0]} - also writes to standard output: give one of them a file",
                                  param_hint=f"'{on_stdout[1]} -'")
-    if files.get("--rollout", "-") != "-":  # its picture goes beside it (vitcli.api.attend_report.rollout_png_path)
-        from pathlib import Path
-
-        files["--rollout (its .png)"] = str(Path(files["--rollout"]).with_suffix(".png"))
-    folders = {opt: kwargs[name] for name, opt in OUTPUT_FOLDERS.items() if isinstance(kwargs.get(name), str)}
     inputs: list[Any] = []
     for name in INPUT_FILES:
         value = kwargs.get(name)
@@ -137,8 +125,8 @@ def check_planned_outputs(kwargs: dict[str, Any]) -> None:
     target = kwargs.get("target")
     if isinstance(target, str) and target.startswith("image:"):
         inputs.append(target[len("image:"):])
-    check_outputs(files, folders, inputs)
-    _PLANNED.set(files)
+    output_dir = kwargs.get("output_dir")
+    check_outputs_first(kwargs, inputs=inputs, output_dir=output_dir if isinstance(output_dir, str) else None)
 
 
 def image_spec(opts: ImageOptions) -> Any:
@@ -165,9 +153,6 @@ def gather(images: list[str] | None, opts: ImageOptions, batch: BatchOptions) ->
     if not images and batch.from_list is None:
         raise typer.BadParameter("give at least one IMAGE (a file, folder or glob) or --from-list FILE", param_hint="IMAGE")
     found = load_images(images or [], recursive=batch.recursive, from_list=batch.from_list)
-    from vitcli.io.checks import refuse_inputs
-
-    refuse_inputs(_PLANNED.get(), found.items)  # a folder or glob may hold an output's file
     return replace(found, spec=image_spec(opts), many=found.many or batch.output_dir is not None)
 
 

@@ -12,6 +12,11 @@ The one home of the estimate (no torch import: `vitcli --help` and `info` stay f
                does) and any weights kept (b·H·Q·T a layer)
   images       H·W·3 bytes resized, a copy (crop, patches), and the float32 model input: 18 B a
                pixel, for each image of a batch
+  gradients    `explain`'s pass (`backward_bytes`, vitcli.core.explain): every block's input kept,
+               (L+1)·b·T·D; one block recomputed with autograd at a time, whose saved activations
+               and their gradients are twice the no-grad block's; A and ∂y/∂A in row blocks of
+               `WEIGHTS_BLOCK` (`SCORE_COPIES` of them at once); attn-grad and rollout also hold
+               each image's T×T product (`PRODUCT_BYTES` a pair of tokens, more with a discard)
 
 The limit: `max_memory` when given (`--max-memory 8G`, `max_memory="500M"` or bytes), else
 `DEFAULT_SHARE` of the memory this process may still take: /proc/meminfo's MemAvailable, or the
@@ -25,6 +30,10 @@ DEFAULT_SHARE = 0.75  # of the available memory
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 IMAGE_BYTES_PER_PIXEL = 3 + 3 + 12  # resized uint8, one copy, float32 (3, H, W) input
 WEIGHTS_BLOCK = 1 << 23  # attention scores computed at once (vitcli.core.attention.WEIGHTS_BLOCK)
+SCORE_COPIES = 5  # float32 row blocks alive in explain's fused_rows: scores, A, (∂y/∂Y)·Vᵀ, A ⊙ it, its ⁺
+PRODUCT_BYTES = 40  # per (T, T) entry in rollout_hat: float32 pieces and cat, float64 Ā, 0.5·Ā + 0.5·I, Â
+DISCARD_BYTES = 24  # more per entry with --discard-ratio: the masked copy, topk's int64 indices, the mask
+GRAD_METHODS = ("grad-rollout", "attn-grad", "gradcam")
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
@@ -117,6 +126,23 @@ def forward_bytes(c, batch: int, size: tuple[int, int], dtype: str = "float32", 
     return tokens + scores + batch * image_bytes(size) + kept
 
 
+def backward_bytes(c, batch: int, size: tuple[int, int], dtype: str = "float32", method: str = "grad-rollout",
+                   discard: bool = False) -> int:
+    """Bytes `explain` of `method` ("all": the largest of the four) on `batch` images of [H, W]
+    adds to the weights: see the module's docstring (gradients)."""
+    if method == "all":
+        return max(backward_bytes(c, batch, size, dtype, m, discard) for m in (*GRAD_METHODS, "rollout"))
+    p = c.patch_size
+    t = (size[0] // p) * (size[1] // p) + c.num_prefix_tokens
+    e = DTYPE_BYTES.get(dtype, 4)
+    kept = (c.depth + 1) * batch * t * c.dim * e
+    block = batch * t * (15 * c.dim + 4 * c.mlp_dim) * e
+    block = block if method == "rollout" else 2 * block  # rollout: Q, K, V of a block, no autograd
+    scores = SCORE_COPIES * min(batch * c.heads * t * t, WEIGHTS_BLOCK) * 4 if method != "gradcam" else 0
+    product = batch * t * t * (PRODUCT_BYTES + DISCARD_BYTES * discard) if method in ("attn-grad", "rollout") else 0
+    return kept + block + scores + product + batch * image_bytes(size)
+
+
 def image_bytes(size: tuple[int, int]) -> int:
     """Bytes one image fitted to [H, W] takes on its way to the model (see IMAGE_BYTES_PER_PIXEL)."""
     return size[0] * size[1] * IMAGE_BYTES_PER_PIXEL
@@ -127,6 +153,6 @@ def attention_kept_bytes(batch: int, heads: int, queries: int, tokens: int, laye
     return layers * batch * heads * queries * tokens * 4
 
 
-__all__ = ["DEFAULT_SHARE", "attention_kept_bytes", "available_memory", "format_bytes",
+__all__ = ["DEFAULT_SHARE", "attention_kept_bytes", "available_memory", "backward_bytes", "format_bytes",
            "forward_bytes", "image_bytes", "memory_limit", "over", "parse_memory", "set_process_limit",
            "weight_bytes"]

@@ -1,9 +1,9 @@
 """Checks that an output can be written, made before anything is written, and the OS's words for why not.
 
 `check_target` / `check_folder` for one output file or folder; `check_outputs` for all of a
-command's outputs at once (run by the CLI's `with_options`): folders, names, two outputs on one
-file, an output that is one of the inputs. Only the standard library: the writers of
-vitcli.io.atomic use these too.
+command's outputs at once (planned by vitcli.api.outputs, for both front ends): folders, names,
+two outputs on one file, an output that is one of the inputs, an input inside an output folder.
+Only the standard library: the writers of vitcli.io.atomic use these too.
 """
 
 import errno
@@ -121,22 +121,32 @@ def check_outputs(files: dict[str, str], folders: dict[str, str] | None = None, 
         seen[key] = option
     for path in (folders or {}).values():
         check_folder(path)
-    refuse_inputs(files, inputs)
+    refuse_inputs(files, inputs, folders)
 
 
-def refuse_inputs(files: dict[str, str], inputs: Any) -> None:
-    """Refuse an output that is one of the inputs (same file: same device and inode)."""
+def refuse_inputs(files: dict[str, str], inputs: Any, folders: dict[str, str] | None = None) -> None:
+    """Refuse an output file that is one of the inputs (same device and inode: a symlink or hard
+    link too), and an input inside an output folder (a run writes anywhere in it; FolderSink swaps
+    it whole)."""
     written = {}
     for option, path in files.items():
         ident = _file_id(path)
         if ident is not None:
             written[ident] = (option, path)
-    if not written:
+    roots = {os.path.realpath(path): option for option, path in (folders or {}).items()}
+    if not written and not roots:
         return
     for item in inputs:
-        hit = written.get(_file_id(item)) if isinstance(item, (str, Path)) else None
+        if not isinstance(item, (str, Path)) or str(item) == "-":
+            continue
+        hit = written.get(_file_id(item))
         if hit is not None:
             raise VitcliError(hit[1], f"{hit[0]} names an input ({item}); it would be overwritten: write to another file")
+        real = os.path.realpath(item)
+        for root, option in roots.items():
+            if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+                raise VitcliError(str(item), f"is inside {option} {folders[option]}, which the run writes "
+                                  "into: give an output folder outside the inputs")
 
 
 def _file_id(path: Any) -> tuple[int, int] | None:

@@ -1,0 +1,63 @@
+"""Every file a run will write, planned in one place and checked before anything is computed.
+
+Both front ends get the check from here: each API command calls `check_outputs_first` before its
+first forward pass, and the CLI calls it too before the model loads. The files planned: each
+output named (a path; `True` computes without writing; '-' is standard output) and the ones they
+imply: -o's index beside it for several images (`vitcli.io.batch.index_path`), --rollout's
+picture beside it (`rollout_png_path`), and for --output-dir every file under the folder (its
+commit swaps the folder whole). None of them may be an input, nor two of them one file.
+"""
+
+from pathlib import Path
+from typing import Any
+
+# API keyword of every output that names a file → the CLI option (the name errors use).
+OUTPUT_OPTIONS = {"output": "-o", "grid_png": "--grid-png", "png": "--png", "similarity": "--similarity",
+                  "rollout": "--rollout", "distance": "--distance", "plot_distance": "--plot-distance",
+                  "masks": "--masks", "cosine": "--cosine", "save_qkv": "--save-qkv", "overlay": "--overlay"}
+
+
+def rollout_png_path(npy: str) -> str | None:
+    """Where the rollout map picture goes: beside the .npy, with .png; none for standard output
+    (a file the user did not name is never written)."""
+    return str(Path(npy).with_suffix(".png")) if npy != "-" else None
+
+
+def planned_files(named: dict[str, Any], many: bool = False) -> dict[str, str]:
+    """Option → path of every file the run writes: the outputs named and the files they imply."""
+    files = {opt: named[key] for key, opt in OUTPUT_OPTIONS.items() if isinstance(named.get(key), str) and named[key]}
+    out = files.get("-o")
+    if many and out and out != "-" and not out.lower().endswith(".parquet"):
+        from vitcli.io.batch import index_path
+
+        files["-o's index"] = index_path(out)
+    if files.get("--rollout", "-") != "-":
+        files["--rollout's picture"] = rollout_png_path(files["--rollout"])  # type: ignore[assignment]
+    return files
+
+
+def check_outputs_first(named: dict[str, Any], *, inputs: Any = (), many: bool = False,
+                        output_dir: str | None = None) -> dict[str, str]:
+    """Every planned file's folder and name, no two on one file, none of them an input and no input
+    inside --output-dir: one line before anything is computed or written. Returns the plan."""
+    from vitcli.io.checks import check_outputs
+
+    files = planned_files(named, many)
+    check_outputs(files, {"--output-dir": output_dir} if output_dir else {}, inputs)
+    return files
+
+
+class OutputsMixin:
+    """Mixed into `Model`: the output check with the model's own file (its weights) among the inputs."""
+
+    spec: Any
+
+    def check_outputs(self, images: Any = None, extra: Any = (), *, output_dir: str | None = None,
+                      **named: Any) -> dict[str, str]:
+        """`check_outputs_first` for a command over `images` (an `Images`) reading `extra` files too."""
+        items = list(images.items) if images is not None else []
+        return check_outputs_first(named, inputs=[self.spec.spec, *items, *extra], output_dir=output_dir,
+                                   many=bool(images is not None and images.many))
+
+
+__all__ = ["OUTPUT_OPTIONS", "OutputsMixin", "check_outputs_first", "planned_files", "rollout_png_path"]
