@@ -58,10 +58,12 @@ class FiguresMixin:
         import torch
 
         from vitcli.api.images import as_images
+        from vitcli.api.runs import BatchSpec, _check_planned
 
         images = as_images(images)
         self.check_outputs(images, **(outputs or {}))
         self.resolve_grid(images)
+        _check_planned(self, images, BatchSpec(batch_size=1), None)  # a fixed size: before any image is fitted
         prepare, norm, _ = self.preparer(images.spec, normalize)
         fitted = [prepare(item, name) for item, name in zip(images.items, images.names())]
         for f in fitted:  # each forward pass under the memory limit before any runs

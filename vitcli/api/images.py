@@ -110,6 +110,18 @@ def check_spec(spec: ImageSpec, patch_size: int) -> tuple[int, int] | None:
     return requested
 
 
+def check_fixed_size(spec: ImageSpec) -> None:
+    """A fixed --size over the memory limit fails when the images are named, before a model is built."""
+    from vitcli.io.sizes import parse_size
+
+    try:
+        requested = parse_size(spec.size or DEFAULT_SIZE)
+    except (ValueError, VitcliError):
+        return  # malformed: check_spec names it once the patch size is known
+    if requested:
+        check_image_memory(requested, spec.max_memory, "--size")
+
+
 def check_image_memory(size: tuple[int, int], max_memory: str | int | None, source: str) -> None:
     """The one-line error when one image fitted to [H, W] would need more than the memory limit."""
     from vitcli.core.budget import image_bytes, memory_limit, over
@@ -209,6 +221,7 @@ def load_images(sources: object, *, size: object = None, fit: Fit | None = None,
 
     spec = ImageSpec(as_size_text(size), fit, resample, background, max_pixels, draft, patch_size, max_patches,
                      max_memory)
+    check_fixed_size(spec)
     if isinstance(sources, Images):
         return replace(sources, spec=spec)
     listed = list(sources) if isinstance(sources, (list, tuple)) else [] if sources is None else [sources]

@@ -59,6 +59,9 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     if asked_bias:
         raise VitcliError("--layer" if layer != -1 else "--patch", "this model has no relative position bias: "
                           "--layer and --patch choose a BEiT-style checkpoint's bias table")
+    if similarity:  # the (N, N) similarity under the limit before any table is made
+        shown = _shown_grid(model, grid, size, resample)
+        _check_similarity_memory(model, shown[0] * shown[1])
     if model.checkpoint is not None:
         table, table_grid, rows, what = _checkpoint_table(model, grid, size, kind)
     else:
@@ -71,8 +74,6 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
         target = parse_hw(resample, "--resample") if isinstance(resample, str) else tuple(resample)
         table, resampled_from, table_grid = resample_pos_table(table, table_grid, target, rows), list(table_grid), target
     array = table.numpy()
-    if similarity:
-        _check_similarity_memory(model, table_grid[0] * table_grid[1])
     if output:
         from vitcli.io.arrays import save_npy
 
@@ -94,6 +95,22 @@ def _preset_table(model: Any, grid: Any, size: Any) -> tuple[Any, tuple[int, int
     import torch
 
     from vitcli.core.posenc import position_table
+
+    c = model.config
+    target = _target_grid(model, grid, size)
+    _check_table_memory(model, target)
+    if c.posenc == "learned":  # the very table `embed --seed` adds: drawn after the model's weights, not built
+        from vitcli.core.presets import learned_table
+
+        table = learned_table(c.with_changes(image_size=(target[0] * c.patch_size, target[1] * c.patch_size)),
+                              model.spec.seed)
+        return table, target, c.pos_prefix_rows, c.posenc
+    # fixed tables in float64: the formula's own values (the model adds them in its dtype)
+    return position_table(c.posenc, target, c.dim, c.pos_prefix_rows, dtype=torch.float64), target, c.pos_prefix_rows, c.posenc
+
+
+def _target_grid(model: Any, grid: Any, size: Any) -> tuple[int, int]:
+    """The grid a preset's table is made for: `grid`, `size` / P, or the model's own."""
     from vitcli.io.sizes import parse_hw
 
     c = model.config
@@ -106,15 +123,16 @@ def _preset_table(model: Any, grid: Any, size: Any) -> tuple[Any, tuple[int, int
         target = c.grid
     if min(target) <= 0:
         raise VitcliError("--size", f"{size} holds no {c.patch_size}x{c.patch_size} patch")
-    _check_table_memory(model, target)
-    if c.posenc == "learned":  # the very table `embed --seed` adds: drawn after the model's weights, not built
-        from vitcli.core.presets import learned_table
+    return target
 
-        table = learned_table(c.with_changes(image_size=(target[0] * c.patch_size, target[1] * c.patch_size)),
-                              model.spec.seed)
-        return table, target, c.pos_prefix_rows, c.posenc
-    # fixed tables in float64: the formula's own values (the model adds them in its dtype)
-    return position_table(c.posenc, target, c.dim, c.pos_prefix_rows, dtype=torch.float64), target, c.pos_prefix_rows, c.posenc
+
+def _shown_grid(model: Any, grid: Any, size: Any, resample: Any) -> tuple[int, int]:
+    """The grid of the table that is shown (after --resample), known before any table is made."""
+    from vitcli.io.sizes import parse_hw
+
+    if resample is not None:
+        return parse_hw(resample, "--resample") if isinstance(resample, str) else tuple(resample)
+    return model.config.grid if model.checkpoint is not None else _target_grid(model, grid, size)
 
 
 def _check_table_memory(model: Any, grid: tuple[int, int]) -> None:

@@ -147,13 +147,15 @@ def gather(images: list[str] | None, opts: ImageOptions, batch: BatchOptions) ->
     """The command's images as the API's lazy `Images` (sorted paths; `many` → batch outputs)."""
     from dataclasses import replace
 
-    from vitcli.api.images import load_images
+    from vitcli.api.images import check_fixed_size, load_images
 
     batch_spec(batch)
     if not images and batch.from_list is None:
         raise typer.BadParameter("give at least one IMAGE (a file, folder or glob) or --from-list FILE", param_hint="IMAGE")
     found = load_images(images or [], recursive=batch.recursive, from_list=batch.from_list)
-    return replace(found, spec=image_spec(opts), many=found.many or batch.output_dir is not None)
+    spec = image_spec(opts)
+    check_fixed_size(spec)
+    return replace(found, spec=spec, many=found.many or batch.output_dir is not None)
 
 
 def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: str | None = None) -> Any:
