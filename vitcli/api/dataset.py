@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vitcli.errors import VitcliError
+from vitcli.errors import UsageError, VitcliError
 
 Format = Literal["npy", "parquet", "npy-shards"]
 DEFAULT_SHARD_SIZE = 10_000
@@ -39,15 +39,15 @@ class DatasetSpec:
         return is_parquet(output) or self.format != "npy" or self.backend != "local" or self.resume
 
     def check_unused(self, sharded: bool) -> None:
-        """One line for an option this run would ignore: --shard-size without shards, Ray's without Ray."""
+        """A UsageError (exit 2) for an option this run would ignore: --shard-size without shards, Ray's without Ray."""
         if self.shard_size is not None and not sharded:
-            raise VitcliError("--shard-size", "cuts a sharded run: use it with --output-dir DIR --format parquet "
-                              "(or npy-shards); this run writes no shards")
+            raise UsageError("--shard-size", "cuts a sharded run: use it with --output-dir DIR --format parquet "
+                             "(or npy-shards); this run writes no shards")
         if self.backend != "ray":
             for option, given in (("--actors", self.actors), ("--num-gpus", self.num_gpus),
                                   ("--ray-address", self.ray_address)):
                 if given is not None:
-                    raise VitcliError(option, "sets up the Ray backend: use it with --backend ray")
+                    raise UsageError(option, "sets up the Ray backend: use it with --backend ray")
 
     def checked(self, output: str | None, output_dir: str | None) -> "DatasetSpec":
         """The spec with its format settled from -o; one line for every combination that cannot work."""
