@@ -39,7 +39,11 @@ class DatasetSpec:
         return is_parquet(output) or self.format != "npy" or self.backend != "local" or self.resume
 
     def check_unused(self, sharded: bool) -> None:
-        """A UsageError (exit 2) for an option this run would ignore: --shard-size without shards, Ray's without Ray."""
+        """A UsageError (exit 2) for an option this run would ignore: --shard-size without shards, Ray's without Ray
+        (range-checked first, used or not)."""
+        from vitcli.api.ranges import check_ranges
+
+        check_ranges(shard_size=self.shard_size, actors=self.actors, num_gpus=self.num_gpus)
         if self.shard_size is not None and not sharded:
             raise UsageError("--shard-size", "cuts a sharded run: use it with --output-dir DIR --format parquet "
                              "(or npy-shards); this run writes no shards")
@@ -71,12 +75,6 @@ class DatasetSpec:
                        actors=1 if spec.actors is None else spec.actors, num_gpus=spec.num_gpus or 0.0)
         if spec.backend == "ray" and spec.format != "parquet":
             raise VitcliError("--backend", "ray writes Parquet shards: use --format parquet")
-        if spec.shard_size < 1:
-            raise VitcliError("--shard-size", f"must be at least 1, got {spec.shard_size}")
-        if spec.actors < 1:
-            raise VitcliError("--actors", f"must be at least 1, got {spec.actors}")
-        if spec.num_gpus < 0:
-            raise VitcliError("--num-gpus", f"must be 0 or more, got {spec.num_gpus}")
         return spec
 
 

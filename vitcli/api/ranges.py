@@ -26,6 +26,9 @@ RANGES: dict[str, tuple[str, str, float, bool]] = {
     "norm_threshold": ("--norm-threshold", "float", 0.0, True),
     "top": ("--top", "int", 1, True),
     "start_layer": ("--start-layer", "int", 0, True),
+    "shard_size": ("--shard-size", "int", 1, True),
+    "actors": ("--actors", "int", 1, True),
+    "num_gpus": ("--num-gpus", "float", 0.0, True),
 }
 
 

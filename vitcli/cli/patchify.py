@@ -71,13 +71,13 @@ def _refuse_unused(unpatchify: Optional[str], grid_size: Optional[str], image_op
     o = image_opts
     if grid_size is not None:
         parse_hw(grid_size, "--grid-size")
-    if o.size is not None:
-        parse_size(o.size)
-    check_ranges(patch_size=o.patch_size, max_pixels=o.max_pixels, max_patches=o.max_patches)
-    batch_spec(batch)  # --batch-size, --workers
-    if unpatchify is None:
+    if unpatchify is None:  # the patchify run checks its own numbers as it reads them
         refuse_unused("--unpatchify FILE.npy", {"--grid-size": grid_size})
     else:
+        if o.size is not None:
+            parse_size(o.size)
+        check_ranges(patch_size=o.patch_size, max_pixels=o.max_pixels, max_patches=o.max_patches)
+        batch_spec(batch)  # --batch-size, --workers
         refuse_unused("an IMAGE to patchify (--unpatchify reads P and the size from the array)",
                       {"--size": o.size, "--patch-size": o.patch_size, "--max-pixels": o.max_pixels, "--max-patches": o.max_patches})
 
