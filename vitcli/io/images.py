@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -113,16 +113,17 @@ def starts_like_an_image(head: bytes) -> bool:
     (TGA, IM, SPIDER, …) its header parser on `head`."""
     Image.init()
     formats = list(Image.OPEN.values())
-    if any(accept is not None and accept(head[:16]) for _, accept in formats):
+    if any(accept is not None and _takes(lambda: accept(head[:16])) for _, accept in formats):
         return True
-    for factory, accept in formats:
-        if accept is None:
-            try:
-                factory(io.BytesIO(head), "")
-                return True
-            except Exception:  # not this format (each parser fails its own way)
-                pass
-    return False
+    return any(accept is None and _takes(lambda: factory(io.BytesIO(head), "")) for factory, accept in formats)
+
+
+def _takes(test: Callable[[], object]) -> bool:
+    """A format test's answer; one that fails (a short prefix: struct.error, …) is a no, as in Image.open."""
+    try:
+        return bool(test())
+    except Exception:
+        return False
 
 
 def _size_text(n: int) -> str:
