@@ -1,22 +1,30 @@
 """The `vitcli` console script: signal handlers and the watchdog first, then the heavy imports.
 
 Importing the app loads typer, rich and the command modules (torch later): a Ctrl-C in that time
-must give exit 130 and one line, like a Ctrl-C at any later moment, not a traceback.
+must give exit 130 and one line, like a Ctrl-C at any later moment, not a traceback. The package's
+start-up guard (vitcli/__init__.py) covers the imports below; it is installed again here for a
+wrapper script of another name, before any other import.
 """
 
-import os
-import signal
-import sys
-import warnings
+from vitcli import _guard_start_up
 
-from vitcli.signals import Terminated, announce, arm_watchdog, install_signal_handlers
+_guard_start_up()
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+
+from vitcli.signals import (Terminated, announce, arm_watchdog, drop_swallowed_signal,  # noqa: E402
+                            install_signal_handlers, received)
 
 
 def main() -> None:
     """Entry point of the `vitcli` console script and of `python -m vitcli`."""
     try:
+        arm_watchdog()  # before the handlers: a signal whose exception is swallowed still ends the run
         install_signal_handlers()
-        arm_watchdog()
+        sys.unraisablehook = drop_swallowed_signal
         if "--debug" not in sys.argv[1:]:
             warnings.simplefilter("ignore")  # import-time warnings too (the CLI's main sets the filter again)
         from vitcli.cli import main as run
@@ -29,7 +37,15 @@ def main() -> None:
     except SystemExit as e:
         if e.code in (130, 143):  # interrupted: the line is written, clean-ups ran while unwinding
             _exit_now(e.code)
+        _exit_if_signalled()
         raise
+    _exit_if_signalled()
+
+
+def _exit_if_signalled() -> None:
+    """A run that ends normally after a signal whose exception was swallowed: still 130 / 143."""
+    if received() is not None:
+        _exit_now(announce(received()))
 
 
 def _exit_now(code: int) -> None:

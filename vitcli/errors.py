@@ -36,6 +36,10 @@ class VitcliError(Exception):
         return self.render()
 
 
+class UsageError(VitcliError):
+    """An option this run ignores (or that cannot go with the others): one line, and exit code 2 in the CLI."""
+
+
 def quote_name(name: str) -> str:
     """A file name as messages show it: itself, or repr-quoted when it holds a newline, a control
     character or a byte that was not UTF-8 (a surrogate), so that every message stays one line."""

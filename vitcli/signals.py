@@ -1,6 +1,8 @@
 """SIGINT and SIGTERM end the process with 130 / 143 within a second, whatever its threads are doing.
 
-Only the standard library: the console script installs this before the heavy imports.
+Only the standard library: the console script installs this before the heavy imports. Before it,
+from the first statements of vitcli/__init__.py on, the package's start-up guard ends a `vitcli`
+command with the same line and code (nothing is written yet, so nothing to clean up).
 
 The main thread turns the first signal into an exception (KeyboardInterrupt, `Terminated`), so
 that atomic writers remove their temporary files on the way out. Python runs that handler only
@@ -43,11 +45,25 @@ def _on_signal(signum: int, frame: object) -> None:
 
 
 def install_signal_handlers() -> None:
-    """SIGINT → KeyboardInterrupt, SIGTERM → `Terminated` (a SIGINT ignored by the parent stays ignored)."""
-    _state["received"], _state["announced"] = None, False
+    """SIGINT → KeyboardInterrupt, SIGTERM → `Terminated` (a SIGINT ignored by the parent stays ignored).
+    Installing them again keeps a signal already received (its exception may have been swallowed)."""
+    if signal.getsignal(signal.SIGTERM) is not _on_signal:
+        _state["received"], _state["announced"] = None, False
     signal.signal(signal.SIGTERM, _on_signal)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _on_signal)
+
+
+def received() -> int | None:
+    """The signal received since the handlers were installed, if any."""
+    return _state["received"]
+
+
+def drop_swallowed_signal(unraisable: "sys.UnraisableHookArgs") -> None:
+    """`sys.unraisablehook`: a signal's exception raised inside a weakref callback or `__del__` cannot
+    propagate ("Exception ignored in …"); print nothing (the watchdog and `received` still see it)."""
+    if not isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+        sys.__unraisablehook__(unraisable)
 
 
 def announce(signum: int) -> int:

@@ -59,14 +59,14 @@ def test_api_result_and_to_other(tmp_path) -> None:
     assert res.document["layers"] == [1] and res.document["to"].endswith("rocket.jpg")
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--explain", "--target", "5000"], ["--target", "class 5000 is outside"]),
-    (["--target", "3"], ["--target", "--explain"]),
-    (["--layers", "7"], ["--layers", "7"]),
+@pytest.mark.parametrize("args, words, code", [
+    (["--explain", "--target", "5000"], ["--target", "class 5000 is outside"], 1),
+    (["--target", "3"], ["--target", "--explain"], 2),  # ignored without --explain: a usage error
+    (["--layers", "7"], ["--layers", "7"], 1),
 ])
-def test_bad_options_one_line_nothing_written(tmp_path, args, words) -> None:
+def test_bad_options_one_line_nothing_written(tmp_path, args, words, code) -> None:
     out = tmp_path / "x.html"
-    assert_clean_error(run_cli("view", SAMPLES / "chelsea.jpg", *TINY, *args, "-o", out), *words)
+    assert_clean_error(run_cli("view", SAMPLES / "chelsea.jpg", *TINY, *args, "-o", out), *words, code=code)
     assert list(tmp_path.iterdir()) == []
 
 

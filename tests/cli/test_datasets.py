@@ -249,6 +249,6 @@ def test_shard_and_ray_options_that_would_be_ignored_are_one_line(photos, tmp_pa
              (("--output-dir", tmp_path / "d", "--format", "parquet", "--actors", "2"), "--actors"),
              (("-o", tmp_path / "e.npy", "--ray-address", "127.0.0.1:1"), "--ray-address"),
              (("-o", tmp_path / "f.npy", "--num-gpus", "1"), "--num-gpus")]
-    for args, option in cases:
-        assert_clean_error(run_cli("embed", photos, *TINY, *map(str, args)), option)
+    for args, option in cases:  # a usage error: exit 2
+        assert_clean_error(run_cli("embed", photos, *TINY, *map(str, args)), option, code=2)
     assert not list(tmp_path.iterdir())

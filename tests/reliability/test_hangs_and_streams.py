@@ -5,7 +5,9 @@
   is taken once by its resolved path.
 - SIGINT / SIGTERM end the process with 130 / 143 and one line, while decoding threads are busy,
   while a decoding thread or the main thread is blocked in a read, during a forward pass, and
-  during start-up (before the imports finish). The time to exit is measured with a generous bound.
+  during start-up (SIGINT at generated delays after spawn and at each import of the start-up, for
+  the console script and `python -m`; a library import keeps its handlers). The time to exit is
+  measured with a generous bound.
 - Exit 1 is exactly one line on standard error: names with control characters or bytes that are
   not UTF-8 are repr-quoted; warnings never reach the terminal (--debug shows them); a closed,
   full or broken standard output, an ASCII-only terminal, a name too long, a malformed
@@ -14,6 +16,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -229,6 +232,159 @@ def test_ctrl_c_during_start_up(delay: float) -> None:
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal")
     _check_exit(proc, signal.SIGINT, took, err)
+
+
+# pip's console-script wrapper for `vitcli = "vitcli.entry:main"`, run by this interpreter
+CONSOLE_SCRIPT = """import re
+import sys
+from vitcli.entry import main
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
+"""
+SPAWN_DELAYS = [0, *sorted({round(2 ** (k / 2)) for k in range(2, 18)}), 400]  # ms: 0, 2, 3, 4, 6, … 362, 400
+
+
+def _guarded(pid: int) -> bool:
+    """SIGTERM is caught: vitcli's start-up guard (or its later handlers) is in place. The interpreter
+    never catches SIGTERM itself, so this is the first sign from outside that vitcli code has run."""
+    try:
+        line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+GUARD_LINE = next((i for i, l in enumerate((ROOT / "vitcli" / "__init__.py").read_text().splitlines(), 1)
+                   if l.startswith("    _guard_start_up()")), 0)
+FRAME = re.compile(r'File "' + re.escape(str(ROOT / "vitcli")) + r'/([^"]+)", line (\d+), in (\S+)')
+
+
+def _before_vitcli(code: int, err: str) -> bool:
+    """What the interpreter does with a SIGINT before vitcli's guard: killed by it with nothing
+    written (before the interpreter installs its own handler), or a KeyboardInterrupt traceback
+    from the interpreter's start-up (site's .pth files, runpy, the console script's `import re`;
+    exit 1 or -SIGINT; or 0 when the interpreter drops it, checking whether argv[0] is a zip)
+    whose vitcli frames, if any, are the statements of vitcli/__init__.py up to the guard
+    (microseconds: a signal pending when that module starts is raised there)."""
+    if code == -signal.SIGINT and not err:
+        return True
+    early = all(name == "__init__.py" and (where != "<module>" or int(line) <= GUARD_LINE)
+                for name, line, where in FRAME.findall(err))
+    return code in (0, 1, -signal.SIGINT) and err.rstrip().endswith("KeyboardInterrupt") and early
+
+
+def _popen(args: list) -> subprocess.Popen:
+    return subprocess.Popen(list(map(str, args)), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _interrupt_at(args: list, seconds: float) -> tuple:
+    """Spawn, SIGINT `seconds` later; (guard seen just before the signal, exit code, stdout, stderr)."""
+    proc = _popen(args)
+    time.sleep(seconds)
+    guarded = _guarded(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    out, err = (stream.decode() for stream in proc.communicate(timeout=60))
+    return guarded, proc.returncode, out, err
+
+
+def _guard_appears(args: list) -> float:
+    """Seconds from spawn until the guard is seen (polled every 0.1 ms), then the run is killed."""
+    proc, start = _popen(args), time.monotonic()
+    try:
+        while not _guarded(proc.pid):
+            assert proc.poll() is None and time.monotonic() - start < 60, "the guard never appeared"
+            time.sleep(0.0001)
+        return time.monotonic() - start
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def _start_up_args(tmp_path: Path, form: str, command: str) -> list:
+    """The command line of `vitcli COMMAND` through pip's console script or `python -m vitcli`."""
+    script = tmp_path / "vitcli"
+    script.write_text(CONSOLE_SCRIPT)
+    head = [sys.executable, script] if form == "console script" else [sys.executable, "-m", "vitcli"]
+    return [*head, *([command, ROOT / "sample_images" / "chelsea.jpg", *TINY, "-q"] if command == "embed" else [command])]
+
+
+@pytest.mark.parametrize("form", ["console script", "python -m"])
+@pytest.mark.parametrize("command", ["embed", "--help"])
+def test_ctrl_c_at_any_moment_from_spawn(tmp_path: Path, form: str, command: str) -> None:
+    """SIGINT at SPAWN_DELAYS ms after spawn, then every 0.2 ms from 4 ms before to 1 ms after the
+    moment the guard appeared in a first run (the few ms in which vitcli's first modules are
+    imported: without the guard, a traceback from vitcli/entry.py or vitcli/signals.py). Once the
+    guard is seen installed (the first statements of vitcli/__init__.py, before any other import)
+    the exit is 130 with the one line, never a traceback; before it, only the interpreter's own
+    outcomes (`_before_vitcli`). A `--help` that already finished (its text on standard output)
+    may end with 0, or with -SIGINT and nothing on stderr when the signal meets the finalization."""
+    args = _start_up_args(tmp_path, form, command)
+    appears = _guard_appears(args)
+    moments = [d / 1000 for d in SPAWN_DELAYS] + [max(0.0, appears + k / 5000) for k in range(-20, 6)]
+    seen = []
+    for seconds in moments:
+        guarded, code, out, err = _interrupt_at(args, seconds)
+        seen.append(guarded)
+        if code == 130 and err == "vitcli: interrupted\n":
+            continue
+        case = (round(seconds * 1000, 1), guarded, code, err)
+        assert not guarded, case
+        finished = "Usage" in out and code in (0, -signal.SIGINT) and not err
+        assert finished or _before_vitcli(code, err), case
+    assert any(seen), "the start-up guard was never seen installed"
+
+
+# Loaded by the child through PYTHONPATH: a real SIGINT to itself at the K-th import after the
+# interpreter starts importing the package `vitcli` (K = 0: before vitcli/__init__.py runs).
+SIGINT_AT_IMPORT = """import os, sys
+_at, _sent, _n = int(os.environ["SIGINT_AT_IMPORT"]), os.environ["SIGINT_SENT"], [None]
+def _hook(event, args):
+    if event == "import" and (_n[0] is not None or args[0] == "vitcli"):
+        _n[0] = 0 if _n[0] is None else _n[0] + 1
+        if _n[0] == _at:
+            open(_sent, "w").close()
+            os.kill(os.getpid(), 2)
+sys.addaudithook(_hook)
+"""
+IMPORT_STEPS = [*range(13), *(round(2 ** (k / 2)) for k in range(8, 23))]  # 0 … 12, 16, 23, 32, … 1448
+
+
+@pytest.mark.parametrize("form, steps", [("console script", IMPORT_STEPS), ("python -m", IMPORT_STEPS[:13])])
+@pytest.mark.parametrize("command", ["embed", "--help"])
+def test_ctrl_c_at_each_import_of_the_start_up(tmp_path: Path, form: str, steps: list, command: str) -> None:
+    """SIGINT raised by the child itself as it starts its K-th import counted from the package
+    `vitcli` (vitcli.entry, signal, vitcli.signals, vitcli.cli, typer, … rich, torch): the few ms
+    that spawn delays hit only by chance. K = 0 is before vitcli's first statement (the
+    interpreter's outcome, `_before_vitcli`); from K = 1 on, 130 and the one line."""
+    (tmp_path / "sitecustomize.py").write_text(SIGINT_AT_IMPORT)
+    args = _start_up_args(tmp_path, form, command)
+    for step in steps:
+        sent = tmp_path / f"sent{step}"
+        env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "SIGINT_AT_IMPORT": str(step), "SIGINT_SENT": str(sent)}
+        proc = subprocess.run(list(map(str, args)), cwd=ROOT, env=env, capture_output=True, timeout=120,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        if not sent.exists():
+            break  # the run had fewer imports
+        err = proc.stderr.decode()
+        if step == 0:
+            assert _before_vitcli(proc.returncode, err), (step, proc.returncode, err)
+        else:
+            assert (proc.returncode, err) == (130, "vitcli: interrupted\n"), step
+    assert step >= 12  # the sweep went past vitcli's own first modules
+
+
+def test_a_library_import_leaves_the_signal_handlers_alone(tmp_path: Path) -> None:
+    """Only the command installs the start-up guard: `import vitcli` (also from a script or `-m` of
+    another name) keeps the interpreter's handlers."""
+    check = "import signal, vitcli; print(signal.getsignal(2) is signal.default_int_handler, signal.getsignal(15) is signal.SIG_DFL)"
+    script = tmp_path / "user.py"
+    script.write_text(check)
+    for args in (["-c", check], [script], ["-m", "user"]):
+        proc = subprocess.run([sys.executable, *map(str, args)], cwd=tmp_path, env={**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"},
+                              capture_output=True, text=True, timeout=120)
+        assert proc.stdout.split() == ["True", "True"], (args, proc.stdout, proc.stderr)
 
 
 # ---- exactly one line on standard error --------------------------------------------------------

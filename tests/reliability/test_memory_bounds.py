@@ -17,6 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -307,14 +308,17 @@ def test_huge_files_and_endless_streams_stop_at_a_bound(tmp_path: Path) -> None:
     assert peak < 1.5 * GiB, peak / GiB  # reading any one file whole: 2-3 GB
 
 
-@pytest.mark.parametrize("case", ["zero-pipe", "zero-device", "long-line", "endless-lines"])
+@pytest.mark.parametrize("case", ["zero-pipe", "png-then-zeros", "zero-device", "long-line", "endless-lines"])
 def test_standard_input_is_read_under_a_bound(case: str, tmp_path: Path) -> None:
     """`patchify - < /dev/zero`, `cat /dev/zero | patchify -`, a list of endless lines on standard input."""
     feeder = None
     if case == "zero-device":
         stdin, args, words = open("/dev/zero", "rb"), ["patchify", "-"], ["-: standard input is a device"]
-    elif case == "zero-pipe":  # a pipe has no size: the cap stops it (--max-pixels 100,000 → 1.76 MiB)
+    elif case == "zero-pipe":  # no format starts with zeros: refused after the first 64 KiB, not at the 683 MiB cap
         feeder = subprocess.Popen(["cat", "/dev/zero"], stdout=subprocess.PIPE)
+        stdin, args, words = feeder.stdout, ["patchify", "-"], ["-: standard input is not an image", "Pillow"]
+    elif case == "png-then-zeros":  # starts like a PNG: the cap stops it (--max-pixels 100,000 → 1.76 MiB)
+        feeder = subprocess.Popen(["sh", "-c", r"printf '\211PNG\r\n\032\n'; cat /dev/zero"], stdout=subprocess.PIPE)
         stdin, args, words = feeder.stdout, ["patchify", "-", "--max-pixels", "100000"], ["-: more than", "--max-pixels"]
     elif case == "long-line":
         feeder = subprocess.Popen(["cat", "/dev/zero"], stdout=subprocess.PIPE)
@@ -334,6 +338,44 @@ def test_standard_input_is_read_under_a_bound(case: str, tmp_path: Path) -> None
     for word in words:
         assert word in lines[0], (word, lines[0])
     assert peak < 400 * MiB, peak / MiB  # patchify imports no torch; the naive read never ends
+
+
+def test_a_large_file_that_is_not_an_image_is_not_read_whole(tmp_path: Path) -> None:
+    """A 600 MiB sparse file of zeros, under the default cap (683 MiB): refused from its first 64 KiB
+    (the naive read takes 600 MiB, and 1.2 GB with the join)."""
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(600 * MiB)
+    code, err, peak = run_cli_measured(["patchify", big], subprocess.DEVNULL, tmp_path)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "big.png: not an image" in lines[0], err
+    assert peak < 400 * MiB, peak / MiB
+
+
+def _encoded(fmt: str, mode: str) -> bytes:
+    """A 40×56 random image in `fmt` (the formats the tests use, and TGA: no signature, Pillow's parser decides)."""
+    import io
+
+    from PIL import Image
+
+    pixels = np.random.default_rng(3).integers(0, 256, (40, 56, 4), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGBA").convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+STDIN_FORMATS = [("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "P"), ("JPEG", "RGB"), ("JPEG", "L"),
+                 ("GIF", "P"), ("WEBP", "RGB"), ("TIFF", "RGB"), ("BMP", "RGB"), ("PPM", "RGB"), ("TGA", "RGB")]
+
+
+def test_every_image_format_still_loads_from_standard_input(tmp_path: Path) -> None:
+    for fmt, mode in STDIN_FORMATS:
+        out = tmp_path / f"{fmt}-{mode.replace(';', '')}.npy"
+        done = subprocess.run([sys.executable, "-m", "vitcli", "patchify", "-", "--size", "32", "-o", out, "-q"],
+                              input=_encoded(fmt, mode), capture_output=True, cwd=ROOT, env=ENV, timeout=120)
+        assert done.returncode == 0, (fmt, mode, done.stderr.decode())
+        assert np.load(out).shape == (4, 768), (fmt, mode)
 
 
 # ---- checkpoints that describe more than they hold --------------------------------------------

@@ -69,7 +69,7 @@ def _rollout_spec(rollout: PathOrFlag, fusion: str, ratio: float, scope: str, st
 
 
 def _check(sel: Selection, config: Any, overlay: str | None, rollout: PathOrFlag, masks: PathOrFlag,
-           threshold: float, discard_ratio: float, start_layer: int, fusion: str, scope: str) -> None:
+           fusion: str, scope: str) -> None:
     """Refuse combinations that cannot give a picture or a mask, before the forward pass."""
     if rollout and sel.probe:
         raise VitcliError("--rollout", "rollout follows a token's row through the layers, and the attention-pool "
@@ -78,16 +78,30 @@ def _check(sel: Selection, config: Any, overlay: str | None, rollout: PathOrFlag
         raise VitcliError("--query", "--overlay and --rollout draw one query's map: choose cls, a token or R,C")
     if masks and not config.class_token and not sel.probe:
         raise VitcliError("--masks", "DINO masks are the class token's maps, and this model has no class token")
-    if not 0 < threshold <= 1:
-        raise VitcliError("--threshold", f"{threshold} is outside (0, 1]")
-    if not 0 <= discard_ratio < 1:
-        raise VitcliError("--discard-ratio", f"{discard_ratio} is outside [0, 1)")
-    if rollout and not 0 <= start_layer < config.depth:
-        raise VitcliError("--start-layer", f"start layer {start_layer} is outside 0..{config.depth - 1}")
     if fusion not in ("mean", "max", "min"):
         raise VitcliError("--rollout-fusion", f"'{fusion}' is not mean, max or min")
     if scope not in ("row", "matrix"):
         raise VitcliError("--discard-scope", f"'{scope}' is not row or matrix")
+
+
+def _settle(depth: int, rollout: PathOrFlag, masks: PathOrFlag, threshold: float | None,
+            discard_ratio: float | None, start_layer: int | None) -> tuple[float, float, int]:
+    """Range-check the analyses' numbers whether or not they are used, refuse one given that no
+    asked analysis uses; (threshold, discard_ratio, start_layer) with the defaults filled in."""
+    from vitcli.api.ranges import check_ranges, refuse_unused
+
+    check_ranges(start_layer=start_layer)
+    if start_layer is not None and start_layer >= depth:
+        raise VitcliError("--start-layer", f"start layer {start_layer} is outside 0..{depth - 1}")
+    if threshold is not None and not 0 < threshold <= 1:
+        raise VitcliError("--threshold", f"{threshold} is outside (0, 1]")
+    if discard_ratio is not None and not 0 <= discard_ratio < 1:
+        raise VitcliError("--discard-ratio", f"{discard_ratio} is outside [0, 1)")
+    if not rollout:
+        refuse_unused("--rollout", {"--start-layer": start_layer, "--discard-ratio": discard_ratio})
+    if not masks:
+        refuse_unused("--masks", {"--threshold": threshold})
+    return (0.6 if threshold is None else threshold), discard_ratio or 0.0, start_layer or 0
 
 
 class AttendMixin:
@@ -95,13 +109,14 @@ class AttendMixin:
 
     def attend(self, images: Any, *, layer: str = "-1", head: str = "all", query: str | None = None,
                normalize: str | None = None, output: str | None = None, rollout: PathOrFlag = None,
-               rollout_fusion: str = "mean", discard_ratio: float = 0.0, discard_scope: str = "matrix",
-               start_layer: int = 0, distance: PathOrFlag = None, plot_distance: str | None = None,
-               renorm: bool = False, masks: PathOrFlag = None, threshold: float = 0.6, cosine: PathOrFlag = None,
+               rollout_fusion: str = "mean", discard_ratio: float | None = None, discard_scope: str = "matrix",
+               start_layer: int | None = None, distance: PathOrFlag = None, plot_distance: str | None = None,
+               renorm: bool = False, masks: PathOrFlag = None, threshold: float | None = None, cosine: PathOrFlag = None,
                save_qkv: PathOrFlag = None, overlay: str | None = None, per_head: bool = False,
                batch: Any = None, keep: bool = True, progress: Any = None) -> AttendResult:
         """Attention of one image with every analysis asked, or of many images (weights streamed to
-        `output`, mean distance averaged over them)."""
+        `output`, mean distance averaged over them). `start_layer` and `discard_ratio` (default 0)
+        work with `rollout`, `threshold` (default 0.6) with `masks`; given without them, a UsageError."""
         import torch
 
         from vitcli.api.attend_report import many_document, single_result
@@ -109,6 +124,8 @@ class AttendMixin:
         from vitcli.api.runs import BatchSpec, run_model
         from vitcli.core.inspect import inspect_attention
 
+        threshold, discard_ratio, start_layer = _settle(self.config.depth, rollout, masks, threshold, discard_ratio,
+                                                        start_layer)
         images = as_images(images)
         self.check_outputs(images, output=output, rollout=rollout, distance=distance, plot_distance=plot_distance,
                            masks=masks, cosine=cosine, save_qkv=save_qkv, overlay=overlay)
@@ -126,8 +143,7 @@ class AttendMixin:
         def compute(x: Any) -> dict[str, Any]:
             grid = (x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size)
             sel = Selection.parse(self.config, grid, layer, head, query)
-            _check(sel, self.config, overlay, rollout, masks, threshold, discard_ratio, start_layer,
-                   rollout_fusion, discard_scope)
+            _check(sel, self.config, overlay, rollout, masks, rollout_fusion, discard_scope)
             chosen["selection"] = sel
             with torch.inference_mode():
                 report = inspect_attention(self.module, x, sel.layers, sel.heads, sel.queries, every, renorm, spec,

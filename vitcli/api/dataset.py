@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from vitcli.errors import VitcliError
+from vitcli.errors import UsageError, VitcliError
 
 Format = Literal["npy", "parquet", "npy-shards"]
 DEFAULT_SHARD_SIZE = 10_000
@@ -39,15 +39,19 @@ class DatasetSpec:
         return is_parquet(output) or self.format != "npy" or self.backend != "local" or self.resume
 
     def check_unused(self, sharded: bool) -> None:
-        """One line for an option this run would ignore: --shard-size without shards, Ray's without Ray."""
+        """A UsageError (exit 2) for an option this run would ignore: --shard-size without shards, Ray's without Ray
+        (range-checked first, used or not)."""
+        from vitcli.api.ranges import check_ranges
+
+        check_ranges(shard_size=self.shard_size, actors=self.actors, num_gpus=self.num_gpus)
         if self.shard_size is not None and not sharded:
-            raise VitcliError("--shard-size", "cuts a sharded run: use it with --output-dir DIR --format parquet "
-                              "(or npy-shards); this run writes no shards")
+            raise UsageError("--shard-size", "cuts a sharded run: use it with --output-dir DIR --format parquet "
+                             "(or npy-shards); this run writes no shards")
         if self.backend != "ray":
             for option, given in (("--actors", self.actors), ("--num-gpus", self.num_gpus),
                                   ("--ray-address", self.ray_address)):
                 if given is not None:
-                    raise VitcliError(option, "sets up the Ray backend: use it with --backend ray")
+                    raise UsageError(option, "sets up the Ray backend: use it with --backend ray")
 
     def checked(self, output: str | None, output_dir: str | None) -> "DatasetSpec":
         """The spec with its format settled from -o; one line for every combination that cannot work."""
@@ -71,12 +75,6 @@ class DatasetSpec:
                        actors=1 if spec.actors is None else spec.actors, num_gpus=spec.num_gpus or 0.0)
         if spec.backend == "ray" and spec.format != "parquet":
             raise VitcliError("--backend", "ray writes Parquet shards: use --format parquet")
-        if spec.shard_size < 1:
-            raise VitcliError("--shard-size", f"must be at least 1, got {spec.shard_size}")
-        if spec.actors < 1:
-            raise VitcliError("--actors", f"must be at least 1, got {spec.actors}")
-        if spec.num_gpus < 0:
-            raise VitcliError("--num-gpus", f"must be 0 or more, got {spec.num_gpus}")
         return spec
 
 

@@ -74,8 +74,24 @@ def _other_embedding(model: Any, path: str, spec: Any, normalize: str | None) ->
         return pooled_embedding(model.module, model.batch_tensor([fitted]))
 
 
+# the methods that read each option (besides `all`)
+USED_BY = {"--start-layer": ("grad-rollout", "attn-grad", "rollout"), "--layer": ("gradcam",),
+           "--discard-ratio": ("attn-grad", "rollout")}
+
+
+def _settle(method: str, start_layer: int | None, layer: int | None,
+            discard_ratio: float | None) -> tuple[int, int, float]:
+    """Refuse an option given that `method` ignores; (start_layer, layer, discard_ratio), defaults filled in."""
+    from vitcli.api.ranges import refuse_unused
+
+    for option, value in (("--start-layer", start_layer), ("--layer", layer), ("--discard-ratio", discard_ratio)):
+        if method != "all" and method not in USED_BY[option]:
+            refuse_unused(f"--method {', '.join(USED_BY[option])} or all", {option: value})
+    return start_layer or 0, -1 if layer is None else layer, discard_ratio or 0.0
+
+
 def _check(model: Any, start_layer: int, layer: int, discard_ratio: float) -> None:
-    """Options wrong for every image, refused before any image is read."""
+    """Options wrong for every image (used or not by the method), refused before any image is read."""
     depth = model.config.depth
     if not -depth <= layer < depth:
         raise VitcliError("--layer", f"layer {layer} is outside the model's {depth} blocks (0..{depth - 1}, or negative from the end)")
@@ -108,13 +124,14 @@ def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int
 class ExplainMixin:
     """`explain` for `Model`."""
 
-    def explain(self, images: Any, *, method: str = "grad-rollout", target: str = "top", start_layer: int = 0,
-                layer: int = -1, discard_ratio: float = 0.0, normalize: str | None = None,
+    def explain(self, images: Any, *, method: str = "grad-rollout", target: str = "top", start_layer: int | None = None,
+                layer: int | None = None, discard_ratio: float | None = None, normalize: str | None = None,
                 output: str | None = None, output_dir: str | None = None, overlay: str | None = None,
                 batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
         """The map of `method` for `target` on one image ((rows, cols)), or on many ((B, rows, cols),
         streamed to `output` or one file each in `output_dir`, with an index). `overlay` draws one
-        image's map(s) as PNG."""
+        image's map(s) as PNG. `start_layer` (default 0), `layer` (-1) and `discard_ratio` (0) given to
+        a method that ignores them (see USED_BY) are a UsageError."""
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, run_model
         from vitcli.core.explain import explain as explain_maps
@@ -125,7 +142,8 @@ class ExplainMixin:
         if method not in (*METHOD_NAMES, "all"):
             raise VitcliError("--method", f"'{method}' is not one of {', '.join(METHOD_NAMES)}, all")
         methods = list(METHOD_NAMES) if method == "all" else [method]
-        _check(self, start_layer, layer, discard_ratio)
+        _check(self, start_layer or 0, -1 if layer is None else layer, discard_ratio or 0.0)
+        start_layer, layer, discard_ratio = _settle(method, start_layer, layer, discard_ratio)
         if images.many and overlay:
             raise VitcliError("--overlay", "draws one image's map: give one image (several images take -o)")
         self.resolve_grid(images)

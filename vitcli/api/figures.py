@@ -187,14 +187,19 @@ class FiguresMixin:
         x = out.blocks[layer]  # (1, T, D)
         return (self.module.norm(x) if norm else x)[0]
 
-    def norms(self, image: Any, *, k: float = 5.0, norm_threshold: float | None = None, top: int = 20,
+    def norms(self, image: Any, *, k: float | None = None, norm_threshold: float | None = None, top: int = 20,
               normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
         """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""
         import torch
 
         from vitcli.api.ranges import check_ranges
 
+        from vitcli.api.ranges import refuse_unused
+
         check_ranges(k=k, norm_threshold=norm_threshold, top=top)
+        if norm_threshold is not None:
+            refuse_unused("the MAD rule (no --norm-threshold)", {"--k": k})
+        k = 5.0 if k is None else k
 
         from vitcli.core.capture import Capture
         from vitcli.core.features import class_attention_share, high_norm_tokens, mad_thresholds, token_norms

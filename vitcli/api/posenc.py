@@ -22,9 +22,22 @@ class PosencResult:
         return self.document
 
 
+def refuse_for_rope(given: dict[str, Any]) -> None:
+    """--kind rope computes angles from --dim, --grid and --rope-variant: the table's and the model's
+    other numbers (CLI name → value) given with it are range-checked, then a UsageError."""
+    from vitcli.api.ranges import check_ranges, refuse_unused
+    from vitcli.io.sizes import parse_hw, parse_size
+
+    for option in ("--size", "--resample", "--native-size"):
+        if isinstance(given.get(option), str):
+            parse_size(given[option]) if option == "--size" else parse_hw(given[option], option)
+    check_ranges(**{o[2:].replace("-", "_"): given.get(o) for o in ("--patch-size", "--depth", "--heads", "--mlp-ratio", "--eps")})
+    refuse_unused("--kind learned, sincos1d, sincos2d or none (rope reads --dim, --grid, --rope-variant)", given)
+
+
 def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None, size: Any = None,
            patch_size: int | None = None, positions: str | None = None, similarity: str | None = None,
-           resample: Any = None, output: str | None = None, layer: int = -1, patch: str | None = None,
+           resample: Any = None, output: str | None = None, layer: int | None = None, patch: str | None = None,
            **model_options: Any) -> PosencResult:
     """A preset's table of `kind` (learned: the exact table `embed` adds for that seed) for its own grid,
     `grid` (rows, cols) or `size` (H, W); or a checkpoint's learned table; optionally resampled to
@@ -39,6 +52,9 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     if kind == "rope":  # 2-D rotary: angles, frequencies, kernel (api/rope.py)
         from vitcli.api.rope import rope_posenc
 
+        refuse_for_rope({"--size": size, "--patch-size": patch_size, "--positions": positions, "--resample": resample,
+                         "--layer": layer, "--patch": patch, **{"--" + k.replace("_", "-"): model_options.get(k)
+                                                               for k in ("depth", "heads", "mlp_ratio", "eps", "native_size")}})
         loaded = model if isinstance(model, Model) and model.checkpoint is not None else None
         return rope_posenc(loaded, dim=model_options.get("dim"), grid=grid, variant=model_options.get("rope_variant"),
                            similarity=similarity, output=output)
@@ -49,7 +65,8 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     if not isinstance(model, Model):
         model = load_model(model, posenc=kind if _is_preset(model) else None,
                            patch_size=patch_size if _is_preset(model) else None, **model_options)
-    asked_bias = layer != -1 or patch is not None
+    asked_bias, named = layer is not None or patch is not None, "--layer" if layer is not None else "--patch"
+    layer = -1 if layer is None else layer
     if model.checkpoint is not None and model.config.rel_pos_bias != "none" and \
             (asked_bias or "pos_embed" not in model.checkpoint.state_dict):
         from vitcli.api.relbias import relbias_result
@@ -57,7 +74,7 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
         model.require_grid()
         return relbias_result(model, layer, patch, similarity, output)
     if asked_bias:
-        raise VitcliError("--layer" if layer != -1 else "--patch", "this model has no relative position bias: "
+        raise VitcliError(named, "this model has no relative position bias: "
                           "--layer and --patch choose a BEiT-style checkpoint's bias table")
     if similarity:  # the (N, N) similarity under the limit before any table is made
         shown = _shown_grid(model, grid, size, resample)

@@ -2,13 +2,15 @@
 
 A value outside its range (0 patches, a NaN ratio, a negative epsilon) is one `VitcliError` naming
 the option ('--dim' in the CLI, `dim` in Python) before any work, never a message about something
-it caused later. Upper limits that depend on memory are checked elsewhere (before allocating).
+it caused later, whether or not the run uses the option. Upper limits that depend on memory are
+checked elsewhere (before allocating). An option given (not None) that the chosen mode ignores is a
+`UsageError` (`refuse_unused`): it names the option and what it works with.
 """
 
 import math
 from typing import Any
 
-from vitcli.errors import VitcliError
+from vitcli.errors import UsageError, VitcliError
 
 # keyword → (option, kind, lowest, whether the lowest is allowed); kind "int" or "float" (finite)
 RANGES: dict[str, tuple[str, str, float, bool]] = {
@@ -23,6 +25,10 @@ RANGES: dict[str, tuple[str, str, float, bool]] = {
     "k": ("--k", "float", 0.0, True),
     "norm_threshold": ("--norm-threshold", "float", 0.0, True),
     "top": ("--top", "int", 1, True),
+    "start_layer": ("--start-layer", "int", 0, True),
+    "shard_size": ("--shard-size", "int", 1, True),
+    "actors": ("--actors", "int", 1, True),
+    "num_gpus": ("--num-gpus", "float", 0.0, True),
 }
 
 
@@ -40,3 +46,10 @@ def check_ranges(**values: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or value < low or (value == low and not inclusive):
             raise VitcliError(option, f"must be a finite number {bound}, got {value!r}")
+
+
+def refuse_unused(works_with: str, given: dict[str, Any]) -> None:
+    """One UsageError for the first option (CLI name → value) given, not None, that this run ignores."""
+    for option, value in given.items():
+        if value is not None:
+            raise UsageError(option, f"works with {works_with}; this run would ignore it")

@@ -17,6 +17,9 @@ def rope_posenc(model: Any = None, *, dim: int | None = None, grid: Any = None, 
     from vitcli.core.rope import default_periods, kernel, rope_angles
     from vitcli.io.sizes import parse_hw
 
+    from vitcli.api.ranges import check_ranges
+
+    check_ranges(dim=dim)
     if variant is not None and variant not in VARIANTS:
         raise VitcliError("--rope-variant", f"'{variant}' is not one of {', '.join(VARIANTS)}")
     if model is not None and model.checkpoint is not None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vitcli.errors import VitcliError, option_errors
+from vitcli.errors import UsageError, VitcliError, option_errors
 
 ROW_TOLERANCE = 5e-4  # largest |row from float16 Q, K − attend's row| accepted before storing rows
 SIZE_BUDGET = 12 * 2**20  # the page's size budget (ViT-B/16 at 224, all layers)
@@ -74,8 +74,10 @@ class ViewMixin:
 
         if not output:
             raise VitcliError("-o", "give the page's path, e.g. -o report.html")
+        if target is not None and (isinstance(target, bool) or not isinstance(target, int) or target < 0):
+            raise VitcliError("--target", f"must be a class index (a whole number at least 0), got {target!r}")
         if target is not None and not explain:
-            raise VitcliError("--target", "chooses the class of --explain: give --explain too")
+            raise UsageError("--target", "chooses the class of --explain: works with --explain")
         images = as_images(images)
         self.check_outputs(images, [to] if isinstance(to, str) else [], output=output)
         if not len(images.items):

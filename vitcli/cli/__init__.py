@@ -53,15 +53,15 @@ def _root(
     """See what a Vision Transformer does to an image, one idea at a time."""
 
 
-def _fail(message: str, debug: bool) -> None:
-    """One line on standard error (the traceback too with --debug), exit code 1."""
+def _fail(message: str, debug: bool, code: int = 1) -> None:
+    """One line on standard error (the traceback too with --debug), exit code `code` (1: bad input)."""
     if debug:
         traceback.print_exc()
     from vitcli.errors import one_line
 
     sys.stderr.write(f"vitcli: error: {one_line(message)}\n")
     sys.stderr.flush()
-    raise SystemExit(1)
+    raise SystemExit(code)
 
 
 # One home for the signal handling, importable before typer and torch (the console script's entry).
@@ -144,7 +144,9 @@ def main() -> None:
         silence_stdout()
         _fail(e.render(cli=True), debug)
     except VitcliError as e:
-        _fail(e.render(cli=True), debug)
+        from vitcli.errors import UsageError
+
+        _fail(e.render(cli=True), debug, 2 if isinstance(e, UsageError) else 1)
     except KeyboardInterrupt:
         raise SystemExit(announce(signal.SIGINT)) from None
     except Terminated:

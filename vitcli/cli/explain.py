@@ -27,9 +27,9 @@ def explain_command(
     images: ImagesArg = None,
     method: Annotated[Method, typer.Option("--method", help="grad-rollout, attn-grad, gradcam, rollout, or all side by side.")] = Method("grad-rollout"),  # type: ignore[valid-type]
     target: Annotated[str, typer.Option("--target", help="top, class:N, image:OTHER or patch:R,C.")] = "top",
-    start_layer: Annotated[int, typer.Option("--start-layer", help="grad-rollout, attn-grad, rollout: first layer of the product.")] = 0,
-    layer: Annotated[int, typer.Option("--layer", help="gradcam: the block whose norm1 output is used (negative from the end).")] = -1,
-    discard_ratio: Annotated[float, typer.Option("--discard-ratio", help="attn-grad, rollout: zero this share of each layer's lowest weights (never the diagonal) before adding I.")] = 0.0,
+    start_layer: Annotated[Optional[int], typer.Option("--start-layer", help="grad-rollout, attn-grad, rollout: first layer of the product. \\[default: 0]", show_default=False)] = None,
+    layer: Annotated[Optional[int], typer.Option("--layer", help="gradcam: the block whose norm1 output is used (negative from the end). \\[default: -1]", show_default=False)] = None,
+    discard_ratio: Annotated[Optional[float], typer.Option("--discard-ratio", help="attn-grad, rollout: zero this share of each layer's lowest weights (never the diagonal) before adding I. \\[default: 0]", show_default=False)] = None,
     overlay: Annotated[Optional[str], typer.Option("--overlay", help="The map over the image with a colour bar, method, target and score in the title, as PNG (--method all: side by side).", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
     normalize: NormalizeOpt = None,
     output: OutputOpt = None,

@@ -150,7 +150,7 @@ def similar_command(
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions)
 def norms_command(
     image: ImageArg,
-    k: Annotated[float, typer.Option("--k", metavar="X", help="Outliers lie above median + k·MAD of the layer's patch-token norms.")] = 5.0,
+    k: Annotated[Optional[float], typer.Option("--k", metavar="X", help="Outliers lie above median + k·MAD of the layer's patch-token norms. \\[default: 5]", show_default=False)] = None,
     norm_threshold: Annotated[Optional[float], typer.Option("--norm-threshold", metavar="X", help="A fixed norm threshold for every layer instead of the MAD rule.", show_default=False)] = None,
     top: Annotated[int, typer.Option("--top", metavar="N", help="List at most this many outliers (largest norms first).")] = 20,
     normalize: NormalizeOpt = None,

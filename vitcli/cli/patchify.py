@@ -44,6 +44,7 @@ def patchify_command(
     from vitcli.api.patchify import patchify, unpatchify as unpatchify_array
 
     out = Output(output, as_json, quiet)
+    _refuse_unused(unpatchify, grid_size, image_opts, batch)
     if unpatchify is not None:
         if images or batch.from_list:
             raise typer.BadParameter("--unpatchify rebuilds an image from FILE.npy; it takes no IMAGE (it would be "
@@ -59,6 +60,26 @@ def patchify_command(
                           output_dir=batch.output_dir, grid_png=grid_png, batch=batch_spec(batch), keep=False,
                           progress=progress)
     out.finish(result.document, *_tables(result.document, found.many))
+
+
+def _refuse_unused(unpatchify: Optional[str], grid_size: Optional[str], image_opts: ImageOptions,
+                   batch: BatchOptions) -> None:
+    """--grid-size only with --unpatchify; the image-fitting numbers only without it (range-checked either way)."""
+    from vitcli.api.ranges import check_ranges, refuse_unused
+    from vitcli.io.sizes import parse_hw, parse_size
+
+    o = image_opts
+    if grid_size is not None:
+        parse_hw(grid_size, "--grid-size")
+    if unpatchify is None:  # the patchify run checks its own numbers as it reads them
+        refuse_unused("--unpatchify FILE.npy", {"--grid-size": grid_size})
+    else:
+        if o.size is not None:
+            parse_size(o.size)
+        check_ranges(patch_size=o.patch_size, max_pixels=o.max_pixels, max_patches=o.max_patches)
+        batch_spec(batch)  # --batch-size, --workers
+        refuse_unused("an IMAGE to patchify (--unpatchify reads P and the size from the array)",
+                      {"--size": o.size, "--patch-size": o.patch_size, "--max-pixels": o.max_pixels, "--max-patches": o.max_patches})
 
 
 def _tables(doc: dict[str, Any], many: bool) -> list[Any]:

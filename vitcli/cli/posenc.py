@@ -29,7 +29,7 @@ def posenc_command(
     similarity: Annotated[Optional[str], typer.Option("--similarity", metavar="FILE", help="Write the cosine-similarity figure (ViT paper fig. 7, centre) as PNG.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
     rope_variant: Annotated[Optional[str], typer.Option("--rope-variant", metavar="NAME", help="With --kind rope: dinov3 (coords in [-1, 1], base 100) or eva (integer coords, base 10000). \\[default: dinov3]", show_default=False)] = None,
     resample: Annotated[Optional[str], typer.Option("--resample", metavar="ROWSxCOLS", help="Resample the table to another grid ROWSxCOLS (bicubic, as timm) and show that.", show_default=False)] = None,
-    layer: Annotated[int, typer.Option("--layer", metavar="N", help="With --weights of a BEiT-style checkpoint: the layer whose relative position bias (heads, N, N) is shown.")] = -1,
+    layer: Annotated[Optional[int], typer.Option("--layer", metavar="N", help="With --weights of a BEiT-style checkpoint: the layer whose relative position bias (heads, N, N) is shown. \\[default: -1]", show_default=False)] = None,
     patch: Annotated[Optional[str], typer.Option("--patch", metavar="ROW,COL", help="Query patch R,C of the relative-bias maps drawn by --similarity. \\[default: the centre]", show_default=False)] = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
@@ -44,6 +44,12 @@ def posenc_command(
 
     out = Output(output, as_json, quiet)
     if kind == "rope":
+        from vitcli.api.posenc import refuse_for_rope
+
+        m = model_opts
+        refuse_for_rope({"--size": size, "--patch-size": patch_size, "--positions": positions, "--resample": resample,
+                         "--layer": layer, "--patch": patch, "--depth": m.depth, "--heads": m.heads,
+                         "--mlp-ratio": m.mlp_ratio, "--eps": m.eps, "--native-size": m.native_size})
         return _rope(model_opts, grid, rope_variant, similarity, output, out)
     if kind is not None and kind not in KINDS:
         raise VitcliError("--kind", f"'{kind}' is not one of {', '.join(KINDS)}")

@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -75,6 +75,7 @@ class LoadedImage:
 BYTES_PER_PIXEL_AT_MOST = 8  # 16-bit RGBA stored raw: no image file of N pixels needs more than 8·N bytes
 FILE_SLACK = 1 << 20  # headers, metadata, a colour profile
 READ_CHUNK = 1 << 20
+SNIFF = 64 << 10  # the start of a file or stream that must look like an image before the rest is read
 
 
 def file_cap(max_pixels: int, max_memory: int | None = None) -> tuple[int, str]:
@@ -86,18 +87,43 @@ def file_cap(max_pixels: int, max_memory: int | None = None) -> tuple[int, str]:
     return by_pixels, f"more than an image of at most {max_pixels:,} pixels can hold (--max-pixels)"
 
 
-def _read_capped(f, path: str, cap: tuple[int, str]) -> bytes:
-    """At most cap[0] bytes of a stream, read a chunk at a time; an endless or huge stream stops at the cap."""
+def _read_capped(f, path: str, cap: tuple[int, str], sniff: bool = False) -> bytes:
+    """At most cap[0] bytes of a stream, read a chunk at a time; an endless or huge stream stops at the cap.
+    `sniff`: the first SNIFF bytes must start like an image (`starts_like_an_image`) before more is read."""
     limit, why = cap
     chunks, total = [], 0
     while True:
-        chunk = f.read(min(READ_CHUNK, limit + 1 - total))
-        if not chunk:
-            return b"".join(chunks)
+        chunk = f.read(min(READ_CHUNK if not sniff else SNIFF - total, limit + 1 - total))
         chunks.append(chunk)
         total += len(chunk)
+        if sniff and (total >= SNIFF or not chunk):
+            sniff = False
+            if total and not starts_like_an_image(b"".join(chunks)):
+                what = "standard input is not an image" if path == "-" else "not an image"
+                raise VitcliError(path, f"{what}: it does not start like any format Pillow can read")
+        if not chunk:
+            return b"".join(chunks)
         if total > limit:
             raise VitcliError(path, f"more than {_size_text(limit)} of data: {why}")
+
+
+def starts_like_an_image(head: bytes) -> bool:
+    """Whether a format in Pillow's own registry (Image.OPEN) would take data that starts with `head`:
+    its `accept` test on the first 16 bytes, as Image.open does, or for the few formats without one
+    (TGA, IM, SPIDER, …) its header parser on `head`."""
+    Image.init()
+    formats = list(Image.OPEN.values())
+    if any(accept is not None and _takes(lambda: accept(head[:16])) for _, accept in formats):
+        return True
+    return any(accept is None and _takes(lambda: factory(io.BytesIO(head), "")) for factory, accept in formats)
+
+
+def _takes(test: Callable[[], object]) -> bool:
+    """A format test's answer; one that fails (a short prefix: struct.error, …) is a no, as in Image.open."""
+    try:
+        return bool(test())
+    except Exception:
+        return False
 
 
 def _size_text(n: int) -> str:
@@ -115,7 +141,7 @@ def _read_bytes(path: str, cap: tuple[int, str] = (1 << 62, "")) -> bytes:
             mode = stat.S_IFIFO
         if (stat.S_ISCHR(mode) and not sys.stdin.isatty()) or stat.S_ISBLK(mode):  # `< /dev/zero`
             raise VitcliError(path, "standard input is a device, not an image file")
-        return _read_capped(sys.stdin.buffer, path, cap)
+        return _read_capped(sys.stdin.buffer, path, cap, sniff=True)
     p = Path(path)
     try:
         check_readable(path)  # before opening: a FIFO blocks the opener, /dev/zero never ends
@@ -123,7 +149,7 @@ def _read_bytes(path: str, cap: tuple[int, str] = (1 << 62, "")) -> bytes:
             st = os.fstat(f.fileno())
             if stat.S_ISREG(st.st_mode) and st.st_size > cap[0]:  # checked before reading (a sparse 3 GB file)
                 raise VitcliError(path, f"the file holds {_size_text(st.st_size)}: {cap[1]}")
-            return _read_capped(f, path, cap)
+            return _read_capped(f, path, cap, sniff=True)
     except FileNotFoundError:
         raise VitcliError(path, "no such file") from None
     except IsADirectoryError:
