@@ -264,14 +264,16 @@ def _before_vitcli(code: int, err: str) -> bool:
     """What the interpreter does with a SIGINT before vitcli's guard: killed by it with nothing
     written (before the interpreter installs its own handler), or a KeyboardInterrupt traceback
     from the interpreter's start-up (site's .pth files, runpy, the console script's `import re`;
-    exit 1 or -SIGINT; or 0 when the interpreter drops it, checking whether argv[0] is a zip)
-    whose vitcli frames, if any, are the statements of vitcli/__init__.py up to the guard
+    exit 1 or -SIGINT; or 0 when the interpreter drops it, checking whether argv[0] is a zip, or
+    when it swallows it: "Exception ignored in" an import lock's weakref callback, then the run goes
+    on) whose vitcli frames, if any, are the statements of vitcli/__init__.py up to the guard
     (microseconds: a signal pending when that module starts is raised there)."""
     if code == -signal.SIGINT and not err:
         return True
     early = all(name == "__init__.py" and (where != "<module>" or int(line) <= GUARD_LINE)
                 for name, line, where in FRAME.findall(err))
-    return code in (0, 1, -signal.SIGINT) and err.rstrip().endswith("KeyboardInterrupt") and early
+    interrupted = err.rstrip().rstrip(":").endswith("KeyboardInterrupt")  # "KeyboardInterrupt: " when swallowed
+    return code in (0, 1, -signal.SIGINT) and interrupted and early
 
 
 def _popen(args: list) -> subprocess.Popen:
