@@ -38,8 +38,22 @@ def main() -> None:
         if e.code in (130, 143):  # interrupted: the line is written, clean-ups ran while unwinding
             _exit_now(e.code)
         _exit_if_signalled()
-        raise
+        _finish(e.code)
     _exit_if_signalled()
+    _finish(0)
+
+
+def _finish(code: object) -> None:
+    """Exit without tearing down the interpreter: the atexit handlers run and the streams are
+    flushed, but torch's thousands of modules and objects are not freed one by one (0.3-0.7 s of
+    a `vitcli embed` run on this machine; the memory goes back to the system at once)."""
+    import atexit
+
+    if isinstance(code, str):  # SystemExit("message"), as Python prints it
+        sys.stderr.write(code + "\n")
+    atexit._run_exitfuncs()  # a signal in a handler is "ignored" there: _exit_if_signalled ends with 130 / 143
+    _exit_if_signalled()
+    _exit_now(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 def _exit_if_signalled() -> None:

@@ -558,3 +558,27 @@ def test_malformed_unpatchify_arrays_name_the_file(tmp_path: Path) -> None:
         line = assert_clean_error(result, str(args[2]))
         assert "internal error" not in line, line
     assert not any(tmp_path.glob("back*"))
+
+
+def test_the_command_ends_without_teardown_but_with_its_exit_handlers(tmp_path: Path) -> None:
+    """The console script leaves by os._exit after the atexit handlers (no teardown of torch's
+    modules): an atexit handler registered in the process still runs, standard output is complete,
+    and the exit codes stay 0 / 1 / 2."""
+    site = tmp_path / "site"
+    site.mkdir()
+    marker = tmp_path / "atexit-ran"
+    (site / "sitecustomize.py").write_text(
+        f"import atexit\natexit.register(lambda: open({str(marker)!r}, 'a').write('x'))\n")
+    env = {**ENV, "PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
+    image = ROOT / "sample_images" / "chelsea.jpg"
+    cases = [(["patchify", image, "-o", "-"], 0), (["patchify", tmp_path / "missing.jpg"], 1), (["embed"], 2)]
+    for args, code in cases:
+        r = subprocess.run([sys.executable, "-m", "vitcli", *map(str, args)], env=env, cwd=tmp_path,
+                           capture_output=True, timeout=120)
+        assert r.returncode == code, (args, r.stderr)
+        assert marker.read_text() == "x", args
+        marker.unlink()
+        if code == 0:  # 196 patches of 16·16·3 values, every byte there
+            import io
+
+            assert np.load(io.BytesIO(r.stdout)).shape == (196, 768)
