@@ -157,8 +157,24 @@ def main() -> None:
     except MemoryError:
         _fail("out of memory; try a smaller --size or fewer layers", debug)
     except OSError as e:  # a file the OS refused (a name too long, …) that no lower layer named: name it
+        _exit_if_interrupted(e)
         if e.filename is None:
             _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", debug)
         _fail(VitcliError(os.fsdecode(e.filename), e.strerror or str(e)).render(cli=True), debug)
     except Exception as e:  # a bug, not a bad input: still one line, the traceback with --debug
+        _exit_if_interrupted(e)
         _fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", debug)
+
+
+def _exit_if_interrupted(e: BaseException) -> None:
+    """130 / 143 and the one line when `e` carries an interrupt (Python 3.11 wraps one raised in a
+    class body's __set_name__ in a RuntimeError) or a signal came during the run: not an internal error."""
+    from vitcli.signals import received
+
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, (KeyboardInterrupt, Terminated)):
+            raise SystemExit(announce(signal.SIGINT if isinstance(seen, KeyboardInterrupt) else signal.SIGTERM)) from None
+        seen = seen.__cause__ or seen.__context__
+    if received() is not None:
+        raise SystemExit(announce(received())) from None
