@@ -54,6 +54,12 @@ class FittedImage:
     fit: str  # crop | resize | pad | strict | family
     done: str  # what was done, in words
     data: Any = None  # the model input (1, 3, H, W), made in the decoding thread
+    values: Any = None  # (H, W, 3) float32 on x/255's scale when the family resizes unrounded floats
+
+    @property
+    def input(self) -> Any:
+        """What is normalised into the model input: the float values when there are any, else the pixels."""
+        return self.pixels if self.values is None else self.values
 
     def input_document(self) -> dict[str, Any]:
         """The JSON `input` object shared by every command."""
@@ -169,7 +175,9 @@ def fit_one(item: object, spec: ImageSpec, patch_size: int, family: Any = None, 
         raise VitcliError(loaded.path, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
     if family is not None:
         done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
-        return FittedImage(loaded, images.preprocess_geometry(family, loaded.image), "family", done)
+        values = images.preprocess_values(family, loaded.image)  # (H, W, 3) uint8, or float32 (rescale_first)
+        return FittedImage(loaded, images.as_picture(values), "family", done,
+                           values=values if values.dtype.kind == "f" else None)
     if fit == "resize" and requested is None and spec.max_patches:
         requested = images.size_for_max_patches((h, w), patch_size, spec.max_patches)
     pixels, done = images.fit_image(loaded, requested, fit, patch_size, spec.resample or "bicubic",

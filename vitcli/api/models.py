@@ -219,7 +219,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
         return name
 
     def input_tensor(self, pixels: Any, normalize: str) -> "torch.Tensor":
-        """(H, W, 3) uint8 → (1, 3, H, W) float32, normalised ('custom': the checkpoint's own mean/std)."""
+        """(H, W, 3) uint8 (or float on x/255's scale) → (1, 3, H, W) float32, normalised ('custom': the
+        checkpoint's own mean/std)."""
         import torch
 
         from vitcli.io.images import NORMALIZE, normalize_mean_std
@@ -234,7 +235,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
 
         def prepare(item: object, name: str) -> FittedImage:
             fitted = fit_one(item, spec, self.config.patch_size, family, name)
-            fitted.data = self.input_tensor(fitted.pixels, norm)
+            fitted.data = self.input_tensor(fitted.input, norm)
             return fitted
 
         return prepare, norm, spec

@@ -169,7 +169,7 @@ def decode(batch: dict[str, np.ndarray], spec: Any, patch_size: int, family: Any
             entries.append({**entry, "error": e.problem})
             continue
         entries.append({**fitted.index_entry(patch_size), **entry})
-        pixels.append(fitted.pixels)  # (H, W, 3) uint8
+        pixels.append(fitted.input)  # (H, W, 3) uint8, or float32 for a float-resizing family
     return {"shard": batch["shard"], "first": batch["first"], "entries": [json.dumps(entries)],
             "pixels": [_pack(np.stack(pixels)) if pixels else b""]}
 

@@ -8,7 +8,9 @@ Three files are read (see `read.CONFIG_FILES`), each only for the vision fields 
                             crop_mode), model_args.img_size
   open_clip_config.json     model_cfg.vision_cfg (width, head_width, pool_type,
                             final_ln_after_pool, image_size), model_cfg.quick_gelu, preprocess_cfg
-  preprocessor_config.json  a transformers image processor: size, crop_size, resample, mean, std
+  preprocessor_config.json  a transformers image processor as written (its class, size, crop_size,
+                            resample, mean, std, …); the class's rules fill the rest
+                            (`families.transformers.PROCESSOR_CLASSES`)
 A field of the wrong type is one VitcliError naming the file and the field; absent fields are None.
 """
 
@@ -59,16 +61,24 @@ class OpenClipPreprocess:
 
 @dataclass(frozen=True)
 class HFProcessor:
-    """A transformers preprocessor_config.json: resize (shortest edge or exact H×W), crop, mean/std."""
+    """A transformers image processor's settings in preprocessor_config.json's terms; None: not given
+    (transformers then takes the class attribute, as a null in the file does)."""
 
-    type: str = "image processor"
+    type: str = ""  # the class: image_processor_type without 'Fast' / 'Pil', or feature_extractor_type renamed
     mean: Floats | None = None
     std: Floats | None = None
-    resample: int = 2  # PIL filter number (transformers' default: bilinear)
-    shortest_edge: int | None = None
-    size: HW | None = None  # exact resize target, when not shortest_edge
+    resample: int | None = None  # PIL filter number
+    size: int | HW | None = None  # a legacy integer (its meaning is the class's) or {"height", "width"}
+    shortest_edge: int | None = None  # size {"shortest_edge": N}
     crop_size: HW | None = None
     do_center_crop: bool | None = None
+    do_resize: bool | None = None
+    do_rescale: bool | None = None
+    rescale_factor: float | None = None
+    do_normalize: bool | None = None
+    default_to_square: bool | None = None  # a legacy integer size is H = W (True) or the shortest edge
+    patch_size: int | None = None  # Siglip2ImageProcessor (NaFlex)
+    max_num_patches: int | None = None  # Siglip2ImageProcessor (NaFlex)
 
 
 @dataclass(frozen=True)
@@ -208,17 +218,33 @@ def _open_clip(f: _Fields) -> dict[str, Any]:
     return {"vision": vision, "preprocess": preprocess, "image_size": vision.image_size if vision else None}
 
 
+def processor_class(data: Mapping[str, Any]) -> str:
+    """The class transformers' AutoImageProcessor reads: image_processor_type without a legacy 'Fast'
+    (or a 'Pil' backend suffix), else feature_extractor_type with FeatureExtractor → ImageProcessor."""
+    name = data.get("image_processor_type")
+    if isinstance(name, str) and name:
+        return name.removesuffix("Fast").removesuffix("Pil")
+    legacy = data.get("feature_extractor_type")
+    return legacy.replace("FeatureExtractor", "ImageProcessor") if isinstance(legacy, str) else ""
+
+
 def _processor(f: _Fields) -> HFProcessor:
-    """preprocessor_config.json: `size` is {"shortest_edge": N}, {"height", "width"} or N."""
+    """preprocessor_config.json: `size` is N (legacy), {"shortest_edge": N} or {"height", "width"}."""
     size = f.data.get("size")
+    if isinstance(size, dict) and set(size) - {"height", "width", "shortest_edge"}:
+        raise VitcliError(f.where, f"size {size!r:.60} is not one vitcli reads: N, {{\"shortest_edge\": N}} or "
+                          "{\"height\": H, \"width\": W}")
     shortest = f.sub("size").integer("shortest_edge") if isinstance(size, dict) and "shortest_edge" in size else None
-    resample = f.data.get("resample", 2)
-    if isinstance(resample, bool) or not isinstance(resample, int):
-        raise VitcliError(f.where, f"resample is {resample!r:.60}, expected a PIL filter number")
-    return HFProcessor(f.text("image_processor_type") or "image processor", f.channels("image_mean"),
-                       f.channels("image_std"), resample, shortest, None if shortest else f.size("size"),
-                       f.size("crop_size"), f.flag("do_center_crop"))
+    legacy = isinstance(size, int) and not isinstance(size, bool)
+    resample = f.data.get("resample")
+    if resample is not None and (isinstance(resample, bool) or not isinstance(resample, int) or not 0 <= resample <= 5):
+        raise VitcliError(f.where, f"resample is {resample!r:.60}, expected a PIL filter number (0-5)")
+    return HFProcessor(processor_class(f.data), f.channels("image_mean"), f.channels("image_std"), resample,
+                       f.integer("size") if legacy else None if shortest else f.size("size"), shortest,
+                       f.size("crop_size"), f.flag("do_center_crop"), f.flag("do_resize"), f.flag("do_rescale"),
+                       f.number("rescale_factor"), f.flag("do_normalize"), f.flag("default_to_square"),
+                       f.integer("patch_size"), f.integer("max_num_patches"))
 
 
 __all__ = ["CheckpointConfig", "HFProcessor", "OpenClipPreprocess", "OpenClipVision", "TimmPretrained",
-           "parse_configs"]
+           "parse_configs", "processor_class"]

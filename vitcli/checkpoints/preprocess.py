@@ -1,12 +1,19 @@
 """What each family's own library does to an image before its model sees it, as one small dataclass.
 
-The families differ in four ways, and `Preprocess` records each so the CLI and `info` can print
+The families differ in these ways, and `Preprocess` records each so the CLI and `info` can print
 it and the user can override it:
   resize     `shortest`: scale so the image covers `resize_to`, keeping its aspect (torchvision's
              Resize(int) for a square target, timm's ResizeKeepRatio for a non-square one);
              `exact`: stretch to `resize_to` (Hugging Face ViTImageProcessor);
+             `patches`: keep the aspect, sides multiples of `patch_size`, at most `max_patches`
+             patches (SigLIP 2's NaFlex);
   crop       centre-crop to `size` after resizing (timm: resize to size / crop_pct first);
-  filter     bicubic or bilinear (Pillow's, with its antialiasing);
+  filter     bicubic or bilinear (antialiased);
+  backend    who resizes: Pillow (`pil`: timm, open_clip, torchvision on PIL images, transformers'
+             PIL image processors) or torch's interpolate as torchvision runs it on a tensor
+             (`torch`: transformers 5's default image processors); with `rescale_first` the tensor
+             is divided by 255 before it is resized, so the resize is not rounded to 8 bits
+             (transformers' DINOv3ViTImageProcessor);
   mean, std  per channel, on x/255.
 
 Pure data: the Pillow work that runs a `Preprocess` on an image lives in the io layer's images
@@ -17,7 +24,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-ResizeMode = Literal["shortest", "exact"]
+ResizeMode = Literal["shortest", "exact", "patches"]
+Backend = Literal["pil", "torch"]
 Interpolation = Literal["bicubic", "bilinear", "nearest", "lanczos"]
 CropRounding = Literal["round", "floor"]
 
@@ -50,6 +58,10 @@ class Preprocess:
     crop_pct: float | None = None  # timm's size / resize ratio, when the family thinks in it
     crop_rounding: CropRounding = "round"  # torchvision's CenterCrop rounds, Hugging Face floors
     source: str = ""  # where these values come from (which library's defaults or config file)
+    backend: Backend = "pil"  # Pillow's resize, or torch's as torchvision does it on a tensor
+    rescale_first: bool = False  # x/255 before the (then float, unrounded) resize: transformers' DINOv3
+    patch_size: int | None = None  # resize_mode 'patches': sides are multiples of it
+    max_patches: int | None = None  # resize_mode 'patches': at most this many patches
 
     def with_changes(self, **changes: object) -> "Preprocess":
         """A copy with fields replaced; a new mean/std renames `normalize`."""
@@ -59,6 +71,8 @@ class Preprocess:
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
         """[H, W] after the resize step for an image of `height` × `width`."""
         th, tw = self.resize_to
+        if self.resize_mode == "patches":
+            return size_for_max_patches((height, width), self.patch_size or th, self.max_patches or 1)
         if self.resize_mode == "exact":
             return th, tw
         if th == tw:  # torchvision Resize(int): short side = size, long side truncated
@@ -76,11 +90,31 @@ class Preprocess:
         return (height - ch) // 2, (width - cw) // 2, ch, cw
 
     def describe(self) -> str:
-        """One line: 'resize shortest 248 bicubic → centre-crop 224×224, mean/std imagenet'."""
+        """One line: 'resize shortest 248 bicubic (pil) → centre-crop 224×224, mean/std imagenet'."""
         rh, rw = self.resize_to
         resize = f"resize {self.resize_mode} {rh}" + (f"×{rw}" if rh != rw or self.resize_mode == "exact" else "")
+        if self.resize_mode == "patches":
+            resize = f"resize to ≤ {self.max_patches} patches of {self.patch_size} px, aspect kept"
+        how = f"{self.backend}" + (", float after x/255" if self.rescale_first else "")
         crop = f" → centre-crop {self.size[0]}×{self.size[1]}" if self.crop else ""
-        return f"{resize} {self.interpolation}{crop}, mean/std {self.normalize}"
+        return f"{resize} {self.interpolation} ({how}){crop}, mean/std {self.normalize}"
+
+
+def size_for_max_patches(hw: tuple[int, int], patch: int, max_patches: int) -> tuple[int, int]:
+    """NaFlex's size (SigLIP 2): the image's aspect scaled so that its sides, rounded up to multiples
+    of P, hold at most `max_patches` patches; the largest such scale, found by bisection as
+    transformers' Siglip2ImageProcessor does (scale in [1e-6, 100], to 1e-5)."""
+    def side(scale: float, size: int) -> int:
+        return max(patch, math.ceil(size * scale / patch) * patch)
+
+    low, high = 1e-6, 100.0
+    while high - low >= 1e-5:
+        mid = (low + high) / 2
+        if (side(mid, hw[0]) // patch) * (side(mid, hw[1]) // patch) <= max_patches:
+            low = mid
+        else:
+            high = mid
+    return side(low, hw[0]), side(low, hw[1])
 
 
 def timm_preprocess(size: tuple[int, int], crop_pct: float, mean_std=INCEPTION, interpolation: Interpolation = "bicubic",
@@ -109,4 +143,4 @@ def exact_resize(size: tuple[int, int], mean_std, interpolation: Interpolation, 
 
 
 __all__ = ["IMAGENET", "INCEPTION", "OPENAI_CLIP", "Preprocess", "exact_resize", "normalize_name", "shortest_crop",
-           "timm_preprocess"]
+           "size_for_max_patches", "timm_preprocess"]

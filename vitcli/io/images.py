@@ -4,7 +4,6 @@ One module used by every subcommand, so that every command sees the same pixels.
 """
 
 import io
-import math
 import os
 import stat
 import sys
@@ -298,23 +297,12 @@ def target_size(size: tuple[int, int], requested: tuple[int, int] | None, fit: F
 
 
 def size_for_max_patches(hw: tuple[int, int], patch: int, max_patches: int) -> tuple[int, int]:
-    """NaFlex's size (SigLIP 2): the image's aspect scaled so that its sides, rounded up to multiples
-    of P, hold at most `max_patches` patches; the largest such scale, found by bisection as
-    transformers' Siglip2ImageProcessor does (scale in [1e-6, 100], to 1e-5)."""
+    """NaFlex's size for `--max-patches` (the bisection is `checkpoints.preprocess.size_for_max_patches`)."""
+    from vitcli.checkpoints.preprocess import size_for_max_patches as naflex_size
+
     if max_patches < 1:
         raise VitcliError("--max-patches", f"must be at least 1, got {max_patches}")
-
-    def side(scale: float, size: int) -> int:
-        return max(patch, math.ceil(size * scale / patch) * patch)
-
-    low, high = 1e-6, 100.0
-    while high - low >= 1e-5:
-        mid = (low + high) / 2
-        if (side(mid, hw[0]) // patch) * (side(mid, hw[1]) // patch) <= max_patches:
-            low = mid
-        else:
-            high = mid
-    return side(low, hw[0]), side(low, hw[1])
+    return naflex_size(hw, patch, max_patches)
 
 
 def _resize(img: Image.Image, hw: tuple[int, int], resample: str) -> Image.Image:
@@ -397,35 +385,112 @@ def normalize(pixels: np.ndarray, preset: str) -> np.ndarray:
 
 
 def normalize_mean_std(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """(H, W, 3) uint8 → (3, H, W) float32 (x/255 − mean)/std, per channel, in float32 as the peers do."""
-    x = pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255)  # (3, H, W)
+    """(H, W, 3) → (3, H, W) float32 (x/255 − mean)/std, per channel, in float32 as the peers do.
+
+    uint8 pixels are divided by 255 here; float pixels are taken as already on x/255's scale
+    (a family that resizes after rescaling, see `preprocess_values`)."""
+    x = pixels.transpose(2, 0, 1).astype(np.float32)  # (3, H, W)
+    if pixels.dtype == np.uint8:
+        x = x / np.float32(255)
     return (x - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
 
 
-def preprocess_geometry(preprocess: "Preprocess", image: "Image.Image | np.ndarray") -> np.ndarray:
-    """Resize and centre-crop one RGB image as a checkpoint family's library does: (H, W, 3) uint8.
+TORCH_MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest-exact"}  # torchvision's names
 
-    `preprocess` is a `vitcli.checkpoints.preprocess.Preprocess` (pure data); the work is Pillow's,
-    as in torchvision's transforms on a PIL image (timm, open_clip, torchvision weights)."""
-    img = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    w, h = img.size
-    rh, rw = preprocess.resized_size(h, w)
-    if (rh, rw) != (h, w):
-        img = img.resize((rw, rh), RESAMPLE[preprocess.interpolation])
-    if preprocess.crop:
-        ch, cw = preprocess.size
-        if ch > rh or cw > rw:  # torchvision pads with zeros when the crop is larger
-            canvas = Image.new("RGB", (max(rw, cw), max(rh, ch)))
-            canvas.paste(img, ((cw - rw) // 2 if cw > rw else 0, (ch - rh) // 2 if ch > rh else 0))
-            img, rh, rw = canvas, max(rh, ch), max(rw, cw)
-        top, left, ch, cw = preprocess.crop_box(rh, rw)
-        img = img.crop((left, top, left + cw, top + ch))
-    return np.asarray(img, dtype=np.uint8)  # (size[0], size[1], 3)
+
+def _native_uint8(mode: str) -> bool:
+    """Whether torchvision resizes a uint8 tensor on the CPU as uint8 (torch's own 8-bit kernels)
+    rather than through float32: bicubic always, bilinear with AVX2 / AVX-512 or on ARM
+    (torchvision.transforms.v2.functional.resize_image, _do_native_uint8_resize_on_cpu)."""
+    import platform
+
+    import torch
+
+    if mode == "bilinear":
+        return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
+    return mode in ("bicubic", "nearest-exact")
+
+
+def resize_tensor(x: "np.ndarray", hw: tuple[int, int], interpolation: str) -> np.ndarray:
+    """(H, W, 3) uint8 or float32 → resized (h, w, 3), the same dtype, as torchvision's tensor resize
+    does it (antialiased; a uint8 image through float32 is clamped (bicubic) and rounded)."""
+    import torch
+    import torch.nn.functional as F
+
+    if interpolation not in TORCH_MODES:
+        raise VitcliError("--resample", f"'{interpolation}' has no torchvision tensor resize here; use "
+                          f"{', '.join(TORCH_MODES)}")
+    if x.shape[:2] == hw:
+        return x
+    mode = TORCH_MODES[interpolation]
+    t = torch.from_numpy(np.require(x, requirements=["C", "W"])).permute(2, 0, 1).contiguous()[None]  # (1, 3, H, W)
+    cast = t.dtype == torch.uint8 and not _native_uint8(mode)
+    smooth = mode != "nearest-exact"
+    out = F.interpolate(t.float() if cast else t, size=list(hw), mode=mode,
+                        align_corners=False if smooth else None, antialias=smooth)  # (1, 3, h, w)
+    if cast:
+        out = (out.clamp_(0, 255) if mode == "bicubic" else out).round_().to(torch.uint8)
+    return out[0].permute(1, 2, 0).numpy()  # (h, w, 3)
+
+
+def _resize_pil(x: np.ndarray, hw: tuple[int, int], interpolation: str) -> np.ndarray:
+    """(H, W, 3) uint8 → (h, w, 3) uint8 with Pillow's filter (float32: each channel as a mode F image)."""
+    if x.shape[:2] == hw:
+        return x
+    size, filt = (hw[1], hw[0]), RESAMPLE[interpolation]
+    if x.dtype != np.uint8:
+        return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(x[..., i]), "F").resize(size, filt))
+                         for i in range(3)], axis=-1)  # (h, w, 3) float32
+    return np.asarray(Image.fromarray(x).resize(size, filt))
+
+
+RESIZERS = {"pil": _resize_pil, "torch": resize_tensor}  # Preprocess.backend → the resize it names
+
+
+def _centre_crop(x: np.ndarray, preprocess: "Preprocess") -> np.ndarray:
+    """The centre `preprocess.size` window of (H, W, 3), zero-padded first where the crop is larger
+    (as torchvision's CenterCrop and transformers' center_crop do)."""
+    ch, cw = preprocess.size
+    h, w = x.shape[:2]
+    if ch > h or cw > w:
+        top, left = max(0, (ch - h) // 2), max(0, (cw - w) // 2)
+        canvas = np.zeros((max(h, ch), max(w, cw), 3), x.dtype)
+        canvas[top:top + h, left:left + w] = x
+        x, h, w = canvas, *canvas.shape[:2]
+    top, left, ch, cw = preprocess.crop_box(h, w)
+    return x[top:top + ch, left:left + cw]  # (ch, cw, 3)
+
+
+def preprocess_values(preprocess: "Preprocess", image: "Image.Image | np.ndarray") -> np.ndarray:
+    """Resize and centre-crop one RGB image as a checkpoint family's library does: (H, W, 3), uint8,
+    or float32 on x/255's scale when the family rescales before resizing (`rescale_first`).
+
+    `preprocess` is a `vitcli.checkpoints.preprocess.Preprocess` (pure data); the resize is
+    Pillow's (`backend` 'pil': timm, open_clip, torchvision on PIL images, transformers' PIL
+    processors) or torch's as torchvision does it on a tensor (`backend` 'torch': transformers 5)."""
+    x = np.asarray(image, dtype=np.uint8)  # (H, W, 3)
+    if preprocess.rescale_first:
+        import torch
+
+        x = (torch.from_numpy(np.require(x, requirements=["C", "W"])) * (1 / 255)).numpy()  # float32, as its rescale
+    hw = preprocess.resized_size(*x.shape[:2])
+    x = RESIZERS[preprocess.backend](x, hw, preprocess.interpolation)
+    return np.ascontiguousarray(_centre_crop(x, preprocess) if preprocess.crop else x)
+
+
+def as_picture(values: np.ndarray) -> np.ndarray:
+    """(H, W, 3) values as 8-bit pixels: uint8 as they are, floats on x/255's scale rounded."""
+    return values if values.dtype == np.uint8 else np.clip(np.rint(values * 255), 0, 255).astype(np.uint8)
+
+
+def preprocess_geometry(preprocess: "Preprocess", image: "Image.Image | np.ndarray") -> np.ndarray:
+    """`preprocess_values` as an 8-bit picture: (H, W, 3) uint8."""
+    return as_picture(preprocess_values(preprocess, image))
 
 
 def apply_preprocess(preprocess: "Preprocess", image: "Image.Image | np.ndarray") -> np.ndarray:
     """Resize, centre-crop and normalise one RGB image as the family's library does: (3, H, W) float32."""
-    return normalize_mean_std(preprocess_geometry(preprocess, image), preprocess.mean, preprocess.std)
+    return normalize_mean_std(preprocess_values(preprocess, image), preprocess.mean, preprocess.std)
 
 
 def denormalize(chw: np.ndarray, preset: str) -> np.ndarray:

@@ -9,8 +9,8 @@ the patch mean through `fc_norm` (transformers' `pooler.layernorm`) with no fina
 
 from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, always, pair
 from vitcli.checkpoints.families.timm import _pretrained_cfg
-from vitcli.checkpoints.families.transformers import hf_activation, processor_preprocess
-from vitcli.checkpoints.preprocess import IMAGENET, INCEPTION, Preprocess, exact_resize, timm_preprocess
+from vitcli.checkpoints.families.transformers import class_default, hf_activation, processor_preprocess
+from vitcli.checkpoints.preprocess import IMAGENET, INCEPTION, Preprocess, timm_preprocess
 from vitcli.core.config import ViTConfig
 
 TABLE = "relative_position_bias_table"
@@ -102,10 +102,8 @@ HF_BEIT = Family(
         Rule("ls2.gamma", ("lambda_2",)),
     ),
     variants=(Variant("hf-data2vec-vision", lambda ev: ev.root == "data2vec_vision." or _named("data2vec")(ev),
-                      lambda c: exact_resize(c.image_size, INCEPTION, "bicubic",
-                                             "transformers BeitImageProcessor defaults")),
-              Variant("hf-beit", always, lambda c: exact_resize(c.image_size, INCEPTION, "bicubic",
-                                                                "transformers BeitImageProcessor defaults"))),
+                      class_default("BeitImageProcessor")),
+              Variant("hf-beit", always, class_default("BeitImageProcessor"))),
     outside=(*pair("head", "classifier"),),
     ignore=(r"relative_position_index$", r"^embeddings\.mask_token$"),
     ignore_outside=(r"^lm_head\.", r"^layernorm\.",),

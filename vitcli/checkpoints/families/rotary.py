@@ -16,7 +16,7 @@ bias with k's part 0; DINOv3's `qkv.bias_mask` zeroes k's part of the bias.
 
 from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Rule, Variant, always, pair
 from vitcli.checkpoints.families.timm import MAP_RULES, _pretrained_cfg
-from vitcli.checkpoints.families.transformers import processor_preprocess
+from vitcli.checkpoints.families.transformers import class_default, processor_preprocess
 from vitcli.checkpoints.preprocess import IMAGENET, INCEPTION, OPENAI_CLIP, Preprocess, shortest_crop, timm_preprocess
 from vitcli.core.config import ViTConfig
 from vitcli.errors import VitcliError
@@ -132,9 +132,7 @@ def _upstream_default(c: ViTConfig) -> Preprocess:
                          "facebookresearch/dinov3 eval transform: resize 256, crop 224, bicubic")
 
 
-def _hf_default(c: ViTConfig) -> Preprocess:
-    return timm_preprocess(c.image_size, 1.0, IMAGENET, "bilinear",
-                           source="transformers DINOv3 image processor default: resize 224x224, ImageNet mean/std")
+_hf_default = class_default("DINOv3ViTImageProcessor")
 
 
 DINOV3 = Family(

@@ -13,8 +13,7 @@ attention-pooling head (`head.cls_token` as the query itself, `head.k_proj` + `v
 """
 
 from vitcli.checkpoints.families.base import Family, Rule, Variant, always, pair
-from vitcli.checkpoints.families.transformers import RESAMPLE_NOTE, hf_activation, processor_preprocess
-from vitcli.checkpoints.preprocess import INCEPTION, exact_resize
+from vitcli.checkpoints.families.transformers import RESAMPLE_NOTE, class_default, hf_activation, processor_preprocess
 
 HF_MAP_RULES = (
     Rule("attn_pool.latent", ("head.probe",)),
@@ -50,11 +49,8 @@ HF_SIGLIP = Family(
         *pair("mlp.fc2", "mlp.fc2"),
     ),
     variants=(Variant("hf-siglip2", lambda ev: "linear-patch" in ev.applied,
-                      lambda c: exact_resize(c.image_size, INCEPTION, "bilinear",
-                                             "transformers Siglip2ImageProcessor defaults (NaFlex: the image's own "
-                                             "aspect within max_num_patches; here resized to the native size)")),
-              Variant("hf-siglip", always, lambda c: exact_resize(c.image_size, INCEPTION, "bicubic",
-                                                                  "transformers SiglipImageProcessor defaults")),),
+                      class_default("Siglip2ImageProcessor")),  # NaFlex: the table's patches are the budget
+              Variant("hf-siglip", always, class_default("SiglipImageProcessor")),),
     ignore=(r"^embeddings\.position_ids$",),
     ignore_outside=(r"^text_model\.", r"^logit_(scale|bias)$"),
     eps=1e-6,
@@ -67,11 +63,7 @@ HF_SIGLIP = Family(
 
 
 
-def _aimv2_default(c):
-    from vitcli.checkpoints.preprocess import OPENAI_CLIP, shortest_crop
-
-    return shortest_crop(c.image_size, c.image_size[0], OPENAI_CLIP, "bicubic", "floor",
-                         "transformers CLIPImageProcessor as configured for apple/aimv2")
+_aimv2_default = class_default("CLIPImageProcessor")  # as apple/aimv2-* configure it, at the model's size
 
 
 # transformers' Aimv2AttentionPoolingHead: its cls_token is the probe's query as it is (no q projection),
