@@ -79,6 +79,7 @@ class HFProcessor:
     default_to_square: bool | None = None  # a legacy integer size is H = W (True) or the shortest edge
     patch_size: int | None = None  # Siglip2ImageProcessor (NaFlex)
     max_num_patches: int | None = None  # Siglip2ImageProcessor (NaFlex)
+    file: str = ""  # where it was read, for messages
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,7 @@ def _processor(f: _Fields) -> HFProcessor:
                        f.integer("size") if legacy else None if shortest else f.size("size"), shortest,
                        f.size("crop_size"), f.flag("do_center_crop"), f.flag("do_resize"), f.flag("do_rescale"),
                        f.number("rescale_factor"), f.flag("do_normalize"), f.flag("default_to_square"),
-                       f.integer("patch_size"), f.integer("max_num_patches"))
+                       f.integer("patch_size"), f.integer("max_num_patches"), f.where)
 
 
 __all__ = ["CheckpointConfig", "HFProcessor", "OpenClipPreprocess", "OpenClipVision", "TimmPretrained",

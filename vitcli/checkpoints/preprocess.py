@@ -94,7 +94,7 @@ class Preprocess:
         rh, rw = self.resize_to
         resize = f"resize {self.resize_mode} {rh}" + (f"×{rw}" if rh != rw or self.resize_mode == "exact" else "")
         if self.resize_mode == "patches":
-            resize = f"resize to ≤ {self.max_patches} patches of {self.patch_size} px, aspect kept"
+            resize = f"resize ≤ {self.max_patches} patches of {self.patch_size} px (aspect kept)"
         how = f"{self.backend}" + (", float after x/255" if self.rescale_first else "")
         crop = f" → centre-crop {self.size[0]}×{self.size[1]}" if self.crop else ""
         return f"{resize} {self.interpolation} ({how}){crop}, mean/std {self.normalize}"

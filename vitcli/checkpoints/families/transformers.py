@@ -9,6 +9,7 @@ else that class's defaults at the model's size.
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, fields, replace
 
 from vitcli.checkpoints.config import HFProcessor
@@ -98,6 +99,7 @@ def _refuse(where: str, p: HFProcessor) -> None:
 def class_preprocess(given: HFProcessor, c: ViTConfig, where: str = "preprocessor_config.json") -> Preprocess:
     """What transformers' AutoImageProcessor does with these settings: the class's rules (its table
     row) under the given fields, run with torchvision on tensors (its default backend)."""
+    where = given.file or where
     known = PROCESSOR_CLASSES.get(given.type)
     k = known or BASE_PROCESSOR
     p = over_class(k.defaults, given)
@@ -107,7 +109,7 @@ def class_preprocess(given: HFProcessor, c: ViTConfig, where: str = "preprocesso
         raise VitcliError(where, f"{p.type}: image_mean / image_std missing")
     note = "" if known else f"; {given.type or 'no class named'}: not in vitcli's table, transformers' base rules"
     kind = dict(interpolation=PIL_FILTERS[p.resample], mean=mean, std=std, normalize=normalize_name(mean, std),
-                crop_pct=None, crop_rounding="floor", source=f"transformers {p.type} ({where}; {TORCHVISION_NOTE}{note})",
+                crop_pct=None, crop_rounding="floor", source=f"transformers {p.type} ({Path(where).name if given.file else where}; {TORCHVISION_NOTE}{note})",
                 backend="torch", rescale_first=k.rescale_first)
     if k.naflex:
         return Preprocess(c.image_size, c.image_size, "patches", False, patch_size=p.patch_size,  # type: ignore[arg-type]
