@@ -295,3 +295,27 @@ def test_clip_legacy_file_gives_transformers_tokens(tmp_path) -> None:
     res = model.embed(str(SAMPLES / "coffee.jpg"), stage="output")
     ref = peer(pixel_values=out["pixel_values"]).last_hidden_state[0]
     assert np.abs(res.arrays["output"] - ref.numpy()).max() <= 1e-4
+
+
+@torch.no_grad()
+def test_dinov3_checkpoint_gives_transformers_tokens_through_the_float_resize(tmp_path) -> None:
+    """facebook/dinov3-vitb16's file next to a DINOv3ViTModel: the model input is the unrounded float
+    resize, so the tokens are transformers' on its processor's output."""
+    from vitcli.api import load_model
+
+    from tests.checkpoints.parity import scramble
+
+    conf = hf.DINOv3ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                              image_size=224, patch_size=16, num_register_tokens=4)
+    conf._attn_implementation = "eager"
+    peer = scramble(hf.DINOv3ViTModel(conf), seed=42).eval()
+    repo = "facebook/dinov3-vitb16-pretrain-lvd1689m"
+    folder = _folder(tmp_path, repo)
+    peer.save_pretrained(folder)
+    processor = AutoImageProcessor.from_pretrained(str(folder))
+    model = load_model(str(folder))
+    assert model.preprocess.rescale_first and model.preprocess.backend == "torch"
+    out = processor(images=_upright("chelsea.jpg"), return_tensors="pt")
+    res = model.embed(str(SAMPLES / "chelsea.jpg"), stage="output")
+    ref = peer(pixel_values=out["pixel_values"]).last_hidden_state[0]
+    assert np.abs(res.arrays["output"] - ref.numpy()).max() <= 1e-4

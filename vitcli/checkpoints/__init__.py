@@ -12,7 +12,8 @@ Public API (import from `vitcli.checkpoints.load`; nothing heavy is imported her
   build_model_from_checkpoint(loaded_or_spec, *, strict=True, device="cpu", dtype=float32)
       -> vitcli.core.encoder.VisionTransformer in eval mode, weights loaded
   Preprocess (preprocess.py): size, resize_to, resize_mode, crop, interpolation, mean, std,
-      normalize, crop_pct, crop_rounding, source (pure data; the io layer runs it on pixels)
+      normalize, crop_pct, crop_rounding, source, backend (pil | torch), rescale_first, patch_size,
+      max_patches (pure data; the io layer runs it on pixels)
 
 Modules: read.py (files and their safety), hub.py (hf-hub:/timm: specs), config.py (config files
 parsed once: CheckpointConfig), families/ (one data module per library: key tables, variants,

@@ -418,8 +418,8 @@ def resize_tensor(x: "np.ndarray", hw: tuple[int, int], interpolation: str) -> n
     import torch.nn.functional as F
 
     if interpolation not in TORCH_MODES:
-        raise VitcliError("--resample", f"'{interpolation}' has no torchvision tensor resize here; use "
-                          f"{', '.join(TORCH_MODES)}")
+        raise VitcliError("--resample", f"'{interpolation}': this checkpoint's processor resizes tensors as "
+                          f"torchvision does, with {', '.join(TORCH_MODES)}")
     if x.shape[:2] == hw:
         return x
     mode = TORCH_MODES[interpolation]
