@@ -44,7 +44,8 @@ HUB = {
     "google/siglip2-base-patch16-naflex": (
         '{"do_convert_rgb": null, "do_normalize": true, "do_rescale": true, "do_resize": true, '
         '"image_mean": [0.5, 0.5, 0.5], "image_processor_type": "Siglip2ImageProcessorFast", '
-        '"image_std": [0.5, 0.5, 0.5], "max_num_patches": 256, "patch_size": 16, "processor_class": "Siglip2Processor", '
+        '"image_std": [0.5, 0.5, 0.5], "max_num_patches": 256, "patch_size": 16, '
+        '"processor_class": "Siglip2Processor", '
         '"resample": 2, "rescale_factor": 0.00392156862745098}', 256, 16),
     "google/vit-base-patch16-224": (
         '{"do_normalize": true, "do_resize": true, "image_mean": [0.5, 0.5, 0.5], '
@@ -238,7 +239,8 @@ def test_class_table_is_the_installed_transformers(name) -> None:
     assert d.crop_size == (None if crop is None else (crop["height"], crop["width"]))
     assert d.do_center_crop == getattr(cls, "do_center_crop", None)
     assert d.default_to_square == cls.default_to_square
-    assert (d.patch_size, d.max_num_patches) == (getattr(cls, "patch_size", None), getattr(cls, "max_num_patches", None))
+    naflex = (getattr(cls, "patch_size", None), getattr(cls, "max_num_patches", None))
+    assert (d.patch_size, d.max_num_patches) == naflex
     assert row.pil == hasattr(hf, name + "Pil")
     assert row.naflex == ("max_num_patches" in getattr(cls.valid_kwargs, "__annotations__", {}))
 
@@ -267,7 +269,8 @@ def test_siglip2_checkpoint_reads_its_naflex_processor_without_options(tmp_path)
         gh, gw = out["spatial_shapes"][0].tolist()
         res = model.embed(str(SAMPLES / photo), stage="output")
         assert res.document["grid"] == [gh, gw]
-        hwc = res.arrays["patches"].reshape(gh * gw, 3, 16, 16).transpose(0, 2, 3, 1).reshape(gh * gw, -1)  # chw → hwc
+        chw = res.arrays["patches"].reshape(gh * gw, 3, 16, 16)  # vitcli's order inside a patch: (c, y, x)
+        hwc = chw.transpose(0, 2, 3, 1).reshape(gh * gw, -1)
         assert np.abs(hwc - out["pixel_values"][0, :gh * gw].numpy()).max() <= TOL
         ref = peer(**out).last_hidden_state[0, :gh * gw]
         assert np.abs(res.arrays["output"] - ref.numpy()).max() <= 1e-4, photo

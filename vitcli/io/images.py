@@ -407,7 +407,8 @@ def _native_uint8(mode: str) -> bool:
     import torch
 
     if mode == "bilinear":
-        return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
+        arm = platform.machine() in ("aarch64", "arm64")
+        return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or arm
     return mode in ("bicubic", "nearest-exact")
 
 

@@ -9,8 +9,8 @@ else that class's defaults at the model's size.
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 from vitcli.checkpoints.config import HFProcessor
 from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, Why, always, pair
@@ -89,7 +89,8 @@ def over_class(defaults: HFProcessor, given: HFProcessor) -> HFProcessor:
 def _refuse(where: str, p: HFProcessor) -> None:
     """Settings vitcli does not reproduce: one line naming the file and the field."""
     problems = [(p.do_resize is False, "do_resize false"), (p.do_rescale is False, "do_rescale false"),
-                (p.rescale_factor is not None and not math.isclose(p.rescale_factor, 1 / 255), "rescale_factor ≠ 1/255"),
+                (p.rescale_factor is not None and not math.isclose(p.rescale_factor, 1 / 255),
+                 "rescale_factor ≠ 1/255"),
                 (p.resample not in PIL_FILTERS, f"resample {p.resample} (only {', '.join(map(str, PIL_FILTERS))})")]
     for bad, what in problems:
         if bad:
@@ -108,12 +109,12 @@ def class_preprocess(given: HFProcessor, c: ViTConfig, where: str = "preprocesso
     if mean is None or std is None:
         raise VitcliError(where, f"{p.type}: image_mean / image_std missing")
     note = "" if known else f"; {given.type or 'no class named'}: not in vitcli's table, transformers' base rules"
+    source = f"transformers {p.type} ({Path(where).name if given.file else where}; {TORCHVISION_NOTE}{note})"
     kind = dict(interpolation=PIL_FILTERS[p.resample], mean=mean, std=std, normalize=normalize_name(mean, std),
-                crop_pct=None, crop_rounding="floor", source=f"transformers {p.type} ({Path(where).name if given.file else where}; {TORCHVISION_NOTE}{note})",
-                backend="torch", rescale_first=k.rescale_first)
+                crop_pct=None, crop_rounding="floor", source=source, backend="torch", rescale_first=k.rescale_first)
     if k.naflex:
-        return Preprocess(c.image_size, c.image_size, "patches", False, patch_size=p.patch_size,  # type: ignore[arg-type]
-                          max_patches=p.max_num_patches, **kind)
+        return Preprocess(c.image_size, c.image_size, "patches", False,  # type: ignore[arg-type]
+                          patch_size=p.patch_size, max_patches=p.max_num_patches, **kind)
     square = p.default_to_square is not False
     if p.shortest_edge or (isinstance(p.size, int) and not square):
         n = p.shortest_edge or p.size
@@ -170,7 +171,8 @@ HF_VIT = Family(
         *pair("mlp.fc2", ("output.dense", "mlp.fc2")),
     ),
     variants=(
-        Variant("hf-deit", lambda ev: ev.has("dist_token"), class_default("DeiTImageProcessor")),
+        Variant("hf-deit", lambda ev: ev.has("dist_token"),  # ImageNet mean/std as facebook/deit-* configure it
+                class_default("DeiTImageProcessor", mean=IMAGENET[0], std=IMAGENET[1])),
         Variant("hf-vit", always, class_default("ViTImageProcessor")),
     ),
     outside=(*pair("head", ("classifier", "cls_classifier")), *pair("head_dist", "distillation_classifier")),
