@@ -13,7 +13,7 @@ attention-pooling head (`head.cls_token` as the query itself, `head.k_proj` + `v
 """
 
 from vitcli.checkpoints.families.base import Family, Rule, Variant, always, pair
-from vitcli.checkpoints.families.transformers import RESAMPLE_NOTE, hf_activation, processor_preprocess
+from vitcli.checkpoints.families.transformers import HF_RESAMPLE, hf_activation, processor_preprocess
 from vitcli.checkpoints.preprocess import INCEPTION, exact_resize
 
 HF_MAP_RULES = (
@@ -27,6 +27,9 @@ HF_MAP_RULES = (
     *pair("attn_pool.mlp.fc1", "head.mlp.fc1"),
     *pair("attn_pool.mlp.fc2", "head.mlp.fc2"),
 )
+
+SIGLIP2_RESAMPLE = ("bilinear", "position table to each image's grid: antialiased bilinear "
+                    "(transformers Siglip2VisionEmbeddings.resize_positional_embeddings)")
 
 HF_SIGLIP = Family(
     "hf-siglip", "Hugging Face transformers SiglipVisionModel / SiglipModel vision tower",
@@ -52,7 +55,8 @@ HF_SIGLIP = Family(
     variants=(Variant("hf-siglip2", lambda ev: "linear-patch" in ev.applied,
                       lambda c: exact_resize(c.image_size, INCEPTION, "bilinear",
                                              "transformers Siglip2ImageProcessor defaults (NaFlex: the image's own "
-                                             "aspect within max_num_patches; here resized to the native size)")),
+                                             "aspect within max_num_patches; here resized to the native size)"),
+                      pos_resample=SIGLIP2_RESAMPLE, patch_remainder="refuse"),
               Variant("hf-siglip", always, lambda c: exact_resize(c.image_size, INCEPTION, "bicubic",
                                                                   "transformers SiglipImageProcessor defaults")),),
     ignore=(r"^embeddings\.position_ids$",),
@@ -60,7 +64,7 @@ HF_SIGLIP = Family(
     eps=1e-6,
     activation=hf_activation("gelu_tanh", "hf-siglip"),
     file_preprocess=processor_preprocess,
-    notes=(RESAMPLE_NOTE,),
+    pos_resample=HF_RESAMPLE,
     required=("patch_embed.proj.weight", "pos_embed", "norm.weight"),
 )
 
@@ -113,7 +117,10 @@ HF_AIMV2 = Family(
     eps=1e-5,
     activation=hf_activation("silu", "hf-aimv2"),
     file_preprocess=processor_preprocess,
-    notes=(RESAMPLE_NOTE, AIMV2_HEAD_NOTE),
+    notes=(AIMV2_HEAD_NOTE,),
+    pos_resample=("bicubic_plain", "position table to other grids: transformers' Aimv2VisionModel has no "
+                  "interpolation (other sizes fail there); vitcli resamples as transformers' "
+                  "interpolate_pos_encoding=True does elsewhere (bicubic, no antialias)"),
     required=("patch_embed.proj.weight", "pos_embed", "norm.weight"),
 )
 
