@@ -256,6 +256,30 @@ def test_dinov2_hub_layout_interpolates_as_upstream(tmp_path, registers, offset,
         assert diff(_vitcli_as_timm(loaded, x), ref.last_hidden_state) > 1e-3  # the offset matters
 
 
+@torch.no_grad()
+def test_dino_repository_checkpoint_interpolates_with_the_offset(tmp_path) -> None:
+    """facebookresearch/dino's files (a teacher's backbone.*): its interpolate_pos_encoding (bicubic, scale factor
+    (n + 0.1) / M), written above; the rest is timm's ViT, whose blocks are DINO's."""
+    import timm
+
+    model = scramble(timm.create_model("vit_small_patch16_224", pretrained=False, depth=2, num_classes=0,
+                                       embed_dim=64, num_heads=2), seed=48)
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "dino.pth")
+    x = images(1, 160, 288, seed=48)
+    loaded, out = core_run(tmp_path / "dino.pth", x, heads=2)
+    assert (loaded.family, loaded.config.pos_resample, out.grid) == ("dino", "bicubic_offset", (10, 18))
+    tokens = F.conv2d(x, model.patch_embed.proj.weight, model.patch_embed.proj.bias, stride=16)  # (1, D, 10, 18)
+    tokens = torch.cat([model.cls_token, tokens.flatten(2).transpose(1, 2)], dim=1)
+    tokens = tokens + _upstream_dinov2_table(model.pos_embed, 10, 18, 0.1, False)
+    for block in model.blocks:
+        tokens = block(tokens)
+    ref = model.norm(tokens)
+    result = diff(out.output, ref)
+    print(f"\nparity DINO repository layout 224 → 160x288: tokens {result:.2e}")
+    assert result <= TOL
+    assert diff(_vitcli_as_timm(loaded, x), ref) > 1e-3
+
+
 # --- C: the DINOv2 repository's giant: packed SwiGLU (mlp.w12 / mlp.w3) -----------------------------------------
 
 
