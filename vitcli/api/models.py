@@ -155,6 +155,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
         from vitcli.core.parts import model_parts
 
         doc["parts"] = model_parts(c)
+        if c.posenc == "learned":  # how the table meets other grids, and whose way that is
+            doc["position_resample"] = c.extra.get("pos_resample") or RESAMPLE_WORDS.get(c.pos_resample, c.pos_resample)
         if self.grid_note:
             doc["native_grid_from"] = self.grid_note
         if self.checkpoint is not None:

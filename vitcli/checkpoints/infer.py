@@ -117,7 +117,7 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     eps, why_eps = _eps(fam, variant.eps, variant.label, ev, overrides)
     floored = remainder_note(size[0], size[1], patch)
     notes = [n for n in (table.note, floored and f"native {floored}", why_heads, why_act, *fam.notes, *part_notes,
-                         why_eps, why_resample if ev.has("pos_embed") else "") if n]
+                         why_eps, f"position table at other grids: {why_resample}" if ev.has("pos_embed") else "") if n]
     if overrides.pooling:
         notes.append(f"pooling {overrides.pooling} (given)")
     pooling = overrides.pooling or ("map" if ev.has("attn_pool.latent") else
@@ -136,7 +136,8 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
         fc_norm=ev.has("fc_norm.weight"), pooling=pooling,  # type: ignore[arg-type]
         num_classes=int(head[0]) if len(head) == 2 else 0, head_bias=ev.has("head.bias"), eps=eps,
         activation=activation,  # type: ignore[arg-type]
-        extra={"family": variant.label, "format": ev.format, "rules": list(notes)}, **_new_parts(ev),
+        extra={"family": variant.label, "format": ev.format, "rules": list(notes),
+               "pos_resample": why_resample if ev.has("pos_embed") else ""}, **_new_parts(ev),
     ).with_changes(**changes)
     preprocess = fam.file_preprocess(ev, config) or variant.preprocess(config)
     unresolved = table.candidates if table.native == "from image" else ()

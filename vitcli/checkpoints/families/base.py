@@ -157,7 +157,7 @@ class Family:
     parts: Callable[[Evidence], tuple[dict, tuple[str, ...]]] = no_parts
     default_size: tuple[int, int] = (224, 224)  # native size of a model without a position table
     # how the library resizes a learned table to another grid (a core PosResample) and why, for `info`
-    pos_resample: Why = ("bicubic", "position table to other grids: antialiased bicubic (timm resample_abs_pos_embed)")
+    pos_resample: Why = ("bicubic", "antialiased bicubic (timm resample_abs_pos_embed)")
     # a side that is not a multiple of P: the library's stride-P patch conv floors it (NaFlex's patchify refuses)
     patch_remainder: PatchRemainder = "floor"
     absent: tuple[str, ...] = ()  # regexes no key under the root may match (a look-alike layout's parts)

@@ -88,7 +88,7 @@ CLIP = Family(
     pooling=_pooling,
     renames=_renames,
     file_preprocess=_preprocess_cfg,
-    pos_resample=("bicubic", "position table to other grids: CLIP's model takes only its native size; "
+    pos_resample=("bicubic", "CLIP's model takes only its native size; "
                   "resampled as timm does (antialiased bicubic)"),
     required=("patch_embed.proj.weight", "pos_embed", "cls_token"),
 )

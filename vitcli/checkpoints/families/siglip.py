@@ -28,7 +28,7 @@ HF_MAP_RULES = (
     *pair("attn_pool.mlp.fc2", "head.mlp.fc2"),
 )
 
-SIGLIP2_RESAMPLE = ("bilinear", "position table to each image's grid: antialiased bilinear "
+SIGLIP2_RESAMPLE = ("bilinear", "antialiased bilinear, to each image's own grid "
                     "(transformers Siglip2VisionEmbeddings.resize_positional_embeddings)")
 
 HF_SIGLIP = Family(
@@ -118,7 +118,7 @@ HF_AIMV2 = Family(
     activation=hf_activation("silu", "hf-aimv2"),
     file_preprocess=processor_preprocess,
     notes=(AIMV2_HEAD_NOTE,),
-    pos_resample=("bicubic_plain", "position table to other grids: transformers' Aimv2VisionModel has no "
+    pos_resample=("bicubic_plain", "transformers' Aimv2VisionModel has no "
                   "interpolation (other sizes fail there); vitcli resamples as transformers' "
                   "interpolate_pos_encoding=True does elsewhere (bicubic, no antialias)"),
     required=("patch_embed.proj.weight", "pos_embed", "norm.weight"),

@@ -79,9 +79,9 @@ def _no_class_row(ev: Evidence) -> bool:
 
 
 # The upstream repositories' own interpolate_pos_encoding (their files load into their own models, not timm's).
-DINO_RESAMPLE = ("bicubic_offset", "position table to other grids: bicubic, no antialias, scale factor "
+DINO_RESAMPLE = ("bicubic_offset", "bicubic, no antialias, scale factor "
                  "(n + 0.1) / M (facebookresearch/dino and dinov2 interpolate_pos_encoding, interpolate_offset 0.1)")
-DINOV2_REG_RESAMPLE = ("bicubic", "position table to other grids: antialiased bicubic to the new size "
+DINOV2_REG_RESAMPLE = ("bicubic", "antialiased bicubic to the new size "
                        "(facebookresearch/dinov2 _reg models: interpolate_antialias=True, interpolate_offset 0)")
 
 VARIANTS = (
@@ -212,7 +212,7 @@ TIMM_NAFLEX = Family(
     activation=_naflex_activation,
     pooling=_pooling,
     file_preprocess=_pretrained_cfg,
-    pos_resample=("bilinear", "position table to each image's grid: antialiased bilinear (NaFlex)"),
+    pos_resample=("bilinear", "antialiased bilinear, to each image's own grid (NaFlex)"),
     patch_remainder="refuse",  # batch_patchify needs whole patches (no dynamic_img_pad)
 )
 

@@ -20,11 +20,11 @@ HF_ACT = {"gelu": "gelu", "quick_gelu": "quick_gelu", "gelu_new": "gelu_tanh", "
 PIL_FILTERS = {2: "bilinear", 3: "bicubic"}
 # transformers' interpolate_pos_encoding: bicubic to the new grid's size, no antialiasing. ViT, DeiT, CLIP,
 # SigLIP and BEiT refuse another size unless it is passed interpolate_pos_encoding=True: vitcli resamples as that does.
-HF_RESAMPLE = ("bicubic_plain", "position table to other grids: bicubic, no antialias, as transformers' "
+HF_RESAMPLE = ("bicubic_plain", "bicubic, no antialias, as transformers' "
                "interpolate_pos_encoding=True (the model refuses other sizes without it)")
-HF_DINOV2_RESAMPLE = ("bicubic_plain", "position table to other grids: bicubic, no antialias, in float32 "
+HF_DINOV2_RESAMPLE = ("bicubic_plain", "bicubic, no antialias, in float32 "
                       "(transformers Dinov2Embeddings.interpolate_pos_encoding)")
-HF_DINOV2_REG_RESAMPLE = ("bicubic", "position table to other grids: antialiased bicubic, in float32 "
+HF_DINOV2_REG_RESAMPLE = ("bicubic", "antialiased bicubic, in float32 "
                           "(transformers Dinov2WithRegistersEmbeddings.interpolate_pos_encoding)")
 _QKV_LEGACY = tuple(f"attention.attention.{n}" for n in ("query", "key", "value"))
 _QKV_V5 = tuple(f"attention.{n}_proj" for n in ("q", "k", "v"))
