@@ -343,7 +343,7 @@ def test_an_unknown_mlp_layout_is_named(tmp_path) -> None:
 
     from vitcli.errors import VitcliError
 
-    d = 32
+    d = 64
     base = {"cls_token": torch.zeros(1, 1, d), "pos_embed": torch.zeros(1, 17, d),
             "patch_embed.proj.weight": torch.zeros(d, 3, 4, 4), "patch_embed.proj.bias": torch.zeros(d),
             "norm.weight": torch.ones(d), "norm.bias": torch.zeros(d)}

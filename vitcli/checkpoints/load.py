@@ -144,16 +144,16 @@ def _native_size(image_size: object) -> tuple[int, int] | None:
 
 
 def _inferred_and_backed(basis: Basis, mapped: Mapped, spec: str, unbuilt: list[str]) -> Inferred:
-    """The inferred architecture, checked to be backed by the weights; when it cannot be, and keys that
-    no rule took show a part vitcli does not build, the error names that part (not a parameter count)."""
+    """The inferred architecture, checked to be backed by the weights; when it is not, and keys that no
+    rule took show a part vitcli does not build, the error names that part (not a parameter count)."""
+    inferred = _infer(basis, spec)  # a family's own refusal of a part it knows (rotary.UNBUILT) comes from here
     try:
-        inferred = _infer(basis, spec)
         _check_backed(inferred.config, mapped, spec)
-        return inferred
-    except VitcliError as e:
-        if not unbuilt or e.source != spec:
+    except VitcliError:
+        if not unbuilt:
             raise
         raise VitcliError(spec, "it has a part vitcli cannot build: " + "; ".join(unbuilt)) from None
+    return inferred
 
 
 def _infer(basis: Basis, spec: str, image_grid: tuple[int, int] | None = None) -> Inferred:
