@@ -172,9 +172,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
     def info(self, size: object = None) -> dict[str, Any]:
         """The `info` document: architecture, family, parameters, GMACs at `size` (default: native), preprocessing."""
         from vitcli.api.images import as_size_text
-        from vitcli.io.sizes import parse_hw
-
         from vitcli.core.patches import grid_shape, remainder_note
+        from vitcli.io.sizes import parse_hw
 
         self.require_grid()
         c = self.config
@@ -185,7 +184,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
         doc: dict[str, Any] = {"command": "info", "input": None, "patch_size": c.patch_size, "grid": list(grid),
                                "num_patches": grid[0] * grid[1], "model": self.document(grid), "tensors": {},
                                "size": [h, w], "prefix_tokens": prefix_description(c)}
-        if remainder_note(h, w, c.patch_size):
+        if remainder_note(h, w, c.patch_size):  # '384×384 px → 27×27 patches, 6 px unused (the patch conv floors)'
             doc["size_note"] = remainder_note(h, w, c.patch_size)
         if self.preprocess is not None:
             doc["preprocess"] = preprocess_document(self.preprocess)
