@@ -183,8 +183,14 @@ def test_a_native_size_that_does_not_fit_the_table_is_refused(wide) -> None:
     _, path = wide
     with pytest.raises(VitcliError, match=r"64x64 \(4x4 patches\) does not fit the checkpoint's position table of 29"):
         load_checkpoint(path, image_size=64)
-    with pytest.raises(VitcliError, match="not a multiple of the patch size 16") as e:
+    # timm's patch conv floors: 60x112 is a 3x7 grid (not the table's), 70x120 a 4x7 grid with 6 and 8 px unused
+    with pytest.raises(VitcliError, match=r"60x112 \(3x7 patches\) does not fit the checkpoint's position table") as e:
         load_checkpoint(path, image_size=(60, 112))
+    assert e.value.source == "--native-size"
+    floored = load_checkpoint(path, image_size=(70, 120)).config
+    assert (floored.image_size, floored.grid, floored.patch_remainder) == ((70, 120), (4, 7), "floor")
+    with pytest.raises(VitcliError, match="image size 12x120 is smaller than the patch size 16") as e:
+        load_checkpoint(path, image_size=(12, 120))
     assert e.value.source == "--native-size"
 
 

@@ -95,6 +95,24 @@ def test_learned_table_is_resampled_like_timm_on_other_grids() -> None:
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("impl", ["conv", "linear"])
+def test_a_flooring_model_sees_the_whole_patches_a_stride_p_conv_sees(impl: str) -> None:
+    """patch_remainder floor: a 45x53 image is the 5x6 grid of its top-left 40x48 pixels, as nn.Conv2d(stride=P)
+    gives it; the default refuses it."""
+    model = build_model(SMALL.with_changes(patch_remainder="floor"))
+    x = _images(1, 45, 53, seed=3)
+    out = model(x, impl=impl)
+    conv = torch.nn.functional.conv2d(x, model.patch_embed.proj.weight, model.patch_embed.proj.bias, stride=8)
+    assert out.grid == (5, 6) and tuple(conv.shape[-2:]) == (5, 6)
+    assert (out.tokens[0] - conv[0].flatten(1).t()).abs().max().item() <= 1e-5
+    assert torch.equal(out.output, model(x[..., :40, :48], impl=impl).output)
+    with pytest.raises(ValueError, match="not a multiple of patch size 8"):
+        build_model(SMALL)(x)
+    with pytest.raises(ValueError, match="holds no whole 8x8 patch"):
+        model(_images(1, 7, 53))
+
+
+@torch.no_grad()
 def test_sincos_tables_are_recomputed_on_other_grids() -> None:
     model = build_model(SMALL.with_changes(posenc="sincos2d"))
     out = model(_images(1, 24, 40))  # grid 3x5

@@ -130,3 +130,22 @@ def test_resample_keeps_a_constant_and_a_dtype() -> None:
 def test_resample_checks_the_row_count() -> None:
     with pytest.raises(ValueError, match="table has 17 rows"):
         resample_pos_table(torch.zeros(17, 8), (4, 5), (2, 2), 1)
+
+
+@pytest.mark.parametrize("kind, kwargs", [
+    ("bicubic", dict(size=(5, 9), antialias=True)),
+    ("bicubic_plain", dict(size=(5, 9), antialias=False)),
+    ("bicubic_offset", dict(scale_factor=(5.1 / 7, 9.1 / 6), antialias=False)),  # DINO's (n + 0.1) / M
+    ("bilinear", dict(size=(5, 9), antialias=True, mode="bilinear")),
+])
+def test_each_library_resampling_is_its_interpolate_call(kind, kwargs) -> None:
+    from vitcli.core.posenc import resample_as
+
+    table = torch.randn(1, 2 + 7 * 6, 8, generator=torch.Generator().manual_seed(0))
+    cells = table[:, 2:].reshape(1, 7, 6, 8).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.interpolate(cells, **{"mode": "bicubic", "align_corners": False, **kwargs})
+    ours = resample_as(kind, table, (7, 6), (5, 9), 2)
+    assert torch.equal(ours[:, :2], table[:, :2])
+    assert torch.allclose(ours[:, 2:], expected.permute(0, 2, 3, 1).reshape(1, 45, 8), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown table resampling"):
+        resample_as("nearest", table, (7, 6), (5, 9), 2)  # type: ignore[arg-type]

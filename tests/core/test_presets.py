@@ -133,7 +133,8 @@ def test_validate_reads_the_choices_from_the_config_literals() -> None:
     from vitcli.core.validate import CHOICES
 
     assert set(CHOICES) == {"posenc", "attention", "mlp", "activation", "norm", "pooling", "rope", "rel_pos_bias",
-                            "pos_resample"}
+                            "pos_resample", "patch_remainder"}
+    assert CHOICES["pos_resample"] == ("bicubic", "bilinear", "bicubic_plain", "bicubic_offset")
     assert CHOICES["norm"] == ("layernorm", "rmsnorm")
     assert CHOICES["activation"] == ("gelu", "gelu_tanh", "quick_gelu", "silu")
 

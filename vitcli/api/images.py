@@ -32,6 +32,9 @@ class ImageSpec:
     patch_size: int | None = None  # P; a model's own when None (patchify: 16)
     max_patches: int | None = None  # with size 'native': NaFlex's patch budget, the aspect kept
     max_memory: str | int | None = None  # the memory limit (vitcli.core.budget); None: a share of what is free
+    # the model's (set by its image plan): a size that is not a multiple of P is refused, or floored as its
+    # patch conv does (the image fitted at that size, then its top-left whole patches kept)
+    patch_remainder: Literal["refuse", "floor"] = "refuse"
 
 
 def as_size_text(size: object) -> str | None:
@@ -108,7 +111,7 @@ def check_spec(spec: ImageSpec, patch_size: int) -> tuple[int, int] | None:
     if requested and min(requested) < patch_size:
         raise VitcliError("--patch-size", f"{patch_size} is larger than the image size {requested[0]}x{requested[1]} "
                           "(--size): give a smaller --patch-size or a larger --size")
-    if requested and (requested[0] % patch_size or requested[1] % patch_size):
+    if requested and spec.patch_remainder == "refuse" and (requested[0] % patch_size or requested[1] % patch_size):
         raise VitcliError("--size", f"{requested[0]}x{requested[1]} is not a multiple of the patch size {patch_size}")
     parse_colour(spec.background)
     if requested:
@@ -176,13 +179,25 @@ def fit_one(item: object, spec: ImageSpec, patch_size: int, family: Any = None, 
     if family is not None:
         done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
         values = images.preprocess_values(family, loaded.image)  # (H, W, 3) uint8, or float32 (rescale_first)
+        values, done = _floored(values, done, spec, patch_size)
         return FittedImage(loaded, images.as_picture(values), "family", done,
                            values=values if values.dtype.kind == "f" else None)
     if fit == "resize" and requested is None and spec.max_patches:
         requested = images.size_for_max_patches((h, w), patch_size, spec.max_patches)
     pixels, done = images.fit_image(loaded, requested, fit, patch_size, spec.resample or "bicubic",
-                                    parse_colour(spec.background))
+                                    parse_colour(spec.background), spec.patch_remainder == "floor")
+    pixels, done = _floored(pixels, done, spec, patch_size)
     return FittedImage(loaded, pixels, fit, done)
+
+
+def _floored(pixels: Any, done: str, spec: ImageSpec, patch_size: int) -> tuple[Any, str]:
+    """With a flooring model, the pixels its patch conv uses (top-left whole patches) and what was left out."""
+    if spec.patch_remainder != "floor":
+        return pixels, done
+    from vitcli.io.images import floor_to_patches
+
+    used, note = floor_to_patches(pixels, patch_size)
+    return used, done + (f"; the model sees the top-left {used.shape[0]}x{used.shape[1]}: {note}" if note else "")
 
 
 @dataclass

@@ -155,6 +155,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
         from vitcli.core.parts import model_parts
 
         doc["parts"] = model_parts(c)
+        if c.posenc == "learned":  # how the table meets other grids, and whose way that is
+            doc["position_resample"] = c.extra.get("pos_resample") or RESAMPLE_WORDS.get(c.pos_resample, c.pos_resample)
         if self.grid_note:
             doc["native_grid_from"] = self.grid_note
         if self.checkpoint is not None:
@@ -170,18 +172,20 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
     def info(self, size: object = None) -> dict[str, Any]:
         """The `info` document: architecture, family, parameters, GMACs at `size` (default: native), preprocessing."""
         from vitcli.api.images import as_size_text
+        from vitcli.core.patches import grid_shape, remainder_note
         from vitcli.io.sizes import parse_hw
 
         self.require_grid()
         c = self.config
         text = as_size_text(size)
         h, w = parse_hw(text, "--size") if text else c.image_size
-        if h % c.patch_size or w % c.patch_size:
-            raise VitcliError("--size", f"{h}x{w} is not a multiple of the patch size {c.patch_size}")
-        grid = (h // c.patch_size, w // c.patch_size)
+        with option_errors("--size"):
+            grid = grid_shape(h, w, c.patch_size, c.patch_remainder)
         doc: dict[str, Any] = {"command": "info", "input": None, "patch_size": c.patch_size, "grid": list(grid),
                                "num_patches": grid[0] * grid[1], "model": self.document(grid), "tensors": {},
                                "size": [h, w], "prefix_tokens": prefix_description(c)}
+        if remainder_note(h, w, c.patch_size):  # '384×384 px → 27×27 patches, 6 px unused (the patch conv floors)'
+            doc["size_note"] = remainder_note(h, w, c.patch_size)
         if self.preprocess is not None:
             doc["preprocess"] = preprocess_document(self.preprocess)
         if self.checkpoint is not None:
@@ -196,6 +200,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
         at the model's native size unless a size is given. Checked before any image is read."""
         self.require_grid()
         family = self.preprocess
+        spec = replace(spec, patch_remainder=self.config.patch_remainder)
         if spec.patch_size is not None and spec.patch_size != self.config.patch_size:
             raise VitcliError("--patch-size", f"{spec.patch_size} differs from the model's patch size "
                               f"{self.config.patch_size}; change the model's (--patch-size with a preset) instead")
@@ -248,8 +253,12 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
         return torch.cat([p.data for p in items]).to(param.device, param.dtype)
 
 
+RESAMPLE_WORDS = {"bicubic": "bicubic, antialiased, as timm", "bilinear": "bilinear, antialiased",
+                  "bicubic_plain": "bicubic, no antialias", "bicubic_offset": "bicubic, scale (n + 0.1) / M"}
+
+
 def position_note(c: "ViTConfig", grid: tuple[int, int]) -> str:
-    """How the position table reaches this grid: as stored, resampled (as timm), or from the formula."""
+    """How the position table reaches this grid: as stored, resampled (as the family's library does), or from the formula."""
     native = "{}×{}".format(*c.grid)
     here = "{}×{}".format(*grid)
     if c.posenc == "none":
@@ -258,7 +267,7 @@ def position_note(c: "ViTConfig", grid: tuple[int, int]) -> str:
         return f"{c.posenc} for {here}, from the formula"
     if tuple(grid) == tuple(c.grid):
         return f"learned {native}, as stored"
-    return f"learned {native} resampled to {here} (bicubic, antialiased, as timm)"
+    return f"learned {native} resampled to {here} ({RESAMPLE_WORDS.get(c.pos_resample, c.pos_resample)})"
 
 
 TEXT_TOWER = re.compile(r"^(transformer\.|token_embedding\.|text_model\.|text_projection|ln_final\.|"
@@ -380,13 +389,15 @@ def _check_mlp_ratio(config: "ViTConfig", ratio: float | None) -> None:
 
 
 def _hw(value: object, option: str) -> tuple[int, int]:
+    """'HxW', N or (H, W) of positive whole numbers, else one VitcliError naming `option`."""
     from vitcli.io.sizes import parse_hw
 
     if isinstance(value, str):
         return parse_hw(value, option)
-    if isinstance(value, int):
-        return value, value
-    return tuple(int(v) for v in value)  # type: ignore[union-attr, return-value]
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+        raise VitcliError(option, f"{value!r:.60} is not N, (H, W) or 'HxW' with positive whole numbers")
+    return pair  # type: ignore[return-value]
 
 
 __all__ = ["Model", "ModelSpec", "load_model"]

@@ -85,11 +85,12 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
         table, table_grid, rows, what = _preset_table(model, grid, size)
     resampled_from = None
     if resample is not None:
-        from vitcli.core.posenc import resample_pos_table
+        from vitcli.core.posenc import resample_as
         from vitcli.io.sizes import parse_hw
 
         target = parse_hw(resample, "--resample") if isinstance(resample, str) else tuple(resample)
-        table, resampled_from, table_grid = resample_pos_table(table, table_grid, target, rows), list(table_grid), target
+        resampled = resample_as(model.config.pos_resample, table, table_grid, target, rows)  # as the family's library
+        table, resampled_from, table_grid = resampled, list(table_grid), target
     array = table.numpy()
     if output:
         from vitcli.io.arrays import save_npy

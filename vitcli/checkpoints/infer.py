@@ -30,7 +30,8 @@ from typing import Literal
 
 from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Variant
 from vitcli.checkpoints.preprocess import Preprocess
-from vitcli.core.config import ViTConfig
+from vitcli.core.config import PatchRemainder, ViTConfig
+from vitcli.core.patches import grid_shape, remainder_note
 from vitcli.errors import VitcliError
 
 NativeGrid = Literal["known", "from image"]
@@ -80,6 +81,7 @@ class _Grid:
     native: NativeGrid
     candidates: tuple[tuple[int, int], ...]
     note: str = ""
+    size: tuple[int, int] | None = None  # the native [H, W] when known (it may not be a multiple of P)
 
 
 def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
@@ -97,27 +99,33 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     class_token, distilled = ev.has("cls_token"), ev.has("dist_token")
     regs = ev.shapes.get("reg_tokens", ())
     registers = int(regs[1]) if len(regs) == 3 else 0
+    variant = fam.variant(ev)
+    remainder = variant.patch_remainder or fam.patch_remainder
     if ev.has("pos_embed"):
-        table = _read_table(ev, patch, (int(class_token) + int(distilled), registers), overrides, image_grid)
+        table = _read_table(ev, patch, (int(class_token) + int(distilled), registers), overrides, image_grid, remainder)
     elif ev.has("rel_pos_bias.relative_position_bias_table") or ev.has("blocks.0.rel_pos_bias.relative_position_bias_table"):
-        table = _relpos_grid(ev, patch, overrides)  # BEiT without an absolute table: the bias table's grid
+        table = _relpos_grid(ev, patch, overrides, remainder)  # BEiT without an absolute table: the bias table's grid
     else:  # no table (DINOv3: RoPE only): the native size only sets the default input size
-        table = _untabled_grid(fam, ev, patch, overrides)
+        table = _untabled_grid(fam, ev, patch, overrides, remainder)
     changes, part_notes = fam.parts(ev)
     if changes.get("rope_ref_grid") == NATIVE_GRID:  # PE: RoPE coords on the native grid, whatever the image's
         changes = {**changes, "rope_ref_grid": table.grid}
-    variant = fam.variant(ev)
+    size = table.size or (table.grid[0] * patch, table.grid[1] * patch)
+    resample, why_resample = variant.pos_resample or fam.pos_resample
     heads, why_heads = _heads(dim, overrides, ev)
     activation, why_act = _activation(fam, variant, ev, overrides)
     eps, why_eps = _eps(fam, variant.eps, variant.label, ev, overrides)
-    notes = [n for n in (table.note, why_heads, why_act, *fam.notes, *part_notes, why_eps) if n]
+    floored = remainder_note(size[0], size[1], patch)
+    notes = [n for n in (table.note, floored and f"native {floored}", why_heads, why_act, *fam.notes, *part_notes,
+                         why_eps, f"position table at other grids: {why_resample}" if ev.has("pos_embed") else "") if n]
     if overrides.pooling:
         notes.append(f"pooling {overrides.pooling} (given)")
     pooling = overrides.pooling or ("map" if ev.has("attn_pool.latent") else
                                     fam.pooling(ev) if class_token else "mean")
     head = ev.shapes.get("head.weight", ())
     config = ViTConfig(
-        name=ev.model_name, image_size=(table.grid[0] * patch, table.grid[1] * patch), patch_size=patch,
+        name=ev.model_name, image_size=size, patch_size=patch, patch_remainder=remainder,
+        pos_resample=resample,  # type: ignore[arg-type]
         in_chans=in_chans, dim=dim, depth=ev.depth, heads=heads, mlp_dim=mlp_dim, class_token=class_token,
         distilled=distilled, num_registers=registers, posenc="learned" if ev.has("pos_embed") else "none",
         pos_prefix_rows=table.prefix_rows, mlp=mlp,  # type: ignore[arg-type]
@@ -128,7 +136,8 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
         fc_norm=ev.has("fc_norm.weight"), pooling=pooling,  # type: ignore[arg-type]
         num_classes=int(head[0]) if len(head) == 2 else 0, head_bias=ev.has("head.bias"), eps=eps,
         activation=activation,  # type: ignore[arg-type]
-        extra={"family": variant.label, "format": ev.format, "rules": list(notes)}, **_new_parts(ev),
+        extra={"family": variant.label, "format": ev.format, "rules": list(notes),
+               "pos_resample": why_resample if ev.has("pos_embed") else ""}, **_new_parts(ev),
     ).with_changes(**changes)
     preprocess = fam.file_preprocess(ev, config) or variant.preprocess(config)
     unresolved = table.candidates if table.native == "from image" else ()
@@ -146,21 +155,29 @@ def _mlp_kind(ev: Evidence) -> str:
     return "mlp"
 
 
-def _untabled_grid(fam: Family, ev: Evidence, patch: int, o: Overrides) -> _Grid:
+def _untabled_grid(fam: Family, ev: Evidence, patch: int, o: Overrides, remainder: PatchRemainder) -> _Grid:
     """The native grid of a model without a position table: the size given, a config file's, the family's."""
     size, why = ((o.image_size, "given") if o.image_size else (ev.files.image_size, "config file")
                  if ev.files.image_size else (fam.default_size, f"{fam.name} default"))
     h, w = size
-    if h % patch or w % patch:
-        raise VitcliError("--native-size" if o.image_size else ev.name,
-                          f"image size {h}x{w} is not a multiple of the patch size {patch}")
-    return _Grid((h // patch, w // patch), 0, "known", (), f"native size {h}x{w} ({why}; no position table)")
+    grid = _size_grid(size, patch, remainder, "--native-size" if o.image_size else ev.name)
+    return _Grid(grid, 0, "known", (), f"native size {h}x{w} ({why}; no position table)", (h, w))
+
+
+def _size_grid(size: tuple[int, int], patch: int, remainder: PatchRemainder, source: str) -> tuple[int, int]:
+    """The patch grid of a native size as the family's patch embedding sees it; else one error on `source`."""
+    h, w = size
+    try:
+        return grid_shape(h, w, patch, remainder)
+    except ValueError:
+        problem = "is not a multiple of" if remainder == "refuse" else "is smaller than"
+        raise VitcliError(source, f"image size {h}x{w} {problem} the patch size {patch}") from None
 
 
 def _new_parts(ev: Evidence) -> dict[str, object]:
-    """The parts of the newer families that the tensors show: RMSNorm (no norm bias), missing biases, the patch norm, the relative position bias (shared or per block),
-    the attention pool's variant (query projection, biases, residual MLP), and NaFlex's bilinear table
-    resizing (with its Linear patch embedding)."""
+    """The parts of the newer families that the tensors show: RMSNorm (no norm bias), missing biases, the patch
+    norm, the relative position bias (shared or per block), the attention pool's variant (query projection,
+    biases, residual MLP)."""
     rel = "shared" if ev.has("rel_pos_bias.relative_position_bias_table") else \
         "layer" if ev.has("blocks.0.rel_pos_bias.relative_position_bias_table") else "none"
     norm_bias = any(k.endswith(("norm1.bias", "norm2.bias")) for k in ev.shapes)  # one missing bias: a broken file
@@ -170,10 +187,10 @@ def _new_parts(ev: Evidence) -> dict[str, object]:
     return dict(pool, pool_mlp_dim=int(pool_fc1[0]) if len(pool_fc1) == 2 else None,
                 norm="layernorm" if norm_bias else "rmsnorm", proj_bias=ev.has("blocks.0.attn.proj.bias"),
                 mlp_bias=ev.has("blocks.0.mlp.fc2.bias"), patch_norm=ev.has("patch_embed.norm.weight"),
-                rel_pos_bias=rel, pos_resample="bilinear" if "linear-patch" in ev.applied else "bicubic")
+                rel_pos_bias=rel)
 
 
-def _relpos_grid(ev: Evidence, patch: int, o: Overrides) -> _Grid:
+def _relpos_grid(ev: Evidence, patch: int, o: Overrides, remainder: PatchRemainder) -> _Grid:
     """The native grid of a model without a position table, from its relative bias table
     ((2R-1)(2C-1)+3 rows): a size given or in a config file, else the square that fits."""
     shape = ev.shapes.get("rel_pos_bias.relative_position_bias_table") or \
@@ -184,9 +201,11 @@ def _relpos_grid(ev: Evidence, patch: int, o: Overrides) -> _Grid:
     offsets = int(shape[0]) - 3
     size, given = (o.image_size, True) if o.image_size else (ev.files.image_size, False)
     if size is not None:
+        fits = not (remainder == "refuse" and (size[0] % patch or size[1] % patch)) and min(size) >= patch
         grid = (size[0] // patch, size[1] // patch)
-        if (2 * grid[0] - 1) * (2 * grid[1] - 1) == offsets and size[0] % patch == 0 and size[1] % patch == 0:
-            return _Grid(grid, 0, "known", (), f"native size {size[0]}x{size[1]}" + (" (given)" if given else ""))
+        if (2 * grid[0] - 1) * (2 * grid[1] - 1) == offsets and fits:
+            return _Grid(grid, 0, "known", (), f"native size {size[0]}x{size[1]}" + (" (given)" if given else ""),
+                         tuple(size))  # type: ignore[arg-type]
         if given:
             raise VitcliError("--native-size", f"{size[0]}x{size[1]} does not fit the relative position bias table "
                               f"of {shape[0]} rows")
@@ -240,14 +259,14 @@ def _check_shown(o: Overrides, dim: int, depth: int, patch: int, mlp_dim: int) -
 
 
 def _read_table(ev: Evidence, patch: int, prefix: tuple[int, int], o: Overrides,
-                image_grid: tuple[int, int] | None) -> _Grid:
+                image_grid: tuple[int, int] | None, remainder: PatchRemainder = "refuse") -> _Grid:
     """Native grid and prefix rows of pos_embed (1, r + N, D): from a size, a square, or the image."""
     length = int(ev.shapes["pos_embed"][1])
     rows = list(dict.fromkeys([prefix[0], prefix[0] + prefix[1], 0]))  # class+dist, all prefix tokens, none
     candidates = tuple((r, length - r) for r in rows if length - r > 0)
     size, given = (o.image_size, True) if o.image_size else (ev.files.image_size, False)
     if size is not None:
-        found = _fit_size(size, patch, candidates, given, ev.name, length)
+        found = _fit_size(size, patch, candidates, given, ev.name, length, remainder)
         if found:
             return found
     squares = [(r, math.isqrt(n)) for r, n in candidates if math.isqrt(n) ** 2 == n]
@@ -268,16 +287,13 @@ def _read_table(ev: Evidence, patch: int, prefix: tuple[int, int], o: Overrides,
 
 
 def _fit_size(size: tuple[int, int], patch: int, candidates: tuple[tuple[int, int], ...], given: bool, name: str,
-              length: int) -> _Grid | None:
-    """The grid of a native size given or from a config file, if the table fits it."""
+              length: int, remainder: PatchRemainder = "refuse") -> _Grid | None:
+    """The grid of a native size given or from a config file (floored as the family's conv does), if the table fits it."""
     h, w = size
-    if h % patch or w % patch:
-        raise VitcliError("--native-size" if given else name,
-                          f"image size {h}x{w} is not a multiple of the patch size {patch}")
-    grid = (h // patch, w // patch)
+    grid = _size_grid(size, patch, remainder, "--native-size" if given else name)
     for r, n in candidates:
         if grid[0] * grid[1] == n:
-            return _Grid(grid, r, "known", candidates, f"native size {h}x{w} (given)" if given else "")
+            return _Grid(grid, r, "known", candidates, f"native size {h}x{w} (given)" if given else "", (h, w))
     if given:
         raise VitcliError("--native-size", f"{h}x{w} ({grid[0]}x{grid[1]} patches) does not fit the checkpoint's "
                           f"position table of {length} rows")

@@ -89,6 +89,7 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     folder) is read for these too.
     """
     spec = str(spec)
+    size = _native_size(image_size)
     raw = read_checkpoint(resolve(spec, online).path if is_hub_spec(spec) else spec)  # with the config files beside it
     files = parse_configs(raw.configs, Path(raw.path).parent)
     tensors, wrapper_notes = strip_wrappers(raw.tensors)
@@ -102,12 +103,13 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     mapped = map_keys(tensors, fam, root, files)
     if root:
         notes.append(f"vision weights under '{root}'")
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size) if image_size else None
     overrides = Overrides(family, heads, size, eps, activation, pooling,  # type: ignore[arg-type]
                           dim, depth, patch_size, mlp_dim)
     basis = Basis(fam, evidence(mapped, spec, raw.format, raw.nested_under, tensors, files), overrides, tuple(notes))
-    inferred = _infer(basis, spec)
-    _check_backed(inferred.config, mapped, spec)
+    from vitcli.checkpoints.parts import name_parts
+
+    unbuilt = name_parts(mapped.leftover)
+    inferred = _inferred_and_backed(basis, mapped, spec, unbuilt)
     ignored = list(mapped.ignored)
     _fill_periods(inferred, mapped)
     problems = _check(inferred.config, mapped)
@@ -117,9 +119,6 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
                             + "; use --no-strict to ignore them")
         else:
             ignored += mapped.leftover
-        from vitcli.checkpoints.parts import name_parts
-
-        unbuilt = name_parts(mapped.leftover)
         if unbuilt and strict:  # named first: the part, then the keys
             problems.insert(0, "it has a part vitcli cannot build: " + "; ".join(unbuilt))
         elif unbuilt:
@@ -131,6 +130,30 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     return Loaded(spec, raw.path, raw.format, inferred.label, inferred.config, state, inferred.preprocess,
                   sorted(ignored), [*notes, *inferred.notes], mapped.origin, nonfinite_counts(state, mapped.origin),
                   inferred.native_grid, inferred.grid_candidates, basis)
+
+
+def _native_size(image_size: object) -> tuple[int, int] | None:
+    """`image_size` as [H, W] (N, (H, W) of positive whole numbers), else one VitcliError on --native-size."""
+    if image_size is None:
+        return None
+    pair = (image_size, image_size) if isinstance(image_size, int) else \
+        tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+        raise VitcliError("--native-size", f"{image_size!r:.60} is not N or (H, W) with positive whole numbers")
+    return pair  # type: ignore[return-value]
+
+
+def _inferred_and_backed(basis: Basis, mapped: Mapped, spec: str, unbuilt: list[str]) -> Inferred:
+    """The inferred architecture, checked to be backed by the weights; when it is not, and keys that no
+    rule took show a part vitcli does not build, the error names that part (not a parameter count)."""
+    inferred = _infer(basis, spec)  # a family's own refusal of a part it knows (rotary.UNBUILT) comes from here
+    try:
+        _check_backed(inferred.config, mapped, spec)
+    except VitcliError:
+        if not unbuilt:
+            raise
+        raise VitcliError(spec, "it has a part vitcli cannot build: " + "; ".join(unbuilt)) from None
+    return inferred
 
 
 def _infer(basis: Basis, spec: str, image_grid: tuple[int, int] | None = None) -> Inferred:

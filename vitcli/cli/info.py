@@ -44,6 +44,8 @@ def _table(doc: dict[str, Any], list_ignored: bool = False) -> Any:
     native = tuple(m["native_size"])
     rows = model_rows(m) + [
         ("image size [H, W]", f"{h} × {w}" + (" (native)" if (h, w) == native else f" (native {native[0]} × {native[1]})")),
+        *([("patch grid", doc["size_note"])] if doc.get("size_note") else []),
+        *([("table at other grids", m["position_resample"])] if m.get("position_resample") else []),
         ("activation / LN eps", f"{m['activation']} / {m['eps']:g}"),
         ("prefix tokens", doc["prefix_tokens"]),
         ("pooling / head", f"{m['pooling']} / {m['num_classes'] or 'none'}"),

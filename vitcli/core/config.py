@@ -54,7 +54,16 @@ Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "silu"]
 NormKind = Literal["layernorm", "rmsnorm"]
 Pooling = Literal["cls", "mean", "none", "map"]  # map: an attention-pool probe (SigLIP)
 RelPosKind = Literal["none", "layer", "shared"]  # BEiT's relative position bias: per block or one for all
-PosResample = Literal["bicubic", "bilinear"]  # how a learned table meets another grid (NaFlex: bilinear)
+# How a learned table meets another grid (posenc.RESAMPLE holds each one's interpolate arguments):
+#   bicubic         antialiased bicubic to the grid's size: timm's resample_abs_pos_embed, DINOv2 with registers
+#   bilinear        antialiased bilinear to the grid's size: NaFlex (timm naflexvit, transformers SigLIP 2)
+#   bicubic_plain   bicubic to the grid's size, no antialiasing: transformers' interpolate_pos_encoding
+#   bicubic_offset  bicubic, no antialiasing, at scale factor (n + 0.1) / M per axis: facebookresearch/dino
+#                   and dinov2 without registers (interpolate_offset 0.1)
+PosResample = Literal["bicubic", "bilinear", "bicubic_plain", "bicubic_offset"]
+# An image side that is not a multiple of P: refused (vitcli's presets), or floored as a stride-P conv does
+# (floor(H/P) × floor(W/P) patches, the last H mod P rows and W mod P columns unused: timm, transformers, …).
+PatchRemainder = Literal["refuse", "floor"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,8 @@ class ViTConfig:
     mlp_bias: bool = True  # MLP linear biases (AIMv2 has none)
     patch_norm: bool = False  # patch_embed.norm after the projection (AIMv2's RMSNorm)
     rel_pos_bias: RelPosKind = "none"  # blocks.{i}.rel_pos_bias.* (layer) or rel_pos_bias.* (shared)
-    pos_resample: PosResample = "bicubic"  # learned table to the image's grid: timm's bicubic, NaFlex bilinear
+    pos_resample: PosResample = "bicubic"  # learned table to the image's grid, as the family's library does it
+    patch_remainder: PatchRemainder = "refuse"  # sides not a multiple of P: refused, or floored (the grid)
     # The attention-pool probe's own shape when it differs from the blocks' (PE: 8 heads, MLP 4·D).
     pool_heads: int | None = None  # None: `heads`
     pool_mlp_dim: int | None = None  # None: `mlp_dim`
@@ -114,7 +124,7 @@ class ViTConfig:
 
     @property
     def grid(self) -> tuple[int, int]:
-        """Native (rows, cols) of the patch grid."""
+        """Native (rows, cols) of the patch grid (floored when `image_size` is not a multiple of P)."""
         return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
 
     @property

@@ -22,7 +22,7 @@ from vitcli.core.capture import Capture, Plan
 from vitcli.core.config import ViTConfig
 from vitcli.core.embedding import Impl, PatchEmbed
 from vitcli.core.norm import make_norm
-from vitcli.core.patches import Order, grid_shape, patchify
+from vitcli.core.patches import Order, crop_to_grid, grid_shape, patchify
 from vitcli.core.pooling import embed, make_pool
 from vitcli.core.position import make_position
 from vitcli.core.relpos import RelativePositionBias, add_bias
@@ -55,7 +55,8 @@ class ViTOutput:
 
 
 class VisionTransformer(nn.Module):
-    """The ViT of a `ViTConfig`; runs on any image whose sides are multiples of the patch size."""
+    """The ViT of a `ViTConfig`; runs on any image whose sides are multiples of the patch size, or on
+    any image when `patch_remainder` is "floor" (the last H mod P rows, W mod P columns unused)."""
 
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
@@ -108,6 +109,10 @@ class VisionTransformer(nn.Module):
             return []
         return [self.head] if self.head_dist is None else [self.head, self.head_dist]
 
+    def grid_of(self, images: Tensor) -> tuple[int, int]:
+        """(rows, cols) of the patch grid of (…, C, H, W) images, by the config's `patch_remainder`."""
+        return grid_shape(images.shape[-2], images.shape[-1], self.config.patch_size, self.config.patch_remainder)
+
     def position_rows(self, grid: tuple[int, int]) -> Tensor | None:
         """(1, pos_prefix_rows + N, D) table for this grid: the own one, resampled, or recomputed."""
         return self.position.table_at(self.pos_embed, grid)
@@ -130,6 +135,7 @@ class VisionTransformer(nn.Module):
     def inputs(self, images: Tensor, grid: tuple[int, int], impl: Impl, order: Order,
                out: ViTOutput | None) -> Tensor:
         """(B, C, H, W) → the blocks' input (B, T, D); the stages go to `out` when given."""
+        images = crop_to_grid(images, grid, self.config.patch_size)  # (B, C, rows·P, cols·P): what the conv uses
         patches = patchify(images, self.config.patch_size, order) if out is not None or impl == "linear" else None
         if impl == "linear":
             tokens = self.patch_embed.embed_patches(patches, order)  # (B, N, D)
@@ -193,7 +199,7 @@ class VisionTransformer(nn.Module):
         pooled tokens alone unless that block is captured.
         """
         plan = capture.plan(len(self.blocks))
-        grid = grid_shape(images.shape[-2], images.shape[-1], self.config.patch_size)
+        grid = self.grid_of(images)
         out = ViTOutput(grid, self.config.num_prefix_tokens)
         x = self.inputs(images, grid, impl, order, out if capture.inputs else None)
         x = self.encode(x, grid, capture, plan, out)

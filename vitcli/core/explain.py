@@ -29,7 +29,6 @@ from vitcli.core.analysis import chunk_size, discard_lowest, prefix_row_to_grid
 from vitcli.core.attention import bias_rows, resolve_indices
 from vitcli.core.capture import Capture
 from vitcli.core.encoder import VisionTransformer
-from vitcli.core.patches import grid_shape
 
 Method = Literal["grad-rollout", "attn-grad", "gradcam", "rollout"]
 METHODS: tuple[str, ...] = ("grad-rollout", "attn-grad", "gradcam", "rollout")
@@ -70,7 +69,7 @@ class LayerGrad:
 
 def block_inputs(model: VisionTransformer, images: Tensor) -> tuple[list[Tensor], tuple[int, int]]:
     """Every block's input and the last block's output [x_0 … x_L], each (B, T, D), without autograd."""
-    grid = grid_shape(images.shape[-2], images.shape[-1], model.config.patch_size)
+    grid = model.grid_of(images)
     rotate, bias = model.position.attention_terms(grid)
     with torch.no_grad():
         x = model.inputs(images, grid, "conv", "chw", None)  # (B, T, D)

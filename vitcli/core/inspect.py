@@ -106,9 +106,7 @@ def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int
     """
     if probe:
         return _probe_report(model, images, heads, distance_layers, renorm)
-    from vitcli.core.patches import grid_shape
-
-    grid = grid_shape(images.shape[-2], images.shape[-1], model.config.patch_size)
+    grid = model.grid_of(images)
     depth = model.config.depth
     distance_set = set(distance_layers if distance_layers is not None else layers)
     roll = Rollout(rollout.discard_ratio, rollout.discard_scope) if rollout else None
@@ -138,9 +136,7 @@ def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int
 def _probe_report(model: VisionTransformer, images: Tensor, heads: HeadSelection, distance_layers: list[int] | None,
                   renorm: bool) -> AttentionReport:
     """The attention-pool probe's weights (the model runs to its pooled output), with mean distances when asked."""
-    from vitcli.core.patches import grid_shape
-
-    grid = grid_shape(images.shape[-2], images.shape[-1], model.config.patch_size)
+    grid = model.grid_of(images)
     distance_set = set(distance_layers or ())
     reducer = _reducer(model.config, grid, False, distance_set, renorm, None, None)
     out = model(images, Capture(inputs=False, reduce=sorted(distance_set), reducer=reducer if distance_set else None,

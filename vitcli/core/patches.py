@@ -11,6 +11,8 @@ Orders of the values inside one flattened patch:
 
 from typing import Literal, TypeVar
 
+from vitcli.core.config import PatchRemainder
+
 Order = Literal["chw", "hwc"]
 ORDERS: tuple[str, ...] = ("chw", "hwc")
 A = TypeVar("A")  # numpy.ndarray or torch.Tensor
@@ -21,13 +23,33 @@ def _permute(x: A, axes: tuple[int, ...]) -> A:
     return x.permute(*axes) if hasattr(x, "permute") else x.transpose(axes)  # type: ignore[attr-defined]
 
 
-def grid_shape(height: int, width: int, patch_size: int) -> tuple[int, int]:
-    """(rows, cols) of the patch grid; the size must be a whole number of patches."""
+def grid_shape(height: int, width: int, patch_size: int, remainder: PatchRemainder = "refuse") -> tuple[int, int]:
+    """(rows, cols) of the patch grid: the size must be a whole number of patches (`refuse`), or the
+    grid a stride-P conv sees (`floor`: the last H mod P rows and W mod P columns unused)."""
     if patch_size <= 0:
         raise ValueError(f"patch size must be positive, got {patch_size}")
-    if height % patch_size or width % patch_size:
+    if remainder == "floor":
+        if height < patch_size or width < patch_size:
+            raise ValueError(f"size {height}x{width} holds no whole {patch_size}x{patch_size} patch")
+    elif height % patch_size or width % patch_size:
         raise ValueError(f"size {height}x{width} is not a multiple of patch size {patch_size}")
     return height // patch_size, width // patch_size
+
+
+def crop_to_grid(image: A, grid: tuple[int, int], patch_size: int) -> A:
+    """(..., C, H, W) → (..., C, rows·P, cols·P): the top-left pixels a stride-P conv uses."""
+    h, w = grid[0] * patch_size, grid[1] * patch_size
+    return image if tuple(image.shape[-2:]) == (h, w) else image[..., :h, :w]  # type: ignore[index]
+
+
+def remainder_note(height: int, width: int, patch_size: int) -> str:
+    """'384×384 px → 27×27 patches, 6 px unused' when the size is not a multiple of P, else ''."""
+    dh, dw = height % patch_size, width % patch_size
+    if not (dh or dw):
+        return ""
+    unused = f"{dh} px unused" if dh == dw else f"{dh} px of rows and {dw} px of columns unused"
+    return (f"{height}×{width} px → {height // patch_size}×{width // patch_size} patches, {unused} "
+            "(the patch conv floors)")
 
 
 def patchify(image: A, patch_size: int, order: Order = "chw") -> A:

@@ -16,9 +16,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vitcli.core.config import PosEncKind
+from vitcli.core.config import PosEncKind, PosResample
 
 KINDS: tuple[str, ...] = ("learned", "sincos1d", "sincos2d", "none")
+
+# Each library's way of resizing a learned table (config.PosResample), as `resample_pos_table` arguments:
+#   bicubic         timm resample_abs_pos_embed; dinov2 `_reg` hub models (interpolate_antialias=True,
+#                   offset 0); transformers Dinov2WithRegisters (antialias=True, size)
+#   bilinear        NaFlex: timm naflexvit, transformers Siglip2 resize_positional_embeddings
+#   bicubic_plain   transformers interpolate_pos_encoding (ViT, DeiT, CLIP, SigLIP, BEiT, Dinov2): size, no antialias
+#   bicubic_offset  facebookresearch/dino and dinov2 hub models without registers: scale_factor (n + 0.1) / M
+RESAMPLE: dict[PosResample, dict[str, object]] = {
+    "bicubic": {"mode": "bicubic", "antialias": True},
+    "bilinear": {"mode": "bilinear", "antialias": True},
+    "bicubic_plain": {"mode": "bicubic", "antialias": False},
+    "bicubic_offset": {"mode": "bicubic", "antialias": False, "offset": 0.1},
+}
 
 
 def _check_grid(grid: tuple[int, int], what: str = "grid") -> tuple[int, int]:
@@ -84,13 +97,15 @@ def position_table(kind: PosEncKind, grid: tuple[int, int], dim: int, num_prefix
 
 
 def resample_pos_table(table: Tensor, src_grid: tuple[int, int], dst_grid: tuple[int, int],
-                       num_prefix: int = 1, antialias: bool = True, mode: str = "bicubic") -> Tensor:
-    """(…, num_prefix + Ns, D) → (…, num_prefix + Nd, D): bicubic on the grid rows, prefix rows kept.
+                       num_prefix: int = 1, antialias: bool = True, mode: str = "bicubic",
+                       offset: float = 0.0) -> Tensor:
+    """(…, num_prefix + Ns, D) → (…, num_prefix + Nd, D): interpolated grid rows, prefix rows kept.
 
-    `mode="bilinear"` is NaFlex's (SigLIP 2, timm naflexvit: antialiased bilinear). Like timm's
-    `resample_abs_pos_embed`, antialias is on by default in both directions (torch's
-    antialiased bicubic is PIL's kernel: it low-passes when shrinking and uses a = -0.5 when
-    growing); half types are interpolated in float32. The same grid returns `table` itself.
+    With `offset` 0 the grid is resized to `dst_grid` (timm, transformers); else torch's scale factor
+    (dst + offset) / src per axis sets the sampling positions, as DINO / DINOv2 pass it (their
+    `interpolate_offset` 0.1), and the output must still have `dst_grid`'s size. Antialiased bicubic is
+    PIL's kernel (a = -0.5, low-pass when shrinking); without antialiasing torch's a = -0.75. Half types
+    are interpolated in float32 (as timm and transformers' DINOv2 do). The same grid returns `table`.
     """
     src, dst = _check_grid(src_grid, "source grid"), _check_grid(dst_grid, "target grid")
     *lead, length, dim = table.shape
@@ -101,6 +116,18 @@ def resample_pos_table(table: Tensor, src_grid: tuple[int, int], dst_grid: tuple
     prefix, cells = table[..., :num_prefix, :], table[..., num_prefix:, :]
     work = torch.float32 if table.dtype in (torch.float16, torch.bfloat16) else table.dtype
     image = cells.reshape(-1, *src, dim).permute(0, 3, 1, 2).to(work)  # (B, D, Rs, Cs)
-    image = F.interpolate(image, size=dst, mode=mode, align_corners=False, antialias=antialias)
+    size = dict(scale_factor=tuple((d + offset) / s for d, s in zip(dst, src))) if offset else dict(size=dst)
+    image = F.interpolate(image, mode=mode, align_corners=False, antialias=antialias, **size)  # (B, D, Rd, Cd)
+    if tuple(image.shape[-2:]) != dst:
+        raise ValueError(f"scale factors with offset {offset} gave a {image.shape[-2]}x{image.shape[-1]} grid, "
+                         f"not {dst[0]}x{dst[1]}")
     cells = image.permute(0, 2, 3, 1).reshape(*lead, math.prod(dst), dim).to(table.dtype)  # (…, Nd, D)
     return torch.cat([prefix, cells], dim=-2)
+
+
+def resample_as(kind: PosResample, table: Tensor, src_grid: tuple[int, int], dst_grid: tuple[int, int],
+                num_prefix: int = 1) -> Tensor:
+    """`resample_pos_table` the way library `kind` (a config.PosResample) does it."""
+    if kind not in RESAMPLE:
+        raise ValueError(f"unknown table resampling '{kind}': use one of {', '.join(RESAMPLE)}")
+    return resample_pos_table(table, src_grid, dst_grid, num_prefix, **RESAMPLE[kind])  # type: ignore[arg-type]

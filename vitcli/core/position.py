@@ -1,7 +1,8 @@
 """The position part: how a position table enters the tokens (the formulas are in posenc.py).
 
-  AbsolutePosition  Z0 = [prefix; x_p·E] + E_pos: a learned table (bicubic-resampled to other
-                    grids, like timm) or a fixed sin-cos table (recomputed exactly for any grid);
+  AbsolutePosition  Z0 = [prefix; x_p·E] + E_pos: a learned table (resampled to other grids as
+                    the family's library does, `ViTConfig.pos_resample`) or a fixed sin-cos table
+                    (recomputed exactly for any grid);
                     prefix tokens beyond `pos_prefix_rows` (registers) get no row;
   NoPosition        nothing is added.
 
@@ -15,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from vitcli.core.attention import Rotate
-from vitcli.core.config import PosEncKind, ViTConfig
-from vitcli.core.posenc import position_table, resample_pos_table
+from vitcli.core.config import PosEncKind, PosResample, ViTConfig
+from vitcli.core.posenc import position_table, resample_as
 from vitcli.core.rope import Rope
 
 
@@ -43,10 +44,10 @@ class AbsolutePosition(NoPosition):
     """A table of `rows` prefix rows + one row per patch, added to the tokens."""
 
     def __init__(self, kind: PosEncKind, grid: tuple[int, int], dim: int, rows: int, num_prefix: int,
-                 resample: str = "bicubic") -> None:
+                 resample: PosResample = "bicubic") -> None:
         super().__init__()
         self.kind, self.grid, self.dim, self.rows, self.num_prefix = kind, grid, dim, rows, num_prefix
-        self.resample = resample  # bicubic (timm) or bilinear (NaFlex), both antialiased
+        self.resample = resample  # as the family's library resizes a table (posenc.RESAMPLE)
         self.learned = kind == "learned"
 
     def initial_table(self, generator: torch.Generator | None = None) -> Tensor:
@@ -58,7 +59,7 @@ class AbsolutePosition(NoPosition):
         if grid == self.grid:
             return table
         if self.learned:
-            return resample_pos_table(table, self.grid, grid, self.rows, mode=self.resample)
+            return resample_as(self.resample, table, self.grid, grid, self.rows)
         return position_table(self.kind, grid, self.dim, self.rows)[None].to(table)
 
     def forward(self, x: Tensor, table: Tensor) -> Tensor:

@@ -311,7 +311,7 @@ def _resize(img: Image.Image, hw: tuple[int, int], resample: str) -> Image.Image
 
 def fit_image(
     loaded: LoadedImage, requested: tuple[int, int] | None, fit: Fit, patch: int,
-    resample: str = "bicubic", background: tuple[int, int, int] = (255, 255, 255),
+    resample: str = "bicubic", background: tuple[int, int, int] = (255, 255, 255), floor: bool = False,
 ) -> tuple[np.ndarray, str]:
     """Bring the pixels to the final size by the `fit` policy; returns (H, W, 3) and what was done.
 
@@ -319,10 +319,11 @@ def fit_image(
     resize: scale each axis to the target (aspect may change);
     pad:    scale so the image fits inside the target, then centre-pad with `background`;
     strict: no change at all; the image must already have the final size.
+    With `floor` (a model whose patch conv floors) the size need not be a multiple of P: see `floor_to_patches`.
     """
     h, w = loaded.original_size  # the geometry of the file, also when a JPEG was drafted smaller
     th, tw = target_size((h, w), requested, fit, patch)
-    if th % patch or tw % patch:
+    if (th % patch or tw % patch) and not floor:
         raise VitcliError("--size", f"{th}x{tw} is not a multiple of the patch size {patch}")
     if (h, w) == (th, tw):
         return loaded.pixels, "none (already the final size)"
@@ -343,6 +344,18 @@ def fit_image(
     top, left = (th - sh) // 2, (tw - sw) // 2
     out[top : top + sh, left : left + sw] = scaled
     return out, f"{step}padded to {th}x{tw}"
+
+
+def floor_to_patches(pixels: np.ndarray, patch: int) -> tuple[np.ndarray, str]:
+    """(H, W, 3) → its top-left (rows·P, cols·P) pixels, the part a stride-P patch conv uses, and a
+    note saying what was left out ('' when the size is a whole number of patches)."""
+    from vitcli.core.patches import remainder_note
+
+    h, w = pixels.shape[:2]
+    note = remainder_note(h, w, patch)
+    if not note:
+        return pixels, ""
+    return pixels[: h // patch * patch, : w // patch * patch], note  # (rows·P, cols·P, 3)
 
 
 BOX_RESIZE_ABOVE = 64_000_000  # pixels of the resized image before a crop

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from vitcli.checkpoints.config import CheckpointConfig
 from vitcli.checkpoints.preprocess import Preprocess
-from vitcli.core.config import ViTConfig
+from vitcli.core.config import PatchRemainder, ViTConfig
 from vitcli.errors import VitcliError
 
 Source = str | tuple[str, ...]  # one key, or keys concatenated along dim 0 (separate q, k, v → qkv)
@@ -97,6 +97,8 @@ class Variant:
     preprocess: Callable[[ViTConfig], Preprocess]  # the library's default for this kind of model
     activation: Why | None = None  # an activation the label implies (OpenAI CLIP: QuickGELU)
     eps: float | None = None  # a LayerNorm eps the label implies (timm's CLIP towers: 1e-5)
+    pos_resample: Why | None = None  # (PosResample, why) when the label's library resizes tables its own way
+    patch_remainder: PatchRemainder | None = None  # when it differs from the family's (NaFlex: refuse)
 
 
 def always(ev: Evidence) -> bool:
@@ -154,6 +156,10 @@ class Family:
     # raises VitcliError naming a part of the family that vitcli cannot build
     parts: Callable[[Evidence], tuple[dict, tuple[str, ...]]] = no_parts
     default_size: tuple[int, int] = (224, 224)  # native size of a model without a position table
+    # how the library resizes a learned table to another grid (a core PosResample) and why, for `info`
+    pos_resample: Why = ("bicubic", "antialiased bicubic (timm resample_abs_pos_embed)")
+    # a side that is not a multiple of P: the library's stride-P patch conv floors it (NaFlex's patchify refuses)
+    patch_remainder: PatchRemainder = "floor"
     absent: tuple[str, ...] = ()  # regexes no key under the root may match (a look-alike layout's parts)
     # a regex timm's config.json `architecture` must match when a config names one: for a layout told
     # apart from a look-alike by keys it lacks (PE spatial: no final norm), the config has the last word

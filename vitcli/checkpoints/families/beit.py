@@ -9,7 +9,7 @@ the patch mean through `fc_norm` (transformers' `pooler.layernorm`) with no fina
 
 from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, always, pair
 from vitcli.checkpoints.families.timm import _pretrained_cfg
-from vitcli.checkpoints.families.transformers import class_default, hf_activation, processor_preprocess
+from vitcli.checkpoints.families.transformers import HF_RESAMPLE, class_default, hf_activation, processor_preprocess
 from vitcli.checkpoints.preprocess import IMAGENET, INCEPTION, Preprocess, timm_preprocess
 from vitcli.core.config import ViTConfig
 
@@ -108,6 +108,7 @@ HF_BEIT = Family(
     ignore=(r"relative_position_index$", r"^embeddings\.mask_token$"),
     ignore_outside=(r"^lm_head\.", r"^layernorm\.",),
     eps=1e-12,
+    pos_resample=HF_RESAMPLE,
     activation=hf_activation("gelu", "hf-beit"),
     pooling=_beit_pooling,
     file_preprocess=processor_preprocess,

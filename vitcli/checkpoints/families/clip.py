@@ -88,6 +88,8 @@ CLIP = Family(
     pooling=_pooling,
     renames=_renames,
     file_preprocess=_preprocess_cfg,
+    pos_resample=("bicubic", "CLIP's model takes only its native size; "
+                  "resampled as timm does (antialiased bicubic)"),
     required=("patch_embed.proj.weight", "pos_embed", "cls_token"),
 )
 

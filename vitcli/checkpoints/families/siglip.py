@@ -13,7 +13,7 @@ attention-pooling head (`head.cls_token` as the query itself, `head.k_proj` + `v
 """
 
 from vitcli.checkpoints.families.base import Family, Rule, Variant, always, pair
-from vitcli.checkpoints.families.transformers import RESAMPLE_NOTE, class_default, hf_activation, processor_preprocess
+from vitcli.checkpoints.families.transformers import HF_RESAMPLE, class_default, hf_activation, processor_preprocess
 
 HF_MAP_RULES = (
     Rule("attn_pool.latent", ("head.probe",)),
@@ -26,6 +26,9 @@ HF_MAP_RULES = (
     *pair("attn_pool.mlp.fc1", "head.mlp.fc1"),
     *pair("attn_pool.mlp.fc2", "head.mlp.fc2"),
 )
+
+SIGLIP2_RESAMPLE = ("bilinear", "antialiased bilinear, to each image's own grid "
+                    "(transformers Siglip2VisionEmbeddings.resize_positional_embeddings)")
 
 HF_SIGLIP = Family(
     "hf-siglip", "Hugging Face transformers SiglipVisionModel / SiglipModel vision tower",
@@ -49,14 +52,15 @@ HF_SIGLIP = Family(
         *pair("mlp.fc2", "mlp.fc2"),
     ),
     variants=(Variant("hf-siglip2", lambda ev: "linear-patch" in ev.applied,
-                      class_default("Siglip2ImageProcessor")),  # NaFlex: the table's patches are the budget
+                      class_default("Siglip2ImageProcessor"),  # NaFlex: the table's patches are the budget
+                      pos_resample=SIGLIP2_RESAMPLE, patch_remainder="refuse"),
               Variant("hf-siglip", always, class_default("SiglipImageProcessor")),),
     ignore=(r"^embeddings\.position_ids$",),
     ignore_outside=(r"^text_model\.", r"^logit_(scale|bias)$"),
     eps=1e-6,
     activation=hf_activation("gelu_tanh", "hf-siglip"),
     file_preprocess=processor_preprocess,
-    notes=(RESAMPLE_NOTE,),
+    pos_resample=HF_RESAMPLE,
     required=("patch_embed.proj.weight", "pos_embed", "norm.weight"),
 )
 
@@ -105,7 +109,10 @@ HF_AIMV2 = Family(
     eps=1e-5,
     activation=hf_activation("silu", "hf-aimv2"),
     file_preprocess=processor_preprocess,
-    notes=(RESAMPLE_NOTE, AIMV2_HEAD_NOTE),
+    notes=(AIMV2_HEAD_NOTE,),
+    pos_resample=("bicubic_plain", "transformers' Aimv2VisionModel has no "
+                  "interpolation (other sizes fail there); vitcli resamples as transformers' "
+                  "interpolate_pos_encoding=True does elsewhere (bicubic, no antialias)"),
     required=("patch_embed.proj.weight", "pos_embed", "norm.weight"),
 )
 

@@ -3,6 +3,8 @@
 Variants (first match): DINO (a teacher/student backbone), the DINOv2 repository's own files
 (mask token or `register_tokens` present: its eval transform), timm's DINOv2 ports (layer scale),
 DeiT (distillation token), timm's CLIP towers (ln_pre; nn.LayerNorm's eps 1e-5), plain timm ViT.
+The DINOv2 repository's giants keep their SwiGLU as `mlp.w12` (gate rows, then value rows) and `mlp.w3`:
+the core's packed SwiGLU. DINO and DINOv2 files resize their tables as their own repositories do.
 """
 
 from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, Why, always, name_activation, pair
@@ -76,14 +78,22 @@ def _no_class_row(ev: Evidence) -> bool:
             and "dinov2" not in ev.model_name.lower())
 
 
+# The upstream repositories' own interpolate_pos_encoding (their files load into their own models, not timm's).
+DINO_RESAMPLE = ("bicubic_offset", "bicubic, no antialias, scale factor "
+                 "(n + 0.1) / M (facebookresearch/dino and dinov2 interpolate_pos_encoding, interpolate_offset 0.1)")
+DINOV2_REG_RESAMPLE = ("bicubic", "antialiased bicubic to the new size "
+                       "(facebookresearch/dinov2 _reg models: interpolate_antialias=True, interpolate_offset 0)")
+
 VARIANTS = (
     Variant("timm-siglip", lambda ev: ev.has("attn_pool.latent"), _siglip_default),
     Variant("timm-aimv2", lambda ev: ev.has("blocks.0.mlp.fc1_g.weight"), _aimv2_default, eps=1e-5),
     Variant("deit3", _is_deit3, _deit3_default),
     Variant("dino", _is_dino, lambda c: timm_preprocess(c.image_size, 0.875, IMAGENET, "bicubic",
-                                                         source="DINO eval: resize 256, crop 224, bicubic")),
-    Variant("dinov2-reg", lambda ev: _dinov2_repo(ev) and ev.has("reg_tokens"), _dinov2_repo_default),
-    Variant("dinov2", _dinov2_repo, _dinov2_repo_default),
+                                                         source="DINO eval: resize 256, crop 224, bicubic"),
+            pos_resample=DINO_RESAMPLE),
+    Variant("dinov2-reg", lambda ev: _dinov2_repo(ev) and ev.has("reg_tokens"), _dinov2_repo_default,
+            pos_resample=DINOV2_REG_RESAMPLE),
+    Variant("dinov2", _dinov2_repo, _dinov2_repo_default, pos_resample=DINO_RESAMPLE),
     Variant("timm-dinov2-reg", lambda ev: _dinov2(ev) and ev.has("reg_tokens"), _timm_dinov2_default),
     Variant("timm-dinov2", _dinov2, _timm_dinov2_default),
     Variant("deit", lambda ev: ev.has("dist_token"),
@@ -95,9 +105,13 @@ VARIANTS = (
 
 
 def _activation(ev: Evidence, label: str) -> Why:
-    """AIMv2's SwiGLU uses SiLU; the rest follow the name rule (timm's SigLIP towers: exact GELU)."""
+    """AIMv2's SwiGLU and the packed SwiGLU (DINOv2 giants) use SiLU; the rest follow the name rule (timm's
+    SigLIP towers: exact GELU)."""
     if label == "timm-aimv2":
         return "silu", "activation silu (timm AIMv2: SwiGLU with act_layer silu)"
+    fc1, fc2 = ev.shapes.get("blocks.0.mlp.fc1.weight"), ev.shapes.get("blocks.0.mlp.fc2.weight")
+    if fc1 and fc2 and fc1[0] == 2 * fc2[-1]:
+        return "silu", "activation silu (a packed SwiGLU MLP: silu(gate)·value, as dinov2 SwiGLUFFNFused / timm SwiGLUPacked)"
     return name_activation(ev, label)
 
 
@@ -150,8 +164,9 @@ TIMM = Family(
     block=(
         *pair("norm1", "norm1"), *pair("attn.qkv", "attn.qkv"), *pair("attn.proj", "attn.proj"),
         *pair("attn.q_norm", "attn.q_norm"), *pair("attn.k_norm", "attn.k_norm"),  # qk_norm=True
-        Rule("ls1.gamma", ("ls1.gamma",)), *pair("norm2", "norm2"), *pair("mlp.fc1", "mlp.fc1"),
-        *pair("mlp.fc2", "mlp.fc2"), Rule("ls2.gamma", ("ls2.gamma",)),
+        Rule("ls1.gamma", ("ls1.gamma",)), *pair("norm2", "norm2"),
+        *pair("mlp.fc1", ("mlp.fc1", "mlp.w12")),  # dinov2 SwiGLUFFNFused: w12 packs [x1; x2], silu(x1)·x2
+        *pair("mlp.fc2", ("mlp.fc2", "mlp.w3")), Rule("ls2.gamma", ("ls2.gamma",)),
         *pair("mlp.fc1_g", "mlp.fc1_g"), *pair("mlp.fc1_x", "mlp.fc1_x"),  # SwiGLU (AIMv2)
     ),
     variants=VARIANTS,
@@ -197,7 +212,8 @@ TIMM_NAFLEX = Family(
     activation=_naflex_activation,
     pooling=_pooling,
     file_preprocess=_pretrained_cfg,
-    notes=("NaFlex: the position table is resized to each image's grid by antialiased bilinear interpolation",),
+    pos_resample=("bilinear", "antialiased bilinear, to each image's own grid (NaFlex)"),
+    patch_remainder="refuse",  # batch_patchify needs whole patches (no dynamic_img_pad)
 )
 
 __all__ = ["MAP_RULES", "TIMM", "TIMM_NAFLEX"]

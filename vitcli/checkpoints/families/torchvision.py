@@ -36,6 +36,8 @@ TORCHVISION = Family(
     ),
     variants=(Variant("torchvision", always, _weights_transforms),),
     eps=1e-6,
+    pos_resample=("bicubic", "torchvision's model takes only its native size; "
+                  "resampled as timm does (antialiased bicubic)"),
     required=("patch_embed.proj.weight", "pos_embed", "cls_token", "norm.weight"),
 )
 

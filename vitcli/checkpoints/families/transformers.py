@@ -21,8 +21,14 @@ from vitcli.errors import VitcliError
 HF_ACT = {"gelu": "gelu", "quick_gelu": "quick_gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
           "gelu_fast": "gelu_tanh", "silu": "silu"}
 PIL_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}  # PIL numbers vitcli resizes with
-RESAMPLE_NOTE = ("other input grids: the position table is resampled as timm does (antialiased bicubic); "
-                 "transformers' own interpolation differs (no antialias; DINOv2 adds a scale offset)")
+# transformers' interpolate_pos_encoding: bicubic to the new grid's size, no antialiasing. ViT, DeiT, CLIP,
+# SigLIP and BEiT refuse another size unless it is passed interpolate_pos_encoding=True: vitcli resamples as that does.
+HF_RESAMPLE = ("bicubic_plain", "bicubic, no antialias, as transformers' "
+               "interpolate_pos_encoding=True (the model refuses other sizes without it)")
+HF_DINOV2_RESAMPLE = ("bicubic_plain", "bicubic, no antialias, in float32 "
+                      "(transformers Dinov2Embeddings.interpolate_pos_encoding)")
+HF_DINOV2_REG_RESAMPLE = ("bicubic", "antialiased bicubic, in float32 "
+                          "(transformers Dinov2WithRegistersEmbeddings.interpolate_pos_encoding)")
 _QKV_LEGACY = tuple(f"attention.attention.{n}" for n in ("query", "key", "value"))
 _QKV_V5 = tuple(f"attention.{n}_proj" for n in ("q", "k", "v"))
 
@@ -180,7 +186,7 @@ HF_VIT = Family(
     eps=1e-12,
     activation=hf_activation("gelu", "hf-vit"),
     file_preprocess=processor_preprocess,
-    notes=(RESAMPLE_NOTE,),
+    pos_resample=HF_RESAMPLE,
     required=("patch_embed.proj.weight", "pos_embed", "cls_token", "norm.weight"),
 )
 
@@ -211,7 +217,7 @@ HF_CLIP = Family(
     eps=1e-5,
     activation=hf_activation("quick_gelu", "hf-clip"),
     file_preprocess=processor_preprocess,
-    notes=(RESAMPLE_NOTE,),
+    pos_resample=HF_RESAMPLE,
     required=("patch_embed.proj.weight", "pos_embed", "cls_token", "fc_norm.weight"),
 )
 
@@ -243,15 +249,16 @@ HF_DINOV2 = Family(
         *pair("mlp.fc2", "mlp.fc2"),
         Rule("ls2.gamma", ("layer_scale2.lambda1",)),
     ),
-    variants=(Variant("hf-dinov2-reg", lambda ev: ev.has("reg_tokens"), _dinov2_default),
+    variants=(Variant("hf-dinov2-reg", lambda ev: ev.has("reg_tokens"), _dinov2_default,
+                      pos_resample=HF_DINOV2_REG_RESAMPLE),
               Variant("hf-dinov2", always, _dinov2_default)),
     ignore=(r"^embeddings\.mask_token$",),
     eps=1e-6,
     activation=hf_activation("gelu", "hf-dinov2"),
     file_preprocess=processor_preprocess,
-    notes=(RESAMPLE_NOTE,),
+    pos_resample=HF_DINOV2_RESAMPLE,
     required=("patch_embed.proj.weight", "pos_embed", "cls_token", "norm.weight"),
 )
 
-__all__ = ["BASE_PROCESSOR", "HF_CLIP", "HF_DINOV2", "HF_VIT", "PROCESSOR_CLASSES", "ProcessorClass", "class_default",
-           "class_preprocess", "over_class", "processor_preprocess"]
+__all__ = ["BASE_PROCESSOR", "HF_CLIP", "HF_DINOV2", "HF_RESAMPLE", "HF_VIT", "PROCESSOR_CLASSES", "ProcessorClass",
+           "class_default", "class_preprocess", "over_class", "processor_preprocess"]
