@@ -104,6 +104,12 @@ def attention_rollout(attentions: list[Tensor], fusion: Fusion = "mean", discard
     return rollout.result  # type: ignore[return-value]
 
 
+def mean_of_patch_rows(rows_of: RowsOf, num_tokens: int, num_prefix: int, chunk: int) -> Tensor:
+    """The mean of the patch rows (…, H, T) float64, summed one block of `chunk` rows at a time."""
+    total = sum(rows_of(s, min(s + chunk, num_tokens)).double().sum(-2) for s in range(num_prefix, num_tokens, chunk))
+    return total / (num_tokens - num_prefix)  # type: ignore[operator]
+
+
 def probe_row(pool_attention: Tensor, fusion: Fusion = "mean") -> Tensor:
     """The attention-pool probe's row as a rollout's starting row: (B, H, 1, T) → (B, T) float64,
     heads fused and renormalised to sum to 1 (a no-op for the mean)."""

@@ -23,6 +23,7 @@ from vitcli.core.analysis import (
     fuse_heads,
     fused_matrix,
     mean_distance_of_rows,
+    mean_of_patch_rows,
     patch_mean_row,
     probe_row,
     rows_of_matrix,
@@ -89,8 +90,7 @@ def _reducer(config: ViTConfig, grid: tuple[int, int], full: bool, distance_laye
         if config.class_token:
             kept["cls"] = rows_of(0, 1)[..., 0, :].float()  # (B, H, T)
         if layer in mean_layers:
-            n = config.num_prefix_tokens
-            kept["mean"] = sum(rows_of(s, min(s + chunk, t)).double().sum(-2) for s in range(n, t, chunk)) / (t - n)
+            kept["mean"] = mean_of_patch_rows(rows_of, t, config.num_prefix_tokens, chunk)  # (B, H, T)
         if layer in distance_layers:
             kept["distance"] = mean_distance_of_rows(rows_of, t, grid, config.patch_size, config.num_prefix_tokens,
                                                      renorm, chunk)  # (B, H)
@@ -187,6 +187,16 @@ def _probe_report(model: VisionTransformer, images: Tensor, heads: HeadSelection
         report.rollout = roll.result
         report.rollout_row = (probe_row(out.pool_attention, rollout.fusion)[:, None] @ roll.result)[:, 0]  # (B, T)
     return report
+
+
+def patch_mean_reducer(num_prefix: int):
+    """A Capture.reducer keeping each layer's mean of the patch rows as {"mean": (B, H, T)}."""
+    def reduce(layer: int, attn: Attention, detail: AttentionDetail) -> dict[str, Tensor]:
+        b, h, t, _ = detail.k.shape
+        return {"mean": mean_of_patch_rows(rows_of_qk(attn.weights, detail.q, detail.k), t, num_prefix,
+                                           chunk_size(b * h * t))}
+
+    return reduce
 
 
 def _query_cosine(q: Tensor, k: Tensor, queries: list[int] | None) -> Tensor:
