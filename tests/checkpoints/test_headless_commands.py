@@ -190,6 +190,8 @@ def test_timm_label_names_in_explain(tmp_path) -> None:
     assert json.loads(r.stdout)["explain"]["target"] == "class:1"
     assert_clean_error(run_cli("explain", IMG, "--weights", d, "--target", "class:zebra"), "--target",
                        "no class is labelled 'zebra'")
+    info = json.loads(run_cli("info", "--weights", d, "--json").stdout)["class_labels"]
+    assert (info["count"], info["from"], info["first"][0]) == (5, "config.json label_names", WORDS[NAMES[0]])
 
 
 def test_transformers_id2label_in_explain(tmp_path) -> None:

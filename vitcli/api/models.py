@@ -203,6 +203,9 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
             doc["preprocess"] = preprocess_document(self.preprocess)
         if self.checkpoint is not None:
             doc["ignored_summary"] = ignored_summary(self.checkpoint.ignored_keys)
+        if self.labels:
+            first = [self.labels[i] for i in sorted(self.labels)[:3]]
+            doc["class_labels"] = {"count": len(self.labels), "from": self.checkpoint.labels_from, "first": first}
         return doc
 
     # --- images --------------------------------------------------------------------------------
