@@ -36,10 +36,8 @@ def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None, 
     and embedded here. `top` on a model without a head stands only for `--method rollout` (attention alone)."""
     from vitcli.core.explain import Target
 
-    if isinstance(text, bool) or not isinstance(text, (int, str)):
-        raise VitcliError("--target", f"{text!r:.40} is not a target: use {TARGET_HELP}")
-    text = str(text).strip()
-    kind, _, arg = (f"class:{text}" if text.isdigit() else text).partition(":")
+    text = target_form(text)
+    kind, _, arg = text.partition(":")
     c = model.config
     if kind in ("top", "class"):
         if kind == "top" and not arg and method == "rollout":
@@ -48,22 +46,34 @@ def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None, 
             raise VitcliError("--target", f"{kind} explains a classifier logit and this model has no head: "
                               "use image:OTHER or patch:R,C")
         if kind == "top":
-            if arg:
-                raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
             return Target("top"), "top"
         n = _class_index(model, text, arg)
         if not 0 <= n < c.num_classes:
             raise VitcliError("--target", f"class {n} is outside the head's {c.num_classes} classes (0..{c.num_classes - 1})")
         return Target("class", n), f"class:{n}"
-    if kind == "image" and arg:
+    if kind == "image":
         return Target("image", other=_other_embedding(model, arg, spec, normalize)), f"image:{arg}"
-    if kind == "patch" and arg:
-        parts = arg.split(",")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise VitcliError("--target", f"'{text}': patch:R,C takes a row and a column, such as patch:3,5")
-        r, col = (int(p) for p in parts)
-        return Target("patch", (r, col)), f"patch:{r},{col}"
-    raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
+    r, col = (int(p) for p in arg.split(","))  # patch:R,C, its form checked by target_form
+    return Target("patch", (r, col)), f"patch:{r},{col}"
+
+
+def target_form(text: str | int) -> str:
+    """A target's text checked for its form alone (no model needed): a bare N (or int) is class:N; a negative
+    class, an unknown kind or a kind without its argument is the one-line error naming --target."""
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise VitcliError("--target", f"{text!r:.40} is not a target: use {TARGET_HELP}")
+    text = str(text).strip()
+    if text.lstrip("-").isdigit():
+        text = f"class:{text}"
+    kind, _, arg = text.partition(":")
+    if kind == "class" and arg.strip().startswith("-") and arg.strip().lstrip("-").isdigit():
+        raise VitcliError("--target", f"class {arg.strip()} is negative: classes count from 0")
+    if kind not in ("top", "class", "image", "patch") or (kind != "top" and not arg.strip()) or (kind == "top" and arg):
+        raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
+    parts = arg.split(",")
+    if kind == "patch" and (len(parts) != 2 or not all(p.strip().isdigit() for p in parts)):
+        raise VitcliError("--target", f"'{text}': patch:R,C takes a row and a column, such as patch:3,5")
+    return text
 
 
 def _class_index(model: Any, text: str, arg: str) -> int:

@@ -68,17 +68,17 @@ class ViewMixin:
     def view(self, images: Any, *, output: str, layers: str = "all", to: Any = None, explain: bool = False,
              target: str | int | None = None, normalize: str | None = None) -> ViewResult:
         """Write one HTML page exploring every image (one tab each), the layers `layers` embedded."""
-        from vitcli.api.explain import TARGET_HELP
+        from vitcli.api.explain import target_form
         from vitcli.api.images import Images, as_images
         from vitcli.core.select import parse_layers, prefix_names
         from vitcli.view.writer import encoded_size, write_page
 
         if not output:
             raise VitcliError("-o", "give the page's path, e.g. -o report.html")
-        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, str))):
-            raise VitcliError("--target", f"{target!r:.40} is not a target: use {TARGET_HELP}")
+        if target is not None:
+            target = target_form(target)  # its form checked whether or not --explain reads it
         if target is not None and not explain:
-            raise UsageError("--target", "chooses the class of --explain: works with --explain")
+            raise UsageError("--target", "chooses what --explain explains: works with --explain")
         images = as_images(images)
         self.check_outputs(images, [to] if isinstance(to, str) else [], output=output)
         if not len(images.items):
