@@ -154,6 +154,7 @@ def test_preset_without_class_token_every_method_and_target(tmp_path) -> None:
     assert json.loads(r.stdout)["query_names"] == "mean of the patch rows"
     assert_clean_error(run_cli("attend", IMG, *m, "--query", "cls"), "--query", "no class token", "mean")
     assert_clean_error(run_cli("attend", IMG, *m, "--query", "probe"), "--query", "without one")
+    assert_clean_error(run_cli("attend", IMG, *m, "--cosine", tmp_path / "c.npy"), "--cosine", "no token")
 
 
 def test_query_takes_the_register_names(tmp_path) -> None:
