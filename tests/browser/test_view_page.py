@@ -142,6 +142,22 @@ def test_a_model_without_class_token_refuses_cls(tmp_path):
     assert "no class token" in report["results"][0] and report["page_errors"] == []
 
 
+def test_a_probe_model_page_with_an_explained_patch(tmp_path):
+    """SigLIP-style (no class token, attention-pool probe, no head): the page is written with the rollout of
+    every token and --explain --target patch:R,C, and draws without an error."""
+    siglip = scramble(timm.create_model("vit_base_patch16_siglip_224", img_size=(42, 70), patch_size=14, embed_dim=64,
+                                        depth=2, num_heads=4, num_classes=0))
+    save_file(siglip.state_dict(), tmp_path / "siglip.safetensors")
+    out = tmp_path / "siglip.html"
+    r = run_cli("view", SAMPLES / "coffee.jpg", "--weights", tmp_path / "siglip.safetensors", *SIZE, "--explain",
+                "--target", "patch:1,2", "-o", out)
+    assert r.returncode == 0, r.stderr.decode()
+    report = run_page(out, [{"eval": "window.vitcli.select({query: [1, 3]})"},
+                            {"eval": "document.getElementById('explain-title').textContent"}])
+    assert report["results"][0]["name"] == "patch (1, 3)" and report["results"][1].startswith("grad-rollout, patch:1,2")
+    assert report["page_errors"] == []
+
+
 def test_screenshots_for_the_readme(tmp_path):
     """Chelsea on a small ViT-S/16 preset (random weights), two tabs, into docs/figures/."""
     out = tmp_path / "two.html"

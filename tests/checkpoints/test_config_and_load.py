@@ -50,12 +50,43 @@ def test_hugging_face_and_open_clip_configs(tmp_path) -> None:
     assert parse_configs({}) == CheckpointConfig()
 
 
+def test_classifier_labels_from_id2label_and_label_names() -> None:
+    """transformers' id2label (its LABEL_i defaults name nothing); timm's label_names as a list or an
+    {index: name} object, top level or under pretrained_cfg (legacy `labels` too), with label_descriptions."""
+    hf_cfg = hf.ViTConfig(id2label={0: "tabby cat", 1: "lynx"}).to_dict()
+    cfg = parse_configs({"config.json": hf_cfg})
+    assert [(l.index, l.text) for l in cfg.labels] == [(0, "tabby cat"), (1, "lynx")]
+    assert cfg.labels_from == "config.json id2label"
+    assert parse_configs({"config.json": hf.ViTConfig().to_dict()}).labels == ()  # LABEL_0, LABEL_1
+    timm_cfg = {"architecture": "vit_tiny_patch16_224", "label_names": {"2": "n02123045", "0": "n01440764"},
+                "label_descriptions": {"n02123045": "tabby, tabby cat"}}
+    cfg = parse_configs({"config.json": timm_cfg})
+    assert [(l.index, l.name, l.text) for l in cfg.labels] == [(0, "n01440764", "n01440764"),
+                                                                (2, "n02123045", "tabby, tabby cat")]
+    legacy = parse_configs({"config.json": {"architecture": "x", "pretrained_cfg": {"label_names": ["a", "b"]}}})
+    assert [l.name for l in legacy.labels] == ["a", "b"] and legacy.labels_from == "config.json pretrained_cfg.label_names"
+    assert [l.name for l in parse_configs({"config.json": {"architecture": "x", "labels": ["c"]}}).labels] == ["c"]
+
+
+def test_labels_beyond_the_head_are_ignored_with_a_note(tmp_path) -> None:
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, depth=1, num_classes=2)
+    save_file(model.state_dict(), tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "vit_tiny_patch16_224",
+                                                      "label_names": ["a", "b", "c"]}))
+    loaded = load_checkpoint(tmp_path)
+    assert [l.name for l in loaded.labels] == ["a", "b"]
+    assert any("1 of 3 labels name no output of the 2-class head" in n for n in loaded.notes)
+
+
 @pytest.mark.parametrize("name, content, words", [
     ("config.json", {"model_type": "vit", "num_attention_heads": "twelve"}, "num_attention_heads is 'twelve'"),
     ("config.json", {"pretrained_cfg": {"input_size": [3, "224", 224]}, "architecture": "x"}, "pretrained_cfg.input_size"),
     ("config.json", {"pretrained_cfg": {"mean": "imagenet"}}, "pretrained_cfg.mean is 'imagenet'"),
     ("open_clip_config.json", {"model_cfg": {"vision_cfg": {"width": True}}}, "model_cfg.vision_cfg.width is True"),
     ("preprocessor_config.json", {"size": {"shortest_edge": -1}}, "size.shortest_edge is -1"),
+    ("config.json", {"model_type": "vit", "id2label": {"zero": "cat"}}, "id2label is"),
+    ("config.json", {"architecture": "x", "label_names": "cats"}, "label_names is 'cats'"),
+    ("config.json", {"architecture": "x", "label_names": ["a"], "label_descriptions": ["b"]}, "label_descriptions is"),
 ])
 def test_a_bad_type_in_a_config_file_is_one_error_naming_the_file(tmp_path, name, content, words) -> None:
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, depth=1)

@@ -18,30 +18,68 @@ if TYPE_CHECKING:
 PathOrFlag = str | bool | None
 
 
+QUERY_HELP = ("cls, dist, reg0… (the prefix tokens by the names the tables print), probe (the attention-pool "
+              "probe), mean (the mean of the patch rows), a token index, a patch R,C, or all")
+
+
+def default_query(config: Any) -> str:
+    """The row of what the model pools: the class token, else the attention-pool probe, else the patch rows' mean."""
+    return "cls" if config.class_token else "probe" if config.pooling == "map" else "mean"
+
+
 @dataclass
 class Selection:
     """The parsed --layer, --head and --query, resolved against a model and a grid."""
 
     layers: list[int]
     heads: Any  # vitcli.core.select.HeadSelection
-    queries: list[int] | None  # token rows; None: every token; [] with the probe
-    probe: bool = False  # --query cls on a model without a class token but with an attention-pool probe
+    queries: list[int] | None  # token rows; None: every token; [] for a pooled row
+    pooled: str | None = None  # "probe" or "mean": a row that is no token (vitcli.core.select.PooledQuery)
+
+    @property
+    def probe(self) -> bool:
+        return self.pooled == "probe"
+
+    @property
+    def one_row(self) -> bool:
+        """One query row: a pooled row or a single token."""
+        return bool(self.pooled) or (self.queries is not None and len(self.queries) == 1)
 
     @classmethod
-    def parse(cls, config: Any, grid: tuple[int, int], layer: str, head: str, query: str | None) -> "Selection":
-        from vitcli.core.select import parse_heads, parse_layers, parse_query
+    def parse(cls, config: Any, grid: tuple[int, int], layer: Any, head: Any, query: Any) -> "Selection":
+        from vitcli.core.select import parse_heads, parse_layers, parse_query, prefix_names
 
         with option_errors("--layer"):
             layers = parse_layers(str(layer), config.depth)
         with option_errors("--head"):
             heads = parse_heads(str(head), config.heads)
-        has_probe = config.pooling == "map" and not config.class_token
-        if has_probe and (query is None or str(query).strip().lower() == "cls"):
-            return cls(layers, heads, [], probe=True)  # the probe stands in for the class token
-        text = query or ("cls" if config.class_token else f"{grid[0] // 2},{grid[1] // 2}")
+        text = _query_text(default_query(config) if query is None else query)
+        word = text.strip().lower()
+        has_probe = config.pooling == "map"
+        if word == "probe" and not has_probe:
+            raise VitcliError("--query", "probe is the attention-pool probe's row, and this model pools without one "
+                              f"({config.pooling})")
+        if word == "probe" or (word == "cls" and has_probe and not config.class_token):
+            return cls(layers, heads, [], "probe")  # the probe stands in for the class token
+        if word == "mean":
+            return cls(layers, heads, [], "mean")
+        names = prefix_names(config.class_token, config.distilled, config.num_registers)
+        also = ["probe", "mean"] if has_probe else ["mean"]
         with option_errors("--query"):
-            queries = parse_query(str(text), grid, config.num_prefix_tokens, config.class_token)
+            queries = parse_query(text, grid, config.num_prefix_tokens, config.class_token, names, also)
         return cls(layers, heads, queries)
+
+
+def _query_text(query: Any) -> str:
+    """--query / query= as text: a Python (row, col) pair and a token index are taken as they are."""
+    if isinstance(query, (tuple, list)) and len(query) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                     for v in query):
+        return f"{query[0]},{query[1]}"
+    if isinstance(query, int) and not isinstance(query, bool):
+        return str(query)
+    if not isinstance(query, str):
+        raise VitcliError("--query", f"{query!r:.40} is not a query: use {QUERY_HELP}")
+    return query
 
 
 @dataclass
@@ -51,6 +89,7 @@ class AttendResult:
     document: dict[str, Any]
     weights: Any = None  # (L, H_sel, Q, T) float32
     rollout: Any = None  # (T, T) float64
+    rollout_row: Any = None  # (T,) float64: the query's row of the rollout (the probe's row or the patch mean times it)
     distance: Any = None  # (L, H) pixels (several images: their mean)
     masks: Any = None  # (H, rows, cols) bool
     cosine: Any = None  # (L, H_sel, Q, T)
@@ -68,14 +107,18 @@ def _rollout_spec(rollout: PathOrFlag, fusion: str, ratio: float, scope: str, st
     return RolloutSpec(fusion, ratio, scope, start) if rollout else None  # type: ignore[arg-type]
 
 
+POOLED_NAMES = {"probe": "attention-pool probe", "mean": "patch rows' mean"}
+
+
 def _check(sel: Selection, config: Any, overlay: str | None, rollout: PathOrFlag, masks: PathOrFlag,
-           fusion: str, scope: str) -> None:
+           fusion: str, scope: str, cosine: PathOrFlag = None, save_qkv: PathOrFlag = None) -> None:
     """Refuse combinations that cannot give a picture or a mask, before the forward pass."""
-    if rollout and sel.probe:
-        raise VitcliError("--rollout", "rollout follows a token's row through the layers, and the attention-pool "
-                          "probe is not a token: choose a patch R,C or a token index with --query")
-    if (overlay or rollout) and not sel.probe and (sel.queries is None or len(sel.queries) != 1):
-        raise VitcliError("--query", "--overlay and --rollout draw one query's map: choose cls, a token or R,C")
+    if (overlay or rollout) and not sel.one_row:
+        raise VitcliError("--query", "--overlay and --rollout draw one query's map: choose cls, probe, mean, a token or R,C")
+    for option, value in (("--cosine", cosine), ("--save-qkv", save_qkv)):
+        if value and sel.pooled:
+            raise VitcliError(option, f"works on token queries, and the {POOLED_NAMES[sel.pooled]} is no token: "
+                              "choose cls, a token, R,C or all with --query")
     if masks and not config.class_token and not sel.probe:
         raise VitcliError("--masks", "DINO masks are the class token's maps, and this model has no class token")
     if fusion not in ("mean", "max", "min"):
@@ -107,7 +150,7 @@ def _settle(depth: int, rollout: PathOrFlag, masks: PathOrFlag, threshold: float
 class AttendMixin:
     """`attend` for `Model`."""
 
-    def attend(self, images: Any, *, layer: str = "-1", head: str = "all", query: str | None = None,
+    def attend(self, images: Any, *, layer: str = "-1", head: str = "all", query: Any = None,
                normalize: str | None = None, output: str | None = None, rollout: PathOrFlag = None,
                rollout_fusion: str = "mean", discard_ratio: float | None = None, discard_scope: str = "matrix",
                start_layer: int | None = None, distance: PathOrFlag = None, plot_distance: str | None = None,
@@ -143,11 +186,11 @@ class AttendMixin:
         def compute(x: Any) -> dict[str, Any]:
             grid = (x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size)
             sel = Selection.parse(self.config, grid, layer, head, query)
-            _check(sel, self.config, overlay, rollout, masks, rollout_fusion, discard_scope)
+            _check(sel, self.config, overlay, rollout, masks, rollout_fusion, discard_scope, cosine, save_qkv)
             chosen["selection"] = sel
             with torch.inference_mode():
                 report = inspect_attention(self.module, x, sel.layers, sel.heads, sel.queries, every, renorm, spec,
-                                           keep_qkv=bool(save_qkv), cosine=bool(cosine), probe=sel.probe)
+                                           keep_qkv=bool(save_qkv), cosine=bool(cosine), pooled=sel.pooled)
             if not images.many:
                 chosen["report"] = report
             elif every is not None:

@@ -17,6 +17,8 @@ def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, 
     res = AttendResult({}, weights=report.weights[0].numpy(), warnings=list(model.warnings))
     if report.rollout is not None:
         res.rollout = report.rollout[0].numpy()
+    if report.rollout_row is not None:
+        res.rollout_row = report.rollout_row[0].numpy()
     if report.distance and (outputs["distance"] or outputs["plot_distance"]):
         res.distance = distance_table(report)[0]
     if outputs["masks"]:
@@ -27,7 +29,7 @@ def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, 
         res.qkv = tuple(t[0].float().numpy() for t in report.qkv)
     res.terminal_map = terminal_map(model.config, report, sel)
     files = _write(model, fitted, report, sel, res, spec, outputs)
-    queries = "probe" if sel.probe else sel.queries if sel.queries is not None else "all"
+    queries = sel.pooled or (sel.queries if sel.queries is not None else "all")
     doc = {**model._single_document("attend", fitted, grid, run.normalize), "layers": report.layers,
            "head_selection": sel.heads.labels, "queries": queries,
            "query_names": query_name(model.config, grid, sel), "shape": list(res.weights.shape),
@@ -155,7 +157,7 @@ def dino_masks(report: Any, threshold: float) -> np.ndarray:
 
 
 def rollout_summary(report: Any, sel: Selection, spec: Any) -> dict[str, Any]:
-    row = report.rollout[0, sel.queries[0]]
+    row = report.rollout_row[0]  # (T,) the query's row
     j = int(row[report.num_prefix:].argmax())
     return {"fusion": spec.fusion, "discard_ratio": spec.discard_ratio, "discard_scope": spec.discard_scope,
             "start_layer": spec.start_layer, "max_patch": list(divmod(j, report.grid[1])),
@@ -165,8 +167,8 @@ def rollout_summary(report: Any, sel: Selection, spec: Any) -> dict[str, Any]:
 def query_name(config: Any, grid: tuple[int, int], sel: Selection) -> str:
     from vitcli.core.select import prefix_names, token_name
 
-    if sel.probe:
-        return "attention-pool probe"
+    if sel.pooled:
+        return {"probe": "attention-pool probe", "mean": "mean of the patch rows"}[sel.pooled]
     if sel.queries is None:
         return "all queries"
     names = prefix_names(config.class_token, config.distilled, config.num_registers)
@@ -184,7 +186,7 @@ def terminal_map(config: Any, report: Any, sel: Selection) -> tuple[str, np.ndar
 
     layer, heads = report.layers[-1], sel.heads
     how = f"{heads.fusion} of heads" if heads.fusion else f"mean of heads {head_span(heads.labels)}"
-    if sel.queries is not None and len(sel.queries) == 1:
+    if sel.one_row:
         row = report.weights[0, -1, :, 0].double().mean(0)  # (T,) the selected heads (or their fusion)
         who = query_name(config, report.grid, sel)
     elif layer in report.cls_rows:
@@ -234,7 +236,7 @@ def _rollout_png(model: Any, fitted: Any, report: Any, sel: Selection, spec: Any
     from vitcli.core.analysis import prefix_row_to_grid
     from vitcli.io.pictures import overlay_figure, save_figure
 
-    row = report.rollout[0, sel.queries[0]]  # (T,)
+    row = report.rollout_row[0]  # (T,) the query's row
     grid = prefix_row_to_grid(row, report.num_prefix, report.grid)[None].numpy()
     discard = f", discard {spec.discard_ratio:g} per {spec.discard_scope}" if spec.discard_ratio else ""
     title = (f"Attention rollout of {query_name(model.config, report.grid, sel)}, layers {spec.start_layer}–"

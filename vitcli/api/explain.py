@@ -13,7 +13,7 @@ import numpy as np
 from vitcli.errors import VitcliError, option_errors
 
 METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout")
-TARGET_HELP = "top, class:N, image:OTHER or patch:R,C"
+TARGET_HELP = "top, class:N, class:NAME, image:OTHER or patch:R,C"
 TOP_PATCHES = 5
 
 
@@ -31,35 +31,65 @@ class ExplainResult:
         return self.document
 
 
-def parse_target(model: Any, text: str, spec: Any, normalize: str | None) -> tuple[Any, str]:
-    """--target text → a core `Target` and its canonical label; image:OTHER is read and embedded here."""
+def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None, method: str = "grad-rollout") -> tuple[Any, str]:
+    """--target text (a bare N is class:N) → a core `Target` and its canonical label; image:OTHER is read
+    and embedded here. `top` on a model without a head stands only for `--method rollout` (attention alone)."""
     from vitcli.core.explain import Target
 
-    kind, _, arg = str(text).strip().partition(":")
+    text = target_form(text)
+    kind, _, arg = text.partition(":")
     c = model.config
     if kind in ("top", "class"):
+        if kind == "top" and not arg and method == "rollout":
+            return Target("top"), "top"  # rollout reads no output: the score is given when there is one
         if not c.num_classes or c.pooling == "none":
             raise VitcliError("--target", f"{kind} explains a classifier logit and this model has no head: "
                               "use image:OTHER or patch:R,C")
         if kind == "top":
-            if arg:
-                raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
             return Target("top"), "top"
-        if not arg.strip().lstrip("-").isdigit():
-            raise VitcliError("--target", f"'{text}': class:N takes a class index N")
-        n = int(arg)
+        n = _class_index(model, text, arg)
         if not 0 <= n < c.num_classes:
             raise VitcliError("--target", f"class {n} is outside the head's {c.num_classes} classes (0..{c.num_classes - 1})")
         return Target("class", n), f"class:{n}"
-    if kind == "image" and arg:
+    if kind == "image":
         return Target("image", other=_other_embedding(model, arg, spec, normalize)), f"image:{arg}"
-    if kind == "patch" and arg:
-        parts = arg.split(",")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise VitcliError("--target", f"'{text}': patch:R,C takes a row and a column, such as patch:3,5")
-        r, col = (int(p) for p in parts)
-        return Target("patch", (r, col)), f"patch:{r},{col}"
-    raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
+    r, col = (int(p) for p in arg.split(","))  # patch:R,C, its form checked by target_form
+    return Target("patch", (r, col)), f"patch:{r},{col}"
+
+
+def target_form(text: str | int) -> str:
+    """A target's text checked for its form alone (no model needed): a bare N (or int) is class:N; a negative
+    class, an unknown kind or a kind without its argument is the one-line error naming --target."""
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise VitcliError("--target", f"{text!r:.40} is not a target: use {TARGET_HELP}")
+    text = str(text).strip()
+    if text.lstrip("-").isdigit():
+        text = f"class:{text}"
+    kind, _, arg = text.partition(":")
+    if kind == "class" and arg.strip().startswith("-") and arg.strip().lstrip("-").isdigit():
+        raise VitcliError("--target", f"class {arg.strip()} is negative: classes count from 0")
+    if kind not in ("top", "class", "image", "patch") or (kind != "top" and not arg.strip()) or (kind == "top" and arg):
+        raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
+    parts = arg.split(",")
+    if kind == "patch" and (len(parts) != 2 or not all(p.strip().isdigit() for p in parts)):
+        raise VitcliError("--target", f"'{text}': patch:R,C takes a row and a column, such as patch:3,5")
+    return text
+
+
+def _class_index(model: Any, text: str, arg: str) -> int:
+    """class:N, or class:NAME looked up in the checkpoint's labels (one class must match)."""
+    if arg.strip().lstrip("-").isdigit():
+        return int(arg)
+    if not arg.strip():
+        raise VitcliError("--target", f"'{text}': class:N takes a class index N or a label name")
+    if not model.labels:
+        raise VitcliError("--target", f"'{text}': this checkpoint names no classes (no id2label / label_names in "
+                          "its config.json): give class:N")
+    found = model.find_class(arg)
+    if len(found) != 1:
+        what = "no class is" if not found else f"{len(found)} classes are ({', '.join(map(str, found[:5]))})"
+        raise VitcliError("--target", f"'{text}': {what} labelled '{arg.strip()}'; give class:N")
+    return found[0]
 
 
 def _other_embedding(model: Any, path: str, spec: Any, normalize: str | None) -> Any:
@@ -109,11 +139,15 @@ def top_patches(grid_map: np.ndarray, k: int = TOP_PATCHES) -> list[dict[str, An
     return [{"row": int(i // cols), "col": int(i % cols), "value": float(flat[i])} for i in order]
 
 
-def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int | None) -> dict[str, Any]:
-    """The `explain` JSON object of one image: method, target, score, class, top patches (per method for all)."""
+def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int | None,
+            labels: dict[int, str] | None = None) -> dict[str, Any]:
+    """The `explain` JSON object of one image: method, target, score, class (with its label when the
+    checkpoint names it), top patches (per method for all)."""
     doc: dict[str, Any] = {"method": method, "target": target, "score": None if np.isnan(score) else float(score)}
     if klass is not None:
         doc["class"] = int(klass)
+        if labels and int(klass) in labels:
+            doc["label"] = labels[int(klass)]
     if method == "all":
         doc["methods"] = [{"method": m, "top_patches": top_patches(maps[i])} for i, m in enumerate(METHOD_NAMES)]
     else:
@@ -124,7 +158,7 @@ def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int
 class ExplainMixin:
     """`explain` for `Model`."""
 
-    def explain(self, images: Any, *, method: str = "grad-rollout", target: str = "top", start_layer: int | None = None,
+    def explain(self, images: Any, *, method: str = "grad-rollout", target: str | int = "top", start_layer: int | None = None,
                 layer: int | None = None, discard_ratio: float | None = None, normalize: str | None = None,
                 output: str | None = None, output_dir: str | None = None, overlay: str | None = None,
                 batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
@@ -137,7 +171,7 @@ class ExplainMixin:
         from vitcli.core.explain import explain as explain_maps
 
         images = as_images(images)
-        self.check_outputs(images, [target[len("image:"):]] if str(target).startswith("image:") else [],
+        self.check_outputs(images, [str(target)[len("image:"):]] if str(target).startswith("image:") else [],
                            output=output, output_dir=output_dir, overlay=overlay)
         if method not in (*METHOD_NAMES, "all"):
             raise VitcliError("--method", f"'{method}' is not one of {', '.join(METHOD_NAMES)}, all")
@@ -147,7 +181,7 @@ class ExplainMixin:
         if images.many and overlay:
             raise VitcliError("--overlay", "draws one image's map: give one image (several images take -o)")
         self.resolve_grid(images)
-        core_target, label = parse_target(self, target, images.spec, normalize)
+        core_target, label = parse_target(self, target, images.spec, normalize, method)
         found: list[dict[str, Any]] = []
         waiting: list[dict[str, Any]] = []  # summaries of the batch just computed, for its index lines
 
@@ -161,7 +195,7 @@ class ExplainMixin:
             stacked = maps[0] if len(maps) == 1 else np.stack(maps, axis=1)  # (b, rows, cols) or (b, 4, rows, cols)
             klass = first.klass.cpu().numpy() if first.klass is not None else [None] * len(stacked)
             for i in range(len(stacked)):
-                found.append(summary(method, label, stacked[i], float(first.score[i]), klass[i]))
+                found.append(summary(method, label, stacked[i], float(first.score[i]), klass[i], self.labels))
                 waiting.append(found[-1])
             return {"map": stacked.astype(np.float32)}
 
@@ -215,7 +249,7 @@ def _overlay_png(model: Any, fitted: Any, maps: np.ndarray, method: str, label: 
 
     name = fitted.loaded.path if fitted.loaded.path != "-" else "<stdin>"
     score = "n/a" if found["score"] is None else f"{found['score']:.4g}"
-    klass = f" (class {found['class']})" if "class" in found else ""
+    klass = f" (class {found['class']}{', ' + found['label'] if 'label' in found else ''})" if "class" in found else ""
     about = f"{name} ({fitted.pixels.shape[0]}×{fitted.pixels.shape[1]}), {model.config.name}, {model.source}"
     if method == "all":
         lo = maps.reshape(len(maps), -1).min(1)[:, None, None]

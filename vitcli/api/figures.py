@@ -201,16 +201,14 @@ class FiguresMixin:
             refuse_unused("the MAD rule (no --norm-threshold)", {"--k": k})
         k = 5.0 if k is None else k
 
-        from vitcli.core.capture import Capture
-        from vitcli.core.features import class_attention_share, high_norm_tokens, mad_thresholds, token_norms
+        from vitcli.core.features import high_norm_tokens, mad_thresholds, token_norms
         from vitcli.io.paper_figures import norms_figure
         from vitcli.stats import tensor_stats
 
         c = self.config
         layers = list(range(c.depth))
-        capture = Capture(inputs=False, blocks=layers, attention=layers if c.class_token else (),
-                          queries=[0] if c.class_token else None, final="none")
-        fitted, outs, norm_name = self._forward_each(_as_list([image]), normalize, capture, {"output": output, "png": png})
+        fitted, outs, norm_name = self._forward_each(_as_list([image]), normalize, _norms_capture(c),
+                                                     {"output": output, "png": png})
         out = outs[0]
         blocks = [out.blocks[i] for i in layers]
         norms = token_norms([b[0] for b in blocks])  # (L, T)
@@ -218,20 +216,20 @@ class FiguresMixin:
         thresholds = (torch.full((depth,), norm_threshold, dtype=torch.float64) if norm_threshold is not None
                       else mad_thresholds(norms[:, prefix:], k))
         outliers = high_norm_tokens(norms, prefix, thresholds)
-        share = class_attention_share([a[0] for a in out.attentions.values()]) if out.attentions else None  # (L, T)
+        share = _attention_share(c, out)  # (L, T), NaN where the row is not defined
         array = _numpy(norms)
         registers = range(int(c.class_token) + int(c.distilled), prefix)
         rule = f"> {norm_threshold:g}" if norm_threshold is not None else f"> median + {k:g}·MAD"
         _write(output, array, png, lambda: norms_figure(array, prefix, c.class_token, registers, _numpy(thresholds),
                                                          outliers, f"Token norms per layer, {c.name} (outliers {rule})"))
         listed = _outlier_rows(outliers, norms, share, prefix, out.grid)
-        regs = [{"layer": l, "register": j, "token": t, "norm": float(norms[l, t]),
-                 "class_attention": None if share is None else float(share[l, t])}
+        regs = [{"layer": l, "register": j, "token": t, "norm": float(norms[l, t]), "class_attention": _share(share, l, t)}
                 for l in range(depth) for j, t in enumerate(registers)]
         doc = {**self._figure_document("figures norms", fitted, out, norm_name), "rule": rule,
+               "attention_row": _attention_row(c),
                "thresholds": _numpy(thresholds).tolist(), "outliers": listed, "registers": regs,
                "tensors": {"norms": tensor_stats(array)}, "outputs": {"array": output, "png": png}}
-        return FigureResult(array, doc, _norm_tables(listed[:top], regs, len(listed)), images=fitted,
+        return FigureResult(array, doc, _norm_tables(listed[:top], regs, len(listed), _attention_row(c)), images=fitted,
                             warnings=list(self.warnings))
 
 
@@ -263,19 +261,68 @@ def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape
 def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefix: int, grid: tuple[int, int]) -> list[dict[str, Any]]:
     """One record per outlier, largest norm first."""
     rows = [{"layer": l, "row": p // grid[1], "col": p % grid[1], "token": p + prefix, "norm": float(norms[l, p + prefix]),
-             "class_attention": None if share is None else float(share[l, p + prefix])} for l, p in outliers]
+             "class_attention": _share(share, l, p + prefix)} for l, p in outliers]
     return sorted(rows, key=lambda o: -o["norm"])
 
 
-def _norm_tables(outliers: list[dict[str, Any]], regs: list[dict[str, Any]], total: int) -> list[dict[str, Any]]:
+def _attention_row(c: Any) -> str | None:
+    """Whose attention share `figures norms` lists: the class token's, else the probe's, else the patch rows' mean."""
+    from vitcli.api.attend import default_query
+
+    return default_query(c) if c.class_token or c.pooling in ("map", "mean") else None
+
+
+def _norms_capture(c: Any) -> Any:
+    """Every block's output, and the attention row of `_attention_row`: the class token's row (B, H, 1, T)
+    of every layer, each layer's patch-row mean (reduced), or the probe's weights over the final tokens."""
+    from vitcli.core.capture import Capture
+    from vitcli.core.inspect import patch_mean_reducer
+
+    layers, row = list(range(c.depth)), _attention_row(c)
+    if row == "probe":
+        return Capture(inputs=False, blocks=layers, final="pooled", pool_attention=True)
+    if row == "mean":
+        return Capture(inputs=False, blocks=layers, reduce=layers, reducer=patch_mean_reducer(c.num_prefix_tokens),
+                       final="none")
+    return Capture(inputs=False, blocks=layers, attention=layers if row else (), queries=[0] if row else None,
+                   final="none")
+
+
+def _attention_share(c: Any, out: Any) -> Any:
+    """(L, T) share of the row's attention each token takes (mean over heads), NaN where the row does not
+    exist (the probe reads the final tokens only: its share is the last layer's); None without a row."""
+    import torch
+
+    from vitcli.core.features import class_attention_share
+
+    row = _attention_row(c)
+    if row == "cls":
+        return class_attention_share([a[0] for a in out.attentions.values()])
+    if row == "mean":
+        return torch.stack([out.reduced[i]["mean"][0].mean(0) for i in range(c.depth)])
+    if row == "probe":
+        share = torch.full((c.depth, out.pool_attention.shape[-1]), float("nan"), dtype=torch.float64)
+        share[-1] = out.pool_attention[0, :, 0].double().mean(0)
+        return share
+    return None
+
+
+def _share(share: Any, layer: int, token: int) -> float | None:
+    value = None if share is None else float(share[layer, token])
+    return None if value is None or value != value else value
+
+
+def _norm_tables(outliers: list[dict[str, Any]], regs: list[dict[str, Any]], total: int,
+                 row: str | None = "cls") -> list[dict[str, Any]]:
     """The outlier table and, for models with registers, the register table."""
+    who = {"cls": "class attention", "probe": "probe attention", "mean": "patch-mean attention"}.get(row or "cls")
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{100 * v:.2f}%"
 
     tables = [{"title": f"high-norm patch tokens ({len(outliers)} of {total} shown)",
-               "columns": ["layer", "row, col", "norm", "class attention"],
+               "columns": ["layer", "row, col", "norm", who],
                "rows": [[str(o["layer"]), f"{o['row']}, {o['col']}", o["norm"], pct(o["class_attention"])] for o in outliers]}]
     if regs:
-        tables.append({"title": "register tokens", "columns": ["layer", "register", "norm", "class attention"],
+        tables.append({"title": "register tokens", "columns": ["layer", "register", "norm", who],
                        "rows": [[str(g["layer"]), str(g["register"]), g["norm"], pct(g["class_attention"])] for g in regs]})
     return tables

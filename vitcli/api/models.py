@@ -121,6 +121,23 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
         return "clip" in family and bool(self.config.num_classes) and not self.config.head_bias
 
     @property
+    def labels(self) -> dict[int, str]:
+        """The classifier's labels by index, from the checkpoint's config.json (id2label / label_names);
+        {} for random weights or a file without them."""
+        return {label.index: label.text for label in getattr(self.checkpoint, "labels", ())}
+
+    def find_class(self, name: str) -> list[int]:
+        """The classes whose label is `name` (case-insensitive): the label's name or description, whole or
+        one of its comma-separated words ("tabby" in "tabby, tabby cat")."""
+        want = name.strip().lower()
+
+        def names(label: Any) -> set[str]:
+            texts = [t.strip().lower() for t in (label.name, label.description) if t]
+            return {*texts, *(w.strip() for t in texts for w in t.split(","))}
+
+        return [label.index for label in getattr(self.checkpoint, "labels", ()) if want in names(label)]
+
+    @property
     def params(self) -> int:
         if self._module is None:
             from vitcli.core.presets import config_params
@@ -190,6 +207,9 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
             doc["preprocess"] = preprocess_document(self.preprocess)
         if self.checkpoint is not None:
             doc["ignored_summary"] = ignored_summary(self.checkpoint.ignored_keys)
+        if self.labels:
+            first = [self.labels[i] for i in sorted(self.labels)[:3]]
+            doc["class_labels"] = {"count": len(self.labels), "from": self.checkpoint.labels_from, "first": first}
         return doc
 
     # --- images --------------------------------------------------------------------------------

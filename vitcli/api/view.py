@@ -66,18 +66,19 @@ class ViewMixin:
     """`view` for `Model`."""
 
     def view(self, images: Any, *, output: str, layers: str = "all", to: Any = None, explain: bool = False,
-             target: int | None = None, normalize: str | None = None) -> ViewResult:
+             target: str | int | None = None, normalize: str | None = None) -> ViewResult:
         """Write one HTML page exploring every image (one tab each), the layers `layers` embedded."""
+        from vitcli.api.explain import target_form
         from vitcli.api.images import Images, as_images
         from vitcli.core.select import parse_layers, prefix_names
         from vitcli.view.writer import encoded_size, write_page
 
         if not output:
             raise VitcliError("-o", "give the page's path, e.g. -o report.html")
-        if target is not None and (isinstance(target, bool) or not isinstance(target, int) or target < 0):
-            raise VitcliError("--target", f"must be a class index (a whole number at least 0), got {target!r}")
+        if target is not None:
+            target = target_form(target)  # its form checked whether or not --explain reads it
         if target is not None and not explain:
-            raise UsageError("--target", "chooses the class of --explain: works with --explain")
+            raise UsageError("--target", "chooses what --explain explains: works with --explain")
         images = as_images(images)
         self.check_outputs(images, [to] if isinstance(to, str) else [], output=output)
         if not len(images.items):
@@ -108,12 +109,11 @@ class ViewMixin:
         return ViewResult(output, size, doc, warnings)
 
     def _view_tab(self, image: Any, name: str, layers: list[int], to: Any, normalize: str | None, explain: bool,
-                  target: int | None) -> tuple[dict[str, Any], float]:
+                  target: str | int | None) -> tuple[dict[str, Any], float]:
         """Everything one tab shows, gathered through attend, similar's features, norms and the table."""
         res = self.attend(image, layer=",".join(map(str, layers)), head="all", query="all", normalize=normalize,
                           distance=True, save_qkv=True)
-        rollout = self.attend(image, layer="-1", head="mean", query="cls" if self.config.class_token else None,
-                              normalize=normalize, rollout=True).rollout  # (T, T), every query's row
+        rollout = self.attend(image, layer="-1", head="mean", normalize=normalize, rollout=True).rollout  # (T, T)
         doc = res.document
         grid = tuple(doc["grid"])
         q, k, _ = res.qkv  # each (L_sel, H, T, d)
@@ -163,11 +163,13 @@ class ViewMixin:
         cells = table[0, self.config.pos_prefix_rows:].detach().double().cpu()  # (N, D)
         return _f16(cosine_similarity_matrix(cells, cells).numpy())
 
-    def _view_explain(self, image: Any, target: int | None) -> Any:
-        """The explain hook: the grad-rollout map of `Model.explain` (rows, cols) for the page's panel."""
-        result = self.explain(image, target="top" if target is None else f"class:{target}")  # type: ignore[attr-defined]
-        return {"map": _f32(np.asarray(result.maps, np.float64).reshape(-1)),
-                "target": result.document["explain"]["target"]}
+    def _view_explain(self, image: Any, target: str | int | None) -> Any:
+        """The explain hook: the grad-rollout map of `Model.explain` (rows, cols) for the page's panel, for
+        any target `explain` takes (a bare N is class:N)."""
+        result = self.explain(image, target="top" if target is None else target)  # type: ignore[attr-defined]
+        found = result.document["explain"]
+        return {"map": _f32(np.asarray(result.maps, np.float64).reshape(-1)), "target": found["target"],
+                "class": found.get("class"), "label": found.get("label")}
 
 
 def _png(pixels: np.ndarray) -> bytes:

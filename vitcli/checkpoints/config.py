@@ -5,7 +5,8 @@ Three files are read (see `read.CONFIG_FILES`), each only for the vision fields 
                             `vision_config`): image_size, num_attention_heads, layer_norm_eps,
                             hidden_act; timm (`save_for_hf`): architecture, global_pool,
                             pretrained_cfg (input_size, crop_pct, mean, std, interpolation,
-                            crop_mode), model_args.img_size
+                            crop_mode), model_args.img_size, label_names / label_descriptions;
+                            both: the classifier's labels (transformers: id2label)
   open_clip_config.json     model_cfg.vision_cfg (width, head_width, pool_type,
                             final_ln_after_pool, image_size), model_cfg.quick_gelu, preprocess_cfg
   preprocessor_config.json  a transformers image processor as written (its class, size, crop_size,
@@ -83,6 +84,21 @@ class HFProcessor:
 
 
 @dataclass(frozen=True)
+class ClassLabel:
+    """One classifier output's label: its name (transformers' id2label, timm's label_names) and timm's
+    description of that name (label_descriptions: an ImageNet synset's words), when given."""
+
+    index: int
+    name: str
+    description: str | None = None
+
+    @property
+    def text(self) -> str:
+        """What the tables print: the description when there is one (timm's names are often synsets)."""
+        return self.description or self.name
+
+
+@dataclass(frozen=True)
 class CheckpointConfig:
     """Everything vitcli takes from config files, typed; `files` names the ones found."""
 
@@ -97,6 +113,8 @@ class CheckpointConfig:
     open_clip: OpenClipVision | None = None
     open_clip_preprocess: OpenClipPreprocess | None = None
     processor: HFProcessor | None = None
+    labels: tuple[ClassLabel, ...] = ()  # the classifier's labels, by index (config.json id2label / label_names)
+    labels_from: str | None = None  # where they were read, e.g. "config.json id2label"
 
 
 class _Fields:
@@ -183,7 +201,51 @@ def parse_configs(raw: Mapping[str, dict], folder: str | Path = "") -> Checkpoin
         files=tuple(name for name in raw if raw[name]), image_size=next((s for s in sizes if s), None),
         heads=hf.get("heads") or timm.get("heads"), layer_norm_eps=hf.get("layer_norm_eps"), hidden_act=hf.get("hidden_act"),
         architecture=timm.get("architecture") or "", global_pool=timm.get("global_pool"), timm=timm.get("pretrained"),
-        open_clip=oc.get("vision"), open_clip_preprocess=oc.get("preprocess"), processor=processor)
+        open_clip=oc.get("vision"), open_clip_preprocess=oc.get("preprocess"), processor=processor,
+        **_labels(_Fields(config, where("config.json"))))
+
+
+def _labels(f: _Fields) -> dict[str, Any]:
+    """The classifier's labels: transformers' `id2label` ({"0": name}; its LABEL_0… defaults carry no
+    name), or timm's `label_names` (a list, or {index: name}; also under pretrained_cfg, or the legacy
+    `labels`) with `label_descriptions` ({name: words})."""
+    if "id2label" in f.data:
+        found = _indexed(f, "id2label")
+        if all(name == f"LABEL_{i}" for i, name in found.items()):
+            return {}
+        return {"labels": tuple(ClassLabel(i, found[i]) for i in sorted(found)), "labels_from": "config.json id2label"}
+    pretrained = f.sub("pretrained_cfg")
+    for source, key in ((f, "label_names"), (pretrained, "label_names"), (f, "labels")):
+        if source is not None and source.data.get(key) is not None:
+            names = _indexed(source, key)
+            words = _descriptions(f, pretrained)
+            return {"labels": tuple(ClassLabel(i, names[i], words.get(names[i])) for i in sorted(names)),
+                    "labels_from": f"config.json {source.path}{key}"}
+    return {}
+
+
+def _indexed(f: _Fields, key: str) -> dict[int, str]:
+    """A list of names, or an {index: name} object (indices as JSON strings or numbers), as {index: name}."""
+    value = f.data[key]
+    items = list(enumerate(value)) if isinstance(value, list) else list(value.items()) if isinstance(value, dict) else None
+    try:
+        found = {int(i): name for i, name in items} if items is not None else None
+    except (TypeError, ValueError):
+        found = None
+    if found is None or not all(isinstance(n, str) for n in found.values()) or any(i < 0 for i in found):
+        raise f._bad(key, value, "a list of names or an object {index: name}")
+    return found
+
+
+def _descriptions(f: _Fields, pretrained: "_Fields | None") -> dict[str, str]:
+    """timm's label_descriptions {name: words}, top level or under pretrained_cfg; {} when absent."""
+    for source in (f, pretrained):
+        value = source.data.get("label_descriptions") if source is not None else None
+        if value is not None:
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise source._bad("label_descriptions", value, "an object {name: description}")
+            return value
+    return {}
 
 
 def _hf_vision(f: _Fields) -> dict[str, Any]:
@@ -247,5 +309,5 @@ def _processor(f: _Fields) -> HFProcessor:
                        f.integer("patch_size"), f.integer("max_num_patches"), f.where)
 
 
-__all__ = ["CheckpointConfig", "HFProcessor", "OpenClipPreprocess", "OpenClipVision", "TimmPretrained",
+__all__ = ["CheckpointConfig", "ClassLabel", "HFProcessor", "OpenClipPreprocess", "OpenClipVision", "TimmPretrained",
            "parse_configs", "processor_class"]

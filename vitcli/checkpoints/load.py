@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vitcli.checkpoints.config import parse_configs
+from vitcli.checkpoints.config import ClassLabel, parse_configs
 from vitcli.checkpoints.families import Evidence, Family, Mapped, detect, evidence, map_keys
 from vitcli.checkpoints.hub import is_hub_spec, resolve
 from vitcli.checkpoints.infer import Inferred, NativeGrid, Overrides, grid_error, infer_config
@@ -68,6 +68,8 @@ class Loaded:
     native_grid: NativeGrid = "known"  # "from image": the table alone does not say (config: a 1 × N placeholder)
     grid_candidates: tuple[tuple[int, int], ...] = ()  # (prefix rows, patch rows) the table allows
     basis: Basis | None = field(default=None, repr=False, compare=False)
+    labels: tuple[ClassLabel, ...] = ()  # the classifier's labels from the config file, those within its head
+    labels_from: str | None = None  # e.g. "config.json id2label"
 
     @property
     def num_params(self) -> int:
@@ -127,9 +129,22 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     if problems:
         raise VitcliError(spec, f"{inferred.label} checkpoint does not fit: " + "; ".join(problems))
     state = {k: v.to(device) for k, v in mapped.tensors.items()}
+    labels, labels_from, label_notes = head_labels(files.labels, files.labels_from, inferred.config.num_classes)
     return Loaded(spec, raw.path, raw.format, inferred.label, inferred.config, state, inferred.preprocess,
-                  sorted(ignored), [*notes, *inferred.notes], mapped.origin, nonfinite_counts(state, mapped.origin),
-                  inferred.native_grid, inferred.grid_candidates, basis)
+                  sorted(ignored), [*notes, *inferred.notes, *label_notes], mapped.origin,
+                  nonfinite_counts(state, mapped.origin), inferred.native_grid, inferred.grid_candidates, basis,
+                  labels, labels_from)
+
+
+def head_labels(labels: tuple[ClassLabel, ...], source: str | None,
+                num_classes: int) -> tuple[tuple[ClassLabel, ...], str | None, list[str]]:
+    """The config's labels that name outputs of the head, and a note when some do not (or there is no head)."""
+    kept = tuple(label for label in labels if label.index < num_classes)
+    if len(kept) == len(labels):
+        return kept, source if kept else None, []
+    note = (f"{source}: {len(labels) - len(kept)} of {len(labels)} labels name no output of the "
+            f"{num_classes}-class head; ignored")
+    return kept, source if kept else None, [note]
 
 
 def _native_size(image_size: object) -> tuple[int, int] | None:

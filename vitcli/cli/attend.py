@@ -31,7 +31,7 @@ Scope = choices("Scope", Literal["row", "matrix"])
 class Analyses:
     """The optional analyses and pictures of attend."""
 
-    rollout: Annotated[Optional[str], typer.Option("--rollout", metavar="FILE", help="Attention rollout: write the (T, T) product as .npy, and the selected query's map as a picture beside it (same name, .png).", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
+    rollout: Annotated[Optional[str], typer.Option("--rollout", metavar="FILE", help="Attention rollout: write the (T, T) product as .npy, and the selected query's map as a picture beside it (same name, .png). The probe's map is its row (heads fused) times the product; mean's the mean of its patch rows.", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
     rollout_fusion: Annotated[Fusion, typer.Option("--rollout-fusion", metavar="ROLLOUT_FUSION", help="Head fusion for rollout.", rich_help_panel=ANALYSIS_PANEL)] = Fusion("mean")  # type: ignore[valid-type]
     discard_ratio: Annotated[Optional[float], typer.Option("--discard-ratio", metavar="X", help="Rollout: zero this share of the lowest weights (never the diagonal) before adding I. \\[default: 0]", rich_help_panel=ANALYSIS_PANEL, show_default=False)] = None
     discard_scope: Annotated[Scope, typer.Option("--discard-scope", metavar="DISCARD_SCOPE", help="Rollout discard over each image's whole matrix or each row.", rich_help_panel=ANALYSIS_PANEL)] = Scope("matrix")  # type: ignore[valid-type]
@@ -52,7 +52,7 @@ def attend_command(
     images: ImagesArg = None,
     layer: Annotated[str, typer.Option("--layer", metavar="SEL", help="Layer I (negative from the end), range A:B (B excluded), I,J or all.")] = "-1",
     head: Annotated[str, typer.Option("--head", metavar="SEL", help="Head I, I,J, all, or a fusion of all heads: mean, max, min.")] = "all",
-    query: Annotated[Optional[str], typer.Option("--query", metavar="QUERY", help="Query token: cls, a token index, a patch R,C, or all. \\[default: cls; the centre patch for a model without a class token]", show_default=False)] = None,
+    query: Annotated[Optional[str], typer.Option("--query", metavar="QUERY", help="Query: cls, dist, reg0… (the prefix tokens as the tables name them), probe (the attention-pool probe's row), mean (the patch rows' mean), a token index, a patch R,C, or all. \\[default: what the model pools: cls; without a class token probe, or mean]", show_default=False)] = None,
     normalize: NormalizeOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,

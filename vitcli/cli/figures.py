@@ -38,7 +38,7 @@ SIMILAR_EXAMPLES = ['vitcli figures similar cat.jpg --patch 5,6 --png similar.pn
 SIMILAR_EPILOG = examples(SIMILAR_EXAMPLES)
 NORMS_HELP = """High-norm tokens (Darcet et al. 2023, "Vision Transformers Need Registers"): the L2 norm of every token after every block, and the patch tokens far above the rest.
 
-A patch token is an outlier at a layer when its norm exceeds median + k·MAD of that layer's patch norms (MAD = median |norm − median|, unscaled), or --norm-threshold for every layer. Each is listed with its (row, col), norm, and the share of the class token's attention (mean over heads, in the same block) that it takes. Register tokens are listed apart. -o writes the norms (layers, tokens), tokens in model order: prefix (class, registers) first, then the patches.
+A patch token is an outlier at a layer when its norm exceeds median + k·MAD of that layer's patch norms (MAD = median |norm − median|, unscaled), or --norm-threshold for every layer. Each is listed with its (row, col), norm, and the share of the class token's attention (mean over heads, in the same block) that it takes; without a class token the share of the attention-pool probe's attention (over the final tokens: the last layer only) or of the patch rows' mean attention (each layer), as attend's default query (JSON: attention_row). Register tokens are listed apart. -o writes the norms (layers, tokens), tokens in model order: prefix (class, registers) first, then the patches.
 """
 NORMS_EXAMPLES = ['vitcli figures norms cat.jpg --png norms.png -o norms.npy']
 NORMS_EPILOG = examples(NORMS_EXAMPLES)

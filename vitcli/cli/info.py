@@ -50,6 +50,10 @@ def _table(doc: dict[str, Any], list_ignored: bool = False) -> Any:
         ("prefix tokens", doc["prefix_tokens"]),
         ("pooling / head", f"{m['pooling']} / {m['num_classes'] or 'none'}"),
     ]
+    if doc.get("class_labels"):
+        labels = doc["class_labels"]
+        rows.append(("class labels", f"{labels['count']} ({labels['from']}): " + "; ".join(labels["first"])
+                     + ("; …" if labels["count"] > len(labels["first"]) else "")))
     if m.get("layout"):
         rows.append(("layout (--family)", m["layout"]))
         rows += [("layout note", n) for n in m.get("layout_notes", [])]

@@ -23,7 +23,7 @@ def view_command(
     layers: Annotated[str, typer.Option("--layers", help="Layers embedded: all, I, A:B or I,J (the page's size grows with each).")] = "all",
     to: Annotated[Optional[str], typer.Option("--to", help="Compare features with this second image (similarity panel).", show_default=False)] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add the grad-rollout map of the top class (needs the explain feature).")] = False,
-    target: Annotated[Optional[int], typer.Option("--target", help="--explain: this class instead of the top one.", show_default=False)] = None,
+    target: Annotated[Optional[str], typer.Option("--target", help="--explain: what to explain, as explain --target takes it: top, class:N or class:NAME (a bare N is class:N), image:OTHER, patch:R,C. \\[default: top]", show_default=False)] = None,
     normalize: NormalizeOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,

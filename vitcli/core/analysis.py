@@ -104,6 +104,26 @@ def attention_rollout(attentions: list[Tensor], fusion: Fusion = "mean", discard
     return rollout.result  # type: ignore[return-value]
 
 
+def mean_of_patch_rows(rows_of: RowsOf, num_tokens: int, num_prefix: int, chunk: int) -> Tensor:
+    """The mean of the patch rows (…, H, T) float64, summed one block of `chunk` rows at a time."""
+    total = sum(rows_of(s, min(s + chunk, num_tokens)).double().sum(-2) for s in range(num_prefix, num_tokens, chunk))
+    return total / (num_tokens - num_prefix)  # type: ignore[operator]
+
+
+def probe_row(pool_attention: Tensor, fusion: Fusion = "mean") -> Tensor:
+    """The attention-pool probe's row as a rollout's starting row: (B, H, 1, T) → (B, T) float64,
+    heads fused and renormalised to sum to 1 (a no-op for the mean)."""
+    row = fuse_heads(pool_attention.double(), fusion)[:, 0]  # (B, T)
+    return row / row.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def patch_mean_row(batch: int, num_tokens: int, num_prefix: int, device: torch.device | str = "cpu") -> Tensor:
+    """The mean of the patch rows as a starting row: (B, T) float64, 1/N on each patch, 0 on the prefix."""
+    row = torch.zeros(batch, num_tokens, dtype=torch.float64, device=device)
+    row[:, num_prefix:] = 1.0 / (num_tokens - num_prefix)
+    return row
+
+
 def prefix_row_to_grid(row: Tensor, num_prefix: int, grid: tuple[int, int]) -> Tensor:
     """(…, T) over all tokens → (…, rows, cols): prefix tokens sliced off, then the true grid."""
     rows, cols = grid

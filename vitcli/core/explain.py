@@ -1,7 +1,9 @@
 """Which patches made the model give an output y: gradient maps on the tokens, in row blocks.
 
   grad-rollout  Chefer, Gur & Wolf 2021: R = I; R ← R + Ā_l·R for l = s..L-1 with
-                Ā_l = mean_h (∇A ⊙ A)⁺, ∇A = ∂y/∂A; the map is R[cls, prefix:].
+                Ā_l = mean_h (∇A ⊙ A)⁺, ∇A = ∂y/∂A; the map is R[cls, prefix:]. Without a class
+                token the row read is the attention-pool probe's (heads' mean, over the final
+                tokens) times R, or the mean of R's patch rows (every row-product method alike).
   attn-grad     vit-explain's gradient rollout: Ā_l = mean_h (A ⊙ ∇A)⁺, then Abnar-Zuidema
                 rollout Â = rownorm(0.5·discard(Ā) + 0.5·I), R = Â_L ⋯ Â_s.
   gradcam       Grad-CAM on tokens: F = norm1 output of block `layer` (patch rows);
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vitcli.core.analysis import chunk_size, discard_lowest, prefix_row_to_grid
+from vitcli.core.analysis import chunk_size, discard_lowest, patch_mean_row, prefix_row_to_grid, probe_row
 from vitcli.core.attention import bias_rows, resolve_indices
 from vitcli.core.capture import Capture
 from vitcli.core.encoder import VisionTransformer
@@ -142,15 +144,18 @@ def blocks_of(lg: LayerGrad) -> list[tuple[int, int]]:
     return [(s, min(s + step, t)) for s in range(0, t, step)]
 
 
-def start_row(model: VisionTransformer, b: int, t: int, device: torch.device) -> Tensor:
-    """The row read from R: the class token's (B, T), else the mean of the patch rows."""
-    row = torch.zeros(b, t, dtype=torch.float64, device=device)
+def start_row(model: VisionTransformer, x_last: Tensor) -> Tensor:
+    """The row read from R (B, T): the class token's; without one, the attention-pool probe's row over
+    the final tokens (heads' mean), or the mean of the patch rows (attend --rollout's default query)."""
+    b, t, _ = x_last.shape
     if model.config.class_token:
+        row = torch.zeros(b, t, dtype=torch.float64, device=x_last.device)
         row[:, 0] = 1.0
-    else:
-        n = model.config.num_prefix_tokens
-        row[:, n:] = 1.0 / (t - n)
-    return row
+        return row
+    if model.attn_pool is not None:
+        with torch.no_grad():
+            return probe_row(model.attn_pool.weights(model.norm(x_last)))  # (B, T)
+    return patch_mean_row(b, t, model.config.num_prefix_tokens, x_last.device)
 
 
 def rollout_hat(fused: Tensor, discard_ratio: float) -> Tensor:
@@ -164,17 +169,14 @@ class RowProduct:
     """r ← r·M_l for the layers from the top down, M_l = I + Ā_l (grad-rollout) or Â_l (rollouts)."""
 
     def __init__(self, model: VisionTransformer, method: str, bias: Tensor | None, discard_ratio: float,
-                 start_layer: int) -> None:
+                 start_layer: int, start: Tensor) -> None:
         self.model, self.method, self.bias = model, method, bias
         self.discard_ratio, self.start_layer = discard_ratio, start_layer
-        self.row: Tensor | None = None
+        self.row = start  # (B, T) float64
 
     def __call__(self, lg: LayerGrad) -> None:
         if lg.layer < self.start_layer:
             return
-        b, _, t, _ = lg.k.shape
-        if self.row is None:
-            self.row = start_row(self.model, b, t, lg.k.device)
         gradient = self.method != "rollout"
         if self.method == "grad-rollout":  # r + r·Ā, block by block: Ā never exists whole
             new = self.row.clone()
@@ -209,7 +211,7 @@ def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollou
 
         score, klass = backward_blocks(model, xs, grid, target, layer, cam, features_at=layer)
         return Explanation(kept["map"].reshape(-1, *grid), score.float(), klass)
-    product = RowProduct(model, method, bias, discard_ratio, start_layer)
+    product = RowProduct(model, method, bias, discard_ratio, start_layer, start_row(model, xs[-1]))
     if method == "rollout":
         with torch.no_grad():
             y, klass = _score_only(model, xs[-1], target, grid)
@@ -218,7 +220,7 @@ def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollou
         score = y
     else:
         score, klass = backward_blocks(model, xs, grid, target, start_layer, product)
-    maps = prefix_row_to_grid(product.row, n, grid).float()  # type: ignore[arg-type]
+    maps = prefix_row_to_grid(product.row, n, grid).float()
     return Explanation(maps, score.float(), klass)
 
 

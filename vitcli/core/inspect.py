@@ -23,6 +23,9 @@ from vitcli.core.analysis import (
     fuse_heads,
     fused_matrix,
     mean_distance_of_rows,
+    mean_of_patch_rows,
+    patch_mean_row,
+    probe_row,
     rows_of_matrix,
     rows_of_qk,
 )
@@ -30,7 +33,7 @@ from vitcli.core.attention import Attention, AttentionDetail
 from vitcli.core.capture import Capture
 from vitcli.core.config import ViTConfig
 from vitcli.core.encoder import ViTOutput, VisionTransformer
-from vitcli.core.select import HeadSelection
+from vitcli.core.select import HeadSelection, PooledQuery
 
 
 @dataclass
@@ -53,6 +56,7 @@ class AttentionReport:
     distance: dict[int, Tensor] = field(default_factory=dict)  # layer → (B, H) mean distance (pixels)
     cls_rows: dict[int, Tensor] = field(default_factory=dict)  # layer → (B, H, T) class-token row
     rollout: Tensor | None = None  # (B, T, T)
+    rollout_row: Tensor | None = None  # (B, T) the query's row of the rollout (a token's, the probe's or the patch mean's)
     cosine: Tensor | None = None  # (B, L_sel, H_sel, Q, T) cos(q_i, k_j)
     qkv: tuple[Tensor, Tensor, Tensor] | None = None  # each (B, L_sel, H, T, d)
 
@@ -75,8 +79,9 @@ def select_heads(x: Tensor, heads: HeadSelection) -> Tensor:
 
 
 def _reducer(config: ViTConfig, grid: tuple[int, int], full: bool, distance_layers: set[int], renorm: bool,
-             rollout: Rollout | None, spec: RolloutSpec | None):
-    """The per-layer summary the encoder keeps instead of weights (Capture.reducer)."""
+             rollout: Rollout | None, spec: RolloutSpec | None, mean_layers: frozenset[int] = frozenset()):
+    """The per-layer summary the encoder keeps instead of weights (Capture.reducer); at `mean_layers`
+    the mean of the patch rows (B, H, T), summed one block of rows at a time."""
     def reduce(layer: int, attn: Attention, detail: AttentionDetail) -> dict[str, Tensor]:
         b, h, t, _ = detail.k.shape
         rows_of = rows_of_matrix(detail.weights) if full else rows_of_qk(attn.weights, detail.q, detail.k)
@@ -84,6 +89,8 @@ def _reducer(config: ViTConfig, grid: tuple[int, int], full: bool, distance_laye
         kept: dict[str, Tensor] = {}
         if config.class_token:
             kept["cls"] = rows_of(0, 1)[..., 0, :].float()  # (B, H, T)
+        if layer in mean_layers:
+            kept["mean"] = mean_of_patch_rows(rows_of, t, config.num_prefix_tokens, chunk)  # (B, H, T)
         if layer in distance_layers:
             kept["distance"] = mean_distance_of_rows(rows_of, t, grid, config.patch_size, config.num_prefix_tokens,
                                                      renorm, chunk)  # (B, H)
@@ -97,35 +104,42 @@ def _reducer(config: ViTConfig, grid: tuple[int, int], full: bool, distance_laye
 def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int], heads: HeadSelection,
                       queries: list[int] | None, distance_layers: list[int] | None = None, renorm: bool = False,
                       rollout: RolloutSpec | None = None, keep_qkv: bool = False, cosine: bool = False,
-                      probe: bool = False) -> AttentionReport:
+                      pooled: PooledQuery | None = None) -> AttentionReport:
     """Run the model on (B, C, H, W) and gather the selected attention and the asked analyses.
 
-    Blocks after the last layer needed (selected, distance, rollout) never run. With `probe` the
-    weights are the attention-pool probe's row over the final tokens (B, 1, H_sel, 1, T), layer
-    "probe", which also stands as the class-token row (maps, masks) of a model without a class token.
+    Blocks after the last layer needed (selected, distance, rollout) never run. `pooled` replaces the
+    token queries by a row that is no token: "probe", the attention-pool probe's row over the final
+    tokens (B, 1, H_sel, 1, T), layer "probe", which also stands as the class-token row (maps, masks)
+    of a model without a class token; "mean", the mean of the patch rows of each selected layer
+    (B, L_sel, H_sel, 1, T). The rollout's row of a pooled query is its row times the rollout: the
+    probe's (heads fused as the rollout's) or 1/N on every patch.
     """
-    if probe:
-        return _probe_report(model, images, heads, distance_layers, renorm)
+    if pooled == "probe":
+        return _probe_report(model, images, heads, distance_layers, renorm, rollout)
     grid = model.grid_of(images)
     depth = model.config.depth
     distance_set = set(distance_layers if distance_layers is not None else layers)
-    roll = Rollout(rollout.discard_ratio, rollout.discard_scope) if rollout else None
-    if rollout and not 0 <= rollout.start_layer < depth:
-        raise ValueError(f"start layer {rollout.start_layer} is outside 0..{depth - 1}")
+    roll = _rollout(rollout, depth)
     reduce_layers = sorted(set(layers) | distance_set | (set(range(rollout.start_layer, depth)) if rollout else set()))
-    reducer = _reducer(model.config, grid, queries is None, distance_set, renorm, roll, rollout)
-    capture = Capture(inputs=False, attention=layers, queries=queries, qkv=keep_qkv or cosine, reduce=reduce_layers,
-                      reducer=reducer, final="none")
+    mean_layers = frozenset(layers) if pooled == "mean" else frozenset()
+    reducer = _reducer(model.config, grid, queries is None, distance_set, renorm, roll, rollout, mean_layers)
+    capture = Capture(inputs=False, attention=() if pooled else layers, queries=None if pooled else queries,
+                      qkv=(keep_qkv or cosine) and not pooled,
+                      reduce=reduce_layers, reducer=reducer, final="none")
     out = model(images, capture)
-    selected = [select_heads(w, heads) for w in out.attentions.values()]
+    rows = ({i: out.reduced[i]["mean"][:, :, None].float() for i in layers} if pooled
+            else out.attentions)  # layer → (B, H, Q, T)
+    selected = [select_heads(w, heads) for w in rows.values()]
     weights = selected[0].unsqueeze(1) if len(selected) == 1 else torch.stack(selected, dim=1)  # (B, L_sel, H_sel, Q, T)
-    report = AttentionReport(out, list(out.attentions), weights.float())
+    report = AttentionReport(out, list(rows), weights.float())
     report.distance = {i: r["distance"] for i, r in out.reduced.items() if "distance" in r}
     report.cls_rows = {i: r["cls"] for i, r in out.reduced.items() if "cls" in r}
     report.rollout = roll.result if roll else None
+    if report.rollout is not None and (pooled or (queries is not None and len(queries) == 1)):
+        report.rollout_row = _rollout_row(report.rollout, out.num_prefix, pooled, queries)
     if out.qkv:
         kept = list(out.qkv.values())
-        if cosine:
+        if cosine and not pooled:
             report.cosine = torch.stack([select_heads(_query_cosine(q, k, queries), heads) for q, k, _ in kept], 1)
         if keep_qkv:
             report.qkv = tuple(torch.stack(t, dim=1) for t in zip(*kept))  # type: ignore[assignment]
@@ -133,19 +147,52 @@ def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int
     return report
 
 
+def _rollout(spec: RolloutSpec | None, depth: int) -> Rollout | None:
+    """The rollout accumulator a spec asks for, its start layer checked."""
+    if spec is None:
+        return None
+    if not 0 <= spec.start_layer < depth:
+        raise ValueError(f"start layer {spec.start_layer} is outside 0..{depth - 1}")
+    return Rollout(spec.discard_ratio, spec.discard_scope)
+
+
+def _rollout_row(rollout: Tensor, num_prefix: int, pooled: PooledQuery | None, queries: list[int] | None) -> Tensor:
+    """(B, T, T) rollout → the query's row (B, T): a token's row, or the patch rows' mean."""
+    if pooled == "mean":
+        return (patch_mean_row(rollout.shape[0], rollout.shape[-1], num_prefix, rollout.device)[:, None] @ rollout)[:, 0]
+    return rollout[:, queries[0]]  # type: ignore[index]
+
+
 def _probe_report(model: VisionTransformer, images: Tensor, heads: HeadSelection, distance_layers: list[int] | None,
-                  renorm: bool) -> AttentionReport:
-    """The attention-pool probe's weights (the model runs to its pooled output), with mean distances when asked."""
+                  renorm: bool, rollout: RolloutSpec | None = None) -> AttentionReport:
+    """The attention-pool probe's weights (the model runs to its pooled output), with mean distances
+    and the rollout when asked; the rollout's row is the probe's (heads fused as the rollout's) times it."""
     grid = model.grid_of(images)
+    depth = model.config.depth
     distance_set = set(distance_layers or ())
-    reducer = _reducer(model.config, grid, False, distance_set, renorm, None, None)
-    out = model(images, Capture(inputs=False, reduce=sorted(distance_set), reducer=reducer if distance_set else None,
+    roll = _rollout(rollout, depth)
+    reduce_layers = sorted(distance_set | (set(range(rollout.start_layer, depth)) if rollout else set()))
+    reducer = _reducer(model.config, grid, False, distance_set, renorm, roll, rollout)
+    out = model(images, Capture(inputs=False, reduce=reduce_layers, reducer=reducer if reduce_layers else None,
                                 final="pooled", pool_attention=True))
     weights = select_heads(out.pool_attention, heads).unsqueeze(1)  # (B, 1, H_sel, 1, T)
     report = AttentionReport(out, ["probe"], weights.float())  # type: ignore[list-item]
     report.distance = {i: r["distance"] for i, r in out.reduced.items() if "distance" in r}
     report.cls_rows = {"probe": out.pool_attention[:, :, 0].float()}  # type: ignore[dict-item]
+    if roll is not None and rollout is not None:
+        report.rollout = roll.result
+        report.rollout_row = (probe_row(out.pool_attention, rollout.fusion)[:, None] @ roll.result)[:, 0]  # (B, T)
     return report
+
+
+def patch_mean_reducer(num_prefix: int):
+    """A Capture.reducer keeping each layer's mean of the patch rows as {"mean": (B, H, T)}."""
+    def reduce(layer: int, attn: Attention, detail: AttentionDetail) -> dict[str, Tensor]:
+        b, h, t, _ = detail.k.shape
+        return {"mean": mean_of_patch_rows(rows_of_qk(attn.weights, detail.q, detail.k), t, num_prefix,
+                                           chunk_size(b * h * t))}
+
+    return reduce
 
 
 def _query_cosine(q: Tensor, k: Tensor, queries: list[int] | None) -> Tensor:

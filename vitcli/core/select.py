@@ -4,10 +4,13 @@ Pure Python: the grid is the input's true (rows, cols) and prefix tokens come fi
 (r, c) is token num_prefix + r·cols + c — never an index into a √N square.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 FUSIONS = ("mean", "max", "min")
+PooledQuery = Literal["probe", "mean"]  # a query row that is no token: the attention-pool probe, the patch rows' mean
+POOLED_QUERIES: tuple[str, ...] = ("probe", "mean")
 
 
 def _int(text: str, what: str) -> int:
@@ -62,16 +65,22 @@ def parse_heads(text: str, heads: int) -> HeadSelection:
     return HeadSelection(sorted({_checked(_int(p, "head index or mean|max|min"), heads, "head") for p in t.split(",")}))
 
 
-def parse_query(text: str, grid: tuple[int, int], num_prefix: int, has_class_token: bool) -> list[int] | None:
-    """'cls' → [0]; a token index 'I'; a patch 'R,C' on the true grid; 'all' → None (every token)."""
+def parse_query(text: str, grid: tuple[int, int], num_prefix: int, has_class_token: bool,
+                names: Sequence[str] | None = None, also: Sequence[str] = ()) -> list[int] | None:
+    """A prefix token by the name the tables print ('cls', 'dist', 'reg0'…) → its index; a token
+    index 'I'; a patch 'R,C' on the true grid; 'all' → None (every token). `names` are the prefix
+    tokens' names (default: 'cls' first when there is a class token); `also` lists the other words the
+    caller accepts (for the message)."""
     t = text.strip().lower()
     tokens = num_prefix + grid[0] * grid[1]
+    names = list(names) if names is not None else (["cls"] if has_class_token else [])
     if t == "all":
         return None
+    if t in names:
+        return [names.index(t)]
     if t == "cls":
-        if not has_class_token:
-            raise ValueError("this model has no class token: use a token index, a patch R,C or all")
-        return [0]
+        raise ValueError("this model has no class token: use a token index, a patch R,C" + "".join(f", {a}" for a in also)
+                         + " or all")
     if "," in t:
         parts = t.split(",")
         if len(parts) != 2:
@@ -79,7 +88,8 @@ def parse_query(text: str, grid: tuple[int, int], num_prefix: int, has_class_tok
         r, c = (_int(p, "patch row/column") for p in parts)
         r, c = _checked(r, grid[0], "patch row"), _checked(c, grid[1], "patch column")
         return [num_prefix + r * grid[1] + c]
-    return [_checked(_int(t, "token index, R,C, cls or all"), tokens, "token")]
+    choices = ", ".join(["token index", "R,C", *names, *also])
+    return [_checked(_int(t, f"{choices} or all"), tokens, "token")]
 
 
 def token_name(token: int, grid: tuple[int, int], num_prefix: int, prefix_names: list[str]) -> str:

@@ -231,7 +231,7 @@
       else clearMap("pos", tab.image, tab.grid, "position-embedding similarity: pick a patch");
     }
     $("explain-panel").hidden = !tab.explain;
-    if (tab.explain) drawMap("explain", tab.image, tab.grid, tab.explain, `grad-rollout, class ${tab.raw.explain.target}`, null);
+    if (tab.explain) drawMap("explain", tab.image, tab.grid, tab.explain, `grad-rollout, ${tab.raw.explain.target}` + (tab.raw.explain.label ? ` (${tab.raw.explain.label})` : ""), null);
     drawPicker(mark);
     headTable(rows);
     drawDistance();
