@@ -148,7 +148,7 @@ def _clip(model: nn.Module, inputs: dict) -> Reference:
 def _siglip2(model: nn.Module, inputs: dict) -> Reference:
     """Siglip2Model's tower on the processor's NaFlex patches; padding rows and columns dropped."""
     mask = inputs["pixel_attention_mask"]  # (1, max_num_patches)
-    out = model.vision_model(pixel_values=inputs["pixel_values"], attention_mask=mask,
+    out = model.vision_model(pixel_values=inputs["pixel_values"], pixel_attention_mask=mask,
                              spatial_shapes=inputs["spatial_shapes"], output_attentions=True)
     n = int(mask[0].sum())
     return Reference(out.last_hidden_state[0, :n], _first(out.pooler_output), None,
@@ -226,8 +226,9 @@ def _dinov2_base():
 def _siglip2_naflex():
     from transformers import Siglip2Config
 
+    # the text tower's 256,000-row Gemma vocabulary cut to 32,000 (vitcli reads none of it; 0.8 GB less to write)
     return Siglip2Config(vision_config=dict(num_hidden_layers=DEPTH, num_patches=256, patch_size=16),
-                         text_config=dict(num_hidden_layers=DEPTH, vocab_size=256000))
+                         text_config=dict(num_hidden_layers=DEPTH, vocab_size=32000))
 
 
 def _dinov3_vitb16():
