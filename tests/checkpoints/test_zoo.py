@@ -4,9 +4,12 @@ Each checkpoint of `tests/checkpoints/zoo.py` is rebuilt at its real architectur
 blocks, weights scrambled) and saved as its repository holds it; vitcli loads it with no overrides,
 as a folder and as `hf-hub:ORG/NAME` from a local Hugging Face cache (torchvision and torch.hub
 files, which live on no hub, as a folder and as the file), and runs its own family preprocessing
-through the public API on real non-square photos. The peer runs its own preprocessing and forward
-pass on the same photos. Final tokens, pooled embedding, the CLIP-style projection where the peer has
-one, and every block's attention must agree within 1e-4.
+through the public API (`load_model`, `embed`, `attend`) on real non-square photos: a landscape one
+through the folder, a portrait one (turned by its EXIF tag) through the second route. The peer runs
+its own preprocessing and forward pass on the same photos (transformers: `AutoImageProcessor`'s
+default, which in transformers 5 is the torchvision backend). Final tokens, pooled embedding, the
+CLIP-style projection where the peer has one, and every block's attention must agree within 1e-4.
+Each case prints its numbers per route and how long building, the peer and vitcli took.
 """
 
 import gc
