@@ -46,6 +46,9 @@ def refuse_unbuilt(ev: Evidence, family: str, skip: tuple[str, ...] = ()) -> Non
 
 
 def _is_dinov3(ev: Evidence) -> bool:
+    """A DINOv3 port: named so by config.json's architecture, else by the file name or a missing position table."""
+    if ev.files.architecture:
+        return "dinov3" in ev.files.architecture.lower()
     return "dinov3" in ev.model_name.lower() or not ev.has("pos_embed")
 
 
@@ -100,7 +103,8 @@ TIMM_EVA = Family(
         *pair("norm1", "norm1"),
         Rule("attn.qkv.weight", ("attn.qkv.weight", ("attn.q_proj.weight", "attn.k_proj.weight",
                                                      "attn.v_proj.weight"))),
-        Rule("attn.qkv.bias", (("attn.q_bias", "attn.v_bias"), ("attn.q_proj.bias", "attn.v_proj.bias")), "qzv"),
+        Rule("attn.qkv.bias", (("attn.q_bias", "attn.v_bias"), tuple(f"attn.{n}_proj.bias" for n in "qkv"),
+                               ("attn.q_proj.bias", "attn.v_proj.bias"), "attn.qkv.bias"), "qzv"),  # qzv: 2 parts
         *pair("attn.q_norm", "attn.q_norm"), *pair("attn.k_norm", "attn.k_norm"), *pair("attn.norm", "attn.norm"),
         *pair("attn.proj", "attn.proj"),
         Rule("ls1.gamma", ("gamma_1",)),

@@ -153,6 +153,7 @@ TIMM = Family(
         Rule("ls1.gamma", ("ls1.gamma",)), *pair("norm2", "norm2"), *pair("mlp.fc1", "mlp.fc1"),
         *pair("mlp.fc2", "mlp.fc2"), Rule("ls2.gamma", ("ls2.gamma",)),
         *pair("mlp.fc1_g", "mlp.fc1_g"), *pair("mlp.fc1_x", "mlp.fc1_x"),  # SwiGLU (AIMv2)
+        *pair("attn.norm", "attn.norm"), *pair("mlp.norm", "mlp.norm"),  # sub-LN (scale_attn_norm / scale_mlp_norm: BEiT-3)
     ),
     variants=VARIANTS,
     ignore=(r"^mask_token$",),
