@@ -57,3 +57,35 @@ def test_hub_layout_matches_timm(tmp_path: Path, arch: str, heads: int, activati
     assert f"heads {heads} (timm architecture {arch})" in loaded.notes
     check(f"{arch} (hub layout)", {"features": (out.output, feats), "pooled": (out.pooled, pooled)},
           out.attentions, attn.weights)
+
+
+def test_open_clip_timm_tower_matches_timm(tmp_path: Path) -> None:
+    """open_clip PE-Core-bigG-14-448: a timm vit_pe_core_gigantic_patch14_448 tower under `visual.trunk.` beside the
+    text tower, built as open_clip's TimmModel builds it (timm_pool map, no extra projection: the trunk's own head
+    to embed_dim); heads from the tower's timm_model_name, not from 64-wide heads (24)."""
+    import open_clip
+
+    cfg = open_clip.get_model_config("PE-Core-bigG-14-448")
+    vision = cfg["vision_cfg"]
+    trunk = scramble(timm.create_model(vision["timm_model_name"], pretrained=False, num_classes=cfg["embed_dim"],
+                                       global_pool=vision["timm_pool"], depth=2))
+    attn = TimmAttention(trunk)
+    state = {f"visual.trunk.{k}": v for k, v in trunk.state_dict().items()}
+    state |= {"text.token_embedding.weight": torch.zeros(8, 4), "logit_scale": torch.ones(())}  # text tower keys
+    folder = tmp_path / "pe-core-bigg"
+    folder.mkdir()
+    torch.save(state, folder / "open_clip_pytorch_model.bin")
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+    x = images(1, *trunk.pretrained_cfg["input_size"][1:])
+    loaded = load_checkpoint(folder)
+    core = build_model_from_checkpoint(loaded)
+    with torch.no_grad():
+        out = core(x, Capture(attention=range(loaded.config.depth), final="tokens"))
+        feats = trunk.forward_features(x)
+        projected = trunk.forward_head(feats)  # pool and the head to embed_dim, as trunk(x)
+    assert loaded.config.heads == trunk.blocks[0].attn.num_heads == 16
+    assert "heads 16 (timm architecture vit_pe_core_gigantic_patch14_448)" in loaded.notes
+    assert "text.token_embedding.weight" in loaded.ignored_keys
+    check("open_clip PE-Core-bigG-14-448 (timm tower)", {"features": (out.output, feats),
+                                                          "projected": (out.logits, projected)},
+          out.attentions, attn.weights)

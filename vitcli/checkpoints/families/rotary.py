@@ -15,7 +15,7 @@ bias with k's part 0; DINOv3's `qkv.bias_mask` zeroes k's part of the bias.
 """
 
 from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Rule, Variant, always, pair
-from vitcli.checkpoints.families.timm import MAP_RULES, _pretrained_cfg
+from vitcli.checkpoints.families.timm import MAP_RULES, OPEN_CLIP_TEXT, _pretrained_cfg
 from vitcli.checkpoints.families.transformers import processor_preprocess
 from vitcli.checkpoints.preprocess import IMAGENET, INCEPTION, OPENAI_CLIP, Preprocess, shortest_crop, timm_preprocess
 from vitcli.core.config import ViTConfig
@@ -88,6 +88,7 @@ TIMM_EVA = Family(
              r"^blocks\.0\.(gamma_1|attn\.q_bias|attn\.q_proj\.weight|mlp\.fc1_g\.weight)$"),
     absent=(r"^patch_embed\.norm\.weight$",),  # AIMv2 (timm's ViT layout: RMSNorm, SwiGLU, a patch norm)
     roots=("", "visual.trunk.", "visual."),
+    ignore_outside=OPEN_CLIP_TEXT,
     block_prefixes=("blocks.{i}.",),
     top=(
         Rule("cls_token", ("cls_token",)),
@@ -242,7 +243,8 @@ PE_ARCHITECTURES = r"^vit_pe_"  # timm's PE names; a config.json naming another 
 TIMM_PE = Family(
     "timm-pe", "timm Perception Encoder core (vit_pe_core_*)",
     markers=(r"^patch_embed\.proj\.weight$", r"^attn_pool\.latent$", r"^norm_pre\.weight$"),
-    roots=("",), block_prefixes=TIMM_EVA.block_prefixes, top=(*TIMM_EVA.top, *MAP_RULES), block=PE_BLOCK,
+    roots=("", "visual.trunk."), ignore_outside=OPEN_CLIP_TEXT, block_prefixes=TIMM_EVA.block_prefixes,
+    top=(*TIMM_EVA.top, *MAP_RULES), block=PE_BLOCK,
     variants=(Variant("timm-pe", always, _pe_timm),), eps=1e-5, parts=_pe_parts, file_preprocess=_pretrained_cfg,
     required=("patch_embed.proj.weight",), architectures=PE_ARCHITECTURES,
 )
@@ -258,7 +260,8 @@ TIMM_PE_SPATIAL = Family(
     "timm-pe-spatial", "timm Perception Encoder without a head (vit_pe_spatial_*, vit_pe_lang_*)",
     markers=(r"^patch_embed\.proj\.weight$", r"^norm_pre\.weight$", r"^blocks\.0\.attn\.qkv\.weight$"),
     absent=(r"^norm\.weight$", r"^fc_norm\.weight$", r"^attn_pool\.", r"^blocks\.0\.attn\.q_bias$"),
-    roots=("",), block_prefixes=TIMM_EVA.block_prefixes, top=TIMM_EVA.top, block=PE_BLOCK,
+    roots=("", "visual.trunk."), ignore_outside=OPEN_CLIP_TEXT, block_prefixes=TIMM_EVA.block_prefixes,
+    top=TIMM_EVA.top, block=PE_BLOCK,
     variants=(Variant("timm-pe-lang", _pe_lang, _pe_timm), Variant("timm-pe-spatial", always, _pe_timm)),
     eps=1e-5, pooling=_eva_pooling, parts=_pe_parts, notes=(PE_SPATIAL_NOTE,), file_preprocess=_pretrained_cfg,
     required=("patch_embed.proj.weight",), architectures=PE_ARCHITECTURES,

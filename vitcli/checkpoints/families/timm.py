@@ -109,6 +109,10 @@ MAP_RULES = (  # the attention-pool probe (timm AttentionPoolLatent), kept as is
 )
 
 
+# open_clip's CustomTextCLIP beside a timm image tower (`visual.trunk.`: SigLIP, PE): its text tower and scales
+OPEN_CLIP_TEXT = (r"^text\.", r"^logit_(scale|bias)$")
+
+
 def _pooling(ev: Evidence) -> str:
     """config.json's global_pool, else mean when fc_norm is present (timm puts it after average pooling)."""
     pool = ev.files.global_pool
@@ -131,7 +135,7 @@ def _pretrained_cfg(ev: Evidence, c: ViTConfig) -> Preprocess | None:
 TIMM = Family(
     "timm", "timm ViT layout (timm, DeiT, DINO, DINOv2, MAE repos)",
     markers=(r"^patch_embed\.proj\.weight$", r"^blocks\.0\.attn\.qkv\.weight$"),
-    roots=("", "backbone.", "encoder.", "timm_model."),  # timm_model.: transformers' TimmWrapperModel
+    roots=("", "backbone.", "encoder.", "timm_model.", "visual.trunk."),  # TimmWrapperModel; open_clip's timm towers
     block_prefixes=("blocks.{i}.",),
     top=(
         Rule("cls_token", ("cls_token",)),
@@ -157,7 +161,7 @@ TIMM = Family(
     ),
     variants=VARIANTS,
     ignore=(r"^mask_token$",),
-    ignore_outside=(r"^head\.(mlp|last_layer|bn|last_norm)\b",),  # DINO's projection head next to the backbone
+    ignore_outside=(r"^head\.(mlp|last_layer|bn|last_norm)\b", *OPEN_CLIP_TEXT),  # DINO's projection head
     eps=1e-6,
     activation=_activation,
     pooling=_pooling,
@@ -201,4 +205,4 @@ TIMM_NAFLEX = Family(
     notes=("NaFlex: the position table is resized to each image's grid by antialiased bilinear interpolation",),
 )
 
-__all__ = ["MAP_RULES", "TIMM", "TIMM_NAFLEX"]
+__all__ = ["MAP_RULES", "OPEN_CLIP_TEXT", "TIMM", "TIMM_NAFLEX"]
