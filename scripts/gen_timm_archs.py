@@ -103,6 +103,12 @@ def _attentions(model: nn.Module) -> list[nn.Module]:
     return [next(m for m in block.modules() if hasattr(m, "num_heads")) for block in model.blocks]
 
 
+def _pool_heads(pool: nn.Module | None, heads: int) -> int | None:
+    """The attention pool's heads when fixed apart from the blocks' (PE: 8), else None (they follow the blocks')."""
+    found = getattr(pool, "num_heads", None)
+    return int(found) if found is not None and found != heads else None
+
+
 def _pos_embed_kind(model: nn.Module, embed: nn.Module | None) -> str:
     """learned (a table), none, or NaFlex's other kinds (factorized)."""
     kind = getattr(embed, "pos_embed_type", None)
@@ -141,7 +147,7 @@ def arch_facts(model: nn.Module) -> dict[str, Any]:
         "registers": int(getattr(model, "num_reg_tokens", 0) or 0),
         "layer_scale": _layer_scale(block),
         "rope": rope_facts(model),
-        "pool_heads": int(pool.num_heads) if pool is not None and hasattr(pool, "num_heads") else None,
+        "pool_heads": _pool_heads(pool, int(attn.num_heads)),
     }
 
 

@@ -24,7 +24,9 @@ def test_a_pretrained_tag_names_its_architecture() -> None:
     assert facts.heads == model.blocks[0].attn.num_heads == 16
     assert type(model.blocks[0].mlp.act).__name__ == "GELUTanh" and facts.activation == "gelu_tanh"
     assert facts.eps == model.blocks[0].norm1.eps and facts.pooling == "map"
-    assert facts.pool_heads == model.attn_pool.num_heads
+    assert facts.pool_heads is None and model.attn_pool.num_heads == 16  # the pool's heads follow the blocks'
+    pe = _meta("vit_pe_core_gigantic_patch14_448")
+    assert timm_facts("vit_pe_core_gigantic_patch14_448").pool_heads == pe.attn_pool.num_heads == 8
 
 
 def _load(model: torch.nn.Module, architecture: str, spec: str = "model.safetensors", **overrides):

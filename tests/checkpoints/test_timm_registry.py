@@ -145,7 +145,7 @@ def timm_truth(model: nn.Module) -> dict[str, Any]:
 def vitcli_view(c: ViTConfig, truth: dict[str, Any]) -> dict[str, Any]:
     """The same fields from vitcli's inferred config (pool heads default to the blocks' heads)."""
     view = {k: getattr(c, k) for k in truth if k != "pool_heads"}
-    view["pool_heads"] = (c.pool_heads or c.heads) if c.pooling == "map" else None
+    view["pool_heads"] = (c.pool_heads or c.heads) if c.pooling == "map" else None  # None: the blocks' heads
     if c.rope == "none":
         view = {k: v for k, v in view.items() if not k.startswith("rope_")}
     return view

@@ -44,7 +44,7 @@ class ArchFacts:
     eps: float | None = None
     pooling: str | None = None  # vitcli's: cls, mean, map, none
     rope: dict[str, Any] = field(default_factory=dict)  # ViTConfig changes (rope, rope_base, …); {} when unknown
-    pool_heads: int | None = None
+    pool_heads: int | None = None  # the attention pool's heads when not the blocks' (PE: 8)
     unsupported: str = ""  # what of the architecture vitcli cannot build
 
 

@@ -360,7 +360,8 @@ def _parts(fam: Family, ev: Evidence, facts: ArchFacts | None) -> tuple[dict, tu
                         f"RoPE {r['rope']} (base {r['rope_base']:g}, offset {r['rope_offset']:g}, "
                         f"{'xy' if r['rope_xy'] else 'ij'} indexing, reference grid {r['rope_ref_grid'] or 'none'}; "
                         f"{facts.source})")
-    if facts and facts.pool_heads and ev.has("attn_pool.latent"):
+    width = ev.shapes.get("attn_pool.latent", (0,))[-1]
+    if facts and facts.pool_heads and width and width % facts.pool_heads == 0:
         changes["pool_heads"] = facts.pool_heads
         said.append(f"attention pool: {facts.pool_heads} heads ({facts.source})")
     if said:
