@@ -74,7 +74,8 @@ def activation_name(act: nn.Module | None) -> str:
 def norm_name(norm: nn.Module) -> str:
     """layernorm, rmsnorm, or the class name of another norm."""
     kind = type(norm).__name__
-    return {"LayerNorm": "layernorm", "LayerNorm2d": "layernorm", "RmsNorm": "rmsnorm", "RMSNorm": "rmsnorm"}.get(kind, kind)
+    names = {"LayerNorm": "layernorm", "LayerNorm2d": "layernorm", "RmsNorm": "rmsnorm", "RMSNorm": "rmsnorm"}
+    return names.get(kind, kind)
 
 
 def rope_facts(model: nn.Module) -> dict[str, Any] | None:
@@ -90,7 +91,8 @@ def rope_facts(model: nn.Module) -> dict[str, Any] | None:
         kind = "dinov3"
     ref = getattr(rope, "ref_feat_shape", None)
     return {"kind": kind, "base": float(rope.temperature), "ref_grid": list(ref) if ref else None,
-            "offset": float(getattr(rope, "grid_offset", 0.0) or 0.0), "xy": getattr(rope, "grid_indexing", "ij") == "xy"}
+            "offset": float(getattr(rope, "grid_offset", 0.0) or 0.0),
+            "xy": getattr(rope, "grid_indexing", "ij") == "xy"}
 
 
 def _layer_scale(block: nn.Module) -> bool:
@@ -135,7 +137,7 @@ def arch_facts(model: nn.Module) -> dict[str, Any]:
         "pos_embed": _pos_embed_kind(model, embed),
         "heads": int(attn.num_heads),
         "kv_heads": min(int(getattr(a, "num_kv_heads", None) or a.num_heads) for a in _attentions(model)),
-        "qk_norm": norm_name(attn.q_norm) if type(getattr(attn, "q_norm", nn.Identity())).__name__ != "Identity" else None,
+        "qk_norm": None if type(getattr(attn, "q_norm", nn.Identity())).__name__ == "Identity" else norm_name(attn.q_norm),
         "activation": activation_name(act),
         "norm": norm_name(norm),
         "eps": float(norm.eps),

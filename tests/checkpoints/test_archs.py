@@ -61,8 +61,8 @@ def test_an_architecture_vitcli_cannot_build_is_one_line_at_load() -> None:
     assert "rotary embedding (RotaryEmbeddingMixed)" in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("file, builder", [("vit_h_14_swag-80465313.pth", "vit_h_14"), ("vit_b_16-c867db91.pth", "vit_b_16"),
-                                           ("vit_l_16-852ce7e3.pth", "vit_l_16")])
+@pytest.mark.parametrize("file, builder", [("vit_h_14_swag-80465313.pth", "vit_h_14"),
+                                           ("vit_b_16-c867db91.pth", "vit_b_16"), ("vit_l_16-852ce7e3.pth", "vit_l_16")])
 def test_torchvision_file_names_give_their_builders_heads(file: str, builder: str) -> None:
     from torchvision.models import vision_transformer as tv
 

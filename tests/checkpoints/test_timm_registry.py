@@ -82,8 +82,8 @@ def hub_config(model: nn.Module, folder: Path) -> dict[str, Any]:
 def _activation(model: nn.Module) -> str:
     """The MLP activation of block 0, by evaluating it against the formulas of the four variants."""
     x = torch.linspace(-6, 6, 241)
-    formulas = {"gelu": F.gelu(x), "gelu_tanh": F.gelu(x, approximate="tanh"), "quick_gelu": x * torch.sigmoid(1.702 * x),
-                "silu": F.silu(x)}
+    formulas = {"gelu": F.gelu(x), "gelu_tanh": F.gelu(x, approximate="tanh"),
+                "quick_gelu": x * torch.sigmoid(1.702 * x), "silu": F.silu(x)}
     mlp = model.blocks[0].mlp
     act = getattr(mlp, "act", None)
     assert act is not None, f"no activation module in {type(mlp).__name__}"

@@ -68,9 +68,9 @@ def timm_facts(name: str, pool: str | None = None) -> ArchFacts | None:
         return None
     pool = row["global_pool"] if pool is None else pool
     rope = row["rope"]
-    changes = {"rope": "none"} if rope is None else {"rope": rope["kind"], "rope_base": rope["base"], "rope_offset": rope["offset"],
-                                       "rope_xy": rope["xy"],
-                                       "rope_ref_grid": tuple(rope["ref_grid"]) if rope["ref_grid"] else None}
+    changes = {"rope": "none"} if rope is None else {
+        "rope": rope["kind"], "rope_base": rope["base"], "rope_offset": rope["offset"], "rope_xy": rope["xy"],
+        "rope_ref_grid": tuple(rope["ref_grid"]) if rope["ref_grid"] else None}
     return ArchFacts(f"timm architecture {arch}", row["heads"], row["activation"], row["eps"], POOLING.get(pool),
                      changes, row["pool_heads"], _unsupported(row, pool))
 
@@ -113,7 +113,7 @@ def torchvision_facts(ev: Evidence) -> ArchFacts | None:
 
 
 def refuse_unbuildable(files: CheckpointConfig, source: str) -> None:
-    """One VitcliError when the timm architecture a config names is one vitcli cannot build (before its keys are read)."""
+    """One VitcliError when the timm architecture a config names is one vitcli cannot build (before keys are read)."""
     oc = files.open_clip
     name, pool = (files.architecture, files.global_pool) if files.architecture else \
         (oc.timm_model_name, oc.timm_pool) if oc and oc.timm_model_name else ("", None)
