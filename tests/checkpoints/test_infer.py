@@ -61,7 +61,7 @@ def test_heads_override_loads_a_96_wide_model_that_equals_timm(four_heads) -> No
     model, path = four_heads
     loaded = load_checkpoint(path, heads=4)
     assert (loaded.config.heads, loaded.config.head_dim) == (4, 24)
-    assert "4 heads (given)" in loaded.notes
+    assert "heads 4 (given)" in loaded.notes
     assert _same_as_timm(model, loaded, images(2, 32, 32, seed=3)) <= 1e-4
 
 

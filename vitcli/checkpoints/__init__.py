@@ -7,6 +7,8 @@ Public API (import from `vitcli.checkpoints.load`; nothing heavy is imported her
       Loaded: .config (ViTConfig), .state_dict (core key names), .family, .preprocess
       (Preprocess), .ignored_keys, .notes, .origin (core key → source keys), .format, .path,
       .native_grid ("known" | "from image"), .grid_candidates ((prefix rows, patch rows), …)
+  load_state(state_dict, configs, spec="state dict", ...) -> Loaded    the same on tensors already
+      read (configs: file name → parsed JSON); pure, meta tensors work with device="meta"
   fit_native_grid(loaded, (rows, cols)) -> Loaded | None    an image's grid that fits the table
   require_native_grid(loaded) -> Loaded                      or the one-line native-size error
   build_model_from_checkpoint(loaded_or_spec, *, strict=True, device="cpu", dtype=float32)
@@ -17,5 +19,7 @@ Public API (import from `vitcli.checkpoints.load`; nothing heavy is imported her
 
 Modules: read.py (files and their safety), hub.py (hf-hub:/timm: specs), config.py (config files
 parsed once: CheckpointConfig), families/ (one data module per library: key tables, variants,
-quirks, preprocessing defaults), infer.py (architecture from shapes, pure), preprocess.py, load.py.
+quirks, preprocessing defaults), infer.py (architecture from shapes, pure), archs.py (what a named architecture fixes: timm's
+table data/timm_archs.json from scripts/gen_timm_archs.py, open_clip, torchvision), preprocess.py,
+load.py.
 """

@@ -8,7 +8,8 @@ Three files are read (see `read.CONFIG_FILES`), each only for the vision fields 
                             crop_mode), model_args.img_size, label_names / label_descriptions;
                             both: the classifier's labels (transformers: id2label)
   open_clip_config.json     model_cfg.vision_cfg (width, head_width, pool_type,
-                            final_ln_after_pool, image_size), model_cfg.quick_gelu, preprocess_cfg
+                            final_ln_after_pool, image_size, timm_model_name, timm_pool),
+                            model_cfg.quick_gelu, preprocess_cfg
   preprocessor_config.json  a transformers image processor as written (its class, size, crop_size,
                             resample, mean, std, …); the class's rules fill the rest
                             (`families.transformers.PROCESSOR_CLASSES`)
@@ -48,6 +49,8 @@ class OpenClipVision:
     final_ln_after_pool: bool = False
     image_size: HW | None = None
     quick_gelu: bool = False
+    timm_model_name: str | None = None  # a timm tower (ViT-SO400M-14-SigLIP-384: vit_so400m_patch14_siglip_384)
+    timm_pool: str | None = None  # that tower's global_pool
 
 
 @dataclass(frozen=True)
@@ -274,7 +277,8 @@ def _open_clip(f: _Fields) -> dict[str, Any]:
     v = (model.sub("vision_cfg") if model else None) or _Fields({}, f.where, "model_cfg.vision_cfg.")
     vision = OpenClipVision(v.integer("width"), v.integer("head_width") or 64, v.text("pool_type"),
                             bool(v.flag("final_ln_after_pool")), v.size("image_size"),
-                            bool(model.flag("quick_gelu"))) if model else None
+                            bool(model.flag("quick_gelu")), v.text("timm_model_name"),
+                            v.text("timm_pool")) if model else None
     p = f.sub("preprocess_cfg")
     preprocess = OpenClipPreprocess(p.channels("mean"), p.channels("std"), p.text("interpolation"),
                                     p.text("resize_mode")) if p else None

@@ -15,8 +15,11 @@ shapes, the way CLIP's `build_model` does it:
                                result may be `native_grid="from image"` (unresolved)
   biases, layer scale, norms   whether the tensors exist
   head / projection            head.weight (classes, D)
-  heads                        config file when there is one, else D / 64 (CLIP's rule), except
-                               the widths whose models use 16 wider heads (1152, 1280, 1408, 1664)
+  heads                        config file when there is one; else the architecture the repository
+                               names (timm config.json / open_clip tower / torchvision file name:
+                               see archs.py, which also gives activation, eps, pooling and RoPE);
+                               else guessed: D / 64 (CLIP's rule), except the widths whose models
+                               use 16 wider heads (1152, 1280, 1408, 1664), and the note says so
 
 What weights cannot show (heads, native size, eps, activation, pooling) may be given as
 `Overrides`; what they do show (dim, depth, patch_size, mlp_dim) may be given too, and is only
@@ -28,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from vitcli.checkpoints.archs import ArchFacts, lookup
 from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Variant
 from vitcli.checkpoints.preprocess import Preprocess
 from vitcli.core.config import PatchRemainder, ViTConfig
@@ -88,6 +92,9 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
                  image_grid: tuple[int, int] | None = None) -> Inferred:
     """The architecture `ev`'s shapes imply under `fam`'s rules; `image_grid` (rows, cols) is used as
     the native grid only when the table cannot be read alone and fits it exactly."""
+    facts = lookup(ev)
+    if facts and facts.unsupported:
+        raise VitcliError(ev.name, f"{facts.source}: vitcli cannot build {facts.unsupported} yet")
     _require(fam, ev)
     dim, in_chans, patch = _patch_embed(ev)
     fc1 = ev.shapes.get("blocks.0.mlp.fc1.weight") or ev.shapes.get("blocks.0.mlp.fc1_g.weight")  # SwiGLU: fc1_g
@@ -107,21 +114,19 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
         table = _relpos_grid(ev, patch, overrides, remainder)  # BEiT without an absolute table: the bias table's grid
     else:  # no table (DINOv3: RoPE only): the native size only sets the default input size
         table = _untabled_grid(fam, ev, patch, overrides, remainder)
-    changes, part_notes = fam.parts(ev)
+    changes, part_notes = _parts(fam, ev, facts)
     if changes.get("rope_ref_grid") == NATIVE_GRID:  # PE: RoPE coords on the native grid, whatever the image's
         changes = {**changes, "rope_ref_grid": table.grid}
     size = table.size or (table.grid[0] * patch, table.grid[1] * patch)
     resample, why_resample = variant.pos_resample or fam.pos_resample
-    heads, why_heads = _heads(dim, overrides, ev)
-    activation, why_act = _activation(fam, variant, ev, overrides)
-    eps, why_eps = _eps(fam, variant.eps, variant.label, ev, overrides)
+    heads, why_heads = _heads(dim, overrides, ev, facts)
+    activation, why_act = _activation(fam, variant, ev, overrides, facts)
+    eps, why_eps = _eps(fam, variant.eps, variant.label, ev, overrides, facts)
+    pooling, why_pool = _pooling(fam, ev, overrides, facts, class_token)
     floored = remainder_note(size[0], size[1], patch)
     notes = [n for n in (table.note, floored and f"native {floored}", why_heads, why_act, *fam.notes, *part_notes,
-                         why_eps, f"position table at other grids: {why_resample}" if ev.has("pos_embed") else "") if n]
-    if overrides.pooling:
-        notes.append(f"pooling {overrides.pooling} (given)")
-    pooling = overrides.pooling or ("map" if ev.has("attn_pool.latent") else
-                                    fam.pooling(ev) if class_token else "mean")
+                         why_eps, why_pool,
+                         f"position table at other grids: {why_resample}" if ev.has("pos_embed") else "") if n]
     head = ev.shapes.get("head.weight", ())
     config = ViTConfig(
         name=ev.model_name, image_size=size, patch_size=patch, patch_remainder=remainder,
@@ -300,44 +305,85 @@ def _fit_size(size: tuple[int, int], patch: int, candidates: tuple[tuple[int, in
     return None  # a config's size may differ from the table (a model fine-tuned at another size)
 
 
-def _heads(dim: int, o: Overrides, ev: Evidence) -> tuple[int, str]:
-    """Heads given, from a config file, or by the width rules; else one error asking for them."""
+def _heads(dim: int, o: Overrides, ev: Evidence, facts: ArchFacts | None) -> tuple[int, str]:
+    """Heads given, from a config file, the named architecture, qk-norm's width, else guessed by the width rules."""
     if o.heads is not None:
         if o.heads <= 0 or dim % o.heads:
             raise VitcliError("--heads", f"{o.heads} heads do not divide the checkpoint's width {dim}")
-        return o.heads, f"{o.heads} heads (given)"
+        return o.heads, f"heads {o.heads} (given)"
     if ev.files.heads:
-        return ev.files.heads, f"{ev.files.heads} heads (config.json)"
+        return ev.files.heads, f"heads {ev.files.heads} (config.json)"
+    if facts and facts.heads:
+        if dim % facts.heads:
+            raise VitcliError(ev.name, f"{facts.source} has {facts.heads} heads, which do not divide the weights' "
+                              f"width {dim}: pass {{needs}}", needs="heads")
+        return facts.heads, f"heads {facts.heads} ({facts.source})"
     qk_norm = ev.shapes.get("blocks.0.attn.q_norm.weight")
     if qk_norm and len(qk_norm) == 1 and qk_norm[0] and dim % qk_norm[0] == 0:  # qk-norm is one head wide
-        return dim // qk_norm[0], f"{dim // qk_norm[0]} heads (qk-norm over {qk_norm[0]} channels a head)"
-    oc = ev.files.open_clip
-    if oc and oc.width == dim:
-        return dim // oc.head_width, f"{dim // oc.head_width} heads (open_clip_config.json head_width {oc.head_width})"
+        return dim // qk_norm[0], f"heads {dim // qk_norm[0]} (qk-norm over {qk_norm[0]} channels a head)"
     if dim in WIDE_HEADS:
-        return WIDE_HEADS[dim], f"{WIDE_HEADS[dim]} heads (width {dim}: the 16-head models of this width)"
+        return WIDE_HEADS[dim], f"heads {WIDE_HEADS[dim]} (guessed: most {dim}-wide models have 16; pass --heads)"
     if dim % 64 == 0:
-        return dim // 64, f"{dim // 64} heads (head dim 64, CLIP's rule)"
+        return dim // 64, f"heads {dim // 64} (guessed: 64-wide heads; pass --heads)"
     raise VitcliError(ev.name, f"cannot tell the number of heads of a {dim}-wide model from its weights "
                       "(not a multiple of 64): pass {needs}", needs="heads")
 
 
-def _activation(fam: Family, variant: Variant, ev: Evidence, o: Overrides) -> tuple[str, str]:
-    """Activation: given, implied by the variant (OpenAI CLIP), else the family's rule."""
+def _activation(fam: Family, variant: Variant, ev: Evidence, o: Overrides,
+                facts: ArchFacts | None) -> tuple[str, str]:
+    """Activation: given, implied by the variant (OpenAI CLIP), the named architecture's, else the family's rule."""
     if o.activation:
         return o.activation, f"activation {o.activation} (given)"
-    return variant.activation or fam.activation(ev, variant.label)
+    if variant.activation:
+        return variant.activation
+    if facts and facts.activation:
+        return facts.activation, f"activation {facts.activation} ({facts.source})"
+    return fam.activation(ev, variant.label)
 
 
-def _eps(fam: Family, variant_eps: float | None, label: str, ev: Evidence, o: Overrides) -> tuple[float, str]:
-    """LayerNorm eps: given, config.json, the variant's, the family's."""
+def _eps(fam: Family, variant_eps: float | None, label: str, ev: Evidence, o: Overrides,
+         facts: ArchFacts | None) -> tuple[float, str]:
+    """Norm eps: given, config.json, the named architecture's, the variant's, the family's."""
     if o.eps:
         eps, why = float(o.eps), "given"
     elif ev.files.layer_norm_eps:
         eps, why = ev.files.layer_norm_eps, "config.json"
+    elif facts and facts.eps:
+        eps, why = facts.eps, facts.source
     else:
         eps, why = variant_eps or fam.eps, f"{label} default"
     return eps, f"LayerNorm eps {eps:g} ({why})"
+
+
+def _pooling(fam: Family, ev: Evidence, o: Overrides, facts: ArchFacts | None, class_token: bool) -> tuple[str, str]:
+    """Pooling: given, the named architecture's (its global_pool), else the attention pool, the family's rule, mean."""
+    if o.pooling:
+        return o.pooling, f"pooling {o.pooling} (given)"
+    if facts and facts.pooling:
+        return facts.pooling, f"pooling {facts.pooling} ({facts.source})"
+    return ("map" if ev.has("attn_pool.latent") else fam.pooling(ev) if class_token else "mean"), ""
+
+
+def _parts(fam: Family, ev: Evidence, facts: ArchFacts | None) -> tuple[dict, tuple[str, ...]]:
+    """The family's parts rule, with the named architecture's RoPE settings and pool heads in place of its guesses."""
+    changes, notes = fam.parts(ev)
+    said = []
+    if facts and facts.rope:
+        guessed = changes.get("rope", "none") != "none"
+        changes = {k: v for k, v in changes.items() if not k.startswith("rope")} | facts.rope
+        r = facts.rope
+        if r["rope"] != "none" or guessed:
+            said.append(f"RoPE none ({facts.source})" if r["rope"] == "none" else
+                        f"RoPE {r['rope']} (base {r['rope_base']:g}, offset {r['rope_offset']:g}, "
+                        f"{'xy' if r['rope_xy'] else 'ij'} indexing, reference grid {r['rope_ref_grid'] or 'none'}; "
+                        f"{facts.source})")
+    width = ev.shapes.get("attn_pool.latent", (0,))[-1]
+    if facts and facts.pool_heads and width and width % facts.pool_heads == 0:
+        changes["pool_heads"] = facts.pool_heads
+        said.append(f"attention pool: {facts.pool_heads} heads ({facts.source})")
+    if said:
+        notes = tuple(n for n in notes if not n.startswith(("RoPE", "no RoPE", "attention pool:")))
+    return changes, (*notes, *said)
 
 
 __all__ = ["Inferred", "NativeGrid", "Overrides", "grid_error", "infer_config"]

@@ -19,6 +19,7 @@ resolves it from an image whose grid fits the table exactly; `require_native_gri
 the one-line error otherwise (building the model calls it).
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vitcli.checkpoints.archs import refuse_unbuildable
 from vitcli.checkpoints.config import ClassLabel, parse_configs
 from vitcli.checkpoints.families import Evidence, Family, Mapped, detect, evidence, map_keys
 from vitcli.checkpoints.hub import is_hub_spec, resolve
@@ -93,9 +95,27 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     spec = str(spec)
     size = _native_size(image_size)
     raw = read_checkpoint(resolve(spec, online).path if is_hub_spec(spec) else spec)  # with the config files beside it
-    files = parse_configs(raw.configs, Path(raw.path).parent)
-    tensors, wrapper_notes = strip_wrappers(raw.tensors)
-    notes = [f"format {raw.format}", *raw.notes, *wrapper_notes]
+    return load_state(raw.tensors, raw.configs, spec, strict, device, family=family, image_size=image_size, heads=heads,
+                      activation=activation, eps=eps, pooling=pooling, dim=dim, depth=depth, patch_size=patch_size,
+                      mlp_dim=mlp_dim, path=raw.path, format=raw.format, read_notes=raw.notes,
+                      nested_under=raw.nested_under)
+
+
+def load_state(state_dict: Mapping[str, Tensor], configs: Mapping[str, dict], spec: str = "state dict",
+               strict: bool = True, device: str | torch.device = "cpu", *, family: str | None = None,
+               image_size: int | tuple[int, int] | None = None, heads: int | None = None,
+               activation: Activation | None = None, eps: float | None = None, pooling: Pooling | None = None,
+               dim: int | None = None, depth: int | None = None, patch_size: int | None = None,
+               mlp_dim: int | None = None, path: str = "", format: str = "state dict",
+               read_notes: Sequence[str] = (), nested_under: str = "") -> Loaded:
+    """`load_checkpoint` on tensors already read: `configs` maps config file names (config.json, …) to their
+    parsed JSON, `spec` names the source in messages. Pure: meta tensors work (with device="meta")."""
+    raw_path = path or spec
+    size = _native_size(image_size)
+    files = parse_configs(configs, Path(raw_path).parent if path else "")
+    refuse_unbuildable(files, spec)
+    tensors, wrapper_notes = strip_wrappers(dict(state_dict))
+    notes = [f"format {format}", *read_notes, *wrapper_notes]
     try:
         fam, root = detect(tensors, family, files.architecture)
     except VitcliError as e:
@@ -107,7 +127,7 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
         notes.append(f"vision weights under '{root}'")
     overrides = Overrides(family, heads, size, eps, activation, pooling,  # type: ignore[arg-type]
                           dim, depth, patch_size, mlp_dim)
-    basis = Basis(fam, evidence(mapped, spec, raw.format, raw.nested_under, tensors, files), overrides, tuple(notes))
+    basis = Basis(fam, evidence(mapped, spec, format, nested_under, tensors, files), overrides, tuple(notes))
     from vitcli.checkpoints.parts import name_parts
 
     unbuilt = name_parts(mapped.leftover)
@@ -130,7 +150,7 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
         raise VitcliError(spec, f"{inferred.label} checkpoint does not fit: " + "; ".join(problems))
     state = {k: v.to(device) for k, v in mapped.tensors.items()}
     labels, labels_from, label_notes = head_labels(files.labels, files.labels_from, inferred.config.num_classes)
-    return Loaded(spec, raw.path, raw.format, inferred.label, inferred.config, state, inferred.preprocess,
+    return Loaded(spec, raw_path, format, inferred.label, inferred.config, state, inferred.preprocess,
                   sorted(ignored), [*notes, *inferred.notes, *label_notes], mapped.origin,
                   nonfinite_counts(state, mapped.origin), inferred.native_grid, inferred.grid_candidates, basis,
                   labels, labels_from)
@@ -249,7 +269,7 @@ def nonfinite_counts(state: dict[str, Tensor], origin: dict[str, str]) -> dict[s
     """
     found = {}
     for key, t in state.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        if t.is_floating_point() and not t.is_meta and not bool(torch.isfinite(t).all()):
             found[origin.get(key, key)] = {"nan": int(torch.isnan(t).sum()), "inf": int(torch.isinf(t).sum())}
     return found
 
@@ -300,5 +320,6 @@ def build_model_from_checkpoint(checkpoint: "Loaded | str | Path", *, strict: bo
     return model.to(device=device, dtype=dtype).eval()
 
 
-__all__ = ["Basis", "Loaded", "build_model_from_checkpoint", "fit_native_grid", "load_checkpoint", "nonfinite_counts",
+__all__ = ["Basis", "Loaded", "build_model_from_checkpoint", "fit_native_grid", "load_checkpoint", "load_state",
+           "nonfinite_counts",
            "require_native_grid"]

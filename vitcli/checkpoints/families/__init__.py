@@ -10,7 +10,9 @@
 
 A new family is a `Family` value in its library's module and one entry in `FAMILIES`.
 
-Activation cannot be read from weights. The rules (each noted by `info`): timm and open_clip use
+Activation cannot be read from weights. A timm architecture that config.json (or an open_clip
+timm tower) names takes its own from timm's table (`archs.py`). Otherwise the rules (each noted
+by `info`): timm and open_clip use
 exact GELU unless the model name says `quickgelu` (timm `vit_*_clip_quickgelu_*`, open_clip
 `*-quickgelu`) or open_clip_config.json sets `quick_gelu`; OpenAI CLIP files (TorchScript
 archives, or state dicts carrying OpenAI's `input_resolution` / `context_length` / `vocab_size`)

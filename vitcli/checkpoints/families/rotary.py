@@ -15,7 +15,7 @@ bias with k's part 0; DINOv3's `qkv.bias_mask` zeroes k's part of the bias.
 """
 
 from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Rule, Variant, always, pair
-from vitcli.checkpoints.families.timm import MAP_RULES, _pretrained_cfg
+from vitcli.checkpoints.families.timm import MAP_RULES, OPEN_CLIP_TEXT, _pretrained_cfg
 from vitcli.checkpoints.families.transformers import class_default, processor_preprocess
 from vitcli.checkpoints.preprocess import IMAGENET, INCEPTION, OPENAI_CLIP, Preprocess, shortest_crop, timm_preprocess
 from vitcli.core.config import ViTConfig
@@ -46,6 +46,9 @@ def refuse_unbuilt(ev: Evidence, family: str, skip: tuple[str, ...] = ()) -> Non
 
 
 def _is_dinov3(ev: Evidence) -> bool:
+    """A DINOv3 port: named so by config.json's architecture, else by the file name or a missing position table."""
+    if ev.files.architecture:
+        return "dinov3" in ev.files.architecture.lower()
     return "dinov3" in ev.model_name.lower() or not ev.has("pos_embed")
 
 
@@ -85,6 +88,7 @@ TIMM_EVA = Family(
              r"^blocks\.0\.(gamma_1|attn\.q_bias|attn\.q_proj\.weight|mlp\.fc1_g\.weight)$"),
     absent=(r"^patch_embed\.norm\.weight$",),  # AIMv2 (timm's ViT layout: RMSNorm, SwiGLU, a patch norm)
     roots=("", "visual.trunk.", "visual."),
+    ignore_outside=OPEN_CLIP_TEXT,
     block_prefixes=("blocks.{i}.",),
     top=(
         Rule("cls_token", ("cls_token",)),
@@ -100,7 +104,8 @@ TIMM_EVA = Family(
         *pair("norm1", "norm1"),
         Rule("attn.qkv.weight", ("attn.qkv.weight", ("attn.q_proj.weight", "attn.k_proj.weight",
                                                      "attn.v_proj.weight"))),
-        Rule("attn.qkv.bias", (("attn.q_bias", "attn.v_bias"), ("attn.q_proj.bias", "attn.v_proj.bias")), "qzv"),
+        Rule("attn.qkv.bias", (("attn.q_bias", "attn.v_bias"), tuple(f"attn.{n}_proj.bias" for n in "qkv"),
+                               ("attn.q_proj.bias", "attn.v_proj.bias"), "attn.qkv.bias"), "qzv"),  # qzv: 2 parts
         *pair("attn.q_norm", "attn.q_norm"), *pair("attn.k_norm", "attn.k_norm"), *pair("attn.norm", "attn.norm"),
         *pair("attn.proj", "attn.proj"),
         Rule("ls1.gamma", ("gamma_1",)),
@@ -236,7 +241,8 @@ PE_ARCHITECTURES = r"^vit_pe_"  # timm's PE names; a config.json naming another 
 TIMM_PE = Family(
     "timm-pe", "timm Perception Encoder core (vit_pe_core_*)",
     markers=(r"^patch_embed\.proj\.weight$", r"^attn_pool\.latent$", r"^norm_pre\.weight$"),
-    roots=("",), block_prefixes=TIMM_EVA.block_prefixes, top=(*TIMM_EVA.top, *MAP_RULES), block=PE_BLOCK,
+    roots=("", "visual.trunk."), ignore_outside=OPEN_CLIP_TEXT, block_prefixes=TIMM_EVA.block_prefixes,
+    top=(*TIMM_EVA.top, *MAP_RULES), block=PE_BLOCK,
     variants=(Variant("timm-pe", always, _pe_timm),), eps=1e-5, parts=_pe_parts, file_preprocess=_pretrained_cfg,
     required=("patch_embed.proj.weight",), architectures=PE_ARCHITECTURES,
 )
@@ -252,7 +258,8 @@ TIMM_PE_SPATIAL = Family(
     "timm-pe-spatial", "timm Perception Encoder without a head (vit_pe_spatial_*, vit_pe_lang_*)",
     markers=(r"^patch_embed\.proj\.weight$", r"^norm_pre\.weight$", r"^blocks\.0\.attn\.qkv\.weight$"),
     absent=(r"^norm\.weight$", r"^fc_norm\.weight$", r"^attn_pool\.", r"^blocks\.0\.attn\.q_bias$"),
-    roots=("",), block_prefixes=TIMM_EVA.block_prefixes, top=TIMM_EVA.top, block=PE_BLOCK,
+    roots=("", "visual.trunk."), ignore_outside=OPEN_CLIP_TEXT, block_prefixes=TIMM_EVA.block_prefixes,
+    top=TIMM_EVA.top, block=PE_BLOCK,
     variants=(Variant("timm-pe-lang", _pe_lang, _pe_timm), Variant("timm-pe-spatial", always, _pe_timm)),
     eps=1e-5, pooling=_eva_pooling, parts=_pe_parts, notes=(PE_SPATIAL_NOTE,), file_preprocess=_pretrained_cfg,
     required=("patch_embed.proj.weight",), architectures=PE_ARCHITECTURES,

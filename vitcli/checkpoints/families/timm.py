@@ -123,6 +123,10 @@ MAP_RULES = (  # the attention-pool probe (timm AttentionPoolLatent), kept as is
 )
 
 
+# open_clip's CustomTextCLIP beside a timm image tower (`visual.trunk.`: SigLIP, PE): its text tower and scales
+OPEN_CLIP_TEXT = (r"^text\.", r"^logit_(scale|bias)$")
+
+
 def _pooling(ev: Evidence) -> str:
     """config.json's global_pool, else mean when fc_norm is present (timm puts it after average pooling)."""
     pool = ev.files.global_pool
@@ -145,7 +149,7 @@ def _pretrained_cfg(ev: Evidence, c: ViTConfig) -> Preprocess | None:
 TIMM = Family(
     "timm", "timm ViT layout (timm, DeiT, DINO, DINOv2, MAE repos)",
     markers=(r"^patch_embed\.proj\.weight$", r"^blocks\.0\.attn\.qkv\.weight$"),
-    roots=("", "backbone.", "encoder.", "timm_model."),  # timm_model.: transformers' TimmWrapperModel
+    roots=("", "backbone.", "encoder.", "timm_model.", "visual.trunk."),  # TimmWrapperModel; open_clip's timm towers
     block_prefixes=("blocks.{i}.",),
     top=(
         Rule("cls_token", ("cls_token",)),
@@ -168,10 +172,11 @@ TIMM = Family(
         *pair("mlp.fc1", ("mlp.fc1", "mlp.w12")),  # dinov2 SwiGLUFFNFused: w12 packs [x1; x2], silu(x1)·x2
         *pair("mlp.fc2", ("mlp.fc2", "mlp.w3")), Rule("ls2.gamma", ("ls2.gamma",)),
         *pair("mlp.fc1_g", "mlp.fc1_g"), *pair("mlp.fc1_x", "mlp.fc1_x"),  # SwiGLU (AIMv2)
+        *pair("attn.norm", "attn.norm"), *pair("mlp.norm", "mlp.norm"),  # sub-LN (scale_attn_norm / scale_mlp_norm: BEiT-3)
     ),
     variants=VARIANTS,
     ignore=(r"^mask_token$",),
-    ignore_outside=(r"^head\.(mlp|last_layer|bn|last_norm)\b",),  # DINO's projection head next to the backbone
+    ignore_outside=(r"^head\.(mlp|last_layer|bn|last_norm)\b", *OPEN_CLIP_TEXT),  # DINO's projection head
     eps=1e-6,
     activation=_activation,
     pooling=_pooling,
@@ -216,4 +221,4 @@ TIMM_NAFLEX = Family(
     patch_remainder="refuse",  # batch_patchify needs whole patches (no dynamic_img_pad)
 )
 
-__all__ = ["MAP_RULES", "TIMM", "TIMM_NAFLEX"]
+__all__ = ["MAP_RULES", "OPEN_CLIP_TEXT", "TIMM", "TIMM_NAFLEX"]
