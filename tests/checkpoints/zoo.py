@@ -362,19 +362,23 @@ def _build_torchvision_vit_h14(seed: int, folder: Path) -> Peer:
 # ---------------------------------------------------------------------- torch.hub facebookresearch/dinov2
 
 
-def upstream_dinov2_pos(pos_embed: Tensor, rows: int, cols: int, offset: float = 0.1) -> Tensor:
-    """facebookresearch/dinov2 `interpolate_pos_encoding` with the hub models' settings (offset 0.1, no
-    antialias): the M×M patch table resized bicubically with scale factors ((rows + 0.1)/M, (cols + 0.1)/M),
-    so the output has floor(M · (rows + 0.1)/M) = rows rows but samples at positions set by that scale,
-    not by rows/M; the class row is kept. (1, 1 + M², D) → (1, 1 + rows·cols, D)."""
+def upstream_dinov2_pos(pos_embed: Tensor, rows: int, cols: int, registers: bool = False) -> Tensor:
+    """facebookresearch/dinov2 `interpolate_pos_encoding` with the hub models' settings (hub/backbones.py):
+    without registers offset 0.1 and no antialias, the M×M patch table resized bicubically with scale
+    factors ((rows + 0.1)/M, (cols + 0.1)/M), so the output has floor(M · (rows + 0.1)/M) = rows rows but
+    samples at positions set by that scale, not by rows/M; the `_reg` models: offset 0 and antialias, i.e.
+    bicubic to size (rows, cols). The class row is kept. (1, 1 + M², D) → (1, 1 + rows·cols, D)."""
     n = pos_embed.shape[1] - 1
     m = math.isqrt(n)
     assert m * m == n
     if (rows, cols) == (m, m):
         return pos_embed
     table = pos_embed[:, 1:].float().reshape(1, m, m, -1).permute(0, 3, 1, 2)  # (1, D, M, M)
-    table = F.interpolate(table, scale_factor=((rows + offset) / m, (cols + offset) / m), mode="bicubic",
-                          antialias=False)  # (1, D, rows, cols)
+    if registers:
+        table = F.interpolate(table, size=(rows, cols), mode="bicubic", antialias=True)  # (1, D, rows, cols)
+    else:
+        table = F.interpolate(table, scale_factor=((rows + 0.1) / m, (cols + 0.1) / m), mode="bicubic",
+                              antialias=False)  # (1, D, rows, cols)
     assert table.shape[-2:] == (rows, cols)
     return torch.cat([pos_embed[:, :1], table.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)], dim=1)
 
@@ -432,7 +436,7 @@ def _build_dinov2_hub(timm_name: str, file: str, seed: int, folder: Path) -> Pee
         rows, cols = x.shape[-2] // patch, x.shape[-1] // patch
         t = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=patch)  # (1, D, rows, cols)
         t = torch.cat([sd["cls_token"], t.flatten(2).transpose(1, 2)], dim=1)  # (1, 1+N, D)
-        t = t + upstream_dinov2_pos(sd["pos_embed"], rows, cols)
+        t = t + upstream_dinov2_pos(sd["pos_embed"], rows, cols, "register_tokens" in sd)
         if "register_tokens" in sd:  # registers after the class token, without positions
             t = torch.cat([t[:, :1], sd["register_tokens"], t[:, 1:]], dim=1)  # (1, 1+R+N, D)
         for block in model.blocks:

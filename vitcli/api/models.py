@@ -116,9 +116,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
 
     @property
     def projects(self) -> bool:
-        """A CLIP-style model whose head is the bias-free projection into the joint image-text space."""
-        family = getattr(self.checkpoint, "family", "")
-        return "clip" in family and bool(self.config.num_classes) and not self.config.head_bias
+        """A CLIP-style model whose head projects into the joint image-text space (family data: families.base.projects)."""
+        return bool(getattr(self.checkpoint, "projects", False))
 
     @property
     def labels(self) -> dict[int, str]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vitcli.checkpoints.archs import ArchFacts, lookup
-from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Variant
+from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Variant, projects
 from vitcli.checkpoints.preprocess import Preprocess
 from vitcli.core.config import PatchRemainder, ViTConfig
 from vitcli.core.patches import grid_shape, remainder_note
@@ -74,6 +74,7 @@ class Inferred:
     table_rows: int
     native_grid: NativeGrid = "known"
     grid_candidates: tuple[tuple[int, int], ...] = ()
+    projects: bool = False  # the head projects into a joint image-text space (families.base.projects)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     preprocess = fam.file_preprocess(ev, config) or variant.preprocess(config)
     unresolved = table.candidates if table.native == "from image" else ()
     rows = int(ev.shapes["pos_embed"][1]) if ev.has("pos_embed") else 0
-    return Inferred(config, variant.label, preprocess, tuple(notes), rows, table.native, unresolved)
+    return Inferred(config, variant.label, preprocess, tuple(notes), rows, table.native, unresolved,
+                    projects(variant, config.num_classes, bool(ev.files.labels)))
 
 
 def _mlp_kind(ev: Evidence) -> str:

@@ -72,6 +72,7 @@ class Loaded:
     basis: Basis | None = field(default=None, repr=False, compare=False)
     labels: tuple[ClassLabel, ...] = ()  # the classifier's labels from the config file, those within its head
     labels_from: str | None = None  # e.g. "config.json id2label"
+    projects: bool = False  # the head is the projection into a joint image-text space (embed --stage projected)
 
     @property
     def num_params(self) -> int:
@@ -153,7 +154,7 @@ def load_state(state_dict: Mapping[str, Tensor], configs: Mapping[str, dict], sp
     return Loaded(spec, raw_path, format, inferred.label, inferred.config, state, inferred.preprocess,
                   sorted(ignored), [*notes, *inferred.notes, *label_notes], mapped.origin,
                   nonfinite_counts(state, mapped.origin), inferred.native_grid, inferred.grid_candidates, basis,
-                  labels, labels_from)
+                  labels, labels_from, inferred.projects)
 
 
 def head_labels(labels: tuple[ClassLabel, ...], source: str | None,

@@ -99,6 +99,16 @@ class Variant:
     eps: float | None = None  # a LayerNorm eps the label implies (timm's CLIP towers: 1e-5)
     pos_resample: Why | None = None  # (PosResample, why) when the label's library resizes tables its own way
     patch_remainder: PatchRemainder | None = None  # when it differs from the family's (NaFlex: refuse)
+    joint_head: bool = False  # a head that is no classifier projects into a joint image-text space (CLIP, PE)
+
+
+CLASSIFIER_SIZES = frozenset({1000, 11821, 21841, 21843})  # ImageNet-1k, -12k, -21k heads: a classifier, not a projection
+
+
+def projects(variant: Variant, num_classes: int, labelled: bool) -> bool:
+    """The head is the image tower's projection into the joint image-text space (embed --stage projected):
+    the variant has one, and the head is not a classifier (no labels, not an ImageNet head)."""
+    return variant.joint_head and num_classes > 0 and not labelled and num_classes not in CLASSIFIER_SIZES
 
 
 def always(ev: Evidence) -> bool:
@@ -342,5 +352,5 @@ def evidence(m: Mapped, name: str, format: str, nested_under: str = "", all_keys
                     m.applied)
 
 
-__all__ = ["Evidence", "Family", "Mapped", "Rule", "Variant", "NATIVE_GRID", "always", "class_pooling", "detect", "evidence",
-           "map_keys", "name_activation", "no_parts", "pair"]
+__all__ = ["CLASSIFIER_SIZES", "Evidence", "Family", "Mapped", "Rule", "Variant", "NATIVE_GRID", "always", "class_pooling", "detect", "evidence",
+           "map_keys", "name_activation", "no_parts", "pair", "projects"]

@@ -78,8 +78,8 @@ CLIP = Family(
     ),
     variants=(
         Variant("openai-clip", _is_openai, _clip_transform("openai-clip"),
-                activation=("quick_gelu", "activation quick_gelu (OpenAI CLIP weights)")),
-        Variant("open_clip", always, _clip_transform("open_clip")),
+                activation=("quick_gelu", "activation quick_gelu (OpenAI CLIP weights)"), joint_head=True),
+        Variant("open_clip", always, _clip_transform("open_clip"), joint_head=True),
     ),
     ignore_outside=(r"^transformer\.", r"^token_embedding\.", r"^positional_embedding$", r"^ln_final\.",
                     r"^text_projection$", r"^logit_(scale|bias)$", r"^(input_resolution|context_length|vocab_size)$",

@@ -243,7 +243,7 @@ TIMM_PE = Family(
     markers=(r"^patch_embed\.proj\.weight$", r"^attn_pool\.latent$", r"^norm_pre\.weight$"),
     roots=("", "visual.trunk."), ignore_outside=OPEN_CLIP_TEXT, block_prefixes=TIMM_EVA.block_prefixes,
     top=(*TIMM_EVA.top, *MAP_RULES), block=PE_BLOCK,
-    variants=(Variant("timm-pe", always, _pe_timm),), eps=1e-5, parts=_pe_parts, file_preprocess=_pretrained_cfg,
+    variants=(Variant("timm-pe", always, _pe_timm, joint_head=True),), eps=1e-5, parts=_pe_parts, file_preprocess=_pretrained_cfg,
     required=("patch_embed.proj.weight",), architectures=PE_ARCHITECTURES,
 )
 

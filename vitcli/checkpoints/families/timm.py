@@ -99,7 +99,7 @@ VARIANTS = (
     Variant("deit", lambda ev: ev.has("dist_token"),
             lambda c: timm_preprocess(c.image_size, 0.9, IMAGENET, "bicubic",
                                       source="timm DeiT default: crop_pct 0.9")),
-    Variant("timm-clip", lambda ev: ev.has("norm_pre.weight"), _clip_default, eps=1e-5),  # nn.LayerNorm's default
+    Variant("timm-clip", lambda ev: ev.has("norm_pre.weight"), _clip_default, eps=1e-5, joint_head=True),  # nn.LayerNorm's default
     Variant("timm-vit", always, _vit_default),
 )
 

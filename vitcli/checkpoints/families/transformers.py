@@ -210,7 +210,7 @@ HF_CLIP = Family(
         *pair("mlp.fc1", "mlp.fc1"),
         *pair("mlp.fc2", "mlp.fc2"),
     ),
-    variants=(Variant("hf-clip", always, class_default("CLIPImageProcessor")),),
+    variants=(Variant("hf-clip", always, class_default("CLIPImageProcessor"), joint_head=True),),
     outside=(Rule("head.weight", ("visual_projection.weight",)),),
     ignore=(r"^embeddings\.position_ids$",),
     ignore_outside=(r"^text_model\.", r"^text_projection\.", r"^logit_(scale|bias)$"),
