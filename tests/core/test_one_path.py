@@ -206,3 +206,55 @@ def test_explain_runs_the_encoders_blocks_and_matches_the_peer(tmp_path, case) -
     assert ref.max() > 0  # a map that is not all ReLU'd away
     errs["gradcam"] = close(ours, ref)
     print(f"\n{case}: " + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
+
+
+@pytest.mark.parametrize("case", ["beitv2-layer-bias", "beit-shared-bias", "dinov3-rope-registers"])
+def test_rows_recomputed_from_q_k_are_the_encoders_weights(tmp_path, case) -> None:
+    """attend on chosen queries recomputes rows from Q, K and the layer's bias (class rows, mean distance,
+    rollout): they equal the encoder's own full weights, i.e. what attend keeps with every query."""
+    build, size, _, _ = CASES[case]
+    peer, load_kw = build(size)
+    model = load(peer, load_kw, tmp_path)
+    c = model.config
+    x = images(2, *size, seed=13)
+    every, heads = list(range(c.depth)), HeadSelection(list(range(c.heads)), None)
+    full = inspect_attention(model, x, every, heads, None, every, rollout=RolloutSpec())
+    rows = inspect_attention(model, x, every, heads, [c.num_prefix_tokens + 1], every, rollout=RolloutSpec())
+    with torch.no_grad():
+        out = model(x, Capture(inputs=False, attention=every, qkv=True, final="none"))
+        terms = model.attention_terms(full.grid)
+        recomputed = [model.blocks[i].attn.rows(*out.qkv[i][:2], terms[i][1], 2, 5) for i in every]  # (B, H, 3, T)
+    for i in every:
+        assert torch.allclose(recomputed[i], out.attentions[i][:, :, 2:5], atol=1e-6, rtol=0)
+        assert torch.allclose(rows.cls_rows[i], full.weights[:, i, :, 0], atol=1e-6, rtol=0)
+        assert torch.allclose(rows.distance[i], full.distance[i], atol=1e-9, rtol=1e-6)
+    assert torch.allclose(rows.rollout, full.rollout, atol=1e-9, rtol=0)
+
+
+def test_probe_weights_are_its_forward(tmp_path) -> None:
+    """The attention-pool probe's weights, recomputed apart from its SDPA forward, give that forward's A·V."""
+    build, size, _, _ = CASES["siglip-probe"]
+    peer, load_kw = build(size)
+    model = load(peer, load_kw, tmp_path)
+    with torch.no_grad():
+        final = model(images(2, *size, seed=14)).output  # (B, T, D)
+        pool = model.attn_pool
+        q, k, v, bias = pool.attend(final)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, 1, d)
+        assert torch.allclose(pool.weights(final) @ v, y, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("case, kind", [("vit", "qk"), ("beitv2-layer-bias", "rows")])
+def test_page_rows_are_checked_against_the_encoders(tmp_path, case, kind) -> None:
+    """view's page computes softmax(scale·q·Kᵀ) from float16 Q, K with no bias: stored as Q, K only where that
+    gives the encoder's weights back (plain ViT), as rows where a relative position bias enters the scores."""
+    from vitcli.api.view import ROW_TOLERANCE, attention_layer
+
+    build, size, _, _ = CASES[case]
+    peer, load_kw = build(size)
+    model = load(peer, load_kw, tmp_path)
+    with torch.no_grad():
+        out = model(images(1, *size, seed=15), Capture(inputs=False, attention=[1], qkv=True, final="none"))
+    q, k, _ = (t[0].double().numpy() for t in out.qkv[1])
+    stored, err = attention_layer(out.attentions[1][0].double().numpy(), q, k, model.blocks[1].attn.scale)
+    assert stored["kind"] == kind and err <= ROW_TOLERANCE
