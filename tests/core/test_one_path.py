@@ -258,3 +258,18 @@ def test_page_rows_are_checked_against_the_encoders(tmp_path, case, kind) -> Non
     q, k, _ = (t[0].double().numpy() for t in out.qkv[1])
     stored, err = attention_layer(out.attentions[1][0].double().numpy(), q, k, model.blocks[1].attn.scale)
     assert stored["kind"] == kind and err <= ROW_TOLERANCE
+
+
+def test_api_explain_rollout_is_attends_on_beit(tmp_path) -> None:
+    """Through the API as users call it: Model.explain(method="rollout") = Model.attend(rollout=True)'s class row
+    on a per-layer relative bias model (5% of the map's maximum apart before the one forward path)."""
+    import numpy as np
+
+    from vitcli.api import load_model
+
+    peer, load_kw = CASES["beitv2-layer-bias"][0]((32, 48))
+    model = load_model(str(save_timm(peer, tmp_path)), heads=4, native_size=(32, 48))
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    ours = model.explain(pixels, method="rollout").maps  # (2, 3)
+    row = model.attend(pixels, rollout=True).rollout[0, 1:].reshape(ours.shape)
+    assert np.abs(ours - row).max() <= 1e-6 * np.abs(row).max()
