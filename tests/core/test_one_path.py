@@ -267,7 +267,7 @@ def test_api_explain_rollout_is_attends_on_beit(tmp_path) -> None:
 
     from vitcli.api import load_model
 
-    peer, load_kw = CASES["beitv2-layer-bias"][0]((32, 48))
+    peer, _ = CASES["beitv2-layer-bias"][0]((32, 48))
     model = load_model(str(save_timm(peer, tmp_path)), heads=4, native_size=(32, 48))
     pixels = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     ours = model.explain(pixels, method="rollout").maps  # (2, 3)
