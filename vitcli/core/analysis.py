@@ -6,10 +6,13 @@ by their count, and maps patch rows onto the true (rows, cols) grid, never √N.
 """
 
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from vitcli.core.attention import Attention, AttentionDetail
 
 Fusion = Literal["mean", "max", "min"]
 DiscardScope = Literal["row", "matrix"]
@@ -22,9 +25,10 @@ def rows_of_matrix(attn: Tensor) -> RowsOf:
     return lambda start, stop: attn[..., start:stop, :]
 
 
-def rows_of_qk(weights: Callable[[Tensor, Tensor], Tensor], q: Tensor, k: Tensor) -> RowsOf:
-    """Row blocks computed on demand from Q, K (…, H, T, d): only one block of T×T exists at a time."""
-    return lambda start, stop: weights(q[..., start:stop, :], k)
+def rows_of_detail(attn: "Attention", detail: "AttentionDetail") -> RowsOf:
+    """Row blocks recomputed on demand by the layer's own `weights` from its Q, K and score bias (relative
+    position bias, masks): only one block of T×T exists at a time."""
+    return lambda start, stop: attn.rows(detail.q, detail.k, detail.bias, start, stop)
 
 
 def chunk_size(rows_elements: int, budget: int = 1 << 23) -> int:
@@ -70,8 +74,19 @@ def fused_matrix(rows_of: RowsOf, num_tokens: int, fusion: Fusion, chunk: int) -
     return torch.cat([fuse_heads(rows_of(s, s + chunk).double(), fusion) for s in range(0, num_tokens, chunk)], dim=-2)
 
 
+def rollout_step(fused: Tensor, discard_ratio: float = 0.0, discard_scope: DiscardScope = "matrix") -> Tensor:
+    """Abnar & Zuidema's one-layer matrix Â = rownorm(0.5·discard(Ā) + 0.5·I): (B, T, T) → (B, T, T) float64.
+
+    The one home of the step: `Rollout` (attend) multiplies Â from the left, explain's row product
+    from the right; both get the same Â.
+    """
+    fused = discard_lowest(fused.double(), discard_ratio, discard_scope)  # (B, T, T)
+    hat = 0.5 * fused + 0.5 * torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
+    return hat / hat.sum(dim=-1, keepdim=True)  # rows sum to 1 again
+
+
 class Rollout:
-    """Abnar & Zuidema (2020) one layer at a time: R ← Â·R with Â = rownorm(0.5·A + 0.5·I).
+    """Abnar & Zuidema (2020) one layer at a time: R ← Â·R with Â = `rollout_step`.
 
     `add` takes each layer's head-fused (B, T, T) matrix in depth order; `result` is (B, T, T)
     with rows summing to 1 (float64). Holding only R keeps memory at one T×T per image.
@@ -82,10 +97,7 @@ class Rollout:
         self.result: Tensor | None = None
 
     def add(self, fused: Tensor) -> None:
-        fused = discard_lowest(fused.double(), self.discard_ratio, self.discard_scope)  # (B, T, T)
-        eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
-        hat = 0.5 * fused + 0.5 * eye
-        hat = hat / hat.sum(dim=-1, keepdim=True)  # rows sum to 1 again
+        hat = rollout_step(fused, self.discard_ratio, self.discard_scope)  # (B, T, T)
         self.result = hat if self.result is None else hat @ self.result
 
 

@@ -26,12 +26,14 @@ Rotate = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 class AttentionDetail(NamedTuple):
-    """What one attention layer computed: weights (B, H, T or Q, T) and Q, K, V (B, H, T, d)."""
+    """What one attention layer computed: weights (B, H, T or Q, T), Q, K, V (B, H, T, d) and the score
+    bias it added (broadcastable to (B, H, T, T), or None), so that any row can be recomputed as it was."""
 
     weights: Tensor
     q: Tensor
     k: Tensor
     v: Tensor
+    bias: Tensor | None = None
 
 
 def resolve_indices(indices: Sequence[int], size: int, what: str = "token") -> list[int]:
@@ -103,6 +105,11 @@ class Attention(nn.Module):
             out[:, :, rows] = torch.softmax(self._scores(q[:, :, rows], k, bias_rows(bias, rows)), dim=-1)
         return out
 
+    def rows(self, q: Tensor, k: Tensor, bias: Tensor | None, start: int, stop: int) -> Tensor:
+        """Query rows start..stop-1 of `weights` from the layer's full Q, K (B, H, T, d) and score bias: (B, H, c, T).
+        What every later reader of a layer's weights (mean distance, rollout, explain) recomputes them with."""
+        return self.weights(q[:, :, start:stop], k, bias_rows(bias, slice(start, stop)))
+
     def _scores(self, q: Tensor, k: Tensor, bias: Tensor | None) -> Tensor:
         """Q·Kᵀ/√d_k (+ bias): (B, H, Q, T)."""
         scores = (q * self.scale) @ k.transpose(-2, -1)
@@ -116,9 +123,9 @@ class Attention(nn.Module):
         if not return_weights:
             return y, None
         if queries is None:
-            return y, AttentionDetail(self.weights(q, k, bias), q, k, v)  # (B, H, n, T)
+            return y, AttentionDetail(self.weights(q, k, bias), q, k, v, bias)  # (B, H, n, T)
         rows = torch.as_tensor(resolve_indices(queries, q.shape[-2]), dtype=torch.long, device=q.device)
-        return y, AttentionDetail(self.weights(q.index_select(2, rows), k, bias_rows(bias, rows)), q, k, v)
+        return y, AttentionDetail(self.weights(q.index_select(2, rows), k, bias_rows(bias, rows)), q, k, v, bias)
 
     def merge(self, y: Tensor) -> Tensor:
         """(B, H, n, d) → proj of the heads side by side: (B, n, D)."""

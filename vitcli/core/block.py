@@ -7,6 +7,7 @@ class-token pooling reads of the last block, with shapes that never depend on th
 """
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +19,17 @@ from vitcli.core.norm import make_norm
 from vitcli.core.relpos import RelativePositionBias, add_bias
 
 QKV = tuple[Tensor, Tensor, Tensor]
+
+
+class BlockSteps(NamedTuple):
+    """One block's forward kept step by step, for methods that take gradients at its pieces (explain)."""
+
+    normed: Tensor  # (B, T, D) norm1(x), the attention's input (Grad-CAM's features)
+    q: Tensor  # (B, H, T, d) as the scores use them (after qk-norm and the rotation)
+    k: Tensor
+    v: Tensor
+    heads: Tensor  # (B, H, T, d) SDPA output A·V per head, before the merge
+    out: Tensor  # (B, T, D) the block's output
 
 
 class LayerScale(nn.Module):
@@ -48,6 +60,13 @@ class Block(nn.Module):
     def attention_bias(self, grid: tuple[int, int], shared: Tensor | None) -> Tensor | None:
         """The score bias of this block: the model's shared one plus the block's own relative bias (BEiT)."""
         return shared if self.rel_pos_bias is None else add_bias(shared, self.rel_pos_bias(grid))
+
+    def steps(self, x: Tensor, rotate: Rotate | None = None, bias: Tensor | None = None) -> BlockSteps:
+        """The block's forward on (B, T, D) with every step kept: the same parts and order as `forward`."""
+        normed = self.norm1(x)  # (B, T, D)
+        q, k, v = self.attn.split_heads(normed, rotate)  # each (B, H, T, d)
+        heads, _ = self.attn.mix(q, k, v, bias=bias)  # (B, H, T, d)
+        return BlockSteps(normed, q, k, v, heads, self.residual(x, self.attn.merge(heads)))
 
     def qkv(self, x: Tensor, rotate: Rotate | None = None) -> QKV:
         """(B, T, D) → Q, K, V of norm1(x), each (B, H, T, d)."""
@@ -89,4 +108,4 @@ class Block(nn.Module):
         return self.finish(x, self.qkv(x, rotate), return_weights, queries, bias)
 
 
-__all__ = ["Block", "LayerScale", "QKV"]
+__all__ = ["Block", "BlockSteps", "LayerScale", "QKV"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from vitcli.core.attention import AttentionDetail
+from vitcli.core.attention import AttentionDetail, Rotate
 from vitcli.core.block import QKV, Block
 from vitcli.core.capture import Capture, Plan
 from vitcli.core.config import ViTConfig
@@ -52,6 +52,22 @@ class ViTOutput:
     attentions: dict[int, Tensor] = field(default_factory=dict)  # layer → (B, H, T, T) or (B, H, Q, T)
     qkv: dict[int, tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)  # layer → Q, K, V (B, H, T, d)
     reduced: dict[int, object] = field(default_factory=dict)  # layer → the reducer's result
+
+
+class AttentionTerms:
+    """What each block's attention takes at one grid besides its input: terms[i] → (rotate, bias).
+
+    rotate turns Q, K (RoPE); bias (1, H, T, T) or None is the position part's score bias plus the
+    shared relative position bias plus block i's own (BEiT). Block biases are built when asked, so
+    one T×T bias per block is alive at a time, whatever the order the caller visits the blocks in.
+    """
+
+    def __init__(self, rotate: Rotate | None, shared: Tensor | None, blocks: nn.ModuleList,
+                 grid: tuple[int, int]) -> None:
+        self.rotate, self.shared, self.blocks, self.grid = rotate, shared, blocks, grid
+
+    def __getitem__(self, i: int) -> tuple[Rotate | None, Tensor | None]:
+        return self.rotate, self.blocks[i].attention_bias(self.grid, self.shared)
 
 
 class VisionTransformer(nn.Module):
@@ -117,6 +133,14 @@ class VisionTransformer(nn.Module):
         """(1, pos_prefix_rows + N, D) table for this grid: the own one, resampled, or recomputed."""
         return self.position.table_at(self.pos_embed, grid)
 
+    def attention_terms(self, grid: tuple[int, int]) -> AttentionTerms:
+        """Every block's rotation and score bias at this grid: the one place they are put together
+        (encode, explain and every method that re-runs a block take them from here)."""
+        rotate, shared = self.position.attention_terms(grid)
+        if self.rel_pos_bias is not None:
+            shared = add_bias(shared, self.rel_pos_bias(grid))  # (1, H, T, T)
+        return AttentionTerms(rotate, shared, self.blocks, grid)
+
     def prepend_prefix(self, tokens: Tensor) -> Tensor:
         """(B, N, D) → (B, T, D): [cls, dist, registers…, patches…]."""
         b = tokens.shape[0]
@@ -157,13 +181,10 @@ class VisionTransformer(nn.Module):
         `out.pooled` set); its full pass runs only when something needs it. Returns the last
         block's full output, or None when it did not run.
         """
-        rotate, shared = self.position.attention_terms(grid)
-        if self.rel_pos_bias is not None:
-            shared = add_bias(shared, self.rel_pos_bias(grid))  # (1, H, T, T)
+        terms = self.attention_terms(grid)
         last, rows = len(self.blocks) - 1, self.pooled_rows
         for i in range(plan.stop):
-            block = self.blocks[i]
-            bias = block.attention_bias(grid, shared)
+            block, (rotate, bias) = self.blocks[i], terms[i]
             qkv = block.qkv(x, rotate)  # each (B, H, T, d)
             if i == last and rows and capture.final != "none":
                 out.pooled, out.logits = self.embed_tokens(self.norm(block.prefix_rows(x, qkv, rows, bias)))

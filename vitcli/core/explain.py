@@ -10,6 +10,10 @@
                 α_k = mean over patches of ∂y/∂F_k; map = ReLU(Σ_k α_k F_k).
   rollout       Abnar-Zuidema rollout of mean-over-heads A (as `attend --rollout`), no gradient.
 
+Every block is the encoder's own: its inputs come from `encode`, and the backward re-runs
+`Block.steps` with the encoder's `attention_terms` (rotation, position and relative biases), so the
+network explained is the network `attend` and `embed` run.
+
 Memory: ∂y/∂A is never taken through a stored T×T matrix. A forward pass without autograd keeps
 each block's input (T·D a layer); the backward runs block by block from the top, recomputing one
 block with autograd at a time (manual checkpointing), which gives ∂y/∂Y_h of the attention
@@ -27,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vitcli.core.analysis import chunk_size, discard_lowest, patch_mean_row, prefix_row_to_grid, probe_row
-from vitcli.core.attention import bias_rows, resolve_indices
+from vitcli.core.analysis import chunk_size, patch_mean_row, prefix_row_to_grid, probe_row, rollout_step
+from vitcli.core.attention import resolve_indices
 from vitcli.core.capture import Capture
-from vitcli.core.encoder import VisionTransformer
+from vitcli.core.encoder import VisionTransformer, ViTOutput
 
 Method = Literal["grad-rollout", "attn-grad", "gradcam", "rollout"]
 METHODS: tuple[str, ...] = ("grad-rollout", "attn-grad", "gradcam", "rollout")
@@ -57,29 +61,29 @@ class Explanation:
 
 @dataclass
 class LayerGrad:
-    """One block seen by the backward: Q, K, V (B, H, T, d), ∂y/∂Y (B, H, T, d) of the attention
-    output per head, and (at the Grad-CAM layer) norm1's output F and ∂y/∂F (B, T, D)."""
+    """One block seen by the backward: Q, K, V (B, H, T, d), its score bias, ∂y/∂Y (B, H, T, d) of the
+    attention output per head, and (at the Grad-CAM layer) norm1's output F and ∂y/∂F (B, T, D)."""
 
     layer: int
     q: Tensor
     k: Tensor
     v: Tensor
+    bias: Tensor | None = None
     grad_y: Tensor | None = None
     features: Tensor | None = None
     grad_features: Tensor | None = None
 
 
 def block_inputs(model: VisionTransformer, images: Tensor) -> tuple[list[Tensor], tuple[int, int]]:
-    """Every block's input and the last block's output [x_0 … x_L], each (B, T, D), without autograd."""
+    """Every block's input and the last block's output [x_0 … x_L], each (B, T, D), without autograd:
+    the encoder's own pass (`encode`) keeping every block's output."""
     grid = model.grid_of(images)
-    rotate, bias = model.position.attention_terms(grid)
+    capture = Capture(inputs=False, blocks=range(model.config.depth), final="none")
+    out = ViTOutput(grid, model.config.num_prefix_tokens)
     with torch.no_grad():
         x = model.inputs(images, grid, "conv", "chw", None)  # (B, T, D)
-        xs = [x]
-        for block in model.blocks:
-            x, _ = block(x, rotate=rotate, bias=bias)
-            xs.append(x)
-    return xs, grid
+        model.encode(x, grid, capture, capture.plan(model.config.depth), out)
+    return [x, *(out.blocks[i] for i in range(model.config.depth))], grid
 
 
 def target_value(model: VisionTransformer, x_last: Tensor, target: Target, grid: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
@@ -106,32 +110,27 @@ def backward_blocks(model: VisionTransformer, xs: list[Tensor], grid: tuple[int,
 
     y is summed over the batch (images never mix, so each image gets its own gradient).
     """
-    rotate, bias = model.position.attention_terms(grid)
+    terms = model.attention_terms(grid)
     with torch.enable_grad():
         x_last = xs[-1].detach().requires_grad_()
         y, klass = target_value(model, x_last, target, grid)
         (g,) = torch.autograd.grad(y.sum(), x_last)  # (B, T, D)
         score = y.detach()
         for i in range(len(model.blocks) - 1, stop - 1, -1):
-            block = model.blocks[i]
+            rotate, bias = terms[i]
             x = xs[i].detach().requires_grad_()
-            h = block.norm1(x)  # (B, T, D)
-            q, k, v = block.attn.split_heads(h, rotate)  # (B, H, T, d)
-            y_heads = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, T, d)
-            out = block.residual(x, block.attn.merge(y_heads))
-            wanted = [x, y_heads] + ([h] if i == features_at else [])
-            grads = torch.autograd.grad(out, wanted, g)
+            st = model.blocks[i].steps(x, rotate, bias)  # the block's own forward, every step kept
+            wanted = [x, st.heads] + ([st.normed] if i == features_at else [])
+            grads = torch.autograd.grad(st.out, wanted, g)
             g = grads[0]
-            visit(LayerGrad(i, q.detach(), k.detach(), v.detach(), grads[1],
-                            h.detach() if i == features_at else None, grads[2] if i == features_at else None))
+            visit(LayerGrad(i, st.q.detach(), st.k.detach(), st.v.detach(), bias, grads[1],
+                            st.normed.detach() if i == features_at else None, grads[2] if i == features_at else None))
     return score, klass
 
 
-def fused_rows(model: VisionTransformer, lg: LayerGrad, start: int, stop: int, bias: Tensor | None,
-               gradient: bool) -> Tensor:
+def fused_rows(model: VisionTransformer, lg: LayerGrad, start: int, stop: int, gradient: bool) -> Tensor:
     """Query rows start..stop-1 of mean_h (A ⊙ ∂y/∂A)⁺ (or of mean_h A): (B, stop-start, T) float32."""
-    attn = model.blocks[lg.layer].attn
-    a = attn.weights(lg.q[:, :, start:stop], lg.k, bias_rows(bias, slice(start, stop)))  # (B, H, c, T)
+    a = model.blocks[lg.layer].attn.rows(lg.q, lg.k, lg.bias, start, stop)  # (B, H, c, T)
     if gradient:
         a = (a * (lg.grad_y[:, :, start:stop] @ lg.v.transpose(-2, -1))).clamp_min(0)  # ∂y/∂A = (∂y/∂Y)·Vᵀ
     return a.float().mean(dim=1)
@@ -158,19 +157,12 @@ def start_row(model: VisionTransformer, x_last: Tensor) -> Tensor:
     return patch_mean_row(b, t, model.config.num_prefix_tokens, x_last.device)
 
 
-def rollout_hat(fused: Tensor, discard_ratio: float) -> Tensor:
-    """Abnar-Zuidema's Â = rownorm(0.5·discard(Ā) + 0.5·I): (B, T, T) → (B, T, T) float64."""
-    fused = discard_lowest(fused.double(), discard_ratio, "matrix")
-    hat = 0.5 * fused + 0.5 * torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
-    return hat / hat.sum(dim=-1, keepdim=True)
-
-
 class RowProduct:
     """r ← r·M_l for the layers from the top down, M_l = I + Ā_l (grad-rollout) or Â_l (rollouts)."""
 
-    def __init__(self, model: VisionTransformer, method: str, bias: Tensor | None, discard_ratio: float,
-                 start_layer: int, start: Tensor) -> None:
-        self.model, self.method, self.bias = model, method, bias
+    def __init__(self, model: VisionTransformer, method: str, discard_ratio: float, start_layer: int,
+                 start: Tensor) -> None:
+        self.model, self.method = model, method
         self.discard_ratio, self.start_layer = discard_ratio, start_layer
         self.row = start  # (B, T) float64
 
@@ -181,11 +173,11 @@ class RowProduct:
         if self.method == "grad-rollout":  # r + r·Ā, block by block: Ā never exists whole
             new = self.row.clone()
             for s, e in blocks_of(lg):
-                new += (self.row[:, None, s:e] @ fused_rows(self.model, lg, s, e, self.bias, True).double())[:, 0]
+                new += (self.row[:, None, s:e] @ fused_rows(self.model, lg, s, e, True).double())[:, 0]
             self.row = new
             return
-        fused = torch.cat([fused_rows(self.model, lg, s, e, self.bias, gradient) for s, e in blocks_of(lg)], dim=1)
-        self.row = (self.row[:, None] @ rollout_hat(fused, self.discard_ratio))[:, 0]  # (B, T)
+        fused = torch.cat([fused_rows(self.model, lg, s, e, gradient) for s, e in blocks_of(lg)], dim=1)  # (B, T, T)
+        self.row = (self.row[:, None] @ rollout_step(fused, self.discard_ratio))[:, 0]  # (B, T)
 
 
 def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollout", target: Target = Target(),
@@ -200,7 +192,6 @@ def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollou
     xs, grid = block_inputs(model, images)
     if target.kind == "patch" and not (0 <= target.index[0] < grid[0] and 0 <= target.index[1] < grid[1]):  # type: ignore[index]
         raise ValueError(f"patch {target.index[0]},{target.index[1]} is outside the {grid[0]}x{grid[1]} grid")  # type: ignore[index]
-    rotate, bias = model.position.attention_terms(grid)
     if method == "gradcam":
         kept: dict[str, Tensor] = {}
 
@@ -211,12 +202,14 @@ def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollou
 
         score, klass = backward_blocks(model, xs, grid, target, layer, cam, features_at=layer)
         return Explanation(kept["map"].reshape(-1, *grid), score.float(), klass)
-    product = RowProduct(model, method, bias, discard_ratio, start_layer, start_row(model, xs[-1]))
+    product = RowProduct(model, method, discard_ratio, start_layer, start_row(model, xs[-1]))
     if method == "rollout":
+        terms = model.attention_terms(grid)
         with torch.no_grad():
             y, klass = _score_only(model, xs[-1], target, grid)
             for i in range(depth - 1, start_layer - 1, -1):
-                product(LayerGrad(i, *model.blocks[i].qkv(xs[i], rotate)))
+                rotate, bias = terms[i]
+                product(LayerGrad(i, *model.blocks[i].qkv(xs[i], rotate), bias))
         score = y
     else:
         score, klass = backward_blocks(model, xs, grid, target, start_layer, product)
@@ -241,4 +234,4 @@ def pooled_embedding(model: VisionTransformer, images: Tensor) -> Tensor:
 
 
 __all__ = ["Explanation", "LayerGrad", "METHODS", "Method", "Target", "backward_blocks", "block_inputs", "explain",
-           "pooled_embedding", "rollout_hat", "target_value"]
+           "pooled_embedding", "target_value"]

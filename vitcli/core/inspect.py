@@ -26,8 +26,8 @@ from vitcli.core.analysis import (
     mean_of_patch_rows,
     patch_mean_row,
     probe_row,
+    rows_of_detail,
     rows_of_matrix,
-    rows_of_qk,
 )
 from vitcli.core.attention import Attention, AttentionDetail
 from vitcli.core.capture import Capture
@@ -84,7 +84,7 @@ def _reducer(config: ViTConfig, grid: tuple[int, int], full: bool, distance_laye
     the mean of the patch rows (B, H, T), summed one block of rows at a time."""
     def reduce(layer: int, attn: Attention, detail: AttentionDetail) -> dict[str, Tensor]:
         b, h, t, _ = detail.k.shape
-        rows_of = rows_of_matrix(detail.weights) if full else rows_of_qk(attn.weights, detail.q, detail.k)
+        rows_of = rows_of_matrix(detail.weights) if full else rows_of_detail(attn, detail)
         chunk = chunk_size(b * h * t)
         kept: dict[str, Tensor] = {}
         if config.class_token:

@@ -9,7 +9,8 @@
 The table itself is the encoder's `pos_embed` (a parameter when learned, a buffer outside the
 state dict when fixed), so the state-dict key stays `pos_embed`; the part only builds, adapts and
 adds it. A part may also hand the attention a rotation of Q, K or a score bias for a grid
-(`attention_terms`): rotary and relative-bias parts arrive there, as new `PosEncKind` values.
+(`attention_terms`); the encoder's `attention_terms` adds the relative biases to it, and every
+block's caller takes its terms from there, never from this part alone.
 """
 
 import torch
