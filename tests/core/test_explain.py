@@ -71,8 +71,9 @@ def reference_discard(m, ratio):
     return out.reshape(t, t)
 
 
-def reference_map(pairs, method, prefix, cls, start=0, ratio=0.0):
-    """The issue's formulas applied to the peer's A and ∂y/∂A; R's class row (or mean patch row)."""
+def reference_map(pairs, method, prefix, cls, start=0, ratio=0.0, row=None):
+    """The issue's formulas applied to the peer's A and ∂y/∂A; R's class row (or mean patch row, or `row`·R:
+    the attention-pool probe's row (T,) for a model that pools with one)."""
     t = pairs[0][0].shape[-1]
     r = torch.eye(t, dtype=torch.float64)
     for a, g in pairs[start:]:
@@ -82,7 +83,7 @@ def reference_map(pairs, method, prefix, cls, start=0, ratio=0.0):
         fused = (a * g).clamp(min=0).mean(0) if method == "attn-grad" else a.mean(0)
         hat = 0.5 * reference_discard(fused, ratio) + 0.5 * torch.eye(t, dtype=torch.float64)
         r = (hat / hat.sum(-1, keepdim=True)) @ r
-    row = r[0] if cls else r[prefix:].mean(0)
+    row = row @ r if row is not None else r[0] if cls else r[prefix:].mean(0)
     return row[prefix:]
 
 

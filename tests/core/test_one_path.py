@@ -3,7 +3,8 @@
 On every attention kind vitcli builds (plain, per-layer and shared relative position bias, RoPE with
 registers, RoPE with SwiGLU, qk-norm, the attention-pool probe), on non-square images:
   - explain's block inputs are the encoder's block outputs;
-  - explain's rollout is attend's rollout (the class row, or the patch rows' mean without a class token);
+  - explain's rollout is attend's rollout (the class row; without a class token the probe's row, or the patch
+    rows' mean);
   - rollout, grad-rollout, attn-grad and gradcam equal the formulas applied to the PEER's own explicit
     softmax attention A, ∂y/∂A and norm1's output with its gradient, taken by autograd in the peer;
   - every place that recomputes attention rows from Q, K (attend's rollout and mean distance on chosen
@@ -41,6 +42,7 @@ class KeepSoftmax(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.kept: list[Tensor] = []
+        self.probe: Tensor | None = None  # (B, H, 1, T): an attention-pool probe's softmax, when there is one
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -48,6 +50,8 @@ class KeepSoftmax(TorchFunctionMode):
             if out.requires_grad:
                 out.retain_grad()
             self.kept.append(out)
+        elif func in (Tensor.softmax, torch.softmax, F.softmax) and out.shape[-2] == 1:
+            self.probe = out.detach()
         return out
 
 
@@ -119,7 +123,8 @@ def peer_run(peer: Peer, x: Tensor, kind: str, arg, layer: int) -> tuple[list[tu
         y.backward()
     handle.remove()
     pairs = [(a[0].detach().double(), a.grad[0].double()) for a in soft.kept]
-    return pairs, kept["f"][0].detach().double(), kept["f"].grad[0].double()
+    probe = None if soft.probe is None else soft.probe[0, :, 0].double().mean(0)  # (T,) the probe's row, heads' mean
+    return pairs, kept["f"][0].detach().double(), kept["f"].grad[0].double(), probe
 
 
 def reference_gradcam(f: Tensor, g: Tensor, prefix: int) -> Tensor:
@@ -129,14 +134,12 @@ def reference_gradcam(f: Tensor, g: Tensor, prefix: int) -> Tensor:
 
 
 def attend_rollout_row(model: VisionTransformer, x: Tensor) -> Tensor:
-    """attend --rollout's row: the class token's (attend --query cls), else the patch rows' mean of R."""
+    """attend --rollout's row: the class token's (attend --query cls), else the probe's or the patch rows' mean."""
     c = model.config
-    query = [0] if c.class_token else [c.num_prefix_tokens]  # attend rolls out with one chosen query
-    report = inspect_attention(model, x, [c.depth - 1], HeadSelection(list(range(c.heads)), None), query,
-                               rollout=RolloutSpec())
-    r = report.rollout[0]  # (T, T)
-    row = r[0] if c.class_token else r[c.num_prefix_tokens:].mean(0)
-    return row[c.num_prefix_tokens:]
+    pooled = None if c.class_token else "probe" if c.pooling == "map" else "mean"
+    report = inspect_attention(model, x, [c.depth - 1], HeadSelection(list(range(c.heads)), None),
+                               [0] if c.class_token else None, rollout=RolloutSpec(), pooled=pooled)
+    return report.rollout_row[0][c.num_prefix_tokens:]
 
 
 CASES = {
@@ -192,7 +195,7 @@ def test_explain_runs_the_encoders_blocks_and_matches_the_peer(tmp_path, case) -
         arg, target = 3, Target("class", 3)
     else:
         arg, target = None, Target("top")
-    pairs, f, g = peer_run(peer, x, kind, arg, layer)
+    pairs, f, g, probe = peer_run(peer, x, kind, arg, layer)
     assert len(pairs) == c.depth
 
     rollout = explain(model, x, "rollout", target).maps[0]
@@ -200,7 +203,8 @@ def test_explain_runs_the_encoders_blocks_and_matches_the_peer(tmp_path, case) -
     for method in ("rollout", "grad-rollout", "attn-grad"):
         ours = explain(model, x, method, target, discard_ratio=0.2 if method == "attn-grad" else 0.0).maps[0]
         ratio = 0.2 if method == "attn-grad" else 0.0
-        errs[method] = close(ours, reference_map(pairs, method, c.num_prefix_tokens, c.class_token, 0, ratio).reshape(grid))
+        ref = reference_map(pairs, method, c.num_prefix_tokens, c.class_token, 0, ratio, probe)
+        errs[method] = close(ours, ref.reshape(grid))
     ours = explain(model, x, "gradcam", target, layer=layer).maps[0]
     ref = reference_gradcam(f, g, c.num_prefix_tokens).reshape(grid)
     assert ref.max() > 0  # a map that is not all ReLU'd away

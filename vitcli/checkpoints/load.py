@@ -94,7 +94,7 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     folder) is read for these too.
     """
     spec = str(spec)
-    size = _native_size(image_size)
+    _native_size(image_size)  # a bad --native-size is refused before anything is read
     raw = read_checkpoint(resolve(spec, online).path if is_hub_spec(spec) else spec)  # with the config files beside it
     return load_state(raw.tensors, raw.configs, spec, strict, device, family=family, image_size=image_size, heads=heads,
                       activation=activation, eps=eps, pooling=pooling, dim=dim, depth=depth, patch_size=patch_size,

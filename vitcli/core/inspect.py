@@ -189,7 +189,7 @@ def patch_mean_reducer(num_prefix: int):
     """A Capture.reducer keeping each layer's mean of the patch rows as {"mean": (B, H, T)}."""
     def reduce(layer: int, attn: Attention, detail: AttentionDetail) -> dict[str, Tensor]:
         b, h, t, _ = detail.k.shape
-        return {"mean": mean_of_patch_rows(rows_of_qk(attn.weights, detail.q, detail.k), t, num_prefix,
+        return {"mean": mean_of_patch_rows(rows_of_detail(attn, detail), t, num_prefix,
                                            chunk_size(b * h * t))}
 
     return reduce
