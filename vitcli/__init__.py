@@ -49,12 +49,23 @@ if _started_as_cli():
 __version__ = "0.1.0"
 _API = ("BatchSpec", "FittedImage", "ImageSpec", "Images", "Model", "load_images", "load_model", "patchify",
         "posenc", "unpatchify")
-__all__ = ["__version__", *_API]
+_ERRORS = ("UsageError", "VitcliError")
+__all__ = ["__version__", *_API, *_ERRORS]
 
 
 def __getattr__(name: str):
+    """The public names, imported on first use."""
     if name in _API:
         import vitcli.api
 
         return getattr(vitcli.api, name)
+    if name in _ERRORS:
+        import vitcli.errors
+
+        return getattr(vitcli.errors, name)
     raise AttributeError(f"module 'vitcli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names and the loaded submodules, for tab completion (nothing is imported)."""
+    return sorted({*__all__, *(n for n in globals() if not n.startswith("_"))})

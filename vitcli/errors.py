@@ -5,6 +5,8 @@ weights cannot show (`needs="heads"`, written `{needs}` in the problem); each fr
 them its own way: the CLI `--heads N`, the Python API `heads=N`.
 """
 
+import re
+
 # How each front end writes an override that a problem asks for.
 CLI_SPELLING = {"heads": "--heads N", "native_size": "--native-size HxW", "eps": "--eps EPS",
                 "activation": "--activation NAME", "family": "--family NAME", "strict": "--no-strict",
@@ -29,11 +31,38 @@ class VitcliError(Exception):
         """'SOURCE: problem' with options and overrides spelled for the CLI or for Python."""
         spelling = CLI_SPELLING if cli else API_SPELLING
         problem = self.problem.replace("{needs}", spelling.get(self.needs or "", self.needs or ""))
-        source = self.source if cli or not self.source.startswith("--") else self.source[2:].replace("-", "_")
-        return f"{quote_name(source)}: {one_line(problem)}"
+        source = self.source if cli or not self.source.startswith("--") else python_name(self.source[2:])
+        return f"{quote_name(source)}: {one_line(problem if cli else python_spelling(problem))}"
 
     def __str__(self) -> str:
         return self.render()
+
+
+# Options whose Python keyword is not the shell's name with '_' for '-'.
+API_NAMES = {"weights": "spec"}
+# '--no-strict', '--kind=rope', '--output-dir DIR' (a capitalised metavar), '--overlay'
+_OPTION = re.compile(r"(?<![\w-])--(no-)?([a-z][a-z0-9-]*)(?:=([\w.-]+)|( (?:[A-Z][A-Za-z]*|N)\b))?")
+
+
+def python_name(option: str) -> str:
+    """A shell option's name (no dashes) as its Python keyword: 'output-dir' → 'output_dir'."""
+    return API_NAMES.get(option, option.replace("-", "_"))
+
+
+def python_spelling(problem: str) -> str:
+    """A problem's shell options as Python keywords: '--output-dir DIR' → 'output_dir=DIR', '--no-strict' →
+    'strict=False', '--kind=rope' → "kind='rope'", '--overlay' → 'overlay='. The one place messages change
+    front end, so that lower layers write each message once."""
+
+    def spell(m: re.Match) -> str:
+        negated, name, value, metavar = m.groups()
+        if negated:
+            return f"{python_name(name)}=False"
+        if value is not None:
+            return f"{python_name(name)}={value if value.lstrip('-').replace('.', '').isdigit() else repr(value)}"
+        return f"{python_name(name)}={metavar.strip() if metavar else ''}"
+
+    return _OPTION.sub(spell, problem)
 
 
 class UsageError(VitcliError):

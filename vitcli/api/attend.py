@@ -6,10 +6,12 @@ take a path write there (and compute); `True` computes without writing.
 """
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 
 from vitcli.errors import VitcliError, option_errors
+from vitcli.api.values import keywords
+from vitcli.api.display import ShowsItself
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,8 +85,10 @@ def _query_text(query: Any) -> str:
 
 
 @dataclass
-class AttendResult:
+class AttendResult(ShowsItself):
     """What `attend` computed for one image (arrays without a batch axis) or for many (summaries)."""
+
+    MAP: ClassVar[str | None] = "terminal_map"
 
     document: dict[str, Any]
     weights: Any = None  # (L, H_sel, Q, T) float32
@@ -150,6 +154,7 @@ def _settle(depth: int, rollout: PathOrFlag, masks: PathOrFlag, threshold: float
 class AttendMixin:
     """`attend` for `Model`."""
 
+    @keywords(with_images=("images",))
     def attend(self, images: Any, *, layer: str = "-1", head: str = "all", query: Any = None,
                normalize: str | None = None, output: str | None = None, rollout: PathOrFlag = None,
                rollout_fusion: str = "mean", discard_ratio: float | None = None, discard_scope: str = "matrix",

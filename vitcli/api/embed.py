@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vitcli.errors import VitcliError
+from vitcli.api.values import keywords
+from vitcli.api.display import ShowsItself
 
 Stage = Literal["patches", "tokens", "input", "output", "pooled", "projected"]
 Impl = Literal["conv", "linear"]
@@ -14,7 +16,7 @@ FIELDS = {"patches": "patches", "tokens": "tokens", "with_cls": "with_prefix", "
 
 
 @dataclass
-class EmbedResult:
+class EmbedResult(ShowsItself):
     """What `embed` computed: arrays (numpy) and the JSON document the command prints."""
 
     stage: str
@@ -58,6 +60,7 @@ def _capture(stages: set[str], cls_pooling: bool):
 class EmbedMixin:
     """`embed` for `Model`."""
 
+    @keywords(with_images=("images",))
     def embed(self, images: Any, *, stage: Stage = "input", impl: Impl = "conv", posenc: str | None = None,
               normalize: str | None = None, output: str | None = None, output_dir: str | None = None,
               batch: Any = None, keep: bool = True, progress: Any = None, dataset: Any = None) -> EmbedResult:
@@ -87,6 +90,9 @@ class EmbedMixin:
         if stage == "projected" and not self.projects:
             raise VitcliError("--stage", "projected is the image embedding in a CLIP-style joint image-text space; this "
                               "model has no such projection (use pooled)")
+        if posenc is not None and posenc != self.config.posenc:
+            raise VitcliError("--posenc", f"'{posenc}' is not this model's position encoding ({self.config.posenc}); a "
+                              "preset's is chosen when it is loaded (load_model's posenc, the shell's --posenc)")
         if impl not in ("conv", "linear"):
             raise VitcliError("--impl", f"'{impl}' is not conv or linear")
         stages = set(FIELDS) if not images.many else {stage}

@@ -6,11 +6,13 @@ with an index (score and class per image). `method="all"` stacks the four maps (
 """
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from vitcli.errors import VitcliError, option_errors
+from vitcli.api.values import keywords, one_layer
+from vitcli.api.display import ShowsItself
 
 METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout")
 TARGET_HELP = "top, class:N, class:NAME, image:OTHER or patch:R,C"
@@ -18,8 +20,10 @@ TOP_PATCHES = 5
 
 
 @dataclass
-class ExplainResult:
+class ExplainResult(ShowsItself):
     """What `explain` computed: the map(s) and the JSON document the command prints."""
+
+    MAP: ClassVar[str | None] = "maps"
 
     document: dict[str, Any]
     maps: Any = None  # (rows, cols), (4, rows, cols) for all; a leading batch axis for several images
@@ -158,6 +162,7 @@ def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int
 class ExplainMixin:
     """`explain` for `Model`."""
 
+    @keywords(with_images=("images",), layer=one_layer)
     def explain(self, images: Any, *, method: str = "grad-rollout", target: str | int = "top", start_layer: int | None = None,
                 layer: int | None = None, discard_ratio: float | None = None, normalize: str | None = None,
                 output: str | None = None, output_dir: str | None = None, overlay: str | None = None,

@@ -1,10 +1,12 @@
 """The classic ViT analyses on a `Model`: filters, pca, similar, norms (each: arrays, PNG, document)."""
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 
 from vitcli.errors import VitcliError, option_errors
+from vitcli.api.values import keywords, one_layer
+from vitcli.api.display import ShowsItself
 
 if TYPE_CHECKING:
     import numpy as np
@@ -12,8 +14,10 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class FigureResult:
+class FigureResult(ShowsItself):
     """One figure's array, the JSON document its command prints, and what the table lists."""
+
+    MAP: ClassVar[str | None] = "heatmap"
 
     array: Any
     document: dict[str, Any]
@@ -24,6 +28,9 @@ class FigureResult:
 
     def to_json(self) -> dict[str, Any]:
         return self.document
+
+    def shown_tables(self) -> list[dict[str, Any]]:
+        return self.tables
 
 
 def _numpy(t: Any) -> "np.ndarray":
@@ -76,6 +83,7 @@ class FiguresMixin:
         doc = self._single_document(command, fitted[0], out.grid, norm)
         return {**doc, "inputs": [f.input_document() for f in fitted]}
 
+    @keywords()
     def filters(self, *, count: int = 28, output: str | None = None, png: str | None = None) -> FigureResult:
         """Patch-embedding filters (ViT fig. 7 left): the first `count` principal components (k, C, P, P)."""
         from vitcli.core.features import filter_components, tiles_for_display
@@ -108,6 +116,7 @@ class FiguresMixin:
             return draw_tensor(self.config, self.spec.seed, "patch_embed.proj.weight").to(dtype).float()
         return self.module.patch_embed.proj.weight.detach().float().cpu()
 
+    @keywords(with_images=("images",))
     def pca(self, images: Any, *, foreground_threshold: float | None = None, normalize: str | None = None,
             output: str | None = None, png: str | None = None) -> FigureResult:
         """Feature PCA to RGB (DINOv2 fig. 1) over the images' last-layer patch tokens: (B, rows, cols, 3)."""
@@ -143,6 +152,7 @@ class FiguresMixin:
             doc["foreground_patches"] = result.foreground.flatten(1).sum(1).tolist()
         return FigureResult(maps, doc, images=fitted, warnings=list(self.warnings))
 
+    @keywords(with_images=("image", "to"), layer=one_layer)
     def similar(self, image: Any, *, to: Any = None, patch: str | tuple[int, int] | None = None,
                 pixel: str | tuple[int, int] | None = None, layer: int = -1, norm: bool = True,
                 normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
@@ -187,6 +197,7 @@ class FiguresMixin:
         x = out.blocks[layer]  # (1, T, D)
         return (self.module.norm(x) if norm else x)[0]
 
+    @keywords(with_images=("image",))
     def norms(self, image: Any, *, k: float | None = None, norm_threshold: float | None = None, top: int = 20,
               normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
         """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""

@@ -22,6 +22,7 @@ from vitcli.api.images import FittedImage, ImageSpec, check_spec, fit_one
 from vitcli.api.outputs import OutputsMixin
 from vitcli.api.view import ViewMixin
 from vitcli.errors import VitcliError, option_errors
+from vitcli.api.values import keywords
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +54,17 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
         self._build, self._module, self._placement = build, None, None
         self.grid_note: str | None = None  # how the native grid was found, when not from the weights
         self.preset_base: "ViTConfig | None" = None  # a preset before its overrides (names the option over the limit)
+
+    def __repr__(self) -> str:
+        """Family, size, parts and weights in one line (nothing is built): what a notebook cell shows."""
+        from vitcli.core.parts import model_parts
+
+        c = self.config
+        family = f"{self.checkpoint.family} " if self.checkpoint is not None else ""
+        parts = ", ".join(v for k, v in model_parts(c).items() if k != "layer_scale" or v != "no")
+        return (f"<vitcli.Model {family}{c.name}: {c.dim}-d, {c.depth} blocks, {c.heads} heads, patch {c.patch_size}, "
+                f"{c.image_size[0]}x{c.image_size[1]}, {c.num_prefix_tokens} prefix tokens; {parts}; "
+                f"{self.source}; {self.spec.dtype}>")
 
     @property
     def module(self) -> "VisionTransformer":
@@ -185,6 +197,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
             doc["nonfinite_weights"] = dict(getattr(self.checkpoint, "nonfinite", {}))
         return doc
 
+    @keywords()
     def info(self, size: object = None) -> dict[str, Any]:
         """The `info` document: architecture, family, parameters, GMACs at `size` (default: native), preprocessing."""
         from vitcli.api.images import as_size_text
@@ -313,6 +326,7 @@ def preprocess_document(preprocess: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(preprocess).items()}
 
 
+@keywords()
 def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "float32", seed: int = 0,
                strict: bool = True, patch_size: int | None = None, dim: int | None = None, depth: int | None = None,
                heads: int | None = None, mlp_ratio: float | None = None, class_token: bool | None = None,

@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 
 from vitcli.errors import VitcliError
+from vitcli.api.values import Normalize, choice, keywords
+from vitcli.api.display import ShowsItself
 
 if TYPE_CHECKING:
     import numpy as np
@@ -16,7 +18,7 @@ VALUES = ("raw", "none", "imagenet", "inception", "clip")
 
 
 @dataclass
-class PatchifyResult:
+class PatchifyResult(ShowsItself):
     """Patches of one image (N, P·P·C) or of many (B, N, P·P·C), and the command's JSON document."""
 
     array: Any
@@ -59,6 +61,7 @@ class _Pixels:
         return np.stack([i.data for i in items])  # (b, 3, H, W)
 
 
+@keywords(with_images=("images",), normalize=choice(Normalize, optional=False))
 def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", output: str | None = None,
              output_dir: str | None = None, grid_png: str | None = None, batch: Any = None, keep: bool = True,
              progress: Any = None) -> PatchifyResult:
@@ -107,6 +110,7 @@ def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", ou
     return PatchifyResult(patches, doc, fitted)
 
 
+@keywords(normalize=choice(Normalize, optional=False))
 def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, order: Order = "chw",
                normalize: Values = "raw", output: str | None = None) -> PatchifyResult:
     """(N, P·P·C) patches (an array or a .npy path) → the (3, H, W) image, written as .npy or PNG."""

@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING, Any
 
 
 from vitcli.errors import VitcliError
+from vitcli.api.values import check_forwarded, keywords, one_layer, pair
+from vitcli.api.display import ShowsItself
 
 if TYPE_CHECKING:
     import numpy as np
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class PosencResult:
+class PosencResult(ShowsItself):
     """The table (prefix rows + N, D), on the CPU (learned float32, fixed float64), and its document."""
 
     array: Any
@@ -35,6 +37,7 @@ def refuse_for_rope(given: dict[str, Any]) -> None:
     refuse_unused("--kind learned, sincos1d, sincos2d or none (rope reads --dim, --grid, --rope-variant)", given)
 
 
+@keywords(layer=one_layer, resample=pair)
 def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None, size: Any = None,
            patch_size: int | None = None, positions: str | None = None, similarity: str | None = None,
            resample: Any = None, output: str | None = None, layer: int | None = None, patch: str | None = None,
@@ -48,6 +51,11 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     from vitcli.api.outputs import check_outputs_first
     from vitcli.core.posenc import KINDS
 
+    from vitcli.api.ranges import refuse_unused
+
+    check_forwarded("posenc", model_options, load_model, also=("rope_variant",))
+    if kind != "rope":
+        refuse_unused("--kind=rope", {"--rope-variant": model_options.pop("rope_variant", None)})
     check_outputs_first({"output": output, "similarity": similarity}, inputs=[model.spec.spec if isinstance(model, Model) else model])
     if kind == "rope":  # 2-D rotary: angles, frequencies, kernel (api/rope.py)
         from vitcli.api.rope import rope_posenc

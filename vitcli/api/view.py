@@ -13,13 +13,15 @@ from typing import Any
 import numpy as np
 
 from vitcli.errors import UsageError, VitcliError, option_errors
+from vitcli.api.values import keywords
+from vitcli.api.display import ShowsItself
 
 ROW_TOLERANCE = 5e-4  # largest |row from float16 Q, K − attend's row| accepted before storing rows
 SIZE_BUDGET = 12 * 2**20  # the page's size budget (ViT-B/16 at 224, all layers)
 
 
 @dataclass
-class ViewResult:
+class ViewResult(ShowsItself):
     """The written page: its path, size in bytes and JSON document."""
 
     path: str
@@ -65,6 +67,7 @@ def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: fl
 class ViewMixin:
     """`view` for `Model`."""
 
+    @keywords(with_images=("images", "to"))
     def view(self, images: Any, *, output: str, layers: str = "all", to: Any = None, explain: bool = False,
              target: str | int | None = None, normalize: str | None = None) -> ViewResult:
         """Write one HTML page exploring every image (one tab each), the layers `layers` embedded."""

@@ -1,0 +1,346 @@
+"""Python values for the API's keywords: one parser per kind of value, one table of keywords.
+
+Every public function (`load_model`, `load_images`, `patchify`, `posenc`, the `Model` commands) is
+wrapped by `keywords(...)`: each keyword it takes is parsed by its parser before any work, so a
+wrong value is one `VitcliError` naming the keyword (`layer` in Python, `--layer` in the shell),
+never a raw `TypeError`. A parser returns the value the command works with: `layer=[3, 6]` becomes
+the text '3,6' the shell gives, `output=Path(...)` a str. Text is taken as the shell gives it
+(`layer='3,6'`, `query='5,4'`, `start_layer` as an int only). `with_images=True` adds the image
+options of `load_images` (size, fit, resample, …) to a command and forwards them to image loading.
+A keyword without a parser is refused when the function is decorated, so none goes unchecked.
+"""
+
+import functools
+import inspect
+import math
+import numbers
+import os
+from typing import Any, Callable, Literal, get_args
+
+from vitcli.core.config import PosEncKind
+from vitcli.errors import VitcliError
+
+Parser = Callable[[str, Any], Any]  # (keyword, value) → the value the command uses
+
+
+def fail(name: str, value: Any, wanted: str) -> VitcliError:
+    """The one error for a value of the wrong kind: the keyword, the value (short) and what it takes."""
+    return VitcliError("--" + name.replace("_", "-"), f"{value!r:.60} is not {wanted}")
+
+
+def is_int(value: Any) -> bool:
+    """A whole number that is no bool (numpy integers included)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A real number that is no bool (numpy numbers included)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def anything(name: str, value: Any) -> Any:
+    """No check: the value is the command's own object (a callback result, a model)."""
+    return value
+
+
+def text(name: str, value: Any) -> Any:
+    """None or text."""
+    if value is None or isinstance(value, str):
+        return value
+    raise fail(name, value, "text")
+
+
+def flag(name: str, value: Any) -> Any:
+    """True or False (None where the keyword allows 'not given')."""
+    if value is None or isinstance(value, bool) or type(value).__name__ == "bool_":
+        return None if value is None else bool(value)
+    raise fail(name, value, "True or False")
+
+
+def path(name: str, value: Any) -> Any:
+    """None, a file name (str) or a path-like object → str."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise fail(name, value, "a file name (str or pathlib.Path)")
+
+
+def path_or_flag(name: str, value: Any) -> Any:
+    """A file to write (str or Path), True (compute without writing), False or None."""
+    return flag(name, value) if isinstance(value, bool) else path(name, value)
+
+
+def choice(options: Any, optional: bool = True) -> Parser:
+    """One of a Literal's (or a tuple's) words; None when optional."""
+    words = tuple(get_args(options)) or tuple(options)
+
+    def parse(name: str, value: Any) -> Any:
+        if value is None and optional:
+            return None
+        if isinstance(value, str) and value in words:
+            return value
+        if isinstance(value, str):
+            raise VitcliError("--" + name.replace("_", "-"), f"'{value}' is not one of {', '.join(words)}")
+        raise fail(name, value, "one of " + ", ".join(words))
+
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, *, whole: bool = False, below: bool = False,
+           above: bool = False) -> Parser:
+    """None or a finite number in [low, high] (`above`: low excluded, `below`: high excluded); `whole`: an int."""
+
+    def parse(name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        kind = "a whole number" if whole else "a number"
+        if not (is_int(value) if whole else is_number(value)):
+            raise fail(name, value, kind)
+        value = int(value) if whole else float(value) if not is_int(value) else int(value)
+        if not math.isfinite(value) or (low is not None and (value < low or above and value == low)) or \
+                (high is not None and (value > high or below and value == high)):
+            lo = "" if low is None else f"{'>' if above else '≥'} {low:g}"
+            hi = "" if high is None else f"{'<' if below else '≤'} {high:g}"
+            raise VitcliError("--" + name.replace("_", "-"),
+                              f"must be {kind} {' and '.join(w for w in (lo, hi) if w)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def layers(name: str, value: Any) -> Any:
+    """3, -1, [3, 6], range(2, 5), 'all' or the shell's text ('3,6', '2:5') → the text form."""
+    if isinstance(value, str):
+        return value
+    if is_int(value):
+        return str(int(value))
+    if isinstance(value, (list, tuple, range)) and value and all(is_int(v) for v in value):
+        return ",".join(str(int(v)) for v in value)
+    raise fail(name, value, "a layer index, a list of them, 'all' or text such as '3,6' or '2:5'")
+
+
+def heads(name: str, value: Any) -> Any:
+    """A head index, a list of them, 'all', 'mean' | 'max' | 'min', or the shell's text → the text form."""
+    try:
+        return layers(name, value)
+    except VitcliError:
+        raise fail(name, value, "a head index, a list of them, 'all', 'mean', 'max' or 'min'") from None
+
+
+def one_layer(name: str, value: Any) -> Any:
+    """None or one layer index (negative from the end); the shell's text of one ('-1') is taken too."""
+    if value is None:
+        return None
+    if is_int(value):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise fail(name, value, "a layer index (an int)")
+
+
+def query(name: str, value: Any) -> Any:
+    """(row, col), a token index, a prefix name ('cls', 'reg0', 'probe', 'mean'), 'all' or 'R,C' → the text form."""
+    if value is None or isinstance(value, str):
+        return value
+    if is_int(value):
+        return str(int(value))
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
+        return f"{int(value[0])},{int(value[1])}"
+    raise fail(name, value, "a query: (row, col), a token index, 'cls', 'reg0', 'probe', 'mean' or 'all'")
+
+
+def pair(name: str, value: Any) -> Any:
+    """None, (row, col) or the shell's 'R,C' → as given (the command reads both)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
+        return (int(value[0]), int(value[1]))
+    raise fail(name, value, "a (row, col) pair or text 'R,C'")
+
+
+def size(name: str, value: Any) -> Any:
+    """None, 448, (448, 640), 'native' or the shell's '448' / '448x640' → as given (ints made plain)."""
+    if value is None or isinstance(value, str):
+        return value
+    if is_int(value) and int(value) > 0:
+        return int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and int(v) > 0 for v in value):
+        return (int(value[0]), int(value[1]))
+    raise fail(name, value, "a size: N, (H, W) in pixels, 'HxW' or 'native'")
+
+
+def memory(name: str, value: Any) -> Any:
+    """None, bytes (an int) or text such as '8G'."""
+    if value is None or isinstance(value, str) or (is_int(value) and int(value) > 0):
+        return value
+    raise fail(name, value, "a memory size: bytes (an int) or text such as '8G'")
+
+
+def instance(kind: str) -> Parser:
+    """None or an object of the class `kind` ('module:Name'), imported only when a value is given."""
+    module, cls_name = kind.split(":")
+
+    def parse(name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        import importlib
+
+        if isinstance(value, getattr(importlib.import_module(module), cls_name)):
+            return value
+        raise fail(name, value, f"a {cls_name} (or None)")
+
+    return parse
+
+
+def callback(name: str, value: Any) -> Any:
+    """None or an object the run reports to (a vitcli Progress or any callable)."""
+    if value is None or callable(value) or hasattr(value, "update"):
+        return value
+    raise fail(name, value, "a progress reporter (or None)")
+
+
+def sources(name: str, value: Any) -> Any:
+    """Images: a file, folder or glob (str or Path), '-', a PIL image, a numpy array, `Images`, or a list of them."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if isinstance(item, os.PathLike):
+            continue
+        if not (isinstance(item, str) or hasattr(item, "shape") or type(item).__module__.startswith(("PIL", "vitcli"))):
+            raise fail(name, item, "an image: a file name, a PIL image, a numpy array, or a list of them")
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)) and any(isinstance(v, os.PathLike) for v in value):
+        return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+    return value
+
+
+def model_spec(name: str, value: Any) -> Any:
+    """A preset name, a checkpoint path (str or Path), 'hf-hub:…', 'timm:…', or a loaded Model."""
+    if type(value).__name__ == "Model" and type(value).__module__.startswith("vitcli"):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    raise fail(name, value, "a preset name, a checkpoint path or a loaded Model")
+
+
+def target(name: str, value: Any) -> Any:
+    """None, a class index, or text ('top', a class name, 'class:…', 'patch:R,C', …)."""
+    if value is None or isinstance(value, str):
+        return value
+    if is_int(value):
+        return int(value)
+    raise fail(name, value, "a target: a class index, 'top' or text such as 'class:cat'")
+
+
+Fit = Literal["crop", "resize", "pad", "strict"]
+Resample = Literal["bicubic", "bilinear", "nearest", "lanczos"]
+Order = Literal["chw", "hwc"]
+Normalize = Literal["raw", "none", "imagenet", "inception", "clip"]
+
+# The parser of each keyword by name; a function may override one (explain's `layer` is one layer).
+KEYWORDS: dict[str, Parser] = {
+    # images and models
+    "images": sources, "image": sources, "to": sources, "sources": sources, "patches": sources,
+    "spec": model_spec, "model": model_spec,
+    "size": size, "fit": choice(Fit), "resample": choice(Resample), "background": text,
+    "max_pixels": number(1, whole=True), "draft": flag, "patch_size": number(1, whole=True), "recursive": flag,
+    "from_list": path, "max_patches": number(1, whole=True), "max_memory": memory,
+    "device": text, "dtype": text, "seed": number(whole=True), "strict": flag, "dim": number(1, whole=True),
+    "depth": number(1, whole=True), "heads": number(1, whole=True), "mlp_ratio": number(0, above=True),
+    "class_token": flag, "posenc": choice(PosEncKind), "native_size": size, "eps": number(0, above=True), "activation": text,
+    "online": flag, "family": text,
+    # what a command computes
+    "stage": choice(("patches", "tokens", "input", "output", "pooled", "projected"), optional=False),
+    "impl": choice(("conv", "linear"), optional=False), "normalize": text,
+    "layer": layers, "layers": layers, "head": heads, "query": query,
+    "rollout_fusion": text, "discard_ratio": number(0, 1, below=True), "discard_scope": text,
+    "start_layer": number(0, whole=True), "renorm": flag, "threshold": number(0, 1),
+    "per_head": flag, "method": text, "target": target, "patch": pair, "pixel": pair, "norm": flag,
+    "count": number(1, whole=True), "foreground_threshold": number(), "k": number(0), "norm_threshold": number(0),
+    "top": number(1, whole=True), "explain": flag, "kind": text, "grid": pair, "positions": text,
+    "order": choice(Order, optional=False), "grid_size": pair,
+    # what a command writes, and how it runs
+    "output": path, "output_dir": path, "png": path, "grid_png": path, "overlay": path, "plot_distance": path,
+    "similarity": path, "rollout": path_or_flag, "distance": path_or_flag, "masks": path_or_flag,
+    "cosine": path_or_flag, "save_qkv": path_or_flag,
+    "batch": instance("vitcli.api.runs:BatchSpec"), "dataset": instance("vitcli.api.dataset:DatasetSpec"),
+    "keep": flag, "progress": callback,
+}
+
+IMAGE_OPTIONS = ("size", "fit", "resample", "background", "max_pixels", "draft", "max_patches")
+
+
+def keywords(*, with_images: tuple[str, ...] = (), **overrides: Parser) -> Callable[[Callable], Callable]:
+    """Wrap a public function: each argument parsed by its keyword's parser before the call.
+
+    `with_images` names the arguments holding images: the image options of `load_images` are then
+    accepted too and forwarded to the loading of each (`embed(img, size=448)`)."""
+
+    def wrap(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+        params = list(signature.parameters.values())
+        extra = []
+        if with_images:
+            image_signature = inspect.signature(_load_images_signature())
+            extra = [image_signature.parameters[n] for n in IMAGE_OPTIONS if n not in signature.parameters]
+        parsers = {p.name: overrides.get(p.name) or KEYWORDS.get(p.name) for p in [*params, *extra]
+                   if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        missing = sorted(n for n, parse in parsers.items() if parse is None)
+        if missing:
+            raise TypeError(f"{fn.__qualname__}: no parser for {', '.join(missing)} (vitcli/api/values.py)")
+        # the image options go before a **kwargs catch-all
+        tail = [p for p in params if p.kind == p.VAR_KEYWORD]
+        shown = signature.replace(parameters=[*(p for p in params if p.kind != p.VAR_KEYWORD), *extra, *tail])
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            given = {n: kwargs.pop(n) for n in [p.name for p in extra] if n in kwargs}
+            bound = signature.bind_partial(*args, **kwargs)
+            for n, value in list(bound.arguments.items()):
+                if n in parsers:
+                    bound.arguments[n] = parsers[n](n, value)
+            parsed = {n: parsers[n](n, v) for n, v in given.items()}
+            for n in with_images if any(v is not None for v in parsed.values()) else ():
+                if bound.arguments.get(n) is not None:
+                    bound.arguments[n] = with_image_options(bound.arguments[n], parsed)
+            return fn(*bound.args, **bound.kwargs)
+
+        call.__signature__ = shown  # type: ignore[attr-defined]
+        call.__vitcli_parsers__ = parsers  # type: ignore[attr-defined]
+        return call
+
+    return wrap
+
+
+def _load_images_signature() -> Callable:
+    """`load_images` itself, unwrapped (its keywords are the image options)."""
+    from vitcli.api.images import load_images
+
+    return inspect.unwrap(load_images)
+
+
+def with_image_options(images: Any, options: dict[str, Any]) -> Any:
+    """Images loaded with the given options; an `Images` keeps its other options."""
+    from dataclasses import asdict
+
+    from vitcli.api.images import Images, load_images
+
+    given = {n: v for n, v in options.items() if v is not None}
+    if isinstance(images, Images):
+        spec = {n: v for n, v in asdict(images.spec).items() if n != "patch_remainder"}
+        return load_images(images, **{**spec, **given})
+    return load_images(images, **given)
+
+
+def check_forwarded(command: str, forwarded: dict[str, Any], to: Callable, also: tuple[str, ...] = ()) -> None:
+    """Keywords a command forwards (posenc's to `load_model`): each one `to` takes, parsed by its parser."""
+    known = set(inspect.signature(to).parameters) | set(also)
+    for n, value in forwarded.items():
+        if n not in known:
+            raise VitcliError("--" + n.replace("_", "-"), f"is not a keyword of {command} (nor of {to.__name__})")
+        if n in KEYWORDS:
+            KEYWORDS[n](n, value)
+
+
+__all__ = ["KEYWORDS", "check_forwarded", "keywords", "with_image_options"]
