@@ -31,17 +31,17 @@ class VitcliError(Exception):
         """'SOURCE: problem' with options and overrides spelled for the CLI or for Python."""
         spelling = CLI_SPELLING if cli else API_SPELLING
         problem = self.problem.replace("{needs}", spelling.get(self.needs or "", self.needs or ""))
-        source = self.source if cli or not self.source.startswith("--") else python_name(self.source[2:])
+        source = python_name(self.source.lstrip("-")) if not cli and _OPTION.fullmatch(self.source) else self.source
         return f"{quote_name(source)}: {one_line(problem if cli else python_spelling(problem))}"
 
     def __str__(self) -> str:
         return self.render()
 
 
-# Options whose Python keyword is not the shell's name with '_' for '-'.
-API_NAMES = {"weights": "spec"}
+# Options whose Python keyword is not the shell's name with '_' for '-' (short options by their letter).
+API_NAMES = {"weights": "spec", "o": "output"}
 # '--no-strict', '--kind=rope', '--output-dir DIR' (a capitalised metavar), '--overlay'
-_OPTION = re.compile(r"(?<![\w-])--(no-)?([a-z][a-z0-9-]*)(?:=([\w.-]+)|( (?:[A-Z][A-Za-z]*|N)\b))?")
+_OPTION = re.compile(r"(?<![\w-])(?:--(no-)?([a-z][a-z0-9-]*)|-(o)\b)(?:=([\w.-]+)|( (?:[A-Z][A-Za-z]*|N)\b))?")
 
 
 def python_name(option: str) -> str:
@@ -55,7 +55,8 @@ def python_spelling(problem: str) -> str:
     front end, so that lower layers write each message once."""
 
     def spell(m: re.Match) -> str:
-        negated, name, value, metavar = m.groups()
+        negated, long_name, short, value, metavar = m.groups()
+        name = long_name or short
         if negated:
             return f"{python_name(name)}=False"
         if value is not None:

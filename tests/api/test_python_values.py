@@ -1,0 +1,241 @@
+"""Python values in Python: every public keyword takes its Python types, and a wrong type is one
+VitcliError naming the keyword (never a raw TypeError). The cases for wrong types come from the
+public signatures, so a keyword added without a parser fails here (and at import)."""
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vitcli
+from tests.conftest import SAMPLES, run_cli
+from vitcli.api.values import keywords
+from vitcli.errors import UsageError, VitcliError
+
+CAT = SAMPLES / "chelsea.jpg"  # 451×300
+SMALL = dict(dim=64, depth=2, heads=2)
+CLI_SMALL = ("--model", "vit-ti16", "--dim", "64", "--depth", "2", "--heads", "2", "--seed", "3")
+COMMANDS = ("embed", "attend", "explain", "similar", "filters", "pca", "norms", "view", "info")
+FUNCTIONS = ("load_model", "load_images", "patchify", "unpatchify", "posenc")
+WRONG = (object(), b"bytes", 1j)  # no keyword takes any of these
+
+
+@pytest.fixture(scope="module")
+def model():
+    return vitcli.load_model("vit-ti16", seed=3, **SMALL)
+
+
+def public(model) -> list[tuple[str, object, tuple, dict]]:
+    """(name, function, arguments that pass, keywords that pass) for every public function."""
+    first = {"load_model": ("vit-ti16",), "load_images": (str(CAT),), "patchify": (str(CAT),),
+             "unpatchify": (np.zeros((4, 768), np.float32),), "posenc": ("vit-ti16",), "filters": (), "info": ()}
+    calls = [(n, getattr(vitcli, n), first[n], {}) for n in FUNCTIONS]
+    calls += [(n, getattr(model, n), first.get(n, (str(CAT),)), {"output": "page.html"} if n == "view" else {})
+              for n in COMMANDS]
+    return calls
+
+
+def keyword_cases(model) -> list[tuple[str, str, object, tuple, dict]]:
+    """(function, keyword, function, args, kwargs) for every keyword of every public function."""
+    cases = []
+    for name, fn, args, kwargs in public(model):
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                cases.append((name, p.name, fn, args, kwargs))
+    return cases
+
+
+def test_every_public_keyword_has_a_parser(model):
+    for name, fn, _, _ in public(model):
+        params = {p.name for p in inspect.signature(fn).parameters.values()
+                  if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        parsers = getattr(fn, "__vitcli_parsers__", None)
+        assert parsers is not None, f"{name} is not wrapped by vitcli.api.values.keywords"
+        assert params <= set(parsers), (name, params - set(parsers))
+
+
+def test_a_keyword_without_a_parser_is_refused_when_declared():
+    with pytest.raises(TypeError, match="no parser for colour"):
+        @keywords()
+        def draw(*, colour: str = "red") -> None:
+            """A function with a keyword no parser knows."""
+
+
+def test_wrong_types_name_the_keyword(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cases = keyword_cases(model)
+    assert len(cases) > 100
+    for name, keyword, fn, args, kwargs in cases:
+        positional = [p.name for p in inspect.signature(fn).parameters.values()][:len(args)]
+        for wrong in WRONG:
+            call_args = () if keyword in positional else args
+            with pytest.raises(VitcliError) as e:
+                fn(*call_args, **{**kwargs, keyword: wrong})
+            assert str(e.value).startswith(f"{keyword}: "), (name, keyword, str(e.value))
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.attend(str(CAT), start_layer=1.5, rollout=True), "^start_layer: 1.5 is not a whole number"),
+    (lambda m: m.attend(str(CAT), discard_ratio="0.5", rollout=True), "^discard_ratio: '0.5' is not a number"),
+    (lambda m: m.attend(str(CAT), discard_ratio=1.0, rollout=True), "^discard_ratio: must be a number ≥ 0 and < 1"),
+    (lambda m: m.attend(str(CAT), layer=1.5), "^layer: 1.5 is not a layer index"),
+    (lambda m: m.attend(str(CAT), layer=[0, "1"]), "^layer: "),
+    (lambda m: m.attend(str(CAT), layer="[0"), "^layer: '\\[0' is not a layer"),
+    (lambda m: m.attend(str(CAT), query=(1, 2, 3)), "^query: \\(1, 2, 3\\) is not a query"),
+    (lambda m: m.attend(str(CAT), output=123), "^output: 123 is not a file name"),
+    (lambda m: m.attend(str(CAT), batch=5), "^batch: 5 is not a BatchSpec"),
+    (lambda m: m.attend(str(CAT), per_head="yes"), "^per_head: 'yes' is not True or False"),
+    (lambda m: m.embed(str(CAT), size=1.5), "^size: 1.5 is not a size"),
+    (lambda m: m.embed(str(CAT), size=(0, 32)), "^size: \\(0, 32\\) is not a size"),
+    (lambda m: m.embed(str(CAT), fit="squash"), "^fit: 'squash' is not one of crop, resize, pad, strict"),
+    (lambda m: m.embed(str(CAT), stage="logits"), "^stage: 'logits' is not one of patches"),
+    (lambda m: m.embed(str(CAT), posenc="not-a-kind"), "^posenc: 'not-a-kind' is not one of learned"),
+    (lambda m: m.embed(str(CAT), posenc="sincos2d"), "^posenc: 'sincos2d' is not this model's position encoding"),
+    (lambda m: m.explain(str(CAT), layer=[0, 1]), "^layer: \\[0, 1\\] is not a layer index"),
+    (lambda m: m.norms(str(CAT), top=0), "^top: must be a whole number ≥ 1"),
+    (lambda m: vitcli.load_model("vit-ti16", depth="2"), "^depth: '2' is not a whole number"),
+    (lambda m: vitcli.posenc("vit-ti16", kind="learned", colour=1), "^colour: is not a keyword of posenc"),
+])
+def test_wrong_values_say_what_the_keyword_takes(model, call, message):
+    with pytest.raises(VitcliError, match=message):
+        call(model)
+
+
+def test_rope_variant_without_rope_is_refused_by_name():
+    with pytest.raises(UsageError, match="^rope_variant: works with kind='rope'") as e:
+        vitcli.posenc("vit-ti16", kind="learned", rope_variant="eva")
+    assert e.value.render(cli=True).startswith("--rope-variant: works with --kind=rope")
+
+
+def test_rope_variant_with_rope_works():
+    result = vitcli.posenc("vit-ti16", kind="rope", dim=64, rope_variant="eva")
+    assert result.array.ndim == 2
+
+
+def test_messages_are_spelled_per_front_end(model):
+    with pytest.raises(VitcliError) as e:
+        model.attend(str(CAT), query="all", rollout=True)
+    assert str(e.value).startswith("query: overlay= and rollout= draw one query's map")
+    assert e.value.render(cli=True).startswith("--query: --overlay and --rollout draw one query's map")
+    shell = VitcliError("-o", "give --output-dir DIR instead of -o, or use --no-strict")
+    assert str(shell) == "output: give output_dir=DIR instead of output=, or use strict=False"
+    assert shell.render(cli=True) == "-o: give --output-dir DIR instead of -o, or use --no-strict"
+
+
+@pytest.mark.parametrize("python, shell", [
+    (1, "1"), (-1, "-1"), (np.int64(1), "1"), ([0, 1], "0,1"), ((1, 0), "0,1"), (range(0, 2), "0:2"), ("all", "all"),
+])
+def test_layer_takes_python_values(model, python, shell):
+    images = vitcli.load_images(str(CAT), size=32)
+    got = model.attend(images, layer=python).weights  # (L, H, Q, T)
+    assert np.array_equal(got, model.attend(images, layer=shell).weights)
+
+
+@pytest.mark.parametrize("python, shell", [((1, 2), "1,2"), ([1, 2], "1,2"), (6, "6"), (np.int32(0), "cls"),
+                                           ("cls", "0")])
+def test_query_takes_python_values(model, python, shell):
+    images = vitcli.load_images(str(CAT), size=(32, 48))
+    got = model.attend(images, layer="all", query=python).weights
+    assert np.array_equal(got, model.attend(images, layer="all", query=shell).weights)
+
+
+def test_attend_with_python_values_equals_the_cli(model, tmp_path):
+    got = model.attend(str(CAT), layer=[0, 1], head=[1], query=(1, 2), size=(32, 48)).weights
+    out = tmp_path / "w.npy"
+    r = run_cli("attend", CAT, *CLI_SMALL, "--layer", "0,1", "--head", "1", "--query", "1,2", "--size", "32x48",
+                "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert got.shape == (2, 1, 1, 7) and np.array_equal(got, np.load(out))
+
+
+@pytest.mark.parametrize("size, text", [(48, "48"), ((32, 48), "32x48"), ([32, 48], "32x48"), ("native", "native")])
+def test_size_on_a_command_is_image_loading(model, size, text):
+    got = model.embed(str(CAT), size=size).array
+    assert np.array_equal(got, model.embed(vitcli.load_images(str(CAT), size=text)).array)
+
+
+def test_embed_size_equals_the_cli(model, tmp_path):
+    out = tmp_path / "e.npy"
+    r = run_cli("embed", CAT, *CLI_SMALL, "--size", "32x48", "--fit", "pad", "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    got = model.embed(str(CAT), size=(32, 48), fit="pad").array
+    assert got.shape == (7, 64) and np.array_equal(got, np.load(out))
+
+
+def test_image_options_keep_the_other_options_of_images(model):
+    padded = vitcli.load_images(str(CAT), fit="pad", resample="nearest")
+    got = model.embed(padded, size=32).array
+    want = model.embed(vitcli.load_images(str(CAT), fit="pad", resample="nearest", size=32)).array
+    assert np.array_equal(got, want)
+    assert not np.array_equal(got, model.embed(str(CAT), size=32).array)  # crop, bicubic
+
+
+@pytest.mark.parametrize("fit", ["crop", "resize", "pad"])
+@pytest.mark.parametrize("resample", ["bicubic", "bilinear", "nearest", "lanczos"])
+def test_image_choices_are_literals(model, fit, resample):
+    got = model.explain(str(CAT), method="rollout", size=32, fit=fit, resample=resample).maps
+    want = model.explain(vitcli.load_images(str(CAT), size=32, fit=fit, resample=resample), method="rollout").maps
+    assert got.shape == (2, 2) and np.array_equal(got, want)
+
+
+def test_stage_order_and_normalize_literals(model):
+    for stage in ("patches", "tokens", "input", "output", "pooled"):
+        assert model.embed(str(CAT), size=32, stage=stage).array is not None
+    chw = vitcli.patchify(str(CAT), size=32, order="chw", normalize="imagenet").array  # (4, 3·16·16)
+    hwc = vitcli.patchify(str(CAT), size=32, order="hwc", normalize="imagenet").array
+    assert np.allclose(chw.reshape(4, 3, 16, 16).transpose(0, 2, 3, 1).reshape(4, -1), hwc)
+
+
+def test_explain_layer_takes_an_int_or_its_text(model):
+    one = model.explain(str(CAT), method="gradcam", layer=1, size=32).maps
+    assert np.array_equal(one, model.explain(str(CAT), method="gradcam", layer="1", size=32).maps)
+    assert np.array_equal(one, model.explain(str(CAT), method="gradcam", layer=np.int64(-1), size=32).maps)
+
+
+def test_similar_patch_and_posenc_grid_take_pairs(model):
+    assert np.array_equal(model.similar(str(CAT), patch=(1, 0), size=32).array,
+                          model.similar(str(CAT), patch="1,0", size=32).array)
+    table = vitcli.posenc("vit-ti16", kind="sincos2d", dim=64, grid=(2, 3)).array
+    assert np.array_equal(table, vitcli.posenc("vit-ti16", kind="sincos2d", dim=64, grid="2x3").array)
+
+
+def test_paths_are_path_like(model, tmp_path):
+    out = tmp_path / "e.npy"
+    result = model.embed(CAT, size=32, output=out)  # pathlib.Path for the image and the output
+    assert np.array_equal(np.load(out), result.array)
+
+
+def test_repr_of_a_model_says_what_it_is(model):
+    text = repr(model)
+    for part in ("vit-ti16", "64-d", "2 blocks", "2 heads", "patch 16", "224x224", "learned table", "LayerNorm",
+                 "class token", "random weights (seed 3)", "float32"):
+        assert part in text, (part, text)
+    assert "object at 0x" not in text and "\n" not in text
+
+
+def test_the_package_completes_its_public_names():
+    names = dir(vitcli)
+    for name in ("load_model", "load_images", "patchify", "unpatchify", "posenc", "Model", "VitcliError"):
+        assert name in names and name in vitcli.__all__
+    assert all(getattr(vitcli, n) is not None for n in vitcli.__all__)
+
+
+def test_import_and_dir_stay_free_of_torch():
+    code = "import sys, vitcli; dir(vitcli); print('torch' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(vitcli.__file__).parents[1])
+    assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_results_show_themselves_in_jupyter(model):
+    attended = model.attend(str(CAT), layer="all", size=(32, 48))
+    page = attended._repr_html_()
+    assert "<table>" in page and ">attend<" in page and "data:image/png;base64," in page
+    assert attended._repr_png_().startswith(b"\x89PNG")
+    embedded = model.embed(str(CAT), size=32)
+    assert "<table>" in embedded._repr_html_() and embedded._repr_png_() is None
+    norms = model.norms(str(CAT), size=32)
+    assert norms.tables and norms.tables[0]["title"] in norms._repr_html_()
