@@ -38,11 +38,6 @@ def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def anything(name: str, value: Any) -> Any:
-    """No check: the value is the command's own object (a callback result, a model)."""
-    return value
-
-
 def text(name: str, value: Any) -> Any:
     """None or text."""
     if value is None or isinstance(value, str):
@@ -201,7 +196,9 @@ def callback(name: str, value: Any) -> Any:
 
 
 def sources(name: str, value: Any) -> Any:
-    """Images: a file, folder or glob (str or Path), '-', a PIL image, a numpy array, `Images`, or a list of them."""
+    """None, or images: a file, folder or glob (str or Path), '-', a PIL image, a numpy array, `Images`, or a list of them."""
+    if value is None:  # no second image (`to`), or the command's own message for no image
+        return None
     items = value if isinstance(value, (list, tuple)) else [value]
     for item in items:
         if isinstance(item, os.PathLike):
