@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 
 from vitcli.errors import VitcliError, option_errors
-from vitcli.api.values import keywords
+from vitcli.api.values import Layers, Query, keywords
 from vitcli.api.display import ShowsItself
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class AttendMixin:
     """`attend` for `Model`."""
 
     @keywords(with_images=("images",))
-    def attend(self, images: Any, *, layer: str = "-1", head: str = "all", query: Any = None,
+    def attend(self, images: Any, *, layer: Layers = "-1", head: Layers = "all", query: Query = None,
                normalize: str | None = None, output: str | None = None, rollout: PathOrFlag = None,
                rollout_fusion: str = "mean", discard_ratio: float | None = None, discard_scope: str = "matrix",
                start_layer: int | None = None, distance: PathOrFlag = None, plot_distance: str | None = None,

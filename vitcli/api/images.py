@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from vitcli.errors import VitcliError, option_errors
-from vitcli.api.values import keywords
+from vitcli.api.values import Size, keywords
 
 Fit = Literal["crop", "resize", "pad", "strict"]
 Resample = Literal["bicubic", "bilinear", "nearest", "lanczos"]
@@ -230,7 +230,7 @@ class Images:
 
 
 @keywords()
-def load_images(sources: object, *, size: object = None, fit: Fit | None = None, resample: Resample | None = None,
+def load_images(sources: object, *, size: Size = None, fit: Fit | None = None, resample: Resample | None = None,
                 background: str = "255,255,255", max_pixels: int | None = None, draft: bool = True,
                 patch_size: int | None = None, recursive: bool = False, from_list: str | None = None,
                 max_patches: int | None = None, max_memory: str | int | None = None) -> Images:

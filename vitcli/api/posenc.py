@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from vitcli.errors import VitcliError
-from vitcli.api.values import check_forwarded, keywords, one_layer, pair
+from vitcli.api.values import check_forwarded, keywords, one_layer, pair, pair_text
 from vitcli.api.display import ShowsItself
 
 if TYPE_CHECKING:
@@ -37,11 +37,11 @@ def refuse_for_rope(given: dict[str, Any]) -> None:
     refuse_unused("--kind learned, sincos1d, sincos2d or none (rope reads --dim, --grid, --rope-variant)", given)
 
 
-@keywords(layer=one_layer, resample=pair)
+@keywords(layer=one_layer, resample=pair, patch=pair_text)
 def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None, size: Any = None,
            patch_size: int | None = None, positions: str | None = None, similarity: str | None = None,
-           resample: Any = None, output: str | None = None, layer: int | None = None, patch: str | None = None,
-           **model_options: Any) -> PosencResult:
+           resample: Any = None, output: str | None = None, layer: int | None = None,
+           patch: str | tuple[int, int] | None = None, **model_options: Any) -> PosencResult:
     """A preset's table of `kind` (learned: the exact table `embed` adds for that seed) for its own grid,
     `grid` (rows, cols) or `size` (H, W); or a checkpoint's learned table; optionally resampled to
     another grid as timm does. `model_options` go to `load_model` (dim, seed, native_size, …).

@@ -15,12 +15,16 @@ import inspect
 import math
 import numbers
 import os
-from typing import Any, Callable, Literal, get_args
+from typing import Any, Callable, Literal, Sequence, get_args
 
 from vitcli.core.config import PosEncKind
 from vitcli.errors import VitcliError
 
 Parser = Callable[[str, Any], Any]  # (keyword, value) → the value the command uses
+# The Python values the signatures advertise (the shell's text is accepted too).
+Layers = int | Sequence[int] | str  # 3, [3, 6], range(2, 5), 'all', '3,6', '2:5'
+Query = int | tuple[int, int] | str | None  # a token index, (row, col), 'cls', 'reg0', 'probe', 'mean', 'all'
+Size = int | tuple[int, int] | str | None  # 448, (448, 640), 'native', '448x640'
 
 
 def fail(name: str, value: Any, wanted: str) -> VitcliError:
@@ -152,6 +156,12 @@ def pair(name: str, value: Any) -> Any:
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
         return (int(value[0]), int(value[1]))
     raise fail(name, value, "a (row, col) pair or text 'R,C'")
+
+
+def pair_text(name: str, value: Any) -> Any:
+    """None, (row, col) or 'R,C' → the shell's text 'R,C' (for commands that read only text)."""
+    value = pair(name, value)
+    return f"{value[0]},{value[1]}" if isinstance(value, tuple) else value
 
 
 def size(name: str, value: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from vitcli.errors import UsageError, VitcliError, option_errors
-from vitcli.api.values import keywords
+from vitcli.api.values import Layers, keywords
 from vitcli.api.display import ShowsItself
 
 ROW_TOLERANCE = 5e-4  # largest |row from float16 Q, K − attend's row| accepted before storing rows
@@ -68,7 +68,7 @@ class ViewMixin:
     """`view` for `Model`."""
 
     @keywords(with_images=("images", "to"))
-    def view(self, images: Any, *, output: str, layers: str = "all", to: Any = None, explain: bool = False,
+    def view(self, images: Any, *, output: str, layers: Layers = "all", to: Any = None, explain: bool = False,
              target: str | int | None = None, normalize: str | None = None) -> ViewResult:
         """Write one HTML page exploring every image (one tab each), the layers `layers` embedded."""
         from vitcli.api.explain import target_form
