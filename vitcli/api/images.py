@@ -12,10 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from vitcli.errors import VitcliError, option_errors
-from vitcli.api.values import Size, keywords
+from vitcli.api.values import Fit, Resample, Size, keywords
 
-Fit = Literal["crop", "resize", "pad", "strict"]
-Resample = Literal["bicubic", "bilinear", "nearest", "lanczos"]
 DEFAULT_PATCH = 16
 DEFAULT_SIZE = "224"
 

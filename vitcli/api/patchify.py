@@ -1,19 +1,19 @@
 """`vitcli.patchify` and `vitcli.unpatchify`: an image as (N, P·P·C) patches, and back."""
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 
-from vitcli.errors import VitcliError
-from vitcli.api.values import Normalize, choice, keywords
 from vitcli.api.display import ShowsItself
+from vitcli.api.values import Normalize, Order, choice, keywords
+from vitcli.errors import VitcliError
+
+Values = Normalize  # the patch values: raw pixels or a normalisation
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-Order = Literal["chw", "hwc"]
-Values = Literal["raw", "none", "imagenet", "inception", "clip"]
 VALUES = ("raw", "none", "imagenet", "inception", "clip")
 
 
