@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 
-from vitcli.errors import VitcliError, option_errors
-from vitcli.api.values import Layers, Query, keywords
 from vitcli.api.display import ShowsItself
+from vitcli.api.values import Layers, Query, keywords
+from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
     import numpy as np

@@ -3,9 +3,9 @@
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vitcli.errors import VitcliError
-from vitcli.api.values import keywords
 from vitcli.api.display import ShowsItself
+from vitcli.api.values import keywords
+from vitcli.errors import VitcliError
 
 Stage = Literal["patches", "tokens", "input", "output", "pooled", "projected"]
 Impl = Literal["conv", "linear"]

@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vitcli.errors import VitcliError, option_errors
-from vitcli.api.values import keywords, one_layer
 from vitcli.api.display import ShowsItself
+from vitcli.api.values import keywords, one_layer
+from vitcli.errors import VitcliError, option_errors
 
 METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout")
 TARGET_HELP = "top, class:N, class:NAME, image:OTHER or patch:R,C"

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from vitcli.errors import VitcliError, option_errors
 from vitcli.api.values import Fit, Resample, Size, keywords
+from vitcli.errors import VitcliError, option_errors
 
 DEFAULT_PATCH = 16
 DEFAULT_SIZE = "224"

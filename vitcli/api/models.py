@@ -20,9 +20,9 @@ from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
 from vitcli.api.images import FittedImage, ImageSpec, check_spec, fit_one
 from vitcli.api.outputs import OutputsMixin
+from vitcli.api.values import keywords
 from vitcli.api.view import ViewMixin
 from vitcli.errors import VitcliError, option_errors
-from vitcli.api.values import keywords
 
 if TYPE_CHECKING:
     import torch

@@ -4,9 +4,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 
-from vitcli.errors import VitcliError
-from vitcli.api.values import check_forwarded, keywords, one_layer, pair, pair_text
 from vitcli.api.display import ShowsItself
+from vitcli.api.values import check_forwarded, keywords, one_layer, pair, pair_text
+from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from vitcli.errors import UsageError, VitcliError, option_errors
-from vitcli.api.values import Layers, keywords
 from vitcli.api.display import ShowsItself
+from vitcli.api.values import Layers, keywords
+from vitcli.errors import UsageError, VitcliError, option_errors
 
 ROW_TOLERANCE = 5e-4  # largest |row from float16 Q, K − attend's row| accepted before storing rows
 SIZE_BUDGET = 12 * 2**20  # the page's size budget (ViT-B/16 at 224, all layers)
