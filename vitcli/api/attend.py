@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vitcli.api.display import ShowsItself
 from vitcli.api.values import Layers, Query, keywords
+from vitcli.api.values import query as parse_query_value
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
@@ -18,10 +19,6 @@ if TYPE_CHECKING:
 
 
 PathOrFlag = str | bool | None
-
-
-QUERY_HELP = ("cls, dist, reg0… (the prefix tokens by the names the tables print), probe (the attention-pool "
-              "probe), mean (the mean of the patch rows), a token index, a patch R,C, or all")
 
 
 def default_query(config: Any) -> str:
@@ -55,7 +52,7 @@ class Selection:
             layers = parse_layers(str(layer), config.depth)
         with option_errors("--head"):
             heads = parse_heads(str(head), config.heads)
-        text = _query_text(default_query(config) if query is None else query)
+        text = parse_query_value("query", default_query(config) if query is None else query)
         word = text.strip().lower()
         has_probe = config.pooling == "map"
         if word == "probe" and not has_probe:
@@ -70,18 +67,6 @@ class Selection:
         with option_errors("--query"):
             queries = parse_query(text, grid, config.num_prefix_tokens, config.class_token, names, also)
         return cls(layers, heads, queries)
-
-
-def _query_text(query: Any) -> str:
-    """--query / query= as text: a Python (row, col) pair and a token index are taken as they are."""
-    if isinstance(query, (tuple, list)) and len(query) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
-                                                                     for v in query):
-        return f"{query[0]},{query[1]}"
-    if isinstance(query, int) and not isinstance(query, bool):
-        return str(query)
-    if not isinstance(query, str):
-        raise VitcliError("--query", f"{query!r:.40} is not a query: use {QUERY_HELP}")
-    return query
 
 
 @dataclass

@@ -146,7 +146,7 @@ def query(name: str, value: Any) -> Any:
         return str(int(value))
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
         return f"{int(value[0])},{int(value[1])}"
-    raise fail(name, value, "a query: (row, col), a token index, 'cls', 'reg0', 'probe', 'mean' or 'all'")
+    raise fail(name, value, "a query: (row, col), a token index, 'cls', 'dist', 'reg0'…, 'probe', 'mean' or 'all'")
 
 
 def pair(name: str, value: Any) -> Any:
