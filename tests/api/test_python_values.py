@@ -79,7 +79,7 @@ def test_wrong_types_name_the_keyword(model, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda m: m.attend(str(CAT), start_layer=1.5, rollout=True), "^start_layer: 1.5 is not a whole number"),
+    (lambda m: m.attend(str(CAT), start_layer=1.5, rollout=True), "^start_layer: must be a whole number at least 0, got 1.5"),
     (lambda m: m.attend(str(CAT), discard_ratio="0.5", rollout=True), "^discard_ratio: '0.5' is not a number"),
     (lambda m: m.attend(str(CAT), discard_ratio=1.0, rollout=True), "^discard_ratio: must be a number ≥ 0 and < 1"),
     (lambda m: m.attend(str(CAT), layer=1.5), "^layer: 1.5 is not a layer index"),
@@ -96,8 +96,8 @@ def test_wrong_types_name_the_keyword(model, tmp_path, monkeypatch):
     (lambda m: m.embed(str(CAT), posenc="not-a-kind"), "^posenc: 'not-a-kind' is not one of learned"),
     (lambda m: m.embed(str(CAT), posenc="sincos2d"), "^posenc: 'sincos2d' is not this model's position encoding"),
     (lambda m: m.explain(str(CAT), layer=[0, 1]), "^layer: \\[0, 1\\] is not a layer index"),
-    (lambda m: m.norms(str(CAT), top=0), "^top: must be a whole number ≥ 1"),
-    (lambda m: vitcli.load_model("vit-ti16", depth="2"), "^depth: '2' is not a whole number"),
+    (lambda m: m.norms(str(CAT), top=0), "^top: must be a whole number at least 1, got 0"),
+    (lambda m: vitcli.load_model("vit-ti16", depth="2"), "^depth: must be a whole number at least 1, got '2'"),
     (lambda m: vitcli.posenc("vit-ti16", kind="learned", colour=1), "^colour: is not a keyword of posenc"),
 ])
 def test_wrong_values_say_what_the_keyword_takes(model, call, message):
@@ -239,3 +239,11 @@ def test_results_show_themselves_in_jupyter(model):
     assert "<table>" in embedded._repr_html_() and embedded._repr_png_() is None
     norms = model.norms(str(CAT), size=32)
     assert norms.tables and norms.tables[0]["title"] in norms._repr_html_()
+
+
+def test_numpy_scalars_are_numbers(model):
+    small = vitcli.load_model("vit-ti16", seed=np.int64(3), dim=np.int64(64), depth=np.int32(2), heads=2,
+                              mlp_ratio=np.float32(4.0))
+    assert repr(small) == repr(model)
+    assert np.array_equal(small.norms(str(CAT), size=32, top=np.int64(3), k=np.float64(2.0)).array,
+                          model.norms(str(CAT), size=32, top=3, k=2.0).array)

@@ -108,6 +108,15 @@ def number(low: float | None = None, high: float | None = None, *, whole: bool =
     return parse
 
 
+def ranged(name: str, value: Any) -> Any:
+    """A number whose range is in `ranges.RANGES` (numpy scalars made plain), checked there."""
+    from vitcli.api.ranges import check_ranges
+
+    value = int(value) if is_int(value) else float(value) if is_number(value) else value
+    check_ranges(**{name: value})
+    return value
+
+
 def layers(name: str, value: Any) -> Any:
     """3, -1, [3, 6], range(2, 5), 'all' or the shell's text ('3,6', '2:5') → the text form."""
     if isinstance(value, str):
@@ -250,23 +259,19 @@ KEYWORDS: dict[str, Parser] = {
     # images and models
     "images": sources, "image": sources, "to": sources, "sources": sources, "patches": sources,
     "spec": model_spec, "model": model_spec,
-    "size": size, "fit": choice(Fit), "resample": choice(Resample), "background": text,
-    "max_pixels": number(1, whole=True), "draft": flag, "patch_size": number(1, whole=True), "recursive": flag,
-    "from_list": path, "max_patches": number(1, whole=True), "max_memory": memory,
-    "device": text, "dtype": text, "seed": number(whole=True), "strict": flag, "dim": number(1, whole=True),
-    "depth": number(1, whole=True), "heads": number(1, whole=True), "mlp_ratio": number(0, above=True),
-    "class_token": flag, "posenc": choice(PosEncKind), "native_size": size, "eps": number(0, above=True), "activation": text,
-    "online": flag, "family": text,
+    "size": size, "fit": choice(Fit), "resample": choice(Resample), "background": text, "draft": flag,
+    "recursive": flag, "from_list": path, "max_memory": memory, "device": text, "dtype": text,
+    "seed": number(whole=True), "strict": flag, "class_token": flag, "posenc": choice(PosEncKind),
+    "native_size": size, "activation": text, "online": flag, "family": text,
     # what a command computes
     "stage": choice(("patches", "tokens", "input", "output", "pooled", "projected"), optional=False),
     "impl": choice(("conv", "linear"), optional=False), "normalize": text,
     "layer": layers, "layers": layers, "head": heads, "query": query,
     "rollout_fusion": text, "discard_ratio": number(0, 1, below=True), "discard_scope": text,
-    "start_layer": number(0, whole=True), "renorm": flag, "threshold": number(0, 1),
-    "per_head": flag, "method": text, "target": target, "patch": pair, "pixel": pair, "norm": flag,
-    "count": number(1, whole=True), "foreground_threshold": number(), "k": number(0), "norm_threshold": number(0),
-    "top": number(1, whole=True), "explain": flag, "kind": text, "grid": pair, "positions": text,
-    "order": choice(Order, optional=False), "grid_size": pair,
+    "renorm": flag, "threshold": number(0, 1, above=True), "per_head": flag, "method": text, "target": target,
+    "patch": pair, "pixel": pair, "norm": flag, "count": number(1, whole=True), "foreground_threshold": number(),
+    "explain": flag, "kind": text, "grid": pair, "positions": text, "order": choice(Order, optional=False),
+    "grid_size": pair,
     # what a command writes, and how it runs
     "output": path, "output_dir": path, "png": path, "grid_png": path, "overlay": path, "plot_distance": path,
     "similarity": path, "rollout": path_or_flag, "distance": path_or_flag, "masks": path_or_flag,
@@ -275,6 +280,9 @@ KEYWORDS: dict[str, Parser] = {
     "keep": flag, "progress": callback,
 }
 
+# numbers whose range has its home in ranges.RANGES
+KEYWORDS.update({name: ranged for name in ("patch_size", "dim", "depth", "heads", "mlp_ratio", "eps", "max_pixels",
+                                          "max_patches", "k", "norm_threshold", "top", "start_layer")})
 IMAGE_OPTIONS = ("size", "fit", "resample", "background", "max_pixels", "draft", "max_patches")
 
 
