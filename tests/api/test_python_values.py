@@ -99,6 +99,8 @@ def test_wrong_types_name_the_keyword(model, tmp_path, monkeypatch):
     (lambda m: m.norms(str(CAT), top=0), "^top: must be a whole number at least 1, got 0"),
     (lambda m: vitcli.load_model("vit-ti16", depth="2"), "^depth: must be a whole number at least 1, got '2'"),
     (lambda m: vitcli.posenc("vit-ti16", kind="learned", colour=1), "^colour: is not a keyword of posenc"),
+    (lambda m: m.embed(str(CAT), sise=448), "^sise: is not a keyword of embed"),
+    (lambda m: m.embed(str(CAT), "input"), "^embed: too many positional arguments"),
 ])
 def test_wrong_values_say_what_the_keyword_takes(model, call, message):
     with pytest.raises(VitcliError, match=message):

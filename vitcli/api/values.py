@@ -5,9 +5,11 @@ wrapped by `keywords(...)`: each keyword it takes is parsed by its parser before
 wrong value is one `VitcliError` naming the keyword (`layer` in Python, `--layer` in the shell),
 never a raw `TypeError`. A parser returns the value the command works with: `layer=[3, 6]` becomes
 the text '3,6' the shell gives, `output=Path(...)` a str. Text is taken as the shell gives it
-(`layer='3,6'`, `query='5,4'`, `start_layer` as an int only). `with_images=True` adds the image
-options of `load_images` (size, fit, resample, …) to a command and forwards them to image loading.
-A keyword without a parser is refused when the function is decorated, so none goes unchecked.
+(`layer='3,6'`, `query='5,4'`, one layer as `'1'` where an int is meant); numbers are numbers
+(`discard_ratio='0.5'` is refused), numpy scalars included. `with_images` adds the image options of
+`load_images` (size, fit, resample, …) to a command and forwards them to image loading. A keyword
+without a parser is refused when the function is decorated, so none goes unchecked; a keyword the
+function does not take is a VitcliError naming it.
 """
 
 import functools
@@ -311,7 +313,7 @@ def keywords(*, with_images: tuple[str, ...] = (), **overrides: Parser) -> Calla
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
             given = {n: kwargs.pop(n) for n in [p.name for p in extra] if n in kwargs}
-            bound = signature.bind_partial(*args, **kwargs)
+            bound = bind(fn, signature, args, kwargs)
             for n, value in list(bound.arguments.items()):
                 if n in parsers:
                     bound.arguments[n] = parsers[n](n, value)
@@ -326,6 +328,18 @@ def keywords(*, with_images: tuple[str, ...] = (), **overrides: Parser) -> Calla
         return call
 
     return wrap
+
+
+def bind(fn: Callable, signature: inspect.Signature, args: tuple, kwargs: dict[str, Any]) -> inspect.BoundArguments:
+    """The call's arguments by name; a keyword the function does not take is a VitcliError naming it."""
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    unknown = [n for n in kwargs if n not in signature.parameters and not takes_any]
+    if unknown:
+        raise VitcliError("--" + unknown[0].replace("_", "-"), f"is not a keyword of {fn.__name__}")
+    try:
+        return signature.bind_partial(*args, **kwargs)
+    except TypeError as e:  # too many positional arguments, or one given twice
+        raise VitcliError(fn.__name__, str(e)) from None
 
 
 def _load_images_signature() -> Callable:
