@@ -81,7 +81,7 @@ def test_wrong_types_name_the_keyword(model, tmp_path, monkeypatch):
 @pytest.mark.parametrize("call, message", [
     (lambda m: m.attend(str(CAT), start_layer=1.5, rollout=True), "^start_layer: must be a whole number at least 0, got 1.5"),
     (lambda m: m.attend(str(CAT), discard_ratio="0.5", rollout=True), "^discard_ratio: '0.5' is not a number"),
-    (lambda m: m.attend(str(CAT), discard_ratio=1.0, rollout=True), "^discard_ratio: must be a number ≥ 0 and < 1"),
+    (lambda m: m.attend(str(CAT), discard_ratio=1.0, rollout=True), "^discard_ratio: 1.0 is outside \\[0, 1\\)"),
     (lambda m: m.attend(str(CAT), layer=1.5), "^layer: 1.5 is not a layer index"),
     (lambda m: m.attend(str(CAT), layer=[0, "1"]), "^layer: "),
     (lambda m: m.attend(str(CAT), layer="[0"), "^layer: '\\[0' is not a layer"),

@@ -269,8 +269,8 @@ KEYWORDS: dict[str, Parser] = {
     "stage": choice(("patches", "tokens", "input", "output", "pooled", "projected"), optional=False),
     "impl": choice(("conv", "linear"), optional=False), "normalize": text,
     "layer": layers, "layers": layers, "head": heads, "query": query,
-    "rollout_fusion": text, "discard_ratio": number(0, 1, below=True), "discard_scope": text,
-    "renorm": flag, "threshold": number(0, 1, above=True), "per_head": flag, "method": text, "target": target,
+    "rollout_fusion": text, "discard_ratio": number(), "discard_scope": text,
+    "renorm": flag, "threshold": number(), "per_head": flag, "method": text, "target": target,
     "patch": pair, "pixel": pair, "norm": flag, "count": number(1, whole=True), "foreground_threshold": number(),
     "explain": flag, "kind": text, "grid": pair, "positions": text, "order": choice(Order, optional=False),
     "grid_size": pair,
@@ -282,7 +282,8 @@ KEYWORDS: dict[str, Parser] = {
     "keep": flag, "progress": callback,
 }
 
-# numbers whose range has its home in ranges.RANGES
+# numbers whose range has its home in ranges.RANGES (discard_ratio's, threshold's and foreground_threshold's
+# are checked by their commands)
 KEYWORDS.update({name: ranged for name in ("patch_size", "dim", "depth", "heads", "mlp_ratio", "eps", "max_pixels",
                                           "max_patches", "k", "norm_threshold", "top", "start_layer")})
 IMAGE_OPTIONS = ("size", "fit", "resample", "background", "max_pixels", "draft", "max_patches")
