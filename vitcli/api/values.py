@@ -271,7 +271,7 @@ KEYWORDS: dict[str, Parser] = {
     "layer": layers, "layers": layers, "head": heads, "query": query,
     "rollout_fusion": text, "discard_ratio": number(), "discard_scope": text,
     "renorm": flag, "threshold": number(), "per_head": flag, "method": text, "target": target,
-    "patch": pair, "pixel": pair, "norm": flag, "count": number(1, whole=True), "foreground_threshold": number(),
+    "patch": pair, "pixel": pair, "norm": flag, "count": number(whole=True), "foreground_threshold": number(),
     "explain": flag, "kind": text, "grid": pair, "positions": text, "order": choice(Order, optional=False),
     "grid_size": pair,
     # what a command writes, and how it runs
