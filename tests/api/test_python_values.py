@@ -79,7 +79,8 @@ def test_wrong_types_name_the_keyword(model, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda m: m.attend(str(CAT), start_layer=1.5, rollout=True), "^start_layer: must be a whole number at least 0, got 1.5"),
+    (lambda m: m.attend(str(CAT), start_layer=1.5, rollout=True),
+     "^start_layer: must be a whole number at least 0, got 1.5"),
     (lambda m: m.attend(str(CAT), discard_ratio="0.5", rollout=True), "^discard_ratio: '0.5' is not a number"),
     (lambda m: m.attend(str(CAT), discard_ratio=1.0, rollout=True), "^discard_ratio: 1.0 is outside \\[0, 1\\)"),
     (lambda m: m.attend(str(CAT), layer=1.5), "^layer: 1.5 is not a layer index"),
@@ -228,7 +229,8 @@ def test_the_package_completes_its_public_names():
 
 def test_import_and_dir_stay_free_of_torch():
     code = "import sys, vitcli; dir(vitcli); print('torch' in sys.modules, 'numpy' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(vitcli.__file__).parents[1])
+    root = Path(vitcli.__file__).parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert out.stdout.strip() == "False False", out.stderr
 
 

@@ -217,7 +217,8 @@ def callback(name: str, value: Any) -> Any:
 
 
 def sources(name: str, value: Any) -> Any:
-    """None, or images: a file, folder or glob (str or Path), '-', a PIL image, a numpy array, `Images`, or a list of them."""
+    """None, or images: a file, folder or glob (str or Path), '-', a PIL image, a numpy array, `Images`, or
+    a list of them."""
     if value is None:  # no second image (`to`), or the command's own message for no image
         return None
     items = value if isinstance(value, (list, tuple)) else [value]
