@@ -146,7 +146,8 @@ def config_params(config: ViTConfig) -> int:
 # The fields the formula below counts; any other field away from its default is a part it does not know.
 FORMULA_FIELDS = {"name", "image_size", "patch_size", "in_chans", "dim", "depth", "heads", "mlp_dim", "class_token",
                   "distilled", "num_registers", "posenc", "pos_prefix_rows", "patch_bias", "qkv_bias", "layer_scale",
-                  "pre_norm", "final_norm", "fc_norm", "pooling", "num_classes", "head_bias", "eps", "activation", "extra"}
+                  "pre_norm", "final_norm", "fc_norm", "pooling", "num_classes", "head_bias", "eps", "activation", "extra",
+                  "pos_resample", "patch_remainder"}  # (the last two: behaviour at other sizes, no parameters)
 
 
 def formula_params(config: ViTConfig, *, bound: bool = False) -> int | None:
