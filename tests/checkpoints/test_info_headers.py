@@ -129,3 +129,27 @@ def test_shapes_only_load_equals_the_full_load(tmp_path: Path, name: str) -> Non
     assert {k: tuple(v.shape) for k, v in shapes.state_dict.items()} == \
         {k: tuple(v.shape) for k, v in full.state_dict.items()}
     assert shapes.num_params == full.num_params
+
+
+def test_a_described_model_reads_its_values_when_run(tmp_path: Path) -> None:
+    """load_model(describe_only=True) reads shapes; running it reads the weights then: timm's own forward agrees."""
+    import numpy as np
+    import timm
+    from safetensors.torch import save_file
+
+    from tests.checkpoints.parity import scramble
+    from vitcli.api import load_model
+    from vitcli.checkpoints.shapes import ShapeTensor
+
+    peer = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2).eval()
+    scramble(peer, 7)
+    save_file({k: v.contiguous() for k, v in peer.state_dict().items()}, tmp_path / "tiny.safetensors")
+    model = load_model(str(tmp_path / "tiny.safetensors"), describe_only=True)
+    assert isinstance(model.checkpoint.state_dict["pos_embed"], ShapeTensor)
+    pixels = torch.rand(1, 3, 224, 224)  # (B, C, H, W), already normalised: compare the encoders, not preprocessing
+    from vitcli.core.capture import Capture
+
+    with torch.no_grad():
+        want = peer.forward_features(pixels)[0]  # (T, D)
+        got = model.module(pixels, Capture(final="tokens")).output[0]  # (T, D)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
