@@ -306,9 +306,9 @@ def _check(config: ViTConfig, mapped: Mapped) -> list[str]:
 
 
 def _core_shapes(config: ViTConfig, mapped: Mapped) -> dict[str, tuple[int, ...]]:
-    """The core model's key → shape, laid out on the meta device. Shapes alone (describing a file) whose
-    keys hold exactly the parameters the plain-ViT formula counts for `config` are taken as they are:
-    without torch, and a file that does not fit still meets the meta-device check."""
+    """The core model's key → shape, laid out on the meta device. Shapes alone (describing a file, no torch)
+    whose keys hold exactly the parameters the plain-ViT formula counts for `config` are taken as they
+    are; any other count (a key missing, extra or mis-shaped) gets the meta-device check and its listing."""
     from vitcli.checkpoints.shapes import ShapeTensor
     from vitcli.core.presets import formula_params
 
