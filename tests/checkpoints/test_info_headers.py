@@ -153,3 +153,34 @@ def test_a_described_model_reads_its_values_when_run(tmp_path: Path) -> None:
         want = peer.forward_features(pixels)[0]  # (T, D)
         got = model.module(pixels, Capture(final="tokens")).output[0]  # (T, D)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _damage(state: dict, how: str) -> dict:
+    """A timm state dict damaged one way: shapes that keep the parameter count, a key missing, a key extra."""
+    state = dict(state)
+    if how == "same-count shapes":
+        state["blocks.1.mlp.fc1.weight"] = state["blocks.1.mlp.fc1.weight"].t().contiguous()  # (D, M), not (M, D)
+        state["blocks.0.attn.proj.weight"] = state["blocks.0.attn.proj.weight"].reshape(96, 384).contiguous()
+    elif how == "missing":
+        del state["blocks.0.norm2.bias"]
+    else:
+        state["blocks.1.mlp.fc3.weight"] = torch.zeros(4, 4)
+    return state
+
+
+@pytest.mark.parametrize("how", ["same-count shapes", "missing", "extra"])
+def test_a_checkpoint_that_does_not_fit_is_the_same_error_from_shapes(tmp_path: Path, how: str) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    from vitcli.checkpoints.load import load_checkpoint
+    from vitcli.errors import VitcliError
+
+    state = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2).state_dict()
+    save_file(_damage(state, how), tmp_path / "bad.safetensors")
+    errors = []
+    for shapes_only in (False, True):
+        with pytest.raises(VitcliError) as e:
+            load_checkpoint(tmp_path / "bad.safetensors", shapes_only=shapes_only)
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] and "does not fit" in errors[0]

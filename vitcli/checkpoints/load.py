@@ -306,15 +306,13 @@ def _check(config: ViTConfig, mapped: Mapped) -> list[str]:
 
 
 def _core_shapes(config: ViTConfig, mapped: Mapped) -> dict[str, tuple[int, ...]]:
-    """The core model's key → shape, laid out on the meta device. Shapes alone (describing a file, no torch)
-    whose keys hold exactly the parameters the plain-ViT formula counts for `config` are taken as they
-    are; any other count (a key missing, extra or mis-shaped) gets the meta-device check and its listing."""
+    """The core model's key → shape: for shapes alone (describing a file) and a plain ViT, its layout by
+    formula (presets.plain_layout, no torch); else the model laid out on the meta device."""
     from vitcli.checkpoints.shapes import ShapeTensor
-    from vitcli.core.presets import formula_params
+    from vitcli.core.presets import formula_params, plain_layout
 
-    if not mapped.problems and all(isinstance(t, ShapeTensor) for t in mapped.tensors.values()) and \
-            formula_params(config) == sum(t.numel() for t in mapped.tensors.values()):
-        return {k: tuple(t.shape) for k, t in mapped.tensors.items()}
+    if all(isinstance(t, ShapeTensor) for t in mapped.tensors.values()) and formula_params(config) is not None:
+        return plain_layout(config)
     import torch
 
     from vitcli.core.encoder import VisionTransformer
