@@ -230,7 +230,7 @@ def test_one_tensor_drawn_alone_is_the_models() -> None:
 def test_parameter_formula_equals_the_built_model_and_stands_aside_for_other_parts():
     from vitcli.core.encoder import VisionTransformer
 
-    from vitcli.core.presets import formula_params
+    from vitcli.core.presets import formula_params, plain_layout
 
     base = PRESETS["vit-ti16"]
     variants = [*PRESETS.values(), base.with_changes(distilled=True), base.with_changes(num_registers=4),
@@ -241,6 +241,9 @@ def test_parameter_formula_equals_the_built_model_and_stands_aside_for_other_par
         with torch.device("meta"):
             counted = count_params(VisionTransformer(config))
         assert formula_params(config) == counted, config
+        with torch.device("meta"):
+            shapes = [(k, tuple(v.shape)) for k, v in VisionTransformer(config).state_dict().items()]
+        assert list(plain_layout(config).items()) == shapes, config  # what info checks a header against
     assert formula_params(base.with_changes(qk_norm=True)) is None  # a part the formula does not count
 
 

@@ -110,7 +110,7 @@ def hostile(tmp_path_factory) -> dict:
     evil, damaged, nan = _evil_files(folder, marker), _damaged_files(folder), str(_nan_file(folder))
     cases = [["embed", IMAGE, "--weights", p, "-o", folder / "out.npy"] for p in evil]
     cases += [["info", "--weights", p] for p in damaged.values()]
-    cases += [["info", "--weights", nan, "--json"], ["info", "--weights", nan],
+    cases += [["info", "--weights", nan, "--json", "--check-values"], ["info", "--weights", nan, "--check-values"],
               ["embed", IMAGE, "--weights", nan, "--json", "-o", folder / "z0.npy"], ["embed", IMAGE, "--weights", nan]]
     results = run_batch(cases, folder)
     return {"folder": folder, "marker": marker, "evil": list(zip(evil, results[: len(evil)])),

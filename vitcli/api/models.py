@@ -332,7 +332,7 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
                heads: int | None = None, mlp_ratio: float | None = None, class_token: bool | None = None,
                posenc: str | None = None, native_size: object = None, eps: float | None = None,
                activation: str | None = None, online: bool = False, family: str | None = None,
-               max_memory: str | int | None = None) -> Model:
+               max_memory: str | int | None = None, describe_only: bool = False) -> Model:
     """A preset name (vit-ti16 … vit-h14) with random weights from `seed`, or a checkpoint: a file
     (.safetensors, .pth/.pt/.bin, OpenAI CLIP .pt), a Hugging Face snapshot folder, `hf-hub:ORG/NAME`
     or `timm:NAME` from the local cache. Overrides change a preset; with a checkpoint, `heads`,
@@ -340,7 +340,9 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
     Hub names read the local cache; `online=True` lets them download what it lacks. `family` reads a
     checkpoint as that layout (timm, timm-pe-spatial, …: the names `info` lists as `layout`) instead of
     recognising it from its keys. `max_memory` ('8G', '500M' or bytes; default a share of the free
-    memory) is the limit every run of the model is estimated against before anything is allocated."""
+    memory) is the limit every run of the model is estimated against before anything is allocated.
+    `describe_only` reads a checkpoint's shapes, not its values (`info`: a safetensors header, no torch);
+    the weights are read in full if the model is then run."""
     from vitcli.core.presets import PRESETS, get_preset
 
     from vitcli.api.ranges import check_ranges
@@ -363,7 +365,8 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
         model.preset_base = get_preset(spec)
         model.memory_limit()  # a bad max_memory fails here, before anything else
         return model
-    return _checkpoint_model(spec, sizes, native_size, eps, activation, strict, model_spec, online, family)
+    return _checkpoint_model(spec, sizes, native_size, eps, activation, strict, model_spec, online, family,
+                             describe_only)
 
 
 DEVICE_NAMES = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -396,8 +399,8 @@ def _preset_config(name: str, sizes: dict[str, Any]) -> "ViTConfig":
 
 def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps: float | None,
                       activation: str | None, strict: bool, model_spec: ModelSpec, online: bool = False,
-                      family: str | None = None) -> Model:
-    """Load, check the sizes given against the weights, build on the device."""
+                      family: str | None = None, describe_only: bool = False) -> Model:
+    """Load (shapes only when `describe_only`), check the sizes given against the weights, build on the device."""
     from vitcli.checkpoints.load import build_model_from_checkpoint, load_checkpoint
 
     for name in ("posenc", "class_token"):
@@ -405,12 +408,19 @@ def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps
             raise VitcliError("--" + name.replace("_", "-").replace("class-token", "no-cls"),
                               "the checkpoint's own position table and tokens are used; drop it")
     native = _hw(native_size, "--native-size") if native_size is not None else None
-    loaded = load_checkpoint(spec, strict=strict, image_size=native, heads=sizes["heads"], eps=eps,
-                             activation=activation, dim=sizes["dim"], depth=sizes["depth"],
-                             patch_size=sizes["patch_size"], online=online, family=family)
+    kwargs = dict(strict=strict, image_size=native, heads=sizes["heads"], eps=eps, activation=activation,
+                  dim=sizes["dim"], depth=sizes["depth"], patch_size=sizes["patch_size"], online=online, family=family)
+    loaded = load_checkpoint(spec, shapes_only=describe_only, **kwargs)
     _check_mlp_ratio(loaded.config, sizes["mlp_ratio"])
     model = Model(loaded.config, None, spec, loaded, model_spec)
-    model._build = lambda device, dtype: build_model_from_checkpoint(model.checkpoint, device=device, dtype=dtype)
+
+    def build(device: Any, dtype: Any) -> Any:
+        if describe_only:  # the values were not read: read them now (the grid found for an image stays)
+            model.checkpoint = replace(load_checkpoint(spec, **kwargs), config=model.checkpoint.config,
+                                       native_grid=model.checkpoint.native_grid)
+        return build_model_from_checkpoint(model.checkpoint, device=device, dtype=dtype)
+
+    model._build = build
     return model
 
 

@@ -22,10 +22,7 @@ the one-line error otherwise (building the model calls it).
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from vitcli.checkpoints.archs import refuse_unbuildable
 from vitcli.checkpoints.config import ClassLabel, parse_configs
@@ -35,8 +32,13 @@ from vitcli.checkpoints.infer import Inferred, NativeGrid, Overrides, grid_error
 from vitcli.checkpoints.preprocess import Preprocess
 from vitcli.checkpoints.read import read_checkpoint, strip_wrappers
 from vitcli.core.config import Activation, Pooling, ViTConfig
-from vitcli.core.encoder import VisionTransformer
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made or checked: describing a file needs none
+    import torch
+    from torch import Tensor
+
+    from vitcli.core.encoder import VisionTransformer
 
 MAX_LISTED = 12  # keys listed per kind in an error message
 
@@ -61,7 +63,7 @@ class Loaded:
     family: str  # timm-vit, deit, dino, dinov2(-reg), timm-dinov2(-reg), timm-clip, hf-vit, hf-deit,
     #              hf-clip, hf-dinov2(-reg), torchvision, openai-clip, open_clip
     config: ViTConfig
-    state_dict: dict[str, Tensor]  # core key → tensor (dtype as stored)
+    state_dict: "dict[str, Tensor]"  # core key → tensor (dtype as stored); ShapeTensors when read shapes_only
     preprocess: Preprocess
     ignored_keys: list[str] = field(default_factory=list)  # source keys not used
     notes: list[str] = field(default_factory=list)  # how things were found and which rules applied
@@ -79,11 +81,12 @@ class Loaded:
         return sum(t.numel() for t in self.state_dict.values())
 
 
-def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.device = "cpu", *,
+def load_checkpoint(spec: str | Path, strict: bool = True, device: "str | torch.device" = "cpu", *,
                     family: str | None = None, image_size: int | tuple[int, int] | None = None,
                     heads: int | None = None, activation: Activation | None = None, eps: float | None = None,
                     pooling: Pooling | None = None, dim: int | None = None, depth: int | None = None,
-                    patch_size: int | None = None, mlp_dim: int | None = None, online: bool = False) -> Loaded:
+                    patch_size: int | None = None, mlp_dim: int | None = None, online: bool = False,
+                    shapes_only: bool = False) -> Loaded:
     """Read, recognise, map and check a checkpoint; VitcliError(spec, problem) on anything wrong.
 
     The keyword overrides are for what weights cannot show: `family` (skip detection), the native
@@ -91,19 +94,21 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: str | torch.d
     `pooling`; `dim`, `depth`, `patch_size` and `mlp_dim` are shown by the weights and only checked
     (a different value is an error naming the option). A config.json / open_clip_config.json /
     preprocessor_config.json next to the weights (a Hugging Face snapshot or save_pretrained
-    folder) is read for these too.
+    folder) is read for these too. `shapes_only` describes the checkpoint from what describes it (a
+    safetensors header, a torch file's memory map, config files): `state_dict` holds ShapeTensors, no
+    value is read (nor scanned for NaN), and torch is not imported for safetensors files and folders.
     """
     spec = str(spec)
     _native_size(image_size)  # a bad --native-size is refused before anything is read
-    raw = read_checkpoint(resolve(spec, online).path if is_hub_spec(spec) else spec)  # with the config files beside it
+    raw = read_checkpoint(resolve(spec, online).path if is_hub_spec(spec) else spec, shapes_only)  # with the config files beside it
     return load_state(raw.tensors, raw.configs, spec, strict, device, family=family, image_size=image_size, heads=heads,
                       activation=activation, eps=eps, pooling=pooling, dim=dim, depth=depth, patch_size=patch_size,
                       mlp_dim=mlp_dim, path=raw.path, format=raw.format, read_notes=raw.notes,
                       nested_under=raw.nested_under)
 
 
-def load_state(state_dict: Mapping[str, Tensor], configs: Mapping[str, dict], spec: str = "state dict",
-               strict: bool = True, device: str | torch.device = "cpu", *, family: str | None = None,
+def load_state(state_dict: "Mapping[str, Tensor]", configs: Mapping[str, dict], spec: str = "state dict",
+               strict: bool = True, device: "str | torch.device" = "cpu", *, family: str | None = None,
                image_size: int | tuple[int, int] | None = None, heads: int | None = None,
                activation: Activation | None = None, eps: float | None = None, pooling: Pooling | None = None,
                dim: int | None = None, depth: int | None = None, patch_size: int | None = None,
@@ -262,13 +267,17 @@ def require_native_grid(loaded: Loaded) -> Loaded:
     raise grid_error(loaded.spec, rows, (r for r, _ in loaded.grid_candidates))
 
 
-def nonfinite_counts(state: dict[str, Tensor], origin: dict[str, str]) -> dict[str, dict[str, int]]:
+def nonfinite_counts(state: "dict[str, Tensor]", origin: dict[str, str]) -> dict[str, dict[str, int]]:
     """NaN and ±Inf counts of each floating tensor that has any, by source key.
 
     Worth reporting on its own: torch's fused CPU attention turns NaN queries into zeros, so a
     corrupted checkpoint can give finite, wrong outputs.
     """
-    found = {}
+    found: dict[str, dict[str, int]] = {}
+    if all(t.is_meta for t in state.values()):  # shapes only: nothing to scan (and no torch to import)
+        return found
+    import torch
+
     for key, t in state.items():
         if t.is_floating_point() and not t.is_meta and not bool(torch.isfinite(t).all()):
             found[origin.get(key, key)] = {"nan": int(torch.isnan(t).sum()), "inf": int(torch.isinf(t).sum())}
@@ -277,8 +286,7 @@ def nonfinite_counts(state: dict[str, Tensor], origin: dict[str, str]) -> dict[s
 
 def _check(config: ViTConfig, mapped: Mapped) -> list[str]:
     """Missing keys and shape clashes between the mapped tensors and the core model of `config`."""
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in VisionTransformer(config).state_dict().items()}
+    expected = _core_shapes(config, mapped)
     problems = list(mapped.problems)
     missing = [mapped.expected.get(k, k) for k in expected if k not in mapped.tensors]
     if missing:
@@ -297,6 +305,22 @@ def _check(config: ViTConfig, mapped: Mapped) -> list[str]:
     return problems
 
 
+def _core_shapes(config: ViTConfig, mapped: Mapped) -> dict[str, tuple[int, ...]]:
+    """The core model's key → shape: for shapes alone (describing a file) and a plain ViT, its layout by
+    formula (presets.plain_layout, no torch); else the model laid out on the meta device."""
+    from vitcli.checkpoints.shapes import ShapeTensor
+    from vitcli.core.presets import formula_params, plain_layout
+
+    if all(isinstance(t, ShapeTensor) for t in mapped.tensors.values()) and formula_params(config) is not None:
+        return plain_layout(config)
+    import torch
+
+    from vitcli.core.encoder import VisionTransformer
+
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in VisionTransformer(config).state_dict().items()}
+
+
 def _listing(what: str, items: list[str]) -> str:
     shown = ", ".join(items[:MAX_LISTED])
     more = f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
@@ -304,13 +328,18 @@ def _listing(what: str, items: list[str]) -> str:
 
 
 def build_model_from_checkpoint(checkpoint: "Loaded | str | Path", *, strict: bool = True,
-                                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                                **overrides: Any) -> VisionTransformer:
+                                device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None,
+                                **overrides: Any) -> "VisionTransformer":
     """The core VisionTransformer of a checkpoint (a `Loaded` or a spec), weights in place, eval mode.
 
     Tensors already in `dtype` on `device` are used as they are (no copy of a large checkpoint). A
     table whose native grid is still unknown is the native-size error (see `fit_native_grid`).
     """
+    import torch
+
+    from vitcli.core.encoder import VisionTransformer
+
+    dtype = torch.float32 if dtype is None else dtype
     loaded = checkpoint if isinstance(checkpoint, Loaded) else load_checkpoint(checkpoint, strict, device, **overrides)
     require_native_grid(loaded)
     with torch.device("meta"):

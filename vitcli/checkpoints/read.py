@@ -30,14 +30,14 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from vitcli.checkpoints.bounds import (MAX_CONFIG_BYTES, MAX_INDEX_BYTES, MAX_PICKLE_BYTES, check_declared_sizes,
                                        check_key_count, read_member, read_text_capped)
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: describing a safetensors file needs none
+    from torch import Tensor
 
 # Folder contents tried in this order (Hugging Face, timm and open_clip hub names).
 WEIGHT_FILES = ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
@@ -54,22 +54,28 @@ class RawCheckpoint:
 
     path: str
     format: str  # "safetensors", "torch (weights_only)" or "torchscript"
-    tensors: dict[str, Tensor]
+    tensors: "dict[str, Tensor]"  # or ShapeTensors (shapes_only): shapes and dtypes, no values
     notes: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)  # safetensors header metadata
     configs: dict[str, dict] = field(default_factory=dict)  # config.json etc. found next to the weights
     nested_under: str = ""  # "teacher", "state_dict", …
 
 
-def read_checkpoint(path: str | Path) -> RawCheckpoint:
-    """Read a file or a folder of weights; VitcliError(path, problem) for anything unreadable or unsafe."""
+def read_checkpoint(path: str | Path, shapes_only: bool = False) -> RawCheckpoint:
+    """Read a file or a folder of weights; VitcliError(path, problem) for anything unreadable or unsafe.
+    `shapes_only`: ShapeTensors (key → shape, dtype) from safetensors headers without torch, and from a
+    torch file's memory map without reading its data (to describe a checkpoint, not run it)."""
     p = Path(path)
     if not p.exists():
         raise VitcliError(str(path), "no such file or folder")
     folder = p if p.is_dir() else p.parent
     if p.is_dir():
         p = _weights_in_folder(p)
-    raw = _read_file(p)
+    raw = _read_file(p, shapes_only)
+    if shapes_only:  # torch files are mmap'd: their shapes are taken, their data pages never touched
+        from vitcli.checkpoints.shapes import ShapeTensor
+
+        raw.tensors = {k: t if isinstance(t, ShapeTensor) else ShapeTensor.of(t) for k, t in raw.tensors.items()}
     raw.configs = read_configs(folder)
     return raw
 
@@ -102,15 +108,15 @@ def _weights_in_folder(folder: Path) -> Path:
                       "or a single *.safetensors / *.pth / *.bin)")
 
 
-def _read_file(p: Path) -> RawCheckpoint:
+def _read_file(p: Path, shapes_only: bool = False) -> RawCheckpoint:
     name = p.name.lower()
     if name.endswith(".safetensors.index.json"):
-        return _read_sharded(p)
+        return _read_sharded(p, shapes_only)
     head = _head(p)
     if len(head) < 8:
         raise VitcliError(str(p), "empty or truncated file")
     if name.endswith(".safetensors") or _looks_like_safetensors(p, head):
-        return _read_safetensors(p)
+        return _read_safetensor_shapes(p) if shapes_only else _read_safetensors(p)
     if zipfile.is_zipfile(p):
         try:
             with zipfile.ZipFile(p) as z:
@@ -161,7 +167,15 @@ def _read_safetensors(p: Path) -> RawCheckpoint:
     return RawCheckpoint(str(p), "safetensors", tensors, metadata=metadata)
 
 
-def _read_sharded(index: Path) -> RawCheckpoint:
+def _read_safetensor_shapes(p: Path) -> RawCheckpoint:
+    """The header only (shapes.read_header): no tensor is made, torch is not imported."""
+    from vitcli.checkpoints.shapes import read_header
+
+    tensors, metadata = read_header(p)
+    return RawCheckpoint(str(p), "safetensors", tensors, metadata=metadata)  # type: ignore[arg-type]
+
+
+def _read_sharded(index: Path, shapes_only: bool = False) -> RawCheckpoint:
     """The shards a `*.safetensors.index.json` names: `.safetensors` files beside it, each read once."""
     try:
         weight_map = json.loads(read_text_capped(index, MAX_INDEX_BYTES, "a shard index"))["weight_map"]
@@ -176,9 +190,9 @@ def _read_sharded(index: Path) -> RawCheckpoint:
             raise VitcliError(str(index), f"names the shard {shard!r:.80}: shards are .safetensors files beside the "
                               "index (not the index itself, another index or a path elsewhere)")
     check_key_count(index, len(weight_map))
-    tensors: dict[str, Tensor] = {}
+    tensors: "dict[str, Tensor]" = {}
     for shard in shards:
-        tensors.update(_read_file(index.parent / shard).tensors)
+        tensors.update(_read_file(index.parent / shard, shapes_only).tensors)
         check_key_count(index, len(tensors))
     return RawCheckpoint(str(index), "safetensors", tensors, notes=[f"{len(shards)} shards"])
 
@@ -188,6 +202,8 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 def _read_torch(p: Path) -> RawCheckpoint:
     """torch.load with weights_only=True (mmap when the file allows); refused pickles never run."""
+    import torch
+
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -214,8 +230,10 @@ def _read_torch(p: Path) -> RawCheckpoint:
     return RawCheckpoint(str(p), "torch (weights_only)", tensors, notes=notes, nested_under=nested)
 
 
-def _find_state_dict(obj: Any, where: str, _path: str = "") -> tuple[dict[str, Tensor], str]:
+def _find_state_dict(obj: Any, where: str, _path: str = "") -> "tuple[dict[str, Tensor], str]":
     """The mapping of names to tensors inside a loaded checkpoint, and the nesting path to it."""
+    from torch import Tensor
+
     if isinstance(obj, dict):
         tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, Tensor)}
         if tensors and len(tensors) >= len(obj) / 2:
@@ -229,7 +247,7 @@ def _find_state_dict(obj: Any, where: str, _path: str = "") -> tuple[dict[str, T
     raise VitcliError(where, f"no state dict of tensors found (top level holds: {keys})")
 
 
-def strip_wrappers(tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+def strip_wrappers(tensors: "dict[str, Tensor]") -> "tuple[dict[str, Tensor], list[str]]":
     """Drop `module.` (DataParallel) and `_orig_mod.` (torch.compile) when every key has them."""
     notes = []
     changed = True
@@ -245,10 +263,10 @@ def strip_wrappers(tensors: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[
 
 # ---- TorchScript archives, read without torch.jit.load ---------------------------------------
 
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+_STORAGE_DTYPES = {  # storage class → torch dtype name
+    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8",
+    "ByteStorage": "uint8", "BoolStorage": "bool",
 }
 
 
@@ -276,8 +294,10 @@ def _script_class(type_name: str):
     return Bag
 
 
-def _rebuild_tensor(storage: Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> Tensor:
+def _rebuild_tensor(storage: "Tensor", offset: int, size: tuple, stride: tuple, *_: Any) -> "Tensor":
     """torch._utils._rebuild_tensor_v2 on our flat storage tensor."""
+    import torch
+
     if storage.numel() == 0:
         return storage.new_empty(size)
     return torch.as_strided(storage, tuple(size), tuple(stride), offset)
@@ -296,11 +316,15 @@ class _TorchScriptUnpickler(pickle.Unpickler):
         if (module, name) == ("collections", "OrderedDict"):
             return OrderedDict
         if module == "torch" and name in _STORAGE_DTYPES:
-            return _STORAGE_DTYPES[name]
+            import torch
+
+            return getattr(torch, _STORAGE_DTYPES[name])
         raise VitcliError(self.where, f"refused: the TorchScript archive's data.pkl asks for {module}.{name}, "
                           "which is not a tensor or module attribute; nothing was executed")
 
-    def persistent_load(self, pid: Any) -> Tensor:
+    def persistent_load(self, pid: Any) -> "Tensor":
+        import torch
+
         if not (isinstance(pid, tuple) and len(pid) >= 4 and pid[0] == "storage"):
             raise VitcliError(self.where, f"refused: unknown persistent id {pid!r:.60} in the TorchScript archive")
         dtype, key = pid[1], str(pid[2])
@@ -329,7 +353,7 @@ def _torchscript_prefix(z: zipfile.ZipFile) -> str | None:
 
 
 
-def _read_torchscript(p: Path, z: zipfile.ZipFile) -> dict[str, Tensor]:
+def _read_torchscript(p: Path, z: zipfile.ZipFile) -> "dict[str, Tensor]":
     prefix = _torchscript_prefix(z)
     check_declared_sizes(p, z)
     order = bytes(read_member(z, f"{prefix}/byteorder", str(p), 64)).decode().strip() \
@@ -343,7 +367,7 @@ def _read_torchscript(p: Path, z: zipfile.ZipFile) -> dict[str, Tensor]:
         raise
     except Exception as e:  # malformed pickle: say so, never fall back to torch.jit.load
         raise VitcliError(str(p), f"not a readable TorchScript archive ({_short(e)})") from None
-    tensors: dict[str, Tensor] = {}
+    tensors: "dict[str, Tensor]" = {}
     _walk(root, "", tensors)
     check_key_count(p, len(tensors))
     if not tensors:
@@ -351,8 +375,10 @@ def _read_torchscript(p: Path, z: zipfile.ZipFile) -> dict[str, Tensor]:
     return tensors
 
 
-def _walk(obj: Any, prefix: str, out: dict[str, Tensor]) -> None:
+def _walk(obj: Any, prefix: str, out: "dict[str, Tensor]") -> None:
     """Tensors of a TorchScript module tree as `a.b.c` names (its state_dict)."""
+    from torch import Tensor
+
     state = obj.state if isinstance(obj, _ScriptObject) else None
     if not isinstance(state, dict):
         return

@@ -158,8 +158,10 @@ def gather(images: list[str] | None, opts: ImageOptions, batch: BatchOptions) ->
     return replace(found, spec=spec, many=found.many or batch.output_dir is not None)
 
 
-def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: str | None = None) -> Any:
-    """`load_model` from the model options (a preset's patch size comes from -p)."""
+def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: str | None = None,
+               describe_only: bool = False) -> Any:
+    """`load_model` from the model options (a preset's patch size comes from -p); `describe_only`
+    reads a checkpoint's shapes, not its values (`info`)."""
     from vitcli.api.models import load_model
 
     patch = image.patch_size if image is not None else None
@@ -167,7 +169,7 @@ def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: st
                       strict=opts.strict, patch_size=patch, dim=opts.dim, depth=opts.depth, heads=opts.heads,
                       mlp_ratio=opts.mlp_ratio, class_token=False if opts.no_cls else None, posenc=posenc,
                       native_size=opts.native_size, eps=opts.eps, activation=opts.activation, online=opts.online,
-                      family=opts.family)
+                      family=opts.family, describe_only=describe_only)
 
 
 class Output:

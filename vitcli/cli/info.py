@@ -9,11 +9,13 @@ from vitcli.cli.common import examples, JsonOpt, ModelOptions, Output, QuietOpt,
 HELP = """Describe a ViT: patch size, grid, tokens, dim, depth, heads, MLP, parameters and GMACs.
 
 With --weights, the architecture, family, native size and preprocessing inferred from the checkpoint, and the keys that were ignored.
+Only what describes the checkpoint is read (a safetensors header, config files); --check-values also reads every weight and counts NaN / Inf.
 """
 EXAMPLES = [
     'vitcli info',
     'vitcli info --model vit-l16 --size 384',
     'vitcli info --weights vit.safetensors --json',
+    'vitcli info --weights vit.safetensors --check-values',
 ]
 EPILOG = examples(EXAMPLES)
 
@@ -22,6 +24,7 @@ EPILOG = examples(EXAMPLES)
 def info_command(
     size: Annotated[Optional[str], typer.Option("--size", metavar="N|HxW|native", help="Image size HxW for the grid and GMACs. \\[default: the model's native size]", show_default=False)] = None,
     list_ignored: Annotated[bool, typer.Option("--list-ignored", metavar="", help="List every ignored key of a checkpoint (a CLIP text tower is otherwise one summary line).")] = False,
+    check_values: Annotated[bool, typer.Option("--check-values", metavar="", help="Read every weight and count NaN / Inf values (slower: the whole file is read).")] = False,
     patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", metavar="N", help="Override the patch size P.", show_default=False)] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -31,7 +34,7 @@ def info_command(
     from vitcli.cli.common import ImageOptions
 
     out = Output(None, as_json, quiet)
-    doc = open_model(model_opts, ImageOptions(patch_size=patch_size)).info(size)
+    doc = open_model(model_opts, ImageOptions(patch_size=patch_size), describe_only=not check_values).info(size)
     out.finish(doc, _table(doc, list_ignored))
 
 

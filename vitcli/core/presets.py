@@ -3,6 +3,7 @@
 Importing this module imports no torch: `vitcli info` on a preset answers from formulas.
 """
 
+import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -146,7 +147,8 @@ def config_params(config: ViTConfig) -> int:
 # The fields the formula below counts; any other field away from its default is a part it does not know.
 FORMULA_FIELDS = {"name", "image_size", "patch_size", "in_chans", "dim", "depth", "heads", "mlp_dim", "class_token",
                   "distilled", "num_registers", "posenc", "pos_prefix_rows", "patch_bias", "qkv_bias", "layer_scale",
-                  "pre_norm", "final_norm", "fc_norm", "pooling", "num_classes", "head_bias", "eps", "activation", "extra"}
+                  "pre_norm", "final_norm", "fc_norm", "pooling", "num_classes", "head_bias", "eps", "activation", "extra",
+                  "pos_resample", "patch_remainder"}  # (the last two: behaviour at other sizes, no parameters)
 
 
 def formula_params(config: ViTConfig, *, bound: bool = False) -> int | None:
@@ -161,18 +163,54 @@ def formula_params(config: ViTConfig, *, bound: bool = False) -> int | None:
     if not (plain or bound):
         return None
     c = config.with_changes(patch_bias=True, qkv_bias=True, head_bias=True, layer_scale=True) if bound else config
-    d, m = c.dim, c.mlp_dim
-    norm = 2 * d
-    patch = d * c.in_chans * c.patch_size**2 + (d if c.patch_bias else 0)
-    rows, cols = c.grid
-    tokens = d * (int(c.class_token) + int(c.distilled) + c.num_registers)
-    table = (c.pos_prefix_rows + rows * cols) * d if c.posenc == "learned" else 0
-    block = (2 * norm + 3 * d * d + (3 * d if c.qkv_bias else 0) + d * d + d + m * d + m + d * m + d
-             + (2 * d if c.layer_scale else 0))
-    heads = (2 if c.distilled else 1) * (c.num_classes * d + (c.num_classes if c.head_bias else 0)) if c.num_classes else 0
-    total = (patch + tokens + table + (norm if c.pre_norm else 0) + c.depth * block + (norm if c.final_norm else 0)
-             + (norm if c.fc_norm else 0) + heads)
+    ends, block = _plain_ends(c), _plain_block(c, 0)
+    total = sum(map(math.prod, ends.values())) + c.depth * sum(map(math.prod, block.values()))  # O(1) in depth
     return total + (0 if plain else _unplain_bound(c))
+
+
+def plain_layout(c: ViTConfig) -> dict[str, tuple[int, ...]]:
+    """The core model's parameters (key → shape, in its state_dict order) for the parts the plain
+    formula knows (FORMULA_FIELDS): what a checkpoint described by shapes alone is checked against."""
+    ends = _plain_ends(c)
+    first = [k for k in ends if not k.startswith(("norm.", "fc_norm.", "head.", "head_dist."))]
+    blocks = {k: v for i in range(c.depth) for k, v in _plain_block(c, i).items()}
+    return {**{k: ends[k] for k in first}, **blocks, **{k: v for k, v in ends.items() if k not in first}}
+
+
+def _linear(name: str, n_out: int, n_in: int, bias: bool = True) -> dict[str, tuple[int, ...]]:
+    return {f"{name}.weight": (n_out, n_in), **({f"{name}.bias": (n_out,)} if bias else {})}
+
+
+def _norm(name: str, d: int) -> dict[str, tuple[int, ...]]:
+    return {f"{name}.weight": (d,), f"{name}.bias": (d,)}
+
+
+def _plain_ends(c: ViTConfig) -> dict[str, tuple[int, ...]]:
+    """The plain parameters outside the blocks: prefix tokens, table, patch embedding, norms, heads."""
+    d, p = c.dim, c.patch_size
+    rows, cols = c.grid
+    out: dict[str, tuple[int, ...]] = {}
+    for key, present, width in (("cls_token", c.class_token, 1), ("dist_token", c.distilled, 1),
+                                ("reg_tokens", c.num_registers, c.num_registers)):
+        out.update({key: (1, width, d)} if present else {})
+    out.update({"pos_embed": (1, c.pos_prefix_rows + rows * cols, d)} if c.posenc == "learned" else {})
+    out["patch_embed.proj.weight"] = (d, c.in_chans, p, p)
+    out.update({"patch_embed.proj.bias": (d,)} if c.patch_bias else {})
+    out.update(_norm("norm_pre", d) if c.pre_norm else {})
+    out.update(_norm("norm", d) if c.final_norm else {})
+    out.update(_norm("fc_norm", d) if c.fc_norm else {})
+    for name in ("head", "head_dist")[: 2 if c.distilled else 1] if c.num_classes else ():
+        out.update(_linear(name, c.num_classes, d, c.head_bias))
+    return out
+
+
+def _plain_block(c: ViTConfig, i: int) -> dict[str, tuple[int, ...]]:
+    """Block i's plain parameters: two norms, qkv and proj, the MLP, LayerScale."""
+    d, m, b = c.dim, c.mlp_dim, f"blocks.{i}."
+    gamma = {b + "ls1.gamma": (d,)} if c.layer_scale else {}
+    return {**_norm(b + "norm1", d), **_linear(b + "attn.qkv", 3 * d, d, c.qkv_bias), **_linear(b + "attn.proj", d, d),
+            **gamma, **_norm(b + "norm2", d), **_linear(b + "mlp.fc1", m, d), **_linear(b + "mlp.fc2", d, m),
+            **({b + "ls2.gamma": (d,)} if c.layer_scale else {})}
 
 
 def _unplain_bound(c: ViTConfig) -> int:
@@ -207,5 +245,5 @@ def count_macs(config: ViTConfig, grid: tuple[int, int] | None = None) -> int:
     return patch + config.depth * block + heads
 
 
-__all__ = ["DEFAULT_PRESET", "PRESETS", "build_model", "config_params", "count_macs", "count_params", "draw_tensor",
+__all__ = ["DEFAULT_PRESET", "PRESETS", "build_model", "config_params", "count_macs", "count_params", "draw_tensor", "formula_params", "plain_layout",
            "empty_model", "get_preset", "learned_table", "override", "validate"]

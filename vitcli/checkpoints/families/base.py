@@ -12,14 +12,15 @@ in `infer.py`) only reads these fields; adding a family is adding data.
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from vitcli.checkpoints.config import CheckpointConfig
 from vitcli.checkpoints.preprocess import Preprocess
 from vitcli.core.config import PatchRemainder, ViTConfig
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:  # the rules work on torch tensors and on shapes.ShapeTensor alike: torch only when tensors are
+    from torch import Tensor
 
 Source = str | tuple[str, ...]  # one key, or keys concatenated along dim 0 (separate q, k, v → qkv)
 
@@ -207,7 +208,7 @@ class Mapped:
 
     family: Family
     root: str
-    tensors: dict[str, Tensor]  # core key → tensor
+    tensors: "dict[str, Tensor]"  # core key → tensor (or ShapeTensor)
     origin: dict[str, str]  # core key → source key(s)
     expected: dict[str, str]  # core key → source name(s) it would come from (for 'missing' messages)
     ignored: list[str]  # known keys a vision model does not use
@@ -220,7 +221,7 @@ class Mapped:
 class _Taker:
     """Applies rules to the source tensors, recording what each core key came from."""
 
-    def __init__(self, tensors: Mapping[str, Tensor]) -> None:
+    def __init__(self, tensors: "Mapping[str, Tensor]") -> None:
         self.tensors, self.used = tensors, set()
         self.out, self.origin, self.expected, self.problems = {}, {}, {}, []
         self.applied: set[str] = set()
@@ -237,7 +238,7 @@ class _Taker:
                 parts = [self.tensors[n] for n in names]
                 self.used.update(names)
                 try:
-                    value = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
+                    value = _cat(parts) if len(parts) > 1 else parts[0]
                 except RuntimeError:
                     self.problems.append(f"{' + '.join(names)} have shapes "
                                          f"{', '.join(str(tuple(p.shape)) for p in parts)} that cannot be stacked")
@@ -249,7 +250,7 @@ class _Taker:
                 return
 
 
-def map_keys(tensors: Mapping[str, Tensor], fam: Family, root: str,
+def map_keys(tensors: "Mapping[str, Tensor]", fam: Family, root: str,
              files: CheckpointConfig = CheckpointConfig()) -> Mapped:
     """Apply the family's table (and the renames its config files ask for): core tensors, and every
     source key sorted into used / ignored / left over. `tensors` is not changed."""
@@ -291,10 +292,10 @@ def _describe(source: Source, prefix: str) -> str:
     return " + ".join(prefix + s for s in ((source,) if isinstance(source, str) else source))
 
 
-def _apply(value: Tensor, op: str, name: str, problems: list[str], parts: Sequence[Tensor] = ()) -> Tensor:
+def _apply(value: "Tensor", op: str, name: str, problems: list[str], parts: "Sequence[Tensor]" = ()) -> "Tensor":
     if op == "qzv" and len(parts) == 2:
         q, v = parts
-        return torch.cat([q, torch.zeros_like(q), v])
+        return _cat([q, _zeros_like(q), v])
     if op == "masked" and len(parts) == 2:
         bias, mask = parts
         return bias * mask.to(bias.dtype)
@@ -322,6 +323,32 @@ def _apply(value: Tensor, op: str, name: str, problems: list[str], parts: Sequen
             return value
         return value.t()
     return value
+
+
+def _is_shape(t: object) -> bool:
+    from vitcli.checkpoints.shapes import ShapeTensor
+
+    return isinstance(t, ShapeTensor)
+
+
+def _cat(parts: "Sequence[Tensor]") -> "Tensor":
+    """torch.cat(parts, 0), or its shape for ShapeTensors (no torch import when describing a file)."""
+    if _is_shape(parts[0]):
+        from vitcli.checkpoints.shapes import ShapeTensor
+
+        return ShapeTensor.cat(parts)  # type: ignore[arg-type,return-value]
+    import torch
+
+    return torch.cat(list(parts), 0)
+
+
+def _zeros_like(t: "Tensor") -> "Tensor":
+    """Zeros of t's shape (a ShapeTensor is its own shape)."""
+    if _is_shape(t):
+        return t
+    import torch
+
+    return torch.zeros_like(t)
 
 
 def _blocks(tensors: Iterable[str], fam: Family, root: str) -> tuple[str, set[int]]:
