@@ -265,7 +265,7 @@ KEYWORDS: dict[str, Parser] = {
     "size": size, "fit": choice(Fit), "resample": choice(Resample), "background": text, "draft": flag,
     "recursive": flag, "from_list": path, "max_memory": memory, "device": text, "dtype": text,
     "seed": number(whole=True), "strict": flag, "class_token": flag, "posenc": choice(PosEncKind),
-    "native_size": size, "activation": text, "online": flag, "family": text,
+    "native_size": size, "activation": text, "online": flag, "family": text, "describe_only": flag,
     # what a command computes
     "stage": choice(("patches", "tokens", "input", "output", "pooled", "projected"), optional=False),
     "impl": choice(("conv", "linear"), optional=False), "normalize": text,
