@@ -100,7 +100,7 @@ def test_snapshots_without_refs_and_short_revisions(cache, tiny_bytes, monkeypat
     shutil.rmtree(snapshot.parent.parent / "refs")  # a snapshot copied by hand: no refs/ folder
     assert load_checkpoint("hf-hub:acme/no-refs").path.endswith(f"{COMMIT}/model.safetensors")
     assert load_checkpoint(f"hf-hub:acme/no-refs@{COMMIT[:7]}").config.depth == 1  # a short commit hash
-    with pytest.raises(VitcliError, match="not asked.*--online"):
+    with pytest.raises(VitcliError, match="not asked.*online"):  # Python spells it online=
         load_checkpoint("hf-hub:acme/no-refs@ffffff")  # that revision is not cached: no silent download
     assert load_checkpoint(f"hf-hub:acme/no-refs@{COMMIT}").config.depth == 1
 

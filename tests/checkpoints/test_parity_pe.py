@@ -151,5 +151,5 @@ def test_pe_spatial_family_override(tmp_path) -> None:
     with pytest.raises(VitcliError) as e:
         load_model(str(tmp_path / "bare.safetensors"), family="pe")
     assert e.value.source == "--family" and "timm-pe-spatial" in e.value.problem
-    with pytest.raises(VitcliError, match="use it with --weights"):
+    with pytest.raises(VitcliError, match="use it with spec="):
         load_model("vit-ti16", family="timm")
