@@ -180,13 +180,15 @@ def test_single_query_path_stays_far_below_the_full_matrix(tmp_path):
     --query cls over every layer (with the mean distance recomputed in blocks) stays under 2 GiB,
     which the full matrix alone (3.8 GB, plus ~0.8 GiB of torch itself) exceeds twice over (about
     0.95 GiB measured alone; up to 1.6 GiB inside a loaded full test run, from the allocator's
-    per-thread arenas)."""
+    per-thread arenas). The peak is the child's own VmHWM: ru_maxrss would carry the test process's
+    high-water mark across the vfork and exec of the child."""
     img = tmp_path / "big.png"
     Image.open(ROOT / "sample_images" / "astronaut.jpg").resize((1792, 1792)).save(img)
     script = (
-        "import resource, sys\nfrom vitcli.cli import main\nsys.argv = ['vitcli'] + sys.argv[1:]\n"
+        "import sys\nfrom vitcli.cli import main\nsys.argv = ['vitcli'] + sys.argv[1:]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)\n"
+        "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')), file=sys.stderr)\n"
+        "sys.exit(code)\n"
     )
     out = tmp_path / "cls.npy"
     r = subprocess.run([sys.executable, "-c", script, "attend", str(img), "--size", "native", "--dim", "192",
