@@ -8,8 +8,7 @@ from vitcli.cli.common import examples, JsonOpt, ModelOptions, Output, QuietOpt,
 
 HELP = """Describe a ViT: patch size, grid, tokens, dim, depth, heads, MLP, parameters and GMACs.
 
-With --weights, the architecture, family, native size and preprocessing inferred from the checkpoint, and the keys that were ignored.
-Only what describes the checkpoint is read (a safetensors header, config files); --check-values also reads every weight and counts NaN / Inf.
+With --weights, the architecture, family, native size and preprocessing inferred from the checkpoint, and the keys that were ignored. Only what describes the checkpoint is read (a safetensors header, config files); --check-values also reads every weight and counts NaN / Inf.
 """
 EXAMPLES = [
     'vitcli info',
