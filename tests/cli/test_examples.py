@@ -1,5 +1,11 @@
-"""Every example in `--help` and in the README runs as written, in a folder holding the files the
-examples name (photos, timm / DINOv2 / Hugging Face checkpoints, a Hugging Face cache)."""
+"""Every example runs as written: each ```bash and ```python block of the README and of docs/, and each
+`--help` example, in an empty folder holding only a copy of sample_images/ (checkpoints are made by the
+examples' own timm / transformers lines). After each `vitcli` line every file it names as an output
+exists, and a `.npy` whose line ends in a shape comment `# (a, b)` has that shape; a Python line
+`EXPR.shape  # (a, b)` is checked as an assertion.
+
+The fast tests check, without running anything, that examples name only shipped files or files an
+earlier line makes; the runs themselves are marked `slow`."""
 
 import os
 import re
@@ -7,105 +13,200 @@ import shlex
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import SAMPLES
 
+ROOT = SAMPLES.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+OUTPUT_OPTIONS = ("-o", "--output", "--png", "--overlay", "--grid-png", "--similarity", "--plot-distance",
+                  "--distance", "--masks", "--rollout", "--cosine", "--save-qkv", "--output-dir")
 
-def example_lists() -> list[tuple[str, list[str]]]:
-    from vitcli.cli import attend, embed, figures, info, patchify, posenc
 
-    lists = [("patchify", patchify.EXAMPLES), ("embed", embed.EXAMPLES), ("attend", attend.EXAMPLES),
-             ("posenc", posenc.EXAMPLES), ("info", info.EXAMPLES), ("figures", figures.EXAMPLES)]
-    lists += [(f"figures {n.lower()}", getattr(figures, f"{n}_EXAMPLES")) for n in ("FILTERS", "PCA", "SIMILAR", "NORMS")]
+def blocks(page: Path) -> list[tuple[str, str]]:
+    """The page's (language, text) code blocks that are examples: ```bash and ```python."""
+    return re.findall(r"^ *```(bash|python)\n(.*?)^ *```", page.read_text(), re.S | re.M)
+
+
+def shell_lines(text: str) -> list[str]:
+    """A bash block's commands: continuations joined, blank and comment lines dropped, `pip` skipped."""
+    lines = [line.strip() for line in text.replace("\\\n", " ").splitlines()]
+    return [line for line in lines if line and not line.startswith(("#", "pip "))]
+
+
+def command(line: str) -> str:
+    """The line without its trailing comment."""
+    return re.sub(r"\s+#\s.*$", "", line)
+
+
+def outputs(line: str) -> list[str]:
+    """The files a vitcli line names as outputs (not `-`)."""
+    words = vitcli_words(line)
+    return [w for opt, w in zip(words, words[1:]) if opt in OUTPUT_OPTIONS and w != "-"]
+
+
+def promised_shape(line: str) -> tuple[int, ...] | None:
+    """The shape a line's comment promises, as `# (a, b)` right after the command."""
+    m = re.search(r"\s#\s*(\([\d, ]+\))", line)
+    return tuple(int(x) for x in m.group(1).strip("()").split(",") if x.strip()) if m else None
+
+
+def page_examples() -> list[tuple[str, str, str]]:
+    """(page, language, block) for every example block of README and docs/."""
+    return [(p.relative_to(ROOT).as_posix(), lang, text) for p in PAGES for lang, text in blocks(p)]
+
+
+def help_examples() -> dict[str, list[str]]:
+    """Each command's --help examples."""
+    from vitcli.cli import attend, embed, explain, figures, info, patchify, posenc, view
+
+    lists = {"patchify": patchify.EXAMPLES, "embed": embed.EXAMPLES, "attend": attend.EXAMPLES,
+             "posenc": posenc.EXAMPLES, "info": info.EXAMPLES, "figures": figures.EXAMPLES,
+             "explain": explain.EXAMPLES, "view": view.EXAMPLES}
+    lists.update({f"figures {n.lower()}": getattr(figures, f"{n}_EXAMPLES") for n in ("FILTERS", "PCA", "SIMILAR", "NORMS")})
     return lists
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """cat.jpg, dog.jpg, photos/, and timm checkpoints vit.safetensors and wide.safetensors (224×448)."""
-    timm = pytest.importorskip("timm")
-    from safetensors.torch import save_file
-
-    root = tmp_path_factory.mktemp("examples")
-    shutil.copy(SAMPLES / "chelsea.jpg", root / "cat.jpg")
-    shutil.copy(SAMPLES / "coffee.jpg", root / "dog.jpg")
-    (root / "photos").mkdir()
-    for name in ("astronaut.jpg", "rocket.jpg", "coffee.jpg"):
-        shutil.copy(SAMPLES / name, root / "photos" / name)
-    for name in ("photo.jpg", "img.jpg", "a.jpg", "b.jpg"):
-        shutil.copy(SAMPLES / "astronaut.jpg", root / name)
-    shutil.copytree(SAMPLES, root / "sample_images")
-    # vit: 12 blocks, for `view --layers 0,3,6,9,11`
-    checkpoints = {"vit": ("vit_tiny_patch16_224", dict(img_size=224, depth=12)),
-                   "wide": ("vit_tiny_patch16_224", dict(img_size=(224, 448))),
-                   "vit_base_patch16_224": ("vit_tiny_patch16_224", {}),
-                   "dinov2": ("vit_small_patch14_dinov2", dict(img_size=224, depth=7)),  # the README asks --layer 6
-                   "dinov2_reg4": ("vit_small_patch14_reg4_dinov2", dict(img_size=224))}
-    for name, (arch, kwargs) in checkpoints.items():
-        model = timm.create_model(arch, pretrained=False, **{"depth": 2, **kwargs})
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(root / f"{name}.safetensors"))
-    _hf_cache(root / "hf-cache", "google/vit-base-patch16-224")
-    return root
+def vitcli_words(line: str) -> list[str]:
+    """The words of the line's `vitcli` command (of a pipe, the part that runs vitcli)."""
+    parts = [shlex.split(part) for part in command(line).split("|")]
+    return next((words for words in parts if words[:1] == ["vitcli"]), [])
 
 
-def _hf_cache(cache, repo: str) -> None:
-    """A Hugging Face cache holding a tiny transformers ViTModel under `repo` (refs/main → snapshot)."""
-    from transformers import ViTConfig, ViTModel
-
-    commit = "0" * 40
-    base = cache / ("models--" + repo.replace("/", "--"))
-    (base / "refs").mkdir(parents=True)
-    (base / "refs" / "main").write_text(commit)
-    config = ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
-    ViTModel(config, add_pooling_layer=False).save_pretrained(base / "snapshots" / commit)
+def named_inputs(line: str) -> list[str]:
+    """The image and checkpoint files a line reads: image paths or globs, --weights, --to, image: targets."""
+    words = vitcli_words(line)
+    found = [w for w in words if re.search(r"\.(jpe?g|png)$", w, re.I) and not w.startswith(("-", "image:"))]
+    found = [w for w, prev in zip(words, ["", *words]) if w in found and prev not in OUTPUT_OPTIONS]
+    found += [w for opt, w in zip(words, words[1:]) if opt in ("--weights", "--to")]
+    found += [w.split(":", 1)[1] for w in words if w.startswith("image:")]
+    return found
 
 
-# README sections whose examples run here; the newer families' subsections (SigLIP, BEiT, DINOv3 folders)
-# and Datasets (a Ray cluster) are covered by their own tests instead.
-RUN_SECTIONS = ("patchify", "embed", "posenc", "attend", "explain", "info and checkpoints", "Figures", "view",
-                "Output conventions", "Many images")
+def check_names(lines: list[str]) -> list[str]:
+    """Inputs that are neither shipped nor made by an earlier line of the same list."""
+    made: set[str] = set()
+    missing = []
+    for line in lines:
+        for name in named_inputs(line):
+            shipped = name.startswith("sample_images/") and any(ROOT.glob(name))
+            if not shipped and name.rstrip("/") not in made:
+                missing.append(f"{name} in: {line}")
+        made.update(o.rstrip("/") for o in outputs(line))
+        made.update(re.findall(r"'([\w.-]+\.safetensors)'", line) + re.findall(r"save_pretrained\('([\w.-]+)'\)", line))
+    return missing
 
 
-def readme_examples() -> list[str]:
-    """The `vitcli …` lines of the bash blocks of RUN_SECTIONS (continuations joined, comments dropped)."""
-    text = (SAMPLES.parent / "README.md").read_text()
-    sections = re.split(r"\n(?=## |### )", text)
-    chosen = "\n".join(sec for sec in sections if sec.startswith("## ") and sec[3:].split("\n")[0].strip() in RUN_SECTIONS)
-    lines = []
-    for block in re.findall(r"```bash\n(.*?)```", chosen, re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            line = re.sub(r"\s+#\s.*$", "", line.strip())
-            if line.startswith(("vitcli ", "find ")) and "pip install" not in line:
-                lines.append(line)
-    return lines
+def test_examples_exist_and_cover_every_command():
+    pages = {page for page, _, _ in page_examples()}
+    assert {"README.md", "docs/commands.md", "docs/python-api.md", "docs/view.md"} <= pages
+    text = "\n".join(t for _, lang, t in page_examples() if lang == "bash")
+    for cmd in ("patchify", "embed", "posenc", "attend", "explain", "view", "figures", "info"):
+        assert f"vitcli {cmd} " in text, cmd
 
 
-def run_line(line: str, folder) -> subprocess.CompletedProcess:
-    """One example as a shell line, `vitcli` and `python` being this interpreter."""
+@pytest.mark.parametrize("page", sorted({p for p, _, _ in page_examples()}))
+def test_page_examples_name_shipped_files(page):
+    lines = [line for p, lang, t in page_examples() if p == page and lang == "bash" for line in shell_lines(t)]
+    assert not check_names(lines), check_names(lines)
+
+
+def test_help_examples_name_shipped_files():
+    for name, lines in help_examples().items():
+        assert lines, name
+        assert all(line.startswith(("vitcli ", "python -c ")) for line in lines), name
+        assert not check_names(lines), (name, check_names(lines))
+
+
+@pytest.mark.parametrize("name", ["explain", "view"])
+def test_help_examples_one_per_line(name):
+    """Each example is a line of its own in --help (they were joined with " · " into one paragraph)."""
+    r = subprocess.run([sys.executable, "-m", "vitcli", name, "--help"], capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"})
+    shown = [line.strip(" │") for line in r.stdout.splitlines()]
+    from vitcli.cli import explain, view
+
+    for example in {"explain": explain.EXAMPLES, "view": view.EXAMPLES}[name]:
+        assert example in shown, example
+    assert " · " not in r.stdout
+
+
+# --- the runs ----------------------------------------------------------------------------------------
+
+
+def fresh_folder(tmp_path: Path) -> Path:
+    """An empty folder with a copy of sample_images/ (and nothing else)."""
+    shutil.copytree(SAMPLES, tmp_path / "sample_images")
+    return tmp_path
+
+
+def run_line(line: str, folder: Path) -> subprocess.CompletedProcess:
+    """One shell line, `vitcli` and `python` being this interpreter."""
     python = shlex.quote(sys.executable)
-    cmd = re.sub(r"(^|\| )vitcli ", lambda m: f"{m.group(1)}{python} -m vitcli ", line)
-    cmd = re.sub(r"\| python -c", f"| {python} -c", cmd)
-    env = {**os.environ, "NO_COLOR": "1", "HF_HUB_CACHE": str(folder / "hf-cache"), "HF_HUB_OFFLINE": "1"}
+    cmd = re.sub(r"(^|\| )vitcli ", lambda m: f"{m.group(1)}{python} -m vitcli ", command(line))
+    cmd = re.sub(r"(^|\| )python ", lambda m: f"{m.group(1)}{python} ", cmd)
+    env = {**os.environ, "NO_COLOR": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run(["bash", "-c", cmd], cwd=folder, capture_output=True, timeout=900, env=env)
 
 
-def test_readme_examples_run(folder):
-    lines = readme_examples()
-    assert len(lines) > 30
+def check_line(line: str, folder: Path) -> str | None:
+    """Run one line; the problem, or None when it ran and made what it promised."""
+    r = run_line(line, folder)
+    if r.returncode != 0:
+        return f"exit {r.returncode}: {r.stderr.decode()[-800:]}"
+    for name in outputs(line):
+        if not (folder / name).exists():
+            return f"{name} was not written"
+    shape = promised_shape(line)
+    npys = [o for o in outputs(line) if o.endswith(".npy")]
+    if shape is not None and line.startswith("vitcli ") and npys:
+        got = np.load(folder / npys[0], mmap_mode="r").shape
+        if got != shape:
+            return f"{npys[0]}: shape {got}, promised {shape}"
+    if shape is not None and "| python" in line and str(shape) not in r.stdout.decode():
+        return f"printed {r.stdout.decode()!r}, promised {shape}"
+    return None
+
+
+def python_script(text: str) -> str:
+    """A Python block with each `EXPR.shape  # (a, b)` line turned into an assertion."""
+    def check(m: re.Match) -> str:
+        return f"assert tuple({m.group(1)}) == {m.group(2)}, ({m.group(1)!r}, {m.group(1)})"
+    return re.sub(r"^(\S.*?\.shape)\s+#\s*(\([\d, ]+\))", check, text, flags=re.M)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", sorted({p for p, _, _ in page_examples()}))
+def test_page_examples_run(page, tmp_path):
+    pytest.importorskip("timm")
+    folder = fresh_folder(tmp_path)
     failed = []
-    for line in lines:
-        r = run_line(line, folder)
-        if r.returncode != 0:
-            failed.append((line, r.stderr.decode()[-600:]))
+    for p, lang, text in page_examples():
+        if p != page:
+            continue
+        if lang == "python":
+            script = python_script(text)
+            assert "assert tuple(" in script, "a Python example promises no shape"
+            r = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, timeout=900,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+            if r.returncode != 0:
+                failed.append(("python block", r.stderr.decode()[-800:]))
+            continue
+        for line in shell_lines(text):
+            problem = check_line(line, folder)
+            if problem:
+                failed.append((line, problem))
     assert not failed, failed
 
 
-@pytest.mark.parametrize("command, examples", example_lists(), ids=[c for c, _ in example_lists()])
-def test_help_examples_run(folder, command, examples):
-    assert examples, command
-    for line in examples:
-        assert line.startswith("vitcli "), line
-        r = run_line(line, folder)
-        assert r.returncode == 0, (line, r.stderr.decode()[-2000:])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(help_examples()))
+def test_help_examples_run(name, tmp_path):
+    pytest.importorskip("timm")
+    folder = fresh_folder(tmp_path)
+    for line in help_examples()[name]:
+        problem = check_line(line, folder)
+        assert problem is None, (line, problem)

@@ -14,12 +14,12 @@ HELP = """Run the encoder and show self-attention A = softmax(Q·Kᵀ/√d_k) of
 -o writes the selection as (layers, heads, queries, tokens); tokens are the prefix tokens (class, distillation, registers) then the patches row by row on the input's true grid. The table gives, per layer × head: entropy, the strongest patch (r, c), the class-token weight and the mean attention distance (ViT paper D.7). --query cls never builds the T×T matrix, so large images fit. Layers and heads count from 0. Several images: -o gets a leading batch axis (B, layers, heads, queries, tokens) and --distance / --plot-distance average over the images, with their spread.
 """
 EXAMPLES = [
-    'vitcli attend cat.jpg',
-    'vitcli attend cat.jpg --layer all --head mean -o attn.npy',
-    'vitcli attend cat.jpg --query 3,5 --overlay q.png --per-head',
-    'vitcli attend cat.jpg --rollout roll.npy --discard-ratio 0.9',
-    'vitcli attend cat.jpg --plot-distance dist.png --size 448',
-    'vitcli attend photos/ --plot-distance dist.png --distance dist.npy',
+    'vitcli attend sample_images/chelsea.jpg',
+    'vitcli attend sample_images/chelsea.jpg --layer all --head mean -o attn.npy',
+    'vitcli attend sample_images/chelsea.jpg --query 3,5 --overlay q.png --per-head',
+    'vitcli attend sample_images/chelsea.jpg --rollout roll.npy --discard-ratio 0.9',
+    'vitcli attend sample_images/chelsea.jpg --plot-distance dist.png --size 448',
+    'vitcli attend sample_images/ --plot-distance dist.png --distance dist.npy',
 ]
 EPILOG = examples(EXAMPLES)
 ANALYSIS_PANEL, PICTURE_PANEL = "Analyses", "Pictures"

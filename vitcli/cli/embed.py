@@ -14,12 +14,13 @@ HELP = """Project an image's patches into ViT token embeddings and show every st
 patches (N, P·P·C) → projected (N, D) → with class token (N+1, D) → + position = Z0 (N+1, D) → encoder output Z_L (N+1, D) → pooled image embedding (D,). -o writes the --stage you choose. Weights are random from --seed unless --weights gives a checkpoint.
 """
 EXAMPLES = [
-    'vitcli embed cat.jpg',
-    'vitcli embed cat.jpg -o z0.npy',
-    'vitcli embed cat.jpg --stage pooled --model vit-s16 -o emb.npy',
-    'vitcli embed cat.jpg --impl linear --posenc sincos2d --json',
-    'vitcli embed photos/ --stage pooled -o emb.npy',
-    'vitcli embed photos/ --stage pooled --output-dir out/ --format parquet --resume',
+    'vitcli embed sample_images/chelsea.jpg',
+    'vitcli embed sample_images/chelsea.jpg -o z0.npy',
+    'vitcli embed sample_images/chelsea.jpg --stage pooled --model vit-s16 -o emb.npy',
+    'vitcli embed sample_images/chelsea.jpg --impl linear --posenc sincos2d --json',
+    'vitcli embed sample_images/ --stage pooled -o emb.npy',
+    'vitcli embed sample_images/ --stage pooled --model vit-s16 --output-dir out/ --format parquet',
+    'vitcli embed sample_images/ --output-dir out/ --resume',
 ]
 EPILOG = examples(EXAMPLES)
 Stage = choices("Stage", Literal["patches", "tokens", "input", "output", "pooled", "projected"])

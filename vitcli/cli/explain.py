@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from vitcli.cli.common import (OUTPUT_PANEL, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions,
+from vitcli.cli.common import (OUTPUT_PANEL, BatchOptions, examples, ImageOptions, ImagesArg, JsonOpt, ModelOptions,
                                NormalizeOpt, Output, OutputOpt, QuietOpt, batch_spec, choices, gather, open_model,
                                value, with_options)
 
@@ -12,13 +12,15 @@ HELP = """Explain an output of the model: which patches made it say that.
 
 --method grad-rollout (Chefer et al. 2021: R ← R + mean_h (∇A ⊙ A)⁺·R, the class token's row; without a class token the attention-pool probe's row (heads' mean) times R, or the mean of R's patch rows, as attend --rollout's default query), attn-grad (vit-explain's gradient rollout), gradcam (Grad-CAM on block --layer's norm1 tokens), rollout (attention alone, as attend --rollout), or all side by side. --target top or class:N (a classifier logit; class:NAME or a bare N too: the names are the checkpoint's config.json id2label / label_names, shown beside the class in the table and as "label" in the JSON), image:OTHER (cosine of the pooled embeddings: what makes the two images alike), patch:R,C (cosine of that patch's final feature with the pooled embedding). -o writes the raw map (rows, cols) float32, unnormalised; several images give (B, rows, cols) with an index. Gradients go through the model block by block, so large images fit (1792 px on ViT-B/16 in a few GB).
 """
-EPILOG = (
-    "Examples:  vitcli explain sample_images/chelsea.jpg --overlay why.png  ·  "
-    "vitcli explain cat.jpg --method all --overlay all.png  ·  "
-    "vitcli explain cat.jpg --target class:281 -o map.npy  ·  "
-    "vitcli explain a.jpg --target image:b.jpg --weights dino.safetensors  ·  "
-    "vitcli explain photos/ --method gradcam -o maps.npy"
-)
+EXAMPLES = [
+    "vitcli explain sample_images/chelsea.jpg --overlay why.png",
+    "vitcli explain sample_images/chelsea.jpg --method all --overlay all.png",
+    "vitcli explain sample_images/chelsea.jpg --target class:281 -o map.npy",
+    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch14_dinov2', depth=2, img_size=224).state_dict(), 'dino.safetensors')\"",
+    "vitcli explain sample_images/chelsea.jpg --target image:sample_images/coffee.jpg --weights dino.safetensors",
+    "vitcli explain sample_images/ --method gradcam -o maps.npy",
+]
+EPILOG = examples(EXAMPLES)
 Method = choices("Method", Literal["grad-rollout", "attn-grad", "gradcam", "rollout", "all"])
 
 

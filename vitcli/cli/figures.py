@@ -13,8 +13,10 @@ from vitcli.cli.common import (examples, ImageArg, ImageOptions, JsonOpt, ModelO
                                QuietOpt, image_spec, open_model, with_options)
 
 HELP = "Paper figures and feature analyses on any checkpoint: filters, pca, similar, norms."
-EXAMPLES = ["vitcli figures filters --png filters.png", "vitcli figures pca cat.jpg dog.jpg --png pca.png",
-            "vitcli figures similar cat.jpg --patch 5,6 --png similar.png", "vitcli figures norms cat.jpg --png norms.png"]
+EXAMPLES = ["vitcli figures filters --png filters.png",
+            "vitcli figures pca sample_images/chelsea.jpg sample_images/coffee.jpg --png pca.png",
+            "vitcli figures similar sample_images/chelsea.jpg --patch 5,6 --png similar.png",
+            "vitcli figures norms sample_images/chelsea.jpg --png norms.png"]
 app = typer.Typer(name="figures", help=HELP, epilog=examples(EXAMPLES), no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -22,25 +24,27 @@ FILTERS_HELP = """Patch-embedding filters (ViT paper, fig. 7 left): the first pr
 
 The D filters of the projection (the conv weight (D, C, P, P), which is the linear weight (D, P·P·C) reshaped) are rows of a (D, C·P·P) matrix; it is centred and its principal components are reshaped to (C, P, P). -o writes them as (k, C, P, P) float64; each PNG tile is min-max normalised on its own (a component's sign and scale are arbitrary).
 """
-FILTERS_EXAMPLES = ['vitcli figures filters --weights vit.safetensors --png filters.png -o filters.npy']
+FILTERS_EXAMPLES = ["python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', depth=2).state_dict(), 'vit.safetensors')\"",
+                    'vitcli figures filters --weights vit.safetensors --png filters.png -o filters.npy']
 FILTERS_EPILOG = examples(FILTERS_EXAMPLES)
 PCA_HELP = """Feature PCA to RGB (DINOv2, fig. 1): the first three principal components of the last layer's patch tokens (after the final norm, prefix tokens removed), fitted over all the images together, as red, green and blue (each min-max scaled over all the images).
 
 --foreground-threshold T: the first component is given the sign that makes the border patches (the outer ring of each grid, taken as background) score below the mean, scaled to [0, 1], and patches above T are foreground; a second PCA on the foreground patches alone colours them, the background is black. -o writes (images, rows, cols, 3) float64 in [0, 1].
 """
-PCA_EXAMPLES = ['vitcli figures pca cat.jpg dog.jpg --foreground-threshold 0.5 --png pca.png']
+PCA_EXAMPLES = ['vitcli figures pca sample_images/chelsea.jpg sample_images/coffee.jpg --foreground-threshold 0.5 --png pca.png']
 PCA_EPILOG = examples(PCA_EXAMPLES)
 SIMILAR_HELP = """Patch similarity: the cosine similarity of one query patch's features with every patch of the same image, or of a second image (--to).
 
 The query is --patch ROW,COL on the grid, or --pixel X,Y in the fitted image (x to the right, y down), by default the centre patch. Features are the tokens after block --layer (0-based, negative from the end; default -1, the last), through the model's final norm unless --no-norm (at the last layer that is the encoder output). -o writes the (rows, cols) map.
 """
-SIMILAR_EXAMPLES = ['vitcli figures similar cat.jpg --patch 5,6 --png similar.png -o similar.npy', 'vitcli figures similar cat.jpg --to dog.jpg --pixel 120,80 --layer 6']
+SIMILAR_EXAMPLES = ['vitcli figures similar sample_images/chelsea.jpg --patch 5,6 --png similar.png -o similar.npy',
+                    'vitcli figures similar sample_images/chelsea.jpg --to sample_images/coffee.jpg --pixel 120,80 --layer 6']
 SIMILAR_EPILOG = examples(SIMILAR_EXAMPLES)
 NORMS_HELP = """High-norm tokens (Darcet et al. 2023, "Vision Transformers Need Registers"): the L2 norm of every token after every block, and the patch tokens far above the rest.
 
 A patch token is an outlier at a layer when its norm exceeds median + k·MAD of that layer's patch norms (MAD = median |norm − median|, unscaled), or --norm-threshold for every layer. Each is listed with its (row, col), norm, and the share of the class token's attention (mean over heads, in the same block) that it takes; without a class token the share of the attention-pool probe's attention (over the final tokens: the last layer only) or of the patch rows' mean attention (each layer), as attend's default query (JSON: attention_row). Register tokens are listed apart. -o writes the norms (layers, tokens), tokens in model order: prefix (class, registers) first, then the patches.
 """
-NORMS_EXAMPLES = ['vitcli figures norms cat.jpg --png norms.png -o norms.npy']
+NORMS_EXAMPLES = ['vitcli figures norms sample_images/chelsea.jpg --png norms.png -o norms.npy']
 NORMS_EPILOG = examples(NORMS_EXAMPLES)
 
 

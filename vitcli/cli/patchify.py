@@ -18,10 +18,10 @@ Output shape (N, P·P·C). Values are the image's raw uint8 bytes unless --norma
                  rearrange('c (h p1) (w p2) -> (h w) (p1 p2 c)')
 """
 EXAMPLES = [
-    'vitcli patchify cat.jpg -o patches.npy --grid-png grid.png',
-    'vitcli patchify cat.jpg -o - | python -c "import io, sys, numpy; print(numpy.load(io.BytesIO(sys.stdin.buffer.read())).shape)"',
+    'vitcli patchify sample_images/chelsea.jpg -o patches.npy --grid-png grid.png',
+    'vitcli patchify sample_images/chelsea.jpg -o - | python -c "import io, sys, numpy; print(numpy.load(io.BytesIO(sys.stdin.buffer.read())).shape)"',
     'vitcli patchify --unpatchify patches.npy --grid-size 14x14 -o back.png',
-    "vitcli patchify 'photos/*.jpg' --output-dir patches/",
+    "vitcli patchify 'sample_images/*.jpg' --output-dir patches/",
 ]
 EPILOG = examples(EXAMPLES)
 

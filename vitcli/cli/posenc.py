@@ -13,7 +13,9 @@ Kinds: rope (2-D rotary: -o writes the rotation angles (N, D/2) for --dim D; --w
 EXAMPLES = [
     'vitcli posenc --kind sincos1d --dim 4 --grid 4x4 --positions 0:3',
     'vitcli posenc --kind sincos2d --similarity sim.png',
+    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', depth=2).state_dict(), 'vit.safetensors')\"",
     'vitcli posenc --weights vit.safetensors --similarity sim.png --resample 24x24',
+    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', depth=2, img_size=(224, 448)).state_dict(), 'wide.safetensors')\"",
     'vitcli posenc --weights wide.safetensors --native-size 224x448 --similarity sim.png',
 ]
 EPILOG = examples(EXAMPLES)

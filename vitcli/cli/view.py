@@ -4,16 +4,20 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vitcli.cli.common import (OUTPUT_PANEL, ImageOptions, JsonOpt, ModelOptions, NormalizeOpt, Output, QuietOpt,
+from vitcli.cli.common import (OUTPUT_PANEL, ImageOptions, examples, JsonOpt, ModelOptions, NormalizeOpt, Output, QuietOpt,
                                image_spec, open_model, with_options)
 
 HELP = """Write one HTML file (inline CSS and JavaScript, the data embedded, no network) that explores the model on the images: one tab each.
 
 Hover, click or move with the arrow keys over the image to pick a query patch, or pick a prefix token (class, distillation, registers) from the list; the page shows its attention at the chosen layer and head (or the heads' mean, max, min) with a colour bar and the value under the pointer, the rollout, the cosine similarity of its feature (block output through the final norm, as `figures similar`) with every patch (of --to OTHER if given), the position-embedding similarity, the per-head table, the mean attention distance against depth and the token norms per layer. The maps equal `vitcli attend` and `figures similar` within 1e-3. In the browser console: vitcli.select({layer, head, query}), vitcli.currentMap(), vitcli.ready.
 """
-EPILOG = ("Examples:  vitcli view sample_images/chelsea.jpg -o chelsea.html  ·  "
-          "vitcli view a.jpg b.jpg --weights vit.safetensors --layers 0,3,6,9,11 -o ab.html  ·  "
-          "vitcli view a.jpg --to b.jpg -o a_vs_b.html")
+EXAMPLES = [
+    "vitcli view sample_images/chelsea.jpg -o chelsea.html",
+    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', depth=2).state_dict(), 'vit.safetensors')\"",
+    "vitcli view sample_images/chelsea.jpg sample_images/astronaut.jpg --weights vit.safetensors --layers 0,1 -o ab.html",
+    "vitcli view sample_images/chelsea.jpg --to sample_images/coffee.jpg -o a_vs_b.html",
+]
+EPILOG = examples(EXAMPLES)
 
 
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions)
