@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ OUTPUT_OPTIONS = ("-o", "--output", "--png", "--overlay", "--grid-png", "--simil
 
 def blocks(page: Path) -> list[tuple[str, str]]:
     """The page's (language, text) code blocks that are examples: ```bash and ```python."""
-    return re.findall(r"^ *```(bash|python)\n(.*?)^ *```", page.read_text(), re.S | re.M)
+    return re.findall(r"^ *```(bash|python)\n(.*?)^ *```", page.read_text(), re.DOTALL | re.MULTILINE)
 
 
 def shell_lines(text: str) -> list[str]:
@@ -45,7 +46,7 @@ def command(line: str) -> str:
 def outputs(line: str) -> list[str]:
     """The files a vitcli line names as outputs (not `-`)."""
     words = vitcli_words(line)
-    return [w for opt, w in zip(words, words[1:]) if opt in OUTPUT_OPTIONS and w != "-"]
+    return [w for opt, w in pairwise(words) if opt in OUTPUT_OPTIONS and w != "-"]
 
 
 def promised_shape(line: str) -> tuple[int, ...] | None:
@@ -79,9 +80,9 @@ def vitcli_words(line: str) -> list[str]:
 def named_inputs(line: str) -> list[str]:
     """The image and checkpoint files a line reads: image paths or globs, --weights, --to, image: targets."""
     words = vitcli_words(line)
-    found = [w for w in words if re.search(r"\.(jpe?g|png)$", w, re.I) and not w.startswith(("-", "image:"))]
-    found = [w for w, prev in zip(words, ["", *words]) if w in found and prev not in OUTPUT_OPTIONS]
-    found += [w for opt, w in zip(words, words[1:]) if opt in ("--weights", "--to")]
+    found = [w for w in words if re.search(r"\.(jpe?g|png)$", w, re.IGNORECASE) and not w.startswith(("-", "image:"))]
+    found = [w for w, prev in zip(words, ["", *words], strict=True) if w in found and prev not in OUTPUT_OPTIONS]
+    found += [w for opt, w in pairwise(words) if opt in ("--weights", "--to")]
     found += [w.split(":", 1)[1] for w in words if w.startswith("image:")]
     return found
 
@@ -124,7 +125,7 @@ def test_help_examples_name_shipped_files():
 @pytest.mark.parametrize("name", ["explain", "view"])
 def test_help_examples_one_per_line(name):
     """Each example is a line of its own in --help (they were joined with " · " into one paragraph)."""
-    r = subprocess.run([sys.executable, "-m", "vitcli", name, "--help"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "vitcli", name, "--help"], capture_output=True, text=True, check=False,
                        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"})
     shown = [line.strip(" │") for line in r.stdout.splitlines()]
     from vitcli.cli import explain, view
@@ -149,7 +150,7 @@ def run_line(line: str, folder: Path) -> subprocess.CompletedProcess:
     cmd = re.sub(r"(^|\| )vitcli ", lambda m: f"{m.group(1)}{python} -m vitcli ", command(line))
     cmd = re.sub(r"(^|\| )python ", lambda m: f"{m.group(1)}{python} ", cmd)
     env = {**os.environ, "NO_COLOR": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(["bash", "-c", cmd], cwd=folder, capture_output=True, timeout=900, env=env)
+    return subprocess.run(["bash", "-c", cmd], cwd=folder, capture_output=True, timeout=900, env=env, check=False)
 
 
 def check_line(line: str, folder: Path) -> str | None:
@@ -175,7 +176,7 @@ def python_script(text: str) -> str:
     """A Python block with each `EXPR.shape  # (a, b)` line turned into an assertion."""
     def check(m: re.Match) -> str:
         return f"assert tuple({m.group(1)}) == {m.group(2)}, ({m.group(1)!r}, {m.group(1)})"
-    return re.sub(r"^(\S.*?\.shape)\s+#\s*(\([\d, ]+\))", check, text, flags=re.M)
+    return re.sub(r"^(\S.*?\.shape)\s+#\s*(\([\d, ]+\))", check, text, flags=re.MULTILINE)
 
 
 @pytest.mark.slow
@@ -190,7 +191,7 @@ def test_page_examples_run(page, tmp_path):
         if lang == "python":
             script = python_script(text)
             assert "assert tuple(" in script, "a Python example promises no shape"
-            r = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, timeout=900,
+            r = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True, timeout=900, check=False,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
             if r.returncode != 0:
                 failed.append(("python block", r.stderr.decode()[-800:]))
