@@ -81,7 +81,7 @@ def named_inputs(line: str) -> list[str]:
     """The image and checkpoint files a line reads: image paths or globs, --weights, --to, image: targets."""
     words = vitcli_words(line)
     found = [w for w in words if re.search(r"\.(jpe?g|png)$", w, re.IGNORECASE) and not w.startswith(("-", "image:"))]
-    found = [w for w, prev in zip(words, ["", *words[:-1]], strict=True) if w in found and prev not in OUTPUT_OPTIONS]
+    found = [w for prev, w in pairwise(["", *words]) if w in found and prev not in OUTPUT_OPTIONS]
     found += [w for opt, w in pairwise(words) if opt in ("--weights", "--to")]
     found += [w.split(":", 1)[1] for w in words if w.startswith("image:")]
     return found
