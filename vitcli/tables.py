@@ -45,7 +45,7 @@ def model_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         ("MLP dim", doc["mlp_dim"]),
         ("position table", doc.get("position_table", doc["posenc"])),
         ("dtype", doc.get("dtype", "float32")),
-        ("parameters", f"{doc['params']:,}"),
+        ("parameters", f"{doc['parameters']:,}"),
         ("GMACs (this grid)", f"{doc['gmacs']:.2f}"),
     ]
     if doc.get("parts"):

@@ -172,7 +172,8 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
         grid = grid or c.grid
         doc: dict[str, Any] = {
             "name": c.name, "source": self.source, "patch_size": c.patch_size, "dim": c.dim, "depth": c.depth,
-            "heads": c.heads, "head_dim": c.head_dim, "mlp_dim": c.mlp_dim, "params": self.params,
+            "heads": c.heads, "head_dim": c.head_dim, "mlp_dim": c.mlp_dim,
+            "parameters": self.params, "params": self.params,  # "parameters" as the table says; "params": the old key
             "gmacs": round(count_macs(c, grid) / 1e9, 3), "native_size": list(c.image_size),
             "native_grid": list(c.grid), "grid": list(grid), "num_prefix_tokens": c.num_prefix_tokens,
             "num_tokens": grid[0] * grid[1] + c.num_prefix_tokens, "posenc": c.posenc, "pooling": c.pooling,

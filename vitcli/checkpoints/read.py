@@ -67,7 +67,9 @@ def read_checkpoint(path: str | Path, shapes_only: bool = False) -> RawCheckpoin
     torch file's memory map without reading its data (to describe a checkpoint, not run it)."""
     p = Path(path)
     if not p.exists():
-        raise VitcliError(str(path), "no such file or folder")
+        from vitcli.core.presets import PRESETS
+
+        raise VitcliError(str(path), f"no such file or folder, nor a preset ({', '.join(PRESETS)})")
     folder = p if p.is_dir() else p.parent
     if p.is_dir():
         p = _weights_in_folder(p)

@@ -83,7 +83,7 @@ class BatchOptions:
 class ModelOptions:
     """Which ViT to run and where."""
 
-    model: Annotated[str, typer.Option("--model", metavar="NAME", help="Preset: vit-ti16, vit-s16, vit-b16, vit-b32, vit-l16, vit-s14, vit-b14, vit-l14, vit-h14.", rich_help_panel=MODEL_PANEL)] = "vit-b16"
+    model: Annotated[Optional[str], typer.Option("--model", metavar="NAME", help="Preset: vit-ti16, vit-s16, vit-b16, vit-b32, vit-l16, vit-s14, vit-b14, vit-l14, vit-h14 (not with --weights). \\[default: vit-b16]", rich_help_panel=MODEL_PANEL, show_default=False)] = None
     weights: Annotated[Optional[str], typer.Option("--weights", metavar="WEIGHTS", help="Checkpoint: .safetensors, .pth/.pt/.bin, CLIP .pt, or hf-hub:ORG/NAME, timm:NAME (from the local cache).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
     dim: Annotated[Optional[int], typer.Option("-d", "--dim", metavar="N", help="Override the token width D (with --weights: checked against the weights).", rich_help_panel=MODEL_PANEL, show_default=False)] = None
     depth: Annotated[Optional[int], typer.Option("--depth", metavar="N", help="Override the number of blocks L.", rich_help_panel=MODEL_PANEL, show_default=False)] = None
@@ -164,8 +164,13 @@ def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: st
     reads a checkpoint's shapes, not its values (`info`)."""
     from vitcli.api.models import load_model
 
+    from vitcli.errors import UsageError
+
+    if opts.weights is not None and opts.model is not None:
+        raise UsageError("--model", f"names a preset ({opts.model}) and --weights a checkpoint ({opts.weights}): "
+                                    "give one of them")
     patch = image.patch_size if image is not None else None
-    return load_model(opts.weights or opts.model, device=opts.device, dtype=opts.dtype, seed=opts.seed,
+    return load_model(opts.weights or opts.model or "vit-b16", device=opts.device, dtype=opts.dtype, seed=opts.seed,
                       strict=opts.strict, patch_size=patch, dim=opts.dim, depth=opts.depth, heads=opts.heads,
                       mlp_ratio=opts.mlp_ratio, class_token=False if opts.no_cls else None, posenc=posenc,
                       native_size=opts.native_size, eps=opts.eps, activation=opts.activation, online=opts.online,

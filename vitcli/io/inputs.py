@@ -66,8 +66,16 @@ def expand_inputs(items: Iterable[str], recursive: bool = False, from_list: str 
     if "-" in paths and len(paths) > 1:
         raise VitcliError("-", "standard input can only be the one image; give files for several")
     if not paths:
-        raise VitcliError(items[0] if items else (from_list or "IMAGE"), "no image files found")
+        raise VitcliError(items[0] if items else (from_list or "IMAGE"), "no image files found" + _recursive_hint(items, recursive))
     return Inputs(paths, many)
+
+
+def _recursive_hint(items: list[str], recursive: bool) -> str:
+    """When the folders named hold images only in their sub-folders: say so and name -r."""
+    if recursive:
+        return ""
+    deeper = sum(len(_folder_images(item, True)) for item in items if os.path.isdir(item))
+    return f" (its sub-folders hold {deeper}: add -r to include them)" if deeper else ""
 
 
 def _once(found: list[str]) -> list[str]:
