@@ -31,7 +31,7 @@ class Terminated(BaseException):
     """SIGTERM as an exception, so that atomic writers remove their temporary files on the way out."""
 
 
-_state = {"received": None, "announced": False, "holding": 0}
+_state: dict = {"received": None, "announced": False, "holding": 0, "note": None}
 _lock = threading.Lock()
 _cleanups: list[Callable[[], None]] = []
 
@@ -74,7 +74,8 @@ def announce(signum: int) -> int:
             try:
                 if sys.stderr is not None:
                     sys.stderr.flush()
-                os.write(2, f"vitcli: {WORDS[signum]}\n".encode())
+                note = _state["note"]() if _state["note"] is not None else ""
+                os.write(2, f"vitcli: {WORDS[signum]}{f' ({note})' if note else ''}\n".encode())
             except OSError:
                 pass
     return CODES[signum]
@@ -84,6 +85,21 @@ def at_forced_exit(cleanup: Callable[[], None]) -> Callable[[], None]:
     """Run `cleanup` if the watchdog has to end the process; returns a function that unregisters it."""
     _cleanups.append(cleanup)
     return lambda: _cleanups.remove(cleanup) if cleanup in _cleanups else None
+
+
+@contextmanager
+def interrupt_note(note: Callable[[], str]) -> Iterator[None]:
+    """While this block runs, a signal's one line ends with `note()` (what was kept, how to go on); the note
+    outlives a signal's exception, as the line is written once it has unwound."""
+    _state["note"] = note
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated):
+        raise
+    except BaseException:
+        _state["note"] = None
+        raise
+    _state["note"] = None
 
 
 @contextmanager

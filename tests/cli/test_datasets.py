@@ -206,7 +206,7 @@ def test_changed_inputs_other_options_version_or_damage_are_one_line_and_lose_no
     assert_clean_error(run_cli("embed", inputs, *TINY, "--stage", "pooled", "--output-dir", out, "--format",
                                "parquet", "--shard-size", "2"), "holds a run already", "--resume")
     assert_clean_error(resume(inputs, out, "--batch-size", "4"), "--batch-size", "16")
-    assert_clean_error(resume(inputs, out, "--size", "160"), "--preprocessing")
+    assert_clean_error(resume(inputs, out, "--size", "160"), "--size", "begun without it")
     assert_clean_error(resume(inputs, out, "--shard-size", "3"), "--shard-size")
     unchanged(out, before)
     (inputs / "new.jpg").write_bytes((inputs / "img00.jpg").read_bytes())
@@ -252,3 +252,61 @@ def test_shard_and_ray_options_that_would_be_ignored_are_one_line(photos, tmp_pa
     for args, option in cases:  # a usage error: exit 2
         assert_clean_error(run_cli("embed", photos, *TINY, *map(str, args)), option, code=2)
     assert not list(tmp_path.iterdir())
+
+
+# --- resume reads the run's options (issue 27) -------------------------------------------------------
+
+def test_resume_reads_the_options_from_the_manifest(done_run):
+    """`--output-dir DIR --resume` alone: the inputs and options come from the run's manifest."""
+    inputs, out, before = done_run
+    manifest = json.loads(before["manifest.json"])
+    assert manifest["command"]["shard_size"] == 2 and manifest["command"]["images"] == [str(inputs)]
+    (out / "part-00002.parquet").unlink()  # as if killed before the last shard was listed
+    manifest["shards"].pop("2")
+    (out / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    r = run_cli("embed", "--output-dir", out, "--resume", "-q")
+    assert r.returncode == 0 and not r.stderr, r.stderr.decode()
+    assert files_of(out) == {k: v for k, v in before.items() if k.startswith("part-")}
+    assert json.loads((out / "manifest.json").read_text())["complete"] is True
+
+
+def test_resume_with_a_contradicting_model_names_both_models(done_run):
+    inputs, out, before = done_run
+    line = assert_clean_error(run_cli("embed", "--output-dir", out, "--resume", "--model", "vit-s16"),
+                              "--model", "vit-s16", "vit-ti16")
+    assert "sha256" not in line
+    assert_clean_error(run_cli("embed", "--output-dir", out, "--resume", "--weights", out / "w.safetensors"),
+                       "--weights", "--model vit-ti16")
+    assert_clean_error(run_cli("embed", "--output-dir", out, "--resume", "--depth", "3"), "--depth", "3", "used 2")
+    unchanged(out, before)
+
+
+def test_ctrl_c_of_a_sharded_run_hints_resume(photos, tmp_path):
+    """SIGINT mid-run: exit 130 and one line saying how many shards are kept and that --resume goes on."""
+    out = tmp_path / "run"
+    cmd = [*sharded_cmd(photos, out)[:-1]]  # without -q: the line is printed in any case
+    cmd[cmd.index("--shard-size") + 1] = "1"
+    proc = subprocess.Popen(cmd, env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        manifest = out / "manifest.json"
+        if manifest.exists() and json.loads(manifest.read_text())["shards"]:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1].decode()
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "interrupted" in err and "of 12 shards are done" in err and "--resume" in err, err
+    r = subprocess.run([sys.executable, "-m", "vitcli", "embed", "--output-dir", str(out), "--resume", "-q"],
+                       capture_output=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr.decode()
+    assert read_shards(out).column("row").to_pylist() == list(range(12))
+
+
+def test_parquet_metadata_stores_the_values_used(photos, tmp_path):
+    """The fit, filter and patch size the run used (crop, bicubic and the model's P by default), not null."""
+    for extra, fit, resample in (((), "crop", "bicubic"), (("--fit", "pad", "--resample", "bilinear"), "pad", "bilinear")):
+        out = tmp_path / f"{fit}.parquet"
+        embed(photos, "--stage", "pooled", "-o", out, *extra)
+        meta = json.loads(pq.read_schema(out).metadata[b"vitcli"])["preprocessing"]
+        assert (meta["fit"], meta["resample"], meta["patch_size"]) == (fit, resample, 16)

@@ -33,6 +33,8 @@ class DatasetSpec:
     actors: int | None = None  # ray: model actors (one model each; default 1)
     num_gpus: float | None = None  # ray: GPUs per actor (default 0)
     ray_address: str | None = None  # ray: join this cluster (default: RAY_ADDRESS, else start Ray locally)
+    # the options as given on the command line, kept in the manifest so that `--resume` can reuse them
+    command: dict[str, Any] | None = None
 
     def wanted(self, output: str | None) -> bool:
         """True when this is a dataset run rather than the plain .npy pipeline."""
@@ -163,29 +165,38 @@ def _sharded(model, images, compute, prepare, main, batch, output_dir, spec, met
     from vitcli import __version__
     from vitcli.api.runs import BatchReport, _Silent, run_batches
     from vitcli.io.shards import open_manifest
+    from vitcli.signals import interrupt_note
 
     paths, n = images.names(), spec.shard_size
-    manifest = open_manifest(output_dir, paths, spec.format, n, options, spec.resume, __version__)
+    manifest = open_manifest(output_dir, paths, spec.format, n, options, spec.resume, __version__, spec.command)
     progress = progress or _Silent()
     done_before = [k for k in range(manifest.shard_count()) if str(k) in manifest.doc["shards"]]
     progress(sum(min(n, len(paths) - k * n) for k in done_before))
     total = BatchReport(len(paths), 0, [], 0.0, {}, {}, batch.batch_size, 0)
     start = time.perf_counter()
     common = _common(model, compute, prepare, main, progress)
-    for k in manifest.missing():
-        part = images.items[k * n:(k + 1) * n]
-        sink = shard_sink(spec.format, manifest.folder, k, paths[k * n:(k + 1) * n], k * n, meta)
-        try:
-            report = run_batches(replace(images, items=part, many=True), batch, sink=sink, **common)
-            sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
-        manifest.commit(k, report.done, report.skipped)
-        _add_report(total, report)
+    with interrupt_note(lambda: resume_note(manifest, output_dir)):
+        for k in manifest.missing():
+            part = images.items[k * n:(k + 1) * n]
+            sink = shard_sink(spec.format, manifest.folder, k, paths[k * n:(k + 1) * n], k * n, meta)
+            try:
+                report = run_batches(replace(images, items=part, many=True), batch, sink=sink, **common)
+                sink.commit()
+            except BaseException:
+                sink.abort()
+                raise
+            manifest.commit(k, report.done, report.skipped)
+            _add_report(total, report)
     total.seconds = time.perf_counter() - start
     total.outputs = {**manifest.outputs(), "resumed_shards": len(done_before)}
     return total
+
+
+def resume_note(manifest: Any, output_dir: str) -> str:
+    """What an interrupted sharded run keeps, and the way on: `--resume`."""
+    done = manifest.shard_count() - len(manifest.missing())
+    return (f"{done} of {manifest.shard_count()} shards are done in {output_dir}; "
+            f"run the same command with --resume to compute the rest")
 
 
 def _add_report(total: Any, part: Any) -> None:
@@ -222,9 +233,18 @@ def file_metadata(model: Any, stage: str, norm: str, spec: Any, family: Any, des
                   "dtype": doc["dtype"], "dim": doc["dim"], "depth": doc["depth"], "heads": doc["heads"],
                   "patch_size": doc["patch_size"], "pooling": doc["pooling"], "posenc": doc["posenc"],
                   "config_sha256": hashlib.sha256(repr(model.config).encode()).hexdigest()},
-        "preprocessing": {**asdict(spec), "normalize": norm,
+        "preprocessing": {**asdict(spec), **used_values(spec, family, model.config.patch_size), "normalize": norm,
                           "family": preprocess_document(family) if family is not None else None},
     }
+
+
+def used_values(spec: Any, family: Any, patch_size: int) -> dict[str, Any]:
+    """The fit, filter and patch size the run used where the spec left them to their defaults (None)."""
+    from vitcli.api.images import DEFAULT_RESAMPLE, fit_used
+
+    if family is not None:  # the checkpoint family's own resize and crop (its `family` entry says which)
+        return {"fit": "family", "resample": family.interpolation, "patch_size": patch_size}
+    return {"fit": fit_used(spec), "resample": spec.resample or DEFAULT_RESAMPLE, "patch_size": patch_size}
 
 
 _WEIGHTS_SHA: dict[str, str | None] = {}
@@ -245,7 +265,7 @@ def manifest_options(meta: dict[str, Any], batch: Any, spec: DatasetSpec) -> dic
     how it draws: a run begun when one generator drew the whole model resumes with an error, not other weights."""
     m, pre = meta["model"], meta["preprocessing"]
     weights = f"weights sha256 {m['weights_sha256'][:16]}" if m["weights_sha256"] else f"seed {m['seed']} (one generator per tensor)"
-    model = f"{m['source']}, {weights}, {m['dtype']}, config sha256 {m['config_sha256'][:16]}"
+    model = f"{m['name']} ({m['source']}), {weights}, {m['dtype']}, config sha256 {m['config_sha256'][:16]}"
     options = {"--model": model, "--stage": meta["stage"], "--impl": meta.get("impl"), "--normalize": pre["normalize"],
                "--batch-size": batch.batch_size, "--skip-errors": batch.skip_errors, "--backend": spec.backend,
                "--preprocessing": json.dumps({k: v for k, v in pre.items() if k != "normalize"}, sort_keys=True)}

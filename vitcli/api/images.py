@@ -36,6 +36,15 @@ class ImageSpec:
     patch_remainder: Literal["refuse", "floor"] = "refuse"
 
 
+DEFAULT_FIT: Fit = "crop"
+DEFAULT_RESAMPLE: Resample = "bicubic"
+
+
+def fit_used(spec: ImageSpec) -> Fit:
+    """The fit a spec applies: its own, else crop; NaFlex's native size within a patch budget resizes."""
+    return "resize" if spec.size == "native" and spec.max_patches else (spec.fit or DEFAULT_FIT)
+
+
 def as_size_text(size: object) -> str | None:
     """224, (224, 160), '224x160' or 'native' → the '--size' text form (None stays None)."""
     if size is None or isinstance(size, str):
@@ -167,7 +176,7 @@ def fit_one(item: object, spec: ImageSpec, patch_size: int, family: Any = None, 
     from vitcli.io.inputs import draft_size
 
     requested = check_spec(spec, patch_size)
-    fit = spec.fit or "crop"
+    fit = spec.fit or DEFAULT_FIT
     if requested is None and spec.max_patches:  # NaFlex: the image's own aspect within the patch budget
         fit = "resize"
     draft = draft_size(requested, fit) if spec.draft and family is None else None
@@ -183,7 +192,7 @@ def fit_one(item: object, spec: ImageSpec, patch_size: int, family: Any = None, 
                            values=values if values.dtype.kind == "f" else None)
     if fit == "resize" and requested is None and spec.max_patches:
         requested = images.size_for_max_patches((h, w), patch_size, spec.max_patches)
-    pixels, done = images.fit_image(loaded, requested, fit, patch_size, spec.resample or "bicubic",
+    pixels, done = images.fit_image(loaded, requested, fit, patch_size, spec.resample or DEFAULT_RESAMPLE,
                                     parse_colour(spec.background), spec.patch_remainder == "floor")
     pixels, done = _floored(pixels, done, spec, patch_size)
     return FittedImage(loaded, pixels, fit, done)

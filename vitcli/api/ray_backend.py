@@ -72,7 +72,8 @@ def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, s
     if any(not isinstance(i, str) for i in images.items):
         raise VitcliError("--backend", "ray reads image files: give paths, not images in memory")
     connect(ray, dataset.ray_address)  # before anything is written
-    manifest = open_manifest(output_dir, paths, dataset.format, n, options, dataset.resume, __version__)
+    manifest = open_manifest(output_dir, paths, dataset.format, n, options, dataset.resume, __version__,
+                             dataset.command)
     progress = progress or _Silent()
     fitted_spec, family = model.image_plan(images.spec)
     mean, std = (model.preprocess.mean, model.preprocess.std) if norm == "custom" else NORMALIZE[norm]

@@ -287,6 +287,10 @@ def with_options(**groups: type) -> Callable[[Callable[..., Any]], Callable[...,
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
+            if kwargs.get("resume") and kwargs.get("output_dir"):
+                from vitcli.cli.datasets import resume_options
+
+                kwargs = resume_options(kwargs)
             check_planned_outputs(kwargs)
             for arg, cls in groups.items():
                 kwargs[arg] = cls(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls)})

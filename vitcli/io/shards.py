@@ -98,8 +98,9 @@ class Manifest:
 
 
 def open_manifest(folder: str, paths: list[str], fmt: str, shard_size: int, options: dict[str, Any],
-                  resume: bool, version: str) -> Manifest:
-    """The run's manifest: a new one in an empty (or new) folder, or the old one after --resume checks."""
+                  resume: bool, version: str, command: dict[str, Any] | None = None) -> Manifest:
+    """The run's manifest: a new one in an empty (or new) folder, or the old one after --resume checks.
+    `command`: the options as given on the command line (not compared: `--resume` reads them back)."""
     if shard_size < 1:
         raise VitcliError("--shard-size", f"must be at least 1, got {shard_size}")
     root = Path(folder)
@@ -108,7 +109,7 @@ def open_manifest(folder: str, paths: list[str], fmt: str, shard_size: int, opti
     listing = input_listing(paths)
     doc = {"vitcli": version, "format": fmt, "shard_size": shard_size, "options": options,
            "inputs": {"count": len(paths), "sha256": _sha(listing.encode()), "list": INPUTS},
-           "shards": {}, "complete": False}
+           "shards": {}, "complete": False, "command": command}
     if (root / MANIFEST).exists():
         if not resume:
             raise VitcliError(folder, f"holds a run already ({MANIFEST}); add --resume to continue it, or give a new folder")
@@ -123,6 +124,16 @@ def open_manifest(folder: str, paths: list[str], fmt: str, shard_size: int, opti
     manifest = Manifest(root, doc)
     write_atomic(root / MANIFEST, json.dumps(doc, indent=1, ensure_ascii=False))
     return manifest
+
+
+def read_manifest_command(folder: str) -> dict[str, Any] | None:
+    """The options a run in `folder` was begun with (its manifest's `command`); None when there is none."""
+    try:
+        doc = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # no manifest, or a damaged one: open_manifest says which
+    command = doc.get("command") if isinstance(doc, dict) else None
+    return command if isinstance(command, dict) else None
 
 
 def _check_fresh(root: Path, fmt: str, count: int, shard_size: int) -> None:
