@@ -100,3 +100,13 @@ def test_no_color_on_a_terminal_draws_the_ramp_and_a_patch_query_draws_its_own_m
     raw = run_on_terminal("attend", CAT, *small)
     coloured = re.sub(r"\x1b\[[0-9;]*m", "", raw)
     assert "\x1b[38;" in raw and "cls attention, layer 0" in coloured and "▀" in coloured and "low " in coloured and " high" in coloured
+
+
+def test_explain_all_methods_fit(model):
+    """`explain --method all`: the method names (grad-rollout the longest) are never cut."""
+    from vitcli.cli import explain
+
+    text = render(*explain._tables(model.explain(CAT, method="all", target="patch:3,5"), False, _Out()))
+    assert "…" not in text, text
+    for name in ("grad-rollout", "attn-grad", "gradcam", "rollout"):
+        assert f"│ {name} " in text, (name, text)
