@@ -110,8 +110,10 @@ def heads_table(doc: dict[str, Any]) -> Table:
         table.add_row(str(h["layer"]), str(h["head"]), f"{h['entropy']:.3f}", f"{h['max_weight']:.4f}",
                       "({}, {})".format(*h["max_patch"]), "–" if h["cls_weight"] is None else f"{h['cls_weight']:.4f}",
                       "–" if h["mean_distance"] is None else f"{h['mean_distance']:.1f}")
-    if len(doc["heads"]) > 200:
-        table.caption = f"first 200 of {len(doc['heads'])} rows; --json has all"
+    notes = [f"first 200 of {len(doc['heads'])} rows; --json has all"] if len(doc["heads"]) > 200 else []
+    if any(h["head"] in ("max", "min") for h in doc["heads"]):
+        notes.append("the heads' max / min of rows is no distribution: its entropy is that of the row / its sum")
+    table.caption = "; ".join(notes) or None
     return table
 
 

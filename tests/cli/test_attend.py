@@ -225,3 +225,19 @@ def test_many_images_rows_and_mean_distance_equal_single_runs(tmp_path):
     assert img.std() > 10
     bad = run_cli("attend", *map(str, paths), *model, "--overlay", tmp_path / "o.png")
     assert_clean_error(bad, "--overlay", "one image")
+
+
+@pytest.mark.parametrize("fusion", ["max", "min"])
+def test_fused_head_entropy_is_that_of_the_row_over_its_sum(tmp_path, fusion):
+    """`--head max|min`: the fused row is no distribution; the table's entropy is -Σ p ln p of p = row / sum,
+    computed here from the written rows, and so at most ln T (it was 7.19 nats for T = 197 before)."""
+    out = tmp_path / "a.npy"
+    r = run_cli("attend", ROOT / "sample_images" / "chelsea.jpg", "--model", "vit-ti16", "--depth", "2", "--layer", "all",
+        "--head", fusion, "-o", out, "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    rows = np.load(out).astype(np.float64)[:, 0, 0]  # (layers, T)
+    p = rows / rows.sum(-1, keepdims=True)
+    expected = -(p * np.log(p)).sum(-1)
+    got = [h["entropy"] for h in json.loads(r.stdout)["heads"]]
+    assert np.allclose(got, expected, rtol=1e-5), (got, expected)
+    assert max(got) <= math.log(rows.shape[-1])

@@ -135,7 +135,8 @@ def head_rows(config: Any, report: Any, sel: Selection) -> list[dict[str, Any]]:
         for hi, label in enumerate(sel.heads.labels):
             w = report.weights[0, li, hi]  # (Q, T)
             mean_row = w.mean(0, dtype=torch.float64)  # (T,)
-            entropy = torch.cat([attention_entropy(r) for r in w.split(chunk_size(w.shape[-1]))])  # (Q,)
+            fused = sel.heads.fusion in ("max", "min")  # not a distribution: the entropy of row / sum
+            entropy = torch.cat([attention_entropy(r, fused) for r in w.split(chunk_size(w.shape[-1]))])  # (Q,)
             j = int(mean_row[n:].argmax())
             d = None
             if dist is not None:

@@ -196,9 +196,13 @@ def query_distance(weights: Tensor, query: int, grid: tuple[int, int], patch_siz
     return (row * dist).sum(dim=-1)
 
 
-def attention_entropy(weights: Tensor) -> Tensor:
-    """Shannon entropy in nats of each attention row: (…, T) → (…); 0·log 0 counts as 0."""
+def attention_entropy(weights: Tensor, renormalise: bool = False) -> Tensor:
+    """Shannon entropy in nats of each attention row: (…, T) → (…); 0·log 0 counts as 0. `renormalise`
+    divides each row by its sum first: the heads' max or min of softmax rows is no distribution (its sum
+    is above or below 1, and its "entropy" could pass ln T), so the statistic is that of its shape."""
     w = weights.double()
+    if renormalise:
+        w = w / w.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
     return -(w * torch.log(w.clamp_min(torch.finfo(torch.float64).tiny))).sum(dim=-1)
 
 
