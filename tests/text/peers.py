@@ -25,8 +25,10 @@ AWKWARD = [
     " ".join(f"word{i % 37}" for i in range(500)),  # longer than any context: truncated
 ]
 PROMPTS = ["a photo of a cat", "a photo of a dog", "", "Ünïcödé 🐱 " + "long " * 100]
-SP_CORPUS = ("a photo of a cat. a photo of a dog. a picture of many birds flying over the sea. "
-             "the quick brown fox jumps over the lazy dog. zero shot classification with text towers. ") * 40
+SP_CORPUS = "\n".join(f"a photo of a {a} {b} near the {c} number {i}" for i, (a, b, c) in enumerate(
+    zip(["cat", "dog", "bird", "fish", "horse", "zebra", "café", "naïve"] * 40,
+        ["jumping", "sleeping", "flying", "swimming", "running", "東京", "quick", "lazy", "brown"] * 36,
+        ["sea", "tree", "house", "river", "mountain", "city", "garden"] * 46)))
 
 
 def open_clip_bpe() -> Path:
@@ -36,16 +38,17 @@ def open_clip_bpe() -> Path:
     return Path(open_clip.tokenizer.default_bpe())
 
 
-def train_sentencepiece(folder: Path, vocab: int = 200) -> Path:
+def train_sentencepiece(folder: Path, vocab: int = 120) -> Path:
     """A small SentencePiece unigram model trained on SP_CORPUS (big_vision's SigLIP tokenizer is one)."""
     import sentencepiece as spm
 
     folder.mkdir(parents=True, exist_ok=True)
     corpus = folder / "corpus.txt"
-    corpus.write_text(SP_CORPUS.replace(". ", ".\n"))
+    corpus.write_text(SP_CORPUS)
     spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(folder / "spiece"), vocab_size=vocab,
                                    pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2,
-                                   user_defined_symbols=[], character_coverage=1.0, num_threads=1)
+                                   character_coverage=1.0, num_threads=1,
+                                   hard_vocab_limit=False)
     corpus.unlink()
     (folder / "spiece.vocab").unlink()
     return folder / "spiece.model"
@@ -80,16 +83,12 @@ def clip_vocab_files(folder: Path) -> tuple[Path, Path]:
 
 
 def hf_clip_tokenizer(folder: Path):
-    """transformers' CLIPTokenizer (its tokenizer.json) saved into `folder`."""
+    """transformers' CLIPTokenizer read from vocab.json + merges.txt and saved (tokenizer.json) into `folder`."""
     from transformers import CLIPTokenizer
 
-    vocab, merges = clip_vocab_files(folder / "src")
-    tok = CLIPTokenizer(vocab_file=str(vocab), merges_file=str(merges))
+    clip_vocab_files(folder)
+    tok = CLIPTokenizer.from_pretrained(str(folder))
     tok.save_pretrained(str(folder))
-    shutil.rmtree(folder / "src")
-    for name in ("vocab.json", "merges.txt"):  # the hub's CLIP repositories hold them too; tokenizer.json is read
-        if not (folder / name).exists():
-            pass
     return tok
 
 

@@ -238,7 +238,10 @@ def load_text_tower(spec: str, tokenizer: str | None = None, online: bool = Fals
     for key in ("token_embedding.weight", "pos_embed", "norm.weight"):
         if key not in state:
             raise VitcliError(spec, f"its text tower ({layout.name}) lacks {key}: " + NO_TEXT)
-    state.setdefault("logit_scale", _scalar(state, 0.0))
+    state.setdefault("logit_scale", _scalar(0.0))
+    for key in ("logit_scale", "logit_bias"):  # transformers keeps them as (1,), open_clip as ()
+        if key in state and state[key].numel() == 1:
+            state[key] = state[key].reshape(())
     dim = int(state["token_embedding.weight"].shape[1])
     siglip = layout.library == "transformers" and "proj.bias" in state
     facts = _open_clip_facts(raw.configs, tensors, dim, spec) if layout.library == "open_clip" else \
@@ -254,7 +257,7 @@ def load_text_tower(spec: str, tokenizer: str | None = None, online: bool = Fals
     return TextTower(spec, layout.name, layout.library, config, {k: v for k, v in state.items()}, tok, notes)
 
 
-def _scalar(state: "Mapping[str, Tensor]", value: float) -> "Tensor":
+def _scalar(value: float) -> "Tensor":
     import torch
 
     return torch.tensor(value)

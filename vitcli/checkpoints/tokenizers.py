@@ -20,6 +20,7 @@ checkpoint's library is open_clip.
 import gzip
 import html
 import json
+import re
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from vitcli.errors import VitcliError
 
 MAX_TOKENIZER_BYTES = 64 << 20  # tokenizer.json of Gemma's 256k vocabulary is ~35 MB
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "merges.txt", "bpe_simple_vocab_16e6.txt.gz")
+SPIECE_UNDERLINE = "▁"
 CLIP_MERGES = 49152 - 256 - 2  # SimpleTokenizer's merges: the file's first 48,894 after its header line
 
 
@@ -235,8 +237,9 @@ def _sentencepiece(path: Path, settings: dict) -> Tokenizer:
     unk_length = len(sp.encode(unk, out_type=str))
 
     def encode(text: str) -> list[int]:
+        text = SPIECE_UNDERLINE + text.replace(SPIECE_UNDERLINE, " ")  # transformers' tokenize, before canonicalising
         text = text.lower() if lower else text
-        text = " ".join(text.translate(str.maketrans("", "", string.punctuation)).split())
+        text = re.sub(r"\s+", " ", text.translate(str.maketrans("", "", string.punctuation))).strip()
         pieces = sp.encode(unk + text, out_type=str)
         pieces = pieces[unk_length:] if len(pieces) >= unk_length else pieces
         ids = [sp.piece_to_id(p) for p in pieces]
