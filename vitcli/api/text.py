@@ -58,12 +58,13 @@ class Classification(ShowsItself):
 
 def read_labels(labels: str | list[str] | tuple[str, ...] | None, labels_file: str | None,
                 template: str | None) -> list[str]:
-    """The label list: comma-separated text or a list, or a file of one label a line; `template`'s {} filled
+    """The label list: comma-separated text or a list (as given), or a file of one label a line; `template`'s {} filled
     with each. An empty list, a binary, endless or oversized file is one VitcliError."""
     found: list[str] = []
-    if labels is not None:
-        items = labels.split(",") if isinstance(labels, str) else list(labels)
-        found += [str(t).strip() for t in items if str(t).strip()]
+    if isinstance(labels, str):  # the shell's comma-separated text: blanks around and empty items dropped
+        found += [t.strip() for t in labels.split(",") if t.strip()]
+    elif labels is not None:  # a list is taken as given
+        found += list(labels)
     if labels_file is not None:
         found += [line.strip() for line in _label_lines(labels_file) if line.strip()]
     if not found:
