@@ -134,7 +134,10 @@ class ClipBpe:
     SPECIAL = ("<start_of_text>", "<end_of_text>")
 
     def __init__(self, merges: list[tuple[str, str]]) -> None:
-        import regex
+        try:
+            import regex
+        except ImportError:
+            raise VitcliError("--tokenizer", "CLIP's BPE needs the regex package: pip install 'vitcli[text]'") from None
 
         self.byte_encoder = _bytes_to_unicode()
         alphabet = list(self.byte_encoder.values())
