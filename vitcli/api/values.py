@@ -285,7 +285,7 @@ KEYWORDS: dict[str, Parser] = {
     "explain": flag, "kind": text, "grid": pair, "positions": text, "order": choice(Order, optional=False),
     "grid_size": pair,
     # text towers (api/text.py)
-    "texts": prompts, "labels": prompts, "labels_file": path, "template": text, "tokenizer": path,
+    "texts": prompts, "text": text, "labels": prompts, "labels_file": path, "template": text, "tokenizer": path,
     # what a command writes, and how it runs
     "output": path, "output_dir": path, "png": path, "grid_png": path, "overlay": path, "plot_distance": path,
     "similarity": path, "rollout": path_or_flag, "distance": path_or_flag, "masks": path_or_flag,

@@ -117,6 +117,22 @@ class TextTransformer(nn.Module):
         return self.project(self.pool(self.tokens(ids, mask), ids))
 
 
+def patch_embeddings(vit: nn.Module, tokens: Tensor, projects: bool) -> Tensor:
+    """Each patch's final feature in the joint image-text space: (B, N, D) tokens after the final norm → (B, N, E).
+
+    Each token goes where the pooled token goes: through the attention-pool head as its only key (softmax over
+    one key is 1: proj(v(x)), + mlp(norm(·)); SigLIP, PE), fc_norm, and the projection when the head is one
+    (CLIP's proj); a class-token or mean pool passes a single token through unchanged."""
+    pool = getattr(vit, "attn_pool", None)
+    x = tokens
+    if pool is not None:
+        d = x.shape[-1]
+        y = pool.proj(pool.kv(x)[..., d:])  # (B, N, D): the probe's output when this token is the only key
+        x = y if pool.mlp is None else y + pool.mlp(pool.norm(y))
+    x = vit.fc_norm(x)
+    return vit.head(x) if projects else x  # (B, N, E)
+
+
 def zero_shot(image: Tensor, text: Tensor, logit_scale: Tensor, logit_bias: Tensor | None) -> tuple[Tensor, Tensor]:
     """The family's zero-shot rule on (B, E) image and (K, E) text embeddings: logits (B, K) =
     exp(logit_scale)·cos (+ logit_bias), and probabilities: sigmoid with a bias (SigLIP), else softmax over K (CLIP)."""
@@ -128,4 +144,4 @@ def zero_shot(image: Tensor, text: Tensor, logit_scale: Tensor, logit_bias: Tens
     return logits, logits.softmax(-1)
 
 
-__all__ = ["TextConfig", "TextPooling", "TextTransformer", "zero_shot"]
+__all__ = ["TextConfig", "TextPooling", "TextTransformer", "patch_embeddings", "zero_shot"]
