@@ -71,7 +71,7 @@ def clip_vocab_files(folder: Path) -> tuple[Path, Path]:
 
     from open_clip.tokenizer import bytes_to_unicode
 
-    lines = gzip.open(open_clip_bpe()).read().decode("utf-8").split("\n")
+    lines = gzip.decompress(open_clip_bpe().read_bytes()).decode("utf-8").split("\n")
     merges = lines[1:49152 - 256 - 2 + 1]
     alphabet = list(bytes_to_unicode().values())
     vocab = alphabet + [a + "</w>" for a in alphabet] + ["".join(m.split()) for m in merges]

@@ -11,8 +11,18 @@ import pytest
 import torch
 
 import vitcli
-from tests.text.peers import (AWKWARD, PROMPTS, diff, hf_clip_tokenizer, hf_model, open_clip_bpe, open_clip_model,
-                              save_hf, save_open_clip, siglip_tokenizer)
+from tests.text.peers import (
+    AWKWARD,
+    PROMPTS,
+    diff,
+    hf_clip_tokenizer,
+    hf_model,
+    open_clip_bpe,
+    open_clip_model,
+    save_hf,
+    save_open_clip,
+    siglip_tokenizer,
+)
 from vitcli.errors import VitcliError
 
 TEXT_TOL = 1e-5

@@ -108,10 +108,11 @@ class TextMixin:
 
     checkpoint: Any
     spec: Any
+    _text: tuple[str | None, Any, Any] | None = None  # (tokenizer given, TextTower, built TextTransformer or None)
 
     def text_tower(self, tokenizer: str | None = None) -> Any:
         """The checkpoint's text tower (checkpoints.text.TextTower), read once; VitcliError without one."""
-        cached = getattr(self, "_text", None)
+        cached = self._text
         if cached is not None and tokenizer in (None, cached[0]):
             return cached[1]
         if self.checkpoint is None:
@@ -126,12 +127,14 @@ class TextMixin:
     def text_module(self, tokenizer: str | None = None) -> Any:
         """The built core TextTransformer on the model's device, built once."""
         tower = self.text_tower(tokenizer)
-        if self._text[2] is None:
+        given, _, module = self._text or (tokenizer, tower, None)
+        if module is None:
             from vitcli.checkpoints.text import build_text_tower
 
             device, dtype = self.placement  # type: ignore[attr-defined]
-            self._text = (self._text[0], tower, build_text_tower(tower, device, dtype))
-        return self._text[2]
+            module = build_text_tower(tower, device, dtype)
+            self._text = (given, tower, module)
+        return module
 
     def _encode(self, texts: list[str], tokenizer: str | None) -> tuple[Any, Any]:
         """(K, E) float32 torch embeddings of `texts`, and their Tokens."""

@@ -26,7 +26,10 @@ from vitcli.core.text import TextConfig, TextPooling
 from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
+    import torch
     from torch import Tensor
+
+    from vitcli.core.text import TextTransformer
 
 NO_TEXT = "holds no text tower: text options need a CLIP-family checkpoint"
 
@@ -276,7 +279,8 @@ def _tokenizer(spec: str, weights: str, given: str | None, facts: TextFacts) -> 
     return load_tokenizer(found, facts.clean, facts.tokenizer_order)
 
 
-def build_text_tower(tower: TextTower, device: object = "cpu", dtype: object = None) -> object:
+def build_text_tower(tower: TextTower, device: "str | torch.device" = "cpu",
+                     dtype: "torch.dtype | None" = None) -> "TextTransformer":
     """The core TextTransformer of a loaded text tower, weights in place, eval mode; missing or misshapen
     keys are one VitcliError."""
     import torch
@@ -295,9 +299,9 @@ def build_text_tower(tower: TextTower, device: object = "cpu", dtype: object = N
                     if wrong else "", f"not used: {', '.join(extra[:6])}" if extra else ""]
         raise VitcliError(tower.spec, "its text tower does not fit: " + "; ".join(p for p in problems if p))
     dtype = torch.float32 if dtype is None else dtype
-    state = {k: v.to(device=device, dtype=dtype) for k, v in tower.state_dict.items()}  # type: ignore[arg-type]
+    state = {k: v.to(device=device, dtype=dtype) for k, v in tower.state_dict.items()}
     model.load_state_dict(state, strict=True, assign=True)
-    return model.to(device=device, dtype=dtype).eval()  # type: ignore[arg-type]
+    return model.to(device=device, dtype=dtype).eval()
 
 
 TextLoader = Callable[[str], TextTower]

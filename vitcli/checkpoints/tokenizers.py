@@ -25,6 +25,7 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 from vitcli.checkpoints.bounds import MAX_CONFIG_BYTES, read_text_capped
@@ -157,7 +158,7 @@ class ClipBpe:
             return self.cache[token]
         word = [*token[:-1], token[-1] + "</w>"]
         while len(word) > 1:
-            pairs = {(a, b) for a, b in zip(word, word[1:])}
+            pairs = set(pairwise(word))
             best = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
             if best not in self.ranks:
                 break
@@ -184,7 +185,8 @@ class ClipBpe:
 def _clip_merges(path: Path) -> list[tuple[str, str]]:
     """The merges of `bpe_simple_vocab_16e6.txt.gz` or a Hugging Face `merges.txt` (both: a header line first)."""
     try:
-        raw = gzip.open(path).read() if path.name.endswith(".gz") else path.read_bytes()
+        raw = _read_capped_bytes(path)
+        raw = gzip.decompress(raw) if path.name.endswith(".gz") else raw
         lines = raw.decode("utf-8").split("\n")
     except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as e:
         raise VitcliError(str(path), f"not a readable BPE merges file ({e})") from None
@@ -205,7 +207,7 @@ def _json_tokenizer(path: Path, settings: dict) -> Tokenizer:
         tok = HFTokenizer.from_str(read_text_capped(path, MAX_TOKENIZER_BYTES, "a tokenizer file"))
     except VitcliError:
         raise
-    except Exception as e:  # the Rust side raises its own exception type on a malformed file
+    except Exception as e:  # noqa: BLE001 - the Rust side raises a bare Exception on a malformed file
         raise VitcliError(str(path), f"not a readable tokenizer.json ({str(e)[:120]})") from None
     tok.no_truncation()
     tok.no_padding()
@@ -318,5 +320,14 @@ def _clip_bpe(path: str) -> ClipBpe:
     return ClipBpe(_clip_merges(Path(path)))
 
 
-__all__ = ["CLEAN", "ClipBpe", "TOKENIZER_FILES", "Tokenizer", "Tokens", "canonicalize", "find_tokenizer_file",
-           "load_tokenizer", "tokenizer_settings"]
+__all__ = [
+    "CLEAN",
+    "TOKENIZER_FILES",
+    "ClipBpe",
+    "Tokenizer",
+    "Tokens",
+    "canonicalize",
+    "find_tokenizer_file",
+    "load_tokenizer",
+    "tokenizer_settings",
+]

@@ -1,11 +1,24 @@
 """`vitcli classify` and the text options `embed --text` shares: zero-shot scores from a CLIP-family text tower."""
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from vitcli.cli.common import (BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions, NormalizeOpt, Output,
-                               OutputOpt, QuietOpt, examples, gather, open_model, with_options)
+from vitcli.cli.common import (
+    BatchOptions,
+    ImageOptions,
+    ImagesArg,
+    JsonOpt,
+    ModelOptions,
+    NormalizeOpt,
+    Output,
+    OutputOpt,
+    QuietOpt,
+    examples,
+    gather,
+    open_model,
+    with_options,
+)
 
 HELP = """Score images against text labels with a CLIP-family checkpoint's text tower (zero-shot).
 
@@ -19,8 +32,8 @@ EXAMPLES = [
 EPILOG = examples(EXAMPLES)
 TEXT_PANEL = "Text"
 
-TextOpt = Annotated[Optional[list[str]], typer.Option("--text", metavar="PROMPT", help="A prompt to embed with the checkpoint's text tower (repeat for several): -o writes (K, E).", rich_help_panel=TEXT_PANEL, show_default=False)]
-TokenizerOpt = Annotated[Optional[str], typer.Option("--tokenizer", metavar="PATH", help="The tokenizer when the checkpoint's folder has none: tokenizer.json, spiece.model, merges.txt or CLIP's bpe_simple_vocab_16e6.txt.gz (open_clip ships it), or a folder holding one.", rich_help_panel=TEXT_PANEL, show_default=False)]
+TextOpt = Annotated[list[str] | None, typer.Option("--text", metavar="PROMPT", help="A prompt to embed with the checkpoint's text tower (repeat for several): -o writes (K, E).", rich_help_panel=TEXT_PANEL, show_default=False)]
+TokenizerOpt = Annotated[str | None, typer.Option("--tokenizer", metavar="PATH", help="The tokenizer when the checkpoint's folder has none: tokenizer.json, spiece.model, merges.txt or CLIP's bpe_simple_vocab_16e6.txt.gz (open_clip ships it), or a folder holding one.", rich_help_panel=TEXT_PANEL, show_default=False)]
 
 
 def text_table(doc: dict[str, Any]) -> list[Any]:
@@ -29,8 +42,9 @@ def text_table(doc: dict[str, Any]) -> list[Any]:
     from vitcli.tables import rows_table
 
     m = doc["model"]
-    rows = [("weights", m["source"]), ("text tower", f"{m['text_layout']}: {m['text_depth']} blocks, D {m['text_dim']}, "
-                                      f"{m['text_heads']} heads, {m['mask']}, pooling {m['pooling']}"),
+    tower = (f"{m['text_layout']}: {m['text_depth']} blocks, D {m['text_dim']}, {m['text_heads']} heads, {m['mask']}, "
+             f"pooling {m['pooling']}")
+    rows = [("weights", m["source"]), ("text tower", tower),
             ("tokenizer", f"{m['tokenizer']} {m['tokenizer_file']}"), ("context", m["context_length"]),
             ("embeddings", f"{tuple(doc['shape'])} → {doc['outputs']['array']}" if doc["outputs"]["array"]
              else str(tuple(doc["shape"])))]
@@ -48,9 +62,9 @@ def _short(text: str, width: int = 40) -> str:
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def classify_command(
     images: ImagesArg = None,
-    labels: Annotated[Optional[str], typer.Option("--labels", metavar="A,B,…", help="Comma-separated labels, used verbatim unless --template is given.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
-    labels_file: Annotated[Optional[str], typer.Option("--labels-file", metavar="FILE", help="A text file of labels, one a line.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
-    template: Annotated[Optional[str], typer.Option("--template", metavar="TEXT", help="A prompt with {} for each label, such as 'a photo of a {}.'.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
+    labels: Annotated[str | None, typer.Option("--labels", metavar="A,B,…", help="Comma-separated labels, used verbatim unless --template is given.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
+    labels_file: Annotated[str | None, typer.Option("--labels-file", metavar="FILE", help="A text file of labels, one a line.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
+    template: Annotated[str | None, typer.Option("--template", metavar="TEXT", help="A prompt with {} for each label, such as 'a photo of a {}.'.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
     tokenizer: TokenizerOpt = None,
     normalize: NormalizeOpt = None,
     output: OutputOpt = None,

@@ -17,13 +17,16 @@ logit_bias.
 """
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 
 from vitcli.core.block import Block
 from vitcli.core.config import Activation, ViTConfig
+
+if TYPE_CHECKING:
+    from vitcli.core.encoder import VisionTransformer
 
 TextPooling = Literal["argmax", "eos", "last", "first"]
 
@@ -117,18 +120,20 @@ class TextTransformer(nn.Module):
         return self.project(self.pool(self.tokens(ids, mask), ids))
 
 
-def patch_embeddings(vit: nn.Module, tokens: Tensor, projects: bool) -> Tensor:
+def patch_embeddings(vit: "VisionTransformer", tokens: Tensor, projects: bool) -> Tensor:
     """Each patch's final feature in the joint image-text space: (B, N, D) tokens after the final norm → (B, N, E).
 
     Each token goes where the pooled token goes: through the attention-pool head as its only key (softmax over
     one key is 1: proj(v(x)), + mlp(norm(·)); SigLIP, PE), fc_norm, and the projection when the head is one
     (CLIP's proj); a class-token or mean pool passes a single token through unchanged."""
-    pool = getattr(vit, "attn_pool", None)
+    from vitcli.core.attn_pool import AttentionPool
+
+    pool = vit.attn_pool
     x = tokens
-    if pool is not None:
+    if isinstance(pool, AttentionPool):
         d = x.shape[-1]
         y = pool.proj(pool.kv(x)[..., d:])  # (B, N, D): the probe's output when this token is the only key
-        x = y if pool.mlp is None else y + pool.mlp(pool.norm(y))
+        x = y if pool.mlp is None or pool.norm is None else y + pool.mlp(pool.norm(y))
     x = vit.fc_norm(x)
     return vit.head(x) if projects else x  # (B, N, E)
 
