@@ -103,16 +103,20 @@ def open_clip_text_cfg(siglip: bool, width: int = 128, heads: int = 2, vocab: in
     return cfg
 
 
-def open_clip_model(siglip: bool, seed: int, quick_gelu: bool = False, vocab: int = 49408, context: int = 77):
-    """open_clip CLIP (or CustomTextCLIP with SigLIP's text tower and logit_bias): a 2-block ViT-B/32-style
-    image tower of width 128 and a 2-block text tower, scrambled."""
+def open_clip_model(siglip: bool, seed: int, quick_gelu: bool = False, vocab: int = 49408, context: int = 77,
+                    custom: bool = False):
+    """open_clip CLIP (or CustomTextCLIP with SigLIP's text tower and logit_bias; `custom`: CustomTextCLIP with
+    CLIP's text tower, as PE's configs have it): a 2-block image tower of width 128 and a 2-block text tower,
+    scrambled."""
     import open_clip
 
     cfg = {"embed_dim": 96, "vision_cfg": {"image_size": 64, "layers": 2, "width": 128, "patch_size": 16,
                                            "head_width": 64},
            "text_cfg": open_clip_text_cfg(siglip, vocab=vocab, context=context)}
-    if siglip:
-        model = open_clip.CustomTextCLIP(**cfg, quick_gelu=quick_gelu, init_logit_bias=-10.0)
+    if siglip or custom:
+        cfg["custom_text"] = True
+        model = open_clip.CustomTextCLIP(**{k: v for k, v in cfg.items() if k != "custom_text"}, quick_gelu=quick_gelu,
+                                         init_logit_bias=-10.0 if siglip else None)
     else:
         model = open_clip.CLIP(**cfg, quick_gelu=quick_gelu)
     return scramble(model, seed), cfg

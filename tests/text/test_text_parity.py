@@ -103,6 +103,21 @@ def test_openai_layout_state_dict_needs_a_tokenizer_and_matches(tmp_path) -> Non
     assert any("quick_gelu" in note for note in model.text_tower().notes)
 
 
+def test_open_clip_custom_text_clip_style_as_pe(tmp_path) -> None:
+    """CustomTextCLIP with CLIP's causal tower under `text.` and a matrix projection (PE-Core's layout), context 32,
+    open_clip's BPE given with tokenizer= (PE's hub folders hold no tokenizer file)."""
+    import open_clip
+
+    peer, cfg = open_clip_model(False, 15, context=32, custom=True)
+    folder = save_open_clip(tmp_path, peer, cfg)
+    model = vitcli.load_model(str(folder), device="cpu")
+    result = model.embed_text(AWKWARD, tokenizer=open_clip_bpe())
+    with torch.no_grad():
+        expected = peer.encode_text(open_clip.SimpleTokenizer(context_length=32)(AWKWARD))
+    assert diff(result.array, expected) <= TEXT_TOL
+    assert model.text_tower().layout == "open_clip-custom" and result.context == 32
+
+
 def test_open_clip_siglip_text_embeddings(open_clip_siglip) -> None:
     import open_clip
 

@@ -274,9 +274,19 @@ def _tokenizer(spec: str, weights: str, given: str | None, facts: TextFacts) -> 
     found = find_tokenizer_file(folder, facts.tokenizer_order)
     if found is None:
         raise VitcliError(spec, "has no tokenizer beside it (tokenizer.json, spiece.model, merges.txt or "
-                          "bpe_simple_vocab_16e6.txt.gz): pass --tokenizer PATH (open_clip ships CLIP's "
-                          "bpe_simple_vocab_16e6.txt.gz in its package folder)")
+                          f"bpe_simple_vocab_16e6.txt.gz): pass --tokenizer PATH ({_bundled_bpe_hint()})")
     return load_tokenizer(found, facts.clean, facts.tokenizer_order)
+
+
+def _bundled_bpe_hint() -> str:
+    """Where open_clip's package keeps CLIP's BPE file, found without importing open_clip."""
+    from importlib.util import find_spec
+
+    spec = find_spec("open_clip")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    found = [Path(f) / "bpe_simple_vocab_16e6.txt.gz" for f in folders if (Path(f) / "bpe_simple_vocab_16e6.txt.gz").is_file()]
+    return f"CLIP's BPE file, as open_clip ships it: {found[0]}" if found else \
+        "open_clip ships CLIP's bpe_simple_vocab_16e6.txt.gz in its package folder"
 
 
 def build_text_tower(tower: TextTower, device: "str | torch.device" = "cpu",
