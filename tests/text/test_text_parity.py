@@ -190,3 +190,39 @@ def test_labels_are_encoded_once_per_run(open_clip_causal, monkeypatch) -> None:
                         self.project(self.pool(self.tokens(ids, mask), ids)))
     model.classify(pixels(64, 4, count=3), labels=LABELS, size=64, fit="strict")
     assert calls == [len(LABELS)]
+
+
+class _OpenAIArchive(torch.nn.Module):
+    """An open_clip CLIP with OpenAI's top-level names, for torch.jit.trace (OpenAI's .pt files are such archives)."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.visual, self.transformer, self.ln_final = model.visual, model.transformer, model.ln_final
+        self.token_embedding = model.token_embedding
+        self.positional_embedding, self.text_projection = model.positional_embedding, model.text_projection
+        self.logit_scale = model.logit_scale
+        self.register_buffer("attn_mask", model.attn_mask)
+        self.model = [model]  # called, not registered: its parameters are the ones above
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor):
+        return self.model[0](image, text)[:2]
+
+
+def test_openai_torchscript_archive(tmp_path) -> None:
+    """A TorchScript archive (read without torch.jit.load): QuickGELU, the tokenizer given."""
+    import warnings
+
+    import open_clip
+
+    peer, _ = open_clip_model(False, 16, quick_gelu=True)
+    ids = open_clip.SimpleTokenizer(context_length=77)(PROMPTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(_OpenAIArchive(peer).eval(), (torch.randn(1, 3, 64, 64), ids[:1]), check_trace=False)
+    traced.save(str(tmp_path / "ViT-T-16.pt"))
+    model = vitcli.load_model(str(tmp_path / "ViT-T-16.pt"), device="cpu")
+    result = model.embed_text(PROMPTS, tokenizer=open_clip_bpe())
+    with torch.no_grad():
+        expected = peer.encode_text(ids)
+    assert model.checkpoint.format == "torchscript"
+    assert diff(result.array, expected) <= TEXT_TOL

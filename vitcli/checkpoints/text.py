@@ -153,13 +153,15 @@ class TextFacts:
     tokenizer_order: tuple[str, ...] = TOKENIZER_FILES
 
 
-def _open_clip_facts(configs: Mapping[str, dict], all_keys: Mapping[str, object], dim: int, name: str) -> TextFacts:
-    """open_clip_config.json's text_cfg (CLIPTextCfg's defaults when absent); OpenAI files: QuickGELU."""
+def _open_clip_facts(configs: Mapping[str, dict], all_keys: Mapping[str, object], dim: int, name: str,
+                     torchscript: bool = False) -> TextFacts:
+    """open_clip_config.json's text_cfg (CLIPTextCfg's defaults when absent); OpenAI files (TorchScript archives,
+    or state dicts with OpenAI's extra entries): QuickGELU."""
     model = configs.get("open_clip_config.json", {}).get("model_cfg", {})
     cfg = model.get("text_cfg", {}) if isinstance(model, dict) else {}
     cfg = cfg if isinstance(cfg, dict) else {}
     where = "open_clip_config.json text_cfg"
-    openai = any(k in all_keys for k in ("input_resolution", "context_length", "vocab_size"))
+    openai = torchscript or any(k in all_keys for k in ("input_resolution", "context_length", "vocab_size"))
     if model.get("quick_gelu") or openai or "quickgelu" in name.lower():
         activation: Why = ("quick_gelu", "QuickGELU (OpenAI weights, or quick_gelu in the config / model name)")
     elif (cfg.get("act_kwargs") or {}).get("approximate") == "tanh":
@@ -247,7 +249,8 @@ def load_text_tower(spec: str, tokenizer: str | None = None, online: bool = Fals
             state[key] = state[key].reshape(())
     dim = int(state["token_embedding.weight"].shape[1])
     siglip = layout.library == "transformers" and "proj.bias" in state
-    facts = _open_clip_facts(raw.configs, tensors, dim, spec) if layout.library == "open_clip" else \
+    facts = _open_clip_facts(raw.configs, tensors, dim, spec, raw.format == "torchscript") \
+        if layout.library == "open_clip" else \
         _hf_facts(raw.configs, dim, siglip)
     config = text_config(state, depth, facts)
     tok = _tokenizer(spec, raw.path, tokenizer, facts)
