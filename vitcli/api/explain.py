@@ -15,7 +15,7 @@ from vitcli.api.values import keywords, one_layer
 from vitcli.errors import VitcliError, option_errors
 
 METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout")
-TARGET_HELP = "top, class:N, class:NAME, image:OTHER or patch:R,C"
+TARGET_HELP = "top, class:N, class:NAME, image:OTHER, patch:R,C or text:PROMPT"
 TOP_PATCHES = 5
 
 
@@ -57,6 +57,8 @@ def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None, 
         return Target("class", n), f"class:{n}"
     if kind == "image":
         return Target("image", other=_other_embedding(model, arg, spec, normalize)), f"image:{arg}"
+    if kind == "text":
+        return Target("text", other=text_embedding(model, arg)), f"text:{arg}"
     r, col = (int(p) for p in arg.split(","))  # patch:R,C, its form checked by target_form
     return Target("patch", (r, col)), f"patch:{r},{col}"
 
@@ -72,7 +74,7 @@ def target_form(text: str | int) -> str:
     kind, _, arg = text.partition(":")
     if kind == "class" and arg.strip().startswith("-") and arg.strip().lstrip("-").isdigit():
         raise VitcliError("--target", f"class {arg.strip()} is negative: classes count from 0")
-    if kind not in ("top", "class", "image", "patch") or (kind != "top" and not arg.strip()) or (kind == "top" and arg):
+    if kind not in ("top", "class", "image", "patch", "text") or (kind != "top" and not arg.strip()) or (kind == "top" and arg):
         raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
     parts = arg.split(",")
     if kind == "patch" and (len(parts) != 2 or not all(p.strip().isdigit() for p in parts)):
@@ -94,6 +96,15 @@ def _class_index(model: Any, text: str, arg: str) -> int:
         what = "no class is" if not found else f"{len(found)} classes are ({', '.join(map(str, found[:5]))})"
         raise VitcliError("--target", f"'{text}': {what} labelled '{arg.strip()}'; give class:N")
     return found[0]
+
+
+def text_embedding(model: Any, prompt: str) -> Any:
+    """The prompt's text embedding (E,) in the joint space, unnormalised (a float32 torch tensor on the model's
+    device): what a text:PROMPT target's y = cos(projected pooled image embedding, ·) compares with."""
+    import torch
+
+    embedding = model.embed_text([prompt]).array[0]  # (E,)
+    return torch.from_numpy(embedding).to(model.device)
 
 
 def _other_embedding(model: Any, path: str, spec: Any, normalize: str | None) -> Any:

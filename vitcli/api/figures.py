@@ -155,8 +155,10 @@ class FiguresMixin:
     @keywords(with_images=("image", "to"), layer=one_layer)
     def similar(self, image: Any, *, to: Any = None, patch: str | tuple[int, int] | None = None,
                 pixel: str | tuple[int, int] | None = None, layer: int = -1, norm: bool = True,
-                normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
-        """Cosine similarity of one patch's features (after block `layer`) with every patch: (rows, cols)."""
+                normalize: str | None = None, output: str | None = None, png: str | None = None,
+                text: str | None = None, tokenizer: str | None = None) -> FigureResult:
+        """Cosine similarity of one patch's features (after block `layer`) with every patch: (rows, cols); with
+        `text`, of every patch's feature in the joint image-text space with the prompt's text embedding."""
         from vitcli.core.attention import resolve_indices
         from vitcli.core.capture import Capture
         from vitcli.core.features import patch_index, patch_similarity
@@ -167,6 +169,11 @@ class FiguresMixin:
             raise VitcliError("--patch", "give --patch or --pixel, not both")
         with option_errors("--layer"):
             layer_i = resolve_indices([layer], self.config.depth, "layer")[0]
+        if text is not None:
+            return self._similar_text(image, text, tokenizer, layer_i, norm, normalize, output, png,
+                                      {"--to": to, "--patch": patch, "--pixel": pixel})
+        if tokenizer is not None:
+            raise VitcliError("--tokenizer", "reads the prompt of --text: use it with --text")
         sources = [image] + ([to] if to is not None else [])
         fitted, outs, norm_name = self._forward_each(_as_list(sources), normalize,
                                                      Capture(inputs=False, blocks=[layer_i], final="none"),
@@ -188,6 +195,45 @@ class FiguresMixin:
         doc = {**self._figure_document("figures similar", fitted, outs[0], norm_name),
                "query": {"row": rc[0], "col": rc[1], "index": index},
                "target": fitted[-1].loaded.path, "target_grid": list(t_grid), "layer": layer_i, "norm": norm,
+               "most_similar": {"row": best[0], "col": best[1], "similarity": float(sim.max())},
+               "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
+        return FigureResult(sim, doc, heatmap=sim, images=fitted, warnings=list(self.warnings))
+
+    def _similar_text(self, image: Any, text: str, tokenizer: str | None, layer: int, norm: bool,
+                      normalize: str | None, output: str | None, png: str | None, unused: dict[str, Any]) -> FigureResult:
+        """figures similar --text: cos(each patch's feature through the final norm, the pooling head as its only key
+        and the projection (core.text.patch_embeddings), the prompt's text embedding): a dense text map (rows, cols)."""
+        import torch
+
+        from vitcli.core.capture import Capture
+        from vitcli.core.text import patch_embeddings
+        from vitcli.io.pictures import overlay_figure
+        from vitcli.stats import tensor_stats
+
+        given = [opt for opt, v in unused.items() if v is not None]
+        if given:
+            raise VitcliError(given[0], "--text compares every patch with a prompt: give one or the other")
+        if not norm:
+            raise VitcliError("--no-norm", "--text reads the features as the image embedding does: through the final norm")
+        embedding = torch.from_numpy(self.embed_text([text], tokenizer=tokenizer).array[0])  # (E,): first, before images
+        fitted, outs, norm_name = self._forward_each(_as_list([image]), normalize,
+                                                     Capture(inputs=False, blocks=[layer], final="none"),
+                                                     {"output": output, "png": png})
+        out = outs[0]
+        with torch.inference_mode():
+            tokens = self._block_features(out, layer, True)[out.num_prefix:]  # (N, D)
+            joint = patch_embeddings(self.module, tokens[None], self.projects)[0].float()  # (N, E)
+        if joint.shape[-1] != embedding.shape[-1]:
+            raise VitcliError(self.spec.spec, f"its patch features are {joint.shape[-1]}-d and its text embedding "
+                              f"{embedding.shape[-1]}-d: not one joint space")
+        sim = _numpy(torch.nn.functional.cosine_similarity(joint, embedding.to(joint.device)[None], dim=-1)
+                     .reshape(out.grid))  # (rows, cols)
+        title = f"Cosine similarity to the text {text[:40]!r}, block {layer}, {self.config.name}"
+        _write(output, sim, png, lambda: overlay_figure(fitted[0].pixels, sim[None], [f"text: {text[:40]}"], title,
+                                                        label="Cosine similarity"))
+        best = divmod(int(sim.argmax()), out.grid[1])
+        doc = {**self._figure_document("figures similar", fitted, out, norm_name), "query": {"text": text},
+               "layer": layer, "norm": True, "joint_space": "projected" if self.projects else "pooled",
                "most_similar": {"row": best[0], "col": best[1], "similarity": float(sim.max())},
                "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
         return FigureResult(sim, doc, heatmap=sim, images=fitted, warnings=list(self.warnings))

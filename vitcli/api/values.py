@@ -252,6 +252,15 @@ def target(name: str, value: Any) -> Any:
     raise fail(name, value, "a target: a class index, 'top' or text such as 'class:cat'")
 
 
+def prompts(name: str, value: Any) -> Any:
+    """None, one text, or a list (tuple) of texts → as given (a list for several)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise fail(name, value, "a text or a list of texts")
+
+
 Fit = Literal["crop", "resize", "pad", "strict"]
 Resample = Literal["bicubic", "bilinear", "nearest", "lanczos"]
 Order = Literal["chw", "hwc"]
@@ -275,6 +284,8 @@ KEYWORDS: dict[str, Parser] = {
     "patch": pair, "pixel": pair, "norm": flag, "count": number(whole=True), "foreground_threshold": number(),
     "explain": flag, "kind": text, "grid": pair, "positions": text, "order": choice(Order, optional=False),
     "grid_size": pair,
+    # text towers (api/text.py)
+    "texts": prompts, "text": text, "labels": prompts, "labels_file": path, "template": text, "tokenizer": path,
     # what a command writes, and how it runs
     "output": path, "output_dir": path, "png": path, "grid_png": path, "overlay": path, "plot_distance": path,
     "similarity": path, "rollout": path_or_flag, "distance": path_or_flag, "masks": path_or_flag,

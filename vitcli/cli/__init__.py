@@ -17,6 +17,7 @@ import typer
 
 from vitcli import __version__
 from vitcli.cli import attend, embed, explain, figures, info, patchify, posenc
+from vitcli.cli import text as text_cli
 from vitcli.cli import view as view_cli
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app.command("posenc", help=posenc.HELP, epilog=posenc.EPILOG)(posenc.posenc_comm
 app.command("attend", help=attend.HELP, epilog=attend.EPILOG)(attend.attend_command)
 app.command("info", help=info.HELP, epilog=info.EPILOG)(info.info_command)
 app.command("explain", help=explain.HELP, epilog=explain.EPILOG)(explain.explain_command)
+app.command("classify", help=text_cli.HELP, epilog=text_cli.EPILOG)(text_cli.classify_command)
 app.add_typer(figures.app, name="figures", help=figures.HELP)
 app.command("view", help=view_cli.HELP, epilog=view_cli.EPILOG)(view_cli.view_command)
 

@@ -103,7 +103,7 @@ class ModelOptions:
 
 # Every option that names a file read (parameter name), so that one check covers every command; the
 # outputs are the API's (vitcli.api.outputs.OUTPUT_OPTIONS), checked there too with the images found.
-INPUT_FILES = ("images", "image", "to", "weights", "from_list", "unpatchify")
+INPUT_FILES = ("images", "image", "to", "weights", "from_list", "unpatchify", "tokenizer", "labels_file")
 
 
 def check_planned_outputs(kwargs: dict[str, Any]) -> None:

@@ -6,6 +6,8 @@ import typer
 
 from vitcli.cli.datasets import DatasetOptions
 
+from vitcli.cli.text import TextOpt, TokenizerOpt, text_table
+from vitcli.errors import VitcliError
 from vitcli.cli.common import (examples, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions, NormalizeOpt, Output,
                                OutputOpt, QuietOpt, choices, gather, open_model, value, with_options)
 
@@ -38,6 +40,8 @@ def embed_command(
     impl: Annotated[Impl, typer.Option("--impl", metavar="IMPL", help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).")] = Impl("conv"),  # type: ignore[valid-type]
     posenc: Annotated[Optional[Posenc], typer.Option("--posenc", metavar="POSENC", help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]", show_default=False)] = None,  # type: ignore[valid-type]
     normalize: NormalizeOpt = None,
+    text: TextOpt = None,
+    tokenizer: TokenizerOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -51,6 +55,10 @@ def embed_command(
     from vitcli.cli.datasets import dataset_spec
 
     out = Output(output, as_json, quiet)
+    if text:
+        return _embed_text(out, text, tokenizer, images, model_opts)
+    if tokenizer is not None:
+        raise VitcliError("--tokenizer", "reads prompts: use it with --text")
     found = gather(images, image_opts, batch)
     model = open_model(model_opts, image_opts, value(posenc))
     with out.progress(len(found)) as progress:
@@ -58,6 +66,16 @@ def embed_command(
                              output_dir=batch.output_dir, batch=batch_spec(batch), keep=False, progress=progress,
                              dataset=dataset_spec(data))
     out.finish(result.document, *_tables(result.document, "input" not in result.document), warnings=result.warnings)
+
+
+def _embed_text(out: Output, texts: list[str], tokenizer: str | None, images: list[str] | None,
+                model_opts: ModelOptions) -> None:
+    """embed --text: the prompts' text embeddings (K, E) and a table of their tokens and norms."""
+    if images:
+        raise VitcliError("--text", "embeds prompts, not images: give either images or --text")
+    model = open_model(model_opts)
+    result = model.embed_text(texts, tokenizer=tokenizer, output=out.output)
+    out.finish(result.document, *text_table(result.document))
 
 
 def _tables(doc: dict[str, Any], many: bool) -> list[Any]:

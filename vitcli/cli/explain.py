@@ -28,7 +28,7 @@ Method = choices("Method", Literal["grad-rollout", "attn-grad", "gradcam", "roll
 def explain_command(
     images: ImagesArg = None,
     method: Annotated[Method, typer.Option("--method", help="grad-rollout, attn-grad, gradcam, rollout, or all side by side.")] = Method("grad-rollout"),  # type: ignore[valid-type]
-    target: Annotated[str, typer.Option("--target", help="top, class:N, class:NAME, image:OTHER or patch:R,C (top needs a classifier head, except with --method rollout).")] = "top",
+    target: Annotated[str, typer.Option("--target", help="top, class:N, class:NAME, image:OTHER, patch:R,C or text:PROMPT (cosine of the projected image embedding with the prompt's text embedding: CLIP-family checkpoints; top needs a classifier head, except with --method rollout).")] = "top",
     start_layer: Annotated[Optional[int], typer.Option("--start-layer", help="grad-rollout, attn-grad, rollout: first layer of the product. \\[default: 0]", show_default=False)] = None,
     layer: Annotated[Optional[int], typer.Option("--layer", help="gradcam: the block whose norm1 output is used (negative from the end). \\[default: -1]", show_default=False)] = None,
     discard_ratio: Annotated[Optional[float], typer.Option("--discard-ratio", help="attn-grad, rollout: zero this share of each layer's lowest weights (never the diagonal) before adding I. \\[default: 0]", show_default=False)] = None,

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from vitcli.cli.text import TokenizerOpt
+
 from vitcli.cli.common import (examples, ImageArg, ImageOptions, JsonOpt, ModelOptions, NormalizeOpt, Output, OutputOpt, PngOpt,
                                QuietOpt, image_spec, open_model, with_options)
 
@@ -125,6 +127,8 @@ def similar_command(
     layer: Annotated[int, typer.Option("--layer", metavar="SEL", help="Block whose output gives the features (0-based, negative from the end).")] = -1,
     norm: Annotated[bool, typer.Option("--norm/--no-norm", metavar="", help="Pass the block output through the final norm.")] = True,
     normalize: NormalizeOpt = None,
+    text: Annotated[Optional[str], typer.Option("--text", metavar="PROMPT", help="Compare every patch with this prompt instead (CLIP-family checkpoints): each patch's feature through the final norm, the pooling head and the projection, against the prompt's text embedding.", show_default=False)] = None,
+    tokenizer: TokenizerOpt = None,
     png: PngOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
@@ -139,14 +143,17 @@ def similar_command(
     out = Output(output, as_json, quiet)
     model = open_model(model_opts, image_opts)
     result = model.similar(_images([image], image_opts), to=_images([to], image_opts) if to else None, patch=patch,
-                           pixel=pixel, layer=layer, norm=norm, normalize=normalize, output=output, png=png)
+                           pixel=pixel, layer=layer, norm=norm, normalize=normalize, output=output, png=png,
+                           text=text, tokenizer=tokenizer)
     doc = result.document
     q, best = doc["query"], doc["most_similar"]
     prefix = doc["num_tokens"] - doc["num_patches"]
-    rows = figure_rows(doc) + [
-        ("query patch (row, col)", f"{q['row']}, {q['col']} (token {q['index'] + prefix})"),
-        ("features", f"block {doc['layer']} of 0..{doc['model']['depth'] - 1}" + (" + final norm" if doc["norm"] else "")),
-        ("most similar patch", f"{best['row']}, {best['col']}: {best['similarity']:.4f}")]
+    query = ("query text", q["text"]) if "text" in q else \
+        ("query patch (row, col)", f"{q['row']}, {q['col']} (token {q['index'] + prefix})")
+    features = f"block {doc['layer']} of 0..{doc['model']['depth'] - 1}" + (" + final norm" if doc["norm"] else "")
+    features += f", in the joint space ({doc['joint_space']})" if "joint_space" in doc else ""
+    rows = figure_rows(doc) + [query, ("features", features),
+                               ("most similar patch", f"{best['row']}, {best['col']}: {best['similarity']:.4f}")]
     _show(out, result, rows, stats_table("arrays", doc["tensors"]), heatmap_text(result.heatmap, colour=out.colour))
 
 

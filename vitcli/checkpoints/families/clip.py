@@ -81,7 +81,7 @@ CLIP = Family(
                 activation=("quick_gelu", "activation quick_gelu (OpenAI CLIP weights)"), joint_head=True),
         Variant("open_clip", always, _clip_transform("open_clip"), joint_head=True),
     ),
-    ignore_outside=(r"^transformer\.", r"^token_embedding\.", r"^positional_embedding$", r"^ln_final\.",
+    ignore_outside=(r"^transformer\.", r"^token_embedding\.", r"^positional_embedding$", r"^ln_final\.", r"^text\.",
                     r"^text_projection$", r"^logit_(scale|bias)$", r"^(input_resolution|context_length|vocab_size)$",
                     r"^attn_mask$"),
     eps=1e-5,

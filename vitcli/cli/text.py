@@ -1,0 +1,107 @@
+"""`vitcli classify` and the text options `embed --text` shares: zero-shot scores from a CLIP-family text tower."""
+
+from typing import Annotated, Any
+
+import typer
+
+from vitcli.cli.common import (
+    BatchOptions,
+    ImageOptions,
+    ImagesArg,
+    JsonOpt,
+    ModelOptions,
+    NormalizeOpt,
+    Output,
+    OutputOpt,
+    QuietOpt,
+    examples,
+    gather,
+    open_model,
+    with_options,
+)
+
+HELP = """Score images against text labels with a CLIP-family checkpoint's text tower (zero-shot).
+
+Each label is encoded once; each image's embedding is compared with the family's own rule: CLIP softmax of exp(logit_scale)·cos over the labels, SigLIP sigmoid of exp(logit_scale)·cos + logit_bias. A classifier checkpoint with labels of its own (id2label) is scored by its head when no --labels are given. -o writes the probabilities (K,) or (B, K).
+"""
+EXAMPLES = [
+    'vitcli classify cat.jpg --weights clip/ --labels "a cat,a dog"',
+    'vitcli classify photos/ --weights siglip/ --labels-file labels.txt --template "a photo of a {}." -o p.npy',
+    'vitcli classify cat.jpg --weights vit_base_patch16_224.safetensors',
+]
+EPILOG = examples(EXAMPLES)
+TEXT_PANEL = "Text"
+
+TextOpt = Annotated[list[str] | None, typer.Option("--text", metavar="PROMPT", help="A prompt to embed with the checkpoint's text tower (repeat for several): -o writes (K, E).", rich_help_panel=TEXT_PANEL, show_default=False)]
+TokenizerOpt = Annotated[str | None, typer.Option("--tokenizer", metavar="PATH", help="The tokenizer when the checkpoint's folder has none: tokenizer.json, spiece.model, merges.txt or CLIP's bpe_simple_vocab_16e6.txt.gz (open_clip ships it), or a folder holding one.", rich_help_panel=TEXT_PANEL, show_default=False)]
+
+
+def text_table(doc: dict[str, Any]) -> list[Any]:
+    """embed --text: the tower and one row per prompt (tokens, truncated, norm)."""
+    from vitcli.report import info_table
+    from vitcli.tables import rows_table
+
+    m = doc["model"]
+    tower = (f"{m['text_layout']}: {m['text_depth']} blocks, D {m['text_dim']}, {m['text_heads']} heads, {m['mask']}, "
+             f"pooling {m['pooling']}")
+    rows = [("weights", m["source"]), ("text tower", tower),
+            ("tokenizer", f"{m['tokenizer']} {m['tokenizer_file']}"), ("context", m["context_length"]),
+            ("embeddings", f"{tuple(doc['shape'])} → {doc['outputs']['array']}" if doc["outputs"]["array"]
+             else str(tuple(doc["shape"])))]
+    prompts = [[_short(p["text"]), str(p["tokens"]), "yes" if p["truncated"] else "", p["norm"]] for p in doc["prompts"]]
+    return [info_table("vitcli embed --text", rows), rows_table("prompts", ["prompt", "tokens", "truncated", "norm"],
+                                                                prompts)]
+
+
+def _short(text: str, width: int = 40) -> str:
+    """A prompt on one table line: control characters shown escaped, long ones cut with '…'."""
+    shown = text.encode("unicode_escape").decode("ascii") if any(not c.isprintable() for c in text) else text
+    return repr(shown) if not shown else shown if len(shown) <= width else shown[:width - 1] + "…"
+
+
+@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
+def classify_command(
+    images: ImagesArg = None,
+    labels: Annotated[str | None, typer.Option("--labels", metavar="A,B,…", help="Comma-separated labels, used verbatim unless --template is given.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
+    labels_file: Annotated[str | None, typer.Option("--labels-file", metavar="FILE", help="A text file of labels, one a line.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
+    template: Annotated[str | None, typer.Option("--template", metavar="TEXT", help="A prompt with {} for each label, such as 'a photo of a {}.'.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
+    tokenizer: TokenizerOpt = None,
+    normalize: NormalizeOpt = None,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    *,
+    image_opts: ImageOptions,
+    model_opts: ModelOptions,
+    batch: BatchOptions,
+) -> None:
+    from vitcli.cli.common import batch_spec
+
+    out = Output(output, as_json, quiet)
+    found = gather(images, image_opts, batch)
+    model = open_model(model_opts, image_opts)
+    with out.progress(len(found)) as progress:
+        result = model.classify(found, labels=labels, labels_file=labels_file, template=template, tokenizer=tokenizer,
+                                normalize=normalize, output=output, batch=batch_spec(batch), progress=progress)
+    out.finish(result.document, *_tables(result.document))
+
+
+def _tables(doc: dict[str, Any], top: int = 10) -> list[Any]:
+    """The rule, and each image's labels sorted by score (the first `top`)."""
+    import numpy as np
+
+    from vitcli.report import info_table
+    from vitcli.tables import rows_table
+
+    rule = {"softmax": "softmax of exp(logit_scale)·cos (CLIP)", "sigmoid": "sigmoid of exp(logit_scale)·cos + "
+            "logit_bias (SigLIP)", "head": "the classifier head's softmax"}[doc["rule"]]
+    rows = [("weights", doc["model"]["source"]), ("labels", len(doc["labels"])), ("rule", rule)]
+    rows += [("written", doc["outputs"]["array"])] if doc["outputs"]["array"] else []
+    probs, logits = np.atleast_2d(doc["probs"]), np.atleast_2d(doc["logits"])
+    tables = [info_table("vitcli classify", rows)]
+    for name, p, lg in zip(doc["images"], probs, logits):
+        order = np.argsort(-p, kind="stable")[:top]
+        shown = [[_short(doc["labels"][i]), float(p[i]), float(lg[i])] for i in order]
+        tables.append(rows_table(f"{name}" + (f" (top {top} of {len(p)})" if len(p) > top else ""),
+                                 ["label", "score", "logit"], shown))
+    return tables
