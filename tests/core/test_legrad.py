@@ -15,6 +15,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import open_clip
 import open_clip.timm_model as open_clip_timm
@@ -33,19 +34,19 @@ from vitcli.core.encoder import VisionTransformer
 from vitcli.core.explain import Target, explain
 
 TOL = 1e-4  # the issue's bound after min-max
-TEXT = dict(context_length=8, vocab_size=64, width=32, heads=2, layers=1)
+TEXT = {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}
 
 
 @dataclass
 class Pair:
     """A scrambled open_clip model, vitcli's core model of its image tower, and one text embedding (E,)."""
 
-    peer: nn.Module
+    peer: Any  # open_clip.CLIP
     core: VisionTransformer
     text: Tensor
 
 
-def text_embedding(model: nn.Module, seed: int) -> Tensor:
+def text_embedding(model: Any, seed: int) -> Tensor:
     """open_clip's own encode_text of random token ids (unnormalised): (E,)."""
     ids = torch.randint(1, TEXT["vocab_size"], (1, TEXT["context_length"]), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
@@ -54,10 +55,11 @@ def text_embedding(model: nn.Module, seed: int) -> Tensor:
 
 def clip_pair(tmp: Path, size: tuple[int, int], seed: int) -> Pair:
     """open_clip CLIP: depth 2, width 64, 4 heads, patch 16, joint space 32; its full state dict loaded by vitcli."""
-    model = scramble(open_clip.CLIP(embed_dim=32, vision_cfg=dict(image_size=size, layers=2, width=64, head_width=16,
-                                                                  patch_size=16), text_cfg=TEXT), seed)
+    vision = {"image_size": size, "layers": 2, "width": 64, "head_width": 16, "patch_size": 16}
+    model = scramble(open_clip.CLIP(embed_dim=32, vision_cfg=vision, text_cfg=TEXT), seed)
     torch.save(model.state_dict(), tmp / "open_clip_pytorch_model.bin")
-    loaded = load_checkpoint(tmp / "open_clip_pytorch_model.bin", heads=4, **({"image_size": size} if size[0] != size[1] else {}))
+    size_kw: dict[str, Any] = {"image_size": size} if size[0] != size[1] else {}
+    loaded = load_checkpoint(tmp / "open_clip_pytorch_model.bin", heads=4, **size_kw)
     assert loaded.family == "open_clip" and loaded.projects
     return Pair(model, build_model_from_checkpoint(loaded), text_embedding(model, seed))
 
@@ -69,7 +71,7 @@ def siglip_pair(tmp: Path, seed: int) -> Pair:
     open_clip_timm.timm = SimpleNamespace(create_model=lambda name, **kw: create(name, **kw, depth=2, embed_dim=64,
                                                                                  num_heads=4, img_size=64))
     try:
-        vision = dict(image_size=64, timm_model_name="vit_base_patch16_siglip_224", timm_pool="map", timm_proj="none")
+        vision = {"image_size": 64, "timm_model_name": "vit_base_patch16_siglip_224", "timm_pool": "map", "timm_proj": "none"}
         model = open_clip.CLIP(embed_dim=64, vision_cfg=vision,
                                text_cfg={**TEXT, "no_causal_mask": True, "pool_type": "last", "proj_bias": True})
     finally:
@@ -106,13 +108,11 @@ class NoUpsample:
         return t
 
 
-def legrad_torch(model: nn.Module, x: Tensor, embedding: Tensor, layer_index: int, monkeypatch) -> Tensor:
+def legrad_torch(model: Any, x: Tensor, embedding: Tensor, layer_index: int, monkeypatch) -> Tensor:
     """legrad-torch's LeWrapper map (rows, cols) at the token grid. open_clip 3 runs its blocks batch first, and
     legrad-torch's hooked forward hands them (T, B, D) with its attention read sequence first: the tower's
     nn.MultiheadAttention layers are set to sequence-first so the blocks it does not hook read that layout too."""
-    legrad = pytest.importorskip("legrad")
-    import legrad.wrapper
-
+    legrad = pytest.importorskip("legrad")  # pip install --no-deps legrad-torch einops
     monkeypatch.setattr(legrad.wrapper, "F", NoUpsample())
     model = copy.deepcopy(model)
     if hasattr(model.visual, "transformer"):
@@ -163,13 +163,18 @@ def test_legrad_equals_legrad_torch_on_a_siglip_tower(tmp_path, monkeypatch) -> 
 # --- the formula by autograd, non-square ---------------------------------------------------------------------
 
 
-def explicit_clip(model: nn.Module) -> tuple[nn.Module, list[Tensor], list[Tensor], list[Tensor]]:
+def explicit_clip(model: Any) -> tuple[Any, list[Any], list[Tensor], list[Any]]:
     """A copy of an open_clip CLIP whose blocks compute softmax attention explicitly (batch first), keeping each
     block's A (B, H, T, T) and output (B, T, D) and ln_1's output (B, T, D) for autograd."""
     model = copy.deepcopy(model)
-    kept: list[Tensor] = []
+    kept: list[Any] = []  # A with its .grad
     outputs: list[Tensor] = []
-    normed: list[Tensor] = []
+    normed: list[Any] = []  # ln_1's output with its .grad
+
+    def keep_normed(module: nn.Module, inputs: tuple, out: Tensor) -> None:
+        out.retain_grad()
+        normed.append(out)
+
     for block in model.visual.transformer.resblocks:
         mha = block.attn
 
@@ -184,17 +189,17 @@ def explicit_clip(model: nn.Module) -> tuple[nn.Module, list[Tensor], list[Tenso
 
         block.attention = attention
         block.register_forward_hook(lambda m, i, o: outputs.append(o))
-        block.ln_1.register_forward_hook(lambda m, i, o: normed.append(o) or o.retain_grad())
+        block.ln_1.register_forward_hook(keep_normed)
     return model, kept, outputs, normed
 
 
 def reference_legrad(kept: list[Tensor], ys: list[Tensor], start: int, prefix: int, grid: tuple[int, int]) -> Tensor:
     """LeGrad: Σ_{l ≥ start} mean over heads and query rows of (∂y_l/∂A_l)⁺, prefix columns dropped, min-max."""
-    total = 0
+    rows = []
     for a, y in zip(kept[start:], ys[start:]):
         (g,) = torch.autograd.grad(y, a, retain_graph=True)  # (1, H, Q, T)
-        total = total + g[0].double().clamp(min=0).mean(0).mean(0)[prefix:]
-    total = total.reshape(grid)
+        rows.append(g[0].double().clamp(min=0).mean(0).mean(0)[prefix:])
+    total = torch.stack(rows).sum(0).reshape(grid)
     return (total - total.min()) / (total.max() - total.min())
 
 
@@ -221,7 +226,7 @@ def test_legrad_on_a_non_square_clip_equals_the_formula(clip_wide, start) -> Non
             assert err <= TOL and ref.std() > 0.1, kind
 
 
-def explicit_probe(pool: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+def explicit_probe(pool: Any, x: Tensor) -> tuple[Tensor, Tensor]:
     """timm's AttentionPoolLatent written out: the pooled embedding (B, D) and the probe's A (B, H, 1, T)."""
     b, t, d = x.shape
     h = pool.num_heads
@@ -234,7 +239,7 @@ def explicit_probe(pool: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
 
 def test_legrad_on_a_non_square_siglip_equals_the_formula(tmp_path) -> None:
     """timm SigLIP at 32×48: each layer's raw output through the probe (no final norm); ∂y/∂A of the probe's row."""
-    trunk = scramble(timm.create_model("vit_base_patch16_siglip_224", pretrained=False, img_size=(32, 48), depth=2,
+    trunk: Any = scramble(timm.create_model("vit_base_patch16_siglip_224", pretrained=False, img_size=(32, 48), depth=2,
                                        embed_dim=64, num_heads=4, num_classes=0), 8)
     save_file(trunk.state_dict(), tmp_path / "siglip.safetensors")
     core = build_model_from_checkpoint(load_checkpoint(tmp_path / "siglip.safetensors", heads=4, image_size=(32, 48)))

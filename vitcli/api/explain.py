@@ -274,4 +274,4 @@ def _overlay_png(model: Any, fitted: Any, maps: np.ndarray, method: str, label: 
                                      label=colour))
 
 
-__all__ = ["ALL_METHODS", "ExplainMixin", "ExplainResult", "METHOD_NAMES", "parse_target", "summary", "top_patches"]
+__all__ = ["ALL_METHODS", "METHOD_NAMES", "ExplainMixin", "ExplainResult", "parse_target", "summary", "top_patches"]

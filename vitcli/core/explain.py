@@ -39,7 +39,7 @@ all, and no T×T (with a probe, not even a block: the probe alone, on the kept b
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,8 @@ from torch import Tensor
 
 from vitcli.core.analysis import chunk_size, patch_mean_row, prefix_row_to_grid, probe_row, rollout_step
 from vitcli.core.attention import resolve_indices
+from vitcli.core.attn_pool import AttentionPool
+from vitcli.core.block import Block
 from vitcli.core.capture import Capture
 from vitcli.core.encoder import VisionTransformer, ViTOutput
 from vitcli.core.pooling import embed
@@ -258,6 +260,7 @@ def legrad(model: VisionTransformer, xs: list[Tensor], grid: tuple[int, int], ta
     with torch.no_grad():
         score, klass = target_value(model, xs[-1], target, grid)  # also refuses a target the model cannot give
     terms, pool = model.attention_terms(grid), model.attn_pool
+    assert pool is None or isinstance(pool, AttentionPool)
     total = torch.zeros(xs[0].shape[0], xs[0].shape[1], dtype=torch.float64, device=xs[0].device)  # (B, T)
     with torch.enable_grad():
         for i in range(start_layer, model.config.depth):
@@ -267,7 +270,8 @@ def legrad(model: VisionTransformer, xs: list[Tensor], grid: tuple[int, int], ta
                 y = layer_value(model, xs[i + 1], pool.finish(heads), target, grid, klass)
             else:
                 rotate, bias = terms[i]
-                st = model.blocks[i].steps(xs[i].detach().requires_grad_(), rotate, bias)  # the block's own forward
+                block = cast(Block, model.blocks[i])
+                st = block.steps(xs[i].detach().requires_grad_(), rotate, bias)  # the block's own forward
                 heads, v = st.heads, st.v
                 y = layer_value(model, st.out, model.norm(st.out.mean(dim=1, keepdim=True)), target, grid, klass)
             (g,) = torch.autograd.grad(y.sum(), heads)  # (B, H, Q, d); images never mix
@@ -339,5 +343,5 @@ def pooled_embedding(model: VisionTransformer, images: Tensor) -> Tensor:
         return model(images, Capture(inputs=False, final="pooled")).pooled[0]
 
 
-__all__ = ["Explanation", "LayerGrad", "METHODS", "Method", "Target", "TargetKind", "backward_blocks", "block_inputs",
+__all__ = ["METHODS", "Explanation", "LayerGrad", "Method", "Target", "TargetKind", "backward_blocks", "block_inputs",
            "explain", "joint_embedding", "legrad", "pooled_embedding", "target_value"]
