@@ -172,7 +172,8 @@ def explicit_clip(model: Any) -> tuple[Any, list[Any], list[Tensor], list[Any]]:
     normed: list[Any] = []  # ln_1's output with its .grad
 
     def keep_normed(module: nn.Module, inputs: tuple, out: Tensor) -> None:
-        out.retain_grad()
+        if out.requires_grad:
+            out.retain_grad()
         normed.append(out)
 
     for block in model.visual.transformer.resblocks:
@@ -183,7 +184,8 @@ def explicit_clip(model: Any) -> tuple[Any, list[Any], list[Tensor], list[Any]]:
             h = mha.num_heads
             q, k, v = F.linear(q_x, mha.in_proj_weight, mha.in_proj_bias).reshape(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
             a = torch.softmax((q * (d // h) ** -0.5) @ k.transpose(-2, -1), dim=-1)  # (B, H, T, T)
-            a.retain_grad()
+            if a.requires_grad:
+                a.retain_grad()
             kept.append(a)
             return mha.out_proj((a @ v).transpose(1, 2).reshape(b, t, d))
 
@@ -205,18 +207,27 @@ def reference_legrad(kept: list[Tensor], ys: list[Tensor], start: int, prefix: i
 
 @pytest.mark.parametrize("start", [0, 1])
 def test_legrad_on_a_non_square_clip_equals_the_formula(clip_wide, start) -> None:
-    """48×80 (3×5 patches): the text target, and class:N of the head read as logits; image: of the pooled embedding."""
+    """48×80 (3×5 patches). text: cos of ln_post(mean of ALL tokens)·proj with the text; class:3: that feature's
+    logit 3 (here the projection's output 3); image: cos of ln_post(mean) with the other image's pooled embedding
+    ln_post(class token) (before the projection, as image: compares pooled embeddings); patch:1,2: cos of
+    ln_post(that patch) with ln_post(mean)."""
     p = clip_wide
     x = images(1, 48, 80, seed=7)
+    other_peer, _, other_outputs, _ = explicit_clip(p.peer)
+    with torch.no_grad():
+        other_peer.visual(images(1, 48, 80, seed=8))
+        other = other_peer.visual.ln_post(other_outputs[-1][0, 0])  # (D,) the other image's pooled embedding
     peer, kept, outputs, _ = explicit_clip(p.peer)
     visual = peer.visual
     with torch.enable_grad():
         visual(x)
-        feats = [visual.ln_post(o.mean(dim=1)) for o in outputs]  # (1, D) each: ln_post of the mean of ALL tokens
-        text = F.normalize(p.text, dim=0)
-        ys = {"text": [F.normalize(f @ visual.proj, dim=-1)[0] @ text for f in feats],
-              "class": [(f @ visual.proj)[0, 3] for f in feats]}
-        cases = {"text": Target("text", other=p.text), "class": Target("class", 3)}
+        feats = [visual.ln_post(o.mean(dim=1))[0] for o in outputs]  # (D,) each: ln_post of the mean of ALL tokens
+        ys = {"text": [F.cosine_similarity(f @ visual.proj, p.text, dim=0) for f in feats],
+              "class": [(f @ visual.proj)[3] for f in feats],
+              "image": [F.cosine_similarity(f, other, dim=0) for f in feats],
+              "patch": [F.cosine_similarity(visual.ln_post(o[0, 1 + 1 * 5 + 2]), f, dim=0) for o, f in zip(outputs, feats)]}
+        cases = {"text": Target("text", other=p.text), "class": Target("class", 3), "image": Target("image", other=other),
+                 "patch": Target("patch", (1, 2))}
         for kind, target in cases.items():
             ours = explain(p.core, x, "legrad", target, start_layer=start)
             assert ours.maps.shape == (1, 3, 5)
