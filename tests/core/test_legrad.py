@@ -12,6 +12,7 @@ Text embeddings come from open_clip's own `encode_text` on the same scrambled mo
 """
 
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -112,7 +113,10 @@ def legrad_torch(model: Any, x: Tensor, embedding: Tensor, layer_index: int, mon
     """legrad-torch's LeWrapper map (rows, cols) at the token grid. open_clip 3 runs its blocks batch first, and
     legrad-torch's hooked forward hands them (T, B, D) with its attention read sequence first: the tower's
     nn.MultiheadAttention layers are set to sequence-first so the blocks it does not hook read that layout too."""
-    legrad = pytest.importorskip("legrad")  # pip install --no-deps legrad-torch einops
+    if os.environ.get("VITCLI_REQUIRE_LEGRAD"):  # CI (.ci/run): fail rather than skip
+        import legrad
+    else:
+        legrad = pytest.importorskip("legrad")  # pip install --no-deps legrad-torch==1.1 einops
     monkeypatch.setattr(legrad.wrapper, "F", NoUpsample())
     model = copy.deepcopy(model)
     if hasattr(model.visual, "transformer"):
