@@ -70,7 +70,8 @@ class Target:
 
 @dataclass
 class Explanation:
-    """Maps (B, rows, cols) float32 unnormalised, the target's value per image and the class explained."""
+    """Maps (B, rows, cols) float32 (unnormalised; legrad's min-max scaled to [0, 1]), the target's value per image
+    and the class explained."""
 
     maps: Tensor
     score: Tensor  # (B,) y of each image
