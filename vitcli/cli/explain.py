@@ -16,6 +16,7 @@ EPILOG = (
     "Examples:  vitcli explain sample_images/chelsea.jpg --overlay why.png  ·  "
     "vitcli explain cat.jpg --method all --overlay all.png  ·  "
     "vitcli explain cat.jpg --target class:281 -o map.npy  ·  "
+    "vitcli explain cat.jpg --method legrad --start-layer 10 --overlay legrad.png  ·  "
     "vitcli explain a.jpg --target image:b.jpg --weights dino.safetensors  ·  "
     "vitcli explain photos/ --method gradcam -o maps.npy"
 )
