@@ -35,7 +35,7 @@ def timm_model(tmp_path, seed_top: int | None = None):
     return load_model(str(path))
 
 
-@pytest.mark.parametrize("method", ["grad-rollout", "attn-grad", "gradcam"])
+@pytest.mark.parametrize("method", ["grad-rollout", "attn-grad", "gradcam", "legrad"])
 def test_randomised_top_blocks_change_the_map(tmp_path, pixels, method) -> None:
     layer = {"layer": -1} if method == "gradcam" else {}  # the other methods refuse a layer they ignore
     base = timm_model(tmp_path).explain(pixels, method=method, target="class:7", **layer).maps
@@ -45,7 +45,7 @@ def test_randomised_top_blocks_change_the_map(tmp_path, pixels, method) -> None:
     assert rho < 0.5
 
 
-@pytest.mark.parametrize("method", ["grad-rollout", "attn-grad", "gradcam"])
+@pytest.mark.parametrize("method", ["grad-rollout", "attn-grad", "gradcam", "legrad"])
 def test_two_classes_give_different_maps(tmp_path, pixels, method) -> None:
     model = timm_model(tmp_path)
     a = model.explain(pixels, method=method, target="class:1").maps
@@ -76,3 +76,15 @@ def test_result_shapes_and_document(pixels) -> None:
     headless = load_model("vit-ti16", depth=2, class_token=False)
     m = headless.explain(pixels, target="class:5")  # mean pooling, no class token: the patch rows' mean
     assert m.maps.shape == (14, 14) and np.isfinite(m.maps).all()
+
+
+def test_legrad_maps_are_scaled_and_all_keeps_four(pixels) -> None:
+    """legrad: (rows, cols) in [0, 1]; `all` still stacks the four other methods; options legrad ignores are refused."""
+    model = load_model("vit-ti16", depth=2)
+    one = model.explain(pixels, method="legrad", target="class:3", start_layer=1)
+    assert one.maps.shape == (14, 14) and one.maps.min() == 0 and one.maps.max() == 1
+    assert one.document["explain"]["method"] == "legrad" and one.document["explain"]["class"] == 3
+    every = model.explain(pixels, method="all", target="class:3")
+    assert every.maps.shape == (4, 14, 14) and every.document["methods"] == ["grad-rollout", "attn-grad", "gradcam", "rollout"]
+    with pytest.raises(VitcliError, match="discard_ratio"):
+        model.explain(pixels, method="legrad", discard_ratio=0.5)

@@ -2,7 +2,9 @@
 
 Methods and their formulas are in `vitcli.core.explain`. The map is (rows, cols) on the input's
 true grid, float32, unnormalised; several images give (B, rows, cols) rows streamed to `output`
-with an index (score and class per image). `method="all"` stacks the four maps (4, rows, cols).
+with an index (score and class per image). `method="all"` stacks the four maps of ALL_METHODS
+(4, rows, cols), as it always has: legrad (its maps min-max scaled to [0, 1], its start layer its own)
+is asked for by name.
 """
 
 from dataclasses import dataclass, field
@@ -14,7 +16,8 @@ from vitcli.api.display import ShowsItself
 from vitcli.api.values import keywords, one_layer
 from vitcli.errors import VitcliError, option_errors
 
-METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout")
+METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout", "legrad")
+ALL_METHODS = ("grad-rollout", "attn-grad", "gradcam", "rollout")  # what `all` stacks, in this order (not legrad)
 TARGET_HELP = "top, class:N, class:NAME, image:OTHER, patch:R,C or text:PROMPT"
 TOP_PATCHES = 5
 
@@ -120,7 +123,7 @@ def _other_embedding(model: Any, path: str, spec: Any, normalize: str | None) ->
 
 
 # the methods that read each option (besides `all`)
-USED_BY = {"--start-layer": ("grad-rollout", "attn-grad", "rollout"), "--layer": ("gradcam",),
+USED_BY = {"--start-layer": ("grad-rollout", "attn-grad", "rollout", "legrad"), "--layer": ("gradcam",),
            "--discard-ratio": ("attn-grad", "rollout")}
 
 
@@ -164,7 +167,7 @@ def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int
         if labels and int(klass) in labels:
             doc["label"] = labels[int(klass)]
     if method == "all":
-        doc["methods"] = [{"method": m, "top_patches": top_patches(maps[i])} for i, m in enumerate(METHOD_NAMES)]
+        doc["methods"] = [{"method": m, "top_patches": top_patches(maps[i])} for i, m in enumerate(ALL_METHODS)]
     else:
         doc["top_patches"] = top_patches(maps)
     return doc
@@ -180,7 +183,8 @@ class ExplainMixin:
                 batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
         """The map of `method` for `target` on one image ((rows, cols)), or on many ((B, rows, cols),
         streamed to `output` or one file each in `output_dir`, with an index). `overlay` draws one
-        image's map(s) as PNG. `start_layer` (default 0), `layer` (-1) and `discard_ratio` (0) given to
+        image's map(s) as PNG. `method="legrad"` gives maps min-max scaled to [0, 1] and is not part of "all".
+        `start_layer` (default 0, every block; LeGrad's own default is the last two), `layer` (-1) and `discard_ratio` (0) given to
         a method that ignores them (see USED_BY) are a UsageError."""
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, run_model
@@ -191,7 +195,7 @@ class ExplainMixin:
                            output=output, output_dir=output_dir, overlay=overlay)
         if method not in (*METHOD_NAMES, "all"):
             raise VitcliError("--method", f"'{method}' is not one of {', '.join(METHOD_NAMES)}, all")
-        methods = list(METHOD_NAMES) if method == "all" else [method]
+        methods = list(ALL_METHODS) if method == "all" else [method]
         _check(self, start_layer or 0, -1 if layer is None else layer, discard_ratio or 0.0)
         start_layer, layer, discard_ratio = _settle(method, start_layer, layer, discard_ratio)
         if images.many and overlay:
@@ -242,7 +246,7 @@ class ExplainMixin:
                "axes": axes, "shape": list(maps.shape), "tensors": {"map": tensor_stats(maps)},
                "outputs": {"array": output, "overlay": overlay}}
         if method == "all":
-            doc["methods"] = list(METHOD_NAMES)
+            doc["methods"] = list(ALL_METHODS)
         return ExplainResult(doc, maps, found["score"], fitted, list(self.warnings))
 
     def _explain_many(self, run: Any, method: str, label: str) -> ExplainResult:
@@ -270,14 +274,15 @@ def _overlay_png(model: Any, fitted: Any, maps: np.ndarray, method: str, label: 
     if method == "all":
         lo = maps.reshape(len(maps), -1).min(1)[:, None, None]
         hi = maps.reshape(len(maps), -1).max(1)[:, None, None]
-        panels, titles = (maps - lo) / np.where(hi > lo, hi - lo, 1), list(METHOD_NAMES)
+        panels, titles = (maps - lo) / np.where(hi > lo, hi - lo, 1), list(ALL_METHODS)
         colour = "Relevance (each map scaled to [0, 1])"
     else:
-        panels, titles, colour = maps[None], [""], "Relevance"
+        panels, titles = maps[None], [""]
+        colour = "Relevance (min-max scaled to [0, 1])" if method == "legrad" else "Relevance"
     what = "all methods" if method == "all" else method + (f" (layer {layer % model.config.depth})" if method == "gradcam" else "")
     title = f"explain {what}: target {label}{klass}, score {score}\n{about}"
     save_figure(path, overlay_figure(fitted.pixels, panels, titles, title, patch_size=model.config.patch_size,
                                      label=colour))
 
 
-__all__ = ["ExplainMixin", "ExplainResult", "METHOD_NAMES", "parse_target", "summary", "top_patches"]
+__all__ = ["ALL_METHODS", "METHOD_NAMES", "ExplainMixin", "ExplainResult", "parse_target", "summary", "top_patches"]

@@ -40,7 +40,7 @@ class AttentionPool(nn.Module):
         self.norm = make_norm(config.norm, d, config.eps) if config.pool_mlp else None
         self.mlp = Mlp(d, config.pool_mlp_dim or config.mlp_dim, config.activation) if config.pool_mlp else None
 
-    def attend(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def attend(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Probe query (B, H, 1, d), keys and values (B, H, T, d) and the score bias (B, 1, 1, T) or None."""
         b, t, _ = x.shape
         q = self.latent if self.q is None else self.q(self.latent)  # (1, 1, D)
@@ -57,16 +57,24 @@ class AttentionPool(nn.Module):
         scores = (q * self.scale) @ k.transpose(-2, -1)  # (B, H, 1, T)
         return torch.softmax(scores if bias is None else scores + bias, dim=-1)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """(B, T, D) final tokens → (B, 1, D) pooled token. SDPA's math kernel, as for Block.prefix_rows:
+    def mixed(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The probe's attention output per head A·V (B, H, 1, d) and V (B, H, T, d): what explain's gradient
+        at the probe's weights needs (∂y/∂A = ∂y/∂(A·V)·Vᵀ). SDPA's math kernel, as for Block.prefix_rows:
         the fused CPU kernel splits one query row's keys over the threads, so bits would follow the thread count."""
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         q, k, v, bias = self.attend(x, mask)
         with sdpa_kernel(SDPBackend.MATH):
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, 1, d)
-        y = self.proj(y.transpose(1, 2).reshape(x.shape[0], 1, -1))  # (B, 1, D)
-        return y if self.mlp is None else y + self.mlp(self.norm(y))
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias), v  # (B, H, 1, d), (B, H, T, d)
+
+    def finish(self, heads: Tensor) -> Tensor:
+        """The probe's output per head (B, H, 1, d) → the pooled token (B, 1, D): merge, proj, then the MLP residual."""
+        y = self.proj(heads.transpose(1, 2).reshape(heads.shape[0], 1, -1))  # (B, 1, D)
+        return y if self.mlp is None or self.norm is None else y + self.mlp(self.norm(y))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """(B, T, D) final tokens → (B, 1, D) pooled token."""
+        return self.finish(self.mixed(x, mask)[0])
 
 
 __all__ = ["AttentionPool"]

@@ -9,6 +9,17 @@
   gradcam       Grad-CAM on tokens: F = norm1 output of block `layer` (patch rows);
                 α_k = mean over patches of ∂y/∂F_k; map = ReLU(Σ_k α_k F_k).
   rollout       Abnar-Zuidema rollout of mean-over-heads A (as `attend --rollout`), no gradient.
+  legrad        Bousselham et al. (ICCV 2025), as legrad-torch computes it: for each layer l ≥ s, y_l is
+                the target read from layer l's own embedding e_l; map = Σ_l mean_{h, rows} (∂y_l/∂A_l)⁺
+                with the prefix columns dropped, min-max scaled to [0, 1] per image. e_l = the head(s)
+                after fc_norm after the final norm of the mean of ALL of layer l's output tokens (class
+                token included; CLIP: ln_post(mean)·proj). With an attention-pool probe (SigLIP) e_l is
+                the probe run on layer l's raw output (no final norm) and A_l is the probe's own row
+                (B, H, 1, T), as legrad-torch's SigLIP path. docs/explain-legrad.md has the details.
+
+Targets: top / class:N (a logit), image: (cos of pooled embeddings), patch: (cos of a patch's final
+feature with the pooled embedding), text (cos of the image embedding in the joint image-text space
+with a given (E,) embedding, e.g. a text tower's: `joint_embedding`).
 
 Every block is the encoder's own: its inputs come from `encode`, and the backward re-runs
 `Block.steps` with the encoder's `attention_terms` (rotation, position and relative biases), so the
@@ -21,11 +32,14 @@ output. Then ∂y/∂A_h = (∂y/∂Y_h)·V_hᵀ, and A, ∇A exist one block of
 the map's row of R is needed, and e·(I+Ā_L)⋯(I+Ā_s) is a row vector times matrices taken from
 the top down, in the order the backward visits the layers: so grad-rollout never holds a T×T
 matrix at all. attn-grad and rollout hold one head-fused T×T per layer (the discard ranks it).
+legrad's y_l depends on A_l only through block l, so each layer costs one block recomputed with
+autograd and its own backward (no sweep through the blocks above): as much as one backward sweep in
+all, and no T×T (with a probe, not even a block: the probe alone, on the kept block outputs).
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,26 +47,31 @@ from torch import Tensor
 
 from vitcli.core.analysis import chunk_size, patch_mean_row, prefix_row_to_grid, probe_row, rollout_step
 from vitcli.core.attention import resolve_indices
+from vitcli.core.attn_pool import AttentionPool
+from vitcli.core.block import Block
 from vitcli.core.capture import Capture
 from vitcli.core.encoder import VisionTransformer, ViTOutput
+from vitcli.core.pooling import embed
 
-Method = Literal["grad-rollout", "attn-grad", "gradcam", "rollout"]
-METHODS: tuple[str, ...] = ("grad-rollout", "attn-grad", "gradcam", "rollout")
-TargetKind = Literal["top", "class", "image", "patch"]
+Method = Literal["grad-rollout", "attn-grad", "gradcam", "rollout", "legrad"]
+METHODS: tuple[str, ...] = ("grad-rollout", "attn-grad", "gradcam", "rollout", "legrad")
+TargetKind = Literal["top", "class", "image", "patch", "text"]
 
 
 @dataclass(frozen=True)
 class Target:
-    """The output y explained: the top logit, logit `index`, cos(pooled, `other`), or cos(patch `index`, pooled)."""
+    """The output y explained: the top logit, logit `index`, cos(pooled, `other`), cos(patch `index`, pooled),
+    or (text) cos(the image's joint embedding, `other`)."""
 
     kind: TargetKind = "top"
     index: int | tuple[int, int] | None = None  # class N, or patch (row, col)
-    other: Tensor | None = None  # (D,) pooled embedding of the other image
+    other: Tensor | None = None  # image: (D,) pooled embedding of the other image; text: (E,) joint-space embedding
 
 
 @dataclass
 class Explanation:
-    """Maps (B, rows, cols) float32 unnormalised, the target's value per image and the class explained."""
+    """Maps (B, rows, cols) float32 (unnormalised; legrad's min-max scaled to [0, 1]), the target's value per image
+    and the class explained."""
 
     maps: Tensor
     score: Tensor  # (B,) y of each image
@@ -97,11 +116,29 @@ def target_value(model: VisionTransformer, x_last: Tensor, target: Target, grid:
         return logits.gather(1, klass[:, None])[:, 0], klass
     if pooled is None:
         raise ValueError("this model has no pooled embedding (pooling none), so image: and patch: have nothing to compare")
+    if target.kind == "text":
+        return cosine_to(joint_embedding(pooled, logits), target.other, "text"), None
     if target.kind == "image":
-        return F.cosine_similarity(pooled, target.other.to(pooled)[None], dim=-1), None
+        return cosine_to(pooled, target.other, "image"), None
     r, c = target.index  # type: ignore[misc]
     patch = out[:, model.config.num_prefix_tokens + r * grid[1] + c]  # (B, D)
     return F.cosine_similarity(patch, pooled, dim=-1), None
+
+
+def joint_embedding(pooled: Tensor, logits: Tensor | None) -> Tensor:
+    """The image embedding (B, E) in the joint image-text space: the head's output where the head is the
+    projection (CLIP, PE: what `embed --stage projected` writes), else the pooled embedding itself (SigLIP:
+    the probe's output). Whether a model has a joint space at all is the checkpoint's to say
+    (families.base.projects), and the API asks it before it builds a text target."""
+    return pooled if logits is None else logits
+
+
+def cosine_to(embedding: Tensor, other: Tensor | None, kind: str) -> Tensor:
+    """cos(embedding (B, E), other (E,)) per image: (B,); other's length must be E."""
+    if other is None or other.shape[-1] != embedding.shape[-1]:
+        size = "no" if other is None else other.shape[-1]
+        raise ValueError(f"the {kind} target's embedding has {size} values and this image's has {embedding.shape[-1]}")
+    return F.cosine_similarity(embedding, other.to(embedding)[None], dim=-1)
 
 
 def backward_blocks(model: VisionTransformer, xs: list[Tensor], grid: tuple[int, int], target: Target,
@@ -132,8 +169,14 @@ def fused_rows(model: VisionTransformer, lg: LayerGrad, start: int, stop: int, g
     """Query rows start..stop-1 of mean_h (A ⊙ ∂y/∂A)⁺ (or of mean_h A): (B, stop-start, T) float32."""
     a = model.blocks[lg.layer].attn.rows(lg.q, lg.k, lg.bias, start, stop)  # (B, H, c, T)
     if gradient:
-        a = (a * (lg.grad_y[:, :, start:stop] @ lg.v.transpose(-2, -1))).clamp_min(0)  # ∂y/∂A = (∂y/∂Y)·Vᵀ
+        a = (a * attention_grad(lg.grad_y, lg.v, start, stop)).clamp_min(0)
     return a.float().mean(dim=1)
+
+
+def attention_grad(grad_y: Tensor, v: Tensor, start: int, stop: int) -> Tensor:
+    """Query rows start..stop-1 of ∂y/∂A = (∂y/∂Y)·Vᵀ, Y = A·V per head: (B, H, stop-start, T). A enters y only
+    through Y, so this is the whole gradient, and it is formed one row block at a time."""
+    return grad_y[:, :, start:stop] @ v.transpose(-2, -1)
 
 
 def blocks_of(lg: LayerGrad) -> list[tuple[int, int]]:
@@ -180,6 +223,71 @@ class RowProduct:
         self.row = (self.row[:, None] @ rollout_step(fused, self.discard_ratio))[:, 0]  # (B, T)
 
 
+def legrad_columns(grad_y: Tensor, v: Tensor) -> Tensor:
+    """LeGrad's row of one layer: mean over heads and query rows of (∂y/∂A)⁺, (B, T) float64, row block by row
+    block (grad_y (B, H, Q, d): Q = T for a block, 1 for the probe)."""
+    b, h, rows, _ = grad_y.shape
+    step = chunk_size(b * h * v.shape[2])
+    total = torch.zeros(b, v.shape[2], dtype=torch.float64, device=v.device)
+    for s in range(0, rows, step):
+        total += attention_grad(grad_y, v, s, min(s + step, rows)).clamp_min(0).double().sum(dim=(1, 2))
+    return total / (h * rows)
+
+
+def layer_value(model: VisionTransformer, x: Tensor, pooled_tokens: Tensor, target: Target,
+                grid: tuple[int, int], klass: Tensor | None) -> Tensor:
+    """y_l (B,) read from layer l: its embedding from `pooled_tokens` (B, 1, D) through fc_norm and the head(s);
+    patch: the patch of layer l's output x (B, T, D) (through the final norm, none with a probe) against it."""
+    pooled_tokens = pooled_tokens.expand(-1, max(1, len(model.heads)), -1)  # DeiT: both heads read the one token
+    pooled, logits = embed(pooled_tokens, model.fc_norm, model.heads)  # (B, D), (B, classes) or None
+    if target.kind in ("top", "class"):
+        return logits.gather(1, klass[:, None])[:, 0]  # type: ignore[union-attr, index]
+    if target.kind == "text":
+        return cosine_to(joint_embedding(pooled, logits), target.other, "text")
+    if target.kind == "image":
+        return cosine_to(pooled, target.other, "image")
+    r, c = target.index  # type: ignore[misc]
+    tokens = x if model.attn_pool is not None else model.norm(x)
+    return F.cosine_similarity(tokens[:, model.config.num_prefix_tokens + r * grid[1] + c], pooled, dim=-1)
+
+
+def legrad(model: VisionTransformer, xs: list[Tensor], grid: tuple[int, int], target: Target,
+           start_layer: int) -> tuple[Tensor, Tensor, Tensor | None]:
+    """LeGrad's maps (B, rows, cols) in [0, 1], y of the model's own output (B,) and the class (top / class).
+
+    Each layer is one recomputed block and its own backward: y_l reads block l's output, so ∂y_l/∂A_l never
+    goes through the blocks above. With a probe, only the probe runs, on the kept block outputs.
+    """
+    with torch.no_grad():
+        score, klass = target_value(model, xs[-1], target, grid)  # also refuses a target the model cannot give
+    terms, pool = model.attention_terms(grid), model.attn_pool
+    assert pool is None or isinstance(pool, AttentionPool)
+    total = torch.zeros(xs[0].shape[0], xs[0].shape[1], dtype=torch.float64, device=xs[0].device)  # (B, T)
+    with torch.enable_grad():
+        for i in range(start_layer, model.config.depth):
+            if pool is not None:  # the probe on layer i's raw output: A_l is its row (B, H, 1, T)
+                heads, v = pool.mixed(xs[i + 1])  # (B, H, 1, d), (B, H, T, d)
+                heads = heads.detach().requires_grad_()
+                y = layer_value(model, xs[i + 1], pool.finish(heads), target, grid, klass)
+            else:
+                rotate, bias = terms[i]
+                block = cast(Block, model.blocks[i])
+                st = block.steps(xs[i].detach().requires_grad_(), rotate, bias)  # the block's own forward
+                heads, v = st.heads, st.v
+                y = layer_value(model, st.out, model.norm(st.out.mean(dim=1, keepdim=True)), target, grid, klass)
+            (g,) = torch.autograd.grad(y.sum(), heads)  # (B, H, Q, d); images never mix
+            total += legrad_columns(g, v.detach())
+    return min_max(prefix_row_to_grid(total, model.config.num_prefix_tokens, grid)), score, klass
+
+
+def min_max(maps: Tensor) -> Tensor:
+    """(B, rows, cols) → each map scaled to [0, 1] (all zeros where a map is constant), float32."""
+    flat = maps.flatten(1)
+    lo, hi = flat.min(dim=1).values, flat.max(dim=1).values  # (B,)
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    return ((maps - lo[:, None, None]) / span[:, None, None]).float()
+
+
 def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollout", target: Target = Target(),
             start_layer: int = 0, layer: int = -1, discard_ratio: float = 0.0) -> Explanation:
     """The map of `method` for target y on (B, C, H, W): (B, rows, cols) on the input's true grid."""
@@ -202,6 +310,9 @@ def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollou
 
         score, klass = backward_blocks(model, xs, grid, target, layer, cam, features_at=layer)
         return Explanation(kept["map"].reshape(-1, *grid), score.float(), klass)
+    if method == "legrad":
+        maps, score, klass = legrad(model, xs, grid, target, start_layer)
+        return Explanation(maps, score.float(), klass)
     product = RowProduct(model, method, discard_ratio, start_layer, start_row(model, xs[-1]))
     if method == "rollout":
         terms = model.attention_terms(grid)
@@ -233,5 +344,5 @@ def pooled_embedding(model: VisionTransformer, images: Tensor) -> Tensor:
         return model(images, Capture(inputs=False, final="pooled")).pooled[0]
 
 
-__all__ = ["Explanation", "LayerGrad", "METHODS", "Method", "Target", "backward_blocks", "block_inputs", "explain",
-           "pooled_embedding", "target_value"]
+__all__ = ["METHODS", "Explanation", "LayerGrad", "Method", "Target", "TargetKind", "backward_blocks", "block_inputs",
+           "explain", "joint_embedding", "legrad", "pooled_embedding", "target_value"]
