@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from vitcli.api.attend import AttendMixin
 from vitcli.api.budget import MemoryMixin
+from vitcli.api.compare import CompareMixin
 from vitcli.api.embed import EmbedMixin
 from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
@@ -45,7 +46,7 @@ class ModelSpec:
     max_memory: str | int | None = None  # the memory limit (vitcli.core.budget); None: a share of what is free
 
 
-class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, MemoryMixin, OutputsMixin):
+class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, CompareMixin, MemoryMixin, OutputsMixin):
     """A built ViT on its device, with where it came from and how images reach it."""
 
     def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, spec: ModelSpec) -> None:
