@@ -11,7 +11,7 @@ from PIL import Image
 from tests.checkpoints.parity import scramble
 from tests.conftest import SAMPLES
 
-SIZE = 224
+SIZE = 112  # 7 × 7 patches of 16, 8 × 8 of 14
 
 
 def crops(folder: Path, count: int = 64, seed: int = 0, size: int = SIZE) -> list[Path]:
@@ -35,14 +35,14 @@ def save_timm(name: str, folder: Path, seed: int, **kwargs) -> torch.nn.Module:
     import timm
     from timm.models._hub import save_for_hf
 
-    model = scramble(timm.create_model(name, pretrained=False, depth=2, **kwargs), seed)
+    model = scramble(timm.create_model(name, pretrained=False, depth=2, img_size=SIZE, **kwargs), seed)
     save_for_hf(model, str(folder), safe_serialization=True)
     return model.double().eval()
 
 
 def model_input(model: torch.nn.Module, paths: list[Path]) -> torch.Tensor:
     """The images as the model's input (B, 3, H, W): torchvision's ToTensor and Normalize with the model's
-    own mean and std (float32, as timm's transform), then float64; the images are already 224 × 224."""
+    own mean and std (float32, as timm's transform), then float64; the images are already SIZE × SIZE."""
     from torchvision import transforms
 
     cfg = model.pretrained_cfg
@@ -51,20 +51,13 @@ def model_input(model: torch.nn.Module, paths: list[Path]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def timm_layers(model: torch.nn.Module, x: torch.Tensor, tokens: str) -> list[torch.Tensor]:
-    """Each block's feature by timm: (n, D) per image, or (n·N, D) for patches."""
+def timm_layers(model: torch.nn.Module, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+    """Each block's feature by timm for every --tokens: (n, D) per image, or (n·N, D) for patches."""
     feats = model.forward_intermediates(x, indices=list(range(len(model.blocks))), norm=False, output_fmt="NLC",
-                                        intermediates_only=True, return_prefix_tokens=True)
-    out = []
-    for i, (patches, prefix) in enumerate(feats):  # (n, N, D), (n, prefix, D)
-        if tokens == "cls":
-            out.append(prefix[:, 0])
-        elif tokens == "mean":
-            out.append(patches.mean(1))
-        elif tokens == "patches":
-            out.append(patches.reshape(-1, patches.shape[-1]))
-        elif tokens == "pooled" and i == len(feats) - 1:
-            out.append(model.forward_head(model.forward_features(x), pre_logits=True))
-        else:
-            out.append(prefix[:, 0])  # class-token pooling: the token its pool reads
-    return out
+                                        intermediates_only=True, return_prefix_tokens=True)  # [((n, N, D), (n, p, D))]
+    pooled = model.forward_head(model.forward_features(x), pre_logits=True)  # (n, D)
+    return {"cls": [prefix[:, 0] for _, prefix in feats],
+            "mean": [patches.mean(1) for patches, _ in feats],
+            "patches": [patches.reshape(-1, patches.shape[-1]) for patches, _ in feats],
+            # at the last block the model's pooled embedding; before it the token a class-token pool reads
+            "pooled": [prefix[:, 0] for _, prefix in feats[:-1]] + [pooled]}

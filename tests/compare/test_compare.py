@@ -2,7 +2,7 @@
 the CLI's outputs and its one-line errors.
 
 Models: a scrambled ViT-S/16 (class token) and a DINOv2-style ViT-S/14 with 4 registers, 2 blocks each,
-saved as timm's hub folders and run by vitcli in float64 on 64 images of 224 × 224 (--size 224 --fit
+saved as timm's hub folders and run by vitcli in float64 on 64 images of 112 × 112 (--size 112 --fit
 strict: no resize, so the test feeds timm the same pixels with ImageNet mean/std).
 """
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.compare import formulas
-from tests.compare.peers import crops, model_input, save_timm, timm_layers
+from tests.compare.peers import SIZE, crops, model_input, save_timm, timm_layers
 from tests.conftest import assert_clean_error, run_cli
 from vitcli.api import BatchSpec, load_model
 
@@ -25,14 +25,14 @@ def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("compare")
     paths = crops(d / "images", 64)
     vit = save_timm("vit_small_patch16_224", d / "vit_s16", seed=0)
-    reg = save_timm("vit_small_patch14_reg4_dinov2", d / "dinov2_reg4", seed=1, img_size=224)
-    xa, xb = model_input(vit, paths), model_input(reg, paths)
-    return {"dir": d, "paths": paths, "vit": vit, "reg": reg, "xa": xa, "xb": xb, "a": str(d / "vit_s16"), "b": str(d / "dinov2_reg4")}
+    reg = save_timm("vit_small_patch14_reg4_dinov2", d / "dinov2_reg4", seed=1)
+    fa, fb = timm_layers(vit, model_input(vit, paths)), timm_layers(reg, model_input(reg, paths))
+    return {"dir": d, "paths": paths, "fa": fa, "fb": fb, "a": str(d / "vit_s16"), "b": str(d / "dinov2_reg4")}
 
 
 def vitcli_compare(setup, images, **kw):
     model = load_model(setup["a"], dtype="float64")
-    return model.compare(images, size=224, fit="strict", **kw)
+    return model.compare(images, size=SIZE, fit="strict", **kw)
 
 
 def reference(metric: str, x: torch.Tensor, y: torch.Tensor, topk: int = 10, cca_dim: int = 10) -> float:
@@ -56,7 +56,7 @@ def test_two_models_every_metric_equals_its_formula(setup, tokens) -> None:
     result = vitcli_compare(setup, setup["paths"], with_model=setup["b"], metric=METRICS, tokens=tokens, exact=True,
                             batch=BatchSpec(batch_size=16))
     assert result.similarity.shape == (5, 2, 2)
-    xs, ys = timm_layers(setup["vit"], setup["xa"], tokens), timm_layers(setup["reg"], setup["xb"], tokens)
+    xs, ys = setup["fa"][tokens], setup["fb"][tokens]
     for m, metric in enumerate(METRICS):
         for i in range(2):
             for j in range(2):
@@ -65,11 +65,10 @@ def test_two_models_every_metric_equals_its_formula(setup, tokens) -> None:
 
 
 def test_patches_one_model_layer_by_layer(setup) -> None:
-    """--tokens patches: every patch of 8 images a sample (1,568 rows), A with itself."""
+    """--tokens patches: every patch of 8 images a sample (392 rows), A with itself."""
     paths = setup["paths"][:8]
     result = vitcli_compare(setup, paths, metric=METRICS, tokens="patches", exact=True, topk=5, cca_dim=4)
-    xs = timm_layers(setup["vit"], setup["xa"][:8], "patches")
-    assert xs[0].shape == (8 * 196, 384)
+    xs = [x[:8 * 49] for x in setup["fa"]["patches"]]  # the first 8 images' 7 × 7 patches
     for m, metric in enumerate(METRICS):
         for i in range(2):
             for j in range(2):
@@ -83,7 +82,7 @@ def test_minibatch_cka_over_8_batches(setup) -> None:
     matrices (batches in sorted path order). One batch of all 64 is the full-batch unbiased CKA."""
     streamed = vitcli_compare(setup, setup["paths"], with_model=setup["b"], metric="cka", tokens="cls",
                               batch=BatchSpec(batch_size=8))
-    xs, ys = timm_layers(setup["vit"], setup["xa"], "cls"), timm_layers(setup["reg"], setup["xb"], "cls")
+    xs, ys = setup["fa"]["cls"], setup["fb"]["cls"]
     h = formulas.hsic_unbiased
     for i in range(2):
         for j in range(2):
@@ -99,11 +98,12 @@ def test_minibatch_cka_over_8_batches(setup) -> None:
     assert streamed.document["cka_estimator"].startswith("minibatch")
 
 
+@pytest.mark.slow
 def test_cli_writes_matrix_plot_and_table(setup) -> None:
     d = setup["dir"]
     images = [str(p) for p in setup["paths"][:12]]
     r = run_cli("compare", *images, "--weights", setup["a"], "--with", setup["b"], "--metric", "cka,mutual-knn",
-                "--topk", "3", "-o", d / "sim.npy", "--plot", d / "sim.png", "--size", "224", "--fit", "strict",
+                "--topk", "3", "-o", d / "sim.npy", "--plot", d / "sim.png", "--size", str(SIZE), "--fit", "strict",
                 env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stderr.decode()
     out = r.stdout.decode()
@@ -112,12 +112,13 @@ def test_cli_writes_matrix_plot_and_table(setup) -> None:
     sim = np.load(d / "sim.npy")
     assert sim.shape == (2, 2, 2)
     assert (d / "sim.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    r = run_cli("compare", *images, "--weights", setup["a"], "--layers", "-1", "--json", "--size", "224")
+    r = run_cli("compare", *images, "--weights", setup["a"], "--layers", "-1", "--json", "--size", str(SIZE))
     doc = json.loads(r.stdout)
     assert doc["layers_a"] == [1] and doc["layers_b"] == [0, 1] and doc["self"] and doc["shape"] == [1, 2]
     assert abs(doc["similarity"]["cka"][0][1] - 1) < 1e-5  # the same layer with itself
 
 
+@pytest.mark.slow
 def test_bad_inputs_one_line_nothing_written(setup) -> None:
     d = setup["dir"]
     out = d / "never.npy"
@@ -130,7 +131,7 @@ def test_bad_inputs_one_line_nothing_written(setup) -> None:
     assert_clean_error(r, "tiny.png", "16x16 patch")
     r = run_cli("compare", *setup["paths"][:4], "--weights", setup["a"], "--with", setup["b"], "--tokens", "patches",
                 "-o", out)
-    assert_clean_error(r, "--tokens", "14×14", "16×16")
+    assert_clean_error(r, "--tokens", "7×7", "8×8")
     r = run_cli("compare", *setup["paths"][:5], "--weights", setup["a"], "--metric", "mutual-knn", "-o", out)
     assert_clean_error(r, "--topk", "11 images", code=2)
     assert not out.exists()
