@@ -132,8 +132,10 @@ class CompareMixin:
         if plot:
             from vitcli.io.pictures import layer_similarity_figure, save_figure
 
-            title = f"{metrics[0]} ({plan.tokens}): A {_short(self)} vs B {_short(other)}"
-            save_figure(plot, layer_similarity_figure(matrix if matrix.ndim == 2 else matrix[0], la, lb, title))
+            pair = f"{_short(self)} with itself" if other is self else f"A {_short(self)} vs B {_short(other)}"
+            title = f"{metrics[0]} of layer features ({plan.tokens}), {pair}, {report.done} images"
+            save_figure(plot, layer_similarity_figure(matrix if matrix.ndim == 2 else matrix[0], la, lb, title,
+                                                      metrics[0]))
         return CompareResult(matrix, metrics, la, lb, doc, list(self.warnings) + (list(other.warnings) if other is not self else []))
 
 

@@ -110,14 +110,15 @@ class ProbeMixin:
               l2=number(0), test_fraction=number(0, 1, above=True, below=True), folds=number(2, whole=True),
               plot=path)
     def probe(self: "Model", root: str, *, labels: str | None = None, tokens: str | None = None,
-              layers: str = "all", k: int = 20, l2: float = 1e-4, seed: int = 0, test_fraction: float = 0.2,
+              layers: str = "all", size: Any = None, fit: str | None = None, k: int = 20, l2: float = 1e-4, seed: int = 0, test_fraction: float = 0.2,
               folds: int | None = None, normalize: str | None = None, output: str | None = None,
               plot: str | None = None, batch: Any = None, progress: Any = None) -> ProbeResult:
         """k-NN (cosine, DINO's weighted vote, T = 0.07) and linear-probe accuracy of every chosen layer on
-        ROOT's labelled images: a stratified split fixed by `seed` (`test_fraction`) or `folds` folds."""
+        ROOT's labelled images: a stratified split fixed by `seed` (`test_fraction`) or `folds` folds.
+        `size` and `fit` bring images to a size as load_images does (default: the model's own preprocessing)."""
         import torch
 
-        from vitcli.api.images import Images, ImageSpec
+        from vitcli.api.images import Images, ImageSpec, as_size_text, check_fixed_size
         from vitcli.api.layers import choose_layers, choose_tokens
         from vitcli.api.outputs import check_outputs_first
         from vitcli.api.runs import BatchSpec
@@ -125,7 +126,9 @@ class ProbeMixin:
         found = labelled_images(root, labels)
         chosen = choose_tokens(tokens, [self])
         la = choose_layers(layers, self.config.depth)
-        images = Images(found.paths, True, ImageSpec())
+        spec = ImageSpec(as_size_text(size), fit)
+        check_fixed_size(spec)
+        images = Images(found.paths, True, spec)
         check_outputs_first({"output": output, "plot": plot}, inputs=[self.spec.spec, *found.paths,
                                                                       *([labels] if labels else [])])
         _check_counts(found, k, test_fraction, folds)

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from vitcli.cli.common import (BatchOptions, JsonOpt, ModelOptions, NormalizeOpt, Output, QuietOpt, batch_spec,
+from vitcli.cli.common import (BatchOptions, ImageOptions, JsonOpt, ModelOptions, NormalizeOpt, Output, QuietOpt, batch_spec,
                                choices, examples, open_model, value, with_options)
 from vitcli.cli.compare import ArrayOpt, LayersOpt, PlotOpt
 
@@ -24,7 +24,7 @@ EPILOG = examples(EXAMPLES)
 ProbeTokens = choices("ProbeTokens", Literal["cls", "mean", "pooled"])
 
 
-@with_options(model_opts=ModelOptions, batch=BatchOptions)
+@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def probe_command(
     root: Annotated[str, typer.Argument(metavar="ROOT", help="Folder of images: ROOT/CLASS/*.jpg, or the folder --labels names them under.", show_default=False)],
     labels: Annotated[Optional[str], typer.Option("--labels", metavar="FILE.csv", help="path,label lines (paths relative to ROOT) instead of the folder layout.", show_default=False)] = None,
@@ -40,6 +40,7 @@ def probe_command(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     *,
+    image_opts: ImageOptions,
     model_opts: ModelOptions,
     batch: BatchOptions,
 ) -> None:
@@ -49,9 +50,12 @@ def probe_command(
         raise UsageError("--output-dir" if batch.output_dir is not None else "--from-list",
                          "probe reads ROOT (and --labels) and writes -o and --plot")
     out = Output(output, as_json, quiet)
+    if image_opts.patch_size is not None:
+        raise UsageError("-p", "probe runs the model's own patch size")
     model = open_model(model_opts)
     with out.progress(0) as progress:
-        result = model.probe(root, labels=labels, tokens=value(tokens), layers=layers, k=k, l2=l2, seed=model_opts.seed,
+        result = model.probe(root, labels=labels, tokens=value(tokens), layers=layers, size=image_opts.size,
+                             fit=value(image_opts.fit), k=k, l2=l2, seed=model_opts.seed,
                              test_fraction=test_fraction, folds=folds, normalize=normalize, output=output, plot=plot,
                              batch=batch_spec(batch), progress=progress)
     out.finish(result.document, *_tables(result.document), warnings=result.warnings)
