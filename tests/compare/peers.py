@@ -3,6 +3,7 @@ models saved as timm's hub folders (a ViT-S/16 and a DINOv2-style ViT-S/14 with 
 each), and their layer features extracted here with timm's own `forward_intermediates(norm=False)`."""
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ def save_timm(name: str, folder: Path, seed: int, **kwargs) -> torch.nn.Module:
     return model.double().eval()
 
 
-def model_input(model: torch.nn.Module, paths: list[Path]) -> torch.Tensor:
+def model_input(model: Any, paths: list[Path]) -> torch.Tensor:
     """The images as the model's input (B, 3, H, W): torchvision's ToTensor and Normalize with the model's
     own mean and std (float32, as timm's transform), then float64; the images are already SIZE × SIZE."""
     from torchvision import transforms
@@ -51,7 +52,7 @@ def model_input(model: torch.nn.Module, paths: list[Path]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def timm_layers(model: torch.nn.Module, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+def timm_layers(model: Any, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
     """Each block's feature by timm for every --tokens: (n, D) per image, or (n·N, D) for patches."""
     feats = model.forward_intermediates(x, indices=list(range(len(model.blocks))), norm=False, output_fmt="NLC",
                                         intermediates_only=True, return_prefix_tokens=True)  # [((n, N, D), (n, p, D))]

@@ -37,7 +37,7 @@ def brute_knn(train: torch.Tensor, ytrain: torch.Tensor, test: torch.Tensor, k: 
         votes: dict[int, float] = {}
         for i in top:
             votes[int(ytrain[i])] = votes.get(int(ytrain[i]), 0.0) + float(np.exp(sims[i] / t))
-        out.append(max(votes, key=votes.get))
+        out.append(max(votes, key=lambda c: votes[c]))
     return out
 
 

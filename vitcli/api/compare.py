@@ -218,8 +218,8 @@ class _Features:
         streamed = not plan.exact and any(m in CKA_METRICS for m in plan.metrics)
         self.plan, self.same = plan, same
         self.minibatch = MinibatchCKA(rows, same) if streamed else None
-        self.held_a: list[list["torch.Tensor"]] = []
-        self.held_b: list[list["torch.Tensor"]] = []
+        self.held_a: list[list[torch.Tensor]] = []
+        self.held_b: list[list[torch.Tensor]] = []
 
     def add(self, xs: "list[torch.Tensor]", ys: "list[torch.Tensor]") -> None:
         """Each layer's (b, D) or (b, N, D) rows of A and of B (ys is xs: A with itself, same layers)."""
@@ -233,33 +233,16 @@ class _Features:
                 self.held_b.append(ys)
 
     def results(self) -> dict[str, np.ndarray]:
-        """metric → (LA, LB) float64."""
+        """metric → (LA, LB) float64 (cka and unbiased-cka share the minibatch estimate when streamed)."""
         import torch
 
         from vitcli.core.similarity import CKA_METRICS, similarity
 
-        out: dict[str, np.ndarray] = {}
+        streamed = self.minibatch.result().numpy() if self.minibatch is not None else None
         xs = [torch.cat(parts) for parts in zip(*self.held_a)] if self.plan.hold else []
         ys = xs if self.same else [torch.cat(parts) for parts in zip(*self.held_b)] if self.plan.hold else []
-        for m in self.plan.metrics:
-            if m in CKA_METRICS and self.minibatch is not None:
-                out[m] = self.minibatch.result().numpy()
-                self.minibatch = _Done(out[m])  # cka and unbiased-cka share the estimator when streamed
-            else:
-                out[m] = similarity(m, xs, ys, topk=self.plan.topk, cca_dim=self.plan.cca_dim).numpy()
-        return out
-
-
-class _Done:
-    """A finished minibatch estimate, read again for the second CKA metric."""
-
-    def __init__(self, value: np.ndarray) -> None:
-        self.value = value
-
-    def result(self) -> "torch.Tensor":
-        import torch
-
-        return torch.from_numpy(self.value)
+        return {m: streamed if m in CKA_METRICS and streamed is not None else
+                similarity(m, xs, ys, topk=self.plan.topk, cca_dim=self.plan.cca_dim).numpy() for m in self.plan.metrics}
 
 
 def _run(a: "Model", b: "Model", images: "Images", plan: Plan, normalize: str | None, batch: Any,

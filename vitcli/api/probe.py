@@ -126,7 +126,7 @@ class ProbeMixin:
         found = labelled_images(root, labels)
         chosen = choose_tokens(tokens, [self])
         la = choose_layers(layers, self.config.depth)
-        spec = ImageSpec(as_size_text(size), fit)
+        spec = ImageSpec(as_size_text(size), fit)  # type: ignore[arg-type]
         check_fixed_size(spec)
         images = Images(found.paths, True, spec)
         check_outputs_first({"output": output, "plot": plot}, inputs=[self.spec.spec, *found.paths,

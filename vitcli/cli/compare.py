@@ -1,11 +1,27 @@
 """`vitcli compare`: layer × layer similarity of one model with itself, or of two models, on the same images."""
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 
-from vitcli.cli.common import (OUTPUT_PANEL, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions, NormalizeOpt,
-                               Output, QuietOpt, batch_spec, choices, examples, gather, open_model, value, with_options)
+from vitcli.cli.common import (
+    OUTPUT_PANEL,
+    BatchOptions,
+    ImageOptions,
+    ImagesArg,
+    JsonOpt,
+    ModelOptions,
+    NormalizeOpt,
+    Output,
+    QuietOpt,
+    batch_spec,
+    choices,
+    examples,
+    gather,
+    open_model,
+    value,
+    with_options,
+)
 
 HELP = """How alike the layers of two models (or of one model, layer × layer) are on the same images.
 
@@ -15,7 +31,7 @@ Metrics (X, Y: n × d features of A's and B's layer; K = XXᵀ, L = YYᵀ; K̃: 
 
 cka: linear CKA (Kornblith et al. 2019) = ‖X̄ᵀȲ‖²_F / (‖X̄ᵀX̄‖_F ‖ȲᵀȲ‖_F), X̄ column-centred.
 
-unbiased-cka: HSIC₁(K, L) / √(HSIC₁(K, K) HSIC₁(L, L)), HSIC₁ = [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3)) (Song et al. 2012).
+unbiased-cka: HSIC₁(K, L) / √(HSIC₁(K, K) HSIC₁(L, L)), HSIC₁ = \\[tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3)) (Song et al. 2012).
 
 Without --exact both CKAs stream: Nguyen et al. 2021's minibatch estimator Σᵢ HSIC₁(Kᵢ, Lᵢ) / √(Σᵢ HSIC₁(Kᵢ, Kᵢ) Σᵢ HSIC₁(Lᵢ, Lᵢ)) over batches i, so memory does not grow with the number of images; --exact holds every feature and gives the textbook value on all images.
 
@@ -34,16 +50,16 @@ EXAMPLES = [
 ]
 EPILOG = examples(EXAMPLES)
 TokensChoice = choices("TokensChoice", Literal["cls", "mean", "pooled", "patches"])
-TokensOpt = Annotated[Optional[TokensChoice], typer.Option("--tokens", metavar="TOKENS", help="cls | mean | pooled | patches: what stands for an image at a layer. \\[default: cls with a class token, else mean]", show_default=False)]  # type: ignore[valid-type]
+TokensOpt = Annotated[TokensChoice | None, typer.Option("--tokens", metavar="TOKENS", help="cls | mean | pooled | patches: what stands for an image at a layer. \\[default: cls with a class token, else mean]", show_default=False)]  # type: ignore[valid-type]
 LayersOpt = Annotated[str, typer.Option("--layers", metavar="LAYERS", help="Blocks of A: all, -1, 0,3,6 or 2:5.")]
-PlotOpt = Annotated[Optional[str], typer.Option("--plot", metavar="FILE", help="Write the plot as PNG to FILE.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
-ArrayOpt = Annotated[Optional[str], typer.Option("-o", "--output", metavar="FILE", help="Write the (layers of A, layers of B) matrix as .npy ((metrics, LA, LB) for several), or - for standard output.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
+PlotOpt = Annotated[str | None, typer.Option("--plot", metavar="FILE", help="Write the plot as PNG to FILE.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
+ArrayOpt = Annotated[str | None, typer.Option("-o", "--output", metavar="FILE", help="Write the (layers of A, layers of B) matrix as .npy ((metrics, LA, LB) for several), or - for standard output.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
 
 
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def compare_command(
     images: ImagesArg = None,
-    with_model: Annotated[Optional[str], typer.Option("--with", metavar="WEIGHTS", help="Model B: a preset, a checkpoint or a hub name (anything --weights takes). \\[default: A with itself]", show_default=False)] = None,
+    with_model: Annotated[str | None, typer.Option("--with", metavar="WEIGHTS", help="Model B: a preset, a checkpoint or a hub name (anything --weights takes). \\[default: A with itself]", show_default=False)] = None,
     metric: Annotated[str, typer.Option("--metric", metavar="METRIC", help="cka, unbiased-cka, mutual-knn, cknna, svcca, or a comma list.")] = "cka",
     tokens: TokensOpt = None,
     layers: LayersOpt = "all",

@@ -1,11 +1,24 @@
 """`vitcli probe`: k-NN and linear-probe accuracy of every layer on a labelled folder."""
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 
-from vitcli.cli.common import (BatchOptions, ImageOptions, JsonOpt, ModelOptions, NormalizeOpt, Output, QuietOpt, batch_spec,
-                               choices, examples, open_model, value, with_options)
+from vitcli.cli.common import (
+    BatchOptions,
+    ImageOptions,
+    JsonOpt,
+    ModelOptions,
+    NormalizeOpt,
+    Output,
+    QuietOpt,
+    batch_spec,
+    choices,
+    examples,
+    open_model,
+    value,
+    with_options,
+)
 from vitcli.cli.compare import ArrayOpt, LayersOpt, PlotOpt
 
 HELP = """Which layer's features classify your images best: k-NN and linear-probe accuracy at every layer.
@@ -27,13 +40,13 @@ ProbeTokens = choices("ProbeTokens", Literal["cls", "mean", "pooled"])
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def probe_command(
     root: Annotated[str, typer.Argument(metavar="ROOT", help="Folder of images: ROOT/CLASS/*.jpg, or the folder --labels names them under.", show_default=False)],
-    labels: Annotated[Optional[str], typer.Option("--labels", metavar="FILE.csv", help="path,label lines (paths relative to ROOT) instead of the folder layout.", show_default=False)] = None,
-    tokens: Annotated[Optional[ProbeTokens], typer.Option("--tokens", metavar="TOKENS", help="cls | mean | pooled. \\[default: cls with a class token, else mean]", show_default=False)] = None,  # type: ignore[valid-type]
+    labels: Annotated[str | None, typer.Option("--labels", metavar="FILE.csv", help="path,label lines (paths relative to ROOT) instead of the folder layout.", show_default=False)] = None,
+    tokens: Annotated[ProbeTokens | None, typer.Option("--tokens", metavar="TOKENS", help="cls | mean | pooled. \\[default: cls with a class token, else mean]", show_default=False)] = None,  # type: ignore[valid-type]
     layers: LayersOpt = "all",
     k: Annotated[int, typer.Option("--k", metavar="K", help="Neighbours that vote in the k-NN probe.")] = 20,
     l2: Annotated[float, typer.Option("--l2", metavar="X", help="L2 penalty of the linear probe (on the mean loss).")] = 1e-4,
     test_fraction: Annotated[float, typer.Option("--test-fraction", metavar="F", help="Share of each class held out for testing.")] = 0.2,
-    folds: Annotated[Optional[int], typer.Option("--folds", metavar="K", help="K-fold cross-validation instead of one split.", show_default=False)] = None,
+    folds: Annotated[int | None, typer.Option("--folds", metavar="K", help="K-fold cross-validation instead of one split.", show_default=False)] = None,
     normalize: NormalizeOpt = None,
     output: ArrayOpt = None,
     plot: PlotOpt = None,

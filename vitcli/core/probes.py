@@ -98,5 +98,13 @@ def probe_accuracy(features: Tensor, labels: Tensor, splits: list[Split], k: int
     return right_knn / tested, right_linear / tested
 
 
-__all__ = ["Split", "TEMPERATURE", "fold_splits", "holdout_split", "knn_predict", "linear_predict",
-           "probe_accuracy", "standardise"]
+__all__ = [
+    "TEMPERATURE",
+    "Split",
+    "fold_splits",
+    "holdout_split",
+    "knn_predict",
+    "linear_predict",
+    "probe_accuracy",
+    "standardise",
+]

@@ -259,6 +259,20 @@ def similarity(metric: Metric, xs: Sequence[Tensor], ys: Sequence[Tensor], *, to
     raise ValueError(f"unknown metric '{metric}': use one of {', '.join(METRICS)}")
 
 
-__all__ = ["CKA_METRICS", "METRICS", "MinibatchCKA", "UNIT_ROWS", "cknna", "cross_norms", "linear_cka",
-           "masked_hsic", "mutual_knn", "nearest", "similarity", "svcca", "unbiased_cka", "unbiased_hsic",
-           "unit_rows"]
+__all__ = [
+    "CKA_METRICS",
+    "METRICS",
+    "UNIT_ROWS",
+    "MinibatchCKA",
+    "cknna",
+    "cross_norms",
+    "linear_cka",
+    "masked_hsic",
+    "mutual_knn",
+    "nearest",
+    "similarity",
+    "svcca",
+    "unbiased_cka",
+    "unbiased_hsic",
+    "unit_rows",
+]
