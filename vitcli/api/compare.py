@@ -132,7 +132,7 @@ class CompareMixin:
         if plot:
             from vitcli.io.pictures import layer_similarity_figure, save_figure
 
-            pair = f"{_short(self)} with itself" if other is self else f"A {_short(self)} vs B {_short(other)}"
+            pair = f"{short_name(self)} with itself" if other is self else f"A {short_name(self)} vs B {short_name(other)}"
             title = f"{metrics[0]} of layer features ({plan.tokens}), {pair}, {report.done} images"
             save_figure(plot, layer_similarity_figure(matrix if matrix.ndim == 2 else matrix[0], la, lb, title,
                                                       metrics[0]))
@@ -149,10 +149,12 @@ def _load_other(model: "Model", spec: Any) -> "Model":
     return load_model(spec, device=s.device, dtype=s.dtype, seed=s.seed, max_memory=s.max_memory)
 
 
-def _short(model: "Model") -> str:
-    """A model's name for a title: its file's name, or the preset."""
+def short_name(model: "Model") -> str:
+    """A model's name for a title: its file's name, or the preset with 'random weights'."""
     from pathlib import Path
 
+    if model.checkpoint is None:
+        return f"{model.spec.spec} (random weights)"
     return Path(model.spec.spec).name or model.spec.spec
 
 
@@ -350,4 +352,4 @@ def _document(a: "Model", b: "Model", plan: Plan, matrix: np.ndarray, report: An
     return doc
 
 
-__all__ = ["CompareMixin", "CompareResult", "best_matches", "metric_list"]
+__all__ = ["CompareMixin", "CompareResult", "best_matches", "metric_list", "short_name"]

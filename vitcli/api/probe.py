@@ -147,7 +147,9 @@ class ProbeMixin:
         if plot:
             from vitcli.io.pictures import accuracy_figure, save_figure
 
-            title = f"probe accuracy by layer ({chosen}), {Path(self.spec.spec).name}: {len(rows)} images, " \
+            from vitcli.api.compare import short_name
+
+            title = f"probe accuracy by layer ({chosen}), {short_name(self)}: {len(rows)} images, " \
                     f"{len(found.classes)} classes"
             save_figure(plot, accuracy_figure(la, acc, [f"k-NN (k={k})", "linear"], title))
         return ProbeResult(acc, la, found.classes, y.numpy(), [found.paths[i] for i in rows],

@@ -89,7 +89,7 @@ def _tables(doc: dict[str, Any]) -> list[Any]:
     best = doc["best"]
     table = [[str(a["layer"]), _mark(a["knn"], a["layer"] == best["knn"]["layer"]),
               _mark(a["linear"], a["layer"] == best["linear"]["layer"])] for a in doc["accuracy"]]
-    return [info_table("vitcli probe", rows), rows_table("test accuracy by layer (* best)", ["layer", "k-NN", "linear"], table)]
+    return [info_table("vitcli probe", rows), rows_table("accuracy (* best)", ["layer", "k-NN", "linear"], table)]
 
 
 def _mark(accuracy: float, best: bool) -> str:
