@@ -108,7 +108,7 @@ def test_cli_writes_matrix_plot_and_table(setup) -> None:
     assert r.returncode == 0, r.stderr.decode()
     out = r.stdout.decode()
     assert max(len(line) for line in out.splitlines()) <= 80
-    assert "best-matching layer of B" in out
+    assert "best layer of B" in out
     sim = np.load(d / "sim.npy")
     assert sim.shape == (2, 2, 2)
     assert (d / "sim.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -135,3 +135,23 @@ def test_bad_inputs_one_line_nothing_written(setup) -> None:
     r = run_cli("compare", *setup["paths"][:5], "--weights", setup["a"], "--metric", "mutual-knn", "-o", out)
     assert_clean_error(r, "--topk", "11 images", code=2)
     assert not out.exists()
+
+
+def test_features_from_embed_stage_layers(setup, tmp_path) -> None:
+    """embed --stage layers into Parquet shards, then compare --features: the numbers of compare on the images."""
+    from vitcli.api.compare import compare_features
+    from vitcli.api.dataset import DatasetSpec
+
+    paths = [str(p) for p in setup["paths"][:24]]
+    for name, key in (("a", "a"), ("b", "b")):
+        model = load_model(setup[key])
+        model.embed(paths, stage="layers", tokens="mean", size=SIZE, fit="strict", output_dir=str(tmp_path / name),
+                    dataset=DatasetSpec(format="parquet", shard_size=10))
+    assert len(list((tmp_path / "a").glob("part-*.parquet"))) == 3
+    metrics = ["cka", "mutual-knn"]
+    stored = compare_features(str(tmp_path / "a"), str(tmp_path / "b"), metric=metrics, topk=5, exact=True)
+    direct = load_model(setup["a"]).compare(paths, with_model=setup["b"], metric=metrics, tokens="mean", topk=5,
+                                            exact=True, size=SIZE, fit="strict")
+    assert np.abs(stored.similarity - direct.similarity).max() <= 1e-9
+    streamed = compare_features(str(tmp_path / "a"), layers="-1", batch_size=8)  # A with itself, minibatch CKA
+    assert streamed.similarity.shape == (1, 2) and abs(streamed.similarity[0, 1] - 1) < 1e-9

@@ -125,18 +125,86 @@ class CompareMixin:
         values, report = _run(self, other, images, plan, normalize, batch, progress)
         matrix = np.stack([values[m] for m in metrics]) if len(metrics) > 1 else values[metrics[0]]
         doc = _document(self, other, plan, matrix, report, output, plot)
-        if output:
-            from vitcli.io.arrays import save_npy
-
-            save_npy(output, matrix)
-        if plot:
-            from vitcli.io.pictures import layer_similarity_figure, save_figure
-
-            pair = f"{short_name(self)} with itself" if other is self else f"A {short_name(self)} vs B {short_name(other)}"
-            title = f"{metrics[0]} of layer features ({plan.tokens}), {pair}, {report.done} images"
-            save_figure(plot, layer_similarity_figure(matrix if matrix.ndim == 2 else matrix[0], la, lb, title,
-                                                      metrics[0]))
+        pair = f"{short_name(self)} with itself" if other is self else f"A {short_name(self)} vs B {short_name(other)}"
+        _write(matrix, la, lb, output, plot, f"{metrics[0]} of layer features ({plan.tokens}), {pair}, "
+               f"{report.done} images", metrics[0])
         return CompareResult(matrix, metrics, la, lb, doc, list(self.warnings) + (list(other.warnings) if other is not self else []))
+
+
+@keywords(features=path, features_b=path, metric=_metric, layers_b=layers_parser, topk=number(1, whole=True),
+          cca_dim=number(1, whole=True), exact=flag, plot=path, batch_size=number(1, whole=True))
+def compare_features(features: str, features_b: str | None = None, *, metric: str | Sequence[str] = "cka",
+                     layers: str | Sequence[int] = "all", layers_b: str | Sequence[int] = "all", topk: int = 10,
+                     cca_dim: int = 10, exact: bool = False, output: str | None = None, plot: str | None = None,
+                     batch_size: int = 16) -> CompareResult:
+    """`compare` on features written before by `embed --stage layers` (a .parquet file or a folder of
+    shards) instead of running models: A's, and B's (default A with itself), the same images in both."""
+    from vitcli.api.outputs import check_outputs_first
+    from vitcli.io.tables import count_rows, layer_files, layer_meta, layer_rows
+
+    files_a = layer_files(features)
+    files_b = layer_files(features_b) if features_b else files_a
+    meta_a, meta_b = layer_meta(files_a), layer_meta(files_b)
+    if meta_a.get("tokens") != meta_b.get("tokens"):
+        raise VitcliError("--features", f"A's files hold {meta_a.get('tokens')} tokens, B's {meta_b.get('tokens')}")
+    stored_a, stored_b = list(meta_a["layers"]), list(meta_b["layers"])
+    la = _stored(layers, meta_a, "--layers")
+    lb = _stored(layers_b, meta_b, "--layers-b")
+    check_outputs_first({"output": output, "plot": plot}, inputs=[*files_a, *files_b])
+    metrics = metric_list(metric)
+    n = count_rows(files_a)
+    plan = Plan(metrics, str(meta_a.get("tokens")), la, lb, n, exact or any(m not in ("cka", "unbiased-cka") for m in metrics),
+                exact, topk, cca_dim)
+    _check_plan_counts(plan, n, min(meta_a["model"]["dim"], meta_b["model"]["dim"]))
+    same = features_b is None and la == lb
+    consumer = _Features(plan, same, batch_size)
+    pick_a, pick_b = [stored_a.index(i) for i in la], [stored_b.index(i) for i in lb]
+    chunks_b = layer_rows(files_b, batch_size) if features_b else None
+    read = 0
+    for paths, rows in layer_rows(files_a, batch_size):  # (b, L, D)
+        xs = [torch_rows(rows[:, j]) for j in pick_a]
+        if chunks_b is None:
+            ys = xs if same else [torch_rows(rows[:, j]) for j in pick_b]
+        else:
+            paths_b, rows_b = next(chunks_b, ([], np.zeros((0,))))
+            if paths_b != paths:
+                raise VitcliError("--features", f"A's and B's files hold different images ({paths[0]!r} and "
+                                  f"{(paths_b or ['nothing'])[0]!r} at row {read}): embed the same images for both")
+            ys = [torch_rows(rows_b[:, j]) for j in pick_b]
+        consumer.add(xs, ys)
+        read += len(paths)
+    values = consumer.results()
+    matrix = np.stack([values[m] for m in metrics]) if len(metrics) > 1 else values[metrics[0]]
+    doc: dict[str, object] = {
+        "command": "compare", "features": [features] + ([features_b] if features_b else []), "images": read,
+        "processed": read, "metrics": metrics, "tokens": plan.tokens, "samples": read, "layers_a": la, "layers_b": lb,
+        "self": features_b is None, "cka_estimator": _estimator(plan), "topk": topk, "cca_dim": cca_dim,
+        "shape": list(matrix.shape), **_matrices(plan, matrix, features_b is None),
+        "model_a": meta_a["model"], "model_b": meta_b["model"], "outputs": {"array": output, "plot": plot},
+    }
+    _write(matrix, la, lb, output, plot, f"{metrics[0]} of stored layer features ({plan.tokens}), {read} images",
+           metrics[0])
+    return CompareResult(matrix, metrics, la, lb, doc)
+
+
+def torch_rows(rows: np.ndarray) -> "torch.Tensor":
+    """(b, D) float32 numpy → torch (no copy)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(rows))
+
+
+def _stored(text: str | Sequence[int], meta: dict[str, Any], option: str) -> list[int]:
+    """The layers asked for among those the files hold (block indices of the model that wrote them)."""
+    from vitcli.api.layers import choose_layers
+
+    stored = list(meta["layers"])
+    wanted = stored if text == "all" else choose_layers(text if isinstance(text, str) else ",".join(map(str, text)),
+                                                       int(meta["model"]["depth"]), option)
+    missing = [i for i in wanted if i not in stored]
+    if missing:
+        raise VitcliError(option, f"layer {missing[0]} is not in the files (they hold {', '.join(map(str, stored))})")
+    return wanted
 
 
 def _load_other(model: "Model", spec: Any) -> "Model":
@@ -171,18 +239,26 @@ def _plan(a: "Model", b: "Model", images: "Images", metrics: list[str], tokens: 
             raise VitcliError("--tokens", f"patches makes every patch a sample, so both models need one grid: A's is "
                               f"{ga[0]}×{ga[1]}, B's {gb[0]}×{gb[1]} (give --size, or use cls, mean or pooled)")
         per = ga[0] * ga[1] if ga else 1
-    knn = [m for m in metrics if m in ("mutual-knn", "cknna")]
-    if knn and n < topk + 1:
-        raise UsageError("--topk", f"{knn[0]} finds {topk} neighbours among the other images: it needs at least "
-                         f"{topk + 1} images, got {n}")
-    if any(m in CKA_METRICS for m in metrics) and n * per < MIN_SAMPLES:
-        raise VitcliError("IMAGE", f"CKA needs at least {MIN_SAMPLES} samples (unbiased HSIC divides by n(n−3)); got {n}")
-    widest = min(a.config.dim, b.config.dim)
-    if "svcca" in metrics and cca_dim > min(n * per, widest):
-        raise UsageError("--cca-dim", f"{cca_dim} directions need at least as many samples and channels: "
-                         f"{n * per} samples, width {widest}")
-    hold = exact or any(m not in CKA_METRICS for m in metrics)
-    return Plan(metrics, tokens, la, lb, n * per, hold, exact, topk, cca_dim)
+    plan = Plan(metrics, tokens, la, lb, n * per, False, exact, topk, cca_dim)
+    _check_plan_counts(plan, n, min(a.config.dim, b.config.dim))
+    plan.hold = exact or any(m not in CKA_METRICS for m in metrics)
+    return plan
+
+
+def _check_plan_counts(plan: Plan, images: int, widest: int) -> None:
+    """The usage errors a count of images shows before anything runs: kNN's --topk, CKA's 4 samples, --cca-dim."""
+    from vitcli.core.similarity import CKA_METRICS
+
+    knn = [m for m in plan.metrics if m in ("mutual-knn", "cknna")]
+    if knn and images < plan.topk + 1:
+        raise UsageError("--topk", f"{knn[0]} finds {plan.topk} neighbours among the other images: it needs at least "
+                         f"{plan.topk + 1} images, got {images}")
+    if any(m in CKA_METRICS for m in plan.metrics) and plan.samples < MIN_SAMPLES:
+        raise VitcliError("IMAGE", f"CKA needs at least {MIN_SAMPLES} samples (unbiased HSIC divides by n(n−3)); "
+                          f"got {plan.samples}")
+    if "svcca" in plan.metrics and plan.cca_dim > min(plan.samples, widest):
+        raise UsageError("--cca-dim", f"{plan.cca_dim} directions need at least as many samples and channels: "
+                         f"{plan.samples} samples, width {widest}")
 
 
 def _planned_grid(model: "Model", images: "Images") -> tuple[int, int] | None:
@@ -333,23 +409,44 @@ def best_matches(matrix: np.ndarray, la: list[int], lb: list[int], same: bool = 
 def _document(a: "Model", b: "Model", plan: Plan, matrix: np.ndarray, report: Any, output: str | None,
               plot: str | None) -> dict[str, object]:
     """compare's JSON document."""
-    from vitcli.core.similarity import CKA_METRICS
-
-    mats = matrix if matrix.ndim == 3 else matrix[None]
-    streamed = not plan.exact and any(m in CKA_METRICS for m in plan.metrics)
     doc: dict[str, object] = {
         "command": "compare", **report.document(), "metrics": plan.metrics, "tokens": plan.tokens,
         "samples": report.done * (plan.samples // max(1, report.inputs)),
-        "layers_a": plan.layers_a, "layers_b": plan.layers_b, "self": b is a,
-        "cka_estimator": None if not any(m in CKA_METRICS for m in plan.metrics) else
-        "minibatch unbiased HSIC (Nguyen et al. 2021)" if streamed else "all samples",
-        "topk": plan.topk, "cca_dim": plan.cca_dim, "shape": list(matrix.shape),
-        "similarity": {m: [[round(float(v), 6) for v in row] for row in mats[i]] for i, m in enumerate(plan.metrics)},
-        "best": {m: best_matches(mats[i], plan.layers_a, plan.layers_b, b is a) for i, m in enumerate(plan.metrics)},
+        "layers_a": plan.layers_a, "layers_b": plan.layers_b, "self": b is a, "cka_estimator": _estimator(plan),
+        "topk": plan.topk, "cca_dim": plan.cca_dim, "shape": list(matrix.shape), **_matrices(plan, matrix, b is a),
         "model_a": a.document(), "model_b": b.document(),
     }
     doc["outputs"] = {"array": output, "plot": plot}
     return doc
 
 
-__all__ = ["CompareMixin", "CompareResult", "best_matches", "metric_list", "short_name"]
+def _estimator(plan: Plan) -> str | None:
+    """How CKA was estimated: streamed minibatches, or all samples at once."""
+    from vitcli.core.similarity import CKA_METRICS
+
+    if not any(m in CKA_METRICS for m in plan.metrics):
+        return None
+    return "all samples" if plan.exact else "minibatch unbiased HSIC (Nguyen et al. 2021)"
+
+
+def _matrices(plan: Plan, matrix: np.ndarray, same: bool) -> dict[str, object]:
+    """The JSON keys of the matrices: each metric's rows, and the best-matching layer of B per layer of A."""
+    mats = matrix if matrix.ndim == 3 else matrix[None]
+    return {"similarity": {m: [[round(float(v), 6) for v in row] for row in mats[i]] for i, m in enumerate(plan.metrics)},
+            "best": {m: best_matches(mats[i], plan.layers_a, plan.layers_b, same) for i, m in enumerate(plan.metrics)}}
+
+
+def _write(matrix: np.ndarray, la: list[int], lb: list[int], output: str | None, plot: str | None, title: str,
+           label: str) -> None:
+    """-o's .npy and --plot's heatmap (the first metric's)."""
+    if output:
+        from vitcli.io.arrays import save_npy
+
+        save_npy(output, matrix)
+    if plot:
+        from vitcli.io.pictures import layer_similarity_figure, save_figure
+
+        save_figure(plot, layer_similarity_figure(matrix if matrix.ndim == 2 else matrix[0], la, lb, title, label))
+
+
+__all__ = ["CompareMixin", "CompareResult", "best_matches", "compare_features", "metric_list", "short_name"]

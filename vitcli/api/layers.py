@@ -49,12 +49,14 @@ def kept_bytes(model: "Model", layers: Sequence[int]) -> Callable[[int, tuple[in
 
 
 class LayerCompute:
-    """(b, 3, H, W) → each chosen layer's rows, (b, D) per image or (b, N, D) for patches, from one forward."""
+    """(b, 3, H, W) → each chosen layer's rows, (b, D) per image or (b, N, D) for patches, from one forward.
+
+    A plain object holding the torch module (not the Model), so it can be sent to Ray actors."""
 
     def __init__(self, model: "Model", layers: Sequence[int], tokens: str) -> None:
         from vitcli.core.layer_tokens import layer_capture
 
-        self.model, self.layers, self.tokens = model, list(layers), tokens
+        self.module, self.config, self.layers, self.tokens = model.module, model.config, list(layers), tokens
         self.capture = layer_capture(self.layers, tokens, model.config.depth)
 
     def tensors(self, x: "torch.Tensor") -> "list[torch.Tensor]":
@@ -64,8 +66,8 @@ class LayerCompute:
         from vitcli.core.layer_tokens import layer_tokens
 
         with torch.inference_mode():
-            out = self.model.module(x, capture=self.capture)
-        return layer_tokens(out.blocks, out.pooled, self.layers, self.tokens, self.model.config)
+            out = self.module(x, capture=self.capture)
+        return layer_tokens(out.blocks, out.pooled, self.layers, self.tokens, self.config)
 
     def __call__(self, x: "torch.Tensor") -> "dict[str, np.ndarray]":
         """run_model's compute: {"layers": (b, L, D) or (b, L, N, D) float32}."""

@@ -67,6 +67,7 @@ def compare_command(
     topk: Annotated[int, typer.Option("--topk", metavar="K", help="Neighbours for mutual-knn and cknna.")] = 10,
     cca_dim: Annotated[int, typer.Option("--cca-dim", metavar="N", help="Singular directions svcca keeps.")] = 10,
     exact: Annotated[bool, typer.Option("--exact", metavar="", help="Hold every image's features and compute CKA on all of them at once (the textbook value) instead of streaming minibatches.")] = False,
+    features: Annotated[list[str] | None, typer.Option("--features", metavar="DIR", help="Compare features written before by embed --stage layers --output-dir DIR --format parquet (or -o FILE.parquet) instead of running models: once for A with itself, twice for A and B.", show_default=False)] = None,
     normalize: NormalizeOpt = None,
     output: ArrayOpt = None,
     plot: PlotOpt = None,
@@ -82,6 +83,9 @@ def compare_command(
     if batch.output_dir is not None:
         raise UsageError("--output-dir", "compare writes one matrix: use -o FILE.npy")
     out = Output(output, as_json, quiet)
+    if features:
+        return _stored(features, images, with_model, out, metric=metric, layers=layers, layers_b=layers_b, topk=topk,
+                       cca_dim=cca_dim, exact=exact, output=output, plot=plot, batch_size=batch.batch_size)
     found = gather(images, image_opts, batch)
     model = open_model(model_opts, image_opts)
     with out.progress(len(found)) as progress:
@@ -91,13 +95,25 @@ def compare_command(
     out.finish(result.document, *_tables(result.document), warnings=result.warnings)
 
 
+def _stored(features: list[str], images: list[str] | None, with_model: str | None, out: Output, **options: Any) -> None:
+    """--features: the comparison of stored layer features, no model run."""
+    from vitcli.api.compare import compare_features
+    from vitcli.errors import UsageError
+
+    if images or with_model or len(features) > 2:
+        raise UsageError("--features", "compares stored features: give it once (A with itself) or twice (A, B), "
+                         "without IMAGE or --with")
+    result = compare_features(features[0], features[1] if len(features) > 1 else None, **options)
+    out.finish(result.document, *_tables(result.document))
+
+
 def _tables(doc: dict[str, Any]) -> list[Any]:
     """The run's summary and, for each layer of A, the best-matching layer of B under each metric."""
     from vitcli.report import info_table
     from vitcli.tables import batch_rows, rows_table, span
 
     a, b = doc["model_a"], doc["model_b"]
-    rows = batch_rows(doc) + [
+    rows = (batch_rows(doc) if "features" not in doc else [("features", ", ".join(doc["features"]))]) + [
         ("model A", f"{a['name']}: {a['source']}"), ("model B", "A itself" if doc["self"] else f"{b['name']}: {b['source']}"),
         ("tokens", doc["tokens"]), ("samples", f"{doc['samples']:,}"),
         ("layers A / B", f"{span(doc['layers_a'])} / {span(doc['layers_b'])}"),
@@ -110,4 +126,4 @@ def _tables(doc: dict[str, Any]) -> list[Any]:
     table = [[str(row["layer"])] + [f"{best[m][i]['best_b']} ({best[m][i]['score']:.3f})" for m in doc["metrics"]]
              for i, row in enumerate(best[doc["metrics"][0]])]
     return [info_table("vitcli compare", rows), rows_table(
-        "best-matching layer of B (score)" + (", other than the layer itself" if doc["self"] else ""), columns, table)]
+        "best layer of B (score)" + (", not itself" if doc["self"] else ""), columns, table)]
