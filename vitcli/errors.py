@@ -39,7 +39,7 @@ class VitcliError(Exception):
 
 
 # Options whose Python keyword is not the shell's name with '_' for '-' (short options by their letter).
-API_NAMES = {"weights": "spec", "o": "output"}
+API_NAMES = {"weights": "spec", "o": "output", "with": "with_model"}
 # '--no-strict', '--kind=rope', '--output-dir DIR' (a capitalised metavar), '--overlay'
 _OPTION = re.compile(r"(?<![\w-])(?:--(no-)?([a-z][a-z0-9-]*)|-(o)\b)(?:=([\w.-]+)|( (?:[A-Z][A-Za-z]*|N)\b))?")
 

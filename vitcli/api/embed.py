@@ -4,12 +4,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vitcli.api.display import ShowsItself
-from vitcli.api.values import keywords
+from vitcli.api.values import choice, keywords, layers as layer_list
 from vitcli.errors import VitcliError
 
-Stage = Literal["patches", "tokens", "input", "output", "pooled", "projected"]
+Stage = Literal["patches", "tokens", "input", "output", "pooled", "projected", "layers"]
 Impl = Literal["conv", "linear"]
-STAGES: tuple[str, ...] = ("patches", "tokens", "input", "output", "pooled", "projected")
+STAGES: tuple[str, ...] = ("patches", "tokens", "input", "output", "pooled", "projected", "layers")
 # name in arrays and JSON → ViTOutput field; `with_cls` is shown but cannot be written alone
 FIELDS = {"patches": "patches", "tokens": "tokens", "with_cls": "with_prefix", "input": "z0", "output": "output",
           "pooled": "pooled", "projected": "logits"}
@@ -60,14 +60,18 @@ def _capture(stages: set[str], cls_pooling: bool):
 class EmbedMixin:
     """`embed` for `Model`."""
 
-    @keywords(with_images=("images",))
+    @keywords(with_images=("images",), tokens=choice(("cls", "mean", "pooled")),
+              layers=lambda name, v: None if v is None else layer_list(name, v))
     def embed(self, images: Any, *, stage: Stage = "input", impl: Impl = "conv", posenc: str | None = None,
               normalize: str | None = None, output: str | None = None, output_dir: str | None = None,
-              batch: Any = None, keep: bool = True, progress: Any = None, dataset: Any = None) -> EmbedResult:
+              batch: Any = None, keep: bool = True, progress: Any = None, dataset: Any = None,
+              layers: str | None = None, tokens: str | None = None) -> EmbedResult:
         """Every stage of one image (arrays without a batch axis), or one stage of many images
         ((B, ...) rows, streamed to `output` / `output_dir` when given). `posenc` is a preset's choice
         at load time; here it must match the model. `dataset` (a DatasetSpec; also implied by
-        -o FILE.parquet) writes Parquet or resumable shards, locally or on Ray."""
+        -o FILE.parquet) writes Parquet or resumable shards, locally or on Ray. stage="layers" writes
+        every chosen block's feature (`layers`, default all; `tokens` cls | mean | pooled): (L, D) an image,
+        what `compare --features` reads."""
         from dataclasses import replace
 
         from vitcli.api.images import as_images
@@ -103,17 +107,20 @@ class EmbedMixin:
         capture = _capture(stages, self.config.pooling == "cls")
 
         self.resolve_grid(images)  # a table whose grid the weights do not show: before the model is built
-        compute = EmbedCompute(self.module, capture, impl, stages)
+        compute: Any = EmbedCompute(self.module, capture, impl, stages)
+        describe: dict[str, Any] = {"impl": impl}
+        if stage == "layers" or layers is not None or tokens is not None:
+            compute, describe = self._layer_compute(stage, layers, tokens)
         if dataset.wanted(output):
             run = run_dataset(self, images, compute, main=stage, normalize=normalize, batch=batch or BatchSpec(),
                               output=output, output_dir=output_dir, dataset=dataset, progress=progress,
-                              describe={"impl": impl})
+                              describe=describe)
             return self._embed_many(run, stage, impl, output, output_dir)
         run = run_model(self, images, compute, main=stage, normalize=normalize, batch=batch or BatchSpec(),
                         output=output, output_dir=output_dir, keep=keep, progress=progress)
         if run.many:
             return self._embed_many(run, stage, impl, output, output_dir)
-        arrays = {s: a[0] for s, a in run.arrays.items()}
+        arrays = {s: a[0] for s, a in run.arrays.items()}  # (L, D) for stage layers
         if output:
             from vitcli.io.arrays import save_npy
 
@@ -123,6 +130,16 @@ class EmbedMixin:
         doc = {**self._single_document("embed", fitted, tuple(grid), run.normalize), "stage": stage, "impl": impl,
                "tensors": {s: tensor_stats(a) for s, a in arrays.items()}, "outputs": {"array": output}}
         return EmbedResult(stage, arrays, doc, fitted, list(self.warnings))
+
+    def _layer_compute(self, stage: str, layers: str | None, tokens: str | None) -> tuple[Any, dict[str, Any]]:
+        """stage="layers": every chosen block's tokens from one forward pass, and what the files say about them."""
+        from vitcli.api.layers import LayerCompute, choose_layers, choose_tokens
+        from vitcli.errors import UsageError
+
+        if stage != "layers":
+            raise UsageError("--layers" if layers is not None else "--tokens", "works with --stage layers")
+        chosen, picked = choose_layers(layers, self.config.depth), choose_tokens(tokens, [self])
+        return LayerCompute(self, chosen, picked), {"layers": chosen, "tokens": picked}  # type: ignore[arg-type]
 
     def _embed_many(self, run: Any, stage: str, impl: str, output: str | None, output_dir: str | None) -> EmbedResult:
         report = run.report

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from vitcli.api.attend import AttendMixin
 from vitcli.api.budget import MemoryMixin
+from vitcli.api.compare import CompareMixin
 from vitcli.api.embed import EmbedMixin
 from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
 from vitcli.api.images import FittedImage, ImageSpec, check_spec, fit_one
 from vitcli.api.outputs import OutputsMixin
 from vitcli.api.text import TextMixin
+from vitcli.api.probe import ProbeMixin
 from vitcli.api.values import keywords
 from vitcli.api.view import ViewMixin
 from vitcli.errors import VitcliError, option_errors
@@ -46,7 +48,8 @@ class ModelSpec:
     max_memory: str | int | None = None  # the memory limit (vitcli.core.budget); None: a share of what is free
 
 
-class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, TextMixin, MemoryMixin, OutputsMixin):
+class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, TextMixin, CompareMixin, ProbeMixin, MemoryMixin,
+            OutputsMixin):
     """A built ViT on its device, with where it came from and how images reach it."""
 
     def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, spec: ModelSpec) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 # API keyword of every output that names a file → the CLI option (the name errors use).
 OUTPUT_OPTIONS = {"output": "-o", "grid_png": "--grid-png", "png": "--png", "similarity": "--similarity",
                   "rollout": "--rollout", "distance": "--distance", "plot_distance": "--plot-distance",
-                  "masks": "--masks", "cosine": "--cosine", "save_qkv": "--save-qkv", "overlay": "--overlay"}
+                  "masks": "--masks", "cosine": "--cosine", "save_qkv": "--save-qkv", "overlay": "--overlay",
+                  "plot": "--plot"}
 
 
 def rollout_png_path(npy: str) -> str | None:

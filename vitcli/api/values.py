@@ -276,7 +276,7 @@ KEYWORDS: dict[str, Parser] = {
     "seed": number(whole=True), "strict": flag, "class_token": flag, "posenc": choice(PosEncKind),
     "native_size": size, "activation": text, "online": flag, "family": text, "describe_only": flag,
     # what a command computes
-    "stage": choice(("patches", "tokens", "input", "output", "pooled", "projected"), optional=False),
+    "stage": choice(("patches", "tokens", "input", "output", "pooled", "projected", "layers"), optional=False),
     "impl": choice(("conv", "linear"), optional=False), "normalize": text,
     "layer": layers, "layers": layers, "head": heads, "query": query,
     "rollout_fusion": text, "discard_ratio": number(), "discard_scope": text,

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from vitcli import __version__
-from vitcli.cli import attend, embed, explain, figures, info, patchify, posenc
+from vitcli.cli import attend, compare, embed, explain, figures, info, patchify, posenc, probe
 from vitcli.cli import text as text_cli
 from vitcli.cli import view as view_cli
 
@@ -37,6 +37,8 @@ app.command("attend", help=attend.HELP, epilog=attend.EPILOG)(attend.attend_comm
 app.command("info", help=info.HELP, epilog=info.EPILOG)(info.info_command)
 app.command("explain", help=explain.HELP, epilog=explain.EPILOG)(explain.explain_command)
 app.command("classify", help=text_cli.HELP, epilog=text_cli.EPILOG)(text_cli.classify_command)
+app.command("compare", help=compare.HELP, epilog=compare.EPILOG)(compare.compare_command)
+app.command("probe", help=probe.HELP, epilog=probe.EPILOG)(probe.probe_command)
 app.add_typer(figures.app, name="figures", help=figures.HELP)
 app.command("view", help=view_cli.HELP, epilog=view_cli.EPILOG)(view_cli.view_command)
 

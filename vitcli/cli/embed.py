@@ -25,20 +25,23 @@ EXAMPLES = [
     'vitcli embed sample_images/ --output-dir out/ --resume',
 ]
 EPILOG = examples(EXAMPLES)
-Stage = choices("Stage", Literal["patches", "tokens", "input", "output", "pooled", "projected"])
+Stage = choices("Stage", Literal["patches", "tokens", "input", "output", "pooled", "projected", "layers"])
+LayerTokens = choices("LayerTokens", Literal["cls", "mean", "pooled"])
 Impl = choices("Impl", Literal["conv", "linear"])
 Posenc = choices("Posenc", Literal["learned", "sincos1d", "sincos2d", "none"])
 LABELS = {"patches": "patches (N, P·P·C)", "tokens": "projected (N, D)", "with_cls": "with class token (T, D)",
           "input": "Z0 = + position (T, D)", "output": "encoder output Z_L (T, D)", "pooled": "pooled embedding (D,)",
-          "projected": "projected (E,): image-text space"}
+          "projected": "projected (E,): image-text space", "layers": "every chosen block's tokens (L, D)"}
 
 
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions, data=DatasetOptions)
 def embed_command(
     images: ImagesArg = None,
-    stage: Annotated[Stage, typer.Option("--stage", metavar="STAGE", help="Which stage -o writes: patches, tokens (the projected patches), input (Z0), output (Z_L), pooled, or projected (CLIP-style models: the image embedding in the joint image-text space, after the projection).")] = Stage("input"),  # type: ignore[valid-type]
+    stage: Annotated[Stage, typer.Option("--stage", metavar="STAGE", help="Which stage -o writes: patches, tokens (the projected patches), input (Z0), output (Z_L), pooled, projected (CLIP-style models: the image embedding in the joint image-text space, after the projection), or layers (each block's feature before the final norm, --tokens of --layers: (L, D) an image, what compare --features reads).")] = Stage("input"),  # type: ignore[valid-type]
     impl: Annotated[Impl, typer.Option("--impl", metavar="IMPL", help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).")] = Impl("conv"),  # type: ignore[valid-type]
     posenc: Annotated[Optional[Posenc], typer.Option("--posenc", metavar="POSENC", help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]", show_default=False)] = None,  # type: ignore[valid-type]
+    layers: Annotated[Optional[str], typer.Option("--layers", metavar="LAYERS", help="With --stage layers: the blocks (all, -1, 0,3,6 or 2:5). \\[default: all]", show_default=False)] = None,
+    tokens: Annotated[Optional[LayerTokens], typer.Option("--tokens", metavar="TOKENS", help="With --stage layers: cls | mean | pooled. \\[default: cls with a class token, else mean]", show_default=False)] = None,  # type: ignore[valid-type]
     normalize: NormalizeOpt = None,
     text: TextOpt = None,
     tokenizer: TokenizerOpt = None,
@@ -64,7 +67,7 @@ def embed_command(
     with out.progress(len(found)) as progress:
         result = model.embed(found, stage=value(stage), impl=value(impl), normalize=normalize, output=output,
                              output_dir=batch.output_dir, batch=batch_spec(batch), keep=False, progress=progress,
-                             dataset=dataset_spec(data))
+                             dataset=dataset_spec(data), layers=layers, tokens=value(tokens))
     out.finish(result.document, *_tables(result.document, "input" not in result.document), warnings=result.warnings)
 
 

@@ -194,3 +194,45 @@ def bias_maps_figure(maps: np.ndarray, patch: tuple[int, int], title: str):
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(title)
     return fig
+
+
+def _layer_ticks(layers: list[int]) -> tuple[list[int], list[str]]:
+    """Positions and labels of layer numbers on an axis (every one up to 16, else a spread)."""
+    step = max(1, len(layers) // 16)
+    at = list(range(0, len(layers), step))
+    return at, [str(layers[i]) for i in at]
+
+
+def layer_similarity_figure(matrix: np.ndarray, layers_a: list[int], layers_b: list[int], title: str,
+                            label: str = "similarity"):
+    """Kornblith et al. / Raghu et al.'s layer × layer heatmap: A's layers down, B's across, 0 at the top left."""
+    plt = _pyplot()
+    rows, cols = matrix.shape
+    side = 0.32
+    fig, ax = plt.subplots(figsize=(max(3.6, cols * side + 1.6), max(3.0, rows * side + 0.9)), dpi=110)
+    im = ax.imshow(matrix, cmap="magma", interpolation="nearest", aspect="auto")
+    ax.set_yticks(*_layer_ticks(layers_a))
+    ax.set_xticks(*_layer_ticks(layers_b))
+    ax.set_ylabel("Layer of A (block index)")
+    ax.set_xlabel("Layer of B (block index)")
+    ax.set_title(title, fontsize=9)
+    colour_bar(fig, ax, im, label)
+    return fig
+
+
+def accuracy_figure(layers: list[int], accuracy: np.ndarray, names: list[str], title: str):
+    """Accuracy against depth, one line per probe (accuracy (layers, probes) as fractions), best layers marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=110)
+    for j, name in enumerate(names):
+        line, = ax.plot(layers, 100 * accuracy[:, j], marker="o", ms=4, label=name)
+        best = int(np.nanargmax(accuracy[:, j]))
+        ax.scatter([layers[best]], [100 * accuracy[best, j]], s=90, facecolors="none", edgecolors=line.get_color())
+    ax.set_xlabel("Layer (block index)")
+    ax.set_ylabel("Test accuracy (%)")
+    ax.set_xticks(layers[::max(1, len(layers) // 16)])
+    ax.set_ylim(0, 102)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, loc="lower right")
+    return fig

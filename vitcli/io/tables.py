@@ -13,6 +13,7 @@ only, so vitcli runs without it until a Parquet output is asked for.
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,62 @@ class MetadataIndex:
         table = pa.table(columns).replace_schema_metadata({META_KEY: json.dumps(self.meta, sort_keys=True).encode()})
         _guard(self.target, lambda: pq.write_table(table, self.tmp))
         _fsync(self.tmp)
+
+
+def layer_files(source: str) -> list[str]:
+    """The Parquet files of `embed --stage layers`: one .parquet file, or a folder's part-*.parquet shards."""
+    p = Path(source)
+    if p.is_dir():
+        files = sorted(str(f) for f in p.glob("part-*.parquet"))
+        if not files:
+            raise VitcliError(source, "holds no part-*.parquet shards (embed --stage layers --output-dir DIR "
+                              "--format parquet writes them)")
+        return files
+    if not p.is_file():
+        raise VitcliError(source, "does not exist")
+    return [source]
+
+
+def layer_meta(files: list[str]) -> dict[str, Any]:
+    """The metadata of `embed --stage layers` files (their layers, tokens and model), checked to be that."""
+    try:
+        meta = read_meta(files[0])
+    except Exception:  # noqa: BLE001 - not Parquet, or not vitcli's: one line naming the file
+        raise VitcliError(files[0], "is not a Parquet file vitcli wrote") from None
+    if meta.get("stage") != "layers":
+        raise VitcliError(files[0], f"holds embed's stage {meta.get('stage')!r}, not layers (embed --stage layers)")
+    return meta
+
+
+def layer_rows(files: list[str], rows: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(paths, (b, L, D) float32) chunks of `rows` images (the last one shorter), failed images left out."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    paths: list[str] = []
+    parts: list[np.ndarray] = []
+    held = 0
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=max(rows, 64), columns=["path", "embedding"]):
+            batch = batch.filter(pc.is_valid(batch.column("embedding")))
+            if not batch.num_rows:
+                continue
+            column = batch.column("embedding")
+            d = column.type.value_type.list_size
+            values = column.flatten().flatten().to_numpy(zero_copy_only=False).reshape(batch.num_rows, -1, d)
+            paths += batch.column("path").to_pylist()
+            parts.append(values)
+            held += batch.num_rows
+            while held >= rows:
+                stacked = np.concatenate(parts)
+                yield paths[:rows], stacked[:rows]
+                paths, parts, held = paths[rows:], [stacked[rows:]], held - rows
+    if held:
+        yield paths, np.concatenate(parts)
+
+
+def count_rows(files: list[str]) -> int:
+    """Images with a feature in the files (failed ones left out)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_table(f, columns=["error"]).column("error").null_count for f in files)
