@@ -22,9 +22,10 @@ class CaseTimeout(BaseException):
 
 def _status(key: str) -> int:
     """A /proc/self/status figure in bytes (VmRSS, VmHWM)."""
-    for line in open("/proc/self/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
     raise KeyError(key)
 
 
@@ -72,7 +73,9 @@ def main() -> None:
 
     import vitcli.cli  # noqa: F401
 
-    results = [run_one(args, seconds) for args in json.loads(open(cases_file).read())]
+    with open(cases_file) as f:
+        cases = json.load(f)
+    results = [run_one(args, seconds) for args in cases]
     with open(results_file, "w") as f:
         json.dump(results, f)
 
