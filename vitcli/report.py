@@ -96,15 +96,24 @@ def emit_json(document: dict[str, Any]) -> None:
     """Exactly one JSON object on standard output, with vitcli's version."""
     from vitcli import __version__
 
-    sys.stdout.write(json.dumps({**document, "version": __version__}, default=_jsonable) + "\n")
+    text = json.dumps(finite({**document, "version": __version__}), allow_nan=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
-def _jsonable(value: Any) -> Any:
+def finite(value: Any) -> Any:
+    """A document as strict JSON values: NaN and ±Infinity as null (bare NaN is not JSON), numpy values as
+    Python ones, tuples as lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
     if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    if isinstance(value, tuple):
-        return list(value)
+        return finite(value.tolist())
+    if value is None or isinstance(value, (str, int)):
+        return value
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 

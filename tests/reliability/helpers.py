@@ -51,3 +51,42 @@ def in_private_mount(script: str, tmp_path: Path) -> subprocess.CompletedProcess
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), "PY": sys.executable}
     return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, env=env,
                           cwd=tmp_path, timeout=120)
+
+
+CASE_SECONDS = 20.0  # a case's time cap: far above what a refusal takes, far below a hang's
+CASE_GROWTH = 600 << 20  # a case's memory cap over the process's resident size at its start
+ADDRESS_SPACE = 6 << 30  # the whole batch's RLIMIT_AS: torch maps much it never touches
+
+
+def run_capped(cases: list[list[str]], tmp_path: Path, seconds: float = CASE_SECONDS,
+               env: dict | None = None) -> list[dict]:
+    """Run each argument list through vitcli.cli.main() in one subprocess under RLIMIT_AS, each with a
+    time cap; per case {"args", "code" (or "timeout"), "stdout", "stderr", "growth" (peak bytes)}."""
+    import resource
+
+    (tmp_path / "cases.json").write_text(json.dumps([[str(a) for a in c] for c in cases]))
+    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", "PYTHONPATH": str(ROOT), **(env or {})}
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+    done = subprocess.run([sys.executable, "-m", "tests.reliability.capped", tmp_path / "cases.json",
+                           tmp_path / "results.json", str(seconds)], cwd=ROOT, env=full_env, capture_output=True,
+                          timeout=60 + seconds * len(cases), preexec_fn=cap, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    results = json.loads((tmp_path / "results.json").read_text())
+    return [{"args": [str(a) for a in c], **r} for c, r in zip(cases, results)]
+
+
+def assert_one_line(result: dict, *words: str, code: int = 1, growth: int = CASE_GROWTH) -> str:
+    """A capped case refused: exit `code` within its time cap and memory cap, one line naming `words`,
+    no traceback, no internal error, nothing on standard output."""
+    err, args = result["stderr"], result["args"]
+    assert result["code"] == code, (args, result["code"], err)
+    assert result["growth"] < growth, (args, result["growth"])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, (args, err)
+    for word in words:
+        assert word in lines[0], (args, word, lines[0])
+    assert result["stdout"] == "", (args, result["stdout"][:200])
+    return lines[0]

@@ -124,6 +124,7 @@ class ViewMixin:
                                              self.config.head_dim**-0.5) for i in range(len(layers))])
         fitted, sim, target_fit = self._view_similarity(image, to, layers, normalize)
         norms = self.norms(image, normalize=normalize)
+        self._check_finite(name, res.weights, rollout, res.distance, norms.array, *sim)
         tab = {"name": name, "grid": list(grid), "image": _png(fitted.pixels), "attention": list(stored),
                "rollout": _f16(rollout), "distance": _f32(res.distance), "similarity": [_f16(s) for s in sim],
                "norms": _f32(norms.array), "norm_thresholds": norms.document["thresholds"],
@@ -132,6 +133,15 @@ class ViewMixin:
                                                       "image": _png(target_fit[0].pixels)},
                "explain": self._view_explain(image, target) if explain else None}
         return tab, max(errs)
+
+    def _check_finite(self, name: str, *arrays: Any) -> None:
+        """The page shows numbers: one line naming the weights when the model's outputs are NaN or infinite."""
+        if all(np.isfinite(np.asarray(a)).all() for a in arrays):
+            return
+        bad, total = self.nonfinite_weights()
+        cause = f"its weights hold {bad:,} NaN or infinite values of {total:,}" if bad else "they overflow"
+        raise VitcliError(self.source, f"the model's attention or features for {name} are NaN or infinite "
+                          f"({cause}): the page cannot show them")
 
     def _view_similarity(self, image: Any, to: Any, layers: list[int], normalize: str | None) -> tuple[Any, list[Any], Any]:
         """Per layer, cosine similarity of every token (T) with every patch of the image or of `to` (N'),

@@ -2,6 +2,7 @@
 declared sizes against the memory limit, members streamed into one buffer of their declared size.
 """
 
+import json
 import os
 import stat
 import zipfile
@@ -15,7 +16,12 @@ MAX_INDEX_BYTES = 256 << 20  # a shard index lists every key: megabytes for the 
 
 
 def read_text_capped(path: Path, cap: int, what: str) -> str:
-    """A regular file's UTF-8 text, refused unread when it is larger than `cap` bytes (OSError passes)."""
+    """A regular file's UTF-8 text, refused unread when it is larger than `cap` bytes (OSError passes).
+
+    Checked with os.stat before it is opened: opening a FIFO blocks until a writer comes, and a link to
+    /dev/zero never ends."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise VitcliError(str(path), f"not a regular file: a device, pipe or socket cannot hold {what}")
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
@@ -27,6 +33,14 @@ def read_text_capped(path: Path, cap: int, what: str) -> str:
     if len(data) > cap:  # grew while read
         raise VitcliError(str(path), f"more than {format_bytes(cap)}: more than {what} can hold")
     return data.decode("utf-8")
+
+
+def parse_json(text: str | bytes) -> object:
+    """json.loads, with nesting deeper than Python's stack (RecursionError) a ValueError like any other bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply (thousands of levels)") from None
 
 
 MAX_KEYS = 20_000  # tensors in one checkpoint: 20× the largest real ViT checkpoints (CLIP bigG with its text tower, ~1,000)
@@ -71,4 +85,4 @@ def read_member(z: zipfile.ZipFile, name: str, where: str, cap: int | None = Non
 
 
 __all__ = ["MAX_CONFIG_BYTES", "MAX_INDEX_BYTES", "MAX_KEYS", "MAX_PICKLE_BYTES", "check_declared_sizes",
-           "check_key_count", "read_member", "read_text_capped"]
+           "check_key_count", "parse_json", "read_member", "read_text_capped"]

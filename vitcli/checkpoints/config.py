@@ -16,6 +16,7 @@ Three files are read (see `read.CONFIG_FILES`), each only for the vision fields 
 A field of the wrong type is one VitcliError naming the file and the field; absent fields are None.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,10 @@ class CheckpointConfig:
     labels_from: str | None = None  # where they were read, e.g. "config.json id2label"
 
 
+CROP_PCT = (0.1, 2.0)  # timm's crop_pct: 0.875 to 1.15 in its registry; outside this it resizes absurdly
+MAX_LN_EPS = 1.0  # a LayerNorm epsilon: 1e-12 to 1e-5 in practice; a large one flattens every token to its bias
+
+
 class _Fields:
     """Typed reads from one JSON object, each failure one VitcliError naming the file and the field."""
 
@@ -143,10 +148,13 @@ class _Fields:
             raise self._bad(key, value, "a positive integer")
         return value
 
-    def number(self, key: str) -> float | None:
+    def number(self, key: str, low: float = 0.0, high: float = math.inf) -> float | None:
+        """A finite number in (low, high]: NaN and Infinity, which Python's JSON reads, are refused."""
         value = self.data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise self._bad(key, value, "a positive number")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or not low < value <= high):
+            raise self._bad(key, value, "a positive number" if (low, high) == (0.0, math.inf)
+                            else f"a number above {low:g}, at most {high:g}")
         return None if value is None else float(value)
 
     def text(self, key: str) -> str | None:
@@ -161,15 +169,16 @@ class _Fields:
             raise self._bad(key, value, "true or false")
         return value
 
-    def channels(self, key: str) -> Floats | None:
-        """Per-channel values: 1 or 3 numbers."""
+    def channels(self, key: str, positive: bool = False) -> Floats | None:
+        """Per-channel values: 1 or 3 finite numbers (`positive`: each above 0, as a std divides)."""
         value = self.data.get(key)
         if value is None:
             return None
         ok = isinstance(value, (list, tuple)) and len(value) in (1, 3) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+            for v in value)
         if not ok:
-            raise self._bad(key, value, "a list of 3 numbers")
+            raise self._bad(key, value, "a list of 3 positive numbers" if positive else "a list of 3 finite numbers")
         return tuple(float(v) for v in value)
 
     def size(self, key: str) -> HW | None:
@@ -257,13 +266,14 @@ def _hf_vision(f: _Fields) -> dict[str, Any]:
         return {}
     f = f.sub("vision_config") or f
     return {"image_size": f.size("image_size"), "heads": f.integer("num_attention_heads"),
-            "layer_norm_eps": f.number("layer_norm_eps"), "hidden_act": f.text("hidden_act")}
+            "layer_norm_eps": f.number("layer_norm_eps", 0.0, MAX_LN_EPS), "hidden_act": f.text("hidden_act")}
 
 
 def _timm(f: _Fields) -> dict[str, Any]:
     """timm's config.json (save_for_hf): name, pooling, pretrained_cfg, model_args.img_size."""
     p = f.sub("pretrained_cfg")
-    pretrained = TimmPretrained(p.size("input_size"), p.number("crop_pct"), p.channels("mean"), p.channels("std"),
+    pretrained = TimmPretrained(p.size("input_size"), p.number("crop_pct", *CROP_PCT), p.channels("mean"),
+                                p.channels("std", positive=True),
                                 p.text("interpolation"), p.text("crop_mode")) if p else None
     args = f.sub("model_args")
     size = (pretrained.input_size if pretrained else None) or (args.size("img_size") if args else None)
@@ -280,7 +290,7 @@ def _open_clip(f: _Fields) -> dict[str, Any]:
                             bool(model.flag("quick_gelu")), v.text("timm_model_name"),
                             v.text("timm_pool")) if model else None
     p = f.sub("preprocess_cfg")
-    preprocess = OpenClipPreprocess(p.channels("mean"), p.channels("std"), p.text("interpolation"),
+    preprocess = OpenClipPreprocess(p.channels("mean"), p.channels("std", positive=True), p.text("interpolation"),
                                     p.text("resize_mode")) if p else None
     return {"vision": vision, "preprocess": preprocess, "image_size": vision.image_size if vision else None}
 
@@ -306,7 +316,8 @@ def _processor(f: _Fields) -> HFProcessor:
     resample = f.data.get("resample")
     if resample is not None and (isinstance(resample, bool) or not isinstance(resample, int) or not 0 <= resample <= 5):
         raise VitcliError(f.where, f"resample is {resample!r:.60}, expected a PIL filter number (0-5)")
-    return HFProcessor(processor_class(f.data), f.channels("image_mean"), f.channels("image_std"), resample,
+    return HFProcessor(processor_class(f.data), f.channels("image_mean"), f.channels("image_std", positive=True),
+                       resample,
                        f.integer("size") if legacy else None if shortest else f.size("size"), shortest,
                        f.size("crop_size"), f.flag("do_center_crop"), f.flag("do_resize"), f.flag("do_rescale"),
                        f.number("rescale_factor"), f.flag("do_normalize"), f.flag("default_to_square"),

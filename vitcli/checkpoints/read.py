@@ -21,7 +21,6 @@ the families' business.
 """
 
 import io
-import json
 import pickle
 import re
 import stat
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitcli.checkpoints.bounds import (MAX_CONFIG_BYTES, MAX_INDEX_BYTES, MAX_PICKLE_BYTES, check_declared_sizes,
-                                       check_key_count, read_member, read_text_capped)
+                                       check_key_count, parse_json, read_member, read_text_capped)
 from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: describing a safetensors file needs none
@@ -90,7 +89,7 @@ def read_configs(folder: Path) -> dict[str, dict]:
         f = folder / name
         if f.is_file():
             try:
-                value = json.loads(read_text_capped(f, MAX_CONFIG_BYTES, "a config file"))
+                value = parse_json(read_text_capped(f, MAX_CONFIG_BYTES, "a config file"))
             except (OSError, ValueError, UnicodeDecodeError):
                 continue
             if isinstance(value, dict):
@@ -180,7 +179,7 @@ def _read_safetensor_shapes(p: Path) -> RawCheckpoint:
 def _read_sharded(index: Path, shapes_only: bool = False) -> RawCheckpoint:
     """The shards a `*.safetensors.index.json` names: `.safetensors` files beside it, each read once."""
     try:
-        weight_map = json.loads(read_text_capped(index, MAX_INDEX_BYTES, "a shard index"))["weight_map"]
+        weight_map = parse_json(read_text_capped(index, MAX_INDEX_BYTES, "a shard index"))["weight_map"]  # type: ignore[index]
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise VitcliError(str(index), f"not a readable shard index ({_short(e)})") from None
     if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str)

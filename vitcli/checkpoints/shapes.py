@@ -7,7 +7,6 @@ and nothing else, without importing torch. A `ShapeTensor` answers what the fami
 reshapes of `families/base.py`'s ops), so the same detection, key mapping and inference run on it.
 """
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,7 +97,9 @@ def read_header(p: Path) -> tuple[dict[str, ShapeTensor], dict[str, str]]:
             _bad(p, "header length out of range: truncated or not safetensors")
         text = f.read(n)
     try:
-        header = json.loads(text.decode("utf-8"))
+        from vitcli.checkpoints.bounds import parse_json
+
+        header = parse_json(text.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         _bad(p, f"header is not JSON: {str(e)[:120]}")
     if not isinstance(header, dict):

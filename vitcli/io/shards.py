@@ -147,14 +147,35 @@ def _check_fresh(root: Path, fmt: str, count: int, shard_size: int) -> None:
             break
 
 
+MAX_MANIFEST_BYTES = 64 << 20  # a manifest lists its shards: ~300 bytes each, 200,000 shards at most
+
+
+def read_run_file(path: Path, cap: int, what: str) -> str:
+    """A run folder's text file, read as images and configs are: a FIFO, device or socket refused by os.stat
+    before it is opened, a file larger than `cap` refused unread (OSError passes)."""
+    from vitcli.checkpoints.bounds import read_text_capped
+    from vitcli.io.files import check_readable
+
+    check_readable(str(path), what)
+    try:
+        return read_text_capped(path, cap, what)
+    except UnicodeDecodeError:
+        raise VitcliError(str(path), f"is not UTF-8 text: not {what}; give a new folder") from None
+
+
 def _resumed(root: Path, new: dict[str, Any], listing: str) -> Manifest:
     """The folder's manifest, checked against this run; stale temporary files removed."""
+    from vitcli.checkpoints.bounds import parse_json
+
     where = str(root / MANIFEST)
     try:
-        old = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-        old["shards"], old["options"], old["inputs"]["sha256"]  # noqa: B018 - the keys every manifest has
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        old = parse_json(read_run_file(root / MANIFEST, MAX_MANIFEST_BYTES, "a vitcli manifest"))
+    except (OSError, ValueError) as e:
         raise VitcliError(where, f"cannot be read as a vitcli manifest ({type(e).__name__}); give a new folder") from None
+    problem = manifest_problem(old)
+    if problem:
+        raise VitcliError(where, f"is not a vitcli manifest: {problem}; give a new folder")
+    assert isinstance(old, dict)
     if old.get("vitcli") != new["vitcli"]:
         raise VitcliError(where, f"was written by vitcli {old.get('vitcli')}, this is {new['vitcli']}: "
                           "resume with that version, or give a new folder")
@@ -165,12 +186,13 @@ def _resumed(root: Path, new: dict[str, Any], listing: str) -> Manifest:
         if old["options"].get(key) != new["options"].get(key):
             raise VitcliError(key, f"is {new['options'].get(key)}, but the run in {root} used {old['options'].get(key)}: "
                               "resume with the same options, or give a new folder")
-    if old["inputs"]["sha256"] != new["inputs"]["sha256"]:
+    if old["inputs"]["sha256"] != new["inputs"]["sha256"] or old["inputs"]["count"] != new["inputs"]["count"]:
         raise VitcliError(where, f"the inputs changed since the run began ({_difference(root / INPUTS, listing)}): "
                           "resume with the same inputs, or give a new folder")
     manifest = Manifest(root, old)
     for k, shard in old["shards"].items():
         for name, sha in shard["files"].items():
+            _check_regular(manifest.path(name))
             if _file_sha(manifest.path(name)) != sha:
                 raise VitcliError(str(manifest.path(name)), "differs from the manifest (damaged or changed since it was "
                                   f"written); delete it and remove shard {k} from {MANIFEST}, or give a new folder")
@@ -178,12 +200,29 @@ def _resumed(root: Path, new: dict[str, Any], listing: str) -> Manifest:
     return manifest
 
 
-def _difference(old_list: Path, listing: str) -> str:
-    """'2 added, 1 removed, 1 changed' between the recorded list and this one."""
+def _check_regular(path: Path) -> None:
+    """A shard the manifest lists must be a regular file (a FIFO would block its hash, /dev/zero never end)."""
+    from vitcli.io.files import special_kind
+
     try:
-        old = dict(line.split("\t", 1) for line in old_list.read_text(encoding="utf-8").splitlines() if line)
+        kind = special_kind(str(path))
+    except OSError:
+        return  # a missing shard differs from the manifest: said next
+    if kind is not None:
+        raise VitcliError(str(path), f"is {kind}, not a shard file; delete it and remove its shard from "
+                          f"{MANIFEST}, or give a new folder")
+
+
+def _difference(old_list: Path, listing: str) -> str:
+    """'2 added, 1 removed, 1 changed' between the recorded list and this one (the recorded list read under a
+    cap: a few times this run's list)."""
+    try:
+        text = read_run_file(old_list, 4 * len(listing.encode()) + (1 << 20), "an input list")
+        old = dict(line.split("\t", 1) for line in text.splitlines() if line)
     except (OSError, ValueError):
         return f"{old_list} is missing"
+    except VitcliError as e:
+        return f"{old_list}: {e.problem}"
     new = dict(line.split("\t", 1) for line in listing.splitlines() if line)
     added, removed = len(new.keys() - old.keys()), len(old.keys() - new.keys())
     changed = sum(1 for p in new.keys() & old.keys() if new[p] != old[p])
@@ -214,3 +253,60 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+# ---- the manifest as a schema: every field a resume reads, with its type and range ---------------
+
+MAX_INPUTS = 1 << 31  # inputs in one run
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def _is_int(v: object, low: int, high: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _is_sha(v: object) -> bool:
+    return isinstance(v, str) and len(v) == 64 and set(v) <= _HEX64
+
+
+def manifest_problem(doc: object) -> str | None:
+    """What makes `doc` not a manifest this version writes (types, ranges, counts, file names), or None."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    fields = {"vitcli": str, "format": str, "options": dict, "inputs": dict, "shards": dict, "complete": bool}
+    for key, kind in fields.items():
+        if not isinstance(doc.get(key), kind):
+            return f"'{key}' must be a {kind.__name__}"
+    if doc["format"] not in FORMATS:
+        return f"'format' must be one of {', '.join(FORMATS)}"
+    if not _is_int(doc.get("shard_size"), 1, MAX_INPUTS):
+        return f"'shard_size' must be a whole number from 1 to {MAX_INPUTS:,}"
+    inputs = doc["inputs"]
+    if not _is_int(inputs.get("count"), 0, MAX_INPUTS) or not _is_sha(inputs.get("sha256")) or inputs.get("list") != INPUTS:
+        return f"'inputs' must hold a count from 0 to {MAX_INPUTS:,}, a sha256 and list '{INPUTS}'"
+    if not all(isinstance(k, str) for k in doc["options"]) or not all(
+            v is None or isinstance(v, (str, int, float, bool)) for v in doc["options"].values()):
+        return "'options' must map option names to plain values"
+    shards = -(-inputs["count"] // doc["shard_size"])
+    for key, shard in doc["shards"].items():
+        problem = _shard_problem(doc["format"], key, shard, shards, doc["shard_size"])
+        if problem:
+            return f"shard {key[:20]!r}: {problem}"
+    return None
+
+
+def _shard_problem(fmt: str, key: str, shard: object, shards: int, size: int) -> str | None:
+    """What is wrong with one entry of 'shards' (its number, its files, its counts), or None."""
+    if not (key.isascii() and key.isdigit() and str(int(key)) == key and int(key) < shards):
+        return f"shard numbers run from 0 to {shards - 1}"
+    if not isinstance(shard, dict) or not isinstance(shard.get("files"), dict):
+        return "must hold 'files', 'rows' and 'skipped'"
+    if set(shard["files"]) != set(shard_files(fmt, int(key))) or not all(map(_is_sha, shard["files"].values())):
+        return f"'files' must map {', '.join(shard_files(fmt, int(key)))} (inside the folder) to their sha256"
+    if not _is_int(shard.get("rows"), 0, size):
+        return f"'rows' must be a whole number from 0 to {size}"
+    skipped = shard.get("skipped")
+    if not isinstance(skipped, list) or len(skipped) > size or not all(
+            isinstance(s, dict) and all(isinstance(v, str) for v in s.values()) for s in skipped):
+        return f"'skipped' must list at most {size} entries of text"
+    return None

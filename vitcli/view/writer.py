@@ -25,9 +25,20 @@ def _asset(name: str) -> str:
     return resources.files("vitcli.view").joinpath(name).read_text(encoding="utf-8")
 
 
+# Characters a script block's text must not hold as themselves: `<` (`</script>`, `<!--` and `<script>`
+# change how the HTML parser ends the block), `>` and `&` (for good measure), U+2028/9 (line ends in old JS).
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                                 "\u2029": "\\u2029"})
+
+
+def script_json(value: Any) -> str:
+    """`value` as JSON safe inside an HTML <script> block: every string from an untrusted name stays a string."""
+    return json.dumps(_jsonable(value), separators=(",", ":"), allow_nan=False).translate(_SCRIPT_ESCAPES)
+
+
 def render_page(data: dict[str, Any]) -> bytes:
     """The whole HTML document: template, CSS, JavaScript and data in one file."""
-    text = json.dumps(_jsonable(data), separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    text = script_json(data)
     page = _asset("page.html")
     for key, part in (("/*STYLE*/", _asset("page.css")), ("/*SCRIPT*/", _asset("page.js")), ("/*DATA*/", text)):
         page = page.replace(key, part, 1)
