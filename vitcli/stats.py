@@ -28,8 +28,11 @@ class RunningStats:
         flat = np.asarray(values).reshape(-1)
         for i in range(0, flat.size, STATS_BLOCK):
             b = flat[i:i + STATS_BLOCK].astype(np.float64)
-            finite = b[np.isfinite(b)]
-            self.nan, self.inf = self.nan + int(np.isnan(b).sum()), self.inf + int(np.isinf(b).sum())
+            ok = np.isfinite(b)
+            finite = b
+            if not ok.all():  # the usual all-finite block is neither copied nor scanned twice more
+                finite = b[ok]
+                self.nan, self.inf = self.nan + int(np.isnan(b).sum()), self.inf + int(np.isinf(b).sum())
             if finite.size:
                 self._merge(finite)
 

@@ -158,6 +158,7 @@ def test_a_probe_model_page_with_an_explained_patch(tmp_path):
     assert report["page_errors"] == []
 
 
+@pytest.mark.slow
 def test_screenshots_for_the_readme(tmp_path):
     """Chelsea on a small ViT-S/16 preset (random weights), two tabs, into docs/figures/."""
     out = tmp_path / "two.html"

@@ -175,9 +175,35 @@ def _equal(a: Any, b: Any) -> bool:
     return a == b
 
 
-def test_every_timm_vit_architecture_is_inferred_as_timm_builds_it(tmp_path: Path) -> None:
+# Facts of the checked-in table that only size an architecture; the quick sample takes one architecture of
+# every combination of the others (model, block and attention class, norm, activation, pooling, RoPE, ...).
+SIZE_FACTS = frozenset({"heads", "kv_heads", "img_size", "eps"})
+
+
+def _kind(facts: dict[str, Any]) -> str:
+    """An architecture's kind: its table facts without the sizes (registers and grouped heads as yes/no)."""
+    kind = {k: v for k, v in facts.items() if k not in SIZE_FACTS}
+    kind["registers"] = bool(facts.get("registers"))
+    kind["grouped_heads"] = facts.get("kv_heads") != facts.get("heads")
+    return json.dumps(kind, sort_keys=True, default=str)
+
+
+def quick_sample(names: list[str]) -> list[str]:
+    """One architecture per kind of the checked-in table, one per UNSUPPORTED pattern, and every name the
+    table does not know (new in the installed timm): what the quick run checks of the registry."""
+    table = timm_table()["architectures"]
+    picked: dict[str, str] = {}
+    for name in names:
+        key = _kind(table[name]) if name in table else name
+        picked.setdefault(key, name)
+    for pattern, _ in UNSUPPORTED:
+        picked.setdefault(pattern, next((n for n in names if re.search(pattern, n)), ""))
+    return sorted({n for n in picked.values() if n})
+
+
+def _sweep(names: list[str], tmp_path: Path, least_ok: int) -> None:
+    """Every architecture of `names` through vitcli's inference, compared with timm's modules."""
     start = time.perf_counter()
-    names = gen.registry_names()
     results = {name: _check(name, tmp_path) for name in names}
     ok = [n for n, (r, _) in results.items() if r == "ok"]
     unsupported = {n: d for n, (r, d) in results.items() if r == "unsupported"}
@@ -188,18 +214,39 @@ def test_every_timm_vit_architecture_is_inferred_as_timm_builds_it(tmp_path: Pat
     for n, d in unsupported.items():
         print(f"  unsupported {n}: {d.split(': ', 1)[-1]}")
     assert not wrong, "\n".join(f"{n}: {d}" for n, d in wrong.items())
-    assert len(ok) >= 200  # the test must not pass by refusing everything
+    assert len(ok) >= least_ok  # the test must not pass by refusing everything
 
 
+@pytest.mark.slow
+def test_every_timm_vit_architecture_is_inferred_as_timm_builds_it(tmp_path: Path) -> None:
+    _sweep(gen.registry_names(), tmp_path, 200)
+
+
+def test_every_kind_of_timm_vit_architecture_is_inferred_as_timm_builds_it(tmp_path: Path) -> None:
+    """The quick run's sample of the sweep above: one architecture of each kind."""
+    names = quick_sample(gen.registry_names())
+    _sweep(names, tmp_path, len(names) // 2)
+
+
+@pytest.mark.slow
 def test_checked_in_table_equals_the_generator_on_the_installed_timm() -> None:
-    """Architectures in both the table and the installed timm must have the same facts; the rest are listed."""
+    _table_check(gen.registry_names(), complete=True)
+
+
+def test_checked_in_table_equals_the_generator_for_every_kind() -> None:
+    """The quick run's sample of the check above."""
+    _table_check(quick_sample(gen.registry_names()), complete=False)
+
+
+def _table_check(names: list[str], complete: bool) -> None:
+    """Architectures in both the table and the installed timm must have the same facts; the rest are listed
+    (and, when `names` is the whole registry and the timm versions agree, there must be none)."""
     table = timm_table()
-    names = gen.registry_names()
     both = [n for n in names if n in table["architectures"]]
     fresh = gen.generate(both, _model)["architectures"]
     stale = {n: (table["architectures"][n], fresh[n]) for n in both if table["architectures"][n] != fresh[n]}
     only_timm = sorted(set(names) - set(table["architectures"]))
-    only_table = sorted(set(table["architectures"]) - set(names))
+    only_table = sorted(set(table["architectures"]) - set(names)) if complete else []
     print(f"\ntable from timm {table['timm_version']}, installed timm {timm.__version__}: {len(both)} compared, "
           f"{len(only_timm)} only in timm {only_timm[:5]}, {len(only_table)} only in the table {only_table[:5]}")
     assert not stale, f"run scripts/gen_timm_archs.py: {len(stale)} differ, e.g. {next(iter(stale.items()))}"

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 
 import vitcli
 from tests.checkpoints.parity import TOL
-from tests.checkpoints.zoo import Case, Reference, cases
+from tests.checkpoints.zoo import QUICK, Case, Reference, cases
 
 ROOT = Path(__file__).resolve().parents[2]
 # One photo per loading route, in route order (both routes read the same bytes; each orientation is seen once).
@@ -99,7 +99,14 @@ def routes(case: Case, folder: Path) -> dict[str, str]:
     return {"folder": str(folder), **second}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_the_quick_sample_has_every_library_of_the_zoo() -> None:
+    """Sampling for the quick run drops checkpoints, never a library (a layout and a peer pipeline)."""
+    assert {c.library for c in CASES if c.quick} == {c.library for c in CASES}
+    assert {c.name for c in CASES if c.quick} == QUICK  # no name in the sample that is not a case
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=() if c.quick else pytest.mark.slow) for c in CASES],
+                         ids=[c.name for c in CASES])
 def test_zoo_checkpoint_matches_its_library(case: Case, tmp_path: Path, monkeypatch) -> None:
     cache = tmp_path / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))

@@ -58,6 +58,12 @@ class Case:
     repo: str | None  # hub repository ORG/NAME (loaded as hf-hub:ORG/NAME); None: not a hub repository
     build: Callable[[Path], Peer]
     file: str | None = None  # the one file a non-hub checkpoint is, loaded by its path
+    library: str = "timm"  # the peer library whose layout and pipeline the case follows
+
+    @property
+    def quick(self) -> bool:
+        """Whether the quick run (`pytest -m "not slow"`) keeps this case: one per library, see QUICK."""
+        return self.name in QUICK
 
 
 def _first(batch: Tensor | None) -> Tensor | None:
@@ -197,7 +203,7 @@ def _build_hf(spec: HF, seed: int, folder: Path) -> Peer:
 
 
 def hf_case(spec: HF, seed: int) -> Case:
-    return Case(spec.repo, spec.repo, lambda folder: _build_hf(spec, seed, folder))
+    return Case(spec.repo, spec.repo, lambda folder: _build_hf(spec, seed, folder), library="transformers")
 
 
 def _siglip_so400m():
@@ -448,7 +454,8 @@ def _build_dinov2_hub(timm_name: str, file: str, seed: int, folder: Path) -> Pee
 
 
 def dinov2_hub_case(timm_name: str, file: str, seed: int) -> Case:
-    return Case(f"torch.hub/{file}", None, lambda folder: _build_dinov2_hub(timm_name, file, seed, folder), file)
+    return Case(f"torch.hub/{file}", None, lambda folder: _build_dinov2_hub(timm_name, file, seed, folder), file,
+                "torch.hub")
 
 
 # ---------------------------------------------------------------------------------------------- the zoo
@@ -462,14 +469,22 @@ TIMM = ["vit_so400m_patch14_siglip_384.webli", "vit_so400m_patch16_siglip_256.v2
         "beitv2_base_patch16_224.in1k_ft_in22k_in1k", "deit3_base_patch16_224.fb_in1k"]
 
 
+# The quick run's sample: one checkpoint of each library (the smallest that still has its library's layout);
+# the whole zoo runs under the `slow` marker (CI). test_zoo checks that every library is in the sample.
+QUICK = frozenset({"timm/vit_small_patch14_reg4_dinov2.lvd142m", "google/vit-base-patch16-224",
+                   "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "torchvision/vit_h_14_swag-80465313.pth",
+                   "torch.hub/dinov2_vits14_reg4_pretrain.pth"})
+
+
 def cases() -> list[Case]:
     """Every checkpoint of the zoo, each with a seed of its own."""
     out = [timm_case(name, 100 + i) for i, name in enumerate(TIMM)]
     out += [hf_case(spec, 200 + i) for i, spec in enumerate(HF_REPOS)]
     out.append(Case("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
-                    lambda folder: _build_open_clip("ViT-H-14", 300, folder)))
+                    lambda folder: _build_open_clip("ViT-H-14", 300, folder), library="open_clip"))
     out.append(Case("torchvision/vit_h_14_swag-80465313.pth", None,
-                    lambda folder: _build_torchvision_vit_h14(301, folder), "vit_h_14_swag-80465313.pth"))
+                    lambda folder: _build_torchvision_vit_h14(301, folder), "vit_h_14_swag-80465313.pth",
+                    "torchvision"))
     out.append(dinov2_hub_case("vit_small_patch14_reg4_dinov2", "dinov2_vits14_reg4_pretrain.pth", 302))
     out.append(dinov2_hub_case("vit_giant_patch14_dinov2", "dinov2_vitg14_pretrain.pth", 303))
     return out

@@ -175,6 +175,7 @@ def test_bad_selections_are_one_line(tmp_path, args, words):
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "m.npy").exists()
 
 
+@pytest.mark.slow  # a 1792-px ViT in a child process (about 30 s)
 def test_single_query_path_stays_far_below_the_full_matrix(tmp_path):
     """12,545 tokens (1792² at P = 16): one layer's full weights would be 6·T² floats = 3.8 GB;
     --query cls over every layer (with the mean distance recomputed in blocks) stays under 2 GiB,

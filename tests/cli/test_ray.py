@@ -56,12 +56,14 @@ def in_namespace(case: str, tmp: Path, count: int) -> dict:
     return result
 
 
+@pytest.mark.slow  # a two-node Ray cluster starts (about 45 s)
 @pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
 def test_two_nodes_on_loopback_share_the_work_and_rows_equal_local(tmp_path):
     result = in_namespace("both_nodes", tmp_path, 8)
     assert len(result["nodes"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
 def test_model_worker_killed_mid_run_still_gives_the_local_rows(tmp_path):
     result = in_namespace("worker_killed", tmp_path, 12)

@@ -55,6 +55,9 @@ def _name(path: str) -> str:
     return "<stdin>" if path == "-" else Path(path).name
 
 
+MAD_K = 5.0  # `figures norms`' default rule: an outlier's norm exceeds median + MAD_K·MAD of its layer
+
+
 class FiguresMixin:
     """`filters`, `pca`, `similar` and `norms` for `Model`."""
 
@@ -247,27 +250,27 @@ class FiguresMixin:
     def norms(self, image: Any, *, k: float | None = None, norm_threshold: float | None = None, top: int = 20,
               normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
         """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""
-        import torch
-
-        from vitcli.api.ranges import check_ranges
-
-        from vitcli.api.ranges import refuse_unused
+        from vitcli.api.ranges import check_ranges, refuse_unused
 
         check_ranges(k=k, norm_threshold=norm_threshold, top=top)
         if norm_threshold is not None:
             refuse_unused("the MAD rule (no --norm-threshold)", {"--k": k})
-        k = 5.0 if k is None else k
+        k = MAD_K if k is None else k
+        fitted, outs, norm_name = self._forward_each(_as_list([image]), normalize, _norms_capture(self.config),
+                                                     {"output": output, "png": png})
+        return self._norms_of(fitted, outs[0], norm_name, k, norm_threshold, top, output, png)
+
+    def _norms_of(self, fitted: list[Any], out: Any, norm_name: str, k: float, norm_threshold: float | None,
+                  top: int, output: str | None, png: str | None) -> FigureResult:
+        """`norms` from a forward pass that kept `_norms_capture` (view shares that pass with its similarity maps)."""
+        import torch
 
         from vitcli.core.features import high_norm_tokens, mad_thresholds, token_norms
         from vitcli.io.paper_figures import norms_figure
         from vitcli.stats import tensor_stats
 
         c = self.config
-        layers = list(range(c.depth))
-        fitted, outs, norm_name = self._forward_each(_as_list([image]), normalize, _norms_capture(c),
-                                                     {"output": output, "png": png})
-        out = outs[0]
-        blocks = [out.blocks[i] for i in layers]
+        blocks = [out.blocks[i] for i in range(c.depth)]
         norms = token_norms([b[0] for b in blocks])  # (L, T)
         prefix, depth = out.num_prefix, norms.shape[0]
         thresholds = (torch.full((depth,), norm_threshold, dtype=torch.float64) if norm_threshold is not None

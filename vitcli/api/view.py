@@ -46,7 +46,8 @@ def _f32(array: Any) -> dict[str, Any]:
 
 def _rows_from_half(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
     """softmax(scale·Q·Kᵀ) from float16 Q, K computed in float64, as the page does: (H, T, T)."""
-    s = np.einsum("htd,hsd->hts", q.astype(np.float16).astype(np.float64), k.astype(np.float16).astype(np.float64)) * scale
+    q64, k64 = (a.astype(np.float16).astype(np.float64) for a in (q, k))  # (H, T, d) each
+    s = np.matmul(q64, k64.transpose(0, 2, 1)) * scale  # (H, T, T); BLAS, not einsum's loop
     s -= s.max(-1, keepdims=True)
     e = np.exp(s)
     return e / e.sum(-1, keepdims=True)
@@ -116,14 +117,13 @@ class ViewMixin:
         """Everything one tab shows, gathered through attend, similar's features, norms and the table."""
         res = self.attend(image, layer=",".join(map(str, layers)), head="all", query="all", normalize=normalize,
                           distance=True, save_qkv=True)
-        rollout = self.attend(image, layer="-1", head="mean", normalize=normalize, rollout=True).rollout  # (T, T)
+        rollout = self._view_rollout(image, res.weights, layers, normalize)  # (T, T)
         doc = res.document
         grid = tuple(doc["grid"])
         q, k, _ = res.qkv  # each (L_sel, H, T, d)
         stored, errs = zip(*[attention_layer(np.asarray(res.weights[i], np.float64), np.asarray(q[i]), np.asarray(k[i]),
                                              self.config.head_dim**-0.5) for i in range(len(layers))])
-        fitted, sim, target_fit = self._view_similarity(image, to, layers, normalize)
-        norms = self.norms(image, normalize=normalize)
+        fitted, sim, target_fit, norms = self._view_features(image, to, layers, normalize)
         self._check_finite(name, res.weights, rollout, res.distance, norms.array, *sim)
         tab = {"name": name, "grid": list(grid), "image": _png(fitted.pixels), "attention": list(stored),
                "rollout": _f16(rollout), "distance": _f32(res.distance), "similarity": [_f16(s) for s in sim],
@@ -143,25 +143,37 @@ class ViewMixin:
         raise VitcliError(self.source, f"the model's attention or features for {name} are NaN or infinite "
                           f"({cause}): the page cannot show them")
 
-    def _view_similarity(self, image: Any, to: Any, layers: list[int], normalize: str | None) -> tuple[Any, list[Any], Any]:
-        """Per layer, cosine similarity of every token (T) with every patch of the image or of `to` (N'),
-        on `figures similar`'s features (block output through the final norm)."""
+    def _view_rollout(self, image: Any, weights: np.ndarray, layers: list[int], normalize: str | None) -> np.ndarray:
+        """Attention rollout (heads' mean, every layer): from the weights `attend` kept when they are every
+        layer's (L, H, T, T), else from a pass of its own: (T, T) float64."""
         import torch
 
-        from vitcli.api.figures import _as_list
+        from vitcli.core.analysis import attention_rollout
+
+        if layers != list(range(self.config.depth)):
+            return self.attend(image, layer="-1", head="mean", normalize=normalize, rollout=True).rollout
+        return attention_rollout([torch.from_numpy(np.asarray(w))[None] for w in weights])[0].numpy()  # (T, T)
+
+    def _view_features(self, image: Any, to: Any, layers: list[int], normalize: str | None) -> tuple[Any, list[Any], Any, Any]:
+        """One pass for the similarity maps and `figures norms`: per layer, cosine similarity of every token (T)
+        with every patch of the image or of `to` (N') on `figures similar`'s features (block output through
+        the final norm), and the norms' FigureResult."""
+        import torch
+
+        from vitcli.api.figures import MAD_K, _as_list, _norms_capture
         from vitcli.core.analysis import cosine_similarity_matrix
-        from vitcli.core.capture import Capture
 
         sources = [image] + ([to] if to is not None else [])
-        fitted, outs, _ = self._forward_each(_as_list(sources), normalize, Capture(inputs=False, blocks=layers, final="none"))
+        fitted, outs, norm_name = self._forward_each(_as_list(sources), normalize, _norms_capture(self.config))
         prefix = outs[0].num_prefix
         sims = []
         with torch.inference_mode():
             for layer in layers:
                 feats = [self._block_features(o, layer, True).double() for o in outs]  # (T, D) each
                 sims.append(cosine_similarity_matrix(feats[0], feats[-1][prefix:]).cpu().numpy())  # (T, N')
+        norms = self._norms_of(fitted[:1], outs[0], norm_name, MAD_K, None, 0, None, None)  # no tables
         target = (fitted[-1], outs[-1].grid) if to is not None else None
-        return fitted[0], sims, target
+        return fitted[0], sims, target, norms
 
     def _view_posenc(self, grid: tuple[int, int]) -> Any:
         """Cosine similarity between the patch rows of the position table added at `grid` (N, N), or None."""
