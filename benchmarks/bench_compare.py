@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, make_photos, peak_rss_mb, run, vitcli_command  # noqa: E402
+from _common import machine, make_photos, peak_rss_mb, run, vitcli_command
 
 NAME = "vit_small_patch16_224"
 
@@ -42,17 +42,17 @@ def main() -> None:
         d = Path(tmp)
         make_photos(d / "photos", args.images)
         make_photos(d / "quarter", max(8, args.images // 4))
-        a, b = d / "a.safetensors", d / "b.safetensors"
-        save_weights(a, 0)
-        save_weights(b, 1)
+        a, b, photos = str(d / "a.safetensors"), str(d / "b.safetensors"), str(d / "photos")
+        save_weights(Path(a), 0)
+        save_weights(Path(b), 1)
         common = ["--batch-size", str(args.batch_size), "-q"]
-        embed_a, _ = run([*vitcli, "embed", d / "photos", "--stage", "pooled", "--weights", a, "-o", d / "a.npy", *common])
-        embed_b, _ = run([*vitcli, "embed", d / "photos", "--stage", "pooled", "--weights", b, "-o", d / "b.npy", *common])
-        compare, _ = run([*vitcli, "compare", d / "photos", "--weights", a, "--with", b, "-o", d / "sim.npy", *common])
-        _, done = run([*vitcli, "compare", d / "photos", "--weights", a, "--with", b, "--json", *common[:-1]])
+        embed_a, _ = run([*vitcli, "embed", photos, "--stage", "pooled", "--weights", a, "-o", str(d / "a.npy"), *common])
+        embed_b, _ = run([*vitcli, "embed", photos, "--stage", "pooled", "--weights", b, "-o", str(d / "b.npy"), *common])
+        compare, _ = run([*vitcli, "compare", photos, "--weights", a, "--with", b, "-o", str(d / "sim.npy"), *common])
+        _, done = run([*vitcli, "compare", photos, "--weights", a, "--with", b, "--json", *common[:-1]])
         doc = json.loads(done.stdout)
         cmd = [*vitcli, "compare", "--weights", a, "--with", b, *common]
-        small, large = peak_rss_mb(cmd[:2] + [d / "quarter"] + cmd[2:]), peak_rss_mb(cmd[:2] + [d / "photos"] + cmd[2:])
+        small, large = peak_rss_mb([*cmd, str(d / "quarter")]), peak_rss_mb([*cmd, photos])
     ratio = compare / (embed_a + embed_b)
     print(f"{args.images} images, batch {args.batch_size}: two embed runs {embed_a:.1f} s + {embed_b:.1f} s; "
           f"compare (12 × 12 layers, {doc['cka_estimator']}) {compare:.1f} s")
