@@ -44,7 +44,7 @@ def brute_knn(train: torch.Tensor, ytrain: torch.Tensor, test: torch.Tensor, k: 
 def test_knn_and_linear_probe_against_references(setup) -> None:
     from sklearn.linear_model import LogisticRegression
 
-    l2, k = 1e-2, 5
+    l2, k = 1e-4, 5  # the default --l2
     result = load_model(setup["model"], dtype="float64").probe(setup["root"], size=SIZE, fit="strict", k=k, l2=l2,
                                                                 seed=1)
     assert result.accuracy.shape == (2, 2) and result.classes == [f"photo{i}" for i in range(5)]

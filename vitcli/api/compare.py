@@ -287,6 +287,14 @@ def _check_held(a: "Model", b: "Model", plan: Plan, images: "Images") -> None:
         raise VitcliError("--metric" if not plan.exact else "--exact", problem, needs="max_memory")
 
 
+def _samples(x: "torch.Tensor") -> "torch.Tensor":
+    """(b, D) or (b, N, D) → (b·N, D) on the CPU; half types as float32 (float64 stays: --dtype float64 is exact)."""
+    import torch
+
+    x = x.reshape(-1, x.shape[-1]).cpu()  # (b·N, D) samples
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 class _Features:
     """Consumes each batch's layer rows: into the minibatch CKA, and kept when the plan holds them."""
 
@@ -301,8 +309,8 @@ class _Features:
 
     def add(self, xs: "list[torch.Tensor]", ys: "list[torch.Tensor]") -> None:
         """Each layer's (b, D) or (b, N, D) rows of A and of B (ys is xs: A with itself, same layers)."""
-        xs = [x.reshape(-1, x.shape[-1]).float().cpu() for x in xs]  # (b·N, D) samples
-        ys = xs if self.same else [y.reshape(-1, y.shape[-1]).float().cpu() for y in ys]
+        xs = [_samples(x) for x in xs]
+        ys = xs if self.same else [_samples(y) for y in ys]
         if self.minibatch is not None:
             self.minibatch.add(xs, ys)
         if self.plan.hold:

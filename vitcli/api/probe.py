@@ -145,9 +145,8 @@ class ProbeMixin:
 
             save_npy(output, acc)
         if plot:
-            from vitcli.io.pictures import accuracy_figure, save_figure
-
             from vitcli.api.compare import short_name
+            from vitcli.io.pictures import accuracy_figure, save_figure
 
             title = f"probe accuracy by layer ({chosen}), {short_name(self)}: {len(rows)} images, " \
                     f"{len(found.classes)} classes"

@@ -65,8 +65,11 @@ def probe_command(
     out = Output(output, as_json, quiet)
     if image_opts.patch_size is not None:
         raise UsageError("-p", "probe runs the model's own patch size")
+    from vitcli.api.probe import labelled_images
+
+    total = len(labelled_images(root, labels).paths)  # a bad folder or label file fails before the model loads
     model = open_model(model_opts)
-    with out.progress(0) as progress:
+    with out.progress(total) as progress:
         result = model.probe(root, labels=labels, tokens=value(tokens), layers=layers, size=image_opts.size,
                              fit=value(image_opts.fit), k=k, l2=l2, seed=model_opts.seed,
                              test_fraction=test_fraction, folds=folds, normalize=normalize, output=output, plot=plot,

@@ -105,8 +105,9 @@ def unbiased_cka(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
 class MinibatchCKA:
     """Nguyen et al. 2021's minibatch CKA: Σ_i HSIC₁(K_i, L_i) over minibatches i, in the CKA ratio.
 
-    Rows arrive in any amounts; they are cut into minibatches of `rows` (the last one takes the
-    remainder, so none has fewer than 4 rows unless all of them do). Memory: two minibatches.
+    Rows arrive in any amounts; they are cut into minibatches of `rows` in arrival order; a remainder of
+    4 rows or more is a minibatch of its own, a smaller one joins the last minibatch (HSIC₁ needs n ≥ 4).
+    Memory: two minibatches.
     """
 
     def __init__(self, rows: int, same: bool) -> None:
