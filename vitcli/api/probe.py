@@ -177,7 +177,7 @@ def _check_k(k: int, splits: list[Any]) -> None:
     """k neighbours need more training images than k."""
     fewest = min(int(train.numel()) for train, _ in splits)
     if k > fewest:
-        raise UsageError("--k", f"{k} neighbours need at least {k} training images; the split has {fewest}")
+        raise UsageError("--k", f"{k} neighbours (--k, --topk) need at least {k} training images; the split has {fewest}")
 
 
 def _check_held(model: "Model", n: int, layers: list[int]) -> None:

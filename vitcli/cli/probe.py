@@ -43,7 +43,7 @@ def probe_command(
     labels: Annotated[str | None, typer.Option("--labels", metavar="FILE.csv", help="path,label lines (paths relative to ROOT) instead of the folder layout.", show_default=False)] = None,
     tokens: Annotated[ProbeTokens | None, typer.Option("--tokens", metavar="TOKENS", help="cls | mean | pooled. \\[default: cls with a class token, else mean]", show_default=False)] = None,  # type: ignore[valid-type]
     layers: LayersOpt = "all",
-    k: Annotated[int, typer.Option("--k", metavar="K", help="Neighbours that vote in the k-NN probe.")] = 20,
+    k: Annotated[int, typer.Option("--k", "--topk", metavar="K", help="Neighbours that vote in the k-NN probe (--topk is the same option).")] = 20,
     l2: Annotated[float, typer.Option("--l2", metavar="X", help="L2 penalty of the linear probe (on the mean loss).")] = 1e-4,
     test_fraction: Annotated[float, typer.Option("--test-fraction", metavar="F", help="Share of each class held out for testing.")] = 0.2,
     folds: Annotated[int | None, typer.Option("--folds", metavar="K", help="K-fold cross-validation instead of one split.", show_default=False)] = None,
