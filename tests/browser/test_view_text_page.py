@@ -54,4 +54,4 @@ def test_text_panels_show_each_prompt_as_text(tmp_path) -> None:
 def _page_data(page) -> dict:
     """The page's embedded JSON data."""
     text = page.read_text(encoding="utf-8")
-    return json.loads(re.search(r'<script type="application/json" id="vitcli-data">(.*?)</script>', text, re.S).group(1))
+    return json.loads(re.search(r'<script type="application/json" id="vitcli-data">(.*?)</script>', text, re.DOTALL).group(1))

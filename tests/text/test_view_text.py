@@ -37,7 +37,7 @@ def page(clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("view_text_page") / "p.html"
     model = vitcli.load_model(str(folder), device="cpu")
     res = model.view(str(img), output=str(out), layers="-1", text=PROMPTS)
-    raw = re.search(r'<script type="application/json" id="vitcli-data">(.*?)</script>', out.read_text(), re.S)
+    raw = re.search(r'<script type="application/json" id="vitcli-data">(.*?)</script>', out.read_text(), re.DOTALL)
     return json.loads(raw.group(1)), res, model
 
 
@@ -84,7 +84,7 @@ def test_page_without_text_has_no_text_data(clip, tmp_path) -> None:
     model = vitcli.load_model(str(folder), device="cpu")
     model.view(str(img), output=str(tmp_path / "p.html"), layers="-1")
     text = (tmp_path / "p.html").read_text()
-    data = json.loads(re.search(r'id="vitcli-data">(.*?)</script>', text, re.S).group(1))
+    data = json.loads(re.search(r'id="vitcli-data">(.*?)</script>', text, re.DOTALL).group(1))
     assert data["text"] is None and data["tabs"][0]["text"] is None
     assert model._text is None  # the text tower is never read without --text
 
@@ -123,3 +123,30 @@ def test_timm_checkpoint_holds_no_text_tower(tmp_path) -> None:
                 tmp_path / "x.html")
     assert_clean_error(r, "v.safetensors", "holds no text tower")
     assert not (tmp_path / "x.html").exists()
+
+
+def test_siglip_scores_are_each_prompts_sigmoid(tmp_path) -> None:
+    """SigLIP (attention-pool head, logit_bias): each prompt's own sigmoid, as classify and open_clip give it."""
+    import open_clip
+
+    from tests.text.peers import siglip_tokenizer
+
+    tokenizer = siglip_tokenizer(tmp_path, 64)
+    peer, cfg = open_clip_model(True, 44, vocab=tokenizer.vocab_size, context=64)
+    folder = save_open_clip(tmp_path, peer, cfg)
+    img = tmp_path / "img.png"
+    Image.fromarray(np.random.default_rng(7).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(img)
+    model = vitcli.load_model(str(folder), device="cpu")
+    res = model.view(str(img), output=str(tmp_path / "p.html"), layers="-1", text=PROMPTS[:2])
+    scores = res.document["text"]
+    found = model.classify(str(img), labels=PROMPTS[:2])
+    assert scores["rule"] == found.rule == "sigmoid" and scores["scores"][0]["probs"] == found.probs.tolist()
+    x = torch.from_numpy(np.array(Image.open(img))).permute(2, 0, 1)[None].double() / 255  # (1, 3, 64, 64)
+    x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    ids = open_clip.tokenizer.HFTokenizer(str(folder), context_length=64, clean="canonicalize")(PROMPTS[:2])
+    with torch.no_grad():
+        image_f, text_f, scale, bias = peer(x.float(), ids)
+        logits = (scale * image_f @ text_f.T + bias)[0].double().numpy()  # (K,)
+    assert np.abs(np.array(scores["scores"][0]["logits"]) - logits).max() <= 1e-4
+    assert np.abs(np.array(scores["scores"][0]["probs"]) - 1 / (1 + np.exp(-logits))).max() <= 1e-5
+

@@ -29,7 +29,7 @@ def view_command(
     to: Annotated[Optional[str], typer.Option("--to", help="Compare features with this second image (similarity panel).", show_default=False)] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add the grad-rollout map of the top class (needs the explain feature).")] = False,
     target: Annotated[Optional[str], typer.Option("--target", help="--explain: what to explain, as explain --target takes it: top, class:N or class:NAME (a bare N is class:N), image:OTHER, patch:R,C. \\[default: top]", show_default=False)] = None,
-    text: Annotated[Optional[list[str]], typer.Option("--text", metavar="PROMPT", help="Add a panel for this prompt: its LeGrad map and zero-shot score (repeat for several; CLIP-family checkpoints).", show_default=False)] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", metavar="PROMPT", help="Add a panel for this prompt: its LeGrad map and zero-shot score (repeat for several; CLIP-family checkpoints).", show_default=False)] = None,
     normalize: NormalizeOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
