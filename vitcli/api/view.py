@@ -209,7 +209,6 @@ class ViewMixin:
         return {"map": _f32(np.asarray(result.maps, np.float64).reshape(-1)), "target": found["target"],
                 "class": found.get("class"), "label": found.get("label")}
 
-
     def _view_text(self, image: Any, texts: list[str], normalize: str | None) -> dict[str, Any]:
         """The text panels of one tab: per prompt, the LeGrad map (rows·cols) of `Model.explain` for
         text:PROMPT and the zero-shot score of `Model.classify` over all the prompts (the family's rule)."""
@@ -219,8 +218,7 @@ class ViewMixin:
             result = self.explain(image, target=f"text:{prompt}", method="legrad",  # type: ignore[attr-defined]
                                   normalize=normalize)
             panels.append({"prompt": prompt, "map": _f32(np.asarray(result.maps, np.float64).reshape(-1)),
-                           "prob": float(scores.probs[i]), "logit": float(scores.logits[i]),
-                           "cosine": result.document["explain"]["score"]})
+                           "prob": float(scores.probs[i]), "logit": float(scores.logits[i])})
         return {"rule": scores.rule, "panels": panels}
 
 
