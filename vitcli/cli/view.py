@@ -65,5 +65,6 @@ def _text_rows(text: dict[str, Any] | None) -> list[tuple[str, str]]:
     """The table's lines for the text panels: each image's zero-shot scores by prompt."""
     if not text:
         return []
-    return [(f"{s['image']} ({text['rule']})", ", ".join(f"{p!r}: {v:.4f}" for p, v in zip(text["prompts"], s["probs"])))
-            for s in text["scores"]]
+    several = len(text["scores"]) > 1
+    return [(f"zero-shot ({text['rule']})" + (f" {s['image'].split('/')[-1]}" if several else ""),
+             ", ".join(f"{p!r}: {v:.4f}" for p, v in zip(text["prompts"], s["probs"]))) for s in text["scores"]]
