@@ -16,7 +16,6 @@ EXAMPLES = [
     "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', depth=2).state_dict(), 'vit.safetensors')\"",
     "vitcli view sample_images/chelsea.jpg sample_images/astronaut.jpg --weights vit.safetensors --layers 0,1 -o ab.html",
     "vitcli view sample_images/chelsea.jpg --to sample_images/coffee.jpg -o a_vs_b.html",
-    "vitcli view sample_images/chelsea.jpg --weights CLIP_FOLDER --text 'a cat' --text 'a dog' -o cat_or_dog.html",
 ]
 EPILOG = examples(EXAMPLES)
 
