@@ -363,6 +363,7 @@
       row.appendChild(fig);
       hoverReadout(`text-${i}`);
     });
+    row.className = "row"; // not before: .row sets display, which would override [hidden]
     row.hidden = false;
   }
   let textDrawn = null;
