@@ -5,6 +5,8 @@ layers, Q and K, rollout, mean distance of every layer), the `figures similar` f
 output through the final norm), `figures norms`, and the position table the model adds at the
 image's grid. Attention is stored per layer as Q and K in float16 (the page computes softmax rows)
 when that reproduces every row of `attend` within `ROW_TOLERANCE`, else as the rows in float16.
+With text prompts (CLIP-family checkpoints), each prompt gets a panel: its LeGrad map (`explain`,
+method legrad, target text:PROMPT) and its zero-shot score as `classify` computes it.
 """
 
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vitcli.api.display import ShowsItself
-from vitcli.api.values import Layers, keywords
+from vitcli.api.values import Layers, keywords, prompts
 from vitcli.errors import UsageError, VitcliError, option_errors
 
 ROW_TOLERANCE = 5e-4  # largest |row from float16 Q, K − attend's row| accepted before storing rows
@@ -68,10 +70,12 @@ def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: fl
 class ViewMixin:
     """`view` for `Model`."""
 
-    @keywords(with_images=("images", "to"))
+    @keywords(with_images=("images", "to"), text=prompts)
     def view(self, images: Any, *, output: str, layers: Layers = "all", to: Any = None, explain: bool = False,
-             target: str | int | None = None, normalize: str | None = None) -> ViewResult:
-        """Write one HTML page exploring every image (one tab each), the layers `layers` embedded."""
+             target: str | int | None = None, text: str | list[str] | None = None,
+             normalize: str | None = None) -> ViewResult:
+        """Write one HTML page exploring every image (one tab each), the layers `layers` embedded; `text`
+        (prompts) adds a panel per prompt: its LeGrad map and zero-shot score (CLIP-family checkpoints)."""
         from vitcli.api.explain import target_form
         from vitcli.api.images import Images, as_images
         from vitcli.core.select import parse_layers, prefix_names
@@ -89,17 +93,22 @@ class ViewMixin:
             raise VitcliError("IMAGE", "give at least one image")
         with option_errors("--layers"):
             chosen = parse_layers(str(layers), self.config.depth)
+        texts = view_prompts(text)
+        if texts:
+            self.text_tower()  # type: ignore[attr-defined]  # one line, before any work, without one
         c = self.config
         tabs, errors = [], []
         for item, name in zip(images.items, images.names()):
             one = Images([item], False, images.spec)
             tab, err = self._view_tab(one, name, chosen, to, normalize, explain, target)
+            tab["text"] = self._view_text(one, texts, normalize) if texts else None
             tabs.append(tab)
             errors.append(err)
         page = {"model": self.document(), "layers": chosen, "depth": c.depth, "heads": c.heads,
                 "patch_size": c.patch_size, "num_prefix": c.num_prefix_tokens,
                 "prefix_names": prefix_names(c.class_token, c.distilled, c.num_registers),
-                "class_token": c.class_token, "scale": c.head_dim**-0.5, "tabs": tabs}
+                "class_token": c.class_token, "scale": c.head_dim**-0.5, "tabs": tabs,
+                "text": {"prompts": texts, "rule": tabs[0]["text"]["rule"]} if texts else None}
         size = write_page(output, page)
         doc = {"command": "view", "output": output, "size_bytes": size, "size_mb": round(size / 2**20, 2),
                "images": images.names(), "layers": chosen, "to": to if isinstance(to, str) or to is None else "<image>",
@@ -107,6 +116,10 @@ class ViewMixin:
                "storage": [{"image": t["name"], "layers": {str(l): a["kind"] for l, a in zip(chosen, t["attention"])}}
                            for t in tabs],
                "estimated_size_bytes": encoded_size(page)}
+        if texts:
+            doc["text"] = {"prompts": texts, "rule": page["text"]["rule"], "method": "legrad",
+                           "scores": [{"image": t["name"], "probs": [p["prob"] for p in t["text"]["panels"]],
+                                       "logits": [p["logit"] for p in t["text"]["panels"]]} for t in tabs]}
         warnings = list(self.warnings)
         if size > SIZE_BUDGET:
             warnings.append(f"the page is {size / 2**20:.1f} MB; --layers embeds fewer layers")
@@ -196,6 +209,28 @@ class ViewMixin:
         return {"map": _f32(np.asarray(result.maps, np.float64).reshape(-1)), "target": found["target"],
                 "class": found.get("class"), "label": found.get("label")}
 
+    def _view_text(self, image: Any, texts: list[str], normalize: str | None) -> dict[str, Any]:
+        """The text panels of one tab: per prompt, the LeGrad map (rows·cols) of `Model.explain` for
+        text:PROMPT and the zero-shot score of `Model.classify` over all the prompts (the family's rule)."""
+        scores = self.classify(image, labels=texts, normalize=normalize)  # type: ignore[attr-defined]
+        panels = []
+        for i, prompt in enumerate(texts):
+            result = self.explain(image, target=f"text:{prompt}", method="legrad",  # type: ignore[attr-defined]
+                                  normalize=normalize)
+            panels.append({"prompt": prompt, "map": _f32(np.asarray(result.maps, np.float64).reshape(-1)),
+                           "prob": float(scores.probs[i]), "logit": float(scores.logits[i])})
+        return {"rule": scores.rule, "panels": panels}
+
+
+def view_prompts(text: str | list[str] | None) -> list[str]:
+    """`--text` as the page's prompts: one or several, each stripped and not empty (explain's text:PROMPT)."""
+    if text is None:
+        return []
+    found = [t.strip() for t in ([text] if isinstance(text, str) else text)]
+    if not found or not all(found):
+        raise VitcliError("--text", "an empty prompt: give --text 'a photo of a cat' (repeat for several)")
+    return found
+
 
 def _png(pixels: np.ndarray) -> bytes:
     """(H, W, 3) uint8 as PNG bytes."""
@@ -208,4 +243,4 @@ def _png(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["ROW_TOLERANCE", "ViewMixin", "ViewResult", "attention_layer"]
+__all__ = ["ROW_TOLERANCE", "ViewMixin", "ViewResult", "attention_layer", "view_prompts"]

@@ -9,7 +9,7 @@ from vitcli.cli.common import (OUTPUT_PANEL, ImageOptions, examples, JsonOpt, Mo
 
 HELP = """Write one HTML file (inline CSS and JavaScript, the data embedded, no network) that explores the model on the images: one tab each.
 
-Hover, click or move with the arrow keys over the image to pick a query patch, or pick a prefix token (class, distillation, registers) from the list; the page shows its attention at the chosen layer and head (or the heads' mean, max, min) with a colour bar and the value under the pointer, the rollout, the cosine similarity of its feature (block output through the final norm, as `figures similar`) with every patch (of --to OTHER if given), the position-embedding similarity, the per-head table, the mean attention distance against depth and the token norms per layer. The maps equal `vitcli attend` and `figures similar` within 1e-3. In the browser console: vitcli.select({layer, head, query}), vitcli.currentMap(), vitcli.ready.
+Hover, click or move with the arrow keys over the image to pick a query patch, or pick a prefix token (class, distillation, registers) from the list; the page shows its attention at the chosen layer and head (or the heads' mean, max, min) with a colour bar and the value under the pointer, the rollout, the cosine similarity of its feature (block output through the final norm, as `figures similar`) with every patch (of --to OTHER if given), the position-embedding similarity, the per-head table, the mean attention distance against depth and the token norms per layer. The maps equal `vitcli attend` and `figures similar` within 1e-3. With --text PROMPT (repeat for several; CLIP-family checkpoints), a panel per prompt shows its LeGrad map (explain --method legrad --target text:PROMPT) and its zero-shot score (as `vitcli classify` gives it: CLIP's softmax over the prompts, SigLIP's sigmoid). In the browser console: vitcli.select({layer, head, query}), vitcli.currentMap(), vitcli.ready.
 """
 EXAMPLES = [
     "vitcli view sample_images/chelsea.jpg -o chelsea.html",
@@ -28,6 +28,7 @@ def view_command(
     to: Annotated[Optional[str], typer.Option("--to", help="Compare features with this second image (similarity panel).", show_default=False)] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add the grad-rollout map of the top class (needs the explain feature).")] = False,
     target: Annotated[Optional[str], typer.Option("--target", help="--explain: what to explain, as explain --target takes it: top, class:N or class:NAME (a bare N is class:N), image:OTHER, patch:R,C. \\[default: top]", show_default=False)] = None,
+    text: Annotated[list[str] | None, typer.Option("--text", metavar="PROMPT", help="Add a panel for this prompt: its LeGrad map and zero-shot score (repeat for several; CLIP-family checkpoints).", show_default=False)] = None,
     normalize: NormalizeOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -40,7 +41,8 @@ def view_command(
     out = Output(None, as_json, quiet)
     model = open_model(model_opts, image_opts)
     found = Images(list(images), len(images) > 1, image_spec(image_opts))
-    result = model.view(found, output=output, layers=layers, to=to, explain=explain, target=target, normalize=normalize)
+    result = model.view(found, output=output, layers=layers, to=to, explain=explain, target=target, text=text,
+                        normalize=normalize)
     out.finish(result.document, _table(result.document), warnings=result.warnings)
 
 
@@ -53,5 +55,15 @@ def _table(doc: dict[str, Any]) -> Any:
     rows = model_rows(doc["model"]) + [("images", ", ".join(doc["images"])), ("layers embedded", span(doc["layers"])),
                                        ("attention stored as", " and ".join({"qk": "float16 Q, K", "rows": "float16 rows"}[k] for k in kinds)),
                                        ("largest map error", f"{doc['max_map_error']:.2e}"),
+                                       *_text_rows(doc.get("text")),
                                        ("written", f"{doc['output']} ({doc['size_mb']:.2f} MB)")]
     return info_table("vitcli view", rows)
+
+
+def _text_rows(text: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The table's lines for the text panels: each image's zero-shot scores by prompt."""
+    if not text:
+        return []
+    several = len(text["scores"]) > 1
+    return [(f"zero-shot ({text['rule']})" + (f" {s['image'].split('/')[-1]}" if several else ""),
+             ", ".join(f"{p!r}: {v:.4f}" for p, v in zip(text["prompts"], s["probs"]))) for s in text["scores"]]

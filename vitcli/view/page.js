@@ -46,6 +46,7 @@
     tab.norms = decode(t.norms);
     tab.posenc = t.posenc ? decode(t.posenc) : null;
     tab.explain = t.explain ? decode(t.explain.map) : null;
+    tab.text = t.text ? t.text.panels.map((p) => ({ prompt: p.prompt, map: decode(p.map), prob: p.prob, logit: p.logit })) : null;
     tab.image = await createImageBitmap(new Blob([bytes(t.image)], { type: "image/png" }));
     if (t.to) {
       tab.to = { name: t.to.name, grid: t.to.grid, image: await createImageBitmap(new Blob([bytes(t.to.image)], { type: "image/png" })) };
@@ -232,6 +233,7 @@
     }
     $("explain-panel").hidden = !tab.explain;
     if (tab.explain) drawMap("explain", tab.image, tab.grid, tab.explain, `grad-rollout, ${tab.raw.explain.target}` + (tab.raw.explain.label ? ` (${tab.raw.explain.label})` : ""), null);
+    drawText(tab);
     drawPicker(mark);
     headTable(rows);
     drawDistance();
@@ -337,6 +339,40 @@
     ctx.fillStyle = "#e53935"; ctx.fillText(`● outliers (${tab.raw.outliers.length}), - - threshold`, cv.width - 150, ly);
   }
 
+  // --- text prompts: a LeGrad map and a zero-shot score per prompt -------------------------------
+  function textCaption(p, rule, k) { // the prompt, always as text (textContent), and its score
+    const score = rule === "softmax" ? `p = ${p.prob.toFixed(4)} (softmax over ${k} prompts)`
+                : `p = ${p.prob.toFixed(4)} (sigmoid of logit ${p.logit.toFixed(3)})`;
+    return `LeGrad for “${p.prompt}” · ${score}`;
+  }
+  function makeTextPanels() { // one figure per prompt, ids text-I, text-I-bar, text-I-title, text-I-value
+    const row = $("text-panels");
+    if (!DATA.text) return;
+    DATA.text.prompts.forEach((_, i) => {
+      const fig = document.createElement("figure"), cap = document.createElement("figcaption");
+      fig.className = "panel text-panel";
+      cap.id = `text-${i}-title`;
+      fig.appendChild(cap);
+      for (const [tag, id, cls] of [["canvas", `text-${i}`, ""], ["canvas", `text-${i}-bar`, "bar"], ["div", `text-${i}-value`, "readout"]]) {
+        const el = document.createElement(tag);
+        el.id = id;
+        if (cls) el.className = cls;
+        if (tag === "div") el.textContent = "\u00a0";
+        fig.appendChild(el);
+      }
+      row.appendChild(fig);
+      hoverReadout(`text-${i}`);
+    });
+    row.className = "row"; // not before: .row sets display, which would override [hidden]
+    row.hidden = false;
+  }
+  let textDrawn = null;
+  function drawText(tab) { // the maps change with the tab only
+    if (!tab.text || textDrawn === tab) return;
+    tab.text.forEach((p, i) => drawMap(`text-${i}`, tab.image, tab.grid, p.map, textCaption(p, DATA.text.rule, tab.text.length), null));
+    textDrawn = tab;
+  }
+
   // --- controls ----------------------------------------------------------------------------------
   function option(sel, value, text) { const o = document.createElement("option"); o.value = value; o.textContent = text; sel.appendChild(o); }
   function fillQueries() {
@@ -383,6 +419,7 @@
       picker.focus();
     });
     ["attn", "rollout", "sim", "pos", "explain"].forEach(hoverReadout);
+    makeTextPanels();
     document.addEventListener("keydown", (ev) => {
       if (ev.target.tagName === "SELECT") return;
       const g = current.grid, q = state.query;
@@ -405,6 +442,8 @@
     maps: () => ({ attention: Array.from(current.map), rollout: Array.from(panels.rollout.map), similarity: Array.from(panels.sim.map),
                    posenc: state.query >= P && panels.pos ? Array.from(panels.pos.map) : null }),
     state: () => ({ ...state, name: tokenName(current, state.query) }),
+    textPanels: () => (current.text || []).map((p, i) => ({ prompt: p.prompt, prob: p.prob, map: Array.from(panels[`text-${i}`].map),
+                                                             caption: $(`text-${i}-title`).textContent })),
     lastUpdateMs: () => lastMs,
     readyMs: null,
     data: DATA,
