@@ -144,7 +144,7 @@ class ViewMixin:
                "outliers": norms.document["outliers"], "posenc": self._view_posenc(grid),
                "to": None if target_fit is None else {"name": str(to), "grid": list(target_fit[1]),
                                                       "image": _png(target_fit[0].pixels)},
-               "explain": self._view_explain(image, target) if explain else None}
+               "explain": self._view_explain(image, target, normalize) if explain else None}
         return tab, max(errs)
 
     def _check_finite(self, name: str, *arrays: Any) -> None:
@@ -201,10 +201,11 @@ class ViewMixin:
         cells = table[0, self.config.pos_prefix_rows:].detach().double().cpu()  # (N, D)
         return _f16(cosine_similarity_matrix(cells, cells).numpy())
 
-    def _view_explain(self, image: Any, target: str | int | None) -> Any:
+    def _view_explain(self, image: Any, target: str | int | None, normalize: str | None) -> Any:
         """The explain hook: the grad-rollout map of `Model.explain` (rows, cols) for the page's panel, for
         any target `explain` takes (a bare N is class:N)."""
-        result = self.explain(image, target="top" if target is None else target)  # type: ignore[attr-defined]
+        result = self.explain(image, target="top" if target is None else target,  # type: ignore[attr-defined]
+                              normalize=normalize)
         found = result.document["explain"]
         return {"map": _f32(np.asarray(result.maps, np.float64).reshape(-1)), "target": found["target"],
                 "class": found.get("class"), "label": found.get("label")}
