@@ -226,3 +226,16 @@ def test_openai_torchscript_archive(tmp_path) -> None:
         expected = peer.encode_text(ids)
     assert model.checkpoint.format == "torchscript"
     assert diff(result.array, expected) <= TEXT_TOL
+
+
+def test_a_text_part_vitcli_does_not_build_is_refused(tmp_path, open_clip_causal) -> None:
+    """CoCa's appended class token (text.cls_emb / cls_emb) changes the embedding: refused, not ignored."""
+    from safetensors.torch import load_file, save_file
+
+    folder, _ = open_clip_causal
+    state = load_file(str(folder / "open_clip_model.safetensors"))
+    save_file({**state, "cls_emb": torch.zeros(128)}, str(tmp_path / "coca.safetensors"))
+    shutil.copy(open_clip_bpe(), tmp_path)
+    model = vitcli.load_model(str(tmp_path / "coca.safetensors"), device="cpu", strict=False)
+    with pytest.raises(VitcliError, match="text tower has a part vitcli cannot build .*cls_emb"):
+        model.embed_text("a cat")

@@ -15,6 +15,7 @@ What shapes cannot show comes from open_clip_config.json's text_cfg or config.js
 the family's defaults (CLIP's build_model: heads = D / 64; OpenAI: QuickGELU); the rules are notes.
 """
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,8 @@ class TextLayout:
     top: tuple[Rule, ...]
     block: tuple[Rule, ...]
     outside: tuple[Rule, ...] = (Rule("logit_scale", ("logit_scale",)), Rule("logit_bias", ("logit_bias",)))
+    scope: str = ""  # a regex on full keys: the text tower's own (every one must be used or ignored)
+    ignore: str = r"(^|\.)(attn_mask|position_ids)$"  # buffers the tower rebuilds itself
 
 
 OPEN_CLIP_TOP = (
@@ -85,13 +88,15 @@ HF_TOP = (
 
 TEXT_LAYOUTS: tuple[TextLayout, ...] = (
     TextLayout("open_clip-custom", "open_clip", "token_embedding.weight", "text.", "transformer.resblocks.{i}.",
-               OPEN_CLIP_TOP, OPEN_CLIP_BLOCK),
+               OPEN_CLIP_TOP, OPEN_CLIP_BLOCK, scope=r"^text\."),
     TextLayout("open_clip", "open_clip", "token_embedding.weight", "", "transformer.resblocks.{i}.",
-               OPEN_CLIP_TOP, OPEN_CLIP_BLOCK),
+               OPEN_CLIP_TOP, OPEN_CLIP_BLOCK,
+               scope=r"^(token_embedding|positional_embedding|transformer|ln_final|text_projection|cls_emb|text_)"),
     TextLayout("transformers", "transformers", "embeddings.token_embedding.weight", "text_model.", "encoder.layers.{i}.",
                HF_TOP, HF_BLOCK,
                (Rule("logit_scale", ("logit_scale",)), Rule("logit_bias", ("logit_bias",)),
-                Rule("proj.weight", ("text_projection.weight",)))),  # CLIPModel's projection (no bias)
+                Rule("proj.weight", ("text_projection.weight",))),  # CLIPModel's projection (no bias)
+               scope=r"^(text_model\.|text_projection)"),
 )
 
 
@@ -116,8 +121,10 @@ def text_layout(keys: Mapping[str, object], spec: str) -> TextLayout:
     raise VitcliError(spec, NO_TEXT)
 
 
-def map_text(tensors: "Mapping[str, Tensor]", layout: TextLayout) -> "tuple[dict[str, Tensor], int]":
-    """The layout's tensors in core names, and the depth (blocks 0, 1, … present without a gap)."""
+def map_text(tensors: "Mapping[str, Tensor]", layout: TextLayout,
+             spec: str = "text tower") -> "tuple[dict[str, Tensor], int]":
+    """The layout's tensors in core names, and the depth (blocks 0, 1, … present without a gap); a key of the
+    tower that no rule takes (a part vitcli does not build) is one VitcliError on `spec`."""
     t = _Taker(tensors)
     for rule in layout.top:
         if rule.core not in t.out:
@@ -131,7 +138,11 @@ def map_text(tensors: "Mapping[str, Tensor]", layout: TextLayout) -> "tuple[dict
         if rule.core not in t.out:
             t.take(rule.core, rule, "")
     if t.problems:
-        raise VitcliError("text tower", "; ".join(t.problems))
+        raise VitcliError(spec, "its text tower: " + "; ".join(t.problems))
+    unused = sorted(k for k in tensors if k not in t.used and re.search(layout.scope, k) and not re.search(layout.ignore, k))
+    if unused:  # e.g. CoCa's cls_emb, a text tower with parts vitcli does not build
+        raise VitcliError(spec, f"its text tower has a part vitcli cannot build ({len(unused)} keys: "
+                          f"{', '.join(unused[:6])})")
     return t.out, depth
 
 
@@ -239,7 +250,7 @@ def load_text_tower(spec: str, tokenizer: str | None = None, online: bool = Fals
     raw = read_checkpoint(resolve(spec, online).path if is_hub_spec(spec) else spec)
     tensors, _ = strip_wrappers(raw.tensors)
     layout = text_layout(tensors, spec)
-    state, depth = map_text(tensors, layout)
+    state, depth = map_text(tensors, layout, spec)
     for key in ("token_embedding.weight", "pos_embed", "norm.weight"):
         if key not in state:
             raise VitcliError(spec, f"its text tower ({layout.name}) lacks {key}: " + NO_TEXT)
