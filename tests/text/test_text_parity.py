@@ -180,6 +180,23 @@ def test_transformers_classify_logits(hf_peer) -> None:
     assert diff(result.probs, rule) <= LOGIT_TOL, kind
 
 
+def test_transformers_siglip2_with_its_tokenizer_json(tmp_path) -> None:
+    """SigLIP 2's tokenizer.json as transformers loads it (Siglip2Tokenizer: lower case, left padding)."""
+    from tests.text.peers import siglip2_tokenizer
+
+    tok = siglip2_tokenizer(tmp_path)
+    peer = hf_model("siglip2", 17, vocab=len(tok), context=64)
+    save_hf(tmp_path, peer)
+    model = vitcli.load_model(str(tmp_path), device="cpu")
+    result = model.embed_text(AWKWARD)
+    enc = tok(AWKWARD, padding="max_length", max_length=64, truncation=True, return_tensors="pt")
+    ours = model.text_tower().tokenizer(AWKWARD, 64)
+    assert ours.ids == enc.input_ids.tolist() and ours.mask == enc.attention_mask.tolist()
+    with torch.no_grad():
+        expected = peer.get_text_features(**enc).pooler_output
+    assert diff(result.array, expected) <= TEXT_TOL
+
+
 def test_labels_are_encoded_once_per_run(open_clip_causal, monkeypatch) -> None:
     """classify over B images encodes its K labels in one pass of the text tower, not one per image."""
     folder, _ = open_clip_causal

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vitcli.checkpoints.families.base import Rule, _Taker, pair
-from vitcli.checkpoints.tokenizers import TOKENIZER_FILES, Tokenizer, find_tokenizer_file, load_tokenizer
+from vitcli.checkpoints.tokenizers import (
+    TOKENIZER_FILES,
+    Tokenizer,
+    find_tokenizer_file,
+    load_tokenizer,
+    tokenizer_settings,
+)
 from vitcli.core.text import TextConfig, TextPooling
 from vitcli.errors import VitcliError
 
@@ -162,6 +168,7 @@ class TextFacts:
     pad_mask: bool = False
     clean: str = "none"  # open_clip's clean step
     tokenizer_order: tuple[str, ...] = TOKENIZER_FILES
+    siglip2: bool = False  # transformers' Siglip2Tokenizer: lower case, padded on the left unless configured
 
 
 def _open_clip_facts(configs: Mapping[str, dict], all_keys: Mapping[str, object], dim: int, name: str,
@@ -217,7 +224,8 @@ def _hf_facts(configs: Mapping[str, dict], dim: int, siglip: bool) -> TextFacts:
     if siglip:
         return TextFacts(heads, activation, eps, (False, "bidirectional (SigLIP)"),
                          ("last", "the last token (SigLIP)"), pad_mask=True,
-                         tokenizer_order=("tokenizer.json", "spiece.model"))
+                         tokenizer_order=("tokenizer.json", "spiece.model"),
+                         siglip2=configs.get("config.json", {}).get("model_type") == "siglip2")
     eos = cfg.get("eos_token_id", 49407)
     eos = eos if isinstance(eos, int) else 49407
     pooling: Why = ("argmax", "argmax (config eos_token_id 2: transformers' legacy rule)") if eos == 2 else \
@@ -281,6 +289,16 @@ def _scalar(value: float) -> "Tensor":
 
 
 def _tokenizer(spec: str, weights: str, given: str | None, facts: TextFacts) -> Tokenizer:
+    """The tokenizer, with the rules of the class transformers would load it as (SigLIP 2's tokenizer.json:
+    Siglip2Tokenizer lower-cases, and pads on the left unless tokenizer_config.json says padding_side)."""
+    tok = _tokenizer_file(spec, weights, given, facts)
+    if facts.siglip2 and tok.kind == "tokenizer.json":
+        side = tokenizer_settings(Path(tok.path).parent).get("padding_side", "left")
+        tok.lower, tok.pad_left = True, side == "left"
+    return tok
+
+
+def _tokenizer_file(spec: str, weights: str, given: str | None, facts: TextFacts) -> Tokenizer:
     """`given`, else the first tokenizer file beside the weights in the library's order; else one line naming --tokenizer."""
     if given is not None:
         return load_tokenizer(given, facts.clean, facts.tokenizer_order)
