@@ -256,3 +256,11 @@ def test_a_text_part_vitcli_does_not_build_is_refused(tmp_path, open_clip_causal
     model = vitcli.load_model(str(tmp_path / "coca.safetensors"), device="cpu", strict=False)
     with pytest.raises(VitcliError, match="text tower has a part vitcli cannot build .*cls_emb"):
         model.embed_text("a cat")
+
+
+def test_classify_reports_truncated_labels(open_clip_causal) -> None:
+    folder, _ = open_clip_causal
+    long = "a " * 100 + "cat"
+    result = vitcli.load_model(str(folder), device="cpu").classify(pixels(64, 8, count=1)[0], labels=["a cat", long],
+                                                                   size=64, fit="strict")
+    assert result.document["truncated"] == [long] and result.probs.shape == (2,)
