@@ -105,7 +105,7 @@ def test_openai_layout_state_dict_needs_a_tokenizer_and_matches(tmp_path) -> Non
 
 def test_open_clip_custom_text_clip_style_as_pe(tmp_path) -> None:
     """CustomTextCLIP with CLIP's causal tower under `text.` and a matrix projection (PE-Core's layout), context 32,
-    open_clip's BPE given with tokenizer= (PE's hub folders hold no tokenizer file)."""
+    open_clip's BPE given with tokenizer=, or found in open_clip's package (PE's hub folders hold no tokenizer file)."""
     import open_clip
 
     peer, cfg = open_clip_model(False, 15, context=32, custom=True)
@@ -116,6 +116,9 @@ def test_open_clip_custom_text_clip_style_as_pe(tmp_path) -> None:
         expected = peer.encode_text(open_clip.SimpleTokenizer(context_length=32)(AWKWARD))
     assert diff(result.array, expected) <= TEXT_TOL
     assert model.text_tower().layout == "open_clip-custom" and result.context == 32
+    again = vitcli.load_model(str(folder), device="cpu")  # no tokenizer given: open_clip's own file, as open_clip does
+    assert np.array_equal(again.embed_text(AWKWARD).array, result.array)
+    assert again.text_tower().tokenizer.path == str(open_clip_bpe())
 
 
 def test_open_clip_siglip_text_embeddings(open_clip_siglip) -> None:

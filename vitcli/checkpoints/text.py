@@ -169,6 +169,7 @@ class TextFacts:
     clean: str = "none"  # open_clip's clean step
     tokenizer_order: tuple[str, ...] = TOKENIZER_FILES
     siglip2: bool = False  # transformers' Siglip2Tokenizer: lower case, padded on the left unless configured
+    bundled_bpe: bool = False  # an open_clip repository using open_clip's own BPE file (no hf_tokenizer_name)
 
 
 def _open_clip_facts(configs: Mapping[str, dict], all_keys: Mapping[str, object], dim: int, name: str,
@@ -201,7 +202,8 @@ def _open_clip_facts(configs: Mapping[str, dict], all_keys: Mapping[str, object]
     order = ("tokenizer.json", "spiece.model", "merges.txt", "bpe_simple_vocab_16e6.txt.gz") if hf else \
         ("bpe_simple_vocab_16e6.txt.gz", "merges.txt", "tokenizer.json", "spiece.model")
     return TextFacts(heads, activation, eps, causal, pooling, int(cfg.get("eos_id", 2)), False,
-                     clean if clean in ("lower", "whitespace", "canonicalize") else "whitespace", order)
+                     clean if clean in ("lower", "whitespace", "canonicalize") else "whitespace", order,
+                     bundled_bpe=bool(model) and not hf)
 
 
 def _hf_facts(configs: Mapping[str, dict], dim: int, siglip: bool) -> TextFacts:
@@ -299,26 +301,32 @@ def _tokenizer(spec: str, weights: str, given: str | None, facts: TextFacts) -> 
 
 
 def _tokenizer_file(spec: str, weights: str, given: str | None, facts: TextFacts) -> Tokenizer:
-    """`given`, else the first tokenizer file beside the weights in the library's order; else one line naming --tokenizer."""
+    """`given`, else the first tokenizer file beside the weights in the library's order, else (an open_clip
+    repository whose config names no Hugging Face tokenizer: open_clip's own default) the BPE file of an installed
+    open_clip; else one line naming --tokenizer."""
     if given is not None:
         return load_tokenizer(given, facts.clean, facts.tokenizer_order)
     folder = Path(weights).parent if Path(weights).is_file() else Path(weights)
     found = find_tokenizer_file(folder, facts.tokenizer_order)
+    bundled = bundled_bpe()
+    if found is None and facts.bundled_bpe and bundled is not None:
+        found = bundled
     if found is None:
+        where = f"CLIP's BPE file, as open_clip ships it: {bundled}" if bundled else \
+            "open_clip ships CLIP's bpe_simple_vocab_16e6.txt.gz in its package folder"
         raise VitcliError(spec, "has no tokenizer beside it (tokenizer.json, spiece.model, merges.txt or "
-                          f"bpe_simple_vocab_16e6.txt.gz): pass --tokenizer PATH ({_bundled_bpe_hint()})")
+                          f"bpe_simple_vocab_16e6.txt.gz): pass --tokenizer PATH ({where})")
     return load_tokenizer(found, facts.clean, facts.tokenizer_order)
 
 
-def _bundled_bpe_hint() -> str:
-    """Where open_clip's package keeps CLIP's BPE file, found without importing open_clip."""
+def bundled_bpe() -> Path | None:
+    """CLIP's BPE file in an installed open_clip's package folder, found without importing open_clip."""
     from importlib.util import find_spec
 
     spec = find_spec("open_clip")
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    found = [Path(f) / "bpe_simple_vocab_16e6.txt.gz" for f in folders if (Path(f) / "bpe_simple_vocab_16e6.txt.gz").is_file()]
-    return f"CLIP's BPE file, as open_clip ships it: {found[0]}" if found else \
-        "open_clip ships CLIP's bpe_simple_vocab_16e6.txt.gz in its package folder"
+    return next((Path(f) / "bpe_simple_vocab_16e6.txt.gz" for f in folders
+                 if (Path(f) / "bpe_simple_vocab_16e6.txt.gz").is_file()), None)
 
 
 def build_text_tower(tower: TextTower, device: "str | torch.device" = "cpu",
