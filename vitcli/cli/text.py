@@ -76,8 +76,11 @@ def classify_command(
     batch: BatchOptions,
 ) -> None:
     from vitcli.cli.common import batch_spec
+    from vitcli.errors import VitcliError
 
     out = Output(output, as_json, quiet)
+    if batch.output_dir:
+        raise VitcliError("--output-dir", "classify writes one array of scores: use -o FILE.npy")
     found = gather(images, image_opts, batch)
     model = open_model(model_opts, image_opts)
     with out.progress(len(found)) as progress:
