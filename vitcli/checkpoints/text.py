@@ -307,7 +307,10 @@ def _tokenizer_file(spec: str, weights: str, given: str | None, facts: TextFacts
     if given is not None:
         return load_tokenizer(given, facts.clean, facts.tokenizer_order)
     folder = Path(weights).parent if Path(weights).is_file() else Path(weights)
-    found = find_tokenizer_file(folder, facts.tokenizer_order)
+    order = facts.tokenizer_order
+    if tokenizer_settings(folder).get("tokenizer_class") == "SiglipTokenizer":  # the class transformers would load
+        order = ("spiece.model", *(n for n in order if n != "spiece.model"))
+    found = find_tokenizer_file(folder, order)
     bundled = bundled_bpe()
     if found is None and facts.bundled_bpe and bundled is not None:
         found = bundled
