@@ -16,7 +16,7 @@ the family's defaults (CLIP's build_model: heads = D / 64; OpenAI: QuickGELU); t
 """
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +29,7 @@ from vitcli.checkpoints.tokenizers import (
     load_tokenizer,
     tokenizer_settings,
 )
-from vitcli.core.text import TextConfig, TextPooling
+from vitcli.core.text import TextConfig
 from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
@@ -356,9 +356,6 @@ def build_text_tower(tower: TextTower, device: "str | torch.device" = "cpu",
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device=device, dtype=dtype).eval()
 
-
-TextLoader = Callable[[str], TextTower]
-Pooling = TextPooling
 
 __all__ = ["NO_TEXT", "TEXT_LAYOUTS", "TextLayout", "TextTower", "build_text_tower", "load_text_tower", "map_text",
            "text_config", "text_layout"]
