@@ -18,7 +18,7 @@ from vitcli.errors import UsageError, VitcliError
 CAT = SAMPLES / "chelsea.jpg"  # 451×300
 SMALL = dict(dim=64, depth=2, heads=2)
 CLI_SMALL = ("--model", "vit-ti16", "--dim", "64", "--depth", "2", "--heads", "2", "--seed", "3")
-COMMANDS = ("embed", "attend", "explain", "similar", "filters", "pca", "norms", "view", "info")
+COMMANDS = ("embed", "attend", "explain", "similar", "filters", "pca", "norms", "view", "info", "embed_text", "classify")
 FUNCTIONS = ("load_model", "load_images", "patchify", "unpatchify", "posenc")
 WRONG = (object(), b"bytes", 1j)  # no keyword takes any of these
 

@@ -92,6 +92,22 @@ def hf_clip_tokenizer(folder: Path):
     return tok
 
 
+def siglip2_tokenizer(folder: Path):
+    """transformers' Siglip2Tokenizer (Gemma's BPE with byte fallback, lower case, left padding) on a small
+    character vocabulary with a few merges, saved into `folder` (tokenizer.json, tokenizer_config.json)."""
+    from transformers import AutoTokenizer, Siglip2Tokenizer
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    for c in "abcdefghijklmnopqrstuvwxyz0123456789▁.,!?'":
+        vocab[c] = len(vocab)
+    vocab.update({f"<0x{b:02X}>": len(vocab) + i for i, b in enumerate(range(256))})  # Gemma's byte fallback
+    merges = [("▁", "a"), ("▁", "c"), ("c", "a"), ("a", "t"), ("▁", "p"), ("p", "h"), ("o", "t")]
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    Siglip2Tokenizer(vocab=vocab, merges=merges).save_pretrained(str(folder))
+    return AutoTokenizer.from_pretrained(str(folder))  # as a user loads it: the class the folder names
+
+
 def open_clip_text_cfg(siglip: bool, width: int = 128, heads: int = 2, vocab: int = 49408, context: int = 77) -> dict:
     """A 2-block text tower: CLIP's (causal, argmax pooling) or SigLIP's (bidirectional, last token, Linear
     projection with bias, tanh GELU, eps 1e-6) as open_clip's model configs have them."""

@@ -57,6 +57,7 @@ def test_siglip_text_map_through_the_pooling_head(tmp_path) -> None:
     assert np.abs(result.array - expected.reshape(2, 2).numpy()).max() <= TOL
 
 
+@pytest.mark.slow
 def test_text_map_cli_and_conflicts(clip, tmp_path) -> None:
     folder, _ = clip
     from PIL import Image

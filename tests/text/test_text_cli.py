@@ -149,3 +149,21 @@ def test_bad_labels(clip_folder, tmp_path, case: str) -> None:
 def test_text_with_images_is_refused(clip_folder) -> None:
     r = run_cli("embed", clip_folder.parent / "a.png", "--text", "a cat", "--weights", clip_folder)
     assert_clean_error(r, "--text")
+
+
+def test_text_tables_fit_80_columns(clip_folder) -> None:
+    """No number cut at 80 columns (rich marks a cut with …): embed --text's and classify's tables."""
+    from rich.console import Console
+
+    from vitcli.cli import text as text_cli
+
+    model = vitcli.load_model(str(clip_folder), device="cpu")
+    console = Console(width=80, record=True, force_terminal=False, color_system=None)
+    for r in text_cli.text_table(model.embed_text(["a photo of a cat", "a dog"]).document):
+        console.print(r)
+    images = [str(clip_folder.parent / "a.png"), str(clip_folder.parent / "b.png")]
+    for r in text_cli._tables(model.classify(images, labels="a cat,a dog").document):
+        console.print(r)
+    text = console.export_text()
+    assert "…" not in text, text
+    assert "(2, 96)" in text and "a photo of a cat" in text

@@ -105,7 +105,7 @@ def test_openai_layout_state_dict_needs_a_tokenizer_and_matches(tmp_path) -> Non
 
 def test_open_clip_custom_text_clip_style_as_pe(tmp_path) -> None:
     """CustomTextCLIP with CLIP's causal tower under `text.` and a matrix projection (PE-Core's layout), context 32,
-    open_clip's BPE given with tokenizer= (PE's hub folders hold no tokenizer file)."""
+    open_clip's BPE given with tokenizer=, or found in open_clip's package (PE's hub folders hold no tokenizer file)."""
     import open_clip
 
     peer, cfg = open_clip_model(False, 15, context=32, custom=True)
@@ -116,6 +116,9 @@ def test_open_clip_custom_text_clip_style_as_pe(tmp_path) -> None:
         expected = peer.encode_text(open_clip.SimpleTokenizer(context_length=32)(AWKWARD))
     assert diff(result.array, expected) <= TEXT_TOL
     assert model.text_tower().layout == "open_clip-custom" and result.context == 32
+    again = vitcli.load_model(str(folder), device="cpu")  # no tokenizer given: open_clip's own file, as open_clip does
+    assert np.array_equal(again.embed_text(AWKWARD).array, result.array)
+    assert again.text_tower().tokenizer.path == str(open_clip_bpe())
 
 
 def test_open_clip_siglip_text_embeddings(open_clip_siglip) -> None:
@@ -180,6 +183,23 @@ def test_transformers_classify_logits(hf_peer) -> None:
     assert diff(result.probs, rule) <= LOGIT_TOL, kind
 
 
+def test_transformers_siglip2_with_its_tokenizer_json(tmp_path) -> None:
+    """SigLIP 2's tokenizer.json as transformers loads it (Siglip2Tokenizer: lower case, left padding)."""
+    from tests.text.peers import siglip2_tokenizer
+
+    tok = siglip2_tokenizer(tmp_path)
+    peer = hf_model("siglip2", 17, vocab=len(tok), context=64)
+    save_hf(tmp_path, peer)
+    model = vitcli.load_model(str(tmp_path), device="cpu")
+    result = model.embed_text(AWKWARD)
+    enc = tok(AWKWARD, padding="max_length", max_length=64, truncation=True, return_tensors="pt")
+    ours = model.text_tower().tokenizer(AWKWARD, 64)
+    assert ours.ids == enc.input_ids.tolist() and ours.mask == enc.attention_mask.tolist()
+    with torch.no_grad():
+        expected = peer.get_text_features(**enc).pooler_output
+    assert diff(result.array, expected) <= TEXT_TOL
+
+
 def test_labels_are_encoded_once_per_run(open_clip_causal, monkeypatch) -> None:
     """classify over B images encodes its K labels in one pass of the text tower, not one per image."""
     folder, _ = open_clip_causal
@@ -226,3 +246,24 @@ def test_openai_torchscript_archive(tmp_path) -> None:
         expected = peer.encode_text(ids)
     assert model.checkpoint.format == "torchscript"
     assert diff(result.array, expected) <= TEXT_TOL
+
+
+def test_a_text_part_vitcli_does_not_build_is_refused(tmp_path, open_clip_causal) -> None:
+    """CoCa's appended class token (text.cls_emb / cls_emb) changes the embedding: refused, not ignored."""
+    from safetensors.torch import load_file, save_file
+
+    folder, _ = open_clip_causal
+    state = load_file(str(folder / "open_clip_model.safetensors"))
+    save_file({**state, "cls_emb": torch.zeros(128)}, str(tmp_path / "coca.safetensors"))
+    shutil.copy(open_clip_bpe(), tmp_path)
+    model = vitcli.load_model(str(tmp_path / "coca.safetensors"), device="cpu", strict=False)
+    with pytest.raises(VitcliError, match="text tower has a part vitcli cannot build .*cls_emb"):
+        model.embed_text("a cat")
+
+
+def test_classify_reports_truncated_labels(open_clip_causal) -> None:
+    folder, _ = open_clip_causal
+    long = "a " * 100 + "cat"
+    result = vitcli.load_model(str(folder), device="cpu").classify(pixels(64, 8, count=1)[0], labels=["a cat", long],
+                                                                   size=64, fit="strict")
+    assert result.document["truncated"] == [long] and result.probs.shape == (2,)

@@ -196,10 +196,12 @@ class TextMixin:
         texts = [] if head else read_labels(labels, labels_file, template)
         self.check_outputs(images, extra=[f for f in (tokenizer, labels_file) if f],  # type: ignore[attr-defined]
                            output=output)
+        truncated: list[str] = []
         if head:
             logits, probs, names, rule = self._head_scores(images, normalize, batch, progress)
         else:
-            logits, probs, names, rule = self._zero_shot(images, texts, tokenizer, normalize, batch, progress)
+            logits, probs, names, rule, truncated = self._zero_shot(images, texts, tokenizer, normalize, batch,
+                                                                    progress)
         if not images.many:
             logits, probs = logits[0], probs[0]
         if output:
@@ -208,7 +210,7 @@ class TextMixin:
             save_npy(output, probs.astype(np.float32))
         doc = {"command": "classify", "model": {"source": self.spec.spec}, "rule": rule, "labels": names,
                "logits": np.round(logits, 6).tolist(), "probs": np.round(probs, 6).tolist(),
-               "images": images.names(), "outputs": {"array": output}}
+               "images": images.names(), "truncated": truncated, "outputs": {"array": output}}
         return Classification(names, logits, probs, rule, doc)
 
     def _image_embeddings(self, images: Any, stage: str, normalize: str | None, batch: Any, progress: Any) -> Any:
@@ -224,12 +226,13 @@ class TextMixin:
         return run.arrays[stage]
 
     def _zero_shot(self, images: Any, texts: list[str], tokenizer: str | None, normalize: str | None, batch: Any,
-                   progress: Any) -> tuple[Any, Any, list[str], str]:
+                   progress: Any) -> tuple[Any, Any, list[str], str, list[str]]:
+        """Logits and probabilities (B, K) by the family's rule, the labels, the rule, and the labels truncated."""
         import torch
 
         from vitcli.core.text import zero_shot
 
-        text, _ = self._encode(texts, tokenizer)  # (K, E): once per run
+        text, tokens = self._encode(texts, tokenizer)  # (K, E): once per run
         module = self.text_module(tokenizer)
         image = torch.from_numpy(self._image_embeddings(images, self.image_embedding_stage(), normalize, batch,
                                                         progress)).to(text.device)  # (B, E)
@@ -239,7 +242,8 @@ class TextMixin:
         with torch.inference_mode():
             bias = None if module.logit_bias is None else module.logit_bias.float()
             logits, probs = zero_shot(image.float(), text, module.logit_scale.float(), bias)
-        return logits.cpu().numpy(), probs.cpu().numpy(), texts, "sigmoid" if bias is not None else "softmax"
+        cut = [t for t, was in zip(texts, tokens.truncated) if was]
+        return logits.cpu().numpy(), probs.cpu().numpy(), texts, "sigmoid" if bias is not None else "softmax", cut
 
     def _head_scores(self, images: Any, normalize: str | None, batch: Any, progress: Any) -> tuple[Any, Any, list[str], str]:
         """The classifier's logits (B, C) and softmax, labelled with the head's own labels."""

@@ -15,14 +15,21 @@ What shapes cannot show comes from open_clip_config.json's text_cfg or config.js
 the family's defaults (CLIP's build_model: heads = D / 64; OpenAI: QuickGELU); the rules are notes.
 """
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vitcli.checkpoints.families.base import Rule, _Taker, pair
-from vitcli.checkpoints.tokenizers import TOKENIZER_FILES, Tokenizer, find_tokenizer_file, load_tokenizer
-from vitcli.core.text import TextConfig, TextPooling
+from vitcli.checkpoints.tokenizers import (
+    TOKENIZER_FILES,
+    Tokenizer,
+    find_tokenizer_file,
+    load_tokenizer,
+    tokenizer_settings,
+)
+from vitcli.core.text import TextConfig
 from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
@@ -66,6 +73,8 @@ class TextLayout:
     top: tuple[Rule, ...]
     block: tuple[Rule, ...]
     outside: tuple[Rule, ...] = (Rule("logit_scale", ("logit_scale",)), Rule("logit_bias", ("logit_bias",)))
+    scope: str = ""  # a regex on full keys: the text tower's own (every one must be used or ignored)
+    ignore: str = r"(^|\.)(attn_mask|position_ids)$"  # buffers the tower rebuilds itself
 
 
 OPEN_CLIP_TOP = (
@@ -85,13 +94,15 @@ HF_TOP = (
 
 TEXT_LAYOUTS: tuple[TextLayout, ...] = (
     TextLayout("open_clip-custom", "open_clip", "token_embedding.weight", "text.", "transformer.resblocks.{i}.",
-               OPEN_CLIP_TOP, OPEN_CLIP_BLOCK),
+               OPEN_CLIP_TOP, OPEN_CLIP_BLOCK, scope=r"^text\."),
     TextLayout("open_clip", "open_clip", "token_embedding.weight", "", "transformer.resblocks.{i}.",
-               OPEN_CLIP_TOP, OPEN_CLIP_BLOCK),
+               OPEN_CLIP_TOP, OPEN_CLIP_BLOCK,
+               scope=r"^(token_embedding|positional_embedding|transformer|ln_final|text_projection|cls_emb|text_)"),
     TextLayout("transformers", "transformers", "embeddings.token_embedding.weight", "text_model.", "encoder.layers.{i}.",
                HF_TOP, HF_BLOCK,
                (Rule("logit_scale", ("logit_scale",)), Rule("logit_bias", ("logit_bias",)),
-                Rule("proj.weight", ("text_projection.weight",)))),  # CLIPModel's projection (no bias)
+                Rule("proj.weight", ("text_projection.weight",))),  # CLIPModel's projection (no bias)
+               scope=r"^(text_model\.|text_projection)"),
 )
 
 
@@ -116,8 +127,10 @@ def text_layout(keys: Mapping[str, object], spec: str) -> TextLayout:
     raise VitcliError(spec, NO_TEXT)
 
 
-def map_text(tensors: "Mapping[str, Tensor]", layout: TextLayout) -> "tuple[dict[str, Tensor], int]":
-    """The layout's tensors in core names, and the depth (blocks 0, 1, … present without a gap)."""
+def map_text(tensors: "Mapping[str, Tensor]", layout: TextLayout,
+             spec: str = "text tower") -> "tuple[dict[str, Tensor], int]":
+    """The layout's tensors in core names, and the depth (blocks 0, 1, … present without a gap); a key of the
+    tower that no rule takes (a part vitcli does not build) is one VitcliError on `spec`."""
     t = _Taker(tensors)
     for rule in layout.top:
         if rule.core not in t.out:
@@ -131,7 +144,11 @@ def map_text(tensors: "Mapping[str, Tensor]", layout: TextLayout) -> "tuple[dict
         if rule.core not in t.out:
             t.take(rule.core, rule, "")
     if t.problems:
-        raise VitcliError("text tower", "; ".join(t.problems))
+        raise VitcliError(spec, "its text tower: " + "; ".join(t.problems))
+    unused = sorted(k for k in tensors if k not in t.used and re.search(layout.scope, k) and not re.search(layout.ignore, k))
+    if unused:  # e.g. CoCa's cls_emb, a text tower with parts vitcli does not build
+        raise VitcliError(spec, f"its text tower has a part vitcli cannot build ({len(unused)} keys: "
+                          f"{', '.join(unused[:6])})")
     return t.out, depth
 
 
@@ -151,6 +168,8 @@ class TextFacts:
     pad_mask: bool = False
     clean: str = "none"  # open_clip's clean step
     tokenizer_order: tuple[str, ...] = TOKENIZER_FILES
+    siglip2: bool = False  # transformers' Siglip2Tokenizer: lower case, padded on the left unless configured
+    bundled_bpe: bool = False  # an open_clip repository using open_clip's own BPE file (no hf_tokenizer_name)
 
 
 def _open_clip_facts(configs: Mapping[str, dict], all_keys: Mapping[str, object], dim: int, name: str,
@@ -183,7 +202,8 @@ def _open_clip_facts(configs: Mapping[str, dict], all_keys: Mapping[str, object]
     order = ("tokenizer.json", "spiece.model", "merges.txt", "bpe_simple_vocab_16e6.txt.gz") if hf else \
         ("bpe_simple_vocab_16e6.txt.gz", "merges.txt", "tokenizer.json", "spiece.model")
     return TextFacts(heads, activation, eps, causal, pooling, int(cfg.get("eos_id", 2)), False,
-                     clean if clean in ("lower", "whitespace", "canonicalize") else "whitespace", order)
+                     clean if clean in ("lower", "whitespace", "canonicalize") else "whitespace", order,
+                     bundled_bpe=bool(model) and not hf)
 
 
 def _hf_facts(configs: Mapping[str, dict], dim: int, siglip: bool) -> TextFacts:
@@ -206,7 +226,8 @@ def _hf_facts(configs: Mapping[str, dict], dim: int, siglip: bool) -> TextFacts:
     if siglip:
         return TextFacts(heads, activation, eps, (False, "bidirectional (SigLIP)"),
                          ("last", "the last token (SigLIP)"), pad_mask=True,
-                         tokenizer_order=("tokenizer.json", "spiece.model"))
+                         tokenizer_order=("tokenizer.json", "spiece.model"),
+                         siglip2=configs.get("config.json", {}).get("model_type") == "siglip2")
     eos = cfg.get("eos_token_id", 49407)
     eos = eos if isinstance(eos, int) else 49407
     pooling: Why = ("argmax", "argmax (config eos_token_id 2: transformers' legacy rule)") if eos == 2 else \
@@ -239,7 +260,7 @@ def load_text_tower(spec: str, tokenizer: str | None = None, online: bool = Fals
     raw = read_checkpoint(resolve(spec, online).path if is_hub_spec(spec) else spec)
     tensors, _ = strip_wrappers(raw.tensors)
     layout = text_layout(tensors, spec)
-    state, depth = map_text(tensors, layout)
+    state, depth = map_text(tensors, layout, spec)
     for key in ("token_embedding.weight", "pos_embed", "norm.weight"):
         if key not in state:
             raise VitcliError(spec, f"its text tower ({layout.name}) lacks {key}: " + NO_TEXT)
@@ -270,26 +291,45 @@ def _scalar(value: float) -> "Tensor":
 
 
 def _tokenizer(spec: str, weights: str, given: str | None, facts: TextFacts) -> Tokenizer:
-    """`given`, else the first tokenizer file beside the weights in the library's order; else one line naming --tokenizer."""
+    """The tokenizer, with the rules of the class transformers would load it as (SigLIP 2's tokenizer.json:
+    Siglip2Tokenizer lower-cases, and pads on the left unless tokenizer_config.json says padding_side)."""
+    tok = _tokenizer_file(spec, weights, given, facts)
+    if facts.siglip2 and tok.kind == "tokenizer.json":
+        side = tokenizer_settings(Path(tok.path).parent).get("padding_side", "left")
+        tok.lower, tok.pad_left = True, side == "left"
+    return tok
+
+
+def _tokenizer_file(spec: str, weights: str, given: str | None, facts: TextFacts) -> Tokenizer:
+    """`given`, else the first tokenizer file beside the weights in the library's order, else (an open_clip
+    repository whose config names no Hugging Face tokenizer: open_clip's own default) the BPE file of an installed
+    open_clip; else one line naming --tokenizer."""
     if given is not None:
         return load_tokenizer(given, facts.clean, facts.tokenizer_order)
     folder = Path(weights).parent if Path(weights).is_file() else Path(weights)
-    found = find_tokenizer_file(folder, facts.tokenizer_order)
+    order = facts.tokenizer_order
+    if tokenizer_settings(folder).get("tokenizer_class") == "SiglipTokenizer":  # the class transformers would load
+        order = ("spiece.model", *(n for n in order if n != "spiece.model"))
+    found = find_tokenizer_file(folder, order)
+    bundled = bundled_bpe()
+    if found is None and facts.bundled_bpe and bundled is not None:
+        found = bundled
     if found is None:
+        where = f"CLIP's BPE file, as open_clip ships it: {bundled}" if bundled else \
+            "open_clip ships CLIP's bpe_simple_vocab_16e6.txt.gz in its package folder"
         raise VitcliError(spec, "has no tokenizer beside it (tokenizer.json, spiece.model, merges.txt or "
-                          f"bpe_simple_vocab_16e6.txt.gz): pass --tokenizer PATH ({_bundled_bpe_hint()})")
+                          f"bpe_simple_vocab_16e6.txt.gz): pass --tokenizer PATH ({where})")
     return load_tokenizer(found, facts.clean, facts.tokenizer_order)
 
 
-def _bundled_bpe_hint() -> str:
-    """Where open_clip's package keeps CLIP's BPE file, found without importing open_clip."""
+def bundled_bpe() -> Path | None:
+    """CLIP's BPE file in an installed open_clip's package folder, found without importing open_clip."""
     from importlib.util import find_spec
 
     spec = find_spec("open_clip")
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    found = [Path(f) / "bpe_simple_vocab_16e6.txt.gz" for f in folders if (Path(f) / "bpe_simple_vocab_16e6.txt.gz").is_file()]
-    return f"CLIP's BPE file, as open_clip ships it: {found[0]}" if found else \
-        "open_clip ships CLIP's bpe_simple_vocab_16e6.txt.gz in its package folder"
+    return next((Path(f) / "bpe_simple_vocab_16e6.txt.gz" for f in folders
+                 if (Path(f) / "bpe_simple_vocab_16e6.txt.gz").is_file()), None)
 
 
 def build_text_tower(tower: TextTower, device: "str | torch.device" = "cpu",
@@ -316,9 +356,6 @@ def build_text_tower(tower: TextTower, device: "str | torch.device" = "cpu",
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device=device, dtype=dtype).eval()
 
-
-TextLoader = Callable[[str], TextTower]
-Pooling = TextPooling
 
 __all__ = ["NO_TEXT", "TEXT_LAYOUTS", "TextLayout", "TextTower", "build_text_tower", "load_text_tower", "map_text",
            "text_config", "text_layout"]

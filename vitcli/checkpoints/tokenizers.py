@@ -94,10 +94,13 @@ class Tokenizer:
     pad_id: int
     end_id: int | None  # the token a truncated prompt ends with (None: cut plainly)
     clean: str = "none"  # open_clip's clean step before the tokenizer
+    lower: bool = False  # lower-case first (transformers' Siglip2Tokenizer prepends a Lowercase normaliser)
+    pad_left: bool = False  # padding before the tokens (Siglip2Tokenizer's default padding side)
 
     def encode(self, text: str) -> list[int]:
         """The ids of one prompt with its special tokens, before truncation."""
-        return self.encode_ids(CLEAN[self.clean](text))
+        text = CLEAN[self.clean](text)
+        return self.encode_ids(text.lower() if self.lower else text)
 
     def __call__(self, texts: Sequence[str], context: int) -> Tokens:
         """Prompts → ids and mask (K, context): truncated and padded as the libraries do."""
@@ -111,8 +114,12 @@ class Tokenizer:
                 if self.end_id is not None and end == self.end_id:
                     tokens[-1] = end
             pad = context - len(tokens)
-            ids.append(tokens + [self.pad_id] * pad)
-            mask.append([1] * len(tokens) + [0] * pad)
+            if self.pad_left:
+                ids.append([self.pad_id] * pad + tokens)
+                mask.append([0] * pad + [1] * len(tokens))
+            else:
+                ids.append(tokens + [self.pad_id] * pad)
+                mask.append([1] * len(tokens) + [0] * pad)
         return Tokens(ids, mask, counts, context)
 
 

@@ -13,7 +13,7 @@ from vitcli.cli.common import (examples, BatchOptions, ImageOptions, ImagesArg, 
 
 HELP = """Project an image's patches into ViT token embeddings and show every stage.
 
-patches (N, P·P·C) → projected (N, D) → with class token (N+1, D) → + position = Z0 (N+1, D) → encoder output Z_L (N+1, D) → pooled image embedding (D,). -o writes the --stage you choose. Weights are random from --seed unless --weights gives a checkpoint.
+patches (N, P·P·C) → projected (N, D) → with class token (N+1, D) → + position = Z0 (N+1, D) → encoder output Z_L (N+1, D) → pooled image embedding (D,). -o writes the --stage you choose. Weights are random from --seed unless --weights gives a checkpoint. With --text PROMPT (CLIP-family checkpoints), the prompts' text embeddings (K, E) instead.
 """
 EXAMPLES = [
     'vitcli embed sample_images/chelsea.jpg',

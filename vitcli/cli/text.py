@@ -76,8 +76,11 @@ def classify_command(
     batch: BatchOptions,
 ) -> None:
     from vitcli.cli.common import batch_spec
+    from vitcli.errors import VitcliError
 
     out = Output(output, as_json, quiet)
+    if batch.output_dir:
+        raise VitcliError("--output-dir", "classify writes one array of scores: use -o FILE.npy")
     found = gather(images, image_opts, batch)
     model = open_model(model_opts, image_opts)
     with out.progress(len(found)) as progress:
@@ -96,6 +99,8 @@ def _tables(doc: dict[str, Any], top: int = 10) -> list[Any]:
     rule = {"softmax": "softmax of exp(logit_scale)·cos (CLIP)", "sigmoid": "sigmoid of exp(logit_scale)·cos + "
             "logit_bias (SigLIP)", "head": "the classifier head's softmax"}[doc["rule"]]
     rows = [("weights", doc["model"]["source"]), ("labels", len(doc["labels"])), ("rule", rule)]
+    rows += [("truncated", f"{len(doc['truncated'])} labels longer than the context, cut as the library cuts them")] \
+        if doc["truncated"] else []
     rows += [("written", doc["outputs"]["array"])] if doc["outputs"]["array"] else []
     probs, logits = np.atleast_2d(doc["probs"]), np.atleast_2d(doc["logits"])
     tables = [info_table("vitcli classify", rows)]

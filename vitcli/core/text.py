@@ -103,20 +103,33 @@ class TextTransformer(nn.Module):
 
     def pool(self, x: Tensor, ids: Tensor) -> Tensor:
         """The pooled token of each prompt: (K, n, D) → (K, D), by the config's rule."""
-        rows = torch.arange(x.shape[0], device=x.device)
-        p = self.config.pooling
-        if p == "argmax":
-            return x[rows, ids.argmax(-1)]
-        if p == "eos":
-            return x[rows, (ids == self.config.eos_id).int().argmax(-1)]
-        return x[:, -1] if p == "last" else x[:, 0]
+        index = self.pooled_index(ids)
+        if index is not None:
+            return x[torch.arange(x.shape[0], device=x.device), index]
+        return x[:, -1] if self.config.pooling == "last" else x[:, 0]
 
     def project(self, pooled: Tensor) -> Tensor:
         """(K, D) → (K, E): the projection into the joint space (identity without one)."""
         return pooled if self.proj is None else self.proj(pooled)
 
+    def pooled_index(self, ids: Tensor) -> Tensor | None:
+        """(K,) the token each prompt is pooled from, when the rule names one by the ids (argmax, eos); else None."""
+        if self.config.pooling == "argmax":
+            return ids.argmax(-1)
+        if self.config.pooling == "eos":
+            return (ids == self.config.eos_id).int().argmax(-1)
+        return None
+
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        """(K, n) token ids, (K, n) bool attention mask → (K, E) text embeddings."""
+        """(K, n) token ids, (K, n) bool attention mask → (K, E) text embeddings.
+
+        A causal tower pooled at a token (CLIP, PE) runs only up to the last pooled token of the batch: under
+        the causal mask no token sees those after it, so the padding beyond changes nothing (8 tokens of 77
+        for a short label)."""
+        index = self.pooled_index(ids) if self.config.causal else None
+        if index is not None:
+            n = int(index.max()) + 1
+            ids, mask = ids[:, :n], None if mask is None else mask[:, :n]
         return self.project(self.pool(self.tokens(ids, mask), ids))
 
 
