@@ -176,7 +176,7 @@ def python_script(text: str) -> str:
     """A Python block with each `EXPR.shape  # (a, b)` line turned into an assertion."""
     def check(m: re.Match) -> str:
         return f"assert tuple({m.group(1)}) == {m.group(2)}, ({m.group(1)!r}, {m.group(1)})"
-    return re.sub(r"^(\S.*?\.shape)\s+#\s*(\([\d, ]+\))", check, text, flags=re.MULTILINE)
+    return re.sub(r"^(\S.*?\.shape)\s+#\s*(\([\d, ]+\)).*$", check, text, flags=re.MULTILINE)
 
 
 @pytest.mark.slow
