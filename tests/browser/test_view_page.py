@@ -172,3 +172,29 @@ def test_screenshots_for_the_readme(tmp_path):
                             {"screenshot": str(FIGURES / "view_astronaut.png")}])
     assert report["results"][2]["name"] == "cls" and report["page_errors"] == []
     assert (FIGURES / "view_chelsea.png").stat().st_size > 10_000
+
+
+def test_layout_is_stable_on_hover_ticks_are_round_and_the_legend_fits(page):
+    """Nothing moves when the first hover and a click fill captions, bars and the lock note; the charts'
+    y ticks are multiples of 1, 2, 2.5 or 5 × 10^k; the norms legend lies inside its chart; the fused
+    rows' entropy in the heads table is at most ln T (the max row is no distribution: row / sum)."""
+    boxes = ("Array.from(document.querySelectorAll('#controls, .row, figure.panel, figcaption, canvas, #lock'))"
+             ".map(e => { const r = e.getBoundingClientRect(); return [e.id, r.x, r.y, r.width, r.height]; })")
+    heads = "Array.from(document.querySelectorAll('#heads tbody tr')).map(r => Array.from(r.cells).map(c => c.textContent))"
+    report = run_page(page, [{"eval": boxes}, {"mouse": [20, 20]}, {"eval": boxes}, {"click": [30, 30]},
+                             {"eval": boxes}, {"eval": "window.vitcli.axes()"}, {"eval": heads},
+                             {"eval": "window.vitcli.data.depth"}])
+    first, hovered, clicked, axes, rows = (report["results"][i] for i in (0, 2, 4, 5, 6))
+    assert first == hovered == clicked
+    for chart, labels in axes["ticks"].items():
+        values = [float(t) for t in labels]
+        step = values[1] - values[0]
+        mantissa = step / 10 ** np.floor(np.log10(step))
+        assert values[0] == 0 and any(np.isclose(mantissa, m) for m in (1, 2, 2.5, 5)), (chart, labels)
+        assert np.allclose(np.diff(values), step), (chart, labels)
+    left, right, width = axes["legend"]["norms"]
+    assert 0 <= left < right <= width
+    tokens = 5 * 3 + 1 + 4  # a 3×5 grid, class token, 4 registers
+    entropies = {r[0]: float(r[1]) for r in rows}
+    assert set(entropies) >= {"mean", "max", "min"} and max(entropies.values()) <= np.log(tokens) + 1e-9, entropies
+    assert report["page_errors"] == []

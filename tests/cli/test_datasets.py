@@ -271,7 +271,7 @@ def test_resume_reads_the_options_from_the_manifest(done_run):
 
 
 def test_resume_with_a_contradicting_model_names_both_models(done_run):
-    inputs, out, before = done_run
+    _, out, before = done_run
     line = assert_clean_error(run_cli("embed", "--output-dir", out, "--resume", "--model", "vit-s16"),
                               "--model", "vit-s16", "vit-ti16")
     assert "sha256" not in line

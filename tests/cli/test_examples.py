@@ -176,7 +176,7 @@ def python_script(text: str) -> str:
     """A Python block with each `EXPR.shape  # (a, b)` line turned into an assertion."""
     def check(m: re.Match) -> str:
         return f"assert tuple({m.group(1)}) == {m.group(2)}, ({m.group(1)!r}, {m.group(1)})"
-    return re.sub(r"^(\S.*?\.shape)\s+#\s*(\([\d, ]+\))", check, text, flags=re.MULTILINE)
+    return re.sub(r"^(\S.*?\.shape)\s+#\s*(\([\d, ]+\)).*$", check, text, flags=re.MULTILINE)
 
 
 @pytest.mark.slow
@@ -211,3 +211,15 @@ def test_help_examples_run(name, tmp_path):
     for line in help_examples()[name]:
         problem = check_line(line, folder)
         assert problem is None, (line, problem)
+
+
+def test_readme_is_a_front_door_linking_into_the_docs():
+    """The README stays short (≤ 200 lines) and every page it links exists and is in the site's nav."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    linked = set(re.findall(r"\]\((docs/[\w./-]+\.md)(?:#[\w-]+)?\)", readme))
+    nav = (ROOT / "mkdocs.yml").read_text()
+    assert len(linked) >= 8
+    for page in linked:
+        assert (ROOT / page).exists(), page
+        assert page.removeprefix("docs/") in nav, page

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import SAMPLES
 from tests.io.pngs import blend, bbox, cmap_rgb, colour_bar_columns, near, read_rgb, solid_bbox
 from vitcli.errors import VitcliError
 from vitcli.io.pictures import (
@@ -208,3 +209,44 @@ def test_distance_figure_has_one_colour_per_head(tmp_path):
     for h in range(4):
         colour = np.asarray(matplotlib.colormaps["tab10"](h)[:3]) * 255
         assert near(rgb, colour, tol=3).sum() >= 12 * 5, f"head {h}'s dots are missing"
+
+
+def test_similarity_colour_scale_is_the_datas_range_and_raises_no_warning():
+    """A sin-cos table's similarities lie within 0.6-1: a fixed [-1, 1] scale showed one flat colour."""
+    import warnings
+
+    from vitcli.io.pictures import similarity_figure
+
+    sim = np.full((4, 4), 0.6)  # a 2x2 grid against itself
+    np.fill_diagonal(sim, 1.0)
+    sim[0, 1] = sim[1, 0] = 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's PendingDeprecationWarning of Colormap.set_bad among them
+        fig = similarity_figure(sim, (2, 2), "t")
+    assert fig.axes[0].images[0].get_clim() == (sim.min(), sim.max())
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_figure_titles_say_random_weights(tmp_path, monkeypatch):
+    """filters.png, pca.png, similar.png and norms.png of a preset say the weights are random (and the seed)."""
+    import matplotlib.pyplot as plt
+
+    import vitcli
+    from vitcli.io import pictures
+
+    titles = []
+
+    def keep_title(path, fig):
+        titles.append(" ".join([fig._suptitle.get_text() if fig._suptitle else ""] + [a.get_title() for a in fig.axes]))
+        plt.close(fig)
+
+    monkeypatch.setattr(pictures, "save_figure", keep_title)
+    model = vitcli.load_model("vit-ti16", depth=2, seed=4)
+    cat = str(SAMPLES / "chelsea.jpg")
+    model.filters(png=tmp_path / "f.png", count=4)
+    model.pca([cat], png=tmp_path / "p.png")
+    model.similar(cat, png=tmp_path / "s.png")
+    model.norms(cat, png=tmp_path / "n.png")
+    assert len(titles) == 4 and all("random weights (seed 4)" in t for t in titles), titles

@@ -37,6 +37,11 @@ def _numpy(t: Any) -> "np.ndarray":
     return t.detach().double().cpu().numpy()
 
 
+def _who(model: Any) -> str:
+    """The model as a picture's title names it: random weights say so, as what the picture shows is the layout."""
+    return model.config.name + (f", {model.source}" if model.checkpoint is None else "")
+
+
 def _write(output: str | None, array: "np.ndarray", png: str | None, draw: Any) -> None:
     """The array to `output` and the figure to `png` (drawn only when asked), each atomic."""
     if output:
@@ -99,7 +104,7 @@ class FiguresMixin:
         weight = self._patch_weight()  # (D, C, P, P)
         comps, ratio = filter_components(weight, count)  # (k, C, P, P), (k,)
         array, explained = _numpy(comps), _numpy(ratio)
-        title = f"Patch-embedding filters of {self.config.name}: first {len(array)} principal components"
+        title = f"Patch-embedding filters of {_who(self)}: first {len(array)} principal components"
         _write(output, array, png, lambda: filters_figure(_numpy(tiles_for_display(comps)), explained, title))
         doc = {"command": "figures filters", "input": None, "patch_size": self.config.patch_size,
                "model": self.document(), "weight_shape": list(weight.shape),
@@ -143,7 +148,7 @@ class FiguresMixin:
         with option_errors("--foreground-threshold"):
             result = feature_pca_rgb(features.float().cpu(), grid, foreground_threshold)
         maps = _numpy(result.rgb)  # (B, rows, cols, 3)
-        title = f"PCA of last-layer patch features, {self.config.name}" + (
+        title = f"PCA of last-layer patch features, {_who(self)}" + (
             f", foreground > {foreground_threshold}" if foreground_threshold is not None else "")
         _write(output, maps, png, lambda: pca_figure([f.pixels for f in fitted], maps, self.config.patch_size,
                                                       [_name(f.loaded.path) for f in fitted], title))
@@ -191,7 +196,7 @@ class FiguresMixin:
             index = patch_index(*rc, q_grid)
             sim = _numpy(patch_similarity(feats[0], feats[-1], index, prefix, t_grid))  # (rows, cols)
         rc = divmod(index, q_grid[1])
-        title = f"Cosine similarity to patch ({rc[0]}, {rc[1]}), block {layer_i}{'' if norm else ' (no norm)'}, {self.config.name}"
+        title = f"Cosine similarity to patch ({rc[0]}, {rc[1]}), block {layer_i}{'' if norm else ' (no norm)'}, {_who(self)}"
         _write(output, sim, png, lambda: similarity_overlay_figure(fitted[0].pixels, fitted[-1].pixels, sim, rc,
                                                                    self.config.patch_size, to is None, title))
         best = divmod(int(sim.argmax()), t_grid[1])
@@ -281,7 +286,7 @@ class FiguresMixin:
         registers = range(int(c.class_token) + int(c.distilled), prefix)
         rule = f"> {norm_threshold:g}" if norm_threshold is not None else f"> median + {k:g}·MAD"
         _write(output, array, png, lambda: norms_figure(array, prefix, c.class_token, registers, _numpy(thresholds),
-                                                         outliers, f"Token norms per layer, {c.name} (outliers {rule})"))
+                                                         outliers, f"Token norms per layer, {_who(self)} (outliers {rule})"))
         listed = _outlier_rows(outliers, norms, share, prefix, out.grid)
         regs = [{"layer": l, "register": j, "token": t, "norm": float(norms[l, t]), "class_attention": _share(share, l, t)}
                 for l in range(depth) for j, t in enumerate(registers)]

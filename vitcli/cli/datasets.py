@@ -47,11 +47,13 @@ def given_options() -> dict[str, Any]:
 
 def current_context() -> Any:
     """The running command's click context (typer ≥ 0.20 carries its own copy of click as typer._click)."""
+    from importlib import import_module
+
     try:
-        from typer._click.globals import get_current_context
+        module = import_module("typer._click.globals")
     except ImportError:
-        from click import get_current_context
-    return get_current_context()
+        module = import_module("click")
+    return module.get_current_context()
 
 
 def _given(ctx: Any, name: str) -> bool:

@@ -78,16 +78,18 @@ def tile_mosaic(tiles: np.ndarray, gap: int = 1) -> np.ndarray:
 
 def similarity_figure(similarity: np.ndarray, grid: tuple[int, int], title: str):
     """ViT paper figure 7 (centre): one tile per grid position, the cosine similarity of its
-    position embedding with every other position's, tiles laid out on the grid, colour bar."""
+    position embedding with every other position's, tiles laid out on the grid, colour bar over the
+    similarities' own range (as the paper's figure)."""
     plt = _pyplot()
     rows, cols = grid
     tiles = similarity.reshape(rows, cols, rows, cols)  # (r, c, r', c')
     mosaic = tile_mosaic(tiles, gap=1)
     scale = 7.0 / max(rows, cols)
     fig, ax = plt.subplots(figsize=(max(3.0, cols * scale) + 1.2, max(3.0, rows * scale)), dpi=110)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("white")
-    im = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    # the data's own range: a fixed [-1, 1] hides a sin-cos table's pattern (all of it within 0.6-1)
+    im = ax.imshow(mosaic, cmap=cmap, vmin=float(np.nanmin(similarity)), vmax=float(np.nanmax(similarity)),
+                   interpolation="nearest")
     step = max(1, max(rows, cols) // 14)
     ax.set_xticks([c * (cols + 1) + (cols - 1) / 2 for c in range(0, cols, step)], [str(c) for c in range(0, cols, step)])
     ax.set_yticks([r * (rows + 1) + (rows - 1) / 2 for r in range(0, rows, step)], [str(r) for r in range(0, rows, step)])

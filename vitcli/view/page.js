@@ -34,6 +34,7 @@
   const state = { tab: 0, layer: LAYERS[LAYERS.length - 1], head: "mean", query: 0, locked: false };
   const tabs = [];
   let current = null, lastMs = 0;
+  const ticks = {}, legend = {};  // canvas id → its y-axis labels; the norms legend's [left, right] (vitcli.axes())
 
   async function loadTab(t) {
     const grid = t.grid, T = P + grid[0] * grid[1];
@@ -254,7 +255,13 @@
     panels.picker = { grid: tab.grid, w, h };
   }
 
-  function entropy(row) { let e = 0; for (const w of row) if (w > 0) e -= w * Math.log(w); return e; }
+  // Entropy in nats of row / its sum: the heads' max or min of rows is no distribution (as `attend --head max`).
+  function entropy(row) {
+    let s = 0, e = 0;
+    for (const w of row) s += w;
+    for (const w of row) if (w > 0) e -= (w / s) * Math.log(w / s);
+    return e;
+  }
   function headTable(rows) {
     const tab = current, L = DATA.depth, body = $("heads").tBodies[0], dist = tab.distance, li = state.layer;
     const list = [...rows.map((r, h) => [h, r]), ...["mean", "max", "min"].map((f) => [f, fused(rows, f)])];
@@ -276,7 +283,14 @@
     $("heads-title").textContent = `heads of layer ${li}, query ${tokenName(tab, state.query)}` + (L ? "" : "");
   }
 
+  // A round tick step (1, 2, 2.5 or 5 × 10^k) giving about `count` steps up to `max`.
+  function niceStep(max, count) {
+    const raw = (max || 1) / count, unit = Math.pow(10, Math.floor(Math.log10(raw)));
+    return unit * [1, 2, 2.5, 5, 10].find((m) => m * unit >= raw * (1 - 1e-9));
+  }
   function axes(ctx, w, h, pad, xmax, ymax, xlabel, ylabel) {
+    const ystep = niceStep(ymax, 4);
+    ymax = Math.ceil((ymax || 1) / ystep - 1e-9) * ystep;  // the axis ends on a round tick: 0, 25, 50, 75, 100
     ctx.clearRect(0, 0, w, h);
     ctx.strokeStyle = "#90a4ae"; ctx.fillStyle = "#455a64"; ctx.font = "11px sans-serif"; ctx.lineWidth = 1;
     ctx.beginPath(); ctx.moveTo(pad, 8); ctx.lineTo(pad, h - pad); ctx.lineTo(w - 8, h - pad); ctx.stroke();
@@ -285,7 +299,12 @@
     for (let l = 0; l <= xmax; l += Math.max(1, Math.ceil(xmax / 12))) ctx.fillText(l, X(l), h - pad + 13);
     ctx.fillText(xlabel, (w + pad) / 2, h - 4);
     ctx.textAlign = "right";
-    for (let k = 0; k <= 4; k++) ctx.fillText((ymax * k / 4).toPrecision(3), pad - 3, Y(ymax * k / 4) + 4);
+    let digits = 0;
+    while (digits < 10 && Math.abs(Math.round(ystep * 10 ** digits) - ystep * 10 ** digits) > 1e-6) digits++;
+    const labels = [];
+    for (let k = 0; k * ystep <= ymax * (1 + 1e-9); k++) labels.push((k * ystep).toFixed(digits));
+    for (const t of labels) ctx.fillText(t, pad - 3, Y(Number(t)) + 4);
+    ticks[ctx.canvas.id] = labels;
     ctx.save(); ctx.translate(10, h / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center"; ctx.fillText(ylabel, 0, 0); ctx.restore();
     return [X, Y];
   }
@@ -330,13 +349,17 @@
     const lines = DATA.prefix_names.map((n, i) => [i, n + (i === state.query ? " (selected)" : ""), ["#1e88e5", "#8e24aa", "#fb8c00", "#43a047", "#00acc1", "#6d4c41"][i % 6]]);
     if (state.query >= P) lines.push([state.query, "selected: " + tokenName(tab, state.query), "#000"]);
     let ly = cv.height - 52 - 13 * lines.length;
+    const key = `● outliers (${tab.raw.outliers.length}), - - threshold`;
+    const widest = Math.max(...[key, ...lines.map((l) => l[1])].map((s) => ctx.measureText(s).width));
+    const lx = cv.width - 8 - widest;  // the legend ends 8 px inside the chart: never clipped
+    legend.norms = [lx, lx + widest, cv.width];
     for (const [t, name, col] of lines) {
       ctx.strokeStyle = col; ctx.lineWidth = t === state.query ? 2 : 1.5; ctx.beginPath();
       for (let l = 0; l < L; l++) { const p = [X(l), Y(nm[l * T + t])]; l ? ctx.lineTo(...p) : ctx.moveTo(...p); }
       ctx.stroke();
-      ctx.fillStyle = col; ctx.textAlign = "left"; ctx.fillText(name, cv.width - 150, ly); ly += 13;
+      ctx.fillStyle = col; ctx.textAlign = "left"; ctx.fillText(name, lx, ly); ly += 13;
     }
-    ctx.fillStyle = "#e53935"; ctx.fillText(`● outliers (${tab.raw.outliers.length}), - - threshold`, cv.width - 150, ly);
+    ctx.fillStyle = "#e53935"; ctx.textAlign = "left"; ctx.fillText(key, lx, ly);
   }
 
   // --- text prompts: a LeGrad map and a zero-shot score per prompt -------------------------------
@@ -445,6 +468,7 @@
     textPanels: () => (current.text || []).map((p, i) => ({ prompt: p.prompt, prob: p.prob, map: Array.from(panels[`text-${i}`].map),
                                                              caption: $(`text-${i}-title`).textContent })),
     lastUpdateMs: () => lastMs,
+    axes: () => ({ ticks: { ...ticks }, legend: { ...legend } }),  // the charts' y labels and the norms legend, as drawn
     readyMs: null,
     data: DATA,
   };
