@@ -7,11 +7,19 @@
           grad-rollout against one forward + backward pass of the timm model (target 2.5×).
           Calls alternate and each figure is the median of --repeats, so load hits both sides alike.
 
-Usage: python benchmarks/bench_explain.py [--part memory|speed|both] [--size 1792] [--depth 12] [--repeats 7]
+  highres grad-rollout, attn-grad and gradcam at --size (1792: 12,545 tokens) on ViT-B/16, each in a
+          child process that also times one forward pass of the same model on the same input right
+          before it (inference mode, the pooled embedding): the ratio explain ÷ forward (target ≤ 3×)
+          and the child's peak resident memory (bound 6 GiB).
+
+Usage: python benchmarks/bench_explain.py [--part memory|speed|highres|all] [--size 1792] [--depth 12]
+       [--repeats 7] [--quick]   (--quick: 448 px, 3 repeats, 4 blocks for memory)
 """
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,17 +102,79 @@ def speed(repeats: int) -> None:
           f"{med['vitcli grad-rollout'] / med['timm forward+backward']:.2f}x (target ≤ 2.5x)")
 
 
+HIGHRES = r"""
+import json, resource, sys, time
+import torch
+from vitcli.api import load_model
+from vitcli.core.capture import Capture
+from vitcli.core.explain import Target, explain
+size, method = int(sys.argv[1]), sys.argv[2]
+model = load_model("vit-b16", seed=0).module.eval()
+x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+with torch.inference_mode():
+    model(torch.zeros(1, 3, 224, 224), Capture(inputs=False, final="pooled"))  # warm-up: threads, allocator
+    start = time.perf_counter()
+    model(x, Capture(inputs=False, final="pooled"))
+    forward = time.perf_counter() - start
+start = time.perf_counter()
+maps = explain(model, x, method, Target("top")).maps
+seconds = time.perf_counter() - start
+assert torch.isfinite(maps).all()
+print(json.dumps({"forward": forward, "explain": seconds,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _child(root: Path, size: int, method: str) -> dict[str, float]:
+    """One child process with vitcli imported from `root`: its forward, explain and peak memory."""
+    import os
+
+    out = subprocess.run([sys.executable, "-c", HIGHRES, str(size), method], capture_output=True, text=True,
+                         check=False, env={**os.environ, "PYTHONPATH": str(root)})
+    if out.returncode:
+        raise SystemExit(f"{method} at {size} ({root}): {out.stderr}")
+    return json.loads(out.stdout)
+
+
+def highres(size: int, repeats: int, methods: list[str], against: Path | None) -> None:
+    """Each method in its own child: one forward pass, then the method, same input; ratio and peak memory.
+    With `against` (another checkout), its children run interleaved with this one's, for a before/after."""
+    roots = {"": Path(__file__).resolve().parent.parent} | ({f" [{against}]": against} if against else {})
+    tokens = (size // 16) ** 2 + 1
+    for method in methods:
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in roots}
+        for _ in range(repeats):
+            for name, root in roots.items():
+                runs[name].append(_child(root, size, method))
+        for name, got in runs.items():
+            ratio = statistics.median(r["explain"] / r["forward"] for r in got)
+            print(f"[explain {size} px]{name} {method}, ViT-B/16, {tokens:,} tokens (median of {repeats}): explain "
+                  f"{statistics.median(r['explain'] for r in got):.1f} s, one forward pass "
+                  f"{statistics.median(r['forward'] for r in got):.1f} s, ratio {ratio:.2f}x (target ≤ 3x); "
+                  f"peak {max(r['peak_mb'] for r in got) / 1024:.2f} GiB (bound 6 GiB)")
+        sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["memory", "speed", "both"], default="both")
+    parser.add_argument("--part", choices=["memory", "speed", "highres", "both", "all"], default="all",
+                        help="both: memory and speed (as before highres existed)")
     parser.add_argument("--size", type=int, default=1792)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--highres-repeats", type=int, default=1, help="runs of each method at --size (minutes each)")
     parser.add_argument("--depth", type=int, default=12, help="memory: blocks of ViT-B/16 (fewer for a quick look)")
+    parser.add_argument("--methods", default="grad-rollout,attn-grad,gradcam", help="highres: the methods timed")
+    parser.add_argument("--against", type=Path, help="highres: another checkout's root, timed interleaved (before/after)")
+    parser.add_argument("--quick", action="store_true", help="448 px, 3 repeats, 4 blocks for the memory part")
     args = parser.parse_args()
+    if args.quick:
+        args.size, args.repeats, args.depth = 448, 3, 4
     print(machine())
-    if args.part in ("speed", "both"):
+    if args.part in ("speed", "both", "all"):
         speed(args.repeats)
-    if args.part in ("memory", "both"):
+    if args.part in ("highres", "all"):
+        highres(args.size, args.highres_repeats, args.methods.split(","), args.against)
+    if args.part in ("memory", "both", "all"):
         memory(args.size, args.depth)
 
 

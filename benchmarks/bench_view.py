@@ -25,28 +25,36 @@ from benchmarks._common import SAMPLES, machine, paired_ratio, run, vitcli_comma
 from tests.browser.chromium import missing, run_page  # noqa: E402
 
 
-def write_cost(repeats: int) -> None:
-    """`vitcli view` against `vitcli embed` as whole processes, interleaved: medians and the paired ratio."""
+def write_cost(repeats: int, against: Path | None) -> None:
+    """`vitcli view` against `vitcli embed` as whole processes, interleaved: medians and the paired ratio;
+    with `against` (another checkout's root), its `view` too, for a before/after."""
     image = str(SAMPLES / "chelsea.jpg")
     with tempfile.TemporaryDirectory() as d:
-        commands = {"embed": [*vitcli_command(), "embed", image, "-q"],
-                    "view": [*vitcli_command(), "view", image, "-o", str(Path(d) / "page.html"), "-q"]}
+        page = ["view", image, "-o", str(Path(d) / "page.html"), "-q"]
+        commands = {"embed": ([*vitcli_command(), "embed", image, "-q"], {}),
+                    "view": ([*vitcli_command(), *page], {})}
+        if against:
+            commands["view of --against"] = ([*vitcli_command(), *page], {"PYTHONPATH": str(against)})
         times: dict[str, list[float]] = {name: [] for name in commands}
         for i in range(repeats):
             for name in (list(commands) if i % 2 == 0 else list(commands)[::-1]):
-                times[name].append(run(commands[name])[0])
-    print(f"view vs embed, chelsea.jpg, ViT-B/16 (median of {repeats}, interleaved): view "
-          f"{statistics.median(times['view']):.2f} s, embed {statistics.median(times['embed']):.2f} s, "
-          f"ratio {paired_ratio(times['view'], times['embed']):.2f}x (target <= 1.3)")
+                cmd, env = commands[name]
+                times[name].append(run(cmd, env=env)[0])
+    print(f"view vs embed, chelsea.jpg, ViT-B/16 (median of {repeats}, interleaved): "
+          + ", ".join(f"{name} {statistics.median(t):.2f} s" for name, t in times.items())
+          + f"; view ÷ embed {paired_ratio(times['view'], times['embed']):.2f}x (target ≤ 1.3)"
+          + (f", --against's view ÷ embed {paired_ratio(times['view of --against'], times['embed']):.2f}x"
+             if against else ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="rounds of view against embed")
     parser.add_argument("--quick", action="store_true", help="3 rounds, no browser part")
+    parser.add_argument("--against", type=Path, help="another checkout's root: its view timed too (before/after)")
     args = parser.parse_args()
     print(machine())
-    write_cost(3 if args.quick else args.repeats)
+    write_cost(3 if args.quick else args.repeats, args.against)
     reason = missing()
     if args.quick or reason:
         print(f"page in chromium: skipped ({'--quick' if args.quick else reason})")

@@ -23,7 +23,9 @@ with a given (E,) embedding, e.g. a text tower's: `joint_embedding`).
 
 Every block is the encoder's own: its inputs come from `encode`, and the backward re-runs
 `Block.steps` with the encoder's `attention_terms` (rotation, position and relative biases), so the
-network explained is the network `attend` and `embed` run.
+network explained is the network `attend` and `embed` run. The row-product methods run the same
+parts but take the attention's own backward by hand (`attention_backward`), in the row blocks where
+they form A and ∂y/∂A anyway: the T×T scores are formed once per layer in the backward, not three times.
 
 Memory: ∂y/∂A is never taken through a stored T×T matrix. A forward pass without autograd keeps
 each block's input (T·D a layer); the backward runs block by block from the top, recomputing one
@@ -46,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vitcli.core.analysis import chunk_size, patch_mean_row, prefix_row_to_grid, probe_row, rollout_step
-from vitcli.core.attention import resolve_indices
+from vitcli.core.attention import Rotate, resolve_indices
 from vitcli.core.attn_pool import AttentionPool
 from vitcli.core.block import Block
 from vitcli.core.capture import Capture
@@ -76,6 +78,10 @@ class Explanation:
     maps: Tensor
     score: Tensor  # (B,) y of each image
     klass: Tensor | None  # (B,) class index for top / class targets
+
+
+# (layer, start, stop, A, ∂y/∂A): one row block of a layer's weights and their gradient, each (B, H, c, T)
+RowsSeen = Callable[[int, int, int, Tensor, Tensor], None]
 
 
 @dataclass
@@ -142,10 +148,13 @@ def cosine_to(embedding: Tensor, other: Tensor | None, kind: str) -> Tensor:
 
 
 def backward_blocks(model: VisionTransformer, xs: list[Tensor], grid: tuple[int, int], target: Target,
-                    stop: int, visit: Callable[[LayerGrad], None], features_at: int | None = None) -> tuple[Tensor, Tensor | None]:
+                    stop: int, visit: Callable[[LayerGrad], None], features_at: int | None = None,
+                    rows: "RowsSeen | None" = None) -> tuple[Tensor, Tensor | None]:
     """∂y/∂Y of blocks L-1 down to `stop`, one block recomputed with autograd at a time; `visit` sees each.
 
     y is summed over the batch (images never mix, so each image gets its own gradient).
+    `rows(layer, start, stop, A, ∂y/∂A)` (each (B, H, c, T)) sees every row block of the weights and their
+    gradient as the attention's backward forms them, before `visit` sees the layer.
     """
     terms = model.attention_terms(grid)
     with torch.enable_grad():
@@ -155,14 +164,65 @@ def backward_blocks(model: VisionTransformer, xs: list[Tensor], grid: tuple[int,
         score = y.detach()
         for i in range(len(model.blocks) - 1, stop - 1, -1):
             rotate, bias = terms[i]
-            x = xs[i].detach().requires_grad_()
-            st = model.blocks[i].steps(x, rotate, bias)  # the block's own forward, every step kept
-            wanted = [x, st.heads] + ([st.normed] if i == features_at else [])
-            grads = torch.autograd.grad(st.out, wanted, g)
-            g = grads[0]
-            visit(LayerGrad(i, st.q.detach(), st.k.detach(), st.v.detach(), bias, grads[1],
-                            st.normed.detach() if i == features_at else None, grads[2] if i == features_at else None))
+            g, lg = block_backward(cast(Block, model.blocks[i]), i, xs[i], g, rotate, bias, i == features_at, rows)
+            visit(lg)
     return score, klass
+
+
+def block_backward(block: Block, layer: int, x: Tensor, g: Tensor, rotate: Rotate | None, bias: Tensor | None,
+                   features: bool, rows: RowsSeen | None) -> tuple[Tensor, LayerGrad]:
+    """∂y/∂x of one block (B, T, D) from ∂y/∂out, and what the methods read of it.
+
+    With `rows`, the block's own parts run with autograd except the attention A·V: its output Y comes from
+    SDPA without a graph, and its backward is done here in row blocks (`attention_backward`), where the
+    methods' A and ∂y/∂A are formed anyway: one pass over the T×T scores instead of SDPA's forward and
+    backward and a third pass. Without (Grad-CAM reads no A), autograd through SDPA's tiled kernels.
+    """
+    x = x.detach().requires_grad_()
+    if rows is None:
+        st = block.steps(x, rotate, bias)  # the block's own forward, every step kept
+        grads = torch.autograd.grad(st.out, [x, st.heads, st.normed] if features else [x, st.heads], g)
+        return grads[0], LayerGrad(layer, st.q.detach(), st.k.detach(), st.v.detach(), bias, grads[1],
+                                   st.normed.detach() if features else None, grads[2] if features else None)
+    normed = block.norm1(x)  # (B, T, D)
+    q, k, v = block.attn.split_heads(normed, rotate)  # each (B, H, T, d), with autograd
+    with torch.no_grad():
+        y, _ = block.attn.mix(q, k, v, bias=bias)  # (B, H, T, d)
+    heads = y.requires_grad_()
+    out = block.residual(x, block.attn.merge(heads))  # (B, T, D): x's residual path and Y's
+    g_x, g_y = torch.autograd.grad(out, [x, heads], g)
+    dq, dk, dv = attention_backward(block, layer, q.detach(), k.detach(), v.detach(), bias, y.detach(), g_y, rows)
+    wanted = [x, normed] if features else [x]
+    grads = torch.autograd.grad([q, k, v], wanted, [dq, dk, dv])
+    lg = LayerGrad(layer, q.detach(), k.detach(), v.detach(), bias, g_y,
+                   normed.detach() if features else None, grads[1] if features else None)
+    return g_x + grads[0], lg
+
+
+def attention_backward(block: Block, layer: int, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, y: Tensor,
+                       g_y: Tensor, rows: RowsSeen | None) -> tuple[Tensor, Tensor, Tensor]:
+    """∂y/∂Q, ∂y/∂K, ∂y/∂V (B, H, T, d) of Y = A·V, A = softmax(scale·QKᵀ + bias), from ∂y/∂Y, in row blocks:
+
+        ∂y/∂A = (∂y/∂Y)·Vᵀ,  ∂y/∂S = A ⊙ (∂y/∂A − δ) with δ_i = ∂y/∂Y_i · Y_i (= Σ_j A_ij ∂y/∂A_ij),
+        ∂y/∂Q = scale·(∂y/∂S)·K,  ∂y/∂K = scale·(∂y/∂S)ᵀ·Q,  ∂y/∂V = Aᵀ·(∂y/∂Y)
+
+    (the score bias takes no gradient: positions and relative biases are not explained)."""
+    attn = block.attn
+    dq, dk, dv = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    delta = (g_y * y).sum(-1, keepdim=True)  # (B, H, T, 1)
+    b, h, t, _ = k.shape
+    step = max(1, chunk_size(b * h * t) // 2)  # half explain's usual block: A, ∂y/∂A and Ā's rows live at once
+    for s in range(0, t, step):
+        e = min(s + step, t)
+        a = attn.rows(q, k, bias, s, e)  # (B, H, c, T)
+        grad_a = g_y[:, :, s:e] @ v.transpose(-2, -1)  # (B, H, c, T)
+        if rows is not None:
+            rows(layer, s, e, a, grad_a)
+        dv += a.transpose(-2, -1) @ g_y[:, :, s:e]
+        grad_s = grad_a.sub_(delta[:, :, s:e]).mul_(a)  # (B, H, c, T), in place: ∂y/∂A is not read again
+        dq[:, :, s:e] = (grad_s @ k) * attn.scale
+        dk += (grad_s.transpose(-2, -1) @ q[:, :, s:e]) * attn.scale
+    return dq, dk, dv
 
 
 def fused_rows(model: VisionTransformer, lg: LayerGrad, start: int, stop: int, gradient: bool) -> Tensor:
@@ -208,18 +268,33 @@ class RowProduct:
         self.model, self.method = model, method
         self.discard_ratio, self.start_layer = discard_ratio, start_layer
         self.row = start  # (B, T) float64
+        self.next: Tensor | None = None  # grad-rollout: r + r·Ā of the layer being visited, summed block by block
+        self.fused: Tensor | None = None  # attn-grad: the layer's Ā (B, T, T), filled row block by row block
+
+    def rows(self, layer: int, start: int, stop: int, a: Tensor, grad_a: Tensor) -> None:
+        """One row block of a layer's A and ∂y/∂A (B, H, c, T), as the backward forms them: Ā's rows
+        mean_h (A ⊙ ∂y/∂A)⁺ (the rows `fused_rows` would recompute)."""
+        if layer < self.start_layer:
+            return
+        fused = (a * grad_a).clamp_min_(0).mean(dim=1)  # (B, c, T) float32; one T-row block more at most
+        if self.method == "grad-rollout":  # r + r·Ā, block by block: Ā never exists whole
+            self.next = self.row.clone() if self.next is None else self.next
+            self.next += (self.row[:, None, start:stop] @ fused.double())[:, 0]
+        else:
+            if self.fused is None:
+                self.fused = fused.new_empty(fused.shape[0], fused.shape[-1], fused.shape[-1])  # (B, T, T)
+            self.fused[:, start:stop] = fused
 
     def __call__(self, lg: LayerGrad) -> None:
         if lg.layer < self.start_layer:
             return
-        gradient = self.method != "rollout"
-        if self.method == "grad-rollout":  # r + r·Ā, block by block: Ā never exists whole
-            new = self.row.clone()
-            for s, e in blocks_of(lg):
-                new += (self.row[:, None, s:e] @ fused_rows(self.model, lg, s, e, True).double())[:, 0]
-            self.row = new
+        if self.method == "grad-rollout":
+            self.row, self.next = self.next, None  # type: ignore[assignment]
             return
-        fused = torch.cat([fused_rows(self.model, lg, s, e, gradient) for s, e in blocks_of(lg)], dim=1)  # (B, T, T)
+        if self.method == "rollout":
+            fused = torch.cat([fused_rows(self.model, lg, s, e, False) for s, e in blocks_of(lg)], dim=1)  # (B, T, T)
+        else:
+            fused, self.fused = cast(Tensor, self.fused), None
         self.row = (self.row[:, None] @ rollout_step(fused, self.discard_ratio))[:, 0]  # (B, T)
 
 
@@ -323,7 +398,7 @@ def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollou
                 product(LayerGrad(i, *model.blocks[i].qkv(xs[i], rotate), bias))
         score = y
     else:
-        score, klass = backward_blocks(model, xs, grid, target, start_layer, product)
+        score, klass = backward_blocks(model, xs, grid, target, start_layer, product, rows=product.rows)
     maps = prefix_row_to_grid(product.row, n, grid).float()
     return Explanation(maps, score.float(), klass)
 
