@@ -137,6 +137,7 @@ def test_bad_inputs_one_line_nothing_written(setup) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_features_from_embed_stage_layers(setup, tmp_path) -> None:
     """embed --stage layers into Parquet shards (one column per layer, equal to the .npy of the same images,
     through --resume), then compare --features: the numbers of compare on the images."""
