@@ -16,6 +16,7 @@ from tests.compare import formulas
 from tests.compare.peers import SIZE, crops, model_input, save_timm, timm_layers
 from tests.conftest import assert_clean_error, run_cli
 from vitcli.api import BatchSpec, load_model
+from vitcli.errors import VitcliError
 
 TOL = 1e-6
 
@@ -149,6 +150,9 @@ def test_features_from_embed_stage_layers(setup, tmp_path) -> None:
     paths = [str(p) for p in setup["paths"][:24]]
     opts = ("--stage", "layers", "--tokens", "mean", "--size", str(SIZE), "--fit", "strict", "--format", "parquet",
             "--shard-size", "10")
+    bad = tmp_path / "broken.png"  # a failed image: a row with an error and null layer columns, not compared
+    bad.write_bytes(b"not an image")
+    opts += (str(bad), "--skip-errors")
     r = run_cli("embed", *paths, "--weights", setup["a"], "--output-dir", tmp_path / "a", *opts)
     assert r.returncode == 0, r.stderr.decode()
     load_model(setup["b"]).embed(paths, stage="layers", tokens="mean", size=SIZE, fit="strict",
@@ -165,7 +169,10 @@ def test_features_from_embed_stage_layers(setup, tmp_path) -> None:
     meta = json.loads(table.schema.metadata[b"vitcli"])
     assert meta["layers"] == [0, 1] and meta["layer_columns"] == ["layer_0", "layer_1"] and meta["tokens"] == "mean"
     frame = table.to_pandas()
-    assert frame["path"].tolist() == sorted(paths)
+    assert frame["path"].tolist() == sorted(paths + [str(bad)])
+    failed = frame[frame["path"] == str(bad)].iloc[0]
+    assert failed["error"] and failed["layer_0"] is None and failed["layer_1"] is None
+    frame = frame[frame["path"] != str(bad)]
     order = [paths.index(p) for p in frame["path"]]
     for j in range(2):
         assert np.array_equal(np.stack(frame[f"layer_{j}"].to_numpy()), npy[order, j])
@@ -183,3 +190,8 @@ def test_features_from_embed_stage_layers(setup, tmp_path) -> None:
     assert np.abs(stored.similarity - direct.similarity).max() <= 1e-9
     streamed = compare_features(str(tmp_path / "a"), layers="-1", batch_size=8)  # A with itself, minibatch CKA
     assert streamed.similarity.shape == (1, 2) and abs(streamed.similarity[0, 1] - 1) < 1e-9
+    old = pq.read_table(shards[0])  # the earlier layout: every layer in one `embedding` column
+    doc = {k: v for k, v in meta.items() if k != "layer_columns"}
+    pq.write_table(old.replace_schema_metadata({b"vitcli": json.dumps(doc).encode()}), tmp_path / "old.parquet")
+    with pytest.raises(VitcliError, match="one column per layer"):
+        compare_features(str(tmp_path / "old.parquet"))
