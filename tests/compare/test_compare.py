@@ -16,6 +16,7 @@ from tests.compare import formulas
 from tests.compare.peers import SIZE, crops, model_input, save_timm, timm_layers
 from tests.conftest import assert_clean_error, run_cli
 from vitcli.api import BatchSpec, load_model
+from vitcli.errors import VitcliError
 
 TOL = 1e-6
 
@@ -137,17 +138,51 @@ def test_bad_inputs_one_line_nothing_written(setup) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_features_from_embed_stage_layers(setup, tmp_path) -> None:
-    """embed --stage layers into Parquet shards, then compare --features: the numbers of compare on the images."""
+    """embed --stage layers into Parquet shards (one column per layer, equal to the .npy of the same images,
+    through --resume), then compare --features: the numbers of compare on the images."""
+    import pyarrow.parquet as pq
+
     from vitcli.api.compare import compare_features
     from vitcli.api.dataset import DatasetSpec
 
     paths = [str(p) for p in setup["paths"][:24]]
-    for name, key in (("a", "a"), ("b", "b")):
-        model = load_model(setup[key])
-        model.embed(paths, stage="layers", tokens="mean", size=SIZE, fit="strict", output_dir=str(tmp_path / name),
-                    dataset=DatasetSpec(format="parquet", shard_size=10))
-    assert len(list((tmp_path / "a").glob("part-*.parquet"))) == 3
+    opts = ("--stage", "layers", "--tokens", "mean", "--size", str(SIZE), "--fit", "strict", "--format", "parquet",
+            "--shard-size", "10")
+    bad = tmp_path / "broken.png"  # a failed image: a row with an error and null layer columns, not compared
+    bad.write_bytes(b"not an image")
+    opts += (str(bad), "--skip-errors")
+    r = run_cli("embed", *paths, "--weights", setup["a"], "--output-dir", tmp_path / "a", *opts)
+    assert r.returncode == 0, r.stderr.decode()
+    load_model(setup["b"]).embed(paths, stage="layers", tokens="mean", size=SIZE, fit="strict",
+                                 output_dir=str(tmp_path / "b"), dataset=DatasetSpec(format="parquet", shard_size=10))
+    shards = sorted((tmp_path / "a").glob("part-*.parquet"))
+    assert len(shards) == 3
+    load_model(setup["a"]).embed(paths, stage="layers", tokens="mean", size=SIZE, fit="strict",
+                                 output=str(tmp_path / "a.npy"))
+    npy = np.load(tmp_path / "a.npy")  # (24, 2, 384): images, layers, D
+    table = pq.read_table(shards)
+    assert table.column_names == ["path", "row", "layer_0", "layer_1", "original_size", "size", "grid", "sha256",
+                                  "error"]
+    assert str(table.schema.field("layer_1").type) == "fixed_size_list<element: float>[384]"
+    meta = json.loads(table.schema.metadata[b"vitcli"])
+    assert meta["layers"] == [0, 1] and meta["layer_columns"] == ["layer_0", "layer_1"] and meta["tokens"] == "mean"
+    frame = table.to_pandas()
+    assert frame["path"].tolist() == sorted(paths + [str(bad)])
+    failed = frame[frame["path"] == str(bad)].iloc[0]
+    assert failed["error"] and failed["layer_0"] is None and failed["layer_1"] is None
+    frame = frame[frame["path"] != str(bad)]
+    order = [paths.index(p) for p in frame["path"]]
+    for j in range(2):
+        assert np.array_equal(np.stack(frame[f"layer_{j}"].to_numpy()), npy[order, j])
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())  # lose shard 1, then --resume it
+    del manifest["shards"]["1"]
+    (tmp_path / "a" / "manifest.json").write_text(json.dumps(manifest))
+    shards[1].unlink()
+    r = run_cli("embed", *paths, "--weights", setup["a"], "--output-dir", tmp_path / "a", *opts, "--resume")
+    assert r.returncode == 0, r.stderr.decode()
+    assert pq.read_table(shards).equals(table)
     metrics = ["cka", "mutual-knn"]
     stored = compare_features(str(tmp_path / "a"), str(tmp_path / "b"), metric=metrics, topk=5, exact=True)
     direct = load_model(setup["a"]).compare(paths, with_model=setup["b"], metric=metrics, tokens="mean", topk=5,
@@ -155,3 +190,8 @@ def test_features_from_embed_stage_layers(setup, tmp_path) -> None:
     assert np.abs(stored.similarity - direct.similarity).max() <= 1e-9
     streamed = compare_features(str(tmp_path / "a"), layers="-1", batch_size=8)  # A with itself, minibatch CKA
     assert streamed.similarity.shape == (1, 2) and abs(streamed.similarity[0, 1] - 1) < 1e-9
+    old = pq.read_table(shards[0])  # the earlier layout: every layer in one `embedding` column
+    doc = {k: v for k, v in meta.items() if k != "layer_columns"}
+    pq.write_table(old.replace_schema_metadata({b"vitcli": json.dumps(doc).encode()}), tmp_path / "old.parquet")
+    with pytest.raises(VitcliError, match="one column per layer"):
+        compare_features(str(tmp_path / "old.parquet"))

@@ -147,7 +147,6 @@ def compare_features(features: str, features_b: str | None = None, *, metric: st
     meta_a, meta_b = layer_meta(files_a), layer_meta(files_b)
     if meta_a.get("tokens") != meta_b.get("tokens"):
         raise VitcliError("--features", f"A's files hold {meta_a.get('tokens')} tokens, B's {meta_b.get('tokens')}")
-    stored_a, stored_b = list(meta_a["layers"]), list(meta_b["layers"])
     la = _stored(layers, meta_a, "--layers")
     lb = _stored(layers_b, meta_b, "--layers-b")
     check_outputs_first({"output": output, "plot": plot}, inputs=[*files_a, *files_b])
@@ -158,19 +157,19 @@ def compare_features(features: str, features_b: str | None = None, *, metric: st
     _check_plan_counts(plan, n, min(meta_a["model"]["dim"], meta_b["model"]["dim"]))
     same = features_b is None and la == lb
     consumer = _Features(plan, same, batch_size)
-    pick_a, pick_b = [stored_a.index(i) for i in la], [stored_b.index(i) for i in lb]
-    chunks_b = layer_rows(files_b, batch_size) if features_b else None
+    wanted_a = la if features_b else sorted(set(la) | set(lb))  # A with itself: read each column once
+    chunks_b = layer_rows(files_b, batch_size, lb) if features_b else None
     read = 0
-    for paths, rows in layer_rows(files_a, batch_size):  # (b, L, D)
-        xs = [torch_rows(rows[:, j]) for j in pick_a]
+    for paths, rows in layer_rows(files_a, batch_size, wanted_a):  # (b, layers read, D)
+        xs = [torch_rows(rows[:, wanted_a.index(i)]) for i in la]
         if chunks_b is None:
-            ys = xs if same else [torch_rows(rows[:, j]) for j in pick_b]
+            ys = xs if same else [torch_rows(rows[:, wanted_a.index(i)]) for i in lb]
         else:
             paths_b, rows_b = next(chunks_b, ([], np.zeros((0,))))
             if paths_b != paths:
                 raise VitcliError("--features", f"A's and B's files hold different images ({paths[0]!r} and "
                                   f"{(paths_b or ['nothing'])[0]!r} at row {read}): embed the same images for both")
-            ys = [torch_rows(rows_b[:, j]) for j in pick_b]
+            ys = [torch_rows(rows_b[:, j]) for j in range(len(lb))]
         consumer.add(xs, ys)
         read += len(paths)
     values = consumer.results()

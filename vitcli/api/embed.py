@@ -71,7 +71,7 @@ class EmbedMixin:
         at load time; here it must match the model. `dataset` (a DatasetSpec; also implied by
         -o FILE.parquet) writes Parquet or resumable shards, locally or on Ray. stage="layers" writes
         every chosen block's feature (`layers`, default all; `tokens` cls | mean | pooled): (L, D) an image,
-        what `compare --features` reads."""
+        in Parquet one `layer_<block>` column per layer, what `compare --features` reads."""
         from dataclasses import replace
 
         from vitcli.api.images import as_images

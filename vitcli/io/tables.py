@@ -5,7 +5,8 @@
 
 Columns: `path`, `row` (the image's position in the sorted input list), `embedding`
 (`fixed_size_list<float32>[D]` for a (D,) row; a list of D-vectors for (T, D); its shape is in
-the metadata), `original_size`, `size`, `grid` ([H, W] int32 pairs), `sha256` of the file and
+the metadata; `embed --stage layers` writes one `layer_<block>` column of D-vectors per layer
+instead, named in the metadata's `layer_columns`), `original_size`, `size`, `grid` ([H, W] int32 pairs), `sha256` of the file and
 `error` (null when fine; a failed image has an error and no embedding). pyarrow is imported here
 only, so vitcli runs without it until a Parquet output is asked for.
 """
@@ -49,17 +50,30 @@ def file_sha256(path: str) -> str | None:
     return h.hexdigest()
 
 
+def layer_column(block: int) -> str:
+    """The Parquet column of one block's features in `embed --stage layers` files: layer_0, layer_3, …"""
+    return f"layer_{block}"
+
+
+def layer_columns(meta: dict[str, Any]) -> list[str] | None:
+    """One column per layer for `embed --stage layers` (its metadata names the blocks), else None (`embedding`)."""
+    return [layer_column(i) for i in meta["layers"]] if meta.get("stage") == "layers" else None
+
+
 def schema(row_shape: tuple[int, ...] | None, meta: dict[str, Any], with_embedding: bool = True) -> Any:
-    """The Arrow schema for rows of `row_shape` ((D,) or (T, D)), with vitcli's metadata."""
+    """The Arrow schema for rows of `row_shape` ((D,), (T, D), or (L, D) split into layer columns), with vitcli's metadata."""
     pa = pyarrow()
     pair = pa.list_(pa.int32(), 2)
     fields = [pa.field("path", pa.string()), pa.field("row", pa.int64())]
-    if with_embedding:
+    split = layer_columns(meta) if with_embedding else None
+    if split:
+        fields += [pa.field(c, embedding_type(row_shape[-1:] if row_shape else ())) for c in split]
+    elif with_embedding:
         fields.append(pa.field("embedding", embedding_type(row_shape)))
     fields += [pa.field("original_size", pair), pa.field("size", pair), pa.field("grid", pair),
                pa.field("sha256", pa.string()), pa.field("error", pa.string())]
     shape = list(row_shape) if row_shape else None
-    doc = {**meta, "embedding_shape": shape} if with_embedding else meta
+    doc = {**meta, "embedding_shape": shape, **({"layer_columns": split} if split else {})} if with_embedding else meta
     return pa.schema(fields, metadata={META_KEY: json.dumps(doc, sort_keys=True).encode()})
 
 
@@ -159,11 +173,8 @@ class ParquetSink:
         valid = [r is not None for r, _ in self.pending]
         columns = {"path": pa.array([e["path"] for e in entries], pa.string()),
                    "row": pa.array([self.position.get(e["path"]) for e in entries], pa.int64())}
-        if self.embedding and not self.row_shape:
-            columns["embedding"] = pa.nulls(len(entries), embedding_type(()))
-        elif self.embedding:
-            stacked = np.stack([r for r, _ in self.pending if r is not None]) if any(valid) else None
-            columns["embedding"] = embedding_array(stacked, valid, self.row_shape)
+        if self.embedding:
+            columns.update(self._features(valid))
         for key in ("original_size", "size", "grid"):
             columns[key] = pa.array([e.get(key) for e in entries], pa.list_(pa.int32(), 2))
         columns["sha256"] = pa.array([e.get("sha256") for e in entries], pa.string())
@@ -172,6 +183,18 @@ class ParquetSink:
         _guard(self.target, lambda: self.writer.write_table(table))
         self.order += [self.position.get(e["path"]) for e in entries]
         self.pending.clear()
+
+    def _features(self, valid: list[bool]) -> dict[str, Any]:
+        """The pending rows' feature columns: `embedding`, or one column per layer for stage layers."""
+        pa = pyarrow()
+        split = layer_columns(self.meta)
+        if not self.row_shape:  # every image failed
+            return {c: pa.nulls(len(valid), embedding_type(())) for c in split or ["embedding"]}
+        stacked = np.stack([r for r, _ in self.pending if r is not None]) if any(valid) else None  # (b, ...)
+        if not split:
+            return {"embedding": embedding_array(stacked, valid, self.row_shape)}
+        return {c: embedding_array(None if stacked is None else stacked[:, j], valid, self.row_shape[-1:])
+                for j, c in enumerate(split)}  # (b, L, D) → L columns of (b, D)
 
     def commit(self) -> None:
         """Write the last rows, fsync, rename into place (a run where every image failed still has rows)."""
@@ -272,25 +295,28 @@ def layer_meta(files: list[str]) -> dict[str, Any]:
         raise VitcliError(files[0], "is not a Parquet file vitcli wrote") from None
     if meta.get("stage") != "layers":
         raise VitcliError(files[0], f"holds embed's stage {meta.get('stage')!r}, not layers (embed --stage layers)")
+    if meta.get("layer_columns") != layer_columns(meta):
+        raise VitcliError(files[0], "holds every layer in one column (an older vitcli): run embed --stage layers again "
+                          "for one column per layer")
     return meta
 
 
-def layer_rows(files: list[str], rows: int) -> Iterator[tuple[list[str], np.ndarray]]:
-    """(paths, (b, L, D) float32) chunks of `rows` images (the last one shorter), failed images left out."""
+def layer_rows(files: list[str], rows: int, layers: list[int]) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(paths, (b, len(layers), D) float32) chunks of `rows` images (the last one shorter): only the
+    chosen blocks' columns are read, failed images left out."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    names = [layer_column(i) for i in layers]
     paths: list[str] = []
     parts: list[np.ndarray] = []
     held = 0
     for f in files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=max(rows, 64), columns=["path", "embedding"]):
-            batch = batch.filter(pc.is_valid(batch.column("embedding")))
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=max(rows, 64), columns=["path", *names]):
+            batch = batch.filter(pc.is_valid(batch.column(names[0])))
             if not batch.num_rows:
                 continue
-            column = batch.column("embedding")
-            d = column.type.value_type.list_size
-            values = column.flatten().flatten().to_numpy(zero_copy_only=False).reshape(batch.num_rows, -1, d)
+            values = np.stack([_vectors(batch.column(c)) for c in names], 1)  # (b, L, D)
             paths += batch.column("path").to_pylist()
             parts.append(values)
             held += batch.num_rows
@@ -300,6 +326,12 @@ def layer_rows(files: list[str], rows: int) -> Iterator[tuple[list[str], np.ndar
                 paths, parts, held = paths[rows:], [stacked[rows:]], held - rows
     if held:
         yield paths, np.concatenate(parts)
+
+
+def _vectors(column: Any) -> np.ndarray:
+    """A fixed_size_list<float32>[D] column without nulls → (b, D) float32."""
+    d = column.type.list_size
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), d)
 
 
 def count_rows(files: list[str]) -> int:
