@@ -72,22 +72,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Memo
         if self._module is None:
             self.check_memory()
             self._module = self._build(*self.placement)
-            bad, total = self.nonfinite_weights()
-            if bad:
-                self.warnings.append(f"{self.source}: {bad:,} of {total:,} weights are NaN or infinite: "
-                                     "the outputs will not be finite")
         return self._module
-
-    def nonfinite_weights(self) -> tuple[int, int]:
-        """(non-finite values, all values) in the built model's parameters and buffers (weights a file may hold)."""
-        import torch
-
-        bad = total = 0
-        for t in [*self._module.parameters(), *self._module.buffers()]:  # type: ignore[union-attr]
-            if t.is_floating_point():
-                bad += int((~torch.isfinite(t)).sum())
-                total += t.numel()
-        return bad, total
 
     @property
     def placement(self) -> tuple["torch.device", "torch.dtype"]:

@@ -138,8 +138,10 @@ class ViewMixin:
         """The page shows numbers: one line naming the weights when the model's outputs are NaN or infinite."""
         if all(np.isfinite(np.asarray(a)).all() for a in arrays):
             return
-        bad, total = self.nonfinite_weights()
-        cause = f"its weights hold {bad:,} NaN or infinite values of {total:,}" if bad else "they overflow"
+        counts = getattr(self.checkpoint, "nonfinite", None) or {}
+        nan, inf = (sum(c[k] for c in counts.values()) for k in ("nan", "inf"))
+        cause = f"its weights hold {nan:,} NaN and {inf:,} infinite values in {len(counts)} tensors" if counts \
+            else "they overflow"
         raise VitcliError(self.source, f"the model's attention or features for {name} are NaN or infinite "
                           f"({cause}): the page cannot show them")
 

@@ -35,7 +35,7 @@ PRODUCT_BYTES = 40  # per (T, T) entry in analysis.rollout_step: float32 pieces 
 DISCARD_BYTES = 24  # more per entry with --discard-ratio: the masked copy, topk's int64 indices, the mask
 GRAD_METHODS = ("grad-rollout", "attn-grad", "gradcam")
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 _process_limit: int | None = None  # set by the CLI's --max-memory for the whole run
 
