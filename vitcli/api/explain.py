@@ -107,8 +107,13 @@ def _other_embedding(model: Any, path: str, spec: Any, normalize: str | None) ->
 
     if model.config.pooling == "none":
         raise VitcliError("--target", "image: compares pooled embeddings, and this model has none (pooling none)")
+    planned = model.planned_size(path, spec)
+    if planned is not None:  # before OTHER is decoded
+        model.check_memory(1, planned, source=f"--target image:{path}")
     prepare, _, _ = model.preparer(spec, normalize)
     fitted = prepare(path, path)
+    h, w = fitted.pixels.shape[:2]
+    model.check_memory(1, (int(h), int(w)), source=f"--target image:{path}")  # before OTHER's forward pass
     with option_errors("--target"):
         return pooled_embedding(model.module, model.batch_tensor([fitted]))
 
