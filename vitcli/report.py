@@ -7,6 +7,7 @@ One schema for all commands: `command`, `input`, `patch_size`, `grid`, `num_patc
 import json
 import math
 import sys
+import warnings
 from typing import Any
 
 from rich.console import Console
@@ -139,13 +140,18 @@ def heatmap_text(values: Any, max_cols: int = 40, colour: bool = True) -> Text:
     averaged down to `max_cols` columns."""
     import numpy as np
 
-    v = np.asarray(values, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)  # (rows, cols)
     step = max(1, -(-v.shape[1] // max_cols))
-    if step > 1:
-        rows, cols = v.shape[0] // step * step, v.shape[1] // step * step
-        v = v[:rows, :cols].reshape(rows // step, step, cols // step, step).mean(axis=(1, 3))
-    lo, hi = float(v.min()), float(v.max())
-    t = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+    if step > 1:  # step × step blocks, the last ones partial (a grid of one row keeps its row)
+        rows, cols = -(-v.shape[0] // step) * step, -(-v.shape[1] // step) * step
+        padded = np.full((rows, cols), np.nan)
+        padded[:v.shape[0], :v.shape[1]] = v
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block stays NaN
+            v = np.nanmean(padded.reshape(rows // step, step, cols // step, step), axis=(1, 3))
+    seen = v[np.isfinite(v)]
+    lo, hi = (float(seen.min()), float(seen.max())) if seen.size else (math.nan, math.nan)
+    t = np.nan_to_num((v - lo) / (hi - lo)) if hi > lo else np.zeros_like(v)
     text = Text()
     if not colour:
         for row in t:

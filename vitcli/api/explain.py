@@ -71,24 +71,29 @@ def target_form(text: str | int) -> str:
     class, an unknown kind or a kind without its argument is the one-line error naming --target."""
     if isinstance(text, bool) or not isinstance(text, (int, str)):
         raise VitcliError("--target", f"{text!r:.40} is not a target: use {TARGET_HELP}")
+    from vitcli.core.select import whole
+
     text = str(text).strip()
-    if text.lstrip("-").isdigit():
+    if whole(text) is not None:
         text = f"class:{text}"
     kind, _, arg = text.partition(":")
-    if kind == "class" and arg.strip().startswith("-") and arg.strip().lstrip("-").isdigit():
+    if kind == "class" and (whole(arg) or 0) < 0:
         raise VitcliError("--target", f"class {arg.strip()} is negative: classes count from 0")
     if kind not in ("top", "class", "image", "patch", "text") or (kind != "top" and not arg.strip()) or (kind == "top" and arg):
         raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
     parts = arg.split(",")
-    if kind == "patch" and (len(parts) != 2 or not all(p.strip().isdigit() for p in parts)):
+    if kind == "patch" and (len(parts) != 2 or not all(whole(p, signed=False) is not None for p in parts)):
         raise VitcliError("--target", f"'{text}': patch:R,C takes a row and a column, such as patch:3,5")
     return text
 
 
 def _class_index(model: Any, text: str, arg: str) -> int:
     """class:N, or class:NAME looked up in the checkpoint's labels (one class must match)."""
-    if arg.strip().lstrip("-").isdigit():
-        return int(arg)
+    from vitcli.core.select import whole
+
+    index = whole(arg)
+    if index is not None:
+        return index
     if not arg.strip():
         raise VitcliError("--target", f"'{text}': class:N takes a class index N or a label name")
     if not model.labels:
@@ -116,8 +121,13 @@ def _other_embedding(model: Any, path: str, spec: Any, normalize: str | None) ->
 
     if model.config.pooling == "none":
         raise VitcliError("--target", "image: compares pooled embeddings, and this model has none (pooling none)")
+    planned = model.planned_size(path, spec)
+    if planned is not None:  # before OTHER is decoded
+        model.check_memory(1, planned, source=f"--target image:{path}")
     prepare, _, _ = model.preparer(spec, normalize)
     fitted = prepare(path, path)
+    h, w = fitted.pixels.shape[:2]
+    model.check_memory(1, (int(h), int(w)), source=f"--target image:{path}")  # before OTHER's forward pass
     with option_errors("--target"):
         return pooled_embedding(model.module, model.batch_tensor([fitted]))
 

@@ -185,6 +185,8 @@ def fit_one(item: object, spec: ImageSpec, patch_size: int, family: Any = None, 
     if h < patch_size or w < patch_size:
         raise VitcliError(loaded.path, f"image is {h}x{w}, smaller than one {patch_size}x{patch_size} patch")
     if family is not None:
+        if family.resize_mode != "patches":  # its resize follows the image's aspect: checked before it is made
+            check_image_memory(family.resized_size(h, w), spec.max_memory, loaded.path)
         done = family.describe().split(", mean/std")[0] + (f" ({family.source})" if family.source else "")
         values = images.preprocess_values(family, loaded.image)  # (H, W, 3) uint8, or float32 (rescale_first)
         values, done = _floored(values, done, spec, patch_size)

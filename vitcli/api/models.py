@@ -76,22 +76,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Text
         if self._module is None:
             self.check_memory()
             self._module = self._build(*self.placement)
-            bad, total = self.nonfinite_weights()
-            if bad:
-                self.warnings.append(f"{self.source}: {bad:,} of {total:,} weights are NaN or infinite: "
-                                     "the outputs will not be finite")
         return self._module
-
-    def nonfinite_weights(self) -> tuple[int, int]:
-        """(non-finite values, all values) in the built model's parameters and buffers (weights a file may hold)."""
-        import torch
-
-        bad = total = 0
-        for t in [*self._module.parameters(), *self._module.buffers()]:  # type: ignore[union-attr]
-            if t.is_floating_point():
-                bad += int((~torch.isfinite(t)).sum())
-                total += t.numel()
-        return bad, total
 
     @property
     def placement(self) -> tuple["torch.device", "torch.dtype"]:
@@ -260,6 +245,7 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Text
             if spec.resample is not None:
                 family = family.with_changes(interpolation=spec.resample)
             check_spec(spec, self.config.patch_size)
+            self._check_family_size(family, spec)
             return spec, family
         if spec.size is None:
             spec = replace(spec, size="{}x{}".format(*self.config.image_size))
@@ -267,6 +253,50 @@ class Model(EmbedMixin, AttendMixin, FiguresMixin, ViewMixin, ExplainMixin, Text
             spec = replace(spec, max_patches=self.config.grid[0] * self.config.grid[1])  # NaFlex: the table's
         check_spec(spec, self.config.patch_size)
         return spec, None
+
+    def planned_size(self, item: object, spec: ImageSpec) -> tuple[int, int] | None:
+        """The [H, W] an image will be fitted to, known before it is decoded (memory checks): the size asked
+        for, the checkpoint's fixed size, or (native) the size its file's header declares; None when unknown."""
+        from PIL import Image
+
+        from vitcli.io.files import check_readable
+        from vitcli.io.sizes import parse_size
+
+        plan, family = self.image_plan(spec)
+        if family is not None:
+            return tuple(family.size) if family.crop or family.resize_mode == "exact" else None
+        fixed = parse_size(plan.size) if plan.size else None
+        if fixed is not None or not isinstance(item, str) or item == "-":
+            return fixed  # an in-memory image is decoded already; standard input can be read once
+        try:
+            check_readable(item)
+            with Image.open(item) as img:  # the header only: nothing is decoded
+                w, h = img.size
+        except (OSError, ValueError, Image.DecompressionBombError, VitcliError):
+            return None  # the decoding says what is wrong, in its words
+        p = self.config.patch_size
+        return max(p, h // p * p), max(p, w // p * p)
+
+    def size_blame(self, family: Any = None) -> str:
+        """Who asks for an image size the user did not give, in a memory message: the checkpoint's preprocessing
+        (`family`) or the model's native size, not a --size never given."""
+        if family is None:
+            return f"{self.config.name if self.checkpoint is None else self.source}, its native size (--size overrides it)"
+        where = family.source.split("(", 1)[-1].split(";")[0].rstrip(")") if "(" in family.source else family.source
+        return f"{self.source}, the size in its {where} (--size overrides it)"
+
+    def _check_family_size(self, family: Any, spec: ImageSpec) -> None:
+        """The size the checkpoint's preprocessing resizes to (at least `resize_to`), against the memory limit
+        before any image is read (a preprocessor_config.json may ask for 20000×20000)."""
+        from vitcli.core.budget import image_bytes, memory_limit, over
+
+        with option_errors("--max-memory"):
+            limit = memory_limit(spec.max_memory)
+        h, w = family.resize_to
+        if family.resize_mode != "patches":
+            problem = over(image_bytes((h, w)), limit, f"a {h}×{w} image")
+            if problem:
+                raise VitcliError(self.size_blame(family), problem, needs="max_memory")
 
     def normalize_name(self, normalize: str | None) -> str:
         """The normalisation asked for, else the checkpoint family's ('custom' without a preset name), else imagenet."""

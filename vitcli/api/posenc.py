@@ -54,6 +54,8 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     from vitcli.api.ranges import refuse_unused
 
     check_forwarded("posenc", model_options, load_model, also=("rope_variant",))
+    if isinstance(size, int):
+        size = (size, size)  # 448 is 448×448, as the size keyword of load_images reads it
     if kind != "rope":
         refuse_unused("--kind=rope", {"--rope-variant": model_options.pop("rope_variant", None)})
     check_outputs_first({"output": output, "similarity": similarity}, inputs=[model.spec.spec if isinstance(model, Model) else model])

@@ -12,9 +12,11 @@ most. The output folder must be the same path on every node (a shared file syste
 
 import io
 import json
+import logging
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ import numpy as np
 
 from vitcli.errors import VitcliError
 
+PROBE_SECONDS = 5.0  # how long a --ray-address may take to answer as a gRPC server (Ray's GCS) does
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
 ACTOR_CPUS = 0.5  # a model actor's CPU claim: leaves room for decoding tasks on a one-CPU node
 DECODE_CPUS = 0.5
 
@@ -42,11 +46,7 @@ def connect(ray: Any, address: str | None) -> None:
     if ray.is_initialized():
         return
     if address and address not in ("auto", "local") and not address.startswith("ray://"):
-        host, _, port = address.rpartition(":")
-        try:
-            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-        except (OSError, ValueError) as e:
-            raise VitcliError("--ray-address", f"cannot reach a Ray cluster at {address}: {getattr(e, 'strerror', None) or e}") from None
+        probe_gcs(address)
     root = str(Path(__file__).resolve().parents[2])
     env = {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     try:
@@ -57,6 +57,41 @@ def connect(ray: Any, address: str | None) -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.verbose_progress = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # no INFO line per dataset, no progress-bar note
+
+
+def probe_gcs(address: str) -> None:
+    """Whether `address` answers as Ray's GCS (a gRPC server: HTTP/2 SETTINGS after the client preface)
+    within PROBE_SECONDS, before ray.init waits on it without bound; else one line naming --ray-address."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_SECONDS) as s:
+            s.settimeout(PROBE_SECONDS)
+            s.sendall(HTTP2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = s.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        raise VitcliError("--ray-address", f"{address} accepted a connection but did not answer as a Ray cluster "
+                          f"within {PROBE_SECONDS:g} s") from None
+    except (OSError, ValueError) as e:
+        raise VitcliError("--ray-address", f"cannot reach a Ray cluster at {address}: {getattr(e, 'strerror', None) or e}") from None
+    if len(head) < 9 or head[3] != 4:  # frame type 4: SETTINGS
+        raise VitcliError("--ray-address", f"{address} is not a Ray cluster (it does not speak gRPC, as Ray's GCS "
+                          "does); give the head node's address, e.g. 10.0.0.5:6379")
+
+
+def check_resources(ray: Any, dataset: Any) -> None:
+    """The cluster holds the GPUs the actors ask for, checked before anything is written."""
+    wanted = (dataset.num_gpus or 0) * dataset.actors
+    if wanted:
+        have = float(ray.cluster_resources().get("GPU", 0))
+        if have < wanted:
+            raise VitcliError("--num-gpus", f"{dataset.actors} actor(s) × {dataset.num_gpus:g} GPU need {wanted:g} GPUs; "
+                              f"the Ray cluster has {have:g} (nothing was written)")
 
 
 def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, spec: Any, batch: Any,
@@ -72,6 +107,7 @@ def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, s
     if any(not isinstance(i, str) for i in images.items):
         raise VitcliError("--backend", "ray reads image files: give paths, not images in memory")
     connect(ray, dataset.ray_address)  # before anything is written
+    check_resources(ray, dataset)
     manifest = open_manifest(output_dir, paths, dataset.format, n, options, dataset.resume, __version__,
                              dataset.command)
     progress = progress or _Silent()
@@ -93,9 +129,12 @@ def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, s
                  for k in wave for i in range(k * n, min((k + 1) * n, len(paths)), batch.batch_size)]
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * dataset.actors)))
         ds = ds.map_batches(decode, fn_args=decode_args, batch_size=1, num_cpus=DECODE_CPUS)
-        ds = ds.map_batches(Embedder, fn_constructor_args=(compute_ref, mean, std, dtype, main, dataset.actors),
-                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=dataset.actors),
-                            num_gpus=dataset.num_gpus or None, num_cpus=ACTOR_CPUS, ray_remote_args_fn=_spread)
+        with warnings.catch_warnings():  # Ray 2.5x names no parameter for a scheduling strategy yet
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ds.map_batches(Embedder, fn_constructor_args=(compute_ref, mean, std, dtype, main, dataset.actors),
+                                batch_size=1, compute=ray.data.ActorPoolStrategy(size=dataset.actors),
+                                num_gpus=dataset.num_gpus or None, num_cpus=ACTOR_CPUS,
+                                scheduling_strategy="SPREAD")  # model actors spread over the nodes
         shard_paths = {k: paths[k * n:(k + 1) * n] for k in wave}
         ds = ds.groupby("shard", num_partitions=len(wave)).map_groups(write_shard, fn_args=(folder, meta, shard_paths, n, batch.skip_errors),
                                             batch_format="numpy", num_cpus=DECODE_CPUS)
@@ -148,11 +187,6 @@ def _pack(array: np.ndarray) -> bytes:
 
 def _unpack(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
-
-
-def _spread() -> dict[str, Any]:
-    """Model actors spread over the nodes (not packed on the first one)."""
-    return {"scheduling_strategy": "SPREAD"}
 
 
 def decode(batch: dict[str, np.ndarray], spec: Any, patch_size: int, family: Any) -> dict[str, Any]:

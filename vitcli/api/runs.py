@@ -260,12 +260,14 @@ def _check_planned(model: Any, images: Images, batch: BatchSpec, kept: Callable[
     from vitcli.io.sizes import parse_size
 
     spec, family = model.image_plan(images.spec)
-    size = tuple(family.size) if family is not None and family.crop else \
-        parse_size(spec.size) if spec.size is not None else None
+    fixed = family is not None and (family.crop or family.resize_mode == "exact")
+    size = tuple(family.size) if fixed else parse_size(spec.size) if spec.size is not None else None
     b = max(1, min(batch.batch_size, len(images))) if images.many else 1
     if size is None or not len(images):
         return model.check_memory()
-    model.check_memory(b, size, kept(b, (b, 3, *size)) if kept else 0, None, kept_source, backward)
+    source = model.size_blame(family) if fixed else model.size_blame() if images.spec.size is None and \
+        hasattr(model, "size_blame") else None
+    model.check_memory(b, size, kept(b, (b, 3, *size)) if kept else 0, source, kept_source, backward)
 
 
 def _concatenate(parts: list) -> "np.ndarray":

@@ -20,6 +20,7 @@ import os
 from typing import Any, Callable, Literal, Sequence, get_args
 
 from vitcli.core.config import PosEncKind
+from vitcli.core.select import whole as whole_number
 from vitcli.errors import VitcliError
 
 Parser = Callable[[str, Any], Any]  # (keyword, value) → the value the command uses
@@ -144,8 +145,8 @@ def one_layer(name: str, value: Any) -> Any:
         return None
     if is_int(value):
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str) and whole_number(value) is not None:
+        return whole_number(value)
     raise fail(name, value, "a layer index (an int)")
 
 

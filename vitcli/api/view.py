@@ -97,9 +97,10 @@ class ViewMixin:
         if texts:
             self.text_tower()  # type: ignore[attr-defined]  # one line, before any work, without one
         c = self.config
-        tabs, errors = [], []
-        for item, name in zip(images.items, images.names()):
+        tabs, errors, kept = [], [], 0
+        for i, (item, name) in enumerate(zip(images.items, images.names())):
             one = Images([item], False, images.spec)
+            kept += self._check_tab_memory(item, name, images.spec, len(chosen), i, len(images.items), kept)
             tab, err = self._view_tab(one, name, chosen, to, normalize, explain, target)
             tab["text"] = self._view_text(one, texts, normalize) if texts else None
             tabs.append(tab)
@@ -147,12 +148,40 @@ class ViewMixin:
                "explain": self._view_explain(image, target, normalize) if explain else None}
         return tab, max(errs)
 
+    def _check_tab_memory(self, item: object, name: str, spec: Any, layers: int, index: int, count: int,
+                          kept: int) -> int:
+        """Before tab `index` is computed: its attention, the float64 check of its rows and the page so far
+        (`kept` bytes, copied PAGE_COPIES times when written) against the memory limit; the bytes it keeps.
+        The option named: --layers when one layer would fit, else the images (tabs), else the size."""
+        from vitcli.core.budget import PAGE_COPIES, over, view_tab_bytes, weight_bytes
+
+        size = self.planned_size(item, spec)
+        if size is None:
+            return 0
+        c, limit = self.config, self.memory_limit()
+        tokens = (size[0] // c.patch_size) * (size[1] // c.patch_size) + c.num_prefix_tokens
+        transient, tab = view_tab_bytes(c, tokens, layers)
+        need = weight_bytes(c, self.spec.dtype) + max(transient + kept, PAGE_COPIES * (kept + tab))
+        what = (f"the page's tab {index + 1} of {count} ({size[0]}×{size[1]}, {tokens} tokens, {layers} layer"
+                f"{'s' if layers > 1 else ''}: attention, its float64 check and the page so far)")
+        problem = over(need, limit, what)
+        if problem:
+            one_t, one_k = view_tab_bytes(c, tokens, 1)
+            fewer = weight_bytes(c, self.spec.dtype) + max(one_t + kept // layers, PAGE_COPIES * (kept // layers + one_k))
+            alone = weight_bytes(c, self.spec.dtype) + max(transient, PAGE_COPIES * tab)
+            blame = "--layers" if layers > 1 and fewer <= limit else "IMAGE" if index and alone <= limit else \
+                name if spec.size == "native" else "--size"
+            raise VitcliError(blame, problem, needs="max_memory")
+        return tab
+
     def _check_finite(self, name: str, *arrays: Any) -> None:
         """The page shows numbers: one line naming the weights when the model's outputs are NaN or infinite."""
         if all(np.isfinite(np.asarray(a)).all() for a in arrays):
             return
-        bad, total = self.nonfinite_weights()
-        cause = f"its weights hold {bad:,} NaN or infinite values of {total:,}" if bad else "they overflow"
+        counts = getattr(self.checkpoint, "nonfinite", None) or {}
+        nan, inf = (sum(c[k] for c in counts.values()) for k in ("nan", "inf"))
+        cause = f"its weights hold {nan:,} NaN and {inf:,} infinite values in {len(counts)} tensors" if counts \
+            else "they overflow"
         raise VitcliError(self.source, f"the model's attention or features for {name} are NaN or infinite "
                           f"({cause}): the page cannot show them")
 

@@ -7,6 +7,7 @@ switch are read from the environment at call time (HF_HUB_CACHE, HF_HOME, HF_HUB
 """
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from vitcli.checkpoints.read import CONFIG_FILES, WEIGHT_FILES
 from vitcli.errors import VitcliError
 
 HUB_PREFIXES = ("hf-hub:", "timm:")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # an organisation or repository name on the hub
+REVISION = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")  # a branch (may hold '/'), tag or commit
+MAX_REF_BYTES = 1024  # refs/<branch> holds one commit hash (40 hex digits)
 
 
 @dataclass
@@ -51,8 +55,11 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         body, repo_prefix = spec[len("hf-hub:"):], ""
     body, _, revision = body.partition("@")
     repo = repo_prefix + body.strip().strip("/")
-    if repo.count("/") != 1 or not all(repo.split("/")):
+    if repo.count("/") != 1 or not all(NAME.fullmatch(part) and part not in (".", "..") for part in repo.split("/")):
         raise VitcliError(spec, "expected hf-hub:ORG/NAME or timm:NAME (e.g. timm:vit_base_patch16_224.augreg2_in21k_ft_in1k)")
+    if revision and (not REVISION.fullmatch(revision) or {".", ".."} & set(revision.split("/"))):
+        raise VitcliError(spec, f"revision {revision!r:.60} is not a branch, tag or commit name (letters, digits, "
+                          "'.', '_', '-' and '/' between names; no '..')")
     return repo, revision or None
 
 
@@ -102,8 +109,13 @@ def cached_snapshot(repo: str, revision: str | None, spec: str) -> Path | None:
     names = sorted(p.name for p in snapshots.iterdir() if p.is_dir())
     wanted = revision or "main"
     ref = base / "refs" / wanted
-    if ref.is_file():
-        commit = ref.read_text().strip()
+    if ref.exists() or ref.is_symlink():  # a FIFO, a device or a dangling link is refused unread, not skipped
+        from vitcli.checkpoints.bounds import read_text_capped
+
+        try:
+            commit = read_text_capped(ref, MAX_REF_BYTES, "a ref (one commit hash)").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
         return snapshots / commit if commit in names else None
     if revision:
         matches = [n for n in names if n.startswith(revision.lower())]

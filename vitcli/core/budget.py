@@ -35,7 +35,7 @@ PRODUCT_BYTES = 40  # per (T, T) entry in analysis.rollout_step: float32 pieces 
 DISCARD_BYTES = 24  # more per entry with --discard-ratio: the masked copy, topk's int64 indices, the mask
 GRAD_METHODS = ("grad-rollout", "attn-grad", "gradcam")
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 _process_limit: int | None = None  # set by the CLI's --max-memory for the whole run
 
@@ -143,6 +143,20 @@ def backward_bytes(c, batch: int, size: tuple[int, int], dtype: str = "float32",
     return kept + block + scores + product + batch * image_bytes(size)
 
 
+PAGE_COPIES = 4  # the view page's data at writing: arrays, their base64 text, the JSON text, its UTF-8 bytes
+RECHECK_COPIES = 4  # float64 (H, T, T) arrays alive in view's check of the float16 rows: scores, exp, rows, |error|
+
+
+def view_tab_bytes(c, tokens: int, layers: int) -> tuple[int, int]:
+    """(transient, kept) bytes of one `view` tab at `tokens` tokens with `layers` layers embedded: attend's
+    float32 weights of every layer and the float64 recheck of one layer (transient); the float16 rows, or
+    Q and K, similarity and rollout tables the page keeps (at most rows: H·T² per layer)."""
+    t2 = tokens * tokens
+    transient = layers * c.heads * t2 * 4 + RECHECK_COPIES * c.heads * t2 * 8
+    kept = layers * (c.heads * t2 * 2 + t2 * 2) + 2 * t2 * 2
+    return transient, kept
+
+
 def image_bytes(size: tuple[int, int]) -> int:
     """Bytes one image fitted to [H, W] takes on its way to the model (see IMAGE_BYTES_PER_PIXEL)."""
     return size[0] * size[1] * IMAGE_BYTES_PER_PIXEL
@@ -153,6 +167,6 @@ def attention_kept_bytes(batch: int, heads: int, queries: int, tokens: int, laye
     return layers * batch * heads * queries * tokens * 4
 
 
-__all__ = ["DEFAULT_SHARE", "attention_kept_bytes", "available_memory", "backward_bytes", "format_bytes",
-           "forward_bytes", "image_bytes", "memory_limit", "over", "parse_memory", "set_process_limit",
-           "weight_bytes"]
+__all__ = ["DEFAULT_SHARE", "PAGE_COPIES", "attention_kept_bytes", "available_memory", "backward_bytes",
+           "format_bytes", "forward_bytes", "image_bytes", "memory_limit", "over", "parse_memory", "set_process_limit",
+           "view_tab_bytes", "weight_bytes"]

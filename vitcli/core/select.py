@@ -4,6 +4,7 @@ Pure Python: the grid is the input's true (rows, cols) and prefix tokens come fi
 (r, c) is token num_prefix + r·cols + c — never an index into a √N square.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -13,11 +14,23 @@ PooledQuery = Literal["probe", "mean"]  # a query row that is no token: the atte
 POOLED_QUERIES: tuple[str, ...] = ("probe", "mean")
 
 
+_WHOLE = re.compile(r"\s*(-?[0-9]+)\s*")
+
+
+def whole(text: str, signed: bool = True) -> int | None:
+    """An ASCII whole number written as the shell writes one ('12', ' -3 '), else None. int() alone takes
+    other scripts' digits ('٣'), underscores ('1_0') and '+', and fails with ValueError on '²'."""
+    m = _WHOLE.fullmatch(text)
+    if m is None or (not signed and m.group(1).startswith("-")):
+        return None
+    return int(m.group(1))
+
+
 def _int(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"'{text}' is not a {what}") from None
+    value = whole(text)
+    if value is None:
+        raise ValueError(f"'{text}' is not a {what}")
+    return value
 
 
 def _checked(index: int, size: int, what: str) -> int:

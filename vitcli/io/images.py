@@ -218,6 +218,42 @@ def _high_bit_to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.rint(arr * (255.0 / top)).astype(np.uint8)
 
 
+AMBIGUOUS_FLOAT = 2.0  # a float array whose largest value is in (1, 2) is neither clearly 0..1 nor 0..255
+
+
+def array_pixels(arr: np.ndarray, name: str) -> np.ndarray:
+    """An in-memory array's pixels as uint8, its scale decided by its dtype (never guessed from a few values):
+
+    uint8 as is; uint16 as 16-bit (v·255/65535); every other integer dtype must hold 0..255 (8-bit values in a
+    wider type: an int64 array of 0..255 is not 16-bit); floats are 0..1 when their largest value is at most 1,
+    0..255 when it is at least 2, and refused between (1.0001 is an overshoot of 0..1, or a dark 0..255 image?),
+    below 0 (normalised values are not pixels) or not finite. Anything else is one VitcliError naming `name`."""
+    kind = arr.dtype.kind
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return np.rint(arr.astype(np.float64) * (255.0 / 65535)).astype(np.uint8)
+    if kind in "iu":
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 255:
+            raise VitcliError(name, f"the image array ({arr.dtype}) holds {lo}..{hi}: integer arrays other than uint16 "
+                              "hold 0..255 (give 16-bit pixels as uint16, or floats in 0..1)")
+        return arr.astype(np.uint8)
+    if kind != "f":
+        raise VitcliError(name, f"an image array must hold numbers, got {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise VitcliError(name, f"the image array ({arr.dtype}) holds NaN or infinity")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0 or hi > 255:
+        raise VitcliError(name, f"the image array ({arr.dtype}) holds {lo:.4g}..{hi:.4g}: float pixels are 0..1 or 0..255 "
+                          "(normalised values are not pixels)")
+    if 1.0 < hi < AMBIGUOUS_FLOAT:
+        raise VitcliError(name, f"the image array ({arr.dtype}) holds {lo:.4g}..{hi:.6g}: neither 0..1 (its largest value "
+                          "is above 1) nor clearly 0..255; clip it to [0, 1] or give uint8")
+    top = 1.0 if hi <= 1.0 else 255.0
+    return np.rint(arr.astype(np.float64) * (255.0 / top)).astype(np.uint8)
+
+
 def to_rgb(img: Image.Image, background: tuple[int, int, int]) -> tuple[Image.Image, list[str]]:
     """Any Pillow mode → an 8-bit RGB image (the same object when already RGB), alpha composited on `background`."""
     notes: list[str] = []
@@ -519,18 +555,15 @@ def denormalize(chw: np.ndarray, preset: str) -> np.ndarray:
 def image_from_memory(obj: object, name: str, background: tuple[int, int, int] = (255, 255, 255)) -> LoadedImage:
     """A Pillow image or an (H, W), (H, W, 3) or (H, W, 4) array as an upright 8-bit RGB `LoadedImage`.
 
-    Arrays are taken as uint8 pixels (other dtypes are scaled as 16-bit / float files are); Pillow
-    images get the same EXIF orientation and mode handling as files.
+    An array's scale is decided by its dtype (`array_pixels`); Pillow images get the same EXIF
+    orientation and mode handling as files.
     """
     if isinstance(obj, Image.Image):
         return _upright_rgb(name, obj.copy(), background)
     arr = np.asarray(obj)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or 0 in arr.shape:
         raise VitcliError(name, f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        arr = _high_bit_to_uint8(arr) if arr.dtype.kind in "uif" else None
-        if arr is None:
-            raise VitcliError(name, f"an image array must hold numbers, got {np.asarray(obj).dtype}")
+    arr = array_pixels(arr, name)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     mode = "L" if arr.ndim == 2 else ("RGB" if arr.shape[2] == 3 else "RGBA")

@@ -5,8 +5,10 @@ from vitcli.errors import VitcliError
 
 def parse_hw(text: str, option: str) -> tuple[int, int]:
     """'224' → (224, 224); '224x160' → (224, 160), always [H, W] (or [rows, cols]); positive."""
+    from vitcli.core.select import whole
+
     parts = text.strip().lower().split("x")
-    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
+    if len(parts) not in (1, 2) or not all((whole(p, signed=False) or 0) > 0 and p == p.strip() for p in parts):
         raise VitcliError(option, f"'{text}' is not N or HxW with positive whole numbers (e.g. 224 or 224x160)")
     return int(parts[0]), int(parts[-1])
 
