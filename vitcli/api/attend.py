@@ -8,14 +8,16 @@ take a path write there (and compute); `True` computes without writing.
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-
+from vitcli.api.base import ModelBase
 from vitcli.api.display import ShowsItself
 from vitcli.api.values import Layers, Query, keywords
 from vitcli.api.values import query as parse_query_value
+from vitcli.core.select import PooledQuery
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
     import numpy as np
+
 
 
 PathOrFlag = str | bool | None
@@ -33,7 +35,7 @@ class Selection:
     layers: list[int]
     heads: Any  # vitcli.core.select.HeadSelection
     queries: list[int] | None  # token rows; None: every token; [] for a pooled row
-    pooled: str | None = None  # "probe" or "mean": a row that is no token (vitcli.core.select.PooledQuery)
+    pooled: PooledQuery | None = None  # "probe" or "mean": a row that is no token (vitcli.core.select.PooledQuery)
 
     @property
     def probe(self) -> bool:
@@ -103,7 +105,8 @@ def _check(sel: Selection, config: Any, overlay: str | None, rollout: PathOrFlag
            fusion: str, scope: str, cosine: PathOrFlag = None, save_qkv: PathOrFlag = None) -> None:
     """Refuse combinations that cannot give a picture or a mask, before the forward pass."""
     if (overlay or rollout) and not sel.one_row:
-        raise VitcliError("--query", "--overlay and --rollout draw one query's map: choose cls, probe, mean, a token or R,C")
+        raise VitcliError("--query",
+                          "--overlay and --rollout draw one query's map: choose cls, probe, mean, a token or R,C")
     for option, value in (("--cosine", cosine), ("--save-qkv", save_qkv)):
         if value and sel.pooled:
             raise VitcliError(option, f"works on token queries, and the {POOLED_NAMES[sel.pooled]} is no token: "
@@ -136,7 +139,7 @@ def _settle(depth: int, rollout: PathOrFlag, masks: PathOrFlag, threshold: float
     return (0.6 if threshold is None else threshold), discard_ratio or 0.0, start_layer or 0
 
 
-class AttendMixin:
+class AttendMixin(ModelBase):
     """`attend` for `Model`."""
 
     @keywords(with_images=("images",))
@@ -144,7 +147,8 @@ class AttendMixin:
                normalize: str | None = None, output: str | None = None, rollout: PathOrFlag = None,
                rollout_fusion: str = "mean", discard_ratio: float | None = None, discard_scope: str = "matrix",
                start_layer: int | None = None, distance: PathOrFlag = None, plot_distance: str | None = None,
-               renorm: bool = False, masks: PathOrFlag = None, threshold: float | None = None, cosine: PathOrFlag = None,
+               renorm: bool = False, masks: PathOrFlag = None, threshold: float | None = None,
+               cosine: PathOrFlag = None,
                save_qkv: PathOrFlag = None, overlay: str | None = None, per_head: bool = False,
                batch: Any = None, keep: bool = True, progress: Any = None) -> AttendResult:
         """Attention of one image with every analysis asked, or of many images (weights streamed to
@@ -171,7 +175,7 @@ class AttendMixin:
                                   "(several images take -o, --distance, --plot-distance)")
         every = list(range(self.config.depth)) if distance or plot_distance else None
         chosen: dict[str, Any] = {}
-        per_image: "list[np.ndarray]" = []
+        per_image: list[np.ndarray] = []
 
         def compute(x: Any) -> dict[str, Any]:
             grid = (x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size)

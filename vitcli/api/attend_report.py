@@ -8,7 +8,8 @@ from vitcli.api.attend import AttendResult, Selection, distance_table
 from vitcli.api.outputs import rollout_png_path
 
 
-def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, outputs: dict[str, Any]) -> AttendResult:
+def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any,
+                  outputs: dict[str, Any]) -> AttendResult:
     """One image: every array without its batch axis, the asked files written, the document."""
     from vitcli.stats import tensor_stats
 
@@ -61,20 +62,21 @@ def _write(model: Any, fitted: Any, report: Any, sel: Selection, res: AttendResu
 
     if outputs["output"]:
         save_npy(outputs["output"], res.weights)
-    if path("cosine"):
-        save_npy(path("cosine"), res.cosine)
-    if path("save_qkv"):
+    if cosine := path("cosine"):
+        save_npy(cosine, res.cosine)
+    if qkv := path("save_qkv"):
         q, k, v = res.qkv
-        save_npz(path("save_qkv"), {"q": q, "k": k, "v": v, "layers": np.array(report.layers)})
-    if path("distance"):
-        save_npy(path("distance"), res.distance)
+        save_npz(qkv, {"q": q, "k": k, "v": v, "layers": np.array(report.layers)})
+    if distance := path("distance"):
+        save_npy(distance, res.distance)
     if outputs["plot_distance"]:
         _distance_png(model, fitted, res.distance, outputs["plot_distance"])
-    if path("masks"):
-        save_npy(path("masks"), res.masks)
-    rollout_png = rollout_png_path(path("rollout")) if path("rollout") else None
-    if path("rollout"):
-        save_npy(path("rollout"), res.rollout)
+    if masks := path("masks"):
+        save_npy(masks, res.masks)
+    rollout = path("rollout")
+    rollout_png = rollout_png_path(rollout) if rollout else None
+    if rollout:
+        save_npy(rollout, res.rollout)
         if rollout_png:
             _rollout_png(model, fitted, report, sel, spec, rollout_png)
     if outputs["overlay"]:
@@ -227,7 +229,8 @@ def _overlay_png(model: Any, fitted: Any, report: Any, sel: Selection, path: str
     else:
         maps, titles = weights.mean(0, keepdim=True), [f"mean of heads {head_span(labels)}"]
     grids = prefix_row_to_grid(maps, report.num_prefix, report.grid).numpy()
-    title = f"Attention of {query_name(model.config, report.grid, sel)}, layer {report.layers[-1]}\n{_title(model, fitted)}"
+    title = (f"Attention of {query_name(model.config, report.grid, sel)}, layer {report.layers[-1]}\n"
+             f"{_title(model, fitted)}")
     fig = overlay_figure(fitted.pixels, grids, titles, title, _marked_patch(report, sel), model.config.patch_size)
     save_figure(path, fig)
 

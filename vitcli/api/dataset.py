@@ -99,10 +99,12 @@ def run_dataset(model: Any, images: Any, compute: Any, *, main: str, normalize: 
     if spec.backend == "ray":
         from vitcli.api.ray_backend import run_on_ray
 
-        report = run_on_ray(model, images, compute, main=main, norm=norm, spec=fitted_spec, batch=batch,
-                            output_dir=output_dir, dataset=spec, meta=meta, options=options, progress=progress)
-        return ModelRun(report, {}, norm, True)
-    report: BatchReport = _sharded(model, images, compute, prepare, main, batch, output_dir, spec, meta, options, progress)
+        assert output_dir is not None  # refused above without one
+        ray_report = run_on_ray(model, images, compute, main=main, norm=norm, spec=fitted_spec, batch=batch,
+                                output_dir=output_dir, dataset=spec, meta=meta, options=options, progress=progress)
+        return ModelRun(ray_report, {}, norm, True)
+    report: BatchReport = _sharded(model, images, compute, prepare, main, batch, output_dir, spec, meta, options,
+                                   progress)
     return ModelRun(report, {}, norm, True)
 
 
@@ -206,7 +208,8 @@ def merge_stats(a: Any, b: Any) -> Any:
     return merged(a, b)
 
 
-def file_metadata(model: Any, stage: str, norm: str, spec: Any, family: Any, describe: dict[str, Any]) -> dict[str, Any]:
+def file_metadata(model: Any, stage: str, norm: str, spec: Any, family: Any,
+                  describe: dict[str, Any]) -> dict[str, Any]:
     """What every file of the run says about itself: model, weights and their hash, stage, preprocessing, version."""
     from dataclasses import asdict
 
@@ -244,7 +247,8 @@ def manifest_options(meta: dict[str, Any], batch: Any, spec: DatasetSpec) -> dic
     """The options a resumed run must share with the first (named as the CLI spells them). A seed says
     how it draws: a run begun when one generator drew the whole model resumes with an error, not other weights."""
     m, pre = meta["model"], meta["preprocessing"]
-    weights = f"weights sha256 {m['weights_sha256'][:16]}" if m["weights_sha256"] else f"seed {m['seed']} (one generator per tensor)"
+    seed = f"seed {m['seed']} (one generator per tensor)"
+    weights = f"weights sha256 {m['weights_sha256'][:16]}" if m["weights_sha256"] else seed
     model = f"{m['source']}, {weights}, {m['dtype']}, config sha256 {m['config_sha256'][:16]}"
     options = {"--model": model, "--stage": meta["stage"], "--impl": meta.get("impl"), "--normalize": pre["normalize"],
                "--batch-size": batch.batch_size, "--skip-errors": batch.skip_errors, "--backend": spec.backend,

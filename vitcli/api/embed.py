@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vitcli.api.base import ModelBase
 from vitcli.api.display import ShowsItself
 from vitcli.api.values import keywords
 from vitcli.errors import VitcliError
@@ -53,11 +54,12 @@ def _capture(stages: set[str], cls_pooling: bool):
     from vitcli.core.capture import Capture
 
     inputs = bool(stages & {"patches", "tokens", "with_cls", "input"})
-    final = "tokens" if "output" in stages else ("pooled" if stages & {"pooled", "projected"} else "none")
+    final: Literal["tokens", "pooled", "none"] = (
+        "tokens" if "output" in stages else ("pooled" if stages & {"pooled", "projected"} else "none"))
     return Capture(inputs=inputs, final=final)
 
 
-class EmbedMixin:
+class EmbedMixin(ModelBase):
     """`embed` for `Model`."""
 
     @keywords(with_images=("images",))
@@ -70,11 +72,10 @@ class EmbedMixin:
         -o FILE.parquet) writes Parquet or resumable shards, locally or on Ray."""
         from dataclasses import replace
 
+        from vitcli.api.dataset import DatasetSpec, run_dataset
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, run_model
         from vitcli.stats import tensor_stats
-
-        from vitcli.api.dataset import DatasetSpec, run_dataset
 
         images = as_images(images)
         dataset = dataset or DatasetSpec()
@@ -88,14 +89,15 @@ class EmbedMixin:
         if stage == "pooled" and self.config.pooling == "none":
             raise VitcliError("--stage", "this model has no pooled stage (pooling is none)")
         if stage == "projected" and not self.projects:
-            raise VitcliError("--stage", "projected is the image embedding in a CLIP-style joint image-text space; this "
+            raise VitcliError("--stage",
+                              "projected is the image embedding in a CLIP-style joint image-text space; this "
                               "model has no such projection (use pooled)")
         if posenc is not None and posenc != self.config.posenc:
             raise VitcliError("--posenc", f"'{posenc}' is not this model's position encoding ({self.config.posenc}); a "
                               "preset's is chosen when it is loaded (load_model's posenc, the shell's --posenc)")
         if impl not in ("conv", "linear"):
             raise VitcliError("--impl", f"'{impl}' is not conv or linear")
-        stages = set(FIELDS) if not images.many else {stage}
+        stages: set[str] = set(FIELDS) if not images.many else {stage}
         if self.config.pooling == "none":
             stages.discard("pooled")
         if not self.projects:
@@ -131,10 +133,3 @@ class EmbedMixin:
                "patch_size": self.config.patch_size, "model": self.document(grid),
                "tensors": {stage: report.stats[stage].document()} if stage in report.stats else {}}
         return EmbedResult(stage, run.arrays, doc, None, list(self.warnings))
-
-    def _single_document(self, command: str, fitted: Any, grid: tuple[int, int], normalize: str) -> dict[str, Any]:
-        """The JSON keys every single-image model command shares."""
-        n = grid[0] * grid[1]
-        return {"command": command, "input": fitted.input_document(), "patch_size": self.config.patch_size,
-                "grid": list(grid), "num_patches": n, "num_tokens": n + self.config.num_prefix_tokens,
-                "normalize": normalize, "model": self.document(grid)}

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from vitcli.api.base import ModelBase
 from vitcli.api.display import ShowsItself
 from vitcli.api.values import keywords, one_layer
 from vitcli.errors import VitcliError, option_errors
@@ -35,7 +36,8 @@ class ExplainResult(ShowsItself):
         return self.document
 
 
-def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None, method: str = "grad-rollout") -> tuple[Any, str]:
+def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None,
+                 method: str = "grad-rollout") -> tuple[Any, str]:
     """--target text (a bare N is class:N) → a core `Target` and its canonical label; image:OTHER is read
     and embedded here. `top` on a model without a head stands only for `--method rollout` (attention alone)."""
     from vitcli.core.explain import Target
@@ -53,7 +55,8 @@ def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None, 
             return Target("top"), "top"
         n = _class_index(model, text, arg)
         if not 0 <= n < c.num_classes:
-            raise VitcliError("--target", f"class {n} is outside the head's {c.num_classes} classes (0..{c.num_classes - 1})")
+            raise VitcliError("--target",
+                              f"class {n} is outside the head's {c.num_classes} classes (0..{c.num_classes - 1})")
         return Target("class", n), f"class:{n}"
     if kind == "image":
         return Target("image", other=_other_embedding(model, arg, spec, normalize)), f"image:{arg}"
@@ -128,7 +131,9 @@ def _check(model: Any, start_layer: int, layer: int, discard_ratio: float) -> No
     """Options wrong for every image (used or not by the method), refused before any image is read."""
     depth = model.config.depth
     if not -depth <= layer < depth:
-        raise VitcliError("--layer", f"layer {layer} is outside the model's {depth} blocks (0..{depth - 1}, or negative from the end)")
+        raise VitcliError("--layer",
+                          f"layer {layer} is outside the model's {depth} blocks (0..{depth - 1}, or negative from the "
+                          "end)")
     if not 0 <= start_layer < depth:
         raise VitcliError("--start-layer", f"start layer {start_layer} is outside 0..{depth - 1}")
     if not 0 <= discard_ratio < 1:
@@ -159,11 +164,12 @@ def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int
     return doc
 
 
-class ExplainMixin:
+class ExplainMixin(ModelBase):
     """`explain` for `Model`."""
 
     @keywords(with_images=("images",), layer=one_layer)
-    def explain(self, images: Any, *, method: str = "grad-rollout", target: str | int = "top", start_layer: int | None = None,
+    def explain(self, images: Any, *, method: str = "grad-rollout", target: str | int = "top",
+                start_layer: int | None = None,
                 layer: int | None = None, discard_ratio: float | None = None, normalize: str | None = None,
                 output: str | None = None, output_dir: str | None = None, overlay: str | None = None,
                 batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
@@ -191,12 +197,10 @@ class ExplainMixin:
         waiting: list[dict[str, Any]] = []  # summaries of the batch just computed, for its index lines
 
         def compute(x: Any) -> dict[str, Any]:
-            maps, first = [], None
-            for m in methods:
-                with option_errors("--target"):
-                    out = explain_maps(self.module, x, m, core_target, start_layer, layer, discard_ratio)
-                maps.append(out.maps.cpu().numpy())
-                first = first or out
+            with option_errors("--target"):
+                outs = [explain_maps(self.module, x, m, core_target, start_layer, layer, discard_ratio)
+                        for m in methods]
+            maps, first = [out.maps.cpu().numpy() for out in outs], outs[0]
             stacked = maps[0] if len(maps) == 1 else np.stack(maps, axis=1)  # (b, rows, cols) or (b, 4, rows, cols)
             klass = first.klass.cpu().numpy() if first.klass is not None else [None] * len(stacked)
             for i in range(len(stacked)):
@@ -263,7 +267,8 @@ def _overlay_png(model: Any, fitted: Any, maps: np.ndarray, method: str, label: 
         colour = "Relevance (each map scaled to [0, 1])"
     else:
         panels, titles, colour = maps[None], [""], "Relevance"
-    what = "all methods" if method == "all" else method + (f" (layer {layer % model.config.depth})" if method == "gradcam" else "")
+    at = f" (layer {layer % model.config.depth})" if method == "gradcam" else ""
+    what = "all methods" if method == "all" else method + at
     title = f"explain {what}: target {label}{klass}, score {score}\n{about}"
     save_figure(path, overlay_figure(fitted.pixels, panels, titles, title, patch_size=model.config.patch_size,
                                      label=colour))

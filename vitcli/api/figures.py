@@ -3,13 +3,15 @@
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-
+from vitcli.api.base import ModelBase
 from vitcli.api.display import ShowsItself
 from vitcli.api.values import keywords, one_layer
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
+
 
 
 
@@ -55,7 +57,7 @@ def _name(path: str) -> str:
     return "<stdin>" if path == "-" else Path(path).name
 
 
-class FiguresMixin:
+class FiguresMixin(ModelBase):
     """`filters`, `pca`, `similar` and `norms` for `Model`."""
 
     def _forward_each(self, images: Any, normalize: str | None, capture: Any,
@@ -72,7 +74,7 @@ class FiguresMixin:
         self.resolve_grid(images)
         _check_planned(self, images, BatchSpec(batch_size=1), None)  # a fixed size: before any image is fitted
         prepare, norm, _ = self.preparer(images.spec, normalize)
-        fitted = [prepare(item, name) for item, name in zip(images.items, images.names())]
+        fitted = [prepare(item, name) for item, name in zip(images.items, images.names(), strict=True)]
         for f in fitted:  # each forward pass under the memory limit before any runs
             self.check_memory(1, (int(f.pixels.shape[0]), int(f.pixels.shape[1])))
         with torch.inference_mode():
@@ -102,7 +104,8 @@ class FiguresMixin:
                "model": self.document(), "weight_shape": list(weight.shape),
                "explained_variance_ratio": explained.tolist(), "tensors": {"components": tensor_stats(array)},
                "outputs": {"array": output, "png": png}}
-        shown = [[str(i + 1), 100 * e, 100 * c] for i, (e, c) in enumerate(zip(explained, explained.cumsum()))][:10]
+        shown = [[str(i + 1), 100 * e, 100 * c] for i,
+                 (e, c) in enumerate(zip(explained, explained.cumsum(), strict=True))][:10]
         table = {"title": f"principal components (first {len(shown)})", "columns": ["PC", "variance %", "cumulative %"],
                  "rows": shown}
         return FigureResult(array, doc, [table], warnings=list(self.warnings))
@@ -144,7 +147,8 @@ class FiguresMixin:
             f", foreground > {foreground_threshold}" if foreground_threshold is not None else "")
         _write(output, maps, png, lambda: pca_figure([f.pixels for f in fitted], maps, self.config.patch_size,
                                                       [_name(f.loaded.path) for f in fitted], title))
-        doc = {**self._figure_document("figures pca", fitted, outs[0], norm), "foreground_threshold": foreground_threshold,
+        doc = {**self._figure_document("figures pca", fitted, outs[0], norm),
+               "foreground_threshold": foreground_threshold,
                "explained_variance_ratio": _numpy(result.explained).tolist(), "first_component_flipped": result.flipped,
                "tensors": {"pca_rgb": tensor_stats(maps), "first_component": tensor_stats(_numpy(result.first))},
                "outputs": {"array": output, "png": png}}
@@ -181,7 +185,8 @@ class FiguresMixin:
             index = patch_index(*rc, q_grid)
             sim = _numpy(patch_similarity(feats[0], feats[-1], index, prefix, t_grid))  # (rows, cols)
         rc = divmod(index, q_grid[1])
-        title = f"Cosine similarity to patch ({rc[0]}, {rc[1]}), block {layer_i}{'' if norm else ' (no norm)'}, {self.config.name}"
+        title = (f"Cosine similarity to patch ({rc[0]}, {rc[1]}), block {layer_i}{'' if norm else ' (no norm)'}, "
+                 f"{self.config.name}")
         _write(output, sim, png, lambda: similarity_overlay_figure(fitted[0].pixels, fitted[-1].pixels, sim, rc,
                                                                    self.config.patch_size, to is None, title))
         best = divmod(int(sim.argmax()), t_grid[1])
@@ -203,9 +208,7 @@ class FiguresMixin:
         """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""
         import torch
 
-        from vitcli.api.ranges import check_ranges
-
-        from vitcli.api.ranges import refuse_unused
+        from vitcli.api.ranges import check_ranges, refuse_unused
 
         check_ranges(k=k, norm_threshold=norm_threshold, top=top)
         if norm_threshold is not None:
@@ -232,10 +235,12 @@ class FiguresMixin:
         registers = range(int(c.class_token) + int(c.distilled), prefix)
         rule = f"> {norm_threshold:g}" if norm_threshold is not None else f"> median + {k:g}·MAD"
         _write(output, array, png, lambda: norms_figure(array, prefix, c.class_token, registers, _numpy(thresholds),
-                                                         outliers, f"Token norms per layer, {c.name} (outliers {rule})"))
+                                                         outliers,
+                                                        f"Token norms per layer, {c.name} (outliers {rule})"))
         listed = _outlier_rows(outliers, norms, share, prefix, out.grid)
-        regs = [{"layer": l, "register": j, "token": t, "norm": float(norms[l, t]), "class_attention": _share(share, l, t)}
-                for l in range(depth) for j, t in enumerate(registers)]
+        regs = [{"layer": i, "register": j, "token": t, "norm": float(norms[i, t]),
+                 "class_attention": _share(share, i, t)}
+                for i in range(depth) for j, t in enumerate(registers)]
         doc = {**self._figure_document("figures norms", fitted, out, norm_name), "rule": rule,
                "attention_row": _attention_row(c),
                "thresholds": _numpy(thresholds).tolist(), "outliers": listed, "registers": regs,
@@ -260,7 +265,8 @@ def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape
     try:
         a, b = (int(v) for v in (value.split(",") if isinstance(value, str) else value))
     except (TypeError, ValueError):
-        raise VitcliError(option, f"'{value}' is not two integers {'X,Y' if pixel is not None else 'ROW,COL'}") from None
+        raise VitcliError(option,
+                          f"'{value}' is not two integers {'X,Y' if pixel is not None else 'ROW,COL'}") from None
     if pixel is None:
         return a, b
     h, w = shape[:2]
@@ -269,10 +275,12 @@ def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape
     return b // patch_size, a // patch_size
 
 
-def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefix: int, grid: tuple[int, int]) -> list[dict[str, Any]]:
+def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefix: int,
+                  grid: tuple[int, int]) -> list[dict[str, Any]]:
     """One record per outlier, largest norm first."""
-    rows = [{"layer": l, "row": p // grid[1], "col": p % grid[1], "token": p + prefix, "norm": float(norms[l, p + prefix]),
-             "class_attention": _share(share, l, p + prefix)} for l, p in outliers]
+    rows = [{"layer": i, "row": p // grid[1], "col": p % grid[1], "token": p + prefix,
+             "norm": float(norms[i, p + prefix]),
+             "class_attention": _share(share, i, p + prefix)} for i, p in outliers]
     return sorted(rows, key=lambda o: -o["norm"])
 
 
@@ -332,8 +340,10 @@ def _norm_tables(outliers: list[dict[str, Any]], regs: list[dict[str, Any]], tot
 
     tables = [{"title": f"high-norm patch tokens ({len(outliers)} of {total} shown)",
                "columns": ["layer", "row, col", "norm", who],
-               "rows": [[str(o["layer"]), f"{o['row']}, {o['col']}", o["norm"], pct(o["class_attention"])] for o in outliers]}]
+               "rows": [[str(o["layer"]), f"{o['row']}, {o['col']}", o["norm"],
+                         pct(o["class_attention"])] for o in outliers]}]
     if regs:
         tables.append({"title": "register tokens", "columns": ["layer", "register", "norm", who],
-                       "rows": [[str(g["layer"]), str(g["register"]), g["norm"], pct(g["class_attention"])] for g in regs]})
+                       "rows": [[str(g["layer"]), str(g["register"]), g["norm"],
+                                 pct(g["class_attention"])] for g in regs]})
     return tables

@@ -65,10 +65,11 @@ class FittedImage:
 
     def input_document(self) -> dict[str, Any]:
         """The JSON `input` object shared by every command."""
-        l = self.loaded
-        return {"path": l.path, "original_size": list(l.original_size),
+        loaded = self.loaded
+        return {"path": loaded.path, "original_size": list(loaded.original_size),
                 "size": [int(self.pixels.shape[0]), int(self.pixels.shape[1])], "fit": self.fit,
-                "resize": self.done, "mode": l.mode, "format": l.format, "frames": l.frames, "notes": l.notes}
+                "resize": self.done, "mode": loaded.mode, "format": loaded.format, "frames": loaded.frames,
+                "notes": loaded.notes}
 
     def index_entry(self, patch_size: int) -> dict[str, Any]:
         """The index line of one image: path, original size, size and grid."""
@@ -90,14 +91,13 @@ def parse_colour(text: str) -> tuple[int, int, int]:
             raise ValueError
     except ValueError:
         raise VitcliError("--background", f"'{text}' is not a colour: use R,G,B (0-255) or #rrggbb") from None
-    return rgb  # type: ignore[return-value]
+    return rgb
 
 
 def check_spec(spec: ImageSpec, patch_size: int) -> tuple[int, int] | None:
     """Options wrong for every image fail once, before any image is read; the requested [H, W] (None: native)."""
-    from vitcli.io.sizes import parse_size
-
     from vitcli.api.ranges import check_ranges
+    from vitcli.io.sizes import parse_size
 
     if patch_size <= 0:
         raise VitcliError("--patch-size", f"must be a positive number of pixels, got {patch_size}")
@@ -220,7 +220,7 @@ class Images:
     def fitted(self, patch_size: int | None = None, family: Any = None) -> Iterator[FittedImage]:
         """Decode and fit one at a time (in this thread); errors are raised as they come."""
         p = next((v for v in (patch_size, self.spec.patch_size) if v is not None), DEFAULT_PATCH)
-        for item, name in zip(self.items, self.names()):
+        for item, name in zip(self.items, self.names(), strict=True):
             yield fit_one(item, self.spec, p, family, name)
 
     def __iter__(self) -> Iterator[FittedImage]:
@@ -255,7 +255,7 @@ def load_images(sources: object, *, size: Size = None, fit: Fit | None = None, r
         return Images(listed, isinstance(sources, (list, tuple)), spec)
     if not listed and from_list is None:
         raise VitcliError("IMAGE", "give at least one image (a file, folder or glob) or a list file")
-    inputs = expand_inputs(listed, recursive, from_list)
+    inputs = expand_inputs([s for s in listed if isinstance(s, str)], recursive, from_list)  # all of them
     return Images(inputs.paths, inputs.many, spec)
 
 

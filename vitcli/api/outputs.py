@@ -32,7 +32,7 @@ def planned_files(named: dict[str, Any], many: bool = False) -> dict[str, str]:
 
         files["-o's index"] = index_path(out)
     if files.get("--rollout", "-") != "-":
-        files["--rollout's picture"] = rollout_png_path(files["--rollout"])  # type: ignore[assignment]
+        files["--rollout's picture"] = rollout_png_path(files["--rollout"])
     return files
 
 

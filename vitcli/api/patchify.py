@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-
 from vitcli.api.display import ShowsItself
 from vitcli.api.values import Normalize, Order, choice, keywords
 from vitcli.errors import VitcliError
@@ -68,11 +67,10 @@ def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", ou
     """(N, P·P·C) patches of one image in row-major order, or (B, N, P·P·C) of many; values are the
     raw uint8 bytes unless `normalize` names a mean/std. Image options come from `load_images`."""
     from vitcli.api.images import DEFAULT_PATCH, as_images
+    from vitcli.api.outputs import check_outputs_first
     from vitcli.api.runs import BatchSpec, run_model
     from vitcli.core.patches import patchify as cut
     from vitcli.stats import channel_stats, tensor_stats
-
-    from vitcli.api.outputs import check_outputs_first
 
     images = as_images(images)
     check_outputs_first({"output": output, "grid_png": grid_png}, inputs=images.items, many=images.many,
@@ -114,13 +112,12 @@ def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", ou
 def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, order: Order = "chw",
                normalize: Values = "raw", output: str | None = None) -> PatchifyResult:
     """(N, P·P·C) patches (an array or a .npy path) → the (3, H, W) image, written as .npy or PNG."""
+    from vitcli.api.outputs import check_outputs_first
     from vitcli.core.patches import unpatchify as join
     from vitcli.io.arrays import load_npy, save_npy
     from vitcli.io.images import denormalize
     from vitcli.io.pictures import save_png
     from vitcli.stats import tensor_stats
-
-    from vitcli.api.outputs import check_outputs_first
 
     path = patches if isinstance(patches, str) else "<array>"
     check_outputs_first({"output": output}, inputs=[patches] if isinstance(patches, str) else [])

@@ -46,14 +46,16 @@ def connect(ray: Any, address: str | None) -> None:
         try:
             socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
         except (OSError, ValueError) as e:
-            raise VitcliError("--ray-address", f"cannot reach a Ray cluster at {address}: {getattr(e, 'strerror', None) or e}") from None
+            raise VitcliError("--ray-address",
+                              f"cannot reach a Ray cluster at {address}: {getattr(e, 'strerror', None) or e}") from None
     root = str(Path(__file__).resolve().parents[2])
     env = {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  runtime_env={"env_vars": env}, configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise VitcliError("--ray-address", f"cannot join Ray at {address or 'a local cluster'}: {str(e).splitlines()[0]}") from None
+        raise VitcliError("--ray-address",
+                          f"cannot join Ray at {address or 'a local cluster'}: {str(e).splitlines()[0]}") from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.verbose_progress = False
@@ -96,7 +98,9 @@ def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, s
                             batch_size=1, compute=ray.data.ActorPoolStrategy(size=dataset.actors),
                             num_gpus=dataset.num_gpus or None, num_cpus=ACTOR_CPUS, ray_remote_args_fn=_spread)
         shard_paths = {k: paths[k * n:(k + 1) * n] for k in wave}
-        ds = ds.groupby("shard", num_partitions=len(wave)).map_groups(write_shard, fn_args=(folder, meta, shard_paths, n, batch.skip_errors),
+        ds = ds.groupby("shard", num_partitions=len(wave)).map_groups(write_shard,
+                                                                      fn_args=(folder, meta, shard_paths, n,
+                                                                               batch.skip_errors),
                                             batch_format="numpy", num_cpus=DECODE_CPUS)
         for rec in _rows(ds):
             k, skipped = int(rec["shard"]), json.loads(rec["skipped"])
@@ -131,7 +135,7 @@ def _rows(ds: Any) -> Any:
     try:
         yield from ds.iter_rows()
     except Exception as e:  # noqa: BLE001 - Ray wraps the worker's exception
-        cause = e
+        cause: BaseException | None = e
         while cause is not None and not isinstance(cause, VitcliError):
             cause = getattr(cause, "cause", None) or cause.__cause__
         if cause is not None:
@@ -194,7 +198,6 @@ class Embedder:
         import torch
 
         from vitcli.io.images import normalize_mean_std
-
         from vitcli.stats import rows_stats
 
         pixels = _unpack(batch["pixels"][0]) if batch["pixels"][0] else np.zeros((0, 1, 1, 3), np.uint8)
@@ -203,7 +206,8 @@ class Embedder:
             end = start + 1
             while end < len(pixels) and pixels[end].shape == pixels[start].shape:
                 end += 1
-            x = torch.cat([torch.from_numpy(normalize_mean_std(p, self.mean, self.std))[None] for p in pixels[start:end]])
+            x = torch.cat([torch.from_numpy(normalize_mean_std(p, self.mean,
+                                                               self.std))[None] for p in pixels[start:end]])
             result = self.compute(x.to(self.device, self.dtype))  # name → (b, ...)
             rows.append(result[self.main])
             stats.append({name: rows_stats(a).state() for name, a in result.items()})  # the local batch's statistics
@@ -222,7 +226,10 @@ def write_shard(group: dict[str, np.ndarray], folder: str, meta: dict[str, Any],
 
     k = int(group["shard"][0])
     sink = ParquetSink(os.path.join(folder, shard_files("parquet", k)[0]), shard_paths[k], meta, first_row=k * n)
-    skipped, nodes, done, stats = [], set(), 0, {}
+    skipped: list[dict[str, Any]] = []
+    nodes: set[str] = set()
+    done = 0
+    stats: dict[str, Any] = {}
     try:
         for i in np.argsort(group["first"], kind="stable"):
             entries, rows = json.loads(group["entries"][i]), _unpack(group["rows"][i])

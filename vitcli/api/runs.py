@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-
 from vitcli.api.images import FittedImage, Images
 from vitcli.errors import VitcliError
 
@@ -60,7 +59,7 @@ class MemorySink:
     """Rows kept in memory (one image, or a Python caller without an output file): every named array."""
 
     def __init__(self) -> None:
-        self.parts: "dict[str, list[np.ndarray]]" = {}
+        self.parts: dict[str, list[np.ndarray]] = {}
         self.entries: list[dict[str, Any]] = []
         self.rows = 0
 
@@ -73,7 +72,7 @@ class MemorySink:
     def skip(self, entry: dict[str, Any]) -> None:
         self.entries.append({**entry, "row": None})
 
-    def arrays(self) -> "dict[str, np.ndarray]":
+    def arrays(self) -> "dict[str, np.ndarray | list[np.ndarray]]":
         """name → (B, ...) (one image: B = 1); arrays of different sizes stay a list."""
         out = {}
         for name, parts in self.parts.items():
@@ -91,7 +90,7 @@ class BatchReport:
     skipped: list[dict[str, str]]
     seconds: float
     stats: "dict[str, RunningStats]"
-    outputs: dict[str, str | None]
+    outputs: dict[str, object]  # the `outputs` JSON object: paths, counts, names
     batch_size: int
     workers: int
     fitted: list[FittedImage] = field(default_factory=list)  # kept for single-image runs only
@@ -109,7 +108,7 @@ class BatchReport:
 
     @property
     def first_grid(self) -> tuple[int, int] | None:
-        return tuple(self.entries[0]["grid"]) if self.entries and "grid" in self.entries[0] else None  # type: ignore[return-value]
+        return tuple(self.entries[0]["grid"]) if self.entries and "grid" in self.entries[0] else None
 
 
 def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, str], FittedImage],
@@ -127,7 +126,7 @@ def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, 
     batch = batch.checked()
     progress = progress or _Silent()
     workers = batch.workers or default_workers()
-    stats: "dict[str, RunningStats]" = {}
+    stats: dict[str, RunningStats] = {}
     skipped: list[dict[str, str]] = []
     entries: list[dict[str, Any]] = []
     kept: list[FittedImage] = []
@@ -152,9 +151,11 @@ def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, 
     names = images.names()
     ahead = batch.batch_size + 2 * workers if overlap else batch.batch_size
     decode = _light(lambda pair: prepare(*pair), keep_fitted)
-    for d in decode_all(list(zip(images.items, names)), decode, workers, ahead, overlap):
+    for d in decode_all(list(zip(images.items, names, strict=True)), decode, workers, ahead, overlap):
         if d.error is not None:
             _skip_or_fail(names[d.index], d.error, batch.skip_errors, sink, skipped, progress)
+            continue
+        if d.value is None:
             continue
         if pending and pending[0].pixels.shape != d.value.pixels.shape:
             flush()  # one forward pass needs one image size
@@ -238,16 +239,17 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np
     def rows(items: list[FittedImage]) -> "dict[str, np.ndarray]":
         x = model.batch_tensor(items)  # (b, 3, H, W): the real size, also for --size native
         if checks:
-                model.check_memory(len(items), (int(x.shape[2]), int(x.shape[3])), kept(len(items), x.shape) if kept else 0,
+                model.check_memory(len(items), (int(x.shape[2]), int(x.shape[3])),
+                                   kept(len(items), x.shape) if kept else 0,
                                items[0].loaded.path if images.spec.size == "native" else None, kept_source, backward)
         return compute(x)
 
     common = dict(prepare=prepare, compute=rows, main=main, patch_size=model.config.patch_size, describe=describe,
                   overlap=not model.on_cpu, progress=progress, keep_fitted=single)
     if single or not (output or output_dir):
-        sink = MemorySink() if single or keep else None
-        report = run_batches(images, batch, sink=sink, **common)
-        return ModelRun(report, sink.arrays() if sink else {}, norm, not single)
+        memory = MemorySink() if single or keep else None
+        report = run_batches(images, batch, sink=memory, **common)
+        return ModelRun(report, memory.arrays() if memory else {}, norm, not single)
     with open_sink(output, output_dir, images.names()) as sink:
         report = run_batches(images, batch, sink=sink, **common)
     report.outputs = {"array": output, "index": index_path(output)} if output else {"output_dir": output_dir}

@@ -17,7 +17,8 @@ import inspect
 import math
 import numbers
 import os
-from typing import Any, Callable, Literal, Sequence, get_args
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, get_args
 
 from vitcli.core.config import PosEncKind
 from vitcli.errors import VitcliError
@@ -308,6 +309,7 @@ def keywords(*, with_images: tuple[str, ...] = (), **overrides: Parser) -> Calla
         missing = sorted(n for n, parse in parsers.items() if parse is None)
         if missing:
             raise TypeError(f"{fn.__qualname__}: no parser for {', '.join(missing)} (vitcli/api/values.py)")
+        parse_as = {n: parse for n, parse in parsers.items() if parse is not None}
         # the image options go before a **kwargs catch-all
         tail = [p for p in params if p.kind == p.VAR_KEYWORD]
         shown = signature.replace(parameters=[*(p for p in params if p.kind != p.VAR_KEYWORD), *extra, *tail])
@@ -317,9 +319,9 @@ def keywords(*, with_images: tuple[str, ...] = (), **overrides: Parser) -> Calla
             given = {n: kwargs.pop(n) for n in [p.name for p in extra] if n in kwargs}
             bound = bind(fn, signature, args, kwargs)
             for n, value in list(bound.arguments.items()):
-                if n in parsers:
-                    bound.arguments[n] = parsers[n](n, value)
-            parsed = {n: parsers[n](n, v) for n, v in given.items()}
+                if n in parse_as:
+                    bound.arguments[n] = parse_as[n](n, value)
+            parsed = {n: parse_as[n](n, v) for n, v in given.items()}
             for n in with_images if any(v is not None for v in parsed.values()) else ():
                 if bound.arguments.get(n) is not None:
                     bound.arguments[n] = with_image_options(bound.arguments[n], parsed)

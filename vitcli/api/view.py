@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from vitcli.api.attend import AttendMixin
 from vitcli.api.display import ShowsItself
+from vitcli.api.explain import ExplainMixin
+from vitcli.api.figures import FiguresMixin
 from vitcli.api.values import Layers, keywords
 from vitcli.errors import UsageError, VitcliError, option_errors
 
@@ -46,7 +49,8 @@ def _f32(array: Any) -> dict[str, Any]:
 
 def _rows_from_half(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
     """softmax(scale·Q·Kᵀ) from float16 Q, K computed in float64, as the page does: (H, T, T)."""
-    s = np.einsum("htd,hsd->hts", q.astype(np.float16).astype(np.float64), k.astype(np.float16).astype(np.float64)) * scale
+    s = np.einsum("htd,hsd->hts", q.astype(np.float16).astype(np.float64),
+                  k.astype(np.float16).astype(np.float64)) * scale
     s -= s.max(-1, keepdims=True)
     e = np.exp(s)
     return e / e.sum(-1, keepdims=True)
@@ -64,7 +68,7 @@ def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: fl
     return {"kind": "rows", "rows": rows}, err
 
 
-class ViewMixin:
+class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
     """`view` for `Model`."""
 
     @keywords(with_images=("images", "to"))
@@ -90,7 +94,7 @@ class ViewMixin:
             chosen = parse_layers(str(layers), self.config.depth)
         c = self.config
         tabs, errors = [], []
-        for item, name in zip(images.items, images.names()):
+        for item, name in zip(images.items, images.names(), strict=True):
             one = Images([item], False, images.spec)
             tab, err = self._view_tab(one, name, chosen, to, normalize, explain, target)
             tabs.append(tab)
@@ -103,7 +107,8 @@ class ViewMixin:
         doc = {"command": "view", "output": output, "size_bytes": size, "size_mb": round(size / 2**20, 2),
                "images": images.names(), "layers": chosen, "to": to if isinstance(to, str) or to is None else "<image>",
                "model": self.document(), "max_map_error": max(errors),
-               "storage": [{"image": t["name"], "layers": {str(l): a["kind"] for l, a in zip(chosen, t["attention"])}}
+               "storage": [{"image": t["name"],
+                            "layers": {str(i): a["kind"] for i, a in zip(chosen, t["attention"], strict=True)}}
                            for t in tabs],
                "estimated_size_bytes": encoded_size(page)}
         warnings = list(self.warnings)
@@ -121,7 +126,7 @@ class ViewMixin:
         grid = tuple(doc["grid"])
         q, k, _ = res.qkv  # each (L_sel, H, T, d)
         stored, errs = zip(*[attention_layer(np.asarray(res.weights[i], np.float64), np.asarray(q[i]), np.asarray(k[i]),
-                                             self.config.head_dim**-0.5) for i in range(len(layers))])
+                                             self.config.head_dim**-0.5) for i in range(len(layers))], strict=True)
         fitted, sim, target_fit = self._view_similarity(image, to, layers, normalize)
         norms = self.norms(image, normalize=normalize)
         tab = {"name": name, "grid": list(grid), "image": _png(fitted.pixels), "attention": list(stored),
@@ -133,7 +138,8 @@ class ViewMixin:
                "explain": self._view_explain(image, target) if explain else None}
         return tab, max(errs)
 
-    def _view_similarity(self, image: Any, to: Any, layers: list[int], normalize: str | None) -> tuple[Any, list[Any], Any]:
+    def _view_similarity(self, image: Any, to: Any, layers: list[int],
+                         normalize: str | None) -> tuple[Any, list[Any], Any]:
         """Per layer, cosine similarity of every token (T) with every patch of the image or of `to` (N'),
         on `figures similar`'s features (block output through the final norm)."""
         import torch
@@ -143,7 +149,8 @@ class ViewMixin:
         from vitcli.core.capture import Capture
 
         sources = [image] + ([to] if to is not None else [])
-        fitted, outs, _ = self._forward_each(_as_list(sources), normalize, Capture(inputs=False, blocks=layers, final="none"))
+        fitted, outs, _ = self._forward_each(_as_list(sources), normalize,
+                                             Capture(inputs=False, blocks=layers, final="none"))
         prefix = outs[0].num_prefix
         sims = []
         with torch.inference_mode():
@@ -169,7 +176,7 @@ class ViewMixin:
     def _view_explain(self, image: Any, target: str | int | None) -> Any:
         """The explain hook: the grad-rollout map of `Model.explain` (rows, cols) for the page's panel, for
         any target `explain` takes (a bare N is class:N)."""
-        result = self.explain(image, target="top" if target is None else target)  # type: ignore[attr-defined]
+        result = self.explain(image, target="top" if target is None else target)
         found = result.document["explain"]
         return {"map": _f32(np.asarray(result.maps, np.float64).reshape(-1)), "target": found["target"],
                 "class": found.get("class"), "label": found.get("label")}

@@ -6,6 +6,7 @@ says which file is missing and how to pass a local file instead. The cache folde
 switch are read from the environment at call time (HF_HUB_CACHE, HF_HOME, HF_HUB_OFFLINE).
 """
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     body, _, revision = body.partition("@")
     repo = repo_prefix + body.strip().strip("/")
     if repo.count("/") != 1 or not all(repo.split("/")):
-        raise VitcliError(spec, "expected hf-hub:ORG/NAME or timm:NAME (e.g. timm:vit_base_patch16_224.augreg2_in21k_ft_in1k)")
+        raise VitcliError(spec, "expected hf-hub:ORG/NAME or timm:NAME "
+                                "(e.g. timm:vit_base_patch16_224.augreg2_in21k_ft_in1k)")
     return repo, revision or None
 
 
@@ -108,7 +110,8 @@ def cached_snapshot(repo: str, revision: str | None, spec: str) -> Path | None:
     if revision:
         matches = [n for n in names if n.startswith(revision.lower())]
         if len(matches) > 1:
-            raise VitcliError(spec, f"revision {revision} matches {len(matches)} cached snapshots; give more of the hash")
+            raise VitcliError(spec,
+                              f"revision {revision} matches {len(matches)} cached snapshots; give more of the hash")
         return snapshots / matches[0] if matches else None
     return snapshots / names[0] if len(names) == 1 else None
 
@@ -120,7 +123,8 @@ def _download(spec: str, repo: str, revision: str | None) -> Resolved:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise _missing(spec, repo, "downloading needs the huggingface_hub package (pip install huggingface_hub)") from None
+        raise _missing(spec, repo,
+                       "downloading needs the huggingface_hub package (pip install huggingface_hub)") from None
     unreachable = _unreachable()
     if unreachable:
         raise _missing(spec, repo, f"the hub is unreachable ({unreachable})")
@@ -135,10 +139,8 @@ def _download(spec: str, repo: str, revision: str | None) -> Resolved:
             continue
         configs = {}
         for config in CONFIG_FILES:
-            try:
+            with contextlib.suppress(Exception):
                 configs[config] = Path(hf_hub_download(repo, config, revision=revision, cache_dir=str(cache_dir())))
-            except Exception:
-                pass
         return Resolved(spec, weights, repo, configs)
     raise _missing(spec, repo, f"the hub could not provide it ({problem})")
 

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import traceback
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -47,8 +47,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
-    max_memory: Annotated[Optional[str], typer.Option("--max-memory", metavar="SIZE", help="Refuse, before allocating, what would need more memory than SIZE (8G, 500M, bytes); accepted anywhere on the command line. \\[default: 75% of the available memory]", show_default=False)] = None,
+    version: Annotated[bool | None, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    max_memory: Annotated[str | None, typer.Option(
+        "--max-memory", metavar="SIZE", show_default=False,
+        help="Refuse, before allocating, what would need more memory than SIZE (8G, 500M, bytes); accepted anywhere "
+             "on the command line. \\[default: 75% of the available memory]")] = None,
 ) -> None:
     """See what a Vision Transformer does to an image, one idea at a time."""
 
@@ -174,7 +178,9 @@ def _exit_if_interrupted(e: BaseException) -> None:
     seen: BaseException | None = e
     while seen is not None:
         if isinstance(seen, (KeyboardInterrupt, Terminated)):
-            raise SystemExit(announce(signal.SIGINT if isinstance(seen, KeyboardInterrupt) else signal.SIGTERM)) from None
+            raise SystemExit(announce(signal.SIGINT if isinstance(seen, KeyboardInterrupt) else signal.SIGTERM)
+                             ) from None
         seen = seen.__cause__ or seen.__context__
-    if received() is not None:
-        raise SystemExit(announce(received())) from None
+    signum = received()
+    if signum is not None:
+        raise SystemExit(announce(signum)) from None

@@ -1,18 +1,35 @@
 """`vitcli embed`: patches → projection → class token → + positions = Z0 → encoder → embedding."""
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 
+from vitcli.cli.common import (
+    BatchOptions,
+    ImageOptions,
+    ImagesArg,
+    JsonOpt,
+    ModelOptions,
+    NormalizeOpt,
+    Output,
+    OutputOpt,
+    QuietOpt,
+    choices,
+    examples,
+    gather,
+    open_model,
+    prose,
+    value,
+    with_options,
+)
 from vitcli.cli.datasets import DatasetOptions
 
-from vitcli.cli.common import (examples, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions, NormalizeOpt, Output,
-                               OutputOpt, QuietOpt, choices, gather, open_model, value, with_options)
+HELP = prose("""Project an image's patches into ViT token embeddings and show every stage.
 
-HELP = """Project an image's patches into ViT token embeddings and show every stage.
-
-patches (N, P·P·C) → projected (N, D) → with class token (N+1, D) → + position = Z0 (N+1, D) → encoder output Z_L (N+1, D) → pooled image embedding (D,). -o writes the --stage you choose. Weights are random from --seed unless --weights gives a checkpoint.
-"""
+patches (N, P·P·C) → projected (N, D) → with class token (N+1, D) → + position = Z0 (N+1, D) → encoder output Z_L (N+1,
+D) → pooled image embedding (D,). -o writes the --stage you choose. Weights are random from --seed unless --weights
+gives a checkpoint.
+""")
 EXAMPLES = [
     'vitcli embed cat.jpg',
     'vitcli embed cat.jpg -o z0.npy',
@@ -33,9 +50,19 @@ LABELS = {"patches": "patches (N, P·P·C)", "tokens": "projected (N, D)", "with
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions, data=DatasetOptions)
 def embed_command(
     images: ImagesArg = None,
-    stage: Annotated[Stage, typer.Option("--stage", metavar="STAGE", help="Which stage -o writes: patches, tokens (the projected patches), input (Z0), output (Z_L), pooled, or projected (CLIP-style models: the image embedding in the joint image-text space, after the projection).")] = Stage("input"),  # type: ignore[valid-type]
-    impl: Annotated[Impl, typer.Option("--impl", metavar="IMPL", help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).")] = Impl("conv"),  # type: ignore[valid-type]
-    posenc: Annotated[Optional[Posenc], typer.Option("--posenc", metavar="POSENC", help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]", show_default=False)] = None,  # type: ignore[valid-type]
+    stage: Annotated[Stage, typer.Option(  # type: ignore[valid-type]
+        "--stage", metavar="STAGE",
+        help="Which stage -o writes: patches, tokens (the projected patches), input (Z0), output (Z_L), pooled, or "
+             "projected (CLIP-style models: the image embedding in the joint image-text space, after the projection).",
+    )] = Stage["input"],
+    impl: Annotated[Impl, typer.Option(  # type: ignore[valid-type]
+        "--impl", metavar="IMPL",
+        help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).",
+    )] = Impl["conv"],
+    posenc: Annotated[Posenc | None, typer.Option(  # type: ignore[valid-type]
+        "--posenc", metavar="POSENC", show_default=False,
+        help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]",
+    )] = None,
     normalize: NormalizeOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
@@ -68,6 +95,7 @@ def _tables(doc: dict[str, Any], many: bool) -> list[Any]:
         return batch_tables("embed", doc, rows + [("stage written", doc["stage"])], LABELS[doc["stage"]])
     rows = input_rows(doc["input"]) + rows
     rows += [("stage written", f"{doc['stage']} → {doc['outputs']['array']}")] if doc["outputs"]["array"] else []
-    labels = {**LABELS, "pooled": LABELS["pooled"] + ", before the projection"} if doc["model"].get("projection") else LABELS
+    labels = {**LABELS,
+              "pooled": LABELS["pooled"] + ", before the projection"} if doc["model"].get("projection") else LABELS
     stages = {labels[k]: v for k, v in doc["tensors"].items()}
     return [info_table("vitcli embed", rows), stats_table("stages", stages, label="stage")]

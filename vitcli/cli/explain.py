@@ -1,17 +1,41 @@
 """`vitcli explain`: which patches made the model give an output, as a map, a table and a picture."""
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 
-from vitcli.cli.common import (OUTPUT_PANEL, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions,
-                               NormalizeOpt, Output, OutputOpt, QuietOpt, batch_spec, choices, gather, open_model,
-                               value, with_options)
+from vitcli.cli.common import (
+    OUTPUT_PANEL,
+    BatchOptions,
+    ImageOptions,
+    ImagesArg,
+    JsonOpt,
+    ModelOptions,
+    NormalizeOpt,
+    Output,
+    OutputOpt,
+    QuietOpt,
+    batch_spec,
+    choices,
+    gather,
+    open_model,
+    prose,
+    value,
+    with_options,
+)
 
-HELP = """Explain an output of the model: which patches made it say that.
+HELP = prose("""Explain an output of the model: which patches made it say that.
 
---method grad-rollout (Chefer et al. 2021: R ← R + mean_h (∇A ⊙ A)⁺·R, the class token's row; without a class token the attention-pool probe's row (heads' mean) times R, or the mean of R's patch rows, as attend --rollout's default query), attn-grad (vit-explain's gradient rollout), gradcam (Grad-CAM on block --layer's norm1 tokens), rollout (attention alone, as attend --rollout), or all side by side. --target top or class:N (a classifier logit; class:NAME or a bare N too: the names are the checkpoint's config.json id2label / label_names, shown beside the class in the table and as "label" in the JSON), image:OTHER (cosine of the pooled embeddings: what makes the two images alike), patch:R,C (cosine of that patch's final feature with the pooled embedding). -o writes the raw map (rows, cols) float32, unnormalised; several images give (B, rows, cols) with an index. Gradients go through the model block by block, so large images fit (1792 px on ViT-B/16 in a few GB).
-"""
+--method grad-rollout (Chefer et al. 2021: R ← R + mean_h (∇A ⊙ A)⁺·R, the class token's row; without a class token the
+attention-pool probe's row (heads' mean) times R, or the mean of R's patch rows, as attend --rollout's default query),
+attn-grad (vit-explain's gradient rollout), gradcam (Grad-CAM on block --layer's norm1 tokens), rollout (attention
+alone, as attend --rollout), or all side by side. --target top or class:N (a classifier logit; class:NAME or a bare N
+too: the names are the checkpoint's config.json id2label / label_names, shown beside the class in the table and as
+"label" in the JSON), image:OTHER (cosine of the pooled embeddings: what makes the two images alike), patch:R,C (cosine
+of that patch's final feature with the pooled embedding). -o writes the raw map (rows, cols) float32, unnormalised;
+several images give (B, rows, cols) with an index. Gradients go through the model block by block, so large images fit
+(1792 px on ViT-B/16 in a few GB).
+""")
 EPILOG = (
     "Examples:  vitcli explain sample_images/chelsea.jpg --overlay why.png  ·  "
     "vitcli explain cat.jpg --method all --overlay all.png  ·  "
@@ -25,12 +49,27 @@ Method = choices("Method", Literal["grad-rollout", "attn-grad", "gradcam", "roll
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def explain_command(
     images: ImagesArg = None,
-    method: Annotated[Method, typer.Option("--method", help="grad-rollout, attn-grad, gradcam, rollout, or all side by side.")] = Method("grad-rollout"),  # type: ignore[valid-type]
-    target: Annotated[str, typer.Option("--target", help="top, class:N, class:NAME, image:OTHER or patch:R,C (top needs a classifier head, except with --method rollout).")] = "top",
-    start_layer: Annotated[Optional[int], typer.Option("--start-layer", help="grad-rollout, attn-grad, rollout: first layer of the product. \\[default: 0]", show_default=False)] = None,
-    layer: Annotated[Optional[int], typer.Option("--layer", help="gradcam: the block whose norm1 output is used (negative from the end). \\[default: -1]", show_default=False)] = None,
-    discard_ratio: Annotated[Optional[float], typer.Option("--discard-ratio", help="attn-grad, rollout: zero this share of each layer's lowest weights (never the diagonal) before adding I. \\[default: 0]", show_default=False)] = None,
-    overlay: Annotated[Optional[str], typer.Option("--overlay", help="The map over the image with a colour bar, method, target and score in the title, as PNG (--method all: side by side).", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    method: Annotated[Method, typer.Option(  # type: ignore[valid-type]
+        "--method", help="grad-rollout, attn-grad, gradcam, rollout, or all side by side.",
+    )] = Method["grad-rollout"],
+    target: Annotated[str, typer.Option(
+        "--target",
+        help="top, class:N, class:NAME, image:OTHER or patch:R,C (top needs a classifier head, except with --method "
+             "rollout).")] = "top",
+    start_layer: Annotated[int | None, typer.Option(
+        "--start-layer", show_default=False,
+        help="grad-rollout, attn-grad, rollout: first layer of the product. \\[default: 0]")] = None,
+    layer: Annotated[int | None, typer.Option(
+        "--layer", show_default=False,
+        help="gradcam: the block whose norm1 output is used (negative from the end). \\[default: -1]")] = None,
+    discard_ratio: Annotated[float | None, typer.Option(
+        "--discard-ratio", show_default=False,
+        help="attn-grad, rollout: zero this share of each layer's lowest weights (never the diagonal) before adding "
+             "I. \\[default: 0]")] = None,
+    overlay: Annotated[str | None, typer.Option(
+        "--overlay", rich_help_panel=OUTPUT_PANEL, show_default=False,
+        help="The map over the image with a colour bar, method, target and score in the title, as PNG (--method all: "
+             "side by side).")] = None,
     normalize: NormalizeOpt = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
@@ -64,8 +103,10 @@ def _tables(result: Any, many: bool, out: Output) -> list[Any]:
         scores = [[r["path"], "-" if r["score"] is None else r["score"], _klass(r)] for r in ex["images"][:20]]
         return tables + [rows_table("scores (first 20)", ["image", "score", "class"], scores)]
     rows = input_rows(doc["input"]) + rows
-    rows += [("score", "-" if ex["score"] is None else ex["score"])] + ([("class", _klass(ex))] if "class" in ex else [])
-    per_method = ex["methods"] if ex["method"] == "all" else [{"method": ex["method"], "top_patches": ex["top_patches"]}]
+    rows += [("score",
+              "-" if ex["score"] is None else ex["score"])] + ([("class", _klass(ex))] if "class" in ex else [])
+    per_method = ex["methods"] if ex["method"] == "all" else [{"method": ex["method"],
+                                                               "top_patches": ex["top_patches"]}]
     top = [[m["method"], *[f"({p['row']}, {p['col']}) {p['value']:.4g}" for p in m["top_patches"]]] for m in per_method]
     tables = [info_table("vitcli explain", rows + output_rows(doc["outputs"])),
               rows_table("strongest patches (row, col) value", ["method", "1", "2", "3", "4", "5"], top),

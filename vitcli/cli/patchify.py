@@ -1,11 +1,26 @@
 """`vitcli patchify`: cut an image into P×P patches, flatten each, and put them back."""
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from vitcli.cli.common import (examples, OUTPUT_PANEL, BatchOptions, ImageOptions, ImagesArg, JsonOpt, OrderChoice, Output,
-                               OutputOpt, QuietOpt, ValuesChoice, batch_spec, gather, value, with_options)
+from vitcli.cli.common import (
+    OUTPUT_PANEL,
+    BatchOptions,
+    ImageOptions,
+    ImagesArg,
+    JsonOpt,
+    OrderChoice,
+    Output,
+    OutputOpt,
+    QuietOpt,
+    ValuesChoice,
+    batch_spec,
+    examples,
+    gather,
+    value,
+    with_options,
+)
 
 HELP = """Split an image into N = (H/P)·(W/P) patches of P·P·C values, in row-major order.
 
@@ -19,7 +34,8 @@ Output shape (N, P·P·C). Values are the image's raw uint8 bytes unless --norma
 """
 EXAMPLES = [
     'vitcli patchify cat.jpg -o patches.npy --grid-png grid.png',
-    'vitcli patchify cat.jpg -o - | python -c "import io, sys, numpy; print(numpy.load(io.BytesIO(sys.stdin.buffer.read())).shape)"',
+    'vitcli patchify cat.jpg -o - | python -c "import io, sys, numpy; '
+    'print(numpy.load(io.BytesIO(sys.stdin.buffer.read())).shape)"',
     'vitcli patchify --unpatchify patches.npy --grid-size 14x14 -o back.png',
     "vitcli patchify 'photos/*.jpg' --output-dir patches/",
 ]
@@ -29,19 +45,31 @@ EPILOG = examples(EXAMPLES)
 @with_options(image_opts=ImageOptions, batch=BatchOptions)
 def patchify_command(
     images: ImagesArg = None,
-    order: Annotated[OrderChoice, typer.Option("--order", metavar="ORDER", help="Value order inside a patch (see above).")] = OrderChoice("chw"),  # type: ignore[valid-type]
-    normalize: Annotated[ValuesChoice, typer.Option("--normalize", metavar="NORMALIZE", help="raw: uint8 bytes; none: float32 x/255; imagenet|inception|clip: float32 (x/255 − mean)/std.")] = ValuesChoice("raw"),  # type: ignore[valid-type]
+    order: Annotated[OrderChoice, typer.Option(  # type: ignore[valid-type]
+        "--order", metavar="ORDER", help="Value order inside a patch (see above).",
+    )] = OrderChoice["chw"],
+    normalize: Annotated[ValuesChoice, typer.Option(  # type: ignore[valid-type]
+        "--normalize", metavar="NORMALIZE",
+        help="raw: uint8 bytes; none: float32 x/255; imagenet|inception|clip: float32 (x/255 − mean)/std.",
+    )] = ValuesChoice["raw"],
     output: OutputOpt = None,
-    grid_png: Annotated[Optional[str], typer.Option("--grid-png", metavar="FILE", help="Write the image as fed in, with the patch grid and each patch's index.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
-    unpatchify: Annotated[Optional[str], typer.Option("--unpatchify", metavar="FILE", help="Inverse: rebuild an image from this (N, P·P·C) .npy; -o FILE.png or FILE.npy.", show_default=False)] = None,
-    grid_size: Annotated[Optional[str], typer.Option("--grid-size", metavar="ROWSxCOLS", help="Grid ROWSxCOLS for --unpatchify (default: square).", show_default=False)] = None,
+    grid_png: Annotated[str | None, typer.Option(
+        "--grid-png", metavar="FILE", rich_help_panel=OUTPUT_PANEL, show_default=False,
+        help="Write the image as fed in, with the patch grid and each patch's index.")] = None,
+    unpatchify: Annotated[str | None, typer.Option(
+        "--unpatchify", metavar="FILE", show_default=False,
+        help="Inverse: rebuild an image from this (N, P·P·C) .npy; -o FILE.png or FILE.npy.")] = None,
+    grid_size: Annotated[str | None, typer.Option(
+        "--grid-size", metavar="ROWSxCOLS", show_default=False,
+        help="Grid ROWSxCOLS for --unpatchify (default: square).")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     *,
     image_opts: ImageOptions,
     batch: BatchOptions,
 ) -> None:
-    from vitcli.api.patchify import patchify, unpatchify as unpatchify_array
+    from vitcli.api.patchify import patchify
+    from vitcli.api.patchify import unpatchify as unpatchify_array
 
     out = Output(output, as_json, quiet)
     _refuse_unused(unpatchify, grid_size, image_opts, batch)
@@ -62,7 +90,7 @@ def patchify_command(
     out.finish(result.document, *_tables(result.document, found.many))
 
 
-def _refuse_unused(unpatchify: Optional[str], grid_size: Optional[str], image_opts: ImageOptions,
+def _refuse_unused(unpatchify: str | None, grid_size: str | None, image_opts: ImageOptions,
                    batch: BatchOptions) -> None:
     """--grid-size only with --unpatchify; the image-fitting numbers only without it (range-checked either way)."""
     from vitcli.api.ranges import check_ranges, refuse_unused
@@ -79,7 +107,8 @@ def _refuse_unused(unpatchify: Optional[str], grid_size: Optional[str], image_op
         check_ranges(patch_size=o.patch_size, max_pixels=o.max_pixels, max_patches=o.max_patches)
         batch_spec(batch)  # --batch-size, --workers
         refuse_unused("an IMAGE to patchify (--unpatchify reads P and the size from the array)",
-                      {"--size": o.size, "--patch-size": o.patch_size, "--max-pixels": o.max_pixels, "--max-patches": o.max_patches})
+                      {"--size": o.size, "--patch-size": o.patch_size, "--max-pixels": o.max_pixels,
+                       "--max-patches": o.max_patches})
 
 
 def _tables(doc: dict[str, Any], many: bool) -> list[Any]:

@@ -6,7 +6,7 @@ by their count, and maps patch rows onto the true (rows, cols) grid, never √N.
 """
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 from torch import Tensor
@@ -119,7 +119,7 @@ def attention_rollout(attentions: list[Tensor], fusion: Fusion = "mean", discard
 def mean_of_patch_rows(rows_of: RowsOf, num_tokens: int, num_prefix: int, chunk: int) -> Tensor:
     """The mean of the patch rows (…, H, T) float64, summed one block of `chunk` rows at a time."""
     total = sum(rows_of(s, min(s + chunk, num_tokens)).double().sum(-2) for s in range(num_prefix, num_tokens, chunk))
-    return total / (num_tokens - num_prefix)  # type: ignore[operator]
+    return cast(Tensor, total) / (num_tokens - num_prefix)
 
 
 def probe_row(pool_attention: Tensor, fusion: Fusion = "mean") -> Tensor:
@@ -173,7 +173,7 @@ def mean_distance_of_rows(rows_of: RowsOf, num_tokens: int, grid: tuple[int, int
         dist = torch.cdist(centres[start - num_prefix:stop - num_prefix], centres)  # (c, N)
         part = (rows * dist).sum(dim=(-2, -1))  # (…, H)
         total = part if total is None else total + part
-    return total / n  # type: ignore[operator]
+    return cast(Tensor, total) / n
 
 
 def mean_attention_distance(attn: Tensor, grid: tuple[int, int], patch_size: int, num_prefix: int,

@@ -40,7 +40,7 @@ class AttentionPool(nn.Module):
         self.norm = make_norm(config.norm, d, config.eps) if config.pool_mlp else None
         self.mlp = Mlp(d, config.pool_mlp_dim or config.mlp_dim, config.activation) if config.pool_mlp else None
 
-    def attend(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def attend(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Probe query (B, H, 1, d), keys and values (B, H, T, d) and the score bias (B, 1, 1, T) or None."""
         b, t, _ = x.shape
         q = self.latent if self.q is None else self.q(self.latent)  # (1, 1, D)
@@ -66,7 +66,7 @@ class AttentionPool(nn.Module):
         with sdpa_kernel(SDPBackend.MATH):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, 1, d)
         y = self.proj(y.transpose(1, 2).reshape(x.shape[0], 1, -1))  # (B, 1, D)
-        return y if self.mlp is None else y + self.mlp(self.norm(y))
+        return y if self.mlp is None or self.norm is None else y + self.mlp(self.norm(y))
 
 
 __all__ = ["AttentionPool"]

@@ -13,7 +13,6 @@ from torch import Tensor
 from vitcli.core.analysis import cosine_similarity_matrix, pca
 from vitcli.core.patches import Order, unpatchify
 
-
 # --- patch-embedding filters (ViT paper, figure 7 left) -------------------------------------------
 
 
@@ -122,7 +121,8 @@ def patch_similarity(query_tokens: Tensor, target_tokens: Tensor, patch: int, nu
     query = query_tokens[num_prefix + patch].double()[None]  # (1, D)
     cells = target_tokens[num_prefix:].double()  # (N', D)
     if cells.shape[0] != grid[0] * grid[1]:
-        raise ValueError(f"{target_tokens.shape[0]} tokens minus {num_prefix} prefix do not fill a {grid[0]}x{grid[1]} grid")
+        raise ValueError(f"{target_tokens.shape[0]} tokens minus {num_prefix} prefix do not fill a {grid[0]}x{grid[1]} "
+                         "grid")
     return cosine_similarity_matrix(query, cells)[0].reshape(grid)
 
 
@@ -130,7 +130,8 @@ def patch_index(row: int, col: int, grid: tuple[int, int]) -> int:
     """Row-major index of patch (row, col); negative values count from the end."""
     rows, cols = grid
     if not (-rows <= row < rows and -cols <= col < cols):
-        raise ValueError(f"patch {row},{col} is outside the {rows}x{cols} grid (rows 0..{rows - 1}, cols 0..{cols - 1})")
+        raise ValueError(f"patch {row},{col} is outside the {rows}x{cols} grid "
+                         f"(rows 0..{rows - 1}, cols 0..{cols - 1})")
     return (row % rows) * cols + col % cols
 
 
@@ -154,7 +155,7 @@ def mad_thresholds(norms: Tensor, k: float) -> Tensor:
 def high_norm_tokens(norms: Tensor, num_prefix: int, thresholds: Tensor) -> list[tuple[int, int]]:
     """(layer, patch index) of patch tokens whose norm is above their layer's threshold; norms (L, T)."""
     above = norms[:, num_prefix:] > thresholds[:, None]  # (L, N)
-    return [(int(l), int(p)) for l, p in above.nonzero().tolist()]
+    return [(int(i), int(p)) for i, p in above.nonzero().tolist()]
 
 
 def class_attention_share(attentions: list[Tensor]) -> Tensor:

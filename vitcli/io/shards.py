@@ -10,6 +10,7 @@ A shard is written to temporary names and renamed into place, then the manifest 
 renamed but not yet listed is recomputed (the same bytes) on --resume.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -94,7 +95,8 @@ class Manifest:
     def outputs(self) -> dict[str, Any]:
         """The JSON `outputs` of a sharded run."""
         return {"output_dir": str(self.folder), "manifest": str(self.path(MANIFEST)), "format": self.format,
-                "shards": self.shard_count(), "files": [n for k in range(self.shard_count()) for n in shard_files(self.format, k)]}
+                "shards": self.shard_count(),
+                "files": [n for k in range(self.shard_count()) for n in shard_files(self.format, k)]}
 
 
 def open_manifest(folder: str, paths: list[str], fmt: str, shard_size: int, options: dict[str, Any],
@@ -111,7 +113,8 @@ def open_manifest(folder: str, paths: list[str], fmt: str, shard_size: int, opti
            "shards": {}, "complete": False}
     if (root / MANIFEST).exists():
         if not resume:
-            raise VitcliError(folder, f"holds a run already ({MANIFEST}); add --resume to continue it, or give a new folder")
+            raise VitcliError(folder,
+                              f"holds a run already ({MANIFEST}); add --resume to continue it, or give a new folder")
         return _resumed(root, doc, listing)
     _check_fresh(root, fmt, len(paths), shard_size)
     try:
@@ -143,16 +146,19 @@ def _resumed(root: Path, new: dict[str, Any], listing: str) -> Manifest:
         old = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
         old["shards"], old["options"], old["inputs"]["sha256"]  # noqa: B018 - the keys every manifest has
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise VitcliError(where, f"cannot be read as a vitcli manifest ({type(e).__name__}); give a new folder") from None
+        raise VitcliError(where,
+                          f"cannot be read as a vitcli manifest ({type(e).__name__}); give a new folder") from None
     if old.get("vitcli") != new["vitcli"]:
         raise VitcliError(where, f"was written by vitcli {old.get('vitcli')}, this is {new['vitcli']}: "
                           "resume with that version, or give a new folder")
     for key, option in (("format", "--format"), ("shard_size", "--shard-size")):
         if old.get(key) != new[key]:
-            raise VitcliError(option, f"is {new[key]}, but the run in {root} used {old.get(key)}: resume with the same options")
+            raise VitcliError(option,
+                              f"is {new[key]}, but the run in {root} used {old.get(key)}: resume with the same options")
     for key in sorted(set(old["options"]) | set(new["options"])):
         if old["options"].get(key) != new["options"].get(key):
-            raise VitcliError(key, f"is {new['options'].get(key)}, but the run in {root} used {old['options'].get(key)}: "
+            raise VitcliError(key,
+                              f"is {new['options'].get(key)}, but the run in {root} used {old['options'].get(key)}: "
                               "resume with the same options, or give a new folder")
     if old["inputs"]["sha256"] != new["inputs"]["sha256"]:
         raise VitcliError(where, f"the inputs changed since the run began ({_difference(root / INPUTS, listing)}): "
@@ -161,7 +167,8 @@ def _resumed(root: Path, new: dict[str, Any], listing: str) -> Manifest:
     for k, shard in old["shards"].items():
         for name, sha in shard["files"].items():
             if _file_sha(manifest.path(name)) != sha:
-                raise VitcliError(str(manifest.path(name)), "differs from the manifest (damaged or changed since it was "
+                raise VitcliError(str(manifest.path(name)),
+                                  "differs from the manifest (damaged or changed since it was "
                                   f"written); delete it and remove shard {k} from {MANIFEST}, or give a new folder")
     _remove_stale(root)
     return manifest
@@ -199,7 +206,5 @@ def _file_sha(path: Path) -> str | None:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
