@@ -11,11 +11,15 @@ batches (and so its bytes) are the same whether the run went straight through or
 import hashlib
 import json
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from vitcli.errors import UsageError, VitcliError
+
+if TYPE_CHECKING:
+    from vitcli.api.base import ModelBase
+    from vitcli.api.images import Images
 
 Format = Literal["npy", "parquet", "npy-shards"]
 DEFAULT_SHARD_SIZE = 10_000
@@ -82,15 +86,14 @@ def is_parquet(output: str | None) -> bool:
     return bool(output) and output.lower().endswith(".parquet")  # type: ignore[union-attr]
 
 
-def run_dataset(model: Any, images: Any, compute: Any, *, main: str, normalize: str | None, batch: Any,
+def run_dataset(model: "ModelBase", images: "Images", compute: Any, *, main: str, normalize: str | None, batch: Any,
                 output: str | None, output_dir: str | None, dataset: DatasetSpec, progress: Any = None,
                 describe: dict[str, Any] | None = None) -> Any:
     """Run `compute` over the images into a Parquet file or a sharded folder; a ModelRun (rows not kept)."""
     from vitcli.api.runs import BatchReport, ModelRun
 
     spec = dataset.checked(output, output_dir)
-    if hasattr(model, "resolve_grid"):
-        model.resolve_grid(images)
+    model.resolve_grid(images)
     prepare, norm, fitted_spec = model.preparer(images.spec, normalize)
     meta = file_metadata(model, main, norm, fitted_spec, model.image_plan(images.spec)[1], describe or {})
     if output:
@@ -214,7 +217,7 @@ def file_metadata(model: Any, stage: str, norm: str, spec: Any, family: Any,
     from dataclasses import asdict
 
     from vitcli import __version__
-    from vitcli.api.models import preprocess_document
+    from vitcli.api.base import preprocess_document
 
     weights = getattr(model.checkpoint, "path", None) if model.checkpoint is not None else None
     doc = model.document()

@@ -1,11 +1,10 @@
 """`Model.embed`: patches → projection → class token → + positions = Z0 → encoder → embedding."""
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vitcli.api.base import ModelBase
-from vitcli.api.display import ShowsItself
-from vitcli.api.values import keywords
+from vitcli.api.images import image_keywords
+from vitcli.api.results import EmbedResult
 from vitcli.errors import VitcliError
 
 Stage = Literal["patches", "tokens", "input", "output", "pooled", "projected"]
@@ -14,25 +13,6 @@ STAGES: tuple[str, ...] = ("patches", "tokens", "input", "output", "pooled", "pr
 # name in arrays and JSON → ViTOutput field; `with_cls` is shown but cannot be written alone
 FIELDS = {"patches": "patches", "tokens": "tokens", "with_cls": "with_prefix", "input": "z0", "output": "output",
           "pooled": "pooled", "projected": "logits"}
-
-
-@dataclass
-class EmbedResult(ShowsItself):
-    """What `embed` computed: arrays (numpy) and the JSON document the command prints."""
-
-    stage: str
-    arrays: dict[str, Any]  # one image: every stage, no batch axis; several: {stage: (B, ...)} if kept
-    document: dict[str, Any]
-    image: Any = None  # the FittedImage of a single image
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def array(self) -> Any:
-        """The chosen stage: (N, P·P·C), (N, D), (T, D) or (D,) for one image; a batch axis for several."""
-        return self.arrays.get(self.stage)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
 
 
 class EmbedCompute:
@@ -62,7 +42,7 @@ def _capture(stages: set[str], cls_pooling: bool):
 class EmbedMixin(ModelBase):
     """`embed` for `Model`."""
 
-    @keywords(with_images=("images",))
+    @image_keywords("images")
     def embed(self, images: Any, *, stage: Stage = "input", impl: Impl = "conv", posenc: str | None = None,
               normalize: str | None = None, output: str | None = None, output_dir: str | None = None,
               batch: Any = None, keep: bool = True, progress: Any = None, dataset: Any = None) -> EmbedResult:

@@ -5,35 +5,19 @@ true grid, float32, unnormalised; several images give (B, rows, cols) rows strea
 with an index (score and class per image). `method="all"` stacks the four maps (4, rows, cols).
 """
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from vitcli.api.base import ModelBase
-from vitcli.api.display import ShowsItself
-from vitcli.api.values import keywords, one_layer
+from vitcli.api.images import image_keywords
+from vitcli.api.results import ExplainResult
+from vitcli.api.values import one_layer
 from vitcli.errors import VitcliError, option_errors
 
 METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout")
 TARGET_HELP = "top, class:N, class:NAME, image:OTHER or patch:R,C"
 TOP_PATCHES = 5
-
-
-@dataclass
-class ExplainResult(ShowsItself):
-    """What `explain` computed: the map(s) and the JSON document the command prints."""
-
-    MAP: ClassVar[str | None] = "maps"
-
-    document: dict[str, Any]
-    maps: Any = None  # (rows, cols), (4, rows, cols) for all; a leading batch axis for several images
-    score: Any = None  # float (one image) or (B,) array
-    image: Any = None  # the FittedImage of a single image
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
 
 
 def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None,
@@ -167,7 +151,7 @@ def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int
 class ExplainMixin(ModelBase):
     """`explain` for `Model`."""
 
-    @keywords(with_images=("images",), layer=one_layer)
+    @image_keywords("images", layer=one_layer)
     def explain(self, images: Any, *, method: str = "grad-rollout", target: str | int = "top",
                 start_layer: int | None = None,
                 layer: int | None = None, discard_ratio: float | None = None, normalize: str | None = None,

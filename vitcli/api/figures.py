@@ -1,38 +1,16 @@
 """The classic ViT analyses on a `Model`: filters, pca, similar, norms (each: arrays, PNG, document)."""
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from vitcli.api.base import ModelBase
-from vitcli.api.display import ShowsItself
+from vitcli.api.images import image_keywords
+from vitcli.api.results import FigureResult
 from vitcli.api.values import keywords, one_layer
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
-
-
-
-
-@dataclass
-class FigureResult(ShowsItself):
-    """One figure's array, the JSON document its command prints, and what the table lists."""
-
-    MAP: ClassVar[str | None] = "heatmap"
-
-    array: Any
-    document: dict[str, Any]
-    tables: list[dict[str, Any]] = field(default_factory=list)  # {"title", "columns", "rows"} for the terminal
-    heatmap: Any = None  # (rows, cols) map for the terminal, when there is one
-    images: list[Any] = field(default_factory=list)  # the FittedImages
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
-
-    def shown_tables(self) -> list[dict[str, Any]]:
-        return self.tables
 
 
 def _numpy(t: Any) -> "np.ndarray":
@@ -119,7 +97,7 @@ class FiguresMixin(ModelBase):
             return draw_tensor(self.config, self.spec.seed, "patch_embed.proj.weight").to(dtype).float()
         return self.module.patch_embed.proj.weight.detach().float().cpu()
 
-    @keywords(with_images=("images",))
+    @image_keywords("images")
     def pca(self, images: Any, *, foreground_threshold: float | None = None, normalize: str | None = None,
             output: str | None = None, png: str | None = None) -> FigureResult:
         """Feature PCA to RGB (DINOv2 fig. 1) over the images' last-layer patch tokens: (B, rows, cols, 3)."""
@@ -156,7 +134,7 @@ class FiguresMixin(ModelBase):
             doc["foreground_patches"] = result.foreground.flatten(1).sum(1).tolist()
         return FigureResult(maps, doc, images=fitted, warnings=list(self.warnings))
 
-    @keywords(with_images=("image", "to"), layer=one_layer)
+    @image_keywords("image", "to", layer=one_layer)
     def similar(self, image: Any, *, to: Any = None, patch: str | tuple[int, int] | None = None,
                 pixel: str | tuple[int, int] | None = None, layer: int = -1, norm: bool = True,
                 normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
@@ -202,7 +180,7 @@ class FiguresMixin(ModelBase):
         x = out.blocks[layer]  # (1, T, D)
         return (self.module.norm(x) if norm else x)[0]
 
-    @keywords(with_images=("image",))
+    @image_keywords("image")
     def norms(self, image: Any, *, k: float | None = None, norm_threshold: float | None = None, top: int = 20,
               normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
         """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""
@@ -286,7 +264,7 @@ def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefi
 
 def _attention_row(c: Any) -> str | None:
     """Whose attention share `figures norms` lists: the class token's, else the probe's, else the patch rows' mean."""
-    from vitcli.api.attend import default_query
+    from vitcli.api.selection import default_query
 
     return default_query(c) if c.class_token or c.pooling in ("map", "mean") else None
 

@@ -7,11 +7,12 @@
 image reaches its final size, for every command and for one image or many.
 """
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from vitcli.api.values import Fit, Resample, Size, keywords
+from vitcli.api.values import IMAGE_OPTIONS, Fit, Parser, Resample, Size, keywords
 from vitcli.errors import VitcliError, option_errors
 
 DEFAULT_PATCH = 16
@@ -264,4 +265,32 @@ def as_images(images: object) -> Images:
     return images if isinstance(images, Images) else load_images(images)
 
 
-__all__ = ["FittedImage", "ImageSpec", "Images", "as_images", "check_spec", "fit_one", "load_images", "parse_colour"]
+def with_image_options(images: object, options: dict[str, Any]) -> "Images":
+    """Images loaded with the given options; an `Images` keeps its other options."""
+    from dataclasses import asdict
+
+    given = {n: v for n, v in options.items() if v is not None}
+    if isinstance(images, Images):
+        spec = {n: v for n, v in asdict(images.spec).items() if n != "patch_remainder"}
+        return load_images(images, **{**spec, **given})
+    return load_images(images, **given)
+
+
+def image_keywords(*names: str, **overrides: Parser) -> Callable[[Callable], Callable]:
+    """`keywords` for a command whose arguments `names` hold images: `load_images`' image options
+    (size, fit, resample, …) are accepted too and forwarded to the loading of each (`embed(img, size=448)`)."""
+    options = inspect.signature(inspect.unwrap(load_images)).parameters
+    extra = tuple(options[n] for n in IMAGE_OPTIONS)
+
+    def forward(bound: inspect.BoundArguments, parsed: dict[str, Any]) -> None:
+        if not any(v is not None for v in parsed.values()):
+            return
+        for n in names:
+            if bound.arguments.get(n) is not None:
+                bound.arguments[n] = with_image_options(bound.arguments[n], parsed)
+
+    return keywords(extra=extra, forward=forward, **overrides)
+
+
+__all__ = ["FittedImage", "ImageSpec", "Images", "as_images", "check_spec", "fit_one", "image_keywords", "load_images",
+           "parse_colour", "with_image_options"]

@@ -1,9 +1,9 @@
 """`vitcli.patchify` and `vitcli.unpatchify`: an image as (N, P·P·C) patches, and back."""
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vitcli.api.display import ShowsItself
+from vitcli.api.images import image_keywords
+from vitcli.api.results import PatchifyResult
 from vitcli.api.values import Normalize, Order, choice, keywords
 from vitcli.errors import VitcliError
 
@@ -14,18 +14,6 @@ if TYPE_CHECKING:
 
 
 VALUES = ("raw", "none", "imagenet", "inception", "clip")
-
-
-@dataclass
-class PatchifyResult(ShowsItself):
-    """Patches of one image (N, P·P·C) or of many (B, N, P·P·C), and the command's JSON document."""
-
-    array: Any
-    document: dict[str, Any]
-    image: Any = None  # the FittedImage of a single image
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
 
 
 class _Pixels:
@@ -40,6 +28,15 @@ class _Pixels:
 
     def resolve_grid(self, images: Any) -> None:
         """Nothing to resolve: patchify has no position table."""
+
+    def image_plan(self, spec: Any) -> tuple[Any, None]:
+        """vitcli's size policy as given (no checkpoint family)."""
+        return spec, None
+
+    def check_memory(self, batch: int = 0, size: tuple[int, int] | None = None, kept: int = 0,
+                     source: str | None = None, kept_source: str | None = None,
+                     backward: tuple[str, bool] | None = None) -> None:
+        """Nothing to weigh: no network (fit_one checks each image's pixels)."""
 
     def preparer(self, spec: Any, normalize: str | None):
         from vitcli.api.images import check_spec, fit_one
@@ -60,7 +57,7 @@ class _Pixels:
         return np.stack([i.data for i in items])  # (b, 3, H, W)
 
 
-@keywords(with_images=("images",), normalize=choice(Normalize, optional=False))
+@image_keywords("images", normalize=choice(Normalize, optional=False))
 def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", output: str | None = None,
              output_dir: str | None = None, grid_png: str | None = None, batch: Any = None, keep: bool = True,
              progress: Any = None) -> PatchifyResult:

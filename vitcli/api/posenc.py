@@ -1,26 +1,13 @@
 """`vitcli.posenc`: a position-encoding table on its own — shape, stats, chosen rows, similarity."""
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vitcli.api.display import ShowsItself
+from vitcli.api.results import PosencResult
 from vitcli.api.values import check_forwarded, keywords, one_layer, pair, pair_text
 from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-
-@dataclass
-class PosencResult(ShowsItself):
-    """The table (prefix rows + N, D), on the CPU (learned float32, fixed float64), and its document."""
-
-    array: Any
-    document: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
 
 
 def refuse_for_rope(given: dict[str, Any]) -> None:

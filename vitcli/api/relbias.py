@@ -40,7 +40,7 @@ def parse_patch(text: str | tuple[int, int], grid: tuple[int, int]) -> tuple[int
 def relbias_result(model: Any, layer: int, patch: str | tuple[int, int] | None, similarity: str | None,
                    output: str | None) -> Any:
     """The posenc result of a relative-bias checkpoint: array (H, N, N), document, optional figure."""
-    from vitcli.api.posenc import PosencResult
+    from vitcli.api.results import PosencResult
     from vitcli.stats import tensor_stats
 
     c = model.config

@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from vitcli.api.posenc import PosencResult
+from vitcli.api.results import PosencResult
 from vitcli.errors import VitcliError
 
 VARIANTS = ("dinov3", "eva")

@@ -7,33 +7,20 @@ image's grid. Attention is stored per layer as Q and K in float16 (the page comp
 when that reproduces every row of `attend` within `ROW_TOLERANCE`, else as the rows in float16.
 """
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from vitcli.api.attend import AttendMixin
-from vitcli.api.display import ShowsItself
 from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
-from vitcli.api.values import Layers, keywords
+from vitcli.api.images import image_keywords
+from vitcli.api.results import ViewResult
+from vitcli.api.values import Layers
 from vitcli.errors import UsageError, VitcliError, option_errors
 
 ROW_TOLERANCE = 5e-4  # largest |row from float16 Q, K − attend's row| accepted before storing rows
 SIZE_BUDGET = 12 * 2**20  # the page's size budget (ViT-B/16 at 224, all layers)
-
-
-@dataclass
-class ViewResult(ShowsItself):
-    """The written page: its path, size in bytes and JSON document."""
-
-    path: str
-    size: int
-    document: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
 
 
 def _f16(array: Any) -> dict[str, Any]:
@@ -71,7 +58,7 @@ def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: fl
 class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
     """`view` for `Model`."""
 
-    @keywords(with_images=("images", "to"))
+    @image_keywords("images", "to")
     def view(self, images: Any, *, output: str, layers: Layers = "all", to: Any = None, explain: bool = False,
              target: str | int | None = None, normalize: str | None = None) -> ViewResult:
         """Write one HTML page exploring every image (one tab each), the layers `layers` embedded."""
