@@ -113,7 +113,7 @@ def run_dataset(model: "ModelBase", images: "Images", compute: Any, *, main: str
 
 def hashed(prepare: Any) -> Any:
     """`prepare`, plus the sha256 of the file's bytes (computed in the decoding thread)."""
-    from vitcli.io.tables import file_sha256
+    from vitcli.io.parquet import file_sha256
 
     def run(item: object, name: str) -> Any:
         fitted = prepare(item, name)
@@ -135,7 +135,7 @@ def _common(model: Any, compute: Any, prepare: Any, main: str, progress: Any) ->
 def _one_file(model, images, compute, prepare, main, batch, output, meta, progress, norm) -> Any:
     """-o FILE.parquet: one row per image, committed whole at the end."""
     from vitcli.api.runs import ModelRun, run_batches
-    from vitcli.io.tables import ParquetSink
+    from vitcli.io.parquet import ParquetSink
 
     images = replace(images, many=True)
     sink = ParquetSink(output, images.names(), meta)
@@ -152,8 +152,8 @@ def _one_file(model, images, compute, prepare, main, batch, output, meta, progre
 def shard_sink(fmt: str, folder: Any, k: int, paths: list[str], first_row: int, meta: dict[str, Any]) -> Any:
     """The sink that writes shard k (its files under temporary names until commit)."""
     from vitcli.io.batch import ArraySink
+    from vitcli.io.parquet import MetadataIndex, ParquetSink
     from vitcli.io.shards import shard_files
-    from vitcli.io.tables import MetadataIndex, ParquetSink
 
     names = shard_files(fmt, k)
     if fmt == "parquet":
@@ -237,7 +237,7 @@ _WEIGHTS_SHA: dict[str, str | None] = {}
 
 
 def _weights_sha(path: str | None) -> str | None:
-    from vitcli.io.tables import file_sha256
+    from vitcli.io.parquet import file_sha256
 
     if path is None:
         return None

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 from vitcli.api.images import image_keywords
 from vitcli.api.results import PatchifyResult
 from vitcli.api.values import Normalize, Order, choice, keywords
-from vitcli.errors import VitcliError
+from vitcli.errors import UsageError, VitcliError
 
 Values = Normalize  # the patch values: raw pixels or a normalisation
 
@@ -55,6 +55,30 @@ class _Pixels:
         import numpy as np
 
         return np.stack([i.data for i in items])  # (b, 3, H, W)
+
+
+def check_mode(images: bool, unpatchify: str | None, grid_size: str | None, **fitting: object) -> None:
+    """The command's two modes: patchify cuts IMAGEs, --unpatchify joins a FILE.npy (it reads P and the
+    size from the array), so exactly one is given, --grid-size goes only with --unpatchify and the image-
+    fitting numbers (`fitting`, by keyword) only without it; each range-checked either way."""
+    from vitcli.api.ranges import check_ranges, refuse_unused
+    from vitcli.io.sizes import parse_hw, parse_size
+
+    if grid_size is not None:
+        parse_hw(grid_size, "--grid-size")
+    if unpatchify is None:
+        refuse_unused("--unpatchify FILE.npy", {"--grid-size": grid_size})  # the run checks its own numbers
+        if not images:
+            raise UsageError("IMAGE", "give an IMAGE to patchify, or --unpatchify FILE.npy")
+        return
+    if isinstance(fitting.get("size"), str):
+        parse_size(str(fitting["size"]))
+    check_ranges(**{k: v for k, v in fitting.items() if k != "size"})
+    refuse_unused("an IMAGE to patchify (--unpatchify reads P and the size from the array)",
+                  {"--" + k.replace("_", "-"): v for k, v in fitting.items()})
+    if images:
+        raise UsageError("IMAGE", "--unpatchify rebuilds an image from FILE.npy; it takes no IMAGE (it would be "
+                         "ignored)")
 
 
 @image_keywords("images", normalize=choice(Normalize, optional=False))

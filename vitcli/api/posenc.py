@@ -10,6 +10,16 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def check_table_mode(kind: str | None, grid: object, size: object) -> None:
+    """A table's kind is one of KINDS, and its grid comes from `grid` or `size`, not both."""
+    from vitcli.core.posenc import KINDS
+
+    if kind is not None and kind not in KINDS:
+        raise VitcliError("--kind", f"'{kind}' is not one of {', '.join(KINDS)}")
+    if grid is not None and size is not None:
+        raise VitcliError("--grid", "give --grid or --size, not both")
+
+
 def refuse_for_rope(given: dict[str, Any]) -> None:
     """--kind rope computes angles from --dim, --grid and --rope-variant: the table's and the model's
     other numbers (CLI name → value) given with it are range-checked, then a UsageError."""
@@ -37,7 +47,6 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     from vitcli.api.models import Model, load_model
     from vitcli.api.outputs import check_outputs_first
     from vitcli.api.ranges import refuse_unused
-    from vitcli.core.posenc import KINDS
 
     check_forwarded("posenc", model_options, load_model, also=("rope_variant",))
     if kind != "rope":
@@ -54,10 +63,7 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
         loaded = model if isinstance(model, Model) and model.checkpoint is not None else None
         return rope_posenc(loaded, dim=model_options.get("dim"), grid=grid, variant=model_options.get("rope_variant"),
                            similarity=similarity, output=output)
-    if kind is not None and kind not in KINDS:
-        raise VitcliError("--kind", f"'{kind}' is not one of {', '.join(KINDS)}")
-    if grid is not None and size is not None:
-        raise VitcliError("--grid", "give --grid or --size, not both")
+    check_table_mode(kind, grid, size)
     if not isinstance(model, Model):
         model = load_model(model, posenc=kind if _is_preset(model) else None,
                            patch_size=patch_size if _is_preset(model) else None, **model_options)

@@ -161,7 +161,7 @@ def _spread() -> dict[str, Any]:
 def decode(batch: dict[str, np.ndarray], spec: Any, patch_size: int, family: Any) -> dict[str, Any]:
     """A Ray task: one batch of paths → fitted uint8 pixels, index entries (errors among them), sha256s."""
     from vitcli.api.images import fit_one
-    from vitcli.io.tables import file_sha256
+    from vitcli.io.parquet import file_sha256
 
     entries, pixels = [], []
     for path in batch["paths"][0]:
@@ -220,8 +220,8 @@ class Embedder:
 def write_shard(group: dict[str, np.ndarray], folder: str, meta: dict[str, Any], shard_paths: dict[int, list[str]],
                 n: int, skip_errors: bool) -> dict[str, Any]:
     """A Ray task per shard: its batches in order → part-NNNNN.parquet, renamed into place; a record for the driver."""
+    from vitcli.io.parquet import ParquetSink
     from vitcli.io.shards import shard_files
-    from vitcli.io.tables import ParquetSink
     from vitcli.stats import RunningStats, merged
 
     k = int(group["shard"][0])

@@ -114,7 +114,7 @@ def is_out_of_memory(e: BaseException) -> bool:
 def _run_app(args: list[str]) -> None:
     """The typer app; torch's out-of-memory RuntimeError becomes MemoryError (the same one line);
     then standard output flushed inside the run (a full or broken pipe is one line)."""
-    from vitcli.streams import flush_stdout
+    from vitcli.cli.streams import flush_stdout
 
     try:
         app(args=args, prog_name="vitcli")
@@ -133,8 +133,8 @@ def _run_app(args: list[str]) -> None:
 
 def main() -> None:
     """Entry point of the `vitcli` console script."""
+    from vitcli.cli.streams import StreamError, prepare_streams, silence_stdout
     from vitcli.errors import VitcliError
-    from vitcli.streams import StreamError, prepare_streams, silence_stdout
 
     install_signal_handlers()
     atexit.register(gc.freeze)  # at exit, no full collection over torch's objects: ~0.4 s sooner back to the shell

@@ -10,12 +10,10 @@ from vitcli.cli.common import (
     BatchOptions,
     ImageOptions,
     ImagesArg,
-    JsonOpt,
     ModelOptions,
     NormalizeOpt,
     Output,
-    OutputOpt,
-    QuietOpt,
+    OutputOptions,
     batch_spec,
     choices,
     examples,
@@ -101,7 +99,8 @@ class Analyses:
         help="--overlay: one panel per head, labelled, in one image.")] = False
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, analyses=Analyses, batch=BatchOptions)
+@with_options(out_opts=OutputOptions, image_opts=ImageOptions, model_opts=ModelOptions, analyses=Analyses,
+              batch=BatchOptions)
 def attend_command(
     images: ImagesArg = None,
     layer: Annotated[str, typer.Option(
@@ -114,10 +113,8 @@ def attend_command(
              "row), mean (the patch rows' mean), a token index, a patch R,C, or all. \\[default: what the model "
              "pools: cls; without a class token probe, or mean]")] = None,
     normalize: NormalizeOpt = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     analyses: Analyses,
@@ -125,7 +122,7 @@ def attend_command(
 ) -> None:
     from dataclasses import asdict
 
-    out = Output(output, as_json, quiet)
+    out, output = Output(out_opts), out_opts.output
     found = gather(images, image_opts, batch)
     model = open_model(model_opts, image_opts)
     a = {k: value(v) for k, v in asdict(analyses).items()}
@@ -136,8 +133,8 @@ def attend_command(
 
 
 def _tables(result: Any, many: bool, out: Output) -> list[Any]:
-    from vitcli.report import info_table, stats_table
-    from vitcli.tables import batch_tables, heads_table, heatmap, input_rows, model_rows, output_rows, span
+    from vitcli.cli.report import info_table, stats_table
+    from vitcli.cli.tables import batch_tables, heads_table, heatmap, input_rows, model_rows, output_rows, span
 
     doc = result.document
     rows = model_rows(doc["model"]) + [("normalize", doc["normalize"])]

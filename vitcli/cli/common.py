@@ -199,15 +199,9 @@ INPUT_FILES = ("images", "image", "to", "weights", "from_list", "unpatchify")
 def check_planned_outputs(kwargs: dict[str, Any]) -> None:
     """Before a command loads a model: `-` outputs (only one, never with --json, a usage error),
     then the API's output check (each planned file's folder and name, none of them an input)."""
-    from vitcli.api.outputs import OUTPUT_OPTIONS, check_outputs_first
+    from vitcli.api.outputs import check_outputs_first, check_stdout
 
-    on_stdout = [opt for name, opt in OUTPUT_OPTIONS.items() if kwargs.get(name) == "-"]
-    if on_stdout and kwargs.get("as_json"):
-        raise typer.BadParameter("--json puts only JSON on standard output: write this output to a file",
-                                 param_hint=f"'{on_stdout[0]} -'")
-    if len(on_stdout) > 1:
-        raise typer.BadParameter(f"{on_stdout[0]} - also writes to standard output: give one of them a file",
-                                 param_hint=f"'{on_stdout[1]} -'")
+    check_stdout(kwargs, bool(kwargs.get("as_json")))
     inputs: list[Any] = []
     for name in INPUT_FILES:
         value = kwargs.get(name)
@@ -263,20 +257,26 @@ def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: st
                       family=opts.family, describe_only=describe_only)
 
 
+@dataclass
+class OutputOptions:
+    """-o, --json, -q: where a command's array, its JSON document and its tables go."""
+
+    output: OutputOpt = None
+    as_json: JsonOpt = False
+    quiet: QuietOpt = False
+
+
 class Output:
     """Where tables and data go: tables to stdout, or to stderr when stdout carries data."""
 
-    def __init__(self, output: str | None, as_json: bool, quiet: bool) -> None:
-        from vitcli.errors import VitcliError
-
-        if as_json and output == "-":
-            raise VitcliError("-o -", "cannot share standard output with --json; write the array to a file")
-        self.output, self.as_json, self.quiet = output, as_json, quiet
+    def __init__(self, opts: OutputOptions) -> None:
+        """`-o -` beside --json was refused already (check_planned_outputs, before the command runs)."""
+        self.output, self.as_json, self.quiet = opts.output, opts.as_json, opts.quiet
         self._console: Console | None = None
 
     @property
     def console(self) -> "Console":
-        from vitcli.report import make_console
+        from vitcli.cli.report import make_console
 
         if self._console is None:
             self._console = make_console(to_stderr=self.as_json or self.output == "-")
@@ -289,7 +289,7 @@ class Output:
 
     def finish(self, document: dict[str, Any], *renderables: Any, warnings: Sequence[str] = ()) -> None:
         """The JSON document, or the tables; then warnings on standard error."""
-        from vitcli.report import emit_json
+        from vitcli.cli.report import emit_json
 
         if self.as_json:
             emit_json(document)
@@ -303,7 +303,7 @@ class Output:
     def message(self, text: str) -> None:
         """A short note on standard error, unless --quiet."""
         if not self.quiet:
-            from vitcli.report import make_console
+            from vitcli.cli.report import make_console
 
             make_console(to_stderr=True).print(text)
 

@@ -8,12 +8,10 @@ from vitcli.cli.common import (
     BatchOptions,
     ImageOptions,
     ImagesArg,
-    JsonOpt,
     ModelOptions,
     NormalizeOpt,
     Output,
-    OutputOpt,
-    QuietOpt,
+    OutputOptions,
     choices,
     examples,
     gather,
@@ -47,7 +45,8 @@ LABELS = {"patches": "patches (N, P·P·C)", "tokens": "projected (N, D)", "with
           "projected": "projected (E,): image-text space"}
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions, data=DatasetOptions)
+@with_options(out_opts=OutputOptions, image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions,
+              data=DatasetOptions)
 def embed_command(
     images: ImagesArg = None,
     stage: Annotated[Stage, typer.Option(  # type: ignore[valid-type]
@@ -64,10 +63,8 @@ def embed_command(
         help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]",
     )] = None,
     normalize: NormalizeOpt = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     batch: BatchOptions,
@@ -76,7 +73,7 @@ def embed_command(
     from vitcli.cli.common import batch_spec
     from vitcli.cli.datasets import dataset_spec
 
-    out = Output(output, as_json, quiet)
+    out, output = Output(out_opts), out_opts.output
     found = gather(images, image_opts, batch)
     model = open_model(model_opts, image_opts, value(posenc))
     with out.progress(len(found)) as progress:
@@ -87,8 +84,8 @@ def embed_command(
 
 
 def _tables(doc: dict[str, Any], many: bool) -> list[Any]:
-    from vitcli.report import info_table, stats_table
-    from vitcli.tables import batch_tables, input_rows, model_rows
+    from vitcli.cli.report import info_table, stats_table
+    from vitcli.cli.tables import batch_tables, input_rows, model_rows
 
     rows = model_rows(doc["model"]) + [("normalize", doc["normalize"])]
     if many:

@@ -9,12 +9,10 @@ from vitcli.cli.common import (
     BatchOptions,
     ImageOptions,
     ImagesArg,
-    JsonOpt,
     ModelOptions,
     NormalizeOpt,
     Output,
-    OutputOpt,
-    QuietOpt,
+    OutputOptions,
     batch_spec,
     choices,
     gather,
@@ -46,7 +44,7 @@ EPILOG = (
 Method = choices("Method", Literal["grad-rollout", "attn-grad", "gradcam", "rollout", "all"])
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
+@with_options(out_opts=OutputOptions, image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def explain_command(
     images: ImagesArg = None,
     method: Annotated[Method, typer.Option(  # type: ignore[valid-type]
@@ -71,15 +69,13 @@ def explain_command(
         help="The map over the image with a colour bar, method, target and score in the title, as PNG (--method all: "
              "side by side).")] = None,
     normalize: NormalizeOpt = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     batch: BatchOptions,
 ) -> None:
-    out = Output(output, as_json, quiet)
+    out, output = Output(out_opts), out_opts.output
     found = gather(images, image_opts, batch)
     model = open_model(model_opts, image_opts)
     with out.progress(len(found)) as progress:
@@ -91,8 +87,8 @@ def explain_command(
 
 
 def _tables(result: Any, many: bool, out: Output) -> list[Any]:
-    from vitcli.report import info_table, stats_table
-    from vitcli.tables import batch_tables, heatmap, input_rows, model_rows, output_rows, rows_table
+    from vitcli.cli.report import info_table, stats_table
+    from vitcli.cli.tables import batch_tables, heatmap, input_rows, model_rows, output_rows, rows_table
 
     doc = result.document
     ex = doc["explain"]

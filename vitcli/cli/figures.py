@@ -12,13 +12,11 @@ import typer
 from vitcli.cli.common import (
     ImageArg,
     ImageOptions,
-    JsonOpt,
     ModelOptions,
     NormalizeOpt,
     Output,
-    OutputOpt,
+    OutputOptions,
     PngOpt,
-    QuietOpt,
     examples,
     image_spec,
     open_model,
@@ -90,8 +88,8 @@ def _images(sources: list[str], opts: ImageOptions) -> Any:
 
 def _show(out: Output, result: Any, rows: list[tuple[str, Any]], *extra: Any) -> None:
     """JSON, or the info table, the figure's tables and extras, then warnings."""
-    from vitcli.report import info_table
-    from vitcli.tables import output_rows, rows_table
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import output_rows, rows_table
 
     doc = result.document
     tables = [rows_table(t["title"], t["columns"], t["rows"]) for t in result.tables]
@@ -101,19 +99,17 @@ def _show(out: Output, result: Any, rows: list[tuple[str, Any]], *extra: Any) ->
 
 @app.command("filters", help=FILTERS_HELP, epilog=FILTERS_EPILOG,
              short_help="Patch-embedding filters as RGB tiles (ViT fig. 7 left).")
-@with_options(model_opts=ModelOptions)
+@with_options(out_opts=OutputOptions, model_opts=ModelOptions)
 def filters_command(
     count: Annotated[int, typer.Option("--count", "-k", metavar="N", help="Number of principal components.")] = 28,
     png: PngOpt = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     model_opts: ModelOptions,
 ) -> None:
-    from vitcli.tables import model_rows
+    from vitcli.cli.tables import model_rows
 
-    out = Output(output, as_json, quiet)
+    out, output = Output(out_opts), out_opts.output
     result = open_model(model_opts).filters(count=count, output=output, png=png)
     doc = result.document
     _show(out, result, model_rows(doc["model"]) + [("filters (D, C, P, P)", tuple(doc["weight_shape"])),
@@ -122,7 +118,7 @@ def filters_command(
 
 @app.command("pca", help=PCA_HELP, epilog=PCA_EPILOG,
              short_help="Feature PCA to RGB over one or more images (DINOv2 fig. 1).")
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions)
+@with_options(out_opts=OutputOptions, image_opts=ImageOptions, model_opts=ModelOptions)
 def pca_command(
     images: Annotated[list[str], typer.Argument(metavar="IMAGE…",
                                                 help="One or more image files (- for standard input).",
@@ -133,17 +129,15 @@ def pca_command(
              "PCA on them.")] = None,
     normalize: NormalizeOpt = None,
     png: PngOpt = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
 ) -> None:
-    from vitcli.report import stats_table
-    from vitcli.tables import figure_rows
+    from vitcli.cli.report import stats_table
+    from vitcli.cli.tables import figure_rows
 
-    out = Output(output, as_json, quiet)
+    out, output = Output(out_opts), out_opts.output
     model = open_model(model_opts, image_opts)
     result = model.pca(_images(images, image_opts), foreground_threshold=foreground_threshold, normalize=normalize,
                        output=output, png=png)
@@ -158,7 +152,7 @@ def pca_command(
 
 @app.command("similar", help=SIMILAR_HELP, epilog=SIMILAR_EPILOG,
              short_help="Cosine similarity of one patch with every patch, at a layer.")
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions)
+@with_options(out_opts=OutputOptions, image_opts=ImageOptions, model_opts=ModelOptions)
 def similar_command(
     image: ImageArg,
     to: Annotated[str | None, typer.Option(
@@ -176,17 +170,15 @@ def similar_command(
         "--norm/--no-norm", metavar="", help="Pass the block output through the final norm.")] = True,
     normalize: NormalizeOpt = None,
     png: PngOpt = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
 ) -> None:
-    from vitcli.report import heatmap_text, stats_table
-    from vitcli.tables import figure_rows
+    from vitcli.cli.report import heatmap_text, stats_table
+    from vitcli.cli.tables import figure_rows
 
-    out = Output(output, as_json, quiet)
+    out, output = Output(out_opts), out_opts.output
     model = open_model(model_opts, image_opts)
     result = model.similar(_images([image], image_opts), to=_images([to], image_opts) if to else None, patch=patch,
                            pixel=pixel, layer=layer, norm=norm, normalize=normalize, output=output, png=png)
@@ -203,7 +195,7 @@ def similar_command(
 
 @app.command("norms", help=NORMS_HELP, epilog=NORMS_EPILOG,
              short_help="High-norm tokens per layer and register tokens (Darcet et al. 2023).")
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions)
+@with_options(out_opts=OutputOptions, image_opts=ImageOptions, model_opts=ModelOptions)
 def norms_command(
     image: ImageArg,
     k: Annotated[float | None, typer.Option(
@@ -216,16 +208,14 @@ def norms_command(
         "--top", metavar="N", help="List at most this many outliers (largest norms first).")] = 20,
     normalize: NormalizeOpt = None,
     png: PngOpt = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
 ) -> None:
-    from vitcli.tables import figure_rows
+    from vitcli.cli.tables import figure_rows
 
-    out = Output(output, as_json, quiet)
+    out, output = Output(out_opts), out_opts.output
     model = open_model(model_opts, image_opts)
     result = model.norms(_images([image], image_opts), k=k, norm_threshold=norm_threshold, top=top,
                          normalize=normalize, output=output, png=png)

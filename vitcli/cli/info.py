@@ -4,7 +4,17 @@ from typing import Annotated, Any
 
 import typer
 
-from vitcli.cli.common import JsonOpt, ModelOptions, Output, QuietOpt, examples, open_model, prose, with_options
+from vitcli.cli.common import (
+    JsonOpt,
+    ModelOptions,
+    Output,
+    OutputOptions,
+    QuietOpt,
+    examples,
+    open_model,
+    prose,
+    with_options,
+)
 
 HELP = prose("""Describe a ViT: patch size, grid, tokens, dim, depth, heads, MLP, parameters and GMACs.
 
@@ -41,14 +51,14 @@ def info_command(
 ) -> None:
     from vitcli.cli.common import ImageOptions
 
-    out = Output(None, as_json, quiet)
+    out = Output(OutputOptions(None, as_json, quiet))
     doc = open_model(model_opts, ImageOptions(patch_size=patch_size), describe_only=not check_values).info(size)
     out.finish(doc, _table(doc, list_ignored))
 
 
 def _table(doc: dict[str, Any], list_ignored: bool = False) -> Any:
-    from vitcli.report import info_table
-    from vitcli.tables import model_rows
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import model_rows
 
     m = doc["model"]
     h, w = doc["size"]

@@ -9,11 +9,9 @@ from vitcli.cli.common import (
     BatchOptions,
     ImageOptions,
     ImagesArg,
-    JsonOpt,
     OrderChoice,
     Output,
-    OutputOpt,
-    QuietOpt,
+    OutputOptions,
     ValuesChoice,
     batch_spec,
     examples,
@@ -42,7 +40,7 @@ EXAMPLES = [
 EPILOG = examples(EXAMPLES)
 
 
-@with_options(image_opts=ImageOptions, batch=BatchOptions)
+@with_options(out_opts=OutputOptions, image_opts=ImageOptions, batch=BatchOptions)
 def patchify_command(
     images: ImagesArg = None,
     order: Annotated[OrderChoice, typer.Option(  # type: ignore[valid-type]
@@ -52,7 +50,6 @@ def patchify_command(
         "--normalize", metavar="NORMALIZE",
         help="raw: uint8 bytes; none: float32 x/255; imagenet|inception|clip: float32 (x/255 − mean)/std.",
     )] = ValuesChoice["raw"],
-    output: OutputOpt = None,
     grid_png: Annotated[str | None, typer.Option(
         "--grid-png", metavar="FILE", rich_help_panel=OUTPUT_PANEL, show_default=False,
         help="Write the image as fed in, with the patch grid and each patch's index.")] = None,
@@ -62,26 +59,24 @@ def patchify_command(
     grid_size: Annotated[str | None, typer.Option(
         "--grid-size", metavar="ROWSxCOLS", show_default=False,
         help="Grid ROWSxCOLS for --unpatchify (default: square).")] = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     image_opts: ImageOptions,
     batch: BatchOptions,
 ) -> None:
-    from vitcli.api.patchify import patchify
+    from vitcli.api.patchify import check_mode, patchify
     from vitcli.api.patchify import unpatchify as unpatchify_array
 
-    out = Output(output, as_json, quiet)
-    _refuse_unused(unpatchify, grid_size, image_opts, batch)
+    out, output = Output(out_opts), out_opts.output
+    o = image_opts
     if unpatchify is not None:
-        if images or batch.from_list:
-            raise typer.BadParameter("--unpatchify rebuilds an image from FILE.npy; it takes no IMAGE (it would be "
-                                     "ignored)", param_hint="IMAGE")
+        batch_spec(batch)  # --batch-size, --workers: checked even when unused
+    check_mode(bool(images or batch.from_list), unpatchify, grid_size, size=o.size, patch_size=o.patch_size,
+               max_pixels=o.max_pixels, max_patches=o.max_patches)
+    if unpatchify is not None:
         result = unpatchify_array(unpatchify, grid_size=grid_size, order=value(order), normalize=value(normalize),
                                   output=output)
         return out.finish(result.document, *_tables(result.document, False))
-    if not images and batch.from_list is None:
-        raise typer.BadParameter("give an IMAGE to patchify, or --unpatchify FILE.npy", param_hint="IMAGE")
     found = gather(images, image_opts, batch)
     with out.progress(len(found)) as progress:
         result = patchify(found, order=value(order), normalize=value(normalize), output=output,
@@ -90,30 +85,9 @@ def patchify_command(
     out.finish(result.document, *_tables(result.document, found.many))
 
 
-def _refuse_unused(unpatchify: str | None, grid_size: str | None, image_opts: ImageOptions,
-                   batch: BatchOptions) -> None:
-    """--grid-size only with --unpatchify; the image-fitting numbers only without it (range-checked either way)."""
-    from vitcli.api.ranges import check_ranges, refuse_unused
-    from vitcli.io.sizes import parse_hw, parse_size
-
-    o = image_opts
-    if grid_size is not None:
-        parse_hw(grid_size, "--grid-size")
-    if unpatchify is None:  # the patchify run checks its own numbers as it reads them
-        refuse_unused("--unpatchify FILE.npy", {"--grid-size": grid_size})
-    else:
-        if o.size is not None:
-            parse_size(o.size)
-        check_ranges(patch_size=o.patch_size, max_pixels=o.max_pixels, max_patches=o.max_patches)
-        batch_spec(batch)  # --batch-size, --workers
-        refuse_unused("an IMAGE to patchify (--unpatchify reads P and the size from the array)",
-                      {"--size": o.size, "--patch-size": o.patch_size, "--max-pixels": o.max_pixels,
-                       "--max-patches": o.max_patches})
-
-
 def _tables(doc: dict[str, Any], many: bool) -> list[Any]:
-    from vitcli.report import info_table, stats_table
-    from vitcli.tables import batch_tables, input_rows, output_rows
+    from vitcli.cli.report import info_table, stats_table
+    from vitcli.cli.tables import batch_tables, input_rows, output_rows
 
     facts = [("patch size P", doc["patch_size"]), ("order / values", f"{doc['order']} / {doc['normalize']}")]
     if many:

@@ -6,11 +6,9 @@ import typer
 
 from vitcli.cli.common import (
     OUTPUT_PANEL,
-    JsonOpt,
     ModelOptions,
     Output,
-    OutputOpt,
-    QuietOpt,
+    OutputOptions,
     examples,
     prose,
     with_options,
@@ -32,7 +30,7 @@ EXAMPLES = [
 EPILOG = examples(EXAMPLES)
 
 
-@with_options(model_opts=ModelOptions)
+@with_options(out_opts=OutputOptions, model_opts=ModelOptions)
 def posenc_command(
     grid: Annotated[str | None, typer.Option(
         "--grid", metavar="ROWSxCOLS", show_default=False,
@@ -66,18 +64,14 @@ def posenc_command(
     patch: Annotated[str | None, typer.Option(
         "--patch", metavar="ROW,COL", show_default=False,
         help="Query patch R,C of the relative-bias maps drawn by --similarity. \\[default: the centre]")] = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     model_opts: ModelOptions,
 ) -> None:
-    from vitcli.api.posenc import posenc
+    from vitcli.api.posenc import check_table_mode, posenc
     from vitcli.cli.common import ImageOptions, open_model
-    from vitcli.core.posenc import KINDS
-    from vitcli.errors import VitcliError
 
-    out = Output(output, as_json, quiet)
+    out, output = Output(out_opts), out_opts.output
     if kind == "rope":
         from vitcli.api.posenc import refuse_for_rope
 
@@ -86,10 +80,7 @@ def posenc_command(
                          "--layer": layer, "--patch": patch, "--depth": m.depth, "--heads": m.heads,
                          "--mlp-ratio": m.mlp_ratio, "--eps": m.eps, "--native-size": m.native_size})
         return _rope(model_opts, grid, rope_variant, similarity, output, out)
-    if kind is not None and kind not in KINDS:
-        raise VitcliError("--kind", f"'{kind}' is not one of {', '.join(KINDS)}")
-    if grid and size:
-        raise VitcliError("--grid", "give --grid or --size, not both")
+    check_table_mode(kind, grid or None, size or None)  # before a model is opened for it
     model = open_model(model_opts, ImageOptions(patch_size=patch_size), None if model_opts.weights else kind)
     result = posenc(model, kind=kind, grid=grid, size=size, positions=positions, similarity=similarity,
                     resample=resample, output=output, layer=layer, patch=patch)
@@ -101,8 +92,8 @@ def _rope(model_opts: ModelOptions, grid: str | None, variant: str | None, simil
     """--kind rope: the angles (N, D/2), the frequencies, the relative-position kernel figure."""
     from vitcli.api.rope import rope_posenc
     from vitcli.cli.common import ImageOptions, open_model
-    from vitcli.report import info_table
-    from vitcli.tables import output_rows, rows_table
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import output_rows, rows_table
 
     model = open_model(model_opts, ImageOptions(), None) if model_opts.weights else None
     doc = rope_posenc(model, dim=model_opts.dim, grid=grid, variant=variant, similarity=similarity,
@@ -112,14 +103,14 @@ def _rope(model_opts: ModelOptions, grid: str | None, variant: str | None, simil
             ("angles", "{} × {}".format(*doc["angles_shape"])),
             ("pairs", doc["pairing"]), ("axes", doc["axes"])]
     freqs = rows_table("frequencies ω_i = 2π / period_i (per axis)", ["i", "period", "ω"],
-                       [[str(i), f"{p:.6g}", f"{f:.6g}"] for i,
-                        (p, f) in enumerate(zip(doc["periods"], doc["frequencies"], strict=True))])
+                       [[str(i), f"{p:.6g}", f"{f:.6g}"]
+                        for i, (p, f) in enumerate(zip(doc["periods"], doc["frequencies"], strict=True))])
     out.finish(doc, info_table("vitcli posenc", rows + output_rows(doc["outputs"])), freqs)
 
 
 def _tables(doc: dict[str, Any]) -> list[Any]:
-    from vitcli.report import info_table, stats_table
-    from vitcli.tables import output_rows, rows_table
+    from vitcli.cli.report import info_table, stats_table
+    from vitcli.cli.tables import output_rows, rows_table
 
     if doc["kind"] == "relative-bias":
         bias_rows = [("kind", "relative position bias" + (" (shared by every layer)" if doc["shared"] else "")),

@@ -11,6 +11,7 @@ from vitcli.cli.common import (
     ModelOptions,
     NormalizeOpt,
     Output,
+    OutputOptions,
     QuietOpt,
     image_spec,
     open_model,
@@ -59,7 +60,7 @@ def view_command(
 ) -> None:
     from vitcli.api.images import Images
 
-    out = Output(None, as_json, quiet)
+    out = Output(OutputOptions(None, as_json, quiet))
     model = open_model(model_opts, image_opts)
     found = Images(list(images), len(images) > 1, image_spec(image_opts))
     result = model.view(found, output=output, layers=layers, to=to, explain=explain, target=target, normalize=normalize)
@@ -68,8 +69,8 @@ def view_command(
 
 
 def _table(doc: dict[str, Any]) -> Any:
-    from vitcli.report import info_table
-    from vitcli.tables import model_rows, span
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import model_rows, span
 
     kinds = sorted({k for s in doc["storage"] for k in s["layers"].values()})
     rows = model_rows(doc["model"]) + [("images", ", ".join(doc["images"])), ("layers embedded", span(doc["layers"])),

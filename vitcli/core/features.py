@@ -11,18 +11,10 @@ import torch
 from torch import Tensor
 
 from vitcli.core.analysis import cosine_similarity_matrix, pca
-from vitcli.core.patches import Order, unpatchify
 
 # --- patch-embedding filters (ViT paper, figure 7 left) -------------------------------------------
 
 
-def filters_as_conv(weight: Tensor, patch_size: int, in_chans: int = 3, order: Order = "chw") -> Tensor:
-    """The patch projection as (D, C, P, P) filters, from a conv weight or a (D, P·P·C) linear one."""
-    if weight.dim() == 4:
-        return weight
-    if weight.dim() != 2 or weight.shape[1] != patch_size * patch_size * in_chans:
-        raise ValueError(f"weight {tuple(weight.shape)} is neither (D, C, P, P) nor (D, P·P·C) with P={patch_size}")
-    return unpatchify(weight[:, None], (1, 1), in_chans, order)  # (D, 1, P·P·C) → (D, C, P, P)
 
 
 def filter_components(weight: Tensor, k: int = 28) -> tuple[Tensor, Tensor]:
@@ -163,11 +155,3 @@ def class_attention_share(attentions: list[Tensor]) -> Tensor:
     L × (H, 1, T) weights of query 0 → (L, T); each row sums to 1."""
     return torch.stack([a[:, 0].double().mean(dim=0) for a in attentions])
 
-
-@torch.no_grad()
-def layer_features(blocks: dict[int, Tensor], layer: int, norm: torch.nn.Module | None = None) -> Tensor:
-    """The output of block `layer` (as ViTOutput.blocks keys it), through `norm` when given: (…, T, D)."""
-    if layer not in blocks:
-        raise ValueError(f"block {layer} was not captured (captured: {', '.join(map(str, sorted(blocks))) or 'none'})")
-    x = blocks[layer]
-    return norm(x) if norm is not None else x

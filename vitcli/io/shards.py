@@ -200,7 +200,7 @@ def _remove_stale(root: Path) -> None:
 
 
 def _file_sha(path: Path) -> str | None:
-    from vitcli.io.tables import file_sha256
+    from vitcli.io.parquet import file_sha256
 
     return file_sha256(str(path))
 

@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from vitcli.report import fmt, heatmap_text, info_table, stats_table
+from vitcli.cli.report import fmt, heatmap_text, info_table, stats_table
 
 
 def input_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
