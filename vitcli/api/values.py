@@ -301,6 +301,8 @@ def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | No
     `extra` keywords the function itself does not take are accepted and parsed too, then handed with
     the call's arguments to `forward` (`images.image_keywords`: the image options, forwarded to the
     loading of each image argument)."""
+    if "with_images" in overrides:  # the old spelling: loud at import rather than image options dropped
+        raise TypeError("keywords(with_images=...) is vitcli.api.images.image_keywords(...) now")
 
     def wrap(fn: Callable) -> Callable:
         signature = inspect.signature(fn)
@@ -312,6 +314,9 @@ def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | No
         if missing:
             raise TypeError(f"{fn.__qualname__}: no parser for {', '.join(missing)} (vitcli/api/values.py)")
         parse_as = {n: parse for n, parse in parsers.items() if parse is not None}
+        stray = sorted(set(overrides) - set(parsers))
+        if stray:
+            raise TypeError(f"{fn.__qualname__}: parsers for keywords it does not take: {', '.join(stray)}")
         # the image options go before a **kwargs catch-all
         tail = [p for p in params if p.kind == p.VAR_KEYWORD]
         shown = signature.replace(parameters=[*(p for p in params if p.kind != p.VAR_KEYWORD), *added, *tail])
