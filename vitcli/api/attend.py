@@ -8,7 +8,7 @@ take a path write there (and compute); `True` computes without writing.
 from typing import TYPE_CHECKING, Any
 
 from vitcli.api.base import ModelBase
-from vitcli.api.images import image_keywords
+from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import AttendResult
 from vitcli.api.selection import Selection
 from vitcli.api.values import Layers, Query
@@ -16,6 +16,8 @@ from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from vitcli.api.runs import BatchSpec, Progress
 
 
 PathOrFlag = str | bool | None
@@ -72,14 +74,14 @@ class AttendMixin(ModelBase):
     """`attend` for `Model`."""
 
     @image_keywords("images")
-    def attend(self, images: Any, *, layer: Layers = "-1", head: Layers = "all", query: Query = None,
+    def attend(self, images: "ImageSource", *, layer: Layers = "-1", head: Layers = "all", query: Query = None,
                normalize: str | None = None, output: str | None = None, rollout: PathOrFlag = None,
                rollout_fusion: str = "mean", discard_ratio: float | None = None, discard_scope: str = "matrix",
                start_layer: int | None = None, distance: PathOrFlag = None, plot_distance: str | None = None,
                renorm: bool = False, masks: PathOrFlag = None, threshold: float | None = None,
                cosine: PathOrFlag = None,
                save_qkv: PathOrFlag = None, overlay: str | None = None, per_head: bool = False,
-               batch: Any = None, keep: bool = True, progress: Any = None) -> AttendResult:
+               batch: "BatchSpec | None" = None, keep: bool = True, progress: "Progress | None" = None) -> AttendResult:
         """Attention of one image with every analysis asked, or of many images (weights streamed to
         `output`, mean distance averaged over them). `start_layer` and `discard_ratio` (default 0)
         work with `rollout`, `threshold` (default 0.6) with `masks`; given without them, a UsageError."""

@@ -1,11 +1,15 @@
 """`Model.embed`: patches → projection → class token → + positions = Z0 → encoder → embedding."""
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vitcli.api.base import ModelBase
-from vitcli.api.images import image_keywords
+from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import EmbedResult
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:
+    from vitcli.api.dataset import DatasetSpec
+    from vitcli.api.runs import BatchSpec, Progress
 
 Stage = Literal["patches", "tokens", "input", "output", "pooled", "projected"]
 Impl = Literal["conv", "linear"]
@@ -43,9 +47,10 @@ class EmbedMixin(ModelBase):
     """`embed` for `Model`."""
 
     @image_keywords("images")
-    def embed(self, images: Any, *, stage: Stage = "input", impl: Impl = "conv", posenc: str | None = None,
+    def embed(self, images: "ImageSource", *, stage: Stage = "input", impl: Impl = "conv", posenc: str | None = None,
               normalize: str | None = None, output: str | None = None, output_dir: str | None = None,
-              batch: Any = None, keep: bool = True, progress: Any = None, dataset: Any = None) -> EmbedResult:
+              batch: "BatchSpec | None" = None, keep: bool = True, progress: "Progress | None" = None,
+              dataset: "DatasetSpec | None" = None) -> EmbedResult:
         """Every stage of one image (arrays without a batch axis), or one stage of many images
         ((B, ...) rows, streamed to `output` / `output_dir` when given). `posenc` is a preset's choice
         at load time; here it must match the model. `dataset` (a DatasetSpec; also implied by

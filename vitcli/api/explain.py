@@ -5,15 +5,18 @@ true grid, float32, unnormalised; several images give (B, rows, cols) rows strea
 with an index (score and class per image). `method="all"` stacks the four maps (4, rows, cols).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vitcli.api.base import ModelBase
-from vitcli.api.images import image_keywords
+from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import ExplainResult
 from vitcli.api.values import one_layer
 from vitcli.errors import VitcliError, option_errors
+
+if TYPE_CHECKING:
+    from vitcli.api.runs import BatchSpec, Progress
 
 METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout")
 TARGET_HELP = "top, class:N, class:NAME, image:OTHER or patch:R,C"
@@ -152,11 +155,12 @@ class ExplainMixin(ModelBase):
     """`explain` for `Model`."""
 
     @image_keywords("images", layer=one_layer)
-    def explain(self, images: Any, *, method: str = "grad-rollout", target: str | int = "top",
+    def explain(self, images: "ImageSource", *, method: str = "grad-rollout", target: str | int = "top",
                 start_layer: int | None = None,
                 layer: int | None = None, discard_ratio: float | None = None, normalize: str | None = None,
                 output: str | None = None, output_dir: str | None = None, overlay: str | None = None,
-                batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
+                batch: "BatchSpec | None" = None, keep: bool = True,
+                progress: "Progress | None" = None) -> ExplainResult:
         """The map of `method` for `target` on one image ((rows, cols)), or on many ((B, rows, cols),
         streamed to `output` or one file each in `output_dir`, with an index). `overlay` draws one
         image's map(s) as PNG. `start_layer` (default 0), `layer` (-1) and `discard_ratio` (0) given to

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING, Any
 
 from vitcli.api.base import ModelBase
-from vitcli.api.images import image_keywords
+from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import FigureResult
 from vitcli.api.values import keywords, one_layer
 from vitcli.errors import VitcliError, option_errors
@@ -98,7 +98,7 @@ class FiguresMixin(ModelBase):
         return self.module.patch_embed.proj.weight.detach().float().cpu()
 
     @image_keywords("images")
-    def pca(self, images: Any, *, foreground_threshold: float | None = None, normalize: str | None = None,
+    def pca(self, images: "ImageSource", *, foreground_threshold: float | None = None, normalize: str | None = None,
             output: str | None = None, png: str | None = None) -> FigureResult:
         """Feature PCA to RGB (DINOv2 fig. 1) over the images' last-layer patch tokens: (B, rows, cols, 3)."""
         import torch
@@ -135,7 +135,8 @@ class FiguresMixin(ModelBase):
         return FigureResult(maps, doc, images=fitted, warnings=list(self.warnings))
 
     @image_keywords("image", "to", layer=one_layer)
-    def similar(self, image: Any, *, to: Any = None, patch: str | tuple[int, int] | None = None,
+    def similar(self, image: "ImageSource", *, to: "ImageSource | None" = None,
+                patch: str | tuple[int, int] | None = None,
                 pixel: str | tuple[int, int] | None = None, layer: int = -1, norm: bool = True,
                 normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
         """Cosine similarity of one patch's features (after block `layer`) with every patch: (rows, cols)."""
@@ -181,7 +182,7 @@ class FiguresMixin(ModelBase):
         return (self.module.norm(x) if norm else x)[0]
 
     @image_keywords("image")
-    def norms(self, image: Any, *, k: float | None = None, norm_threshold: float | None = None, top: int = 20,
+    def norms(self, image: "ImageSource", *, k: float | None = None, norm_threshold: float | None = None, top: int = 20,
               normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
         """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""
         import torch

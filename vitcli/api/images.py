@@ -8,15 +8,26 @@ image reaches its final size, for every command and for one image or many.
 """
 
 import inspect
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from vitcli.api.values import IMAGE_OPTIONS, Fit, Parser, Resample, Size, keywords
 from vitcli.errors import VitcliError, option_errors
 
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image as PILImage
+
 DEFAULT_PATCH = 16
 DEFAULT_SIZE = "224"
+
+
+# What a command's images may be: a path (file, folder, glob, '-' for standard input), a PIL image, an
+# (H, W[, C]) array, a loaded `Images`, or a list of paths / PIL images / arrays.
+ImageSource = Union[str, os.PathLike, "PILImage", "np.ndarray", "Images",
+                    Sequence[Union[str, os.PathLike, "PILImage", "np.ndarray"]]]
 
 
 @dataclass(frozen=True)

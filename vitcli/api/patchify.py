@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from vitcli.api.images import image_keywords
+from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import PatchifyResult
 from vitcli.api.values import Normalize, Order, choice, keywords
 from vitcli.errors import UsageError, VitcliError
@@ -11,6 +11,8 @@ Values = Normalize  # the patch values: raw pixels or a normalisation
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from vitcli.api.runs import BatchSpec, Progress
 
 
 VALUES = ("raw", "none", "imagenet", "inception", "clip")
@@ -82,9 +84,10 @@ def check_mode(images: bool, unpatchify: str | None, grid_size: str | None, **fi
 
 
 @image_keywords("images", normalize=choice(Normalize, optional=False))
-def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", output: str | None = None,
-             output_dir: str | None = None, grid_png: str | None = None, batch: Any = None, keep: bool = True,
-             progress: Any = None) -> PatchifyResult:
+def patchify(images: "ImageSource", *, order: Order = "chw", normalize: Values = "raw", output: str | None = None,
+             output_dir: str | None = None, grid_png: str | None = None, batch: "BatchSpec | None" = None,
+             keep: bool = True,
+             progress: "Progress | None" = None) -> PatchifyResult:
     """(N, P·P·C) patches of one image in row-major order, or (B, N, P·P·C) of many; values are the
     raw uint8 bytes unless `normalize` names a mean/std. Image options come from `load_images`."""
     from vitcli.api.images import DEFAULT_PATCH, as_images

@@ -14,7 +14,7 @@ import numpy as np
 from vitcli.api.attend import AttendMixin
 from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
-from vitcli.api.images import image_keywords
+from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import ViewResult
 from vitcli.api.values import Layers
 from vitcli.errors import UsageError, VitcliError, option_errors
@@ -59,7 +59,8 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
     """`view` for `Model`."""
 
     @image_keywords("images", "to")
-    def view(self, images: Any, *, output: str, layers: Layers = "all", to: Any = None, explain: bool = False,
+    def view(self, images: "ImageSource", *, output: str, layers: Layers = "all", to: "ImageSource | None" = None,
+             explain: bool = False,
              target: str | int | None = None, normalize: str | None = None) -> ViewResult:
         """Write one HTML page exploring every image (one tab each), the layers `layers` embedded."""
         from vitcli.api.explain import target_form
