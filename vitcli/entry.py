@@ -14,9 +14,16 @@ import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
+from contextlib import suppress  # noqa: E402
 
-from vitcli.signals import (Terminated, announce, arm_watchdog, drop_swallowed_signal,  # noqa: E402
-                            install_signal_handlers, received)
+from vitcli.signals import (  # noqa: E402
+    Terminated,
+    announce,
+    arm_watchdog,
+    drop_swallowed_signal,
+    install_signal_handlers,
+    received,
+)
 
 
 def main() -> None:
@@ -58,8 +65,9 @@ def _finish(code: object) -> None:
 
 def _exit_if_signalled() -> None:
     """A run that ends normally after a signal whose exception was swallowed: still 130 / 143."""
-    if received() is not None:
-        _exit_now(announce(received()))
+    seen = received()
+    if seen is not None:
+        _exit_now(announce(seen))
 
 
 def _exit_now(code: int) -> None:
@@ -67,8 +75,6 @@ def _exit_now(code: int) -> None:
     SIGINT (CPython ends with -SIGINT when a KeyboardInterrupt once passed through PyRun_* code,
     even when it was handled)."""
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with suppress(Exception):
             stream.flush()
-        except Exception:
-            pass
     os._exit(code)

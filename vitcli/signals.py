@@ -20,18 +20,19 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import Any
 
 GRACE = 0.5  # seconds the main thread has to unwind before the watchdog ends the process
-CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+WORDS: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
 
 class Terminated(BaseException):
     """SIGTERM as an exception, so that atomic writers remove their temporary files on the way out."""
 
 
-_state: dict = {"received": None, "announced": False, "holding": 0, "note": None}
+_state: dict[str, Any] = {"received": None, "announced": False, "holding": 0, "note": None}
 _lock = threading.Lock()
 _cleanups: list[Callable[[], None]] = []
 
@@ -135,13 +136,9 @@ def _watch(read_end: int) -> None:
     while _state["holding"]:  # a commit in progress: let it finish
         threading.Event().wait(0.01)
     for cleanup in list(_cleanups):
-        try:
+        with suppress(Exception):
             cleanup()
-        except Exception:
-            pass
     code = announce(_state["received"] or signum)
-    try:
+    with suppress(Exception):
         sys.stderr.flush()
-    except Exception:
-        pass
     os._exit(code)

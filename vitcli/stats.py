@@ -4,7 +4,6 @@ from typing import Any
 
 import numpy as np
 
-
 STATS_BLOCK = 1 << 22  # values per float64 block (32 MiB)
 
 
@@ -67,7 +66,8 @@ class RunningStats:
 
     def document(self) -> dict[str, Any]:
         """shape, dtype, min, max, mean, std (None when no finite value), and nan / inf when any."""
-        doc: dict[str, Any] = {"shape": self.shape, "dtype": self.dtype, "min": None, "max": None, "mean": None, "std": None}
+        doc: dict[str, Any] = {"shape": self.shape, "dtype": self.dtype, "min": None, "max": None, "mean": None,
+                               "std": None}
         if self.count:
             doc.update(min=self.low, max=self.high, mean=self.mean, std=(self.m2 / self.count) ** 0.5)
         if self.nan or self.inf:

@@ -251,3 +251,16 @@ def test_numpy_scalars_are_numbers(model):
     assert repr(small) == repr(model)
     assert np.array_equal(small.norms(str(CAT), size=32, top=np.int64(3), k=np.float64(2.0)).array,
                           model.norms(str(CAT), size=32, top=3, k=2.0).array)
+
+
+def test_keywords_is_loud_about_parsers_it_cannot_use() -> None:
+    """The old `with_images=` spelling and a parser for a keyword the function lacks fail at decoration."""
+    from vitcli.api.images import image_keywords
+    from vitcli.api.values import keywords, one_layer
+
+    with pytest.raises(TypeError, match="image_keywords"):
+        keywords(with_images=("images",))
+    with pytest.raises(TypeError, match="layer"):
+        keywords(layer=one_layer)(lambda images: images)
+    embed_like = image_keywords("images")(lambda images, *, normalize=None: images)
+    assert "size" in inspect.signature(embed_like).parameters  # the image options are added

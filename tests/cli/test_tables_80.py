@@ -50,8 +50,8 @@ def test_pixel_and_table_commands_fit(model):
 
 def test_figures_fit(model):
     from vitcli.cli.figures import _show  # noqa: F401  (the command's own renderer)
-    from vitcli.report import info_table
-    from vitcli.tables import figure_rows, rows_table
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import figure_rows, rows_table
 
     for result in (model.filters(count=4), model.similar(CAT), model.norms(CAT), model.pca([CAT, COFFEE])):
         doc = result.document

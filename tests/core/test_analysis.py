@@ -9,16 +9,14 @@ import torch
 
 from vitcli.core.analysis import (
     attention_entropy,
-    attention_rollout,
     cosine_similarity_matrix,
     discard_lowest,
     fuse_heads,
     mass_threshold_mask,
-    mean_attention_distance,
     pca,
     prefix_row_to_grid,
-    query_distance,
 )
+from vitcli.core.reference import attention_rollout, mean_attention_distance, query_distance
 
 
 def random_attention(*shape: int, seed: int = 0) -> torch.Tensor:

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from vitcli.core.features import (class_attention_share, feature_pca_rgb, filter_components, filters_as_conv,
-                                  high_norm_tokens, layer_features, mad_thresholds, patch_index, patch_similarity,
-                                  tiles_for_display, token_norms)
+from vitcli.core.features import (class_attention_share, feature_pca_rgb, filter_components, high_norm_tokens,
+                                  mad_thresholds, patch_index, patch_similarity, tiles_for_display, token_norms)
+from vitcli.core.reference import filters_as_conv, layer_features
 
 
 def numpy_pca(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

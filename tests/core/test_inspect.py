@@ -5,11 +5,12 @@ import torch
 
 from tests.checkpoints.parity import scramble
 from tests.core.test_encoder import _Calls, _images
-from vitcli.core.analysis import attention_rollout, cosine_similarity_matrix, fuse_heads, mean_attention_distance
+from vitcli.core.analysis import cosine_similarity_matrix, fuse_heads
 from vitcli.core.capture import Capture
 from vitcli.core.config import ViTConfig
 from vitcli.core.inspect import RolloutSpec, inspect_attention
 from vitcli.core.presets import build_model
+from vitcli.core.reference import attention_rollout, mean_attention_distance
 from vitcli.core.select import HeadSelection
 
 CONFIG = ViTConfig(name="tiny", image_size=(24, 40), patch_size=8, dim=32, depth=3, heads=4, mlp_dim=64,

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.reliability.helpers import assert_one_line, run_capped
-from vitcli.report import finite
+from vitcli.cli.report import finite
 
 NON_FINITE = ["NaN", "Infinity", "-Infinity"]
 

@@ -20,11 +20,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vitcli.cli import app
-from vitcli.core.analysis import attention_rollout
 from vitcli.core.attention import Attention
 from vitcli.core.embedding import PatchEmbed
 from vitcli.core.patches import patchify, unpatchify
 from vitcli.core.posenc import resample_pos_table, sincos1d_table
+from vitcli.core.reference import attention_rollout
 
 FAST = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -5,89 +5,22 @@ tokens being the prefix tokens then the patches row by row on the input's true g
 take a path write there (and compute); `True` computes without writing.
 """
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-
-from vitcli.api.display import ShowsItself
-from vitcli.api.values import Layers, Query, keywords
-from vitcli.api.values import query as parse_query_value
-from vitcli.errors import VitcliError, option_errors
+from vitcli.api.base import ModelBase
+from vitcli.api.images import ImageSource, image_keywords
+from vitcli.api.results import AttendResult
+from vitcli.api.selection import Selection
+from vitcli.api.values import Layers, Query
+from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from vitcli.api.runs import BatchSpec, Progress
+
 
 PathOrFlag = str | bool | None
-
-
-def default_query(config: Any) -> str:
-    """The row of what the model pools: the class token, else the attention-pool probe, else the patch rows' mean."""
-    return "cls" if config.class_token else "probe" if config.pooling == "map" else "mean"
-
-
-@dataclass
-class Selection:
-    """The parsed --layer, --head and --query, resolved against a model and a grid."""
-
-    layers: list[int]
-    heads: Any  # vitcli.core.select.HeadSelection
-    queries: list[int] | None  # token rows; None: every token; [] for a pooled row
-    pooled: str | None = None  # "probe" or "mean": a row that is no token (vitcli.core.select.PooledQuery)
-
-    @property
-    def probe(self) -> bool:
-        return self.pooled == "probe"
-
-    @property
-    def one_row(self) -> bool:
-        """One query row: a pooled row or a single token."""
-        return bool(self.pooled) or (self.queries is not None and len(self.queries) == 1)
-
-    @classmethod
-    def parse(cls, config: Any, grid: tuple[int, int], layer: Any, head: Any, query: Any) -> "Selection":
-        from vitcli.core.select import parse_heads, parse_layers, parse_query, prefix_names
-
-        with option_errors("--layer"):
-            layers = parse_layers(str(layer), config.depth)
-        with option_errors("--head"):
-            heads = parse_heads(str(head), config.heads)
-        text = parse_query_value("query", default_query(config) if query is None else query)
-        word = text.strip().lower()
-        has_probe = config.pooling == "map"
-        if word == "probe" and not has_probe:
-            raise VitcliError("--query", "probe is the attention-pool probe's row, and this model pools without one "
-                              f"({config.pooling})")
-        if word == "probe" or (word == "cls" and has_probe and not config.class_token):
-            return cls(layers, heads, [], "probe")  # the probe stands in for the class token
-        if word == "mean":
-            return cls(layers, heads, [], "mean")
-        names = prefix_names(config.class_token, config.distilled, config.num_registers)
-        also = ["probe", "mean"] if has_probe else ["mean"]
-        with option_errors("--query"):
-            queries = parse_query(text, grid, config.num_prefix_tokens, config.class_token, names, also)
-        return cls(layers, heads, queries)
-
-
-@dataclass
-class AttendResult(ShowsItself):
-    """What `attend` computed for one image (arrays without a batch axis) or for many (summaries)."""
-
-    MAP: ClassVar[str | None] = "terminal_map"
-
-    document: dict[str, Any]
-    weights: Any = None  # (L, H_sel, Q, T) float32
-    rollout: Any = None  # (T, T) float64
-    rollout_row: Any = None  # (T,) float64: the query's row of the rollout (the probe's row or the patch mean times it)
-    distance: Any = None  # (L, H) pixels (several images: their mean)
-    masks: Any = None  # (H, rows, cols) bool
-    cosine: Any = None  # (L, H_sel, Q, T)
-    qkv: Any = None  # (q, k, v), each (L, H, T, d)
-    terminal_map: tuple[str, Any] | None = None  # (title, (rows, cols) map) for the terminal heatmap
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
 
 
 def _rollout_spec(rollout: PathOrFlag, fusion: str, ratio: float, scope: str, start: int) -> Any:
@@ -103,7 +36,8 @@ def _check(sel: Selection, config: Any, overlay: str | None, rollout: PathOrFlag
            fusion: str, scope: str, cosine: PathOrFlag = None, save_qkv: PathOrFlag = None) -> None:
     """Refuse combinations that cannot give a picture or a mask, before the forward pass."""
     if (overlay or rollout) and not sel.one_row:
-        raise VitcliError("--query", "--overlay and --rollout draw one query's map: choose cls, probe, mean, a token or R,C")
+        raise VitcliError("--query",
+                          "--overlay and --rollout draw one query's map: choose cls, probe, mean, a token or R,C")
     for option, value in (("--cosine", cosine), ("--save-qkv", save_qkv)):
         if value and sel.pooled:
             raise VitcliError(option, f"works on token queries, and the {POOLED_NAMES[sel.pooled]} is no token: "
@@ -136,23 +70,24 @@ def _settle(depth: int, rollout: PathOrFlag, masks: PathOrFlag, threshold: float
     return (0.6 if threshold is None else threshold), discard_ratio or 0.0, start_layer or 0
 
 
-class AttendMixin:
+class AttendMixin(ModelBase):
     """`attend` for `Model`."""
 
-    @keywords(with_images=("images",))
-    def attend(self, images: Any, *, layer: Layers = "-1", head: Layers = "all", query: Query = None,
+    @image_keywords("images")
+    def attend(self, images: "ImageSource", *, layer: Layers = "-1", head: Layers = "all", query: Query = None,
                normalize: str | None = None, output: str | None = None, rollout: PathOrFlag = None,
                rollout_fusion: str = "mean", discard_ratio: float | None = None, discard_scope: str = "matrix",
                start_layer: int | None = None, distance: PathOrFlag = None, plot_distance: str | None = None,
-               renorm: bool = False, masks: PathOrFlag = None, threshold: float | None = None, cosine: PathOrFlag = None,
+               renorm: bool = False, masks: PathOrFlag = None, threshold: float | None = None,
+               cosine: PathOrFlag = None,
                save_qkv: PathOrFlag = None, overlay: str | None = None, per_head: bool = False,
-               batch: Any = None, keep: bool = True, progress: Any = None) -> AttendResult:
+               batch: "BatchSpec | None" = None, keep: bool = True, progress: "Progress | None" = None) -> AttendResult:
         """Attention of one image with every analysis asked, or of many images (weights streamed to
         `output`, mean distance averaged over them). `start_layer` and `discard_ratio` (default 0)
         work with `rollout`, `threshold` (default 0.6) with `masks`; given without them, a UsageError."""
         import torch
 
-        from vitcli.api.attend_report import many_document, single_result
+        from vitcli.api.attend_report import distance_table, many_document, single_result
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, run_model
         from vitcli.core.inspect import inspect_attention
@@ -171,7 +106,7 @@ class AttendMixin:
                                   "(several images take -o, --distance, --plot-distance)")
         every = list(range(self.config.depth)) if distance or plot_distance else None
         chosen: dict[str, Any] = {}
-        per_image: "list[np.ndarray]" = []
+        per_image: list[np.ndarray] = []
 
         def compute(x: Any) -> dict[str, Any]:
             grid = (x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size)
@@ -209,10 +144,3 @@ class AttendMixin:
         if images.many:
             return many_document(self, run, chosen.get("selection"), per_image, outputs)
         return single_result(self, run, chosen["selection"], chosen["report"], spec, outputs)
-
-
-def distance_table(report: Any) -> "np.ndarray":
-    """(B, layers, heads) mean attention distance of every layer, float64."""
-    import torch
-
-    return torch.stack([report.distance[i] for i in sorted(report.distance)], dim=1).double().numpy()

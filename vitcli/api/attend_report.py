@@ -1,20 +1,25 @@
 """The arrays, files, JSON and pictures of `Model.attend`, from one inspected forward pass."""
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from vitcli.api.attend import AttendResult, Selection, distance_table
 from vitcli.api.outputs import rollout_png_path
+from vitcli.api.results import AttendResult
+from vitcli.api.selection import Selection
+
+T = TypeVar("T")
 
 
-def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, outputs: dict[str, Any]) -> AttendResult:
+def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any,
+                  outputs: dict[str, Any]) -> AttendResult:
     """One image: every array without its batch axis, the asked files written, the document."""
     from vitcli.stats import tensor_stats
 
     fitted = run.fitted[0]
     grid = report.grid
-    res = AttendResult({}, weights=report.weights[0].numpy(), warnings=list(model.warnings))
+    weights = report.weights[0].numpy()  # (L, H_sel, Q, T)
+    res = AttendResult({}, weights=weights, warnings=list(model.warnings))
     if report.rollout is not None:
         res.rollout = report.rollout[0].numpy()
     if report.rollout_row is not None:
@@ -32,9 +37,9 @@ def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, 
     queries = sel.pooled or (sel.queries if sel.queries is not None else "all")
     doc = {**model._single_document("attend", fitted, grid, run.normalize), "layers": report.layers,
            "head_selection": sel.heads.labels, "queries": queries,
-           "query_names": query_name(model.config, grid, sel), "shape": list(res.weights.shape),
+           "query_names": query_name(model.config, grid, sel), "shape": list(weights.shape),
            "axes": ["layers", "heads", "queries", "tokens"], "heads": head_rows(model.config, report, sel),
-           "tensors": {"attention": tensor_stats(res.weights)}, "outputs": files}
+           "tensors": {"attention": tensor_stats(weights)}, "outputs": files}
     if res.cosine is not None:
         doc["tensors"]["cosine"] = tensor_stats(res.cosine)
     if files.get("qkv"):
@@ -50,6 +55,13 @@ def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any, 
     return res
 
 
+def _computed(value: T | None, name: str) -> T:
+    """An array the forward pass was asked for (`name` was given), present by construction."""
+    if value is None:
+        raise ValueError(f"{name} was asked for but not computed")
+    return value
+
+
 def _write(model: Any, fitted: Any, report: Any, sel: Selection, res: AttendResult, spec: Any,
            outputs: dict[str, Any]) -> dict[str, Any]:
     """Every array and picture asked for by path, each written atomically; the `outputs` document."""
@@ -60,21 +72,22 @@ def _write(model: Any, fitted: Any, report: Any, sel: Selection, res: AttendResu
         return value if isinstance(value, str) else None
 
     if outputs["output"]:
-        save_npy(outputs["output"], res.weights)
-    if path("cosine"):
-        save_npy(path("cosine"), res.cosine)
-    if path("save_qkv"):
-        q, k, v = res.qkv
-        save_npz(path("save_qkv"), {"q": q, "k": k, "v": v, "layers": np.array(report.layers)})
-    if path("distance"):
-        save_npy(path("distance"), res.distance)
+        save_npy(outputs["output"], _computed(res.weights, "output"))
+    if cosine := path("cosine"):
+        save_npy(cosine, _computed(res.cosine, "cosine"))
+    if qkv := path("save_qkv"):
+        q, k, v = _computed(res.qkv, "save_qkv")
+        save_npz(qkv, {"q": q, "k": k, "v": v, "layers": np.array(report.layers)})
+    if distance := path("distance"):
+        save_npy(distance, _computed(res.distance, "distance"))
     if outputs["plot_distance"]:
-        _distance_png(model, fitted, res.distance, outputs["plot_distance"])
-    if path("masks"):
-        save_npy(path("masks"), res.masks)
-    rollout_png = rollout_png_path(path("rollout")) if path("rollout") else None
-    if path("rollout"):
-        save_npy(path("rollout"), res.rollout)
+        _distance_png(model, fitted, _computed(res.distance, "plot_distance"), outputs["plot_distance"])
+    if masks := path("masks"):
+        save_npy(masks, _computed(res.masks, "masks"))
+    rollout = path("rollout")
+    rollout_png = rollout_png_path(rollout) if rollout else None
+    if rollout:
+        save_npy(rollout, _computed(res.rollout, "rollout"))
         if rollout_png:
             _rollout_png(model, fitted, report, sel, spec, rollout_png)
     if outputs["overlay"]:
@@ -228,7 +241,8 @@ def _overlay_png(model: Any, fitted: Any, report: Any, sel: Selection, path: str
     else:
         maps, titles = weights.mean(0, keepdim=True), [f"mean of heads {head_span(labels)}"]
     grids = prefix_row_to_grid(maps, report.num_prefix, report.grid).numpy()
-    title = f"Attention of {query_name(model.config, report.grid, sel)}, layer {report.layers[-1]}\n{_title(model, fitted)}"
+    title = (f"Attention of {query_name(model.config, report.grid, sel)}, layer {report.layers[-1]}\n"
+             f"{_title(model, fitted)}")
     fig = overlay_figure(fitted.pixels, grids, titles, title, _marked_patch(report, sel), model.config.patch_size)
     save_figure(path, fig)
 
@@ -267,3 +281,9 @@ def qkv_note(c: Any) -> str:
     """What the saved Q and K are: after qk-norm and RoPE when the model has them (the ones the scores use)."""
     steps = (["qk-norm"] if c.qk_norm else []) + ([f"RoPE ({c.rope}) on the patch rows"] if c.rope != "none" else [])
     return "q, k as the scores use them: after " + " and ".join(steps) if steps else "q, k, v straight from attn.qkv"
+
+def distance_table(report: Any) -> "np.ndarray":
+    """(B, layers, heads) mean attention distance of every layer, float64."""
+    import torch
+
+    return torch.stack([report.distance[i] for i in sorted(report.distance)], dim=1).double().numpy()

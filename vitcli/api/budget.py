@@ -56,7 +56,8 @@ class MemoryMixin:
                 weights + self._pass_bytes(c, batch, size, kept, ("grad-rollout", False)) <= limit
             blame = "--batch-size" if batch > 1 and alone <= limit else \
                 kept_source if kept_source and 2 * kept > weights + run else "--method" if cheaper else \
-                "--patch-size" if self._patch_is_why(batch, size, kept, limit - weights, backward) else source or "--size"
+                "--patch-size" if self._patch_is_why(batch, size, kept, limit - weights,
+                                                     backward) else source or "--size"
             raise VitcliError(blame, problem, needs="max_memory")
 
     def _pass_bytes(self, c: Any, batch: int, size: tuple[int, int], kept: int,
@@ -94,4 +95,4 @@ class MemoryMixin:
                     undone["mlp_dim"] = round(self.config.mlp_dim * base.dim / self.config.dim)
                 gains[option] = weight_bytes(self.config, self.spec.dtype) - \
                     weight_bytes(self.config.with_changes(**undone), self.spec.dtype)
-        return max(gains, key=gains.get) if gains else "--model"
+        return max(gains, key=lambda option: gains[option]) if gains else "--model"

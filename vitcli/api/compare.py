@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from vitcli.api.display import ShowsItself
+from vitcli.api.images import image_keywords
 from vitcli.api.values import choice, flag, keywords, model_spec, number, path
 from vitcli.api.values import layers as layers_parser
 from vitcli.errors import UsageError, VitcliError
@@ -94,7 +95,7 @@ class Plan:
 class CompareMixin:
     """`compare` for `Model`."""
 
-    @keywords(with_images=("images",), with_model=_other, metric=_metric, tokens=choice(("cls", "mean", "pooled", "patches")),
+    @image_keywords("images", with_model=_other, metric=_metric, tokens=choice(("cls", "mean", "pooled", "patches")),
               layers_b=layers_parser, topk=number(1, whole=True), cca_dim=number(1, whole=True), exact=flag, plot=path)
     def compare(self: "Model", images: Any, *, with_model: "str | Model | None" = None, metric: str | Sequence[str] = "cka",
                 tokens: str | None = None, layers: str | Sequence[int] = "all", layers_b: str | Sequence[int] = "all",
@@ -140,7 +141,7 @@ def compare_features(features: str, features_b: str | None = None, *, metric: st
     """`compare` on features written before by `embed --stage layers` (a .parquet file or a folder of
     shards) instead of running models: A's, and B's (default A with itself), the same images in both."""
     from vitcli.api.outputs import check_outputs_first
-    from vitcli.io.tables import count_rows, layer_files, layer_meta, layer_rows
+    from vitcli.io.parquet import count_rows, layer_files, layer_meta, layer_rows
 
     files_a = layer_files(features)
     files_b = layer_files(features_b) if features_b else files_a

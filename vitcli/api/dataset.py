@@ -11,11 +11,15 @@ batches (and so its bytes) are the same whether the run went straight through or
 import hashlib
 import json
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from vitcli.errors import UsageError, VitcliError
+
+if TYPE_CHECKING:
+    from vitcli.api.base import ModelBase
+    from vitcli.api.images import Images
 
 Format = Literal["npy", "parquet", "npy-shards"]
 DEFAULT_SHARD_SIZE = 10_000
@@ -84,15 +88,14 @@ def is_parquet(output: str | None) -> bool:
     return bool(output) and output.lower().endswith(".parquet")  # type: ignore[union-attr]
 
 
-def run_dataset(model: Any, images: Any, compute: Any, *, main: str, normalize: str | None, batch: Any,
+def run_dataset(model: "ModelBase", images: "Images", compute: Any, *, main: str, normalize: str | None, batch: Any,
                 output: str | None, output_dir: str | None, dataset: DatasetSpec, progress: Any = None,
                 describe: dict[str, Any] | None = None) -> Any:
     """Run `compute` over the images into a Parquet file or a sharded folder; a ModelRun (rows not kept)."""
     from vitcli.api.runs import BatchReport, ModelRun
 
     spec = dataset.checked(output, output_dir)
-    if hasattr(model, "resolve_grid"):
-        model.resolve_grid(images)
+    model.resolve_grid(images)
     prepare, norm, fitted_spec = model.preparer(images.spec, normalize)
     meta = file_metadata(model, main, norm, fitted_spec, model.image_plan(images.spec)[1], describe or {})
     if output:
@@ -101,16 +104,18 @@ def run_dataset(model: Any, images: Any, compute: Any, *, main: str, normalize: 
     if spec.backend == "ray":
         from vitcli.api.ray_backend import run_on_ray
 
-        report = run_on_ray(model, images, compute, main=main, norm=norm, spec=fitted_spec, batch=batch,
-                            output_dir=output_dir, dataset=spec, meta=meta, options=options, progress=progress)
-        return ModelRun(report, {}, norm, True)
-    report: BatchReport = _sharded(model, images, compute, prepare, main, batch, output_dir, spec, meta, options, progress)
+        assert output_dir is not None  # refused above without one
+        ray_report = run_on_ray(model, images, compute, main=main, norm=norm, spec=fitted_spec, batch=batch,
+                                output_dir=output_dir, dataset=spec, meta=meta, options=options, progress=progress)
+        return ModelRun(ray_report, {}, norm, True)
+    report: BatchReport = _sharded(model, images, compute, prepare, main, batch, output_dir, spec, meta, options,
+                                   progress)
     return ModelRun(report, {}, norm, True)
 
 
 def hashed(prepare: Any) -> Any:
     """`prepare`, plus the sha256 of the file's bytes (computed in the decoding thread)."""
-    from vitcli.io.tables import file_sha256
+    from vitcli.io.parquet import file_sha256
 
     def run(item: object, name: str) -> Any:
         fitted = prepare(item, name)
@@ -132,7 +137,7 @@ def _common(model: Any, compute: Any, prepare: Any, main: str, progress: Any) ->
 def _one_file(model, images, compute, prepare, main, batch, output, meta, progress, norm) -> Any:
     """-o FILE.parquet: one row per image, committed whole at the end."""
     from vitcli.api.runs import ModelRun, run_batches
-    from vitcli.io.tables import ParquetSink
+    from vitcli.io.parquet import ParquetSink
 
     images = replace(images, many=True)
     sink = ParquetSink(output, images.names(), meta)
@@ -149,8 +154,8 @@ def _one_file(model, images, compute, prepare, main, batch, output, meta, progre
 def shard_sink(fmt: str, folder: Any, k: int, paths: list[str], first_row: int, meta: dict[str, Any]) -> Any:
     """The sink that writes shard k (its files under temporary names until commit)."""
     from vitcli.io.batch import ArraySink
+    from vitcli.io.parquet import MetadataIndex, ParquetSink
     from vitcli.io.shards import shard_files
-    from vitcli.io.tables import MetadataIndex, ParquetSink
 
     names = shard_files(fmt, k)
     if fmt == "parquet":
@@ -217,12 +222,13 @@ def merge_stats(a: Any, b: Any) -> Any:
     return merged(a, b)
 
 
-def file_metadata(model: Any, stage: str, norm: str, spec: Any, family: Any, describe: dict[str, Any]) -> dict[str, Any]:
+def file_metadata(model: Any, stage: str, norm: str, spec: Any, family: Any,
+                  describe: dict[str, Any]) -> dict[str, Any]:
     """What every file of the run says about itself: model, weights and their hash, stage, preprocessing, version."""
     from dataclasses import asdict
 
     from vitcli import __version__
-    from vitcli.api.models import preprocess_document
+    from vitcli.api.base import preprocess_document
 
     weights = getattr(model.checkpoint, "path", None) if model.checkpoint is not None else None
     doc = model.document()
@@ -251,7 +257,7 @@ _WEIGHTS_SHA: dict[str, str | None] = {}
 
 
 def _weights_sha(path: str | None) -> str | None:
-    from vitcli.io.tables import file_sha256
+    from vitcli.io.parquet import file_sha256
 
     if path is None:
         return None
@@ -264,7 +270,8 @@ def manifest_options(meta: dict[str, Any], batch: Any, spec: DatasetSpec) -> dic
     """The options a resumed run must share with the first (named as the CLI spells them). A seed says
     how it draws: a run begun when one generator drew the whole model resumes with an error, not other weights."""
     m, pre = meta["model"], meta["preprocessing"]
-    weights = f"weights sha256 {m['weights_sha256'][:16]}" if m["weights_sha256"] else f"seed {m['seed']} (one generator per tensor)"
+    seed = f"seed {m['seed']} (one generator per tensor)"
+    weights = f"weights sha256 {m['weights_sha256'][:16]}" if m["weights_sha256"] else seed
     model = f"{m['name']} ({m['source']}), {weights}, {m['dtype']}, config sha256 {m['config_sha256'][:16]}"
     options = {"--model": model, "--stage": meta["stage"], "--impl": meta.get("impl"), "--normalize": pre["normalize"],
                "--batch-size": batch.batch_size, "--skip-errors": batch.skip_errors, "--backend": spec.backend,

@@ -1,11 +1,17 @@
 """`Model.embed`: patches → projection → class token → + positions = Z0 → encoder → embedding."""
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from vitcli.api.display import ShowsItself
-from vitcli.api.values import choice, keywords, layers as layer_list
+from vitcli.api.base import ModelBase
+from vitcli.api.images import ImageSource, image_keywords
+from vitcli.api.results import EmbedResult
+from vitcli.api.values import choice
+from vitcli.api.values import layers as layer_list
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:
+    from vitcli.api.dataset import DatasetSpec
+    from vitcli.api.runs import BatchSpec, Progress
 
 Stage = Literal["patches", "tokens", "input", "output", "pooled", "projected", "layers"]
 Impl = Literal["conv", "linear"]
@@ -13,25 +19,6 @@ STAGES: tuple[str, ...] = ("patches", "tokens", "input", "output", "pooled", "pr
 # name in arrays and JSON → ViTOutput field; `with_cls` is shown but cannot be written alone
 FIELDS = {"patches": "patches", "tokens": "tokens", "with_cls": "with_prefix", "input": "z0", "output": "output",
           "pooled": "pooled", "projected": "logits"}
-
-
-@dataclass
-class EmbedResult(ShowsItself):
-    """What `embed` computed: arrays (numpy) and the JSON document the command prints."""
-
-    stage: str
-    arrays: dict[str, Any]  # one image: every stage, no batch axis; several: {stage: (B, ...)} if kept
-    document: dict[str, Any]
-    image: Any = None  # the FittedImage of a single image
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def array(self) -> Any:
-        """The chosen stage: (N, P·P·C), (N, D), (T, D) or (D,) for one image; a batch axis for several."""
-        return self.arrays.get(self.stage)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
 
 
 class EmbedCompute:
@@ -53,19 +40,21 @@ def _capture(stages: set[str], cls_pooling: bool):
     from vitcli.core.capture import Capture
 
     inputs = bool(stages & {"patches", "tokens", "with_cls", "input"})
-    final = "tokens" if "output" in stages else ("pooled" if stages & {"pooled", "projected"} else "none")
+    final: Literal["tokens", "pooled", "none"] = (
+        "tokens" if "output" in stages else ("pooled" if stages & {"pooled", "projected"} else "none"))
     return Capture(inputs=inputs, final=final)
 
 
-class EmbedMixin:
+class EmbedMixin(ModelBase):
     """`embed` for `Model`."""
 
-    @keywords(with_images=("images",), tokens=choice(("cls", "mean", "pooled")),
-              layers=lambda name, v: None if v is None else layer_list(name, v))
-    def embed(self, images: Any, *, stage: Stage = "input", impl: Impl = "conv", posenc: str | None = None,
+    @image_keywords("images", tokens=choice(("cls", "mean", "pooled")),
+                    layers=lambda name, v: None if v is None else layer_list(name, v))
+    def embed(self, images: "ImageSource", *, stage: Stage = "input", impl: Impl = "conv", posenc: str | None = None,
               normalize: str | None = None, output: str | None = None, output_dir: str | None = None,
-              batch: Any = None, keep: bool = True, progress: Any = None, dataset: Any = None,
-              layers: str | None = None, tokens: str | None = None) -> EmbedResult:
+              batch: "BatchSpec | None" = None, keep: bool = True, progress: "Progress | None" = None,
+              dataset: "DatasetSpec | None" = None, layers: str | None = None,
+              tokens: str | None = None) -> EmbedResult:
         """Every stage of one image (arrays without a batch axis), or one stage of many images
         ((B, ...) rows, streamed to `output` / `output_dir` when given). `posenc` is a preset's choice
         at load time; here it must match the model. `dataset` (a DatasetSpec; also implied by
@@ -74,11 +63,10 @@ class EmbedMixin:
         in Parquet one `layer_<block>` column per layer, what `compare --features` reads."""
         from dataclasses import replace
 
+        from vitcli.api.dataset import DatasetSpec, run_dataset
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, run_model
         from vitcli.stats import tensor_stats
-
-        from vitcli.api.dataset import DatasetSpec, run_dataset
 
         images = as_images(images)
         dataset = dataset or DatasetSpec()
@@ -92,14 +80,15 @@ class EmbedMixin:
         if stage == "pooled" and self.config.pooling == "none":
             raise VitcliError("--stage", "this model has no pooled stage (pooling is none)")
         if stage == "projected" and not self.projects:
-            raise VitcliError("--stage", "projected is the image embedding in a CLIP-style joint image-text space; this "
+            raise VitcliError("--stage",
+                              "projected is the image embedding in a CLIP-style joint image-text space; this "
                               "model has no such projection (use pooled)")
         if posenc is not None and posenc != self.config.posenc:
             raise VitcliError("--posenc", f"'{posenc}' is not this model's position encoding ({self.config.posenc}); a "
                               "preset's is chosen when it is loaded (load_model's posenc, the shell's --posenc)")
         if impl not in ("conv", "linear"):
             raise VitcliError("--impl", f"'{impl}' is not conv or linear")
-        stages = set(FIELDS) if not images.many else {stage}
+        stages: set[str] = set(FIELDS) if not images.many else {stage}
         if self.config.pooling == "none":
             stages.discard("pooled")
         if not self.projects:
@@ -148,10 +137,3 @@ class EmbedMixin:
                "patch_size": self.config.patch_size, "model": self.document(grid),
                "tensors": {stage: report.stats[stage].document()} if stage in report.stats else {}}
         return EmbedResult(stage, run.arrays, doc, None, list(self.warnings))
-
-    def _single_document(self, command: str, fitted: Any, grid: tuple[int, int], normalize: str) -> dict[str, Any]:
-        """The JSON keys every single-image model command shares."""
-        n = grid[0] * grid[1]
-        return {"command": command, "input": fitted.input_document(), "patch_size": self.config.patch_size,
-                "grid": list(grid), "num_patches": n, "num_tokens": n + self.config.num_prefix_tokens,
-                "normalize": normalize, "model": self.document(grid)}

@@ -7,14 +7,18 @@ with an index (score and class per image). `method="all"` stacks the four maps o
 is asked for by name.
 """
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vitcli.api.display import ShowsItself
-from vitcli.api.values import keywords, one_layer
+from vitcli.api.base import ModelBase
+from vitcli.api.images import ImageSource, image_keywords
+from vitcli.api.results import ExplainResult
+from vitcli.api.values import one_layer
 from vitcli.errors import VitcliError, option_errors
+
+if TYPE_CHECKING:
+    from vitcli.api.runs import BatchSpec, Progress
 
 METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout", "legrad")
 ALL_METHODS = ("grad-rollout", "attn-grad", "gradcam", "rollout")  # what `all` stacks, in this order (not legrad)
@@ -22,23 +26,8 @@ TARGET_HELP = "top, class:N, class:NAME, image:OTHER, patch:R,C or text:PROMPT"
 TOP_PATCHES = 5
 
 
-@dataclass
-class ExplainResult(ShowsItself):
-    """What `explain` computed: the map(s) and the JSON document the command prints."""
-
-    MAP: ClassVar[str | None] = "maps"
-
-    document: dict[str, Any]
-    maps: Any = None  # (rows, cols), (4, rows, cols) for all; a leading batch axis for several images
-    score: Any = None  # float (one image) or (B,) array
-    image: Any = None  # the FittedImage of a single image
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
-
-
-def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None, method: str = "grad-rollout") -> tuple[Any, str]:
+def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None,
+                 method: str = "grad-rollout") -> tuple[Any, str]:
     """--target text (a bare N is class:N) → a core `Target` and its canonical label; image:OTHER is read
     and embedded here. `top` on a model without a head stands only for `--method rollout` (attention alone)."""
     from vitcli.core.explain import Target
@@ -56,7 +45,8 @@ def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None, 
             return Target("top"), "top"
         n = _class_index(model, text, arg)
         if not 0 <= n < c.num_classes:
-            raise VitcliError("--target", f"class {n} is outside the head's {c.num_classes} classes (0..{c.num_classes - 1})")
+            raise VitcliError("--target",
+                              f"class {n} is outside the head's {c.num_classes} classes (0..{c.num_classes - 1})")
         return Target("class", n), f"class:{n}"
     if kind == "image":
         return Target("image", other=_other_embedding(model, arg, spec, normalize)), f"image:{arg}"
@@ -152,7 +142,9 @@ def _check(model: Any, start_layer: int, layer: int, discard_ratio: float) -> No
     """Options wrong for every image (used or not by the method), refused before any image is read."""
     depth = model.config.depth
     if not -depth <= layer < depth:
-        raise VitcliError("--layer", f"layer {layer} is outside the model's {depth} blocks (0..{depth - 1}, or negative from the end)")
+        raise VitcliError("--layer",
+                          f"layer {layer} is outside the model's {depth} blocks (0..{depth - 1}, or negative from the "
+                          "end)")
     if not 0 <= start_layer < depth:
         raise VitcliError("--start-layer", f"start layer {start_layer} is outside 0..{depth - 1}")
     if not 0 <= discard_ratio < 1:
@@ -183,19 +175,21 @@ def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int
     return doc
 
 
-class ExplainMixin:
+class ExplainMixin(ModelBase):
     """`explain` for `Model`."""
 
-    @keywords(with_images=("images",), layer=one_layer)
-    def explain(self, images: Any, *, method: str = "grad-rollout", target: str | int = "top", start_layer: int | None = None,
+    @image_keywords("images", layer=one_layer)
+    def explain(self, images: "ImageSource", *, method: str = "grad-rollout", target: str | int = "top",
+                start_layer: int | None = None,
                 layer: int | None = None, discard_ratio: float | None = None, normalize: str | None = None,
                 output: str | None = None, output_dir: str | None = None, overlay: str | None = None,
-                batch: Any = None, keep: bool = True, progress: Any = None) -> ExplainResult:
+                batch: "BatchSpec | None" = None, keep: bool = True,
+                progress: "Progress | None" = None) -> ExplainResult:
         """The map of `method` for `target` on one image ((rows, cols)), or on many ((B, rows, cols),
         streamed to `output` or one file each in `output_dir`, with an index). `overlay` draws one
         image's map(s) as PNG. `method="legrad"` gives maps min-max scaled to [0, 1] and is not part of "all".
-        `start_layer` (default 0, every block; LeGrad's own default is the last two), `layer` (-1) and `discard_ratio` (0) given to
-        a method that ignores them (see USED_BY) are a UsageError."""
+        `start_layer` (default 0, every block; LeGrad's own default is the last two), `layer` (-1) and
+        `discard_ratio` (0) given to a method that ignores them (see USED_BY) are a UsageError."""
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, run_model
         from vitcli.core.explain import explain as explain_maps
@@ -216,12 +210,10 @@ class ExplainMixin:
         waiting: list[dict[str, Any]] = []  # summaries of the batch just computed, for its index lines
 
         def compute(x: Any) -> dict[str, Any]:
-            maps, first = [], None
-            for m in methods:
-                with option_errors("--target"):
-                    out = explain_maps(self.module, x, m, core_target, start_layer, layer, discard_ratio)
-                maps.append(out.maps.cpu().numpy())
-                first = first or out
+            with option_errors("--target"):
+                outs = [explain_maps(self.module, x, m, core_target, start_layer, layer, discard_ratio)
+                        for m in methods]
+            maps, first = [out.maps.cpu().numpy() for out in outs], outs[0]
             stacked = maps[0] if len(maps) == 1 else np.stack(maps, axis=1)  # (b, rows, cols) or (b, 4, rows, cols)
             klass = first.klass.cpu().numpy() if first.klass is not None else [None] * len(stacked)
             for i in range(len(stacked)):
@@ -289,7 +281,8 @@ def _overlay_png(model: Any, fitted: Any, maps: np.ndarray, method: str, label: 
     else:
         panels, titles = maps[None], [""]
         colour = "Relevance (min-max scaled to [0, 1])" if method == "legrad" else "Relevance"
-    what = "all methods" if method == "all" else method + (f" (layer {layer % model.config.depth})" if method == "gradcam" else "")
+    at = f" (layer {layer % model.config.depth})" if method == "gradcam" else ""
+    what = "all methods" if method == "all" else method + at
     title = f"explain {what}: target {label}{klass}, score {score}\n{about}"
     save_figure(path, overlay_figure(fitted.pixels, panels, titles, title, patch_size=model.config.patch_size,
                                      label=colour))

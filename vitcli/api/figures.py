@@ -1,36 +1,16 @@
 """The classic ViT analyses on a `Model`: filters, pca, similar, norms (each: arrays, PNG, document)."""
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-
-from vitcli.api.display import ShowsItself
+from vitcli.api.base import ModelBase
+from vitcli.api.images import ImageSource, image_keywords
+from vitcli.api.results import FigureResult
 from vitcli.api.values import keywords, one_layer
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-
-@dataclass
-class FigureResult(ShowsItself):
-    """One figure's array, the JSON document its command prints, and what the table lists."""
-
-    MAP: ClassVar[str | None] = "heatmap"
-
-    array: Any
-    document: dict[str, Any]
-    tables: list[dict[str, Any]] = field(default_factory=list)  # {"title", "columns", "rows"} for the terminal
-    heatmap: Any = None  # (rows, cols) map for the terminal, when there is one
-    images: list[Any] = field(default_factory=list)  # the FittedImages
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
-
-    def shown_tables(self) -> list[dict[str, Any]]:
-        return self.tables
+    import torch
 
 
 def _numpy(t: Any) -> "np.ndarray":
@@ -63,7 +43,7 @@ def _name(path: str) -> str:
 MAD_K = 5.0  # `figures norms`' default rule: an outlier's norm exceeds median + MAD_K·MAD of its layer
 
 
-class FiguresMixin:
+class FiguresMixin(ModelBase):
     """`filters`, `pca`, `similar` and `norms` for `Model`."""
 
     def _forward_each(self, images: Any, normalize: str | None, capture: Any,
@@ -80,7 +60,7 @@ class FiguresMixin:
         self.resolve_grid(images)
         _check_planned(self, images, BatchSpec(batch_size=1), None)  # a fixed size: before any image is fitted
         prepare, norm, _ = self.preparer(images.spec, normalize)
-        fitted = [prepare(item, name) for item, name in zip(images.items, images.names())]
+        fitted = [prepare(item, name) for item, name in zip(images.items, images.names(), strict=True)]
         for f in fitted:  # each forward pass under the memory limit before any runs
             self.check_memory(1, (int(f.pixels.shape[0]), int(f.pixels.shape[1])))
         with torch.inference_mode():
@@ -110,7 +90,8 @@ class FiguresMixin:
                "model": self.document(), "weight_shape": list(weight.shape),
                "explained_variance_ratio": explained.tolist(), "tensors": {"components": tensor_stats(array)},
                "outputs": {"array": output, "png": png}}
-        shown = [[str(i + 1), 100 * e, 100 * c] for i, (e, c) in enumerate(zip(explained, explained.cumsum()))][:10]
+        shown = [[str(i + 1), 100 * e, 100 * c] for i,
+                 (e, c) in enumerate(zip(explained, explained.cumsum(), strict=True))][:10]
         table = {"title": f"principal components (first {len(shown)})", "columns": ["PC", "variance %", "cumulative %"],
                  "rows": shown}
         return FigureResult(array, doc, [table], warnings=list(self.warnings))
@@ -124,8 +105,8 @@ class FiguresMixin:
             return draw_tensor(self.config, self.spec.seed, "patch_embed.proj.weight").to(dtype).float()
         return self.module.patch_embed.proj.weight.detach().float().cpu()
 
-    @keywords(with_images=("images",))
-    def pca(self, images: Any, *, foreground_threshold: float | None = None, normalize: str | None = None,
+    @image_keywords("images")
+    def pca(self, images: "ImageSource", *, foreground_threshold: float | None = None, normalize: str | None = None,
             output: str | None = None, png: str | None = None) -> FigureResult:
         """Feature PCA to RGB (DINOv2 fig. 1) over the images' last-layer patch tokens: (B, rows, cols, 3)."""
         import torch
@@ -152,7 +133,8 @@ class FiguresMixin:
             f", foreground > {foreground_threshold}" if foreground_threshold is not None else "")
         _write(output, maps, png, lambda: pca_figure([f.pixels for f in fitted], maps, self.config.patch_size,
                                                       [_name(f.loaded.path) for f in fitted], title))
-        doc = {**self._figure_document("figures pca", fitted, outs[0], norm), "foreground_threshold": foreground_threshold,
+        doc = {**self._figure_document("figures pca", fitted, outs[0], norm),
+               "foreground_threshold": foreground_threshold,
                "explained_variance_ratio": _numpy(result.explained).tolist(), "first_component_flipped": result.flipped,
                "tensors": {"pca_rgb": tensor_stats(maps), "first_component": tensor_stats(_numpy(result.first))},
                "outputs": {"array": output, "png": png}}
@@ -160,8 +142,9 @@ class FiguresMixin:
             doc["foreground_patches"] = result.foreground.flatten(1).sum(1).tolist()
         return FigureResult(maps, doc, images=fitted, warnings=list(self.warnings))
 
-    @keywords(with_images=("image", "to"), layer=one_layer)
-    def similar(self, image: Any, *, to: Any = None, patch: str | tuple[int, int] | None = None,
+    @image_keywords("image", "to", layer=one_layer)
+    def similar(self, image: "ImageSource", *, to: "ImageSource | None" = None,
+                patch: str | tuple[int, int] | None = None,
                 pixel: str | tuple[int, int] | None = None, layer: int = -1, norm: bool = True,
                 normalize: str | None = None, output: str | None = None, png: str | None = None,
                 text: str | None = None, tokenizer: str | None = None) -> FigureResult:
@@ -196,7 +179,8 @@ class FiguresMixin:
             index = patch_index(*rc, q_grid)
             sim = _numpy(patch_similarity(feats[0], feats[-1], index, prefix, t_grid))  # (rows, cols)
         rc = divmod(index, q_grid[1])
-        title = f"Cosine similarity to patch ({rc[0]}, {rc[1]}), block {layer_i}{'' if norm else ' (no norm)'}, {_who(self)}"
+        title = (f"Cosine similarity to patch ({rc[0]}, {rc[1]}), block {layer_i}{'' if norm else ' (no norm)'}, "
+                 f"{_who(self)}")
         _write(output, sim, png, lambda: similarity_overlay_figure(fitted[0].pixels, fitted[-1].pixels, sim, rc,
                                                                    self.config.patch_size, to is None, title))
         best = divmod(int(sim.argmax()), t_grid[1])
@@ -251,8 +235,8 @@ class FiguresMixin:
         x = out.blocks[layer]  # (1, T, D)
         return (self.module.norm(x) if norm else x)[0]
 
-    @keywords(with_images=("image",))
-    def norms(self, image: Any, *, k: float | None = None, norm_threshold: float | None = None, top: int = 20,
+    @image_keywords("image")
+    def norms(self, image: "ImageSource", *, k: float | None = None, norm_threshold: float | None = None, top: int = 20,
               normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
         """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""
         from vitcli.api.ranges import check_ranges, refuse_unused
@@ -286,10 +270,12 @@ class FiguresMixin:
         registers = range(int(c.class_token) + int(c.distilled), prefix)
         rule = f"> {norm_threshold:g}" if norm_threshold is not None else f"> median + {k:g}·MAD"
         _write(output, array, png, lambda: norms_figure(array, prefix, c.class_token, registers, _numpy(thresholds),
-                                                         outliers, f"Token norms per layer, {_who(self)} (outliers {rule})"))
+                                                         outliers,
+                                                         f"Token norms per layer, {_who(self)} (outliers {rule})"))
         listed = _outlier_rows(outliers, norms, share, prefix, out.grid)
-        regs = [{"layer": l, "register": j, "token": t, "norm": float(norms[l, t]), "class_attention": _share(share, l, t)}
-                for l in range(depth) for j, t in enumerate(registers)]
+        regs = [{"layer": i, "register": j, "token": t, "norm": float(norms[i, t]),
+                 "class_attention": _share(share, i, t)}
+                for i in range(depth) for j, t in enumerate(registers)]
         doc = {**self._figure_document("figures norms", fitted, out, norm_name), "rule": rule,
                "attention_row": _attention_row(c),
                "thresholds": _numpy(thresholds).tolist(), "outliers": listed, "registers": regs,
@@ -314,7 +300,8 @@ def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape
     try:
         a, b = (int(v) for v in (value.split(",") if isinstance(value, str) else value))
     except (TypeError, ValueError):
-        raise VitcliError(option, f"'{value}' is not two integers {'X,Y' if pixel is not None else 'ROW,COL'}") from None
+        raise VitcliError(option,
+                          f"'{value}' is not two integers {'X,Y' if pixel is not None else 'ROW,COL'}") from None
     if pixel is None:
         return a, b
     h, w = shape[:2]
@@ -323,16 +310,18 @@ def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape
     return b // patch_size, a // patch_size
 
 
-def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefix: int, grid: tuple[int, int]) -> list[dict[str, Any]]:
+def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefix: int,
+                  grid: tuple[int, int]) -> list[dict[str, Any]]:
     """One record per outlier, largest norm first."""
-    rows = [{"layer": l, "row": p // grid[1], "col": p % grid[1], "token": p + prefix, "norm": float(norms[l, p + prefix]),
-             "class_attention": _share(share, l, p + prefix)} for l, p in outliers]
+    rows = [{"layer": i, "row": p // grid[1], "col": p % grid[1], "token": p + prefix,
+             "norm": float(norms[i, p + prefix]),
+             "class_attention": _share(share, i, p + prefix)} for i, p in outliers]
     return sorted(rows, key=lambda o: -o["norm"])
 
 
 def _attention_row(c: Any) -> str | None:
     """Whose attention share `figures norms` lists: the class token's, else the probe's, else the patch rows' mean."""
-    from vitcli.api.attend import default_query
+    from vitcli.api.selection import default_query
 
     return default_query(c) if c.class_token or c.pooling in ("map", "mean") else None
 
@@ -386,8 +375,10 @@ def _norm_tables(outliers: list[dict[str, Any]], regs: list[dict[str, Any]], tot
 
     tables = [{"title": f"high-norm patch tokens ({len(outliers)} of {total} shown)",
                "columns": ["layer", "row, col", "norm", who],
-               "rows": [[str(o["layer"]), f"{o['row']}, {o['col']}", o["norm"], pct(o["class_attention"])] for o in outliers]}]
+               "rows": [[str(o["layer"]), f"{o['row']}, {o['col']}", o["norm"],
+                         pct(o["class_attention"])] for o in outliers]}]
     if regs:
         tables.append({"title": "register tokens", "columns": ["layer", "register", "norm", who],
-                       "rows": [[str(g["layer"]), str(g["register"]), g["norm"], pct(g["class_attention"])] for g in regs]})
+                       "rows": [[str(g["layer"]), str(g["register"]), g["norm"],
+                                 pct(g["class_attention"])] for g in regs]})
     return tables

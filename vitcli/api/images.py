@@ -7,15 +7,27 @@
 image reaches its final size, for every command and for one image or many.
 """
 
-from collections.abc import Iterator
+import inspect
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union
 
-from vitcli.api.values import Fit, Resample, Size, keywords
+from vitcli.api.values import IMAGE_OPTIONS, Fit, Parser, Resample, Size, keywords
 from vitcli.errors import VitcliError, option_errors
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image as PILImage
 
 DEFAULT_PATCH = 16
 DEFAULT_SIZE = "224"
+
+
+# What a command's images may be: a path (file, folder, glob, '-' for standard input), a PIL image, an
+# (H, W[, C]) array, a loaded `Images`, or a list of paths / PIL images / arrays.
+ImageSource = Union[str, os.PathLike, "PILImage", "np.ndarray", "Images",
+                    Sequence[Union[str, os.PathLike, "PILImage", "np.ndarray"]]]
 
 
 @dataclass(frozen=True)
@@ -74,10 +86,11 @@ class FittedImage:
 
     def input_document(self) -> dict[str, Any]:
         """The JSON `input` object shared by every command."""
-        l = self.loaded
-        return {"path": l.path, "original_size": list(l.original_size),
+        loaded = self.loaded
+        return {"path": loaded.path, "original_size": list(loaded.original_size),
                 "size": [int(self.pixels.shape[0]), int(self.pixels.shape[1])], "fit": self.fit,
-                "resize": self.done, "mode": l.mode, "format": l.format, "frames": l.frames, "notes": l.notes}
+                "resize": self.done, "mode": loaded.mode, "format": loaded.format, "frames": loaded.frames,
+                "notes": loaded.notes}
 
     def index_entry(self, patch_size: int) -> dict[str, Any]:
         """The index line of one image: path, original size, size and grid."""
@@ -99,14 +112,13 @@ def parse_colour(text: str) -> tuple[int, int, int]:
             raise ValueError
     except ValueError:
         raise VitcliError("--background", f"'{text}' is not a colour: use R,G,B (0-255) or #rrggbb") from None
-    return rgb  # type: ignore[return-value]
+    return rgb
 
 
 def check_spec(spec: ImageSpec, patch_size: int) -> tuple[int, int] | None:
     """Options wrong for every image fail once, before any image is read; the requested [H, W] (None: native)."""
-    from vitcli.io.sizes import parse_size
-
     from vitcli.api.ranges import check_ranges
+    from vitcli.io.sizes import parse_size
 
     if patch_size <= 0:
         raise VitcliError("--patch-size", f"must be a positive number of pixels, got {patch_size}")
@@ -231,7 +243,7 @@ class Images:
     def fitted(self, patch_size: int | None = None, family: Any = None) -> Iterator[FittedImage]:
         """Decode and fit one at a time (in this thread); errors are raised as they come."""
         p = next((v for v in (patch_size, self.spec.patch_size) if v is not None), DEFAULT_PATCH)
-        for item, name in zip(self.items, self.names()):
+        for item, name in zip(self.items, self.names(), strict=True):
             yield fit_one(item, self.spec, p, family, name)
 
     def __iter__(self) -> Iterator[FittedImage]:
@@ -266,7 +278,7 @@ def load_images(sources: object, *, size: Size = None, fit: Fit | None = None, r
         return Images(listed, isinstance(sources, (list, tuple)), spec)
     if not listed and from_list is None:
         raise VitcliError("IMAGE", "give at least one image (a file, folder or glob) or a list file")
-    inputs = expand_inputs(listed, recursive, from_list)
+    inputs = expand_inputs([s for s in listed if isinstance(s, str)], recursive, from_list)  # all of them
     return Images(inputs.paths, inputs.many, spec)
 
 
@@ -275,4 +287,32 @@ def as_images(images: object) -> Images:
     return images if isinstance(images, Images) else load_images(images)
 
 
-__all__ = ["FittedImage", "ImageSpec", "Images", "as_images", "check_spec", "fit_one", "load_images", "parse_colour"]
+def with_image_options(images: object, options: dict[str, Any]) -> "Images":
+    """Images loaded with the given options; an `Images` keeps its other options."""
+    from dataclasses import asdict
+
+    given = {n: v for n, v in options.items() if v is not None}
+    if isinstance(images, Images):
+        spec = {n: v for n, v in asdict(images.spec).items() if n != "patch_remainder"}
+        return load_images(images, **{**spec, **given})
+    return load_images(images, **given)
+
+
+def image_keywords(*names: str, **overrides: Parser) -> Callable[[Callable], Callable]:
+    """`keywords` for a command whose arguments `names` hold images: `load_images`' image options
+    (size, fit, resample, …) are accepted too and forwarded to the loading of each (`embed(img, size=448)`)."""
+    options = inspect.signature(inspect.unwrap(load_images)).parameters
+    extra = tuple(options[n] for n in IMAGE_OPTIONS)
+
+    def forward(bound: inspect.BoundArguments, parsed: dict[str, Any]) -> None:
+        if not any(v is not None for v in parsed.values()):
+            return
+        for n in names:
+            if bound.arguments.get(n) is not None:
+                bound.arguments[n] = with_image_options(bound.arguments[n], parsed)
+
+    return keywords(extra=extra, forward=forward, **overrides)
+
+
+__all__ = ["FittedImage", "ImageSpec", "Images", "as_images", "check_spec", "fit_one", "image_keywords", "load_images",
+           "parse_colour", "with_image_options"]

@@ -24,6 +24,19 @@ def rollout_png_path(npy: str) -> str | None:
     return str(Path(npy).with_suffix(".png")) if npy != "-" else None
 
 
+def check_stdout(named: dict[str, Any], as_json: bool = False) -> None:
+    """At most one output may be `-` (standard output), and none beside `as_json` (the shell's --json,
+    which puts only its JSON there): a UsageError naming the second one."""
+    from vitcli.errors import UsageError
+
+    on_stdout = [opt for name, opt in OUTPUT_OPTIONS.items() if named.get(name) == "-"]
+    if on_stdout and as_json:
+        raise UsageError(f"{on_stdout[0]} -", "--json puts only JSON on standard output: write this output to a file")
+    if len(on_stdout) > 1:
+        raise UsageError(f"{on_stdout[1]} -",
+                         f"{on_stdout[0]} - also writes to standard output: give one of them a file")
+
+
 def planned_files(named: dict[str, Any], many: bool = False) -> dict[str, str]:
     """Option → path of every file the run writes: the outputs named and the files they imply."""
     files = {opt: named[key] for key, opt in OUTPUT_OPTIONS.items() if isinstance(named.get(key), str) and named[key]}
@@ -33,7 +46,7 @@ def planned_files(named: dict[str, Any], many: bool = False) -> dict[str, str]:
 
         files["-o's index"] = index_path(out)
     if files.get("--rollout", "-") != "-":
-        files["--rollout's picture"] = rollout_png_path(files["--rollout"])  # type: ignore[assignment]
+        files["--rollout's picture"] = rollout_png_path(files["--rollout"])
     return files
 
 
@@ -61,4 +74,4 @@ class OutputsMixin:
                                    many=bool(images is not None and images.many))
 
 
-__all__ = ["OUTPUT_OPTIONS", "OutputsMixin", "check_outputs_first", "planned_files", "rollout_png_path"]
+__all__ = ["OUTPUT_OPTIONS", "OutputsMixin", "check_outputs_first", "check_stdout", "planned_files", "rollout_png_path"]

@@ -1,32 +1,21 @@
 """`vitcli.patchify` and `vitcli.unpatchify`: an image as (N, P·P·C) patches, and back."""
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-
-from vitcli.api.display import ShowsItself
+from vitcli.api.images import ImageSource, image_keywords
+from vitcli.api.results import PatchifyResult
 from vitcli.api.values import Normalize, Order, choice, keywords
-from vitcli.errors import VitcliError
+from vitcli.errors import UsageError, VitcliError
 
 Values = Normalize  # the patch values: raw pixels or a normalisation
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from vitcli.api.runs import BatchSpec, Progress
+
 
 VALUES = ("raw", "none", "imagenet", "inception", "clip")
-
-
-@dataclass
-class PatchifyResult(ShowsItself):
-    """Patches of one image (N, P·P·C) or of many (B, N, P·P·C), and the command's JSON document."""
-
-    array: Any
-    document: dict[str, Any]
-    image: Any = None  # the FittedImage of a single image
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
 
 
 class _Pixels:
@@ -41,6 +30,15 @@ class _Pixels:
 
     def resolve_grid(self, images: Any) -> None:
         """Nothing to resolve: patchify has no position table."""
+
+    def image_plan(self, spec: Any) -> tuple[Any, None]:
+        """vitcli's size policy as given (no checkpoint family)."""
+        return spec, None
+
+    def check_memory(self, batch: int = 0, size: tuple[int, int] | None = None, kept: int = 0,
+                     source: str | None = None, kept_source: str | None = None,
+                     backward: tuple[str, bool] | None = None) -> None:
+        """Nothing to weigh: no network (fit_one checks each image's pixels)."""
 
     def preparer(self, spec: Any, normalize: str | None):
         from vitcli.api.images import check_spec, fit_one
@@ -61,18 +59,42 @@ class _Pixels:
         return np.stack([i.data for i in items])  # (b, 3, H, W)
 
 
-@keywords(with_images=("images",), normalize=choice(Normalize, optional=False))
-def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", output: str | None = None,
-             output_dir: str | None = None, grid_png: str | None = None, batch: Any = None, keep: bool = True,
-             progress: Any = None) -> PatchifyResult:
+def check_mode(images: bool, unpatchify: str | None, grid_size: str | None, **fitting: object) -> None:
+    """The command's two modes: patchify cuts IMAGEs, --unpatchify joins a FILE.npy (it reads P and the
+    size from the array), so exactly one is given, --grid-size goes only with --unpatchify and the image-
+    fitting numbers (`fitting`, by keyword) only without it; each range-checked either way."""
+    from vitcli.api.ranges import check_ranges, refuse_unused
+    from vitcli.io.sizes import parse_hw, parse_size
+
+    if grid_size is not None:
+        parse_hw(grid_size, "--grid-size")
+    if unpatchify is None:
+        refuse_unused("--unpatchify FILE.npy", {"--grid-size": grid_size})  # the run checks its own numbers
+        if not images:
+            raise UsageError("IMAGE", "give an IMAGE to patchify, or --unpatchify FILE.npy")
+        return
+    if isinstance(fitting.get("size"), str):
+        parse_size(str(fitting["size"]))
+    check_ranges(**{k: v for k, v in fitting.items() if k != "size"})
+    refuse_unused("an IMAGE to patchify (--unpatchify reads P and the size from the array)",
+                  {"--" + k.replace("_", "-"): v for k, v in fitting.items()})
+    if images:
+        raise UsageError("IMAGE", "--unpatchify rebuilds an image from FILE.npy; it takes no IMAGE (it would be "
+                         "ignored)")
+
+
+@image_keywords("images", normalize=choice(Normalize, optional=False))
+def patchify(images: "ImageSource", *, order: Order = "chw", normalize: Values = "raw", output: str | None = None,
+             output_dir: str | None = None, grid_png: str | None = None, batch: "BatchSpec | None" = None,
+             keep: bool = True,
+             progress: "Progress | None" = None) -> PatchifyResult:
     """(N, P·P·C) patches of one image in row-major order, or (B, N, P·P·C) of many; values are the
     raw uint8 bytes unless `normalize` names a mean/std. Image options come from `load_images`."""
     from vitcli.api.images import DEFAULT_PATCH, as_images
+    from vitcli.api.outputs import check_outputs_first
     from vitcli.api.runs import BatchSpec, run_model
     from vitcli.core.patches import patchify as cut
     from vitcli.stats import channel_stats, tensor_stats
-
-    from vitcli.api.outputs import check_outputs_first
 
     images = as_images(images)
     check_outputs_first({"output": output, "grid_png": grid_png}, inputs=images.items, many=images.many,
@@ -114,13 +136,12 @@ def patchify(images: Any, *, order: Order = "chw", normalize: Values = "raw", ou
 def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, order: Order = "chw",
                normalize: Values = "raw", output: str | None = None) -> PatchifyResult:
     """(N, P·P·C) patches (an array or a .npy path) → the (3, H, W) image, written as .npy or PNG."""
+    from vitcli.api.outputs import check_outputs_first
     from vitcli.core.patches import unpatchify as join
     from vitcli.io.arrays import load_npy, save_npy
     from vitcli.io.images import denormalize
     from vitcli.io.pictures import save_png
     from vitcli.stats import tensor_stats
-
-    from vitcli.api.outputs import check_outputs_first
 
     path = patches if isinstance(patches, str) else "<array>"
     check_outputs_first({"output": output}, inputs=[patches] if isinstance(patches, str) else [])

@@ -1,10 +1,8 @@
 """`vitcli.posenc`: a position-encoding table on its own — shape, stats, chosen rows, similarity."""
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-
-from vitcli.api.display import ShowsItself
+from vitcli.api.results import PosencResult
 from vitcli.api.values import check_forwarded, keywords, one_layer, pair, pair_text
 from vitcli.errors import VitcliError
 
@@ -12,16 +10,14 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+def check_table_mode(kind: str | None, grid: object, size: object) -> None:
+    """A table's kind is one of KINDS, and its grid comes from `grid` or `size`, not both."""
+    from vitcli.core.posenc import KINDS
 
-@dataclass
-class PosencResult(ShowsItself):
-    """The table (prefix rows + N, D), on the CPU (learned float32, fixed float64), and its document."""
-
-    array: Any
-    document: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
+    if kind is not None and kind not in KINDS:
+        raise VitcliError("--kind", f"'{kind}' is not one of {', '.join(KINDS)}")
+    if grid is not None and size is not None:
+        raise VitcliError("--grid", "give --grid or --size, not both")
 
 
 def refuse_for_rope(given: dict[str, Any]) -> None:
@@ -33,7 +29,8 @@ def refuse_for_rope(given: dict[str, Any]) -> None:
     for option in ("--size", "--resample", "--native-size"):
         if isinstance(given.get(option), str):
             parse_size(given[option]) if option == "--size" else parse_hw(given[option], option)
-    check_ranges(**{o[2:].replace("-", "_"): given.get(o) for o in ("--patch-size", "--depth", "--heads", "--mlp-ratio", "--eps")})
+    check_ranges(**{o[2:].replace("-", "_"): given.get(o) for o in ("--patch-size", "--depth", "--heads", "--mlp-ratio",
+                                                                    "--eps")})
     refuse_unused("--kind learned, sincos1d, sincos2d or none (rope reads --dim, --grid, --rope-variant)", given)
 
 
@@ -49,8 +46,6 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     the similarity figure is each head's bias map for the query `patch` 'R,C' (see relbias.py)."""
     from vitcli.api.models import Model, load_model
     from vitcli.api.outputs import check_outputs_first
-    from vitcli.core.posenc import KINDS
-
     from vitcli.api.ranges import refuse_unused
 
     check_forwarded("posenc", model_options, load_model, also=("rope_variant",))
@@ -58,20 +53,19 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
         size = (size, size)  # 448 is 448×448, as the size keyword of load_images reads it
     if kind != "rope":
         refuse_unused("--kind=rope", {"--rope-variant": model_options.pop("rope_variant", None)})
-    check_outputs_first({"output": output, "similarity": similarity}, inputs=[model.spec.spec if isinstance(model, Model) else model])
+    check_outputs_first({"output": output, "similarity": similarity},
+                        inputs=[model.spec.spec if isinstance(model, Model) else model])
     if kind == "rope":  # 2-D rotary: angles, frequencies, kernel (api/rope.py)
         from vitcli.api.rope import rope_posenc
 
         refuse_for_rope({"--size": size, "--patch-size": patch_size, "--positions": positions, "--resample": resample,
                          "--layer": layer, "--patch": patch, **{"--" + k.replace("_", "-"): model_options.get(k)
-                                                               for k in ("depth", "heads", "mlp_ratio", "eps", "native_size")}})
+                                                               for k in ("depth", "heads", "mlp_ratio", "eps",
+                                                                         "native_size")}})
         loaded = model if isinstance(model, Model) and model.checkpoint is not None else None
         return rope_posenc(loaded, dim=model_options.get("dim"), grid=grid, variant=model_options.get("rope_variant"),
                            similarity=similarity, output=output)
-    if kind is not None and kind not in KINDS:
-        raise VitcliError("--kind", f"'{kind}' is not one of {', '.join(KINDS)}")
-    if grid is not None and size is not None:
-        raise VitcliError("--grid", "give --grid or --size, not both")
+    check_table_mode(kind, grid, size)
     if not isinstance(model, Model):
         model = load_model(model, posenc=kind if _is_preset(model) else None,
                            patch_size=patch_size if _is_preset(model) else None, **model_options)
@@ -134,7 +128,8 @@ def _preset_table(model: Any, grid: Any, size: Any) -> tuple[Any, tuple[int, int
                               model.spec.seed)
         return table, target, c.pos_prefix_rows, c.posenc
     # fixed tables in float64: the formula's own values (the model adds them in its dtype)
-    return position_table(c.posenc, target, c.dim, c.pos_prefix_rows, dtype=torch.float64), target, c.pos_prefix_rows, c.posenc
+    return position_table(c.posenc, target, c.dim, c.pos_prefix_rows,
+                          dtype=torch.float64), target, c.pos_prefix_rows, c.posenc
 
 
 def _target_grid(model: Any, grid: Any, size: Any) -> tuple[int, int]:
@@ -217,7 +212,8 @@ def _similarity_png(path: str, table: "np.ndarray", num_prefix: int, grid: tuple
     cells = torch.from_numpy(table[num_prefix:]).double()  # (N, D)
     sim = cosine_similarity_matrix(cells, cells).numpy()  # (N, N)
     note = f", resampled from {src[0]}x{src[1]}" if src else ""
-    save_figure(path, similarity_figure(sim, grid, f"Position embedding similarity ({kind}, {grid[0]}x{grid[1]}{note})"))
+    save_figure(path,
+                similarity_figure(sim, grid, f"Position embedding similarity ({kind}, {grid[0]}x{grid[1]}{note})"))
 
 
 def parse_positions(text: str, length: int) -> list[int]:
@@ -252,5 +248,6 @@ def _document(model: Any, kind: str, array: "np.ndarray", grid: tuple[int, int],
     if src:
         doc["resampled_from"] = src
     if positions:
-        doc["positions"] = [{"index": r, "values": array[r].tolist()} for r in parse_positions(positions, array.shape[0])]
+        doc["positions"] = [{"index": r, "values": array[r].tolist()} for r in parse_positions(positions,
+                                                                                               array.shape[0])]
     return doc

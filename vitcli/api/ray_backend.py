@@ -53,7 +53,8 @@ def connect(ray: Any, address: str | None) -> None:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  runtime_env={"env_vars": env}, configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        raise VitcliError("--ray-address", f"cannot join Ray at {address or 'a local cluster'}: {str(e).splitlines()[0]}") from None
+        raise VitcliError("--ray-address",
+                          f"cannot join Ray at {address or 'a local cluster'}: {str(e).splitlines()[0]}") from None
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.verbose_progress = False
@@ -136,7 +137,9 @@ def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, s
                                 num_gpus=dataset.num_gpus or None, num_cpus=ACTOR_CPUS,
                                 scheduling_strategy="SPREAD")  # model actors spread over the nodes
         shard_paths = {k: paths[k * n:(k + 1) * n] for k in wave}
-        ds = ds.groupby("shard", num_partitions=len(wave)).map_groups(write_shard, fn_args=(folder, meta, shard_paths, n, batch.skip_errors),
+        ds = ds.groupby("shard", num_partitions=len(wave)).map_groups(write_shard,
+                                                                      fn_args=(folder, meta, shard_paths, n,
+                                                                               batch.skip_errors),
                                             batch_format="numpy", num_cpus=DECODE_CPUS)
         for rec in _rows(ds):
             k, skipped = int(rec["shard"]), json.loads(rec["skipped"])
@@ -171,7 +174,7 @@ def _rows(ds: Any) -> Any:
     try:
         yield from ds.iter_rows()
     except Exception as e:  # noqa: BLE001 - Ray wraps the worker's exception
-        cause = e
+        cause: BaseException | None = e
         while cause is not None and not isinstance(cause, VitcliError):
             cause = getattr(cause, "cause", None) or cause.__cause__
         if cause is not None:
@@ -192,7 +195,7 @@ def _unpack(data: bytes) -> np.ndarray:
 def decode(batch: dict[str, np.ndarray], spec: Any, patch_size: int, family: Any) -> dict[str, Any]:
     """A Ray task: one batch of paths → fitted uint8 pixels, index entries (errors among them), sha256s."""
     from vitcli.api.images import fit_one
-    from vitcli.io.tables import file_sha256
+    from vitcli.io.parquet import file_sha256
 
     entries, pixels = [], []
     for path in batch["paths"][0]:
@@ -229,7 +232,6 @@ class Embedder:
         import torch
 
         from vitcli.io.images import normalize_mean_std
-
         from vitcli.stats import rows_stats
 
         pixels = _unpack(batch["pixels"][0]) if batch["pixels"][0] else np.zeros((0, 1, 1, 3), np.uint8)
@@ -238,7 +240,8 @@ class Embedder:
             end = start + 1
             while end < len(pixels) and pixels[end].shape == pixels[start].shape:
                 end += 1
-            x = torch.cat([torch.from_numpy(normalize_mean_std(p, self.mean, self.std))[None] for p in pixels[start:end]])
+            x = torch.cat([torch.from_numpy(normalize_mean_std(p, self.mean,
+                                                               self.std))[None] for p in pixels[start:end]])
             result = self.compute(x.to(self.device, self.dtype))  # name → (b, ...)
             rows.append(result[self.main])
             stats.append({name: rows_stats(a).state() for name, a in result.items()})  # the local batch's statistics
@@ -251,13 +254,16 @@ class Embedder:
 def write_shard(group: dict[str, np.ndarray], folder: str, meta: dict[str, Any], shard_paths: dict[int, list[str]],
                 n: int, skip_errors: bool) -> dict[str, Any]:
     """A Ray task per shard: its batches in order → part-NNNNN.parquet, renamed into place; a record for the driver."""
+    from vitcli.io.parquet import ParquetSink
     from vitcli.io.shards import shard_files
-    from vitcli.io.tables import ParquetSink
     from vitcli.stats import RunningStats, merged
 
     k = int(group["shard"][0])
     sink = ParquetSink(os.path.join(folder, shard_files("parquet", k)[0]), shard_paths[k], meta, first_row=k * n)
-    skipped, nodes, done, stats = [], set(), 0, {}
+    skipped: list[dict[str, Any]] = []
+    nodes: set[str] = set()
+    done = 0
+    stats: dict[str, Any] = {}
     try:
         for i in np.argsort(group["first"], kind="stable"):
             entries, rows = json.loads(group["entries"][i]), _unpack(group["rows"][i])

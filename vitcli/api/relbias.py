@@ -26,10 +26,10 @@ def layer_bias(model: Any, layer: int) -> np.ndarray:
     return bias.float().cpu().numpy()
 
 
-def parse_patch(text: str, grid: tuple[int, int]) -> tuple[int, int]:
-    """'R,C' → (r, c) on the grid."""
+def parse_patch(text: str | tuple[int, int], grid: tuple[int, int]) -> tuple[int, int]:
+    """'R,C' or (r, c) → (r, c) on the grid."""
     try:
-        r, c = (int(p) for p in str(text).split(","))
+        r, c = (int(p) for p in (text if isinstance(text, tuple) else str(text).split(",")))
     except ValueError:
         raise VitcliError("--patch", f"'{text}' is not a patch R,C") from None
     if not (0 <= r < grid[0] and 0 <= c < grid[1]):
@@ -37,9 +37,10 @@ def parse_patch(text: str, grid: tuple[int, int]) -> tuple[int, int]:
     return r, c
 
 
-def relbias_result(model: Any, layer: int, patch: str | None, similarity: str | None, output: str | None) -> Any:
+def relbias_result(model: Any, layer: int, patch: str | tuple[int, int] | None, similarity: str | None,
+                   output: str | None) -> Any:
     """The posenc result of a relative-bias checkpoint: array (H, N, N), document, optional figure."""
-    from vitcli.api.posenc import PosencResult
+    from vitcli.api.results import PosencResult
     from vitcli.stats import tensor_stats
 
     c = model.config

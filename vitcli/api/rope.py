@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from vitcli.api.posenc import PosencResult
+from vitcli.api.results import PosencResult
 from vitcli.errors import VitcliError
 
 VARIANTS = ("dinov3", "eva")
@@ -14,10 +14,9 @@ def rope_posenc(model: Any = None, *, dim: int | None = None, grid: Any = None, 
                 similarity: str | None = None, output: str | None = None) -> PosencResult:
     """Angles (N, D/2) of a RoPE of `variant` for rotated width `dim` on `grid`, or a checkpoint's own
     (its variant, head width, periods and native grid) when `model` is a loaded model with RoPE."""
+    from vitcli.api.ranges import check_ranges
     from vitcli.core.rope import default_periods, kernel, rope_angles
     from vitcli.io.sizes import parse_hw
-
-    from vitcli.api.ranges import check_ranges
 
     check_ranges(dim=dim)
     if variant is not None and variant not in VARIANTS:
@@ -34,11 +33,12 @@ def rope_posenc(model: Any = None, *, dim: int | None = None, grid: Any = None, 
     else:
         kind, d = variant or "dinov3", dim or 64
         if d <= 0 or d % 4:
-            raise VitcliError("--dim", f"2-D RoPE rotates pairs on two axes: D must be a positive multiple of 4, got {d}")
+            raise VitcliError("--dim",
+                              f"2-D RoPE rotates pairs on two axes: D must be a positive multiple of 4, got {d}")
         periods = default_periods(kind, d, 100.0 if kind == "dinov3" else 10000.0)  # type: ignore[arg-type]
         ref, offset, xy, source = None, 0.0, False, f"rope {kind} formula"
         target = parse_hw(grid, "--grid") if isinstance(grid, str) else tuple(grid) if grid else (14, 14)
-    angles = rope_angles(kind, target, periods, ref, offset, xy).numpy()  # type: ignore[arg-type]
+    angles = rope_angles(kind, target, periods, ref, offset, xy).numpy()
     if output:
         from vitcli.io.arrays import save_npy
 
@@ -46,7 +46,7 @@ def rope_posenc(model: Any = None, *, dim: int | None = None, grid: Any = None, 
     if similarity:
         from vitcli.io.pictures import save_figure, similarity_figure
 
-        k = kernel(kind, target, periods, ref, offset, xy).numpy()  # type: ignore[arg-type]
+        k = kernel(kind, target, periods, ref, offset, xy).numpy()
         save_figure(similarity, similarity_figure(k, target, f"RoPE relative-position kernel ({kind}, D={d}, "
                                                              f"{target[0]}x{target[1]})"))
     freqs = (2 * np.pi / periods.double().numpy()).tolist()

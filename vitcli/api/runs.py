@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-
-from vitcli.api.images import FittedImage, Images
+from vitcli.api.images import FittedImage, Images, ImageSpec
 from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from vitcli.checkpoints.preprocess import Preprocess
+    from vitcli.core.config import ViTConfig
     from vitcli.stats import RunningStats
 
 
@@ -60,7 +61,7 @@ class MemorySink:
     """Rows kept in memory (one image, or a Python caller without an output file): every named array."""
 
     def __init__(self) -> None:
-        self.parts: "dict[str, list[np.ndarray]]" = {}
+        self.parts: dict[str, list[np.ndarray]] = {}
         self.entries: list[dict[str, Any]] = []
         self.rows = 0
 
@@ -73,7 +74,7 @@ class MemorySink:
     def skip(self, entry: dict[str, Any]) -> None:
         self.entries.append({**entry, "row": None})
 
-    def arrays(self) -> "dict[str, np.ndarray]":
+    def arrays(self) -> "dict[str, np.ndarray | list[np.ndarray]]":
         """name → (B, ...) (one image: B = 1); arrays of different sizes stay a list."""
         out = {}
         for name, parts in self.parts.items():
@@ -91,7 +92,7 @@ class BatchReport:
     skipped: list[dict[str, str]]
     seconds: float
     stats: "dict[str, RunningStats]"
-    outputs: dict[str, str | None]
+    outputs: dict[str, object]  # the `outputs` JSON object: paths, counts, names
     batch_size: int
     workers: int
     fitted: list[FittedImage] = field(default_factory=list)  # kept for single-image runs only
@@ -109,7 +110,7 @@ class BatchReport:
 
     @property
     def first_grid(self) -> tuple[int, int] | None:
-        return tuple(self.entries[0]["grid"]) if self.entries and "grid" in self.entries[0] else None  # type: ignore[return-value]
+        return tuple(self.entries[0]["grid"]) if self.entries and "grid" in self.entries[0] else None
 
 
 def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, str], FittedImage],
@@ -127,7 +128,7 @@ def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, 
     batch = batch.checked()
     progress = progress or _Silent()
     workers = batch.workers or default_workers()
-    stats: "dict[str, RunningStats]" = {}
+    stats: dict[str, RunningStats] = {}
     skipped: list[dict[str, str]] = []
     entries: list[dict[str, Any]] = []
     kept: list[FittedImage] = []
@@ -152,9 +153,11 @@ def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, 
     names = images.names()
     ahead = batch.batch_size + 2 * workers if overlap else batch.batch_size
     decode = _light(lambda pair: prepare(*pair), keep_fitted)
-    for d in decode_all(list(zip(images.items, names)), decode, workers, ahead, overlap):
+    for d in decode_all(list(zip(images.items, names, strict=True)), decode, workers, ahead, overlap):
         if d.error is not None:
             _skip_or_fail(names[d.index], d.error, batch.skip_errors, sink, skipped, progress)
+            continue
+        if d.value is None:
             continue
         if pending and pending[0].pixels.shape != d.value.pixels.shape:
             flush()  # one forward pass needs one image size
@@ -208,7 +211,42 @@ class ModelRun:
         return self.report.fitted
 
 
-def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np.ndarray]"], *, main: str,
+
+class Runner(Protocol):
+    """What `run_model` runs images through: a `Model`, or patchify's pixels (no network, nothing to weigh)."""
+
+    config: "ViTConfig"
+
+    @property
+    def on_cpu(self) -> bool:
+        """Decoding may run ahead of the forward passes (nothing competes with it for the CPU)."""
+        ...
+
+    def resolve_grid(self, images: Images) -> None:
+        """Settle a position table's grid from the first image before anything runs."""
+        ...
+
+    def image_plan(self, spec: ImageSpec) -> "tuple[ImageSpec, Preprocess | None]":
+        """The size policy the images are fitted with, or the checkpoint family's own preprocessing."""
+        ...
+
+    def preparer(self, spec: ImageSpec,
+                 normalize: str | None) -> tuple[Callable[[object, str], FittedImage], str, ImageSpec]:
+        """(item, name) → FittedImage with its input in `.data`; the normalisation's name; the spec used."""
+        ...
+
+    def batch_tensor(self, items: list[FittedImage]) -> Any:
+        """(b, 3, H, W): a torch tensor on the model's device, or patchify's numpy values."""
+        ...
+
+    def check_memory(self, batch: int = 0, size: tuple[int, int] | None = None, kept: int = 0,
+                     source: str | None = None, kept_source: str | None = None,
+                     backward: tuple[str, bool] | None = None) -> None:
+        """The one-line error naming the option over the memory limit (see `MemoryMixin`)."""
+        ...
+
+
+def run_model(model: Runner, images: Images, compute: Callable[[Any], "dict[str, np.ndarray]"], *, main: str,
               normalize: str | None, batch: BatchSpec, output: str | None = None, output_dir: str | None = None,
               keep: bool = True, progress: Progress | None = None,
               describe: Callable[[FittedImage], dict[str, Any]] | None = None,
@@ -231,37 +269,38 @@ def run_model(model: Any, images: Images, compute: Callable[[Any], "dict[str, np
     if single and output_dir:
         raise VitcliError("--output-dir", "writes one file per image of several; for one image use -o FILE.npy")
 
-    checks = hasattr(model, "check_memory")  # patchify's pixels: no network (fit_one checks each image)
-    if checks:
-        _check_planned(model, images, batch, kept, kept_source, backward)
+    _check_planned(model, images, batch, kept, kept_source, backward)
 
     def rows(items: list[FittedImage]) -> "dict[str, np.ndarray]":
         x = model.batch_tensor(items)  # (b, 3, H, W): the real size, also for --size native
-        if checks:
-                model.check_memory(len(items), (int(x.shape[2]), int(x.shape[3])), kept(len(items), x.shape) if kept else 0,
-                               items[0].loaded.path if images.spec.size == "native" else None, kept_source, backward)
+        model.check_memory(len(items), (int(x.shape[2]), int(x.shape[3])), kept(len(items), x.shape) if kept else 0,
+                           items[0].loaded.path if images.spec.size == "native" else None, kept_source, backward)
         return compute(x)
 
-    common = dict(prepare=prepare, compute=rows, main=main, patch_size=model.config.patch_size, describe=describe,
-                  overlap=not model.on_cpu, progress=progress, keep_fitted=single)
+    def run(sink: object) -> BatchReport:
+        return run_batches(images, batch, sink=sink, prepare=prepare, compute=rows, main=main,
+                           patch_size=model.config.patch_size, describe=describe, overlap=not model.on_cpu,
+                           progress=progress, keep_fitted=single)
+
     if single or not (output or output_dir):
-        sink = MemorySink() if single or keep else None
-        report = run_batches(images, batch, sink=sink, **common)
-        return ModelRun(report, sink.arrays() if sink else {}, norm, not single)
+        memory = MemorySink() if single or keep else None
+        report = run(memory)
+        return ModelRun(report, memory.arrays() if memory else {}, norm, not single)
     with open_sink(output, output_dir, images.names()) as sink:
-        report = run_batches(images, batch, sink=sink, **common)
+        report = run(sink)
     report.outputs = {"array": output, "index": index_path(output)} if output else {"output_dir": output_dir}
     return ModelRun(report, {}, norm, True)
 
 
-def _check_planned(model: Any, images: Images, batch: BatchSpec, kept: Callable[[int, Any], int] | None,
+def _check_planned(model: Runner, images: Images, batch: BatchSpec, kept: Callable[[int, Any], int] | None,
                    kept_source: str | None = None, backward: tuple[str, bool] | None = None) -> None:
     """The weights and one batch's forward pass against the memory limit, when the size is known before decoding."""
     from vitcli.io.sizes import parse_size
 
     spec, family = model.image_plan(images.spec)
     fixed = family is not None and (family.crop or family.resize_mode == "exact")
-    size = tuple(family.size) if fixed else parse_size(spec.size) if spec.size is not None else None
+    hw = tuple(family.size) if fixed else parse_size(spec.size) if spec.size is not None else None
+    size = None if hw is None else (int(hw[0]), int(hw[1]))
     b = max(1, min(batch.batch_size, len(images))) if images.many else 1
     if size is None or not len(images):
         return model.check_memory()

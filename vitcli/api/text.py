@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitcli.api.display import ShowsItself
+from vitcli.api.images import image_keywords
 from vitcli.api.values import keywords
 from vitcli.errors import VitcliError
 
@@ -180,7 +181,7 @@ class TextMixin:
         (SigLIP: the attention-pool head's output)."""
         return "projected" if self.projects else "pooled"  # type: ignore[attr-defined]
 
-    @keywords(with_images=("images",))
+    @image_keywords("images")
     def classify(self, images: Any, *, labels: list[str] | str | None = None, labels_file: str | None = None,
                  template: str | None = None, tokenizer: str | None = None, normalize: str | None = None,
                  output: str | None = None, batch: Any = None, progress: Any = None) -> Classification:

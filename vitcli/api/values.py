@@ -17,7 +17,8 @@ import inspect
 import math
 import numbers
 import os
-from typing import Any, Callable, Literal, Sequence, get_args
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, get_args
 
 from vitcli.core.config import PosEncKind
 from vitcli.core.select import whole as whole_number
@@ -302,39 +303,46 @@ KEYWORDS.update({name: ranged for name in ("patch_size", "dim", "depth", "heads"
 IMAGE_OPTIONS = ("size", "fit", "resample", "background", "max_pixels", "draft", "max_patches")
 
 
-def keywords(*, with_images: tuple[str, ...] = (), **overrides: Parser) -> Callable[[Callable], Callable]:
+Forward = Callable[[inspect.BoundArguments, dict[str, Any]], None]
+
+
+def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | None = None,
+             **overrides: Parser) -> Callable[[Callable], Callable]:
     """Wrap a public function: each argument parsed by its keyword's parser before the call.
 
-    `with_images` names the arguments holding images: the image options of `load_images` are then
-    accepted too and forwarded to the loading of each (`embed(img, size=448)`)."""
+    `extra` keywords the function itself does not take are accepted and parsed too, then handed with
+    the call's arguments to `forward` (`images.image_keywords`: the image options, forwarded to the
+    loading of each image argument)."""
+    if "with_images" in overrides:  # the old spelling: loud at import rather than image options dropped
+        raise TypeError("keywords(with_images=...) is vitcli.api.images.image_keywords(...) now")
 
     def wrap(fn: Callable) -> Callable:
         signature = inspect.signature(fn)
         params = list(signature.parameters.values())
-        extra = []
-        if with_images:
-            image_signature = inspect.signature(_load_images_signature())
-            extra = [image_signature.parameters[n] for n in IMAGE_OPTIONS if n not in signature.parameters]
-        parsers = {p.name: overrides.get(p.name) or KEYWORDS.get(p.name) for p in [*params, *extra]
+        added = [p for p in extra if p.name not in signature.parameters]
+        parsers = {p.name: overrides.get(p.name) or KEYWORDS.get(p.name) for p in [*params, *added]
                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         missing = sorted(n for n, parse in parsers.items() if parse is None)
         if missing:
             raise TypeError(f"{fn.__qualname__}: no parser for {', '.join(missing)} (vitcli/api/values.py)")
+        parse_as = {n: parse for n, parse in parsers.items() if parse is not None}
+        stray = sorted(set(overrides) - set(parsers))
+        if stray:
+            raise TypeError(f"{fn.__qualname__}: parsers for keywords it does not take: {', '.join(stray)}")
         # the image options go before a **kwargs catch-all
         tail = [p for p in params if p.kind == p.VAR_KEYWORD]
-        shown = signature.replace(parameters=[*(p for p in params if p.kind != p.VAR_KEYWORD), *extra, *tail])
+        shown = signature.replace(parameters=[*(p for p in params if p.kind != p.VAR_KEYWORD), *added, *tail])
 
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
-            given = {n: kwargs.pop(n) for n in [p.name for p in extra] if n in kwargs}
+            given = {n: kwargs.pop(n) for n in [p.name for p in added] if n in kwargs}
             bound = bind(fn, signature, args, kwargs)
             for n, value in list(bound.arguments.items()):
-                if n in parsers:
-                    bound.arguments[n] = parsers[n](n, value)
-            parsed = {n: parsers[n](n, v) for n, v in given.items()}
-            for n in with_images if any(v is not None for v in parsed.values()) else ():
-                if bound.arguments.get(n) is not None:
-                    bound.arguments[n] = with_image_options(bound.arguments[n], parsed)
+                if n in parse_as:
+                    bound.arguments[n] = parse_as[n](n, value)
+            parsed = {n: parse_as[n](n, v) for n, v in given.items()}
+            if forward is not None:
+                forward(bound, parsed)
             return fn(*bound.args, **bound.kwargs)
 
         call.__signature__ = shown  # type: ignore[attr-defined]
@@ -356,26 +364,6 @@ def bind(fn: Callable, signature: inspect.Signature, args: tuple, kwargs: dict[s
         raise VitcliError(fn.__name__, str(e)) from None
 
 
-def _load_images_signature() -> Callable:
-    """`load_images` itself, unwrapped (its keywords are the image options)."""
-    from vitcli.api.images import load_images
-
-    return inspect.unwrap(load_images)
-
-
-def with_image_options(images: Any, options: dict[str, Any]) -> Any:
-    """Images loaded with the given options; an `Images` keeps its other options."""
-    from dataclasses import asdict
-
-    from vitcli.api.images import Images, load_images
-
-    given = {n: v for n, v in options.items() if v is not None}
-    if isinstance(images, Images):
-        spec = {n: v for n, v in asdict(images.spec).items() if n != "patch_remainder"}
-        return load_images(images, **{**spec, **given})
-    return load_images(images, **given)
-
-
 def check_forwarded(command: str, forwarded: dict[str, Any], to: Callable, also: tuple[str, ...] = ()) -> None:
     """Keywords a command forwards (posenc's to `load_model`): each one `to` takes, parsed by its parser."""
     known = set(inspect.signature(to).parameters) | set(also)
@@ -386,4 +374,4 @@ def check_forwarded(command: str, forwarded: dict[str, Any], to: Callable, also:
             KEYWORDS[n](n, value)
 
 
-__all__ = ["KEYWORDS", "check_forwarded", "keywords", "with_image_options"]
+__all__ = ["IMAGE_OPTIONS", "KEYWORDS", "check_forwarded", "keywords"]

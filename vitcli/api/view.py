@@ -9,30 +9,20 @@ With text prompts (CLIP-family checkpoints), each prompt gets a panel: its LeGra
 method legrad, target text:PROMPT) and its zero-shot score as `classify` computes it.
 """
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from vitcli.api.display import ShowsItself
-from vitcli.api.values import Layers, keywords, prompts
+from vitcli.api.attend import AttendMixin
+from vitcli.api.explain import ExplainMixin
+from vitcli.api.figures import FiguresMixin
+from vitcli.api.images import ImageSource, image_keywords
+from vitcli.api.results import ViewResult
+from vitcli.api.values import Layers, prompts
 from vitcli.errors import UsageError, VitcliError, option_errors
 
 ROW_TOLERANCE = 5e-4  # largest |row from float16 Q, K − attend's row| accepted before storing rows
 SIZE_BUDGET = 12 * 2**20  # the page's size budget (ViT-B/16 at 224, all layers)
-
-
-@dataclass
-class ViewResult(ShowsItself):
-    """The written page: its path, size in bytes and JSON document."""
-
-    path: str
-    size: int
-    document: dict[str, Any]
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
 
 
 def _f16(array: Any) -> dict[str, Any]:
@@ -67,12 +57,12 @@ def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: fl
     return {"kind": "rows", "rows": rows}, err
 
 
-class ViewMixin:
+class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
     """`view` for `Model`."""
 
-    @keywords(with_images=("images", "to"), text=prompts)
-    def view(self, images: Any, *, output: str, layers: Layers = "all", to: Any = None, explain: bool = False,
-             target: str | int | None = None, text: str | list[str] | None = None,
+    @image_keywords("images", "to", text=prompts)
+    def view(self, images: "ImageSource", *, output: str, layers: Layers = "all", to: "ImageSource | None" = None,
+             explain: bool = False, target: str | int | None = None, text: str | list[str] | None = None,
              normalize: str | None = None) -> ViewResult:
         """Write one HTML page exploring every image (one tab each), the layers `layers` embedded; `text`
         (prompts) adds a panel per prompt: its LeGrad map and zero-shot score (CLIP-family checkpoints)."""
@@ -98,7 +88,7 @@ class ViewMixin:
             self.text_tower()  # type: ignore[attr-defined]  # one line, before any work, without one
         c = self.config
         tabs, errors, kept = [], [], 0
-        for i, (item, name) in enumerate(zip(images.items, images.names())):
+        for i, (item, name) in enumerate(zip(images.items, images.names(), strict=True)):
             one = Images([item], False, images.spec)
             kept += self._check_tab_memory(item, name, images.spec, len(chosen), i, len(images.items), kept)
             tab, err = self._view_tab(one, name, chosen, to, normalize, explain, target)
@@ -114,7 +104,8 @@ class ViewMixin:
         doc = {"command": "view", "output": output, "size_bytes": size, "size_mb": round(size / 2**20, 2),
                "images": images.names(), "layers": chosen, "to": to if isinstance(to, str) or to is None else "<image>",
                "model": self.document(), "max_map_error": max(errors),
-               "storage": [{"image": t["name"], "layers": {str(l): a["kind"] for l, a in zip(chosen, t["attention"])}}
+               "storage": [{"image": t["name"],
+                            "layers": {str(i): a["kind"] for i, a in zip(chosen, t["attention"], strict=True)}}
                            for t in tabs],
                "estimated_size_bytes": encoded_size(page)}
         if texts:
@@ -136,7 +127,7 @@ class ViewMixin:
         grid = tuple(doc["grid"])
         q, k, _ = res.qkv  # each (L_sel, H, T, d)
         stored, errs = zip(*[attention_layer(np.asarray(res.weights[i], np.float64), np.asarray(q[i]), np.asarray(k[i]),
-                                             self.config.head_dim**-0.5) for i in range(len(layers))])
+                                             self.config.head_dim**-0.5) for i in range(len(layers))], strict=True)
         fitted, sim, target_fit, norms = self._view_features(image, to, layers, normalize)
         self._check_finite(name, res.weights, rollout, res.distance, norms.array, *sim)
         tab = {"name": name, "grid": list(grid), "image": _png(fitted.pixels), "attention": list(stored),

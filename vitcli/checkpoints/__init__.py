@@ -19,7 +19,8 @@ Public API (import from `vitcli.checkpoints.load`; nothing heavy is imported her
 
 Modules: read.py (files and their safety), hub.py (hf-hub:/timm: specs), config.py (config files
 parsed once: CheckpointConfig), families/ (one data module per library: key tables, variants,
-quirks, preprocessing defaults), infer.py (architecture from shapes, pure), archs.py (what a named architecture fixes: timm's
+quirks, preprocessing defaults), infer.py (architecture from shapes, pure), archs.py (what a named architecture fixes:
+timm's
 table data/timm_archs.json from scripts/gen_timm_archs.py, open_clip, torchvision), preprocess.py,
 load.py.
 """

@@ -7,6 +7,7 @@ import os
 import stat
 import zipfile
 from pathlib import Path
+from typing import cast
 
 from vitcli.core.budget import format_bytes, memory_limit, over
 from vitcli.errors import VitcliError
@@ -43,7 +44,8 @@ def parse_json(text: str | bytes) -> object:
         raise ValueError("nested too deeply (thousands of levels)") from None
 
 
-MAX_KEYS = 20_000  # tensors in one checkpoint: 20× the largest real ViT checkpoints (CLIP bigG with its text tower, ~1,000)
+# tensors in one checkpoint: 20× the largest real ViT checkpoints (CLIP bigG with its text tower, ~1,000)
+MAX_KEYS = 20_000
 
 
 def check_key_count(p: Path, n: int) -> None:
@@ -61,8 +63,8 @@ def check_declared_sizes(p: Path, z: zipfile.ZipFile, limit: int | None = None) 
     under the memory limit (a 2 MB archive may declare gigabytes of zeros)."""
     total = sum(info.file_size for info in z.infolist())
     problem = over(total, memory_limit() if limit is None else limit,
-                   f"inflating its {len(z.infolist()):,} members ({format_bytes(sum(i.compress_size for i in z.infolist()))} "
-                   "compressed)")
+                   f"inflating its {len(z.infolist()):,} members "
+                   f"({format_bytes(sum(i.compress_size for i in z.infolist()))} compressed)")
     if problem:
         raise VitcliError(str(p), problem, needs="max_memory")
 
@@ -75,7 +77,8 @@ def read_member(z: zipfile.ZipFile, name: str, where: str, cap: int | None = Non
                           f"({format_bytes(cap)} at most)")
     buf = bytearray(info.file_size)
     view, done = memoryview(buf), 0
-    with z.open(info) as f:
+    with z.open(info) as opened:
+        f = cast(zipfile.ZipExtFile, opened)
         while done < info.file_size:
             n = f.readinto(view[done:done + (1 << 20)])
             if not n:

@@ -211,7 +211,8 @@ def parse_configs(raw: Mapping[str, dict], folder: str | Path = "") -> Checkpoin
     sizes = (hf.get("image_size"), timm.get("image_size"), oc.get("image_size"))
     return CheckpointConfig(
         files=tuple(name for name in raw if raw[name]), image_size=next((s for s in sizes if s), None),
-        heads=hf.get("heads") or timm.get("heads"), layer_norm_eps=hf.get("layer_norm_eps"), hidden_act=hf.get("hidden_act"),
+        heads=hf.get("heads") or timm.get("heads"), layer_norm_eps=hf.get("layer_norm_eps"),
+                            hidden_act=hf.get("hidden_act"),
         architecture=timm.get("architecture") or "", global_pool=timm.get("global_pool"), timm=timm.get("pretrained"),
         open_clip=oc.get("vision"), open_clip_preprocess=oc.get("preprocess"), processor=processor,
         **_labels(_Fields(config, where("config.json"))))
@@ -239,7 +240,8 @@ def _labels(f: _Fields) -> dict[str, Any]:
 def _indexed(f: _Fields, key: str) -> dict[int, str]:
     """A list of names, or an {index: name} object (indices as JSON strings or numbers), as {index: name}."""
     value = f.data[key]
-    items = list(enumerate(value)) if isinstance(value, list) else list(value.items()) if isinstance(value, dict) else None
+    items = (list(enumerate(value)) if isinstance(value, list) else list(value.items()) if isinstance(value, dict)
+             else None)
     try:
         found = {int(i): name for i, name in items} if items is not None else None
     except (TypeError, ValueError):
@@ -253,7 +255,7 @@ def _descriptions(f: _Fields, pretrained: "_Fields | None") -> dict[str, str]:
     """timm's label_descriptions {name: words}, top level or under pretrained_cfg; {} when absent."""
     for source in (f, pretrained):
         value = source.data.get("label_descriptions") if source is not None else None
-        if value is not None:
+        if source is not None and value is not None:
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise source._bad("label_descriptions", value, "an object {name: description}")
             return value
@@ -311,7 +313,8 @@ def _processor(f: _Fields) -> HFProcessor:
     if isinstance(size, dict) and set(size) - {"height", "width", "shortest_edge"}:
         raise VitcliError(f.where, f"size {size!r:.60} is not one vitcli reads: N, {{\"shortest_edge\": N}} or "
                           "{\"height\": H, \"width\": W}")
-    shortest = f.sub("size").integer("shortest_edge") if isinstance(size, dict) and "shortest_edge" in size else None
+    sized = f.sub("size")  # None unless `size` is an object
+    shortest = sized.integer("shortest_edge") if sized is not None and "shortest_edge" in sized.data else None
     legacy = isinstance(size, int) and not isinstance(size, bool)
     resample = f.data.get("resample")
     if resample is not None and (isinstance(resample, bool) or not isinstance(resample, int) or not 0 <= resample <= 5):

@@ -6,6 +6,7 @@ says which file is missing and how to pass a local file instead. The cache folde
 switch are read from the environment at call time (HF_HUB_CACHE, HF_HOME, HF_HUB_OFFLINE).
 """
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -56,7 +57,8 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     body, _, revision = body.partition("@")
     repo = repo_prefix + body.strip().strip("/")
     if repo.count("/") != 1 or not all(NAME.fullmatch(part) and part not in (".", "..") for part in repo.split("/")):
-        raise VitcliError(spec, "expected hf-hub:ORG/NAME or timm:NAME (e.g. timm:vit_base_patch16_224.augreg2_in21k_ft_in1k)")
+        raise VitcliError(spec, "expected hf-hub:ORG/NAME or timm:NAME "
+                                "(e.g. timm:vit_base_patch16_224.augreg2_in21k_ft_in1k)")
     if revision and (not REVISION.fullmatch(revision) or {".", ".."} & set(revision.split("/"))):
         raise VitcliError(spec, f"revision {revision!r:.60} is not a branch, tag or commit name (letters, digits, "
                           "'.', '_', '-' and '/' between names; no '..')")
@@ -120,7 +122,8 @@ def cached_snapshot(repo: str, revision: str | None, spec: str) -> Path | None:
     if revision:
         matches = [n for n in names if n.startswith(revision.lower())]
         if len(matches) > 1:
-            raise VitcliError(spec, f"revision {revision} matches {len(matches)} cached snapshots; give more of the hash")
+            raise VitcliError(spec,
+                              f"revision {revision} matches {len(matches)} cached snapshots; give more of the hash")
         return snapshots / matches[0] if matches else None
     return snapshots / names[0] if len(names) == 1 else None
 
@@ -132,7 +135,8 @@ def _download(spec: str, repo: str, revision: str | None) -> Resolved:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise _missing(spec, repo, "downloading needs the huggingface_hub package (pip install huggingface_hub)") from None
+        raise _missing(spec, repo,
+                       "downloading needs the huggingface_hub package (pip install huggingface_hub)") from None
     unreachable = _unreachable()
     if unreachable:
         raise _missing(spec, repo, f"the hub is unreachable ({unreachable})")
@@ -147,10 +151,8 @@ def _download(spec: str, repo: str, revision: str | None) -> Resolved:
             continue
         configs = {}
         for config in CONFIG_FILES:
-            try:
+            with contextlib.suppress(Exception):
                 configs[config] = Path(hf_hub_download(repo, config, revision=revision, cache_dir=str(cache_dir())))
-            except Exception:
-                pass
         return Resolved(spec, weights, repo, configs)
     raise _missing(spec, repo, f"the hub could not provide it ({problem})")
 

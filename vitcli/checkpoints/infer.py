@@ -29,7 +29,7 @@ checked against the shapes. The family supplies the rest (see `families/base.py`
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from vitcli.checkpoints.archs import ArchFacts, lookup
 from vitcli.checkpoints.families.base import NATIVE_GRID, Evidence, Family, Variant, projects
@@ -111,7 +111,7 @@ def infer_config(fam: Family, ev: Evidence, overrides: Overrides = Overrides(),
     remainder = variant.patch_remainder or fam.patch_remainder
     if ev.has("pos_embed"):
         table = _read_table(ev, patch, (int(class_token) + int(distilled), registers), overrides, image_grid, remainder)
-    elif ev.has("rel_pos_bias.relative_position_bias_table") or ev.has("blocks.0.rel_pos_bias.relative_position_bias_table"):
+    elif any(ev.has(f"{at}rel_pos_bias.relative_position_bias_table") for at in ("", "blocks.0.")):
         table = _relpos_grid(ev, patch, overrides, remainder)  # BEiT without an absolute table: the bias table's grid
     else:  # no table (DINOv3: RoPE only): the native size only sets the default input size
         table = _untabled_grid(fam, ev, patch, overrides, remainder)
@@ -181,7 +181,7 @@ def _size_grid(size: tuple[int, int], patch: int, remainder: PatchRemainder, sou
         raise VitcliError(source, f"image size {h}x{w} {problem} the patch size {patch}") from None
 
 
-def _new_parts(ev: Evidence) -> dict[str, object]:
+def _new_parts(ev: Evidence) -> dict[str, Any]:
     """The parts of the newer families that the tensors show: RMSNorm (no norm bias), missing biases, the patch
     norm, the relative position bias (shared or per block), the attention pool's variant (query projection,
     biases, residual MLP)."""
@@ -295,7 +295,8 @@ def _read_table(ev: Evidence, patch: int, prefix: tuple[int, int], o: Overrides,
 
 def _fit_size(size: tuple[int, int], patch: int, candidates: tuple[tuple[int, int], ...], given: bool, name: str,
               length: int, remainder: PatchRemainder = "refuse") -> _Grid | None:
-    """The grid of a native size given or from a config file (floored as the family's conv does), if the table fits it."""
+    """The grid of a native size given or from a config file (floored as the family's conv does), if the table fits
+    it."""
     h, w = size
     grid = _size_grid(size, patch, remainder, "--native-size" if given else name)
     for r, n in candidates:

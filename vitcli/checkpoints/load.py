@@ -100,7 +100,8 @@ def load_checkpoint(spec: str | Path, strict: bool = True, device: "str | torch.
     """
     spec = str(spec)
     _native_size(image_size)  # a bad --native-size is refused before anything is read
-    raw = read_checkpoint(resolve(spec, online).path if is_hub_spec(spec) else spec, shapes_only)  # with the config files beside it
+    raw = read_checkpoint(resolve(spec, online).path if is_hub_spec(spec) else spec,
+                          shapes_only)  # with the config files beside it
     return load_state(raw.tensors, raw.configs, spec, strict, device, family=family, image_size=image_size, heads=heads,
                       activation=activation, eps=eps, pooling=pooling, dim=dim, depth=depth, patch_size=patch_size,
                       mlp_dim=mlp_dim, path=raw.path, format=raw.format, read_notes=raw.notes,
@@ -131,7 +132,7 @@ def load_state(state_dict: "Mapping[str, Tensor]", configs: Mapping[str, dict], 
     mapped = map_keys(tensors, fam, root, files)
     if root:
         notes.append(f"vision weights under '{root}'")
-    overrides = Overrides(family, heads, size, eps, activation, pooling,  # type: ignore[arg-type]
+    overrides = Overrides(family, heads, size, eps, activation, pooling,
                           dim, depth, patch_size, mlp_dim)
     basis = Basis(fam, evidence(mapped, spec, format, nested_under, tensors, files), overrides, tuple(notes))
     from vitcli.checkpoints.parts import name_parts
@@ -181,7 +182,7 @@ def _native_size(image_size: object) -> tuple[int, int] | None:
         tuple(image_size) if isinstance(image_size, (tuple, list)) else ()
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
         raise VitcliError("--native-size", f"{image_size!r:.60} is not N or (H, W) with positive whole numbers")
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 def _inferred_and_backed(basis: Basis, mapped: Mapped, spec: str, unbuilt: list[str]) -> Inferred:

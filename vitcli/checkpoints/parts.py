@@ -9,7 +9,8 @@ gets a rule in its family's table, so its keys are no longer left over and its h
 import re
 
 PART_HINTS: tuple[tuple[str, str], ...] = (
-    (r"\.mlp\.(w1|w2|w3|w12)\.", "a SwiGLU MLP in a layout vitcli cannot place it in (packed SwiGLU w12 / w3, or w1 / w2 / w3)"),
+    (r"\.mlp\.(w1|w2|w3|w12)\.",
+     "a SwiGLU MLP in a layout vitcli cannot place it in (packed SwiGLU w12 / w3, or w1 / w2 / w3)"),
     (r"attn_pool\.pos_embed", "a position table inside the attention pool"),
     # any other block key under an MLP or attention name that no rule took: a layout vitcli does not know
     (r"\.\d+\.(.+\.)?(mlp|ffn|feed_forward|intermediate|output|c_fc|c_proj)\.", "an MLP layout vitcli does not know"),

@@ -22,7 +22,7 @@ module (`preprocess_geometry`, `apply_preprocess`), so the checkpoints layer nev
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 ResizeMode = Literal["shortest", "exact", "patches"]
 Backend = Literal["pil", "torch"]
@@ -38,7 +38,7 @@ _NAMED = {"imagenet": IMAGENET, "inception": INCEPTION, "clip": OPENAI_CLIP}
 def normalize_name(mean: tuple[float, ...], std: tuple[float, ...]) -> str:
     """The name of a standard (mean, std) pair (the io layer's NORMALIZE keys), else 'custom'."""
     for name, (m, s) in _NAMED.items():
-        if all(abs(a - b) < 1e-6 for a, b in zip((*mean, *std), (*m, *s))) and len(mean) == len(m):
+        if all(abs(a - b) < 1e-6 for a, b in zip((*mean, *std), (*m, *s), strict=False)) and len(mean) == len(m):
             return name
     return "custom"
 
@@ -63,7 +63,7 @@ class Preprocess:
     patch_size: int | None = None  # resize_mode 'patches': sides are multiples of it
     max_patches: int | None = None  # resize_mode 'patches': at most this many patches
 
-    def with_changes(self, **changes: object) -> "Preprocess":
+    def with_changes(self, **changes: Any) -> "Preprocess":
         """A copy with fields replaced; a new mean/std renames `normalize`."""
         out = replace(self, **changes)
         return replace(out, normalize=normalize_name(out.mean, out.std))
@@ -117,7 +117,8 @@ def size_for_max_patches(hw: tuple[int, int], patch: int, max_patches: int) -> t
     return side(low, hw[0]), side(low, hw[1])
 
 
-def timm_preprocess(size: tuple[int, int], crop_pct: float, mean_std=INCEPTION, interpolation: Interpolation = "bicubic",
+def timm_preprocess(size: tuple[int, int], crop_pct: float, mean_std=INCEPTION,
+                    interpolation: Interpolation = "bicubic",
                     crop_mode: str = "center", source: str = "timm") -> Preprocess:
     """timm's `transforms_imagenet_eval`: resize to floor(size / crop_pct), centre-crop `size`."""
     mean, std = mean_std

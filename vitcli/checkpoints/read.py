@@ -31,8 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vitcli.checkpoints.bounds import (MAX_CONFIG_BYTES, MAX_INDEX_BYTES, MAX_PICKLE_BYTES, check_declared_sizes,
-                                       check_key_count, parse_json, read_member, read_text_capped)
+from vitcli.checkpoints.bounds import (
+    MAX_CONFIG_BYTES,
+    MAX_INDEX_BYTES,
+    MAX_PICKLE_BYTES,
+    check_declared_sizes,
+    check_key_count,
+    parse_json,
+    read_member,
+    read_text_capped,
+)
 from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: describing a safetensors file needs none
@@ -76,7 +84,9 @@ def read_checkpoint(path: str | Path, shapes_only: bool = False) -> RawCheckpoin
     if shapes_only:  # torch files are mmap'd: their shapes are taken, their data pages never touched
         from vitcli.checkpoints.shapes import ShapeTensor
 
-        raw.tensors = {k: t if isinstance(t, ShapeTensor) else ShapeTensor.of(t) for k, t in raw.tensors.items()}
+        # ShapeTensors stand in for the tensors: the mapping reads only .shape and .dtype
+        raw.tensors = {k: t if isinstance(t, ShapeTensor) else ShapeTensor.of(t)  # type: ignore[misc]
+                       for k, t in raw.tensors.items()}
     raw.configs = read_configs(folder)
     return raw
 
@@ -161,7 +171,7 @@ def _read_safetensors(p: Path) -> RawCheckpoint:
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
             check_key_count(p, len(f.keys()))  # from the header, before any tensor is made
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is no Mapping
             metadata = dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise VitcliError(str(p), f"not a readable safetensors file ({_short(e)})") from None
@@ -191,7 +201,7 @@ def _read_sharded(index: Path, shapes_only: bool = False) -> RawCheckpoint:
             raise VitcliError(str(index), f"names the shard {shard!r:.80}: shards are .safetensors files beside the "
                               "index (not the index itself, another index or a path elsewhere)")
     check_key_count(index, len(weight_map))
-    tensors: "dict[str, Tensor]" = {}
+    tensors: dict[str, Tensor] = {}
     for shard in shards:
         tensors.update(_read_file(index.parent / shard, shapes_only).tensors)
         check_key_count(index, len(tensors))
@@ -284,7 +294,7 @@ class _ScriptObject:
 
 def _script_class(type_name: str):
     class Bag(_ScriptObject):
-        def __new__(cls, *args: Any) -> "_ScriptObject":
+        def __new__(cls, *args: Any) -> "Bag":
             obj = object.__new__(cls)
             obj.type_name, obj.state = type_name, None
             return obj
@@ -356,6 +366,8 @@ def _torchscript_prefix(z: zipfile.ZipFile) -> str | None:
 
 def _read_torchscript(p: Path, z: zipfile.ZipFile) -> "dict[str, Tensor]":
     prefix = _torchscript_prefix(z)
+    if prefix is None:
+        raise VitcliError(str(p), "not a TorchScript archive (no data.pkl beside constants.pkl and code)")
     check_declared_sizes(p, z)
     order = bytes(read_member(z, f"{prefix}/byteorder", str(p), 64)).decode().strip() \
         if f"{prefix}/byteorder" in z.NameToInfo else "little"
@@ -368,7 +380,7 @@ def _read_torchscript(p: Path, z: zipfile.ZipFile) -> "dict[str, Tensor]":
         raise
     except Exception as e:  # malformed pickle: say so, never fall back to torch.jit.load
         raise VitcliError(str(p), f"not a readable TorchScript archive ({_short(e)})") from None
-    tensors: "dict[str, Tensor]" = {}
+    tensors: dict[str, Tensor] = {}
     _walk(root, "", tensors)
     check_key_count(p, len(tensors))
     if not tensors:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from vitcli.errors import VitcliError
 
@@ -141,7 +141,7 @@ def _entry(p: Path, key: str, entry: object) -> tuple[ShapeTensor, tuple[int, in
     return ShapeTensor(tuple(shape), name), (offsets[0], offsets[1])
 
 
-def _bad(p: Path, problem: str) -> None:
+def _bad(p: Path, problem: str) -> NoReturn:
     raise VitcliError(str(p), f"not a readable safetensors file ({problem})")
 
 

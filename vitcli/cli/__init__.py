@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import traceback
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -51,8 +51,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
-    max_memory: Annotated[Optional[str], typer.Option("--max-memory", metavar="SIZE", help="Refuse, before allocating, what would need more memory than SIZE (8G, 500M, bytes); accepted anywhere on the command line. \\[default: 75% of the available memory]", show_default=False)] = None,
+    version: Annotated[bool | None, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    max_memory: Annotated[str | None, typer.Option(
+        "--max-memory", metavar="SIZE", show_default=False,
+        help="Refuse, before allocating, what would need more memory than SIZE (8G, 500M, bytes); accepted anywhere "
+             "on the command line. \\[default: 75% of the available memory]")] = None,
 ) -> None:
     """See what a Vision Transformer does to an image, one idea at a time."""
 
@@ -114,7 +118,7 @@ def is_out_of_memory(e: BaseException) -> bool:
 def _run_app(args: list[str]) -> None:
     """The typer app; torch's out-of-memory RuntimeError becomes MemoryError (the same one line);
     then standard output flushed inside the run (a full or broken pipe is one line)."""
-    from vitcli.streams import flush_stdout
+    from vitcli.cli.streams import flush_stdout
 
     try:
         app(args=args, prog_name="vitcli")
@@ -133,8 +137,8 @@ def _run_app(args: list[str]) -> None:
 
 def main() -> None:
     """Entry point of the `vitcli` console script."""
+    from vitcli.cli.streams import StreamError, prepare_streams, silence_stdout
     from vitcli.errors import VitcliError
-    from vitcli.streams import StreamError, prepare_streams, silence_stdout
 
     install_signal_handlers()
     atexit.register(gc.freeze)  # at exit, no full collection over torch's objects: ~0.4 s sooner back to the shell
@@ -178,7 +182,9 @@ def _exit_if_interrupted(e: BaseException) -> None:
     seen: BaseException | None = e
     while seen is not None:
         if isinstance(seen, (KeyboardInterrupt, Terminated)):
-            raise SystemExit(announce(signal.SIGINT if isinstance(seen, KeyboardInterrupt) else signal.SIGTERM)) from None
+            raise SystemExit(announce(signal.SIGINT if isinstance(seen, KeyboardInterrupt) else signal.SIGTERM)
+                             ) from None
         seen = seen.__cause__ or seen.__context__
-    if received() is not None:
-        raise SystemExit(announce(received())) from None
+    signum = received()
+    if signum is not None:
+        raise SystemExit(announce(signum)) from None

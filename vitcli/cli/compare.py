@@ -13,6 +13,7 @@ from vitcli.cli.common import (
     ModelOptions,
     NormalizeOpt,
     Output,
+    OutputOptions,
     QuietOpt,
     batch_spec,
     choices,
@@ -82,7 +83,7 @@ def compare_command(
 
     if batch.output_dir is not None:
         raise UsageError("--output-dir", "compare writes one matrix: use -o FILE.npy")
-    out = Output(output, as_json, quiet)
+    out = Output(OutputOptions(output, as_json, quiet))
     if features:
         return _stored(features, images, with_model, out, metric=metric, layers=layers, layers_b=layers_b, topk=topk,
                        cca_dim=cca_dim, exact=exact, output=output, plot=plot, batch_size=batch.batch_size)
@@ -109,8 +110,8 @@ def _stored(features: list[str], images: list[str] | None, with_model: str | Non
 
 def _tables(doc: dict[str, Any]) -> list[Any]:
     """The run's summary and, for each layer of A, the best-matching layer of B under each metric."""
-    from vitcli.report import info_table
-    from vitcli.tables import batch_rows, rows_table, span
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import batch_rows, rows_table, span
 
     a, b = doc["model_a"], doc["model_b"]
     rows = (batch_rows(doc) if "features" not in doc else [("features", ", ".join(doc["features"]))]) + [

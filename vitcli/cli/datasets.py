@@ -1,7 +1,7 @@
 """The dataset options of `embed`: Parquet and shard formats, resumable runs, the Ray backend."""
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -16,13 +16,32 @@ BackendChoice = choices("BackendChoice", Literal["local", "ray"])
 class DatasetOptions:
     """How a dataset run is stored (Parquet, shards, manifest) and where it runs (local, Ray)."""
 
-    format: Annotated[FormatChoice, typer.Option("--format", help="With --output-dir: npy (a file per image), parquet (shards part-00000.parquet …) or npy-shards (clip-retrieval's img_emb/ + metadata/). -o FILE.parquet writes one Parquet file.", rich_help_panel=OUTPUT_PANEL)] = FormatChoice("npy")  # type: ignore[valid-type]
-    shard_size: Annotated[Optional[int], typer.Option("--shard-size", metavar="N", help="Images per shard (with --output-dir and --format parquet or npy-shards); each shard is committed whole, with a manifest in --output-dir. \\[default: 10000]", rich_help_panel=DATASET_PANEL, show_default=False)] = None
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output-dir (after a crash or kill): checks inputs, options and version against its manifest and computes only the missing shards.", rich_help_panel=DATASET_PANEL)] = False
-    backend: Annotated[BackendChoice, typer.Option("--backend", help="local, or ray: a Ray Data pipeline (pip install 'vitcli\\[ray]').", rich_help_panel=DATASET_PANEL)] = BackendChoice("local")  # type: ignore[valid-type]
-    actors: Annotated[Optional[int], typer.Option("--actors", metavar="N", help="Ray: model actors (one model each). \\[default: 1]", rich_help_panel=DATASET_PANEL, show_default=False)] = None
-    num_gpus: Annotated[Optional[float], typer.Option("--num-gpus", metavar="G", help="Ray: GPUs per model actor. \\[default: 0]", rich_help_panel=DATASET_PANEL, show_default=False)] = None
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray: the cluster to join, HOST:PORT or auto. \\[default: RAY_ADDRESS, else Ray starts locally]", rich_help_panel=DATASET_PANEL, show_default=False)] = None
+    format: Annotated[FormatChoice, typer.Option(  # type: ignore[valid-type]
+        "--format", rich_help_panel=OUTPUT_PANEL,
+        help="With --output-dir: npy (a file per image), parquet (shards part-00000.parquet …) or npy-shards "
+             "(clip-retrieval's img_emb/ + metadata/). -o FILE.parquet writes one Parquet file.",
+    )] = FormatChoice("npy")
+    shard_size: Annotated[int | None, typer.Option(
+        "--shard-size", metavar="N", rich_help_panel=DATASET_PANEL, show_default=False,
+        help="Images per shard (with --output-dir and --format parquet or npy-shards); each shard is committed whole, "
+             "with a manifest in --output-dir. \\[default: 10000]")] = None
+    resume: Annotated[bool, typer.Option(
+        "--resume", rich_help_panel=DATASET_PANEL,
+        help="Continue the run in --output-dir (after a crash or kill): checks inputs, options and version against "
+             "its manifest and computes only the missing shards.")] = False
+    backend: Annotated[BackendChoice, typer.Option(  # type: ignore[valid-type]
+        "--backend", rich_help_panel=DATASET_PANEL,
+        help="local, or ray: a Ray Data pipeline (pip install 'vitcli\\[ray]').",
+    )] = BackendChoice("local")
+    actors: Annotated[int | None, typer.Option(
+        "--actors", metavar="N", rich_help_panel=DATASET_PANEL, show_default=False,
+        help="Ray: model actors (one model each). \\[default: 1]")] = None
+    num_gpus: Annotated[float | None, typer.Option(
+        "--num-gpus", metavar="G", rich_help_panel=DATASET_PANEL, show_default=False,
+        help="Ray: GPUs per model actor. \\[default: 0]")] = None
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", rich_help_panel=DATASET_PANEL, show_default=False,
+        help="Ray: the cluster to join, HOST:PORT or auto. \\[default: RAY_ADDRESS, else Ray starts locally]")] = None
 
 
 def dataset_spec(opts: DatasetOptions) -> Any:

@@ -1,20 +1,36 @@
 """`vitcli embed`: patches → projection → class token → + positions = Z0 → encoder → embedding."""
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 
+from vitcli.cli.common import (
+    BatchOptions,
+    ImageOptions,
+    ImagesArg,
+    ModelOptions,
+    NormalizeOpt,
+    Output,
+    OutputOptions,
+    choices,
+    examples,
+    gather,
+    open_model,
+    prose,
+    value,
+    with_options,
+)
 from vitcli.cli.datasets import DatasetOptions
 
 from vitcli.cli.text import TextOpt, TokenizerOpt, text_table
 from vitcli.errors import VitcliError
-from vitcli.cli.common import (examples, BatchOptions, ImageOptions, ImagesArg, JsonOpt, ModelOptions, NormalizeOpt, Output,
-                               OutputOpt, QuietOpt, choices, gather, open_model, value, with_options)
 
-HELP = """Project an image's patches into ViT token embeddings and show every stage.
+HELP = prose("""Project an image's patches into ViT token embeddings and show every stage.
 
-patches (N, P·P·C) → projected (N, D) → with class token (N+1, D) → + position = Z0 (N+1, D) → encoder output Z_L (N+1, D) → pooled image embedding (D,). -o writes the --stage you choose. Weights are random from --seed unless --weights gives a checkpoint. With --text PROMPT (CLIP-family checkpoints), the prompts' text embeddings (K, E) instead.
-"""
+patches (N, P·P·C) → projected (N, D) → with class token (N+1, D) → + position = Z0 (N+1, D) → encoder output Z_L (N+1,
+D) → pooled image embedding (D,). -o writes the --stage you choose. Weights are random from --seed unless --weights
+gives a checkpoint. With --text PROMPT (CLIP-family checkpoints), the prompts' text embeddings (K, E) instead.
+""")
 EXAMPLES = [
     'vitcli embed sample_images/chelsea.jpg',
     'vitcli embed sample_images/chelsea.jpg -o z0.npy',
@@ -34,21 +50,36 @@ LABELS = {"patches": "patches (N, P·P·C)", "tokens": "projected (N, D)", "with
           "projected": "projected (E,): image-text space", "layers": "every chosen block's tokens (L, D)"}
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions, data=DatasetOptions)
+@with_options(out_opts=OutputOptions, image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions,
+              data=DatasetOptions)
 def embed_command(
     images: ImagesArg = None,
-    stage: Annotated[Stage, typer.Option("--stage", metavar="STAGE", help="Which stage -o writes: patches, tokens (the projected patches), input (Z0), output (Z_L), pooled, projected (CLIP-style models: the image embedding in the joint image-text space, after the projection), or layers (each block's feature before the final norm, --tokens of --layers: (L, D) an image in .npy; in Parquet one column per layer, layer_0, layer_1, …, what compare --features reads).")] = Stage("input"),  # type: ignore[valid-type]
-    impl: Annotated[Impl, typer.Option("--impl", metavar="IMPL", help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).")] = Impl("conv"),  # type: ignore[valid-type]
-    posenc: Annotated[Optional[Posenc], typer.Option("--posenc", metavar="POSENC", help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]", show_default=False)] = None,  # type: ignore[valid-type]
-    layers: Annotated[Optional[str], typer.Option("--layers", metavar="LAYERS", help="With --stage layers: the blocks (all, -1, 0,3,6 or 2:5). \\[default: all]", show_default=False)] = None,
-    tokens: Annotated[Optional[LayerTokens], typer.Option("--tokens", metavar="TOKENS", help="With --stage layers: cls | mean | pooled. \\[default: cls with a class token, else mean]", show_default=False)] = None,  # type: ignore[valid-type]
+    stage: Annotated[Stage, typer.Option(  # type: ignore[valid-type]
+        "--stage", metavar="STAGE",
+        help="Which stage -o writes: patches, tokens (the projected patches), input (Z0), output (Z_L), pooled, "
+             "projected (CLIP-style models: the image embedding in the joint image-text space, after the projection), "
+             "or layers (each block's feature before the final norm, --tokens of --layers: (L, D) an image in .npy; in "
+             "Parquet one column per layer, layer_0, layer_1, …, what compare --features reads).",
+    )] = Stage["input"],
+    impl: Annotated[Impl, typer.Option(  # type: ignore[valid-type]
+        "--impl", metavar="IMPL",
+        help="Patch projection as Conv2d(C, D, P, stride P) or Linear(P·P·C, D) on patchify's output (same numbers).",
+    )] = Impl["conv"],
+    posenc: Annotated[Posenc | None, typer.Option(  # type: ignore[valid-type]
+        "--posenc", metavar="POSENC", show_default=False,
+        help="learned | sincos1d | sincos2d | none \\[default: the model's, learned]",
+    )] = None,
+    layers: Annotated[str | None, typer.Option(
+        "--layers", metavar="LAYERS", show_default=False,
+        help="With --stage layers: the blocks (all, -1, 0,3,6 or 2:5). \\[default: all]")] = None,
+    tokens: Annotated[LayerTokens | None, typer.Option(  # type: ignore[valid-type]
+        "--tokens", metavar="TOKENS", show_default=False,
+        help="With --stage layers: cls | mean | pooled. \\[default: cls with a class token, else mean]")] = None,
     normalize: NormalizeOpt = None,
     text: TextOpt = None,
     tokenizer: TokenizerOpt = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     batch: BatchOptions,
@@ -57,7 +88,7 @@ def embed_command(
     from vitcli.cli.common import batch_spec
     from vitcli.cli.datasets import dataset_spec
 
-    out = Output(output, as_json, quiet)
+    out, output = Output(out_opts), out_opts.output
     if text:
         return _embed_text(out, text, tokenizer, images, model_opts)
     if tokenizer is not None:
@@ -82,14 +113,15 @@ def _embed_text(out: Output, texts: list[str], tokenizer: str | None, images: li
 
 
 def _tables(doc: dict[str, Any], many: bool) -> list[Any]:
-    from vitcli.report import info_table, stats_table
-    from vitcli.tables import batch_tables, input_rows, model_rows
+    from vitcli.cli.report import info_table, stats_table
+    from vitcli.cli.tables import batch_tables, input_rows, model_rows
 
     rows = model_rows(doc["model"]) + [("normalize", doc["normalize"])]
     if many:
         return batch_tables("embed", doc, rows + [("stage written", doc["stage"])], LABELS[doc["stage"]])
     rows = input_rows(doc["input"]) + rows
     rows += [("stage written", f"{doc['stage']} → {doc['outputs']['array']}")] if doc["outputs"]["array"] else []
-    labels = {**LABELS, "pooled": LABELS["pooled"] + ", before the projection"} if doc["model"].get("projection") else LABELS
+    labels = {**LABELS,
+              "pooled": LABELS["pooled"] + ", before the projection"} if doc["model"].get("projection") else LABELS
     stages = {labels[k]: v for k, v in doc["tensors"].items()}
     return [info_table("vitcli embed", rows), stats_table("stages", stages, label="stage")]

@@ -1,22 +1,50 @@
 """`vitcli explain`: which patches made the model give an output, as a map, a table and a picture."""
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 
-from vitcli.cli.common import (OUTPUT_PANEL, BatchOptions, examples, ImageOptions, ImagesArg, JsonOpt, ModelOptions,
-                               NormalizeOpt, Output, OutputOpt, QuietOpt, batch_spec, choices, gather, open_model,
-                               value, with_options)
+from vitcli.cli.common import (
+    OUTPUT_PANEL,
+    BatchOptions,
+    ImageOptions,
+    ImagesArg,
+    ModelOptions,
+    NormalizeOpt,
+    Output,
+    OutputOptions,
+    batch_spec,
+    choices,
+    examples,
+    gather,
+    open_model,
+    prose,
+    value,
+    with_options,
+)
 
-HELP = """Explain an output of the model: which patches made it say that.
+HELP = prose("""Explain an output of the model: which patches made it say that.
 
---method grad-rollout (Chefer et al. 2021: R ← R + mean_h (∇A ⊙ A)⁺·R, the class token's row; without a class token the attention-pool probe's row (heads' mean) times R, or the mean of R's patch rows, as attend --rollout's default query), attn-grad (vit-explain's gradient rollout), gradcam (Grad-CAM on block --layer's norm1 tokens), rollout (attention alone, as attend --rollout), legrad (Bousselham et al. 2025, as legrad-torch: for each block from --start-layer, the gradient of the target read from that block's own averaged tokens (all of them; through the final norm and the head) with respect to its attention, clamped ≥ 0, averaged over heads and query rows, summed over blocks; min-max scaled to [0, 1]; with an attention-pool probe (SigLIP), the probe's attention on each block's raw output), or all side by side (the first four: all does not include legrad). --target top or class:N (a classifier logit; class:NAME or a bare N too: the names are the checkpoint's config.json id2label / label_names, shown beside the class in the table and as "label" in the JSON), image:OTHER (cosine of the pooled embeddings: what makes the two images alike), patch:R,C (cosine of that patch's final feature with the pooled embedding). -o writes the raw map (rows, cols) float32, unnormalised (legrad's in [0, 1]); several images give (B, rows, cols) with an index. Gradients go through the model block by block, so large images fit (1792 px on ViT-B/16 in a few GB).
-"""
+--method grad-rollout (Chefer et al. 2021: R ← R + mean_h (∇A ⊙ A)⁺·R, the class token's row; without a class token the
+attention-pool probe's row (heads' mean) times R, or the mean of R's patch rows, as attend --rollout's default query),
+attn-grad (vit-explain's gradient rollout), gradcam (Grad-CAM on block --layer's norm1 tokens), rollout (attention
+alone, as attend --rollout), legrad (Bousselham et al. 2025, as legrad-torch: for each block from --start-layer, the
+gradient of the target read from that block's own averaged tokens (all of them; through the final norm and the head)
+with respect to its attention, clamped ≥ 0, averaged over heads and query rows, summed over blocks; min-max scaled to
+[0, 1]; with an attention-pool probe (SigLIP), the probe's attention on each block's raw output), or all side by side
+(the first four: all does not include legrad). --target top or class:N (a classifier logit; class:NAME or a bare N too:
+the names are the checkpoint's config.json id2label / label_names, shown beside the class in the table and as "label" in
+the JSON), image:OTHER (cosine of the pooled embeddings: what makes the two images alike), patch:R,C (cosine of that
+patch's final feature with the pooled embedding). -o writes the raw map (rows, cols) float32, unnormalised (legrad's in
+[0, 1]); several images give (B, rows, cols) with an index. Gradients go through the model block by block, so large
+images fit (1792 px on ViT-B/16 in a few GB).
+""")
 EXAMPLES = [
     "vitcli explain sample_images/chelsea.jpg --overlay why.png",
     "vitcli explain sample_images/chelsea.jpg --method all --overlay all.png",
     "vitcli explain sample_images/chelsea.jpg --target class:281 -o map.npy",
-    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch14_dinov2', depth=2, img_size=224).state_dict(), 'dino.safetensors')\"",
+    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model("
+    "'vit_small_patch14_dinov2', depth=2, img_size=224).state_dict(), 'dino.safetensors')\"",
     "vitcli explain sample_images/chelsea.jpg --target image:sample_images/coffee.jpg --weights dino.safetensors",
     "vitcli explain sample_images/chelsea.jpg --method legrad --start-layer 1 --overlay legrad.png",
     "vitcli explain sample_images/ --method gradcam -o maps.npy",
@@ -25,25 +53,41 @@ EPILOG = examples(EXAMPLES)
 Method = choices("Method", Literal["grad-rollout", "attn-grad", "gradcam", "rollout", "legrad", "all"])
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
+@with_options(out_opts=OutputOptions, image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def explain_command(
     images: ImagesArg = None,
-    method: Annotated[Method, typer.Option("--method", help="grad-rollout, attn-grad, gradcam, rollout, legrad, or all (the first four side by side: not legrad).")] = Method("grad-rollout"),  # type: ignore[valid-type]
-    target: Annotated[str, typer.Option("--target", help="top, class:N, class:NAME, image:OTHER, patch:R,C or text:PROMPT (cosine of the projected image embedding with the prompt's text embedding: CLIP-family checkpoints; top needs a classifier head, except with --method rollout).")] = "top",
-    start_layer: Annotated[Optional[int], typer.Option("--start-layer", help="grad-rollout, attn-grad, rollout: first layer of the product; legrad: first block summed (LeGrad's own default is the last two blocks). \\[default: 0]", show_default=False)] = None,
-    layer: Annotated[Optional[int], typer.Option("--layer", help="gradcam: the block whose norm1 output is used (negative from the end). \\[default: -1]", show_default=False)] = None,
-    discard_ratio: Annotated[Optional[float], typer.Option("--discard-ratio", help="attn-grad, rollout: zero this share of each layer's lowest weights (never the diagonal) before adding I. \\[default: 0]", show_default=False)] = None,
-    overlay: Annotated[Optional[str], typer.Option("--overlay", help="The map over the image with a colour bar, method, target and score in the title, as PNG (--method all: side by side).", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    method: Annotated[Method, typer.Option(  # type: ignore[valid-type]
+        "--method", help="grad-rollout, attn-grad, gradcam, rollout, legrad, or all (the first four side by side: not "
+                         "legrad).",
+    )] = Method["grad-rollout"],
+    target: Annotated[str, typer.Option(
+        "--target",
+        help="top, class:N, class:NAME, image:OTHER, patch:R,C or text:PROMPT (cosine of the projected image embedding "
+             "with the prompt's text embedding: CLIP-family checkpoints; top needs a classifier head, except with "
+             "--method rollout).")] = "top",
+    start_layer: Annotated[int | None, typer.Option(
+        "--start-layer", show_default=False,
+        help="grad-rollout, attn-grad, rollout: first layer of the product; legrad: first block summed (LeGrad's own "
+             "default is the last two blocks). \\[default: 0]")] = None,
+    layer: Annotated[int | None, typer.Option(
+        "--layer", show_default=False,
+        help="gradcam: the block whose norm1 output is used (negative from the end). \\[default: -1]")] = None,
+    discard_ratio: Annotated[float | None, typer.Option(
+        "--discard-ratio", show_default=False,
+        help="attn-grad, rollout: zero this share of each layer's lowest weights (never the diagonal) before adding "
+             "I. \\[default: 0]")] = None,
+    overlay: Annotated[str | None, typer.Option(
+        "--overlay", rich_help_panel=OUTPUT_PANEL, show_default=False,
+        help="The map over the image with a colour bar, method, target and score in the title, as PNG (--method all: "
+             "side by side).")] = None,
     normalize: NormalizeOpt = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: OutputOptions,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     batch: BatchOptions,
 ) -> None:
-    out = Output(output, as_json, quiet)
+    out, output = Output(out_opts), out_opts.output
     found = gather(images, image_opts, batch)
     model = open_model(model_opts, image_opts)
     with out.progress(len(found)) as progress:
@@ -55,8 +99,8 @@ def explain_command(
 
 
 def _tables(result: Any, many: bool, out: Output) -> list[Any]:
-    from vitcli.report import info_table, stats_table
-    from vitcli.tables import batch_tables, heatmap, input_rows, model_rows, output_rows, rows_table
+    from vitcli.cli.report import info_table, stats_table
+    from vitcli.cli.tables import batch_tables, heatmap, input_rows, model_rows, output_rows, rows_table
 
     doc = result.document
     ex = doc["explain"]
@@ -67,8 +111,10 @@ def _tables(result: Any, many: bool, out: Output) -> list[Any]:
         scores = [[r["path"], "-" if r["score"] is None else r["score"], _klass(r)] for r in ex["images"][:20]]
         return tables + [rows_table("scores (first 20)", ["image", "score", "class"], scores)]
     rows = input_rows(doc["input"]) + rows
-    rows += [("score", "-" if ex["score"] is None else ex["score"])] + ([("class", _klass(ex))] if "class" in ex else [])
-    per_method = ex["methods"] if ex["method"] == "all" else [{"method": ex["method"], "top_patches": ex["top_patches"]}]
+    rows += [("score",
+              "-" if ex["score"] is None else ex["score"])] + ([("class", _klass(ex))] if "class" in ex else [])
+    per_method = ex["methods"] if ex["method"] == "all" else [{"method": ex["method"],
+                                                               "top_patches": ex["top_patches"]}]
     top = [[m["method"], *[f"({p['row']}, {p['col']}) {p['value']:.4g}" for p in m["top_patches"]]] for m in per_method]
     tables = [info_table("vitcli explain", rows + output_rows(doc["outputs"])),
               rows_table("strongest patches (row, col) value", ["method", "1", "2", "3", "4", "5"], top),

@@ -1,15 +1,27 @@
 """`vitcli info`: describe a model preset or a checkpoint without running it."""
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from vitcli.cli.common import examples, JsonOpt, ModelOptions, Output, QuietOpt, open_model, with_options
+from vitcli.cli.common import (
+    JsonOpt,
+    ModelOptions,
+    Output,
+    OutputOptions,
+    QuietOpt,
+    examples,
+    open_model,
+    prose,
+    with_options,
+)
 
-HELP = """Describe a ViT: patch size, grid, tokens, dim, depth, heads, MLP, parameters and GMACs.
+HELP = prose("""Describe a ViT: patch size, grid, tokens, dim, depth, heads, MLP, parameters and GMACs.
 
-With --weights, the architecture, family, native size and preprocessing inferred from the checkpoint, and the keys that were ignored. Only what describes the checkpoint is read (a safetensors header, config files); --check-values also reads every weight and counts NaN / Inf.
-"""
+With --weights, the architecture, family, native size and preprocessing inferred from the checkpoint, and the keys that
+were ignored. Only what describes the checkpoint is read (a safetensors header, config files); --check-values also reads
+every weight and counts NaN / Inf.
+""")
 EXAMPLES = [
     'vitcli info',
     'vitcli info --model vit-l16 --size 384',
@@ -22,10 +34,17 @@ EPILOG = examples(EXAMPLES)
 
 @with_options(model_opts=ModelOptions)
 def info_command(
-    size: Annotated[Optional[str], typer.Option("--size", metavar="N|HxW|native", help="Image size HxW for the grid and GMACs. \\[default: the model's native size]", show_default=False)] = None,
-    list_ignored: Annotated[bool, typer.Option("--list-ignored", metavar="", help="List every ignored key of a checkpoint (a CLIP text tower is otherwise one summary line).")] = False,
-    check_values: Annotated[bool, typer.Option("--check-values", metavar="", help="Read every weight and count NaN / Inf values (slower: the whole file is read).")] = False,
-    patch_size: Annotated[Optional[int], typer.Option("-p", "--patch-size", metavar="N", help="Override the patch size P.", show_default=False)] = None,
+    size: Annotated[str | None, typer.Option(
+        "--size", metavar="N|HxW|native", show_default=False,
+        help="Image size HxW for the grid and GMACs. \\[default: the model's native size]")] = None,
+    list_ignored: Annotated[bool, typer.Option(
+        "--list-ignored", metavar="",
+        help="List every ignored key of a checkpoint (a CLIP text tower is otherwise one summary line).")] = False,
+    check_values: Annotated[bool, typer.Option(
+        "--check-values", metavar="",
+        help="Read every weight and count NaN / Inf values (slower: the whole file is read).")] = False,
+    patch_size: Annotated[int | None, typer.Option(
+        "-p", "--patch-size", metavar="N", show_default=False, help="Override the patch size P.")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     *,
@@ -33,20 +52,21 @@ def info_command(
 ) -> None:
     from vitcli.cli.common import ImageOptions
 
-    out = Output(None, as_json, quiet)
+    out = Output(OutputOptions(None, as_json, quiet))
     doc = open_model(model_opts, ImageOptions(patch_size=patch_size), describe_only=not check_values).info(size)
     out.finish(doc, _table(doc, list_ignored))
 
 
 def _table(doc: dict[str, Any], list_ignored: bool = False) -> Any:
-    from vitcli.report import info_table
-    from vitcli.tables import model_rows
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import model_rows
 
     m = doc["model"]
     h, w = doc["size"]
     native = tuple(m["native_size"])
     rows = model_rows(m) + [
-        ("image size [H, W]", f"{h} × {w}" + (" (native)" if (h, w) == native else f" (native {native[0]} × {native[1]})")),
+        ("image size [H, W]",
+         f"{h} × {w}" + (" (native)" if (h, w) == native else f" (native {native[0]} × {native[1]})")),
         *([("patch grid", doc["size_note"])] if doc.get("size_note") else []),
         *([("table at other grids", m["position_resample"])] if m.get("position_resample") else []),
         ("activation / LN eps", f"{m['activation']} / {m['eps']:g}"),

@@ -1,11 +1,24 @@
 """`vitcli patchify`: cut an image into P×P patches, flatten each, and put them back."""
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from vitcli.cli.common import (examples, OUTPUT_PANEL, BatchOptions, ImageOptions, ImagesArg, JsonOpt, OrderChoice, Output,
-                               OutputOpt, QuietOpt, ValuesChoice, batch_spec, gather, value, with_options)
+from vitcli.cli.common import (
+    OUTPUT_PANEL,
+    BatchOptions,
+    ImageOptions,
+    ImagesArg,
+    OrderChoice,
+    Output,
+    OutputOptions,
+    ValuesChoice,
+    batch_spec,
+    examples,
+    gather,
+    value,
+    with_options,
+)
 
 HELP = """Split an image into N = (H/P)·(W/P) patches of P·P·C values, in row-major order.
 
@@ -19,41 +32,51 @@ Output shape (N, P·P·C). Values are the image's raw uint8 bytes unless --norma
 """
 EXAMPLES = [
     'vitcli patchify sample_images/chelsea.jpg -o patches.npy --grid-png grid.png',
-    'vitcli patchify sample_images/chelsea.jpg -o - | python -c "import io, sys, numpy; print(numpy.load(io.BytesIO(sys.stdin.buffer.read())).shape)"',
+    'vitcli patchify sample_images/chelsea.jpg -o - | python -c "import io, sys, numpy; '
+    'print(numpy.load(io.BytesIO(sys.stdin.buffer.read())).shape)"',
     'vitcli patchify --unpatchify patches.npy --grid-size 14x14 -o back.png',
     "vitcli patchify 'sample_images/*.jpg' --output-dir patches/",
 ]
 EPILOG = examples(EXAMPLES)
 
 
-@with_options(image_opts=ImageOptions, batch=BatchOptions)
+@with_options(out_opts=OutputOptions, image_opts=ImageOptions, batch=BatchOptions)
 def patchify_command(
     images: ImagesArg = None,
-    order: Annotated[OrderChoice, typer.Option("--order", metavar="ORDER", help="Value order inside a patch (see above).")] = OrderChoice("chw"),  # type: ignore[valid-type]
-    normalize: Annotated[ValuesChoice, typer.Option("--normalize", metavar="NORMALIZE", help="raw: uint8 bytes; none: float32 x/255; imagenet|inception|clip: float32 (x/255 − mean)/std.")] = ValuesChoice("raw"),  # type: ignore[valid-type]
-    output: OutputOpt = None,
-    grid_png: Annotated[Optional[str], typer.Option("--grid-png", metavar="FILE", help="Write the image as fed in, with the patch grid and each patch's index.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
-    unpatchify: Annotated[Optional[str], typer.Option("--unpatchify", metavar="FILE", help="Inverse: rebuild an image from this (N, P·P·C) .npy; -o FILE.png or FILE.npy.", show_default=False)] = None,
-    grid_size: Annotated[Optional[str], typer.Option("--grid-size", metavar="ROWSxCOLS", help="Grid ROWSxCOLS for --unpatchify (default: square).", show_default=False)] = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
+    order: Annotated[OrderChoice, typer.Option(  # type: ignore[valid-type]
+        "--order", metavar="ORDER", help="Value order inside a patch (see above).",
+    )] = OrderChoice["chw"],
+    normalize: Annotated[ValuesChoice, typer.Option(  # type: ignore[valid-type]
+        "--normalize", metavar="NORMALIZE",
+        help="raw: uint8 bytes; none: float32 x/255; imagenet|inception|clip: float32 (x/255 − mean)/std.",
+    )] = ValuesChoice["raw"],
+    grid_png: Annotated[str | None, typer.Option(
+        "--grid-png", metavar="FILE", rich_help_panel=OUTPUT_PANEL, show_default=False,
+        help="Write the image as fed in, with the patch grid and each patch's index.")] = None,
+    unpatchify: Annotated[str | None, typer.Option(
+        "--unpatchify", metavar="FILE", show_default=False,
+        help="Inverse: rebuild an image from this (N, P·P·C) .npy; -o FILE.png or FILE.npy.")] = None,
+    grid_size: Annotated[str | None, typer.Option(
+        "--grid-size", metavar="ROWSxCOLS", show_default=False,
+        help="Grid ROWSxCOLS for --unpatchify (default: square).")] = None,
     *,
+    out_opts: OutputOptions,
     image_opts: ImageOptions,
     batch: BatchOptions,
 ) -> None:
-    from vitcli.api.patchify import patchify, unpatchify as unpatchify_array
+    from vitcli.api.patchify import check_mode, patchify
+    from vitcli.api.patchify import unpatchify as unpatchify_array
 
-    out = Output(output, as_json, quiet)
-    _refuse_unused(unpatchify, grid_size, image_opts, batch)
+    out, output = Output(out_opts), out_opts.output
+    o = image_opts
     if unpatchify is not None:
-        if images or batch.from_list:
-            raise typer.BadParameter("--unpatchify rebuilds an image from FILE.npy; it takes no IMAGE (it would be "
-                                     "ignored)", param_hint="IMAGE")
+        batch_spec(batch)  # --batch-size, --workers: checked even when unused
+    check_mode(bool(images or batch.from_list), unpatchify, grid_size, size=o.size, patch_size=o.patch_size,
+               max_pixels=o.max_pixels, max_patches=o.max_patches)
+    if unpatchify is not None:
         result = unpatchify_array(unpatchify, grid_size=grid_size, order=value(order), normalize=value(normalize),
                                   output=output)
         return out.finish(result.document, *_tables(result.document, False))
-    if not images and batch.from_list is None:
-        raise typer.BadParameter("give an IMAGE to patchify, or --unpatchify FILE.npy", param_hint="IMAGE")
     found = gather(images, image_opts, batch)
     with out.progress(len(found)) as progress:
         result = patchify(found, order=value(order), normalize=value(normalize), output=output,
@@ -62,29 +85,9 @@ def patchify_command(
     out.finish(result.document, *_tables(result.document, found.many))
 
 
-def _refuse_unused(unpatchify: Optional[str], grid_size: Optional[str], image_opts: ImageOptions,
-                   batch: BatchOptions) -> None:
-    """--grid-size only with --unpatchify; the image-fitting numbers only without it (range-checked either way)."""
-    from vitcli.api.ranges import check_ranges, refuse_unused
-    from vitcli.io.sizes import parse_hw, parse_size
-
-    o = image_opts
-    if grid_size is not None:
-        parse_hw(grid_size, "--grid-size")
-    if unpatchify is None:  # the patchify run checks its own numbers as it reads them
-        refuse_unused("--unpatchify FILE.npy", {"--grid-size": grid_size})
-    else:
-        if o.size is not None:
-            parse_size(o.size)
-        check_ranges(patch_size=o.patch_size, max_pixels=o.max_pixels, max_patches=o.max_patches)
-        batch_spec(batch)  # --batch-size, --workers
-        refuse_unused("an IMAGE to patchify (--unpatchify reads P and the size from the array)",
-                      {"--size": o.size, "--patch-size": o.patch_size, "--max-pixels": o.max_pixels, "--max-patches": o.max_patches})
-
-
 def _tables(doc: dict[str, Any], many: bool) -> list[Any]:
-    from vitcli.report import info_table, stats_table
-    from vitcli.tables import batch_tables, input_rows, output_rows
+    from vitcli.cli.report import info_table, stats_table
+    from vitcli.cli.tables import batch_tables, input_rows, output_rows
 
     facts = [("patch size P", doc["patch_size"]), ("order / values", f"{doc['order']} / {doc['normalize']}")]
     if many:

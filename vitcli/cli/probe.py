@@ -11,6 +11,7 @@ from vitcli.cli.common import (
     ModelOptions,
     NormalizeOpt,
     Output,
+    OutputOptions,
     QuietOpt,
     batch_spec,
     choices,
@@ -62,7 +63,7 @@ def probe_command(
     if batch.output_dir is not None or batch.from_list is not None:
         raise UsageError("--output-dir" if batch.output_dir is not None else "--from-list",
                          "probe reads ROOT (and --labels) and writes -o and --plot")
-    out = Output(output, as_json, quiet)
+    out = Output(OutputOptions(output, as_json, quiet))
     if image_opts.patch_size is not None:
         raise UsageError("-p", "probe runs the model's own patch size")
     from vitcli.api.probe import labelled_images
@@ -79,8 +80,8 @@ def probe_command(
 
 def _tables(doc: dict[str, Any]) -> list[Any]:
     """The run's summary and the accuracy of each layer, the best ones marked."""
-    from vitcli.report import info_table
-    from vitcli.tables import output_rows, rows_table
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import output_rows, rows_table
 
     split = doc["split"]
     rows = [("images", f"{doc['processed']} of {doc['images']}, {len(doc['classes'])} classes ({doc['labels_from']})"),

@@ -12,6 +12,7 @@ from vitcli.cli.common import (
     ModelOptions,
     NormalizeOpt,
     Output,
+    OutputOptions,
     OutputOpt,
     QuietOpt,
     examples,
@@ -38,8 +39,8 @@ TokenizerOpt = Annotated[str | None, typer.Option("--tokenizer", metavar="PATH",
 
 def text_table(doc: dict[str, Any]) -> list[Any]:
     """embed --text: the tower and one row per prompt (tokens, truncated, norm)."""
-    from vitcli.report import info_table
-    from vitcli.tables import rows_table
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import rows_table
 
     m = doc["model"]
     tower = (f"{m['text_layout']}: {m['text_depth']} blocks, D {m['text_dim']}, {m['text_heads']} heads, {m['mask']}, "
@@ -78,7 +79,7 @@ def classify_command(
     from vitcli.cli.common import batch_spec
     from vitcli.errors import VitcliError
 
-    out = Output(output, as_json, quiet)
+    out = Output(OutputOptions(output, as_json, quiet))
     if batch.output_dir:
         raise VitcliError("--output-dir", "classify writes one array of scores: use -o FILE.npy")
     found = gather(images, image_opts, batch)
@@ -93,8 +94,8 @@ def _tables(doc: dict[str, Any], top: int = 10) -> list[Any]:
     """The rule, and each image's labels sorted by score (the first `top`)."""
     import numpy as np
 
-    from vitcli.report import info_table
-    from vitcli.tables import rows_table
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import rows_table
 
     rule = {"softmax": "softmax of exp(logit_scale)·cos (CLIP)", "sigmoid": "sigmoid of exp(logit_scale)·cos + "
             "logit_bias (SigLIP)", "head": "the classifier head's softmax"}[doc["rule"]]

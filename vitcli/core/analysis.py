@@ -6,7 +6,7 @@ by their count, and maps patch rows onto the true (rows, cols) grid, never √N.
 """
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 from torch import Tensor
@@ -101,25 +101,12 @@ class Rollout:
         self.result = hat if self.result is None else hat @ self.result
 
 
-def attention_rollout(attentions: list[Tensor], fusion: Fusion = "mean", discard_ratio: float = 0.0,
-                      discard_scope: DiscardScope = "matrix", start_layer: int = 0) -> Tensor:
-    """R = Â_L ⋯ Â_s over `attentions`, one (B, H, T, T) per layer in depth order → (B, T, T).
-
-    Row 0 is the class token's rollout map over all tokens; every row sums to 1.
-    """
-    layers = attentions[start_layer:]
-    if not layers:
-        raise ValueError(f"start layer {start_layer} leaves no layer of {len(attentions)} to roll out")
-    rollout = Rollout(discard_ratio, discard_scope)
-    for attn in layers:
-        rollout.add(fuse_heads(attn.double(), fusion))
-    return rollout.result  # type: ignore[return-value]
 
 
 def mean_of_patch_rows(rows_of: RowsOf, num_tokens: int, num_prefix: int, chunk: int) -> Tensor:
     """The mean of the patch rows (…, H, T) float64, summed one block of `chunk` rows at a time."""
     total = sum(rows_of(s, min(s + chunk, num_tokens)).double().sum(-2) for s in range(num_prefix, num_tokens, chunk))
-    return total / (num_tokens - num_prefix)  # type: ignore[operator]
+    return cast(Tensor, total) / (num_tokens - num_prefix)
 
 
 def probe_row(pool_attention: Tensor, fusion: Fusion = "mean") -> Tensor:
@@ -173,27 +160,11 @@ def mean_distance_of_rows(rows_of: RowsOf, num_tokens: int, grid: tuple[int, int
         dist = torch.cdist(centres[start - num_prefix:stop - num_prefix], centres)  # (c, N)
         part = (rows * dist).sum(dim=(-2, -1))  # (…, H)
         total = part if total is None else total + part
-    return total / n  # type: ignore[operator]
+    return cast(Tensor, total) / n
 
 
-def mean_attention_distance(attn: Tensor, grid: tuple[int, int], patch_size: int, num_prefix: int,
-                            renorm: bool = False, chunk: int = 1024) -> Tensor:
-    """Mean attention distance of a full (…, H, T, T) matrix → (…, H) pixels (see mean_distance_of_rows)."""
-    return mean_distance_of_rows(rows_of_matrix(attn), attn.shape[-1], grid, patch_size, num_prefix, renorm, chunk)
 
 
-def query_distance(weights: Tensor, query: int, grid: tuple[int, int], patch_size: int, num_prefix: int,
-                   renorm: bool = False) -> Tensor:
-    """Σ_j A[q, j]·d_qj for one patch query: (…, T) weights of token `query` → (…,) pixels."""
-    patch = query - num_prefix
-    if not 0 <= patch < grid[0] * grid[1]:
-        raise ValueError(f"token {query} is a prefix token: it has no position on the grid")
-    centres = patch_centres(grid, patch_size).to(weights.device)
-    dist = torch.cdist(centres[patch:patch + 1], centres)[0]  # (N,)
-    row = weights[..., num_prefix:].double()
-    if renorm:
-        row = row / row.sum(dim=-1, keepdim=True)
-    return (row * dist).sum(dim=-1)
 
 
 def attention_entropy(weights: Tensor, renormalise: bool = False) -> Tensor:

@@ -25,6 +25,11 @@ for what the estimate leaves out (Python, torch's own pages, allocator slack).
 """
 
 import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vitcli.core.config import ViTConfig
 
 DEFAULT_SHARE = 0.75  # of the available memory
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -71,9 +76,9 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        top = open("/sys/fs/cgroup/memory.max").read().strip()
+        top = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         if top != "max":
-            used = int(open("/sys/fs/cgroup/memory.current").read().strip())
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
             found.append(max(0, int(top) - used))
     except (OSError, ValueError):
         pass
@@ -107,7 +112,7 @@ def over(need: int, limit: int, what: str) -> str | None:
     return f"{what} needs {format_bytes(need)}, over the memory limit of {format_bytes(limit)} ({{needs}})"
 
 
-def weight_bytes(c, dtype: str = "float32") -> int:
+def weight_bytes(c: "ViTConfig", dtype: str = "float32") -> int:
     """Bytes of the model's weights in `dtype`."""
     from vitcli.core.presets import formula_params
 

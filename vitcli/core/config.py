@@ -43,11 +43,12 @@ the Literals themselves.
 """
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 PosEncKind = Literal["learned", "sincos1d", "sincos2d", "none"]
 AttentionKind = Literal["plain"]  # multi-head self-attention softmax(Q·Kᵀ/√d)·V
-# fc1, activation, fc2; SiLU(fc1_g)·fc1_x, fc2 (SwiGLU: timm SwiGLU, AIMv2); the same with fc1 packing [g; x] (timm GluMlp)
+# fc1, activation, fc2; SiLU(fc1_g)·fc1_x, fc2 (SwiGLU: timm SwiGLU, AIMv2); the same with fc1 packing [g; x]
+# (timm GluMlp)
 MlpKind = Literal["mlp", "swiglu", "swiglu_packed"]
 RopeKind = Literal["none", "dinov3", "eva"]  # rotary position on q, k of the patches (rope.py)
 Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "silu"]
@@ -136,6 +137,6 @@ class ViTConfig:
     def head_dim(self) -> int:
         return self.dim // self.heads
 
-    def with_changes(self, **changes: object) -> "ViTConfig":
+    def with_changes(self, **changes: Any) -> "ViTConfig":
         """A copy with some fields replaced (frozen dataclass)."""
         return replace(self, **changes)

@@ -28,6 +28,8 @@ def conv_weight_to_linear(weight: Tensor, order: Order = "chw") -> Tensor:
 class PatchEmbed(nn.Module):
     """Projects each P×P patch to D values; stored as `proj` = Conv2d(C, D, P, stride=P)."""
 
+    norm: nn.Module  # AIMv2's norm on the projected patches, set by the encoder when the config has one
+
     def __init__(self, patch_size: int, in_chans: int, dim: int, bias: bool = True) -> None:
         super().__init__()
         self.patch_size = patch_size

@@ -12,6 +12,7 @@ runs image by image, so each row's pooled and logits have the bits of that image
 """
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +28,9 @@ from vitcli.core.pooling import embed, make_pool
 from vitcli.core.position import make_position
 from vitcli.core.relpos import RelativePositionBias, add_bias
 from vitcli.core.validate import validate
+
+if TYPE_CHECKING:
+    from vitcli.core.attn_pool import AttentionPool
 
 
 @dataclass
@@ -67,7 +71,7 @@ class AttentionTerms:
         self.rotate, self.shared, self.blocks, self.grid = rotate, shared, blocks, grid
 
     def __getitem__(self, i: int) -> tuple[Rotate | None, Tensor | None]:
-        return self.rotate, self.blocks[i].attention_bias(self.grid, self.shared)
+        return self.rotate, cast(Block, self.blocks[i]).attention_bias(self.grid, self.shared)
 
 
 class VisionTransformer(nn.Module):
@@ -95,7 +99,8 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = norm() if config.final_norm else nn.Identity()
         pool = make_pool(config)
-        self.attn_pool = pool if config.pooling == "map" else None  # the probe's weights: timm's attn_pool.*
+        # the probe's weights: timm's attn_pool.*
+        self.attn_pool = cast("AttentionPool", pool) if config.pooling == "map" else None
         self.pool = None if config.pooling == "map" else pool
         self.fc_norm = norm() if config.fc_norm else nn.Identity()
         n = config.num_classes
@@ -107,6 +112,10 @@ class VisionTransformer(nn.Module):
         from vitcli.core.init import draw
 
         draw(self, seed)
+
+    def block(self, i: int) -> Block:
+        """Block i, typed (an nn.ModuleList holds any Module)."""
+        return cast(Block, self.blocks[i])
 
     @property
     def pooler(self) -> nn.Module | None:
@@ -154,14 +163,15 @@ class VisionTransformer(nn.Module):
             return None, None
         rows = [embed(pool(tokens[b:b + 1]), self.fc_norm, self.heads) for b in range(tokens.shape[0])]
         pooled = torch.cat([r[0] for r in rows])
-        return pooled, (torch.cat([r[1] for r in rows]) if rows[0][1] is not None else None)
+        logits = [r[1] for r in rows if r[1] is not None]  # every image's, or none (no head)
+        return pooled, (torch.cat(logits) if logits else None)
 
     def inputs(self, images: Tensor, grid: tuple[int, int], impl: Impl, order: Order,
                out: ViTOutput | None) -> Tensor:
         """(B, C, H, W) → the blocks' input (B, T, D); the stages go to `out` when given."""
         images = crop_to_grid(images, grid, self.config.patch_size)  # (B, C, rows·P, cols·P): what the conv uses
         patches = patchify(images, self.config.patch_size, order) if out is not None or impl == "linear" else None
-        if impl == "linear":
+        if patches is not None and impl == "linear":
             tokens = self.patch_embed.embed_patches(patches, order)  # (B, N, D)
         else:
             tokens = self.patch_embed(images, impl)  # (B, N, D)
@@ -184,7 +194,7 @@ class VisionTransformer(nn.Module):
         terms = self.attention_terms(grid)
         last, rows = len(self.blocks) - 1, self.pooled_rows
         for i in range(plan.stop):
-            block, (rotate, bias) = self.blocks[i], terms[i]
+            block, (rotate, bias) = self.block(i), terms[i]
             qkv = block.qkv(x, rotate)  # each (B, H, T, d)
             if i == last and rows and capture.final != "none":
                 out.pooled, out.logits = self.embed_tokens(self.norm(block.prefix_rows(x, qkv, rows, bias)))
@@ -202,7 +212,7 @@ class VisionTransformer(nn.Module):
         if detail is None:
             return
         if i in plan.reduce and capture.reducer is not None:
-            out.reduced[i] = capture.reducer(i, self.blocks[i].attn, detail)
+            out.reduced[i] = capture.reducer(i, self.block(i).attn, detail)
         if i in plan.attention:
             out.attentions[i] = detail.weights
             if capture.qkv:
@@ -223,10 +233,10 @@ class VisionTransformer(nn.Module):
         grid = self.grid_of(images)
         out = ViTOutput(grid, self.config.num_prefix_tokens)
         x = self.inputs(images, grid, impl, order, out if capture.inputs else None)
-        x = self.encode(x, grid, capture, plan, out)
-        if x is None or capture.final == "none":
+        last = self.encode(x, grid, capture, plan, out)
+        if last is None or capture.final == "none":
             return out
-        output = self.norm(x)  # (B, T, D)
+        output = self.norm(last)  # (B, T, D)
         if capture.final == "tokens":
             out.output = output
         if self.pooler is not None and self.pooled_rows is None:  # the pool reads every token

@@ -69,6 +69,27 @@ class Target:
     index: int | tuple[int, int] | None = None  # class N, or patch (row, col)
     other: Tensor | None = None  # image: (D,) pooled embedding of the other image; text: (E,) joint-space embedding
 
+    @property
+    def patch(self) -> tuple[int, int]:
+        """(row, col) of a patch target."""
+        if not isinstance(self.index, tuple):
+            raise ValueError(f"a {self.kind} target has no patch")
+        return self.index
+
+    @property
+    def class_index(self) -> int:
+        """N of a class target."""
+        if not isinstance(self.index, int):
+            raise ValueError(f"a {self.kind} target has no class index")
+        return self.index
+
+    @property
+    def other_pooled(self) -> Tensor:
+        """(D,) the other image's pooled embedding of an image target."""
+        if self.other is None:
+            raise ValueError(f"a {self.kind} target has no other image")
+        return self.other
+
 
 @dataclass
 class Explanation:
@@ -111,22 +132,25 @@ def block_inputs(model: VisionTransformer, images: Tensor) -> tuple[list[Tensor]
     return [x, *(out.blocks[i] for i in range(model.config.depth))], grid
 
 
-def target_value(model: VisionTransformer, x_last: Tensor, target: Target, grid: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
+def target_value(model: VisionTransformer, x_last: Tensor, target: Target,
+                 grid: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
     """y (B,) from the last block's output (B, T, D), with autograd; and the class per image (class targets)."""
     out = model.norm(x_last)  # (B, T, D)
     pooled, logits = model.embed_tokens(out)  # (B, D), (B, classes)
     if target.kind in ("top", "class"):
         if logits is None:
             raise ValueError("this model has no classifier head: explain image:OTHER or patch:R,C instead")
-        klass = logits.argmax(-1) if target.kind == "top" else torch.full_like(logits[:, 0], target.index, dtype=torch.long)
+        klass = logits.argmax(-1) if target.kind == "top" else torch.full_like(logits[:, 0], target.class_index,
+                                                                               dtype=torch.long)
         return logits.gather(1, klass[:, None])[:, 0], klass
     if pooled is None:
-        raise ValueError("this model has no pooled embedding (pooling none), so image: and patch: have nothing to compare")
+        raise ValueError("this model has no pooled embedding (pooling none), so image: and patch: have nothing to "
+                         "compare")
     if target.kind == "text":
         return cosine_to(joint_embedding(pooled, logits), target.other, "text"), None
     if target.kind == "image":
         return cosine_to(pooled, target.other, "image"), None
-    r, c = target.index  # type: ignore[misc]
+    r, c = target.patch
     patch = out[:, model.config.num_prefix_tokens + r * grid[1] + c]  # (B, D)
     return F.cosine_similarity(patch, pooled, dim=-1), None
 
@@ -164,7 +188,7 @@ def backward_blocks(model: VisionTransformer, xs: list[Tensor], grid: tuple[int,
         score = y.detach()
         for i in range(len(model.blocks) - 1, stop - 1, -1):
             rotate, bias = terms[i]
-            g, lg = block_backward(cast(Block, model.blocks[i]), i, xs[i], g, rotate, bias, i == features_at, rows)
+            g, lg = block_backward(model.block(i), i, xs[i], g, rotate, bias, i == features_at, rows)
             visit(lg)
     return score, klass
 
@@ -227,7 +251,7 @@ def attention_backward(block: Block, layer: int, q: Tensor, k: Tensor, v: Tensor
 
 def fused_rows(model: VisionTransformer, lg: LayerGrad, start: int, stop: int, gradient: bool) -> Tensor:
     """Query rows start..stop-1 of mean_h (A ⊙ ∂y/∂A)⁺ (or of mean_h A): (B, stop-start, T) float32."""
-    a = model.blocks[lg.layer].attn.rows(lg.q, lg.k, lg.bias, start, stop)  # (B, H, c, T)
+    a = model.block(lg.layer).attn.rows(lg.q, lg.k, lg.bias, start, stop)  # (B, H, c, T)
     if gradient:
         a = (a * attention_grad(lg.grad_y, lg.v, start, stop)).clamp_min(0)
     return a.float().mean(dim=1)
@@ -346,7 +370,7 @@ def legrad(model: VisionTransformer, xs: list[Tensor], grid: tuple[int, int], ta
                 y = layer_value(model, xs[i + 1], pool.finish(heads), target, grid, klass)
             else:
                 rotate, bias = terms[i]
-                block = cast(Block, model.blocks[i])
+                block = model.block(i)
                 st = block.steps(xs[i].detach().requires_grad_(), rotate, bias)  # the block's own forward
                 heads, v = st.heads, st.v
                 y = layer_value(model, st.out, model.norm(st.out.mean(dim=1, keepdim=True)), target, grid, klass)
@@ -373,13 +397,13 @@ def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollou
         raise ValueError(f"start layer {start_layer} is outside 0..{depth - 1}")
     (layer,) = resolve_indices([layer], depth, "layer")
     xs, grid = block_inputs(model, images)
-    if target.kind == "patch" and not (0 <= target.index[0] < grid[0] and 0 <= target.index[1] < grid[1]):  # type: ignore[index]
-        raise ValueError(f"patch {target.index[0]},{target.index[1]} is outside the {grid[0]}x{grid[1]} grid")  # type: ignore[index]
+    if target.kind == "patch" and not (0 <= target.patch[0] < grid[0] and 0 <= target.patch[1] < grid[1]):
+        raise ValueError(f"patch {target.patch[0]},{target.patch[1]} is outside the {grid[0]}x{grid[1]} grid")
     if method == "gradcam":
         kept: dict[str, Tensor] = {}
 
         def cam(lg: LayerGrad) -> None:
-            if lg.features is not None:
+            if lg.features is not None and lg.grad_features is not None:
                 f, g = lg.features[:, n:].float(), lg.grad_features[:, n:].float()  # (B, N, D) patch rows
                 kept["map"] = torch.relu((f * g.mean(dim=1, keepdim=True)).sum(-1))  # (B, N)
 
@@ -395,7 +419,7 @@ def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollou
             y, klass = _score_only(model, xs[-1], target, grid)
             for i in range(depth - 1, start_layer - 1, -1):
                 rotate, bias = terms[i]
-                product(LayerGrad(i, *model.blocks[i].qkv(xs[i], rotate), bias))
+                product(LayerGrad(i, *model.block(i).qkv(xs[i], rotate), bias))
         score = y
     else:
         score, klass = backward_blocks(model, xs, grid, target, start_layer, product, rows=product.rows)
@@ -403,7 +427,8 @@ def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollou
     return Explanation(maps, score.float(), klass)
 
 
-def _score_only(model: VisionTransformer, x_last: Tensor, target: Target, grid: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
+def _score_only(model: VisionTransformer, x_last: Tensor, target: Target,
+                grid: tuple[int, int]) -> tuple[Tensor, Tensor | None]:
     """y without a gradient (rollout reports the score of the same target); NaN when the model cannot give it."""
     try:
         return target_value(model, x_last, target, grid)

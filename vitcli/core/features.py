@@ -11,19 +11,10 @@ import torch
 from torch import Tensor
 
 from vitcli.core.analysis import cosine_similarity_matrix, pca
-from vitcli.core.patches import Order, unpatchify
-
 
 # --- patch-embedding filters (ViT paper, figure 7 left) -------------------------------------------
 
 
-def filters_as_conv(weight: Tensor, patch_size: int, in_chans: int = 3, order: Order = "chw") -> Tensor:
-    """The patch projection as (D, C, P, P) filters, from a conv weight or a (D, P·P·C) linear one."""
-    if weight.dim() == 4:
-        return weight
-    if weight.dim() != 2 or weight.shape[1] != patch_size * patch_size * in_chans:
-        raise ValueError(f"weight {tuple(weight.shape)} is neither (D, C, P, P) nor (D, P·P·C) with P={patch_size}")
-    return unpatchify(weight[:, None], (1, 1), in_chans, order)  # (D, 1, P·P·C) → (D, C, P, P)
 
 
 def filter_components(weight: Tensor, k: int = 28) -> tuple[Tensor, Tensor]:
@@ -122,7 +113,8 @@ def patch_similarity(query_tokens: Tensor, target_tokens: Tensor, patch: int, nu
     query = query_tokens[num_prefix + patch].double()[None]  # (1, D)
     cells = target_tokens[num_prefix:].double()  # (N', D)
     if cells.shape[0] != grid[0] * grid[1]:
-        raise ValueError(f"{target_tokens.shape[0]} tokens minus {num_prefix} prefix do not fill a {grid[0]}x{grid[1]} grid")
+        raise ValueError(f"{target_tokens.shape[0]} tokens minus {num_prefix} prefix do not fill a {grid[0]}x{grid[1]} "
+                         "grid")
     return cosine_similarity_matrix(query, cells)[0].reshape(grid)
 
 
@@ -130,7 +122,8 @@ def patch_index(row: int, col: int, grid: tuple[int, int]) -> int:
     """Row-major index of patch (row, col); negative values count from the end."""
     rows, cols = grid
     if not (-rows <= row < rows and -cols <= col < cols):
-        raise ValueError(f"patch {row},{col} is outside the {rows}x{cols} grid (rows 0..{rows - 1}, cols 0..{cols - 1})")
+        raise ValueError(f"patch {row},{col} is outside the {rows}x{cols} grid "
+                         f"(rows 0..{rows - 1}, cols 0..{cols - 1})")
     return (row % rows) * cols + col % cols
 
 
@@ -154,7 +147,7 @@ def mad_thresholds(norms: Tensor, k: float) -> Tensor:
 def high_norm_tokens(norms: Tensor, num_prefix: int, thresholds: Tensor) -> list[tuple[int, int]]:
     """(layer, patch index) of patch tokens whose norm is above their layer's threshold; norms (L, T)."""
     above = norms[:, num_prefix:] > thresholds[:, None]  # (L, N)
-    return [(int(l), int(p)) for l, p in above.nonzero().tolist()]
+    return [(int(i), int(p)) for i, p in above.nonzero().tolist()]
 
 
 def class_attention_share(attentions: list[Tensor]) -> Tensor:
@@ -162,11 +155,3 @@ def class_attention_share(attentions: list[Tensor]) -> Tensor:
     L × (H, 1, T) weights of query 0 → (L, T); each row sums to 1."""
     return torch.stack([a[:, 0].double().mean(dim=0) for a in attentions])
 
-
-@torch.no_grad()
-def layer_features(blocks: dict[int, Tensor], layer: int, norm: torch.nn.Module | None = None) -> Tensor:
-    """The output of block `layer` (as ViTOutput.blocks keys it), through `norm` when given: (…, T, D)."""
-    if layer not in blocks:
-        raise ValueError(f"block {layer} was not captured (captured: {', '.join(map(str, sorted(blocks))) or 'none'})")
-    x = blocks[layer]
-    return norm(x) if norm is not None else x

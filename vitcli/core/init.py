@@ -11,12 +11,16 @@ of the model (`figures filters` draws the patch embedding only).
 
 import hashlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
 
+if TYPE_CHECKING:
+    from vitcli.core.encoder import VisionTransformer
+
 # How one tensor is filled in place from its generator.
-Fill = Callable[[Tensor, torch.Generator], None]
+Fill = Callable[[Tensor, torch.Generator], object]
 
 
 def tensor_seed(seed: int, key: str) -> int:
@@ -39,7 +43,7 @@ def constant(value: float) -> Fill:
     return lambda t, g: t.fill_(value)
 
 
-def fills(model: nn.Module) -> Iterator[tuple[str, Tensor, Fill]]:
+def fills(model: "VisionTransformer") -> Iterator[tuple[str, Tensor, Fill]]:
     """(key, tensor, fill) for every tensor the rule sets; others keep what their module made."""
     from vitcli.core.block import LayerScale
     from vitcli.core.relpos import RelativePositionBias
@@ -53,8 +57,9 @@ def fills(model: nn.Module) -> Iterator[tuple[str, Tensor, Fill]]:
         elif isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
             if module.weight is not None:
                 yield at + "weight", module.weight, constant(1.0)
-            if getattr(module, "bias", None) is not None:
-                yield at + "bias", module.bias, constant(0.0)
+            bias = getattr(module, "bias", None)  # nn.RMSNorm has none
+            if isinstance(bias, Tensor):
+                yield at + "bias", bias, constant(0.0)
         elif isinstance(module, LayerScale):
             yield at + "gamma", module.gamma, constant(1.0)
         elif isinstance(module, RelativePositionBias):
@@ -62,7 +67,7 @@ def fills(model: nn.Module) -> Iterator[tuple[str, Tensor, Fill]]:
     yield from _token_fills(model)
 
 
-def _token_fills(model: nn.Module) -> Iterator[tuple[str, Tensor, Fill]]:
+def _token_fills(model: "VisionTransformer") -> Iterator[tuple[str, Tensor, Fill]]:
     """The prefix tokens, the attention-pool latent and the position table of a VisionTransformer."""
     pool = getattr(model, "attn_pool", None)
     tokens = {"cls_token": model.cls_token, "dist_token": model.dist_token, "reg_tokens": model.reg_tokens,
@@ -72,11 +77,11 @@ def _token_fills(model: nn.Module) -> Iterator[tuple[str, Tensor, Fill]]:
             yield key, t, normal(model.config.dim**-0.5)
     if model.pos_embed is not None:  # learned: D**-0.5·randn; sin-cos: the fixed table again
         position = model.position
-        yield "pos_embed", model.pos_embed, lambda t, g: t.copy_(position.initial_table(g))
+        yield "pos_embed", model.pos_embed, lambda t, g: t.copy_(cast(Tensor, position.initial_table(g)))
 
 
 @torch.no_grad()
-def draw(model: nn.Module, seed: int, threads: int | None = None) -> None:
+def draw(model: "VisionTransformer", seed: int, threads: int | None = None) -> None:
     """Set every tensor the rule names from its own generator; large ones on `threads` threads."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -101,7 +106,7 @@ def draw(model: nn.Module, seed: int, threads: int | None = None) -> None:
 
 
 @torch.no_grad()
-def draw_one(model: nn.Module, seed: int, key: str) -> Tensor:
+def draw_one(model: "VisionTransformer", seed: int, key: str) -> Tensor:
     """Tensor `key` of `model` as `draw` would set it, drawn alone into a new CPU float32 tensor."""
     for name, t, fill in fills(model):
         if name == key:

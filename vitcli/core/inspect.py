@@ -32,7 +32,7 @@ from vitcli.core.analysis import (
 from vitcli.core.attention import Attention, AttentionDetail
 from vitcli.core.capture import Capture
 from vitcli.core.config import ViTConfig
-from vitcli.core.encoder import ViTOutput, VisionTransformer
+from vitcli.core.encoder import VisionTransformer, ViTOutput
 from vitcli.core.select import HeadSelection, PooledQuery
 
 
@@ -56,7 +56,8 @@ class AttentionReport:
     distance: dict[int, Tensor] = field(default_factory=dict)  # layer → (B, H) mean distance (pixels)
     cls_rows: dict[int, Tensor] = field(default_factory=dict)  # layer → (B, H, T) class-token row
     rollout: Tensor | None = None  # (B, T, T)
-    rollout_row: Tensor | None = None  # (B, T) the query's row of the rollout (a token's, the probe's or the patch mean's)
+    # (B, T) the query's row of the rollout (a token's, the probe's or the patch mean's)
+    rollout_row: Tensor | None = None
     cosine: Tensor | None = None  # (B, L_sel, H_sel, Q, T) cos(q_i, k_j)
     qkv: tuple[Tensor, Tensor, Tensor] | None = None  # each (B, L_sel, H, T, d)
 
@@ -130,7 +131,8 @@ def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int
     rows = ({i: out.reduced[i]["mean"][:, :, None].float() for i in layers} if pooled
             else out.attentions)  # layer → (B, H, Q, T)
     selected = [select_heads(w, heads) for w in rows.values()]
-    weights = selected[0].unsqueeze(1) if len(selected) == 1 else torch.stack(selected, dim=1)  # (B, L_sel, H_sel, Q, T)
+    weights = selected[0].unsqueeze(1) if len(selected) == 1 else torch.stack(selected,
+                                                                              dim=1)  # (B, L_sel, H_sel, Q, T)
     report = AttentionReport(out, list(rows), weights.float())
     report.distance = {i: r["distance"] for i, r in out.reduced.items() if "distance" in r}
     report.cls_rows = {i: r["cls"] for i, r in out.reduced.items() if "cls" in r}
@@ -142,7 +144,7 @@ def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int
         if cosine and not pooled:
             report.cosine = torch.stack([select_heads(_query_cosine(q, k, queries), heads) for q, k, _ in kept], 1)
         if keep_qkv:
-            report.qkv = tuple(torch.stack(t, dim=1) for t in zip(*kept))  # type: ignore[assignment]
+            report.qkv = tuple(torch.stack(t, dim=1) for t in zip(*kept, strict=True))  # type: ignore[assignment]
     out.qkv = {}
     return report
 
@@ -159,7 +161,8 @@ def _rollout(spec: RolloutSpec | None, depth: int) -> Rollout | None:
 def _rollout_row(rollout: Tensor, num_prefix: int, pooled: PooledQuery | None, queries: list[int] | None) -> Tensor:
     """(B, T, T) rollout → the query's row (B, T): a token's row, or the patch rows' mean."""
     if pooled == "mean":
-        return (patch_mean_row(rollout.shape[0], rollout.shape[-1], num_prefix, rollout.device)[:, None] @ rollout)[:, 0]
+        return (patch_mean_row(rollout.shape[0], rollout.shape[-1], num_prefix,
+                               rollout.device)[:, None] @ rollout)[:, 0]
     return rollout[:, queries[0]]  # type: ignore[index]
 
 
@@ -175,13 +178,16 @@ def _probe_report(model: VisionTransformer, images: Tensor, heads: HeadSelection
     reducer = _reducer(model.config, grid, False, distance_set, renorm, roll, rollout)
     out = model(images, Capture(inputs=False, reduce=reduce_layers, reducer=reducer if reduce_layers else None,
                                 final="pooled", pool_attention=True))
-    weights = select_heads(out.pool_attention, heads).unsqueeze(1)  # (B, 1, H_sel, 1, T)
+    probe = out.pool_attention  # (B, H, 1, T)
+    if probe is None:
+        raise ValueError("this model has no attention-pool probe")
+    weights = select_heads(probe, heads).unsqueeze(1)  # (B, 1, H_sel, 1, T)
     report = AttentionReport(out, ["probe"], weights.float())  # type: ignore[list-item]
     report.distance = {i: r["distance"] for i, r in out.reduced.items() if "distance" in r}
-    report.cls_rows = {"probe": out.pool_attention[:, :, 0].float()}  # type: ignore[dict-item]
-    if roll is not None and rollout is not None:
+    report.cls_rows = {"probe": probe[:, :, 0].float()}  # type: ignore[dict-item]
+    if roll is not None and rollout is not None and roll.result is not None:
         report.rollout = roll.result
-        report.rollout_row = (probe_row(out.pool_attention, rollout.fusion)[:, None] @ roll.result)[:, 0]  # (B, T)
+        report.rollout_row = (probe_row(probe, rollout.fusion)[:, None] @ roll.result)[:, 0]  # (B, T)
     return report
 
 

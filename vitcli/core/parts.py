@@ -16,7 +16,8 @@ def model_parts(config: ViTConfig) -> dict[str, str]:
         position = bias if config.posenc == "none" else f"{position} + {bias}"
     if config.rope != "none":
         position = f"RoPE ({config.rope})" if config.posenc == "none" else f"{position} + RoPE ({config.rope})"
-    attention = "softmax(QKᵀ/√d)" + (", qk-norm" if config.qk_norm else "") + (", sub-LN before proj" if config.attn_norm else "")
+    attention = ("softmax(QKᵀ/√d)" + (", qk-norm" if config.qk_norm else "")
+                 + (", sub-LN before proj" if config.attn_norm else ""))
     if config.qkv_bias is False:
         attention += ", no qkv bias"
     mlp = f"{_MLP.get(config.mlp, config.mlp)} ({'silu' if config.mlp.startswith('swiglu') else config.activation})"

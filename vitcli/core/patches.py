@@ -9,18 +9,24 @@ Orders of the values inside one flattened patch:
   hwc: pixel-major, (y·P + x)·C + c: `rearrange('c (h p1) (w p2) -> (h w) (p1 p2 c)')`, vit-pytorch.
 """
 
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from vitcli.core.config import PatchRemainder
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
 Order = Literal["chw", "hwc"]
 ORDERS: tuple[str, ...] = ("chw", "hwc")
-A = TypeVar("A")  # numpy.ndarray or torch.Tensor
+A = TypeVar("A", "np.ndarray", "torch.Tensor")
 
 
 def _permute(x: A, axes: tuple[int, ...]) -> A:
     """Permute axes of a numpy array or a torch tensor."""
-    return x.permute(*axes) if hasattr(x, "permute") else x.transpose(axes)  # type: ignore[attr-defined]
+    import numpy as np
+
+    return x.transpose(axes) if isinstance(x, np.ndarray) else x.permute(*axes)
 
 
 def grid_shape(height: int, width: int, patch_size: int, remainder: PatchRemainder = "refuse") -> tuple[int, int]:
@@ -39,7 +45,7 @@ def grid_shape(height: int, width: int, patch_size: int, remainder: PatchRemaind
 def crop_to_grid(image: A, grid: tuple[int, int], patch_size: int) -> A:
     """(..., C, H, W) → (..., C, rows·P, cols·P): the top-left pixels a stride-P conv uses."""
     h, w = grid[0] * patch_size, grid[1] * patch_size
-    return image if tuple(image.shape[-2:]) == (h, w) else image[..., :h, :w]  # type: ignore[index]
+    return image if tuple(image.shape[-2:]) == (h, w) else image[..., :h, :w]
 
 
 def remainder_note(height: int, width: int, patch_size: int) -> str:
@@ -56,9 +62,10 @@ def patchify(image: A, patch_size: int, order: Order = "chw") -> A:
     """(..., C, H, W) → (..., N, P·P·C) with N = (H/P)·(W/P) patches in row-major order."""
     *lead, c, h, w = image.shape
     rows, cols = grid_shape(h, w, patch_size)
-    p, k = patch_size, len(lead)
+    p = patch_size
+    k: int = len(lead)
     x = image.reshape(*lead, c, rows, p, cols, p)  # (..., C, R, P, Cl, P)
-    inner = (k + 0, k + 2, k + 4) if order == "chw" else (k + 2, k + 4, k + 0)
+    inner: tuple[int, int, int] = (k + 0, k + 2, k + 4) if order == "chw" else (k + 2, k + 4, k + 0)
     x = _permute(x, (*range(k), k + 1, k + 3, *inner))  # (..., R, Cl, <inner>)
     return x.reshape(*lead, rows * cols, c * p * p)
 
@@ -72,7 +79,7 @@ def unpatchify(patches: A, grid: tuple[int, int], channels: int = 3, order: Orde
     p = round((length / channels) ** 0.5)
     if p * p * channels != length:
         raise ValueError(f"patch length {length} is not P*P*{channels} for any whole P")
-    k = len(lead)
+    k: int = len(lead)
     if order == "chw":
         x = patches.reshape(*lead, rows, cols, channels, p, p)  # (..., R, Cl, C, P, P)
         x = _permute(x, (*range(k), k + 2, k + 0, k + 3, k + 1, k + 4))

@@ -12,6 +12,7 @@ patch in row-major grid order: (num_prefix + rows·cols, D).
 """
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -116,7 +117,8 @@ def resample_pos_table(table: Tensor, src_grid: tuple[int, int], dst_grid: tuple
     prefix, cells = table[..., :num_prefix, :], table[..., num_prefix:, :]
     work = torch.float32 if table.dtype in (torch.float16, torch.bfloat16) else table.dtype
     image = cells.reshape(-1, *src, dim).permute(0, 3, 1, 2).to(work)  # (B, D, Rs, Cs)
-    size = dict(scale_factor=tuple((d + offset) / s for d, s in zip(dst, src))) if offset else dict(size=dst)
+    size = dict(scale_factor=tuple((d + offset) / s for d,
+                                   s in zip(dst, src, strict=True))) if offset else dict(size=dst)
     image = F.interpolate(image, mode=mode, align_corners=False, antialias=antialias, **size)  # (B, D, Rd, Cd)
     if tuple(image.shape[-2:]) != dst:
         raise ValueError(f"scale factors with offset {offset} gave a {image.shape[-2]}x{image.shape[-1]} grid, "

@@ -55,16 +55,20 @@ class AbsolutePosition(NoPosition):
         """(1, rows + N, D) at the native grid: D**-0.5·randn when learned, else the fixed table."""
         return position_table(self.kind, self.grid, self.dim, self.rows, generator)[None]
 
-    def table_at(self, table: Tensor, grid: tuple[int, int]) -> Tensor:
+    def table_at(self, table: Tensor | None, grid: tuple[int, int]) -> Tensor:
         """(1, rows + N', D) for another grid: the own table, resampled (learned) or recomputed (fixed)."""
+        if table is None:
+            raise ValueError("an absolute position part needs its table")
         if grid == self.grid:
             return table
         if self.learned:
             return resample_as(self.resample, table, self.grid, grid, self.rows)
         return position_table(self.kind, grid, self.dim, self.rows)[None].to(table)
 
-    def forward(self, x: Tensor, table: Tensor) -> Tensor:
+    def forward(self, x: Tensor, table: Tensor | None) -> Tensor:
         """(B, T, D) + table; prefix tokens beyond the table's prefix rows (registers) get nothing."""
+        if table is None:
+            raise ValueError("an absolute position part needs its table")
         if self.rows == self.num_prefix:
             return x + table  # every prefix token has a row
         zeros = table.new_zeros(1, self.num_prefix - self.rows, table.shape[-1])  # (1, unpositioned prefix, D)

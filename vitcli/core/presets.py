@@ -4,8 +4,9 @@ Importing this module imports no torch: `vitcli info` on a preset answers from f
 """
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from vitcli.core.config import PosEncKind, ViTConfig
 from vitcli.core.validate import validate
@@ -55,9 +56,10 @@ def override(config: ViTConfig, *, patch_size: int | None = None, dim: int | Non
     """
     changes: dict[str, object] = {}
     for name, value in (("patch_size", patch_size), ("dim", dim), ("depth", depth), ("heads", heads),
-                        ("image_size", image_size), ("posenc", posenc), ("class_token", class_token)):
+                        ("image_size", None if image_size is None else tuple(image_size)), ("posenc", posenc),
+                        ("class_token", class_token)):
         if value is not None:
-            changes[name] = tuple(value) if name == "image_size" else value
+            changes[name] = value
     ratio = mlp_ratio if mlp_ratio is not None else config.mlp_dim / config.dim
     if ratio <= 0:
         raise ValueError(f"MLP ratio must be positive, got {ratio}")
@@ -147,8 +149,17 @@ def config_params(config: ViTConfig) -> int:
 # The fields the formula below counts; any other field away from its default is a part it does not know.
 FORMULA_FIELDS = {"name", "image_size", "patch_size", "in_chans", "dim", "depth", "heads", "mlp_dim", "class_token",
                   "distilled", "num_registers", "posenc", "pos_prefix_rows", "patch_bias", "qkv_bias", "layer_scale",
-                  "pre_norm", "final_norm", "fc_norm", "pooling", "num_classes", "head_bias", "eps", "activation", "extra",
+                  "pre_norm", "final_norm", "fc_norm", "pooling", "num_classes", "head_bias", "eps", "activation",
+                  "extra",
                   "pos_resample", "patch_remainder"}  # (the last two: behaviour at other sizes, no parameters)
+
+
+@overload
+def formula_params(config: ViTConfig, *, bound: Literal[True]) -> int: ...
+
+
+@overload
+def formula_params(config: ViTConfig, *, bound: bool = False) -> int | None: ...
 
 
 def formula_params(config: ViTConfig, *, bound: bool = False) -> int | None:
@@ -245,5 +256,6 @@ def count_macs(config: ViTConfig, grid: tuple[int, int] | None = None) -> int:
     return patch + config.depth * block + heads
 
 
-__all__ = ["DEFAULT_PRESET", "PRESETS", "build_model", "config_params", "count_macs", "count_params", "draw_tensor", "formula_params", "plain_layout",
+__all__ = ["DEFAULT_PRESET", "PRESETS", "build_model", "config_params", "count_macs", "count_params", "draw_tensor",
+           "formula_params", "plain_layout",
            "empty_model", "get_preset", "learned_table", "override", "validate"]

@@ -39,7 +39,7 @@ class RelativePositionBias(nn.Module):
 
     def __init__(self, grid: tuple[int, int], heads: int) -> None:
         super().__init__()
-        self.grid = tuple(grid)
+        self.grid = (int(grid[0]), int(grid[1]))
         self.relative_position_bias_table = nn.Parameter(torch.zeros(table_rows(self.grid), heads))
 
     def forward(self, grid: tuple[int, int]) -> Tensor:

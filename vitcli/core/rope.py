@@ -66,7 +66,8 @@ def pairing(kind: RopeKind) -> str:
 
 
 def rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
-    """(…, N, d) rotated by per-pair angles given as cos, sin (N, d/2): each pair (a, b) → (a·cos − b·sin, a·sin + b·cos)."""
+    """(…, N, d) rotated by per-pair angles given as cos, sin (N, d/2): each pair (a, b) → (a·cos − b·sin, a·sin +
+    b·cos)."""
     if layout == "half":
         a, b = x.chunk(2, dim=-1)  # each (…, N, d/2)
         return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
@@ -76,6 +77,8 @@ def rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor, layout: str) -> Tensor:
 
 class Rope(nn.Module):
     """The rotation of one model: its periods (a buffer, `position.rope.periods`) and variant settings."""
+
+    periods: Tensor
 
     def __init__(self, kind: RopeKind, head_dim: int, base: float, num_prefix: int,
                  ref_grid: tuple[int, int] | None = None, offset: float = 0.0, xy: bool = False) -> None:

@@ -92,8 +92,8 @@ def parse_query(text: str, grid: tuple[int, int], num_prefix: int, has_class_tok
     if t in names:
         return [names.index(t)]
     if t == "cls":
-        raise ValueError("this model has no class token: use a token index, a patch R,C" + "".join(f", {a}" for a in also)
-                         + " or all")
+        raise ValueError("this model has no class token: use a token index, a patch R,C"
+                         + "".join(f", {a}" for a in also) + " or all")
     if "," in t:
         parts = t.split(",")
         if len(parts) != 2:

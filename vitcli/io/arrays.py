@@ -17,7 +17,7 @@ from vitcli.errors import VitcliError
 from vitcli.io.atomic import atomic_file
 
 
-def write_bytes(path: str, produce: Callable[[BinaryIO], None]) -> None:
+def write_bytes(path: str, produce: Callable[[BinaryIO], object]) -> None:
     """Write through `produce(file)` atomically (see `vitcli.io.atomic.atomic_file`)."""
     with atomic_file(path) as f:
         produce(f)
@@ -35,7 +35,8 @@ def save_npy(path: str, array: np.ndarray) -> None:
 
 def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     """Write several named arrays as one `.npz`."""
-    write_bytes(path, lambda f: np.savez(f, **arrays))
+    # numpy's stub types **kwds as if a name could be allow_pickle
+    write_bytes(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def load_npy(path: str) -> np.ndarray:

@@ -24,9 +24,9 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from vitcli.errors import VitcliError
 from vitcli.io.checks import NAME_MAX, check_target, is_special, os_problem
@@ -34,7 +34,8 @@ from vitcli.signals import at_forced_exit, holding_exit
 
 MARK = "vitcli-tmp"
 HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
-_PATTERN = re.compile(r"^\.(?P<name>.*)\.vitcli-tmp-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-z]+\.(?P<kind>part|new|old)$", re.S)
+_PATTERN = re.compile(r"^\.(?P<name>.*)\.vitcli-tmp-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-z]+"
+                      r"\.(?P<kind>part|new|old)$", re.S)
 _LIVE: set[str] = set()  # this process's temporaries, removed at exit if still there
 
 
@@ -113,10 +114,8 @@ def _remove_finally(path: str) -> None:
 
 
 def _quietly(action: Any, *args: Any) -> None:
-    try:
+    with suppress(OSError):
         action(*args)
-    except OSError:
-        pass
 
 
 @atexit.register
@@ -215,9 +214,21 @@ def new_temp_file(target: str | Path) -> tuple[int, str]:
         return fd, tmp
 
 
+def sync_close(file: IO[Any]) -> None:
+    """Flush, fsync and close a file written in full: its bytes are on disk before it is renamed."""
+    file.flush()
+    os.fsync(file.fileno())
+    file.close()
+
+
 def commit_file(tmp: str, target: str | Path) -> None:
     """Rename a complete (flushed, fsynced) temporary file over `target`."""
-    guard(target, lambda: (os.chmod(tmp, file_mode()), os.replace(tmp, target)))
+
+    def swap() -> None:
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, target)
+
+    guard(target, swap)
     _LIVE.discard(tmp)
     fsync_folder(Path(target).parent)
 
@@ -237,10 +248,8 @@ def close_quietly(f: Any) -> None:
     try:
         f.close()
     except Exception:  # noqa: BLE001 - the data is discarded anyway
-        try:
+        with suppress(OSError, ValueError):
             os.close(f.fileno())
-        except (OSError, ValueError):
-            pass
 
 
 @contextmanager

@@ -22,9 +22,20 @@ from typing import Any, Protocol
 import numpy as np
 
 from vitcli.errors import VitcliError
-from vitcli.io.atomic import (MARK, close_quietly, commit_file, discard, file_mode, guard, new_temp_file, new_temp_folder,
-                              swap_folder)
+from vitcli.io.atomic import (
+    MARK,
+    close_quietly,
+    commit_file,
+    discard,
+    file_mode,
+    guard,
+    new_temp_file,
+    new_temp_folder,
+    swap_folder,
+    sync_close,
+)
 from vitcli.io.checks import check_folder, check_target
+
 # A file name byte that is not UTF-8 (held as a surrogate, Python's surrogateescape) is written as the
 # JSON escape \udcXX: the index stays valid UTF-8, and json.loads + os.fsencode give the bytes back.
 JSON_NAMES = "backslashreplace"
@@ -53,7 +64,8 @@ class _Ordered:
         self.position: dict[str, list[int]] = {}
         for i, p in enumerate(paths):
             self.position.setdefault(p, []).append(i)
-        self.write, self.cursor, self.waiting = write, 0, {}
+        self.write, self.cursor = write, 0
+        self.waiting: dict[int, dict[str, Any]] = {}
 
     def put(self, entry: dict[str, Any]) -> None:
         slots = self.position.get(entry.get("path", ""))
@@ -81,7 +93,7 @@ class _Index:
         guard(self.target, lambda: self.file.write(json.dumps(entry, ensure_ascii=False) + "\n"))
 
     def close(self) -> None:
-        guard(self.target, lambda: (self.file.flush(), os.fsync(self.file.fileno()), self.file.close()))
+        guard(self.target, lambda: sync_close(self.file))
 
 
 class ArraySink:
@@ -117,7 +129,8 @@ class ArraySink:
         if rows.shape[1:] != self.row_shape or rows.dtype != self.dtype:
             raise VitcliError(entries[0].get("path", "?"), (
                 f"gives shape {list(rows.shape[1:])} {rows.dtype}, but {self.first_path} gave "
-                f"{list(self.row_shape or ())} {self.dtype}: one array needs one size (use a fixed --size, or --output-dir)"))
+                f"{list(self.row_shape or ())} {self.dtype}: one array needs one size (use a fixed --size, or "
+                "--output-dir)"))
         guard(self.target, lambda: self.file.write(np.ascontiguousarray(rows).data))
         for entry in entries:
             self.lines.put({**entry, "row": self.rows})
@@ -128,23 +141,26 @@ class ArraySink:
 
     def commit(self) -> None:
         """Fix the header when images were skipped, fsync, rename the index then the array into place."""
-        if self.file is None:
+        if self.file is None or self.tmp is None:
             raise VitcliError(str(self.target), "no image could be processed, nothing written")
         self.lines.drain()
         if self.rows != self.capacity:
             guard(self.target, self._shrink)
-        guard(self.target, lambda: (self.file.flush(), os.fsync(self.file.fileno()), self.file.close()))
+        guard(self.target, lambda: sync_close(self.file))
         self.index.close()
         commit_file(self.index.tmp, self.index.target)
         commit_file(self.tmp, self.target)
 
     def _shrink(self) -> None:
         """Rewrite the header for the rows actually written (same length) and cut the file there."""
+        if self.dtype is None or self.row_shape is None:
+            raise ValueError("no rows were written")
         text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
                      "shape": (self.rows, *self.row_shape)})
         pad = self.header_len - 10 - len(text) - 1
         self.file.seek(0)
-        self.file.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", self.header_len - 10) + (text + " " * pad + "\n").encode("latin1"))
+        magic = b"\x93NUMPY\x01\x00" + struct.pack("<H", self.header_len - 10)
+        self.file.write(magic + (text + " " * pad + "\n").encode("latin1"))
         row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
         self.file.truncate(self.header_len + self.rows * row_bytes)
 
@@ -169,7 +185,10 @@ class FolderSink:
         self.stage = new_temp_folder(self.folder)
         self.names = output_names(paths)
         self.rows = 0
-        self.index = guard(self.shown / "index.jsonl", lambda: open(self.stage / "index.jsonl", "w", encoding="utf-8", errors=JSON_NAMES))
+        self.index = guard(self.shown / "index.jsonl",
+                           # open for the whole run, closed by commit / abort
+                           lambda: open(self.stage / "index.jsonl", "w", encoding="utf-8",  # noqa: SIM115
+                                        errors=JSON_NAMES))
         self.lines = _Ordered(paths, self._line)
 
     def _line(self, entry: dict[str, Any]) -> None:
@@ -177,15 +196,19 @@ class FolderSink:
 
     def add(self, rows: np.ndarray, entries: list[dict[str, Any]]) -> None:
         """Write each row (its own shape) to its own file in the staging folder."""
-        for row, entry in zip(rows, entries):
+        for row, entry in zip(rows, entries, strict=True):
             self.add_one(row, entry)
 
     def add_one(self, array: np.ndarray, entry: dict[str, Any]) -> None:
         """One image's array (any shape) to its own file; images of different sizes are fine here."""
         name = self.names[entry["path"]]
         dest = self.stage / name
-        guard(self.shown / name, lambda: (dest.parent.mkdir(parents=True, exist_ok=True),
-                                          np.save(dest, np.ascontiguousarray(array), allow_pickle=False)))
+
+        def save() -> None:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            np.save(dest, np.ascontiguousarray(array), allow_pickle=False)
+
+        guard(self.shown / name, save)
         self.lines.put({**entry, "file": name})
         self.rows += 1
 
@@ -198,7 +221,7 @@ class FolderSink:
             raise VitcliError(str(self.shown), "no image could be processed, nothing written")
         self.lines.drain()
         index = self.shown / "index.jsonl"
-        guard(index, lambda: (self.index.flush(), os.fsync(self.index.fileno()), self.index.close()))
+        guard(index, lambda: sync_close(self.index))
         mode = file_mode()
         for p in self.stage.rglob("*"):
             if p.is_file():
@@ -228,9 +251,9 @@ def _check_replaceable(folder: Path, shown: str) -> None:
         pass
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not _temporary(d)]
-        for f in files:
-            rel = os.path.relpath(os.path.join(root, f), folder)
-            if rel not in listed and not _temporary(f):
+        for file in files:
+            rel = os.path.relpath(os.path.join(root, file), folder)
+            if rel not in listed and not _temporary(file):
                 raise VitcliError(shown, f"holds {rel}, which no earlier run wrote (it is not in its index.jsonl): "
                                   "--output-dir replaces the folder whole; give a new or empty folder")
 
@@ -244,7 +267,7 @@ def output_names(paths: list[str]) -> dict[str, str]:
     """Input path → `.npy` name: its path below the inputs' common folder, suffix replaced."""
     absolute = [os.path.abspath(p) for p in paths]
     root = os.path.commonpath([os.path.dirname(a) for a in absolute]) if absolute else ""
-    names = {p: str(Path(os.path.relpath(a, root)).with_suffix(".npy")) for p, a in zip(paths, absolute)}
+    names = {p: str(Path(os.path.relpath(a, root)).with_suffix(".npy")) for p, a in zip(paths, absolute, strict=True)}
     seen: dict[str, str] = {}
     for p, n in names.items():
         if n in seen:
@@ -263,7 +286,7 @@ def open_sink(output: str | None, output_dir: str | None, paths: list[str]) -> I
     if not output and not output_dir:
         yield None
         return
-    sink: Sink = FolderSink(output_dir, paths) if output_dir else ArraySink(output, len(paths), paths=paths)  # type: ignore[arg-type]
+    sink: Sink = FolderSink(output_dir, paths) if output_dir else ArraySink(str(output), len(paths), paths=paths)
     try:
         yield sink
         sink.commit()

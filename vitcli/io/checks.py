@@ -128,20 +128,23 @@ def refuse_inputs(files: dict[str, str], inputs: Any, folders: dict[str, str] | 
     """Refuse an output file that is one of the inputs (same device and inode: a symlink or hard
     link too), and an input inside an output folder (a run writes anywhere in it; FolderSink swaps
     it whole)."""
-    written = {}
+    written: dict[tuple[int, int], tuple[str, str]] = {}
     for option, path in files.items():
         ident = _file_id(path)
         if ident is not None:
             written[ident] = (option, path)
-    roots = {os.path.realpath(path): option for option, path in (folders or {}).items()}
+    folders = folders or {}
+    roots = {os.path.realpath(path): option for option, path in folders.items()}
     if not written and not roots:
         return
     for item in inputs:
         if not isinstance(item, (str, Path)) or str(item) == "-":
             continue
-        hit = written.get(_file_id(item))
+        ident = _file_id(item)
+        hit = written.get(ident) if ident is not None else None
         if hit is not None:
-            raise VitcliError(hit[1], f"{hit[0]} names an input ({item}); it would be overwritten: write to another file")
+            raise VitcliError(hit[1],
+                              f"{hit[0]} names an input ({item}); it would be overwritten: write to another file")
         real = os.path.realpath(item)
         for root, option in roots.items():
             if real == root or real.startswith(root.rstrip(os.sep) + os.sep):

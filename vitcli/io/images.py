@@ -3,15 +3,17 @@
 One module used by every subcommand, so that every command sees the same pixels.
 """
 
+import functools
 import io
 import os
 import stat
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -112,9 +114,10 @@ def starts_like_an_image(head: bytes) -> bool:
     (TGA, IM, SPIDER, …) its header parser on `head`."""
     Image.init()
     formats = list(Image.OPEN.values())
-    if any(accept is not None and _takes(lambda: accept(head[:16])) for _, accept in formats):
+    if any(accept is not None and _takes(functools.partial(accept, head[:16])) for _, accept in formats):
         return True
-    return any(accept is None and _takes(lambda: factory(io.BytesIO(head), "")) for factory, accept in formats)
+    return any(accept is None and _takes(functools.partial(factory, io.BytesIO(head), ""))
+               for factory, accept in formats)
 
 
 def _takes(test: Callable[[], object]) -> bool:
@@ -328,7 +331,9 @@ def target_size(size: tuple[int, int], requested: tuple[int, int] | None, fit: F
     """The final [H, W]: the requested size, or for `native` the image's own size at a multiple of P."""
     if requested is not None:
         return requested
-    how = {"crop": "floor", "pad": "ceil", "resize": "round", "strict": "floor"}[fit]
+    rounding: dict[str, Literal["floor", "ceil", "round"]] = {"crop": "floor", "pad": "ceil", "resize": "round",
+                                                              "strict": "floor"}
+    how = rounding[fit]
     return _round_to(size[0], patch, how), _round_to(size[1], patch, how)
 
 
@@ -373,7 +378,8 @@ def fit_image(
     step = f"resized {h}x{w} → {sh}x{sw}, " if (sh, sw) != (h, w) else ""
     if fit == "crop":
         top, left = (sh - th) // 2, (sw - tw) // 2
-        return _crop_resized(loaded.image, (sh, sw), (top, left, th, tw), resample), f"{step}centre-cropped to {th}x{tw}"
+        return _crop_resized(loaded.image, (sh, sw), (top, left, th, tw),
+                             resample), f"{step}centre-cropped to {th}x{tw}"
     scaled = np.asarray(_resize(loaded.image, (sh, sw), resample))
     out = np.empty((th, tw, 3), np.uint8)
     out[:] = background
@@ -397,7 +403,8 @@ def floor_to_patches(pixels: np.ndarray, patch: int) -> tuple[np.ndarray, str]:
 BOX_RESIZE_ABOVE = 64_000_000  # pixels of the resized image before a crop
 
 
-def _crop_resized(img: Image.Image, scaled: tuple[int, int], box: tuple[int, int, int, int], resample: str) -> np.ndarray:
+def _crop_resized(img: Image.Image, scaled: tuple[int, int], box: tuple[int, int, int, int],
+                  resample: str) -> np.ndarray:
     """The (top, left, height, width) window of the image resized to `scaled`.
 
     Resize-then-crop, byte for byte what timm, torchvision and CLIP do with Pillow. When the resized
@@ -423,7 +430,8 @@ def _scaled_size(hw: tuple[int, int], target: tuple[int, int], fit: Fit, native:
         return hw
     scale = (max if fit == "crop" else min)(target[0] / hw[0], target[1] / hw[1])
     clamp = max if fit == "crop" else min
-    return tuple(max(1, clamp(round(s * scale), t)) for s, t in zip(hw, target))  # type: ignore[return-value]
+    return tuple(max(1, clamp(round(s * scale), t)) for s,
+                 t in zip(hw, target, strict=True))  # type: ignore[return-value]
 
 
 def normalize(pixels: np.ndarray, preset: str) -> np.ndarray:
@@ -506,7 +514,7 @@ def _centre_crop(x: np.ndarray, preprocess: "Preprocess") -> np.ndarray:
         top, left = max(0, (ch - h) // 2), max(0, (cw - w) // 2)
         canvas = np.zeros((max(h, ch), max(w, cw), 3), x.dtype)
         canvas[top:top + h, left:left + w] = x
-        x, h, w = canvas, *canvas.shape[:2]
+        x, (h, w) = canvas, canvas.shape[:2]
     top, left, ch, cw = preprocess.crop_box(h, w)
     return x[top:top + ch, left:left + cw]  # (ch, cw, 3)
 

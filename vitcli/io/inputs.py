@@ -12,13 +12,14 @@ or glob stay in the list and are refused (or skipped with --skip-errors) before 
 them (`vitcli.io.files.check_readable`).
 """
 
+import contextlib
 import fnmatch
 import glob
 import os
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ IMAGE_EXTENSIONS = frozenset({
 GLOB_CHARS = frozenset("*?[")
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 @dataclass
@@ -205,12 +207,12 @@ class Decoded(Generic[T]):
     """One input after decoding: its position in the sorted list, and the value or the error."""
 
     index: int
-    path: str
+    path: object  # the input decoded: a path, or what the caller gave (an item and its name)
     value: T | None
     error: VitcliError | None
 
 
-def decode_all(paths: list[str], decode: Callable[[str], T], workers: int, ahead: int,
+def decode_all(paths: Sequence[S], decode: Callable[[S], T], workers: int, ahead: int,
                overlap: bool = True) -> Iterator[Decoded[T]]:
     """Run `decode` on every path in `workers` threads, yielding results in order.
 
@@ -228,7 +230,8 @@ def decode_all(paths: list[str], decode: Callable[[str], T], workers: int, ahead
     try:
         if not overlap:
             for start in range(0, len(paths), ahead):
-                chunk = [pool.submit(_decode_one, i, p, decode) for i, p in enumerate(paths[start:start + ahead], start)]
+                chunk = [pool.submit(_decode_one, i, p, decode) for i,
+                         p in enumerate(paths[start:start + ahead], start)]
                 for future in chunk:
                     yield future.result()
             return
@@ -251,13 +254,11 @@ def _lower_priority() -> None:
 
     On Linux a thread has its own nice value; elsewhere this does nothing.
     """
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICE)
-    except (AttributeError, OSError):
-        pass
 
 
-def _decode_one(index: int, path: str, decode: Callable[[str], T]) -> Decoded[T]:
+def _decode_one(index: int, path: S, decode: Callable[[S], T]) -> Decoded[T]:
     try:
         return Decoded(index, path, decode(path), None)
     except VitcliError as e:

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from vitcli.io.pictures import colour_bar, _pyplot, mark_patch
+from vitcli.io.pictures import _pyplot, colour_bar, mark_patch
 
 
 def upsample(grid_values: np.ndarray, patch_size: int) -> np.ndarray:

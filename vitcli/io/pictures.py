@@ -91,8 +91,10 @@ def similarity_figure(similarity: np.ndarray, grid: tuple[int, int], title: str)
     im = ax.imshow(mosaic, cmap=cmap, vmin=float(np.nanmin(similarity)), vmax=float(np.nanmax(similarity)),
                    interpolation="nearest")
     step = max(1, max(rows, cols) // 14)
-    ax.set_xticks([c * (cols + 1) + (cols - 1) / 2 for c in range(0, cols, step)], [str(c) for c in range(0, cols, step)])
-    ax.set_yticks([r * (rows + 1) + (rows - 1) / 2 for r in range(0, rows, step)], [str(r) for r in range(0, rows, step)])
+    ax.set_xticks([c * (cols + 1) + (cols - 1) / 2 for c in range(0, cols, step)],
+                  [str(c) for c in range(0, cols, step)])
+    ax.set_yticks([r * (rows + 1) + (rows - 1) / 2 for r in range(0, rows, step)],
+                  [str(r) for r in range(0, rows, step)])
     ax.set_xlabel("Input patch column")
     ax.set_ylabel("Input patch row")
     ax.set_title(title)
@@ -141,7 +143,8 @@ def overlay_figure(pixels: np.ndarray, maps: np.ndarray, titles: list[str], supt
         if i >= k:
             continue
         ax.imshow(pixels)
-        image = ax.imshow(maps[i], cmap="inferno", alpha=0.6, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest",
+        image = ax.imshow(maps[i], cmap="inferno", alpha=0.6, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+                          interpolation="nearest",
                           vmin=vmin, vmax=vmax)
         if mark is not None:
             mark_patch(ax, mark, patch_size)

@@ -10,6 +10,7 @@ A shard is written to temporary names and renamed into place, then the manifest 
 renamed but not yet listed is recomputed (the same bytes) on --resume.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -94,7 +95,8 @@ class Manifest:
     def outputs(self) -> dict[str, Any]:
         """The JSON `outputs` of a sharded run."""
         return {"output_dir": str(self.folder), "manifest": str(self.path(MANIFEST)), "format": self.format,
-                "shards": self.shard_count(), "files": [n for k in range(self.shard_count()) for n in shard_files(self.format, k)]}
+                "shards": self.shard_count(),
+                "files": [n for k in range(self.shard_count()) for n in shard_files(self.format, k)]}
 
 
 def open_manifest(folder: str, paths: list[str], fmt: str, shard_size: int, options: dict[str, Any],
@@ -112,7 +114,8 @@ def open_manifest(folder: str, paths: list[str], fmt: str, shard_size: int, opti
            "shards": {}, "complete": False, "command": command}
     if (root / MANIFEST).exists():
         if not resume:
-            raise VitcliError(folder, f"holds a run already ({MANIFEST}); add --resume to continue it, or give a new folder")
+            raise VitcliError(folder,
+                              f"holds a run already ({MANIFEST}); add --resume to continue it, or give a new folder")
         return _resumed(root, doc, listing)
     _check_fresh(root, fmt, len(paths), shard_size)
     try:
@@ -171,7 +174,8 @@ def _resumed(root: Path, new: dict[str, Any], listing: str) -> Manifest:
     try:
         old = parse_json(read_run_file(root / MANIFEST, MAX_MANIFEST_BYTES, "a vitcli manifest"))
     except (OSError, ValueError) as e:
-        raise VitcliError(where, f"cannot be read as a vitcli manifest ({type(e).__name__}); give a new folder") from None
+        raise VitcliError(where,
+                          f"cannot be read as a vitcli manifest ({type(e).__name__}); give a new folder") from None
     problem = manifest_problem(old)
     if problem:
         raise VitcliError(where, f"is not a vitcli manifest: {problem}; give a new folder")
@@ -181,10 +185,12 @@ def _resumed(root: Path, new: dict[str, Any], listing: str) -> Manifest:
                           "resume with that version, or give a new folder")
     for key, option in (("format", "--format"), ("shard_size", "--shard-size")):
         if old.get(key) != new[key]:
-            raise VitcliError(option, f"is {new[key]}, but the run in {root} used {old.get(key)}: resume with the same options")
+            raise VitcliError(option,
+                              f"is {new[key]}, but the run in {root} used {old.get(key)}: resume with the same options")
     for key in sorted(set(old["options"]) | set(new["options"])):
         if old["options"].get(key) != new["options"].get(key):
-            raise VitcliError(key, f"is {new['options'].get(key)}, but the run in {root} used {old['options'].get(key)}: "
+            raise VitcliError(key,
+                              f"is {new['options'].get(key)}, but the run in {root} used {old['options'].get(key)}: "
                               "resume with the same options, or give a new folder")
     if old["inputs"]["sha256"] != new["inputs"]["sha256"] or old["inputs"]["count"] != new["inputs"]["count"]:
         raise VitcliError(where, f"the inputs changed since the run began ({_difference(root / INPUTS, listing)}): "
@@ -194,7 +200,8 @@ def _resumed(root: Path, new: dict[str, Any], listing: str) -> Manifest:
         for name, sha in shard["files"].items():
             _check_regular(manifest.path(name))
             if _file_sha(manifest.path(name)) != sha:
-                raise VitcliError(str(manifest.path(name)), "differs from the manifest (damaged or changed since it was "
+                raise VitcliError(str(manifest.path(name)),
+                                  "differs from the manifest (damaged or changed since it was "
                                   f"written); delete it and remove shard {k} from {MANIFEST}, or give a new folder")
     _remove_stale(root)
     return manifest
@@ -243,16 +250,14 @@ def _remove_stale(root: Path) -> None:
 
 
 def _file_sha(path: Path) -> str | None:
-    from vitcli.io.tables import file_sha256
+    from vitcli.io.parquet import file_sha256
 
     return file_sha256(str(path))
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 # ---- the manifest as a schema: every field a resume reads, with its type and range ---------------
@@ -282,7 +287,8 @@ def manifest_problem(doc: object) -> str | None:
     if not _is_int(doc.get("shard_size"), 1, MAX_INPUTS):
         return f"'shard_size' must be a whole number from 1 to {MAX_INPUTS:,}"
     inputs = doc["inputs"]
-    if not _is_int(inputs.get("count"), 0, MAX_INPUTS) or not _is_sha(inputs.get("sha256")) or inputs.get("list") != INPUTS:
+    if (not _is_int(inputs.get("count"), 0, MAX_INPUTS) or not _is_sha(inputs.get("sha256"))
+            or inputs.get("list") != INPUTS):
         return f"'inputs' must hold a count from 0 to {MAX_INPUTS:,}, a sha256 and list '{INPUTS}'"
     if not all(isinstance(k, str) for k in doc["options"]) or not all(
             v is None or isinstance(v, (str, int, float, bool)) for v in doc["options"].values()):

@@ -23,9 +23,9 @@ default (ViT, DINOv2: gelu; CLIP: quick_gelu); torchvision uses exact GELU. An e
 
 from collections.abc import Iterable
 
-from vitcli.checkpoints.families.beit import HF_BEIT, TIMM_BEIT
 from vitcli.checkpoints.families.base import Evidence, Family, Mapped, Rule, Variant, evidence, map_keys
 from vitcli.checkpoints.families.base import detect as _detect
+from vitcli.checkpoints.families.beit import HF_BEIT, TIMM_BEIT
 from vitcli.checkpoints.families.clip import CLIP
 from vitcli.checkpoints.families.rotary import DINOV3, HF_DINOV3, TIMM_EVA, TIMM_PE, TIMM_PE_SPATIAL
 from vitcli.checkpoints.families.siglip import HF_AIMV2, HF_SIGLIP
@@ -50,5 +50,6 @@ def detect(keys: Iterable[str], family: str | None = None, architecture: str = "
 
 
 __all__ = ["CLIP", "DINOV3", "FAMILIES", "FAMILY_NAMES", "HF_AIMV2", "HF_BEIT", "HF_CLIP", "HF_DINOV2", "HF_DINOV3",
-           "HF_SIGLIP", "HF_VIT", "TIMM", "TIMM_BEIT", "TIMM_EVA", "TIMM_NAFLEX", "TIMM_PE", "TIMM_PE_SPATIAL", "TORCHVISION", "Evidence",
+           "HF_SIGLIP", "HF_VIT", "TIMM", "TIMM_BEIT", "TIMM_EVA", "TIMM_NAFLEX", "TIMM_PE", "TIMM_PE_SPATIAL",
+           "TORCHVISION", "Evidence",
            "Family", "Mapped", "Rule", "Variant", "detect", "evidence", "map_keys"]

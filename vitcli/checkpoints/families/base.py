@@ -76,7 +76,8 @@ class Evidence:
         if self.name.startswith(("hf-hub:", "timm:")):
             return self.name
         parts = self.name.rstrip("/").split("/")
-        if "snapshots" in parts[:-1] and parts.index("snapshots") > 0 and parts[parts.index("snapshots") - 1].startswith("models--"):
+        at = parts.index("snapshots") if "snapshots" in parts[:-1] else 0
+        if at > 0 and parts[at - 1].startswith("models--"):
             return parts[parts.index("snapshots") - 1][len("models--"):].replace("--", "/", 1)
         name = parts[-1]
         for ext in (".safetensors", ".pth.tar", ".pth", ".pt", ".bin"):
@@ -103,7 +104,8 @@ class Variant:
     joint_head: bool = False  # a head that is no classifier projects into a joint image-text space (CLIP, PE)
 
 
-CLASSIFIER_SIZES = frozenset({1000, 11821, 21841, 21843})  # ImageNet-1k, -12k, -21k heads: a classifier, not a projection
+CLASSIFIER_SIZES = frozenset({1000, 11821, 21841,
+                              21843})  # ImageNet-1k, -12k, -21k heads: a classifier, not a projection
 
 
 def projects(variant: Variant, num_classes: int, labelled: bool) -> bool:
@@ -222,8 +224,11 @@ class _Taker:
     """Applies rules to the source tensors, recording what each core key came from."""
 
     def __init__(self, tensors: "Mapping[str, Tensor]") -> None:
-        self.tensors, self.used = tensors, set()
-        self.out, self.origin, self.expected, self.problems = {}, {}, {}, []
+        self.tensors, self.used = tensors, set[str]()
+        self.out: dict[str, Tensor] = {}
+        self.origin: dict[str, str] = {}
+        self.expected: dict[str, str] = {}
+        self.problems: list[str] = []
         self.applied: set[str] = set()
 
     def take(self, core: str, rule: Rule, prefix: str, style: int = 0) -> None:
@@ -277,7 +282,8 @@ def map_keys(tensors: "Mapping[str, Tensor]", fam: Family, root: str,
 
 def _sort_unused(tensors: Iterable[str], used: set[str], fam: Family, root: str) -> tuple[list[str], list[str]]:
     """Keys no rule took: (known to be unused by a vision model, left over)."""
-    ignored, leftover = [], []
+    ignored: list[str] = []
+    leftover: list[str] = []
     for key in tensors:
         if key in used:
             continue
@@ -379,5 +385,6 @@ def evidence(m: Mapped, name: str, format: str, nested_under: str = "", all_keys
                     m.applied)
 
 
-__all__ = ["CLASSIFIER_SIZES", "Evidence", "Family", "Mapped", "Rule", "Variant", "NATIVE_GRID", "always", "class_pooling", "detect", "evidence",
+__all__ = ["CLASSIFIER_SIZES", "Evidence", "Family", "Mapped", "Rule", "Variant", "NATIVE_GRID", "always",
+           "class_pooling", "detect", "evidence",
            "map_keys", "name_activation", "no_parts", "pair", "projects"]

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from vitcli.checkpoints.config import CheckpointConfig
 from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, always, pair
-from vitcli.checkpoints.preprocess import OPENAI_CLIP, Preprocess, exact_resize, shortest_crop
+from vitcli.checkpoints.preprocess import OPENAI_CLIP, Interpolation, Preprocess, exact_resize, shortest_crop
 from vitcli.core.config import ViTConfig
 
 OPENAI_MARKERS = ("input_resolution", "context_length", "vocab_size")
@@ -45,7 +45,7 @@ def _preprocess_cfg(ev: Evidence, c: ViTConfig) -> Preprocess | None:
     if p is None:
         return None
     mean_std = (p.mean or OPENAI_CLIP[0], p.std or OPENAI_CLIP[1])
-    interpolation = "bilinear" if p.interpolation == "bilinear" else "bicubic"
+    interpolation: Interpolation = "bilinear" if p.interpolation == "bilinear" else "bicubic"
     if p.resize_mode == "squash":
         return exact_resize(c.image_size, mean_std, interpolation, "open_clip_config.json preprocess_cfg")
     return shortest_crop(c.image_size, c.image_size[0], mean_std, interpolation, "round",

@@ -213,7 +213,8 @@ def _pe_parts(ev: Evidence) -> tuple[dict, tuple[str, ...]]:
     and its attention-pool probe with 8 heads (timm attn_pool_num_heads, not in the weights)."""
     refuse_unbuilt(ev, "Perception Encoder (timm vit_pe_*)", skip=("attn_pool.",))
     offset = float(ev.has("cls_token"))
-    changes = {"rope": "eva", "rope_base": 10000.0, "rope_offset": offset, "rope_xy": True, "rope_ref_grid": NATIVE_GRID}
+    changes = {"rope": "eva", "rope_base": 10000.0, "rope_offset": offset, "rope_xy": True,
+               "rope_ref_grid": NATIVE_GRID}
     notes = [f"RoPE eva (PE: grid offset {offset:g}, xy indexing, reference grid = the native grid, "
              "as timm's ref_feat_shape for every vit_pe_*)"]
     if ev.has("attn_pool.latent"):
@@ -243,7 +244,8 @@ TIMM_PE = Family(
     markers=(r"^patch_embed\.proj\.weight$", r"^attn_pool\.latent$", r"^norm_pre\.weight$"),
     roots=("", "visual.trunk."), ignore_outside=OPEN_CLIP_TEXT, block_prefixes=TIMM_EVA.block_prefixes,
     top=(*TIMM_EVA.top, *MAP_RULES), block=PE_BLOCK,
-    variants=(Variant("timm-pe", always, _pe_timm, joint_head=True),), eps=1e-5, parts=_pe_parts, file_preprocess=_pretrained_cfg,
+    variants=(Variant("timm-pe", always, _pe_timm, joint_head=True),), eps=1e-5, parts=_pe_parts,
+                 file_preprocess=_pretrained_cfg,
     required=("patch_embed.proj.weight",), architectures=PE_ARCHITECTURES,
 )
 

@@ -60,7 +60,8 @@ def _aimv2_default(c: ViTConfig) -> Preprocess:
 
 
 def _deit3_default(c: ViTConfig) -> Preprocess:
-    return timm_preprocess(c.image_size, 0.9, IMAGENET, "bicubic", source="timm DeiT III (fb_in1k) default: crop_pct 0.9")
+    return timm_preprocess(c.image_size, 0.9, IMAGENET, "bicubic",
+                           source="timm DeiT III (fb_in1k) default: crop_pct 0.9")
 
 
 def _is_deit3(ev: Evidence) -> bool:
@@ -99,7 +100,8 @@ VARIANTS = (
     Variant("deit", lambda ev: ev.has("dist_token"),
             lambda c: timm_preprocess(c.image_size, 0.9, IMAGENET, "bicubic",
                                       source="timm DeiT default: crop_pct 0.9")),
-    Variant("timm-clip", lambda ev: ev.has("norm_pre.weight"), _clip_default, eps=1e-5, joint_head=True),  # nn.LayerNorm's default
+    # eps: nn.LayerNorm's default
+    Variant("timm-clip", lambda ev: ev.has("norm_pre.weight"), _clip_default, eps=1e-5, joint_head=True),
     Variant("timm-vit", always, _vit_default),
 )
 
@@ -111,7 +113,8 @@ def _activation(ev: Evidence, label: str) -> Why:
         return "silu", "activation silu (timm AIMv2: SwiGLU with act_layer silu)"
     fc1, fc2 = ev.shapes.get("blocks.0.mlp.fc1.weight"), ev.shapes.get("blocks.0.mlp.fc2.weight")
     if fc1 and fc2 and fc1[0] == 2 * fc2[-1]:
-        return "silu", "activation silu (a packed SwiGLU MLP: silu(gate)·value, as dinov2 SwiGLUFFNFused / timm SwiGLUPacked)"
+        return "silu", ("activation silu (a packed SwiGLU MLP: silu(gate)·value, as dinov2 SwiGLUFFNFused / "
+                        "timm SwiGLUPacked)")
     return name_activation(ev, label)
 
 
@@ -172,7 +175,8 @@ TIMM = Family(
         *pair("mlp.fc1", ("mlp.fc1", "mlp.w12")),  # dinov2 SwiGLUFFNFused: w12 packs [x1; x2], silu(x1)·x2
         *pair("mlp.fc2", ("mlp.fc2", "mlp.w3")), Rule("ls2.gamma", ("ls2.gamma",)),
         *pair("mlp.fc1_g", "mlp.fc1_g"), *pair("mlp.fc1_x", "mlp.fc1_x"),  # SwiGLU (AIMv2)
-        *pair("attn.norm", "attn.norm"), *pair("mlp.norm", "mlp.norm"),  # sub-LN (scale_attn_norm / scale_mlp_norm: BEiT-3)
+        # sub-LN (scale_attn_norm / scale_mlp_norm: BEiT-3)
+        *pair("attn.norm", "attn.norm"), *pair("mlp.norm", "mlp.norm"),
     ),
     variants=VARIANTS,
     ignore=(r"^mask_token$",),
@@ -184,7 +188,8 @@ TIMM = Family(
 )
 
 def _naflex_default(c: ViTConfig) -> Preprocess:
-    return timm_preprocess(c.image_size, 1.0, INCEPTION, "bicubic", source="timm NaFlexViT SigLIP 2 default: crop_pct 1.0")
+    return timm_preprocess(c.image_size, 1.0, INCEPTION, "bicubic",
+                           source="timm NaFlexViT SigLIP 2 default: crop_pct 1.0")
 
 
 def _naflex_activation(ev: Evidence, label: str) -> Why:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any, cast
 
 from vitcli.checkpoints.config import HFProcessor
 from vitcli.checkpoints.families.base import Evidence, Family, Rule, Variant, Why, always, pair
@@ -116,10 +117,12 @@ def class_preprocess(given: HFProcessor, c: ViTConfig, where: str = "preprocesso
         raise VitcliError(where, f"{p.type}: image_mean / image_std missing")
     note = "" if known else f"; {given.type or 'no class named'}: not in vitcli's table, transformers' base rules"
     source = f"transformers {p.type} ({Path(where).name if given.file else where}; {TORCHVISION_NOTE}{note})"
-    kind = dict(interpolation=PIL_FILTERS[p.resample], mean=mean, std=std, normalize=normalize_name(mean, std),
-                crop_pct=None, crop_rounding="floor", source=source, backend="torch", rescale_first=k.rescale_first)
+    resample = cast(int, p.resample)  # in PIL_FILTERS: _refuse checked it
+    kind: dict[str, Any] = dict(interpolation=PIL_FILTERS[resample], mean=mean, std=std,
+                                normalize=normalize_name(mean, std), crop_pct=None, crop_rounding="floor",
+                                source=source, backend="torch", rescale_first=k.rescale_first)
     if k.naflex:
-        return Preprocess(c.image_size, c.image_size, "patches", False,  # type: ignore[arg-type]
+        return Preprocess(c.image_size, c.image_size, "patches", False,
                           patch_size=p.patch_size, max_patches=p.max_num_patches, **kind)
     square = p.default_to_square is not False
     if p.shortest_edge or (isinstance(p.size, int) and not square):

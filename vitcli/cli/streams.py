@@ -13,6 +13,7 @@ Only the standard library. `prepare_streams()` (called by the CLI's main) makes
 """
 
 import codecs
+import contextlib
 import errno
 import io
 import os
@@ -149,19 +150,17 @@ def _reopen_closed_descriptors() -> bool:
             os.dup2(null, fd)
             os.close(null)
     if 0 in closed and sys.stdin is None:
-        sys.stdin = open(0, closefd=False)
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's standard input, open until exit
     if 2 in closed or sys.stderr is None:
-        sys.stderr = open(2, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - standard error, open until exit
     return 1 in closed or sys.stdout is None
 
 
 def _tolerant(stream: Any) -> None:
     """Characters the encoding cannot hold become look-alikes or escapes, not UnicodeEncodeError."""
     if hasattr(stream, "reconfigure") and getattr(stream, "errors", None) not in (ERROR_HANDLER,):
-        try:
+        with contextlib.suppress(ValueError, OSError):
             stream.reconfigure(errors=ERROR_HANDLER)
-        except (ValueError, OSError):
-            pass
 
 
 def prepare_streams() -> None:
@@ -184,7 +183,7 @@ def silence_stdout() -> None:
         pass
     stream = getattr(sys.stdout, "_stream", sys.stdout)
     if isinstance(getattr(getattr(stream, "buffer", None), "raw", None), _Closed):
-        sys.stdout = _Guarded(open(1, "w", closefd=False))
+        sys.stdout = _Guarded(open(1, "w", closefd=False))  # noqa: SIM115 - standard output, open until exit
 
 
 def flush_stdout() -> None:

@@ -28,7 +28,9 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
-        return f"{value:.4g}" if 1e-4 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}".replace("e-0", "e-").replace("e+0", "e+")
+        return f"{value:.4g}" if 1e-4 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}".replace("e-0",
+                                                                                                    "e-").replace("e+0",
+                                                                                                                  "e+")
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
     if isinstance(value, (list, tuple)):
@@ -64,7 +66,8 @@ class StatsTable:
         for name, s in self.tensors.items():
             table.add_row(Text(name), fmt(s["shape"]), s["dtype"], *self._numbers(s))
             if s.get("nan") or s.get("inf"):
-                table.add_row("", Text(f"({s.get('nan', 0)} NaN, {s.get('inf', 0)} Inf)", style="red"), "", "", "", "", "")
+                table.add_row("", Text(f"({s.get('nan', 0)} NaN, {s.get('inf', 0)} Inf)", style="red"), "", "", "", "",
+                              "")
         return table
 
     def stacked(self) -> Table:
@@ -81,7 +84,7 @@ class StatsTable:
         """Columns the wide table needs: every cell whole, plus borders and padding."""
         cells = [[self.label, "shape", "dtype", "min", "max", "mean", "std"]]
         cells += [[name, fmt(s["shape"]), s["dtype"], *self._numbers(s)] for name, s in self.tensors.items()]
-        columns = list(zip(*cells))
+        columns = list(zip(*cells, strict=False))
         return sum(max(len(c) for c in col) for col in columns) + 3 * len(columns) + 1
 
     def __rich_console__(self, console: Console, options: Any) -> Any:
@@ -119,7 +122,8 @@ def finite(value: Any) -> Any:
 
 
 # Eight stops of matplotlib's viridis, so the terminal heatmap needs no matplotlib import.
-_VIRIDIS = [(68, 1, 84), (70, 50, 127), (54, 92, 141), (39, 127, 142), (31, 161, 135), (74, 194, 109), (159, 218, 58), (253, 231, 37)]
+_VIRIDIS = [(68, 1, 84), (70, 50, 127), (54, 92, 141), (39, 127, 142), (31, 161, 135), (74, 194, 109), (159, 218, 58),
+            (253, 231, 37)]
 
 
 def _viridis(t: float) -> tuple[int, int, int]:
@@ -128,7 +132,7 @@ def _viridis(t: float) -> tuple[int, int, int]:
     i = min(int(t), len(_VIRIDIS) - 2)
     f = t - i
     a, b = _VIRIDIS[i], _VIRIDIS[i + 1]
-    return tuple(round(x + (y - x) * f) for x, y in zip(a, b))  # type: ignore[return-value]
+    return tuple(round(x + (y - x) * f) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
 
 
 _RAMP = " .:-=+*#%@"

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ def pyarrow() -> Any:
         import pyarrow as pa
         import pyarrow.parquet  # noqa: F401
     except ImportError:
-        raise VitcliError("--format", "Parquet output needs pyarrow: pip install 'vitcli[ray]' or pip install pyarrow") from None
+        raise VitcliError("--format",
+                          "Parquet output needs pyarrow: pip install 'vitcli[ray]' or pip install pyarrow") from None
     return pa
 
 
@@ -124,14 +126,15 @@ class ParquetSink:
         check_target(self.target)
         self.position = {p: first_row + i for i, p in enumerate(paths)}
         self.meta, self.embedding = meta, embedding
-        self.rows, self.errors = 0, []
+        self.rows = 0
+        self.errors: list[dict[str, Any]] = []
         self.row_shape: tuple[int, ...] | None = None
         self.pending: list[tuple[np.ndarray | None, dict[str, Any]]] = []
         self.waiting: dict[int, tuple[np.ndarray | None, dict[str, Any]]] = {}  # arrived before an earlier row
         self.cursor = first_row  # the next row to write
         self.writer: Any = None
         self.tmp: str | None = None
-        self.order: list[int] = []
+        self.order: list[int | None] = []
 
     def add(self, rows: np.ndarray, entries: list[dict[str, Any]]) -> None:
         """Rows (b, ...) of b images and their index entries."""
@@ -141,7 +144,7 @@ class ParquetSink:
             raise VitcliError(entries[0].get("path", "?"), (
                 f"gives shape {list(rows.shape[1:])}, but earlier images gave {list(self.row_shape)}: "
                 "one table needs one size (use a fixed --size)"))
-        for row, entry in zip(rows, entries):
+        for row, entry in zip(rows, entries, strict=True):
             self._arrive(row, entry)
             self.rows += 1
 
@@ -168,7 +171,8 @@ class ParquetSink:
 
             fd, self.tmp = _mkstemp(self.target)
             os.close(fd)
-            self.writer = _guard(self.target, lambda: pq.ParquetWriter(self.tmp, schema(self.row_shape, self.meta, self.embedding)))
+            self.writer = _guard(self.target,
+                                 lambda: pq.ParquetWriter(self.tmp, schema(self.row_shape, self.meta, self.embedding)))
         entries = [e for _, e in self.pending]
         valid = [r is not None for r, _ in self.pending]
         columns = {"path": pa.array([e["path"] for e in entries], pa.string()),
@@ -206,16 +210,22 @@ class ParquetSink:
         self._flush()
         if self.writer is None:
             raise VitcliError(str(self.target), "no image could be processed, nothing written")
-        _guard(self.target, lambda: (self.writer.close(), _fsync(self.tmp)))
-        commit_file(self.tmp, self.target)
+        tmp = self.tmp
+        if tmp is None:
+            raise VitcliError(str(self.target), "no image could be processed, nothing written")
+
+        def close() -> None:
+            self.writer.close()
+            _fsync(tmp)
+
+        _guard(self.target, close)
+        commit_file(tmp, self.target)
         self.tmp = None
 
     def abort(self) -> None:
         if self.writer is not None:
-            try:
+            with suppress(Exception):  # the file is being thrown away
                 self.writer.close()
-            except Exception:  # noqa: BLE001 - the file is being thrown away
-                pass
         discard(self.tmp)
 
 
@@ -249,7 +259,8 @@ class MetadataIndex:
 
     def __init__(self, target: Path, meta: dict[str, Any]) -> None:
         pyarrow()
-        self.target, self.meta, self.entries = target, meta, []
+        self.target, self.meta = target, meta
+        self.entries: list[dict[str, Any]] = []
         fd, self.tmp = _mkstemp(target)
         os.close(fd)
         self.file = None

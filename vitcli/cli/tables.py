@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from vitcli.report import fmt, heatmap_text, info_table, stats_table
+from vitcli.cli.report import fmt, heatmap_text, info_table, stats_table
 
 
 def input_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -40,7 +40,8 @@ def model_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
         ("patch size P", doc["patch_size"]),
         ("grid [rows, cols]", "{} × {}".format(*doc["grid"])),
         *([("native grid", doc["native_grid_from"])] if doc.get("native_grid_from") else []),
-        ("tokens T", f"{doc['num_tokens']} ({doc['num_prefix_tokens']} prefix + {doc['grid'][0] * doc['grid'][1]} patches)"),
+        ("tokens T",
+         f"{doc['num_tokens']} ({doc['num_prefix_tokens']} prefix + {doc['grid'][0] * doc['grid'][1]} patches)"),
         ("dim D / depth L / heads", f"{doc['dim']} / {doc['depth']} / {doc['heads']} (head dim {doc['head_dim']})"),
         ("MLP dim", doc["mlp_dim"]),
         ("position table", doc.get("position_table", doc["posenc"])),
@@ -74,7 +75,7 @@ def batch_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
 def batch_tables(command: str, doc: dict[str, Any], rows: list[tuple[str, Any]], label: str) -> list[Any]:
     """The summary of a run over many images."""
     return [info_table(f"vitcli {command} (batch)", batch_rows(doc) + rows),
-            stats_table("written", {label: s for s in doc["tensors"].values()})]
+            stats_table("written", dict([(label, s) for s in doc["tensors"].values()][-1:]))]
 
 
 def heatmap(title: str, grid: Any, colour: bool) -> Group:

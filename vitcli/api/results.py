@@ -1,0 +1,136 @@
+"""What the commands return: numpy arrays and the JSON document (`to_json()`) the CLI prints or renders.
+
+The lowest module of the API beside `display.py`: every command module and the CLI import their
+result classes from here, and it imports no command (so no command module needs another's).
+Arrays are numpy on the CPU; one image's have no batch axis, several images' a leading one.
+"""
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vitcli.api.display import ShowsItself
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vitcli.api.images import FittedImage
+
+# A command's JSON object, as printed by `--json` (keys documented per command in docs/; json.dumps-able).
+Document = dict[str, Any]
+
+
+@dataclass
+class PatchifyResult(ShowsItself):
+    """Patches of one image (N, P·P·C) or of many (B, N, P·P·C), and the command's JSON document."""
+
+    array: "np.ndarray | None"  # None: several images written, not kept
+    document: Document
+    image: "FittedImage | None" = None  # the fitted image of a single image
+
+    def to_json(self) -> Document:
+        return self.document
+
+
+@dataclass
+class EmbedResult(ShowsItself):
+    """What `embed` computed: arrays (numpy) and the JSON document the command prints."""
+
+    stage: str
+    # one image: every stage, no batch axis; several: {stage: (B, ...)} when kept (a list when sizes differ)
+    arrays: "dict[str, np.ndarray | list[np.ndarray]]"
+    document: Document
+    image: "FittedImage | None" = None  # the fitted image of a single image
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def array(self) -> "np.ndarray | list[np.ndarray] | None":
+        """The chosen stage: (N, P·P·C), (N, D), (T, D) or (D,) for one image; a batch axis for several."""
+        return self.arrays.get(self.stage)
+
+    def to_json(self) -> Document:
+        return self.document
+
+
+@dataclass
+class PosencResult(ShowsItself):
+    """The table (prefix rows + N, D), on the CPU (learned float32, fixed float64), and its document."""
+
+    array: "np.ndarray"
+    document: Document
+
+    def to_json(self) -> Document:
+        return self.document
+
+
+@dataclass
+class AttendResult(ShowsItself):
+    """What `attend` computed for one image (arrays without a batch axis) or for many (summaries)."""
+
+    MAP: ClassVar[str | None] = "terminal_map"
+
+    document: Document
+    weights: "np.ndarray | None" = None  # (L, H_sel, Q, T) float32
+    rollout: "np.ndarray | None" = None  # (T, T) float64
+    rollout_row: "np.ndarray | None" = None  # (T,) float64: the query's row of the rollout
+    distance: "np.ndarray | None" = None  # (L, H) pixels (several images: their mean)
+    masks: "np.ndarray | None" = None  # (H, rows, cols) bool
+    cosine: "np.ndarray | None" = None  # (L, H_sel, Q, T)
+    qkv: "tuple[np.ndarray, np.ndarray, np.ndarray] | None" = None  # (q, k, v), each (L, H, T, d)
+    terminal_map: "tuple[str, np.ndarray] | None" = None  # (title, (rows, cols) map) for the terminal heatmap
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> Document:
+        return self.document
+
+
+@dataclass
+class ExplainResult(ShowsItself):
+    """What `explain` computed: the map(s) and the JSON document the command prints."""
+
+    MAP: ClassVar[str | None] = "maps"
+
+    document: Document
+    maps: "np.ndarray | None" = None  # (rows, cols), (4, rows, cols) for all; a leading batch axis for several
+    score: "float | np.ndarray | None" = None  # one image: a float; several: (B,)
+    image: "FittedImage | None" = None  # the fitted image of a single image
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> Document:
+        return self.document
+
+
+@dataclass
+class FigureResult(ShowsItself):
+    """One figure's array, the JSON document its command prints, and what the table lists."""
+
+    MAP: ClassVar[str | None] = "heatmap"
+
+    array: "np.ndarray"
+    document: Document
+    tables: list[dict[str, Any]] = field(default_factory=list)  # {"title", "columns", "rows"} for the terminal
+    heatmap: "np.ndarray | None" = None  # (rows, cols) map for the terminal, when there is one
+    images: "list[FittedImage]" = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> Document:
+        return self.document
+
+    def shown_tables(self) -> list[dict[str, Any]]:
+        return self.tables
+
+
+@dataclass
+class ViewResult(ShowsItself):
+    """The written page: its path, size in bytes and JSON document."""
+
+    path: str
+    size: int
+    document: Document
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> Document:
+        return self.document
+
+
+__all__ = ["AttendResult", "Document", "EmbedResult", "ExplainResult", "FigureResult", "PatchifyResult",
+           "PosencResult", "ViewResult"]
