@@ -325,8 +325,8 @@ class _Features:
         from vitcli.core.similarity import CKA_METRICS, similarity
 
         streamed = self.minibatch.result().numpy() if self.minibatch is not None else None
-        xs = [torch.cat(parts) for parts in zip(*self.held_a)] if self.plan.hold else []
-        ys = xs if self.same else [torch.cat(parts) for parts in zip(*self.held_b)] if self.plan.hold else []
+        xs = [torch.cat(parts) for parts in zip(*self.held_a, strict=False)] if self.plan.hold else []
+        ys = xs if self.same else [torch.cat(parts) for parts in zip(*self.held_b, strict=False)] if self.plan.hold else []
         return {m: streamed if m in CKA_METRICS and streamed is not None else
                 similarity(m, xs, ys, topk=self.plan.topk, cca_dim=self.plan.cca_dim).numpy() for m in self.plan.metrics}
 
@@ -355,7 +355,7 @@ def _run(a: "Model", b: "Model", images: "Images", plan: Plan, normalize: str | 
         if prep_b is not None:
             partner = prep_b(item, name)
             partner.loaded.release()
-            fitted.partner = partner  # type: ignore[attr-defined]
+            fitted.partner = partner
         return fitted
 
     def compute(items: "list[FittedImage]") -> dict[str, np.ndarray]:
@@ -411,7 +411,7 @@ def best_matches(matrix: np.ndarray, la: list[int], lb: list[int], same: bool = 
     if same and len(lb) > 1:
         scores = np.where(np.array(la)[:, None] == np.array(lb)[None, :], -np.inf, scores)
     best = np.argmax(scores, axis=1)
-    return [{"layer": a, "best_b": lb[int(j)], "score": float(matrix[i, j])} for i, (a, j) in enumerate(zip(la, best))]
+    return [{"layer": a, "best_b": lb[int(j)], "score": float(matrix[i, j])} for i, (a, j) in enumerate(zip(la, best, strict=False))]
 
 
 def _document(a: "Model", b: "Model", plan: Plan, matrix: np.ndarray, report: Any, output: str | None,

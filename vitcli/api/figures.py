@@ -2,9 +2,9 @@
 
 from typing import TYPE_CHECKING, Any
 
-from vitcli.api.base import ModelBase
 from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import FigureResult
+from vitcli.api.text import TextMixin
 from vitcli.api.values import keywords, one_layer
 from vitcli.errors import VitcliError, option_errors
 
@@ -43,7 +43,7 @@ def _name(path: str) -> str:
 MAD_K = 5.0  # `figures norms`' default rule: an outlier's norm exceeds median + MAD_K·MAD of its layer
 
 
-class FiguresMixin(ModelBase):
+class FiguresMixin(TextMixin):  # similar --text reads the text tower
     """`filters`, `pca`, `similar` and `norms` for `Model`."""
 
     def _forward_each(self, images: Any, normalize: str | None, capture: Any,

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from vitcli.api.base import ModelBase
     from vitcli.api.models import Model
 
 
@@ -24,7 +25,7 @@ def choose_layers(text: str | None, depth: int, option: str = "--layers") -> lis
         return parse_layers(text or "all", depth)
 
 
-def choose_tokens(tokens: str | None, models: "Sequence[Model]", option: str = "--tokens") -> str:
+def choose_tokens(tokens: str | None, models: "Sequence[ModelBase]", option: str = "--tokens") -> str:
     """The tokens asked for (default: the first model's: cls with a class token, else mean), checked on each model."""
     from vitcli.core.layer_tokens import default_tokens, tokens_problem
 

@@ -25,12 +25,11 @@ from vitcli.api.base import (  # noqa: F401 - their home was here: `from vitcli.
     prefix_description,
     preprocess_document,
 )
+from vitcli.api.compare import CompareMixin
 from vitcli.api.embed import EmbedMixin
 from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
-from vitcli.api.compare import CompareMixin
 from vitcli.api.probe import ProbeMixin
-from vitcli.api.text import TextMixin
 from vitcli.api.values import keywords
 from vitcli.api.view import ViewMixin
 from vitcli.errors import VitcliError, option_errors
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
     from vitcli.core.config import ViTConfig
 
 
-class Model(EmbedMixin, ViewMixin, AttendMixin, FiguresMixin, ExplainMixin, TextMixin, CompareMixin, ProbeMixin):
+class Model(EmbedMixin, ViewMixin, AttendMixin, FiguresMixin, ExplainMixin, CompareMixin, ProbeMixin):
     """A built ViT on its device, with where it came from and how images reach it; its commands' methods."""
 
 

@@ -40,6 +40,10 @@ class _Pixels:
                      backward: tuple[str, bool] | None = None) -> None:
         """Nothing to weigh: no network (fit_one checks each image's pixels)."""
 
+    def size_blame(self, family: Any = None) -> str | None:
+        """No size of patchify's own: --size names itself."""
+        return None
+
     def preparer(self, spec: Any, normalize: str | None):
         from vitcli.api.images import check_spec, fit_one
         from vitcli.io.images import normalize as values

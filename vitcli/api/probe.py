@@ -225,7 +225,7 @@ def _document(model: "Model", found: Labelled, layers: list[int], tokens: str, a
         "seed": seed, "split": {"folds": folds} if folds else {"test_fraction": test_fraction},
         "test_images": sum(int(t.numel()) for _, t in splits),
         "accuracy": [{"layer": layer, "knn": round(float(a[0]), 6), "linear": round(float(a[1]), 6)}
-                     for layer, a in zip(layers, acc)],
+                     for layer, a in zip(layers, acc, strict=False)],
         "best": {"knn": {"layer": layers[best[0]], "accuracy": float(acc[best[0], 0])},
                  "linear": {"layer": layers[best[1]], "accuracy": float(acc[best[1], 1])}},
         "model": model.document(), "outputs": {"array": output, "plot": plot},

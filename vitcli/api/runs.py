@@ -245,6 +245,10 @@ class Runner(Protocol):
         """The one-line error naming the option over the memory limit (see `MemoryMixin`)."""
         ...
 
+    def size_blame(self, family: "Preprocess | None" = None) -> str | None:
+        """Who asks for an image size the user did not give (a memory message's subject), if anyone."""
+        ...
+
 
 def run_model(model: Runner, images: Images, compute: Callable[[Any], "dict[str, np.ndarray]"], *, main: str,
               normalize: str | None, batch: BatchSpec, output: str | None = None, output_dir: str | None = None,
@@ -299,13 +303,13 @@ def _check_planned(model: Runner, images: Images, batch: BatchSpec, kept: Callab
 
     spec, family = model.image_plan(images.spec)
     fixed = family is not None and (family.crop or family.resize_mode == "exact")
-    hw = tuple(family.size) if fixed else parse_size(spec.size) if spec.size is not None else None
+    hw = tuple(family.size) if family is not None and fixed else parse_size(spec.size) if spec.size is not None \
+        else None
     size = None if hw is None else (int(hw[0]), int(hw[1]))
     b = max(1, min(batch.batch_size, len(images))) if images.many else 1
     if size is None or not len(images):
         return model.check_memory()
-    source = model.size_blame(family) if fixed else model.size_blame() if images.spec.size is None and \
-        hasattr(model, "size_blame") else None
+    source = model.size_blame(family) if fixed else model.size_blame() if images.spec.size is None else None
     model.check_memory(b, size, kept(b, (b, 3, *size)) if kept else 0, source, kept_source, backward)
 
 

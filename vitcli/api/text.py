@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vitcli.api.base import ModelBase
 from vitcli.api.display import ShowsItself
 from vitcli.api.images import image_keywords
 from vitcli.api.values import keywords
@@ -104,11 +105,9 @@ def _label_lines(name: str) -> list[str]:
         raise VitcliError("--labels-file", f"{name}: not UTF-8 text (a binary file?)") from None
 
 
-class TextMixin:
+class TextMixin(ModelBase):
     """`embed_text`, `classify` and the text tower for `Model`."""
 
-    checkpoint: Any
-    spec: Any
     _text: tuple[str | None, Any, Any] | None = None  # (tokenizer given, TextTower, built TextTransformer or None)
 
     def text_tower(self, tokenizer: str | None = None) -> Any:
@@ -132,7 +131,7 @@ class TextMixin:
         if module is None:
             from vitcli.checkpoints.text import build_text_tower
 
-            device, dtype = self.placement  # type: ignore[attr-defined]
+            device, dtype = self.placement
             module = build_text_tower(tower, device, dtype)
             self._text = (given, tower, module)
         return module
@@ -161,7 +160,7 @@ class TextMixin:
         get_text_features); `output` writes them as .npy. A prompt longer than the context is truncated
         as the checkpoint's library truncates it, and the document says so."""
         texts = _prompts(texts)
-        self.check_outputs(extra=[tokenizer] if tokenizer else (), output=output)  # type: ignore[attr-defined]
+        self.check_outputs(extra=[tokenizer] if tokenizer else (), output=output)
         embeddings, tokens = self._encode(texts, tokenizer)
         array = embeddings.cpu().numpy()
         if output:
@@ -172,14 +171,14 @@ class TextMixin:
         norms = [float(n) for n in embeddings.norm(dim=-1)]
         doc = {"command": "embed", "stage": "text", "model": {"source": self.spec.spec, **_tower_doc(tower)},
                "prompts": [{"text": t, "tokens": n, "truncated": n > tokens.context, "norm": round(v, 6)}
-                           for t, n, v in zip(texts, tokens.counts, norms)],
+                           for t, n, v in zip(texts, tokens.counts, norms, strict=False)],
                "shape": list(array.shape), "outputs": {"array": output}}
         return TextEmbedding(texts, array, tokens.counts, tokens.context, doc)
 
     def image_embedding_stage(self) -> str:
         """Where a CLIP-family image embedding is: after the projection (CLIP, PE), else the pooled output
         (SigLIP: the attention-pool head's output)."""
-        return "projected" if self.projects else "pooled"  # type: ignore[attr-defined]
+        return "projected" if self.projects else "pooled"
 
     @image_keywords("images")
     def classify(self, images: Any, *, labels: list[str] | str | None = None, labels_file: str | None = None,
@@ -193,9 +192,9 @@ class TextMixin:
         from vitcli.api.images import as_images
 
         images = as_images(images)
-        head = labels is None and labels_file is None and bool(self.labels)  # type: ignore[attr-defined]
+        head = labels is None and labels_file is None and bool(self.labels)
         texts = [] if head else read_labels(labels, labels_file, template)
-        self.check_outputs(images, extra=[f for f in (tokenizer, labels_file) if f],  # type: ignore[attr-defined]
+        self.check_outputs(images, extra=[f for f in (tokenizer, labels_file) if f],
                            output=output)
         truncated: list[str] = []
         if head:
@@ -220,8 +219,8 @@ class TextMixin:
         from vitcli.api.embed import EmbedCompute, _capture
         from vitcli.api.runs import BatchSpec, run_model
 
-        self.resolve_grid(images)  # type: ignore[attr-defined]
-        compute = EmbedCompute(self.module, _capture({stage}, True), "conv", {stage})  # type: ignore[attr-defined]
+        self.resolve_grid(images)
+        compute = EmbedCompute(self.module, _capture({stage}, True), "conv", {stage})
         run = run_model(self, images, compute, main=stage, normalize=normalize, batch=batch or BatchSpec(),
                         progress=progress)
         return run.arrays[stage]
@@ -243,7 +242,7 @@ class TextMixin:
         with torch.inference_mode():
             bias = None if module.logit_bias is None else module.logit_bias.float()
             logits, probs = zero_shot(image.float(), text, module.logit_scale.float(), bias)
-        cut = [t for t, was in zip(texts, tokens.truncated) if was]
+        cut = [t for t, was in zip(texts, tokens.truncated, strict=False) if was]
         return logits.cpu().numpy(), probs.cpu().numpy(), texts, "sigmoid" if bias is not None else "softmax", cut
 
     def _head_scores(self, images: Any, normalize: str | None, batch: Any, progress: Any) -> tuple[Any, Any, list[str], str]:
@@ -252,7 +251,7 @@ class TextMixin:
 
         logits = self._image_embeddings(images, "projected", normalize, batch, progress).astype(np.float64)
         e = np.exp(logits - logits.max(-1, keepdims=True))
-        labels = self.labels  # type: ignore[attr-defined]
+        labels = self.labels
         return logits, e / e.sum(-1, keepdims=True), [labels.get(i, str(i)) for i in range(logits.shape[-1])], "head"
 
 

@@ -85,7 +85,7 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
             chosen = parse_layers(str(layers), self.config.depth)
         texts = view_prompts(text)
         if texts:
-            self.text_tower()  # type: ignore[attr-defined]  # one line, before any work, without one
+            self.text_tower()  # one line, before any work, without one
         c = self.config
         tabs, errors, kept = [], [], 0
         for i, (item, name) in enumerate(zip(images.items, images.names(), strict=True)):
@@ -181,11 +181,15 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         layer's (L, H, T, T), else from a pass of its own: (T, T) float64."""
         import torch
 
-        from vitcli.core.analysis import attention_rollout
+        from vitcli.core.analysis import Rollout, fuse_heads
 
         if layers != list(range(self.config.depth)):
             return self.attend(image, layer="-1", head="mean", normalize=normalize, rollout=True).rollout
-        return attention_rollout([torch.from_numpy(np.asarray(w))[None] for w in weights])[0].numpy()  # (T, T)
+        rollout = Rollout()
+        for w in weights:  # (H, T, T) per layer, in depth order
+            rollout.add(fuse_heads(torch.from_numpy(np.asarray(w, np.float64))[None], "mean"))
+        assert rollout.result is not None
+        return rollout.result[0].numpy()  # (T, T)
 
     def _view_features(self, image: Any, to: Any, layers: list[int], normalize: str | None) -> tuple[Any, list[Any], Any, Any]:
         """One pass for the similarity maps and `figures norms`: per layer, cosine similarity of every token (T)
@@ -224,7 +228,7 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
     def _view_explain(self, image: Any, target: str | int | None, normalize: str | None) -> Any:
         """The explain hook: the grad-rollout map of `Model.explain` (rows, cols) for the page's panel, for
         any target `explain` takes (a bare N is class:N)."""
-        result = self.explain(image, target="top" if target is None else target,  # type: ignore[attr-defined]
+        result = self.explain(image, target="top" if target is None else target,
                               normalize=normalize)
         found = result.document["explain"]
         return {"map": _f32(np.asarray(result.maps, np.float64).reshape(-1)), "target": found["target"],
@@ -233,10 +237,10 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
     def _view_text(self, image: Any, texts: list[str], normalize: str | None) -> dict[str, Any]:
         """The text panels of one tab: per prompt, the LeGrad map (rows·cols) of `Model.explain` for
         text:PROMPT and the zero-shot score of `Model.classify` over all the prompts (the family's rule)."""
-        scores = self.classify(image, labels=texts, normalize=normalize)  # type: ignore[attr-defined]
+        scores = self.classify(image, labels=texts, normalize=normalize)
         panels = []
         for i, prompt in enumerate(texts):
-            result = self.explain(image, target=f"text:{prompt}", method="legrad",  # type: ignore[attr-defined]
+            result = self.explain(image, target=f"text:{prompt}", method="legrad",
                                   normalize=normalize)
             panels.append({"prompt": prompt, "map": _f32(np.asarray(result.maps, np.float64).reshape(-1)),
                            "prob": float(scores.probs[i]), "logit": float(scores.logits[i])})

@@ -249,7 +249,6 @@ def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: st
     """`load_model` from the model options (a preset's patch size comes from -p); `describe_only`
     reads a checkpoint's shapes, not its values (`info`)."""
     from vitcli.api.models import load_model
-
     from vitcli.errors import UsageError
 
     if opts.weights is not None and opts.model is not None:

@@ -21,7 +21,6 @@ from vitcli.cli.common import (
     with_options,
 )
 from vitcli.cli.datasets import DatasetOptions
-
 from vitcli.cli.text import TextOpt, TokenizerOpt, text_table
 from vitcli.errors import VitcliError
 

@@ -12,8 +12,8 @@ from vitcli.cli.common import (
     ModelOptions,
     NormalizeOpt,
     Output,
-    OutputOptions,
     OutputOpt,
+    OutputOptions,
     QuietOpt,
     examples,
     gather,
@@ -105,7 +105,7 @@ def _tables(doc: dict[str, Any], top: int = 10) -> list[Any]:
     rows += [("written", doc["outputs"]["array"])] if doc["outputs"]["array"] else []
     probs, logits = np.atleast_2d(doc["probs"]), np.atleast_2d(doc["logits"])
     tables = [info_table("vitcli classify", rows)]
-    for name, p, lg in zip(doc["images"], probs, logits):
+    for name, p, lg in zip(doc["images"], probs, logits, strict=False):
         order = np.argsort(-p, kind="stable")[:top]
         shown = [[_short(doc["labels"][i]), float(p[i]), float(lg[i])] for i in order]
         tables.append(rows_table(f"{name}" + (f" (top {top} of {len(p)})" if len(p) > top else ""),

@@ -253,6 +253,8 @@ def fused_rows(model: VisionTransformer, lg: LayerGrad, start: int, stop: int, g
     """Query rows start..stop-1 of mean_h (A ⊙ ∂y/∂A)⁺ (or of mean_h A): (B, stop-start, T) float32."""
     a = model.block(lg.layer).attn.rows(lg.q, lg.k, lg.bias, start, stop)  # (B, H, c, T)
     if gradient:
+        if lg.grad_y is None:
+            raise ValueError(f"layer {lg.layer} was visited without its gradient")
         a = (a * attention_grad(lg.grad_y, lg.v, start, stop)).clamp_min(0)
     return a.float().mean(dim=1)
 

@@ -123,8 +123,8 @@ class MinibatchCKA:
         if self.pending is None:
             self.pending = ([x.double() for x in xs], [y.double() for y in ys])
         else:
-            self.pending = ([torch.cat([p, x.double()]) for p, x in zip(self.pending[0], xs)],
-                            [torch.cat([p, y.double()]) for p, y in zip(self.pending[1], ys)])
+            self.pending = ([torch.cat([p, x.double()]) for p, x in zip(self.pending[0], xs, strict=False)],
+                            [torch.cat([p, y.double()]) for p, y in zip(self.pending[1], ys, strict=False)])
         while self.pending[0][0].shape[0] >= 2 * self.rows:
             self._take(self.rows)
 
@@ -208,11 +208,11 @@ def cknna(xs: Sequence[Tensor], ys: Sequence[Tensor], k: int) -> Tensor:
     """CKNNA (Huh et al. 2024, unbiased, distance-aware) of every pair of layers: (La, Lb)."""
     na = [nearest(x, k) for x in xs]
     nb = na if ys is xs else [nearest(y, k) for y in ys]
-    self_a = torch.stack([_shared_hsic(x, x, a, a) for x, a in zip(xs, na)])
-    self_b = self_a if ys is xs else torch.stack([_shared_hsic(y, y, b, b) for y, b in zip(ys, nb)])
+    self_a = torch.stack([_shared_hsic(x, x, a, a) for x, a in zip(xs, na, strict=False)])
+    self_b = self_a if ys is xs else torch.stack([_shared_hsic(y, y, b, b) for y, b in zip(ys, nb, strict=False)])
     out = torch.empty(len(xs), len(ys), dtype=torch.float64)
-    for i, (x, a) in enumerate(zip(xs, na)):
-        for j, (y, b) in enumerate(zip(ys, nb)):
+    for i, (x, a) in enumerate(zip(xs, na, strict=False)):
+        for j, (y, b) in enumerate(zip(ys, nb, strict=False)):
             out[i, j] = _shared_hsic(x, y, a, b)
     return cka_ratio(out, self_a, self_b)
 

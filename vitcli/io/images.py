@@ -246,14 +246,14 @@ def array_pixels(arr: np.ndarray, name: str) -> np.ndarray:
         raise VitcliError(name, f"an image array must hold numbers, got {arr.dtype}")
     if not np.isfinite(arr).all():
         raise VitcliError(name, f"the image array ({arr.dtype}) holds NaN or infinity")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0 or hi > 255:
-        raise VitcliError(name, f"the image array ({arr.dtype}) holds {lo:.4g}..{hi:.4g}: float pixels are 0..1 or 0..255 "
-                          "(normalised values are not pixels)")
-    if 1.0 < hi < AMBIGUOUS_FLOAT:
-        raise VitcliError(name, f"the image array ({arr.dtype}) holds {lo:.4g}..{hi:.6g}: neither 0..1 (its largest value "
-                          "is above 1) nor clearly 0..255; clip it to [0, 1] or give uint8")
-    top = 1.0 if hi <= 1.0 else 255.0
+    low, high = float(arr.min()), float(arr.max())
+    if low < 0 or high > 255:
+        raise VitcliError(name, f"the image array ({arr.dtype}) holds {low:.4g}..{high:.4g}: float pixels are 0..1 or "
+                          "0..255 (normalised values are not pixels)")
+    if 1.0 < high < AMBIGUOUS_FLOAT:
+        raise VitcliError(name, f"the image array ({arr.dtype}) holds {low:.4g}..{high:.6g}: neither 0..1 (its largest "
+                          "value is above 1) nor clearly 0..255; clip it to [0, 1] or give uint8")
+    top = 1.0 if high <= 1.0 else 255.0
     return np.rint(arr.astype(np.float64) * (255.0 / top)).astype(np.uint8)
 
 
