@@ -209,12 +209,9 @@ def _stored(text: str | Sequence[int], meta: dict[str, Any], option: str) -> lis
 
 def _load_other(model: "Model", spec: Any) -> "Model":
     """Model B: a loaded Model, or a spec loaded on A's device, dtype and memory limit."""
-    from vitcli.api.models import Model, load_model
+    from vitcli.api.base import ModelBase
 
-    if isinstance(spec, Model):
-        return spec
-    s = model.spec
-    return load_model(spec, device=s.device, dtype=s.dtype, seed=s.seed, max_memory=s.max_memory)
+    return spec if isinstance(spec, ModelBase) else model.sibling(spec)
 
 
 def short_name(model: "Model") -> str:

@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 class Model(EmbedMixin, ViewMixin, AttendMixin, FiguresMixin, ExplainMixin, CompareMixin, ProbeMixin):
     """A built ViT on its device, with where it came from and how images reach it; its commands' methods."""
 
+    def sibling(self, spec: str) -> "Model":
+        """Another model on this one's device, dtype, seed and memory limit (compare's model B)."""
+        s = self.spec
+        return load_model(spec, device=s.device, dtype=s.dtype, seed=s.seed, max_memory=s.max_memory)
+
 
 @keywords()
 def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "float32", seed: int = 0,
