@@ -97,10 +97,10 @@ class CompareMixin:
 
     @image_keywords("images", with_model=_other, metric=_metric, tokens=choice(("cls", "mean", "pooled", "patches")),
               layers_b=layers_parser, topk=number(1, whole=True), cca_dim=number(1, whole=True), exact=flag, plot=path)
-    def compare(self: "Model", images: Any, *, with_model: "str | Model | None" = None, metric: str | Sequence[str] = "cka",
-                tokens: str | None = None, layers: str | Sequence[int] = "all", layers_b: str | Sequence[int] = "all",
-                topk: int = 10, cca_dim: int = 10, exact: bool = False, normalize: str | None = None,
-                output: str | None = None, plot: str | None = None, batch: Any = None,
+    def compare(self: "Model", images: Any, *, with_model: "str | Model | None" = None,
+                metric: str | Sequence[str] = "cka", tokens: str | None = None, layers: str | Sequence[int] = "all",
+                layers_b: str | Sequence[int] = "all", topk: int = 10, cca_dim: int = 10, exact: bool = False,
+                normalize: str | None = None, output: str | None = None, plot: str | None = None, batch: Any = None,
                 progress: Any = None) -> CompareResult:
         """Layer × layer similarity of this model (A) and `with_model` (B; default A itself) on `images`:
         `metric` one or several of cka, unbiased-cka, mutual-knn, cknna, svcca; `tokens` cls | mean |
@@ -129,7 +129,8 @@ class CompareMixin:
         pair = f"{short_name(self)} with itself" if other is self else f"A {short_name(self)} vs B {short_name(other)}"
         _write(matrix, la, lb, output, plot, f"{metrics[0]} of layer features ({plan.tokens}), {pair}, "
                f"{report.done} images", metrics[0])
-        return CompareResult(matrix, metrics, la, lb, doc, list(self.warnings) + (list(other.warnings) if other is not self else []))
+        return CompareResult(matrix, metrics, la, lb, doc,
+                             list(self.warnings) + (list(other.warnings) if other is not self else []))
 
 
 @keywords(features=path, features_b=path, metric=_metric, layers_b=layers_parser, topk=number(1, whole=True),
@@ -153,8 +154,8 @@ def compare_features(features: str, features_b: str | None = None, *, metric: st
     check_outputs_first({"output": output, "plot": plot}, inputs=[*files_a, *files_b])
     metrics = metric_list(metric)
     n = count_rows(files_a)
-    plan = Plan(metrics, str(meta_a.get("tokens")), la, lb, n, exact or any(m not in ("cka", "unbiased-cka") for m in metrics),
-                exact, topk, cca_dim)
+    plan = Plan(metrics, str(meta_a.get("tokens")), la, lb, n,
+                exact or any(m not in ("cka", "unbiased-cka") for m in metrics), exact, topk, cca_dim)
     _check_plan_counts(plan, n, min(meta_a["model"]["dim"], meta_b["model"]["dim"]))
     same = features_b is None and la == lb
     consumer = _Features(plan, same, batch_size)
@@ -323,9 +324,11 @@ class _Features:
 
         streamed = self.minibatch.result().numpy() if self.minibatch is not None else None
         xs = [torch.cat(parts) for parts in zip(*self.held_a, strict=False)] if self.plan.hold else []
-        ys = xs if self.same else [torch.cat(parts) for parts in zip(*self.held_b, strict=False)] if self.plan.hold else []
+        ys = (xs if self.same else
+              [torch.cat(parts) for parts in zip(*self.held_b, strict=False)] if self.plan.hold else [])
         return {m: streamed if m in CKA_METRICS and streamed is not None else
-                similarity(m, xs, ys, topk=self.plan.topk, cca_dim=self.plan.cca_dim).numpy() for m in self.plan.metrics}
+                similarity(m, xs, ys, topk=self.plan.topk, cca_dim=self.plan.cca_dim).numpy()
+                for m in self.plan.metrics}
 
 
 def _run(a: "Model", b: "Model", images: "Images", plan: Plan, normalize: str | None, batch: Any,
@@ -345,7 +348,8 @@ def _run(a: "Model", b: "Model", images: "Images", plan: Plan, normalize: str | 
     compute_b = None if same else LayerCompute(b, plan.layers_b, plan.tokens)
     per_image = plan.samples // max(1, len(images))
     features = _Features(plan, same and plan.layers_a == plan.layers_b,
-                         min(batch.batch_size * per_image, PATCH_ROWS) if plan.tokens == "patches" else batch.batch_size)
+                         min(batch.batch_size * per_image, PATCH_ROWS) if plan.tokens == "patches"
+                         else batch.batch_size)
 
     def prepare(item: object, name: str) -> "FittedImage":
         fitted = prep_a(item, name)
@@ -374,7 +378,8 @@ def _run(a: "Model", b: "Model", images: "Images", plan: Plan, normalize: str | 
     return features.results(), report
 
 
-def _forward(model: "Model", compute: "LayerCompute", items: "list[FittedImage]", layers: list[int]) -> "list[torch.Tensor]":
+def _forward(model: "Model", compute: "LayerCompute", items: "list[FittedImage]",
+             layers: list[int]) -> "list[torch.Tensor]":
     """The layers' rows of a batch, in the items' order; images of different sizes run as separate passes."""
     import torch
 
@@ -408,7 +413,8 @@ def best_matches(matrix: np.ndarray, la: list[int], lb: list[int], same: bool = 
     if same and len(lb) > 1:
         scores = np.where(np.array(la)[:, None] == np.array(lb)[None, :], -np.inf, scores)
     best = np.argmax(scores, axis=1)
-    return [{"layer": a, "best_b": lb[int(j)], "score": float(matrix[i, j])} for i, (a, j) in enumerate(zip(la, best, strict=False))]
+    return [{"layer": a, "best_b": lb[int(j)], "score": float(matrix[i, j])}
+            for i, (a, j) in enumerate(zip(la, best, strict=False))]
 
 
 def _document(a: "Model", b: "Model", plan: Plan, matrix: np.ndarray, report: Any, output: str | None,
@@ -437,7 +443,8 @@ def _estimator(plan: Plan) -> str | None:
 def _matrices(plan: Plan, matrix: np.ndarray, same: bool) -> dict[str, object]:
     """The JSON keys of the matrices: each metric's rows, and the best-matching layer of B per layer of A."""
     mats = matrix if matrix.ndim == 3 else matrix[None]
-    return {"similarity": {m: [[round(float(v), 6) for v in row] for row in mats[i]] for i, m in enumerate(plan.metrics)},
+    return {"similarity": {m: [[round(float(v), 6) for v in row] for row in mats[i]]
+                           for i, m in enumerate(plan.metrics)},
             "best": {m: best_matches(mats[i], plan.layers_a, plan.layers_b, same) for i, m in enumerate(plan.metrics)}}
 
 

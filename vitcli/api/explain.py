@@ -69,7 +69,8 @@ def target_form(text: str | int) -> str:
     kind, _, arg = text.partition(":")
     if kind == "class" and (whole(arg) or 0) < 0:
         raise VitcliError("--target", f"class {arg.strip()} is negative: classes count from 0")
-    if kind not in ("top", "class", "image", "patch", "text") or (kind != "top" and not arg.strip()) or (kind == "top" and arg):
+    if (kind not in ("top", "class", "image", "patch", "text") or (kind != "top" and not arg.strip())
+            or (kind == "top" and arg)):
         raise VitcliError("--target", f"'{text}' is not one of {TARGET_HELP}")
     parts = arg.split(",")
     if kind == "patch" and (len(parts) != 2 or not all(whole(p, signed=False) is not None for p in parts)):

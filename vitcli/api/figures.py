@@ -192,7 +192,8 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         return FigureResult(sim, doc, heatmap=sim, images=fitted, warnings=list(self.warnings))
 
     def _similar_text(self, image: Any, text: str, tokenizer: str | None, layer: int, norm: bool,
-                      normalize: str | None, output: str | None, png: str | None, unused: dict[str, Any]) -> FigureResult:
+                      normalize: str | None, output: str | None, png: str | None,
+                      unused: dict[str, Any]) -> FigureResult:
         """figures similar --text: cos(each patch's feature through the final norm, the pooling head as its only key
         and the projection (core.text.patch_embeddings), the prompt's text embedding): a dense text map (rows, cols)."""
         import torch
@@ -206,8 +207,10 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         if given:
             raise VitcliError(given[0], "--text compares every patch with a prompt: give one or the other")
         if not norm:
-            raise VitcliError("--no-norm", "--text reads the features as the image embedding does: through the final norm")
-        embedding = torch.from_numpy(self.embed_text([text], tokenizer=tokenizer).array[0])  # (E,): first, before images
+            raise VitcliError("--no-norm",
+                              "--text reads the features as the image embedding does: through the final norm")
+        # (E,): first, before images
+        embedding = torch.from_numpy(self.embed_text([text], tokenizer=tokenizer).array[0])
         fitted, outs, norm_name = self._forward_each(_as_list([image]), normalize,
                                                      Capture(inputs=False, blocks=[layer], final="none"),
                                                      {"output": output, "png": png})

@@ -110,9 +110,10 @@ class ProbeMixin:
               l2=number(0), test_fraction=number(0, 1, above=True, below=True), folds=number(2, whole=True),
               plot=path)
     def probe(self: "Model", root: str, *, labels: str | None = None, tokens: str | None = None,
-              layers: str = "all", size: Any = None, fit: str | None = None, k: int = 20, l2: float = 1e-4, seed: int = 0, test_fraction: float = 0.2,
-              folds: int | None = None, normalize: str | None = None, output: str | None = None,
-              plot: str | None = None, batch: Any = None, progress: Any = None) -> ProbeResult:
+              layers: str = "all", size: Any = None, fit: str | None = None, k: int = 20, l2: float = 1e-4,
+              seed: int = 0, test_fraction: float = 0.2, folds: int | None = None, normalize: str | None = None,
+              output: str | None = None, plot: str | None = None, batch: Any = None,
+              progress: Any = None) -> ProbeResult:
         """k-NN (cosine, DINO's weighted vote, T = 0.07) and linear-probe accuracy of every chosen layer on
         ROOT's labelled images: a stratified split fixed by `seed` (`test_fraction`) or `folds` folds.
         `size` and `fit` bring images to a size as load_images does (default: the model's own preprocessing)."""
@@ -177,7 +178,8 @@ def _check_k(k: int, splits: list[Any]) -> None:
     """k neighbours need more training images than k."""
     fewest = min(int(train.numel()) for train, _ in splits)
     if k > fewest:
-        raise UsageError("--k", f"{k} neighbours (--k, --topk) need at least {k} training images; the split has {fewest}")
+        raise UsageError("--k", f"{k} neighbours (--k, --topk) need at least {k} training images; "
+                                f"the split has {fewest}")
 
 
 def _check_held(model: "Model", n: int, layers: list[int]) -> None:

@@ -79,7 +79,8 @@ def probe_gcs(address: str) -> None:
         raise VitcliError("--ray-address", f"{address} accepted a connection but did not answer as a Ray cluster "
                           f"within {PROBE_SECONDS:g} s") from None
     except (OSError, ValueError) as e:
-        raise VitcliError("--ray-address", f"cannot reach a Ray cluster at {address}: {getattr(e, 'strerror', None) or e}") from None
+        raise VitcliError("--ray-address",
+                          f"cannot reach a Ray cluster at {address}: {getattr(e, 'strerror', None) or e}") from None
     if len(head) < 9 or head[3] != 4:  # frame type 4: SETTINGS
         raise VitcliError("--ray-address", f"{address} is not a Ray cluster (it does not speak gRPC, as Ray's GCS "
                           "does); give the head node's address, e.g. 10.0.0.5:6379")
@@ -91,7 +92,8 @@ def check_resources(ray: Any, dataset: Any) -> None:
     if wanted:
         have = float(ray.cluster_resources().get("GPU", 0))
         if have < wanted:
-            raise VitcliError("--num-gpus", f"{dataset.actors} actor(s) × {dataset.num_gpus:g} GPU need {wanted:g} GPUs; "
+            raise VitcliError("--num-gpus",
+                              f"{dataset.actors} actor(s) × {dataset.num_gpus:g} GPU need {wanted:g} GPUs; "
                               f"the Ray cluster has {have:g} (nothing was written)")
 
 

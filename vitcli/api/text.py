@@ -245,7 +245,8 @@ class TextMixin(ModelBase):
         cut = [t for t, was in zip(texts, tokens.truncated, strict=False) if was]
         return logits.cpu().numpy(), probs.cpu().numpy(), texts, "sigmoid" if bias is not None else "softmax", cut
 
-    def _head_scores(self, images: Any, normalize: str | None, batch: Any, progress: Any) -> tuple[Any, Any, list[str], str]:
+    def _head_scores(self, images: Any, normalize: str | None, batch: Any,
+                     progress: Any) -> tuple[Any, Any, list[str], str]:
         """The classifier's logits (B, C) and softmax, labelled with the head's own labels."""
         import numpy as np
 

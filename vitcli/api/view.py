@@ -158,7 +158,8 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         problem = over(need, limit, what)
         if problem:
             one_t, one_k = view_tab_bytes(c, tokens, 1)
-            fewer = weight_bytes(c, self.spec.dtype) + max(one_t + kept // layers, PAGE_COPIES * (kept // layers + one_k))
+            fewer = weight_bytes(c, self.spec.dtype) + max(one_t + kept // layers,
+                                                           PAGE_COPIES * (kept // layers + one_k))
             alone = weight_bytes(c, self.spec.dtype) + max(transient, PAGE_COPIES * tab)
             blame = "--layers" if layers > 1 and fewer <= limit else "IMAGE" if index and alone <= limit else \
                 name if spec.size == "native" else "--size"
@@ -191,7 +192,8 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         assert rollout.result is not None
         return rollout.result[0].numpy()  # (T, T)
 
-    def _view_features(self, image: Any, to: Any, layers: list[int], normalize: str | None) -> tuple[Any, list[Any], Any, Any]:
+    def _view_features(self, image: Any, to: Any, layers: list[int],
+                       normalize: str | None) -> tuple[Any, list[Any], Any, Any]:
         """One pass for the similarity maps and `figures norms`: per layer, cosine similarity of every token (T)
         with every patch of the image or of `to` (N') on `figures similar`'s features (block output through
         the final norm), and the norms' FigureResult."""

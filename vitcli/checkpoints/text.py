@@ -98,8 +98,8 @@ TEXT_LAYOUTS: tuple[TextLayout, ...] = (
     TextLayout("open_clip", "open_clip", "token_embedding.weight", "", "transformer.resblocks.{i}.",
                OPEN_CLIP_TOP, OPEN_CLIP_BLOCK,
                scope=r"^(token_embedding|positional_embedding|transformer|ln_final|text_projection|cls_emb|text_)"),
-    TextLayout("transformers", "transformers", "embeddings.token_embedding.weight", "text_model.", "encoder.layers.{i}.",
-               HF_TOP, HF_BLOCK,
+    TextLayout("transformers", "transformers", "embeddings.token_embedding.weight", "text_model.",
+               "encoder.layers.{i}.", HF_TOP, HF_BLOCK,
                (Rule("logit_scale", ("logit_scale",)), Rule("logit_bias", ("logit_bias",)),
                 Rule("proj.weight", ("text_projection.weight",))),  # CLIPModel's projection (no bias)
                scope=r"^(text_model\.|text_projection)"),
@@ -122,7 +122,8 @@ class TextTower:
 def text_layout(keys: Mapping[str, object], spec: str) -> TextLayout:
     """The layout whose marker key the checkpoint has, else the one-line error saying it has no text tower."""
     for layout in TEXT_LAYOUTS:
-        if layout.root + layout.marker in keys and (layout.root or f"{layout.block_prefix.format(i=0)}ln_1.weight" in keys):
+        if layout.root + layout.marker in keys and (
+                layout.root or f"{layout.block_prefix.format(i=0)}ln_1.weight" in keys):
             return layout
     raise VitcliError(spec, NO_TEXT)
 
@@ -145,7 +146,8 @@ def map_text(tensors: "Mapping[str, Tensor]", layout: TextLayout,
             t.take(rule.core, rule, "")
     if t.problems:
         raise VitcliError(spec, "its text tower: " + "; ".join(t.problems))
-    unused = sorted(k for k in tensors if k not in t.used and re.search(layout.scope, k) and not re.search(layout.ignore, k))
+    unused = sorted(k for k in tensors
+                    if k not in t.used and re.search(layout.scope, k) and not re.search(layout.ignore, k))
     if unused:  # e.g. CoCa's cls_emb, a text tower with parts vitcli does not build
         raise VitcliError(spec, f"its text tower has a part vitcli cannot build ({len(unused)} keys: "
                           f"{', '.join(unused[:6])})")
@@ -194,8 +196,8 @@ def _open_clip_facts(configs: Mapping[str, dict], all_keys: Mapping[str, object]
     causal = (not cfg.get("no_causal_mask", False), f"{where} no_causal_mask" if "no_causal_mask" in cfg else
               "causal (open_clip's default)")
     pool = cfg.get("pool_type", "argmax")
-    pooling = (pool if pool in ("argmax", "eos", "last", "first") else "argmax", f"{where} pool_type" if "pool_type" in cfg
-               else "argmax: the end-of-text token (open_clip's default)")
+    pooling = (pool if pool in ("argmax", "eos", "last", "first") else "argmax",
+               f"{where} pool_type" if "pool_type" in cfg else "argmax: the end-of-text token (open_clip's default)")
     kwargs = cfg.get("tokenizer_kwargs") or {}
     hf = bool(cfg.get("hf_tokenizer_name"))
     clean = kwargs.get("clean", "whitespace" if hf else "lower")
@@ -280,7 +282,8 @@ def load_text_tower(spec: str, tokenizer: str | None = None, online: bool = Fals
               (("heads", facts.heads), ("activation", facts.activation), ("eps", facts.eps),
                ("mask", ("causal" if facts.causal[0] else "bidirectional", facts.causal[1])),
                ("pooling", facts.pooling))]
-    notes.append(f"tokenizer: {tok.kind} {tok.path}" + (f", open_clip clean '{tok.clean}'" if tok.clean != "none" else ""))
+    notes.append(f"tokenizer: {tok.kind} {tok.path}"
+                 + (f", open_clip clean '{tok.clean}'" if tok.clean != "none" else ""))
     return TextTower(spec, layout.name, layout.library, config, {k: v for k, v in state.items()}, tok, notes)
 
 

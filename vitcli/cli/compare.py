@@ -20,30 +20,41 @@ from vitcli.cli.common import (
     examples,
     gather,
     open_model,
+    prose,
     value,
     with_options,
 )
 
-HELP = """How alike the layers of two models (or of one model, layer × layer) are on the same images.
+HELP = prose("""How alike the layers of two models (or of one model, layer × layer) are on the same images.
 
-Each image goes through each model's own preprocessing. A layer's feature is the residual stream after that block, before the final norm; --tokens picks what stands for an image: cls, mean (of the patch tokens), pooled (at the last layer the model's own pooled embedding; at earlier layers the token its pool reads) or patches (every patch a sample; both grids must match).
+Each image goes through each model's own preprocessing. A layer's feature is the residual stream after that block,
+before the final norm; --tokens picks what stands for an image: cls, mean (of the patch tokens), pooled (at the last
+layer the model's own pooled embedding; at earlier layers the token its pool reads) or patches (every patch a sample;
+both grids must match).
 
 Metrics (X, Y: n × d features of A's and B's layer; K = XXᵀ, L = YYᵀ; K̃: K with a zero diagonal):
 
 cka: linear CKA (Kornblith et al. 2019) = ‖X̄ᵀȲ‖²_F / (‖X̄ᵀX̄‖_F ‖ȲᵀȲ‖_F), X̄ column-centred.
 
-unbiased-cka: HSIC₁(K, L) / √(HSIC₁(K, K) HSIC₁(L, L)), HSIC₁ = \\[tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3)) (Song et al. 2012).
+unbiased-cka: HSIC₁(K, L) / √(HSIC₁(K, K) HSIC₁(L, L)), HSIC₁ = \\[tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) −
+2/(n−2)·1ᵀK̃L̃1] / (n(n−3)) (Song et al. 2012).
 
-Without --exact both CKAs stream: Nguyen et al. 2021's minibatch estimator Σᵢ HSIC₁(Kᵢ, Lᵢ) / √(Σᵢ HSIC₁(Kᵢ, Kᵢ) Σᵢ HSIC₁(Lᵢ, Lᵢ)) over batches i, so memory does not grow with the number of images; --exact holds every feature and gives the textbook value on all images.
+Without --exact both CKAs stream: Nguyen et al. 2021's minibatch estimator Σᵢ HSIC₁(Kᵢ, Lᵢ) / √(Σᵢ HSIC₁(Kᵢ, Kᵢ) Σᵢ
+HSIC₁(Lᵢ, Lᵢ)) over batches i, so memory does not grow with the number of images; --exact holds every feature and gives
+the textbook value on all images.
 
 mutual-knn: mean over images of |kNN_A(i) ∩ kNN_B(i)| / k (Huh et al. 2024), k = --topk.
 
-cknna: HSIC₁ of K and L kept only where j is among both kNN_A(i) and kNN_B(i), over the same for A with itself and B with itself (Huh et al. 2024).
+cknna: HSIC₁ of K and L kept only where j is among both kNN_A(i) and kNN_B(i), over the same for A with itself and B
+with itself (Huh et al. 2024).
 
-svcca: columns standardised, the top --cca-dim left singular vectors (exact SVD), the mean of their canonical correlations.
+svcca: columns standardised, the top --cca-dim left singular vectors (exact SVD), the mean of their canonical
+correlations.
 
-mutual-knn, cknna and svcca take features L2-normalised per image and hold N × D per layer (checked against the memory limit before any forward pass). -o writes the (layers of A, layers of B) matrix, (metrics, LA, LB) for several metrics in the order given.
-"""
+mutual-knn, cknna and svcca take features L2-normalised per image and hold N × D per layer (checked against the memory
+limit before any forward pass). -o writes the (layers of A, layers of B) matrix, (metrics, LA, LB) for several metrics
+in the order given.
+""")
 EXAMPLES = [
     "vitcli compare photos/ --weights vit_s16.safetensors --plot cka.png",
     "vitcli compare photos/ --weights a.safetensors --with b.safetensors --metric cka,mutual-knn -o sim.npy",
@@ -51,24 +62,45 @@ EXAMPLES = [
 ]
 EPILOG = examples(EXAMPLES)
 TokensChoice = choices("TokensChoice", Literal["cls", "mean", "pooled", "patches"])
-TokensOpt = Annotated[TokensChoice | None, typer.Option("--tokens", metavar="TOKENS", help="cls | mean | pooled | patches: what stands for an image at a layer. \\[default: cls with a class token, else mean]", show_default=False)]  # type: ignore[valid-type]
+TokensOpt = Annotated[TokensChoice | None, typer.Option(  # type: ignore[valid-type]
+    "--tokens", metavar="TOKENS", show_default=False,
+    help="cls | mean | pooled | patches: what stands for an image at a layer. "
+         "\\[default: cls with a class token, else mean]")]
 LayersOpt = Annotated[str, typer.Option("--layers", metavar="LAYERS", help="Blocks of A: all, -1, 0,3,6 or 2:5.")]
-PlotOpt = Annotated[str | None, typer.Option("--plot", metavar="FILE", help="Write the plot as PNG to FILE.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
-ArrayOpt = Annotated[str | None, typer.Option("-o", "--output", metavar="FILE", help="Write the (layers of A, layers of B) matrix as .npy ((metrics, LA, LB) for several), or - for standard output.", rich_help_panel=OUTPUT_PANEL, show_default=False)]
+PlotOpt = Annotated[str | None, typer.Option(
+    "--plot", metavar="FILE", rich_help_panel=OUTPUT_PANEL, show_default=False,
+    help="Write the plot as PNG to FILE.")]
+ArrayOpt = Annotated[str | None, typer.Option(
+    "-o", "--output", metavar="FILE", rich_help_panel=OUTPUT_PANEL, show_default=False,
+    help="Write the (layers of A, layers of B) matrix as .npy ((metrics, LA, LB) for several), or - for standard "
+         "output.")]
 
 
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def compare_command(
     images: ImagesArg = None,
-    with_model: Annotated[str | None, typer.Option("--with", metavar="WEIGHTS", help="Model B: a preset, a checkpoint or a hub name (anything --weights takes). \\[default: A with itself]", show_default=False)] = None,
-    metric: Annotated[str, typer.Option("--metric", metavar="METRIC", help="cka, unbiased-cka, mutual-knn, cknna, svcca, or a comma list.")] = "cka",
+    with_model: Annotated[str | None, typer.Option(
+        "--with", metavar="WEIGHTS", show_default=False,
+        help="Model B: a preset, a checkpoint or a hub name (anything --weights takes). "
+             "\\[default: A with itself]")] = None,
+    metric: Annotated[str, typer.Option(
+        "--metric", metavar="METRIC",
+        help="cka, unbiased-cka, mutual-knn, cknna, svcca, or a comma list.")] = "cka",
     tokens: TokensOpt = None,
     layers: LayersOpt = "all",
-    layers_b: Annotated[str, typer.Option("--layers-b", metavar="LAYERS", help="Blocks of B (all, -1, 0,3,6 or 2:5).")] = "all",
+    layers_b: Annotated[str, typer.Option(
+        "--layers-b", metavar="LAYERS",
+        help="Blocks of B (all, -1, 0,3,6 or 2:5).")] = "all",
     topk: Annotated[int, typer.Option("--topk", metavar="K", help="Neighbours for mutual-knn and cknna.")] = 10,
     cca_dim: Annotated[int, typer.Option("--cca-dim", metavar="N", help="Singular directions svcca keeps.")] = 10,
-    exact: Annotated[bool, typer.Option("--exact", metavar="", help="Hold every image's features and compute CKA on all of them at once (the textbook value) instead of streaming minibatches.")] = False,
-    features: Annotated[list[str] | None, typer.Option("--features", metavar="DIR", help="Compare features written before by embed --stage layers --output-dir DIR --format parquet (or -o FILE.parquet) instead of running models: once for A with itself, twice for A and B.", show_default=False)] = None,
+    exact: Annotated[bool, typer.Option(
+        "--exact", metavar="",
+        help="Hold every image's features and compute CKA on all of them at once (the textbook value) instead of "
+             "streaming minibatches.")] = False,
+    features: Annotated[list[str] | None, typer.Option(
+        "--features", metavar="DIR", show_default=False,
+        help="Compare features written before by embed --stage layers --output-dir DIR --format parquet (or -o "
+             "FILE.parquet) instead of running models: once for A with itself, twice for A and B.")] = None,
     normalize: NormalizeOpt = None,
     output: ArrayOpt = None,
     plot: PlotOpt = None,
@@ -115,7 +147,8 @@ def _tables(doc: dict[str, Any]) -> list[Any]:
 
     a, b = doc["model_a"], doc["model_b"]
     rows = (batch_rows(doc) if "features" not in doc else [("features", ", ".join(doc["features"]))]) + [
-        ("model A", f"{a['name']}: {a['source']}"), ("model B", "A itself" if doc["self"] else f"{b['name']}: {b['source']}"),
+        ("model A", f"{a['name']}: {a['source']}"),
+        ("model B", "A itself" if doc["self"] else f"{b['name']}: {b['source']}"),
         ("tokens", doc["tokens"]), ("samples", f"{doc['samples']:,}"),
         ("layers A / B", f"{span(doc['layers_a'])} / {span(doc['layers_b'])}"),
         ("metrics", ", ".join(doc["metrics"])),

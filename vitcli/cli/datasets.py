@@ -128,12 +128,14 @@ def resume_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         if name not in given:
             kwargs[name] = old
         elif name not in MODEL_CHOICE and _plain(kwargs[name]) != old:
-            raise VitcliError(_flag(name), f"is {_text(_plain(kwargs[name]))}, but the run in {folder} used {_text(old)}: "
+            raise VitcliError(_flag(name),
+                              f"is {_text(_plain(kwargs[name]))}, but the run in {folder} used {_text(old)}: "
                               "leave it out to resume with the run's options, or give a new folder")
     defaults = {p.name: _plain(p.default) for p in ctx.command.params}
     for name in sorted(given - set(recorded) - NOT_RECORDED - set(MODEL_CHOICE)):
         if name in kwargs and _plain(kwargs[name]) != defaults.get(name):
-            used = "was begun without it" if defaults.get(name) is None else f"used {_text(defaults[name])} (the default)"
+            used = ("was begun without it" if defaults.get(name) is None
+                    else f"used {_text(defaults[name])} (the default)")
             raise VitcliError(_flag(name), f"is {_text(_plain(kwargs[name]))}, but the run in {folder} {used}: "
                               "leave it out to resume with the run's options, or give a new folder")
     return kwargs

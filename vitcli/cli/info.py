@@ -25,7 +25,8 @@ every weight and counts NaN / Inf.
 EXAMPLES = [
     'vitcli info',
     'vitcli info --model vit-l16 --size 384',
-    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', depth=2).state_dict(), 'vit.safetensors')\"",
+    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', "
+    "depth=2).state_dict(), 'vit.safetensors')\"",
     'vitcli info --weights vit.safetensors --json',
     'vitcli info --weights vit.safetensors --check-values',
 ]

@@ -24,9 +24,11 @@ sincos2d (MAE: half the channels per axis, zero class row), none.
 EXAMPLES = [
     'vitcli posenc --kind sincos1d --dim 4 --grid 4x4 --positions 0:3',
     'vitcli posenc --kind sincos2d --similarity sim.png',
-    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', depth=2).state_dict(), 'vit.safetensors')\"",
+    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', "
+    "depth=2).state_dict(), 'vit.safetensors')\"",
     'vitcli posenc --weights vit.safetensors --similarity sim.png --resample 24x24',
-    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', depth=2, img_size=(224, 448)).state_dict(), 'wide.safetensors')\"",
+    "python -c \"import timm, safetensors.torch as s; s.save_file(timm.create_model('vit_small_patch16_224', "
+    "depth=2, img_size=(224, 448)).state_dict(), 'wide.safetensors')\"",
     'vitcli posenc --weights wide.safetensors --native-size 224x448 --similarity sim.png',
 ]
 EPILOG = examples(EXAMPLES)

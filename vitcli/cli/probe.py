@@ -17,19 +17,26 @@ from vitcli.cli.common import (
     choices,
     examples,
     open_model,
+    prose,
     value,
     with_options,
 )
 from vitcli.cli.compare import ArrayOpt, LayersOpt, PlotOpt
 
-HELP = """Which layer's features classify your images best: k-NN and linear-probe accuracy at every layer.
+HELP = prose("""Which layer's features classify your images best: k-NN and linear-probe accuracy at every layer.
 
-Labels come from the folder layout (ROOT/CLASS/*.jpg, the ImageFolder convention) or --labels FILE.csv (path,label lines, paths relative to ROOT). A layer's feature is the residual stream after that block, before the final norm, as --tokens picks it (cls, mean of the patch tokens, or pooled: at the last layer the model's own pooled embedding).
+Labels come from the folder layout (ROOT/CLASS/*.jpg, the ImageFolder convention) or --labels FILE.csv (path,label
+lines, paths relative to ROOT). A layer's feature is the residual stream after that block, before the final norm, as
+--tokens picks it (cls, mean of the patch tokens, or pooled: at the last layer the model's own pooled embedding).
 
-k-NN: cosine similarity to every training image; the --k most similar vote with weight exp(s / 0.07) (DINO's weighted k-NN). Linear: multinomial logistic regression on features standardised with the training mean and std, minimising mean cross-entropy + (--l2 / 2)·‖W‖² with L-BFGS (scikit-learn's LogisticRegression with C = 1 / (l2 · n_train)).
+k-NN: cosine similarity to every training image; the --k most similar vote with weight exp(s / 0.07) (DINO's weighted
+k-NN). Linear: multinomial logistic regression on features standardised with the training mean and std, minimising mean
+cross-entropy + (--l2 / 2)·‖W‖² with L-BFGS (scikit-learn's LogisticRegression with C = 1 / (l2 · n_train)).
 
-The split is stratified and fixed by --seed (which also seeds a preset's random weights): --test-fraction of each class held out, or --folds K (each image tested once). -o writes (layers, 2) accuracies in [0, 1]: column 0 k-NN, column 1 linear.
-"""
+The split is stratified and fixed by --seed (which also seeds a preset's random weights): --test-fraction of each class
+held out, or --folds K (each image tested once). -o writes (layers, 2) accuracies in [0, 1]: column 0 k-NN, column 1
+linear.
+""")
 EXAMPLES = [
     "vitcli probe pets/ --weights vit_s16.safetensors --plot acc.png",
     "vitcli probe photos/ --labels labels.csv --weights dinov2.safetensors --folds 5 -o acc.npy --json",
@@ -40,14 +47,28 @@ ProbeTokens = choices("ProbeTokens", Literal["cls", "mean", "pooled"])
 
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def probe_command(
-    root: Annotated[str, typer.Argument(metavar="ROOT", help="Folder of images: ROOT/CLASS/*.jpg, or the folder --labels names them under.", show_default=False)],
-    labels: Annotated[str | None, typer.Option("--labels", metavar="FILE.csv", help="path,label lines (paths relative to ROOT) instead of the folder layout.", show_default=False)] = None,
-    tokens: Annotated[ProbeTokens | None, typer.Option("--tokens", metavar="TOKENS", help="cls | mean | pooled. \\[default: cls with a class token, else mean]", show_default=False)] = None,  # type: ignore[valid-type]
+    root: Annotated[str, typer.Argument(
+        metavar="ROOT", show_default=False,
+        help="Folder of images: ROOT/CLASS/*.jpg, or the folder --labels names them under.")],
+    labels: Annotated[str | None, typer.Option(
+        "--labels", metavar="FILE.csv", show_default=False,
+        help="path,label lines (paths relative to ROOT) instead of the folder layout.")] = None,
+    tokens: Annotated[ProbeTokens | None, typer.Option(  # type: ignore[valid-type]
+        "--tokens", metavar="TOKENS", show_default=False,
+        help="cls | mean | pooled. \\[default: cls with a class token, else mean]")] = None,
     layers: LayersOpt = "all",
-    k: Annotated[int, typer.Option("--k", "--topk", metavar="K", help="Neighbours that vote in the k-NN probe (--topk is the same option).")] = 20,
-    l2: Annotated[float, typer.Option("--l2", metavar="X", help="L2 penalty of the linear probe (on the mean loss).")] = 1e-4,
-    test_fraction: Annotated[float, typer.Option("--test-fraction", metavar="F", help="Share of each class held out for testing.")] = 0.2,
-    folds: Annotated[int | None, typer.Option("--folds", metavar="K", help="K-fold cross-validation instead of one split.", show_default=False)] = None,
+    k: Annotated[int, typer.Option(
+        "--k", "--topk", metavar="K",
+        help="Neighbours that vote in the k-NN probe (--topk is the same option).")] = 20,
+    l2: Annotated[float, typer.Option(
+        "--l2", metavar="X",
+        help="L2 penalty of the linear probe (on the mean loss).")] = 1e-4,
+    test_fraction: Annotated[float, typer.Option(
+        "--test-fraction", metavar="F",
+        help="Share of each class held out for testing.")] = 0.2,
+    folds: Annotated[int | None, typer.Option(
+        "--folds", metavar="K", show_default=False,
+        help="K-fold cross-validation instead of one split.")] = None,
     normalize: NormalizeOpt = None,
     output: ArrayOpt = None,
     plot: PlotOpt = None,

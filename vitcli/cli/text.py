@@ -18,13 +18,17 @@ from vitcli.cli.common import (
     examples,
     gather,
     open_model,
+    prose,
     with_options,
 )
 
-HELP = """Score images against text labels with a CLIP-family checkpoint's text tower (zero-shot).
+HELP = prose("""Score images against text labels with a CLIP-family checkpoint's text tower (zero-shot).
 
-Each label is encoded once; each image's embedding is compared with the family's own rule: CLIP softmax of exp(logit_scale)·cos over the labels, SigLIP sigmoid of exp(logit_scale)·cos + logit_bias. A classifier checkpoint with labels of its own (id2label) is scored by its head when no --labels are given. -o writes the probabilities (K,) or (B, K).
-"""
+Each label is encoded once; each image's embedding is compared with the family's own rule: CLIP softmax of
+exp(logit_scale)·cos over the labels, SigLIP sigmoid of exp(logit_scale)·cos + logit_bias. A classifier checkpoint with
+labels of its own (id2label) is scored by its head when no --labels are given. -o writes the probabilities (K,) or (B,
+K).
+""")
 EXAMPLES = [
     'vitcli classify cat.jpg --weights clip/ --labels "a cat,a dog"',
     'vitcli classify photos/ --weights siglip/ --labels-file labels.txt --template "a photo of a {}." -o p.npy',
@@ -33,8 +37,13 @@ EXAMPLES = [
 EPILOG = examples(EXAMPLES)
 TEXT_PANEL = "Text"
 
-TextOpt = Annotated[list[str] | None, typer.Option("--text", metavar="PROMPT", help="A prompt to embed with the checkpoint's text tower (repeat for several): -o writes (K, E).", rich_help_panel=TEXT_PANEL, show_default=False)]
-TokenizerOpt = Annotated[str | None, typer.Option("--tokenizer", metavar="PATH", help="The tokenizer when the checkpoint's folder has none: tokenizer.json, spiece.model, merges.txt or CLIP's bpe_simple_vocab_16e6.txt.gz (open_clip ships it), or a folder holding one.", rich_help_panel=TEXT_PANEL, show_default=False)]
+TextOpt = Annotated[list[str] | None, typer.Option(
+    "--text", metavar="PROMPT", rich_help_panel=TEXT_PANEL, show_default=False,
+    help="A prompt to embed with the checkpoint's text tower (repeat for several): -o writes (K, E).")]
+TokenizerOpt = Annotated[str | None, typer.Option(
+    "--tokenizer", metavar="PATH", rich_help_panel=TEXT_PANEL, show_default=False,
+    help="The tokenizer when the checkpoint's folder has none: tokenizer.json, spiece.model, merges.txt or CLIP's "
+         "bpe_simple_vocab_16e6.txt.gz (open_clip ships it), or a folder holding one.")]
 
 
 def text_table(doc: dict[str, Any]) -> list[Any]:
@@ -49,7 +58,8 @@ def text_table(doc: dict[str, Any]) -> list[Any]:
             ("tokenizer", f"{m['tokenizer']} {m['tokenizer_file']}"), ("context", m["context_length"]),
             ("embeddings", f"{tuple(doc['shape'])} → {doc['outputs']['array']}" if doc["outputs"]["array"]
              else str(tuple(doc["shape"])))]
-    prompts = [[_short(p["text"]), str(p["tokens"]), "yes" if p["truncated"] else "", p["norm"]] for p in doc["prompts"]]
+    prompts = [[_short(p["text"]), str(p["tokens"]), "yes" if p["truncated"] else "", p["norm"]]
+               for p in doc["prompts"]]
     return [info_table("vitcli embed --text", rows), rows_table("prompts", ["prompt", "tokens", "truncated", "norm"],
                                                                 prompts)]
 
@@ -63,9 +73,15 @@ def _short(text: str, width: int = 40) -> str:
 @with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def classify_command(
     images: ImagesArg = None,
-    labels: Annotated[str | None, typer.Option("--labels", metavar="A,B,…", help="Comma-separated labels, used verbatim unless --template is given.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
-    labels_file: Annotated[str | None, typer.Option("--labels-file", metavar="FILE", help="A text file of labels, one a line.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
-    template: Annotated[str | None, typer.Option("--template", metavar="TEXT", help="A prompt with {} for each label, such as 'a photo of a {}.'.", rich_help_panel=TEXT_PANEL, show_default=False)] = None,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", metavar="A,B,…", rich_help_panel=TEXT_PANEL, show_default=False,
+        help="Comma-separated labels, used verbatim unless --template is given.")] = None,
+    labels_file: Annotated[str | None, typer.Option(
+        "--labels-file", metavar="FILE", rich_help_panel=TEXT_PANEL, show_default=False,
+        help="A text file of labels, one a line.")] = None,
+    template: Annotated[str | None, typer.Option(
+        "--template", metavar="TEXT", rich_help_panel=TEXT_PANEL, show_default=False,
+        help="A prompt with {} for each label, such as 'a photo of a {}.'.")] = None,
     tokenizer: TokenizerOpt = None,
     normalize: NormalizeOpt = None,
     output: OutputOpt = None,

@@ -35,7 +35,8 @@ DEFAULT_SHARE = 0.75  # of the available memory
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 IMAGE_BYTES_PER_PIXEL = 3 + 3 + 12  # resized uint8, one copy, float32 (3, H, W) input
 WEIGHTS_BLOCK = 1 << 23  # attention scores computed at once (vitcli.core.attention.WEIGHTS_BLOCK)
-SCORE_COPIES = 5  # float32 row blocks alive in explain: scores, A, (∂y/∂Y)·Vᵀ, A ⊙ it, its ⁺ (its backward: half blocks)
+# float32 row blocks alive in explain: scores, A, (∂y/∂Y)·Vᵀ, A ⊙ it, its ⁺ (its backward: half blocks)
+SCORE_COPIES = 5
 PRODUCT_BYTES = 40  # per (T, T) entry in analysis.rollout_step: float32 pieces and cat, float64 Ā, 0.5·Ā + 0.5·I, Â
 DISCARD_BYTES = 24  # more per entry with --discard-ratio: the masked copy, topk's int64 indices, the mask
 GRAD_METHODS = ("grad-rollout", "attn-grad", "gradcam")

@@ -86,7 +86,8 @@ def linear_predict(train: Tensor, train_labels: Tensor, test: Tensor, classes: i
 
 
 def probe_accuracy(features: Tensor, labels: Tensor, splits: list[Split], k: int, l2: float) -> tuple[float, float]:
-    """k-NN and linear-probe accuracy of one layer's (n, D) features: test images right / test images, over the splits."""
+    """k-NN and linear-probe accuracy of one layer's (n, D) features: test images right / test images, over the
+    splits."""
     classes = int(labels.max()) + 1
     right_knn = right_linear = tested = 0
     x = features.double()

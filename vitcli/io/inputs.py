@@ -68,7 +68,8 @@ def expand_inputs(items: Iterable[str], recursive: bool = False, from_list: str 
     if "-" in paths and len(paths) > 1:
         raise VitcliError("-", "standard input can only be the one image; give files for several")
     if not paths:
-        raise VitcliError(items[0] if items else (from_list or "IMAGE"), "no image files found" + _recursive_hint(items, recursive))
+        raise VitcliError(items[0] if items else (from_list or "IMAGE"),
+                          "no image files found" + _recursive_hint(items, recursive))
     return Inputs(paths, many)
 
 

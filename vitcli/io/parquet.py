@@ -6,8 +6,8 @@
 Columns: `path`, `row` (the image's position in the sorted input list), `embedding`
 (`fixed_size_list<float32>[D]` for a (D,) row; a list of D-vectors for (T, D); its shape is in
 the metadata; `embed --stage layers` writes one `layer_<block>` column of D-vectors per layer
-instead, named in the metadata's `layer_columns`), `original_size`, `size`, `grid` ([H, W] int32 pairs), `sha256` of the file and
-`error` (null when fine; a failed image has an error and no embedding). pyarrow is imported here
+instead, named in the metadata's `layer_columns`), `original_size`, `size`, `grid` ([H, W] int32 pairs), `sha256` of
+the file and `error` (null when fine; a failed image has an error and no embedding). pyarrow is imported here
 only, so vitcli runs without it until a Parquet output is asked for.
 """
 
@@ -63,7 +63,8 @@ def layer_columns(meta: dict[str, Any]) -> list[str] | None:
 
 
 def schema(row_shape: tuple[int, ...] | None, meta: dict[str, Any], with_embedding: bool = True) -> Any:
-    """The Arrow schema for rows of `row_shape` ((D,), (T, D), or (L, D) split into layer columns), with vitcli's metadata."""
+    """The Arrow schema for rows of `row_shape` ((D,), (T, D), or (L, D) split into layer columns), with vitcli's
+    metadata."""
     pa = pyarrow()
     pair = pa.list_(pa.int32(), 2)
     fields = [pa.field("path", pa.string()), pa.field("row", pa.int64())]
