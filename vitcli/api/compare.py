@@ -208,11 +208,9 @@ def _stored(text: str | Sequence[int], meta: dict[str, Any], option: str) -> lis
     return wanted
 
 
-def _load_other(model: "Model", spec: Any) -> "Model":
-    """Model B: a loaded Model, or a spec loaded on A's device, dtype and memory limit."""
-    from vitcli.api.base import ModelBase
-
-    return spec if isinstance(spec, ModelBase) else model.sibling(spec)
+def _load_other(model: "Model", spec: "str | Model") -> "Model":
+    """Model B: a loaded Model, or a spec (model_spec made paths str) loaded on A's device, dtype and memory limit."""
+    return model.sibling(spec) if isinstance(spec, str) else spec
 
 
 def short_name(model: "Model") -> str:
