@@ -97,7 +97,8 @@ def check_names(lines: list[str]) -> list[str]:
             if not shipped and name.rstrip("/") not in made:
                 missing.append(f"{name} in: {line}")
         made.update(o.rstrip("/") for o in outputs(line))
-        made.update(re.findall(r"'([\w.-]+\.safetensors)'", line) + re.findall(r"save_pretrained\('([\w.-]+)'\)", line))
+        made.update(re.findall(r"'([\w.-]+\.safetensors)'", line) + re.findall(r"save_pretrained\('([\w.-]+)'\)", line)
+                    + re.findall(r"makedirs\('([\w.-]+)'", line))
     return missing
 
 
