@@ -227,7 +227,7 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         cells = table[0, self.config.pos_prefix_rows:].detach().double().cpu()  # (N, D)
         return _f16(cosine_similarity_matrix(cells, cells).numpy())
 
-    def _view_explain(self, image: Any, target: str | int | None, normalize: str | None) -> Any:
+    def _view_explain(self, image: Any, target: str | int | None, normalize: str | None = None) -> Any:
         """The explain hook: the grad-rollout map of `Model.explain` (rows, cols) for the page's panel, for
         any target `explain` takes (a bare N is class:N)."""
         result = self.explain(image, target="top" if target is None else target,

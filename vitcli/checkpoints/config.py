@@ -212,7 +212,7 @@ def parse_configs(raw: Mapping[str, dict], folder: str | Path = "") -> Checkpoin
     return CheckpointConfig(
         files=tuple(name for name in raw if raw[name]), image_size=next((s for s in sizes if s), None),
         heads=hf.get("heads") or timm.get("heads"), layer_norm_eps=hf.get("layer_norm_eps"),
-                            hidden_act=hf.get("hidden_act"),
+        hidden_act=hf.get("hidden_act"),
         architecture=timm.get("architecture") or "", global_pool=timm.get("global_pool"), timm=timm.get("pretrained"),
         open_clip=oc.get("vision"), open_clip_preprocess=oc.get("preprocess"), processor=processor,
         **_labels(_Fields(config, where("config.json"))))
@@ -313,7 +313,7 @@ def _processor(f: _Fields) -> HFProcessor:
     if isinstance(size, dict) and set(size) - {"height", "width", "shortest_edge"}:
         raise VitcliError(f.where, f"size {size!r:.60} is not one vitcli reads: N, {{\"shortest_edge\": N}} or "
                           "{\"height\": H, \"width\": W}")
-    sized = f.sub("size")  # None unless `size` is an object
+    sized = f.sub("size") if isinstance(size, dict) else None  # a legacy integer size has no fields
     shortest = sized.integer("shortest_edge") if sized is not None and "shortest_edge" in sized.data else None
     legacy = isinstance(size, int) and not isinstance(size, bool)
     resample = f.data.get("resample")

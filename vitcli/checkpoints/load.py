@@ -280,9 +280,11 @@ def nonfinite_counts(state: "dict[str, Tensor]", origin: dict[str, str]) -> dict
     import torch
 
     for key, t in state.items():
-        if t.is_floating_point() and t.element_size() == 1:  # float8: torch has no isfinite for it
+        if t.is_meta or not t.is_floating_point():  # a shape without values (ShapeTensor), or integers
+            continue
+        if t.element_size() == 1:  # float8: torch has no isfinite for it
             t = t.float()
-        if t.is_floating_point() and not t.is_meta and not bool(torch.isfinite(t).all()):
+        if not bool(torch.isfinite(t).all()):
             found[origin.get(key, key)] = {"nan": int(torch.isnan(t).sum()), "inf": int(torch.isinf(t).sum())}
     return found
 
