@@ -24,7 +24,7 @@ from tests.conftest import SAMPLES
 ROOT = SAMPLES.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 OUTPUT_OPTIONS = ("-o", "--output", "--png", "--overlay", "--grid-png", "--similarity", "--plot-distance",
-                  "--distance", "--masks", "--rollout", "--cosine", "--save-qkv", "--output-dir")
+                  "--distance", "--masks", "--rollout", "--cosine", "--save-qkv", "--output-dir", "--plot")
 
 
 def blocks(page: Path) -> list[tuple[str, str]]:
@@ -62,11 +62,12 @@ def page_examples() -> list[tuple[str, str, str]]:
 
 def help_examples() -> dict[str, list[str]]:
     """Each command's --help examples."""
-    from vitcli.cli import attend, embed, explain, figures, info, patchify, posenc, view
+    from vitcli.cli import attend, compare, embed, explain, figures, info, patchify, posenc, probe, text, view
 
     lists = {"patchify": patchify.EXAMPLES, "embed": embed.EXAMPLES, "attend": attend.EXAMPLES,
              "posenc": posenc.EXAMPLES, "info": info.EXAMPLES, "figures": figures.EXAMPLES,
-             "explain": explain.EXAMPLES, "view": view.EXAMPLES}
+             "explain": explain.EXAMPLES, "view": view.EXAMPLES, "classify": text.EXAMPLES,
+             "compare": compare.EXAMPLES, "probe": probe.EXAMPLES}
     lists.update({f"figures {n.lower()}": getattr(figures, f"{n}_EXAMPLES") for n in ("FILTERS", "PCA", "SIMILAR", "NORMS")})
     return lists
 
@@ -106,7 +107,8 @@ def test_examples_exist_and_cover_every_command():
     pages = {page for page, _, _ in page_examples()}
     assert {"README.md", "docs/commands.md", "docs/python-api.md", "docs/view.md"} <= pages
     text = "\n".join(t for _, lang, t in page_examples() if lang == "bash")
-    for cmd in ("patchify", "embed", "posenc", "attend", "explain", "view", "figures", "info"):
+    for cmd in ("patchify", "embed", "posenc", "attend", "explain", "view", "figures", "info", "classify", "compare",
+                "probe"):
         assert f"vitcli {cmd} " in text, cmd
 
 

@@ -56,9 +56,9 @@ limit before any forward pass). -o writes the (layers of A, layers of B) matrix,
 in the order given.
 """)
 EXAMPLES = [
-    "vitcli compare photos/ --weights vit_s16.safetensors --plot cka.png",
-    "vitcli compare photos/ --weights a.safetensors --with b.safetensors --metric cka,mutual-knn -o sim.npy",
-    "vitcli compare photos/ --weights dinov2.safetensors --tokens patches --layers 0,6,11 --exact --json",
+    "vitcli compare sample_images/ --model vit-s16 --plot cka.png",
+    "vitcli compare sample_images/ --model vit-ti16 --with vit-s16 --metric cka,mutual-knn --topk 2 -o sim.npy",
+    "vitcli compare sample_images/ --model vit-ti16 --tokens patches --layers 0,6,11 --exact --json",
 ]
 EPILOG = examples(EXAMPLES)
 TokensChoice = choices("TokensChoice", Literal["cls", "mean", "pooled", "patches"])
