@@ -38,8 +38,9 @@ held out, or --folds K (each image tested once). -o writes (layers, 2) accuracie
 linear.
 """)
 EXAMPLES = [
-    "python -c \"import csv, sys; csv.writer(open('labels.csv', 'w')).writerows([('chelsea.jpg', 'cat'), "
-    "('chelsea_exif_rotated.jpg', 'cat'), ('coffee.jpg', 'thing'), ('rocket.jpg', 'thing'), ('astronaut.jpg', 'thing')])\"",
+    "python -c \"import csv; csv.writer(open('labels.csv', 'w')).writerows([('chelsea.jpg', 'cat'), "
+    "('chelsea_exif_rotated.jpg', 'cat'), ('coffee.jpg', 'thing'), ('rocket.jpg', 'thing'), "
+    "('astronaut.jpg', 'thing')])\"",
     "vitcli probe sample_images/ --labels labels.csv --model vit-ti16 --k 1 --folds 2 -o acc.npy --plot acc.png",
 ]
 EPILOG = examples(EXAMPLES)

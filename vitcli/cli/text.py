@@ -31,10 +31,11 @@ K).
 """)
 EXAMPLES = [
     "python -c \"import json, os, torch, open_clip, safetensors.torch as s; cfg = {'embed_dim': 128, 'vision_cfg': "
-    "{'image_size': 224, 'layers': 4, 'width': 256, 'patch_size': 16, 'head_width': 64}, 'text_cfg': {'context_length': 77, "
-    "'vocab_size': 49408, 'width': 256, 'heads': 4, 'layers': 4}}; m = open_clip.CLIP(**cfg); os.makedirs('clip', "
-    "exist_ok=True); s.save_file({k: v.contiguous() for k, v in m.state_dict().items()}, 'clip/open_clip_model.safetensors'); "
-    "json.dump({'model_cfg': cfg, 'preprocess_cfg': {}}, open('clip/open_clip_config.json', 'w'))\"",
+    "{'image_size': 224, 'layers': 4, 'width': 256, 'patch_size': 16, 'head_width': 64}, 'text_cfg': "
+    "{'context_length': 77, 'vocab_size': 49408, 'width': 256, 'heads': 4, 'layers': 4}}; m = open_clip.CLIP(**cfg); "
+    "os.makedirs('clip', exist_ok=True); s.save_file({k: v.contiguous() for k, v in m.state_dict().items()}, "
+    "'clip/open_clip_model.safetensors'); json.dump({'model_cfg': cfg, 'preprocess_cfg': {}}, "
+    "open('clip/open_clip_config.json', 'w'))\"",
     'vitcli classify sample_images/chelsea.jpg --weights clip/ --labels "a cat,a dog"',
     'vitcli classify sample_images/ --weights clip/ --labels "cat,cup,rocket" --template "a photo of a {}." -o p.npy',
 ]
