@@ -22,9 +22,10 @@ from vitcli.errors import UsageError, VitcliError
 if TYPE_CHECKING:
     import torch
 
-    from vitcli.api.images import FittedImage, Images
+    from vitcli.api.images import FittedImage, Images, ImageSource
     from vitcli.api.layers import LayerCompute
     from vitcli.api.models import Model
+    from vitcli.api.runs import BatchSpec, Progress
 
 PATCH_ROWS = 1024  # rows of one CKA minibatch with --tokens patches (each patch is a sample)
 MIN_SAMPLES = 4  # HSIC₁ divides by n(n−3)
@@ -97,11 +98,11 @@ class CompareMixin:
 
     @image_keywords("images", with_model=_other, metric=_metric, tokens=choice(("cls", "mean", "pooled", "patches")),
               layers_b=layers_parser, topk=number(1, whole=True), cca_dim=number(1, whole=True), exact=flag, plot=path)
-    def compare(self: "Model", images: Any, *, with_model: "str | Model | None" = None,
+    def compare(self: "Model", images: "ImageSource", *, with_model: "str | Model | None" = None,
                 metric: str | Sequence[str] = "cka", tokens: str | None = None, layers: str | Sequence[int] = "all",
                 layers_b: str | Sequence[int] = "all", topk: int = 10, cca_dim: int = 10, exact: bool = False,
-                normalize: str | None = None, output: str | None = None, plot: str | None = None, batch: Any = None,
-                progress: Any = None) -> CompareResult:
+                normalize: str | None = None, output: str | None = None, plot: str | None = None,
+                batch: "BatchSpec | None" = None, progress: "Progress | None" = None) -> CompareResult:
         """Layer × layer similarity of this model (A) and `with_model` (B; default A itself) on `images`:
         `metric` one or several of cka, unbiased-cka, mutual-knn, cknna, svcca; `tokens` cls | mean |
         pooled | patches; `output` the (LA, LB) matrix ((metrics, LA, LB) for several) as .npy; `plot`

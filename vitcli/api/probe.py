@@ -21,6 +21,7 @@ from vitcli.errors import UsageError, VitcliError
 if TYPE_CHECKING:
     from vitcli.api.images import Images
     from vitcli.api.models import Model
+    from vitcli.api.runs import BatchSpec, Progress
 
 PROBES = ("k-NN", "linear")
 
@@ -110,10 +111,10 @@ class ProbeMixin:
               l2=number(0), test_fraction=number(0, 1, above=True, below=True), folds=number(2, whole=True),
               plot=path)
     def probe(self: "Model", root: str, *, labels: str | None = None, tokens: str | None = None,
-              layers: str = "all", size: Any = None, fit: str | None = None, k: int = 20, l2: float = 1e-4,
+              layers: str = "all", size: object = None, fit: str | None = None, k: int = 20, l2: float = 1e-4,
               seed: int = 0, test_fraction: float = 0.2, folds: int | None = None, normalize: str | None = None,
-              output: str | None = None, plot: str | None = None, batch: Any = None,
-              progress: Any = None) -> ProbeResult:
+              output: str | None = None, plot: str | None = None,
+              batch: "BatchSpec | None" = None, progress: "Progress | None" = None) -> ProbeResult:
         """k-NN (cosine, DINO's weighted vote, T = 0.07) and linear-probe accuracy of every chosen layer on
         ROOT's labelled images: a stratified split fixed by `seed` (`test_fraction`) or `folds` folds.
         `size` and `fit` bring images to a size as load_images does (default: the model's own preprocessing)."""

@@ -22,6 +22,9 @@ from vitcli.errors import VitcliError
 if TYPE_CHECKING:
     import numpy as np
 
+    from vitcli.api.images import ImageSource
+    from vitcli.api.runs import BatchSpec, Progress
+
 MAX_LABELS_BYTES = 4 << 20  # a label file is lines of words: 4 MB holds 100,000 labels
 MAX_LABELS = 100_000
 
@@ -181,9 +184,10 @@ class TextMixin(ModelBase):
         return "projected" if self.projects else "pooled"
 
     @image_keywords("images")
-    def classify(self, images: Any, *, labels: list[str] | str | None = None, labels_file: str | None = None,
+    def classify(self, images: "ImageSource", *, labels: list[str] | str | None = None, labels_file: str | None = None,
                  template: str | None = None, tokenizer: str | None = None, normalize: str | None = None,
-                 output: str | None = None, batch: Any = None, progress: Any = None) -> Classification:
+                 output: str | None = None, batch: "BatchSpec | None" = None,
+                 progress: "Progress | None" = None) -> Classification:
         """Zero-shot scores of images against labels, with the checkpoint family's rule; a classifier with
         labels of its own (id2label) is scored by its head when no labels are given. `output` writes the
         probabilities (K,) for one image or (B, K) for several."""
