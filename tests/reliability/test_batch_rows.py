@@ -7,6 +7,7 @@ import numpy as np
 
 import vitcli
 
+
 def crops(n: int) -> list[np.ndarray]:
     """n different 224×224 crops of the sample photo, as uint8 arrays."""
     from PIL import Image
