@@ -74,7 +74,7 @@ def manifest_mutations(doc: dict) -> dict[str, object]:
     """name → a manifest this version must refuse (generated from every leaf, plus named shapes)."""
     cases: dict[str, object] = {}
     for path, value in _leaves(doc):
-        if path[:1] == ("options",):
+        if path[:1] in (("options",), ("command",)):
             continue  # options are compared, not trusted: a changed value is the 'same options' line
         for wrong in _wrong_values(value):
             cases[f"{'.'.join(map(str, path))}={json.dumps(wrong)}"] = _set(doc, path, wrong)
@@ -87,6 +87,9 @@ def manifest_mutations(doc: dict) -> dict[str, object]:
     cases["count other"] = _set(doc, ("inputs", "count"), 4)
     cases["options a list"] = _set(doc, ("options",), [1])
     cases["options nested"] = _set(doc, ("options", "--stage"), {"a": [1]})
+    cases["command a list"] = _set(doc, ("command",), [1])
+    cases["command nested"] = _set(doc, ("command", "model"), {"a": [1]})
+    cases["command list of numbers"] = _set(doc, ("command", "images"), [1, 2])
     cases["skipped too many"] = _set(doc, ("shards", "0", "skipped"), [{"file": "x"}] * 3)
     cases["not an object"] = [doc]
     cases["deeply nested"] = "[" * 100_000 + "]" * 100_000
@@ -158,6 +161,9 @@ def test_run_files_that_are_fifos_devices_or_huge_are_refused_unread(finished, t
         if target == "inputs.tsv":  # the recorded list is read only to say what changed
             source = _copy(inputs, tmp_path / f"in-{folder.name}")
             (source / "i9.png").write_bytes((inputs / "i0.png").read_bytes())
+            manifest = json.loads((folder / "manifest.json").read_text())
+            manifest["command"]["images"] = [str(source)]  # the same IMAGE argument, changed contents
+            (folder / "manifest.json").write_text(json.dumps(manifest))
         cases.append(run_args(source, folder, "--resume"))
         expect.append((kind, folder, _snapshot(folder)))
     for result, (kind, folder, before) in zip(run_capped(cases, tmp_path, seconds=15), expect):

@@ -130,12 +130,13 @@ def open_manifest(folder: str, paths: list[str], fmt: str, shard_size: int, opti
 
 
 def read_manifest_command(folder: str) -> dict[str, Any] | None:
-    """The options a run in `folder` was begun with (its manifest's `command`); None when there is none."""
-    try:
-        doc = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # no manifest, or a damaged one: open_manifest says which
-    command = doc.get("command") if isinstance(doc, dict) else None
+    """The options a run in `folder` was begun with (its manifest's `command`); None when there is no
+    manifest. The manifest is read and checked as `--resume` reads it (a FIFO, a huge or a damaged file is
+    one line here, before any option is compared with it)."""
+    root = Path(folder)
+    if not (root / MANIFEST).exists() and not (root / MANIFEST).is_symlink():
+        return None
+    command = load_manifest(root).get("command")
     return command if isinstance(command, dict) else None
 
 
@@ -166,20 +167,27 @@ def read_run_file(path: Path, cap: int, what: str) -> str:
         raise VitcliError(str(path), f"is not UTF-8 text: not {what}; give a new folder") from None
 
 
-def _resumed(root: Path, new: dict[str, Any], listing: str) -> Manifest:
-    """The folder's manifest, checked against this run; stale temporary files removed."""
+def load_manifest(root: Path) -> dict[str, Any]:
+    """The folder's manifest: read as every run file is (read_run_file) and checked as a schema; else one line."""
     from vitcli.checkpoints.bounds import parse_json
 
     where = str(root / MANIFEST)
     try:
-        old = parse_json(read_run_file(root / MANIFEST, MAX_MANIFEST_BYTES, "a vitcli manifest"))
+        doc = parse_json(read_run_file(root / MANIFEST, MAX_MANIFEST_BYTES, "a vitcli manifest"))
     except (OSError, ValueError) as e:
         raise VitcliError(where,
                           f"cannot be read as a vitcli manifest ({type(e).__name__}); give a new folder") from None
-    problem = manifest_problem(old)
+    problem = manifest_problem(doc)
     if problem:
         raise VitcliError(where, f"is not a vitcli manifest: {problem}; give a new folder")
-    assert isinstance(old, dict)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _resumed(root: Path, new: dict[str, Any], listing: str) -> Manifest:
+    """The folder's manifest, checked against this run; stale temporary files removed."""
+    where = str(root / MANIFEST)
+    old = load_manifest(root)
     if old.get("vitcli") != new["vitcli"]:
         raise VitcliError(where, f"was written by vitcli {old.get('vitcli')}, this is {new['vitcli']}: "
                           "resume with that version, or give a new folder")
@@ -293,11 +301,29 @@ def manifest_problem(doc: object) -> str | None:
     if not all(isinstance(k, str) for k in doc["options"]) or not all(
             v is None or isinstance(v, (str, int, float, bool)) for v in doc["options"].values()):
         return "'options' must map option names to plain values"
+    if "command" in doc and _command_problem(doc["command"]):
+        return f"'command' {_command_problem(doc['command'])}"
     shards = -(-inputs["count"] // doc["shard_size"])
     for key, shard in doc["shards"].items():
         problem = _shard_problem(doc["format"], key, shard, shards, doc["shard_size"])
         if problem:
             return f"shard {key[:20]!r}: {problem}"
+    return None
+
+
+def _plain_value(v: object) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _command_problem(command: object) -> str | None:
+    """What is wrong with the recorded options (`command`: option name → plain value or list of texts)."""
+    if command is None:
+        return None
+    if not isinstance(command, dict) or not all(isinstance(k, str) for k in command):
+        return "must map option names to values"
+    for key, v in command.items():
+        if not (_plain_value(v) and v is not None or isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            return f"option {key[:40]!r} must be a text, number, flag or list of texts"
     return None
 
 
