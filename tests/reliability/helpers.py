@@ -90,3 +90,13 @@ def assert_one_line(result: dict, *words: str, code: int = 1, growth: int = CASE
         assert word in lines[0], (args, word, lines[0])
     assert result["stdout"] == "", (args, result["stdout"][:200])
     return lines[0]
+
+
+def save_tiny_hf_vit(folder: Path) -> Path:
+    """A tiny transformers ViT saved by the peer into `folder` (config.json, preprocessor_config.json, weights)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=128, image_size=32, patch_size=16)
+    transformers.ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.reliability.corpus import bomb_png
-from tests.reliability.helpers import assert_one_line, run_capped
+from tests.reliability.helpers import assert_one_line, run_capped, save_tiny_hf_vit
 
 TINY = ["--model", "vit-ti16", "--dim", "64", "--depth", "2", "--heads", "2"]
 REFUSED_GROWTH = 300 << 20  # a refusal allocates nothing large (lazy imports aside)
@@ -41,13 +41,7 @@ def test_explain_checks_image_other_before_decoding_it(image: Path, tmp_path: Pa
 @pytest.fixture(scope="module")
 def hf_folder(tmp_path_factory) -> Path:
     """A tiny transformers ViT saved by the peer (config.json, preprocessor_config.json, weights)."""
-    transformers = pytest.importorskip("transformers")
-    folder = tmp_path_factory.mktemp("hf") / "vit"
-    config = transformers.ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                    intermediate_size=128, image_size=32, patch_size=16)
-    transformers.ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
-    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
+    return save_tiny_hf_vit(tmp_path_factory.mktemp("hf") / "vit")
 
 
 SIZES = {"20000 square": {"size": {"height": 20000, "width": 20000}},

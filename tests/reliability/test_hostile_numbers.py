@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.reliability.helpers import assert_one_line, run_capped
+from tests.reliability.helpers import assert_one_line, run_capped, save_tiny_hf_vit
 from vitcli.cli.report import finite
 
 NON_FINITE = ["NaN", "Infinity", "-Infinity"]
@@ -45,13 +45,7 @@ def test_finite_turns_every_non_finite_value_into_null() -> None:
 @pytest.fixture(scope="module")
 def hf_folder(tmp_path_factory) -> Path:
     """A tiny transformers ViT saved by the peer (config.json, preprocessor_config.json, weights)."""
-    transformers = pytest.importorskip("transformers")
-    folder = tmp_path_factory.mktemp("hf") / "vit"
-    config = transformers.ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                    intermediate_size=128, image_size=32, patch_size=16)
-    transformers.ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
-    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
+    return save_tiny_hf_vit(tmp_path_factory.mktemp("hf") / "vit")
 
 
 @pytest.fixture(scope="module")

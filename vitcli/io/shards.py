@@ -301,8 +301,9 @@ def manifest_problem(doc: object) -> str | None:
     if not all(isinstance(k, str) for k in doc["options"]) or not all(
             v is None or isinstance(v, (str, int, float, bool)) for v in doc["options"].values()):
         return "'options' must map option names to plain values"
-    if "command" in doc and _command_problem(doc["command"]):
-        return f"'command' {_command_problem(doc['command'])}"
+    command = _command_problem(doc.get("command"))
+    if command:
+        return f"'command' {command}"
     shards = -(-inputs["count"] // doc["shard_size"])
     for key, shard in doc["shards"].items():
         problem = _shard_problem(doc["format"], key, shard, shards, doc["shard_size"])
@@ -311,18 +312,15 @@ def manifest_problem(doc: object) -> str | None:
     return None
 
 
-def _plain_value(v: object) -> bool:
-    return v is None or isinstance(v, (str, int, float, bool))
-
-
 def _command_problem(command: object) -> str | None:
-    """What is wrong with the recorded options (`command`: option name → plain value or list of texts)."""
+    """What is wrong with the recorded options (`command`: option name → text, number, flag or list of texts)."""
     if command is None:
         return None
     if not isinstance(command, dict) or not all(isinstance(k, str) for k in command):
         return "must map option names to values"
     for key, v in command.items():
-        if not (_plain_value(v) and v is not None or isinstance(v, list) and all(isinstance(x, str) for x in v)):
+        texts = isinstance(v, list) and all(isinstance(x, str) for x in v)
+        if not isinstance(v, (str, int, float, bool)) and not texts:
             return f"option {key[:40]!r} must be a text, number, flag or list of texts"
     return None
 
