@@ -23,6 +23,8 @@ QUICK: dict[str, list[str]] = {
     "bench_decode.py": ["--repeats", "2"],
     "bench_embed.py": ["--images", "40", "--models", "vit_small_patch16_224", "--runs", "1", "--repeats", "3"],
     "bench_batch_embed.py": ["--quick"],
+    "bench_classify.py": ["--images", "40", "--labels", "20", "--repeats", "1"],
+    "bench_compare.py": ["--images", "16"],
     "bench_view.py": ["--quick"],
     "bench_explain.py": ["--quick"],
     "bench_attend_memory.py": ["--size", "896"],
