@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from vitcli.api.budget import MemoryMixin
+from vitcli.api.documents import IgnoredSummary, InfoDoc, JSONValue, ModelDoc, SingleDoc
 from vitcli.api.images import FittedImage, ImageSpec, check_spec, fit_one
 from vitcli.api.outputs import OutputsMixin
 from vitcli.api.values import keywords
@@ -15,6 +16,7 @@ from vitcli.errors import VitcliError, option_errors
 if TYPE_CHECKING:
     import torch
 
+    from vitcli.checkpoints.preprocess import Preprocess
     from vitcli.core.config import ViTConfig
     from vitcli.core.encoder import VisionTransformer
 
@@ -156,13 +158,14 @@ class ModelBase(MemoryMixin, OutputsMixin):
     def on_cpu(self) -> bool:
         return self.device.type == "cpu"
 
-    def document(self, grid: tuple[int, int] | None = None) -> dict[str, Any]:
+    def document(self, grid: tuple[int, int] | None = None) -> ModelDoc:
         """The `model` JSON object that every model command shares."""
+        from vitcli.core.parts import model_parts
         from vitcli.core.presets import count_macs
 
         c = self.config
         grid = grid or c.grid
-        doc: dict[str, Any] = {
+        doc: ModelDoc = {
             "name": c.name, "source": self.source, "patch_size": c.patch_size, "dim": c.dim, "depth": c.depth,
             "heads": c.heads, "head_dim": c.head_dim, "mlp_dim": c.mlp_dim,
             "parameters": self.params, "params": self.params,  # "parameters" as the table says; "params": the old key
@@ -171,11 +174,8 @@ class ModelBase(MemoryMixin, OutputsMixin):
             "num_tokens": grid[0] * grid[1] + c.num_prefix_tokens, "posenc": c.posenc, "pooling": c.pooling,
             "activation": c.activation, "eps": c.eps, "num_classes": c.num_classes,
             "dtype": self.spec.dtype, "position_table": position_note(c, tuple(grid)),
-            "projection": c.num_classes if self.projects else None,
+            "projection": c.num_classes if self.projects else None, "parts": model_parts(c),
         }
-        from vitcli.core.parts import model_parts
-
-        doc["parts"] = model_parts(c)
         if c.posenc == "learned":  # how the table meets other grids, and whose way that is
             doc["position_resample"] = c.extra.get("pos_resample") or RESAMPLE_WORDS.get(c.pos_resample, c.pos_resample)
         if self.grid_note:
@@ -191,7 +191,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         return doc
 
     @keywords()
-    def info(self, size: object = None) -> dict[str, Any]:
+    def info(self, size: object = None) -> InfoDoc:
         """The `info` document: architecture, family, parameters, GMACs at `size` (default: native), preprocessing."""
         from vitcli.api.images import as_size_text
         from vitcli.core.patches import grid_shape, remainder_note
@@ -203,9 +203,9 @@ class ModelBase(MemoryMixin, OutputsMixin):
         h, w = parse_hw(text, "--size") if text else c.image_size
         with option_errors("--size"):
             grid = grid_shape(h, w, c.patch_size, c.patch_remainder)
-        doc: dict[str, Any] = {"command": "info", "input": None, "patch_size": c.patch_size, "grid": list(grid),
-                               "num_patches": grid[0] * grid[1], "model": self.document(grid), "tensors": {},
-                               "size": [h, w], "prefix_tokens": prefix_description(c)}
+        doc: InfoDoc = {"command": "info", "input": None, "patch_size": c.patch_size, "grid": list(grid),
+                        "num_patches": grid[0] * grid[1], "model": self.document(grid), "tensors": {},
+                        "size": [h, w], "prefix_tokens": prefix_description(c)}
         if remainder_note(h, w, c.patch_size):  # '384×384 px → 27×27 patches, 6 px unused (the patch conv floors)'
             doc["size_note"] = remainder_note(h, w, c.patch_size)
         if self.preprocess is not None:
@@ -323,7 +323,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         param = next(self.module.parameters())
         return torch.cat([p.data for p in items]).to(param.device, param.dtype)
 
-    def _single_document(self, command: str, fitted: Any, grid: tuple[int, int], normalize: str) -> dict[str, Any]:
+    def _single_document(self, command: str, fitted: FittedImage, grid: tuple[int, int], normalize: str) -> SingleDoc:
         """The JSON keys every single-image model command shares."""
         n = grid[0] * grid[1]
         return {"command": command, "input": fitted.input_document(), "patch_size": self.config.patch_size,
@@ -353,7 +353,7 @@ TEXT_TOWER = re.compile(r"^(transformer\.|token_embedding\.|text_model\.|text_pr
                         r"positional_embedding$|logit_(scale|bias)$|text\.)")
 
 
-def ignored_summary(keys: list[str]) -> dict[str, Any]:
+def ignored_summary(keys: list[str]) -> IgnoredSummary:
     """Ignored keys in groups a person can read: the text tower of a CLIP-style file as one count."""
     text = [k for k in keys if TEXT_TOWER.search(k)]
     return {"text_tower": len(text), "other": [k for k in keys if not TEXT_TOWER.search(k)]}
@@ -366,7 +366,7 @@ def prefix_description(c: "ViTConfig") -> str:
     return " + ".join(parts) or "none"
 
 
-def preprocess_document(preprocess: Any) -> dict[str, Any]:
+def preprocess_document(preprocess: "Preprocess") -> dict[str, JSONValue]:
     """A checkpoint's preprocessing as plain JSON values."""
     from dataclasses import asdict
 

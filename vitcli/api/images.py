@@ -17,6 +17,7 @@ from vitcli.api.values import IMAGE_OPTIONS, Fit, Parser, Resample, Size, keywor
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
+    from vitcli.api.documents import InputDoc
     import numpy as np
     from PIL.Image import Image as PILImage
 
@@ -84,7 +85,7 @@ class FittedImage:
         """What is normalised into the model input: the float values when there are any, else the pixels."""
         return self.pixels if self.values is None else self.values
 
-    def input_document(self) -> dict[str, Any]:
+    def input_document(self) -> "InputDoc":
         """The JSON `input` object shared by every command."""
         loaded = self.loaded
         return {"path": loaded.path, "original_size": list(loaded.original_size),

@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from vitcli.api.documents import PatchifyBatchDoc, PatchifyDoc, UnpatchifyDoc
 from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import PatchifyResult
 from vitcli.api.values import Normalize, Order, choice, keywords
@@ -115,9 +116,10 @@ def patchify(images: "ImageSource", *, order: Order = "chw", normalize: Values =
                     batch=batch or BatchSpec(), output=output if images.many else None, output_dir=output_dir,
                     keep=keep, progress=progress)
     if images.many:
-        doc = {"command": "patchify", **run.report.document(), "patch_size": p, "order": order, "normalize": normalize,
-               "tensors": {"patches": run.report.stats["patches"].document()} if run.report.stats else {}}
-        return PatchifyResult(run.arrays.get("patches"), doc)
+        batch_doc: PatchifyBatchDoc = {
+            "command": "patchify", **run.report.document(), "patch_size": p, "order": order, "normalize": normalize,
+            "tensors": {"patches": run.report.stats["patches"].document()} if run.report.stats else {}}
+        return PatchifyResult(run.arrays.get("patches"), batch_doc)
     fitted = run.fitted[0]
     patches = run.arrays["patches"][0]  # (N, P·P·C)
     if output:
@@ -129,10 +131,11 @@ def patchify(images: "ImageSource", *, order: Order = "chw", normalize: Values =
 
         save_png(grid_png, grid_picture(fitted.pixels, p))
     h, w = fitted.pixels.shape[:2]
-    doc = {"command": "patchify", "input": fitted.input_document(), "patch_size": p, "grid": [h // p, w // p],
-           "num_patches": patches.shape[0], "patch_length": patches.shape[1], "order": order, "normalize": normalize,
-           "tensors": {"patches": tensor_stats(patches)}, "channels": channel_stats(fitted.data),
-           "outputs": {"array": output, "grid_png": grid_png}}
+    doc: PatchifyDoc = {
+        "command": "patchify", "input": fitted.input_document(), "patch_size": p, "grid": [h // p, w // p],
+        "num_patches": patches.shape[0], "patch_length": patches.shape[1], "order": order, "normalize": normalize,
+        "tensors": {"patches": tensor_stats(patches)}, "channels": channel_stats(fitted.data),
+        "outputs": {"array": output, "grid_png": grid_png}}
     return PatchifyResult(patches, doc, fitted)
 
 
@@ -172,9 +175,9 @@ def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, 
             raise VitcliError(path, f"holds {chw.dtype} values: say which --normalize made them to write a PNG")
         save_png(output, denormalize(chw, normalize))
     p = round((array.shape[1] / 3) ** 0.5)
-    doc = {"command": "unpatchify", "input": {"path": path}, "patch_size": p, "grid": list(grid),
-           "num_patches": array.shape[0], "patch_length": array.shape[1], "order": order, "normalize": normalize,
-           "tensors": {"patches": tensor_stats(array), "image": tensor_stats(chw)}, "outputs": {"image": output}}
+    doc: UnpatchifyDoc = {"command": "unpatchify", "input": {"path": path}, "patch_size": p, "grid": list(grid),
+                          "num_patches": array.shape[0], "patch_length": array.shape[1], "order": order, "normalize": normalize,
+                          "tensors": {"patches": tensor_stats(array), "image": tensor_stats(chw)}, "outputs": {"image": output}}
     return PatchifyResult(chw, doc)
 
 
