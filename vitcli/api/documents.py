@@ -8,14 +8,15 @@ TypedDicts; a key present only in some runs is `NotRequired`; `JSONValue` is kep
 tells a union's members apart. At run time these are plain dicts, in the order the builders write them.
 """
 
+from collections.abc import Mapping, Sequence
 from typing import Literal, TypedDict, Union, final
 
 from typing_extensions import NotRequired
 
 from vitcli.stats import ChannelStats, TensorStats
 
-# A JSON value: what a free-form part of a document may hold.
-JSONValue = Union[str, int, float, bool, None, list["JSONValue"], dict[str, "JSONValue"]]
+# A JSON value: what a free-form part of a document may hold (read-only containers, so list[str] is one).
+JSONValue = Union[str, int, float, bool, None, Sequence["JSONValue"], Mapping[str, "JSONValue"]]
 Tensors = dict[str, TensorStats]  # name → statistics of an array the command computed
 
 

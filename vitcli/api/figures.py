@@ -2,6 +2,17 @@
 
 from typing import TYPE_CHECKING, Any
 
+from vitcli.api.documents import (
+    FigureDoc,
+    FiltersDoc,
+    NormsDoc,
+    OutlierRow,
+    PcaDoc,
+    RegisterRow,
+    ShownTable,
+    SimilarDoc,
+    SimilarTextDoc,
+)
 from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import FigureResult
 from vitcli.api.text import TextMixin
@@ -11,6 +22,9 @@ from vitcli.errors import VitcliError, option_errors
 if TYPE_CHECKING:
     import numpy as np
     import torch
+
+    from vitcli.api.images import FittedImage
+    from vitcli.core.encoder import ViTOutput
 
 
 def _numpy(t: Any) -> "np.ndarray":
@@ -67,12 +81,12 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
             outs = [self.module(self.batch_tensor([f]), capture=capture) for f in fitted]
         return fitted, outs, norm
 
-    def _figure_document(self, command: str, fitted: list[Any], out: Any, norm: str) -> dict[str, Any]:
+    def _figure_document(self, command: str, fitted: "list[FittedImage]", out: "ViTOutput", norm: str) -> FigureDoc:
         doc = self._single_document(command, fitted[0], out.grid, norm)
         return {**doc, "inputs": [f.input_document() for f in fitted]}
 
     @keywords()
-    def filters(self, *, count: int = 28, output: str | None = None, png: str | None = None) -> FigureResult:
+    def filters(self, *, count: int = 28, output: str | None = None, png: str | None = None) -> FigureResult[FiltersDoc]:
         """Patch-embedding filters (ViT fig. 7 left): the first `count` principal components (k, C, P, P)."""
         from vitcli.core.features import filter_components, tiles_for_display
         from vitcli.io.paper_figures import filters_figure
@@ -86,13 +100,13 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         array, explained = _numpy(comps), _numpy(ratio)
         title = f"Patch-embedding filters of {_who(self)}: first {len(array)} principal components"
         _write(output, array, png, lambda: filters_figure(_numpy(tiles_for_display(comps)), explained, title))
-        doc = {"command": "figures filters", "input": None, "patch_size": self.config.patch_size,
+        doc: FiltersDoc = {"command": "figures filters", "input": None, "patch_size": self.config.patch_size,
                "model": self.document(), "weight_shape": list(weight.shape),
                "explained_variance_ratio": explained.tolist(), "tensors": {"components": tensor_stats(array)},
                "outputs": {"array": output, "png": png}}
         shown = [[str(i + 1), 100 * e, 100 * c] for i,
                  (e, c) in enumerate(zip(explained, explained.cumsum(), strict=True))][:10]
-        table = {"title": f"principal components (first {len(shown)})", "columns": ["PC", "variance %", "cumulative %"],
+        table: ShownTable = {"title": f"principal components (first {len(shown)})", "columns": ["PC", "variance %", "cumulative %"],
                  "rows": shown}
         return FigureResult(array, doc, [table], warnings=list(self.warnings))
 
@@ -107,7 +121,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
 
     @image_keywords("images")
     def pca(self, images: "ImageSource", *, foreground_threshold: float | None = None, normalize: str | None = None,
-            output: str | None = None, png: str | None = None) -> FigureResult:
+            output: str | None = None, png: str | None = None) -> FigureResult[PcaDoc]:
         """Feature PCA to RGB (DINOv2 fig. 1) over the images' last-layer patch tokens: (B, rows, cols, 3)."""
         import torch
 
@@ -133,7 +147,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
             f", foreground > {foreground_threshold}" if foreground_threshold is not None else "")
         _write(output, maps, png, lambda: pca_figure([f.pixels for f in fitted], maps, self.config.patch_size,
                                                       [_name(f.loaded.path) for f in fitted], title))
-        doc = {**self._figure_document("figures pca", fitted, outs[0], norm),
+        doc: PcaDoc = {**self._figure_document("figures pca", fitted, outs[0], norm),
                "foreground_threshold": foreground_threshold,
                "explained_variance_ratio": _numpy(result.explained).tolist(), "first_component_flipped": result.flipped,
                "tensors": {"pca_rgb": tensor_stats(maps), "first_component": tensor_stats(_numpy(result.first))},
@@ -147,7 +161,8 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                 patch: str | tuple[int, int] | None = None,
                 pixel: str | tuple[int, int] | None = None, layer: int = -1, norm: bool = True,
                 normalize: str | None = None, output: str | None = None, png: str | None = None,
-                text: str | None = None, tokenizer: str | None = None) -> FigureResult:
+                text: str | None = None,
+                tokenizer: str | None = None) -> FigureResult[SimilarDoc] | FigureResult[SimilarTextDoc]:
         """Cosine similarity of one patch's features (after block `layer`) with every patch: (rows, cols); with
         `text`, of every patch's feature in the joint image-text space with the prompt's text embedding."""
         from vitcli.core.attention import resolve_indices
@@ -184,7 +199,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         _write(output, sim, png, lambda: similarity_overlay_figure(fitted[0].pixels, fitted[-1].pixels, sim, rc,
                                                                    self.config.patch_size, to is None, title))
         best = divmod(int(sim.argmax()), t_grid[1])
-        doc = {**self._figure_document("figures similar", fitted, outs[0], norm_name),
+        doc: SimilarDoc = {**self._figure_document("figures similar", fitted, outs[0], norm_name),
                "query": {"row": rc[0], "col": rc[1], "index": index},
                "target": fitted[-1].loaded.path, "target_grid": list(t_grid), "layer": layer_i, "norm": norm,
                "most_similar": {"row": best[0], "col": best[1], "similarity": float(sim.max())},
@@ -193,7 +208,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
 
     def _similar_text(self, image: Any, text: str, tokenizer: str | None, layer: int, norm: bool,
                       normalize: str | None, output: str | None, png: str | None,
-                      unused: dict[str, Any]) -> FigureResult:
+                      unused: dict[str, object]) -> FigureResult[SimilarTextDoc]:
         """figures similar --text: cos(each patch's feature through the final norm, the pooling head as its only key
         and the projection (core.text.patch_embeddings), the prompt's text embedding): a dense text map (rows, cols)."""
         import torch
@@ -227,7 +242,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         _write(output, sim, png, lambda: overlay_figure(fitted[0].pixels, sim[None], [f"text: {text[:40]}"], title,
                                                         label="Cosine similarity"))
         best = divmod(int(sim.argmax()), out.grid[1])
-        doc = {**self._figure_document("figures similar", fitted, out, norm_name), "query": {"text": text},
+        doc: SimilarTextDoc = {**self._figure_document("figures similar", fitted, out, norm_name), "query": {"text": text},
                "layer": layer, "norm": True, "joint_space": "projected" if self.projects else "pooled",
                "most_similar": {"row": best[0], "col": best[1], "similarity": float(sim.max())},
                "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
@@ -240,7 +255,8 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
 
     @image_keywords("image")
     def norms(self, image: "ImageSource", *, k: float | None = None, norm_threshold: float | None = None, top: int = 20,
-              normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
+              normalize: str | None = None, output: str | None = None,
+              png: str | None = None) -> FigureResult[NormsDoc]:
         """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""
         from vitcli.api.ranges import check_ranges, refuse_unused
 
@@ -253,7 +269,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         return self._norms_of(fitted, outs[0], norm_name, k, norm_threshold, top, output, png)
 
     def _norms_of(self, fitted: list[Any], out: Any, norm_name: str, k: float, norm_threshold: float | None,
-                  top: int, output: str | None, png: str | None) -> FigureResult:
+                  top: int, output: str | None, png: str | None) -> FigureResult[NormsDoc]:
         """`norms` from a forward pass that kept `_norms_capture` (view shares that pass with its similarity maps)."""
         import torch
 
@@ -276,10 +292,10 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                                                          outliers,
                                                          f"Token norms per layer, {_who(self)} (outliers {rule})"))
         listed = _outlier_rows(outliers, norms, share, prefix, out.grid)
-        regs = [{"layer": i, "register": j, "token": t, "norm": float(norms[i, t]),
+        regs: list[RegisterRow] = [{"layer": i, "register": j, "token": t, "norm": float(norms[i, t]),
                  "class_attention": _share(share, i, t)}
                 for i in range(depth) for j, t in enumerate(registers)]
-        doc = {**self._figure_document("figures norms", fitted, out, norm_name), "rule": rule,
+        doc: NormsDoc = {**self._figure_document("figures norms", fitted, out, norm_name), "rule": rule,
                "attention_row": _attention_row(c),
                "thresholds": _numpy(thresholds).tolist(), "outliers": listed, "registers": regs,
                "tensors": {"norms": tensor_stats(array)}, "outputs": {"array": output, "png": png}}
@@ -314,9 +330,9 @@ def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape
 
 
 def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefix: int,
-                  grid: tuple[int, int]) -> list[dict[str, Any]]:
+                  grid: tuple[int, int]) -> list[OutlierRow]:
     """One record per outlier, largest norm first."""
-    rows = [{"layer": i, "row": p // grid[1], "col": p % grid[1], "token": p + prefix,
+    rows: list[OutlierRow] = [{"layer": i, "row": p // grid[1], "col": p % grid[1], "token": p + prefix,
              "norm": float(norms[i, p + prefix]),
              "class_attention": _share(share, i, p + prefix)} for i, p in outliers]
     return sorted(rows, key=lambda o: -o["norm"])
@@ -369,14 +385,14 @@ def _share(share: Any, layer: int, token: int) -> float | None:
     return None if value is None or value != value else value
 
 
-def _norm_tables(outliers: list[dict[str, Any]], regs: list[dict[str, Any]], total: int,
-                 row: str | None = "cls") -> list[dict[str, Any]]:
+def _norm_tables(outliers: list[OutlierRow], regs: list[RegisterRow], total: int,
+                 row: str | None = "cls") -> list[ShownTable]:
     """The outlier table and, for models with registers, the register table."""
-    who = {"cls": "class attention", "probe": "probe attention", "mean": "patch-mean attention"}.get(row or "cls")
+    who = {"cls": "class attention", "probe": "probe attention", "mean": "patch-mean attention"}[row or "cls"]
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{100 * v:.2f}%"
 
-    tables = [{"title": f"high-norm patch tokens ({len(outliers)} of {total} shown)",
+    tables: list[ShownTable] = [{"title": f"high-norm patch tokens ({len(outliers)} of {total} shown)",
                "columns": ["layer", "row, col", "norm", who],
                "rows": [[str(o["layer"]), f"{o['row']}, {o['col']}", o["norm"],
                          pct(o["class_attention"])] for o in outliers]}]

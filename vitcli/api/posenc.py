@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from vitcli.api.documents import PosencDoc
 from vitcli.api.results import PosencResult
 from vitcli.api.values import check_forwarded, keywords, one_layer, pair, pair_text
 from vitcli.errors import VitcliError
@@ -235,10 +236,10 @@ def parse_positions(text: str, length: int) -> list[int]:
 
 
 def _document(model: Any, kind: str, array: "np.ndarray", grid: tuple[int, int], rows: int, src: list[int] | None,
-              positions: str | None, output: str | None, similarity: str | None) -> dict[str, Any]:
+              positions: str | None, output: str | None, similarity: str | None) -> PosencDoc:
     from vitcli.stats import tensor_stats
 
-    doc: dict[str, Any] = {
+    doc: PosencDoc = {
         "command": "posenc", "input": None, "kind": kind,
         "source": model.source if kind == "learned" else f"the formula ({kind})",
         "patch_size": model.config.patch_size, "grid": list(grid), "num_patches": grid[0] * grid[1],

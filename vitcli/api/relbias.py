@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from vitcli.api.documents import RelbiasDoc
 from vitcli.errors import VitcliError
 
 
@@ -56,7 +57,7 @@ def relbias_result(model: Any, layer: int, patch: str | tuple[int, int] | None, 
         maps = bias[:, rc[0] * c.grid[1] + rc[1]].reshape(c.heads, *c.grid)  # (H, R, C)
         save_figure(similarity, bias_maps_figure(maps, rc, f"Relative position bias, layer {layer % c.depth}, "
                                                            f"query patch ({rc[0]}, {rc[1]})"))
-    doc = {"command": "posenc", "input": None, "kind": "relative-bias", "source": model.source,
+    doc: RelbiasDoc = {"command": "posenc", "input": None, "kind": "relative-bias", "source": model.source,
            "patch_size": c.patch_size, "grid": list(c.grid), "num_patches": c.grid[0] * c.grid[1],
            "num_prefix_rows": 0, "dim": c.dim, "layer": layer % c.depth, "shared": c.rel_pos_bias == "shared",
            "heads": c.heads, "shape": list(bias.shape), "patch": list(rc),

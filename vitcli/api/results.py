@@ -6,7 +6,8 @@ Arrays are numpy on the CPU; one image's have no batch axis, several images' a l
 """
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from vitcli.api.display import ShowsItself
 from vitcli.api.documents import (
@@ -16,7 +17,6 @@ from vitcli.api.documents import (
     EmbedDoc,
     ExplainBatchDoc,
     ExplainDoc,
-    FigureDocument,
     PatchifyBatchDoc,
     PatchifyDoc,
     PosencDoc,
@@ -84,6 +84,13 @@ class PosencResult(ShowsItself):
 
 
 @dataclass
+class RopeResult(PosencResult):
+    """A rotary embedding's angles (N, D/2) and their document."""
+
+    document: RopeDoc
+
+
+@dataclass
 class AttendResult(ShowsItself):
     """What `attend` computed for one image (arrays without a batch axis) or for many (summaries)."""
 
@@ -120,20 +127,24 @@ class ExplainResult(ShowsItself):
         return self.document
 
 
+# FiltersDoc, PcaDoc, SimilarDoc | SimilarTextDoc or NormsDoc: each figure's own
+FigureDoc = TypeVar("FigureDoc", bound=Mapping[str, object])
+
+
 @dataclass
-class FigureResult(ShowsItself):
+class FigureResult(ShowsItself, Generic[FigureDoc]):
     """One figure's array, the JSON document its command prints, and what the table lists."""
 
     MAP: ClassVar[str | None] = "heatmap"
 
     array: "np.ndarray"
-    document: FigureDocument
+    document: FigureDoc
     tables: list[ShownTable] = field(default_factory=list)  # for the terminal
     heatmap: "np.ndarray | None" = None  # (rows, cols) map for the terminal, when there is one
     images: "list[FittedImage]" = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def to_json(self) -> FigureDocument:
+    def to_json(self) -> FigureDoc:
         return self.document
 
     def shown_tables(self) -> list[ShownTable]:
@@ -154,4 +165,4 @@ class ViewResult(ShowsItself):
 
 
 __all__ = ["AttendDocument", "AttendResult", "EmbedDocument", "EmbedResult", "ExplainDocument", "ExplainResult",
-           "FigureResult", "PatchifyDocument", "PatchifyResult", "PosencDocument", "PosencResult", "ViewResult"]
+           "FigureResult", "PatchifyDocument", "PatchifyResult", "PosencDocument", "PosencResult", "RopeResult", "ViewResult"]
