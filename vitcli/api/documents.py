@@ -702,7 +702,14 @@ class StoredModelDoc(TypedDict):
     config_sha256: str
 
 
-class Comparison(TypedDict):
+class Matrices(TypedDict):
+    """compare's matrices, and the best-matching layer of B per layer of A."""
+
+    similarity: dict[str, list[list[float]]]  # metric → (LA, LB)
+    best: dict[str, list[BestMatch]]
+
+
+class Comparison(Matrices):
     """The keys both kinds of `compare` share: the plan, the matrices and the best matches."""
 
     command: Literal["compare"]
@@ -716,8 +723,6 @@ class Comparison(TypedDict):
     topk: int
     cca_dim: int
     shape: list[int]
-    similarity: dict[str, list[list[float]]]  # metric → (LA, LB)
-    best: dict[str, list[BestMatch]]
 
 
 @final
@@ -798,7 +803,7 @@ __all__ = [
     "ChannelStats", "ClassLabels", "ClassifyDoc", "CompareDoc", "CompareFeaturesDoc", "Comparison", "EmbedBatchDoc",
     "EmbedDoc", "ExplainBatchDoc", "ExplainDoc", "ExplainImage", "ExplainOutputs", "ExplainRun", "ExplainSummary",
     "FigureDoc", "FigureDocument", "FiltersDoc", "HeadRow", "IgnoredSummary", "InfoDoc", "InputDoc", "JSONValue",
-    "MasksDoc", "MethodPatches", "ModelDoc", "MostSimilar", "NormsDoc", "OutlierRow", "PatchQuery", "PatchifyBatchDoc",
+    "MasksDoc", "Matrices", "MethodPatches", "ModelDoc", "MostSimilar", "NormsDoc", "OutlierRow", "PatchQuery", "PatchifyBatchDoc",
     "PatchifyDoc", "PcaDoc", "PngOutputs", "PosencDoc", "PositionRow", "ProbeDoc", "PromptRow", "RegisterRow",
     "RelbiasDoc", "RolloutSummary", "RopeDoc", "ShownTable", "SimilarDoc", "SimilarTextDoc", "SingleDoc",
     "StoredModelDoc", "TensorStats", "TextEmbedDoc", "TextModelDoc", "TextQuery", "TopPatch", "UnpatchifyDoc",

@@ -1,6 +1,7 @@
 """The classic ViT analyses on a `Model`: filters, pca, similar, norms (each: arrays, PNG, document)."""
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from vitcli.api.documents import (
     FigureDoc,
@@ -23,20 +24,23 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from vitcli.api.images import FittedImage
+    from vitcli.api.base import ModelBase
+    from vitcli.api.images import FittedImage, Images
+    from vitcli.core.capture import Capture
+    from vitcli.core.config import ViTConfig
     from vitcli.core.encoder import ViTOutput
 
 
-def _numpy(t: Any) -> "np.ndarray":
+def _numpy(t: "torch.Tensor") -> "np.ndarray":
     return t.detach().double().cpu().numpy()
 
 
-def _who(model: Any) -> str:
+def _who(model: "ModelBase") -> str:
     """The model as a picture's title names it: random weights say so, as what the picture shows is the layout."""
     return model.config.name + (f", {model.source}" if model.checkpoint is None else "")
 
 
-def _write(output: str | None, array: "np.ndarray", png: str | None, draw: Any) -> None:
+def _write(output: str | None, array: "np.ndarray", png: str | None, draw: Callable[[], object]) -> None:
     """The array to `output` and the figure to `png` (drawn only when asked), each atomic."""
     if output:
         from vitcli.io.arrays import save_npy
@@ -60,8 +64,9 @@ MAD_K = 5.0  # `figures norms`' default rule: an outlier's norm exceeds median +
 class FiguresMixin(TextMixin):  # similar --text reads the text tower
     """`filters`, `pca`, `similar` and `norms` for `Model`."""
 
-    def _forward_each(self, images: Any, normalize: str | None, capture: Any,
-                      outputs: dict[str, Any] | None = None) -> tuple[list[Any], list[Any], str]:
+    def _forward_each(self, images: "ImageSource", normalize: str | None, capture: "Capture",
+                      outputs: dict[str, str | None] | None = None
+                      ) -> "tuple[list[FittedImage], list[ViTOutput], str]":
         """Fit every image as the model's commands do and run each alone (a batch of one), once the
         `outputs` (keyword → path) are known to be writable."""
         import torch
@@ -139,7 +144,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
             raise VitcliError(fitted[1].loaded.path, f"the images give different patch grids {sorted(grids)}; "
                               "give one --size for all")
         grid, prefix = outs[0].grid, outs[0].num_prefix
-        features = torch.cat([o.output[:, prefix:] for o in outs])  # (B, N, D)
+        features = torch.cat([_kept(o.output, "output")[:, prefix:] for o in outs])  # (B, N, D)
         with option_errors("--foreground-threshold"):
             result = feature_pca_rgb(features.float().cpu(), grid, foreground_threshold)
         maps = _numpy(result.rgb)  # (B, rows, cols, 3)
@@ -206,7 +211,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
         return FigureResult(sim, doc, heatmap=sim, images=fitted, warnings=list(self.warnings))
 
-    def _similar_text(self, image: Any, text: str, tokenizer: str | None, layer: int, norm: bool,
+    def _similar_text(self, image: "ImageSource", text: str, tokenizer: str | None, layer: int, norm: bool,
                       normalize: str | None, output: str | None, png: str | None,
                       unused: dict[str, object]) -> FigureResult[SimilarTextDoc]:
         """figures similar --text: cos(each patch's feature through the final norm, the pooling head as its only key
@@ -248,7 +253,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
         return FigureResult(sim, doc, heatmap=sim, images=fitted, warnings=list(self.warnings))
 
-    def _block_features(self, out: Any, layer: int, norm: bool) -> Any:
+    def _block_features(self, out: "ViTOutput", layer: int, norm: bool) -> "torch.Tensor":
         """Block `layer`'s output of the one image, through the final norm when asked: (T, D)."""
         x = out.blocks[layer]  # (1, T, D)
         return (self.module.norm(x) if norm else x)[0]
@@ -268,7 +273,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                                                      {"output": output, "png": png})
         return self._norms_of(fitted, outs[0], norm_name, k, norm_threshold, top, output, png)
 
-    def _norms_of(self, fitted: list[Any], out: Any, norm_name: str, k: float, norm_threshold: float | None,
+    def _norms_of(self, fitted: "list[FittedImage]", out: "ViTOutput", norm_name: str, k: float, norm_threshold: float | None,
                   top: int, output: str | None, png: str | None) -> FigureResult[NormsDoc]:
         """`norms` from a forward pass that kept `_norms_capture` (view shares that pass with its similarity maps)."""
         import torch
@@ -303,7 +308,14 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                             warnings=list(self.warnings))
 
 
-def _as_list(sources: list[Any]) -> Any:
+def _kept(value: "torch.Tensor | None", name: str) -> "torch.Tensor":
+    """A tensor the forward pass's Capture asked for (`name`), present by construction."""
+    if value is None:
+        raise ValueError(f"the forward pass kept no {name}")
+    return value
+
+
+def _as_list(sources: "list[ImageSource]") -> "Images":
     """Several sources as one `Images` in the order given (not sorted: the query image comes first)."""
     from vitcli.api.images import Images, as_images
 
@@ -311,7 +323,7 @@ def _as_list(sources: list[Any]) -> Any:
     return Images([i for p in parts for i in p.items], len(sources) > 1, parts[0].spec)
 
 
-def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape: tuple[int, ...]) -> tuple[int, int]:
+def _query(patch: str | tuple[int, int] | None, pixel: str | tuple[int, int] | None, grid: tuple[int, int], patch_size: int, shape: tuple[int, ...]) -> tuple[int, int]:
     """(row, col) of the query: `patch`, the patch under `pixel` (x, y), or the centre patch."""
     option, value = ("--pixel", pixel) if pixel is not None else ("--patch", patch)
     if value is None:
@@ -329,7 +341,7 @@ def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape
     return b // patch_size, a // patch_size
 
 
-def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefix: int,
+def _outlier_rows(outliers: list[tuple[int, int]], norms: "torch.Tensor", share: "torch.Tensor | None", prefix: int,
                   grid: tuple[int, int]) -> list[OutlierRow]:
     """One record per outlier, largest norm first."""
     rows: list[OutlierRow] = [{"layer": i, "row": p // grid[1], "col": p % grid[1], "token": p + prefix,
@@ -338,14 +350,14 @@ def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefi
     return sorted(rows, key=lambda o: -o["norm"])
 
 
-def _attention_row(c: Any) -> str | None:
+def _attention_row(c: "ViTConfig") -> str | None:
     """Whose attention share `figures norms` lists: the class token's, else the probe's, else the patch rows' mean."""
     from vitcli.api.selection import default_query
 
     return default_query(c) if c.class_token or c.pooling in ("map", "mean") else None
 
 
-def _norms_capture(c: Any) -> Any:
+def _norms_capture(c: "ViTConfig") -> "Capture":
     """Every block's output, and the attention row of `_attention_row`: the class token's row (B, H, 1, T)
     of every layer, each layer's patch-row mean (reduced), or the probe's weights over the final tokens."""
     from vitcli.core.capture import Capture
@@ -361,7 +373,7 @@ def _norms_capture(c: Any) -> Any:
                    final="none")
 
 
-def _attention_share(c: Any, out: Any) -> Any:
+def _attention_share(c: "ViTConfig", out: "ViTOutput") -> "torch.Tensor | None":
     """(L, T) share of the row's attention each token takes (mean over heads), NaN where the row does not
     exist (the probe reads the final tokens only: its share is the last layer's); None without a row."""
     import torch
@@ -372,15 +384,17 @@ def _attention_share(c: Any, out: Any) -> Any:
     if row == "cls":
         return class_attention_share([a[0] for a in out.attentions.values()])
     if row == "mean":
-        return torch.stack([out.reduced[i]["mean"][0].mean(0) for i in range(c.depth)])
+        reduced = [cast("dict[str, torch.Tensor]", out.reduced[i]) for i in range(c.depth)]  # patch_mean_reducer's
+        return torch.stack([r["mean"][0].mean(0) for r in reduced])
     if row == "probe":
-        share = torch.full((c.depth, out.pool_attention.shape[-1]), float("nan"), dtype=torch.float64)
-        share[-1] = out.pool_attention[0, :, 0].double().mean(0)
+        probe = _kept(out.pool_attention, "pool_attention")  # (1, H, 1, T)
+        share = torch.full((c.depth, probe.shape[-1]), float("nan"), dtype=torch.float64)
+        share[-1] = probe[0, :, 0].double().mean(0)
         return share
     return None
 
 
-def _share(share: Any, layer: int, token: int) -> float | None:
+def _share(share: "torch.Tensor | None", layer: int, token: int) -> float | None:
     value = None if share is None else float(share[layer, token])
     return None if value is None or value != value else value
 
