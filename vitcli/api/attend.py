@@ -19,10 +19,9 @@ if TYPE_CHECKING:
     import torch
 
     from vitcli.api.attend_report import Asked
+    from vitcli.api.runs import BatchSpec, Progress
     from vitcli.core.config import ViTConfig
     from vitcli.core.inspect import RolloutSpec
-
-    from vitcli.api.runs import BatchSpec, Progress
 
 
 PathOrFlag = str | bool | None

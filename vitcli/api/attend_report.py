@@ -133,11 +133,12 @@ def many_document(model: "ModelBase", run: "ModelRun", sel: Selection | None, pe
     """Many images: the batch summary, and the mean distance over the images with its spread."""
     report = run.report
     grid = report.first_grid
-    doc: AttendBatchDoc = {"command": "attend", **report.document(), "normalize": run.normalize, "patch_size": model.config.patch_size,
-           "model": model.document(grid), "layers": sel.layers if sel else [],
-           "head_selection": sel.heads.labels if sel else None,
-           "axes": ["images", "layers", "heads", "queries", "tokens"],
-           "tensors": {"attention": report.stats["attention"].document()} if "attention" in report.stats else {}}
+    doc: AttendBatchDoc = {
+        "command": "attend", **report.document(), "normalize": run.normalize, "patch_size": model.config.patch_size,
+        "model": model.document(grid), "layers": sel.layers if sel else [],
+        "head_selection": sel.heads.labels if sel else None,
+        "axes": ["images", "layers", "heads", "queries", "tokens"],
+        "tensors": {"attention": report.stats["attention"].document()} if "attention" in report.stats else {}}
     res = AttendResult(doc, weights=run.arrays.get("attention"), warnings=list(model.warnings))
     if per_image:
         stacked = np.concatenate(per_image)  # (B, L, H)
@@ -258,7 +259,8 @@ def _title(model: "ModelBase", fitted: "FittedImage") -> str:
     return f"{name} ({fitted.pixels.shape[0]}×{fitted.pixels.shape[1]}), {model.config.name}, {model.source}"
 
 
-def _overlay_png(model: "ModelBase", fitted: "FittedImage", report: "AttentionReport", sel: Selection, path: str, per_head: bool) -> None:
+def _overlay_png(model: "ModelBase", fitted: "FittedImage", report: "AttentionReport", sel: Selection, path: str,
+                 per_head: bool) -> None:
     """The selected query's map of the last selected layer over the image."""
     from vitcli.core.analysis import prefix_row_to_grid
     from vitcli.io.pictures import overlay_figure, save_figure

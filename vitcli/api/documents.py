@@ -9,14 +9,14 @@ tells a union's members apart. At run time these are plain dicts, in the order t
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, TypedDict, Union, final
+from typing import Literal, TypedDict, final
 
 from typing_extensions import NotRequired
 
 from vitcli.stats import ChannelStats, TensorStats
 
 # A JSON value: what a free-form part of a document may hold (read-only containers, so list[str] is one).
-JSONValue = Union[str, int, float, bool, None, Sequence["JSONValue"], Mapping[str, "JSONValue"]]
+JSONValue = str | int | float | bool | None | Sequence["JSONValue"] | Mapping[str, "JSONValue"]
 Tensors = dict[str, TensorStats]  # name → statistics of an array the command computed
 
 
@@ -103,6 +103,12 @@ class BatchSummary(TypedDict):
     outputs: dict[str, JSONValue]  # paths, counts and names, by backend and format
 
 
+class BatchRun(BatchSummary):
+    """A command's run over many images: the summary, and the statistics of what it wrote."""
+
+    tensors: Tensors
+
+
 @final
 class ArrayOutput(TypedDict):
     array: str | None
@@ -145,12 +151,11 @@ class PatchifyDoc(TypedDict):
 
 
 @final
-class PatchifyBatchDoc(BatchSummary):
+class PatchifyBatchDoc(BatchRun):
     command: Literal["patchify"]
     patch_size: int
     order: str
     normalize: str
-    tensors: Tensors
 
 
 @final
@@ -189,14 +194,13 @@ class EmbedDoc(SingleDoc):
 
 
 @final
-class EmbedBatchDoc(BatchSummary):
-    command: str
+class EmbedBatchDoc(BatchRun):
+    command: Literal["embed"]
     stage: str
     impl: str
     normalize: str
     patch_size: int
     model: ModelDoc
-    tensors: Tensors
 
 
 @final
@@ -348,12 +352,6 @@ class HeadRow(TypedDict):
 
 
 @final
-class AttendTensors(TypedDict):
-    attention: TensorStats
-    cosine: NotRequired[TensorStats]
-
-
-@final
 class AttendOutputs(TypedDict):
     array: str | None
     cosine: str | None
@@ -392,7 +390,7 @@ class AttendDoc(SingleDoc):
     shape: list[int]
     axes: list[str]
     heads: list[HeadRow]
-    tensors: AttendTensors
+    tensors: Tensors  # attention, and cosine when asked
     outputs: AttendOutputs
     qkv_note: NotRequired[str]
     mean_distance: NotRequired[list[list[float]]]
@@ -407,7 +405,7 @@ class DistanceOverall(TypedDict):
 
 
 @final
-class AttendBatchDoc(BatchSummary):
+class AttendBatchDoc(BatchRun):
     command: Literal["attend"]
     normalize: str
     patch_size: int
@@ -415,7 +413,6 @@ class AttendBatchDoc(BatchSummary):
     layers: list[int]
     head_selection: list[str] | None
     axes: list[str]
-    tensors: Tensors
     mean_distance: NotRequired[list[list[float]]]
     mean_distance_std: NotRequired[list[list[float]]]
     distance_images: NotRequired[int]
@@ -477,22 +474,28 @@ class ExplainRun(TypedDict):
 
 
 @final
-class ExplainBatchDoc(BatchSummary):
+class ExplainBatchDoc(BatchRun):
     command: Literal["explain"]
     normalize: str
     patch_size: int
     model: ModelDoc
     axes: list[str]
     explain: ExplainRun
-    tensors: Tensors
 
 
 # --- figures ------------------------------------------------------------------------------------
 
 
+class AnyFigure(TypedDict):
+    """What every figure's document has: its command and its two outputs."""
+
+    command: str
+    outputs: PngOutputs
+
+
 @final
 class FiltersDoc(TypedDict):
-    command: Literal["figures filters"]
+    command: str  # figures filters
     input: None
     patch_size: int
     model: ModelDoc
@@ -594,7 +597,7 @@ class NormsDoc(FigureDoc):
     outputs: PngOutputs
 
 
-FigureDocument = Union[FiltersDoc, PcaDoc, SimilarDoc, SimilarTextDoc, NormsDoc]
+FigureDocument = FiltersDoc | PcaDoc | SimilarDoc | SimilarTextDoc | NormsDoc
 
 
 @final
@@ -799,13 +802,13 @@ class ProbeDoc(TypedDict):
 
 
 __all__ = [
-    "ArrayOutput", "AttendBatchDoc", "AttendDoc", "AttendOutputs", "AttendTensors", "BatchSummary", "BestMatch",
-    "ChannelStats", "ClassLabels", "ClassifyDoc", "CompareDoc", "CompareFeaturesDoc", "Comparison", "EmbedBatchDoc",
-    "EmbedDoc", "ExplainBatchDoc", "ExplainDoc", "ExplainImage", "ExplainOutputs", "ExplainRun", "ExplainSummary",
-    "FigureDoc", "FigureDocument", "FiltersDoc", "HeadRow", "IgnoredSummary", "InfoDoc", "InputDoc", "JSONValue",
-    "MasksDoc", "Matrices", "MethodPatches", "ModelDoc", "MostSimilar", "NormsDoc", "OutlierRow", "PatchQuery", "PatchifyBatchDoc",
-    "PatchifyDoc", "PcaDoc", "PngOutputs", "PosencDoc", "PositionRow", "ProbeDoc", "PromptRow", "RegisterRow",
-    "RelbiasDoc", "RolloutSummary", "RopeDoc", "ShownTable", "SimilarDoc", "SimilarTextDoc", "SingleDoc",
-    "StoredModelDoc", "TensorStats", "TextEmbedDoc", "TextModelDoc", "TextQuery", "TopPatch", "UnpatchifyDoc",
-    "ViewDoc", "ViewText", "Tensors",
+    "AnyFigure", "ArrayOutput", "AttendBatchDoc", "AttendDoc", "AttendOutputs", "BatchRun", "BatchSummary",
+    "BestMatch", "ChannelStats", "ClassLabels", "ClassifyDoc", "CompareDoc", "CompareFeaturesDoc", "Comparison",
+    "EmbedBatchDoc", "EmbedDoc", "ExplainBatchDoc", "ExplainDoc", "ExplainImage", "ExplainOutputs", "ExplainRun",
+    "ExplainSummary", "FigureDoc", "FigureDocument", "FiltersDoc", "HeadRow", "IgnoredSummary", "InfoDoc",
+    "InputDoc", "JSONValue", "MasksDoc", "Matrices", "MethodPatches", "ModelDoc", "MostSimilar", "NormsDoc",
+    "OutlierRow", "PatchQuery", "PatchifyBatchDoc", "PatchifyDoc", "PcaDoc", "PngOutputs", "PosencDoc",
+    "PositionRow", "ProbeDoc", "PromptRow", "RegisterRow", "RelbiasDoc", "RolloutSummary", "RopeDoc", "ShownTable",
+    "SimilarDoc", "SimilarTextDoc", "SingleDoc", "StoredModelDoc", "TensorStats", "Tensors", "TextEmbedDoc",
+    "TextModelDoc", "TextQuery", "TopPatch", "UnpatchifyDoc", "ViewDoc", "ViewText",
 ]

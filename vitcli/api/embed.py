@@ -15,12 +15,11 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from vitcli.api.dataset import DatasetSpec
     from vitcli.api.images import FittedImage
-    from vitcli.api.runs import ModelRun
+    from vitcli.api.runs import BatchSpec, ModelRun, Progress
     from vitcli.core.capture import Capture
     from vitcli.core.encoder import VisionTransformer
-    from vitcli.api.dataset import DatasetSpec
-    from vitcli.api.runs import BatchSpec, Progress
 
 Stage = Literal["patches", "tokens", "input", "output", "pooled", "projected", "layers"]
 Impl = Literal["conv", "linear"]
@@ -133,8 +132,9 @@ class EmbedMixin(ModelBase):
             save_npy(output, arrays[stage])
         fitted = run.fitted[0]
         grid = _grid_of(fitted, self.config.patch_size)
-        doc: EmbedDoc = {**self._single_document("embed", fitted, grid, run.normalize), "stage": stage, "impl": impl,
-                         "tensors": {s: tensor_stats(a) for s, a in arrays.items()}, "outputs": {"array": output}}
+        doc: EmbedDoc = {**self._single_document("embed", fitted, grid, run.normalize), "stage": stage,
+                         "impl": impl, "tensors": {s: tensor_stats(a) for s, a in arrays.items()},
+                         "outputs": {"array": output}}
         return EmbedResult(stage, arrays, doc, fitted, list(self.warnings))
 
     def _layer_compute(self, stage: str, layers: str | None,
@@ -148,10 +148,12 @@ class EmbedMixin(ModelBase):
         chosen, picked = choose_layers(layers, self.config.depth), choose_tokens(tokens, [self])
         return LayerCompute(self, chosen, picked), {"layers": chosen, "tokens": picked}  # type: ignore[arg-type]
 
-    def _embed_many(self, run: "ModelRun", stage: str, impl: str, output: str | None, output_dir: str | None) -> EmbedResult:
+    def _embed_many(self, run: "ModelRun", stage: str, impl: str, output: str | None,
+                    output_dir: str | None) -> EmbedResult:
         report = run.report
         grid = report.first_grid
-        doc: EmbedBatchDoc = {"command": "embed", **report.document(), "stage": stage, "impl": impl, "normalize": run.normalize,
-               "patch_size": self.config.patch_size, "model": self.document(grid),
-               "tensors": {stage: report.stats[stage].document()} if stage in report.stats else {}}
+        doc: EmbedBatchDoc = {
+            "command": "embed", **report.document(), "stage": stage, "impl": impl, "normalize": run.normalize,
+            "patch_size": self.config.patch_size, "model": self.document(grid),
+            "tensors": {stage: report.stats[stage].document()} if stage in report.stats else {}}
         return EmbedResult(stage, run.arrays, doc, None, list(self.warnings))

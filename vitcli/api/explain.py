@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vitcli.api.base import ModelBase
-from vitcli.api.text import TextMixin
 from vitcli.api.documents import ExplainBatchDoc, ExplainDoc, ExplainImage, ExplainSummary, TopPatch
 from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import ExplainResult
+from vitcli.api.text import TextMixin
 from vitcli.api.values import one_layer
 from vitcli.errors import VitcliError, option_errors
 
@@ -245,7 +245,8 @@ class ExplainMixin(TextMixin):  # a text:PROMPT target reads the text tower
 
         maps = run.arrays["map"][0]
         fitted = run.fitted[0]
-        grid = int(fitted.pixels.shape[0]) // self.config.patch_size, int(fitted.pixels.shape[1]) // self.config.patch_size
+        p = self.config.patch_size
+        grid = int(fitted.pixels.shape[0]) // p, int(fitted.pixels.shape[1]) // p
         if output:
             save_npy(output, maps)
         if overlay:

@@ -91,7 +91,8 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         return {**doc, "inputs": [f.input_document() for f in fitted]}
 
     @keywords()
-    def filters(self, *, count: int = 28, output: str | None = None, png: str | None = None) -> FigureResult[FiltersDoc]:
+    def filters(self, *, count: int = 28, output: str | None = None,
+                png: str | None = None) -> FigureResult[FiltersDoc]:
         """Patch-embedding filters (ViT fig. 7 left): the first `count` principal components (k, C, P, P)."""
         from vitcli.core.features import filter_components, tiles_for_display
         from vitcli.io.paper_figures import filters_figure
@@ -111,8 +112,8 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                "outputs": {"array": output, "png": png}}
         shown = [[str(i + 1), 100 * e, 100 * c] for i,
                  (e, c) in enumerate(zip(explained, explained.cumsum(), strict=True))][:10]
-        table: ShownTable = {"title": f"principal components (first {len(shown)})", "columns": ["PC", "variance %", "cumulative %"],
-                 "rows": shown}
+        table: ShownTable = {"title": f"principal components (first {len(shown)})",
+                             "columns": ["PC", "variance %", "cumulative %"], "rows": shown}
         return FigureResult(array, doc, [table], warnings=list(self.warnings))
 
     def _patch_weight(self) -> "torch.Tensor":
@@ -247,10 +248,11 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         _write(output, sim, png, lambda: overlay_figure(fitted[0].pixels, sim[None], [f"text: {text[:40]}"], title,
                                                         label="Cosine similarity"))
         best = divmod(int(sim.argmax()), out.grid[1])
-        doc: SimilarTextDoc = {**self._figure_document("figures similar", fitted, out, norm_name), "query": {"text": text},
-               "layer": layer, "norm": True, "joint_space": "projected" if self.projects else "pooled",
-               "most_similar": {"row": best[0], "col": best[1], "similarity": float(sim.max())},
-               "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
+        doc: SimilarTextDoc = {
+            **self._figure_document("figures similar", fitted, out, norm_name), "query": {"text": text},
+            "layer": layer, "norm": True, "joint_space": "projected" if self.projects else "pooled",
+            "most_similar": {"row": best[0], "col": best[1], "similarity": float(sim.max())},
+            "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
         return FigureResult(sim, doc, heatmap=sim, images=fitted, warnings=list(self.warnings))
 
     def _block_features(self, out: "ViTOutput", layer: int, norm: bool) -> "torch.Tensor":
@@ -273,8 +275,9 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                                                      {"output": output, "png": png})
         return self._norms_of(fitted, outs[0], norm_name, k, norm_threshold, top, output, png)
 
-    def _norms_of(self, fitted: "list[FittedImage]", out: "ViTOutput", norm_name: str, k: float, norm_threshold: float | None,
-                  top: int, output: str | None, png: str | None) -> FigureResult[NormsDoc]:
+    def _norms_of(self, fitted: "list[FittedImage]", out: "ViTOutput", norm_name: str, k: float,
+                  norm_threshold: float | None, top: int, output: str | None,
+                  png: str | None) -> FigureResult[NormsDoc]:
         """`norms` from a forward pass that kept `_norms_capture` (view shares that pass with its similarity maps)."""
         import torch
 
@@ -323,7 +326,8 @@ def _as_list(sources: "list[ImageSource]") -> "Images":
     return Images([i for p in parts for i in p.items], len(sources) > 1, parts[0].spec)
 
 
-def _query(patch: str | tuple[int, int] | None, pixel: str | tuple[int, int] | None, grid: tuple[int, int], patch_size: int, shape: tuple[int, ...]) -> tuple[int, int]:
+def _query(patch: str | tuple[int, int] | None, pixel: str | tuple[int, int] | None, grid: tuple[int, int],
+           patch_size: int, shape: tuple[int, ...]) -> tuple[int, int]:
     """(row, col) of the query: `patch`, the patch under `pixel` (x, y), or the centre patch."""
     option, value = ("--pixel", pixel) if pixel is not None else ("--patch", patch)
     if value is None:

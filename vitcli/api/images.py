@@ -17,9 +17,10 @@ from vitcli.api.values import IMAGE_OPTIONS, Fit, Parser, Resample, Size, keywor
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
-    from vitcli.api.documents import InputDoc
     import numpy as np
     from PIL.Image import Image as PILImage
+
+    from vitcli.api.documents import InputDoc
 
 DEFAULT_PATCH = 16
 DEFAULT_SIZE = "224"

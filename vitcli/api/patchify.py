@@ -175,9 +175,10 @@ def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, 
             raise VitcliError(path, f"holds {chw.dtype} values: say which --normalize made them to write a PNG")
         save_png(output, denormalize(chw, normalize))
     p = round((array.shape[1] / 3) ** 0.5)
-    doc: UnpatchifyDoc = {"command": "unpatchify", "input": {"path": path}, "patch_size": p, "grid": list(grid),
-                          "num_patches": array.shape[0], "patch_length": array.shape[1], "order": order, "normalize": normalize,
-                          "tensors": {"patches": tensor_stats(array), "image": tensor_stats(chw)}, "outputs": {"image": output}}
+    doc: UnpatchifyDoc = {
+        "command": "unpatchify", "input": {"path": path}, "patch_size": p, "grid": list(grid),
+        "num_patches": array.shape[0], "patch_length": array.shape[1], "order": order, "normalize": normalize,
+        "tensors": {"patches": tensor_stats(array), "image": tensor_stats(chw)}, "outputs": {"image": output}}
     return PatchifyResult(chw, doc)
 
 

@@ -5,8 +5,8 @@ result classes from here, and it imports no command (so no command module needs 
 Arrays are numpy on the CPU; one image's have no batch axis, several images' a leading one.
 """
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from vitcli.api.display import ShowsItself
@@ -128,7 +128,7 @@ class ExplainResult(ShowsItself):
 
 
 # FiltersDoc, PcaDoc, SimilarDoc | SimilarTextDoc or NormsDoc: each figure's own
-FigureDoc = TypeVar("FigureDoc", bound=Mapping[str, object])
+FigureDoc = TypeVar("FigureDoc", bound=Mapping[str, object], covariant=True)
 
 
 @dataclass
@@ -165,4 +165,5 @@ class ViewResult(ShowsItself):
 
 
 __all__ = ["AttendDocument", "AttendResult", "EmbedDocument", "EmbedResult", "ExplainDocument", "ExplainResult",
-           "FigureResult", "PatchifyDocument", "PatchifyResult", "PosencDocument", "PosencResult", "RopeResult", "ViewResult"]
+           "FigureResult", "PatchifyDocument", "PatchifyResult", "PosencDocument", "PosencResult", "RopeResult",
+           "ViewResult"]

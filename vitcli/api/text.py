@@ -275,8 +275,8 @@ def _prompts(texts: Any) -> list[str]:
 def _tower_doc(source: str, tower: "TextTower") -> TextModelDoc:
     """The model given (`source`) and its text tower's facts, for the JSON document."""
     c = tower.config
-    return {"source": source, "text_layout": tower.layout, "text_library": tower.library, "text_dim": c.dim, "text_depth": c.depth,
-            "text_heads": c.heads, "context_length": c.context_length, "embed_dim": c.out_dim,
+    return {"source": source, "text_layout": tower.layout, "text_library": tower.library, "text_dim": c.dim,
+            "text_depth": c.depth, "text_heads": c.heads, "context_length": c.context_length, "embed_dim": c.out_dim,
             "mask": "causal" if c.causal else "bidirectional", "pooling": c.pooling, "tokenizer": tower.tokenizer.kind,
             "tokenizer_file": tower.tokenizer.path, "notes": list(tower.notes)}
 

@@ -19,7 +19,7 @@ from vitcli.api.documents import ModelDoc, OutlierRow, ViewDoc
 from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
 from vitcli.api.images import ImageSource, image_keywords
-from vitcli.api.results import ViewResult
+from vitcli.api.results import AttendResult, ExplainResult, ViewResult
 from vitcli.api.values import Layers, prompts
 from vitcli.errors import UsageError, VitcliError, option_errors
 
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from vitcli.api.documents import NormsDoc
     from vitcli.api.images import FittedImage, ImageSpec
     from vitcli.api.results import FigureResult
+
+    # _view_features: the image, per layer its (T, N') similarities, --to's image and grid, the norms
+    Features = tuple[FittedImage, list[np.ndarray], tuple[FittedImage, tuple[int, int]] | None, FigureResult[NormsDoc]]
 
 ROW_TOLERANCE = 5e-4  # largest |row from float16 Q, K − attend's row| accepted before storing rows
 SIZE_BUDGET = 12 * 2**20  # the page's size budget (ViT-B/16 at 224, all layers)
@@ -212,26 +215,25 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
     def _view_tab(self, image: "ImageSource", name: str, layers: list[int], to: "ImageSource | None",
                   normalize: str | None, explain: bool, target: str | int | None) -> tuple[PageTab, float]:
         """Everything one tab shows, gathered through attend, similar's features, norms and the table."""
-        res = self.attend(image, layer=",".join(map(str, layers)), head="all", query="all", normalize=normalize,
-                          distance=True, save_qkv=True)
-        rollout = self._view_rollout(image, res.weights, layers, normalize)  # (T, T)
-        doc = res.document
-        if "input" not in doc or res.weights is None or res.qkv is None:
-            raise ValueError("attend of one image with save_qkv gives its weights, Q, K and document")
+        res: AttendResult = self.attend(image, layer=",".join(map(str, layers)), head="all", query="all",
+                                        normalize=normalize, distance=True, save_qkv=True)
+        doc, weights, distance = res.document, res.weights, res.distance
+        if "input" not in doc or weights is None or distance is None or res.qkv is None:
+            raise ValueError("attend of one image with distance and save_qkv gives these arrays and its document")
+        rollout = self._view_rollout(image, weights, layers, normalize)  # (T, T)
         grid = (doc["grid"][0], doc["grid"][1])
-        weights = res.weights
         q, k, _ = res.qkv  # each (L_sel, H, T, d)
         stored, errs = zip(*[attention_layer(np.asarray(weights[i], np.float64), np.asarray(q[i]), np.asarray(k[i]),
                                              self.config.head_dim**-0.5) for i in range(len(layers))], strict=True)
         fitted, sim, target_fit, norms = self._view_features(image, to, layers, normalize)
-        self._check_finite(name, res.weights, rollout, res.distance, norms.array, *sim)
+        self._check_finite(name, weights, rollout, distance, norms.array, *sim)
         tab: PageTab = {"name": name, "grid": list(grid), "image": _png(fitted.pixels), "attention": list(stored),
-               "rollout": _f16(rollout), "distance": _f32(res.distance), "similarity": [_f16(s) for s in sim],
-               "norms": _f32(norms.array), "norm_thresholds": norms.document["thresholds"],
-               "outliers": norms.document["outliers"], "posenc": self._view_posenc(grid),
-               "to": None if target_fit is None else {"name": str(to), "grid": list(target_fit[1]),
-                                                      "image": _png(target_fit[0].pixels)},
-               "explain": self._view_explain(image, target, normalize) if explain else None, "text": None}
+                        "rollout": _f16(rollout), "distance": _f32(distance), "similarity": [_f16(s) for s in sim],
+                        "norms": _f32(norms.array), "norm_thresholds": norms.document["thresholds"],
+                        "outliers": norms.document["outliers"], "posenc": self._view_posenc(grid),
+                        "to": None if target_fit is None else {"name": str(to), "grid": list(target_fit[1]),
+                                                               "image": _png(target_fit[0].pixels)},
+                        "explain": self._view_explain(image, target, normalize) if explain else None, "text": None}
         return tab, max(errs)
 
     def _check_tab_memory(self, item: object, name: str, spec: "ImageSpec", layers: int, index: int, count: int,
@@ -272,7 +274,8 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         raise VitcliError(self.source, f"the model's attention or features for {name} are NaN or infinite "
                           f"({cause}): the page cannot show them")
 
-    def _view_rollout(self, image: "ImageSource", weights: np.ndarray, layers: list[int], normalize: str | None) -> np.ndarray:
+    def _view_rollout(self, image: "ImageSource", weights: np.ndarray, layers: list[int],
+                      normalize: str | None) -> np.ndarray:
         """Attention rollout (heads' mean, every layer): from the weights `attend` kept when they are every
         layer's (L, H, T, T), else from a pass of its own: (T, T) float64."""
         import torch
@@ -287,8 +290,8 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         assert rollout.result is not None
         return rollout.result[0].numpy()  # (T, T)
 
-    def _view_features(self, image: "ImageSource", to: "ImageSource | None", layers: list[int], normalize: str | None
-                       ) -> "tuple[FittedImage, list[np.ndarray], tuple[FittedImage, tuple[int, int]] | None, FigureResult[NormsDoc]]":
+    def _view_features(self, image: "ImageSource", to: "ImageSource | None", layers: list[int],
+                       normalize: str | None) -> "Features":
         """One pass for the similarity maps and `figures norms`: per layer, cosine similarity of every token (T)
         with every patch of the image or of `to` (N') on `figures similar`'s features (block output through
         the final norm), and the norms' FigureResult."""
@@ -322,10 +325,11 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         cells = table[0, self.config.pos_prefix_rows:].detach().double().cpu()  # (N, D)
         return _f16(cosine_similarity_matrix(cells, cells).numpy())
 
-    def _view_explain(self, image: "ImageSource", target: str | int | None, normalize: str | None = None) -> PageExplain:
+    def _view_explain(self, image: "ImageSource", target: str | int | None,
+                      normalize: str | None = None) -> PageExplain:
         """The explain hook: the grad-rollout map of `Model.explain` (rows, cols) for the page's panel, for
         any target `explain` takes (a bare N is class:N)."""
-        result = self.explain(image, target="top" if target is None else target,
+        result: ExplainResult = self.explain(image, target="top" if target is None else target,
                               normalize=normalize)
         doc = result.document
         if "input" not in doc:
