@@ -1,9 +1,9 @@
 """Statistics of arrays, computed with the results (min, max, mean, std, NaN/Inf counts) in blocks."""
 
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
 STATS_BLOCK = 1 << 22  # values per float64 block (32 MiB)
 

@@ -1,8 +1,9 @@
 """The arrays, files, JSON and pictures of `Model.attend`, from one inspected forward pass."""
 
-from typing import TYPE_CHECKING, TypedDict, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+from typing_extensions import TypedDict
 
 from vitcli.api.documents import AttendBatchDoc, AttendDoc, AttendOutputs, HeadRow, RolloutSummary
 from vitcli.api.outputs import rollout_png_path

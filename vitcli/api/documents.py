@@ -9,9 +9,9 @@ tells a union's members apart. At run time these are plain dicts, in the order t
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Literal, TypedDict, final
+from typing import Literal, final
 
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
 from vitcli.stats import ChannelStats, TensorStats
 

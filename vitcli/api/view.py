@@ -9,10 +9,10 @@ With text prompts (CLIP-family checkpoints), each prompt gets a panel: its LeGra
 method legrad, target text:PROMPT) and its zero-shot score as `classify` computes it.
 """
 
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
 from vitcli.api.attend import AttendMixin
 from vitcli.api.documents import ModelDoc, OutlierRow, ViewDoc
