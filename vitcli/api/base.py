@@ -3,8 +3,9 @@ command modules that use it (embed, attend, figures, view, explain): they subcla
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vitcli.api.budget import MemoryMixin
 from vitcli.api.documents import IgnoredSummary, InfoDoc, JSONValue, ModelDoc, SingleDoc
@@ -14,8 +15,12 @@ from vitcli.api.values import keywords
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
+    from vitcli.api.images import Images
+    from vitcli.checkpoints.config import ClassLabel
+    from vitcli.checkpoints.load import Loaded
     from vitcli.checkpoints.preprocess import Preprocess
     from vitcli.core.config import ViTConfig
     from vitcli.core.encoder import VisionTransformer
@@ -35,11 +40,15 @@ class ModelSpec:
     max_memory: str | int | None = None  # the memory limit (vitcli.core.budget); None: a share of what is free
 
 
+Build = Callable[["torch.device", "torch.dtype"], "VisionTransformer"]  # the torch model, built when first needed
+
+
 class ModelBase(MemoryMixin, OutputsMixin):
     """A built ViT on its device, with where it came from and how images reach it: what `Model` owns (its
     commands live in their own modules, mixed in by `vitcli.api.models.Model`)."""
 
-    def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, spec: ModelSpec) -> None:
+    def __init__(self, config: "ViTConfig", build: "Build | None", source: str, checkpoint: "Loaded | None",
+                 spec: ModelSpec) -> None:
         self.config, self.source, self.checkpoint, self.spec = config, source, checkpoint, spec
         self.warnings: list[str] = []
         self._build = build
@@ -63,6 +72,8 @@ class ModelBase(MemoryMixin, OutputsMixin):
     def module(self) -> "VisionTransformer":
         """The torch model (eval mode), built when first needed: `info` on a preset builds nothing."""
         if self._module is None:
+            if self._build is None:
+                raise ValueError("this model was given no way to build its torch module")
             self.check_memory()
             self._module = self._build(*self.placement)
         return self._module
@@ -94,7 +105,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
 
             require_native_grid(self.checkpoint)
 
-    def resolve_grid(self, images: Any) -> None:
+    def resolve_grid(self, images: "Images") -> None:
         """Take the native grid from the first image's own grid when the table fits it exactly
         (its fitted size: `--size native` by default); else the error naming --native-size."""
         if self.grid_known or not len(images):
@@ -115,7 +126,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
     # --- facts ---------------------------------------------------------------------------------
 
     @property
-    def preprocess(self) -> Any:
+    def preprocess(self) -> "Preprocess | None":
         """The checkpoint family's `Preprocess`, or None for random weights."""
         return getattr(self.checkpoint, "preprocess", None)
 
@@ -136,7 +147,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         one of its comma-separated words ("tabby" in "tabby, tabby cat")."""
         want = name.strip().lower()
 
-        def names(label: Any) -> set[str]:
+        def names(label: "ClassLabel") -> set[str]:
             texts = [t.strip().lower() for t in (label.name, label.description) if t]
             return {*texts, *(w.strip() for t in texts for w in t.split(","))}
 
@@ -219,7 +230,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
 
     # --- images --------------------------------------------------------------------------------
 
-    def image_plan(self, spec: ImageSpec) -> tuple[ImageSpec, Any]:
+    def image_plan(self, spec: ImageSpec) -> "tuple[ImageSpec, Preprocess | None]":
         """How images reach this model: the checkpoint family's own resize and crop (its `Preprocess`,
         with `resample` as its filter) when neither size nor fit is given, else vitcli's size policy
         at the model's native size unless a size is given. Checked before any image is read."""
@@ -252,7 +263,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
 
         plan, family = self.image_plan(spec)
         if family is not None:
-            return tuple(family.size) if family.crop or family.resize_mode == "exact" else None
+            return (family.size[0], family.size[1]) if family.crop or family.resize_mode == "exact" else None
         fixed = parse_size(plan.size) if plan.size else None
         if fixed is not None or not isinstance(item, str) or item == "-":
             return fixed  # an in-memory image is decoded already; standard input can be read once
@@ -265,7 +276,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         p = self.config.patch_size
         return max(p, h // p * p), max(p, w // p * p)
 
-    def size_blame(self, family: Any = None) -> str:
+    def size_blame(self, family: "Preprocess | None" = None) -> str:
         """Who asks for an image size the user did not give, in a memory message: the checkpoint's preprocessing
         (`family`) or the model's native size, not a --size never given."""
         if family is None:
@@ -274,7 +285,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         where = family.source.split("(", 1)[-1].split(";")[0].rstrip(")") if "(" in family.source else family.source
         return f"{self.source}, the size in its {where} (--size overrides it)"
 
-    def _check_family_size(self, family: Any, spec: ImageSpec) -> None:
+    def _check_family_size(self, family: "Preprocess", spec: ImageSpec) -> None:
         """The size the checkpoint's preprocessing resizes to (at least `resize_to`), against the memory limit
         before any image is read (a preprocessor_config.json may ask for 20000×20000)."""
         from vitcli.core.budget import image_bytes, memory_limit, over
@@ -294,14 +305,15 @@ class ModelBase(MemoryMixin, OutputsMixin):
             raise VitcliError("--normalize", f"'{name}' is not one of {', '.join(NORMALIZE_NAMES)}")
         return name
 
-    def input_tensor(self, pixels: Any, normalize: str) -> "torch.Tensor":
+    def input_tensor(self, pixels: "np.ndarray", normalize: str) -> "torch.Tensor":
         """(H, W, 3) uint8 (or float on x/255's scale) → (1, 3, H, W) float32, normalised ('custom': the
         checkpoint's own mean/std)."""
         import torch
 
         from vitcli.io.images import NORMALIZE, normalize_mean_std
 
-        mean, std = (self.preprocess.mean, self.preprocess.std) if normalize == "custom" else NORMALIZE[normalize]
+        family = self.preprocess
+        mean, std = (family.mean, family.std) if normalize == "custom" and family is not None else NORMALIZE[normalize]
         return torch.from_numpy(normalize_mean_std(pixels, mean, std))[None]
 
     def preparer(self, spec: ImageSpec, normalize: str | None):

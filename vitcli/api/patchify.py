@@ -1,6 +1,7 @@
 """`vitcli.patchify` and `vitcli.unpatchify`: an image as (N, P·P·C) patches, and back."""
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from vitcli.api.documents import PatchifyBatchDoc, PatchifyDoc, UnpatchifyDoc
 from vitcli.api.images import ImageSource, image_keywords
@@ -12,7 +13,9 @@ Values = Normalize  # the patch values: raw pixels or a normalisation
 
 if TYPE_CHECKING:
     import numpy as np
+    from numpy.typing import ArrayLike
 
+    from vitcli.api.images import FittedImage, Images, ImageSpec
     from vitcli.api.runs import BatchSpec, Progress
 
 
@@ -29,10 +32,10 @@ class _Pixels:
         self.normalize = normalize
         self.on_cpu = False  # nothing competes with decoding: let it run ahead
 
-    def resolve_grid(self, images: Any) -> None:
+    def resolve_grid(self, images: "Images") -> None:
         """Nothing to resolve: patchify has no position table."""
 
-    def image_plan(self, spec: Any) -> tuple[Any, None]:
+    def image_plan(self, spec: "ImageSpec") -> "tuple[ImageSpec, None]":
         """vitcli's size policy as given (no checkpoint family)."""
         return spec, None
 
@@ -41,24 +44,25 @@ class _Pixels:
                      backward: tuple[str, bool] | None = None) -> None:
         """Nothing to weigh: no network (fit_one checks each image's pixels)."""
 
-    def size_blame(self, family: Any = None) -> str | None:
+    def size_blame(self, family: object = None) -> str | None:
         """No size of patchify's own: --size names itself."""
         return None
 
-    def preparer(self, spec: Any, normalize: str | None):
+    def preparer(self, spec: "ImageSpec",
+                 normalize: str | None) -> "tuple[Callable[[object, str], FittedImage], str, ImageSpec]":
         from vitcli.api.images import check_spec, fit_one
         from vitcli.io.images import normalize as values
 
         check_spec(spec, self.config.patch_size)
 
-        def prepare(item: object, name: str) -> Any:
+        def prepare(item: object, name: str) -> "FittedImage":
             fitted = fit_one(item, spec, self.config.patch_size, None, name)
             fitted.data = values(fitted.pixels, self.normalize)  # (3, H, W)
             return fitted
 
         return prepare, self.normalize, spec
 
-    def batch_tensor(self, items: list[Any]) -> "np.ndarray":
+    def batch_tensor(self, items: "list[FittedImage]") -> "np.ndarray":
         import numpy as np
 
         return np.stack([i.data for i in items])  # (b, 3, H, W)
@@ -140,7 +144,7 @@ def patchify(images: "ImageSource", *, order: Order = "chw", normalize: Values =
 
 
 @keywords(normalize=choice(Normalize, optional=False))
-def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, order: Order = "chw",
+def unpatchify(patches: "str | ArrayLike", *, grid_size: str | tuple[int, int] | None = None, order: Order = "chw",
                normalize: Values = "raw", output: str | None = None) -> PatchifyResult:
     """(N, P·P·C) patches (an array or a .npy path) → the (3, H, W) image, written as .npy or PNG."""
     from vitcli.api.outputs import check_outputs_first
@@ -182,7 +186,7 @@ def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, 
     return PatchifyResult(chw, doc)
 
 
-def _grid(value: Any, n: int, path: str) -> tuple[int, int]:
+def _grid(value: str | tuple[int, int] | None, n: int, path: str) -> tuple[int, int]:
     """'14x14' or (14, 14) → (14, 14); None → the square grid holding n patches."""
     from vitcli.io.sizes import parse_hw
 
