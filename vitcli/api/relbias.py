@@ -5,12 +5,16 @@ class token's three extra entries are left out); with a patch (r, c), row r·C +
 that query's bias over every key patch, drawn as one map per head.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vitcli.api.documents import RelbiasDoc
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:
+    from vitcli.api.base import ModelBase
+    from vitcli.api.results import PosencResult
 
 
 def layer_bias(model: Any, layer: int) -> np.ndarray:
@@ -38,8 +42,8 @@ def parse_patch(text: str | tuple[int, int], grid: tuple[int, int]) -> tuple[int
     return r, c
 
 
-def relbias_result(model: Any, layer: int, patch: str | tuple[int, int] | None, similarity: str | None,
-                   output: str | None) -> Any:
+def relbias_result(model: "ModelBase", layer: int, patch: str | tuple[int, int] | None, similarity: str | None,
+                   output: str | None) -> "PosencResult":
     """The posenc result of a relative-bias checkpoint: array (H, N, N), document, optional figure."""
     from vitcli.api.results import PosencResult
     from vitcli.stats import tensor_stats
