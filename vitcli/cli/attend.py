@@ -5,9 +5,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-if TYPE_CHECKING:
-    from vitcli.api.results import AttendResult
-
 from vitcli.cli.common import (
     OUTPUT_PANEL,
     BatchOptions,
@@ -26,6 +23,9 @@ from vitcli.cli.common import (
     value,
     with_options,
 )
+
+if TYPE_CHECKING:
+    from vitcli.api.results import AttendResult
 
 HELP = prose("""Run the encoder and show self-attention A = softmax(Q·Kᵀ/√d_k) of chosen layers, heads and queries.
 

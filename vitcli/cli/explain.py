@@ -4,10 +4,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-if TYPE_CHECKING:
-    from vitcli.api.documents import ExplainSummary, MethodPatches
-    from vitcli.api.results import ExplainResult
-
 from vitcli.cli.common import (
     OUTPUT_PANEL,
     BatchOptions,
@@ -26,6 +22,10 @@ from vitcli.cli.common import (
     value,
     with_options,
 )
+
+if TYPE_CHECKING:
+    from vitcli.api.documents import ExplainSummary, MethodPatches
+    from vitcli.api.results import ExplainResult
 
 HELP = prose("""Explain an output of the model: which patches made it say that.
 
