@@ -3,8 +3,28 @@
 from typing import Any
 
 import numpy as np
+from typing_extensions import NotRequired, TypedDict
 
 STATS_BLOCK = 1 << 22  # values per float64 block (32 MiB)
+
+
+class TensorStats(TypedDict):
+    """An array's statistics in a JSON document: None when no value is finite; nan / inf only when any."""
+
+    shape: list[int]
+    dtype: str
+    min: float | None
+    max: float | None
+    mean: float | None
+    std: float | None
+    nan: NotRequired[int]
+    inf: NotRequired[int]
+
+
+class ChannelStats(TensorStats):
+    """One channel's statistics (patchify's `channels`): its name first."""
+
+    channel: str
 
 
 class RunningStats:
@@ -64,14 +84,14 @@ class RunningStats:
             setattr(stats, k, state[k])
         return stats
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> TensorStats:
         """shape, dtype, min, max, mean, std (None when no finite value), and nan / inf when any."""
-        doc: dict[str, Any] = {"shape": self.shape, "dtype": self.dtype, "min": None, "max": None, "mean": None,
-                               "std": None}
+        doc: TensorStats = {"shape": self.shape, "dtype": self.dtype, "min": None, "max": None, "mean": None,
+                            "std": None}
         if self.count:
-            doc.update(min=self.low, max=self.high, mean=self.mean, std=(self.m2 / self.count) ** 0.5)
+            doc.update({"min": self.low, "max": self.high, "mean": self.mean, "std": (self.m2 / self.count) ** 0.5})
         if self.nan or self.inf:
-            doc.update(nan=self.nan, inf=self.inf)
+            doc.update({"nan": self.nan, "inf": self.inf})
         return doc
 
 
@@ -102,7 +122,7 @@ def merged(a: RunningStats | None, b: RunningStats) -> RunningStats:
     return a
 
 
-def tensor_stats(array: Any) -> dict[str, Any]:
+def tensor_stats(array: Any) -> TensorStats:
     """Shape, dtype, min, max, mean and std (population, float64) of a numpy array or torch tensor."""
     stats = RunningStats()
     if hasattr(array, "detach"):  # torch tensor
@@ -115,6 +135,6 @@ def tensor_stats(array: Any) -> dict[str, Any]:
     return stats.document()
 
 
-def channel_stats(chw: np.ndarray) -> list[dict[str, Any]]:
+def channel_stats(chw: np.ndarray) -> list[ChannelStats]:
     """Per-channel stats of a (C, H, W) image."""
     return [{"channel": "RGB"[i] if chw.shape[0] == 3 else str(i), **tensor_stats(c)} for i, c in enumerate(chw)]

@@ -67,7 +67,9 @@ def test_api_modules_import_no_circle() -> None:
 
 def test_results_is_a_low_module() -> None:
     """The result classes import no command: every command and the CLI can import them."""
-    assert _runtime_imports(API / "results.py") <= {"vitcli.api.display"}
+    assert _runtime_imports(API / "results.py") <= {"vitcli.api.display", "vitcli.api.documents"}
+    assert _runtime_imports(API / "display.py") <= {"vitcli.api.documents"}
+    assert _runtime_imports(API / "documents.py") == set()  # the typed documents: the lowest module
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -5,7 +5,7 @@ tokens being the prefix tokens then the patches row by row on the input's true g
 take a path write there (and compute); `True` computes without writing.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vitcli.api.base import ModelBase
 from vitcli.api.images import ImageSource, image_keywords
@@ -16,14 +16,18 @@ from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
+    from vitcli.api.attend_report import Asked
     from vitcli.api.runs import BatchSpec, Progress
+    from vitcli.core.config import ViTConfig
+    from vitcli.core.inspect import RolloutSpec
 
 
 PathOrFlag = str | bool | None
 
 
-def _rollout_spec(rollout: PathOrFlag, fusion: str, ratio: float, scope: str, start: int) -> Any:
+def _rollout_spec(rollout: PathOrFlag, fusion: str, ratio: float, scope: str, start: int) -> "RolloutSpec | None":
     from vitcli.core.inspect import RolloutSpec
 
     return RolloutSpec(fusion, ratio, scope, start) if rollout else None  # type: ignore[arg-type]
@@ -32,7 +36,7 @@ def _rollout_spec(rollout: PathOrFlag, fusion: str, ratio: float, scope: str, st
 POOLED_NAMES = {"probe": "attention-pool probe", "mean": "patch rows' mean"}
 
 
-def _check(sel: Selection, config: Any, overlay: str | None, rollout: PathOrFlag, masks: PathOrFlag,
+def _check(sel: Selection, config: "ViTConfig", overlay: str | None, rollout: PathOrFlag, masks: PathOrFlag,
            fusion: str, scope: str, cosine: PathOrFlag = None, save_qkv: PathOrFlag = None) -> None:
     """Refuse combinations that cannot give a picture or a mask, before the forward pass."""
     if (overlay or rollout) and not sel.one_row:
@@ -90,7 +94,7 @@ class AttendMixin(ModelBase):
         from vitcli.api.attend_report import distance_table, many_document, single_result
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, run_model
-        from vitcli.core.inspect import inspect_attention
+        from vitcli.core.inspect import AttentionReport, inspect_attention
 
         threshold, discard_ratio, start_layer = _settle(self.config.depth, rollout, masks, threshold, discard_ratio,
                                                         start_layer)
@@ -105,10 +109,11 @@ class AttendMixin(ModelBase):
                 raise VitcliError(one[0], "draws or writes one image's analysis: give one image "
                                   "(several images take -o, --distance, --plot-distance)")
         every = list(range(self.config.depth)) if distance or plot_distance else None
-        chosen: dict[str, Any] = {}
+        chosen: dict[str, Selection] = {}
+        reports: list[AttentionReport] = []  # one image's
         per_image: list[np.ndarray] = []
 
-        def compute(x: Any) -> dict[str, Any]:
+        def compute(x: "torch.Tensor") -> "dict[str, np.ndarray]":
             grid = (x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size)
             sel = Selection.parse(self.config, grid, layer, head, query)
             _check(sel, self.config, overlay, rollout, masks, rollout_fusion, discard_scope, cosine, save_qkv)
@@ -117,12 +122,12 @@ class AttendMixin(ModelBase):
                 report = inspect_attention(self.module, x, sel.layers, sel.heads, sel.queries, every, renorm, spec,
                                            keep_qkv=bool(save_qkv), cosine=bool(cosine), pooled=sel.pooled)
             if not images.many:
-                chosen["report"] = report
+                reports.append(report)
             elif every is not None:
                 per_image.append(distance_table(report))  # (b, L, H)
             return {"attention": report.weights.numpy()}  # (b, L_sel, H_sel, Q, T)
 
-        def kept(b: int, shape: Any) -> int:
+        def kept(b: int, shape: tuple[int, ...]) -> int:
             """Bytes of attention weights a batch keeps: the selected layers' (b, H, Q, T), the
             rollout's (T, T) per layer, Q, K, V when saved."""
             from vitcli.core.budget import attention_kept_bytes
@@ -139,8 +144,9 @@ class AttendMixin(ModelBase):
         run = run_model(self, images, compute, main="attention", normalize=normalize, batch=batch or BatchSpec(),
                         output=output if images.many else None, keep=keep and images.many, progress=progress,
                         kept=kept, kept_source="--query" if str(query).strip().lower() == "all" else "--layer")
-        outputs = dict(output=output, rollout=rollout, distance=distance, plot_distance=plot_distance, masks=masks,
-                       threshold=threshold, cosine=cosine, save_qkv=save_qkv, overlay=overlay, per_head=per_head)
+        outputs: Asked = {"output": output, "rollout": rollout, "distance": distance, "plot_distance": plot_distance,
+                          "masks": masks, "threshold": threshold, "cosine": cosine, "save_qkv": save_qkv,
+                          "overlay": overlay, "per_head": per_head}
         if images.many:
             return many_document(self, run, chosen.get("selection"), per_image, outputs)
-        return single_result(self, run, chosen["selection"], chosen["report"], spec, outputs)
+        return single_result(self, run, chosen["selection"], reports[0], spec, outputs)

@@ -1,25 +1,60 @@
 """The arrays, files, JSON and pictures of `Model.attend`, from one inspected forward pass."""
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+from typing_extensions import TypedDict
 
+from vitcli.api.documents import AttendBatchDoc, AttendDoc, AttendOutputs, HeadRow, RolloutSummary
 from vitcli.api.outputs import rollout_png_path
 from vitcli.api.results import AttendResult
 from vitcli.api.selection import Selection
 
+if TYPE_CHECKING:
+    from vitcli.api.base import ModelBase
+    from vitcli.api.images import FittedImage
+    from vitcli.api.runs import ModelRun
+    from vitcli.core.config import ViTConfig
+    from vitcli.core.inspect import AttentionReport, RolloutSpec
+
 T = TypeVar("T")
+PathOrFlag = str | bool | None
 
 
-def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any,
-                  outputs: dict[str, Any]) -> AttendResult:
+class Asked(TypedDict):
+    """What `attend` was asked to compute and write: a path writes there, True computes without writing."""
+
+    output: str | None
+    rollout: PathOrFlag
+    distance: PathOrFlag
+    plot_distance: str | None
+    masks: PathOrFlag
+    threshold: float
+    cosine: PathOrFlag
+    save_qkv: PathOrFlag
+    overlay: str | None
+    per_head: bool
+
+
+_NO_FILES: AttendOutputs = {"array": None, "cosine": None, "qkv": None, "distance": None, "distance_png": None,
+                            "masks": None, "rollout": None, "rollout_png": None, "overlay": None}
+
+
+def single_result(model: "ModelBase", run: "ModelRun", sel: Selection, report: "AttentionReport",
+                  spec: "RolloutSpec | None", outputs: Asked) -> AttendResult:
     """One image: every array without its batch axis, the asked files written, the document."""
     from vitcli.stats import tensor_stats
 
     fitted = run.fitted[0]
     grid = report.grid
     weights = report.weights[0].numpy()  # (L, H_sel, Q, T)
-    res = AttendResult({}, weights=weights, warnings=list(model.warnings))
+    queries = sel.pooled or (sel.queries if sel.queries is not None else "all")
+    doc: AttendDoc = {**model._single_document("attend", fitted, grid, run.normalize), "layers": report.layers,
+                      "head_selection": sel.heads.labels, "queries": queries,
+                      "query_names": query_name(model.config, grid, sel), "shape": list(weights.shape),
+                      "axes": ["layers", "heads", "queries", "tokens"], "heads": head_rows(model.config, report, sel),
+                      "tensors": {"attention": tensor_stats(weights)}, "outputs": _NO_FILES}
+    res = AttendResult(doc, weights=weights, warnings=list(model.warnings))
     if report.rollout is not None:
         res.rollout = report.rollout[0].numpy()
     if report.rollout_row is not None:
@@ -31,15 +66,10 @@ def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any,
     if report.cosine is not None:
         res.cosine = report.cosine[0].numpy()
     if report.qkv is not None:
-        res.qkv = tuple(t[0].float().numpy() for t in report.qkv)
+        q, k, v = (t[0].float().numpy() for t in report.qkv)
+        res.qkv = (q, k, v)
     res.terminal_map = terminal_map(model.config, report, sel)
-    files = _write(model, fitted, report, sel, res, spec, outputs)
-    queries = sel.pooled or (sel.queries if sel.queries is not None else "all")
-    doc = {**model._single_document("attend", fitted, grid, run.normalize), "layers": report.layers,
-           "head_selection": sel.heads.labels, "queries": queries,
-           "query_names": query_name(model.config, grid, sel), "shape": list(weights.shape),
-           "axes": ["layers", "heads", "queries", "tokens"], "heads": head_rows(model.config, report, sel),
-           "tensors": {"attention": tensor_stats(weights)}, "outputs": files}
+    doc["outputs"] = files = _write(model, fitted, report, sel, res, spec, outputs)
     if res.cosine is not None:
         doc["tensors"]["cosine"] = tensor_stats(res.cosine)
     if files.get("qkv"):
@@ -49,9 +79,8 @@ def single_result(model: Any, run: Any, sel: Selection, report: Any, spec: Any,
     if res.masks is not None:
         doc["masks"] = {"threshold": outputs["threshold"],
                         "patches_per_head": res.masks.reshape(len(res.masks), -1).sum(1).tolist()}
-    if res.rollout is not None:
+    if res.rollout is not None and spec is not None:
         doc["rollout"] = rollout_summary(report, sel, spec)
-    res.document = doc
     return res
 
 
@@ -62,13 +91,13 @@ def _computed(value: T | None, name: str) -> T:
     return value
 
 
-def _write(model: Any, fitted: Any, report: Any, sel: Selection, res: AttendResult, spec: Any,
-           outputs: dict[str, Any]) -> dict[str, Any]:
+def _write(model: "ModelBase", fitted: "FittedImage", report: "AttentionReport", sel: Selection, res: AttendResult,
+           spec: "RolloutSpec | None", outputs: Asked) -> AttendOutputs:
     """Every array and picture asked for by path, each written atomically; the `outputs` document."""
     from vitcli.io.arrays import save_npy, save_npz
 
     def path(name: str) -> str | None:
-        value = outputs[name]
+        value = outputs[name]  # type: ignore[literal-required]  # one of Asked's path keys, by name
         return value if isinstance(value, str) else None
 
     if outputs["output"]:
@@ -89,7 +118,7 @@ def _write(model: Any, fitted: Any, report: Any, sel: Selection, res: AttendResu
     if rollout:
         save_npy(rollout, _computed(res.rollout, "rollout"))
         if rollout_png:
-            _rollout_png(model, fitted, report, sel, spec, rollout_png)
+            _rollout_png(model, fitted, report, sel, _computed(spec, "rollout"), rollout_png)
     if outputs["overlay"]:
         if spec is not None:
             _rollout_png(model, fitted, report, sel, spec, outputs["overlay"])
@@ -100,22 +129,24 @@ def _write(model: Any, fitted: Any, report: Any, sel: Selection, res: AttendResu
             "rollout_png": rollout_png, "overlay": outputs["overlay"]}
 
 
-def many_document(model: Any, run: Any, sel: Selection | None, per_image: list[np.ndarray],
-                  outputs: dict[str, Any]) -> AttendResult:
+def many_document(model: "ModelBase", run: "ModelRun", sel: Selection | None, per_image: list[np.ndarray],
+                  outputs: Asked) -> AttendResult:
     """Many images: the batch summary, and the mean distance over the images with its spread."""
     report = run.report
     grid = report.first_grid
-    doc = {"command": "attend", **report.document(), "normalize": run.normalize, "patch_size": model.config.patch_size,
-           "model": model.document(grid), "layers": sel.layers if sel else [],
-           "head_selection": sel.heads.labels if sel else None,
-           "axes": ["images", "layers", "heads", "queries", "tokens"],
-           "tensors": {"attention": report.stats["attention"].document()} if "attention" in report.stats else {}}
+    doc: AttendBatchDoc = {
+        "command": "attend", **report.document(), "normalize": run.normalize, "patch_size": model.config.patch_size,
+        "model": model.document(grid), "layers": sel.layers if sel else [],
+        "head_selection": sel.heads.labels if sel else None,
+        "axes": ["images", "layers", "heads", "queries", "tokens"],
+        "tensors": {"attention": report.stats["attention"].document()} if "attention" in report.stats else {}}
     res = AttendResult(doc, weights=run.arrays.get("attention"), warnings=list(model.warnings))
     if per_image:
         stacked = np.concatenate(per_image)  # (B, L, H)
         mean, spread = stacked.mean(0), stacked.std(0)
-        doc.update(mean_distance=mean.tolist(), mean_distance_std=spread.tolist(), distance_images=len(stacked),
-                   mean_distance_overall={"mean": float(mean.mean()), "spread": float(spread.mean())})
+        doc.update({"mean_distance": mean.tolist(), "mean_distance_std": spread.tolist(),
+                    "distance_images": len(stacked),
+                    "mean_distance_overall": {"mean": float(mean.mean()), "spread": float(spread.mean())}})
         res.distance = mean
         if isinstance(outputs["distance"], str):
             from vitcli.io.arrays import save_npy
@@ -123,15 +154,15 @@ def many_document(model: Any, run: Any, sel: Selection | None, per_image: list[n
             save_npy(outputs["distance"], mean)  # (L, H) averaged over the images
         if outputs["plot_distance"]:
             _distance_many_png(model, mean, spread, len(stacked), outputs["plot_distance"])
-        doc["outputs"].update(distance=outputs["distance"] if isinstance(outputs["distance"], str) else None,
-                              distance_png=outputs["plot_distance"])
+        doc["outputs"].update({"distance": outputs["distance"] if isinstance(outputs["distance"], str) else None,
+                               "distance_png": outputs["plot_distance"]})
     return res
 
 
 # --- summaries ---------------------------------------------------------------------------------
 
 
-def head_rows(config: Any, report: Any, sel: Selection) -> list[dict[str, Any]]:
+def head_rows(config: "ViTConfig", report: "AttentionReport", sel: Selection) -> list[HeadRow]:
     """Per selected layer × head: entropy, strongest patch, class-token weight, mean distance.
 
     With several queries, entropy is the mean of their rows' entropies, and the strongest patch and
@@ -142,7 +173,7 @@ def head_rows(config: Any, report: Any, sel: Selection) -> list[dict[str, Any]]:
     from vitcli.core.analysis import attention_entropy, chunk_size
 
     n, cols = report.num_prefix, report.grid[1]
-    rows = []
+    rows: list[HeadRow] = []
     for li, layer in enumerate(report.layers):
         dist = report.distance[layer][0] if layer in report.distance else None  # (H,)
         for hi, label in enumerate(sel.heads.labels):
@@ -161,7 +192,7 @@ def head_rows(config: Any, report: Any, sel: Selection) -> list[dict[str, Any]]:
     return rows
 
 
-def dino_masks(report: Any, threshold: float) -> np.ndarray:
+def dino_masks(report: "AttentionReport", threshold: float) -> np.ndarray:
     """(heads, rows, cols) bool: per head, the last layer's class-token map cut at the mass threshold."""
     from vitcli.core.analysis import mass_threshold_mask, prefix_row_to_grid
 
@@ -170,15 +201,15 @@ def dino_masks(report: Any, threshold: float) -> np.ndarray:
     return mass_threshold_mask(maps, threshold).numpy()
 
 
-def rollout_summary(report: Any, sel: Selection, spec: Any) -> dict[str, Any]:
-    row = report.rollout_row[0]  # (T,) the query's row
+def rollout_summary(report: "AttentionReport", sel: Selection, spec: "RolloutSpec") -> RolloutSummary:
+    row = _computed(report.rollout_row, "rollout")[0]  # (T,) the query's row
     j = int(row[report.num_prefix:].argmax())
     return {"fusion": spec.fusion, "discard_ratio": spec.discard_ratio, "discard_scope": spec.discard_scope,
             "start_layer": spec.start_layer, "max_patch": list(divmod(j, report.grid[1])),
             "max_weight": float(row[report.num_prefix + j]), "prefix_weight": float(row[:report.num_prefix].sum())}
 
 
-def query_name(config: Any, grid: tuple[int, int], sel: Selection) -> str:
+def query_name(config: "ViTConfig", grid: tuple[int, int], sel: Selection) -> str:
     from vitcli.core.select import prefix_names, token_name
 
     if sel.pooled:
@@ -193,7 +224,7 @@ def head_span(labels: list[str]) -> str:
     return f"{labels[0]}–{labels[-1]}" if len(labels) > 2 else ", ".join(labels)
 
 
-def terminal_map(config: Any, report: Any, sel: Selection) -> tuple[str, np.ndarray] | None:
+def terminal_map(config: "ViTConfig", report: "AttentionReport", sel: Selection) -> tuple[str, np.ndarray] | None:
     """The map the terminal draws: the one query's (last selected layer, selected heads' mean), or
     with several queries the class token's; None when there is nothing on the grid to draw."""
     from vitcli.core.analysis import fuse_heads, prefix_row_to_grid
@@ -216,7 +247,7 @@ def terminal_map(config: Any, report: Any, sel: Selection) -> tuple[str, np.ndar
 # --- pictures ----------------------------------------------------------------------------------
 
 
-def _marked_patch(report: Any, sel: Selection) -> tuple[int, int] | None:
+def _marked_patch(report: "AttentionReport", sel: Selection) -> tuple[int, int] | None:
     """(r, c) of a single patch query, for drawing."""
     n = report.num_prefix
     if sel.queries and len(sel.queries) == 1 and sel.queries[0] >= n:
@@ -224,12 +255,13 @@ def _marked_patch(report: Any, sel: Selection) -> tuple[int, int] | None:
     return None
 
 
-def _title(model: Any, fitted: Any) -> str:
+def _title(model: "ModelBase", fitted: "FittedImage") -> str:
     name = fitted.loaded.path if fitted.loaded.path != "-" else "<stdin>"
     return f"{name} ({fitted.pixels.shape[0]}×{fitted.pixels.shape[1]}), {model.config.name}, {model.source}"
 
 
-def _overlay_png(model: Any, fitted: Any, report: Any, sel: Selection, path: str, per_head: bool) -> None:
+def _overlay_png(model: "ModelBase", fitted: "FittedImage", report: "AttentionReport", sel: Selection, path: str,
+                 per_head: bool) -> None:
     """The selected query's map of the last selected layer over the image."""
     from vitcli.core.analysis import prefix_row_to_grid
     from vitcli.io.pictures import overlay_figure, save_figure
@@ -247,11 +279,12 @@ def _overlay_png(model: Any, fitted: Any, report: Any, sel: Selection, path: str
     save_figure(path, fig)
 
 
-def _rollout_png(model: Any, fitted: Any, report: Any, sel: Selection, spec: Any, path: str) -> None:
+def _rollout_png(model: "ModelBase", fitted: "FittedImage", report: "AttentionReport", sel: Selection,
+                 spec: "RolloutSpec", path: str) -> None:
     from vitcli.core.analysis import prefix_row_to_grid
     from vitcli.io.pictures import overlay_figure, save_figure
 
-    row = report.rollout_row[0]  # (T,) the query's row
+    row = _computed(report.rollout_row, "rollout")[0]  # (T,) the query's row
     grid = prefix_row_to_grid(row, report.num_prefix, report.grid)[None].numpy()
     discard = f", discard {spec.discard_ratio:g} per {spec.discard_scope}" if spec.discard_ratio else ""
     title = (f"Attention rollout of {query_name(model.config, report.grid, sel)}, layers {spec.start_layer}–"
@@ -261,14 +294,14 @@ def _rollout_png(model: Any, fitted: Any, report: Any, sel: Selection, spec: Any
     save_figure(path, fig)
 
 
-def _distance_png(model: Any, fitted: Any, table: np.ndarray, path: str) -> None:
+def _distance_png(model: "ModelBase", fitted: "FittedImage", table: np.ndarray, path: str) -> None:
     from vitcli.io.pictures import distance_figure, save_figure
 
     title = f"Mean attention distance (P = {model.config.patch_size})\n{_title(model, fitted)}"
     save_figure(path, distance_figure(table, model.config.patch_size, title))
 
 
-def _distance_many_png(model: Any, mean: np.ndarray, spread: np.ndarray, count: int, path: str) -> None:
+def _distance_many_png(model: "ModelBase", mean: np.ndarray, spread: np.ndarray, count: int, path: str) -> None:
     from vitcli.io.pictures import distance_figure, save_figure
 
     c = model.config
@@ -277,12 +310,12 @@ def _distance_many_png(model: Any, mean: np.ndarray, spread: np.ndarray, count: 
     save_figure(path, distance_figure(mean, c.patch_size, title, spread=spread))
 
 
-def qkv_note(c: Any) -> str:
+def qkv_note(c: "ViTConfig") -> str:
     """What the saved Q and K are: after qk-norm and RoPE when the model has them (the ones the scores use)."""
     steps = (["qk-norm"] if c.qk_norm else []) + ([f"RoPE ({c.rope}) on the patch rows"] if c.rope != "none" else [])
     return "q, k as the scores use them: after " + " and ".join(steps) if steps else "q, k, v straight from attn.qkv"
 
-def distance_table(report: Any) -> "np.ndarray":
+def distance_table(report: "AttentionReport") -> "np.ndarray":
     """(B, layers, heads) mean attention distance of every layer, float64."""
     import torch
 

@@ -3,18 +3,25 @@ command modules that use it (embed, attend, figures, view, explain): they subcla
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vitcli.api.budget import MemoryMixin
+from vitcli.api.documents import IgnoredSummary, InfoDoc, JSONValue, ModelDoc, SingleDoc
 from vitcli.api.images import FittedImage, ImageSpec, check_spec, fit_one
 from vitcli.api.outputs import OutputsMixin
 from vitcli.api.values import keywords
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
+    from vitcli.api.images import Images
+    from vitcli.checkpoints.config import ClassLabel
+    from vitcli.checkpoints.load import Loaded
+    from vitcli.checkpoints.preprocess import Preprocess
     from vitcli.core.config import ViTConfig
     from vitcli.core.encoder import VisionTransformer
 
@@ -33,11 +40,15 @@ class ModelSpec:
     max_memory: str | int | None = None  # the memory limit (vitcli.core.budget); None: a share of what is free
 
 
+Build = Callable[["torch.device", "torch.dtype"], "VisionTransformer"]  # the torch model, built when first needed
+
+
 class ModelBase(MemoryMixin, OutputsMixin):
     """A built ViT on its device, with where it came from and how images reach it: what `Model` owns (its
     commands live in their own modules, mixed in by `vitcli.api.models.Model`)."""
 
-    def __init__(self, config: "ViTConfig", build: Any, source: str, checkpoint: Any, spec: ModelSpec) -> None:
+    def __init__(self, config: "ViTConfig", build: "Build | None", source: str, checkpoint: "Loaded | None",
+                 spec: ModelSpec) -> None:
         self.config, self.source, self.checkpoint, self.spec = config, source, checkpoint, spec
         self.warnings: list[str] = []
         self._build = build
@@ -61,6 +72,8 @@ class ModelBase(MemoryMixin, OutputsMixin):
     def module(self) -> "VisionTransformer":
         """The torch model (eval mode), built when first needed: `info` on a preset builds nothing."""
         if self._module is None:
+            if self._build is None:
+                raise ValueError("this model was given no way to build its torch module")
             self.check_memory()
             self._module = self._build(*self.placement)
         return self._module
@@ -92,7 +105,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
 
             require_native_grid(self.checkpoint)
 
-    def resolve_grid(self, images: Any) -> None:
+    def resolve_grid(self, images: "Images") -> None:
         """Take the native grid from the first image's own grid when the table fits it exactly
         (its fitted size: `--size native` by default); else the error naming --native-size."""
         if self.grid_known or not len(images):
@@ -113,7 +126,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
     # --- facts ---------------------------------------------------------------------------------
 
     @property
-    def preprocess(self) -> Any:
+    def preprocess(self) -> "Preprocess | None":
         """The checkpoint family's `Preprocess`, or None for random weights."""
         return getattr(self.checkpoint, "preprocess", None)
 
@@ -134,7 +147,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         one of its comma-separated words ("tabby" in "tabby, tabby cat")."""
         want = name.strip().lower()
 
-        def names(label: Any) -> set[str]:
+        def names(label: "ClassLabel") -> set[str]:
             texts = [t.strip().lower() for t in (label.name, label.description) if t]
             return {*texts, *(w.strip() for t in texts for w in t.split(","))}
 
@@ -156,13 +169,14 @@ class ModelBase(MemoryMixin, OutputsMixin):
     def on_cpu(self) -> bool:
         return self.device.type == "cpu"
 
-    def document(self, grid: tuple[int, int] | None = None) -> dict[str, Any]:
+    def document(self, grid: tuple[int, int] | None = None) -> ModelDoc:
         """The `model` JSON object that every model command shares."""
+        from vitcli.core.parts import model_parts
         from vitcli.core.presets import count_macs
 
         c = self.config
         grid = grid or c.grid
-        doc: dict[str, Any] = {
+        doc: ModelDoc = {
             "name": c.name, "source": self.source, "patch_size": c.patch_size, "dim": c.dim, "depth": c.depth,
             "heads": c.heads, "head_dim": c.head_dim, "mlp_dim": c.mlp_dim,
             "parameters": self.params, "params": self.params,  # "parameters" as the table says; "params": the old key
@@ -171,11 +185,8 @@ class ModelBase(MemoryMixin, OutputsMixin):
             "num_tokens": grid[0] * grid[1] + c.num_prefix_tokens, "posenc": c.posenc, "pooling": c.pooling,
             "activation": c.activation, "eps": c.eps, "num_classes": c.num_classes,
             "dtype": self.spec.dtype, "position_table": position_note(c, tuple(grid)),
-            "projection": c.num_classes if self.projects else None,
+            "projection": c.num_classes if self.projects else None, "parts": model_parts(c),
         }
-        from vitcli.core.parts import model_parts
-
-        doc["parts"] = model_parts(c)
         if c.posenc == "learned":  # how the table meets other grids, and whose way that is
             doc["position_resample"] = c.extra.get("pos_resample") or RESAMPLE_WORDS.get(c.pos_resample, c.pos_resample)
         if self.grid_note:
@@ -191,7 +202,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         return doc
 
     @keywords()
-    def info(self, size: object = None) -> dict[str, Any]:
+    def info(self, size: object = None) -> InfoDoc:
         """The `info` document: architecture, family, parameters, GMACs at `size` (default: native), preprocessing."""
         from vitcli.api.images import as_size_text
         from vitcli.core.patches import grid_shape, remainder_note
@@ -203,9 +214,9 @@ class ModelBase(MemoryMixin, OutputsMixin):
         h, w = parse_hw(text, "--size") if text else c.image_size
         with option_errors("--size"):
             grid = grid_shape(h, w, c.patch_size, c.patch_remainder)
-        doc: dict[str, Any] = {"command": "info", "input": None, "patch_size": c.patch_size, "grid": list(grid),
-                               "num_patches": grid[0] * grid[1], "model": self.document(grid), "tensors": {},
-                               "size": [h, w], "prefix_tokens": prefix_description(c)}
+        doc: InfoDoc = {"command": "info", "input": None, "patch_size": c.patch_size, "grid": list(grid),
+                        "num_patches": grid[0] * grid[1], "model": self.document(grid), "tensors": {},
+                        "size": [h, w], "prefix_tokens": prefix_description(c)}
         if remainder_note(h, w, c.patch_size):  # '384×384 px → 27×27 patches, 6 px unused (the patch conv floors)'
             doc["size_note"] = remainder_note(h, w, c.patch_size)
         if self.preprocess is not None:
@@ -219,7 +230,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
 
     # --- images --------------------------------------------------------------------------------
 
-    def image_plan(self, spec: ImageSpec) -> tuple[ImageSpec, Any]:
+    def image_plan(self, spec: ImageSpec) -> "tuple[ImageSpec, Preprocess | None]":
         """How images reach this model: the checkpoint family's own resize and crop (its `Preprocess`,
         with `resample` as its filter) when neither size nor fit is given, else vitcli's size policy
         at the model's native size unless a size is given. Checked before any image is read."""
@@ -252,7 +263,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
 
         plan, family = self.image_plan(spec)
         if family is not None:
-            return tuple(family.size) if family.crop or family.resize_mode == "exact" else None
+            return (family.size[0], family.size[1]) if family.crop or family.resize_mode == "exact" else None
         fixed = parse_size(plan.size) if plan.size else None
         if fixed is not None or not isinstance(item, str) or item == "-":
             return fixed  # an in-memory image is decoded already; standard input can be read once
@@ -265,7 +276,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         p = self.config.patch_size
         return max(p, h // p * p), max(p, w // p * p)
 
-    def size_blame(self, family: Any = None) -> str:
+    def size_blame(self, family: "Preprocess | None" = None) -> str:
         """Who asks for an image size the user did not give, in a memory message: the checkpoint's preprocessing
         (`family`) or the model's native size, not a --size never given."""
         if family is None:
@@ -274,7 +285,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         where = family.source.split("(", 1)[-1].split(";")[0].rstrip(")") if "(" in family.source else family.source
         return f"{self.source}, the size in its {where} (--size overrides it)"
 
-    def _check_family_size(self, family: Any, spec: ImageSpec) -> None:
+    def _check_family_size(self, family: "Preprocess", spec: ImageSpec) -> None:
         """The size the checkpoint's preprocessing resizes to (at least `resize_to`), against the memory limit
         before any image is read (a preprocessor_config.json may ask for 20000×20000)."""
         from vitcli.core.budget import image_bytes, memory_limit, over
@@ -294,14 +305,15 @@ class ModelBase(MemoryMixin, OutputsMixin):
             raise VitcliError("--normalize", f"'{name}' is not one of {', '.join(NORMALIZE_NAMES)}")
         return name
 
-    def input_tensor(self, pixels: Any, normalize: str) -> "torch.Tensor":
+    def input_tensor(self, pixels: "np.ndarray", normalize: str) -> "torch.Tensor":
         """(H, W, 3) uint8 (or float on x/255's scale) → (1, 3, H, W) float32, normalised ('custom': the
         checkpoint's own mean/std)."""
         import torch
 
         from vitcli.io.images import NORMALIZE, normalize_mean_std
 
-        mean, std = (self.preprocess.mean, self.preprocess.std) if normalize == "custom" else NORMALIZE[normalize]
+        family = self.preprocess
+        mean, std = (family.mean, family.std) if normalize == "custom" and family is not None else NORMALIZE[normalize]
         return torch.from_numpy(normalize_mean_std(pixels, mean, std))[None]
 
     def preparer(self, spec: ImageSpec, normalize: str | None):
@@ -323,7 +335,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         param = next(self.module.parameters())
         return torch.cat([p.data for p in items]).to(param.device, param.dtype)
 
-    def _single_document(self, command: str, fitted: Any, grid: tuple[int, int], normalize: str) -> dict[str, Any]:
+    def _single_document(self, command: str, fitted: FittedImage, grid: tuple[int, int], normalize: str) -> SingleDoc:
         """The JSON keys every single-image model command shares."""
         n = grid[0] * grid[1]
         return {"command": command, "input": fitted.input_document(), "patch_size": self.config.patch_size,
@@ -353,7 +365,7 @@ TEXT_TOWER = re.compile(r"^(transformer\.|token_embedding\.|text_model\.|text_pr
                         r"positional_embedding$|logit_(scale|bias)$|text\.)")
 
 
-def ignored_summary(keys: list[str]) -> dict[str, Any]:
+def ignored_summary(keys: list[str]) -> IgnoredSummary:
     """Ignored keys in groups a person can read: the text tower of a CLIP-style file as one count."""
     text = [k for k in keys if TEXT_TOWER.search(k)]
     return {"text_tower": len(text), "other": [k for k in keys if not TEXT_TOWER.search(k)]}
@@ -366,7 +378,7 @@ def prefix_description(c: "ViTConfig") -> str:
     return " + ".join(parts) or "none"
 
 
-def preprocess_document(preprocess: Any) -> dict[str, Any]:
+def preprocess_document(preprocess: "Preprocess") -> dict[str, JSONValue]:
     """A checkpoint's preprocessing as plain JSON values."""
     from dataclasses import asdict
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from vitcli.api.display import ShowsItself
+from vitcli.api.documents import BestMatch, CompareDoc, CompareFeaturesDoc, Matrices
 from vitcli.api.images import image_keywords
 from vitcli.api.values import choice, flag, keywords, model_spec, number, path
 from vitcli.api.values import layers as layers_parser
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from vitcli.api.images import FittedImage, Images, ImageSource
     from vitcli.api.layers import LayerCompute
     from vitcli.api.models import Model
-    from vitcli.api.runs import BatchSpec, Progress
+    from vitcli.api.runs import BatchReport, BatchSpec, Progress
 
 PATCH_ROWS = 1024  # rows of one CKA minibatch with --tokens patches (each patch is a sample)
 MIN_SAMPLES = 4  # HSIC₁ divides by n(n−3)
@@ -39,7 +40,7 @@ class CompareResult(ShowsItself):
     metrics: list[str]
     layers_a: list[int]
     layers_b: list[int]
-    document: dict[str, object]
+    document: "CompareDoc | CompareFeaturesDoc"
     warnings: list[str] = field(default_factory=list)
     MAP: ClassVar[str | None] = "first"
 
@@ -49,7 +50,7 @@ class CompareResult(ShowsItself):
         matrix = self.similarity if self.similarity.ndim == 2 else self.similarity[0]
         return self.metrics[0], matrix
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> "CompareDoc | CompareFeaturesDoc":
         return self.document
 
 
@@ -177,7 +178,7 @@ def compare_features(features: str, features_b: str | None = None, *, metric: st
         read += len(paths)
     values = consumer.results()
     matrix = np.stack([values[m] for m in metrics]) if len(metrics) > 1 else values[metrics[0]]
-    doc: dict[str, object] = {
+    doc: CompareFeaturesDoc = {
         "command": "compare", "features": [features] + ([features_b] if features_b else []), "images": read,
         "processed": read, "metrics": metrics, "tokens": plan.tokens, "samples": read, "layers_a": la, "layers_b": lb,
         "self": features_b is None, "cka_estimator": _estimator(plan), "topk": topk, "cca_dim": cca_dim,
@@ -405,7 +406,7 @@ def _check_patches(plan: Plan, x: "torch.Tensor", y: "torch.Tensor") -> None:
                           f"{x.shape[1]} patches an image, B {y.shape[1]} (give --size, or use cls, mean or pooled)")
 
 
-def best_matches(matrix: np.ndarray, la: list[int], lb: list[int], same: bool = False) -> list[dict[str, float | int]]:
+def best_matches(matrix: np.ndarray, la: list[int], lb: list[int], same: bool = False) -> list[BestMatch]:
     """For each layer of A, the layer of B with the highest score and the score (a model with itself:
     the best other layer, when there is one)."""
     scores = np.where(np.isnan(matrix), -np.inf, matrix)
@@ -416,17 +417,17 @@ def best_matches(matrix: np.ndarray, la: list[int], lb: list[int], same: bool = 
             for i, (a, j) in enumerate(zip(la, best, strict=False))]
 
 
-def _document(a: "Model", b: "Model", plan: Plan, matrix: np.ndarray, report: Any, output: str | None,
-              plot: str | None) -> dict[str, object]:
+def _document(a: "Model", b: "Model", plan: Plan, matrix: np.ndarray, report: "BatchReport", output: str | None,
+              plot: str | None) -> CompareDoc:
     """compare's JSON document."""
-    doc: dict[str, object] = {
-        "command": "compare", **report.document(), "metrics": plan.metrics, "tokens": plan.tokens,
+    doc: CompareDoc = {
+        "command": "compare", **report.document(), "outputs": {"array": output, "plot": plot},  # in the run's place
+        "metrics": plan.metrics, "tokens": plan.tokens,
         "samples": report.done * (plan.samples // max(1, report.inputs)),
         "layers_a": plan.layers_a, "layers_b": plan.layers_b, "self": b is a, "cka_estimator": _estimator(plan),
         "topk": plan.topk, "cca_dim": plan.cca_dim, "shape": list(matrix.shape), **_matrices(plan, matrix, b is a),
         "model_a": a.document(), "model_b": b.document(),
     }
-    doc["outputs"] = {"array": output, "plot": plot}
     return doc
 
 
@@ -439,7 +440,7 @@ def _estimator(plan: Plan) -> str | None:
     return "all samples" if plan.exact else "minibatch unbiased HSIC (Nguyen et al. 2021)"
 
 
-def _matrices(plan: Plan, matrix: np.ndarray, same: bool) -> dict[str, object]:
+def _matrices(plan: Plan, matrix: np.ndarray, same: bool) -> Matrices:
     """The JSON keys of the matrices: each metric's rows, and the best-matching layer of B per layer of A."""
     mats = matrix if matrix.ndim == 3 else matrix[None]
     return {"similarity": {m: [[round(float(v), 6) for v in row] for row in mats[i]]

@@ -7,22 +7,29 @@ Each result class mixes in `ShowsItself` and names the field holding its (rows, 
 import base64
 import html
 import io
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from vitcli.api.documents import ShownTable
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike
 
 MAX_ROWS = 60  # document rows shown; the rest is in to_json()
 MAP_PIXELS = 224  # the map's longer side on the page
 
 
-def flat_rows(doc: Any, prefix: str = "") -> list[tuple[str, str]]:
+def flat_rows(doc: object, prefix: str = "") -> list[tuple[str, str]]:
     """A JSON document as (dotted key, short value) rows; long lists summarised by their length."""
-    if isinstance(doc, dict):
+    if isinstance(doc, Mapping):
         return [row for k, v in doc.items() for row in flat_rows(v, f"{prefix}.{k}" if prefix else str(k))]
     if isinstance(doc, list) and (len(doc) > 8 or any(isinstance(v, (dict, list)) for v in doc)):
         return [(prefix, f"[{len(doc)} values]")]
     return [(prefix, str(doc))]
 
 
-def html_table(rows: list[tuple[str, str]] | list[list[Any]], columns: list[str] | None = None,
+def html_table(rows: Sequence[Sequence[object]], columns: list[str] | None = None,
                title: str | None = None) -> str:
     """Rows as an HTML table (escaped), at most MAX_ROWS of them."""
     head = f"<caption>{html.escape(title)}</caption>" if title else ""
@@ -34,7 +41,7 @@ def html_table(rows: list[tuple[str, str]] | list[list[Any]], columns: list[str]
     return f"<table>{head}{body}{more}</table>"
 
 
-def map_png(values: Any) -> bytes:
+def map_png(values: "ArrayLike") -> bytes:
     """A (rows, cols) map min-max scaled to grey levels and enlarged (nearest) as PNG bytes."""
     import numpy as np
     from PIL import Image
@@ -54,10 +61,10 @@ class ShowsItself:
 
     MAP: ClassVar[str | None] = None  # the field holding the (rows, cols) map, or a (title, map) pair
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> Mapping[str, object]:
         raise NotImplementedError
 
-    def shown_map(self) -> tuple[str, Any] | None:
+    def shown_map(self) -> "tuple[str, np.ndarray] | None":
         """(title, (rows, cols) map) when this result has one map to show."""
         value = getattr(self, self.MAP) if self.MAP else None
         title, values = value if isinstance(value, tuple) else (self.MAP or "", value)
@@ -65,7 +72,7 @@ class ShowsItself:
             return None
         return str(title), values
 
-    def shown_tables(self) -> list[dict[str, Any]]:
+    def shown_tables(self) -> Sequence[ShownTable]:
         """Further tables ({"title", "columns", "rows"}) the terminal shows for this result."""
         return []
 
@@ -76,7 +83,7 @@ class ShowsItself:
     def _repr_html_(self) -> str:
         doc = self.to_json()
         parts = [html_table(flat_rows(doc), ["", ""], f"vitcli {doc.get('command', '')}".strip())]
-        parts += [html_table(t["rows"], t.get("columns"), t.get("title")) for t in self.shown_tables()]
+        parts += [html_table(t["rows"], t["columns"], t["title"]) for t in self.shown_tables()]
         shown = self.shown_map()
         if shown:
             data = base64.b64encode(map_png(shown[1])).decode()

@@ -1,8 +1,10 @@
 """`Model.embed`: patches → projection → class token → + positions = Z0 → encoder → embedding."""
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 from vitcli.api.base import ModelBase
+from vitcli.api.documents import EmbedBatchDoc, EmbedDoc
 from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import EmbedResult
 from vitcli.api.values import choice
@@ -10,8 +12,14 @@ from vitcli.api.values import layers as layer_list
 from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
     from vitcli.api.dataset import DatasetSpec
-    from vitcli.api.runs import BatchSpec, Progress
+    from vitcli.api.images import FittedImage
+    from vitcli.api.runs import BatchSpec, ModelRun, Progress
+    from vitcli.core.capture import Capture
+    from vitcli.core.encoder import VisionTransformer
 
 Stage = Literal["patches", "tokens", "input", "output", "pooled", "projected", "layers"]
 Impl = Literal["conv", "linear"]
@@ -21,13 +29,16 @@ FIELDS = {"patches": "patches", "tokens": "tokens", "with_cls": "with_prefix", "
           "pooled": "pooled", "projected": "logits"}
 
 
+Compute = Callable[["torch.Tensor"], "dict[str, np.ndarray]"]  # (b, 3, H, W) → {name: (b, ...)}
+
+
 class EmbedCompute:
     """(b, 3, H, W) → {stage: (b, ...) float32 numpy}: a plain object, so it can be sent to Ray actors."""
 
-    def __init__(self, module: Any, capture: Any, impl: str, stages: set[str]) -> None:
+    def __init__(self, module: "VisionTransformer", capture: "Capture", impl: str, stages: set[str]) -> None:
         self.module, self.capture, self.impl, self.stages = module, capture, impl, stages
 
-    def __call__(self, x: Any) -> dict[str, Any]:
+    def __call__(self, x: "torch.Tensor") -> "dict[str, np.ndarray]":
         import torch
 
         with torch.inference_mode():
@@ -43,6 +54,11 @@ def _capture(stages: set[str], cls_pooling: bool):
     final: Literal["tokens", "pooled", "none"] = (
         "tokens" if "output" in stages else ("pooled" if stages & {"pooled", "projected"} else "none"))
     return Capture(inputs=inputs, final=final)
+
+
+def _grid_of(fitted: "FittedImage", patch_size: int) -> tuple[int, int]:
+    """(rows, cols) of a fitted image's patch grid."""
+    return int(fitted.pixels.shape[0]) // patch_size, int(fitted.pixels.shape[1]) // patch_size
 
 
 class EmbedMixin(ModelBase):
@@ -96,8 +112,8 @@ class EmbedMixin(ModelBase):
         capture = _capture(stages, self.config.pooling == "cls")
 
         self.resolve_grid(images)  # a table whose grid the weights do not show: before the model is built
-        compute: Any = EmbedCompute(self.module, capture, impl, stages)
-        describe: dict[str, Any] = {"impl": impl}
+        compute: Compute = EmbedCompute(self.module, capture, impl, stages)
+        describe: dict[str, str | list[int]] = {"impl": impl}
         if stage == "layers" or layers is not None or tokens is not None:
             compute, describe = self._layer_compute(stage, layers, tokens)
         if dataset.wanted(output):
@@ -115,12 +131,14 @@ class EmbedMixin(ModelBase):
 
             save_npy(output, arrays[stage])
         fitted = run.fitted[0]
-        grid = fitted.index_entry(self.config.patch_size)["grid"]
-        doc = {**self._single_document("embed", fitted, tuple(grid), run.normalize), "stage": stage, "impl": impl,
-               "tensors": {s: tensor_stats(a) for s, a in arrays.items()}, "outputs": {"array": output}}
+        grid = _grid_of(fitted, self.config.patch_size)
+        doc: EmbedDoc = {**self._single_document("embed", fitted, grid, run.normalize), "stage": stage,
+                         "impl": impl, "tensors": {s: tensor_stats(a) for s, a in arrays.items()},
+                         "outputs": {"array": output}}
         return EmbedResult(stage, arrays, doc, fitted, list(self.warnings))
 
-    def _layer_compute(self, stage: str, layers: str | None, tokens: str | None) -> tuple[Any, dict[str, Any]]:
+    def _layer_compute(self, stage: str, layers: str | None,
+                       tokens: str | None) -> "tuple[Compute, dict[str, str | list[int]]]":
         """stage="layers": every chosen block's tokens from one forward pass, and what the files say about them."""
         from vitcli.api.layers import LayerCompute, choose_layers, choose_tokens
         from vitcli.errors import UsageError
@@ -130,10 +148,12 @@ class EmbedMixin(ModelBase):
         chosen, picked = choose_layers(layers, self.config.depth), choose_tokens(tokens, [self])
         return LayerCompute(self, chosen, picked), {"layers": chosen, "tokens": picked}  # type: ignore[arg-type]
 
-    def _embed_many(self, run: Any, stage: str, impl: str, output: str | None, output_dir: str | None) -> EmbedResult:
+    def _embed_many(self, run: "ModelRun", stage: str, impl: str, output: str | None,
+                    output_dir: str | None) -> EmbedResult:
         report = run.report
         grid = report.first_grid
-        doc = {"command": "embed", **report.document(), "stage": stage, "impl": impl, "normalize": run.normalize,
-               "patch_size": self.config.patch_size, "model": self.document(grid),
-               "tensors": {stage: report.stats[stage].document()} if stage in report.stats else {}}
+        doc: EmbedBatchDoc = {
+            "command": "embed", **report.document(), "stage": stage, "impl": impl, "normalize": run.normalize,
+            "patch_size": self.config.patch_size, "model": self.document(grid),
+            "tensors": {stage: report.stats[stage].document()} if stage in report.stats else {}}
         return EmbedResult(stage, run.arrays, doc, None, list(self.warnings))

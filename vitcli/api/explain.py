@@ -7,18 +7,24 @@ with an index (score and class per image). `method="all"` stacks the four maps o
 is asked for by name.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vitcli.api.base import ModelBase
+from vitcli.api.documents import ExplainBatchDoc, ExplainDoc, ExplainImage, ExplainSummary, TopPatch
 from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import ExplainResult
+from vitcli.api.text import TextMixin
 from vitcli.api.values import one_layer
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
-    from vitcli.api.runs import BatchSpec, Progress
+    import torch
+
+    from vitcli.api.images import FittedImage, ImageSpec
+    from vitcli.api.runs import BatchSpec, ModelRun, Progress
+    from vitcli.core.explain import Target
 
 METHOD_NAMES = ("grad-rollout", "attn-grad", "gradcam", "rollout", "legrad")
 ALL_METHODS = ("grad-rollout", "attn-grad", "gradcam", "rollout")  # what `all` stacks, in this order (not legrad)
@@ -26,8 +32,8 @@ TARGET_HELP = "top, class:N, class:NAME, image:OTHER, patch:R,C or text:PROMPT"
 TOP_PATCHES = 5
 
 
-def parse_target(model: Any, text: str | int, spec: Any, normalize: str | None,
-                 method: str = "grad-rollout") -> tuple[Any, str]:
+def parse_target(model: TextMixin, text: str | int, spec: "ImageSpec", normalize: str | None,
+                 method: str = "grad-rollout") -> "tuple[Target, str]":
     """--target text (a bare N is class:N) → a core `Target` and its canonical label; image:OTHER is read
     and embedded here. `top` on a model without a head stands only for `--method rollout` (attention alone)."""
     from vitcli.core.explain import Target
@@ -78,7 +84,7 @@ def target_form(text: str | int) -> str:
     return text
 
 
-def _class_index(model: Any, text: str, arg: str) -> int:
+def _class_index(model: "ModelBase", text: str, arg: str) -> int:
     """class:N, or class:NAME looked up in the checkpoint's labels (one class must match)."""
     from vitcli.core.select import whole
 
@@ -97,7 +103,7 @@ def _class_index(model: Any, text: str, arg: str) -> int:
     return found[0]
 
 
-def text_embedding(model: Any, prompt: str) -> Any:
+def text_embedding(model: TextMixin, prompt: str) -> "torch.Tensor":
     """The prompt's text embedding (E,) in the joint space, unnormalised (a float32 torch tensor on the model's
     device): what a text:PROMPT target's y = cos(projected pooled image embedding, ·) compares with."""
     import torch
@@ -106,7 +112,7 @@ def text_embedding(model: Any, prompt: str) -> Any:
     return torch.from_numpy(embedding).to(model.device)
 
 
-def _other_embedding(model: Any, path: str, spec: Any, normalize: str | None) -> Any:
+def _other_embedding(model: "ModelBase", path: str, spec: "ImageSpec", normalize: str | None) -> "torch.Tensor":
     """The pooled embedding (D,) of image:OTHER, fitted like the images explained."""
     from vitcli.core.explain import pooled_embedding
 
@@ -139,7 +145,7 @@ def _settle(method: str, start_layer: int | None, layer: int | None,
     return start_layer or 0, -1 if layer is None else layer, discard_ratio or 0.0
 
 
-def _check(model: Any, start_layer: int, layer: int, discard_ratio: float) -> None:
+def _check(model: "ModelBase", start_layer: int, layer: int, discard_ratio: float) -> None:
     """Options wrong for every image (used or not by the method), refused before any image is read."""
     depth = model.config.depth
     if not -depth <= layer < depth:
@@ -152,7 +158,7 @@ def _check(model: Any, start_layer: int, layer: int, discard_ratio: float) -> No
         raise VitcliError("--discard-ratio", f"{discard_ratio} is outside [0, 1)")
 
 
-def top_patches(grid_map: np.ndarray, k: int = TOP_PATCHES) -> list[dict[str, Any]]:
+def top_patches(grid_map: np.ndarray, k: int = TOP_PATCHES) -> list[TopPatch]:
     """The k strongest patches of a (rows, cols) map, strongest first."""
     flat = grid_map.reshape(-1)
     order = np.argsort(-flat, kind="stable")[:k]
@@ -161,10 +167,10 @@ def top_patches(grid_map: np.ndarray, k: int = TOP_PATCHES) -> list[dict[str, An
 
 
 def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int | None,
-            labels: dict[int, str] | None = None) -> dict[str, Any]:
+            labels: dict[int, str] | None = None) -> ExplainSummary:
     """The `explain` JSON object of one image: method, target, score, class (with its label when the
     checkpoint names it), top patches (per method for all)."""
-    doc: dict[str, Any] = {"method": method, "target": target, "score": None if np.isnan(score) else float(score)}
+    doc: ExplainSummary = {"method": method, "target": target, "score": None if np.isnan(score) else float(score)}
     if klass is not None:
         doc["class"] = int(klass)
         if labels and int(klass) in labels:
@@ -176,7 +182,7 @@ def summary(method: str, target: str, maps: np.ndarray, score: float, klass: int
     return doc
 
 
-class ExplainMixin(ModelBase):
+class ExplainMixin(TextMixin):  # a text:PROMPT target reads the text tower
     """`explain` for `Model`."""
 
     @image_keywords("images", layer=one_layer)
@@ -207,10 +213,10 @@ class ExplainMixin(ModelBase):
             raise VitcliError("--overlay", "draws one image's map: give one image (several images take -o)")
         self.resolve_grid(images)
         core_target, label = parse_target(self, target, images.spec, normalize, method)
-        found: list[dict[str, Any]] = []
-        waiting: list[dict[str, Any]] = []  # summaries of the batch just computed, for its index lines
+        found: list[ExplainSummary] = []
+        waiting: list[ExplainSummary] = []  # summaries of the batch just computed, for its index lines
 
-        def compute(x: Any) -> dict[str, Any]:
+        def compute(x: "torch.Tensor") -> dict[str, np.ndarray]:
             with option_errors("--target"):
                 outs = [explain_maps(self.module, x, m, core_target, start_layer, layer, discard_ratio)
                         for m in methods]
@@ -222,7 +228,7 @@ class ExplainMixin(ModelBase):
                 waiting.append(found[-1])
             return {"map": stacked.astype(np.float32)}
 
-        def describe(fitted: Any) -> dict[str, Any]:
+        def describe(fitted: "FittedImage") -> dict[str, ExplainSummary]:
             return {"explain": waiting.pop(0)}
 
         run = run_model(self, images, compute, main="map", normalize=normalize, batch=batch or BatchSpec(),
@@ -232,32 +238,33 @@ class ExplainMixin(ModelBase):
             return self._explain_many(run, method, label)
         return self._explain_one(run, method, label, found[0], output, overlay, layer)
 
-    def _explain_one(self, run: Any, method: str, label: str, found: dict[str, Any], output: str | None,
+    def _explain_one(self, run: "ModelRun", method: str, label: str, found: ExplainSummary, output: str | None,
                      overlay: str | None, layer: int) -> ExplainResult:
         from vitcli.io.arrays import save_npy
         from vitcli.stats import tensor_stats
 
         maps = run.arrays["map"][0]
         fitted = run.fitted[0]
-        grid = tuple(fitted.index_entry(self.config.patch_size)["grid"])
+        p = self.config.patch_size
+        grid = int(fitted.pixels.shape[0]) // p, int(fitted.pixels.shape[1]) // p
         if output:
             save_npy(output, maps)
         if overlay:
             _overlay_png(self, fitted, maps, method, label, found, overlay, layer)
         axes = ["methods", "rows", "cols"] if method == "all" else ["rows", "cols"]
-        doc = {**self._single_document("explain", fitted, grid, run.normalize), "explain": found,
-               "axes": axes, "shape": list(maps.shape), "tensors": {"map": tensor_stats(maps)},
-               "outputs": {"array": output, "overlay": overlay}}
+        doc: ExplainDoc = {**self._single_document("explain", fitted, grid, run.normalize), "explain": found,
+                           "axes": axes, "shape": list(maps.shape), "tensors": {"map": tensor_stats(maps)},
+                           "outputs": {"array": output, "overlay": overlay}}
         if method == "all":
             doc["methods"] = list(ALL_METHODS)
         return ExplainResult(doc, maps, found["score"], fitted, list(self.warnings))
 
-    def _explain_many(self, run: Any, method: str, label: str) -> ExplainResult:
+    def _explain_many(self, run: "ModelRun", method: str, label: str) -> ExplainResult:
         report = run.report
         grid = report.first_grid
-        rows = [{"path": e["path"], **e["explain"]} for e in report.entries]
+        rows = [_image_row(e["path"], e["explain"]) for e in report.entries]
         axes = ["images", "methods", "rows", "cols"] if method == "all" else ["images", "rows", "cols"]
-        doc = {"command": "explain", **report.document(), "normalize": run.normalize,
+        doc: ExplainBatchDoc = {"command": "explain", **report.document(), "normalize": run.normalize,
                "patch_size": self.config.patch_size, "model": self.document(grid), "axes": axes,
                "explain": {"method": method, "target": label, "images": rows},
                "tensors": {"map": report.stats["map"].document()} if "map" in report.stats else {}}
@@ -265,7 +272,13 @@ class ExplainMixin(ModelBase):
         return ExplainResult(doc, run.arrays.get("map"), scores, None, list(self.warnings))
 
 
-def _overlay_png(model: Any, fitted: Any, maps: np.ndarray, method: str, label: str, found: dict[str, Any],
+def _image_row(path: str, found: ExplainSummary) -> ExplainImage:
+    """One image of a run over many: its path, then its summary (from its index line)."""
+    return {"path": path, **found}
+
+
+def _overlay_png(model: "ModelBase", fitted: "FittedImage", maps: np.ndarray, method: str, label: str,
+                 found: ExplainSummary,
                  path: str, layer: int) -> None:
     """The map over the image with a colour bar; method all: the four side by side, each scaled to [0, 1]."""
     from vitcli.io.pictures import overlay_figure, save_figure

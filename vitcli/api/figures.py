@@ -1,7 +1,19 @@
 """The classic ViT analyses on a `Model`: filters, pca, similar, norms (each: arrays, PNG, document)."""
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
+from vitcli.api.documents import (
+    FigureDoc,
+    FiltersDoc,
+    NormsDoc,
+    OutlierRow,
+    PcaDoc,
+    RegisterRow,
+    ShownTable,
+    SimilarDoc,
+    SimilarTextDoc,
+)
 from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import FigureResult
 from vitcli.api.text import TextMixin
@@ -12,17 +24,23 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from vitcli.api.base import ModelBase
+    from vitcli.api.images import FittedImage, Images
+    from vitcli.core.capture import Capture
+    from vitcli.core.config import ViTConfig
+    from vitcli.core.encoder import ViTOutput
 
-def _numpy(t: Any) -> "np.ndarray":
+
+def _numpy(t: "torch.Tensor") -> "np.ndarray":
     return t.detach().double().cpu().numpy()
 
 
-def _who(model: Any) -> str:
+def _who(model: "ModelBase") -> str:
     """The model as a picture's title names it: random weights say so, as what the picture shows is the layout."""
     return model.config.name + (f", {model.source}" if model.checkpoint is None else "")
 
 
-def _write(output: str | None, array: "np.ndarray", png: str | None, draw: Any) -> None:
+def _write(output: str | None, array: "np.ndarray", png: str | None, draw: Callable[[], object]) -> None:
     """The array to `output` and the figure to `png` (drawn only when asked), each atomic."""
     if output:
         from vitcli.io.arrays import save_npy
@@ -46,8 +64,9 @@ MAD_K = 5.0  # `figures norms`' default rule: an outlier's norm exceeds median +
 class FiguresMixin(TextMixin):  # similar --text reads the text tower
     """`filters`, `pca`, `similar` and `norms` for `Model`."""
 
-    def _forward_each(self, images: Any, normalize: str | None, capture: Any,
-                      outputs: dict[str, Any] | None = None) -> tuple[list[Any], list[Any], str]:
+    def _forward_each(self, images: "ImageSource", normalize: str | None, capture: "Capture",
+                      outputs: dict[str, str | None] | None = None
+                      ) -> "tuple[list[FittedImage], list[ViTOutput], str]":
         """Fit every image as the model's commands do and run each alone (a batch of one), once the
         `outputs` (keyword → path) are known to be writable."""
         import torch
@@ -67,12 +86,13 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
             outs = [self.module(self.batch_tensor([f]), capture=capture) for f in fitted]
         return fitted, outs, norm
 
-    def _figure_document(self, command: str, fitted: list[Any], out: Any, norm: str) -> dict[str, Any]:
+    def _figure_document(self, command: str, fitted: "list[FittedImage]", out: "ViTOutput", norm: str) -> FigureDoc:
         doc = self._single_document(command, fitted[0], out.grid, norm)
         return {**doc, "inputs": [f.input_document() for f in fitted]}
 
     @keywords()
-    def filters(self, *, count: int = 28, output: str | None = None, png: str | None = None) -> FigureResult:
+    def filters(self, *, count: int = 28, output: str | None = None,
+                png: str | None = None) -> FigureResult[FiltersDoc]:
         """Patch-embedding filters (ViT fig. 7 left): the first `count` principal components (k, C, P, P)."""
         from vitcli.core.features import filter_components, tiles_for_display
         from vitcli.io.paper_figures import filters_figure
@@ -86,14 +106,14 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         array, explained = _numpy(comps), _numpy(ratio)
         title = f"Patch-embedding filters of {_who(self)}: first {len(array)} principal components"
         _write(output, array, png, lambda: filters_figure(_numpy(tiles_for_display(comps)), explained, title))
-        doc = {"command": "figures filters", "input": None, "patch_size": self.config.patch_size,
+        doc: FiltersDoc = {"command": "figures filters", "input": None, "patch_size": self.config.patch_size,
                "model": self.document(), "weight_shape": list(weight.shape),
                "explained_variance_ratio": explained.tolist(), "tensors": {"components": tensor_stats(array)},
                "outputs": {"array": output, "png": png}}
         shown = [[str(i + 1), 100 * e, 100 * c] for i,
                  (e, c) in enumerate(zip(explained, explained.cumsum(), strict=True))][:10]
-        table = {"title": f"principal components (first {len(shown)})", "columns": ["PC", "variance %", "cumulative %"],
-                 "rows": shown}
+        table: ShownTable = {"title": f"principal components (first {len(shown)})",
+                             "columns": ["PC", "variance %", "cumulative %"], "rows": shown}
         return FigureResult(array, doc, [table], warnings=list(self.warnings))
 
     def _patch_weight(self) -> "torch.Tensor":
@@ -107,7 +127,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
 
     @image_keywords("images")
     def pca(self, images: "ImageSource", *, foreground_threshold: float | None = None, normalize: str | None = None,
-            output: str | None = None, png: str | None = None) -> FigureResult:
+            output: str | None = None, png: str | None = None) -> FigureResult[PcaDoc]:
         """Feature PCA to RGB (DINOv2 fig. 1) over the images' last-layer patch tokens: (B, rows, cols, 3)."""
         import torch
 
@@ -125,7 +145,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
             raise VitcliError(fitted[1].loaded.path, f"the images give different patch grids {sorted(grids)}; "
                               "give one --size for all")
         grid, prefix = outs[0].grid, outs[0].num_prefix
-        features = torch.cat([o.output[:, prefix:] for o in outs])  # (B, N, D)
+        features = torch.cat([_kept(o.output, "output")[:, prefix:] for o in outs])  # (B, N, D)
         with option_errors("--foreground-threshold"):
             result = feature_pca_rgb(features.float().cpu(), grid, foreground_threshold)
         maps = _numpy(result.rgb)  # (B, rows, cols, 3)
@@ -133,7 +153,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
             f", foreground > {foreground_threshold}" if foreground_threshold is not None else "")
         _write(output, maps, png, lambda: pca_figure([f.pixels for f in fitted], maps, self.config.patch_size,
                                                       [_name(f.loaded.path) for f in fitted], title))
-        doc = {**self._figure_document("figures pca", fitted, outs[0], norm),
+        doc: PcaDoc = {**self._figure_document("figures pca", fitted, outs[0], norm),
                "foreground_threshold": foreground_threshold,
                "explained_variance_ratio": _numpy(result.explained).tolist(), "first_component_flipped": result.flipped,
                "tensors": {"pca_rgb": tensor_stats(maps), "first_component": tensor_stats(_numpy(result.first))},
@@ -147,7 +167,8 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                 patch: str | tuple[int, int] | None = None,
                 pixel: str | tuple[int, int] | None = None, layer: int = -1, norm: bool = True,
                 normalize: str | None = None, output: str | None = None, png: str | None = None,
-                text: str | None = None, tokenizer: str | None = None) -> FigureResult:
+                text: str | None = None,
+                tokenizer: str | None = None) -> FigureResult[SimilarDoc] | FigureResult[SimilarTextDoc]:
         """Cosine similarity of one patch's features (after block `layer`) with every patch: (rows, cols); with
         `text`, of every patch's feature in the joint image-text space with the prompt's text embedding."""
         from vitcli.core.attention import resolve_indices
@@ -184,16 +205,16 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         _write(output, sim, png, lambda: similarity_overlay_figure(fitted[0].pixels, fitted[-1].pixels, sim, rc,
                                                                    self.config.patch_size, to is None, title))
         best = divmod(int(sim.argmax()), t_grid[1])
-        doc = {**self._figure_document("figures similar", fitted, outs[0], norm_name),
+        doc: SimilarDoc = {**self._figure_document("figures similar", fitted, outs[0], norm_name),
                "query": {"row": rc[0], "col": rc[1], "index": index},
                "target": fitted[-1].loaded.path, "target_grid": list(t_grid), "layer": layer_i, "norm": norm,
                "most_similar": {"row": best[0], "col": best[1], "similarity": float(sim.max())},
                "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
         return FigureResult(sim, doc, heatmap=sim, images=fitted, warnings=list(self.warnings))
 
-    def _similar_text(self, image: Any, text: str, tokenizer: str | None, layer: int, norm: bool,
+    def _similar_text(self, image: "ImageSource", text: str, tokenizer: str | None, layer: int, norm: bool,
                       normalize: str | None, output: str | None, png: str | None,
-                      unused: dict[str, Any]) -> FigureResult:
+                      unused: dict[str, object]) -> FigureResult[SimilarTextDoc]:
         """figures similar --text: cos(each patch's feature through the final norm, the pooling head as its only key
         and the projection (core.text.patch_embeddings), the prompt's text embedding): a dense text map (rows, cols)."""
         import torch
@@ -227,20 +248,22 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         _write(output, sim, png, lambda: overlay_figure(fitted[0].pixels, sim[None], [f"text: {text[:40]}"], title,
                                                         label="Cosine similarity"))
         best = divmod(int(sim.argmax()), out.grid[1])
-        doc = {**self._figure_document("figures similar", fitted, out, norm_name), "query": {"text": text},
-               "layer": layer, "norm": True, "joint_space": "projected" if self.projects else "pooled",
-               "most_similar": {"row": best[0], "col": best[1], "similarity": float(sim.max())},
-               "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
+        doc: SimilarTextDoc = {
+            **self._figure_document("figures similar", fitted, out, norm_name), "query": {"text": text},
+            "layer": layer, "norm": True, "joint_space": "projected" if self.projects else "pooled",
+            "most_similar": {"row": best[0], "col": best[1], "similarity": float(sim.max())},
+            "tensors": {"similarity": tensor_stats(sim)}, "outputs": {"array": output, "png": png}}
         return FigureResult(sim, doc, heatmap=sim, images=fitted, warnings=list(self.warnings))
 
-    def _block_features(self, out: Any, layer: int, norm: bool) -> Any:
+    def _block_features(self, out: "ViTOutput", layer: int, norm: bool) -> "torch.Tensor":
         """Block `layer`'s output of the one image, through the final norm when asked: (T, D)."""
         x = out.blocks[layer]  # (1, T, D)
         return (self.module.norm(x) if norm else x)[0]
 
     @image_keywords("image")
     def norms(self, image: "ImageSource", *, k: float | None = None, norm_threshold: float | None = None, top: int = 20,
-              normalize: str | None = None, output: str | None = None, png: str | None = None) -> FigureResult:
+              normalize: str | None = None, output: str | None = None,
+              png: str | None = None) -> FigureResult[NormsDoc]:
         """Token norms after every block (layers, tokens) and high-norm outliers (Darcet et al. 2023)."""
         from vitcli.api.ranges import check_ranges, refuse_unused
 
@@ -252,8 +275,9 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                                                      {"output": output, "png": png})
         return self._norms_of(fitted, outs[0], norm_name, k, norm_threshold, top, output, png)
 
-    def _norms_of(self, fitted: list[Any], out: Any, norm_name: str, k: float, norm_threshold: float | None,
-                  top: int, output: str | None, png: str | None) -> FigureResult:
+    def _norms_of(self, fitted: "list[FittedImage]", out: "ViTOutput", norm_name: str, k: float,
+                  norm_threshold: float | None, top: int, output: str | None,
+                  png: str | None) -> FigureResult[NormsDoc]:
         """`norms` from a forward pass that kept `_norms_capture` (view shares that pass with its similarity maps)."""
         import torch
 
@@ -276,10 +300,10 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                                                          outliers,
                                                          f"Token norms per layer, {_who(self)} (outliers {rule})"))
         listed = _outlier_rows(outliers, norms, share, prefix, out.grid)
-        regs = [{"layer": i, "register": j, "token": t, "norm": float(norms[i, t]),
+        regs: list[RegisterRow] = [{"layer": i, "register": j, "token": t, "norm": float(norms[i, t]),
                  "class_attention": _share(share, i, t)}
                 for i in range(depth) for j, t in enumerate(registers)]
-        doc = {**self._figure_document("figures norms", fitted, out, norm_name), "rule": rule,
+        doc: NormsDoc = {**self._figure_document("figures norms", fitted, out, norm_name), "rule": rule,
                "attention_row": _attention_row(c),
                "thresholds": _numpy(thresholds).tolist(), "outliers": listed, "registers": regs,
                "tensors": {"norms": tensor_stats(array)}, "outputs": {"array": output, "png": png}}
@@ -287,7 +311,14 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
                             warnings=list(self.warnings))
 
 
-def _as_list(sources: list[Any]) -> Any:
+def _kept(value: "torch.Tensor | None", name: str) -> "torch.Tensor":
+    """A tensor the forward pass's Capture asked for (`name`), present by construction."""
+    if value is None:
+        raise ValueError(f"the forward pass kept no {name}")
+    return value
+
+
+def _as_list(sources: "list[ImageSource]") -> "Images":
     """Several sources as one `Images` in the order given (not sorted: the query image comes first)."""
     from vitcli.api.images import Images, as_images
 
@@ -295,7 +326,8 @@ def _as_list(sources: list[Any]) -> Any:
     return Images([i for p in parts for i in p.items], len(sources) > 1, parts[0].spec)
 
 
-def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape: tuple[int, ...]) -> tuple[int, int]:
+def _query(patch: str | tuple[int, int] | None, pixel: str | tuple[int, int] | None, grid: tuple[int, int],
+           patch_size: int, shape: tuple[int, ...]) -> tuple[int, int]:
     """(row, col) of the query: `patch`, the patch under `pixel` (x, y), or the centre patch."""
     option, value = ("--pixel", pixel) if pixel is not None else ("--patch", patch)
     if value is None:
@@ -313,23 +345,23 @@ def _query(patch: Any, pixel: Any, grid: tuple[int, int], patch_size: int, shape
     return b // patch_size, a // patch_size
 
 
-def _outlier_rows(outliers: list[tuple[int, int]], norms: Any, share: Any, prefix: int,
-                  grid: tuple[int, int]) -> list[dict[str, Any]]:
+def _outlier_rows(outliers: list[tuple[int, int]], norms: "torch.Tensor", share: "torch.Tensor | None", prefix: int,
+                  grid: tuple[int, int]) -> list[OutlierRow]:
     """One record per outlier, largest norm first."""
-    rows = [{"layer": i, "row": p // grid[1], "col": p % grid[1], "token": p + prefix,
+    rows: list[OutlierRow] = [{"layer": i, "row": p // grid[1], "col": p % grid[1], "token": p + prefix,
              "norm": float(norms[i, p + prefix]),
              "class_attention": _share(share, i, p + prefix)} for i, p in outliers]
     return sorted(rows, key=lambda o: -o["norm"])
 
 
-def _attention_row(c: Any) -> str | None:
+def _attention_row(c: "ViTConfig") -> str | None:
     """Whose attention share `figures norms` lists: the class token's, else the probe's, else the patch rows' mean."""
     from vitcli.api.selection import default_query
 
     return default_query(c) if c.class_token or c.pooling in ("map", "mean") else None
 
 
-def _norms_capture(c: Any) -> Any:
+def _norms_capture(c: "ViTConfig") -> "Capture":
     """Every block's output, and the attention row of `_attention_row`: the class token's row (B, H, 1, T)
     of every layer, each layer's patch-row mean (reduced), or the probe's weights over the final tokens."""
     from vitcli.core.capture import Capture
@@ -345,7 +377,7 @@ def _norms_capture(c: Any) -> Any:
                    final="none")
 
 
-def _attention_share(c: Any, out: Any) -> Any:
+def _attention_share(c: "ViTConfig", out: "ViTOutput") -> "torch.Tensor | None":
     """(L, T) share of the row's attention each token takes (mean over heads), NaN where the row does not
     exist (the probe reads the final tokens only: its share is the last layer's); None without a row."""
     import torch
@@ -356,27 +388,29 @@ def _attention_share(c: Any, out: Any) -> Any:
     if row == "cls":
         return class_attention_share([a[0] for a in out.attentions.values()])
     if row == "mean":
-        return torch.stack([out.reduced[i]["mean"][0].mean(0) for i in range(c.depth)])
+        reduced = [cast("dict[str, torch.Tensor]", out.reduced[i]) for i in range(c.depth)]  # patch_mean_reducer's
+        return torch.stack([r["mean"][0].mean(0) for r in reduced])
     if row == "probe":
-        share = torch.full((c.depth, out.pool_attention.shape[-1]), float("nan"), dtype=torch.float64)
-        share[-1] = out.pool_attention[0, :, 0].double().mean(0)
+        probe = _kept(out.pool_attention, "pool_attention")  # (1, H, 1, T)
+        share = torch.full((c.depth, probe.shape[-1]), float("nan"), dtype=torch.float64)
+        share[-1] = probe[0, :, 0].double().mean(0)
         return share
     return None
 
 
-def _share(share: Any, layer: int, token: int) -> float | None:
+def _share(share: "torch.Tensor | None", layer: int, token: int) -> float | None:
     value = None if share is None else float(share[layer, token])
     return None if value is None or value != value else value
 
 
-def _norm_tables(outliers: list[dict[str, Any]], regs: list[dict[str, Any]], total: int,
-                 row: str | None = "cls") -> list[dict[str, Any]]:
+def _norm_tables(outliers: list[OutlierRow], regs: list[RegisterRow], total: int,
+                 row: str | None = "cls") -> list[ShownTable]:
     """The outlier table and, for models with registers, the register table."""
-    who = {"cls": "class attention", "probe": "probe attention", "mean": "patch-mean attention"}.get(row or "cls")
+    who = {"cls": "class attention", "probe": "probe attention", "mean": "patch-mean attention"}[row or "cls"]
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{100 * v:.2f}%"
 
-    tables = [{"title": f"high-norm patch tokens ({len(outliers)} of {total} shown)",
+    tables: list[ShownTable] = [{"title": f"high-norm patch tokens ({len(outliers)} of {total} shown)",
                "columns": ["layer", "row, col", "norm", who],
                "rows": [[str(o["layer"]), f"{o['row']}, {o['col']}", o["norm"],
                          pct(o["class_attention"])] for o in outliers]}]

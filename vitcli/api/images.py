@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL.Image import Image as PILImage
 
+    from vitcli.api.documents import InputDoc
+
 DEFAULT_PATCH = 16
 DEFAULT_SIZE = "224"
 
@@ -84,7 +86,7 @@ class FittedImage:
         """What is normalised into the model input: the float values when there are any, else the pixels."""
         return self.pixels if self.values is None else self.values
 
-    def input_document(self) -> dict[str, Any]:
+    def input_document(self) -> "InputDoc":
         """The JSON `input` object shared by every command."""
         loaded = self.loaded
         return {"path": loaded.path, "original_size": list(loaded.original_size),

@@ -1,7 +1,9 @@
 """`vitcli.patchify` and `vitcli.unpatchify`: an image as (N, P·P·C) patches, and back."""
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from vitcli.api.documents import PatchifyBatchDoc, PatchifyDoc, UnpatchifyDoc
 from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import PatchifyResult
 from vitcli.api.values import Normalize, Order, choice, keywords
@@ -11,7 +13,9 @@ Values = Normalize  # the patch values: raw pixels or a normalisation
 
 if TYPE_CHECKING:
     import numpy as np
+    from numpy.typing import ArrayLike
 
+    from vitcli.api.images import FittedImage, Images, ImageSpec
     from vitcli.api.runs import BatchSpec, Progress
 
 
@@ -28,10 +32,10 @@ class _Pixels:
         self.normalize = normalize
         self.on_cpu = False  # nothing competes with decoding: let it run ahead
 
-    def resolve_grid(self, images: Any) -> None:
+    def resolve_grid(self, images: "Images") -> None:
         """Nothing to resolve: patchify has no position table."""
 
-    def image_plan(self, spec: Any) -> tuple[Any, None]:
+    def image_plan(self, spec: "ImageSpec") -> "tuple[ImageSpec, None]":
         """vitcli's size policy as given (no checkpoint family)."""
         return spec, None
 
@@ -40,24 +44,25 @@ class _Pixels:
                      backward: tuple[str, bool] | None = None) -> None:
         """Nothing to weigh: no network (fit_one checks each image's pixels)."""
 
-    def size_blame(self, family: Any = None) -> str | None:
+    def size_blame(self, family: object = None) -> str | None:
         """No size of patchify's own: --size names itself."""
         return None
 
-    def preparer(self, spec: Any, normalize: str | None):
+    def preparer(self, spec: "ImageSpec",
+                 normalize: str | None) -> "tuple[Callable[[object, str], FittedImage], str, ImageSpec]":
         from vitcli.api.images import check_spec, fit_one
         from vitcli.io.images import normalize as values
 
         check_spec(spec, self.config.patch_size)
 
-        def prepare(item: object, name: str) -> Any:
+        def prepare(item: object, name: str) -> "FittedImage":
             fitted = fit_one(item, spec, self.config.patch_size, None, name)
             fitted.data = values(fitted.pixels, self.normalize)  # (3, H, W)
             return fitted
 
         return prepare, self.normalize, spec
 
-    def batch_tensor(self, items: list[Any]) -> "np.ndarray":
+    def batch_tensor(self, items: "list[FittedImage]") -> "np.ndarray":
         import numpy as np
 
         return np.stack([i.data for i in items])  # (b, 3, H, W)
@@ -115,9 +120,10 @@ def patchify(images: "ImageSource", *, order: Order = "chw", normalize: Values =
                     batch=batch or BatchSpec(), output=output if images.many else None, output_dir=output_dir,
                     keep=keep, progress=progress)
     if images.many:
-        doc = {"command": "patchify", **run.report.document(), "patch_size": p, "order": order, "normalize": normalize,
-               "tensors": {"patches": run.report.stats["patches"].document()} if run.report.stats else {}}
-        return PatchifyResult(run.arrays.get("patches"), doc)
+        batch_doc: PatchifyBatchDoc = {
+            "command": "patchify", **run.report.document(), "patch_size": p, "order": order, "normalize": normalize,
+            "tensors": {"patches": run.report.stats["patches"].document()} if run.report.stats else {}}
+        return PatchifyResult(run.arrays.get("patches"), batch_doc)
     fitted = run.fitted[0]
     patches = run.arrays["patches"][0]  # (N, P·P·C)
     if output:
@@ -129,15 +135,16 @@ def patchify(images: "ImageSource", *, order: Order = "chw", normalize: Values =
 
         save_png(grid_png, grid_picture(fitted.pixels, p))
     h, w = fitted.pixels.shape[:2]
-    doc = {"command": "patchify", "input": fitted.input_document(), "patch_size": p, "grid": [h // p, w // p],
-           "num_patches": patches.shape[0], "patch_length": patches.shape[1], "order": order, "normalize": normalize,
-           "tensors": {"patches": tensor_stats(patches)}, "channels": channel_stats(fitted.data),
-           "outputs": {"array": output, "grid_png": grid_png}}
+    doc: PatchifyDoc = {
+        "command": "patchify", "input": fitted.input_document(), "patch_size": p, "grid": [h // p, w // p],
+        "num_patches": patches.shape[0], "patch_length": patches.shape[1], "order": order, "normalize": normalize,
+        "tensors": {"patches": tensor_stats(patches)}, "channels": channel_stats(fitted.data),
+        "outputs": {"array": output, "grid_png": grid_png}}
     return PatchifyResult(patches, doc, fitted)
 
 
 @keywords(normalize=choice(Normalize, optional=False))
-def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, order: Order = "chw",
+def unpatchify(patches: "str | ArrayLike", *, grid_size: str | tuple[int, int] | None = None, order: Order = "chw",
                normalize: Values = "raw", output: str | None = None) -> PatchifyResult:
     """(N, P·P·C) patches (an array or a .npy path) → the (3, H, W) image, written as .npy or PNG."""
     from vitcli.api.outputs import check_outputs_first
@@ -172,13 +179,14 @@ def unpatchify(patches: Any, *, grid_size: str | tuple[int, int] | None = None, 
             raise VitcliError(path, f"holds {chw.dtype} values: say which --normalize made them to write a PNG")
         save_png(output, denormalize(chw, normalize))
     p = round((array.shape[1] / 3) ** 0.5)
-    doc = {"command": "unpatchify", "input": {"path": path}, "patch_size": p, "grid": list(grid),
-           "num_patches": array.shape[0], "patch_length": array.shape[1], "order": order, "normalize": normalize,
-           "tensors": {"patches": tensor_stats(array), "image": tensor_stats(chw)}, "outputs": {"image": output}}
+    doc: UnpatchifyDoc = {
+        "command": "unpatchify", "input": {"path": path}, "patch_size": p, "grid": list(grid),
+        "num_patches": array.shape[0], "patch_length": array.shape[1], "order": order, "normalize": normalize,
+        "tensors": {"patches": tensor_stats(array), "image": tensor_stats(chw)}, "outputs": {"image": output}}
     return PatchifyResult(chw, doc)
 
 
-def _grid(value: Any, n: int, path: str) -> tuple[int, int]:
+def _grid(value: str | tuple[int, int] | None, n: int, path: str) -> tuple[int, int]:
     """'14x14' or (14, 14) → (14, 14); None → the square grid holding n patches."""
     from vitcli.io.sizes import parse_hw
 

@@ -1,13 +1,20 @@
 """`vitcli.posenc`: a position-encoding table on its own — shape, stats, chosen rows, similarity."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
+from vitcli.api.documents import PosencDoc
 from vitcli.api.results import PosencResult
 from vitcli.api.values import check_forwarded, keywords, one_layer, pair, pair_text
 from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
+
+    from vitcli.api.models import Model
+
+Grid = str | tuple[int, int] | None  # 'ROWSxCOLS' or (rows, cols)
+Size = str | int | tuple[int, int] | None  # 'HxW', 448 (square) or (H, W)
 
 
 def check_table_mode(kind: str | None, grid: object, size: object) -> None:
@@ -20,7 +27,7 @@ def check_table_mode(kind: str | None, grid: object, size: object) -> None:
         raise VitcliError("--grid", "give --grid or --size, not both")
 
 
-def refuse_for_rope(given: dict[str, Any]) -> None:
+def refuse_for_rope(given: dict[str, object]) -> None:
     """--kind rope computes angles from --dim, --grid and --rope-variant: the table's and the model's
     other numbers (CLI name → value) given with it are range-checked, then a UsageError."""
     from vitcli.api.ranges import check_ranges, refuse_unused
@@ -28,17 +35,18 @@ def refuse_for_rope(given: dict[str, Any]) -> None:
 
     for option in ("--size", "--resample", "--native-size"):
         if isinstance(given.get(option), str):
-            parse_size(given[option]) if option == "--size" else parse_hw(given[option], option)
+            text = str(given[option])
+            parse_size(text) if option == "--size" else parse_hw(text, option)
     check_ranges(**{o[2:].replace("-", "_"): given.get(o) for o in ("--patch-size", "--depth", "--heads", "--mlp-ratio",
                                                                     "--eps")})
     refuse_unused("--kind learned, sincos1d, sincos2d or none (rope reads --dim, --grid, --rope-variant)", given)
 
 
 @keywords(layer=one_layer, resample=pair, patch=pair_text)
-def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None, size: Any = None,
+def posenc(model: "str | Model" = "vit-b16", *, kind: str | None = None, grid: Grid = None, size: Size = None,
            patch_size: int | None = None, positions: str | None = None, similarity: str | None = None,
-           resample: Any = None, output: str | None = None, layer: int | None = None,
-           patch: str | tuple[int, int] | None = None, **model_options: Any) -> PosencResult:
+           resample: Grid = None, output: str | None = None, layer: int | None = None,
+           patch: str | tuple[int, int] | None = None, **model_options: object) -> PosencResult:
     """A preset's table of `kind` (learned: the exact table `embed` adds for that seed) for its own grid,
     `grid` (rows, cols) or `size` (H, W); or a checkpoint's learned table; optionally resampled to
     another grid as timm does. `model_options` go to `load_model` (dim, seed, native_size, …).
@@ -63,12 +71,12 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
                                                                for k in ("depth", "heads", "mlp_ratio", "eps",
                                                                          "native_size")}})
         loaded = model if isinstance(model, Model) and model.checkpoint is not None else None
-        return rope_posenc(loaded, dim=model_options.get("dim"), grid=grid, variant=model_options.get("rope_variant"),
+        dim, variant = model_options.get("dim"), model_options.get("rope_variant")  # parsed by keywords()
+        return rope_posenc(loaded, dim=cast("int | None", dim), grid=grid, variant=cast("str | None", variant),
                            similarity=similarity, output=output)
     check_table_mode(kind, grid, size)
     if not isinstance(model, Model):
-        model = load_model(model, posenc=kind if _is_preset(model) else None,
-                           patch_size=patch_size if _is_preset(model) else None, **model_options)
+        model = _load(model, kind, patch_size, model_options)
     asked_bias, named = layer is not None or patch is not None, "--layer" if layer is not None else "--patch"
     layer = -1 if layer is None else layer
     if model.checkpoint is not None and model.config.rel_pos_bias != "none" and \
@@ -90,9 +98,8 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
     resampled_from = None
     if resample is not None:
         from vitcli.core.posenc import resample_as
-        from vitcli.io.sizes import parse_hw
 
-        target = parse_hw(resample, "--resample") if isinstance(resample, str) else tuple(resample)
+        target = _pair(resample, "--resample")
         resampled = resample_as(model.config.pos_resample, table, table_grid, target, rows)  # as the family's library
         table, resampled_from, table_grid = resampled, list(table_grid), target
     array = table.numpy()
@@ -106,13 +113,30 @@ def posenc(model: Any = "vit-b16", *, kind: str | None = None, grid: Any = None,
                                          similarity))
 
 
+def _load(spec: str, kind: str | None, patch_size: int | None, model_options: dict[str, object]) -> "Model":
+    """The model `spec` names: a preset of `kind` (and `patch_size`), or a checkpoint."""
+    from vitcli.api.models import load_model
+
+    preset = _is_preset(spec)
+    loaded: Model = load_model(spec, posenc=kind if preset else None, patch_size=patch_size if preset else None,
+                               **model_options)
+    return loaded
+
+
+def _pair(value: str | tuple[int, int], option: str) -> tuple[int, int]:
+    """'AxB' or (a, b) → (a, b)."""
+    from vitcli.io.sizes import parse_hw
+
+    return parse_hw(value, option) if isinstance(value, str) else (int(value[0]), int(value[1]))
+
+
 def _is_preset(spec: str) -> bool:
     from vitcli.core.presets import PRESETS
 
     return spec.strip().lower() in PRESETS
 
 
-def _preset_table(model: Any, grid: Any, size: Any) -> tuple[Any, tuple[int, int], int, str]:
+def _preset_table(model: "Model", grid: Grid, size: Size) -> "tuple[torch.Tensor, tuple[int, int], int, str]":
     """A table of the model's kind for its grid, `grid`, or `size` / P."""
     import torch
 
@@ -132,15 +156,14 @@ def _preset_table(model: Any, grid: Any, size: Any) -> tuple[Any, tuple[int, int
                           dtype=torch.float64), target, c.pos_prefix_rows, c.posenc
 
 
-def _target_grid(model: Any, grid: Any, size: Any) -> tuple[int, int]:
+def _target_grid(model: "Model", grid: Grid, size: Size) -> tuple[int, int]:
     """The grid a preset's table is made for: `grid`, `size` / P, or the model's own."""
-    from vitcli.io.sizes import parse_hw
 
     c = model.config
     if grid is not None:
-        target = parse_hw(grid, "--grid") if isinstance(grid, str) else tuple(grid)
+        target = _pair(grid, "--grid")
     elif size is not None:
-        h, w = parse_hw(size, "--size") if isinstance(size, str) else tuple(size)
+        h, w = _pair((size, size) if isinstance(size, int) else size, "--size")
         target = (h // c.patch_size, w // c.patch_size)
     else:
         target = c.grid
@@ -149,16 +172,15 @@ def _target_grid(model: Any, grid: Any, size: Any) -> tuple[int, int]:
     return target
 
 
-def _shown_grid(model: Any, grid: Any, size: Any, resample: Any) -> tuple[int, int]:
+def _shown_grid(model: "Model", grid: Grid, size: Size, resample: Grid) -> tuple[int, int]:
     """The grid of the table that is shown (after --resample), known before any table is made."""
-    from vitcli.io.sizes import parse_hw
 
     if resample is not None:
-        return parse_hw(resample, "--resample") if isinstance(resample, str) else tuple(resample)
+        return _pair(resample, "--resample")
     return model.config.grid if model.checkpoint is not None else _target_grid(model, grid, size)
 
 
-def _check_table_memory(model: Any, grid: tuple[int, int]) -> None:
+def _check_table_memory(model: "Model", grid: tuple[int, int]) -> None:
     """The table (and for a learned one, the draws of the model's weights before it) under the memory
     limit: a learned table of `--seed` exists only for a model that could be built."""
     from vitcli.core.budget import over
@@ -176,7 +198,7 @@ def _check_table_memory(model: Any, grid: tuple[int, int]) -> None:
         raise VitcliError("--grid", problem, needs="max_memory")
 
 
-def _check_similarity_memory(model: Any, cells: int) -> None:
+def _check_similarity_memory(model: "Model", cells: int) -> None:
     """The (N, N) similarity of the patch rows under the memory limit."""
     from vitcli.core.budget import over
 
@@ -185,7 +207,8 @@ def _check_similarity_memory(model: Any, cells: int) -> None:
         raise VitcliError("--similarity", problem, needs="max_memory")
 
 
-def _checkpoint_table(model: Any, grid: Any, size: Any, kind: str | None) -> tuple[Any, tuple[int, int], int, str]:
+def _checkpoint_table(model: "Model", grid: Grid, size: Size,
+                      kind: str | None) -> "tuple[torch.Tensor, tuple[int, int], int, str]":
     """A checkpoint's learned table with its prefix rows counted."""
     if grid is not None or size is not None:
         raise VitcliError("--grid" if grid is not None else "--size", "with --weights the grid is the checkpoint's: "
@@ -234,11 +257,11 @@ def parse_positions(text: str, length: int) -> list[int]:
     return [r % length for r in rows]
 
 
-def _document(model: Any, kind: str, array: "np.ndarray", grid: tuple[int, int], rows: int, src: list[int] | None,
-              positions: str | None, output: str | None, similarity: str | None) -> dict[str, Any]:
+def _document(model: "Model", kind: str, array: "np.ndarray", grid: tuple[int, int], rows: int, src: list[int] | None,
+              positions: str | None, output: str | None, similarity: str | None) -> PosencDoc:
     from vitcli.stats import tensor_stats
 
-    doc: dict[str, Any] = {
+    doc: PosencDoc = {
         "command": "posenc", "input": None, "kind": kind,
         "source": model.source if kind == "learned" else f"the formula ({kind})",
         "patch_size": model.config.patch_size, "grid": list(grid), "num_patches": grid[0] * grid[1],

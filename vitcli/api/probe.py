@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from vitcli.api.display import ShowsItself
+from vitcli.api.documents import ProbeDoc
 from vitcli.api.values import choice, keywords, number, path
 from vitcli.errors import UsageError, VitcliError
 
@@ -36,11 +37,11 @@ class ProbeResult(ShowsItself):
     labels: np.ndarray  # (n,) class index of each image read, in sorted path order
     paths: list[str]  # the images read (skipped ones left out), row i ↔ labels[i]
     splits: list[tuple[np.ndarray, np.ndarray]]  # (train rows, test rows) of each split
-    document: dict[str, object]
+    document: ProbeDoc
     warnings: list[str] = field(default_factory=list)
     MAP: ClassVar[str | None] = "accuracy"
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> ProbeDoc:
         return self.document
 
 
@@ -219,7 +220,7 @@ def _layer(features: Any, labels: Any, splits: list[Any], k: int, l2: float) -> 
 
 def _document(model: "Model", found: Labelled, layers: list[int], tokens: str, acc: np.ndarray, rows: list[int],
               splits: list[Any], k: int, l2: float, seed: int, test_fraction: float, folds: int | None,
-              output: str | None, plot: str | None) -> dict[str, object]:
+              output: str | None, plot: str | None) -> ProbeDoc:
     """probe's JSON document."""
     best = [int(np.argmax(acc[:, j])) for j in range(2)]
     return {

@@ -5,11 +5,16 @@ class token's three extra entries are left out); with a patch (r, c), row r·C +
 that query's bias over every key patch, drawn as one map per head.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vitcli.api.documents import RelbiasDoc
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:
+    from vitcli.api.base import ModelBase
+    from vitcli.api.results import PosencResult
 
 
 def layer_bias(model: Any, layer: int) -> np.ndarray:
@@ -37,8 +42,8 @@ def parse_patch(text: str | tuple[int, int], grid: tuple[int, int]) -> tuple[int
     return r, c
 
 
-def relbias_result(model: Any, layer: int, patch: str | tuple[int, int] | None, similarity: str | None,
-                   output: str | None) -> Any:
+def relbias_result(model: "ModelBase", layer: int, patch: str | tuple[int, int] | None, similarity: str | None,
+                   output: str | None) -> "PosencResult":
     """The posenc result of a relative-bias checkpoint: array (H, N, N), document, optional figure."""
     from vitcli.api.results import PosencResult
     from vitcli.stats import tensor_stats
@@ -56,7 +61,7 @@ def relbias_result(model: Any, layer: int, patch: str | tuple[int, int] | None, 
         maps = bias[:, rc[0] * c.grid[1] + rc[1]].reshape(c.heads, *c.grid)  # (H, R, C)
         save_figure(similarity, bias_maps_figure(maps, rc, f"Relative position bias, layer {layer % c.depth}, "
                                                            f"query patch ({rc[0]}, {rc[1]})"))
-    doc = {"command": "posenc", "input": None, "kind": "relative-bias", "source": model.source,
+    doc: RelbiasDoc = {"command": "posenc", "input": None, "kind": "relative-bias", "source": model.source,
            "patch_size": c.patch_size, "grid": list(c.grid), "num_patches": c.grid[0] * c.grid[1],
            "num_prefix_rows": 0, "dim": c.dim, "layer": layer % c.depth, "shared": c.rel_pos_bias == "shared",
            "heads": c.heads, "shape": list(bias.shape), "patch": list(rc),

@@ -5,18 +5,39 @@ result classes from here, and it imports no command (so no command module needs 
 Arrays are numpy on the CPU; one image's have no batch axis, several images' a leading one.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from vitcli.api.display import ShowsItself
+from vitcli.api.documents import (
+    AttendBatchDoc,
+    AttendDoc,
+    EmbedBatchDoc,
+    EmbedDoc,
+    ExplainBatchDoc,
+    ExplainDoc,
+    PatchifyBatchDoc,
+    PatchifyDoc,
+    PosencDoc,
+    RelbiasDoc,
+    RopeDoc,
+    ShownTable,
+    UnpatchifyDoc,
+    ViewDoc,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
     from vitcli.api.images import FittedImage
 
-# A command's JSON object, as printed by `--json` (keys documented per command in docs/; json.dumps-able).
-Document = dict[str, Any]
+# The JSON objects of the commands, as printed by `--json` (keys in api/documents.py and per command in docs/).
+PatchifyDocument = PatchifyDoc | PatchifyBatchDoc | UnpatchifyDoc
+EmbedDocument = EmbedDoc | EmbedBatchDoc
+PosencDocument = PosencDoc | RelbiasDoc | RopeDoc
+AttendDocument = AttendDoc | AttendBatchDoc
+ExplainDocument = ExplainDoc | ExplainBatchDoc
 
 
 @dataclass
@@ -24,10 +45,10 @@ class PatchifyResult(ShowsItself):
     """Patches of one image (N, P·P·C) or of many (B, N, P·P·C), and the command's JSON document."""
 
     array: "np.ndarray | None"  # None: several images written, not kept
-    document: Document
+    document: PatchifyDocument
     image: "FittedImage | None" = None  # the fitted image of a single image
 
-    def to_json(self) -> Document:
+    def to_json(self) -> PatchifyDocument:
         return self.document
 
 
@@ -38,7 +59,7 @@ class EmbedResult(ShowsItself):
     stage: str
     # one image: every stage, no batch axis; several: {stage: (B, ...)} when kept (a list when sizes differ)
     arrays: "dict[str, np.ndarray | list[np.ndarray]]"
-    document: Document
+    document: EmbedDocument
     image: "FittedImage | None" = None  # the fitted image of a single image
     warnings: list[str] = field(default_factory=list)
 
@@ -47,7 +68,7 @@ class EmbedResult(ShowsItself):
         """The chosen stage: (N, P·P·C), (N, D), (T, D) or (D,) for one image; a batch axis for several."""
         return self.arrays.get(self.stage)
 
-    def to_json(self) -> Document:
+    def to_json(self) -> EmbedDocument:
         return self.document
 
 
@@ -56,10 +77,17 @@ class PosencResult(ShowsItself):
     """The table (prefix rows + N, D), on the CPU (learned float32, fixed float64), and its document."""
 
     array: "np.ndarray"
-    document: Document
+    document: PosencDocument
 
-    def to_json(self) -> Document:
+    def to_json(self) -> PosencDocument:
         return self.document
+
+
+@dataclass
+class RopeResult(PosencResult):
+    """A rotary embedding's angles (N, D/2) and their document."""
+
+    document: RopeDoc
 
 
 @dataclass
@@ -68,7 +96,7 @@ class AttendResult(ShowsItself):
 
     MAP: ClassVar[str | None] = "terminal_map"
 
-    document: Document
+    document: AttendDocument
     weights: "np.ndarray | None" = None  # (L, H_sel, Q, T) float32
     rollout: "np.ndarray | None" = None  # (T, T) float64
     rollout_row: "np.ndarray | None" = None  # (T,) float64: the query's row of the rollout
@@ -79,7 +107,7 @@ class AttendResult(ShowsItself):
     terminal_map: "tuple[str, np.ndarray] | None" = None  # (title, (rows, cols) map) for the terminal heatmap
     warnings: list[str] = field(default_factory=list)
 
-    def to_json(self) -> Document:
+    def to_json(self) -> AttendDocument:
         return self.document
 
 
@@ -89,33 +117,37 @@ class ExplainResult(ShowsItself):
 
     MAP: ClassVar[str | None] = "maps"
 
-    document: Document
+    document: ExplainDocument
     maps: "np.ndarray | None" = None  # (rows, cols), (4, rows, cols) for all; a leading batch axis for several
     score: "float | np.ndarray | None" = None  # one image: a float; several: (B,)
     image: "FittedImage | None" = None  # the fitted image of a single image
     warnings: list[str] = field(default_factory=list)
 
-    def to_json(self) -> Document:
+    def to_json(self) -> ExplainDocument:
         return self.document
 
 
+# FiltersDoc, PcaDoc, SimilarDoc | SimilarTextDoc or NormsDoc: each figure's own
+FigureDoc = TypeVar("FigureDoc", bound=Mapping[str, object], covariant=True)
+
+
 @dataclass
-class FigureResult(ShowsItself):
+class FigureResult(ShowsItself, Generic[FigureDoc]):
     """One figure's array, the JSON document its command prints, and what the table lists."""
 
     MAP: ClassVar[str | None] = "heatmap"
 
     array: "np.ndarray"
-    document: Document
-    tables: list[dict[str, Any]] = field(default_factory=list)  # {"title", "columns", "rows"} for the terminal
+    document: FigureDoc
+    tables: list[ShownTable] = field(default_factory=list)  # for the terminal
     heatmap: "np.ndarray | None" = None  # (rows, cols) map for the terminal, when there is one
     images: "list[FittedImage]" = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def to_json(self) -> Document:
+    def to_json(self) -> FigureDoc:
         return self.document
 
-    def shown_tables(self) -> list[dict[str, Any]]:
+    def shown_tables(self) -> list[ShownTable]:
         return self.tables
 
 
@@ -125,12 +157,13 @@ class ViewResult(ShowsItself):
 
     path: str
     size: int
-    document: Document
+    document: ViewDoc
     warnings: list[str] = field(default_factory=list)
 
-    def to_json(self) -> Document:
+    def to_json(self) -> ViewDoc:
         return self.document
 
 
-__all__ = ["AttendResult", "Document", "EmbedResult", "ExplainResult", "FigureResult", "PatchifyResult",
-           "PosencResult", "ViewResult"]
+__all__ = ["AttendDocument", "AttendResult", "EmbedDocument", "EmbedResult", "ExplainDocument", "ExplainResult",
+           "FigureResult", "PatchifyDocument", "PatchifyResult", "PosencDocument", "PosencResult", "RopeResult",
+           "ViewResult"]

@@ -4,14 +4,15 @@ from typing import Any
 
 import numpy as np
 
-from vitcli.api.results import PosencResult
+from vitcli.api.documents import RopeDoc
+from vitcli.api.results import RopeResult
 from vitcli.errors import VitcliError
 
 VARIANTS = ("dinov3", "eva")
 
 
 def rope_posenc(model: Any = None, *, dim: int | None = None, grid: Any = None, variant: str | None = None,
-                similarity: str | None = None, output: str | None = None) -> PosencResult:
+                similarity: str | None = None, output: str | None = None) -> RopeResult:
     """Angles (N, D/2) of a RoPE of `variant` for rotated width `dim` on `grid`, or a checkpoint's own
     (its variant, head width, periods and native grid) when `model` is a loaded model with RoPE."""
     from vitcli.api.ranges import check_ranges
@@ -50,13 +51,13 @@ def rope_posenc(model: Any = None, *, dim: int | None = None, grid: Any = None, 
         save_figure(similarity, similarity_figure(k, target, f"RoPE relative-position kernel ({kind}, D={d}, "
                                                              f"{target[0]}x{target[1]})"))
     freqs = (2 * np.pi / periods.double().numpy()).tolist()
-    doc = {"command": "posenc", "input": None, "kind": "rope", "rope_variant": kind, "source": source,
+    doc: RopeDoc = {"command": "posenc", "input": None, "kind": "rope", "rope_variant": kind, "source": source,
            "grid": list(target), "num_patches": target[0] * target[1], "num_prefix_rows": 0, "dim": d,
            "angles_shape": list(angles.shape), "periods": periods.double().numpy().tolist(), "frequencies": freqs,
            "pairing": "rotate-half (j, j + D/2)" if kind == "dinov3" else "interleaved (2j, 2j + 1)",
            "axes": "first D/4 angles: columns, last D/4: rows" if xy else "first D/4 angles: rows, last D/4: columns",
            "outputs": {"array": output, "similarity_png": similarity}}
-    return PosencResult(angles, doc)
+    return RopeResult(angles, doc)
 
 
 __all__ = ["VARIANTS", "rope_posenc"]

@@ -18,6 +18,7 @@ from vitcli.errors import VitcliError
 if TYPE_CHECKING:
     import numpy as np
 
+    from vitcli.api.documents import BatchSummary, JSONValue
     from vitcli.checkpoints.preprocess import Preprocess
     from vitcli.core.config import ViTConfig
     from vitcli.stats import RunningStats
@@ -92,13 +93,13 @@ class BatchReport:
     skipped: list[dict[str, str]]
     seconds: float
     stats: "dict[str, RunningStats]"
-    outputs: dict[str, object]  # the `outputs` JSON object: paths, counts, names
+    outputs: "dict[str, JSONValue]"  # the `outputs` JSON object: paths, counts, names
     batch_size: int
     workers: int
     fitted: list[FittedImage] = field(default_factory=list)  # kept for single-image runs only
     entries: list[dict[str, Any]] = field(default_factory=list)  # index lines (first image first)
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> "BatchSummary":
         """JSON keys every batch command shares."""
         return {
             "images": self.inputs, "processed": self.done, "skipped": self.skipped,

@@ -9,12 +9,13 @@ classified by its head instead, with its own labels.
 """
 
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vitcli.api.base import ModelBase
 from vitcli.api.display import ShowsItself
+from vitcli.api.documents import ClassifyDoc, TextEmbedDoc, TextModelDoc
 from vitcli.api.images import image_keywords
 from vitcli.api.values import keywords
 from vitcli.errors import VitcliError
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from vitcli.api.images import ImageSource
     from vitcli.api.runs import BatchSpec, Progress
+    from vitcli.checkpoints.text import TextTower
 
 MAX_LABELS_BYTES = 4 << 20  # a label file is lines of words: 4 MB holds 100,000 labels
 MAX_LABELS = 100_000
@@ -37,13 +39,13 @@ class TextEmbedding(ShowsItself):
     array: "np.ndarray"  # (K, E)
     tokens: list[int]  # each prompt's token count with its special tokens, before truncation
     context: int
-    document: dict[str, Any] = field(default_factory=dict)
+    document: TextEmbedDoc
 
     @property
     def truncated(self) -> list[bool]:
         return [n > self.context for n in self.tokens]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> TextEmbedDoc:
         return self.document
 
 
@@ -55,9 +57,9 @@ class Classification(ShowsItself):
     logits: "np.ndarray"
     probs: "np.ndarray"
     rule: str  # softmax, sigmoid, or head (the classifier's own softmax)
-    document: dict[str, Any] = field(default_factory=dict)
+    document: ClassifyDoc
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> ClassifyDoc:
         return self.document
 
 
@@ -172,7 +174,7 @@ class TextMixin(ModelBase):
             save_npy(output, array)
         tower = self.text_tower(tokenizer)
         norms = [float(n) for n in embeddings.norm(dim=-1)]
-        doc = {"command": "embed", "stage": "text", "model": {"source": self.spec.spec, **_tower_doc(tower)},
+        doc: TextEmbedDoc = {"command": "embed", "stage": "text", "model": _tower_doc(self.spec.spec, tower),
                "prompts": [{"text": t, "tokens": n, "truncated": n > tokens.context, "norm": round(v, 6)}
                            for t, n, v in zip(texts, tokens.counts, norms, strict=False)],
                "shape": list(array.shape), "outputs": {"array": output}}
@@ -212,7 +214,7 @@ class TextMixin(ModelBase):
             from vitcli.io.arrays import save_npy
 
             save_npy(output, probs.astype(np.float32))
-        doc = {"command": "classify", "model": {"source": self.spec.spec}, "rule": rule, "labels": names,
+        doc: ClassifyDoc = {"command": "classify", "model": {"source": self.spec.spec}, "rule": rule, "labels": names,
                "logits": np.round(logits, 6).tolist(), "probs": np.round(probs, 6).tolist(),
                "images": images.names(), "truncated": truncated, "outputs": {"array": output}}
         return Classification(names, logits, probs, rule, doc)
@@ -270,11 +272,11 @@ def _prompts(texts: Any) -> list[str]:
     return items
 
 
-def _tower_doc(tower: Any) -> dict[str, Any]:
-    """The text tower's facts for the JSON document."""
+def _tower_doc(source: str, tower: "TextTower") -> TextModelDoc:
+    """The model given (`source`) and its text tower's facts, for the JSON document."""
     c = tower.config
-    return {"text_layout": tower.layout, "text_library": tower.library, "text_dim": c.dim, "text_depth": c.depth,
-            "text_heads": c.heads, "context_length": c.context_length, "embed_dim": c.out_dim,
+    return {"source": source, "text_layout": tower.layout, "text_library": tower.library, "text_dim": c.dim,
+            "text_depth": c.depth, "text_heads": c.heads, "context_length": c.context_length, "embed_dim": c.out_dim,
             "mask": "causal" if c.causal else "bidirectional", "pooling": c.pooling, "tokenizer": tower.tokenizer.kind,
             "tokenizer_file": tower.tokenizer.path, "notes": list(tower.notes)}
 

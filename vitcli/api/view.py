@@ -9,29 +9,120 @@ With text prompts (CLIP-family checkpoints), each prompt gets a panel: its LeGra
 method legrad, target text:PROMPT) and its zero-shot score as `classify` computes it.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from typing_extensions import NotRequired, TypedDict
 
 from vitcli.api.attend import AttendMixin
+from vitcli.api.documents import ModelDoc, OutlierRow, ViewDoc
 from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
 from vitcli.api.images import ImageSource, image_keywords
-from vitcli.api.results import ViewResult
+from vitcli.api.results import AttendResult, ExplainResult, ViewResult
 from vitcli.api.values import Layers, prompts
 from vitcli.errors import UsageError, VitcliError, option_errors
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from vitcli.api.documents import NormsDoc
+    from vitcli.api.images import FittedImage, ImageSpec
+    from vitcli.api.results import FigureResult
+
+    # _view_features: the image, per layer its (T, N') similarities, --to's image and grid, the norms
+    Features = tuple[FittedImage, list[np.ndarray], tuple[FittedImage, tuple[int, int]] | None, FigureResult[NormsDoc]]
 
 ROW_TOLERANCE = 5e-4  # largest |row from float16 Q, K − attend's row| accepted before storing rows
 SIZE_BUDGET = 12 * 2**20  # the page's size budget (ViT-B/16 at 224, all layers)
 
 
-def _f16(array: Any) -> dict[str, Any]:
+# --- what the page reads (vitcli/view/page.js): arrays as typed-array bytes, not a command document -------
+
+
+class PageArray(TypedDict):
+    """An array for the page: float16 or float32 bytes and its shape."""
+
+    dtype: Literal["f16", "f32"]
+    shape: list[int]
+    data: bytes
+
+
+class PageAttention(TypedDict):
+    """One layer's attention: Q and K (the page computes the rows) or the rows themselves."""
+
+    kind: Literal["qk", "rows"]
+    q: NotRequired[PageArray]
+    k: NotRequired[PageArray]
+    rows: NotRequired[PageArray]
+
+
+class PageTarget(TypedDict):
+    name: str
+    grid: list[int]
+    image: bytes
+
+
+PageExplain = TypedDict("PageExplain", {"map": PageArray, "target": str, "class": int | None, "label": str | None})
+
+
+class PagePanel(TypedDict):
+    prompt: str
+    map: PageArray
+    prob: float
+    logit: float
+
+
+class PageText(TypedDict):
+    rule: str
+    panels: list[PagePanel]
+
+
+class PageTab(TypedDict):
+    """Everything one image's tab shows."""
+
+    name: str
+    grid: list[int]
+    image: bytes  # PNG
+    attention: list[PageAttention]
+    rollout: PageArray
+    distance: PageArray
+    similarity: list[PageArray]
+    norms: PageArray
+    norm_thresholds: list[float]
+    outliers: list[OutlierRow]
+    posenc: PageArray | None
+    to: PageTarget | None
+    explain: PageExplain | None
+    text: PageText | None
+
+
+class PagePrompts(TypedDict):
+    prompts: list[str]
+    rule: str
+
+
+class Page(TypedDict):
+    model: ModelDoc
+    layers: list[int]
+    depth: int
+    heads: int
+    patch_size: int
+    num_prefix: int
+    prefix_names: list[str]
+    class_token: bool
+    scale: float
+    tabs: list[PageTab]
+    text: PagePrompts | None
+
+
+def _f16(array: "ArrayLike") -> PageArray:
     """An array as a float16 typed array for the page (shape kept)."""
     a = np.asarray(array, dtype=np.float64)
     return {"dtype": "f16", "shape": list(a.shape), "data": a.astype(np.float16).tobytes()}
 
 
-def _f32(array: Any) -> dict[str, Any]:
+def _f32(array: "ArrayLike") -> PageArray:
     a = np.asarray(array, dtype=np.float32)
     return {"dtype": "f32", "shape": list(a.shape), "data": a.tobytes()}
 
@@ -45,7 +136,7 @@ def _rows_from_half(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: float) -> tuple[dict[str, Any], float]:
+def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: float) -> tuple[PageAttention, float]:
     """One layer for the page, Q and K when they give back `weights` (H, T, T), else the rows;
     with the largest error of what the page will compute."""
     with np.errstate(all="ignore"):
@@ -87,7 +178,9 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         if texts:
             self.text_tower()  # one line, before any work, without one
         c = self.config
-        tabs, errors, kept = [], [], 0
+        tabs: list[PageTab] = []
+        errors: list[float] = []
+        kept = 0
         for i, (item, name) in enumerate(zip(images.items, images.names(), strict=True)):
             one = Images([item], False, images.spec)
             kept += self._check_tab_memory(item, name, images.spec, len(chosen), i, len(images.items), kept)
@@ -95,51 +188,55 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
             tab["text"] = self._view_text(one, texts, normalize) if texts else None
             tabs.append(tab)
             errors.append(err)
-        page = {"model": self.document(), "layers": chosen, "depth": c.depth, "heads": c.heads,
-                "patch_size": c.patch_size, "num_prefix": c.num_prefix_tokens,
-                "prefix_names": prefix_names(c.class_token, c.distilled, c.num_registers),
-                "class_token": c.class_token, "scale": c.head_dim**-0.5, "tabs": tabs,
-                "text": {"prompts": texts, "rule": tabs[0]["text"]["rule"]} if texts else None}
+        first = tabs[0]["text"]  # the family's rule, the same for every tab
+        page: Page = {"model": self.document(), "layers": chosen, "depth": c.depth, "heads": c.heads,
+                      "patch_size": c.patch_size, "num_prefix": c.num_prefix_tokens,
+                      "prefix_names": prefix_names(c.class_token, c.distilled, c.num_registers),
+                      "class_token": c.class_token, "scale": c.head_dim**-0.5, "tabs": tabs,
+                      "text": {"prompts": texts, "rule": first["rule"]} if texts and first else None}
         size = write_page(output, page)
-        doc = {"command": "view", "output": output, "size_bytes": size, "size_mb": round(size / 2**20, 2),
+        doc: ViewDoc = {"command": "view", "output": output, "size_bytes": size, "size_mb": round(size / 2**20, 2),
                "images": images.names(), "layers": chosen, "to": to if isinstance(to, str) or to is None else "<image>",
                "model": self.document(), "max_map_error": max(errors),
                "storage": [{"image": t["name"],
                             "layers": {str(i): a["kind"] for i, a in zip(chosen, t["attention"], strict=True)}}
                            for t in tabs],
                "estimated_size_bytes": encoded_size(page)}
-        if texts:
+        if page["text"] is not None:
+            panels = [(t["name"], t["text"]["panels"] if t["text"] else []) for t in tabs]
             doc["text"] = {"prompts": texts, "rule": page["text"]["rule"], "method": "legrad",
-                           "scores": [{"image": t["name"], "probs": [p["prob"] for p in t["text"]["panels"]],
-                                       "logits": [p["logit"] for p in t["text"]["panels"]]} for t in tabs]}
+                           "scores": [{"image": name, "probs": [p["prob"] for p in shown],
+                                       "logits": [p["logit"] for p in shown]} for name, shown in panels]}
         warnings = list(self.warnings)
         if size > SIZE_BUDGET:
             warnings.append(f"the page is {size / 2**20:.1f} MB; --layers embeds fewer layers")
         return ViewResult(output, size, doc, warnings)
 
-    def _view_tab(self, image: Any, name: str, layers: list[int], to: Any, normalize: str | None, explain: bool,
-                  target: str | int | None) -> tuple[dict[str, Any], float]:
+    def _view_tab(self, image: "ImageSource", name: str, layers: list[int], to: "ImageSource | None",
+                  normalize: str | None, explain: bool, target: str | int | None) -> tuple[PageTab, float]:
         """Everything one tab shows, gathered through attend, similar's features, norms and the table."""
-        res = self.attend(image, layer=",".join(map(str, layers)), head="all", query="all", normalize=normalize,
-                          distance=True, save_qkv=True)
-        rollout = self._view_rollout(image, res.weights, layers, normalize)  # (T, T)
-        doc = res.document
-        grid = tuple(doc["grid"])
+        res: AttendResult = self.attend(image, layer=",".join(map(str, layers)), head="all", query="all",
+                                        normalize=normalize, distance=True, save_qkv=True)
+        doc, weights, distance = res.document, res.weights, res.distance
+        if "input" not in doc or weights is None or distance is None or res.qkv is None:
+            raise ValueError("attend of one image with distance and save_qkv gives these arrays and its document")
+        rollout = self._view_rollout(image, weights, layers, normalize)  # (T, T)
+        grid = (doc["grid"][0], doc["grid"][1])
         q, k, _ = res.qkv  # each (L_sel, H, T, d)
-        stored, errs = zip(*[attention_layer(np.asarray(res.weights[i], np.float64), np.asarray(q[i]), np.asarray(k[i]),
+        stored, errs = zip(*[attention_layer(np.asarray(weights[i], np.float64), np.asarray(q[i]), np.asarray(k[i]),
                                              self.config.head_dim**-0.5) for i in range(len(layers))], strict=True)
         fitted, sim, target_fit, norms = self._view_features(image, to, layers, normalize)
-        self._check_finite(name, res.weights, rollout, res.distance, norms.array, *sim)
-        tab = {"name": name, "grid": list(grid), "image": _png(fitted.pixels), "attention": list(stored),
-               "rollout": _f16(rollout), "distance": _f32(res.distance), "similarity": [_f16(s) for s in sim],
-               "norms": _f32(norms.array), "norm_thresholds": norms.document["thresholds"],
-               "outliers": norms.document["outliers"], "posenc": self._view_posenc(grid),
-               "to": None if target_fit is None else {"name": str(to), "grid": list(target_fit[1]),
-                                                      "image": _png(target_fit[0].pixels)},
-               "explain": self._view_explain(image, target, normalize) if explain else None}
+        self._check_finite(name, weights, rollout, distance, norms.array, *sim)
+        tab: PageTab = {"name": name, "grid": list(grid), "image": _png(fitted.pixels), "attention": list(stored),
+                        "rollout": _f16(rollout), "distance": _f32(distance), "similarity": [_f16(s) for s in sim],
+                        "norms": _f32(norms.array), "norm_thresholds": norms.document["thresholds"],
+                        "outliers": norms.document["outliers"], "posenc": self._view_posenc(grid),
+                        "to": None if target_fit is None else {"name": str(to), "grid": list(target_fit[1]),
+                                                               "image": _png(target_fit[0].pixels)},
+                        "explain": self._view_explain(image, target, normalize) if explain else None, "text": None}
         return tab, max(errs)
 
-    def _check_tab_memory(self, item: object, name: str, spec: Any, layers: int, index: int, count: int,
+    def _check_tab_memory(self, item: object, name: str, spec: "ImageSpec", layers: int, index: int, count: int,
                           kept: int) -> int:
         """Before tab `index` is computed: its attention, the float64 check of its rows and the page so far
         (`kept` bytes, copied PAGE_COPIES times when written) against the memory limit; the bytes it keeps.
@@ -166,7 +263,7 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
             raise VitcliError(blame, problem, needs="max_memory")
         return tab
 
-    def _check_finite(self, name: str, *arrays: Any) -> None:
+    def _check_finite(self, name: str, *arrays: "ArrayLike") -> None:
         """The page shows numbers: one line naming the weights when the model's outputs are NaN or infinite."""
         if all(np.isfinite(np.asarray(a)).all() for a in arrays):
             return
@@ -177,7 +274,8 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         raise VitcliError(self.source, f"the model's attention or features for {name} are NaN or infinite "
                           f"({cause}): the page cannot show them")
 
-    def _view_rollout(self, image: Any, weights: np.ndarray, layers: list[int], normalize: str | None) -> np.ndarray:
+    def _view_rollout(self, image: "ImageSource", weights: np.ndarray, layers: list[int],
+                      normalize: str | None) -> np.ndarray:
         """Attention rollout (heads' mean, every layer): from the weights `attend` kept when they are every
         layer's (L, H, T, T), else from a pass of its own: (T, T) float64."""
         import torch
@@ -192,8 +290,8 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         assert rollout.result is not None
         return rollout.result[0].numpy()  # (T, T)
 
-    def _view_features(self, image: Any, to: Any, layers: list[int],
-                       normalize: str | None) -> tuple[Any, list[Any], Any, Any]:
+    def _view_features(self, image: "ImageSource", to: "ImageSource | None", layers: list[int],
+                       normalize: str | None) -> "Features":
         """One pass for the similarity maps and `figures norms`: per layer, cosine similarity of every token (T)
         with every patch of the image or of `to` (N') on `figures similar`'s features (block output through
         the final norm), and the norms' FigureResult."""
@@ -214,7 +312,7 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         target = (fitted[-1], outs[-1].grid) if to is not None else None
         return fitted[0], sims, target, norms
 
-    def _view_posenc(self, grid: tuple[int, int]) -> Any:
+    def _view_posenc(self, grid: tuple[int, int]) -> PageArray | None:
         """Cosine similarity between the patch rows of the position table added at `grid` (N, N), or None."""
         import torch
 
@@ -227,20 +325,24 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         cells = table[0, self.config.pos_prefix_rows:].detach().double().cpu()  # (N, D)
         return _f16(cosine_similarity_matrix(cells, cells).numpy())
 
-    def _view_explain(self, image: Any, target: str | int | None, normalize: str | None = None) -> Any:
+    def _view_explain(self, image: "ImageSource", target: str | int | None,
+                      normalize: str | None = None) -> PageExplain:
         """The explain hook: the grad-rollout map of `Model.explain` (rows, cols) for the page's panel, for
         any target `explain` takes (a bare N is class:N)."""
-        result = self.explain(image, target="top" if target is None else target,
+        result: ExplainResult = self.explain(image, target="top" if target is None else target,
                               normalize=normalize)
-        found = result.document["explain"]
+        doc = result.document
+        if "input" not in doc:
+            raise ValueError("explain of one image gives its document")
+        found = doc["explain"]
         return {"map": _f32(np.asarray(result.maps, np.float64).reshape(-1)), "target": found["target"],
                 "class": found.get("class"), "label": found.get("label")}
 
-    def _view_text(self, image: Any, texts: list[str], normalize: str | None) -> dict[str, Any]:
+    def _view_text(self, image: "ImageSource", texts: list[str], normalize: str | None) -> PageText:
         """The text panels of one tab: per prompt, the LeGrad map (rows·cols) of `Model.explain` for
         text:PROMPT and the zero-shot score of `Model.classify` over all the prompts (the family's rule)."""
         scores = self.classify(image, labels=texts, normalize=normalize)
-        panels = []
+        panels: list[PagePanel] = []
         for i, prompt in enumerate(texts):
             result = self.explain(image, target=f"text:{prompt}", method="legrad",
                                   normalize=normalize)

@@ -1,7 +1,7 @@
 """`vitcli attend`: self-attention you can read (tables), measure (entropy, distance, rollout) and see."""
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -23,6 +23,9 @@ from vitcli.cli.common import (
     value,
     with_options,
 )
+
+if TYPE_CHECKING:
+    from vitcli.api.results import AttendResult
 
 HELP = prose("""Run the encoder and show self-attention A = softmax(Q·Kᵀ/√d_k) of chosen layers, heads and queries.
 
@@ -129,16 +132,16 @@ def attend_command(
     with out.progress(len(found)) as progress:
         result = model.attend(found, layer=layer, head=head, query=query, normalize=normalize, output=output,
                               batch=batch_spec(batch), keep=False, progress=progress, **a)
-    out.finish(result.document, *_tables(result, found.many, out), warnings=result.warnings)
+    out.finish(result.document, *_tables(result, out), warnings=result.warnings)
 
 
-def _tables(result: Any, many: bool, out: Output) -> list[Any]:
+def _tables(result: "AttendResult", out: Output) -> list[Any]:
     from vitcli.cli.report import info_table, stats_table
     from vitcli.cli.tables import batch_tables, heads_table, heatmap, input_rows, model_rows, output_rows, span
 
     doc = result.document
     rows = model_rows(doc["model"]) + [("normalize", doc["normalize"])]
-    if many:
+    if "input" not in doc:  # several images
         rows.append(("layers", span(doc["layers"])))
         if "mean_distance_overall" in doc:
             overall = doc["mean_distance_overall"]

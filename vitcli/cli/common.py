@@ -9,7 +9,7 @@ import functools
 import inspect
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_type_hints
@@ -18,6 +18,9 @@ import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from vitcli.api.images import Images
+    from vitcli.api.models import Model
 
 IMAGE_PANEL, OUTPUT_PANEL, MODEL_PANEL, BATCH_PANEL = "Image", "Output", "Model", "Many images"
 
@@ -228,7 +231,7 @@ def batch_spec(opts: BatchOptions) -> Any:
     return BatchSpec(opts.batch_size, opts.workers, opts.skip_errors).checked()
 
 
-def gather(images: list[str] | None, opts: ImageOptions, batch: BatchOptions) -> Any:
+def gather(images: list[str] | None, opts: ImageOptions, batch: BatchOptions) -> "Images":
     """The command's images as the API's lazy `Images` (sorted paths; `many` → batch outputs)."""
     from dataclasses import replace
 
@@ -245,7 +248,7 @@ def gather(images: list[str] | None, opts: ImageOptions, batch: BatchOptions) ->
 
 
 def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: str | None = None,
-               describe_only: bool = False) -> Any:
+               describe_only: bool = False) -> "Model":
     """`load_model` from the model options (a preset's patch size comes from -p); `describe_only`
     reads a checkpoint's shapes, not its values (`info`)."""
     from vitcli.api.models import load_model
@@ -292,7 +295,7 @@ class Output:
         """Colours on screen: a terminal with colours, and NO_COLOR not set."""
         return self.console.color_system is not None and not self.console.no_color
 
-    def finish(self, document: dict[str, Any], *renderables: Any, warnings: Sequence[str] = ()) -> None:
+    def finish(self, document: Mapping[str, object], *renderables: Any, warnings: Sequence[str] = ()) -> None:
         """The JSON document, or the tables; then warnings on standard error."""
         from vitcli.cli.report import emit_json
 

@@ -1,6 +1,6 @@
 """`vitcli compare`: layer × layer similarity of one model with itself, or of two models, on the same images."""
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -24,6 +24,9 @@ from vitcli.cli.common import (
     value,
     with_options,
 )
+
+if TYPE_CHECKING:
+    from vitcli.api.documents import CompareDoc, CompareFeaturesDoc
 
 HELP = prose("""How alike the layers of two models (or of one model, layer × layer) are on the same images.
 
@@ -140,7 +143,7 @@ def _stored(features: list[str], images: list[str] | None, with_model: str | Non
     out.finish(result.document, *_tables(result.document))
 
 
-def _tables(doc: dict[str, Any]) -> list[Any]:
+def _tables(doc: "CompareDoc | CompareFeaturesDoc") -> list[Any]:
     """The run's summary and, for each layer of A, the best-matching layer of B under each metric."""
     from vitcli.cli.report import info_table
     from vitcli.cli.tables import batch_rows, rows_table, span

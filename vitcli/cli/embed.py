@@ -1,6 +1,6 @@
 """`vitcli embed`: patches → projection → class token → + positions = Z0 → encoder → embedding."""
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -23,6 +23,9 @@ from vitcli.cli.common import (
 from vitcli.cli.datasets import DatasetOptions
 from vitcli.cli.text import TextOpt, TokenizerOpt, text_table
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:
+    from vitcli.api.results import EmbedDocument
 
 HELP = prose("""Project an image's patches into ViT token embeddings and show every stage.
 
@@ -98,7 +101,7 @@ def embed_command(
         result = model.embed(found, stage=value(stage), impl=value(impl), normalize=normalize, output=output,
                              output_dir=batch.output_dir, batch=batch_spec(batch), keep=False, progress=progress,
                              dataset=dataset_spec(data), layers=layers, tokens=value(tokens))
-    out.finish(result.document, *_tables(result.document, "input" not in result.document), warnings=result.warnings)
+    out.finish(result.document, *_tables(result.document), warnings=result.warnings)
 
 
 def _embed_text(out: Output, texts: list[str], tokenizer: str | None, images: list[str] | None,
@@ -111,12 +114,12 @@ def _embed_text(out: Output, texts: list[str], tokenizer: str | None, images: li
     out.finish(result.document, *text_table(result.document))
 
 
-def _tables(doc: dict[str, Any], many: bool) -> list[Any]:
+def _tables(doc: "EmbedDocument") -> list[Any]:
     from vitcli.cli.report import info_table, stats_table
     from vitcli.cli.tables import batch_tables, input_rows, model_rows
 
     rows = model_rows(doc["model"]) + [("normalize", doc["normalize"])]
-    if many:
+    if "input" not in doc:  # several images
         return batch_tables("embed", doc, rows + [("stage written", doc["stage"])], LABELS[doc["stage"]])
     rows = input_rows(doc["input"]) + rows
     rows += [("stage written", f"{doc['stage']} → {doc['outputs']['array']}")] if doc["outputs"]["array"] else []

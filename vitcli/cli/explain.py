@@ -1,6 +1,6 @@
 """`vitcli explain`: which patches made the model give an output, as a map, a table and a picture."""
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -22,6 +22,10 @@ from vitcli.cli.common import (
     value,
     with_options,
 )
+
+if TYPE_CHECKING:
+    from vitcli.api.documents import ExplainSummary, MethodPatches
+    from vitcli.api.results import ExplainResult
 
 HELP = prose("""Explain an output of the model: which patches made it say that.
 
@@ -95,37 +99,42 @@ def explain_command(
                                discard_ratio=discard_ratio, normalize=normalize, output=output,
                                output_dir=batch.output_dir, overlay=overlay, batch=batch_spec(batch), keep=False,
                                progress=progress)
-    out.finish(result.document, *_tables(result, found.many, out), warnings=result.warnings)
+    out.finish(result.document, *_tables(result, out), warnings=result.warnings)
 
 
-def _tables(result: Any, many: bool, out: Output) -> list[Any]:
+def _tables(result: "ExplainResult", out: Output) -> list[Any]:
     from vitcli.cli.report import info_table, stats_table
     from vitcli.cli.tables import batch_tables, heatmap, input_rows, model_rows, output_rows, rows_table
 
     doc = result.document
+    if "input" not in doc:  # several images
+        run = doc["explain"]
+        rows = model_rows(doc["model"]) + [("normalize", doc["normalize"]), ("method", run["method"]),
+                                           ("target", run["target"])]
+        tables = batch_tables("explain", doc, rows, "map (B, rows, cols)")
+        scores = [[r["path"], "-" if r["score"] is None else r["score"], _klass(r)] for r in run["images"][:20]]
+        return tables + [rows_table("scores (first 20)", ["image", "score", "class"], scores)]
     ex = doc["explain"]
     rows = model_rows(doc["model"]) + [("normalize", doc["normalize"]), ("method", ex["method"]),
                                        ("target", ex["target"])]
-    if many:
-        tables = batch_tables("explain", doc, rows, "map (B, rows, cols)")
-        scores = [[r["path"], "-" if r["score"] is None else r["score"], _klass(r)] for r in ex["images"][:20]]
-        return tables + [rows_table("scores (first 20)", ["image", "score", "class"], scores)]
     rows = input_rows(doc["input"]) + rows
     rows += [("score",
               "-" if ex["score"] is None else ex["score"])] + ([("class", _klass(ex))] if "class" in ex else [])
-    per_method = ex["methods"] if ex["method"] == "all" else [{"method": ex["method"],
+    per_method: list[MethodPatches] = ex["methods"] if ex["method"] == "all" else [{"method": ex["method"],
                                                                "top_patches": ex["top_patches"]}]
     top = [[m["method"], *[f"({p['row']}, {p['col']}) {p['value']:.4g}" for p in m["top_patches"]]] for m in per_method]
     tables = [info_table("vitcli explain", rows + output_rows(doc["outputs"])),
               rows_table("strongest patches (row, col) value", ["method", "1", "2", "3", "4", "5"], top),
               stats_table("tensors", doc["tensors"])]
+    if result.maps is None:  # one image's maps are always kept
+        return tables
     first = result.maps[0] if ex["method"] == "all" else result.maps
     tables.append(heatmap(f"{per_method[0]['method']} map, {first.shape[0]}×{first.shape[1]} patches", first,
                           colour=out.colour))
     return tables
 
 
-def _klass(found: dict[str, Any]) -> str:
+def _klass(found: "ExplainSummary") -> str:
     """A class as the tables print it: its index, and its label when the checkpoint names it."""
     if "class" not in found:
         return "-"

@@ -5,7 +5,7 @@ norms (high-norm tokens, Darcet et al. 2023). Position-embedding similarity (ViT
 is `vitcli posenc --similarity`; mean attention distance (fig. 7 right) is `vitcli attend`.
 """
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,11 @@ from vitcli.cli.common import (
     with_options,
 )
 from vitcli.cli.text import TokenizerOpt
+
+if TYPE_CHECKING:
+    from vitcli.api.documents import AnyFigure, FiltersDoc, NormsDoc, PcaDoc, SimilarDoc, SimilarTextDoc
+    from vitcli.api.images import Images
+    from vitcli.api.results import FigureResult
 
 HELP = "Paper figures and feature analyses on any checkpoint: filters, pca, similar, norms."
 EXAMPLES = ["vitcli figures filters --png filters.png",
@@ -86,14 +91,14 @@ NORMS_EXAMPLES = ['vitcli figures norms sample_images/chelsea.jpg --png norms.pn
 NORMS_EPILOG = examples(NORMS_EXAMPLES)
 
 
-def _images(sources: list[str], opts: ImageOptions) -> Any:
+def _images(sources: list[str], opts: ImageOptions) -> "Images":
     """The images in the order given (the query image first), with the image options."""
     from vitcli.api.images import Images
 
     return Images(list(sources), len(sources) > 1, image_spec(opts))
 
 
-def _show(out: Output, result: Any, rows: list[tuple[str, Any]], *extra: Any) -> None:
+def _show(out: Output, result: "FigureResult[AnyFigure]", rows: list[tuple[str, Any]], *extra: Any) -> None:
     """JSON, or the info table, the figure's tables and extras, then warnings."""
     from vitcli.cli.report import info_table
     from vitcli.cli.tables import output_rows, rows_table
@@ -117,7 +122,7 @@ def filters_command(
     from vitcli.cli.tables import model_rows
 
     out, output = Output(out_opts), out_opts.output
-    result = open_model(model_opts).filters(count=count, output=output, png=png)
+    result: FigureResult[FiltersDoc] = open_model(model_opts).filters(count=count, output=output, png=png)
     doc = result.document
     _show(out, result, model_rows(doc["model"]) + [("filters (D, C, P, P)", tuple(doc["weight_shape"])),
                                                    ("components", tuple(doc["tensors"]["components"]["shape"]))])
@@ -146,8 +151,8 @@ def pca_command(
 
     out, output = Output(out_opts), out_opts.output
     model = open_model(model_opts, image_opts)
-    result = model.pca(_images(images, image_opts), foreground_threshold=foreground_threshold, normalize=normalize,
-                       output=output, png=png)
+    result: FigureResult[PcaDoc] = model.pca(_images(images, image_opts), foreground_threshold=foreground_threshold,
+                                             normalize=normalize, output=output, png=png)
     doc = result.document
     rows = figure_rows(doc) + [("explained variance",
                                 ", ".join(f"{100 * v:.1f}%" for v in doc["explained_variance_ratio"]))]
@@ -192,9 +197,9 @@ def similar_command(
 
     out, output = Output(out_opts), out_opts.output
     model = open_model(model_opts, image_opts)
-    result = model.similar(_images([image], image_opts), to=_images([to], image_opts) if to else None, patch=patch,
-                           pixel=pixel, layer=layer, norm=norm, normalize=normalize, output=output, png=png,
-                           text=text, tokenizer=tokenizer)
+    result: FigureResult[SimilarDoc] | FigureResult[SimilarTextDoc] = model.similar(
+        _images([image], image_opts), to=_images([to], image_opts) if to else None, patch=patch, pixel=pixel,
+        layer=layer, norm=norm, normalize=normalize, output=output, png=png, text=text, tokenizer=tokenizer)
     doc = result.document
     q, best = doc["query"], doc["most_similar"]
     prefix = doc["num_tokens"] - doc["num_patches"]
@@ -231,8 +236,8 @@ def norms_command(
 
     out, output = Output(out_opts), out_opts.output
     model = open_model(model_opts, image_opts)
-    result = model.norms(_images([image], image_opts), k=k, norm_threshold=norm_threshold, top=top,
-                         normalize=normalize, output=output, png=png)
+    result: FigureResult[NormsDoc] = model.norms(_images([image], image_opts), k=k, norm_threshold=norm_threshold,
+                                                 top=top, normalize=normalize, output=output, png=png)
     doc = result.document
     _show(out, result,
           figure_rows(doc) + [("outlier rule", doc["rule"]), ("outliers (all layers)", str(len(doc["outliers"])))])

@@ -1,6 +1,6 @@
 """`vitcli info`: describe a model preset or a checkpoint without running it."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,9 @@ from vitcli.cli.common import (
     prose,
     with_options,
 )
+
+if TYPE_CHECKING:
+    from vitcli.api.documents import InfoDoc
 
 HELP = prose("""Describe a ViT: patch size, grid, tokens, dim, depth, heads, MLP, parameters and GMACs.
 
@@ -58,7 +61,7 @@ def info_command(
     out.finish(doc, _table(doc, list_ignored))
 
 
-def _table(doc: dict[str, Any], list_ignored: bool = False) -> Any:
+def _table(doc: "InfoDoc", list_ignored: bool = False) -> Any:
     from vitcli.cli.report import info_table
     from vitcli.cli.tables import model_rows
 
@@ -83,10 +86,10 @@ def _table(doc: dict[str, Any], list_ignored: bool = False) -> Any:
         rows += [("layout note", n) for n in m.get("layout_notes", [])]
     rows += [(f"part: {k}", v) for k, v in m.get("parts", {}).items()]
     rows += [(f"preprocess {k}", str(v)) for k, v in doc.get("preprocess", {}).items()]
-    summary = doc.get("ignored_summary") or {}
-    if m.get("ignored_keys") and (list_ignored or not summary.get("text_tower")):
+    summary = doc.get("ignored_summary")
+    if m.get("ignored_keys") and (list_ignored or not (summary and summary["text_tower"])):
         rows.append(("ignored keys", ", ".join(m["ignored_keys"])))
-    elif m.get("ignored_keys"):
+    elif m.get("ignored_keys") and summary:
         rows.append(("text tower", f"{summary['text_tower']} tensors, not used (--list-ignored shows them)"))
         if summary["other"]:
             rows.append(("ignored keys", ", ".join(summary["other"])))

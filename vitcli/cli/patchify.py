@@ -1,6 +1,6 @@
 """`vitcli patchify`: cut an image into P×P patches, flatten each, and put them back."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,9 @@ from vitcli.cli.common import (
     value,
     with_options,
 )
+
+if TYPE_CHECKING:
+    from vitcli.api.results import PatchifyDocument
 
 HELP = """Split an image into N = (H/P)·(W/P) patches of P·P·C values, in row-major order.
 
@@ -76,22 +79,23 @@ def patchify_command(
     if unpatchify is not None:
         result = unpatchify_array(unpatchify, grid_size=grid_size, order=value(order), normalize=value(normalize),
                                   output=output)
-        return out.finish(result.document, *_tables(result.document, False))
+        return out.finish(result.document, *_tables(result.document))
     found = gather(images, image_opts, batch)
     with out.progress(len(found)) as progress:
         result = patchify(found, order=value(order), normalize=value(normalize), output=output,
                           output_dir=batch.output_dir, grid_png=grid_png, batch=batch_spec(batch), keep=False,
                           progress=progress)
-    out.finish(result.document, *_tables(result.document, found.many))
+    out.finish(result.document, *_tables(result.document))
 
 
-def _tables(doc: dict[str, Any], many: bool) -> list[Any]:
+def _tables(doc: "PatchifyDocument") -> list[Any]:
     from vitcli.cli.report import info_table, stats_table
     from vitcli.cli.tables import batch_tables, input_rows, output_rows
 
     facts = [("patch size P", doc["patch_size"]), ("order / values", f"{doc['order']} / {doc['normalize']}")]
-    if many:
+    if "input" not in doc:  # several images
         return batch_tables("patchify", doc, facts, "patches (B, N, P·P·C)")
+    rows: list[tuple[str, Any]]
     if doc["command"] == "unpatchify":
         c, h, w = doc["tensors"]["image"]["shape"]
         rows = [("input", doc["input"]["path"]), ("image [C, H, W]", f"{c} × {h} × {w}")]
@@ -100,6 +104,6 @@ def _tables(doc: dict[str, Any], many: bool) -> list[Any]:
     rows += [facts[0], ("grid [rows, cols]", "{} × {}".format(*doc["grid"])), ("patches N", doc["num_patches"]),
              ("patch vector P·P·C", doc["patch_length"]), facts[1], *output_rows(doc["outputs"])]
     tables = [info_table(f"vitcli {doc['command']}", rows), stats_table("tensors", doc["tensors"])]
-    if doc.get("channels"):
+    if doc["command"] == "patchify" and doc["channels"]:
         tables.append(stats_table("per channel (C, H, W)", {c["channel"]: c for c in doc["channels"]}, label="channel"))
     return tables

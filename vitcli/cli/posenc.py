@@ -1,6 +1,6 @@
 """`vitcli posenc`: position encodings on their own — the table, chosen rows, their similarity."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,10 @@ from vitcli.cli.common import (
     prose,
     with_options,
 )
+
+if TYPE_CHECKING:
+    from vitcli.api.documents import RopeDoc
+    from vitcli.api.results import PosencDocument
 
 HELP = prose("""Build a position-encoding table (N+1, D) and show it: shape, stats, chosen rows, similarity.
 
@@ -96,12 +100,18 @@ def _rope(model_opts: ModelOptions, grid: str | None, variant: str | None, simil
     """--kind rope: the angles (N, D/2), the frequencies, the relative-position kernel figure."""
     from vitcli.api.rope import rope_posenc
     from vitcli.cli.common import ImageOptions, open_model
-    from vitcli.cli.report import info_table
-    from vitcli.cli.tables import output_rows, rows_table
 
     model = open_model(model_opts, ImageOptions(), None) if model_opts.weights else None
     doc = rope_posenc(model, dim=model_opts.dim, grid=grid, variant=variant, similarity=similarity,
                       output=output).document
+    out.finish(doc, *_rope_tables(doc))
+
+
+def _rope_tables(doc: "RopeDoc") -> list[Any]:
+    """A rotary embedding: its variant, grid and pairing, and its frequencies."""
+    from vitcli.cli.report import info_table
+    from vitcli.cli.tables import output_rows, rows_table
+
     rows = [("kind", f"rope ({doc['rope_variant']})"), ("from", doc["source"]), ("grid [rows, cols]",
             "{} × {}".format(*doc["grid"])), ("rotated dim D", doc["dim"]),
             ("angles", "{} × {}".format(*doc["angles_shape"])),
@@ -109,14 +119,16 @@ def _rope(model_opts: ModelOptions, grid: str | None, variant: str | None, simil
     freqs = rows_table("frequencies ω_i = 2π / period_i (per axis)", ["i", "period", "ω"],
                        [[str(i), f"{p:.6g}", f"{f:.6g}"]
                         for i, (p, f) in enumerate(zip(doc["periods"], doc["frequencies"], strict=True))])
-    out.finish(doc, info_table("vitcli posenc", rows + output_rows(doc["outputs"])), freqs)
+    return [info_table("vitcli posenc", rows + output_rows(doc["outputs"])), freqs]
 
 
-def _tables(doc: dict[str, Any]) -> list[Any]:
+def _tables(doc: "PosencDocument") -> list[Any]:
     from vitcli.cli.report import info_table, stats_table
     from vitcli.cli.tables import output_rows, rows_table
 
-    if doc["kind"] == "relative-bias":
+    if "periods" in doc:  # posenc(kind="rope")
+        return _rope_tables(doc)
+    if "shared" in doc:  # a relative position bias
         bias_rows = [("kind", "relative position bias" + (" (shared by every layer)" if doc["shared"] else "")),
                 ("from", doc["source"]), ("layer", doc["layer"]), ("grid [rows, cols]", "{} × {}".format(*doc["grid"])),
                 ("shape (heads, N, N)", str(tuple(doc["shape"]))), ("query patch of the maps", tuple(doc["patch"]))]

@@ -1,6 +1,6 @@
 """`vitcli probe`: k-NN and linear-probe accuracy of every layer on a labelled folder."""
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -22,6 +22,9 @@ from vitcli.cli.common import (
     with_options,
 )
 from vitcli.cli.compare import ArrayOpt, LayersOpt, PlotOpt
+
+if TYPE_CHECKING:
+    from vitcli.api.documents import ProbeDoc
 
 HELP = prose("""Which layer's features classify your images best: k-NN and linear-probe accuracy at every layer.
 
@@ -101,7 +104,7 @@ def probe_command(
     out.finish(result.document, *_tables(result.document), warnings=result.warnings)
 
 
-def _tables(doc: dict[str, Any]) -> list[Any]:
+def _tables(doc: "ProbeDoc") -> list[Any]:
     """The run's summary and the accuracy of each layer, the best ones marked."""
     from vitcli.cli.report import info_table
     from vitcli.cli.tables import output_rows, rows_table

@@ -8,11 +8,15 @@ import json
 import math
 import sys
 import warnings
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from vitcli.stats import TensorStats
 
 
 def make_console(to_stderr: bool) -> Console:
@@ -52,10 +56,10 @@ class StatsTable:
     """One row per tensor: shape, dtype, min, max, mean, std — wide when it fits the console, else
     stacked (name, shape and dtype in one cell on three lines), so no number or shape is ever cut."""
 
-    def __init__(self, title: str, tensors: dict[str, dict[str, Any]], label: str = "tensor") -> None:
+    def __init__(self, title: str, tensors: "Mapping[str, TensorStats]", label: str = "tensor") -> None:
         self.title, self.tensors, self.label = title, tensors, label
 
-    def _numbers(self, s: dict[str, Any]) -> list[str]:
+    def _numbers(self, s: "TensorStats") -> list[str]:
         return [fmt(s[k]) for k in ("min", "max", "mean", "std")]
 
     def wide(self) -> Table:
@@ -91,12 +95,12 @@ class StatsTable:
         yield self.wide() if self.width() <= options.max_width else self.stacked()
 
 
-def stats_table(title: str, tensors: dict[str, dict[str, Any]], label: str = "tensor") -> StatsTable:
+def stats_table(title: str, tensors: "Mapping[str, TensorStats]", label: str = "tensor") -> StatsTable:
     """One row per tensor: shape, dtype, min, max, mean, std (stacked below the width it needs)."""
     return StatsTable(title, tensors, label)
 
 
-def emit_json(document: dict[str, Any]) -> None:
+def emit_json(document: Mapping[str, object]) -> None:
     """Exactly one JSON object on standard output, with vitcli's version."""
     from vitcli import __version__
 

@@ -4,7 +4,8 @@ Every command prints an info table (the input, the model, what was written) and 
 the statistics themselves were computed by the API with the results.
 """
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
@@ -12,8 +13,11 @@ from rich.text import Text
 
 from vitcli.cli.report import fmt, heatmap_text, info_table, stats_table
 
+if TYPE_CHECKING:
+    from vitcli.api.documents import AttendDoc, BatchRun, BatchSummary, CompareDoc, FigureDoc, InputDoc, ModelDoc
 
-def input_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+
+def input_rows(doc: "InputDoc") -> list[tuple[str, Any]]:
     """Rows describing one fitted input (the JSON `input` object)."""
     rows: list[tuple[str, Any]] = [
         ("input", doc["path"] if doc["path"] != "-" else "<stdin>"),
@@ -32,7 +36,7 @@ def nonfinite_summary(counts: dict[str, dict[str, int]]) -> str:
     return f"{nan:,} NaN, {inf:,} Inf in {len(counts)} tensor{'s' if len(counts) > 1 else ''}: {names}"
 
 
-def model_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+def model_rows(doc: "ModelDoc") -> list[tuple[str, Any]]:
     """Rows describing a model (the JSON `model` object)."""
     rows: list[tuple[str, Any]] = [
         ("model", doc["name"] + (f" ({doc['family']})" if doc.get("family") else "")),
@@ -56,11 +60,11 @@ def model_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
     return rows
 
 
-def output_rows(outputs: dict[str, Any]) -> list[tuple[str, Any]]:
+def output_rows(outputs: Mapping[str, object]) -> list[tuple[str, Any]]:
     return [(name, path) for name, path in outputs.items() if path]
 
 
-def batch_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+def batch_rows(doc: "BatchSummary | CompareDoc") -> list[tuple[str, Any]]:
     """Rows of a run over many images: counts, batch size, time, outputs."""
     skipped = len(doc["skipped"])
     seconds = doc["seconds"]
@@ -72,7 +76,7 @@ def batch_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
     ]
 
 
-def batch_tables(command: str, doc: dict[str, Any], rows: list[tuple[str, Any]], label: str) -> list[Any]:
+def batch_tables(command: str, doc: "BatchRun", rows: list[tuple[str, Any]], label: str) -> list[Any]:
     """The summary of a run over many images."""
     return [info_table(f"vitcli {command} (batch)", batch_rows(doc) + rows),
             stats_table("written", dict([(label, s) for s in doc["tensors"].values()][-1:]))]
@@ -101,7 +105,7 @@ def span(layers: list[int]) -> str:
     return ", ".join(map(str, layers))
 
 
-def heads_table(doc: dict[str, Any]) -> Table:
+def heads_table(doc: "AttendDoc") -> Table:
     """attend's per layer × head summary."""
     table = Table(title=f"attention of {doc['query_names']}", title_justify="left", title_style="bold")
     for name, justify in [("layer", "right"), ("head", "right"), ("entropy (nats)", "right"), ("max weight", "right"),
@@ -118,7 +122,7 @@ def heads_table(doc: dict[str, Any]) -> Table:
     return table
 
 
-def figure_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+def figure_rows(doc: "FigureDoc") -> list[tuple[str, Any]]:
     """The inputs, the model and the normalisation of a figure."""
     rows = [r for d in doc.get("inputs", []) for r in input_rows(d)]
     return rows + model_rows(doc["model"]) + [("normalize", doc["normalize"])]

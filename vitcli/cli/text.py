@@ -1,6 +1,6 @@
 """`vitcli classify` and the text options `embed --text` shares: zero-shot scores from a CLIP-family text tower."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,9 @@ from vitcli.cli.common import (
     prose,
     with_options,
 )
+
+if TYPE_CHECKING:
+    from vitcli.api.documents import ClassifyDoc, TextEmbedDoc
 
 HELP = prose("""Score images against text labels with a CLIP-family checkpoint's text tower (zero-shot).
 
@@ -51,7 +54,7 @@ TokenizerOpt = Annotated[str | None, typer.Option(
          "bpe_simple_vocab_16e6.txt.gz (open_clip ships it), or a folder holding one.")]
 
 
-def text_table(doc: dict[str, Any]) -> list[Any]:
+def text_table(doc: "TextEmbedDoc") -> list[Any]:
     """embed --text: the tower and one row per prompt (tokens, truncated, norm)."""
     from vitcli.cli.report import info_table
     from vitcli.cli.tables import rows_table
@@ -111,7 +114,7 @@ def classify_command(
     out.finish(result.document, *_tables(result.document))
 
 
-def _tables(doc: dict[str, Any], top: int = 10) -> list[Any]:
+def _tables(doc: "ClassifyDoc", top: int = 10) -> list[Any]:
     """The rule, and each image's labels sorted by score (the first `top`)."""
     import numpy as np
 

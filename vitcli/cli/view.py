@@ -1,6 +1,6 @@
 """`vitcli view`: one self-contained HTML file to explore a ViT on images, offline."""
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,9 @@ from vitcli.cli.common import (
     prose,
     with_options,
 )
+
+if TYPE_CHECKING:
+    from vitcli.api.documents import ViewDoc, ViewText
 
 HELP = prose("""Write one HTML file (inline CSS and JavaScript, the data embedded, no network) that explores the model
 on the
@@ -82,7 +85,7 @@ def view_command(
 
 
 
-def _table(doc: dict[str, Any]) -> Any:
+def _table(doc: "ViewDoc") -> Any:
     from vitcli.cli.report import info_table
     from vitcli.cli.tables import model_rows, span
 
@@ -96,7 +99,7 @@ def _table(doc: dict[str, Any]) -> Any:
     return info_table("vitcli view", rows)
 
 
-def _text_rows(text: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _text_rows(text: "ViewText | None") -> list[tuple[str, str]]:
     """The table's lines for the text panels: each image's zero-shot scores by prompt."""
     if not text:
         return []

@@ -6,6 +6,7 @@ Binary values (`bytes`: typed arrays and PNG images) become base64 strings; the 
 
 import base64
 import json
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -36,7 +37,7 @@ def script_json(value: Any) -> str:
     return json.dumps(_jsonable(value), separators=(",", ":"), allow_nan=False).translate(_SCRIPT_ESCAPES)
 
 
-def render_page(data: dict[str, Any]) -> bytes:
+def render_page(data: Mapping[str, object]) -> bytes:
     """The whole HTML document: template, CSS, JavaScript and data in one file."""
     text = script_json(data)
     page = _asset("page.html")
@@ -45,7 +46,7 @@ def render_page(data: dict[str, Any]) -> bytes:
     return page.encode("utf-8")
 
 
-def encoded_size(data: dict[str, Any]) -> int:
+def encoded_size(data: Mapping[str, object]) -> int:
     """Bytes of the data alone once base64-encoded (the page adds ~40 kB of template)."""
     def walk(v: Any) -> int:
         if isinstance(v, bytes):
@@ -59,7 +60,7 @@ def encoded_size(data: dict[str, Any]) -> int:
     return walk(data)
 
 
-def write_page(path: str, data: dict[str, Any]) -> int:
+def write_page(path: str, data: Mapping[str, object]) -> int:
     """Write the page atomically (nothing half-written on error); its size in bytes."""
     from vitcli.io.arrays import write_bytes
 
