@@ -81,6 +81,7 @@ class FittedImage:
     done: str  # what was done, in words
     data: Any = None  # the model input (1, 3, H, W), made in the decoding thread: torch, or patchify's numpy
     values: "np.ndarray | None" = None  # (H, W, 3) float32 on x/255's scale when the family resizes unrounded floats
+    sha256: str | None = None  # the file's bytes' hash, when a dataset run records it (dataset.hashed)
 
     @property
     def input(self) -> "np.ndarray":

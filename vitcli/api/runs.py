@@ -27,6 +27,17 @@ if TYPE_CHECKING:
 # A batch of model inputs (b, 3, H, W): a torch tensor on the model's device, or patchify's numpy values
 Batch = TypeVar("Batch", "torch.Tensor", "np.ndarray")
 Batch_co = TypeVar("Batch_co", "torch.Tensor", "np.ndarray", covariant=True)
+Prepare = Callable[[object, str], FittedImage]  # (item, name) → the image fitted, its model input in `.data`
+Compute = Callable[["torch.Tensor"], "dict[str, np.ndarray]"]  # (b, 3, H, W) → named (b, ...) arrays
+
+
+class ModuleCompute(Protocol):
+    """A `Compute` that holds its network, as a dataset run needs (a Ray actor moves `module` to its GPU)."""
+
+    @property
+    def module(self) -> "torch.nn.Module": ...
+
+    def __call__(self, x: "torch.Tensor") -> "dict[str, np.ndarray]": ...
 
 
 @dataclass(frozen=True)
