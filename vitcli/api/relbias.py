@@ -5,22 +5,30 @@ class token's three extra entries are left out); with a patch (r, c), row r·C +
 that query's bias over every key patch, drawn as one map per head.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vitcli.errors import VitcliError
 
+if TYPE_CHECKING:
+    from vitcli.api.base import ModelBase
+    from vitcli.api.results import PosencResult
 
-def layer_bias(model: Any, layer: int) -> np.ndarray:
+
+def layer_bias(model: "ModelBase", layer: int) -> np.ndarray:
     """(H, N, N) float32: the relative position bias of `layer` between the patches, at the native grid."""
     import torch
+
+    from vitcli.core.relpos import RelativePositionBias
 
     module, c = model.module, model.config
     if not -c.depth <= layer < c.depth:
         raise VitcliError("--layer", f"{layer} is outside 0..{c.depth - 1}")
     layer %= c.depth
     part = module.rel_pos_bias if c.rel_pos_bias == "shared" else module.blocks[layer].rel_pos_bias
+    if not isinstance(part, RelativePositionBias):
+        raise VitcliError("--layer", f"block {layer} of this model adds no relative position bias")
     with torch.no_grad():
         bias = part(c.grid)[0, :, 1:, 1:]  # (H, N, N) without the class token's entries
     return bias.float().cpu().numpy()
@@ -37,8 +45,8 @@ def parse_patch(text: str | tuple[int, int], grid: tuple[int, int]) -> tuple[int
     return r, c
 
 
-def relbias_result(model: Any, layer: int, patch: str | tuple[int, int] | None, similarity: str | None,
-                   output: str | None) -> Any:
+def relbias_result(model: "ModelBase", layer: int, patch: str | tuple[int, int] | None, similarity: str | None,
+                   output: str | None) -> "PosencResult":
     """The posenc result of a relative-bias checkpoint: array (H, N, N), document, optional figure."""
     from vitcli.api.results import PosencResult
     from vitcli.stats import tensor_stats
