@@ -45,7 +45,7 @@ class Selection:
             layers = parse_layers(str(layer), config.depth)
         with option_errors("--head"):
             heads = parse_heads(str(head), config.heads)
-        text = parse_query_value("query", default_query(config) if query is None else query)
+        text = default_query(config) if query is None else str(parse_query_value("query", query))
         word = text.strip().lower()
         has_probe = config.pooling == "map"
         if word == "probe" and not has_probe:
