@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from vitcli.api.images import FittedImage, Images, ImageSource
     from vitcli.api.layers import LayerCompute
     from vitcli.api.models import Model
-    from vitcli.api.runs import BatchSpec, Progress
+    from vitcli.api.runs import BatchReport, BatchSpec, Progress
 
 PATCH_ROWS = 1024  # rows of one CKA minibatch with --tokens patches (each patch is a sample)
 MIN_SAMPLES = 4  # HSIC₁ divides by n(n−3)
@@ -66,14 +66,16 @@ def metric_list(metric: str | Sequence[str]) -> list[str]:
     return names
 
 
-def _metric(name: str, value: Any) -> Any:
+def _metric(name: str, value: object) -> str | list[str]:
     """keywords' parser for `metric`: text or a list of names."""
-    if isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+    if isinstance(value, str):
         return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return [str(v) for v in value]
     raise VitcliError("--metric", f"{value!r:.60} is not a metric name or a list of them")
 
 
-def _other(name: str, value: Any) -> Any:
+def _other(name: str, value: object) -> "str | Model | None":
     """keywords' parser for `with_model`: None (the model with itself) or a model spec."""
     return None if value is None else model_spec(name, value)
 
@@ -330,8 +332,8 @@ class _Features:
                 for m in self.plan.metrics}
 
 
-def _run(a: "Model", b: "Model", images: "Images", plan: Plan, normalize: str | None, batch: Any,
-         progress: Any) -> tuple[dict[str, np.ndarray], Any]:
+def _run(a: "Model", b: "Model", images: "Images", plan: Plan, normalize: str | None, batch: "BatchSpec",
+         progress: "Progress | None") -> tuple[dict[str, np.ndarray], "BatchReport"]:
     """Decode (each model's preprocessing) in threads, one forward pass per model per batch, metrics at the end."""
     from vitcli.api.layers import LayerCompute, kept_bytes
     from vitcli.api.runs import _check_planned, run_batches
@@ -416,7 +418,7 @@ def best_matches(matrix: np.ndarray, la: list[int], lb: list[int], same: bool = 
             for i, (a, j) in enumerate(zip(la, best, strict=False))]
 
 
-def _document(a: "Model", b: "Model", plan: Plan, matrix: np.ndarray, report: Any, output: str | None,
+def _document(a: "Model", b: "Model", plan: Plan, matrix: np.ndarray, report: "BatchReport", output: str | None,
               plot: str | None) -> dict[str, object]:
     """compare's JSON document."""
     doc: dict[str, object] = {

@@ -10,8 +10,9 @@ batches (and so its bytes) are the same whether the run went straight through or
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import numpy as np
 
@@ -132,15 +133,26 @@ def hashed(prepare: "Prepare") -> "Prepare":
     return run
 
 
+class _Shared(TypedDict):
+    """run_batches' keywords that every file of a dataset run shares."""
+
+    prepare: "Prepare"
+    compute: Callable[["list[FittedImage]"], "dict[str, np.ndarray]"]
+    main: str
+    patch_size: int
+    describe: Callable[["FittedImage"], dict[str, str | None]]
+    overlap: bool
+    progress: "Progress | None"
+
+
 def _common(model: "ModelBase", compute: "ModuleCompute", prepare: "Prepare", main: str,
-            progress: "Progress | None") -> dict[str, Any]:  # run_batches' keywords
+            progress: "Progress | None") -> _Shared:
     """run_batches' keywords shared by every file of a dataset run: hashed inputs, the model's batches."""
     def rows(items: "list[FittedImage]") -> dict[str, np.ndarray]:
         return compute(model.batch_tensor(items))
 
-    return dict(prepare=hashed(prepare), compute=rows, main=main, patch_size=model.config.patch_size,
-                describe=lambda f: {"sha256": f.sha256}, overlap=not model.on_cpu,
-                progress=progress)
+    return _Shared(prepare=hashed(prepare), compute=rows, main=main, patch_size=model.config.patch_size,
+                   describe=lambda f: {"sha256": f.sha256}, overlap=not model.on_cpu, progress=progress)
 
 
 def _one_file(model: "ModelBase", images: "Images", compute: "ModuleCompute", prepare: "Prepare", main: str,
