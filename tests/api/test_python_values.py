@@ -3,6 +3,7 @@ VitcliError naming the keyword (never a raw TypeError). The cases for wrong type
 public signatures, so a keyword added without a parser fails here (and at import)."""
 
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ from vitcli.errors import UsageError, VitcliError
 CAT = SAMPLES / "chelsea.jpg"  # 451×300
 SMALL = dict(dim=64, depth=2, heads=2)
 CLI_SMALL = ("--model", "vit-ti16", "--dim", "64", "--depth", "2", "--heads", "2", "--seed", "3")
-COMMANDS = ("embed", "attend", "explain", "similar", "filters", "pca", "norms", "view", "info", "embed_text", "classify")
+COMMANDS = ("embed", "attend", "explain", "similar", "filters", "pca", "norms", "view", "info", "embed_text",
+            "classify", "compare", "probe")
 FUNCTIONS = ("load_model", "load_images", "patchify", "unpatchify", "posenc")
 WRONG = (object(), b"bytes", 1j)  # no keyword takes any of these
 
@@ -75,6 +77,7 @@ def test_wrong_types_name_the_keyword(model, tmp_path, monkeypatch):
             with pytest.raises(VitcliError) as e:
                 fn(*call_args, **{**kwargs, keyword: wrong})
             assert str(e.value).startswith(f"{keyword}: "), (name, keyword, str(e.value))
+            assert "--" not in str(e.value), (name, keyword, str(e.value))
     assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
@@ -127,6 +130,57 @@ def test_messages_are_spelled_per_front_end(model):
     shell = VitcliError("-o", "give --output-dir DIR instead of -o, or use --no-strict")
     assert str(shell) == "output: give output_dir=DIR instead of output=, or use strict=False"
     assert shell.render(cli=True) == "-o: give --output-dir DIR instead of -o, or use --no-strict"
+
+
+@pytest.mark.parametrize("source, problem, python", [
+    ("--layers", "works with --stage layers", "layers: works with stage='layers'"),  # a word --stage chooses
+    ("--backend", "needs --format parquet or npy-shards with --output-dir DIR",
+     "backend: needs format='parquet' or npy-shards with output_dir=DIR"),
+    ("--labels", "give --labels 'a cat,a dog' or --labels-file FILE",
+     "labels: give labels='a cat,a dog' or labels_file=FILE"),
+    ("--top", "give --top 5, or --max-memory -1", "top: give top=5, or max_memory=-1"),
+    ("--overlay", "--overlay and --rollout draw one map", "overlay: overlay= and rollout= draw one map"),
+    ("--target image:cat.jpg", "needs 3 GiB", "target='image:cat.jpg': needs 3 GiB"),  # an option with its value
+    ("-o -", "--json puts only JSON there", "output='-': json= puts only JSON there"),
+    ("", "is a directory", "'': is a directory"),
+])
+def test_options_with_values_are_python_keywords(source, problem, python):
+    """A problem is written once in the shell's words; Python callers read keywords with Python values."""
+    error = VitcliError(source, problem)
+    assert str(error) == python
+    assert error.render(cli=True) == f"{source or repr(source)}: {problem}"
+
+
+MISUSED = ("load_model", "embed", "attend", "explain", "posenc", "compare", "probe", "classify")
+BAD = ("nope", "", -7, 10**9, float("nan"), (1, 2, 3))  # of a type some keyword takes, rarely a value it takes
+
+
+def test_misuse_is_one_python_line(model, tmp_path, monkeypatch):
+    """Plausible wrong values (right kinds, wrong values) for every keyword of the commands: each call works or
+    raises one VitcliError named in Python's words (a keyword, a file or a model), no shell option in it, never
+    another exception."""
+    monkeypatch.chdir(tmp_path)
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    calls = [(n, fn, args, kwargs) for n, fn, args, kwargs in public(model) if n in MISUSED]
+    calls = [(n, fn, (image,) if args == (str(CAT),) else args, {"size": 32} if args == (str(CAT),) else {})
+             for n, fn, args, _ in calls] + [("load_model", vitcli.load_model, ("vit-ti16",), SMALL)]
+    tried = refused = 0
+    for name, fn, args, base in calls:
+        params = [p for p in inspect.signature(fn).parameters.values() if p.kind not in (p.VAR_KEYWORD,
+                                                                                           p.VAR_POSITIONAL)]
+        positional = [p.name for p in params][:len(args)]
+        for keyword in (p.name for p in params):
+            for bad in BAD:
+                tried += 1
+                try:
+                    fn(*(() if keyword in positional else args), **{**base, keyword: bad})
+                except VitcliError as e:
+                    refused += 1
+                    text, shell = str(e), e.render(cli=True)
+                    assert "--" not in text and not text.startswith("-"), (name, keyword, bad, text)
+                    if shell.startswith("-"):  # an option in the shell: a keyword in Python
+                        assert re.match(r"'?[a-z_]+(=|: )", text), (name, keyword, bad, text)
+    assert tried > 500 and refused > tried // 2
 
 
 @pytest.mark.parametrize("python, shell", [

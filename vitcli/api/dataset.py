@@ -12,11 +12,11 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
 import numpy as np
 
-from vitcli.errors import UsageError, VitcliError
+from vitcli.errors import UsageError, VitcliError, register_choices
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 Format = Literal["npy", "parquet", "npy-shards"]
 DEFAULT_SHARD_SIZE = 10_000
 Backend = Literal["local", "ray"]
+register_choices(format=get_args(Format), backend=get_args(Backend))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from vitcli.api.figures import FiguresMixin
 from vitcli.api.probe import ProbeMixin
 from vitcli.api.values import keywords
 from vitcli.api.view import ViewMixin
-from vitcli.errors import VitcliError, option_errors
+from vitcli.errors import VitcliError, option_errors, register_choices
 
 if TYPE_CHECKING:
     import torch
@@ -108,6 +108,7 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
 
 DEVICE_NAMES = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
+register_choices(dtype=DTYPE_NAMES)
 
 
 def _check_placement(device: str, dtype: str) -> None:

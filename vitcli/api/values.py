@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard, cast, get_args
 
 from vitcli.core.config import PosEncKind
 from vitcli.core.select import whole as whole_number
-from vitcli.errors import VitcliError
+from vitcli.errors import VitcliError, register_choices
 
 if TYPE_CHECKING:
     from vitcli.api.models import Model
@@ -77,20 +77,26 @@ def path_or_flag(name: str, value: object) -> str | bool | None:
     return flag(name, value) if isinstance(value, bool) else path(name, value)
 
 
-def choice(options: object, optional: bool = True) -> Parser:
-    """One of a Literal's (or a tuple's) words; None when optional."""
-    words: tuple[str, ...] = get_args(options) or (options if isinstance(options, tuple) else ())
+class Choice:
+    """The parser of a keyword that is one of a Literal's (or a tuple's) words; None when optional."""
 
-    def parse(name: str, value: object) -> str | None:
-        if value is None and optional:
+    def __init__(self, options: object, optional: bool = True) -> None:
+        self.words: tuple[str, ...] = get_args(options) or (options if isinstance(options, tuple) else ())
+        self.optional = optional
+
+    def __call__(self, name: str, value: object) -> str | None:
+        if value is None and self.optional:
             return None
-        if isinstance(value, str) and value in words:
+        if isinstance(value, str) and value in self.words:
             return value
         if isinstance(value, str):
-            raise VitcliError("--" + name.replace("_", "-"), f"'{value}' is not one of {', '.join(words)}")
-        raise fail(name, value, "one of " + ", ".join(words))
+            raise VitcliError("--" + name.replace("_", "-"), f"'{value}' is not one of {', '.join(self.words)}")
+        raise fail(name, value, "one of " + ", ".join(self.words))
 
-    return parse
+
+def choice(options: object, optional: bool = True) -> Choice:
+    """One of a Literal's (or a tuple's) words; None when optional."""
+    return Choice(options, optional)
 
 
 def number(low: float | None = None, high: float | None = None, *, whole: bool = False, below: bool = False,
@@ -311,6 +317,14 @@ KEYWORDS.update({name: ranged for name in ("patch_size", "dim", "depth", "heads"
 IMAGE_OPTIONS = ("size", "fit", "resample", "background", "max_pixels", "draft", "max_patches")
 
 
+def _register(parsers: dict[str, Parser]) -> None:
+    """The words of each choice keyword, so that messages spell '--stage layers' as "stage='layers'" in Python."""
+    register_choices(**{n: p.words for n, p in parsers.items() if isinstance(p, Choice)})
+
+
+_register(KEYWORDS)
+
+
 Forward = Callable[[inspect.BoundArguments, dict[str, object]], None]
 
 
@@ -334,6 +348,7 @@ def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | No
         if missing:
             raise TypeError(f"{fn.__qualname__}: no parser for {', '.join(missing)} (vitcli/api/values.py)")
         parse_as = {n: parse for n, parse in parsers.items() if parse is not None}
+        _register(parse_as)
         stray = sorted(set(overrides) - set(parsers))
         if stray:
             raise TypeError(f"{fn.__qualname__}: parsers for keywords it does not take: {', '.join(stray)}")
