@@ -14,7 +14,7 @@ import pytest
 import vitcli
 from tests.conftest import SAMPLES, run_cli
 from vitcli.api.values import keywords
-from vitcli.errors import UsageError, VitcliError
+from vitcli.errors import CHOICES, UsageError, VitcliError
 
 CAT = SAMPLES / "chelsea.jpg"  # 451×300
 SMALL = dict(dim=64, depth=2, heads=2)
@@ -180,6 +180,8 @@ def test_misuse_is_one_python_line(model, tmp_path, monkeypatch):
                     assert "--" not in text and not text.startswith("-"), (name, keyword, bad, text)
                     if shell.startswith("-"):  # an option in the shell: a keyword in Python
                         assert re.match(r"'?[a-z_]+(=|: )", text), (name, keyword, bad, text)
+                    for given in re.finditer(r"\b([a-z_]+)= ('|-?\d|([a-z-]+))", text):  # a value left as shell text
+                        assert given[3] is not None and given[3] not in CHOICES.get(given[1], ()), (name, keyword, text)
     assert tried > 500 and refused > tried // 2
 
 
