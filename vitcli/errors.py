@@ -39,13 +39,14 @@ class VitcliError(Exception):
 
 
 # Options whose Python keyword is not the shell's name with '_' for '-' (short options by their letter).
-API_NAMES = {"weights": "spec", "o": "output", "with": "with_model"}
+API_NAMES = {"weights": "spec", "o": "output", "r": "recursive", "with": "with_model", "cls": "class_token"}
 # Keyword → the words it chooses among (registered beside the Literals they come from, `register_choices`): a
 # message's '--stage layers' is the option with its value, while '--layer and --head' are two options.
 CHOICES: dict[str, frozenset[str]] = {}
+FLAGS: set[str] = set()  # keywords that are True or False: a bare '--online' is 'online=True' (`register_flags`)
 # '--no-strict', '--kind=rope', '--output-dir DIR' (a capitalised metavar), '--top 5', "--labels 'a,b'",
 # '--stage layers' (a word the option chooses among), '--overlay'
-_OPTION = re.compile(r"(?<![\w-])(?:--(no-)?([a-z][a-z0-9-]*)|-(o)\b)"
+_OPTION = re.compile(r"(?<![\w-])(?:--(no-)?([a-z][a-z0-9-]*)|-([or])\b)"
                      r"(?:=([\w.-]+)|( (?:[A-Z][A-Za-z]*|N)\b)|( (?:'[^']*'|-?\d[\w.]*|[a-z][\w.:-]*)))?")
 _WITH_VALUE = re.compile(r"(--?[a-z][a-z0-9-]*) (\S.*)")  # a source such as '--target image:cat.jpg' or '-o -'
 
@@ -54,6 +55,11 @@ def register_choices(**choices: tuple[str, ...]) -> None:
     """Tell messages which words are an option's values (`stage=('patches', …)`), so that Python callers read
     "stage='layers'" where the shell reads '--stage layers'."""
     CHOICES.update({name: frozenset(words) for name, words in choices.items()})
+
+
+def register_flags(*names: str) -> None:
+    """Tell messages which keywords are True or False, so that a bare '--online' reads 'online=True' in Python."""
+    FLAGS.update(names)
 
 
 def python_name(option: str) -> str:
@@ -65,8 +71,9 @@ def python_source(source: str) -> str:
     """An error's source as Python callers name it: an option by its keyword ('--output-dir' → 'output_dir'),
     an option with its value as the keyword's text ('--target image:cat.jpg' → "target='image:cat.jpg'");
     a file name as it is."""
-    if _OPTION.fullmatch(source) and " " not in source:
-        return python_name(source.lstrip("-"))
+    option = _OPTION.fullmatch(source)
+    if option and " " not in source:  # '--no-norm' is the keyword norm
+        return python_name(option[2] or option[3])
     given = _WITH_VALUE.fullmatch(source)
     return f"{python_name(given[1].lstrip('-'))}={given[2]!r}" if given else source
 
@@ -81,8 +88,8 @@ def _python_value(text: str) -> str:
 def python_spelling(problem: str) -> str:
     """A problem's shell options as Python keywords: '--output-dir DIR' → 'output_dir=DIR', '--no-strict' →
     'strict=False', '--kind=rope' → "kind='rope'", '--stage layers' → "stage='layers'", '--top 5' → 'top=5',
-    '--overlay' → 'overlay='. The one place messages change front end, so that lower layers write each
-    message once."""
+    '--online' → 'online=True' (a flag), '--overlay' → 'overlay='. The one place messages change front end, so
+    that lower layers write each message once."""
 
     def spell(m: re.Match) -> str:
         negated, long_name, short, value, metavar, word = m.groups()
@@ -95,8 +102,8 @@ def python_spelling(problem: str) -> str:
             text = word[1:]
             if text[0] == "'" or text.lstrip("-").replace(".", "", 1).isdigit() or text in CHOICES.get(name, ()):
                 return f"{name}={_python_value(text)}"
-            return f"{name}={word}"  # a word of the sentence, not the option's value: 'overlay= and …'
-        return f"{name}={metavar.strip() if metavar else ''}"
+            return f"{name}={'True' if name in FLAGS else ''}{word}"  # a word of the sentence: 'overlay= and …'
+        return f"{name}={metavar.strip() if metavar else 'True' if name in FLAGS else ''}"
 
     return _OPTION.sub(spell, problem)
 

@@ -143,6 +143,9 @@ def test_messages_are_spelled_per_front_end(model):
     ("--target image:cat.jpg", "needs 3 GiB", "target='image:cat.jpg': needs 3 GiB"),  # an option with its value
     ("-o -", "--json puts only JSON there", "output='-': json= puts only JSON there"),
     ("", "is a directory", "'': is a directory"),
+    ("hub", "pass --online to download it", "hub: pass online=True to download it"),  # a True-or-False keyword
+    ("photos", "add -r to include them", "photos: add recursive=True to include them"),
+    ("--no-cls", "drop it", "class_token: drop it"),
 ])
 def test_options_with_values_are_python_keywords(source, problem, python):
     """A problem is written once in the shell's words; Python callers read keywords with Python values."""

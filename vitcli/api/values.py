@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard, cast, get_args
 
 from vitcli.core.config import PosEncKind
 from vitcli.core.select import whole as whole_number
-from vitcli.errors import VitcliError, register_choices
+from vitcli.errors import VitcliError, register_choices, register_flags
 
 if TYPE_CHECKING:
     from vitcli.api.models import Model
@@ -318,8 +318,10 @@ IMAGE_OPTIONS = ("size", "fit", "resample", "background", "max_pixels", "draft",
 
 
 def _register(parsers: dict[str, Parser]) -> None:
-    """The words of each choice keyword, so that messages spell '--stage layers' as "stage='layers'" in Python."""
+    """The words of each choice keyword and the True-or-False keywords, so that messages spell '--stage layers'
+    as "stage='layers'" and '--online' as 'online=True' in Python."""
     register_choices(**{n: p.words for n, p in parsers.items() if isinstance(p, Choice)})
+    register_flags(*(n for n, p in parsers.items() if p is flag))
 
 
 _register(KEYWORDS)
