@@ -158,33 +158,36 @@ MISUSED = ("load_model", "embed", "attend", "explain", "posenc", "compare", "pro
 BAD = ("nope", "", -7, 10**9, float("nan"), (1, 2, 3))  # of a type some keyword takes, rarely a value it takes
 
 
+def assert_python_words(error: VitcliError, case: object) -> None:
+    """A message as a Python caller reads it: no shell option in it ('--x', a leading '-'), an option source named by
+    its keyword, and no value of a choice left in the shell's words ('stage= layers' for stage='layers')."""
+    text, shell = str(error), error.render(cli=True)
+    assert "--" not in text and not text.startswith("-"), (case, text)
+    if shell.startswith("-"):
+        assert re.match(r"'?[a-z_]+(=|: )", text), (case, text)
+    for given in re.finditer(r"\b([a-z_]+)= ('|-?\d|([a-z-]+))", text):
+        assert given[3] is not None and given[3] not in CHOICES.get(given[1], ()), (case, text)
+
+
 def test_misuse_is_one_python_line(model, tmp_path, monkeypatch):
     """Plausible wrong values (right kinds, wrong values) for every keyword of the commands: each call works or
-    raises one VitcliError named in Python's words (a keyword, a file or a model), no shell option in it, never
-    another exception."""
+    raises one VitcliError in Python's words, never another exception (tests/reliability/test_hostile_values.py
+    sweeps every public function with odder values, slowly)."""
     monkeypatch.chdir(tmp_path)
-    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    calls = [(n, fn, args, kwargs) for n, fn, args, kwargs in public(model) if n in MISUSED]
-    calls = [(n, fn, (image,) if args == (str(CAT),) else args, {"size": 32} if args == (str(CAT),) else {})
-             for n, fn, args, _ in calls] + [("load_model", vitcli.load_model, ("vit-ti16",), SMALL)]
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)  # in memory, fitted to 32×32
+    cases = [c for c in keyword_cases(model) if c[0] in MISUSED]
     tried = refused = 0
-    for name, fn, args, base in calls:
-        params = [p for p in inspect.signature(fn).parameters.values() if p.kind not in (p.VAR_KEYWORD,
-                                                                                           p.VAR_POSITIONAL)]
-        positional = [p.name for p in params][:len(args)]
-        for keyword in (p.name for p in params):
-            for bad in BAD:
-                tried += 1
-                try:
-                    fn(*(() if keyword in positional else args), **{**base, keyword: bad})
-                except VitcliError as e:
-                    refused += 1
-                    text, shell = str(e), e.render(cli=True)
-                    assert "--" not in text and not text.startswith("-"), (name, keyword, bad, text)
-                    if shell.startswith("-"):  # an option in the shell: a keyword in Python
-                        assert re.match(r"'?[a-z_]+(=|: )", text), (name, keyword, bad, text)
-                    for given in re.finditer(r"\b([a-z_]+)= ('|-?\d|([a-z-]+))", text):  # a value left as shell text
-                        assert given[3] is not None and given[3] not in CHOICES.get(given[1], ()), (name, keyword, text)
+    for name, keyword, fn, args, _ in cases:
+        positional = [p.name for p in inspect.signature(fn).parameters.values()][:len(args)]
+        on_image = args == (str(CAT),)
+        base = {"size": 32} if on_image else SMALL if name == "load_model" else {}
+        for bad in BAD:
+            tried += 1
+            try:
+                fn(*(() if keyword in positional else (image,) if on_image else args), **{**base, keyword: bad})
+            except VitcliError as e:
+                refused += 1
+                assert_python_words(e, (name, keyword, bad))
     assert tried > 500 and refused > tried // 2
 
 

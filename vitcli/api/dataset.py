@@ -12,11 +12,12 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from vitcli.errors import UsageError, VitcliError, register_choices
+from vitcli.api.values import Backend, Format
+from vitcli.errors import UsageError, VitcliError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,10 +30,7 @@ if TYPE_CHECKING:
     from vitcli.io.shards import Manifest
     from vitcli.stats import RunningStats
 
-Format = Literal["npy", "parquet", "npy-shards"]
 DEFAULT_SHARD_SIZE = 10_000
-Backend = Literal["local", "ray"]
-register_choices(format=get_args(Format), backend=get_args(Backend))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ their own modules (embed, attend, figures) and are mixed into `Model`.
 
 import re
 from dataclasses import replace
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, TypedDict, get_args
 
 from vitcli.api.attend import AttendMixin
 from vitcli.api.base import (  # noqa: F401 - their home was here: `from vitcli.api.models import ...` keeps working
@@ -30,9 +30,9 @@ from vitcli.api.embed import EmbedMixin
 from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
 from vitcli.api.probe import ProbeMixin
-from vitcli.api.values import keywords
+from vitcli.api.values import Dtype, keywords
 from vitcli.api.view import ViewMixin
-from vitcli.errors import VitcliError, option_errors, register_choices
+from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
     import torch
@@ -107,8 +107,7 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
 
 
 DEVICE_NAMES = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
-register_choices(dtype=DTYPE_NAMES)
+DTYPE_NAMES = get_args(Dtype)
 
 
 def _check_placement(device: str, dtype: str) -> None:

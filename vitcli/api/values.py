@@ -281,6 +281,9 @@ Fit = Literal["crop", "resize", "pad", "strict"]
 Resample = Literal["bicubic", "bilinear", "nearest", "lanczos"]
 Order = Literal["chw", "hwc"]
 Normalize = Literal["raw", "none", "imagenet", "inception", "clip"]
+Dtype = Literal["float32", "float16", "bfloat16", "float64"]
+Format = Literal["npy", "parquet", "npy-shards"]  # a dataset run's files (DatasetSpec.format)
+Backend = Literal["local", "ray"]  # where a dataset run runs (DatasetSpec.backend)
 
 # The parser of each keyword by name; a function may override one (explain's `layer` is one layer).
 KEYWORDS: dict[str, Parser] = {
@@ -325,6 +328,7 @@ def _register(parsers: dict[str, Parser]) -> None:
 
 
 _register(KEYWORDS)
+register_choices(format=get_args(Format), backend=get_args(Backend), dtype=get_args(Dtype))  # words of no keyword
 
 
 Forward = Callable[[inspect.BoundArguments, dict[str, object]], None]
