@@ -95,7 +95,7 @@ def python_spelling(problem: str) -> str:
         negated, long_name, short, value, metavar, word = m.groups()
         name = python_name(long_name or short)
         if negated:
-            return f"{name}=False"
+            return f"{name}=False{word or metavar or ''}"
         if value is not None:
             return f"{name}={_python_value(value)}"
         if word is not None:

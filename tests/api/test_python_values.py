@@ -146,6 +146,7 @@ def test_messages_are_spelled_per_front_end(model):
     ("hub", "pass --online to download it", "hub: pass online=True to download it"),  # a True-or-False keyword
     ("photos", "add -r to include them", "photos: add recursive=True to include them"),
     ("--no-cls", "drop it", "class_token: drop it"),
+    ("x.pth", "use --no-strict to load it anyway", "x.pth: use strict=False to load it anyway"),
 ])
 def test_options_with_values_are_python_keywords(source, problem, python):
     """A problem is written once in the shell's words; Python callers read keywords with Python values."""
