@@ -165,8 +165,8 @@ def assert_python_words(error: VitcliError, case: object) -> None:
     text, shell = str(error), error.render(cli=True)
     assert "--" not in text and not text.startswith("-"), (case, text)
     if shell.startswith("-"):
-        assert re.match(r"'?[a-z_]+(=|: )", text), (case, text)
-    for given in re.finditer(r"\b([a-z_]+)= ('|-?\d|([a-z-]+))", text):
+        assert re.match(r"'?[a-z_][a-z0-9_]*(=|: )", text), (case, text)
+    for given in re.finditer(r"\b([a-z_][a-z0-9_]*)= ('|-?\d|([a-z-]+))", text):
         assert given[3] is not None and given[3] not in CHOICES.get(given[1], ()), (case, text)
 
 
