@@ -31,7 +31,7 @@ class VitcliError(Exception):
         """'SOURCE: problem' with options and overrides spelled for the CLI or for Python."""
         spelling = CLI_SPELLING if cli else API_SPELLING
         problem = self.problem.replace("{needs}", spelling.get(self.needs or "", self.needs or ""))
-        source = python_name(self.source.lstrip("-")) if not cli and _OPTION.fullmatch(self.source) else self.source
+        source = self.source if cli else python_source(self.source)
         return f"{quote_name(source)}: {one_line(problem if cli else python_spelling(problem))}"
 
     def __str__(self) -> str:
@@ -39,9 +39,27 @@ class VitcliError(Exception):
 
 
 # Options whose Python keyword is not the shell's name with '_' for '-' (short options by their letter).
-API_NAMES = {"weights": "spec", "o": "output", "with": "with_model"}
-# '--no-strict', '--kind=rope', '--output-dir DIR' (a capitalised metavar), '--overlay'
-_OPTION = re.compile(r"(?<![\w-])(?:--(no-)?([a-z][a-z0-9-]*)|-(o)\b)(?:=([\w.-]+)|( (?:[A-Z][A-Za-z]*|N)\b))?")
+API_NAMES = {"weights": "spec", "o": "output", "r": "recursive", "with": "with_model", "cls": "class_token"}
+# Keyword → the words it chooses among (registered beside the Literals they come from, `register_choices`): a
+# message's '--stage layers' is the option with its value, while '--layer and --head' are two options.
+CHOICES: dict[str, frozenset[str]] = {}
+FLAGS: set[str] = set()  # keywords that are True or False: a bare '--online' is 'online=True' (`register_flags`)
+# '--no-strict', '--kind=rope', '--output-dir DIR' (a capitalised metavar), '--top 5', "--labels 'a,b'",
+# '--stage layers' (a word the option chooses among), '--overlay'
+_OPTION = re.compile(r"(?<![\w-])(?:--(no-)?([a-z][a-z0-9-]*)|-([or])\b)"
+                     r"(?:=([\w.-]+)|( (?:[A-Z][A-Za-z]*|N)\b)|( (?:'[^']*'|-?\d[\w.]*|[a-z][\w.:-]*)))?")
+_WITH_VALUE = re.compile(r"(--?[a-z][a-z0-9-]*) (\S.*)")  # a source such as '--target image:cat.jpg' or '-o -'
+
+
+def register_choices(**choices: tuple[str, ...]) -> None:
+    """Tell messages which words are an option's values (`stage=('patches', …)`), so that Python callers read
+    "stage='layers'" where the shell reads '--stage layers'."""
+    CHOICES.update({name: frozenset(words) for name, words in choices.items()})
+
+
+def register_flags(*names: str) -> None:
+    """Tell messages which keywords are True or False, so that a bare '--online' reads 'online=True' in Python."""
+    FLAGS.update(names)
 
 
 def python_name(option: str) -> str:
@@ -49,19 +67,43 @@ def python_name(option: str) -> str:
     return API_NAMES.get(option, option.replace("-", "_"))
 
 
+def python_source(source: str) -> str:
+    """An error's source as Python callers name it: an option by its keyword ('--output-dir' → 'output_dir'),
+    an option with its value as the keyword's text ('--target image:cat.jpg' → "target='image:cat.jpg'");
+    a file name as it is."""
+    option = _OPTION.fullmatch(source)
+    if option and " " not in source:  # '--no-norm' is the keyword norm
+        return python_name(option[2] or option[3])
+    given = _WITH_VALUE.fullmatch(source)
+    return f"{python_name(given[1].lstrip('-'))}={given[2]!r}" if given else source
+
+
+def _python_value(text: str) -> str:
+    """A value from a message as Python writes it: numbers as they are, words and quoted text as str."""
+    if text.lstrip("-").replace(".", "", 1).isdigit():
+        return text
+    return repr(text[1:-1]) if len(text) > 1 and text[0] == text[-1] == "'" else repr(text)
+
+
 def python_spelling(problem: str) -> str:
     """A problem's shell options as Python keywords: '--output-dir DIR' → 'output_dir=DIR', '--no-strict' →
-    'strict=False', '--kind=rope' → "kind='rope'", '--overlay' → 'overlay='. The one place messages change
-    front end, so that lower layers write each message once."""
+    'strict=False', '--kind=rope' → "kind='rope'", '--stage layers' → "stage='layers'", '--top 5' → 'top=5',
+    '--online' → 'online=True' (a flag), '--overlay' → 'overlay='. The one place messages change front end, so
+    that lower layers write each message once."""
 
     def spell(m: re.Match) -> str:
-        negated, long_name, short, value, metavar = m.groups()
-        name = long_name or short
+        negated, long_name, short, value, metavar, word = m.groups()
+        name = python_name(long_name or short)
         if negated:
-            return f"{python_name(name)}=False"
+            return f"{name}=False{word or metavar or ''}"
         if value is not None:
-            return f"{python_name(name)}={value if value.lstrip('-').replace('.', '').isdigit() else repr(value)}"
-        return f"{python_name(name)}={metavar.strip() if metavar else ''}"
+            return f"{name}={_python_value(value)}"
+        if word is not None:
+            text = word[1:]
+            if text[0] == "'" or text.lstrip("-").replace(".", "", 1).isdigit() or text in CHOICES.get(name, ()):
+                return f"{name}={_python_value(text)}"
+            return f"{name}={'True' if name in FLAGS else ''}{word}"  # a word of the sentence: 'overlay= and …'
+        return f"{name}={metavar.strip() if metavar else 'True' if name in FLAGS else ''}"
 
     return _OPTION.sub(spell, problem)
 
@@ -71,9 +113,9 @@ class UsageError(VitcliError):
 
 
 def quote_name(name: str) -> str:
-    """A file name as messages show it: itself, or repr-quoted when it holds a newline, a control
+    """A file name as messages show it: itself, or repr-quoted when it is empty or holds a newline, a control
     character or a byte that was not UTF-8 (a surrogate), so that every message stays one line."""
-    return name if name.isprintable() else repr(name)
+    return name if name and name.isprintable() else repr(name)
 
 
 def one_line(text: str) -> str:

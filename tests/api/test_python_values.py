@@ -3,6 +3,7 @@ VitcliError naming the keyword (never a raw TypeError). The cases for wrong type
 public signatures, so a keyword added without a parser fails here (and at import)."""
 
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,13 @@ import pytest
 import vitcli
 from tests.conftest import SAMPLES, run_cli
 from vitcli.api.values import keywords
-from vitcli.errors import UsageError, VitcliError
+from vitcli.errors import CHOICES, UsageError, VitcliError
 
 CAT = SAMPLES / "chelsea.jpg"  # 451×300
 SMALL = dict(dim=64, depth=2, heads=2)
 CLI_SMALL = ("--model", "vit-ti16", "--dim", "64", "--depth", "2", "--heads", "2", "--seed", "3")
-COMMANDS = ("embed", "attend", "explain", "similar", "filters", "pca", "norms", "view", "info", "embed_text", "classify")
+COMMANDS = ("embed", "attend", "explain", "similar", "filters", "pca", "norms", "view", "info", "embed_text",
+            "classify", "compare", "probe")
 FUNCTIONS = ("load_model", "load_images", "patchify", "unpatchify", "posenc")
 WRONG = (object(), b"bytes", 1j)  # no keyword takes any of these
 
@@ -75,6 +77,7 @@ def test_wrong_types_name_the_keyword(model, tmp_path, monkeypatch):
             with pytest.raises(VitcliError) as e:
                 fn(*call_args, **{**kwargs, keyword: wrong})
             assert str(e.value).startswith(f"{keyword}: "), (name, keyword, str(e.value))
+            assert "--" not in str(e.value), (name, keyword, str(e.value))
     assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
@@ -127,6 +130,66 @@ def test_messages_are_spelled_per_front_end(model):
     shell = VitcliError("-o", "give --output-dir DIR instead of -o, or use --no-strict")
     assert str(shell) == "output: give output_dir=DIR instead of output=, or use strict=False"
     assert shell.render(cli=True) == "-o: give --output-dir DIR instead of -o, or use --no-strict"
+
+
+@pytest.mark.parametrize("source, problem, python", [
+    ("--layers", "works with --stage layers", "layers: works with stage='layers'"),  # a word --stage chooses
+    ("--backend", "needs --format parquet or npy-shards with --output-dir DIR",
+     "backend: needs format='parquet' or npy-shards with output_dir=DIR"),
+    ("--labels", "give --labels 'a cat,a dog' or --labels-file FILE",
+     "labels: give labels='a cat,a dog' or labels_file=FILE"),
+    ("--top", "give --top 5, or --max-memory -1", "top: give top=5, or max_memory=-1"),
+    ("--overlay", "--overlay and --rollout draw one map", "overlay: overlay= and rollout= draw one map"),
+    ("--target image:cat.jpg", "needs 3 GiB", "target='image:cat.jpg': needs 3 GiB"),  # an option with its value
+    ("-o -", "--json puts only JSON there", "output='-': json= puts only JSON there"),
+    ("", "is a directory", "'': is a directory"),
+    ("hub", "pass --online to download it", "hub: pass online=True to download it"),  # a True-or-False keyword
+    ("photos", "add -r to include them", "photos: add recursive=True to include them"),
+    ("--no-cls", "drop it", "class_token: drop it"),
+    ("x.pth", "use --no-strict to load it anyway", "x.pth: use strict=False to load it anyway"),
+])
+def test_options_with_values_are_python_keywords(source, problem, python):
+    """A problem is written once in the shell's words; Python callers read keywords with Python values."""
+    error = VitcliError(source, problem)
+    assert str(error) == python
+    assert error.render(cli=True) == f"{source or repr(source)}: {problem}"
+
+
+MISUSED = ("load_model", "embed", "attend", "explain", "posenc", "compare", "probe", "classify")
+BAD = ("nope", "", -7, 10**9, float("nan"), (1, 2, 3))  # of a type some keyword takes, rarely a value it takes
+
+
+def assert_python_words(error: VitcliError, case: object) -> None:
+    """A message as a Python caller reads it: no shell option in it ('--x', a leading '-'), an option source named by
+    its keyword, and no value of a choice left in the shell's words ('stage= layers' for stage='layers')."""
+    text, shell = str(error), error.render(cli=True)
+    assert "--" not in text and not text.startswith("-"), (case, text)
+    if shell.startswith("-"):
+        assert re.match(r"'?[a-z_][a-z0-9_]*(=|: )", text), (case, text)
+    for given in re.finditer(r"\b([a-z_][a-z0-9_]*)= ('|-?\d|([a-z-]+))", text):
+        assert given[3] is not None and given[3] not in CHOICES.get(given[1], ()), (case, text)
+
+
+def test_misuse_is_one_python_line(model, tmp_path, monkeypatch):
+    """Plausible wrong values (right kinds, wrong values) for every keyword of the commands: each call works or
+    raises one VitcliError in Python's words, never another exception (tests/reliability/test_hostile_values.py
+    sweeps every public function with odder values, slowly)."""
+    monkeypatch.chdir(tmp_path)
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)  # in memory, fitted to 32×32
+    cases = [c for c in keyword_cases(model) if c[0] in MISUSED]
+    tried = refused = 0
+    for name, keyword, fn, args, _ in cases:
+        positional = [p.name for p in inspect.signature(fn).parameters.values()][:len(args)]
+        on_image = args == (str(CAT),)
+        base = {"size": 32} if on_image else SMALL if name == "load_model" else {}
+        for bad in BAD:
+            tried += 1
+            try:
+                fn(*(() if keyword in positional else (image,) if on_image else args), **{**base, keyword: bad})
+            except VitcliError as e:
+                refused += 1
+                assert_python_words(e, (name, keyword, bad))
+    assert tried > 500 and refused > tried // 2
 
 
 @pytest.mark.parametrize("python, shell", [

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,17 +44,18 @@ def cmdline(pid: int) -> str:
 
 
 @contextlib.contextmanager
-def two_node_cluster(tmp: Path):
-    """A head and a worker node, one CPU each, on 127.0.0.1; every process killed after."""
-    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--object-store-memory", str(150 * 2**20),
-              "--disable-usage-stats"]
+def ray_cluster(port: int, head: list[str], *workers: list[str]) -> Iterator[str]:
+    """Ray nodes on 127.0.0.1 (`ray start --head` with `head`, then `ray start --address` with each of `workers`);
+    its address. After: every process of this network namespace killed, Ray's temporary folder removed."""
     temp = tempfile.mkdtemp(prefix="vray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    node = ["--node-ip-address", "127.0.0.1", "--object-store-memory", str(150 * 2**20), "--disable-usage-stats"]
     try:
-        subprocess.run([*RAY, "start", "--head", "--port", str(PORT), "--include-dashboard=false",
-                        "--temp-dir", temp, *common], env=ENV, check=True, capture_output=True, timeout=180)
-        subprocess.run([*RAY, "start", "--address", f"127.0.0.1:{PORT}", *common], env=ENV, check=True,
-                       capture_output=True, timeout=180)
-        yield f"127.0.0.1:{PORT}"
+        subprocess.run([*RAY, "start", "--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", temp,
+                        *node, *head], env=ENV, check=True, capture_output=True, timeout=180)
+        for args in workers:
+            subprocess.run([*RAY, "start", "--address", f"127.0.0.1:{port}", *node, *args], env=ENV, check=True,
+                           capture_output=True, timeout=180)
+        yield f"127.0.0.1:{port}"
     finally:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in own_processes():
@@ -61,6 +63,11 @@ def two_node_cluster(tmp: Path):
                     os.kill(pid, sig)
             time.sleep(1)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def two_node_cluster(tmp: Path) -> contextlib.AbstractContextManager[str]:
+    """A head and a worker node, one CPU each."""
+    return ray_cluster(PORT, ["--num-cpus", "1"], ["--num-cpus", "1"])
 
 
 def check_nodes(address: str) -> None:

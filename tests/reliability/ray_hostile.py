@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.cli.ray_driver import ENV, RAY, TINY, own_processes
+from tests.cli.ray_driver import ENV, TINY, ray_cluster
 
 CAP = 90  # seconds per run: far above a refusal, far below a hang
 
@@ -58,31 +58,8 @@ def case_listeners(photos: Path, tmp: Path) -> dict:
             for kind in ("silent", "http1", "close", "garbage")}
 
 
-@contextlib.contextmanager
-def one_node() -> "contextlib.Generator[str, None, None]":
-    import shutil
-    import signal
-    import tempfile
-    import time
-
-    temp = tempfile.mkdtemp(prefix="vray", dir="/tmp")
-    try:
-        subprocess.run([*RAY, "start", "--head", "--port", "6392", "--include-dashboard=false", "--temp-dir", temp,
-                        "--num-cpus", "2", "--num-gpus", "0", "--node-ip-address", "127.0.0.1",
-                        "--object-store-memory", str(150 * 2**20), "--disable-usage-stats"],
-                       env=ENV, check=True, capture_output=True, timeout=180)
-        yield "127.0.0.1:6392"
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in own_processes():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, sig)
-            time.sleep(1)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
 def case_cluster(photos: Path, tmp: Path) -> dict:
-    with one_node() as address:
+    with ray_cluster(6392, ["--num-cpus", "2", "--num-gpus", "0"]) as address:
         gpus = run(photos, tmp / "gpus", "--ray-address", address, "--num-gpus", "1")
         quiet = run(photos, tmp / "quiet", "--ray-address", address, "-q")
         return {"gpus": gpus, "quiet": quiet}

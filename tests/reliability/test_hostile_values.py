@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import vitcli
-from tests.api.test_python_values import CAT, keyword_cases
+from tests.api.test_python_values import CAT, assert_python_words, keyword_cases
 from vitcli.errors import VitcliError
 
 SIDE = 32
@@ -118,8 +118,8 @@ def test_every_keyword_with_odd_values_works_or_names_itself(model, tmp_path, mo
             try:
                 with capped(CALL_SECONDS):
                     fn(*call_args, **{**kwargs, **extra, keyword: odd})
-            except VitcliError:
-                pass  # one line (which keyword it names is checked for wrong types in tests/api)
+            except VitcliError as e:  # one line (which keyword it names is checked for wrong types in tests/api)
+                assert_python_words(e, (name, keyword, odd))
             except CallTimeout:
                 failures.append((name, keyword, repr(odd), "over the time cap"))
             except Exception as e:  # noqa: BLE001 - what this test exists to catch

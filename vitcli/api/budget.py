@@ -6,19 +6,25 @@ products, --patch-size, --size). `explain` passes `backward` (its method, and wh
 discards): its gradient pass is estimated by `backward_bytes` instead of `forward_bytes`.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vitcli.errors import VitcliError, option_errors
+
+if TYPE_CHECKING:
+    from vitcli.api.base import ModelSpec
+    from vitcli.core.config import ViTConfig
+    from vitcli.core.encoder import VisionTransformer
 
 
 class MemoryMixin:
     """Mixed into `Model`: uses its `config`, `spec` (dtype, max_memory), `checkpoint`, `_module`, `preset_base`."""
 
+    # ViTConfig and `Loaded | None`: declared Any until ModelBase (api/base.py) narrows them where it reads them
     config: Any
-    spec: Any
+    spec: "ModelSpec"
     checkpoint: Any
-    _module: Any
-    preset_base: Any
+    _module: "VisionTransformer | None"
+    preset_base: "ViTConfig | None"
 
     def memory_limit(self) -> int:
         from vitcli.core.budget import memory_limit
@@ -60,7 +66,7 @@ class MemoryMixin:
                                                      backward) else source or "--size"
             raise VitcliError(blame, problem, needs="max_memory")
 
-    def _pass_bytes(self, c: Any, batch: int, size: tuple[int, int], kept: int,
+    def _pass_bytes(self, c: "ViTConfig", batch: int, size: tuple[int, int], kept: int,
                     backward: tuple[str, bool] | None) -> int:
         """A forward pass's bytes with `kept` captures, or explain's gradient pass (`backward`)."""
         from vitcli.core.budget import backward_bytes, forward_bytes

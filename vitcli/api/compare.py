@@ -67,14 +67,16 @@ def metric_list(metric: str | Sequence[str]) -> list[str]:
     return names
 
 
-def _metric(name: str, value: Any) -> Any:
+def _metric(name: str, value: object) -> str | list[str]:
     """keywords' parser for `metric`: text or a list of names."""
-    if isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+    if isinstance(value, str):
         return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return [str(v) for v in value]
     raise VitcliError("--metric", f"{value!r:.60} is not a metric name or a list of them")
 
 
-def _other(name: str, value: Any) -> Any:
+def _other(name: str, value: object) -> "str | Model | None":
     """keywords' parser for `with_model`: None (the model with itself) or a model spec."""
     return None if value is None else model_spec(name, value)
 
@@ -331,8 +333,8 @@ class _Features:
                 for m in self.plan.metrics}
 
 
-def _run(a: "Model", b: "Model", images: "Images", plan: Plan, normalize: str | None, batch: Any,
-         progress: Any) -> tuple[dict[str, np.ndarray], Any]:
+def _run(a: "Model", b: "Model", images: "Images", plan: Plan, normalize: str | None, batch: "BatchSpec",
+         progress: "Progress | None") -> tuple[dict[str, np.ndarray], "BatchReport"]:
     """Decode (each model's preprocessing) in threads, one forward pass per model per batch, metrics at the end."""
     from vitcli.api.layers import LayerCompute, kept_bytes
     from vitcli.api.runs import _check_planned, run_batches

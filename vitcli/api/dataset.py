@@ -10,20 +10,27 @@ batches (and so its bytes) are the same whether the run went straight through or
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
+from vitcli.api.values import Backend, Format
 from vitcli.errors import UsageError, VitcliError
 
 if TYPE_CHECKING:
-    from vitcli.api.base import ModelBase
-    from vitcli.api.images import Images
+    from pathlib import Path
 
-Format = Literal["npy", "parquet", "npy-shards"]
+    from vitcli.api.base import ModelBase
+    from vitcli.api.images import FittedImage, Images, ImageSpec
+    from vitcli.api.runs import BatchReport, BatchSpec, ModelRun, ModuleCompute, Prepare, Progress
+    from vitcli.checkpoints.preprocess import Preprocess
+    from vitcli.io.batch import Sink
+    from vitcli.io.shards import Manifest
+    from vitcli.stats import RunningStats
+
 DEFAULT_SHARD_SIZE = 10_000
-Backend = Literal["local", "ray"]
 
 
 @dataclass(frozen=True)
@@ -88,9 +95,9 @@ def is_parquet(output: str | None) -> bool:
     return bool(output) and output.lower().endswith(".parquet")  # type: ignore[union-attr]
 
 
-def run_dataset(model: "ModelBase", images: "Images", compute: Any, *, main: str, normalize: str | None, batch: Any,
-                output: str | None, output_dir: str | None, dataset: DatasetSpec, progress: Any = None,
-                describe: dict[str, Any] | None = None) -> Any:
+def run_dataset(model: "ModelBase", images: "Images", compute: "ModuleCompute", *, main: str, normalize: str | None,
+                batch: "BatchSpec", output: str | None, output_dir: str | None, dataset: DatasetSpec,
+                progress: "Progress | None" = None, describe: dict[str, Any] | None = None) -> "ModelRun":
     """Run `compute` over the images into a Parquet file or a sharded folder; a ModelRun (rows not kept)."""
     from vitcli.api.runs import BatchReport, ModelRun
 
@@ -101,10 +108,10 @@ def run_dataset(model: "ModelBase", images: "Images", compute: Any, *, main: str
     if output:
         return _one_file(model, images, compute, prepare, main, batch, output, meta, progress, norm)
     options = manifest_options(meta, batch, spec)
+    assert output_dir is not None  # refused by DatasetSpec.checked without one
     if spec.backend == "ray":
         from vitcli.api.ray_backend import run_on_ray
 
-        assert output_dir is not None  # refused above without one
         ray_report = run_on_ray(model, images, compute, main=main, norm=norm, spec=fitted_spec, batch=batch,
                                 output_dir=output_dir, dataset=spec, meta=meta, options=options, progress=progress)
         return ModelRun(ray_report, {}, norm, True)
@@ -113,11 +120,11 @@ def run_dataset(model: "ModelBase", images: "Images", compute: Any, *, main: str
     return ModelRun(report, {}, norm, True)
 
 
-def hashed(prepare: Any) -> Any:
+def hashed(prepare: "Prepare") -> "Prepare":
     """`prepare`, plus the sha256 of the file's bytes (computed in the decoding thread)."""
     from vitcli.io.parquet import file_sha256
 
-    def run(item: object, name: str) -> Any:
+    def run(item: object, name: str) -> "FittedImage":
         fitted = prepare(item, name)
         fitted.sha256 = file_sha256(item) if isinstance(item, str) else None
         return fitted
@@ -125,16 +132,31 @@ def hashed(prepare: Any) -> Any:
     return run
 
 
-def _common(model: Any, compute: Any, prepare: Any, main: str, progress: Any) -> dict[str, Any]:
-    def rows(items: list) -> dict[str, np.ndarray]:
+class _Shared(TypedDict):
+    """run_batches' keywords that every file of a dataset run shares."""
+
+    prepare: "Prepare"
+    compute: Callable[["list[FittedImage]"], "dict[str, np.ndarray]"]
+    main: str
+    patch_size: int
+    describe: Callable[["FittedImage"], dict[str, str | None]]
+    overlap: bool
+    progress: "Progress | None"
+
+
+def _common(model: "ModelBase", compute: "ModuleCompute", prepare: "Prepare", main: str,
+            progress: "Progress | None") -> _Shared:
+    """run_batches' keywords shared by every file of a dataset run: hashed inputs, the model's batches."""
+    def rows(items: "list[FittedImage]") -> dict[str, np.ndarray]:
         return compute(model.batch_tensor(items))
 
-    return dict(prepare=hashed(prepare), compute=rows, main=main, patch_size=model.config.patch_size,
-                describe=lambda f: {"sha256": getattr(f, "sha256", None)}, overlap=not model.on_cpu,
-                progress=progress)
+    return _Shared(prepare=hashed(prepare), compute=rows, main=main, patch_size=model.config.patch_size,
+                   describe=lambda f: {"sha256": f.sha256}, overlap=not model.on_cpu, progress=progress)
 
 
-def _one_file(model, images, compute, prepare, main, batch, output, meta, progress, norm) -> Any:
+def _one_file(model: "ModelBase", images: "Images", compute: "ModuleCompute", prepare: "Prepare", main: str,
+              batch: "BatchSpec", output: str, meta: dict[str, Any], progress: "Progress | None",
+              norm: str) -> "ModelRun":
     """-o FILE.parquet: one row per image, committed whole at the end."""
     from vitcli.api.runs import ModelRun, run_batches
     from vitcli.io.parquet import ParquetSink
@@ -151,7 +173,7 @@ def _one_file(model, images, compute, prepare, main, batch, output, meta, progre
     return ModelRun(report, {}, norm, True)
 
 
-def shard_sink(fmt: str, folder: Any, k: int, paths: list[str], first_row: int, meta: dict[str, Any]) -> Any:
+def shard_sink(fmt: str, folder: "Path", k: int, paths: list[str], first_row: int, meta: dict[str, Any]) -> "Sink":
     """The sink that writes shard k (its files under temporary names until commit)."""
     from vitcli.io.batch import ArraySink
     from vitcli.io.parquet import MetadataIndex, ParquetSink
@@ -163,7 +185,9 @@ def shard_sink(fmt: str, folder: Any, k: int, paths: list[str], first_row: int, 
     return ArraySink(str(folder / names[0]), len(paths), index=lambda: MetadataIndex(folder / names[1], meta))
 
 
-def _sharded(model, images, compute, prepare, main, batch, output_dir, spec, meta, options, progress) -> Any:
+def _sharded(model: "ModelBase", images: "Images", compute: "ModuleCompute", prepare: "Prepare", main: str,
+             batch: "BatchSpec", output_dir: str, spec: DatasetSpec, meta: dict[str, Any], options: dict[str, Any],
+             progress: "Progress | None") -> "BatchReport":
     """The missing shards, one batch run each, each committed to the manifest when whole."""
     import time
 
@@ -173,6 +197,7 @@ def _sharded(model, images, compute, prepare, main, batch, output_dir, spec, met
     from vitcli.signals import interrupt_note
 
     paths, n = images.names(), spec.shard_size
+    assert n is not None  # settled by DatasetSpec.checked
     manifest = open_manifest(output_dir, paths, spec.format, n, options, spec.resume, __version__, spec.command)
     progress = progress or _Silent()
     done_before = [k for k in range(manifest.shard_count()) if str(k) in manifest.doc["shards"]]
@@ -197,14 +222,14 @@ def _sharded(model, images, compute, prepare, main, batch, output_dir, spec, met
     return total
 
 
-def resume_note(manifest: Any, output_dir: str) -> str:
+def resume_note(manifest: "Manifest", output_dir: str) -> str:
     """What an interrupted sharded run keeps, and the way on: `--resume`."""
     done = manifest.shard_count() - len(manifest.missing())
     return (f"{done} of {manifest.shard_count()} shards are done in {output_dir}; "
             f"run the same command with --resume to compute the rest")
 
 
-def _add_report(total: Any, part: Any) -> None:
+def _add_report(total: "BatchReport", part: "BatchReport") -> None:
     """Fold one shard's report into the run's: counts, skipped images, merged statistics."""
     total.done += part.done
     total.skipped += part.skipped
@@ -215,14 +240,14 @@ def _add_report(total: Any, part: Any) -> None:
         total.stats[name] = merge_stats(total.stats.get(name), s)
 
 
-def merge_stats(a: Any, b: Any) -> Any:
+def merge_stats(a: "RunningStats | None", b: "RunningStats") -> "RunningStats":
     """Two RunningStats as one (vitcli.stats.merged)."""
     from vitcli.stats import merged
 
     return merged(a, b)
 
 
-def file_metadata(model: Any, stage: str, norm: str, spec: Any, family: Any,
+def file_metadata(model: "ModelBase", stage: str, norm: str, spec: "ImageSpec", family: "Preprocess | None",
                   describe: dict[str, Any]) -> dict[str, Any]:
     """What every file of the run says about itself: model, weights and their hash, stage, preprocessing, version."""
     from dataclasses import asdict
@@ -244,7 +269,7 @@ def file_metadata(model: Any, stage: str, norm: str, spec: Any, family: Any,
     }
 
 
-def used_values(spec: Any, family: Any, patch_size: int) -> dict[str, Any]:
+def used_values(spec: "ImageSpec", family: "Preprocess | None", patch_size: int) -> dict[str, Any]:
     """The fit, filter and patch size the run used where the spec left them to their defaults (None)."""
     from vitcli.api.images import DEFAULT_RESAMPLE, fit_used
 
@@ -266,7 +291,7 @@ def _weights_sha(path: str | None) -> str | None:
     return _WEIGHTS_SHA[path]
 
 
-def manifest_options(meta: dict[str, Any], batch: Any, spec: DatasetSpec) -> dict[str, Any]:
+def manifest_options(meta: dict[str, Any], batch: "BatchSpec", spec: DatasetSpec) -> dict[str, Any]:
     """The options a resumed run must share with the first (named as the CLI spells them). A seed says
     how it draws: a run begun when one generator drew the whole model resumes with an error, not other weights."""
     m, pre = meta["model"], meta["preprocessing"]

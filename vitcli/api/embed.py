@@ -1,6 +1,5 @@
 """`Model.embed`: patches → projection → class token → + positions = Z0 → encoder → embedding."""
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from vitcli.api.base import ModelBase
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
 
     from vitcli.api.dataset import DatasetSpec
     from vitcli.api.images import FittedImage
-    from vitcli.api.runs import BatchSpec, ModelRun, Progress
+    from vitcli.api.runs import BatchSpec, ModelRun, ModuleCompute, Progress
     from vitcli.core.capture import Capture
     from vitcli.core.encoder import VisionTransformer
 
@@ -29,7 +28,6 @@ FIELDS = {"patches": "patches", "tokens": "tokens", "with_cls": "with_prefix", "
           "pooled": "pooled", "projected": "logits"}
 
 
-Compute = Callable[["torch.Tensor"], "dict[str, np.ndarray]"]  # (b, 3, H, W) → {name: (b, ...)}
 
 
 class EmbedCompute:
@@ -112,7 +110,7 @@ class EmbedMixin(ModelBase):
         capture = _capture(stages, self.config.pooling == "cls")
 
         self.resolve_grid(images)  # a table whose grid the weights do not show: before the model is built
-        compute: Compute = EmbedCompute(self.module, capture, impl, stages)
+        compute: ModuleCompute = EmbedCompute(self.module, capture, impl, stages)
         describe: dict[str, str | list[int]] = {"impl": impl}
         if stage == "layers" or layers is not None or tokens is not None:
             compute, describe = self._layer_compute(stage, layers, tokens)
@@ -138,7 +136,7 @@ class EmbedMixin(ModelBase):
         return EmbedResult(stage, arrays, doc, fitted, list(self.warnings))
 
     def _layer_compute(self, stage: str, layers: str | None,
-                       tokens: str | None) -> "tuple[Compute, dict[str, str | list[int]]]":
+                       tokens: str | None) -> "tuple[ModuleCompute, dict[str, str | list[int]]]":
         """stage="layers": every chosen block's tokens from one forward pass, and what the files say about them."""
         from vitcli.api.layers import LayerCompute, choose_layers, choose_tokens
         from vitcli.errors import UsageError

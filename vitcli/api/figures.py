@@ -75,7 +75,7 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         from vitcli.api.runs import BatchSpec, _check_planned
 
         images = as_images(images)
-        self.check_outputs(images, **(outputs or {}))
+        self.check_outputs(images, (), **(outputs or {}))
         self.resolve_grid(images)
         _check_planned(self, images, BatchSpec(batch_size=1), None)  # a fixed size: before any image is fitted
         prepare, norm, _ = self.preparer(images.spec, normalize)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
     from vitcli.api.documents import InputDoc
+    from vitcli.checkpoints.preprocess import Preprocess
+    from vitcli.io.images import LoadedImage
 
 DEFAULT_PATCH = 16
 DEFAULT_SIZE = "224"
@@ -74,15 +76,16 @@ def as_size_text(size: object) -> str | None:
 class FittedImage:
     """An image brought to its final size, with the facts the table and JSON report."""
 
-    loaded: Any  # vitcli.io.images.LoadedImage
-    pixels: Any  # (H, W, 3) uint8
+    loaded: "LoadedImage"
+    pixels: "np.ndarray"  # (H, W, 3) uint8
     fit: str  # crop | resize | pad | strict | family
     done: str  # what was done, in words
-    data: Any = None  # the model input (1, 3, H, W), made in the decoding thread
-    values: Any = None  # (H, W, 3) float32 on x/255's scale when the family resizes unrounded floats
+    data: Any = None  # the model input (1, 3, H, W), made in the decoding thread: torch, or patchify's numpy
+    values: "np.ndarray | None" = None  # (H, W, 3) float32 on x/255's scale when the family resizes unrounded floats
+    sha256: str | None = None  # the file's bytes' hash, when a dataset run records it (dataset.hashed)
 
     @property
-    def input(self) -> Any:
+    def input(self) -> "np.ndarray":
         """What is normalised into the model input: the float values when there are any, else the pixels."""
         return self.pixels if self.values is None else self.values
 
@@ -166,7 +169,7 @@ def check_image_memory(size: tuple[int, int], max_memory: str | int | None, sour
         raise VitcliError(source, problem, needs="max_memory")
 
 
-def read_one(item: object, spec: ImageSpec, draft: int | None, name: str) -> Any:
+def read_one(item: object, spec: ImageSpec, draft: int | None, name: str) -> "LoadedImage":
     """A path ('-': standard input), a Pillow image or an array → LoadedImage (upright 8-bit RGB)."""
     from vitcli.io import images
 
@@ -180,7 +183,8 @@ def read_one(item: object, spec: ImageSpec, draft: int | None, name: str) -> Any
     return images.image_from_memory(item, name, background)
 
 
-def fit_one(item: object, spec: ImageSpec, patch_size: int, family: Any = None, name: str = "") -> FittedImage:
+def fit_one(item: object, spec: ImageSpec, patch_size: int, family: "Preprocess | None" = None,
+            name: str = "") -> FittedImage:
     """Load, orient, convert and fit one image: the same pixels for every command.
 
     `family` (a checkpoint's `Preprocess`) replaces vitcli's size policy by the family library's own
@@ -214,7 +218,7 @@ def fit_one(item: object, spec: ImageSpec, patch_size: int, family: Any = None, 
     return FittedImage(loaded, pixels, fit, done)
 
 
-def _floored(pixels: Any, done: str, spec: ImageSpec, patch_size: int) -> tuple[Any, str]:
+def _floored(pixels: "np.ndarray", done: str, spec: ImageSpec, patch_size: int) -> tuple["np.ndarray", str]:
     """With a flooring model, the pixels its patch conv uses (top-left whole patches) and what was left out."""
     if spec.patch_remainder != "floor":
         return pixels, done
@@ -228,7 +232,7 @@ def _floored(pixels: Any, done: str, spec: ImageSpec, patch_size: int) -> tuple[
 class Images:
     """Sources expanded to an ordered list, decoded only when iterated; `many` gives outputs a batch axis."""
 
-    items: list[Any]  # paths (sorted), '-', or in-memory images in the order given
+    items: Sequence[object]  # paths (sorted), '-', or in-memory images (PIL, arrays) in the order given
     many: bool
     spec: ImageSpec = field(default_factory=ImageSpec)
 
@@ -239,10 +243,10 @@ class Images:
         """A name per item: its path, or '<image N>' for an in-memory image."""
         return [item if isinstance(item, str) else f"<image {i}>" for i, item in enumerate(self.items)]
 
-    def with_spec(self, **changes: Any) -> "Images":
+    def with_spec(self, **changes: Any) -> "Images":  # forwarding: ImageSpec's fields
         return replace(self, spec=replace(self.spec, **changes))
 
-    def fitted(self, patch_size: int | None = None, family: Any = None) -> Iterator[FittedImage]:
+    def fitted(self, patch_size: int | None = None, family: "Preprocess | None" = None) -> Iterator[FittedImage]:
         """Decode and fit one at a time (in this thread); errors are raised as they come."""
         p = next((v for v in (patch_size, self.spec.patch_size) if v is not None), DEFAULT_PATCH)
         for item, name in zip(self.items, self.names(), strict=True):
@@ -289,7 +293,7 @@ def as_images(images: object) -> Images:
     return images if isinstance(images, Images) else load_images(images)
 
 
-def with_image_options(images: object, options: dict[str, Any]) -> "Images":
+def with_image_options(images: object, options: dict[str, object]) -> "Images":
     """Images loaded with the given options; an `Images` keeps its other options."""
     from dataclasses import asdict
 
@@ -306,7 +310,7 @@ def image_keywords(*names: str, **overrides: Parser) -> Callable[[Callable], Cal
     options = inspect.signature(inspect.unwrap(load_images)).parameters
     extra = tuple(options[n] for n in IMAGE_OPTIONS)
 
-    def forward(bound: inspect.BoundArguments, parsed: dict[str, Any]) -> None:
+    def forward(bound: inspect.BoundArguments, parsed: dict[str, object]) -> None:
         if not any(v is not None for v in parsed.values()):
             return
         for n in names:

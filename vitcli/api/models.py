@@ -11,7 +11,7 @@ their own modules (embed, attend, figures) and are mixed into `Model`.
 
 import re
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, get_args
 
 from vitcli.api.attend import AttendMixin
 from vitcli.api.base import (  # noqa: F401 - their home was here: `from vitcli.api.models import ...` keeps working
@@ -30,12 +30,28 @@ from vitcli.api.embed import EmbedMixin
 from vitcli.api.explain import ExplainMixin
 from vitcli.api.figures import FiguresMixin
 from vitcli.api.probe import ProbeMixin
-from vitcli.api.values import keywords
+from vitcli.api.values import Dtype, keywords
 from vitcli.api.view import ViewMixin
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
-    from vitcli.core.config import ViTConfig
+    import torch
+
+    from vitcli.checkpoints.load import Loaded
+    from vitcli.core.config import Activation, PosEncKind, ViTConfig
+    from vitcli.core.encoder import VisionTransformer
+
+
+class Sizes(TypedDict):
+    """load_model's size overrides (None: the preset's or the checkpoint's own)."""
+
+    patch_size: int | None
+    dim: int | None
+    depth: int | None
+    heads: int | None
+    mlp_ratio: float | None
+    class_token: bool | None
+    posenc: "PosEncKind | None"
 
 
 class Model(EmbedMixin, ViewMixin, AttendMixin, FiguresMixin, ExplainMixin, CompareMixin, ProbeMixin):
@@ -51,8 +67,8 @@ class Model(EmbedMixin, ViewMixin, AttendMixin, FiguresMixin, ExplainMixin, Comp
 def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "float32", seed: int = 0,
                strict: bool = True, patch_size: int | None = None, dim: int | None = None, depth: int | None = None,
                heads: int | None = None, mlp_ratio: float | None = None, class_token: bool | None = None,
-               posenc: str | None = None, native_size: object = None, eps: float | None = None,
-               activation: str | None = None, online: bool = False, family: str | None = None,
+               posenc: "PosEncKind | None" = None, native_size: object = None, eps: float | None = None,
+               activation: "Activation | None" = None, online: bool = False, family: str | None = None,
                max_memory: str | int | None = None, describe_only: bool = False) -> Model:
     """A preset name (vit-ti16 … vit-h14) with random weights from `seed`, or a checkpoint: a file
     (.safetensors, .pth/.pt/.bin, OpenAI CLIP .pt), a Hugging Face snapshot folder, `hf-hub:ORG/NAME`
@@ -69,7 +85,7 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
 
     _check_placement(device, dtype)
     check_ranges(patch_size=patch_size, dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, eps=eps)
-    sizes = {"patch_size": patch_size, "dim": dim, "depth": depth, "heads": heads, "mlp_ratio": mlp_ratio,
+    sizes: Sizes = {"patch_size": patch_size, "dim": dim, "depth": depth, "heads": heads, "mlp_ratio": mlp_ratio,
              "class_token": class_token, "posenc": posenc}
     model_spec = ModelSpec(spec, device, dtype, seed, strict, max_memory)
     if spec.strip().lower() in PRESETS:
@@ -91,7 +107,7 @@ def load_model(spec: str = "vit-b16", *, device: str = "auto", dtype: str = "flo
 
 
 DEVICE_NAMES = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
+DTYPE_NAMES = get_args(Dtype)
 
 
 def _check_placement(device: str, dtype: str) -> None:
@@ -102,7 +118,7 @@ def _check_placement(device: str, dtype: str) -> None:
         raise VitcliError("--dtype", f"'{dtype}' is not a dtype: use one of {', '.join(DTYPE_NAMES)}")
 
 
-def _preset_config(name: str, sizes: dict[str, Any]) -> "ViTConfig":
+def _preset_config(name: str, sizes: Sizes) -> "ViTConfig":
     """The preset with overrides; when only dim changes and the preset's heads do not divide it,
     heads of 64 channels (the ViT rule) or else the largest count that divides D."""
     from math import gcd
@@ -118,8 +134,8 @@ def _preset_config(name: str, sizes: dict[str, Any]) -> "ViTConfig":
                         mlp_ratio=sizes["mlp_ratio"], posenc=sizes["posenc"], class_token=sizes["class_token"])
 
 
-def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps: float | None,
-                      activation: str | None, strict: bool, model_spec: ModelSpec, online: bool = False,
+def _checkpoint_model(spec: str, sizes: Sizes, native_size: object, eps: float | None,
+                      activation: "Activation | None", strict: bool, model_spec: ModelSpec, online: bool = False,
                       family: str | None = None, describe_only: bool = False) -> Model:
     """Load (shapes only when `describe_only`), check the sizes given against the weights, build on the device."""
     from vitcli.checkpoints.load import build_model_from_checkpoint, load_checkpoint
@@ -129,15 +145,18 @@ def _checkpoint_model(spec: str, sizes: dict[str, Any], native_size: object, eps
             raise VitcliError("--" + name.replace("_", "-").replace("class-token", "no-cls"),
                               "the checkpoint's own position table and tokens are used; drop it")
     native = _hw(native_size, "--native-size") if native_size is not None else None
-    kwargs = dict(strict=strict, image_size=native, heads=sizes["heads"], eps=eps, activation=activation,
-                  dim=sizes["dim"], depth=sizes["depth"], patch_size=sizes["patch_size"], online=online, family=family)
-    loaded = load_checkpoint(spec, shapes_only=describe_only, **kwargs)
+    def read(shapes_only: bool) -> "Loaded":
+        return load_checkpoint(spec, shapes_only=shapes_only, strict=strict, image_size=native, heads=sizes["heads"],
+                               eps=eps, activation=activation, dim=sizes["dim"], depth=sizes["depth"],
+                               patch_size=sizes["patch_size"], online=online, family=family)
+
+    loaded = read(describe_only)
     _check_mlp_ratio(loaded.config, sizes["mlp_ratio"])
     model = Model(loaded.config, None, spec, loaded, model_spec)
 
-    def build(device: Any, dtype: Any) -> Any:
+    def build(device: "torch.device", dtype: "torch.dtype") -> "VisionTransformer":
         if describe_only:  # the values were not read: read them now (the grid found for an image stays)
-            model.checkpoint = replace(load_checkpoint(spec, **kwargs), config=model.checkpoint.config,
+            model.checkpoint = replace(read(False), config=model.checkpoint.config,
                                        native_grid=model.checkpoint.native_grid)
         return build_model_from_checkpoint(model.checkpoint, device=device, dtype=dtype)
 

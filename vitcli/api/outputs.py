@@ -8,8 +8,13 @@ picture beside it (`rollout_png_path`), and for --output-dir every file under th
 commit swaps the folder whole). None of them may be an input, nor two of them one file.
 """
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vitcli.api.base import ModelSpec
+    from vitcli.api.images import Images
 
 # API keyword of every output that names a file → the CLI option (the name errors use).
 OUTPUT_OPTIONS = {"output": "-o", "grid_png": "--grid-png", "png": "--png", "similarity": "--similarity",
@@ -24,7 +29,7 @@ def rollout_png_path(npy: str) -> str | None:
     return str(Path(npy).with_suffix(".png")) if npy != "-" else None
 
 
-def check_stdout(named: dict[str, Any], as_json: bool = False) -> None:
+def check_stdout(named: Mapping[str, object], as_json: bool = False) -> None:
     """At most one output may be `-` (standard output), and none beside `as_json` (the shell's --json,
     which puts only its JSON there): a UsageError naming the second one."""
     from vitcli.errors import UsageError
@@ -37,20 +42,25 @@ def check_stdout(named: dict[str, Any], as_json: bool = False) -> None:
                          f"{on_stdout[0]} - also writes to standard output: give one of them a file")
 
 
-def planned_files(named: dict[str, Any], many: bool = False) -> dict[str, str]:
+def planned_files(named: Mapping[str, object], many: bool = False) -> dict[str, str]:
     """Option → path of every file the run writes: the outputs named and the files they imply."""
-    files = {opt: named[key] for key, opt in OUTPUT_OPTIONS.items() if isinstance(named.get(key), str) and named[key]}
+    files: dict[str, str] = {}
+    for key, opt in OUTPUT_OPTIONS.items():
+        value = named.get(key)
+        if isinstance(value, str) and value:  # True computes without writing
+            files[opt] = value
     out = files.get("-o")
     if many and out and out != "-" and not out.lower().endswith(".parquet"):
         from vitcli.io.batch import index_path
 
         files["-o's index"] = index_path(out)
-    if files.get("--rollout", "-") != "-":
-        files["--rollout's picture"] = rollout_png_path(files["--rollout"])
+    picture = rollout_png_path(files.get("--rollout", "-"))
+    if picture:
+        files["--rollout's picture"] = picture
     return files
 
 
-def check_outputs_first(named: dict[str, Any], *, inputs: Any = (), many: bool = False,
+def check_outputs_first(named: Mapping[str, object], *, inputs: Iterable[object] = (), many: bool = False,
                         output_dir: str | None = None) -> dict[str, str]:
     """Every planned file's folder and name, no two on one file, none of them an input and no input
     inside --output-dir: one line before anything is computed or written. Returns the plan."""
@@ -64,10 +74,10 @@ def check_outputs_first(named: dict[str, Any], *, inputs: Any = (), many: bool =
 class OutputsMixin:
     """Mixed into `Model`: the output check with the model's own file (its weights) among the inputs."""
 
-    spec: Any
+    spec: "ModelSpec"
 
-    def check_outputs(self, images: Any = None, extra: Any = (), *, output_dir: str | None = None,
-                      **named: Any) -> dict[str, str]:
+    def check_outputs(self, images: "Images | None" = None, extra: Iterable[str] = (), *,
+                      output_dir: str | None = None, **named: object) -> dict[str, str]:
         """`check_outputs_first` for a command over `images` (an `Images`) reading `extra` files too."""
         items = list(images.items) if images is not None else []
         return check_outputs_first(named, inputs=[self.spec.spec, *items, *extra], output_dir=output_dir,

@@ -10,7 +10,7 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -20,9 +20,12 @@ from vitcli.api.values import choice, keywords, number, path
 from vitcli.errors import UsageError, VitcliError
 
 if TYPE_CHECKING:
+    import torch
+
     from vitcli.api.images import Images
     from vitcli.api.models import Model
     from vitcli.api.runs import BatchSpec, Progress
+    from vitcli.core.probes import Split
 
 PROBES = ("k-NN", "linear")
 
@@ -158,7 +161,8 @@ class ProbeMixin:
                            [(a.numpy(), b.numpy()) for a, b in splits], doc, list(self.warnings))
 
 
-def fold_splits_or_holdout(labels: Any, folds: int | None, test_fraction: float, seed: int) -> list[Any]:
+def fold_splits_or_holdout(labels: "torch.Tensor", folds: int | None, test_fraction: float,
+                           seed: int) -> "list[Split]":
     """K stratified folds, or one stratified hold-out split."""
     from vitcli.core.probes import fold_splits, holdout_split
 
@@ -176,7 +180,7 @@ def _check_counts(found: Labelled, k: int, test_fraction: float, folds: int | No
         raise UsageError("--folds", f"{folds} folds of {len(found.paths)} images leave a fold empty")
 
 
-def _check_k(k: int, splits: list[Any]) -> None:
+def _check_k(k: int, splits: "list[Split]") -> None:
     """k neighbours need more training images than k."""
     fewest = min(int(train.numel()) for train, _ in splits)
     if k > fewest:
@@ -195,8 +199,8 @@ def _check_held(model: "Model", n: int, layers: list[int]) -> None:
         raise VitcliError("--layers", problem, needs="max_memory")
 
 
-def _features(model: "Model", images: "Images", layers: list[int], tokens: str, normalize: str | None, batch: Any,
-              progress: Any) -> tuple[Any, list[int]]:
+def _features(model: "Model", images: "Images", layers: list[int], tokens: str, normalize: str | None,
+              batch: "BatchSpec", progress: "Progress | None") -> tuple["torch.Tensor", list[int]]:
     """(n read, layers, D) float32 features from one forward pass per batch, and the rows of the images read."""
     import torch
 
@@ -212,14 +216,15 @@ def _features(model: "Model", images: "Images", layers: list[int], tokens: str, 
     return torch.from_numpy(np.asarray(run.arrays["layers"])), read
 
 
-def _layer(features: Any, labels: Any, splits: list[Any], k: int, l2: float) -> tuple[float, float]:
+def _layer(features: "torch.Tensor", labels: "torch.Tensor", splits: "list[Split]", k: int,
+           l2: float) -> tuple[float, float]:
     from vitcli.core.probes import probe_accuracy
 
     return probe_accuracy(features, labels, splits, k, l2)
 
 
 def _document(model: "Model", found: Labelled, layers: list[int], tokens: str, acc: np.ndarray, rows: list[int],
-              splits: list[Any], k: int, l2: float, seed: int, test_fraction: float, folds: int | None,
+              splits: "list[Split]", k: int, l2: float, seed: int, test_fraction: float, folds: int | None,
               output: str | None, plot: str | None) -> ProbeDoc:
     """probe's JSON document."""
     best = [int(np.argmax(acc[:, j])) for j in range(2)]

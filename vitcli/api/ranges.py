@@ -8,7 +8,7 @@ checked elsewhere (before allocating). An option given (not None) that the chose
 """
 
 import math
-from typing import Any
+from collections.abc import Mapping
 
 from vitcli.errors import UsageError, VitcliError
 
@@ -32,7 +32,7 @@ RANGES: dict[str, tuple[str, str, float, bool]] = {
 }
 
 
-def check_ranges(**values: Any) -> None:
+def check_ranges(**values: object) -> None:
     """Each given (not None) value within its range in RANGES, else one error naming its option."""
     for name, value in values.items():
         if value is None:
@@ -48,7 +48,7 @@ def check_ranges(**values: Any) -> None:
             raise VitcliError(option, f"must be a finite number {bound}, got {value!r}")
 
 
-def refuse_unused(works_with: str, given: dict[str, Any]) -> None:
+def refuse_unused(works_with: str, given: Mapping[str, object]) -> None:
     """One UsageError for the first option (CLI name → value) given, not None, that this run ignores."""
     for option, value in given.items():
         if value is not None:

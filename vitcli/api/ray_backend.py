@@ -17,12 +17,27 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vitcli.errors import VitcliError
+
+if TYPE_CHECKING:
+    import ray.data
+
+    from vitcli.api.base import ModelBase
+    from vitcli.api.dataset import DatasetSpec
+    from vitcli.api.images import Images, ImageSpec
+    from vitcli.api.runs import BatchReport, BatchSpec, ModuleCompute, Progress
+    from vitcli.checkpoints.preprocess import Preprocess
+    from vitcli.stats import RunningStats
+
+Columns = dict[str, np.ndarray]  # a Ray batch in "numpy" format, as Ray hands it to a task: column → a value per row
+Made = dict[str, "np.ndarray | list[str] | list[bytes] | list[int]"]  # what a task returns: column → a value per row
 
 PROBE_SECONDS = 5.0  # how long a --ray-address may take to answer as a gRPC server (Ray's GCS) does
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + an empty SETTINGS frame
@@ -30,7 +45,7 @@ ACTOR_CPUS = 0.5  # a model actor's CPU claim: leaves room for decoding tasks on
 DECODE_CPUS = 0.5
 
 
-def import_ray() -> Any:
+def import_ray() -> ModuleType:
     """ray and ray.data, or the one-line error that says how to install them."""
     try:
         import ray
@@ -40,7 +55,7 @@ def import_ray() -> Any:
     return ray
 
 
-def connect(ray: Any, address: str | None) -> None:
+def connect(ray: ModuleType, address: str | None) -> None:
     """Join the cluster at `address` (or RAY_ADDRESS), else start Ray on this machine."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
@@ -86,9 +101,9 @@ def probe_gcs(address: str) -> None:
                           "does); give the head node's address, e.g. 10.0.0.5:6379")
 
 
-def check_resources(ray: Any, dataset: Any) -> None:
+def check_resources(ray: ModuleType, dataset: "DatasetSpec") -> None:
     """The cluster holds the GPUs the actors ask for, checked before anything is written."""
-    wanted = (dataset.num_gpus or 0) * dataset.actors
+    wanted = (dataset.num_gpus or 0) * (dataset.actors or 1)
     if wanted:
         have = float(ray.cluster_resources().get("GPU", 0))
         if have < wanted:
@@ -97,8 +112,9 @@ def check_resources(ray: Any, dataset: Any) -> None:
                               f"the Ray cluster has {have:g} (nothing was written)")
 
 
-def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, spec: Any, batch: Any,
-               output_dir: str, dataset: Any, meta: dict[str, Any], options: dict[str, Any], progress: Any) -> Any:
+def run_on_ray(model: "ModelBase", images: "Images", compute: "ModuleCompute", *, main: str, norm: str,
+               spec: "ImageSpec", batch: "BatchSpec", output_dir: str, dataset: "DatasetSpec", meta: dict[str, Any],
+               options: dict[str, Any], progress: "Progress | None") -> "BatchReport":
     """The run's missing shards on Ray; the BatchReport (`outputs.ray_nodes`: the nodes that ran the model)."""
     from vitcli import __version__
     from vitcli.api.runs import BatchReport, _Silent
@@ -106,7 +122,8 @@ def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, s
     from vitcli.io.shards import open_manifest
 
     ray = import_ray()
-    paths, n = images.names(), dataset.shard_size
+    paths, n, actors = images.names(), dataset.shard_size, dataset.actors
+    assert n is not None and actors is not None  # settled by DatasetSpec.checked
     if any(not isinstance(i, str) for i in images.items):
         raise VitcliError("--backend", "ray reads image files: give paths, not images in memory")
     connect(ray, dataset.ray_address)  # before anything is written
@@ -115,27 +132,28 @@ def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, s
                              dataset.command)
     progress = progress or _Silent()
     fitted_spec, family = model.image_plan(images.spec)
-    mean, std = (model.preprocess.mean, model.preprocess.std) if norm == "custom" else NORMALIZE[norm]
+    custom = model.preprocess if norm == "custom" else None  # a checkpoint's own mean and std
+    mean, std = (custom.mean, custom.std) if custom is not None else NORMALIZE[norm]
     decode_args = (fitted_spec, model.config.patch_size, family)
     dtype = str(next(model.module.parameters()).dtype).replace("torch.", "")
     compute_ref = ray.put(compute)
     folder = str(Path(output_dir).resolve())
-    total = BatchReport(len(paths), 0, [], 0.0, {}, {}, batch.batch_size, dataset.actors)
+    total = BatchReport(len(paths), 0, [], 0.0, {}, {}, batch.batch_size, actors)
     nodes: set[str] = set()
-    shard_stats: dict[int, dict[str, Any]] = {}
+    shard_stats: dict[int, dict[str, dict[str, Any]]] = {}  # shard → name → RunningStats.state()
     start = time.perf_counter()
     missing = manifest.missing()
     progress(len(paths) - sum(min(n, len(paths) - k * n) for k in missing))
-    for w in range(0, len(missing), dataset.actors):
-        wave = missing[w:w + dataset.actors]
+    for w in range(0, len(missing), actors):
+        wave = missing[w:w + actors]
         items = [{"shard": k, "first": i, "paths": paths[i:min(i + batch.batch_size, (k + 1) * n, len(paths))]}
                  for k in wave for i in range(k * n, min((k + 1) * n, len(paths)), batch.batch_size)]
-        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * dataset.actors)))
+        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * actors)))
         ds = ds.map_batches(decode, fn_args=decode_args, batch_size=1, num_cpus=DECODE_CPUS)
         with warnings.catch_warnings():  # Ray 2.5x names no parameter for a scheduling strategy yet
             warnings.simplefilter("ignore", DeprecationWarning)
-            ds = ds.map_batches(Embedder, fn_constructor_args=(compute_ref, mean, std, dtype, main, dataset.actors),
-                                batch_size=1, compute=ray.data.ActorPoolStrategy(size=dataset.actors),
+            ds = ds.map_batches(Embedder, fn_constructor_args=(compute_ref, mean, std, dtype, main, actors),
+                                batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
                                 num_gpus=dataset.num_gpus or None, num_cpus=ACTOR_CPUS,
                                 scheduling_strategy="SPREAD")  # model actors spread over the nodes
         shard_paths = {k: paths[k * n:(k + 1) * n] for k in wave}
@@ -160,18 +178,18 @@ def run_on_ray(model: Any, images: Any, compute: Any, *, main: str, norm: str, s
     return total
 
 
-def _run_stats(shards: dict[int, dict[str, Any]], main: str) -> dict[str, Any]:
+def _run_stats(shards: dict[int, dict[str, dict[str, Any]]], main: str) -> "dict[str, RunningStats]":
     """The shards' statistics merged in shard order, as the local backend merges them: name → RunningStats."""
     from vitcli.stats import RunningStats, merged
 
-    stats: dict[str, Any] = {}
+    stats: dict[str, RunningStats] = {}
     for k in sorted(shards):
         for name, state in shards[k].items():
             stats[name] = merged(stats.get(name), RunningStats.from_state(state))
     return {main: stats[main], **stats} if main in stats else stats
 
 
-def _rows(ds: Any) -> Any:
+def _rows(ds: "ray.data.Dataset") -> Iterator[dict[str, Any]]:  # a shard's record (_record)
     """The dataset's rows; a user error inside Ray comes back as its own one line."""
     try:
         yield from ds.iter_rows()
@@ -194,7 +212,7 @@ def _unpack(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def decode(batch: dict[str, np.ndarray], spec: Any, patch_size: int, family: Any) -> dict[str, Any]:
+def decode(batch: Columns, spec: "ImageSpec", patch_size: int, family: "Preprocess | None") -> Made:
     """A Ray task: one batch of paths → fitted uint8 pixels, index entries (errors among them), sha256s."""
     from vitcli.api.images import fit_one
     from vitcli.io.parquet import file_sha256
@@ -217,7 +235,8 @@ def decode(batch: dict[str, np.ndarray], spec: Any, patch_size: int, family: Any
 class Embedder:
     """A Ray actor holding one model: fitted pixels → the `main` rows, cut where the image size changes."""
 
-    def __init__(self, compute: Any, mean: Any, std: Any, dtype: str, main: str, actors: int) -> None:
+    def __init__(self, compute: "ModuleCompute | ray.ObjectRef", mean: tuple[float, ...], std: tuple[float, ...],
+                 dtype: str, main: str, actors: int) -> None:
         import ray
         import torch
 
@@ -230,7 +249,7 @@ class Embedder:
             self.compute.module.to(self.device)
         self.node = ray.get_runtime_context().get_node_id()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+    def __call__(self, batch: Columns) -> Made:
         import torch
 
         from vitcli.io.images import normalize_mean_std
@@ -253,8 +272,8 @@ class Embedder:
                 "rows": [_pack(out)], "stats": [json.dumps(stats)], "node": [self.node]}
 
 
-def write_shard(group: dict[str, np.ndarray], folder: str, meta: dict[str, Any], shard_paths: dict[int, list[str]],
-                n: int, skip_errors: bool) -> dict[str, Any]:
+def write_shard(group: Columns, folder: str, meta: dict[str, Any], shard_paths: dict[int, list[str]],
+                n: int, skip_errors: bool) -> Made:
     """A Ray task per shard: its batches in order → part-NNNNN.parquet, renamed into place; a record for the driver."""
     from vitcli.io.parquet import ParquetSink
     from vitcli.io.shards import shard_files
@@ -262,10 +281,10 @@ def write_shard(group: dict[str, np.ndarray], folder: str, meta: dict[str, Any],
 
     k = int(group["shard"][0])
     sink = ParquetSink(os.path.join(folder, shard_files("parquet", k)[0]), shard_paths[k], meta, first_row=k * n)
-    skipped: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
     nodes: set[str] = set()
     done = 0
-    stats: dict[str, Any] = {}
+    stats: dict[str, RunningStats] = {}
     try:
         for i in np.argsort(group["first"], kind="stable"):
             entries, rows = json.loads(group["entries"][i]), _unpack(group["rows"][i])
@@ -293,7 +312,9 @@ def write_shard(group: dict[str, np.ndarray], folder: str, meta: dict[str, Any],
     return _record(k, done, skipped, nodes, None, stats)
 
 
-def _record(k: int, rows: int, skipped: list, nodes: set, failed: list | None, stats: dict) -> dict[str, Any]:
+def _record(k: int, rows: int, skipped: list[dict[str, str]], nodes: set[str], failed: list[str] | None,
+            stats: "dict[str, RunningStats]") -> Made:
+    """The driver's record of one shard: rows written, skipped images, nodes, a failure, statistics (JSON text)."""
     return {"shard": [k], "rows": [rows], "skipped": [json.dumps(skipped)], "nodes": [json.dumps(sorted(nodes))],
             "failed": [json.dumps(failed) if failed else ""],
             "stats": [json.dumps({name: s.state() for name, s in stats.items()})]}

@@ -5,7 +5,7 @@ class token's three extra entries are left out); with a patch (r, c), row r·C +
 that query's bias over every key patch, drawn as one map per head.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,15 +17,20 @@ if TYPE_CHECKING:
     from vitcli.api.results import PosencResult
 
 
-def layer_bias(model: Any, layer: int) -> np.ndarray:
+
+def layer_bias(model: "ModelBase", layer: int) -> np.ndarray:
     """(H, N, N) float32: the relative position bias of `layer` between the patches, at the native grid."""
     import torch
+
+    from vitcli.core.relpos import RelativePositionBias
 
     module, c = model.module, model.config
     if not -c.depth <= layer < c.depth:
         raise VitcliError("--layer", f"{layer} is outside 0..{c.depth - 1}")
     layer %= c.depth
     part = module.rel_pos_bias if c.rel_pos_bias == "shared" else module.blocks[layer].rel_pos_bias
+    if not isinstance(part, RelativePositionBias):
+        raise VitcliError("--layer", f"block {layer} of this model adds no relative position bias")
     with torch.no_grad():
         bias = part(c.grid)[0, :, 1:, 1:]  # (H, N, N) without the class token's entries
     return bias.float().cpu().numpy()

@@ -10,19 +10,35 @@ size (a batch is cut early when the size changes). Memory is bounded by the batc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from vitcli.api.images import FittedImage, Images, ImageSpec
 from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
     from vitcli.api.documents import BatchSummary, JSONValue
     from vitcli.checkpoints.preprocess import Preprocess
     from vitcli.core.config import ViTConfig
+    from vitcli.io.batch import Sink
     from vitcli.stats import RunningStats
 
+# A batch of model inputs (b, 3, H, W): a torch tensor on the model's device, or patchify's numpy values
+Batch = TypeVar("Batch", "torch.Tensor", "np.ndarray")
+Batch_co = TypeVar("Batch_co", "torch.Tensor", "np.ndarray", covariant=True)
+Prepare = Callable[[object, str], FittedImage]  # (item, name) → the image fitted, its model input in `.data`
+Compute = Callable[["torch.Tensor"], "dict[str, np.ndarray]"]  # (b, 3, H, W) → named (b, ...) arrays
+
+
+class ModuleCompute(Protocol):
+    """A `Compute` that holds its network, as a dataset run needs (a Ray actor moves `module` to its GPU)."""
+
+    @property
+    def module(self) -> "torch.nn.Module": ...
+
+    def __call__(self, x: "torch.Tensor") -> "dict[str, np.ndarray]": ...
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,8 @@ class BatchReport:
 
 def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, str], FittedImage],
                 compute: Callable[[list[FittedImage]], "dict[str, np.ndarray]"], main: str, patch_size: int,
-                sink: Any = None, describe: Callable[[FittedImage], dict[str, Any]] | None = None,
+                sink: "Sink | MemorySink | None" = None,
+                describe: Callable[[FittedImage], dict[str, Any]] | None = None,
                 overlap: bool = True, progress: Progress | None = None, keep_fitted: bool = False) -> BatchReport:
     """Decode in threads, compute batch by batch, give the rows to `sink`; nothing is committed on failure.
 
@@ -142,8 +159,10 @@ def run_batches(images: Images, batch: BatchSpec, *, prepare: Callable[[object, 
         rows = compute(pending)  # name → (b, ...)
         new = [{**p.index_entry(patch_size), **(describe(p) if describe else {})} for p in pending]
         entries.extend(new)
-        if sink is not None:
-            sink.add(rows if isinstance(sink, MemorySink) else rows[main], new)
+        if isinstance(sink, MemorySink):
+            sink.add(rows, new)
+        elif sink is not None:
+            sink.add(rows[main], new)
         for name, array in rows.items():  # a batch's statistics merged in: what a Ray actor ships too
             stats[name] = merged(stats.get(name), rows_stats(array))
         if keep_fitted:
@@ -183,7 +202,8 @@ def _light(prepare: Callable[[tuple], FittedImage], keep: bool) -> Callable[[tup
     return run
 
 
-def _skip_or_fail(path: str, error: Exception, skip: bool, sink: Any, skipped: list, progress: Progress) -> None:
+def _skip_or_fail(path: str, error: Exception, skip: bool, sink: "Sink | MemorySink | None", skipped: list,
+                  progress: Progress) -> None:
     """With skip_errors: one line and one index entry; otherwise stop the run."""
     if not skip:
         raise error
@@ -203,7 +223,8 @@ class ModelRun:
     """One model over images: the batch report, the rows kept in memory, and the normalisation used."""
 
     report: BatchReport
-    arrays: dict[str, Any]  # name → (B, ...) when kept in memory (one image, or keep=True)
+    # name → (B, ...) when kept in memory (one image, or keep=True); images of several sizes: a list of (...)
+    arrays: dict[str, Any]  # np.ndarray | list[np.ndarray] (patchify.py reads it as an array)
     normalize: str
     many: bool
 
@@ -213,7 +234,7 @@ class ModelRun:
 
 
 
-class Runner(Protocol):
+class Runner(Protocol[Batch_co]):
     """What `run_model` runs images through: a `Model`, or patchify's pixels (no network, nothing to weigh)."""
 
     config: "ViTConfig"
@@ -236,7 +257,7 @@ class Runner(Protocol):
         """(item, name) → FittedImage with its input in `.data`; the normalisation's name; the spec used."""
         ...
 
-    def batch_tensor(self, items: list[FittedImage]) -> Any:
+    def batch_tensor(self, items: list[FittedImage]) -> Batch_co:
         """(b, 3, H, W): a torch tensor on the model's device, or patchify's numpy values."""
         ...
 
@@ -251,11 +272,11 @@ class Runner(Protocol):
         ...
 
 
-def run_model(model: Runner, images: Images, compute: Callable[[Any], "dict[str, np.ndarray]"], *, main: str,
+def run_model(model: Runner[Batch], images: Images, compute: Callable[[Batch], "dict[str, np.ndarray]"], *, main: str,
               normalize: str | None, batch: BatchSpec, output: str | None = None, output_dir: str | None = None,
               keep: bool = True, progress: Progress | None = None,
               describe: Callable[[FittedImage], dict[str, Any]] | None = None,
-              kept: Callable[[int, Any], int] | None = None, kept_source: str | None = None,
+              kept: Callable[[int, tuple[int, ...]], int] | None = None, kept_source: str | None = None,
               backward: tuple[str, bool] | None = None) -> ModelRun:
     """Fit, batch and run `compute(x)` ((b, 3, H, W) → named (b, ...) arrays) over the images.
 
@@ -282,7 +303,7 @@ def run_model(model: Runner, images: Images, compute: Callable[[Any], "dict[str,
                            items[0].loaded.path if images.spec.size == "native" else None, kept_source, backward)
         return compute(x)
 
-    def run(sink: object) -> BatchReport:
+    def run(sink: "Sink | MemorySink | None") -> BatchReport:
         return run_batches(images, batch, sink=sink, prepare=prepare, compute=rows, main=main,
                            patch_size=model.config.patch_size, describe=describe, overlap=not model.on_cpu,
                            progress=progress, keep_fitted=single)
@@ -297,7 +318,8 @@ def run_model(model: Runner, images: Images, compute: Callable[[Any], "dict[str,
     return ModelRun(report, {}, norm, True)
 
 
-def _check_planned(model: Runner, images: Images, batch: BatchSpec, kept: Callable[[int, Any], int] | None,
+def _check_planned(model: Runner[Batch], images: Images, batch: BatchSpec,
+                   kept: Callable[[int, tuple[int, ...]], int] | None,
                    kept_source: str | None = None, backward: tuple[str, bool] | None = None) -> None:
     """The weights and one batch's forward pass against the memory limit, when the size is known before decoding."""
     from vitcli.io.sizes import parse_size
@@ -306,12 +328,12 @@ def _check_planned(model: Runner, images: Images, batch: BatchSpec, kept: Callab
     fixed = family is not None and (family.crop or family.resize_mode == "exact")
     hw = tuple(family.size) if family is not None and fixed else parse_size(spec.size) if spec.size is not None \
         else None
-    size = None if hw is None else (int(hw[0]), int(hw[1]))
+    size: tuple[int, int] | None = None if hw is None else (int(hw[0]), int(hw[1]))
     b = max(1, min(batch.batch_size, len(images))) if images.many else 1
     if size is None or not len(images):
         return model.check_memory()
     source = model.size_blame(family) if fixed else model.size_blame() if images.spec.size is None else None
-    model.check_memory(b, size, kept(b, (b, 3, *size)) if kept else 0, source, kept_source, backward)
+    model.check_memory(b, size, kept(b, (b, 3, size[0], size[1])) if kept else 0, source, kept_source, backward)
 
 
 def _concatenate(parts: list) -> "np.ndarray":

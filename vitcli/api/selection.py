@@ -1,14 +1,19 @@
 """Which layers, heads and queries `attend` reads: parsed once from the keywords, for one grid."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
+from vitcli.api.values import Layers, Query
 from vitcli.api.values import query as parse_query_value
 from vitcli.core.select import PooledQuery
 from vitcli.errors import VitcliError, option_errors
 
+if TYPE_CHECKING:
+    from vitcli.core.config import ViTConfig
+    from vitcli.core.select import HeadSelection
 
-def default_query(config: Any) -> str:
+
+def default_query(config: "ViTConfig") -> str:
     """The row of what the model pools: the class token, else the attention-pool probe, else the patch rows' mean."""
     return "cls" if config.class_token else "probe" if config.pooling == "map" else "mean"
 
@@ -18,7 +23,7 @@ class Selection:
     """The parsed --layer, --head and --query, resolved against a model and a grid."""
 
     layers: list[int]
-    heads: Any  # vitcli.core.select.HeadSelection
+    heads: "HeadSelection"
     queries: list[int] | None  # token rows; None: every token; [] for a pooled row
     pooled: PooledQuery | None = None  # "probe" or "mean": a row that is no token (vitcli.core.select.PooledQuery)
 
@@ -32,14 +37,15 @@ class Selection:
         return bool(self.pooled) or (self.queries is not None and len(self.queries) == 1)
 
     @classmethod
-    def parse(cls, config: Any, grid: tuple[int, int], layer: Any, head: Any, query: Any) -> "Selection":
+    def parse(cls, config: "ViTConfig", grid: tuple[int, int], layer: Layers, head: Layers,
+              query: Query) -> "Selection":
         from vitcli.core.select import parse_heads, parse_layers, parse_query, prefix_names
 
         with option_errors("--layer"):
             layers = parse_layers(str(layer), config.depth)
         with option_errors("--head"):
             heads = parse_heads(str(head), config.heads)
-        text = parse_query_value("query", default_query(config) if query is None else query)
+        text = default_query(config) if query is None else str(parse_query_value("query", query))
         word = text.strip().lower()
         has_probe = config.pooling == "map"
         if word == "probe" and not has_probe:

@@ -11,7 +11,7 @@ classified by its head instead, with its own labels.
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vitcli.api.base import ModelBase
 from vitcli.api.display import ShowsItself
@@ -22,10 +22,13 @@ from vitcli.errors import VitcliError
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
-    from vitcli.api.images import ImageSource
+    from vitcli.api.images import Images, ImageSource
     from vitcli.api.runs import BatchSpec, Progress
     from vitcli.checkpoints.text import TextTower
+    from vitcli.checkpoints.tokenizers import Tokens
+    from vitcli.core.text import TextTransformer
 
 MAX_LABELS_BYTES = 4 << 20  # a label file is lines of words: 4 MB holds 100,000 labels
 MAX_LABELS = 100_000
@@ -113,9 +116,9 @@ def _label_lines(name: str) -> list[str]:
 class TextMixin(ModelBase):
     """`embed_text`, `classify` and the text tower for `Model`."""
 
-    _text: tuple[str | None, Any, Any] | None = None  # (tokenizer given, TextTower, built TextTransformer or None)
+    _text: "tuple[str | None, TextTower, TextTransformer | None] | None" = None  # (tokenizer given, tower, built)
 
-    def text_tower(self, tokenizer: str | None = None) -> Any:
+    def text_tower(self, tokenizer: str | None = None) -> "TextTower":
         """The checkpoint's text tower (checkpoints.text.TextTower), read once; VitcliError without one."""
         cached = self._text
         if cached is not None and tokenizer in (None, cached[0]):
@@ -129,7 +132,7 @@ class TextMixin(ModelBase):
         self._text = (tokenizer, tower, None)
         return tower
 
-    def text_module(self, tokenizer: str | None = None) -> Any:
+    def text_module(self, tokenizer: str | None = None) -> "TextTransformer":
         """The built core TextTransformer on the model's device, built once."""
         tower = self.text_tower(tokenizer)
         given, _, module = self._text or (tokenizer, tower, None)
@@ -141,7 +144,7 @@ class TextMixin(ModelBase):
             self._text = (given, tower, module)
         return module
 
-    def _encode(self, texts: list[str], tokenizer: str | None) -> tuple[Any, Any]:
+    def _encode(self, texts: list[str], tokenizer: str | None) -> tuple["torch.Tensor", "Tokens"]:
         """(K, E) float32 torch embeddings of `texts`, and their Tokens."""
         import torch
 
@@ -219,7 +222,8 @@ class TextMixin(ModelBase):
                "images": images.names(), "truncated": truncated, "outputs": {"array": output}}
         return Classification(names, logits, probs, rule, doc)
 
-    def _image_embeddings(self, images: Any, stage: str, normalize: str | None, batch: Any, progress: Any) -> Any:
+    def _image_embeddings(self, images: "Images", stage: str, normalize: str | None, batch: "BatchSpec | None",
+                          progress: "Progress | None") -> "np.ndarray":
         """(B, E) float32 numpy: the images' embeddings at `stage` ("projected": the head's output, a
         projection or a classifier's logits), through the one batch path (`runs.run_model`)."""
         from vitcli.api.embed import EmbedCompute, _capture
@@ -231,8 +235,9 @@ class TextMixin(ModelBase):
                         progress=progress)
         return run.arrays[stage]
 
-    def _zero_shot(self, images: Any, texts: list[str], tokenizer: str | None, normalize: str | None, batch: Any,
-                   progress: Any) -> tuple[Any, Any, list[str], str, list[str]]:
+    def _zero_shot(self, images: "Images", texts: list[str], tokenizer: str | None, normalize: str | None,
+                   batch: "BatchSpec | None",
+                   progress: "Progress | None") -> tuple["np.ndarray", "np.ndarray", list[str], str, list[str]]:
         """Logits and probabilities (B, K) by the family's rule, the labels, the rule, and the labels truncated."""
         import torch
 
@@ -251,8 +256,8 @@ class TextMixin(ModelBase):
         cut = [t for t, was in zip(texts, tokens.truncated, strict=False) if was]
         return logits.cpu().numpy(), probs.cpu().numpy(), texts, "sigmoid" if bias is not None else "softmax", cut
 
-    def _head_scores(self, images: Any, normalize: str | None, batch: Any,
-                     progress: Any) -> tuple[Any, Any, list[str], str]:
+    def _head_scores(self, images: "Images", normalize: str | None, batch: "BatchSpec | None",
+                     progress: "Progress | None") -> tuple["np.ndarray", "np.ndarray", list[str], str]:
         """The classifier's logits (B, C) and softmax, labelled with the head's own labels."""
         import numpy as np
 
@@ -262,7 +267,7 @@ class TextMixin(ModelBase):
         return logits, e / e.sum(-1, keepdims=True), [labels.get(i, str(i)) for i in range(logits.shape[-1])], "head"
 
 
-def _prompts(texts: Any) -> list[str]:
+def _prompts(texts: object) -> list[str]:
     """One prompt or a list of them (each text); none is the one-line error."""
     items = [texts] if isinstance(texts, str) else list(texts) if isinstance(texts, (list, tuple)) else None
     if items is None or not all(isinstance(t, str) for t in items):

@@ -18,49 +18,52 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, cast, get_args
 
 from vitcli.core.config import PosEncKind
 from vitcli.core.select import whole as whole_number
-from vitcli.errors import VitcliError
+from vitcli.errors import VitcliError, register_choices, register_flags
 
-Parser = Callable[[str, Any], Any]  # (keyword, value) → the value the command uses
+if TYPE_CHECKING:
+    from vitcli.api.models import Model
+
+Parser = Callable[[str, object], object]  # (keyword, value) → the value the command uses
 # The Python values the signatures advertise (the shell's text is accepted too).
 Layers = int | Sequence[int] | str  # 3, [3, 6], range(2, 5), 'all', '3,6', '2:5'
 Query = int | tuple[int, int] | str | None  # a token index, (row, col), 'cls', 'reg0', 'probe', 'mean', 'all'
 Size = int | tuple[int, int] | str | None  # 448, (448, 640), 'native', '448x640'
 
 
-def fail(name: str, value: Any, wanted: str) -> VitcliError:
+def fail(name: str, value: object, wanted: str) -> VitcliError:
     """The one error for a value of the wrong kind: the keyword, the value (short) and what it takes."""
     return VitcliError("--" + name.replace("_", "-"), f"{value!r:.60} is not {wanted}")
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: object) -> TypeGuard[numbers.Integral]:
     """A whole number that is no bool (numpy integers included)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: object) -> TypeGuard[numbers.Real]:
     """A real number that is no bool (numpy numbers included)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def text(name: str, value: Any) -> Any:
+def text(name: str, value: object) -> str | None:
     """None or text."""
     if value is None or isinstance(value, str):
         return value
     raise fail(name, value, "text")
 
 
-def flag(name: str, value: Any) -> Any:
+def flag(name: str, value: object) -> bool | None:
     """True or False (None where the keyword allows 'not given')."""
     if value is None or isinstance(value, bool) or type(value).__name__ == "bool_":
         return None if value is None else bool(value)
     raise fail(name, value, "True or False")
 
 
-def path(name: str, value: Any) -> Any:
+def path(name: str, value: object) -> str | None:
     """None, a file name (str) or a path-like object → str."""
     if value is None or isinstance(value, str):
         return value
@@ -69,50 +72,59 @@ def path(name: str, value: Any) -> Any:
     raise fail(name, value, "a file name (str or pathlib.Path)")
 
 
-def path_or_flag(name: str, value: Any) -> Any:
+def path_or_flag(name: str, value: object) -> str | bool | None:
     """A file to write (str or Path), True (compute without writing), False or None."""
     return flag(name, value) if isinstance(value, bool) else path(name, value)
 
 
-def choice(options: Any, optional: bool = True) -> Parser:
-    """One of a Literal's (or a tuple's) words; None when optional."""
-    words = tuple(get_args(options)) or tuple(options)
+class Choice:
+    """The parser of a keyword that is one of a Literal's (or a tuple's) words; None when optional."""
 
-    def parse(name: str, value: Any) -> Any:
-        if value is None and optional:
+    def __init__(self, options: object, optional: bool = True) -> None:
+        self.words: tuple[str, ...] = get_args(options) or (options if isinstance(options, tuple) else ())
+        self.optional = optional
+
+    def __call__(self, name: str, value: object) -> str | None:
+        if value is None and self.optional:
             return None
-        if isinstance(value, str) and value in words:
+        if isinstance(value, str) and value in self.words:
             return value
         if isinstance(value, str):
-            raise VitcliError("--" + name.replace("_", "-"), f"'{value}' is not one of {', '.join(words)}")
-        raise fail(name, value, "one of " + ", ".join(words))
+            raise VitcliError("--" + name.replace("_", "-"), f"'{value}' is not one of {', '.join(self.words)}")
+        raise fail(name, value, "one of " + ", ".join(self.words))
 
-    return parse
+
+def choice(options: object, optional: bool = True) -> Choice:
+    """One of a Literal's (or a tuple's) words; None when optional."""
+    return Choice(options, optional)
 
 
 def number(low: float | None = None, high: float | None = None, *, whole: bool = False, below: bool = False,
            above: bool = False) -> Parser:
     """None or a finite number in [low, high] (`above`: low excluded, `below`: high excluded); `whole`: an int."""
 
-    def parse(name: str, value: Any) -> Any:
+    def parse(name: str, value: object) -> int | float | None:
         if value is None:
             return None
         kind = "a whole number" if whole else "a number"
-        if not (is_int(value) if whole else is_number(value)):
+        if is_int(value):
+            got: int | float = int(value)
+        elif is_number(value) and not whole:
+            got = float(value)
+        else:
             raise fail(name, value, kind)
-        value = int(value) if whole else float(value) if not is_int(value) else int(value)
-        if not math.isfinite(value) or (low is not None and (value < low or above and value == low)) or \
-                (high is not None and (value > high or below and value == high)):
+        if not math.isfinite(got) or (low is not None and (got < low or above and got == low)) or \
+                (high is not None and (got > high or below and got == high)):
             lo = "" if low is None else f"{'>' if above else '≥'} {low:g}"
             hi = "" if high is None else f"{'<' if below else '≤'} {high:g}"
             raise VitcliError("--" + name.replace("_", "-"),
-                              f"must be {kind} {' and '.join(w for w in (lo, hi) if w)}, got {value!r}")
-        return value
+                              f"must be {kind} {' and '.join(w for w in (lo, hi) if w)}, got {got!r}")
+        return got
 
     return parse
 
 
-def ranged(name: str, value: Any) -> Any:
+def ranged(name: str, value: object) -> object:
     """A number whose range is in `ranges.RANGES` (numpy scalars made plain), checked there."""
     from vitcli.api.ranges import check_ranges
 
@@ -121,7 +133,7 @@ def ranged(name: str, value: Any) -> Any:
     return value
 
 
-def layers(name: str, value: Any) -> Any:
+def layers(name: str, value: object) -> str:
     """3, -1, [3, 6], range(2, 5), 'all' or the shell's text ('3,6', '2:5') → the text form."""
     if isinstance(value, str):
         return value
@@ -132,7 +144,7 @@ def layers(name: str, value: Any) -> Any:
     raise fail(name, value, "a layer index, a list of them, 'all' or text such as '3,6' or '2:5'")
 
 
-def heads(name: str, value: Any) -> Any:
+def heads(name: str, value: object) -> str:
     """A head index, a list of them, 'all', 'mean' | 'max' | 'min', or the shell's text → the text form."""
     try:
         return layers(name, value)
@@ -140,7 +152,7 @@ def heads(name: str, value: Any) -> Any:
         raise fail(name, value, "a head index, a list of them, 'all', 'mean', 'max' or 'min'") from None
 
 
-def one_layer(name: str, value: Any) -> Any:
+def one_layer(name: str, value: object) -> int | None:
     """None or one layer index (negative from the end); the shell's text of one ('-1') is taken too."""
     if value is None:
         return None
@@ -151,7 +163,7 @@ def one_layer(name: str, value: Any) -> Any:
     raise fail(name, value, "a layer index (an int)")
 
 
-def query(name: str, value: Any) -> Any:
+def query(name: str, value: object) -> str | None:
     """(row, col), a token index, a prefix name ('cls', 'reg0', 'probe', 'mean'), 'all' or 'R,C' → the text form."""
     if value is None or isinstance(value, str):
         return value
@@ -162,7 +174,7 @@ def query(name: str, value: Any) -> Any:
     raise fail(name, value, "a query: (row, col), a token index, 'cls', 'dist', 'reg0'…, 'probe', 'mean' or 'all'")
 
 
-def pair(name: str, value: Any) -> Any:
+def pair(name: str, value: object) -> tuple[int, int] | str | None:
     """None, (row, col) or the shell's 'R,C' → as given (the command reads both)."""
     if value is None or isinstance(value, str):
         return value
@@ -171,13 +183,13 @@ def pair(name: str, value: Any) -> Any:
     raise fail(name, value, "a (row, col) pair or text 'R,C'")
 
 
-def pair_text(name: str, value: Any) -> Any:
+def pair_text(name: str, value: object) -> str | None:
     """None, (row, col) or 'R,C' → the shell's text 'R,C' (for commands that read only text)."""
     value = pair(name, value)
     return f"{value[0]},{value[1]}" if isinstance(value, tuple) else value
 
 
-def size(name: str, value: Any) -> Any:
+def size(name: str, value: object) -> int | tuple[int, int] | str | None:
     """None, 448, (448, 640), 'native' or the shell's '448' / '448x640' → as given (ints made plain)."""
     if value is None or isinstance(value, str):
         return value
@@ -188,10 +200,12 @@ def size(name: str, value: Any) -> Any:
     raise fail(name, value, "a size: N, (H, W) in pixels, 'HxW' or 'native'")
 
 
-def memory(name: str, value: Any) -> Any:
+def memory(name: str, value: object) -> int | str | None:
     """None, bytes (an int) or text such as '8G'."""
-    if value is None or isinstance(value, str) or (is_int(value) and int(value) > 0):
+    if value is None or isinstance(value, str):
         return value
+    if is_int(value) and int(value) > 0:
+        return int(value)
     raise fail(name, value, "a memory size: bytes (an int) or text such as '8G'")
 
 
@@ -199,7 +213,7 @@ def instance(kind: str) -> Parser:
     """None or an object of the class `kind` ('module:Name'), imported only when a value is given."""
     module, cls_name = kind.split(":")
 
-    def parse(name: str, value: Any) -> Any:
+    def parse(name: str, value: object) -> object:
         if value is None:
             return None
         import importlib
@@ -211,14 +225,14 @@ def instance(kind: str) -> Parser:
     return parse
 
 
-def callback(name: str, value: Any) -> Any:
+def callback(name: str, value: object) -> object:
     """None or an object the run reports to (a vitcli Progress or any callable)."""
     if value is None or callable(value) or hasattr(value, "update"):
         return value
     raise fail(name, value, "a progress reporter (or None)")
 
 
-def sources(name: str, value: Any) -> Any:
+def sources(name: str, value: object) -> object:
     """None, or images: a file, folder or glob (str or Path), '-', a PIL image, a numpy array, `Images`, or
     a list of them."""
     if value is None:  # no second image (`to`), or the command's own message for no image
@@ -236,16 +250,16 @@ def sources(name: str, value: Any) -> Any:
     return value
 
 
-def model_spec(name: str, value: Any) -> Any:
+def model_spec(name: str, value: object) -> "str | Model":
     """A preset name, a checkpoint path (str or Path), 'hf-hub:…', 'timm:…', or a loaded Model."""
     if type(value).__name__ == "Model" and type(value).__module__.startswith("vitcli"):
-        return value
+        return cast("Model", value)  # checked by name: importing vitcli.api.models here would make a circle
     if isinstance(value, (str, os.PathLike)):
         return os.fspath(value)
     raise fail(name, value, "a preset name, a checkpoint path or a loaded Model")
 
 
-def target(name: str, value: Any) -> Any:
+def target(name: str, value: object) -> int | str | None:
     """None, a class index, or text ('top', a class name, 'class:…', 'patch:R,C', …)."""
     if value is None or isinstance(value, str):
         return value
@@ -254,7 +268,7 @@ def target(name: str, value: Any) -> Any:
     raise fail(name, value, "a target: a class index, 'top' or text such as 'class:cat'")
 
 
-def prompts(name: str, value: Any) -> Any:
+def prompts(name: str, value: object) -> str | list[str] | None:
     """None, one text, or a list (tuple) of texts → as given (a list for several)."""
     if value is None or isinstance(value, str):
         return value
@@ -267,6 +281,9 @@ Fit = Literal["crop", "resize", "pad", "strict"]
 Resample = Literal["bicubic", "bilinear", "nearest", "lanczos"]
 Order = Literal["chw", "hwc"]
 Normalize = Literal["raw", "none", "imagenet", "inception", "clip"]
+Dtype = Literal["float32", "float16", "bfloat16", "float64"]
+Format = Literal["npy", "parquet", "npy-shards"]  # a dataset run's files (DatasetSpec.format)
+Backend = Literal["local", "ray"]  # where a dataset run runs (DatasetSpec.backend)
 
 # The parser of each keyword by name; a function may override one (explain's `layer` is one layer).
 KEYWORDS: dict[str, Parser] = {
@@ -303,7 +320,18 @@ KEYWORDS.update({name: ranged for name in ("patch_size", "dim", "depth", "heads"
 IMAGE_OPTIONS = ("size", "fit", "resample", "background", "max_pixels", "draft", "max_patches")
 
 
-Forward = Callable[[inspect.BoundArguments, dict[str, Any]], None]
+def _register(parsers: dict[str, Parser]) -> None:
+    """The words of each choice keyword and the True-or-False keywords, so that messages spell '--stage layers'
+    as "stage='layers'" and '--online' as 'online=True' in Python."""
+    register_choices(**{n: p.words for n, p in parsers.items() if isinstance(p, Choice)})
+    register_flags(*(n for n, p in parsers.items() if p is flag))
+
+
+_register(KEYWORDS)
+register_choices(format=get_args(Format), backend=get_args(Backend), dtype=get_args(Dtype))  # words of no keyword
+
+
+Forward = Callable[[inspect.BoundArguments, dict[str, object]], None]
 
 
 def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | None = None,
@@ -326,6 +354,7 @@ def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | No
         if missing:
             raise TypeError(f"{fn.__qualname__}: no parser for {', '.join(missing)} (vitcli/api/values.py)")
         parse_as = {n: parse for n, parse in parsers.items() if parse is not None}
+        _register(parse_as)
         stray = sorted(set(overrides) - set(parsers))
         if stray:
             raise TypeError(f"{fn.__qualname__}: parsers for keywords it does not take: {', '.join(stray)}")
@@ -334,7 +363,7 @@ def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | No
         shown = signature.replace(parameters=[*(p for p in params if p.kind != p.VAR_KEYWORD), *added, *tail])
 
         @functools.wraps(fn)
-        def call(*args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:  # forwarding: fn's own arguments and result
             given = {n: kwargs.pop(n) for n in [p.name for p in added] if n in kwargs}
             bound = bind(fn, signature, args, kwargs)
             for n, value in list(bound.arguments.items()):
@@ -352,7 +381,7 @@ def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | No
     return wrap
 
 
-def bind(fn: Callable, signature: inspect.Signature, args: tuple, kwargs: dict[str, Any]) -> inspect.BoundArguments:
+def bind(fn: Callable, signature: inspect.Signature, args: tuple, kwargs: dict[str, object]) -> inspect.BoundArguments:
     """The call's arguments by name; a keyword the function does not take is a VitcliError naming it."""
     takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
     unknown = [n for n in kwargs if n not in signature.parameters and not takes_any]
@@ -364,7 +393,7 @@ def bind(fn: Callable, signature: inspect.Signature, args: tuple, kwargs: dict[s
         raise VitcliError(fn.__name__, str(e)) from None
 
 
-def check_forwarded(command: str, forwarded: dict[str, Any], to: Callable, also: tuple[str, ...] = ()) -> None:
+def check_forwarded(command: str, forwarded: dict[str, object], to: Callable, also: tuple[str, ...] = ()) -> None:
     """Keywords a command forwards (posenc's to `load_model`): each one `to` takes, parsed by its parser."""
     known = set(inspect.signature(to).parameters) | set(also)
     for n, value in forwarded.items():

@@ -1,5 +1,6 @@
 """`vitcli compare`: layer × layer similarity of one model with itself, or of two models, on the same images."""
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
@@ -9,12 +10,10 @@ from vitcli.cli.common import (
     BatchOptions,
     ImageOptions,
     ImagesArg,
-    JsonOpt,
     ModelOptions,
     NormalizeOpt,
     Output,
     OutputOptions,
-    QuietOpt,
     batch_spec,
     choices,
     examples,
@@ -79,7 +78,14 @@ ArrayOpt = Annotated[str | None, typer.Option(
          "output.")]
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
+@dataclass
+class MatrixOutput(OutputOptions):
+    """-o, --json, -q, with -o writing the similarity matrix."""
+
+    output: ArrayOpt = None
+
+
+@with_options(out_opts=MatrixOutput, image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def compare_command(
     images: ImagesArg = None,
     with_model: Annotated[str | None, typer.Option(
@@ -105,11 +111,9 @@ def compare_command(
         help="Compare features written before by embed --stage layers --output-dir DIR --format parquet (or -o "
              "FILE.parquet) instead of running models: once for A with itself, twice for A and B.")] = None,
     normalize: NormalizeOpt = None,
-    output: ArrayOpt = None,
     plot: PlotOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: MatrixOutput,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     batch: BatchOptions,
@@ -118,7 +122,7 @@ def compare_command(
 
     if batch.output_dir is not None:
         raise UsageError("--output-dir", "compare writes one matrix: use -o FILE.npy")
-    out = Output(OutputOptions(output, as_json, quiet))
+    out, output = Output(out_opts), out_opts.output
     if features:
         return _stored(features, images, with_model, out, metric=metric, layers=layers, layers_b=layers_b, topk=topk,
                        cca_dim=cca_dim, exact=exact, output=output, plot=plot, batch_size=batch.batch_size)

@@ -1,18 +1,18 @@
 """`vitcli probe`: k-NN and linear-probe accuracy of every layer on a labelled folder."""
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from vitcli.cli.common import (
+    OUTPUT_PANEL,
     BatchOptions,
     ImageOptions,
-    JsonOpt,
     ModelOptions,
     NormalizeOpt,
     Output,
     OutputOptions,
-    QuietOpt,
     batch_spec,
     choices,
     examples,
@@ -21,7 +21,7 @@ from vitcli.cli.common import (
     value,
     with_options,
 )
-from vitcli.cli.compare import ArrayOpt, LayersOpt, PlotOpt
+from vitcli.cli.compare import LayersOpt, PlotOpt
 
 if TYPE_CHECKING:
     from vitcli.api.documents import ProbeDoc
@@ -48,9 +48,19 @@ EXAMPLES = [
 ]
 EPILOG = examples(EXAMPLES)
 ProbeTokens = choices("ProbeTokens", Literal["cls", "mean", "pooled"])
+AccuracyOpt = Annotated[str | None, typer.Option(
+    "-o", "--output", metavar="FILE", rich_help_panel=OUTPUT_PANEL, show_default=False,
+    help="Write the (layers, 2) accuracies as .npy (column 0 k-NN, column 1 linear), or - for standard output.")]
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
+@dataclass
+class AccuracyOutput(OutputOptions):
+    """-o, --json, -q, with -o writing each layer's accuracies."""
+
+    output: AccuracyOpt = None
+
+
+@with_options(out_opts=AccuracyOutput, image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def probe_command(
     root: Annotated[str, typer.Argument(
         metavar="ROOT", show_default=False,
@@ -75,11 +85,9 @@ def probe_command(
         "--folds", metavar="K", show_default=False,
         help="K-fold cross-validation instead of one split.")] = None,
     normalize: NormalizeOpt = None,
-    output: ArrayOpt = None,
     plot: PlotOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: AccuracyOutput,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     batch: BatchOptions,
@@ -89,7 +97,7 @@ def probe_command(
     if batch.output_dir is not None or batch.from_list is not None:
         raise UsageError("--output-dir" if batch.output_dir is not None else "--from-list",
                          "probe reads ROOT (and --labels) and writes -o and --plot")
-    out = Output(OutputOptions(output, as_json, quiet))
+    out, output = Output(out_opts), out_opts.output
     if image_opts.patch_size is not None:
         raise UsageError("-p", "probe runs the model's own patch size")
     from vitcli.api.probe import labelled_images

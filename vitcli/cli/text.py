@@ -1,20 +1,19 @@
 """`vitcli classify` and the text options `embed --text` shares: zero-shot scores from a CLIP-family text tower."""
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from vitcli.cli.common import (
+    OUTPUT_PANEL,
     BatchOptions,
     ImageOptions,
     ImagesArg,
-    JsonOpt,
     ModelOptions,
     NormalizeOpt,
     Output,
-    OutputOpt,
     OutputOptions,
-    QuietOpt,
     examples,
     gather,
     open_model,
@@ -78,7 +77,19 @@ def _short(text: str, width: int = 40) -> str:
     return repr(shown) if not shown else shown if len(shown) <= width else shown[:width - 1] + "…"
 
 
-@with_options(image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
+ScoresOpt = Annotated[str | None, typer.Option(
+    "-o", "--output", metavar="FILE", rich_help_panel=OUTPUT_PANEL, show_default=False,
+    help="Write the probabilities as .npy to FILE ((K,) for one image, (B, K) for several), or - for standard output.")]
+
+
+@dataclass
+class ScoresOutput(OutputOptions):
+    """-o, --json, -q, with -o writing the probabilities."""
+
+    output: ScoresOpt = None
+
+
+@with_options(out_opts=ScoresOutput, image_opts=ImageOptions, model_opts=ModelOptions, batch=BatchOptions)
 def classify_command(
     images: ImagesArg = None,
     labels: Annotated[str | None, typer.Option(
@@ -92,10 +103,8 @@ def classify_command(
         help="A prompt with {} for each label, such as 'a photo of a {}.'.")] = None,
     tokenizer: TokenizerOpt = None,
     normalize: NormalizeOpt = None,
-    output: OutputOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
     *,
+    out_opts: ScoresOutput,
     image_opts: ImageOptions,
     model_opts: ModelOptions,
     batch: BatchOptions,
@@ -103,7 +112,7 @@ def classify_command(
     from vitcli.cli.common import batch_spec
     from vitcli.errors import VitcliError
 
-    out = Output(OutputOptions(output, as_json, quiet))
+    out, output = Output(out_opts), out_opts.output
     if batch.output_dir:
         raise VitcliError("--output-dir", "classify writes one array of scores: use -o FILE.npy")
     found = gather(images, image_opts, batch)
