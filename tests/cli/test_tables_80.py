@@ -30,10 +30,10 @@ class _Out:
 def test_model_commands_fit(model):
     from vitcli.cli import attend, embed, info
 
-    text = render(*embed._tables(model.embed(CAT).document, False))
-    text += render(*embed._tables(model.embed([CAT, COFFEE], stage="pooled").document, True))
-    text += render(*attend._tables(model.attend(CAT, layer="all", distance=True, rollout=True, masks=True), False, _Out()))
-    text += render(*attend._tables(model.attend([CAT, COFFEE], distance=True), True, _Out()))
+    text = render(*embed._tables(model.embed(CAT).document))
+    text += render(*embed._tables(model.embed([CAT, COFFEE], stage="pooled").document))
+    text += render(*attend._tables(model.attend(CAT, layer="all", distance=True, rollout=True, masks=True), _Out()))
+    text += render(*attend._tables(model.attend([CAT, COFFEE], distance=True), _Out()))
     text += render(info._table(model.info()))
     assert "…" not in text, text
     assert "(197, 192)" in text and "(2, 192)" in text  # shapes shown whole
@@ -42,7 +42,7 @@ def test_model_commands_fit(model):
 def test_pixel_and_table_commands_fit(model):
     from vitcli.cli import patchify, posenc
 
-    text = render(*patchify._tables(vitcli.patchify(CAT).document, False))
+    text = render(*patchify._tables(vitcli.patchify(CAT).document))
     text += render(*posenc._tables(vitcli.posenc(model, positions="0:3").document))
     assert "…" not in text.replace("… (192 values)", ""), text  # the row listing says how many it leaves out
     assert "(196, 768)" in text
@@ -106,7 +106,7 @@ def test_explain_all_methods_fit(model):
     """`explain --method all`: the method names (grad-rollout the longest) are never cut."""
     from vitcli.cli import explain
 
-    text = render(*explain._tables(model.explain(CAT, method="all", target="patch:3,5"), False, _Out()))
+    text = render(*explain._tables(model.explain(CAT, method="all", target="patch:3,5"), _Out()))
     assert "…" not in text, text
     for name in ("grad-rollout", "attn-grad", "gradcam", "rollout"):
         assert f"│ {name} " in text, (name, text)
