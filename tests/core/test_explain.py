@@ -155,7 +155,8 @@ def test_row_blocks_give_the_full_matrix_product(tmp_path, monkeypatch, method) 
     assert (prefix, c.depth) == (5, 3)
     monkeypatch.setattr(ex, "BACKWARD_BLOCK", 6 * c.heads * t + 3)  # 6 rows a block: 4 blocks, the last one 2 rows
     x = images(1, 42, 70, seed=8)
-    for kind, arg, target in [("class", 4, Target("class", 4)), ("patch", (2, 3, prefix, grid[1]), Target("patch", (2, 3)))]:
+    targets = [("class", 4, Target("class", 4)), ("patch", (2, 3, prefix, grid[1]), Target("patch", (2, 3)))]
+    for kind, arg, target in targets:
         pairs = peer_grads(model, kept, x, kind, arg)
         ours = explain(ours_model, x, method, target)
         close(ours.maps[0], reference_map(pairs, method, prefix, c.class_token).reshape(grid))

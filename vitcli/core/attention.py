@@ -105,7 +105,8 @@ class Attention(nn.Module):
             out[:, :, rows] = torch.softmax(self._scores(q[:, :, rows], k, bias_rows(bias, rows)), dim=-1)
         return out
 
-    def rows(self, q: Tensor, k: Tensor, bias: Tensor | None, start: int, stop: int, out: Tensor | None = None) -> Tensor:
+    def rows(self, q: Tensor, k: Tensor, bias: Tensor | None, start: int, stop: int,
+             out: Tensor | None = None) -> Tensor:
         """Query rows start..stop-1 of `weights` from the layer's full Q, K (B, H, T, d) and score bias: (B, H, c, T).
         What every later reader of a layer's weights (mean distance, rollout, explain) recomputes them with.
         `out` (B, H, c, T), contiguous: the rows are computed in it, in place (explain's reused row blocks)."""

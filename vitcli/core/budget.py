@@ -151,8 +151,9 @@ def backward_bytes(c, batch: int, size: tuple[int, int], dtype: str = "float32",
     block = batch * t * (15 * c.dim + 4 * c.mlp_dim) * e
     block = block if method == "rollout" else 2 * block  # rollout: Q, K, V of a block, no autograd
     block_scores = min(batch * c.heads * t * t, BACKWARD_BLOCK)
-    scores = (BACKWARD_COPIES * block_scores * 4 + (block_scores // c.heads * ROWS_BYTES if method == "attn-grad" else 0)
-              if rows else SCORE_COPIES * min(batch * c.heads * t * t, WEIGHTS_BLOCK) * 4 if method == "rollout" else 0)
+    means = block_scores // c.heads * ROWS_BYTES if method == "attn-grad" else 0
+    scores = (BACKWARD_COPIES * block_scores * 4 + means if rows
+              else SCORE_COPIES * min(batch * c.heads * t * t, WEIGHTS_BLOCK) * 4 if method == "rollout" else 0)
     product = batch * t * t * (PRODUCT_BYTES + DISCARD_BYTES) if method in ("attn-grad", "rollout") and discard else 0
     return kept + block + scores + product + batch * image_bytes(size)
 

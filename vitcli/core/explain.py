@@ -47,8 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vitcli.core.analysis import (chunk_size, patch_mean_row, prefix_row_to_grid, probe_row, rollout_rows,
-                                  rollout_step)
+from vitcli.core.analysis import chunk_size, patch_mean_row, prefix_row_to_grid, probe_row, rollout_rows, rollout_step
 from vitcli.core.attention import Rotate, resolve_indices
 from vitcli.core.attn_pool import AttentionPool
 from vitcli.core.block import Block
