@@ -25,15 +25,19 @@ Every block is the encoder's own: its inputs come from `encode`, and the backwar
 `Block.steps` with the encoder's `attention_terms` (rotation, position and relative biases), so the
 network explained is the network `attend` and `embed` run. The row-product methods run the same
 parts but take the attention's own backward by hand (`attention_backward`), in the row blocks where
-they form A and ∂y/∂A anyway: the T×T scores are formed once per layer in the backward, not three times.
+they form A and ∂y/∂A anyway: the T×T scores are formed once per layer in the backward, and the
+attention output Y comes from the forward pass (kept per block), not from a second SDPA.
 
 Memory: ∂y/∂A is never taken through a stored T×T matrix. A forward pass without autograd keeps
-each block's input (T·D a layer); the backward runs block by block from the top, recomputing one
-block with autograd at a time (manual checkpointing), which gives ∂y/∂Y_h of the attention
-output. Then ∂y/∂A_h = (∂y/∂Y_h)·V_hᵀ, and A, ∇A exist one block of query rows at a time. Only
-the map's row of R is needed, and e·(I+Ā_L)⋯(I+Ā_s) is a row vector times matrices taken from
-the top down, in the order the backward visits the layers: so grad-rollout never holds a T×T
-matrix at all. attn-grad and rollout hold one head-fused T×T per layer (the discard ranks it).
+each block's input (T·D a layer) and, for the row-product methods, its A·V (T·D more); the backward
+runs block by block from the top, recomputing one block with autograd at a time (manual
+checkpointing), which gives ∂y/∂Y_h of the attention output. Then ∂y/∂A_h = (∂y/∂Y_h)·V_hᵀ, and A,
+∇A exist one block of query rows at a time, in three buffers reused for every block of a layer. Only
+the map's row of R is needed, and e·(I+Ā_L)⋯(I+Ā_s) is a row vector times matrices taken from the
+top down, in the order the backward visits the layers, each one row block at a time (r·M = Σ over
+blocks of r's entries there times M's rows there): so grad-rollout never holds a T×T matrix at all,
+and attn-grad and rollout neither (Â's rows need only Ā's row sums: `analysis.rollout_rows`), unless
+a discard ratio ranks the whole of each Ā. The lowest block read forms A and ∂y/∂A only.
 legrad's y_l depends on A_l only through block l, so each layer costs one block recomputed with
 autograd and its own backward (no sweep through the blocks above): as much as one backward sweep in
 all, and no T×T (with a probe, not even a block: the probe alone, on the kept block outputs).
