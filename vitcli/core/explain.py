@@ -262,7 +262,7 @@ def attention_backward(block: Block, layer: int, q: Tensor, k: Tensor, v: Tensor
     into them in place, and the sums over blocks accumulate in place: few, large operations, no allocation per
     block. Without `inputs` (nothing below reads ∂y/∂Q, ∂y/∂K, ∂y/∂V) only A and ∂y/∂A are formed; the
     returned gradients are then empty."""
-    attn = block.attn
+    attn, bias = block.attn, None if bias is None else bias.detach()  # a relative bias's table takes no gradient
     b, h, t, d = k.shape
     step = min(t, chunk_size(b * h * t, BACKWARD_BLOCK))
     blocks = q.new_empty(3, b * h * step * t)  # A, ∂y/∂A (then ∂y/∂S), scratch
