@@ -135,6 +135,34 @@ def test_gradient_rollouts_equal_the_formulas_on_the_peer(tmp_path, name, kwargs
     if method == "grad-rollout":  # a later start layer
         ours = explain(ours_model, x, method, target, start_layer=1)
         close(ours.maps[0], reference_map(pairs, method, prefix, c.class_token, 1).reshape(grid))
+    if method == "attn-grad":  # without discard: r·Â taken row block by row block, Ā never whole
+        ours = explain(ours_model, x, method, target)
+        close(ours.maps[0], reference_map(pairs, method, prefix, c.class_token).reshape(grid))
+
+
+@pytest.mark.parametrize("method", ["grad-rollout", "attn-grad"])
+def test_row_blocks_give_the_full_matrix_product(tmp_path, monkeypatch, method) -> None:
+    """Uneven row blocks (6 query rows each, T = 5 prefix + 15 patches = 20 → 6, 6, 6, 2; 3×5 grid, registers):
+    the row vector r propagated block by block through the layers (r ← r + r·Ā, or r·Â) equals the full-matrix
+    product of the formulas on the peer's own A and ∂y/∂A, for a class target and a patch target."""
+    import vitcli.core.explain as ex
+
+    model, kept = peer("vit_small_patch14_reg4_dinov2", 7, img_size=(42, 70), depth=3, num_classes=10)
+    ours_model = core(model, tmp_path, image_size=(42, 70))
+    c = ours_model.config
+    grid, prefix = (3, 5), c.num_prefix_tokens
+    t = prefix + grid[0] * grid[1]
+    assert (prefix, c.depth) == (5, 3)
+    monkeypatch.setattr(ex, "BACKWARD_BLOCK", 6 * c.heads * t + 3)  # 6 rows a block: 4 blocks, the last one 2 rows
+    x = images(1, 42, 70, seed=8)
+    targets = [("class", 4, Target("class", 4)), ("patch", (2, 3, prefix, grid[1]), Target("patch", (2, 3)))]
+    for kind, arg, target in targets:
+        pairs = peer_grads(model, kept, x, kind, arg)
+        ours = explain(ours_model, x, method, target)
+        close(ours.maps[0], reference_map(pairs, method, prefix, c.class_token).reshape(grid))
+        if method == "grad-rollout":
+            ours = explain(ours_model, x, method, target, start_layer=2)
+            close(ours.maps[0], reference_map(pairs, method, prefix, c.class_token, 2).reshape(grid))
 
 
 def grad_cam_peer(model, x, layer, grid, prefix, klass=None):

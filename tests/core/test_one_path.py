@@ -183,6 +183,9 @@ def test_explain_runs_the_encoders_blocks_and_matches_the_peer(tmp_path, case) -
         out = model(x, Capture(inputs=False, blocks=range(c.depth)))
     for i in range(c.depth):
         assert torch.equal(xs[i + 1], out.blocks[i]), i
+    heads: list[torch.Tensor] = []  # the pass that also keeps each block's A·V (the row-product methods')
+    xs_heads, _ = block_inputs(model, x, heads)
+    assert len(heads) == c.depth and all(torch.equal(a, b) for a, b in zip(xs_heads, xs, strict=True))
 
     if kind == "image":
         other = images(1, *size, seed=12)

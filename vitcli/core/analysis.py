@@ -85,6 +85,17 @@ def rollout_step(fused: Tensor, discard_ratio: float = 0.0, discard_scope: Disca
     return hat / hat.sum(dim=-1, keepdim=True)  # rows sum to 1 again
 
 
+def rollout_rows(row: Tensor, fused: Tensor, start: int) -> Tensor:
+    """The share of r·Â (Â = `rollout_step` of Ā, no discard) of rows start..start+c-1, from r (B, T) and those
+    rows of Ā (B, c, T): (B, T) float64. Â's row i is (0.5·Ā_i + 0.5·e_i) / (0.5·Σ_j Ā_ij + 0.5), so r·Â is the
+    sum of these shares over row blocks and Ā never needs to exist whole (explain's row product)."""
+    rows = fused.double()  # (B, c, T)
+    w = 0.5 * row[:, start:start + rows.shape[1]] / (0.5 * rows.sum(dim=-1) + 0.5)  # (B, c)
+    share = (w[:, None] @ rows)[:, 0]  # (B, T)
+    share[:, start:start + rows.shape[1]] += w
+    return share
+
+
 class Rollout:
     """Abnar & Zuidema (2020) one layer at a time: R ← Â·R with Â = `rollout_step`.
 

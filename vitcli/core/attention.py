@@ -105,15 +105,23 @@ class Attention(nn.Module):
             out[:, :, rows] = torch.softmax(self._scores(q[:, :, rows], k, bias_rows(bias, rows)), dim=-1)
         return out
 
-    def rows(self, q: Tensor, k: Tensor, bias: Tensor | None, start: int, stop: int) -> Tensor:
+    def rows(self, q: Tensor, k: Tensor, bias: Tensor | None, start: int, stop: int,
+             out: Tensor | None = None) -> Tensor:
         """Query rows start..stop-1 of `weights` from the layer's full Q, K (B, H, T, d) and score bias: (B, H, c, T).
-        What every later reader of a layer's weights (mean distance, rollout, explain) recomputes them with."""
-        return self.weights(q[:, :, start:stop], k, bias_rows(bias, slice(start, stop)))
+        What every later reader of a layer's weights (mean distance, rollout, explain) recomputes them with.
+        `out` (B, H, c, T), contiguous: the rows are computed in it, in place (explain's reused row blocks)."""
+        if out is None:
+            return self.weights(q[:, :, start:stop], k, bias_rows(bias, slice(start, stop)))
+        scores = self._scores(q[:, :, start:stop], k, bias_rows(bias, slice(start, stop)), out)
+        return torch.softmax(scores, dim=-1, out=scores)
 
-    def _scores(self, q: Tensor, k: Tensor, bias: Tensor | None) -> Tensor:
-        """Q·Kᵀ/√d_k (+ bias): (B, H, Q, T)."""
-        scores = (q * self.scale) @ k.transpose(-2, -1)
-        return scores if bias is None else scores + bias
+    def _scores(self, q: Tensor, k: Tensor, bias: Tensor | None, out: Tensor | None = None) -> Tensor:
+        """Q·Kᵀ/√d_k (+ bias): (B, H, Q, T), in `out` when given."""
+        if out is None:
+            scores = (q * self.scale) @ k.transpose(-2, -1)
+            return scores if bias is None else scores + bias
+        scores = torch.matmul(q * self.scale, k.transpose(-2, -1), out=out)
+        return scores if bias is None else scores.add_(bias)
 
     def mix(self, q: Tensor, k: Tensor, v: Tensor, return_weights: bool = False,
             queries: Sequence[int] | None = None, bias: Tensor | None = None) -> tuple[Tensor, AttentionDetail | None]:

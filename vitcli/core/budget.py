@@ -13,10 +13,12 @@ The one home of the estimate (no torch import: `vitcli --help` and `info` stay f
   images       H·W·3 bytes resized, a copy (crop, patches), and the float32 model input: 18 B a
                pixel, for each image of a batch
   gradients    `explain`'s pass (`backward_bytes`, vitcli.core.explain): every block's input kept,
-               (L+1)·b·T·D; one block recomputed with autograd at a time, whose saved activations
-               and their gradients are twice the no-grad block's; A and ∂y/∂A in row blocks of
-               `WEIGHTS_BLOCK` (`SCORE_COPIES` of them at once); attn-grad and rollout also hold
-               each image's T×T product (`PRODUCT_BYTES` a pair of tokens, more with a discard)
+               (L+1)·b·T·D, and for grad-rollout and attn-grad every block's A·V too, L·b·T·D; one
+               block recomputed with autograd at a time, whose saved activations and their gradients
+               are twice the no-grad block's; A and ∂y/∂A in `BACKWARD_COPIES` reused row blocks of
+               `BACKWARD_BLOCK` (rollout: `SCORE_COPIES` blocks of `WEIGHTS_BLOCK`); with a discard,
+               attn-grad and rollout also hold each image's T×T product (`PRODUCT_BYTES` a pair of
+               tokens and `DISCARD_BYTES` more)
 
 The limit: `max_memory` when given (`--max-memory 8G`, `max_memory="500M"` or bytes), else
 `DEFAULT_SHARE` of the memory this process may still take: /proc/meminfo's MemAvailable, or the
@@ -35,8 +37,11 @@ DEFAULT_SHARE = 0.75  # of the available memory
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 IMAGE_BYTES_PER_PIXEL = 3 + 3 + 12  # resized uint8, one copy, float32 (3, H, W) input
 WEIGHTS_BLOCK = 1 << 23  # attention scores computed at once (vitcli.core.attention.WEIGHTS_BLOCK)
-# float32 row blocks alive in explain: scores, A, (∂y/∂Y)·Vᵀ, A ⊙ it, its ⁺ (its backward: half blocks)
+# float32 row blocks alive in explain's rollout: scores, A, their mean over heads, float64 copies of it
 SCORE_COPIES = 5
+BACKWARD_BLOCK = 1 << 25  # scores in one of explain's reused row blocks (vitcli.core.explain.BACKWARD_BLOCK)
+BACKWARD_COPIES = 3  # those blocks: A, ∂y/∂A (then ∂y/∂S), the reader's (A ⊙ ∂y/∂A)⁺
+ROWS_BYTES = 12  # attn-grad, per entry of a block's Ā rows (1/H of a block): the heads' float32 mean, a float64 copy
 PRODUCT_BYTES = 40  # per (T, T) entry in analysis.rollout_step: float32 pieces and cat, float64 Ā, 0.5·Ā + 0.5·I, Â
 DISCARD_BYTES = 24  # more per entry with --discard-ratio: the masked copy, topk's int64 indices, the mask
 GRAD_METHODS = ("grad-rollout", "attn-grad", "gradcam")
@@ -141,11 +146,15 @@ def backward_bytes(c, batch: int, size: tuple[int, int], dtype: str = "float32",
     p = c.patch_size
     t = (size[0] // p) * (size[1] // p) + c.num_prefix_tokens
     e = DTYPE_BYTES.get(dtype, 4)
-    kept = (c.depth + 1) * batch * t * c.dim * e
+    rows = method in ("grad-rollout", "attn-grad")  # the attention's backward in row blocks, A·V kept
+    kept = (c.depth + 1 + c.depth * rows) * batch * t * c.dim * e
     block = batch * t * (15 * c.dim + 4 * c.mlp_dim) * e
     block = block if method == "rollout" else 2 * block  # rollout: Q, K, V of a block, no autograd
-    scores = SCORE_COPIES * min(batch * c.heads * t * t, WEIGHTS_BLOCK) * 4 if method != "gradcam" else 0
-    product = batch * t * t * (PRODUCT_BYTES + DISCARD_BYTES * discard) if method in ("attn-grad", "rollout") else 0
+    block_scores = min(batch * c.heads * t * t, BACKWARD_BLOCK)
+    means = block_scores // c.heads * ROWS_BYTES if method == "attn-grad" else 0
+    scores = (BACKWARD_COPIES * block_scores * 4 + means if rows
+              else SCORE_COPIES * min(batch * c.heads * t * t, WEIGHTS_BLOCK) * 4 if method == "rollout" else 0)
+    product = batch * t * t * (PRODUCT_BYTES + DISCARD_BYTES) if method in ("attn-grad", "rollout") and discard else 0
     return kept + block + scores + product + batch * image_bytes(size)
 
 
