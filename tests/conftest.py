@@ -1,5 +1,7 @@
-"""Shared test helpers: run the real CLI in a subprocess, make small images with known pixels."""
+"""Shared test helpers: run the real CLI in a subprocess, make small images with known pixels; and how
+`python -m pytest` spreads the tests over the cores (pytest-xdist, see `pytest_cmdline_main`)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,69 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_images"
+MAX_WORKERS = 4  # each worker's tests start whole vitcli processes (up to ~2 GB for a ViT-B explain)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def cores() -> int:
+    """The CPUs this process may run on (a container's or taskset's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Without `-n`, run on min(cores, MAX_WORKERS) xdist workers, a test file at a time per worker (its
+    module fixtures are built once); `-n 0`, `-p no:xdist`, `--pdb` and one core run in this process."""
+    option = config.option
+    if getattr(option, "numprocesses", 0) is not None or hasattr(config, "workerinput"):
+        return  # -n given, xdist disabled or absent, or this is a worker
+    if option.usepdb or option.collectonly or min(cores(), MAX_WORKERS) < 2:
+        return
+    option.numprocesses = min(cores(), MAX_WORKERS)
+    if option.dist == "no":
+        option.dist = "loadgroup"
+
+
+def _share_the_cores() -> None:
+    """In an xdist worker: torch, OpenMP and BLAS take cores ÷ workers threads (default: all cores each), in
+    this process and in the vitcli processes its tests start, so N workers do not oversubscribe N cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    threads = max(1, cores() // workers)
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+    if "torch" in sys.modules:  # imported before this file (a plugin): the variables came too late for it
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+_share_the_cores()
+
+ONE_AT_A_TIME = ("ray", "browser")  # markers whose tests run in one worker: one Ray cluster, one chromium at a time
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, group the tests that must share a worker: those marked ONE_AT_A_TIME, and the
+    tests of a file with a module fixture (built once, not once per worker); other tests spread one by one."""
+    if not (getattr(config.option, "loadgroup", False) or getattr(config.option, "dist", "no") == "loadgroup"):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        group = next((name for name in ONE_AT_A_TIME if item.get_closest_marker(name)), None)
+        if group is None and _uses_a_module_fixture(item):
+            group = item.nodeid.split("::")[0]
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    """Whether the test needs a fixture that lives as long as its file or class (pytest has no public API)."""
+    definitions = getattr(item, "_fixtureinfo", None)
+    if definitions is None:
+        return False
+    return any(defs[-1].scope in ("module", "class", "package") for defs in definitions.name2fixturedefs.values())
 
 
 def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
