@@ -52,6 +52,15 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         `outputs` (keyword → path) are known to be writable."""
         import torch
 
+        fitted, norm = self._fit_each(images, normalize, outputs)
+        with torch.inference_mode():
+            outs = [self.module(self.batch_tensor([f]), capture=capture) for f in fitted]
+        return fitted, outs, norm
+
+    def _fit_each(self, images: Any, normalize: str | None,
+                  outputs: dict[str, Any] | None = None) -> tuple[list[Any], str]:
+        """Every image fitted as the model's commands fit it, each forward pass (a batch of one) checked
+        against the memory limit before any runs; the normalisation's name."""
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, _check_planned
 
@@ -61,11 +70,9 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         _check_planned(self, images, BatchSpec(batch_size=1), None)  # a fixed size: before any image is fitted
         prepare, norm, _ = self.preparer(images.spec, normalize)
         fitted = [prepare(item, name) for item, name in zip(images.items, images.names(), strict=True)]
-        for f in fitted:  # each forward pass under the memory limit before any runs
+        for f in fitted:
             self.check_memory(1, (int(f.pixels.shape[0]), int(f.pixels.shape[1])))
-        with torch.inference_mode():
-            outs = [self.module(self.batch_tensor([f]), capture=capture) for f in fitted]
-        return fitted, outs, norm
+        return fitted, norm
 
     def _figure_document(self, command: str, fitted: list[Any], out: Any, norm: str) -> dict[str, Any]:
         doc = self._single_document(command, fitted[0], out.grid, norm)
@@ -330,19 +337,19 @@ def _attention_row(c: Any) -> str | None:
 
 
 def _norms_capture(c: Any) -> Any:
-    """Every block's output, and the attention row of `_attention_row`: the class token's row (B, H, 1, T)
-    of every layer, each layer's patch-row mean (reduced), or the probe's weights over the final tokens."""
+    """Every block's output, and the attention row of `_attention_row`: the class token's row or the patch
+    rows' mean of every layer ({"row": (B, H, T)} reduced; the weights' queries only the class token's), or
+    the probe's weights over the final tokens."""
     from vitcli.core.capture import Capture
-    from vitcli.core.inspect import patch_mean_reducer
+    from vitcli.core.inspect import attention_row_reducer
 
     layers, row = list(range(c.depth)), _attention_row(c)
     if row == "probe":
         return Capture(inputs=False, blocks=layers, final="pooled", pool_attention=True)
-    if row == "mean":
-        return Capture(inputs=False, blocks=layers, reduce=layers, reducer=patch_mean_reducer(c.num_prefix_tokens),
-                       final="none")
-    return Capture(inputs=False, blocks=layers, attention=layers if row else (), queries=[0] if row else None,
-                   final="none")
+    if row is None:
+        return Capture(inputs=False, blocks=layers, final="none")
+    return Capture(inputs=False, blocks=layers, reduce=layers, reducer=attention_row_reducer(row, c.num_prefix_tokens),
+                   queries=[0], final="none")
 
 
 def _attention_share(c: Any, out: Any) -> Any:
@@ -354,9 +361,9 @@ def _attention_share(c: Any, out: Any) -> Any:
 
     row = _attention_row(c)
     if row == "cls":
-        return class_attention_share([a[0] for a in out.attentions.values()])
+        return class_attention_share([out.reduced[i]["row"][0][:, None] for i in range(c.depth)])
     if row == "mean":
-        return torch.stack([out.reduced[i]["mean"][0].mean(0) for i in range(c.depth)])
+        return torch.stack([out.reduced[i]["row"][0].mean(0) for i in range(c.depth)])
     if row == "probe":
         share = torch.full((c.depth, out.pool_attention.shape[-1]), float("nan"), dtype=torch.float64)
         share[-1] = out.pool_attention[0, :, 0].double().mean(0)

@@ -15,7 +15,7 @@ import numpy as np
 
 from vitcli.api.attend import AttendMixin
 from vitcli.api.explain import ExplainMixin
-from vitcli.api.figures import FiguresMixin
+from vitcli.api.figures import MAD_K, FiguresMixin
 from vitcli.api.images import ImageSource, image_keywords
 from vitcli.api.results import ViewResult
 from vitcli.api.values import Layers, prompts
@@ -119,25 +119,51 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
 
     def _view_tab(self, image: Any, name: str, layers: list[int], to: Any, normalize: str | None, explain: bool,
                   target: str | int | None) -> tuple[dict[str, Any], float]:
-        """Everything one tab shows, gathered through attend, similar's features, norms and the table."""
-        res = self.attend(image, layer=",".join(map(str, layers)), head="all", query="all", normalize=normalize,
-                          distance=True, save_qkv=True)
-        rollout = self._view_rollout(image, res.weights, layers, normalize)  # (T, T)
-        doc = res.document
-        grid = tuple(doc["grid"])
-        q, k, _ = res.qkv  # each (L_sel, H, T, d)
-        stored, errs = zip(*[attention_layer(np.asarray(res.weights[i], np.float64), np.asarray(q[i]), np.asarray(k[i]),
-                                             self.config.head_dim**-0.5) for i in range(len(layers))], strict=True)
-        fitted, sim, target_fit, norms = self._view_features(image, to, layers, normalize)
-        self._check_finite(name, res.weights, rollout, res.distance, norms.array, *sim)
-        tab = {"name": name, "grid": list(grid), "image": _png(fitted.pixels), "attention": list(stored),
-               "rollout": _f16(rollout), "distance": _f32(res.distance), "similarity": [_f16(s) for s in sim],
+        """Everything one tab shows, from one pass: attend's weights, Q, K and mean distances, the block outputs
+        of similar's features and norms, the norms' attention row; `to` in a pass of its own."""
+        from vitcli.api.attend_report import distance_table
+
+        fitted, report, other, norm_name = self._view_pass(image, to, layers, normalize)
+        weights = report.weights[0].numpy()  # (L_sel, H, T, T)
+        q, k = (t[0].float().numpy() for t in report.qkv[:2])  # each (L_sel, H, T, d)
+        distance = distance_table(report)[0]  # (L, H)
+        rollout = self._view_rollout(image, weights, layers, normalize)  # (T, T)
+        stored, errs = zip(*[attention_layer(np.asarray(weights[i], np.float64), q[i], k[i], self.config.head_dim**-0.5)
+                             for i in range(len(layers))], strict=True)
+        sim = self._view_similarity(report.output, other, layers)
+        norms = self._norms_of(fitted[:1], report.output, norm_name, MAD_K, None, 0, None, None)  # no tables
+        self._check_finite(name, weights, rollout, distance, norms.array, *sim)
+        grid = report.grid
+        tab = {"name": name, "grid": list(grid), "image": _png(fitted[0].pixels), "attention": list(stored),
+               "rollout": _f16(rollout), "distance": _f32(distance), "similarity": [_f16(s) for s in sim],
                "norms": _f32(norms.array), "norm_thresholds": norms.document["thresholds"],
                "outliers": norms.document["outliers"], "posenc": self._view_posenc(grid),
-               "to": None if target_fit is None else {"name": str(to), "grid": list(target_fit[1]),
-                                                      "image": _png(target_fit[0].pixels)},
+               "to": None if to is None else {"name": str(to), "grid": list(other.grid),
+                                              "image": _png(fitted[-1].pixels)},
                "explain": self._view_explain(image, target, normalize) if explain else None}
         return tab, max(errs)
+
+    def _view_pass(self, image: Any, to: Any, layers: list[int], normalize: str | None) -> tuple[Any, Any, Any, str]:
+        """The image and `to` fitted as the commands fit them; one pass over the image keeping what `attend`
+        keeps (every query of `layers`, Q, K, every layer's mean distance) joined with `figures norms`'
+        capture (every block's output, its attention row); `to`'s block outputs at `layers` (else the image's
+        pass again). (fitted, AttentionReport, the ViTOutput similarity compares with, normalisation)."""
+        import torch
+
+        from vitcli.api.figures import _as_list, _norms_capture
+        from vitcli.core.capture import Capture
+        from vitcli.core.inspect import inspect_attention
+        from vitcli.core.select import HeadSelection
+
+        c = self.config
+        fitted, norm_name = self._fit_each(_as_list([image] + ([to] if to is not None else [])), normalize)
+        with torch.inference_mode():
+            report = inspect_attention(self.module, self.batch_tensor(fitted[:1]), layers,
+                                       HeadSelection(list(range(c.heads))), None, list(range(c.depth)),
+                                       keep_qkv=True, also=_norms_capture(c))
+            other = report.output if to is None else \
+                self.module(self.batch_tensor(fitted[1:]), Capture(inputs=False, blocks=layers, final="none"))
+        return fitted, report, other, norm_name
 
     def _check_tab_memory(self, item: object, name: str, spec: Any, layers: int, index: int, count: int,
                           kept: int) -> int:
@@ -192,27 +218,19 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         assert rollout.result is not None
         return rollout.result[0].numpy()  # (T, T)
 
-    def _view_features(self, image: Any, to: Any, layers: list[int],
-                       normalize: str | None) -> tuple[Any, list[Any], Any, Any]:
-        """One pass for the similarity maps and `figures norms`: per layer, cosine similarity of every token (T)
-        with every patch of the image or of `to` (N') on `figures similar`'s features (block output through
-        the final norm), and the norms' FigureResult."""
+    def _view_similarity(self, out: Any, other: Any, layers: list[int]) -> list[Any]:
+        """Per layer, `figures similar`'s cosine similarity of every token of `out` (T) with every patch of
+        `other` (N') on its features (block output through the final norm): (T, N') float64 each."""
         import torch
 
-        from vitcli.api.figures import MAD_K, _as_list, _norms_capture
         from vitcli.core.analysis import cosine_similarity_matrix
 
-        sources = [image] + ([to] if to is not None else [])
-        fitted, outs, norm_name = self._forward_each(_as_list(sources), normalize, _norms_capture(self.config))
-        prefix = outs[0].num_prefix
         sims = []
         with torch.inference_mode():
             for layer in layers:
-                feats = [self._block_features(o, layer, True).double() for o in outs]  # (T, D) each
-                sims.append(cosine_similarity_matrix(feats[0], feats[-1][prefix:]).cpu().numpy())  # (T, N')
-        norms = self._norms_of(fitted[:1], outs[0], norm_name, MAD_K, None, 0, None, None)  # no tables
-        target = (fitted[-1], outs[-1].grid) if to is not None else None
-        return fitted[0], sims, target, norms
+                feats = [self._block_features(o, layer, True).double() for o in (out, other)]  # (T, D) each
+                sims.append(cosine_similarity_matrix(feats[0], feats[1][other.num_prefix:]).cpu().numpy())  # (T, N')
+        return sims
 
     def _view_posenc(self, grid: tuple[int, int]) -> Any:
         """Cosine similarity between the patch rows of the position table added at `grid` (N, N), or None."""
