@@ -26,8 +26,11 @@ SIZE_BUDGET = 12 * 2**20  # the page's size budget (ViT-B/16 at 224, all layers)
 
 
 def _f16(array: Any) -> dict[str, Any]:
-    """An array as a float16 typed array for the page (shape kept)."""
-    a = np.asarray(array, dtype=np.float64)
+    """An array as a float16 typed array for the page (shape kept); float32 and float64 are rounded once,
+    straight to float16 (the same bits as through float64: float32 widens exactly)."""
+    a = np.asarray(array)
+    if a.dtype not in (np.float16, np.float32, np.float64):
+        a = a.astype(np.float64)
     return {"dtype": "f16", "shape": list(a.shape), "data": a.astype(np.float16).tobytes()}
 
 
@@ -39,17 +42,21 @@ def _f32(array: Any) -> dict[str, Any]:
 def _rows_from_half(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
     """softmax(scale·Q·Kᵀ) from float16 Q, K computed in float64, as the page does: (H, T, T)."""
     q64, k64 = (a.astype(np.float16).astype(np.float64) for a in (q, k))  # (H, T, d) each
-    s = np.matmul(q64, k64.transpose(0, 2, 1)) * scale  # (H, T, T); BLAS, not einsum's loop
+    s = np.matmul(q64, k64.transpose(0, 2, 1))  # (H, T, T); BLAS, not einsum's loop
+    s *= scale  # in place from here: one (H, T, T) float64 buffer, not four
     s -= s.max(-1, keepdims=True)
-    e = np.exp(s)
-    return e / e.sum(-1, keepdims=True)
+    np.exp(s, out=s)
+    s /= s.sum(-1, keepdims=True)
+    return s
 
 
 def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: float) -> tuple[dict[str, Any], float]:
-    """One layer for the page, Q and K when they give back `weights` (H, T, T), else the rows;
-    with the largest error of what the page will compute."""
+    """One layer for the page, Q and K when they give back `weights` (H, T, T, float32 or float64), else the
+    rows; with the largest error of what the page will compute (in float64)."""
     with np.errstate(all="ignore"):
-        err = float(np.abs(_rows_from_half(q, k, scale) - weights).max())
+        diff = _rows_from_half(q, k, scale)  # (H, T, T) float64
+        diff -= weights  # float32 weights widen exactly
+        err = float(np.abs(diff, out=diff).max())
     if np.isfinite(err) and err <= ROW_TOLERANCE:
         return {"kind": "qk", "q": _f16(q), "k": _f16(k)}, err
     rows = _f16(weights)
@@ -128,7 +135,7 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         q, k = (t[0].float().numpy() for t in report.qkv[:2])  # each (L_sel, H, T, d)
         distance = distance_table(report)[0]  # (L, H)
         rollout = self._view_rollout(image, weights, layers, normalize)  # (T, T)
-        stored, errs = zip(*[attention_layer(np.asarray(weights[i], np.float64), q[i], k[i], self.config.head_dim**-0.5)
+        stored, errs = zip(*[attention_layer(weights[i], q[i], k[i], self.config.head_dim**-0.5)
                              for i in range(len(layers))], strict=True)
         sim = self._view_similarity(report.output, other, layers)
         norms = self._norms_of(fitted[:1], report.output, norm_name, MAD_K, None, 0, None, None)  # no tables
