@@ -31,7 +31,7 @@ def _f16(array: Any) -> dict[str, Any]:
     a = np.asarray(array)
     if a.dtype not in (np.float16, np.float32, np.float64):
         a = a.astype(np.float64)
-    return {"dtype": "f16", "shape": list(a.shape), "data": a.astype(np.float16).tobytes()}
+    return {"dtype": "f16", "shape": list(a.shape), "data": a.astype(np.float16, copy=False).tobytes()}
 
 
 def _f32(array: Any) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def _f32(array: Any) -> dict[str, Any]:
 
 def _rows_from_half(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
     """softmax(scale·Q·Kᵀ) from float16 Q, K computed in float64, as the page does: (H, T, T)."""
-    q64, k64 = (a.astype(np.float16).astype(np.float64) for a in (q, k))  # (H, T, d) each
+    q64, k64 = (np.asarray(a, np.float16).astype(np.float64) for a in (q, k))  # (H, T, d) each
     s = np.matmul(q64, k64.transpose(0, 2, 1))  # (H, T, T); BLAS, not einsum's loop
     s *= scale  # in place from here: one (H, T, T) float64 buffer, not four
     s -= s.max(-1, keepdims=True)
@@ -53,6 +53,7 @@ def _rows_from_half(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
 def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: float) -> tuple[dict[str, Any], float]:
     """One layer for the page, Q and K when they give back `weights` (H, T, T, float32 or float64), else the
     rows; with the largest error of what the page will compute (in float64)."""
+    q, k = np.asarray(q, np.float16), np.asarray(k, np.float16)  # what the page stores, rounded once
     with np.errstate(all="ignore"):
         diff = _rows_from_half(q, k, scale)  # (H, T, T) float64
         diff -= weights  # float32 weights widen exactly
