@@ -1,9 +1,9 @@
 """`Model.view`: one self-contained HTML page to explore attention, similarity, positions and norms.
 
-Everything the page draws comes from the commands' own passes: `attend` (every query of the chosen
-layers, Q and K, rollout, mean distance of every layer), the `figures similar` features (block
-output through the final norm), `figures norms`, and the position table the model adds at the
-image's grid. Attention is stored per layer as Q and K in float16 (the page computes softmax rows)
+Everything the page draws comes from what the commands compute, in one forward pass per image
+(their captures joined): `attend` (every query of the chosen layers, Q and K, rollout, mean
+distance of every layer), the `figures similar` features (block output through the final norm),
+`figures norms`, and the position table the model adds at the image's grid. Attention is stored per layer as Q and K in float16 (the page computes softmax rows)
 when that reproduces every row of `attend` within `ROW_TOLERANCE`, else as the rows in float16.
 With text prompts (CLIP-family checkpoints), each prompt gets a panel: its LeGrad map (`explain`,
 method legrad, target text:PROMPT) and its zero-shot score as `classify` computes it.
