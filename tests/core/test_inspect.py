@@ -78,7 +78,7 @@ def test_a_joined_capture_gives_both_passes_bits_in_one() -> None:
     calls = _Calls(model)
     both = inspect_attention(model, x, [1], HeadSelection([0, 1, 2, 3]), None, [0, 1, 2], keep_qkv=True, also=norms)
     assert calls.ran() == [0, 1, 2]  # each block once
-    assert torch.equal(both.weights, alone.weights) and all(torch.equal(a, b) for a, b in zip(both.qkv, alone.qkv))
+    assert torch.equal(both.weights, alone.weights) and all(torch.equal(a, b) for a, b in zip(both.qkv, alone.qkv, strict=True))
     for layer in range(3):
         assert torch.equal(both.distance[layer], alone.distance[layer])
         assert torch.equal(both.output.blocks[layer], rows.blocks[layer])

@@ -3,8 +3,9 @@
 Everything the page draws comes from what the commands compute, in one forward pass per image
 (their captures joined): `attend` (every query of the chosen layers, Q and K, rollout, mean
 distance of every layer), the `figures similar` features (block output through the final norm),
-`figures norms`, and the position table the model adds at the image's grid. Attention is stored per layer as Q and K in float16 (the page computes softmax rows)
-when that reproduces every row of `attend` within `ROW_TOLERANCE`, else as the rows in float16.
+`figures norms`, and the position table the model adds at the image's grid. Attention is stored
+per layer as Q and K in float16 (the page computes softmax rows) when that reproduces every row of
+`attend` within `ROW_TOLERANCE`, else as the rows in float16.
 With text prompts (CLIP-family checkpoints), each prompt gets a panel: its LeGrad map (`explain`,
 method legrad, target text:PROMPT) and its zero-shot score as `classify` computes it.
 """
@@ -40,14 +41,17 @@ def _f32(array: Any) -> dict[str, Any]:
 
 
 def _rows_from_half(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
-    """softmax(scale·Q·Kᵀ) from float16 Q, K computed in float64, as the page does: (H, T, T)."""
-    q64, k64 = (np.asarray(a, np.float16).astype(np.float64) for a in (q, k))  # (H, T, d) each
-    s = np.matmul(q64, k64.transpose(0, 2, 1))  # (H, T, T); BLAS, not einsum's loop
-    s *= scale  # in place from here: one (H, T, T) float64 buffer, not four
-    s -= s.max(-1, keepdims=True)
-    np.exp(s, out=s)
-    s /= s.sum(-1, keepdims=True)
-    return s
+    """softmax(scale·Q·Kᵀ) from float16 Q, K computed in float64, as the page does: (H, T, T). In torch, on
+    the threads the forward pass used: numpy's BLAS would start a second pool whose threads spin on."""
+    import torch
+
+    q64, k64 = (torch.from_numpy(np.asarray(a, np.float16)).double() for a in (q, k))  # (H, T, d) each
+    s = torch.matmul(q64, k64.transpose(-2, -1))  # (H, T, T)
+    s *= scale  # in place from here: one (H, T, T) float64 buffer
+    s -= s.amax(-1, keepdim=True)
+    s.exp_()
+    s /= s.sum(-1, keepdim=True)
+    return s.numpy()
 
 
 def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: float) -> tuple[dict[str, Any], float]:
@@ -130,16 +134,18 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         """Everything one tab shows, from one pass: attend's weights, Q, K and mean distances, the block outputs
         of similar's features and norms, the norms' attention row; `to` in a pass of its own."""
         from vitcli.api.attend_report import distance_table
+        from vitcli.core.analysis import one_thread
 
         fitted, report, other, norm_name = self._view_pass(image, to, layers, normalize)
         weights = report.weights[0].numpy()  # (L_sel, H, T, T)
         q, k = (t[0].float().numpy() for t in report.qkv[:2])  # each (L_sel, H, T, d)
         distance = distance_table(report)[0]  # (L, H)
-        rollout = self._view_rollout(image, weights, layers, normalize)  # (T, T)
-        stored, errs = zip(*[attention_layer(weights[i], q[i], k[i], self.config.head_dim**-0.5)
-                             for i in range(len(layers))], strict=True)
-        sim = self._view_similarity(report.output, other, layers)
-        norms = self._norms_of(fitted[:1], report.output, norm_name, MAD_K, None, 0, None, None)  # no tables
+        with one_thread():  # many small steps: rollout, the checks, similarity and norms
+            rollout = self._view_rollout(image, weights, layers, normalize)  # (T, T)
+            stored, errs = zip(*[attention_layer(weights[i], q[i], k[i], self.config.head_dim**-0.5)
+                                 for i in range(len(layers))], strict=True)
+            sim = self._view_similarity(report.output, other, layers)
+            norms = self._norms_of(fitted[:1], report.output, norm_name, MAD_K, None, 0, None, None)  # no tables
         self._check_finite(name, weights, rollout, distance, norms.array, *sim)
         grid = report.grid
         tab = {"name": name, "grid": list(grid), "image": _png(fitted[0].pixels), "attention": list(stored),

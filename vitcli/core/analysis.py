@@ -5,7 +5,8 @@ Every function keeps the prefix tokens (class, distillation, registers) apart fr
 by their count, and maps patch rows onto the true (rows, cols) grid, never √N.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal, cast
 
 import torch
@@ -201,15 +202,23 @@ def cosine_similarity_matrix(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor
     return a @ b.transpose(-2, -1)
 
 
-def _eigh_one_thread(scatter: Tensor) -> tuple[Tensor, Tensor]:
-    """torch.linalg.eigh on one thread: threaded LAPACK spins when the cores are busy (ViT-B's 768×768
-    took 3-15 s on a loaded 2-core machine, against 0.3 s on one thread, loaded or not)."""
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread for small, many-step work: its threads spin at each step's barrier when the
+    cores are busy (ViT-B's 768×768 eigh took 3-15 s on a loaded 2-core machine, against 0.3 s on one
+    thread, loaded or not; view's checks of 12 layers 1.7 s against 0.13 s)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return torch.linalg.eigh(scatter)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _eigh_one_thread(scatter: Tensor) -> tuple[Tensor, Tensor]:
+    """torch.linalg.eigh on one thread (see `one_thread`)."""
+    with one_thread():
+        return torch.linalg.eigh(scatter)
 
 
 def pca(x: Tensor, k: int, center: bool = True) -> tuple[Tensor, Tensor, Tensor]:
