@@ -6,7 +6,7 @@ by their count, and maps patch rows onto the true (rows, cols) grid, never √N.
 """
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Literal, cast
 
 import torch
@@ -158,7 +158,8 @@ def mean_distance_of_rows(rows_of: RowsOf, num_tokens: int, grid: tuple[int, int
         centres = patch_centres(grid, patch_size).to(rows.device)
         if renorm:
             rows = rows / rows.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-        dist = torch.cdist(centres[start - num_prefix:stop - num_prefix], centres)  # (c, N)
+        with one_thread():  # cdist splits even a 196×196 block over the threads: 60 ms on a busy machine, not 0.7
+            dist = torch.cdist(centres[start - num_prefix:stop - num_prefix], centres)  # (c, N)
         part = (rows * dist).sum(dim=(-2, -1))  # (…, H)
         total = part if total is None else total + part
     return cast(Tensor, total) / n
@@ -213,6 +214,15 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+SMALL_WORK = 1 << 22  # elements (e.g. one layer's weights H·T², T ≤ 591 at 12 heads) worked on one thread
+
+
+def threads_for(elements: int) -> AbstractContextManager[None]:
+    """`one_thread` for work on at most SMALL_WORK elements (a few ms on one thread, where two threads'
+    barriers at each step cost tens of ms on a busy machine), torch's own threads above."""
+    return one_thread() if elements <= SMALL_WORK else nullcontext()
 
 
 def _eigh_one_thread(scatter: Tensor) -> tuple[Tensor, Tensor]:
