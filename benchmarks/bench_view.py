@@ -2,8 +2,9 @@
 
 Writing (issue 26): the whole `vitcli view chelsea.jpg` process against `vitcli embed chelsea.jpg`
 (ViT-B/16 at 224, random weights, each a fresh process), interleaved, median of the per-round
-ratios; target ≤ 1.3×. `view` runs two forward passes (attend's with Q, K and every layer's
-weights, from which the rollout is taken; one keeping block outputs for similarity and norms).
+ratios; target ≤ 1.3×. `view` runs one forward pass (attend's, with Q, K and every layer's weights,
+from which the rollout is taken, joined with the block outputs and attention rows of similarity
+and norms).
 
 Reading, ViT-B/16 at 224, all 12 layers (skipped without chromium):
 Targets (the page's own performance.now()): ready < 1.5 s from navigation start, one hover update

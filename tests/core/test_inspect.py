@@ -62,3 +62,44 @@ def test_no_block_runs_after_the_last_layer_needed() -> None:
     assert calls.ran() == [0, 1]
     inspect_attention(model, x, [0], HeadSelection([0]), [0], rollout=RolloutSpec())  # rollout needs every layer
     assert calls.ran() == [0, 1, 2]
+
+
+@torch.no_grad()
+def test_a_joined_capture_gives_both_passes_bits_in_one() -> None:
+    """view's pass: attend's selection joined with norms' block outputs and attention rows equals the two
+    separate passes bit for bit, runs every block once, and the row reducer equals queries=[0]'s weights."""
+    from vitcli.core.inspect import attention_row_reducer
+
+    model, x = _model(), _images(1, 24, 40)
+    norms = Capture(inputs=False, blocks=[0, 1, 2], reduce=[0, 1, 2], reducer=attention_row_reducer("cls", 2),
+                    queries=[0], final="none")
+    alone = inspect_attention(model, x, [1], HeadSelection([0, 1, 2, 3]), None, [0, 1, 2], keep_qkv=True)
+    rows = model(x, Capture(inputs=False, blocks=[0, 1, 2], attention=[0, 1, 2], queries=[0], final="none"))
+    calls = _Calls(model)
+    both = inspect_attention(model, x, [1], HeadSelection([0, 1, 2, 3]), None, [0, 1, 2], keep_qkv=True, also=norms)
+    assert calls.ran() == [0, 1, 2]  # each block once
+    assert torch.equal(both.weights, alone.weights) and all(torch.equal(a, b) for a, b in zip(both.qkv, alone.qkv, strict=True))
+    for layer in range(3):
+        assert torch.equal(both.distance[layer], alone.distance[layer])
+        assert torch.equal(both.output.blocks[layer], rows.blocks[layer])
+        assert torch.equal(both.output.reduced[layer]["row"], rows.attentions[layer][:, :, 0])  # (B, H, T)
+    mean = attention_row_reducer("mean", 2)  # the patch rows' mean, against the full matrix
+    full = model(x, Capture(attention=[2])).attentions[2]  # (B, H, T, T)
+    out = model(x, Capture(inputs=False, reduce=[2], reducer=mean, queries=[0], final="none"))
+    torch.testing.assert_close(out.reduced[2]["row"], full[:, :, 2:].double().mean(-2), rtol=0, atol=1e-9)
+
+
+def test_join_refuses_what_one_pass_cannot_keep_twice() -> None:
+    import pytest
+
+    keep = Capture(reduce=[0], reducer=lambda i, attn, detail: {"row": i})
+    with pytest.raises(ValueError, match="no attention weights"):
+        Capture().join(Capture(attention=[0]))
+    with pytest.raises(ValueError, match="non-negative"):
+        Capture().join(Capture(reduce=[-1], reducer=keep.reducer))
+    joined = keep.join(Capture(reduce=[0, 1], reducer=lambda i, attn, detail: {"other": -i}, final="pooled"))
+    assert joined.final == "tokens" and list(joined.reduce) == [0, 1]
+    assert joined.reducer(0, None, None) == {"row": 0, "other": 0} and joined.reducer(1, None, None) == {"other": -1}
+    with pytest.raises(ValueError, match="same summary"):
+        keep.join(keep).reducer(0, None, None)
+    assert Capture(final="none").join(Capture(final="pooled")).final == "pooled"

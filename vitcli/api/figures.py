@@ -71,6 +71,15 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         `outputs` (keyword → path) are known to be writable."""
         import torch
 
+        fitted, norm = self._fit_each(images, normalize, outputs)
+        with torch.inference_mode():
+            outs = [self.module(self.batch_tensor([f]), capture=capture) for f in fitted]
+        return fitted, outs, norm
+
+    def _fit_each(self, images: "ImageSource", normalize: str | None,
+                  outputs: dict[str, str | None] | None = None) -> "tuple[list[FittedImage], str]":
+        """Every image fitted as the model's commands fit it, each forward pass (a batch of one) checked
+        against the memory limit before any runs; the normalisation's name."""
         from vitcli.api.images import as_images
         from vitcli.api.runs import BatchSpec, _check_planned
 
@@ -80,11 +89,9 @@ class FiguresMixin(TextMixin):  # similar --text reads the text tower
         _check_planned(self, images, BatchSpec(batch_size=1), None)  # a fixed size: before any image is fitted
         prepare, norm, _ = self.preparer(images.spec, normalize)
         fitted = [prepare(item, name) for item, name in zip(images.items, images.names(), strict=True)]
-        for f in fitted:  # each forward pass under the memory limit before any runs
+        for f in fitted:
             self.check_memory(1, (int(f.pixels.shape[0]), int(f.pixels.shape[1])))
-        with torch.inference_mode():
-            outs = [self.module(self.batch_tensor([f]), capture=capture) for f in fitted]
-        return fitted, outs, norm
+        return fitted, norm
 
     def _figure_document(self, command: str, fitted: "list[FittedImage]", out: "ViTOutput", norm: str) -> FigureDoc:
         doc = self._single_document(command, fitted[0], out.grid, norm)
@@ -362,19 +369,19 @@ def _attention_row(c: "ViTConfig") -> str | None:
 
 
 def _norms_capture(c: "ViTConfig") -> "Capture":
-    """Every block's output, and the attention row of `_attention_row`: the class token's row (B, H, 1, T)
-    of every layer, each layer's patch-row mean (reduced), or the probe's weights over the final tokens."""
+    """Every block's output, and the attention row of `_attention_row`: the class token's row or the patch
+    rows' mean of every layer ({"row": (B, H, T)} reduced; the weights' queries only the class token's), or
+    the probe's weights over the final tokens."""
     from vitcli.core.capture import Capture
-    from vitcli.core.inspect import patch_mean_reducer
+    from vitcli.core.inspect import attention_row_reducer
 
     layers, row = list(range(c.depth)), _attention_row(c)
     if row == "probe":
         return Capture(inputs=False, blocks=layers, final="pooled", pool_attention=True)
-    if row == "mean":
-        return Capture(inputs=False, blocks=layers, reduce=layers, reducer=patch_mean_reducer(c.num_prefix_tokens),
-                       final="none")
-    return Capture(inputs=False, blocks=layers, attention=layers if row else (), queries=[0] if row else None,
-                   final="none")
+    if row is None:
+        return Capture(inputs=False, blocks=layers, final="none")
+    return Capture(inputs=False, blocks=layers, reduce=layers, reducer=attention_row_reducer(row, c.num_prefix_tokens),
+                   queries=[0], final="none")
 
 
 def _attention_share(c: "ViTConfig", out: "ViTOutput") -> "torch.Tensor | None":
@@ -385,11 +392,11 @@ def _attention_share(c: "ViTConfig", out: "ViTOutput") -> "torch.Tensor | None":
     from vitcli.core.features import class_attention_share
 
     row = _attention_row(c)
-    if row == "cls":
-        return class_attention_share([a[0] for a in out.attentions.values()])
-    if row == "mean":
-        reduced = [cast("dict[str, torch.Tensor]", out.reduced[i]) for i in range(c.depth)]  # patch_mean_reducer's
-        return torch.stack([r["mean"][0].mean(0) for r in reduced])
+    if row in ("cls", "mean"):
+        rows = [cast("dict[str, torch.Tensor]", out.reduced[i])["row"][0] for i in range(c.depth)]  # (H, T) each
+        if row == "cls":
+            return class_attention_share([r[:, None] for r in rows])
+        return torch.stack([r.mean(0) for r in rows])
     if row == "probe":
         probe = _kept(out.pool_attention, "pool_attention")  # (1, H, 1, T)
         share = torch.full((c.depth, probe.shape[-1]), float("nan"), dtype=torch.float64)

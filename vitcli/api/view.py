@@ -1,10 +1,11 @@
 """`Model.view`: one self-contained HTML page to explore attention, similarity, positions and norms.
 
-Everything the page draws comes from the commands' own passes: `attend` (every query of the chosen
-layers, Q and K, rollout, mean distance of every layer), the `figures similar` features (block
-output through the final norm), `figures norms`, and the position table the model adds at the
-image's grid. Attention is stored per layer as Q and K in float16 (the page computes softmax rows)
-when that reproduces every row of `attend` within `ROW_TOLERANCE`, else as the rows in float16.
+Everything the page draws comes from what the commands compute, in one forward pass per image
+(their captures joined): `attend` (every query of the chosen layers, Q and K, rollout, mean
+distance of every layer), the `figures similar` features (block output through the final norm),
+`figures norms`, and the position table the model adds at the image's grid. Attention is stored
+per layer as Q and K in float16 (the page computes softmax rows) when that reproduces every row of
+`attend` within `ROW_TOLERANCE`, else as the rows in float16.
 With text prompts (CLIP-family checkpoints), each prompt gets a panel: its LeGrad map (`explain`,
 method legrad, target text:PROMPT) and its zero-shot score as `classify` computes it.
 """
@@ -17,9 +18,9 @@ from typing_extensions import NotRequired, TypedDict
 from vitcli.api.attend import AttendMixin
 from vitcli.api.documents import ModelDoc, OutlierRow, ViewDoc
 from vitcli.api.explain import ExplainMixin
-from vitcli.api.figures import FiguresMixin
+from vitcli.api.figures import MAD_K, FiguresMixin
 from vitcli.api.images import ImageSource, image_keywords
-from vitcli.api.results import AttendResult, ExplainResult, ViewResult
+from vitcli.api.results import ExplainResult, ViewResult
 from vitcli.api.values import Layers, prompts
 from vitcli.errors import UsageError, VitcliError, option_errors
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from vitcli.api.documents import NormsDoc
     from vitcli.api.images import FittedImage, ImageSpec
     from vitcli.api.results import FigureResult
+    from vitcli.core.encoder import ViTOutput
+    from vitcli.core.inspect import AttentionReport
 
     # _view_features: the image, per layer its (T, N') similarities, --to's image and grid, the norms
     Features = tuple[FittedImage, list[np.ndarray], tuple[FittedImage, tuple[int, int]] | None, FigureResult[NormsDoc]]
@@ -117,9 +120,12 @@ class Page(TypedDict):
 
 
 def _f16(array: "ArrayLike") -> PageArray:
-    """An array as a float16 typed array for the page (shape kept)."""
-    a = np.asarray(array, dtype=np.float64)
-    return {"dtype": "f16", "shape": list(a.shape), "data": a.astype(np.float16).tobytes()}
+    """An array as a float16 typed array for the page (shape kept); float32 and float64 are rounded once,
+    straight to float16 (the same bits as through float64: float32 widens exactly)."""
+    a = np.asarray(array)
+    if a.dtype not in (np.float16, np.float32, np.float64):
+        a = a.astype(np.float64)
+    return {"dtype": "f16", "shape": list(a.shape), "data": a.astype(np.float16, copy=False).tobytes()}
 
 
 def _f32(array: "ArrayLike") -> PageArray:
@@ -128,19 +134,27 @@ def _f32(array: "ArrayLike") -> PageArray:
 
 
 def _rows_from_half(q: np.ndarray, k: np.ndarray, scale: float) -> np.ndarray:
-    """softmax(scale·Q·Kᵀ) from float16 Q, K computed in float64, as the page does: (H, T, T)."""
-    q64, k64 = (a.astype(np.float16).astype(np.float64) for a in (q, k))  # (H, T, d) each
-    s = np.matmul(q64, k64.transpose(0, 2, 1)) * scale  # (H, T, T); BLAS, not einsum's loop
-    s -= s.max(-1, keepdims=True)
-    e = np.exp(s)
-    return e / e.sum(-1, keepdims=True)
+    """softmax(scale·Q·Kᵀ) from float16 Q, K computed in float64, as the page does: (H, T, T). In torch, on
+    the threads the forward pass used: numpy's BLAS would start a second pool whose threads spin on."""
+    import torch
+
+    q64, k64 = (torch.from_numpy(np.asarray(a, np.float16)).double() for a in (q, k))  # (H, T, d) each
+    s = torch.matmul(q64, k64.transpose(-2, -1))  # (H, T, T)
+    s *= scale  # in place from here: one (H, T, T) float64 buffer
+    s -= s.amax(-1, keepdim=True)
+    s.exp_()
+    s /= s.sum(-1, keepdim=True)
+    return s.numpy()
 
 
 def attention_layer(weights: np.ndarray, q: np.ndarray, k: np.ndarray, scale: float) -> tuple[PageAttention, float]:
-    """One layer for the page, Q and K when they give back `weights` (H, T, T), else the rows;
-    with the largest error of what the page will compute."""
+    """One layer for the page, Q and K when they give back `weights` (H, T, T, float32 or float64), else the
+    rows; with the largest error of what the page will compute (in float64)."""
+    q, k = np.asarray(q, np.float16), np.asarray(k, np.float16)  # what the page stores, rounded once
     with np.errstate(all="ignore"):
-        err = float(np.abs(_rows_from_half(q, k, scale) - weights).max())
+        diff = _rows_from_half(q, k, scale)  # (H, T, T) float64
+        diff -= weights  # float32 weights widen exactly
+        err = float(np.abs(diff, out=diff).max())
     if np.isfinite(err) and err <= ROW_TOLERANCE:
         return {"kind": "qk", "q": _f16(q), "k": _f16(k)}, err
     rows = _f16(weights)
@@ -214,27 +228,55 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
 
     def _view_tab(self, image: "ImageSource", name: str, layers: list[int], to: "ImageSource | None",
                   normalize: str | None, explain: bool, target: str | int | None) -> tuple[PageTab, float]:
-        """Everything one tab shows, gathered through attend, similar's features, norms and the table."""
-        res: AttendResult = self.attend(image, layer=",".join(map(str, layers)), head="all", query="all",
-                                        normalize=normalize, distance=True, save_qkv=True)
-        doc, weights, distance = res.document, res.weights, res.distance
-        if "input" not in doc or weights is None or distance is None or res.qkv is None:
-            raise ValueError("attend of one image with distance and save_qkv gives these arrays and its document")
-        rollout = self._view_rollout(image, weights, layers, normalize)  # (T, T)
-        grid = (doc["grid"][0], doc["grid"][1])
-        q, k, _ = res.qkv  # each (L_sel, H, T, d)
-        stored, errs = zip(*[attention_layer(np.asarray(weights[i], np.float64), np.asarray(q[i]), np.asarray(k[i]),
-                                             self.config.head_dim**-0.5) for i in range(len(layers))], strict=True)
-        fitted, sim, target_fit, norms = self._view_features(image, to, layers, normalize)
+        """Everything one tab shows, from one pass: attend's weights, Q, K and mean distances, the block outputs
+        of similar's features and norms, the norms' attention row; `to` in a pass of its own."""
+        from vitcli.api.attend_report import distance_table
+        from vitcli.core.analysis import one_thread
+
+        fitted, report, other, norm_name = self._view_pass(image, to, layers, normalize)
+        assert report.qkv is not None  # kept: keep_qkv=True
+        weights = report.weights[0].numpy()  # (L_sel, H, T, T)
+        q, k = (t[0].float().numpy() for t in report.qkv[:2])  # each (L_sel, H, T, d)
+        distance = distance_table(report)[0]  # (L, H)
+        with one_thread():  # many small steps: rollout, the checks, similarity and norms
+            rollout = self._view_rollout(image, weights, layers, normalize)  # (T, T)
+            stored, errs = zip(*[attention_layer(weights[i], q[i], k[i], self.config.head_dim**-0.5)
+                                 for i in range(len(layers))], strict=True)
+            sim = self._view_similarity(report.output, other, layers)
+            norms = self._norms_of(fitted[:1], report.output, norm_name, MAD_K, None, 0, None, None)  # no tables
         self._check_finite(name, weights, rollout, distance, norms.array, *sim)
-        tab: PageTab = {"name": name, "grid": list(grid), "image": _png(fitted.pixels), "attention": list(stored),
-                        "rollout": _f16(rollout), "distance": _f32(distance), "similarity": [_f16(s) for s in sim],
-                        "norms": _f32(norms.array), "norm_thresholds": norms.document["thresholds"],
-                        "outliers": norms.document["outliers"], "posenc": self._view_posenc(grid),
-                        "to": None if target_fit is None else {"name": str(to), "grid": list(target_fit[1]),
-                                                               "image": _png(target_fit[0].pixels)},
-                        "explain": self._view_explain(image, target, normalize) if explain else None, "text": None}
+        grid = report.grid
+        tab: PageTab = {"name": name, "grid": list(grid), "image": _png(fitted[0].pixels), "attention": list(stored),
+               "rollout": _f16(rollout), "distance": _f32(distance), "similarity": [_f16(s) for s in sim],
+               "norms": _f32(norms.array), "norm_thresholds": norms.document["thresholds"],
+               "outliers": norms.document["outliers"], "posenc": self._view_posenc(grid),
+               "to": None if to is None else {"name": str(to), "grid": list(other.grid),
+                                              "image": _png(fitted[-1].pixels)},
+               "explain": self._view_explain(image, target, normalize) if explain else None, "text": None}
         return tab, max(errs)
+
+    def _view_pass(self, image: "ImageSource", to: "ImageSource | None", layers: list[int],
+                   normalize: str | None) -> "tuple[list[FittedImage], AttentionReport, ViTOutput, str]":
+        """The image and `to` fitted as the commands fit them; one pass over the image keeping what `attend`
+        keeps (every query of `layers`, Q, K, every layer's mean distance) joined with `figures norms`'
+        capture (every block's output, its attention row); `to`'s block outputs at `layers` (else the image's
+        pass again). (fitted, AttentionReport, the ViTOutput similarity compares with, normalisation)."""
+        import torch
+
+        from vitcli.api.figures import _as_list, _norms_capture
+        from vitcli.core.capture import Capture
+        from vitcli.core.inspect import inspect_attention
+        from vitcli.core.select import HeadSelection
+
+        c = self.config
+        fitted, norm_name = self._fit_each(_as_list([image] + ([to] if to is not None else [])), normalize)
+        with torch.inference_mode():
+            report = inspect_attention(self.module, self.batch_tensor(fitted[:1]), layers,
+                                       HeadSelection(list(range(c.heads))), None, list(range(c.depth)),
+                                       keep_qkv=True, also=_norms_capture(c))
+            other = report.output if to is None else \
+                self.module(self.batch_tensor(fitted[1:]), Capture(inputs=False, blocks=layers, final="none"))
+        return fitted, report, other, norm_name
 
     def _check_tab_memory(self, item: object, name: str, spec: "ImageSpec", layers: int, index: int, count: int,
                           kept: int) -> int:
@@ -290,27 +332,19 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         assert rollout.result is not None
         return rollout.result[0].numpy()  # (T, T)
 
-    def _view_features(self, image: "ImageSource", to: "ImageSource | None", layers: list[int],
-                       normalize: str | None) -> "Features":
-        """One pass for the similarity maps and `figures norms`: per layer, cosine similarity of every token (T)
-        with every patch of the image or of `to` (N') on `figures similar`'s features (block output through
-        the final norm), and the norms' FigureResult."""
+    def _view_similarity(self, out: "ViTOutput", other: "ViTOutput", layers: list[int]) -> list[np.ndarray]:
+        """Per layer, `figures similar`'s cosine similarity of every token of `out` (T) with every patch of
+        `other` (N') on its features (block output through the final norm): (T, N') float64 each."""
         import torch
 
-        from vitcli.api.figures import MAD_K, _as_list, _norms_capture
         from vitcli.core.analysis import cosine_similarity_matrix
 
-        sources = [image] + ([to] if to is not None else [])
-        fitted, outs, norm_name = self._forward_each(_as_list(sources), normalize, _norms_capture(self.config))
-        prefix = outs[0].num_prefix
         sims = []
         with torch.inference_mode():
             for layer in layers:
-                feats = [self._block_features(o, layer, True).double() for o in outs]  # (T, D) each
-                sims.append(cosine_similarity_matrix(feats[0], feats[-1][prefix:]).cpu().numpy())  # (T, N')
-        norms = self._norms_of(fitted[:1], outs[0], norm_name, MAD_K, None, 0, None, None)  # no tables
-        target = (fitted[-1], outs[-1].grid) if to is not None else None
-        return fitted[0], sims, target, norms
+                feats = [self._block_features(o, layer, True).double() for o in (out, other)]  # (T, D) each
+                sims.append(cosine_similarity_matrix(feats[0], feats[1][other.num_prefix:]).cpu().numpy())  # (T, N')
+        return sims
 
     def _view_posenc(self, grid: tuple[int, int]) -> PageArray | None:
         """Cosine similarity between the patch rows of the position table added at `grid` (N, N), or None."""

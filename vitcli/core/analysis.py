@@ -5,7 +5,8 @@ Every function keeps the prefix tokens (class, distillation, registers) apart fr
 by their count, and maps patch rows onto the true (rows, cols) grid, never √N.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Literal, cast
 
 import torch
@@ -168,7 +169,8 @@ def mean_distance_of_rows(rows_of: RowsOf, num_tokens: int, grid: tuple[int, int
         centres = patch_centres(grid, patch_size).to(rows.device)
         if renorm:
             rows = rows / rows.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-        dist = torch.cdist(centres[start - num_prefix:stop - num_prefix], centres)  # (c, N)
+        with one_thread():  # cdist splits even a 196×196 block over the threads: 60 ms on a busy machine, not 0.7
+            dist = torch.cdist(centres[start - num_prefix:stop - num_prefix], centres)  # (c, N)
         part = (rows * dist).sum(dim=(-2, -1))  # (…, H)
         total = part if total is None else total + part
     return cast(Tensor, total) / n
@@ -212,15 +214,32 @@ def cosine_similarity_matrix(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor
     return a @ b.transpose(-2, -1)
 
 
-def _eigh_one_thread(scatter: Tensor) -> tuple[Tensor, Tensor]:
-    """torch.linalg.eigh on one thread: threaded LAPACK spins when the cores are busy (ViT-B's 768×768
-    took 3-15 s on a loaded 2-core machine, against 0.3 s on one thread, loaded or not)."""
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread for small, many-step work: its threads spin at each step's barrier when the
+    cores are busy (ViT-B's 768×768 eigh took 3-15 s on a loaded 2-core machine, against 0.3 s on one
+    thread, loaded or not; view's checks of 12 layers 1.7 s against 0.13 s)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return torch.linalg.eigh(scatter)
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+SMALL_WORK = 1 << 22  # elements (e.g. one layer's weights H·T², T ≤ 591 at 12 heads) worked on one thread
+
+
+def threads_for(elements: int) -> AbstractContextManager[None]:
+    """`one_thread` for work on at most SMALL_WORK elements (a few ms on one thread, where two threads'
+    barriers at each step cost tens of ms on a busy machine), torch's own threads above."""
+    return one_thread() if elements <= SMALL_WORK else nullcontext()
+
+
+def _eigh_one_thread(scatter: Tensor) -> tuple[Tensor, Tensor]:
+    """torch.linalg.eigh on one thread (see `one_thread`)."""
+    with one_thread():
+        return torch.linalg.eigh(scatter)
 
 
 def pca(x: Tensor, k: int, center: bool = True) -> tuple[Tensor, Tensor, Tensor]:

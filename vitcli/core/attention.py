@@ -132,8 +132,13 @@ class Attention(nn.Module):
             return y, None
         if queries is None:
             return y, AttentionDetail(self.weights(q, k, bias), q, k, v, bias)  # (B, H, n, T)
+        return y, AttentionDetail(self.query_weights(q, k, bias, queries), q, k, v, bias)  # (B, H, Q, T)
+
+    def query_weights(self, q: Tensor, k: Tensor, bias: Tensor | None, queries: Sequence[int]) -> Tensor:
+        """Rows `queries` of `weights` from the full Q, K (B, H, T, d): (B, H, Q, T), the T×T never built;
+        the bits of `mix(..., queries=queries)`'s weights, whoever asks (a Capture's queries or a reducer)."""
         rows = torch.as_tensor(resolve_indices(queries, q.shape[-2]), dtype=torch.long, device=q.device)
-        return y, AttentionDetail(self.weights(q.index_select(2, rows), k, bias_rows(bias, rows)), q, k, v, bias)
+        return self.weights(q.index_select(2, rows), k, bias_rows(bias, rows))
 
     def merge(self, y: Tensor) -> Tensor:
         """(B, H, n, d) → proj of the heads side by side: (B, n, D)."""

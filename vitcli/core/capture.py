@@ -45,6 +45,22 @@ class Capture:
     final: Final = "tokens"
     pool_attention: bool = False  # the attention-pool probe's weights (B, H, 1, T); needs final != "none"
 
+    def join(self, other: "Capture") -> "Capture":
+        """One pass keeping what both ask: layer sets united, each reducer called on its own layers (given
+        as non-negative indices; the results, dicts, merged per layer), the later final stage. `other`
+        keeps no attention weights: its reducer reads the rows it needs from Q, K, as detail.weights
+        follow this capture's `queries`."""
+        if other.attention:
+            raise ValueError("Capture.join: the joined capture keeps no attention weights")
+        if any(i < 0 for i in (*self.reduce, *other.reduce)):
+            raise ValueError("Capture.join: give the reduced layers as non-negative indices")
+        return Capture(inputs=self.inputs or other.inputs, blocks=sorted({*self.blocks, *other.blocks}),
+                       attention=self.attention, queries=self.queries, qkv=self.qkv,
+                       reduce=sorted({*self.reduce, *other.reduce}),
+                       reducer=_joined(self.reducer, set(self.reduce), other.reducer, set(other.reduce)),
+                       final=max(self.final, other.final, key=FINALS[::-1].index),
+                       pool_attention=self.pool_attention or other.pool_attention)
+
     def plan(self, depth: int) -> "Plan":
         """The layer sets resolved against `depth`, and how many blocks must run."""
         if self.final not in FINALS:
@@ -56,6 +72,27 @@ class Capture:
         asked = blocks | attention | reduce
         stop = depth if self.final != "none" else max(asked, default=-1) + 1
         return Plan(blocks, attention, reduce, stop)
+
+
+def _joined(a: AttnReduce | None, a_layers: set[int], b: AttnReduce | None, b_layers: set[int]) -> AttnReduce | None:
+    """A reducer calling `a` on its layers and `b` on its own, their results (dicts) merged per layer."""
+    if b is None or not b_layers:
+        return a
+    if a is None or not a_layers:
+        return b
+
+    def reduce(layer: int, attn: "Attention", detail: "AttentionDetail") -> object:
+        found = [r(layer, attn, detail) for r, layers in ((a, a_layers), (b, b_layers)) if layer in layers]
+        return found[0] if len(found) == 1 else _merged(found[0], found[1])
+
+    return reduce
+
+
+def _merged(x: object, y: object) -> dict[str, object]:
+    """Two reducers' results for one layer, each a dict: one dict, a key both keep refused."""
+    if not isinstance(x, dict) or not isinstance(y, dict) or x.keys() & y.keys():
+        raise ValueError("Capture.join: both reducers keep the same summary of a layer")
+    return {**x, **y}
 
 
 @dataclass(frozen=True)

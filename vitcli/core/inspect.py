@@ -24,10 +24,12 @@ from vitcli.core.analysis import (
     fused_matrix,
     mean_distance_of_rows,
     mean_of_patch_rows,
+    one_thread,
     patch_mean_row,
     probe_row,
     rows_of_detail,
     rows_of_matrix,
+    threads_for,
 )
 from vitcli.core.attention import Attention, AttentionDetail
 from vitcli.core.capture import Capture
@@ -85,6 +87,11 @@ def _reducer(config: ViTConfig, grid: tuple[int, int], full: bool, distance_laye
     the mean of the patch rows (B, H, T), summed one block of rows at a time."""
     def reduce(layer: int, attn: Attention, detail: AttentionDetail) -> dict[str, Tensor]:
         b, h, t, _ = detail.k.shape
+        with threads_for(b * h * t * t):
+            return summaries(layer, attn, detail)
+
+    def summaries(layer: int, attn: Attention, detail: AttentionDetail) -> dict[str, Tensor]:
+        b, h, t, _ = detail.k.shape
         rows_of = rows_of_matrix(detail.weights) if full else rows_of_detail(attn, detail)
         chunk = chunk_size(b * h * t)
         kept: dict[str, Tensor] = {}
@@ -105,7 +112,7 @@ def _reducer(config: ViTConfig, grid: tuple[int, int], full: bool, distance_laye
 def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int], heads: HeadSelection,
                       queries: list[int] | None, distance_layers: list[int] | None = None, renorm: bool = False,
                       rollout: RolloutSpec | None = None, keep_qkv: bool = False, cosine: bool = False,
-                      pooled: PooledQuery | None = None) -> AttentionReport:
+                      pooled: PooledQuery | None = None, also: Capture | None = None) -> AttentionReport:
     """Run the model on (B, C, H, W) and gather the selected attention and the asked analyses.
 
     Blocks after the last layer needed (selected, distance, rollout) never run. `pooled` replaces the
@@ -113,9 +120,12 @@ def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int
     tokens (B, 1, H_sel, 1, T), layer "probe", which also stands as the class-token row (maps, masks)
     of a model without a class token; "mean", the mean of the patch rows of each selected layer
     (B, L_sel, H_sel, 1, T). The rollout's row of a pooled query is its row times the rollout: the
-    probe's (heads fused as the rollout's) or 1/N on every patch.
+    probe's (heads fused as the rollout's) or 1/N on every patch. `also` (a Capture keeping no weights)
+    joins the same pass: its block outputs and reductions come back in `report.output`.
     """
     if pooled == "probe":
+        if also is not None:
+            raise ValueError("inspect_attention: `also` joins a pass of token queries, not the probe's")
         return _probe_report(model, images, heads, distance_layers, renorm, rollout)
     grid = model.grid_of(images)
     depth = model.config.depth
@@ -127,24 +137,25 @@ def inspect_attention(model: VisionTransformer, images: Tensor, layers: list[int
     capture = Capture(inputs=False, attention=() if pooled else layers, queries=None if pooled else queries,
                       qkv=(keep_qkv or cosine) and not pooled,
                       reduce=reduce_layers, reducer=reducer, final="none")
-    out = model(images, capture)
-    rows = ({i: out.reduced[i]["mean"][:, :, None].float() for i in layers} if pooled
-            else out.attentions)  # layer → (B, H, Q, T)
-    selected = [select_heads(w, heads) for w in rows.values()]
-    weights = selected[0].unsqueeze(1) if len(selected) == 1 else torch.stack(selected,
-                                                                              dim=1)  # (B, L_sel, H_sel, Q, T)
-    report = AttentionReport(out, list(rows), weights.float())
-    report.distance = {i: r["distance"] for i, r in out.reduced.items() if "distance" in r}
-    report.cls_rows = {i: r["cls"] for i, r in out.reduced.items() if "cls" in r}
-    report.rollout = roll.result if roll else None
-    if report.rollout is not None and (pooled or (queries is not None and len(queries) == 1)):
-        report.rollout_row = _rollout_row(report.rollout, out.num_prefix, pooled, queries)
-    if out.qkv:
-        kept = list(out.qkv.values())
-        if cosine and not pooled:
-            report.cosine = torch.stack([select_heads(_query_cosine(q, k, queries), heads) for q, k, _ in kept], 1)
-        if keep_qkv:
-            report.qkv = tuple(torch.stack(t, dim=1) for t in zip(*kept, strict=True))  # type: ignore[assignment]
+    out = model(images, capture if also is None else capture.join(also))
+    with one_thread():  # copies and small steps: two threads wait on each other on a busy machine
+        rows = ({i: out.reduced[i]["mean"][:, :, None].float() for i in layers} if pooled
+                else out.attentions)  # layer → (B, H, Q, T)
+        selected = [select_heads(w, heads) for w in rows.values()]
+        weights = selected[0].unsqueeze(1) if len(selected) == 1 else torch.stack(selected,
+                                                                                  dim=1)  # (B, L_sel, H_sel, Q, T)
+        report = AttentionReport(out, list(rows), weights.float())
+        report.distance = {i: r["distance"] for i, r in out.reduced.items() if "distance" in r}
+        report.cls_rows = {i: r["cls"] for i, r in out.reduced.items() if "cls" in r}
+        report.rollout = roll.result if roll else None
+        if report.rollout is not None and (pooled or (queries is not None and len(queries) == 1)):
+            report.rollout_row = _rollout_row(report.rollout, out.num_prefix, pooled, queries)
+        if out.qkv:
+            kept = list(out.qkv.values())
+            if cosine and not pooled:
+                report.cosine = torch.stack([select_heads(_query_cosine(q, k, queries), heads) for q, k, _ in kept], 1)
+            if keep_qkv:
+                report.qkv = tuple(torch.stack(t, dim=1) for t in zip(*kept, strict=True))  # type: ignore[assignment]
     out.qkv = {}
     return report
 
@@ -191,12 +202,16 @@ def _probe_report(model: VisionTransformer, images: Tensor, heads: HeadSelection
     return report
 
 
-def patch_mean_reducer(num_prefix: int):
-    """A Capture.reducer keeping each layer's mean of the patch rows as {"mean": (B, H, T)}."""
+def attention_row_reducer(row: str, num_prefix: int):
+    """A Capture.reducer keeping one attention row of each layer as {"row": (B, H, T)}: the class token's
+    ("cls", the bits of a Capture with queries=[0]) or the mean of the patch rows ("mean", summed one
+    block of rows at a time). Both recomputed from Q, K, so the pass's own `queries` do not matter."""
     def reduce(layer: int, attn: Attention, detail: AttentionDetail) -> dict[str, Tensor]:
         b, h, t, _ = detail.k.shape
-        return {"mean": mean_of_patch_rows(rows_of_detail(attn, detail), t, num_prefix,
-                                           chunk_size(b * h * t))}
+        if row == "cls":
+            return {"row": attn.query_weights(detail.q, detail.k, detail.bias, [0])[:, :, 0]}
+        with threads_for(b * h * t * t):
+            return {"row": mean_of_patch_rows(rows_of_detail(attn, detail), t, num_prefix, chunk_size(b * h * t))}
 
     return reduce
 

@@ -6,19 +6,22 @@ Binary values (`bytes`: typed arrays and PNG images) become base64 strings; the 
 
 import base64
 import json
+import secrets
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
 
-def _jsonable(value: Any) -> Any:
-    """The page data with every `bytes` value as a base64 string."""
+def _jsonable(value: Any, blobs: list[bytes], mark: str) -> Any:
+    """The page data with every `bytes` value replaced by `mark` and appended to `blobs`, in the order
+    `json.dumps` writes them (dicts in insertion order)."""
     if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
+        blobs.append(value)
+        return mark
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: _jsonable(v, blobs, mark) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, blobs, mark) for v in value]
     return value
 
 
@@ -32,18 +35,29 @@ _SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                                  "\u2029": "\\u2029"})
 
 
-def script_json(value: Any) -> str:
-    """`value` as JSON safe inside an HTML <script> block: every string from an untrusted name stays a string."""
-    return json.dumps(_jsonable(value), separators=(",", ":"), allow_nan=False).translate(_SCRIPT_ESCAPES)
+def script_json(value: Any) -> bytes:
+    """`value` as JSON (ASCII) safe inside an HTML <script> block, every `bytes` value as a base64 string:
+    every string from an untrusted name stays a string. The base64 text (the bulk of a page) is spliced in
+    after `json.dumps`, which need not scan it: it holds no character JSON or the block would escape."""
+    blobs: list[bytes] = []
+    mark = secrets.token_hex(16)  # no name can hold it but by chance (2^-128)
+    text = json.dumps(_jsonable(value, blobs, mark), separators=(",", ":"), allow_nan=False)
+    parts = text.translate(_SCRIPT_ESCAPES).encode("ascii").split(f'"{mark}"'.encode("ascii"))
+    if len(parts) != len(blobs) + 1:
+        raise ValueError("the page data holds its own base64 mark")
+    out = [parts[0]]
+    for blob, part in zip(blobs, parts[1:], strict=True):
+        out += [b'"', base64.b64encode(blob), b'"', part]
+    return b"".join(out)
 
 
 def render_page(data: Mapping[str, object]) -> bytes:
     """The whole HTML document: template, CSS, JavaScript and data in one file."""
-    text = script_json(data)
     page = _asset("page.html")
-    for key, part in (("/*STYLE*/", _asset("page.css")), ("/*SCRIPT*/", _asset("page.js")), ("/*DATA*/", text)):
+    for key, part in (("/*STYLE*/", _asset("page.css")), ("/*SCRIPT*/", _asset("page.js"))):
         page = page.replace(key, part, 1)
-    return page.encode("utf-8")
+    head, tail = page.split("/*DATA*/", 1)
+    return b"".join([head.encode("utf-8"), script_json(data), tail.encode("utf-8")])
 
 
 def encoded_size(data: Mapping[str, object]) -> int:
