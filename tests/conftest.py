@@ -48,7 +48,18 @@ def _share_the_cores() -> None:
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+def _interruptible_children() -> None:
+    """In an xdist worker (which ignores SIGINT, leaving Ctrl-C to the controller): SIGINT back to Python's
+    default, so the vitcli processes its tests start do not inherit an ignored SIGINT (the signal tests
+    send it, and `import vitcli` must find the interpreter's own handler)."""
+    import signal
+
+    if os.environ.get("PYTEST_XDIST_WORKER") and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 _share_the_cores()
+_interruptible_children()
 
 ONE_AT_A_TIME = ("ray", "browser")  # markers whose tests run in one worker: one Ray cluster, one chromium at a time
 

@@ -74,8 +74,11 @@ class ModelBase(MemoryMixin, OutputsMixin):
         if self._module is None:
             if self._build is None:
                 raise ValueError("this model was given no way to build its torch module")
+            import torch
+
             self.check_memory()
-            self._module = self._build(*self.placement)
+            with torch.inference_mode(False):  # built in a caller's inference_mode, its tensors could not be
+                self._module = self._build(*self.placement)  # used by explain's backward later
         return self._module
 
     @property
