@@ -14,6 +14,22 @@ the signal handlers alone.
 """
 
 import sys as _sys
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
+if _TYPE_CHECKING:  # what a type checker and an editor see; at run time `__getattr__` imports them on first use
+    from vitcli.api import (
+        BatchSpec,
+        FittedImage,
+        Images,
+        ImageSpec,
+        Model,
+        load_images,
+        load_model,
+        patchify,
+        posenc,
+        unpatchify,
+    )
+    from vitcli.errors import UsageError, VitcliError
 
 
 def _started_as_cli() -> bool:
@@ -50,10 +66,11 @@ __version__ = "0.1.0"
 _API = ("BatchSpec", "FittedImage", "ImageSpec", "Images", "Model", "load_images", "load_model", "patchify",
         "posenc", "unpatchify")
 _ERRORS = ("UsageError", "VitcliError")
-__all__ = ["__version__", *_API, *_ERRORS]
+__all__ = ["BatchSpec", "FittedImage", "ImageSpec", "Images", "Model", "UsageError", "VitcliError", "__version__",
+           "load_images", "load_model", "patchify", "posenc", "unpatchify"]  # _API, _ERRORS and the version
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     """The public names, imported on first use."""
     if name in _API:
         import vitcli.api

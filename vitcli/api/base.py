@@ -103,7 +103,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
 
     def require_grid(self) -> None:
         """The one-line error naming --native-size when the table's grid is still unknown."""
-        if not self.grid_known:
+        if self.checkpoint is not None and not self.grid_known:
             from vitcli.checkpoints.load import require_native_grid
 
             require_native_grid(self.checkpoint)
@@ -111,7 +111,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
     def resolve_grid(self, images: "Images") -> None:
         """Take the native grid from the first image's own grid when the table fits it exactly
         (its fitted size: `--size native` by default); else the error naming --native-size."""
-        if self.grid_known or not len(images):
+        if self.checkpoint is None or self.grid_known or not len(images):
             return self.require_grid()
         from vitcli.checkpoints.load import fit_native_grid
 
@@ -143,7 +143,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
     def labels(self) -> dict[int, str]:
         """The classifier's labels by index, from the checkpoint's config.json (id2label / label_names);
         {} for random weights or a file without them."""
-        return {label.index: label.text for label in getattr(self.checkpoint, "labels", ())}
+        return {label.index: label.text for label in (self.checkpoint.labels if self.checkpoint else ())}
 
     def find_class(self, name: str) -> list[int]:
         """The classes whose label is `name` (case-insensitive): the label's name or description, whole or
@@ -187,7 +187,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
             "native_grid": list(c.grid), "grid": list(grid), "num_prefix_tokens": c.num_prefix_tokens,
             "num_tokens": grid[0] * grid[1] + c.num_prefix_tokens, "posenc": c.posenc, "pooling": c.pooling,
             "activation": c.activation, "eps": c.eps, "num_classes": c.num_classes,
-            "dtype": self.spec.dtype, "position_table": position_note(c, tuple(grid)),
+            "dtype": self.spec.dtype, "position_table": position_note(c, (grid[0], grid[1])),
             "projection": c.num_classes if self.projects else None, "parts": model_parts(c),
         }
         if c.posenc == "learned":  # how the table meets other grids, and whose way that is
@@ -226,7 +226,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
             doc["preprocess"] = preprocess_document(self.preprocess)
         if self.checkpoint is not None:
             doc["ignored_summary"] = ignored_summary(self.checkpoint.ignored_keys)
-        if self.labels:
+        if self.labels and self.checkpoint is not None:  # labels come with a checkpoint
             first = [self.labels[i] for i in sorted(self.labels)[:3]]
             doc["class_labels"] = {"count": len(self.labels), "from": self.checkpoint.labels_from, "first": first}
         return doc
@@ -336,7 +336,7 @@ class ModelBase(MemoryMixin, OutputsMixin):
         import torch
 
         param = next(self.module.parameters())
-        return torch.cat([p.data for p in items]).to(param.device, param.dtype)
+        return torch.cat([p.tensor() for p in items]).to(param.device, param.dtype)
 
     def _single_document(self, command: str, fitted: FittedImage, grid: tuple[int, int], normalize: str) -> SingleDoc:
         """The JSON keys every single-image model command shares."""

@@ -6,12 +6,13 @@ products, --patch-size, --size). `explain` passes `backward` (its method, and wh
 discards): its gradient pass is estimated by `backward_bytes` instead of `forward_bytes`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
     from vitcli.api.base import ModelSpec
+    from vitcli.checkpoints.load import Loaded
     from vitcli.core.config import ViTConfig
     from vitcli.core.encoder import VisionTransformer
 
@@ -19,10 +20,9 @@ if TYPE_CHECKING:
 class MemoryMixin:
     """Mixed into `Model`: uses its `config`, `spec` (dtype, max_memory), `checkpoint`, `_module`, `preset_base`."""
 
-    # ViTConfig and `Loaded | None`: declared Any until ModelBase (api/base.py) narrows them where it reads them
-    config: Any
+    config: "ViTConfig"
     spec: "ModelSpec"
-    checkpoint: Any
+    checkpoint: "Loaded | None"
     _module: "VisionTransformer | None"
     preset_base: "ViTConfig | None"
 

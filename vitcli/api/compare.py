@@ -23,6 +23,7 @@ from vitcli.errors import UsageError, VitcliError
 if TYPE_CHECKING:
     import torch
 
+    from vitcli.api.base import ModelBase
     from vitcli.api.images import FittedImage, Images, ImageSource
     from vitcli.api.layers import LayerCompute
     from vitcli.api.models import Model
@@ -217,7 +218,7 @@ def _load_other(model: "Model", spec: "str | Model") -> "Model":
     return model.sibling(spec) if isinstance(spec, str) else spec
 
 
-def short_name(model: "Model") -> str:
+def short_name(model: "ModelBase") -> str:
     """A model's name for a title: its file's name, or the preset with 'random weights'."""
     from pathlib import Path
 
@@ -389,7 +390,7 @@ def _forward(model: "Model", compute: "LayerCompute", items: "list[FittedImage]"
 
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, item in enumerate(items):
-        groups.setdefault(tuple(item.data.shape), []).append(i)
+        groups.setdefault(tuple(item.tensor().shape), []).append(i)
     parts: list[tuple[list[int], list[torch.Tensor]]] = []
     for idx in groups.values():
         x = model.batch_tensor([items[i] for i in idx])  # (b, 3, H, W)

@@ -144,7 +144,7 @@ class EmbedMixin(ModelBase):
         if stage != "layers":
             raise UsageError("--layers" if layers is not None else "--tokens", "works with --stage layers")
         chosen, picked = choose_layers(layers, self.config.depth), choose_tokens(tokens, [self])
-        return LayerCompute(self, chosen, picked), {"layers": chosen, "tokens": picked}  # type: ignore[arg-type]
+        return LayerCompute(self, chosen, picked), {"layers": chosen, "tokens": picked}
 
     def _embed_many(self, run: "ModelRun", stage: str, impl: str, output: str | None,
                     output_dir: str | None) -> EmbedResult:

@@ -11,19 +11,21 @@ import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 from vitcli.api.values import IMAGE_OPTIONS, Fit, Parser, Resample, Size, keywords
 from vitcli.errors import VitcliError, option_errors
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from PIL.Image import Image as PILImage
 
     from vitcli.api.documents import InputDoc
     from vitcli.checkpoints.preprocess import Preprocess
     from vitcli.io.images import LoadedImage
 
+R = TypeVar("R")  # a command's result type, kept by image_keywords
 DEFAULT_PATCH = 16
 DEFAULT_SIZE = "224"
 
@@ -80,7 +82,7 @@ class FittedImage:
     pixels: "np.ndarray"  # (H, W, 3) uint8
     fit: str  # crop | resize | pad | strict | family
     done: str  # what was done, in words
-    data: Any = None  # the model input (1, 3, H, W), made in the decoding thread: torch, or patchify's numpy
+    data: "torch.Tensor | np.ndarray | None" = None  # the model input, made in the decoding thread (tensor(), array())
     values: "np.ndarray | None" = None  # (H, W, 3) float32 on x/255's scale when the family resizes unrounded floats
     sha256: str | None = None  # the file's bytes' hash, when a dataset run records it (dataset.hashed)
 
@@ -88,6 +90,22 @@ class FittedImage:
     def input(self) -> "np.ndarray":
         """What is normalised into the model input: the float values when there are any, else the pixels."""
         return self.pixels if self.values is None else self.values
+
+    def tensor(self) -> "torch.Tensor":
+        """The model input (1, 3, H, W) a model's preparer made."""
+        import torch
+
+        if not isinstance(self.data, torch.Tensor):
+            raise TypeError(f"{self.loaded.path}: prepared without a model input tensor")
+        return self.data
+
+    def array(self) -> "np.ndarray":
+        """patchify's values (3, H, W) its preparer made."""
+        import numpy as np
+
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(f"{self.loaded.path}: prepared without patchify's values")
+        return self.data
 
     def input_document(self) -> "InputDoc":
         """The JSON `input` object shared by every command."""
@@ -298,13 +316,14 @@ def with_image_options(images: object, options: dict[str, object]) -> "Images":
     from dataclasses import asdict
 
     given = {n: v for n, v in options.items() if v is not None}
+    load: Callable[..., Images] = load_images  # its keywords parse the options' values again
     if isinstance(images, Images):
         spec = {n: v for n, v in asdict(images.spec).items() if n != "patch_remainder"}
-        return load_images(images, **{**spec, **given})
-    return load_images(images, **given)
+        return load(images, **{**spec, **given})
+    return load(images, **given)
 
 
-def image_keywords(*names: str, **overrides: Parser) -> Callable[[Callable], Callable]:
+def image_keywords(*names: str, **overrides: Parser) -> "Callable[[Callable[..., R]], Callable[..., R]]":
     """`keywords` for a command whose arguments `names` hold images: `load_images`' image options
     (size, fit, resample, …) are accepted too and forwarded to the loading of each (`embed(img, size=448)`)."""
     options = inspect.signature(inspect.unwrap(load_images)).parameters

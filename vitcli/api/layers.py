@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     import torch
 
     from vitcli.api.base import ModelBase
-    from vitcli.api.models import Model
 
 
 def choose_layers(text: str | None, depth: int, option: str = "--layers") -> list[int]:
@@ -38,7 +37,7 @@ def choose_tokens(tokens: str | None, models: "Sequence[ModelBase]", option: str
     return chosen
 
 
-def kept_bytes(model: "Model", layers: Sequence[int]) -> Callable[[int, tuple[int, ...]], int]:
+def kept_bytes(model: "ModelBase", layers: Sequence[int]) -> Callable[[int, tuple[int, ...]], int]:
     """`run_model`'s `kept`: the bytes of the captured blocks of a batch, (b, T, D) float32 each."""
 
     def kept(b: int, shape: tuple[int, ...]) -> int:
@@ -54,7 +53,7 @@ class LayerCompute:
 
     A plain object holding the torch module (not the Model), so it can be sent to Ray actors."""
 
-    def __init__(self, model: "Model", layers: Sequence[int], tokens: str) -> None:
+    def __init__(self, model: "ModelBase", layers: Sequence[int], tokens: str) -> None:
         from vitcli.core.layer_tokens import layer_capture
 
         self.module, self.config, self.layers, self.tokens = model.module, model.config, list(layers), tokens

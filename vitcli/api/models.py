@@ -155,10 +155,10 @@ def _checkpoint_model(spec: str, sizes: Sizes, native_size: object, eps: float |
     model = Model(loaded.config, None, spec, loaded, model_spec)
 
     def build(device: "torch.device", dtype: "torch.dtype") -> "VisionTransformer":
+        held = model.checkpoint or loaded  # resolve_grid may have replaced it; it is never emptied
         if describe_only:  # the values were not read: read them now (the grid found for an image stays)
-            model.checkpoint = replace(read(False), config=model.checkpoint.config,
-                                       native_grid=model.checkpoint.native_grid)
-        return build_model_from_checkpoint(model.checkpoint, device=device, dtype=dtype)
+            held = model.checkpoint = replace(read(False), config=held.config, native_grid=held.native_grid)
+        return build_model_from_checkpoint(held, device=device, dtype=dtype)
 
     model._build = build
     return model

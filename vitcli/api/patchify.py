@@ -65,7 +65,7 @@ class _Pixels:
     def batch_tensor(self, items: "list[FittedImage]") -> "np.ndarray":
         import numpy as np
 
-        return np.stack([i.data for i in items])  # (b, 3, H, W)
+        return np.stack([i.array() for i in items])  # (b, 3, H, W)
 
 
 def check_mode(images: bool, unpatchify: str | None, grid_size: str | None, **fitting: object) -> None:
@@ -138,7 +138,7 @@ def patchify(images: "ImageSource", *, order: Order = "chw", normalize: Values =
     doc: PatchifyDoc = {
         "command": "patchify", "input": fitted.input_document(), "patch_size": p, "grid": [h // p, w // p],
         "num_patches": patches.shape[0], "patch_length": patches.shape[1], "order": order, "normalize": normalize,
-        "tensors": {"patches": tensor_stats(patches)}, "channels": channel_stats(fitted.data),
+        "tensors": {"patches": tensor_stats(patches)}, "channels": channel_stats(fitted.array()),
         "outputs": {"array": output, "grid_png": grid_png}}
     return PatchifyResult(patches, doc, fitted)
 

@@ -1,5 +1,6 @@
 """`vitcli.posenc`: a position-encoding table on its own — shape, stats, chosen rows, similarity."""
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from vitcli.api.documents import PosencDoc
@@ -118,9 +119,8 @@ def _load(spec: str, kind: str | None, patch_size: int | None, model_options: di
     from vitcli.api.models import load_model
 
     preset = _is_preset(spec)
-    loaded: Model = load_model(spec, posenc=kind if preset else None, patch_size=patch_size if preset else None,
-                               **model_options)
-    return loaded
+    load: Callable[..., Model] = load_model  # its keywords parse the options' values
+    return load(spec, posenc=kind if preset else None, patch_size=patch_size if preset else None, **model_options)
 
 
 def _pair(value: str | tuple[int, int], option: str) -> tuple[int, int]:
@@ -218,7 +218,7 @@ def _checkpoint_table(model: "Model", grid: Grid, size: Size,
         raise VitcliError("--kind", "with --weights the table is the checkpoint's own (learned)")
     model.require_grid()
     c = model.config
-    table = model.checkpoint.state_dict.get("pos_embed")
+    table = model.checkpoint.state_dict.get("pos_embed") if model.checkpoint is not None else None
     if table is None:
         raise VitcliError(model.source, "this checkpoint has no learned position table")
     return table.detach().float().cpu().reshape(-1, c.dim), c.grid, c.pos_prefix_rows, "learned"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from vitcli.api.base import ModelBase
 from vitcli.api.display import ShowsItself
 from vitcli.api.documents import ProbeDoc
 from vitcli.api.values import choice, keywords, number, path
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     import torch
 
     from vitcli.api.images import Images
-    from vitcli.api.models import Model
     from vitcli.api.runs import BatchSpec, Progress
     from vitcli.core.probes import Split
 
@@ -108,13 +108,13 @@ def _from_csv(root: str, labels_file: str) -> list[tuple[str, str]]:
     return pairs
 
 
-class ProbeMixin:
+class ProbeMixin(ModelBase):
     """`probe` for `Model`."""
 
     @keywords(root=path, labels=path, tokens=choice(("cls", "mean", "pooled")), k=number(1, whole=True),
               l2=number(0), test_fraction=number(0, 1, above=True, below=True), folds=number(2, whole=True),
               plot=path)
-    def probe(self: "Model", root: str, *, labels: str | None = None, tokens: str | None = None,
+    def probe(self, root: str, *, labels: str | None = None, tokens: str | None = None,
               layers: str = "all", size: object = None, fit: str | None = None, k: int = 20, l2: float = 1e-4,
               seed: int = 0, test_fraction: float = 0.2, folds: int | None = None, normalize: str | None = None,
               output: str | None = None, plot: str | None = None,
@@ -188,7 +188,7 @@ def _check_k(k: int, splits: "list[Split]") -> None:
                                 f"the split has {fewest}")
 
 
-def _check_held(model: "Model", n: int, layers: list[int]) -> None:
+def _check_held(model: ModelBase, n: int, layers: list[int]) -> None:
     """Every image's features of every chosen layer (float32), and a float64 copy of one layer, against the limit."""
     from vitcli.core.budget import over
 
@@ -199,7 +199,7 @@ def _check_held(model: "Model", n: int, layers: list[int]) -> None:
         raise VitcliError("--layers", problem, needs="max_memory")
 
 
-def _features(model: "Model", images: "Images", layers: list[int], tokens: str, normalize: str | None,
+def _features(model: ModelBase, images: "Images", layers: list[int], tokens: str, normalize: str | None,
               batch: "BatchSpec", progress: "Progress | None") -> tuple["torch.Tensor", list[int]]:
     """(n read, layers, D) float32 features from one forward pass per batch, and the rows of the images read."""
     import torch
@@ -223,7 +223,7 @@ def _layer(features: "torch.Tensor", labels: "torch.Tensor", splits: "list[Split
     return probe_accuracy(features, labels, splits, k, l2)
 
 
-def _document(model: "Model", found: Labelled, layers: list[int], tokens: str, acc: np.ndarray, rows: list[int],
+def _document(model: ModelBase, found: Labelled, layers: list[int], tokens: str, acc: np.ndarray, rows: list[int],
               splits: "list[Split]", k: int, l2: float, seed: int, test_fraction: float, folds: int | None,
               output: str | None, plot: str | None) -> ProbeDoc:
     """probe's JSON document."""

@@ -36,11 +36,11 @@ def rope_posenc(model: "ModelBase | None" = None, *, dim: int | None = None,
         ref, offset, xy, source = c.rope_ref_grid, c.rope_offset, c.rope_xy, model.source
         target = _grid(grid, c.grid)
     else:
-        kind, d = variant or "dinov3", dim or 64
+        kind, d = ("eva" if variant == "eva" else "dinov3"), dim or 64  # variant: one of VARIANTS or None
         if d <= 0 or d % 4:
             raise VitcliError("--dim",
                               f"2-D RoPE rotates pairs on two axes: D must be a positive multiple of 4, got {d}")
-        periods = default_periods(kind, d, 100.0 if kind == "dinov3" else 10000.0)  # type: ignore[arg-type]
+        periods = default_periods(kind, d, 100.0 if kind == "dinov3" else 10000.0)
         ref, offset, xy, source = None, 0.0, False, f"rope {kind} formula"
         target = _grid(grid, (14, 14))
     angles = rope_angles(kind, target, periods, ref, offset, xy).numpy()

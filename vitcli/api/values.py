@@ -18,7 +18,7 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard, cast, get_args
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeGuard, TypeVar, cast, get_args
 
 from vitcli.core.config import PosEncKind
 from vitcli.core.select import whole as whole_number
@@ -27,6 +27,8 @@ from vitcli.errors import VitcliError, register_choices, register_flags
 if TYPE_CHECKING:
     from vitcli.api.models import Model
 
+P = ParamSpec("P")
+R = TypeVar("R")
 Parser = Callable[[str, object], object]  # (keyword, value) → the value the command uses
 # The Python values the signatures advertise (the shell's text is accepted too).
 Layers = int | Sequence[int] | str  # 3, [3, 6], range(2, 5), 'all', '3,6', '2:5'
@@ -335,7 +337,7 @@ Forward = Callable[[inspect.BoundArguments, dict[str, object]], None]
 
 
 def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | None = None,
-             **overrides: Parser) -> Callable[[Callable], Callable]:
+             **overrides: Parser) -> "Callable[[Callable[P, R]], Callable[P, R]]":
     """Wrap a public function: each argument parsed by its keyword's parser before the call.
 
     `extra` keywords the function itself does not take are accepted and parsed too, then handed with
@@ -344,7 +346,7 @@ def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | No
     if "with_images" in overrides:  # the old spelling: loud at import rather than image options dropped
         raise TypeError("keywords(with_images=...) is vitcli.api.images.image_keywords(...) now")
 
-    def wrap(fn: Callable) -> Callable:
+    def wrap(fn: "Callable[P, R]") -> "Callable[P, R]":
         signature = inspect.signature(fn)
         params = list(signature.parameters.values())
         added = [p for p in extra if p.name not in signature.parameters]
@@ -363,7 +365,7 @@ def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | No
         shown = signature.replace(parameters=[*(p for p in params if p.kind != p.VAR_KEYWORD), *added, *tail])
 
         @functools.wraps(fn)
-        def call(*args: Any, **kwargs: Any) -> Any:  # forwarding: fn's own arguments and result
+        def call(*args: object, **kwargs: object) -> R:  # fn's own arguments (parsed) and its result
             given = {n: kwargs.pop(n) for n in [p.name for p in added] if n in kwargs}
             bound = bind(fn, signature, args, kwargs)
             for n, value in list(bound.arguments.items()):
@@ -372,11 +374,11 @@ def keywords(*, extra: tuple[inspect.Parameter, ...] = (), forward: Forward | No
             parsed = {n: parse_as[n](n, v) for n, v in given.items()}
             if forward is not None:
                 forward(bound, parsed)
-            return fn(*bound.args, **bound.kwargs)
+            return cast("Callable[..., R]", fn)(*bound.args, **bound.kwargs)
 
         call.__signature__ = shown  # type: ignore[attr-defined]
         call.__vitcli_parsers__ = parsers  # type: ignore[attr-defined]
-        return call
+        return cast("Callable[P, R]", call)  # fn's parameters, each also taking what its parser reads
 
     return wrap
 

@@ -325,7 +325,9 @@ class ViewMixin(AttendMixin, FiguresMixin, ExplainMixin):
         from vitcli.core.analysis import Rollout, fuse_heads
 
         if layers != list(range(self.config.depth)):
-            return self.attend(image, layer="-1", head="mean", normalize=normalize, rollout=True).rollout
+            rolled = self.attend(image, layer="-1", head="mean", normalize=normalize, rollout=True).rollout
+            assert rolled is not None  # rollout=True
+            return rolled
         rollout = Rollout()
         for w in weights:  # (H, T, T) per layer, in depth order
             rollout.add(fuse_heads(torch.from_numpy(np.asarray(w, np.float64))[None], "mean"))

@@ -258,7 +258,8 @@ def open_model(opts: ModelOptions, image: ImageOptions | None = None, posenc: st
         raise UsageError("--model", f"names a preset ({opts.model}) and --weights a checkpoint ({opts.weights}): "
                                     "give one of them")
     patch = image.patch_size if image is not None else None
-    return load_model(opts.weights or opts.model or "vit-b16", device=opts.device, dtype=opts.dtype, seed=opts.seed,
+    load: Callable[..., Model] = load_model  # its keywords parse the options' text
+    return load(opts.weights or opts.model or "vit-b16", device=opts.device, dtype=opts.dtype, seed=opts.seed,
                       strict=opts.strict, patch_size=patch, dim=opts.dim, depth=opts.depth, heads=opts.heads,
                       mlp_ratio=opts.mlp_ratio, class_token=False if opts.no_cls else None, posenc=posenc,
                       native_size=opts.native_size, eps=opts.eps, activation=opts.activation, online=opts.online,
