@@ -89,8 +89,8 @@ class SingleDoc(TypedDict):
     model: ModelDoc
 
 
-class BatchSummary(TypedDict):
-    """The keys every run over many images shares (`BatchReport.document`)."""
+class BatchCounts(TypedDict):
+    """What every run over many images reports of itself (`BatchReport.document` but its outputs)."""
 
     images: int
     processed: int
@@ -100,6 +100,11 @@ class BatchSummary(TypedDict):
     workers: int
     seconds: float
     images_per_second: float | None
+
+
+class BatchSummary(BatchCounts):
+    """The keys every run over many images shares (`BatchReport.document`)."""
+
     outputs: dict[str, JSONValue]  # paths, counts and names, by backend and format
 
 
@@ -729,17 +734,9 @@ class Comparison(Matrices):
 
 
 @final
-class CompareDoc(Comparison):
+class CompareDoc(Comparison, BatchCounts):
     """compare of two models' forward passes over images: the run's summary keys too."""
 
-    images: int
-    processed: int
-    skipped: list[dict[str, str]]
-    order: str
-    batch_size: int
-    workers: int
-    seconds: float
-    images_per_second: float | None
     outputs: PlotOutputs
     model_a: ModelDoc
     model_b: ModelDoc
@@ -802,7 +799,8 @@ class ProbeDoc(TypedDict):
 
 
 __all__ = [
-    "AnyFigure", "ArrayOutput", "AttendBatchDoc", "AttendDoc", "AttendOutputs", "BatchRun", "BatchSummary",
+    "AnyFigure", "ArrayOutput", "AttendBatchDoc", "AttendDoc", "AttendOutputs", "BatchCounts", "BatchRun",
+    "BatchSummary",
     "BestMatch", "ChannelStats", "ClassLabels", "ClassifyDoc", "CompareDoc", "CompareFeaturesDoc", "Comparison",
     "EmbedBatchDoc", "EmbedDoc", "ExplainBatchDoc", "ExplainDoc", "ExplainImage", "ExplainOutputs", "ExplainRun",
     "ExplainSummary", "FigureDoc", "FigureDocument", "FiltersDoc", "HeadRow", "IgnoredSummary", "InfoDoc",
