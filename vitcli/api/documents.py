@@ -140,10 +140,9 @@ class PatchifyOutputs(TypedDict):
     grid_png: str | None
 
 
-@final
-class PatchifyDoc(TypedDict):
-    command: Literal["patchify"]
-    input: InputDoc
+class PatchLayout(TypedDict):
+    """What patchify and unpatchify both report of one image's patches."""
+
     patch_size: int
     grid: list[int]
     num_patches: int
@@ -151,6 +150,12 @@ class PatchifyDoc(TypedDict):
     order: str
     normalize: str
     tensors: Tensors
+
+
+@final
+class PatchifyDoc(PatchLayout):
+    command: Literal["patchify"]
+    input: InputDoc
     channels: list[ChannelStats]
     outputs: PatchifyOutputs
 
@@ -174,16 +179,9 @@ class ImageOutput(TypedDict):
 
 
 @final
-class UnpatchifyDoc(TypedDict):
+class UnpatchifyDoc(PatchLayout):
     command: Literal["unpatchify"]
     input: UnpatchifyInput
-    patch_size: int
-    grid: list[int]
-    num_patches: int
-    patch_length: int
-    order: str
-    normalize: str
-    tensors: Tensors
     outputs: ImageOutput
 
 
@@ -805,7 +803,7 @@ __all__ = [
     "EmbedBatchDoc", "EmbedDoc", "ExplainBatchDoc", "ExplainDoc", "ExplainImage", "ExplainOutputs", "ExplainRun",
     "ExplainSummary", "FigureDoc", "FigureDocument", "FiltersDoc", "HeadRow", "IgnoredSummary", "InfoDoc",
     "InputDoc", "JSONValue", "MasksDoc", "Matrices", "MethodPatches", "ModelDoc", "MostSimilar", "NormsDoc",
-    "OutlierRow", "PatchQuery", "PatchifyBatchDoc", "PatchifyDoc", "PcaDoc", "PngOutputs", "PosencDoc",
+    "OutlierRow", "PatchQuery", "PatchLayout", "PatchifyBatchDoc", "PatchifyDoc", "PcaDoc", "PngOutputs", "PosencDoc",
     "PositionRow", "ProbeDoc", "PromptRow", "RegisterRow", "RelbiasDoc", "RolloutSummary", "RopeDoc", "ShownTable",
     "SimilarDoc", "SimilarTextDoc", "SingleDoc", "StoredModelDoc", "TensorStats", "Tensors", "TextEmbedDoc",
     "TextModelDoc", "TextQuery", "TopPatch", "UnpatchifyDoc", "ViewDoc", "ViewText",
