@@ -134,6 +134,22 @@ class Attention(nn.Module):
             return y, AttentionDetail(self.weights(q, k, bias), q, k, v, bias)  # (B, H, n, T)
         return y, AttentionDetail(self.query_weights(q, k, bias, queries), q, k, v, bias)  # (B, H, Q, T)
 
+    def mix_lse(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """A·V per head (B, H, T, d), as `mix`, and each query row's log-sum-exp of its scores (B, H, T), from which
+        any tile of the weights is exp(scores − lse) (explain's tiled backward). SDPA's fused CPU kernel returns
+        both from one pass, with `mix`'s bits; elsewhere (a GPU) the scores' row blocks give the lse."""
+        if q.device.type == "cpu":
+            try:
+                y, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
+                return y, lse
+            except (AttributeError, RuntimeError):  # an older torch, or inputs the kernel does not take
+                pass
+        y, _ = self.mix(q, k, v, bias=bias)
+        step = max(1, WEIGHTS_BLOCK // (q.shape[0] * q.shape[1] * k.shape[-2]))
+        lse = torch.cat([torch.logsumexp(self._scores(q[:, :, i:i + step], k, bias_rows(bias, slice(i, i + step))), -1)
+                         for i in range(0, q.shape[-2], step)], dim=-1)  # (B, H, T)
+        return y, lse
+
     def query_weights(self, q: Tensor, k: Tensor, bias: Tensor | None, queries: Sequence[int]) -> Tensor:
         """Rows `queries` of `weights` from the full Q, K (B, H, T, d): (B, H, Q, T), the T×T never built;
         the bits of `mix(..., queries=queries)`'s weights, whoever asks (a Capture's queries or a reducer)."""

@@ -30,6 +30,7 @@ class BlockSteps(NamedTuple):
     v: Tensor
     heads: Tensor  # (B, H, T, d) SDPA output A·V per head, before the merge
     out: Tensor  # (B, T, D) the block's output
+    lse: Tensor | None = None  # (B, H, T) each query row's log-sum-exp of its scores, when asked
 
 
 class LayerScale(nn.Module):
@@ -61,12 +62,14 @@ class Block(nn.Module):
         """The score bias of this block: the model's shared one plus the block's own relative bias (BEiT)."""
         return shared if self.rel_pos_bias is None else add_bias(shared, self.rel_pos_bias(grid))
 
-    def steps(self, x: Tensor, rotate: Rotate | None = None, bias: Tensor | None = None) -> BlockSteps:
-        """The block's forward on (B, T, D) with every step kept: the same parts and order as `forward`."""
+    def steps(self, x: Tensor, rotate: Rotate | None = None, bias: Tensor | None = None,
+              lse: bool = False) -> BlockSteps:
+        """The block's forward on (B, T, D) with every step kept: the same parts and order as `forward`; with `lse`,
+        the scores' log-sum-exp per query row too (`Attention.mix_lse`)."""
         normed = self.norm1(x)  # (B, T, D)
         q, k, v = self.attn.split_heads(normed, rotate)  # each (B, H, T, d)
-        heads, _ = self.attn.mix(q, k, v, bias=bias)  # (B, H, T, d)
-        return BlockSteps(normed, q, k, v, heads, self.residual(x, self.attn.merge(heads)))
+        heads, row_lse = self.attn.mix_lse(q, k, v, bias) if lse else (self.attn.mix(q, k, v, bias=bias)[0], None)
+        return BlockSteps(normed, q, k, v, heads, self.residual(x, self.attn.merge(heads)), row_lse)
 
     def qkv(self, x: Tensor, rotate: Rotate | None = None) -> QKV:
         """(B, T, D) → Q, K, V of norm1(x), each (B, H, T, d)."""

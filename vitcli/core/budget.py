@@ -15,8 +15,10 @@ The one home of the estimate (no torch import: `vitcli --help` and `info` stay f
   gradients    `explain`'s pass (`backward_bytes`, vitcli.core.explain): every block's input kept,
                (L+1)·b·T·D, and for grad-rollout and attn-grad every block's A·V too, L·b·T·D; one
                block recomputed with autograd at a time, whose saved activations and their gradients
-               are twice the no-grad block's; A and ∂y/∂A in `BACKWARD_COPIES` reused row blocks of
-               `BACKWARD_BLOCK` (rollout: `SCORE_COPIES` blocks of `WEIGHTS_BLOCK`); with a discard,
+               are twice the no-grad block's; the tiled attention backward's threads (`tile_workers`),
+               each with its tiles, one row block of Ā (b·TILE_ROWS·T, and for attn-grad a float64
+               copy) and its own ∂y/∂K, ∂y/∂V sums (2·b·T·D) (rollout: `SCORE_COPIES` blocks of
+               `WEIGHTS_BLOCK`); with a discard,
                attn-grad and rollout also hold each image's T×T product (`PRODUCT_BYTES` a pair of
                tokens and `DISCARD_BYTES` more)
 
@@ -26,6 +28,7 @@ cgroup's memory.max minus memory.current when that is lower (a container). The s
 for what the estimate leaves out (Python, torch's own pages, allocator slack).
 """
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,9 +42,9 @@ IMAGE_BYTES_PER_PIXEL = 3 + 3 + 12  # resized uint8, one copy, float32 (3, H, W)
 WEIGHTS_BLOCK = 1 << 23  # attention scores computed at once (vitcli.core.attention.WEIGHTS_BLOCK)
 # float32 row blocks alive in explain's rollout: scores, A, their mean over heads, float64 copies of it
 SCORE_COPIES = 5
-BACKWARD_BLOCK = 1 << 25  # scores in one of explain's reused row blocks (vitcli.core.explain.BACKWARD_BLOCK)
-BACKWARD_COPIES = 3  # those blocks: A, ∂y/∂A (then ∂y/∂S), the reader's (A ⊙ ∂y/∂A)⁺
-ROWS_BYTES = 12  # attn-grad, per entry of a block's Ā rows (1/H of a block): the heads' float32 mean, a float64 copy
+TILE_ROWS, TILE_COLS, MAX_WORKERS = 512, 512, 8  # explain's tiled backward (vitcli.core.attention_grad)
+TILE_COPIES = 3  # a tile's A, ∂y/∂A (then ∂y/∂S), the reader's (A ⊙ ∂y/∂A)⁺
+ROWS_BYTES = 8  # attn-grad, per entry of a row block of Ā: analysis.rollout_rows' float64 copy
 PRODUCT_BYTES = 40  # per (T, T) entry in analysis.rollout_step: float32 pieces and cat, float64 Ā, 0.5·Ā + 0.5·I, Â
 DISCARD_BYTES = 24  # more per entry with --discard-ratio: the masked copy, topk's int64 indices, the mask
 GRAD_METHODS = ("grad-rollout", "attn-grad", "gradcam")
@@ -150,12 +153,17 @@ def backward_bytes(c, batch: int, size: tuple[int, int], dtype: str = "float32",
     kept = (c.depth + 1 + c.depth * rows) * batch * t * c.dim * e
     block = batch * t * (15 * c.dim + 4 * c.mlp_dim) * e
     block = block if method == "rollout" else 2 * block  # rollout: Q, K, V of a block, no autograd
-    block_scores = min(batch * c.heads * t * t, BACKWARD_BLOCK)
-    means = block_scores // c.heads * ROWS_BYTES if method == "attn-grad" else 0
-    scores = (BACKWARD_COPIES * block_scores * 4 + means if rows
+    row_block = batch * min(t, TILE_ROWS) * t * (4 + (ROWS_BYTES if method == "attn-grad" else 0))
+    worker = TILE_COPIES * TILE_ROWS * TILE_COLS * 4 + row_block + 2 * batch * t * c.dim * e
+    scores = (tile_workers() * worker if rows
               else SCORE_COPIES * min(batch * c.heads * t * t, WEIGHTS_BLOCK) * 4 if method == "rollout" else 0)
     product = batch * t * t * (PRODUCT_BYTES + DISCARD_BYTES) if method in ("attn-grad", "rollout") and discard else 0
     return kept + block + scores + product + batch * image_bytes(size)
+
+
+def tile_workers() -> int:
+    """Threads of explain's tiled backward at most: one a core (torch's default), MAX_WORKERS at most."""
+    return min(os.cpu_count() or 1, MAX_WORKERS)
 
 
 PAGE_COPIES = 4  # the view page's data at writing: arrays, their base64 text, the JSON text, its UTF-8 bytes

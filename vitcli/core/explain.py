@@ -24,15 +24,16 @@ with a given (E,) embedding, e.g. a text tower's: `joint_embedding`).
 Every block is the encoder's own: its inputs come from `encode`, and the backward re-runs
 `Block.steps` with the encoder's `attention_terms` (rotation, position and relative biases), so the
 network explained is the network `attend` and `embed` run. The row-product methods run the same
-parts but take the attention's own backward by hand (`attention_backward`), in the row blocks where
-they form A and ∂y/∂A anyway: the T×T scores are formed once per layer in the backward, and the
-attention output Y comes from the forward pass (kept per block), not from a second SDPA.
+parts but take the attention's own backward by hand (`attention_grad.attention_backward`), in tiles of
+query rows × key columns where they form A and ∂y/∂A anyway: the T×T scores are formed once per layer
+in the backward, and the attention output Y and its log-sum-exp come from the forward pass (kept per
+block), not from a second SDPA.
 
 Memory: ∂y/∂A is never taken through a stored T×T matrix. A forward pass without autograd keeps
 each block's input (T·D a layer) and, for the row-product methods, its A·V (T·D more); the backward
 runs block by block from the top, recomputing one block with autograd at a time (manual
 checkpointing), which gives ∂y/∂Y_h of the attention output. Then ∂y/∂A_h = (∂y/∂Y_h)·V_hᵀ, and A,
-∇A exist one block of query rows at a time, in three buffers reused for every block of a layer. Only
+∇A exist one tile at a time, and the layer's Ā one block of query rows at a time per thread. Only
 the map's row of R is needed, and e·(I+Ā_L)⋯(I+Ā_s) is a row vector times matrices taken from the
 top down, in the order the backward visits the layers, each one row block at a time (r·M = Σ over
 blocks of r's entries there times M's rows there): so grad-rollout never holds a T×T matrix at all,
@@ -43,6 +44,7 @@ autograd and its own backward (no sweep through the blocks above): as much as on
 all, and no T×T (with a probe, not even a block: the probe alone, on the kept block outputs).
 """
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -53,6 +55,7 @@ from torch import Tensor
 
 from vitcli.core.analysis import chunk_size, patch_mean_row, prefix_row_to_grid, probe_row, rollout_rows, rollout_step
 from vitcli.core.attention import Rotate, resolve_indices
+from vitcli.core.attention_grad import attention_backward
 from vitcli.core.attn_pool import AttentionPool
 from vitcli.core.block import Block
 from vitcli.core.capture import Capture
@@ -105,10 +108,9 @@ class Explanation:
     klass: Tensor | None  # (B,) class index for top / class targets
 
 
-# (layer, start, stop, A, ∂y/∂A, scratch): one row block of a layer's weights and their gradient, each (B, H, c, T),
-# and a buffer of that shape the reader may overwrite (the blocks are reused, so nothing is allocated per block)
-RowsSeen = Callable[[int, int, int, Tensor, Tensor, Tensor], None]
-BACKWARD_BLOCK = 1 << 25  # scores in one of the backward's three reused row blocks (128 MiB in float32): few, large ops
+# (layer, start, stop, Ā rows): one row block of a layer's mean_h (A ⊙ ∂y/∂A)⁺ (B, c, T), as the tiled backward forms it
+RowsSeen = Callable[[int, int, int, Tensor], None]
+Kept = tuple[Tensor, Tensor]  # a block's A·V per head (B, H, T, d) and its scores' log-sum-exp per row (B, H, T)
 
 
 @dataclass
@@ -127,11 +129,11 @@ class LayerGrad:
 
 
 def block_inputs(model: VisionTransformer, images: Tensor,
-                 heads: list[Tensor] | None = None) -> tuple[list[Tensor], tuple[int, int]]:
+                 heads: list[Kept] | None = None) -> tuple[list[Tensor], tuple[int, int]]:
     """Every block's input and the last block's output [x_0 … x_L], each (B, T, D), without autograd:
     the encoder's own pass (`encode`) keeping every block's output. Given a list `heads`, each block's
-    A·V per head (B, H, T, d) is appended to it too (the block's own `steps`: the same parts in the same
-    order), so that the backward needs no attention forward of its own."""
+    A·V per head (B, H, T, d) and its scores' log-sum-exp (B, H, T) are appended to it too (the block's own
+    `steps`: the same parts in the same order), so that the backward needs no attention forward of its own."""
     grid = model.grid_of(images)
     capture = Capture(inputs=False, blocks=range(model.config.depth), final="none")
     out = ViTOutput(grid, model.config.num_prefix_tokens)
@@ -142,8 +144,8 @@ def block_inputs(model: VisionTransformer, images: Tensor,
             return [x, *(out.blocks[i] for i in range(model.config.depth))], grid
         xs, terms = [x], model.attention_terms(grid)
         for i in range(model.config.depth):
-            st = model.block(i).steps(xs[-1], *terms[i])
-            heads.append(st.heads)  # (B, H, T, d)
+            st = model.block(i).steps(xs[-1], *terms[i], lse=True)
+            heads.append((st.heads, cast(Tensor, st.lse)))  # (B, H, T, d), (B, H, T)
             xs.append(st.out)  # (B, T, D)
     return xs, grid
 
@@ -189,13 +191,13 @@ def cosine_to(embedding: Tensor, other: Tensor | None, kind: str) -> Tensor:
 
 def backward_blocks(model: VisionTransformer, xs: list[Tensor], grid: tuple[int, int], target: Target,
                     stop: int, visit: Callable[[LayerGrad], None], features_at: int | None = None,
-                    rows: "RowsSeen | None" = None, heads: list[Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+                    rows: "RowsSeen | None" = None, heads: list[Kept] | None = None) -> tuple[Tensor, Tensor | None]:
     """∂y/∂Y of blocks L-1 down to `stop`, one block recomputed with autograd at a time; `visit` sees each.
 
     y is summed over the batch (images never mix, so each image gets its own gradient).
-    `rows(layer, start, stop, A, ∂y/∂A, scratch)` (each (B, H, c, T)) sees every row block of the weights and
-    their gradient as the attention's backward forms them, before `visit` sees the layer. `heads`: each block's
-    A·V from the forward pass (`block_inputs`), so the backward does not run the attention forward again.
+    `rows(layer, start, stop, Ā rows)` sees every row block of mean_h (A ⊙ ∂y/∂A)⁺ (B, c, T) as the attention's
+    tiled backward forms it, before `visit` sees the layer. `heads`: each block's A·V and log-sum-exp from the
+    forward pass (`block_inputs`), so the backward does not run the attention forward again.
     """
     terms = model.attention_terms(grid)
     with torch.enable_grad():
@@ -213,14 +215,14 @@ def backward_blocks(model: VisionTransformer, xs: list[Tensor], grid: tuple[int,
 
 
 def block_backward(block: Block, layer: int, x: Tensor, g: Tensor, rotate: Rotate | None, bias: Tensor | None,
-                   features: bool, rows: RowsSeen | None, heads: Tensor | None = None,
+                   features: bool, rows: RowsSeen | None, heads: Kept | None = None,
                    inputs: bool = True) -> tuple[Tensor | None, LayerGrad]:
     """∂y/∂x of one block (B, T, D) from ∂y/∂out (None when not `inputs`: the lowest block read), and what the
     methods read of it.
 
-    With `rows`, the block's own parts run with autograd except the attention A·V: its output Y is the forward's
-    (`heads`) or comes from SDPA without a graph, and its backward is done here in row blocks
-    (`attention_backward`), where the methods' A and ∂y/∂A are formed anyway. Without (Grad-CAM reads no A),
+    With `rows`, the block's own parts run with autograd except the attention A·V: its output Y and log-sum-exp are
+    the forward's (`heads`) or come from SDPA without a graph, and its backward is done here in tiles
+    (`attention_grad`), where the methods' A and ∂y/∂A are formed anyway. Without (Grad-CAM reads no A),
     autograd through SDPA's tiled kernels.
     """
     x = x.detach().requires_grad_()
@@ -233,66 +235,29 @@ def block_backward(block: Block, layer: int, x: Tensor, g: Tensor, rotate: Rotat
     q, k, v = block.attn.split_heads(normed, rotate)  # each (B, H, T, d), with autograd
     if heads is None:
         with torch.no_grad():
-            heads, _ = block.attn.mix(q, k, v, bias=bias)  # (B, H, T, d)
-    y = heads.detach().requires_grad_()
+            heads = block.attn.mix_lse(q, k, v, bias)  # (B, H, T, d), (B, H, T)
+    y = heads[0].detach().requires_grad_()
     out = block.residual(x, block.attn.merge(y))  # (B, T, D): x's residual path and Y's
     lg = LayerGrad(layer, q.detach(), k.detach(), v.detach(), bias)
-    if not inputs and not features:  # the lowest block read: only its ∂y/∂A, nothing below it
-        (lg.grad_y,) = torch.autograd.grad(out, [y], g)
-        attention_backward(block, layer, lg.q, lg.k, lg.v, bias, heads, lg.grad_y, rows, inputs=False)
+    wanted = [x, y] if inputs or features else [y]
+    grads = torch.autograd.grad(out, wanted, g)
+    lg.grad_y = grads[-1]
+    backward = (lg.q, lg.k, lg.v, None if bias is None else bias.detach(), heads[0], heads[1], lg.grad_y,
+                block.attn.scale, lambda start, stop, fused: rows(layer, start, stop, fused))
+    if not inputs and not features:  # the lowest block read: only its Ā rows, nothing below it
+        attention_backward(*backward, inputs=False)
         return None, lg
-    g_x, lg.grad_y = torch.autograd.grad(out, [x, y], g)
-    dq, dk, dv = attention_backward(block, layer, lg.q, lg.k, lg.v, bias, heads, lg.grad_y, rows)
+    dq, dk, dv = attention_backward(*backward)
     wanted = [x, normed] if features else [x]
-    grads = torch.autograd.grad([q, k, v], wanted, [dq, dk, dv])
+    below = torch.autograd.grad([q, k, v], wanted, [dq, dk, dv])
     if features:
-        lg.features, lg.grad_features = normed.detach(), grads[1]
-    return g_x + grads[0], lg
+        lg.features, lg.grad_features = normed.detach(), below[1]
+    return grads[0] + below[0], lg
 
 
-def attention_backward(block: Block, layer: int, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, y: Tensor,
-                       g_y: Tensor, rows: RowsSeen | None, inputs: bool = True) -> tuple[Tensor, Tensor, Tensor]:
-    """∂y/∂Q, ∂y/∂K, ∂y/∂V (B, H, T, d) of Y = A·V, A = softmax(scale·QKᵀ + bias), from ∂y/∂Y, in row blocks:
-
-        ∂y/∂A = (∂y/∂Y)·Vᵀ,  ∂y/∂S = A ⊙ (∂y/∂A − δ) with δ_i = ∂y/∂Y_i · Y_i (= Σ_j A_ij ∂y/∂A_ij),
-        ∂y/∂Q = scale·(∂y/∂S)·K,  ∂y/∂K = scale·(∂y/∂S)ᵀ·Q,  ∂y/∂V = Aᵀ·(∂y/∂Y)
-
-    (the score bias takes no gradient: positions and relative biases are not explained). Three row blocks of
-    BACKWARD_BLOCK scores are allocated once and reused (A, ∂y/∂A and the reader's scratch), every step writes
-    into them in place, and the sums over blocks accumulate in place: few, large operations, no allocation per
-    block. Without `inputs` (nothing below reads ∂y/∂Q, ∂y/∂K, ∂y/∂V) only A and ∂y/∂A are formed; the
-    returned gradients are then empty."""
-    attn, bias = block.attn, None if bias is None else bias.detach()  # a relative bias's table takes no gradient
-    b, h, t, d = k.shape
-    step = min(t, chunk_size(b * h * t, BACKWARD_BLOCK))
-    blocks = q.new_empty(3, b * h * step * t)  # A, ∂y/∂A (then ∂y/∂S), scratch
-    dq, dk, dv = (q.new_empty(q.shape), k.new_zeros(k.shape), v.new_zeros(v.shape)) if inputs else (q[:0], k[:0], v[:0])
-    delta = (g_y * y).sum(-1, keepdim=True)  # (B, H, T, 1)
-    qs = q * attn.scale  # (B, H, T, d): ∂y/∂K reads it scaled
-    for s in range(0, t, step):
-        e = min(s + step, t)
-        a, grad_a, scratch = (blocks[i, :b * h * (e - s) * t].view(b, h, e - s, t) for i in range(3))
-        attn.rows(q, k, bias, s, e, out=a)  # (B, H, c, T)
-        torch.matmul(g_y[:, :, s:e], v.transpose(-2, -1), out=grad_a)  # (B, H, c, T)
-        if rows is not None:
-            rows(layer, s, e, a, grad_a, scratch)
-        if not inputs:
-            continue
-        dv.view(b * h, t, d).baddbmm_(a.view(b * h, -1, t).transpose(1, 2), g_y[:, :, s:e].reshape(b * h, -1, d))
-        grad_s = grad_a.sub_(delta[:, :, s:e]).mul_(a)  # (B, H, c, T), in place: ∂y/∂A is not read again
-        dq[:, :, s:e] = torch.matmul(grad_s, k).mul_(attn.scale)
-        dk.view(b * h, t, d).baddbmm_(grad_s.view(b * h, -1, t).transpose(1, 2), qs[:, :, s:e].reshape(b * h, -1, d))
-    return dq, dk, dv
-
-
-def fused_rows(model: VisionTransformer, lg: LayerGrad, start: int, stop: int, gradient: bool) -> Tensor:
-    """Query rows start..stop-1 of mean_h (A ⊙ ∂y/∂A)⁺ (or of mean_h A): (B, stop-start, T) float32."""
-    a = model.block(lg.layer).attn.rows(lg.q, lg.k, lg.bias, start, stop)  # (B, H, c, T)
-    if gradient:
-        if lg.grad_y is None:
-            raise ValueError(f"layer {lg.layer} was visited without its gradient")
-        a = (a * attention_grad(lg.grad_y, lg.v, start, stop)).clamp_min(0)
-    return a.float().mean(dim=1)
+def fused_rows(model: VisionTransformer, lg: LayerGrad, start: int, stop: int) -> Tensor:
+    """Query rows start..stop-1 of mean_h A (rollout's Ā): (B, stop-start, T) float32."""
+    return model.block(lg.layer).attn.rows(lg.q, lg.k, lg.bias, start, stop).float().mean(dim=1)  # (B, c, T)
 
 
 def attention_grad(grad_y: Tensor, v: Tensor, start: int, stop: int) -> Tensor:
@@ -325,52 +290,53 @@ def start_row(model: VisionTransformer, x_last: Tensor) -> Tensor:
 class RowProduct:
     """r ← r·M_l for the layers from the top down, M_l = I + Ā_l (grad-rollout) or Â_l (rollouts), taken row block
     by row block as the layer's rows come: r·M_l = Σ over blocks of r's entries there times M_l's rows there, so
-    no T×T matrix exists, except Ā for a discard ratio (which ranks the whole matrix)."""
+    no T×T matrix exists, except Ā for a discard ratio (which ranks the whole matrix). Row blocks may come from
+    several threads (the tiled backward); their shares are added in row order when the layer is done."""
 
     def __init__(self, model: VisionTransformer, method: str, discard_ratio: float, start_layer: int,
                  start: Tensor) -> None:
         self.model, self.method = model, method
         self.discard_ratio, self.start_layer = discard_ratio, start_layer
         self.row = start  # (B, T) float64
-        self.next: Tensor | None = None  # r·M of the layer being visited, summed block by block
+        self.shares: dict[int, Tensor] = {}  # each row block's share of r·M (B, T) for the layer being visited
         self.fused: Tensor | None = None  # with a discard ratio: the layer's Ā (B, T, T), filled row block by row block
+        self.lock = threading.Lock()
 
-    def rows(self, layer: int, start: int, stop: int, a: Tensor, grad_a: Tensor, scratch: Tensor) -> None:
-        """One row block of a layer's A and ∂y/∂A (B, H, c, T), as the backward forms them: (A ⊙ ∂y/∂A)⁺ in
-        `scratch`, then its share of r·M."""
+    def rows(self, layer: int, start: int, stop: int, fused: Tensor) -> None:
+        """One row block of a layer's Ā = mean_h (A ⊙ ∂y/∂A)⁺ (B, c, T), as the backward forms it: its share of r·M."""
         if layer < self.start_layer:
             return
-        fused = torch.mul(a, grad_a, out=scratch).clamp_min_(0)  # (B, H, c, T)
         if self.method != "grad-rollout":
-            self.take(start, fused.mean(dim=1))  # (B, c, T): Ā's rows
+            self.take(start, fused)
             return
-        b, h, c, _ = fused.shape
-        weights = self.row[:, None, None, start:stop].to(fused.dtype).expand(b, h, 1, c)  # (B, H, 1, c)
-        share = torch.matmul(weights, fused).sum(dim=1)[:, 0].double() / h  # (B, T): r's rows there times Ā's
-        self.next = self.row + share if self.next is None else self.next.add_(share)  # r + r·Ā
+        self.shares[start] = (self.row[:, None, start:stop].to(fused.dtype) @ fused)[:, 0].double()  # (B, T): r·Ā there
 
     def take(self, start: int, fused: Tensor) -> None:
         """Rows start.. of a layer's Ā (B, c, T) for the Abnar-Zuidema step: their share of r·Â, or kept whole
         for the discard."""
-        if self.discard_ratio:
+        if not self.discard_ratio:
+            self.shares[start] = rollout_rows(self.row, fused, start)  # (B, T)
+            return
+        with self.lock:
             if self.fused is None:
                 self.fused = fused.new_empty(fused.shape[0], fused.shape[-1], fused.shape[-1])  # (B, T, T)
-            self.fused[:, start:start + fused.shape[1]] = fused
-            return
-        share = rollout_rows(self.row, fused, start)  # (B, T)
-        self.next = share if self.next is None else self.next.add_(share)
+        self.fused[:, start:start + fused.shape[1]] = fused
 
     def __call__(self, lg: LayerGrad) -> None:
         if lg.layer < self.start_layer:
             return
         if self.method == "rollout":
             for s, e in blocks_of(lg):
-                self.take(s, fused_rows(self.model, lg, s, e, False))  # (B, c, T)
+                self.take(s, fused_rows(self.model, lg, s, e))  # (B, c, T)
         if self.fused is not None:
             self.row = (self.row[:, None] @ rollout_step(self.fused, self.discard_ratio))[:, 0]  # (B, T)
             self.fused = None
             return
-        self.row, self.next = cast(Tensor, self.next), None
+        shares = [self.shares[s] for s in sorted(self.shares)]  # in row order: the same sums every run
+        total = self.row + shares[0] if self.method == "grad-rollout" else shares[0].clone()  # r + r·Ā, or r·Â
+        for share in shares[1:]:
+            total.add_(share)
+        self.row, self.shares = total, {}
 
 
 def legrad_columns(grad_y: Tensor, v: Tensor) -> Tensor:
@@ -447,7 +413,7 @@ def explain(model: VisionTransformer, images: Tensor, method: str = "grad-rollou
     if not 0 <= start_layer < depth:
         raise ValueError(f"start layer {start_layer} is outside 0..{depth - 1}")
     (layer,) = resolve_indices([layer], depth, "layer")
-    heads: list[Tensor] | None = [] if method in ("grad-rollout", "attn-grad") else None
+    heads: list[Kept] | None = [] if method in ("grad-rollout", "attn-grad") else None
     xs, grid = block_inputs(model, images, heads)
     if target.kind == "patch" and not (0 <= target.patch[0] < grid[0] and 0 <= target.patch[1] < grid[1]):
         raise ValueError(f"patch {target.patch[0]},{target.patch[1]} is outside the {grid[0]}x{grid[1]} grid")
