@@ -10,7 +10,10 @@
   highres grad-rollout, attn-grad and gradcam at --size (1792: 12,545 tokens) on ViT-B/16, each in a
           child process that also times one forward pass of the same model on the same input right
           before it (inference mode, the pooled embedding): the ratio explain ÷ forward (target ≤ 3×)
-          and the child's peak resident memory (bound 6 GiB).
+          and the child's peak resident memory (bound 6 GiB). The peer, `floor`: timm's ViT-B/16 at
+          the same size, one forward + backward of the top logit to the input with timm's gradient
+          checkpointing (recomputation, as the issue's floor counts it) and SDPA's fused backward,
+          no explanation; every method is also printed ÷ this floor.
 
 Usage: python benchmarks/bench_explain.py [--part memory|speed|highres|all] [--size 1792] [--depth 12]
        [--repeats 7] [--quick]   (--quick: 448 px, 3 repeats, 4 blocks for memory)
@@ -117,9 +120,20 @@ with torch.inference_mode():
     model(x, Capture(inputs=False, final="pooled"))
     forward = time.perf_counter() - start
 start = time.perf_counter()
-maps = explain(model, x, method, Target("top")).maps
-seconds = time.perf_counter() - start
-assert torch.isfinite(maps).all()
+if method == "floor":  # timm, forward + backward to the input, blocks recomputed (gradient checkpointing)
+    import timm
+    del model
+    peer = timm.create_model("vit_base_patch16_224", img_size=size, pretrained=False).eval().requires_grad_(False)
+    peer.set_grad_checkpointing(True)
+    start = time.perf_counter()
+    xi = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(peer(xi)[0].max(), xi)
+    seconds = time.perf_counter() - start
+    assert torch.isfinite(grad).all()
+else:
+    maps = explain(model, x, method, Target("top")).maps
+    seconds = time.perf_counter() - start
+    assert torch.isfinite(maps).all()
 print(json.dumps({"forward": forward, "explain": seconds,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -141,17 +155,26 @@ def highres(size: int, repeats: int, methods: list[str], against: Path | None) -
     With `against` (another checkout), its children run interleaved with this one's, for a before/after."""
     roots = {"": Path(__file__).resolve().parent.parent} | ({f" [{against}]": against} if against else {})
     tokens = (size // 16) ** 2 + 1
-    for method in methods:
+    floor: float | None = None  # the peer's forward + backward ÷ one forward pass, once measured
+    for method in sorted(methods, key=lambda m: m != "floor"):  # the floor first, for the ratios after it
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in roots}
         for _ in range(repeats):
             for name, root in roots.items():
-                runs[name].append(_child(root, size, method))
+                runs[name].append(_child(root, size, "floor" if method == "floor" else method))
+            if method == "floor":
+                break  # the peer is the same code in every checkout
         for name, got in runs.items():
+            if not got:
+                continue
             ratio = statistics.median(r["explain"] / r["forward"] for r in got)
-            print(f"[explain {size} px]{name} {method}, ViT-B/16, {tokens:,} tokens (median of {repeats}): explain "
+            what = ("timm forward + backward to the input, gradient checkpointing (the floor, no explanation)"
+                    if method == "floor" else method)
+            over = f", {ratio / floor:.2f}x the floor" if floor and method != "floor" else ""
+            print(f"[explain {size} px]{name} {what}, ViT-B/16, {tokens:,} tokens (median of {len(got)}): "
                   f"{statistics.median(r['explain'] for r in got):.1f} s, one forward pass "
-                  f"{statistics.median(r['forward'] for r in got):.1f} s, ratio {ratio:.2f}x (target ≤ 3x); "
+                  f"{statistics.median(r['forward'] for r in got):.1f} s, ratio {ratio:.2f}x (target ≤ 3x){over}; "
                   f"peak {max(r['peak_mb'] for r in got) / 1024:.2f} GiB (bound 6 GiB)")
+            floor = ratio if method == "floor" else floor
         sys.stdout.flush()
 
 
@@ -163,7 +186,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--highres-repeats", type=int, default=1, help="runs of each method at --size (minutes each)")
     parser.add_argument("--depth", type=int, default=12, help="memory: blocks of ViT-B/16 (fewer for a quick look)")
-    parser.add_argument("--methods", default="grad-rollout,attn-grad,gradcam", help="highres: the methods timed")
+    parser.add_argument("--methods", default="floor,grad-rollout,attn-grad,gradcam",
+                        help="highres: the methods timed (floor: the timm peer's forward + backward)")
     parser.add_argument("--against", type=Path, help="highres: another checkout's root, timed interleaved (before/after)")
     parser.add_argument("--quick", action="store_true", help="448 px, 3 repeats, 4 blocks for the memory part")
     args = parser.parse_args()

@@ -123,3 +123,13 @@ def random_rgb(tmp_path: Path):
         return path, pixels
 
     return make
+
+
+@pytest.fixture
+def torch_threads():
+    """`torch.set_num_threads` for one test, the count before it restored after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)

@@ -142,7 +142,7 @@ def test_gradient_rollouts_equal_the_formulas_on_the_peer(tmp_path, name, kwargs
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("method", ["grad-rollout", "attn-grad"])
-def test_row_blocks_give_the_full_matrix_product(tmp_path, monkeypatch, request, method, threads) -> None:
+def test_row_blocks_give_the_full_matrix_product(tmp_path, monkeypatch, torch_threads, method, threads) -> None:
     """Uneven tiles (6 query rows × 7 key columns, T = 5 prefix + 15 patches = 20 → rows 6, 6, 6, 2 and columns
     7, 7, 6; 3×5 grid, registers), on one thread or with the row blocks dealt out to two: the row vector r propagated
     block by block through the layers (r ← r + r·Ā, or r·Â) equals the full-matrix product of the formulas on the
@@ -153,12 +153,10 @@ def test_row_blocks_give_the_full_matrix_product(tmp_path, monkeypatch, request,
     ours_model = core(model, tmp_path, image_size=(42, 70))
     c = ours_model.config
     grid, prefix = (3, 5), c.num_prefix_tokens
-    t = prefix + grid[0] * grid[1]
     assert (prefix, c.depth) == (5, 3)
     monkeypatch.setattr(tiles, "TILE_ROWS", 6)  # 4 row blocks, the last one 2 rows
     monkeypatch.setattr(tiles, "TILE_COLS", 7)  # 3 column tiles, the last one 6 columns
-    request.addfinalizer(lambda before=torch.get_num_threads(): torch.set_num_threads(before))
-    torch.set_num_threads(threads)  # the backward deals row blocks out to torch's threads
+    torch_threads(threads)  # the backward deals row blocks out to torch's threads
     x = images(1, 42, 70, seed=8)
     targets = [("class", 4, Target("class", 4)), ("patch", (2, 3, prefix, grid[1]), Target("patch", (2, 3)))]
     for kind, arg, target in targets:
