@@ -139,6 +139,7 @@ def test_contradicting_sizes_with_weights_are_refused(tmp_path):
     assert r.returncode == 1 and b"--dim" in r.stderr
 
 
+@pytest.mark.slow  # about 15 s
 def test_non_square_table_is_read_from_the_images_own_grid(tmp_path, random_rgb):
     """A timm ViT trained at 32×80 (a 2×5 grid, 11 rows with the class token) saved without a config:
     an image whose own grid is 2×5 uses the table as it is, and matches timm; another grid is the

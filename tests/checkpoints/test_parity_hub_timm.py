@@ -34,7 +34,7 @@ def save_as_hub(model: torch.nn.Module, folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("arch, heads, activation", [
-    ("vit_pe_core_gigantic_patch14_448", 16, "gelu"),
+    pytest.param("vit_pe_core_gigantic_patch14_448", 16, "gelu", marks=pytest.mark.slow),  # about 10 s
     ("aimv2_large_patch14_224", 8, "silu"),
     ("vit_so400m_patch16_siglip_256", 16, "gelu_tanh"),
 ])

@@ -48,6 +48,7 @@ def test_all_methods_and_table(tmp_path, image) -> None:
     assert png.exists()
 
 
+@pytest.mark.slow  # about 16 s; attend's many-images test stays quick
 def test_many_images_stream_with_index(tmp_path, random_rgb) -> None:
     for i in range(3):
         random_rgb(64, 64, seed=i, name=f"im{i}.png")

@@ -106,6 +106,7 @@ def test_posenc_sincos2d_matches_mae_layout():
         assert np.allclose(table[1 + k], expected, atol=1e-12)
 
 
+@pytest.mark.slow  # about 15 s; test_memory_bounds' learned table stays quick
 def test_posenc_learned_is_the_table_embed_adds():
     table = npy(run_cli("posenc", *SMALL, "-o", "-", "-q").stdout)
     with_cls = npy(run_cli("embed", CAT, *SMALL, "--stage", "tokens", "-o", "-", "-q").stdout)
@@ -123,6 +124,7 @@ def test_posenc_resample_and_similarity(tmp_path):
     assert img.shape[0] > 200 and img.shape[1] > 200 and img.std() > 20
 
 
+@pytest.mark.slow  # about 8 s; test_posenc_resample_and_similarity stays quick
 def test_posenc_same_grid_resample_is_identity():
     a = npy(run_cli("posenc", *SMALL, "-o", "-", "-q").stdout)
     b = npy(run_cli("posenc", *SMALL, "--resample", "14x14", "-o", "-", "-q").stdout)

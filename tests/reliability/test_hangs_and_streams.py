@@ -309,8 +309,10 @@ def _start_up_args(tmp_path: Path, form: str, command: str) -> list:
     return [*head, *([command, ROOT / "sample_images" / "chelsea.jpg", *TINY, "-q"] if command == "embed" else [command])]
 
 
-@pytest.mark.parametrize("form", ["console script", "python -m"])
-@pytest.mark.parametrize("command", ["embed", "--help"])
+@pytest.mark.parametrize("command, form", [  # about 12 s each: the quick run keeps `python -m vitcli embed`
+    pytest.param("embed", "console script", marks=pytest.mark.slow), ("embed", "python -m"),
+    pytest.param("--help", "console script", marks=pytest.mark.slow),
+    pytest.param("--help", "python -m", marks=pytest.mark.slow)])
 def test_ctrl_c_at_any_moment_from_spawn(tmp_path: Path, form: str, command: str) -> None:
     """SIGINT at SPAWN_DELAYS ms after spawn, then every 0.2 ms from 4 ms before to 1 ms after the
     moment the guard appeared in a first run (the few ms in which vitcli's first modules are

@@ -40,6 +40,7 @@ def test_embed_text_writes_the_embeddings_and_reports_truncation(clip_folder, tm
     assert abs(doc["prompts"][0]["norm"] - float(np.linalg.norm(expected[0]))) < 1e-5
 
 
+@pytest.mark.slow  # about 6 s; test_text_tables_fit_80_columns stays quick
 def test_embed_text_table(clip_folder) -> None:
     r = run_cli("embed", "--text", "a cat", "--weights", clip_folder)
     text = r.stdout.decode()
@@ -61,6 +62,7 @@ def test_classify_outputs_and_json(clip_folder, tmp_path) -> None:
     assert np.allclose(probs, np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), atol=1e-5)
 
 
+@pytest.mark.slow  # about 6 s; classify's outputs and JSON stay quick
 def test_classify_one_image_table_sorted_by_score(clip_folder, tmp_path) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("a cat\n\na dog\na bird\n")
