@@ -88,6 +88,17 @@ def _uses_a_module_fixture(item: pytest.Item) -> bool:
     return any(defs[-1].scope in ("module", "class", "package") for defs in definitions.name2fixturedefs.values())
 
 
+def sampled(argnames: str, cases: list, keep: int = 1, **kwargs) -> pytest.MarkDecorator:
+    """`pytest.mark.parametrize` with every case after the first `keep` marked `slow`: the quick run
+    (`pytest -m "not slow"`) keeps a sample of a sweep whose cases each start processes, CI runs them all."""
+    several = "," in argnames
+
+    def slow(case: object) -> object:
+        return pytest.param(*(case if several else (case,)), marks=pytest.mark.slow)
+
+    return pytest.mark.parametrize(argnames, [c if i < keep else slow(c) for i, c in enumerate(cases)], **kwargs)
+
+
 def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m vitcli ARGS` as a user would run it; stdout and stderr as bytes."""
     import os

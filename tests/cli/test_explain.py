@@ -9,7 +9,7 @@ import timm
 from safetensors.torch import save_file
 
 from tests.checkpoints.parity import scramble
-from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import assert_clean_error, run_cli, sampled
 
 TINY = ["--model", "vit-ti16", "--depth", "2", "--size", "64"]
 
@@ -80,7 +80,7 @@ def test_image_target_on_a_headless_model(tmp_path, image, random_rgb) -> None:
     assert "image:OTHER" in line and "patch:R,C" in line
 
 
-@pytest.mark.parametrize("args, words", [
+@sampled("args, words", keep=2, cases=[
     (["--target", "class:1000"], ["--target", "class 1000", "1000 classes"]),
     (["--target", "image:/no/such/file.png"], ["/no/such/file.png"]),
     (["--target", "patch:4,0"], ["--target", "patch 4,0", "4x4"]),

@@ -71,6 +71,7 @@ def test_filters_are_numpy_pca_of_the_checkpoints_patch_projection(tmp_path):
     assert_picture(tmp_path / "f.png", (600, 1000), (400, 800))
 
 
+@pytest.mark.slow  # about 20 s; the other figures stay quick
 def test_posenc_similarity_from_weights_drops_prefix_rows(tmp_path):
     """timm DINOv2-reg (no class row, 4 registers, non-square grid) and HF DINOv2 (class row)."""
     from transformers import Dinov2Config, Dinov2Model

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import vitcli
-from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import assert_clean_error, run_cli, sampled
 from tests.text.peers import open_clip_bpe, open_clip_model, save_open_clip
 
 
@@ -133,7 +133,7 @@ def _fifo(path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("case", ["empty", "binary", "dev-zero", "fifo", "no-template-slot"])
+@sampled("case", ["empty", "binary", "dev-zero", "fifo", "no-template-slot"], keep=2)
 def test_bad_labels(clip_folder, tmp_path, case: str) -> None:
     args = {"empty": ["--labels", " , ,"], "binary": ["--labels-file", tmp_path / "labels.bin"],
             "dev-zero": ["--labels-file", "/dev/zero"], "fifo": ["--labels-file", tmp_path / "fifo"],
