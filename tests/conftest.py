@@ -64,10 +64,19 @@ _interruptible_children()
 ONE_AT_A_TIME = ("ray", "browser")  # markers whose tests run in one worker: one Ray cluster, one chromium at a time
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """In the controller, for each xdist worker: pass on the --dist chosen. A worker parses only the command
+    line as typed, so without this it never learns of the `loadgroup` that `pytest_cmdline_main` set."""
+    node.workerinput["dist"] = node.config.option.dist
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `--dist loadgroup`, group the tests that must share a worker: those marked ONE_AT_A_TIME, and the
     tests of a file with a module fixture (built once, not once per worker); other tests spread one by one."""
+    if getattr(config, "workerinput", {}).get("dist") == "loadgroup":
+        config.option.loadgroup = True  # xdist's worker names each test's group only when this is set
     if not (getattr(config.option, "loadgroup", False) or getattr(config.option, "dist", "no") == "loadgroup"):
         return
     for item in items:
