@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import vitcli
-from tests.conftest import SAMPLES, run_cli
+from tests.conftest import SAMPLES, run_cli, sampled
 from vitcli.errors import VitcliError
 
 CAT, COFFEE, ROCKET = (SAMPLES / n for n in ("chelsea.jpg", "coffee.jpg", "rocket.jpg"))
@@ -25,7 +25,7 @@ def npy(stdout: bytes) -> np.ndarray:
     return np.load(io.BytesIO(stdout))
 
 
-@pytest.mark.parametrize("stage", ["patches", "tokens", "input", "output", "pooled"])
+@sampled("stage", ["patches", "output", "tokens", "input", "pooled"], keep=2)  # a CLI run each
 def test_embed_equals_the_cli_bit_for_bit(model, stage):
     result = model.embed(str(CAT), stage=stage)
     r = run_cli("embed", CAT, *CLI_SMALL, "--seed", "3", "--stage", stage, "-o", "-", "-q")

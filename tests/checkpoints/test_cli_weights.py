@@ -39,6 +39,7 @@ def test_timm_deit_embedding_equals_timm_from_the_file(tmp_path):
     assert np.abs(np.load(out) - features[0].numpy()).max() > 1e-3
 
 
+@pytest.mark.slow  # about 14 s; open_clip stays quick in the zoo
 def test_open_clip_attention_uses_clip_preprocessing(tmp_path):
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
     visual = scramble(model.visual, seed=5)

@@ -199,6 +199,7 @@ def test_timm_label_names_in_explain(tmp_path) -> None:
     assert (info["count"], info["from"], info["first"][0]) == (5, "config.json label_names", WORDS[NAMES[0]])
 
 
+@pytest.mark.slow  # about 15 s of CLI runs
 def test_transformers_id2label_in_explain(tmp_path) -> None:
     from transformers import ViTConfig, ViTForImageClassification
 

@@ -70,6 +70,7 @@ def test_timm_so400m_384_floors_to_27x27_through_timms_own_transform(tmp_path) -
     assert max(result.values()) <= TOL, result
 
 
+@pytest.mark.slow  # an SO400M (about 8 s); timm's floor to 27×27 stays quick
 def test_transformers_siglip_so400m_384_floors_like_its_conv(tmp_path) -> None:
     """SiglipVisionModel at the real so400m shape (2 layers), save_pretrained + the hub's processor file."""
     model = scramble(hf.SiglipVisionModel(_eager(hf.SiglipVisionConfig(**SO400M))), seed=41)

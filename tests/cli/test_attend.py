@@ -203,6 +203,7 @@ def test_single_query_path_stays_far_below_the_full_matrix(tmp_path):
     assert peak_kib * 1024 < 2 * 1024**3 < full_matrix_bytes / 1.5, f"peak RSS {peak_kib / 1024:.0f} MiB"
 
 
+@pytest.mark.slow  # about 15 s; test_batch.py's many-image runs stay quick
 def test_many_images_rows_and_mean_distance_equal_single_runs(tmp_path):
     paths = [ROOT / "sample_images" / n for n in ("coffee.jpg", "astronaut.jpg")]  # given unsorted
     model = ["--dim", "64", "--depth", "2", "--heads", "2", "--size", "64x96", "--layer", "all", "--batch-size", "1"]

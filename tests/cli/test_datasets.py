@@ -82,6 +82,7 @@ def pd():
     return pytest.importorskip("pandas")
 
 
+@pytest.mark.slow  # about 8 s
 def test_token_stage_is_a_list_of_vectors_with_its_shape_in_the_metadata(photos, tmp_path):
     out = tmp_path / "tokens.parquet"
     embed(photos, "--stage", "output", "-o", out)

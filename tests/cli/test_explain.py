@@ -67,6 +67,7 @@ def test_many_images_stream_with_index(tmp_path, random_rgb) -> None:
         np.testing.assert_allclose(maps[i], np.load(alone), rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow  # about 14 s
 def test_image_target_on_a_headless_model(tmp_path, image, random_rgb) -> None:
     model = scramble(timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=56, depth=2), 1)
     weights = tmp_path / "dino.safetensors"

@@ -19,6 +19,7 @@ def test_resampled_table_and_dtype_are_reported():
     assert "resampled to 24×24" in text and "bfloat16" in text
 
 
+@pytest.mark.slow  # about 10 s
 def test_fixed_tables_come_from_the_formula():
     doc = json.loads(run_cli("posenc", "--kind", "sincos1d", "--json").stdout)
     assert doc["source"] == "the formula (sincos1d)"

@@ -115,6 +115,7 @@ def _earlier_outputs(d: Path, photos: Path) -> None:
 # --- a full disk: a 64 kB tmpfs (ENOSPC) ----------------------------------------------------------
 
 
+@pytest.mark.slow  # about 10 s; a failed write stays quick
 def test_a_full_disk_leaves_no_temporary_and_names_the_file(photos: Path, tmp_path: Path) -> None:
     """Regression: a full disk left `.x.npy.*.part` files and a `.vitcli-*` folder and said
     `internal error: OSError` (the closing flush of the discarded file failed too)."""

@@ -31,6 +31,7 @@ def images(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow  # about 11 s; a one-column grid in every command stays quick
 def test_whole_numbers_are_ascii_digits_in_every_option(images: dict[str, Path], tmp_path: Path) -> None:
     square = images["square"]
     base = [square, *TINY, "--size", "32"]
