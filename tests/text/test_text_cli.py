@@ -97,6 +97,7 @@ def test_classify_with_the_head_labels_of_a_classifier(tmp_path) -> None:
     assert np.allclose(result.probs, expected.softmax(-1).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # about 10 s; test_view_text.py's one line for a model without a text tower stays quick
 def test_no_text_tower(tmp_path, clip_folder) -> None:
     """The image tower alone (open_clip's visual.* keys): the one line, nothing written."""
     from safetensors.torch import load_file, save_file
@@ -133,7 +134,7 @@ def _fifo(path) -> str:
     return str(path)
 
 
-@sampled("case", ["empty", "binary", "dev-zero", "fifo", "no-template-slot"], keep=2)
+@sampled("case", ["empty", "binary", "dev-zero", "fifo", "no-template-slot"])
 def test_bad_labels(clip_folder, tmp_path, case: str) -> None:
     args = {"empty": ["--labels", " , ,"], "binary": ["--labels-file", tmp_path / "labels.bin"],
             "dev-zero": ["--labels-file", "/dev/zero"], "fifo": ["--labels-file", tmp_path / "fifo"],
