@@ -64,10 +64,19 @@ _interruptible_children()
 ONE_AT_A_TIME = ("ray", "browser")  # markers whose tests run in one worker: one Ray cluster, one chromium at a time
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """In the controller, for each xdist worker: pass on the --dist chosen. A worker parses only the command
+    line as typed, so without this it never learns of the `loadgroup` that `pytest_cmdline_main` set."""
+    node.workerinput["dist"] = node.config.option.dist
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under `--dist loadgroup`, group the tests that must share a worker: those marked ONE_AT_A_TIME, and the
     tests of a file with a module fixture (built once, not once per worker); other tests spread one by one."""
+    if getattr(config, "workerinput", {}).get("dist") == "loadgroup":
+        config.option.loadgroup = True  # xdist's worker names each test's group only when this is set
     if not (getattr(config.option, "loadgroup", False) or getattr(config.option, "dist", "no") == "loadgroup"):
         return
     for item in items:
@@ -86,6 +95,17 @@ def _uses_a_module_fixture(item: pytest.Item) -> bool:
     if definitions is None:
         return False
     return any(defs[-1].scope in ("module", "class", "package") for defs in definitions.name2fixturedefs.values())
+
+
+def sampled(argnames: str, cases: list, keep: int = 1, **kwargs) -> pytest.MarkDecorator:
+    """`pytest.mark.parametrize` with every case after the first `keep` marked `slow`: the quick run
+    (`pytest -m "not slow"`) keeps a sample of a sweep whose cases each start processes, CI runs them all."""
+    several = "," in argnames
+
+    def slow(case: object) -> object:
+        return pytest.param(*(case if several else (case,)), marks=pytest.mark.slow)
+
+    return pytest.mark.parametrize(argnames, [c if i < keep else slow(c) for i, c in enumerate(cases)], **kwargs)
 
 
 def run_cli(*args: str, stdin: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

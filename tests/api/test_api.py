@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import vitcli
-from tests.conftest import SAMPLES, run_cli
+from tests.conftest import SAMPLES, run_cli, sampled
 from vitcli.errors import VitcliError
 
 CAT, COFFEE, ROCKET = (SAMPLES / n for n in ("chelsea.jpg", "coffee.jpg", "rocket.jpg"))
@@ -25,7 +25,7 @@ def npy(stdout: bytes) -> np.ndarray:
     return np.load(io.BytesIO(stdout))
 
 
-@pytest.mark.parametrize("stage", ["patches", "tokens", "input", "output", "pooled"])
+@sampled("stage", ["patches", "output", "tokens", "input", "pooled"], keep=2)  # a CLI run each
 def test_embed_equals_the_cli_bit_for_bit(model, stage):
     result = model.embed(str(CAT), stage=stage)
     r = run_cli("embed", CAT, *CLI_SMALL, "--seed", "3", "--stage", stage, "-o", "-", "-q")
@@ -139,6 +139,7 @@ def test_contradicting_sizes_with_weights_are_refused(tmp_path):
     assert r.returncode == 1 and b"--dim" in r.stderr
 
 
+@pytest.mark.slow  # about 15 s
 def test_non_square_table_is_read_from_the_images_own_grid(tmp_path, random_rgb):
     """A timm ViT trained at 32×80 (a 2×5 grid, 11 rows with the class token) saved without a config:
     an image whose own grid is 2×5 uses the table as it is, and matches timm; another grid is the

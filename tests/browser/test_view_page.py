@@ -70,6 +70,7 @@ CASES = [  # (page selection, attend's --layer --head --query)
 ]
 
 
+@pytest.mark.slow  # about 55 s (every map of a registers model); the probe page stays quick
 def test_maps_equal_attend_similar_and_the_position_table(page, reg_model, tmp_path):
     steps = []
     for sel, _ in CASES:

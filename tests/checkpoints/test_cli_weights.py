@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import open_clip
+import pytest
 import timm
 import torch
 from PIL import Image
@@ -17,6 +18,7 @@ from tests.conftest import SAMPLES, run_cli
 PHOTO = SAMPLES / "chelsea.jpg"  # 300×451: short-side resize and crop both matter
 
 
+@pytest.mark.slow  # about 14 s; open_clip's file through the CLI stays quick
 def test_timm_deit_embedding_equals_timm_from_the_file(tmp_path):
     model = scramble(timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, depth=2), seed=4)
     weights = tmp_path / "deit.safetensors"
@@ -37,6 +39,7 @@ def test_timm_deit_embedding_equals_timm_from_the_file(tmp_path):
     assert np.abs(np.load(out) - features[0].numpy()).max() > 1e-3
 
 
+@pytest.mark.slow  # about 14 s; open_clip stays quick in the zoo
 def test_open_clip_attention_uses_clip_preprocessing(tmp_path):
     model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
     visual = scramble(model.visual, seed=5)

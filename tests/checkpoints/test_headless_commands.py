@@ -111,6 +111,7 @@ def test_mean_pooled_default_is_the_patch_mean(tmp_path) -> None:
     np.testing.assert_allclose(explained.maps.ravel(), expected, atol=1e-6)
 
 
+@pytest.mark.slow  # every command on a ViT-B SigLIP, about 20 CLI runs (50 s); the probe rows stay quick in-process
 def test_siglip_commands_exit_0_with_the_defaults(hub, tmp_path) -> None:
     d, _ = hub
     w = ("--weights", d / "siglip")
@@ -140,6 +141,7 @@ def test_siglip_commands_exit_0_with_the_defaults(hub, tmp_path) -> None:
     assert json.loads(r.stdout)["attention_row"] == "probe"
 
 
+@pytest.mark.slow  # every method × target through the CLI (45 s); the mean-pooled default stays quick
 def test_preset_without_class_token_every_method_and_target(tmp_path) -> None:
     m = ("--model", "vit-ti16", "--depth", "2", "--no-cls", "--size", "64x96")
     for target in ("top", "class:5", "5", "image:" + str(SAMPLES / "coffee.jpg"), "patch:1,2"):
@@ -157,6 +159,7 @@ def test_preset_without_class_token_every_method_and_target(tmp_path) -> None:
     assert_clean_error(run_cli("attend", IMG, *m, "--cosine", tmp_path / "c.npy"), "--cosine", "no token")
 
 
+@pytest.mark.slow  # eight CLI runs on a DINOv2 (about 20 s)
 def test_query_takes_the_register_names(tmp_path) -> None:
     d = tmp_path / "reg4"
     save_hub_style(scramble(timm.create_model("vit_small_patch14_reg4_dinov2", depth=2)), d)
@@ -176,6 +179,7 @@ def test_query_takes_the_register_names(tmp_path) -> None:
     assert_clean_error(run_cli(*base, "--query", "reg4"), "--query", "'reg4' is not a", "reg0", "reg3")
 
 
+@pytest.mark.slow  # six CLI runs (about 25 s); transformers' id2label stays quick
 def test_timm_label_names_in_explain(tmp_path) -> None:
     d = tmp_path / "tiny"
     timm_model = scramble(timm.create_model("vit_tiny_patch16_224", depth=2, num_classes=5))
@@ -195,6 +199,7 @@ def test_timm_label_names_in_explain(tmp_path) -> None:
     assert (info["count"], info["from"], info["first"][0]) == (5, "config.json label_names", WORDS[NAMES[0]])
 
 
+@pytest.mark.slow  # about 15 s of CLI runs
 def test_transformers_id2label_in_explain(tmp_path) -> None:
     from transformers import ViTConfig, ViTForImageClassification
 

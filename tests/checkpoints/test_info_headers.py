@@ -71,7 +71,7 @@ def files(tmp_path_factory) -> dict:
     return out
 
 
-@pytest.mark.parametrize("kind", ["timm", "hf"])
+@pytest.mark.parametrize("kind", ["timm", pytest.param("hf", marks=pytest.mark.slow)])  # about 8 s each
 def test_info_reads_only_the_header(files: dict, kind: str) -> None:
     path, params, classes, ignored = files[kind]
     doc, facts = run_info("--weights", str(path))
@@ -116,7 +116,8 @@ ZOO = ["timm/beitv2_base_patch16_224.in1k_ft_in22k_in1k", "facebook/dinov3-vitb1
        "torch.hub/dinov2_vits14_reg4_pretrain.pth"]
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if "ViT-H" in n else n  # ViT-H: 8 s
+                                  for n in ZOO])
 def test_shapes_only_load_equals_the_full_load(tmp_path: Path, name: str) -> None:
     from vitcli.checkpoints.load import load_checkpoint
 

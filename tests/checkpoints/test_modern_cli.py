@@ -57,6 +57,7 @@ def test_posenc_relative_bias_of_a_layer(files, tmp_path) -> None:
     assert res.document["kind"] == "relative-bias" and (tmp_path / "bias.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # about 18 s of CLI runs
 def test_cli_info_lists_parts_and_errors_are_one_line(files) -> None:
     from tests.conftest import assert_clean_error, run_cli
 

@@ -70,6 +70,7 @@ def test_timm_so400m_384_floors_to_27x27_through_timms_own_transform(tmp_path) -
     assert max(result.values()) <= TOL, result
 
 
+@pytest.mark.slow  # an SO400M (about 8 s); timm's floor to 27×27 stays quick
 def test_transformers_siglip_so400m_384_floors_like_its_conv(tmp_path) -> None:
     """SiglipVisionModel at the real so400m shape (2 layers), save_pretrained + the hub's processor file."""
     model = scramble(hf.SiglipVisionModel(_eager(hf.SiglipVisionConfig(**SO400M))), seed=41)
@@ -99,6 +100,7 @@ def test_transformers_siglip_so400m_384_floors_like_its_conv(tmp_path) -> None:
     assert diff(torch.from_numpy(arrays["pooled"]), ref.pooler_output[0]) <= TOL
 
 
+@pytest.mark.slow  # CLI runs on SO400M checkpoints (about 15 s)
 def test_info_shows_the_floor_and_native_size_validation_is_one_line(tmp_path) -> None:
     from tests.conftest import assert_clean_error, run_cli
 
@@ -292,7 +294,7 @@ def _upstream_eval(image: Image.Image) -> torch.Tensor:
         transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])(image)[None]
 
 
-@pytest.mark.parametrize("registers", [0, 4])
+@pytest.mark.parametrize("registers", [0, pytest.param(4, marks=pytest.mark.slow)])  # a ViT-g: about 6 s each
 def test_dinov2_giant_hub_file_with_packed_swiglu(tmp_path, registers) -> None:
     """timm's vit_giant_patch14_dinov2 (SwiGLUPacked, depth 2) renamed to the upstream giant's keys; the
     reference is the upstream forward written here: the conv, the class token (registers after it), the

@@ -34,7 +34,7 @@ def save_as_hub(model: torch.nn.Module, folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("arch, heads, activation", [
-    ("vit_pe_core_gigantic_patch14_448", 16, "gelu"),
+    pytest.param("vit_pe_core_gigantic_patch14_448", 16, "gelu", marks=pytest.mark.slow),  # about 10 s
     ("aimv2_large_patch14_224", 8, "silu"),
     ("vit_so400m_patch16_siglip_256", 16, "gelu_tanh"),
 ])
@@ -59,6 +59,7 @@ def test_hub_layout_matches_timm(tmp_path: Path, arch: str, heads: int, activati
           out.attentions, attn.weights)
 
 
+@pytest.mark.slow  # about 12 s; open_clip stays quick in test_cli_weights.py and the zoo
 def test_open_clip_timm_tower_matches_timm(tmp_path: Path) -> None:
     """open_clip PE-Core-bigG-14-448: a timm vit_pe_core_gigantic_patch14_448 tower under `visual.trunk.` beside the
     text tower, built as open_clip's TimmModel builds it (timm_pool map, no extra projection: the trunk's own head

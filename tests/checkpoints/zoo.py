@@ -344,11 +344,26 @@ def _build_open_clip(model_name: str, seed: int, folder: Path) -> Peer:
 def _build_torchvision_vit_h14(seed: int, folder: Path) -> Peer:
     """vit_h_14 with the SWAG end-to-end weights' architecture: 518 px, 1280 wide, 16 heads, 1000 classes."""
     from torchvision.models import ViT_H_14_Weights
+
+    return _build_torchvision(ViT_H_14_Weights.IMAGENET1K_SWAG_E2E_V1, 14, 16, 1280, seed, folder)
+
+
+def _build_torchvision_vit_b16(seed: int, folder: Path) -> Peer:
+    """vit_b_16 with the IMAGENET1K_V1 weights' architecture: 224 px, 768 wide, 12 heads, 1000 classes."""
+    from torchvision.models import ViT_B_16_Weights
+
+    return _build_torchvision(ViT_B_16_Weights.IMAGENET1K_V1, 16, 12, 768, seed, folder)
+
+
+def _build_torchvision(weights, patch: int, heads: int, width: int, seed: int, folder: Path) -> Peer:
+    """torchvision's VisionTransformer at the architecture of `weights` (its size, its classes; MLP 4× wide),
+    saved under the weights' own file name, with the weights' own transforms as the peer's preprocessing."""
     from torchvision.models.vision_transformer import VisionTransformer
 
-    weights = ViT_H_14_Weights.IMAGENET1K_SWAG_E2E_V1
-    model = scramble(VisionTransformer(image_size=518, patch_size=14, num_layers=DEPTH, num_heads=16, hidden_dim=1280,
-                                       mlp_dim=5120, num_classes=len(weights.meta["categories"])), seed)
+    size = weights.meta["min_size"][0]  # the only size the weights' model takes
+    model = scramble(VisionTransformer(image_size=size, patch_size=patch, num_layers=DEPTH, num_heads=heads,
+                                       hidden_dim=width, mlp_dim=4 * width,
+                                       num_classes=len(weights.meta["categories"])), seed)
     torch.save(model.state_dict(), folder / Path(weights.url).name)
     transform = weights.transforms()
     attn = MHAAttention([layer.self_attention for layer in model.encoder.layers])
@@ -472,7 +487,7 @@ TIMM = ["vit_so400m_patch14_siglip_384.webli", "vit_so400m_patch16_siglip_256.v2
 # The quick run's sample: one checkpoint of each library (the smallest that still has its library's layout);
 # the whole zoo runs under the `slow` marker (CI). test_zoo checks that every library is in the sample.
 QUICK = frozenset({"timm/vit_small_patch14_reg4_dinov2.lvd142m", "google/vit-base-patch16-224",
-                   "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "torchvision/vit_h_14_swag-80465313.pth",
+                   "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "torchvision/vit_b_16-c867db91.pth",
                    "torch.hub/dinov2_vits14_reg4_pretrain.pth"})
 
 
@@ -485,6 +500,8 @@ def cases() -> list[Case]:
     out.append(Case("torchvision/vit_h_14_swag-80465313.pth", None,
                     lambda folder: _build_torchvision_vit_h14(301, folder), "vit_h_14_swag-80465313.pth",
                     "torchvision"))
+    out.append(Case("torchvision/vit_b_16-c867db91.pth", None, lambda folder: _build_torchvision_vit_b16(304, folder),
+                    "vit_b_16-c867db91.pth", "torchvision"))
     out.append(dinov2_hub_case("vit_small_patch14_reg4_dinov2", "dinov2_vits14_reg4_pretrain.pth", 302))
     out.append(dinov2_hub_case("vit_giant_patch14_dinov2", "dinov2_vitg14_pretrain.pth", 303))
     return out

@@ -16,7 +16,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from tests.checkpoints.parity import TimmAttention, scramble
-from tests.conftest import ROOT, assert_clean_error, run_cli
+from tests.conftest import ROOT, assert_clean_error, run_cli, sampled
 
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 
@@ -161,7 +161,7 @@ def test_registers_and_distillation_tokens_are_sliced_off(tmp_path):
     assert np.abs(a[0, 0, 0] - peer[5]).max() <= 1e-5  # patch (0, 0) is token 5, after cls and 4 registers
 
 
-@pytest.mark.parametrize("args, words", [
+@sampled("args, words", keep=2, cases=[
     (["--layer", "12"], ["--layer", "out of range"]),
     (["--head", "7"], ["--head", "out of range"]),
     (["--query", "14,0"], ["--query", "patch row"]),
@@ -203,6 +203,7 @@ def test_single_query_path_stays_far_below_the_full_matrix(tmp_path):
     assert peak_kib * 1024 < 2 * 1024**3 < full_matrix_bytes / 1.5, f"peak RSS {peak_kib / 1024:.0f} MiB"
 
 
+@pytest.mark.slow  # about 15 s; test_batch.py's many-image runs stay quick
 def test_many_images_rows_and_mean_distance_equal_single_runs(tmp_path):
     paths = [ROOT / "sample_images" / n for n in ("coffee.jpg", "astronaut.jpg")]  # given unsorted
     model = ["--dim", "64", "--depth", "2", "--heads", "2", "--size", "64x96", "--layer", "all", "--batch-size", "1"]
@@ -228,7 +229,7 @@ def test_many_images_rows_and_mean_distance_equal_single_runs(tmp_path):
     assert_clean_error(bad, "--overlay", "one image")
 
 
-@pytest.mark.parametrize("fusion", ["max", "min"])
+@sampled("fusion", ["max", "min"])
 def test_fused_head_entropy_is_that_of_the_row_over_its_sum(tmp_path, fusion):
     """`--head max|min`: the fused row is no distribution; the table's entropy is -Σ p ln p of p = row / sum,
     computed here from the written rows, and so at most ln T (it was 7.19 nats for T = 197 before)."""

@@ -140,7 +140,7 @@ ALLOWED_STDERR = {
 }
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)])
 def test_signal_mid_batch_leaves_the_previous_output(tmp_path, sig, code):
     """A signal while rows are being written: the documented exit code and line, the earlier
     `-o` file and its index untouched, and no temporary file left in the folder."""

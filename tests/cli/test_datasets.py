@@ -82,6 +82,7 @@ def pd():
     return pytest.importorskip("pandas")
 
 
+@pytest.mark.slow  # about 8 s
 def test_token_stage_is_a_list_of_vectors_with_its_shape_in_the_metadata(photos, tmp_path):
     out = tmp_path / "tokens.parquet"
     embed(photos, "--stage", "output", "-o", out)
@@ -112,6 +113,7 @@ def read_shards(folder: Path) -> "pa.Table":
     return pa.concat_tables([pq.read_table(p) for p in sorted(folder.glob("part-*.parquet"))])
 
 
+@pytest.mark.slow  # about 20 s; the resume test's sharded run stays quick
 def test_shards_and_manifest_equal_one_file_and_npy_shards_follow_clip_retrieval(photos, tmp_path):
     out = tmp_path / "run"
     doc = embed(photos, "--stage", "pooled", "--output-dir", out, "--format", "parquet", "--shard-size", 5)
@@ -155,7 +157,7 @@ def reference(photos, tmp_path_factory) -> tuple[dict[str, bytes], float]:
     return files_of(out), time.perf_counter() - start
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in (1, 2))])  # about 12 s each
 def test_resume_after_sigkill_at_random_moments_is_bit_identical(photos, reference, tmp_path, seed):
     ref, seconds = reference
     rng = random.Random(seed)
@@ -201,6 +203,7 @@ def unchanged(out: Path, before: dict[str, bytes]) -> None:
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+@pytest.mark.slow  # about 20 s of CLI runs; test_resume_with_a_contradicting_model_names_both_models stays quick
 def test_changed_inputs_other_options_version_or_damage_are_one_line_and_lose_nothing(done_run):
     inputs, out, before = done_run
     assert_clean_error(run_cli("embed", inputs, *TINY, "--stage", "pooled", "--output-dir", out, "--format",
@@ -228,6 +231,7 @@ def test_changed_inputs_other_options_version_or_damage_are_one_line_and_lose_no
     unchanged(out, before)
 
 
+@pytest.mark.slow  # about 18 s of CLI runs
 def test_option_combinations_and_missing_pyarrow_are_one_line(photos, tmp_path):
     assert_clean_error(run_cli("embed", photos, *TINY, "--format", "npy-shards", "-o", tmp_path / "x.npy"), "--output-dir")
     assert_clean_error(run_cli("embed", photos, *TINY, "--resume", "-o", tmp_path / "x.npy"), "--resume")
@@ -242,6 +246,7 @@ def test_option_combinations_and_missing_pyarrow_are_one_line(photos, tmp_path):
     assert not list(tmp_path.glob("*parquet*"))
 
 
+@pytest.mark.slow  # about 11 s of CLI runs
 def test_shard_and_ray_options_that_would_be_ignored_are_one_line(photos, tmp_path):
     cases = [(("-o", tmp_path / "a.npy", "--shard-size", "5"), "--shard-size"),  # the plain .npy pipeline
              (("--output-dir", tmp_path / "b", "--shard-size", "5"), "--shard-size"),  # a file per image
@@ -281,6 +286,7 @@ def test_resume_with_a_contradicting_model_names_both_models(done_run):
     unchanged(out, before)
 
 
+@pytest.mark.slow  # about 10 s
 def test_ctrl_c_of_a_sharded_run_hints_resume(photos, tmp_path):
     """SIGINT mid-run: exit 130 and one line saying how many shards are kept and that --resume goes on."""
     out = tmp_path / "run"
@@ -303,6 +309,7 @@ def test_ctrl_c_of_a_sharded_run_hints_resume(photos, tmp_path):
     assert read_shards(out).column("row").to_pylist() == list(range(12))
 
 
+@pytest.mark.slow  # about 10 s; the Parquet file read by pyarrow, pandas and DuckDB stays quick
 def test_parquet_metadata_stores_the_values_used(photos, tmp_path):
     """The fit, filter and patch size the run used (crop, bicubic and the model's P by default), not null."""
     for extra, fit, resample in (((), "crop", "bicubic"), (("--fit", "pad", "--resample", "bilinear"), "pad", "bilinear")):

@@ -9,7 +9,7 @@ import timm
 from safetensors.torch import save_file
 
 from tests.checkpoints.parity import scramble
-from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import assert_clean_error, run_cli, sampled
 
 TINY = ["--model", "vit-ti16", "--depth", "2", "--size", "64"]
 
@@ -48,6 +48,7 @@ def test_all_methods_and_table(tmp_path, image) -> None:
     assert png.exists()
 
 
+@pytest.mark.slow  # about 16 s; attend's many-images test stays quick
 def test_many_images_stream_with_index(tmp_path, random_rgb) -> None:
     for i in range(3):
         random_rgb(64, 64, seed=i, name=f"im{i}.png")
@@ -66,6 +67,7 @@ def test_many_images_stream_with_index(tmp_path, random_rgb) -> None:
         np.testing.assert_allclose(maps[i], np.load(alone), rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow  # about 14 s
 def test_image_target_on_a_headless_model(tmp_path, image, random_rgb) -> None:
     model = scramble(timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=56, depth=2), 1)
     weights = tmp_path / "dino.safetensors"
@@ -79,7 +81,7 @@ def test_image_target_on_a_headless_model(tmp_path, image, random_rgb) -> None:
     assert "image:OTHER" in line and "patch:R,C" in line
 
 
-@pytest.mark.parametrize("args, words", [
+@sampled("args, words", keep=2, cases=[
     (["--target", "class:1000"], ["--target", "class 1000", "1000 classes"]),
     (["--target", "image:/no/such/file.png"], ["/no/such/file.png"]),
     (["--target", "patch:4,0"], ["--target", "patch 4,0", "4x4"]),

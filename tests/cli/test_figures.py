@@ -71,6 +71,7 @@ def test_filters_are_numpy_pca_of_the_checkpoints_patch_projection(tmp_path):
     assert_picture(tmp_path / "f.png", (600, 1000), (400, 800))
 
 
+@pytest.mark.slow  # about 20 s; the other figures stay quick
 def test_posenc_similarity_from_weights_drops_prefix_rows(tmp_path):
     """timm DINOv2-reg (no class row, 4 registers, non-square grid) and HF DINOv2 (class row)."""
     from transformers import Dinov2Config, Dinov2Model
@@ -137,6 +138,7 @@ def test_pca_is_numpy_pca_of_timm_last_layer_patch_tokens(tmp_path, tiny_vit):
     assert up_to_sign(got[fg], minmax(numpy_pca(flat[fg], 3)), 1e-3)
 
 
+@pytest.mark.slow  # about 15 s; filters, pca and the seeded tables stay quick
 def test_similar_is_numpy_cosine_of_timm_intermediate_tokens(tmp_path, tiny_vit):
     model, weights, paths, pixels = tiny_vit
     with torch.no_grad():
@@ -181,6 +183,7 @@ def _timm_block_io(model, x: torch.Tensor) -> tuple[list[np.ndarray], list[np.nd
     return outputs, rows
 
 
+@pytest.mark.slow  # about 10 s
 def test_norms_with_registers_against_timm_blocks(tmp_path):
     model, weights = timm_model(tmp_path, "vit_small_patch14_reg4_dinov2", 5, img_size=56, depth=3)
     pixels = np.random.default_rng(5).integers(0, 256, (56, 56, 3), dtype=np.uint8)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SAMPLES, assert_clean_error, run_cli
+from tests.conftest import SAMPLES, assert_clean_error, run_cli, sampled
 
 CAT = SAMPLES / "chelsea.jpg"
 SMALL = ("--model", "vit-ti16", "--depth", "2")  # quick: 2 blocks of ViT-Ti/16
@@ -24,9 +24,10 @@ def test_embed_pipe_gives_z0_of_vit_b16():
     assert npy(r.stdout).shape == (197, 768)
 
 
-@pytest.mark.parametrize(
+@sampled(
     "stage, shape",
     [("patches", (196, 768)), ("tokens", (196, 192)), ("input", (197, 192)), ("output", (197, 192)), ("pooled", (192,))],
+    keep=2,
 )
 def test_embed_stage_shapes(stage, shape):
     r = run_cli("embed", CAT, *SMALL, "--stage", stage, "-o", "-", "-q")
@@ -38,6 +39,7 @@ def test_embed_non_square_and_no_cls():
     assert npy(r.stdout).shape == (10 * 14, 192)
 
 
+@pytest.mark.slow  # about 12 s
 def test_embed_same_seed_is_bit_identical_and_other_seed_differs():
     a = npy(run_cli("embed", CAT, *SMALL, "--stage", "output", "-o", "-", "-q").stdout)
     b = npy(run_cli("embed", CAT, *SMALL, "--stage", "output", "-o", "-", "-q").stdout)
@@ -46,6 +48,7 @@ def test_embed_same_seed_is_bit_identical_and_other_seed_differs():
     assert not np.array_equal(a, c)
 
 
+@pytest.mark.slow  # about 9 s
 def test_embed_linear_equals_conv():
     a = npy(run_cli("embed", CAT, *SMALL, "--stage", "tokens", "--impl", "conv", "-o", "-", "-q").stdout)
     b = npy(run_cli("embed", CAT, *SMALL, "--stage", "tokens", "--impl", "linear", "-o", "-", "-q").stdout)
@@ -106,6 +109,7 @@ def test_posenc_sincos2d_matches_mae_layout():
         assert np.allclose(table[1 + k], expected, atol=1e-12)
 
 
+@pytest.mark.slow  # about 15 s; test_memory_bounds' learned table stays quick
 def test_posenc_learned_is_the_table_embed_adds():
     table = npy(run_cli("posenc", *SMALL, "-o", "-", "-q").stdout)
     with_cls = npy(run_cli("embed", CAT, *SMALL, "--stage", "tokens", "-o", "-", "-q").stdout)
@@ -123,6 +127,7 @@ def test_posenc_resample_and_similarity(tmp_path):
     assert img.shape[0] > 200 and img.shape[1] > 200 and img.std() > 20
 
 
+@pytest.mark.slow  # about 8 s; test_posenc_resample_and_similarity stays quick
 def test_posenc_same_grid_resample_is_identity():
     a = npy(run_cli("posenc", *SMALL, "-o", "-", "-q").stdout)
     b = npy(run_cli("posenc", *SMALL, "--resample", "14x14", "-o", "-", "-q").stdout)
@@ -136,7 +141,7 @@ def test_info_numbers():
     assert doc["grid"] == [14, 14] and m["num_tokens"] == 197 and m["head_dim"] == 64 and m["mlp_dim"] == 3072
 
 
-@pytest.mark.parametrize(
+@sampled(
     "args, words",
     [
         (("posenc", "--dim", "10", "--heads", "3"), ("10", "heads")),
@@ -146,6 +151,7 @@ def test_info_numbers():
         (("embed", str(CAT), "--device", "cuda"), ("--device", "cuda")),
         (("embed", str(CAT), "--dtype", "float8"), ("--dtype",)),
     ],
+    keep=2,
 )
 def test_model_errors_are_one_line(args, words):
     assert_clean_error(run_cli(*args), *words)

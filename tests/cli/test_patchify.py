@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SAMPLES, assert_clean_error, run_cli
+from tests.conftest import SAMPLES, assert_clean_error, run_cli, sampled
 
 
 def npy_from(stdout: bytes) -> np.ndarray:
@@ -70,7 +70,7 @@ def test_normalize_gives_float32_formula(random_rgb):
     assert patches.dtype == np.float32 and np.abs(patches[0] - expected).max() < 1e-5
 
 
-@pytest.mark.parametrize("order", ["chw", "hwc"])
+@sampled("order", ["chw", "hwc"])
 def test_unpatchify_round_trip_is_exact(tmp_path, order):
     src = SAMPLES / "chelsea.jpg"
     arr, back, back_npy = tmp_path / "p.npy", tmp_path / "back.png", tmp_path / "back.npy"

@@ -19,6 +19,7 @@ def test_resampled_table_and_dtype_are_reported():
     assert "resampled to 24×24" in text and "bfloat16" in text
 
 
+@pytest.mark.slow  # about 10 s
 def test_fixed_tables_come_from_the_formula():
     doc = json.loads(run_cli("posenc", "--kind", "sincos1d", "--json").stdout)
     assert doc["source"] == "the formula (sincos1d)"
@@ -43,6 +44,7 @@ def test_patchify_with_an_image_and_unpatchify_is_a_usage_error(tmp_path):
     assert r.returncode == 2 and b"ignored" in r.stderr and not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow  # about 11 s
 def test_clip_projected_stage_and_a_one_line_text_tower(tmp_path):
     """open_clip ViT-B-32 (2 vision blocks): --stage projected equals open_clip's encode_image; pooled is
     before the projection; info sums the text tower up in one line unless --list-ignored."""

@@ -51,7 +51,7 @@ def reference(metric: str, x: torch.Tensor, y: torch.Tensor, topk: int = 10, cca
 METRICS = ["cka", "unbiased-cka", "mutual-knn", "cknna", "svcca"]
 
 
-@pytest.mark.parametrize("tokens", ["cls", "mean", "pooled"])
+@pytest.mark.parametrize("tokens", ["cls", pytest.param("mean", marks=pytest.mark.slow), "pooled"])  # about 7 s each
 def test_two_models_every_metric_equals_its_formula(setup, tokens) -> None:
     """A = ViT-S/16, B = DINOv2-style with registers; (metrics, LA, LB) in the order given, --exact."""
     result = vitcli_compare(setup, setup["paths"], with_model=setup["b"], metric=METRICS, tokens=tokens, exact=True,
@@ -77,6 +77,7 @@ def test_patches_one_model_layer_by_layer(setup) -> None:
                 assert abs(result.similarity[m, i, j] - want) <= TOL, (metric, i, j, result.similarity[m, i, j], want)
 
 
+@pytest.mark.slow  # about 10 s
 def test_minibatch_cka_over_8_batches(setup) -> None:
     """Streaming (no --exact) over 8 batches of 8 is Nguyen et al.'s estimator: Σᵢ HSIC₁(Kᵢ, Lᵢ) /
     √(Σᵢ HSIC₁(Kᵢ, Kᵢ) Σᵢ HSIC₁(Lᵢ, Lᵢ)), each term the full-batch unbiased HSIC of batch i's Gram

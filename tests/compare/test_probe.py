@@ -62,6 +62,7 @@ def test_knn_and_linear_probe_against_references(setup) -> None:
         assert abs(result.accuracy[layer, 1] - sk) <= 1 / len(test) + 1e-12, (layer, result.accuracy[layer], sk)
 
 
+@pytest.mark.slow  # about 9 s; the k-NN and linear probe against references stay quick
 def test_folds_test_every_image_once(setup) -> None:
     result = load_model(setup["model"], dtype="float64").probe(setup["root"], size=SIZE, fit="strict", k=3, folds=4,
                                                                 layers=-1)

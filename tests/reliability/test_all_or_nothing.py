@@ -115,6 +115,7 @@ def _earlier_outputs(d: Path, photos: Path) -> None:
 # --- a full disk: a 64 kB tmpfs (ENOSPC) ----------------------------------------------------------
 
 
+@pytest.mark.slow  # about 10 s; a failed write stays quick
 def test_a_full_disk_leaves_no_temporary_and_names_the_file(photos: Path, tmp_path: Path) -> None:
     """Regression: a full disk left `.x.npy.*.part` files and a `.vitcli-*` folder and said
     `internal error: OSError` (the closing flush of the discarded file failed too)."""
@@ -205,6 +206,7 @@ def test_a_signal_at_any_step_of_the_output_dir_commit(tmp_path: Path, monkeypat
     assert "new" in outcomes and k > 3  # a signal held back during the swap lets it finish
 
 
+@pytest.mark.slow  # about 10 s; the in-process signal at every commit step stays quick
 def test_signals_from_outside_during_an_output_dir_run(tmp_path: Path) -> None:
     """A real SIGTERM / SIGINT at random moments of a run replacing a 300-file --output-dir:
     afterwards the folder is all the old run or all the new one, and nothing temporary is left."""
@@ -403,6 +405,7 @@ def test_json_with_another_output_on_stdout_is_a_usage_error(tmp_path: Path) -> 
         assert "standard output" in result.stderr.decode(), result.args
 
 
+@pytest.mark.slow  # about 17 s
 def test_no_file_appears_that_was_not_named(tmp_path: Path) -> None:
     """Regression: `attend a.jpg --rollout -` also wrote rollout.png in the current folder. Every
     output on '-', then to named files elsewhere: the current folder stays empty."""

@@ -4,6 +4,7 @@ image run alone, at the default --batch-size 16, on ViT-S/16 (the hostile run of
 on the batch: one image is a batch of one, pooled is the last block for the prefix alone)."""
 
 import numpy as np
+import pytest
 
 import vitcli
 
@@ -23,6 +24,7 @@ def crops(n: int) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.slow  # about 15 s
 def test_rows_of_a_batch_of_16_are_bit_identical_to_each_image_alone() -> None:
     model = vitcli.load_model("vit-s16", seed=0)
     images = crops(16)

@@ -36,7 +36,7 @@ def _rss(pid: int) -> int:
 IN_FORWARD = 1_000_000_000  # bytes: interpreter + torch (~0.5 GB) + ViT-B weights (0.35 GB) + activations
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)])
 def test_signal_during_a_long_single_image_run(tmp_path: Path, sig: int, code: int) -> None:
     out = output_slot(tmp_path / "out")
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}

@@ -58,7 +58,7 @@ def test_a_gradient_pass_under_the_limit_runs(tmp_path: Path) -> None:
     assert out.stat().st_size > 0
 
 
-@pytest.mark.parametrize("method", ["grad-rollout", "attn-grad"])
+@pytest.mark.parametrize("method", ["grad-rollout", pytest.param("attn-grad", marks=pytest.mark.slow)])  # 10 s each
 def test_the_gradient_estimate_bounds_a_real_run_closely(method: str, tmp_path: Path) -> None:
     """explain of ViT-Ti/16 (2 blocks) at 1024 px: the measured peak growth stays under the estimate
     the refusal uses (weights included, as it counts them), and the estimate is within 3× of it

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import assert_clean_error
+from tests.conftest import assert_clean_error, sampled
 from tests.reliability.corpus import ROOT
 from tests.reliability.helpers import run_batch
 
@@ -160,6 +160,7 @@ def many_images(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow  # 40 images made for it (about 18 s); a thread blocked in a read stays quick
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_while_decoding_threads_are_busy(tmp_path: Path, many_images: Path, sig: int) -> None:
     proc = _vitcli("embed", many_images, *TINY, "--workers", "2", "--batch-size", "2", "-q",
@@ -177,7 +178,7 @@ def _rss(pid: int) -> int:
     return int(line.split()[1]) * 1024
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@sampled("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_while_a_decoding_thread_is_blocked_in_a_read(tmp_path: Path, sig: int) -> None:
     """A pipe that never gets data, handed over as /dev/fd/N beside other images: a decoding thread
     blocks in its read; the interpreter's exit would wait for that thread for ever."""
@@ -193,7 +194,7 @@ def test_signal_while_a_decoding_thread_is_blocked_in_a_read(tmp_path: Path, sig
     assert not (tmp_path / "x.npy").exists()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@sampled("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_while_the_main_thread_is_blocked_reading_stdin(sig: int) -> None:
     proc = _vitcli("patchify", "-", stdin=subprocess.PIPE)
     try:
@@ -309,8 +310,10 @@ def _start_up_args(tmp_path: Path, form: str, command: str) -> list:
     return [*head, *([command, ROOT / "sample_images" / "chelsea.jpg", *TINY, "-q"] if command == "embed" else [command])]
 
 
-@pytest.mark.parametrize("form", ["console script", "python -m"])
-@pytest.mark.parametrize("command", ["embed", "--help"])
+@pytest.mark.parametrize("command, form", [  # about 12 s each: the quick run keeps `python -m vitcli embed`
+    pytest.param("embed", "console script", marks=pytest.mark.slow), ("embed", "python -m"),
+    pytest.param("--help", "console script", marks=pytest.mark.slow),
+    pytest.param("--help", "python -m", marks=pytest.mark.slow)])
 def test_ctrl_c_at_any_moment_from_spawn(tmp_path: Path, form: str, command: str) -> None:
     """SIGINT at SPAWN_DELAYS ms after spawn, then every 0.2 ms from 4 ms before to 1 ms after the
     moment the guard appeared in a first run (the few ms in which vitcli's first modules are
@@ -351,7 +354,8 @@ sys.addaudithook(_hook)
 IMPORT_STEPS = [*range(13), *(round(2 ** (k / 2)) for k in range(8, 23))]  # 0 … 12, 16, 23, 32, … 1448
 
 
-@pytest.mark.parametrize("form, steps", [("console script", IMPORT_STEPS), ("python -m", IMPORT_STEPS[:13])])
+@pytest.mark.parametrize("form, steps", [pytest.param("console script", IMPORT_STEPS, marks=pytest.mark.slow),  # 7-18 s
+                                         ("python -m", IMPORT_STEPS[:13])])
 @pytest.mark.parametrize("command", ["embed", "--help"])
 def test_ctrl_c_at_each_import_of_the_start_up(tmp_path: Path, form: str, steps: list, command: str) -> None:
     """SIGINT raised by the child itself as it starts its K-th import counted from the package
@@ -466,6 +470,7 @@ def test_closed_full_or_broken_standard_output_is_one_line(tmp_path: Path, name:
         assert lines == ["vitcli: error: standard output: closed by the reader (broken pipe); nothing more was written"]
 
 
+@pytest.mark.slow  # about 15 s; test_tables_80.py's tables stay quick
 def test_ascii_only_terminal_gets_ascii_tables(tmp_path: Path) -> None:
     _png(tmp_path / "a.png")
     for args in ("patchify a.png", f"embed a.png {' '.join(TINY)}", f"attend a.png {' '.join(TINY)}",

@@ -150,6 +150,7 @@ def test_nan_weights_are_loaded_and_flagged(hostile: dict) -> None:
     assert "3 NaN" in embed_table.stdout.decode()  # the Z0 row of the stages table
 
 
+@pytest.mark.slow  # about 11 s
 def test_a_large_checkpoint_is_not_read_into_memory_twice(tmp_path: Path) -> None:
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("needs Linux /proc to measure peak RSS")

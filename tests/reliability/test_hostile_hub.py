@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import sampled
 from tests.reliability.helpers import assert_one_line, run_capped
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -56,7 +57,7 @@ def test_revisions_and_repository_names_that_leave_the_cache_are_one_line(cache,
     assert [g["code"] for g in good] == [0, 0], [g["stderr"] for g in good]
 
 
-@pytest.mark.parametrize("kind", ["huge", "fifo", "device"])
+@sampled("kind", ["huge", "fifo", "device"])
 def test_a_ref_that_is_huge_a_fifo_or_a_device_is_not_read(cache, tmp_path: Path, kind: str) -> None:
     hub, _ = cache
     copy = tmp_path / "hub"

@@ -69,6 +69,7 @@ def test_a_preprocessing_size_over_the_limit_names_the_config_not_size(hf_folder
     assert not (tmp_path / "out.npy").exists() and not (tmp_path / "page.html").exists()
 
 
+@pytest.mark.slow  # about 11 s
 def test_view_budgets_its_tabs_and_float64_check(image: Path, tmp_path: Path) -> None:
     big = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (640, 640, 3), dtype=np.uint8)).save(big)

@@ -85,6 +85,7 @@ def test_non_finite_or_zero_config_numbers_are_one_line(hf_folder: Path, image: 
         assert_one_line(result, file, key)
 
 
+@pytest.mark.slow  # about 9 s; non-finite config numbers stay quick
 def test_nan_weights_json_is_strict_and_view_is_one_line(hf_folder: Path, image: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file, save_file
 

@@ -50,6 +50,7 @@ def weights(tmp_path_factory) -> bytes:
     return save(model.state_dict())
 
 
+@pytest.mark.slow  # about 15 s in chromium; the browser tests' pages stay quick
 def test_hostile_names_stay_strings_in_a_page_that_runs(weights: bytes, tmp_path: Path) -> None:
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     roles = itertools.cycle(["image", "to", "weights"])

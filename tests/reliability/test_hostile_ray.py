@@ -57,6 +57,7 @@ def one_line(run: dict, *words: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # imports Ray in a network namespace (about 28 s)
 def test_an_address_that_is_not_ray_is_one_line(tmp_path: Path) -> None:
     for kind, run in in_namespace("listeners", tmp_path).items():
         one_line(run, "--ray-address", "127.0.0.1:")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import sampled
 from tests.reliability.helpers import assert_one_line, run_capped
 
 pytest.importorskip("pyarrow")
@@ -148,7 +149,7 @@ def _specials(tmp_path: Path) -> dict[str, object]:
     return {"fifo": fifo, "/dev/zero": zero, "6 GiB sparse": sparse}
 
 
-@pytest.mark.parametrize("target", ["manifest.json", "inputs.tsv", "part-00001.parquet"])
+@sampled("target", ["manifest.json", "inputs.tsv", "part-00001.parquet"])
 def test_run_files_that_are_fifos_devices_or_huge_are_refused_unread(finished, tmp_path: Path, target: str) -> None:
     inputs, run = finished
     cases, expect = [], []

@@ -31,6 +31,7 @@ def images(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow  # about 11 s; a one-column grid in every command stays quick
 def test_whole_numbers_are_ascii_digits_in_every_option(images: dict[str, Path], tmp_path: Path) -> None:
     square = images["square"]
     base = [square, *TINY, "--size", "32"]
@@ -60,7 +61,7 @@ COMMANDS = [["attend"], ["attend", "--distance", "DIST"], ["attend", "--rollout"
             ["figures", "norms"], ["figures", "pca"]]
 
 
-@pytest.mark.parametrize("shape", ["row", "column"])
+@pytest.mark.parametrize("shape", [pytest.param("row", marks=pytest.mark.slow), "column"])  # a row: about 19 s
 def test_grids_of_one_row_or_column_work_in_every_command(images: dict[str, Path], tmp_path: Path, shape: str) -> None:
     image = images[shape]
     cases = [[*cmd[:1 if cmd[0] != "figures" else 2], image, *TINY, "--size", "native",
@@ -88,6 +89,7 @@ def timm_folder(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow  # about 11 s
 def test_float8_weights_deep_json_and_absurd_crop_pct(timm_folder: Path, images: dict[str, Path],
                                                       tmp_path: Path) -> None:
     import torch

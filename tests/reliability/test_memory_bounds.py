@@ -160,6 +160,7 @@ def test_the_limit_is_a_real_bound_not_a_blanket_refusal(tmp_path: Path) -> None
     assert_refused(results[3], "--max-memory", "not a positive size")
 
 
+@pytest.mark.slow  # about 14 s; the gradient estimate's grad-rollout case stays quick
 def test_the_estimate_bounds_what_a_forward_pass_really_takes(tmp_path: Path) -> None:
     """embed of ViT-S/16 at 896 px: the measured peak growth stays under the estimate the refusals use."""
     if not Path("/proc/self/clear_refs").exists():
@@ -249,6 +250,7 @@ def test_the_parameter_bound_holds_every_built_model() -> None:
         assert built <= formula_params(c, bound=True) < 1.015 * built + 20_000, c
 
 
+@pytest.mark.slow  # about 10 s; the in-process allocator error stays quick
 def test_out_of_memory_inside_torch_is_the_out_of_memory_line(tmp_path: Path) -> None:
     """A forward pass over an address-space limit: torch's allocator fails (a RuntimeError, or numpy's
     MemoryError first); either way the one out-of-memory line, exit 1."""
@@ -369,6 +371,7 @@ STDIN_FORMATS = [("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "P"),
                  ("GIF", "P"), ("WEBP", "RGB"), ("TIFF", "RGB"), ("BMP", "RGB"), ("PPM", "RGB"), ("TGA", "RGB")]
 
 
+@pytest.mark.slow  # about 18 s; the bounded standard-input cases stay quick
 def test_every_image_format_still_loads_from_standard_input(tmp_path: Path) -> None:
     for fmt, mode in STDIN_FORMATS:
         out = tmp_path / f"{fmt}-{mode.replace(';', '')}.npy"
@@ -411,6 +414,7 @@ def _inflating_torchscript(path: Path, inflated: int) -> None:
     src.unlink()
 
 
+@pytest.mark.slow  # about 30 s
 def test_checkpoints_that_describe_more_than_they_hold(tmp_path: Path) -> None:
     state = _tiny_state()
     junk = tmp_path / "junk.safetensors"

@@ -94,6 +94,7 @@ def _posenc_resample(mode: str, option: str) -> bool:
     return option != "--resample" or MODES[mode][0] == "posenc"
 
 
+@pytest.mark.slow  # about 30 s; test_an_option_the_mode_ignores_is_a_usage_error stays quick
 def test_every_numeric_option_is_range_checked_used_or_not(tmp_path: Path, patches: Path) -> None:
     cases = []
     for mode, args in MODES.items():

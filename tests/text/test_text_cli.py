@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import vitcli
-from tests.conftest import assert_clean_error, run_cli
+from tests.conftest import assert_clean_error, run_cli, sampled
 from tests.text.peers import open_clip_bpe, open_clip_model, save_open_clip
 
 
@@ -40,6 +40,7 @@ def test_embed_text_writes_the_embeddings_and_reports_truncation(clip_folder, tm
     assert abs(doc["prompts"][0]["norm"] - float(np.linalg.norm(expected[0]))) < 1e-5
 
 
+@pytest.mark.slow  # about 6 s; test_text_tables_fit_80_columns stays quick
 def test_embed_text_table(clip_folder) -> None:
     r = run_cli("embed", "--text", "a cat", "--weights", clip_folder)
     text = r.stdout.decode()
@@ -61,6 +62,7 @@ def test_classify_outputs_and_json(clip_folder, tmp_path) -> None:
     assert np.allclose(probs, np.exp(logits) / np.exp(logits).sum(-1, keepdims=True), atol=1e-5)
 
 
+@pytest.mark.slow  # about 6 s; classify's outputs and JSON stay quick
 def test_classify_one_image_table_sorted_by_score(clip_folder, tmp_path) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("a cat\n\na dog\na bird\n")
@@ -95,6 +97,7 @@ def test_classify_with_the_head_labels_of_a_classifier(tmp_path) -> None:
     assert np.allclose(result.probs, expected.softmax(-1).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # about 10 s; test_view_text.py's one line for a model without a text tower stays quick
 def test_no_text_tower(tmp_path, clip_folder) -> None:
     """The image tower alone (open_clip's visual.* keys): the one line, nothing written."""
     from safetensors.torch import load_file, save_file
@@ -131,7 +134,7 @@ def _fifo(path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("case", ["empty", "binary", "dev-zero", "fifo", "no-template-slot"])
+@sampled("case", ["empty", "binary", "dev-zero", "fifo", "no-template-slot"])
 def test_bad_labels(clip_folder, tmp_path, case: str) -> None:
     args = {"empty": ["--labels", " , ,"], "binary": ["--labels-file", tmp_path / "labels.bin"],
             "dev-zero": ["--labels-file", "/dev/zero"], "fifo": ["--labels-file", tmp_path / "fifo"],

@@ -113,6 +113,7 @@ def test_empty_prompt_is_refused_before_any_work(page, clip, tmp_path, text) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # about 10 s; test_text_cli.py's test_no_text_tower stays quick
 def test_timm_checkpoint_holds_no_text_tower(tmp_path) -> None:
     """A checkpoint file of an image ViT alone: the same line, naming the file, nothing written."""
     import timm
