@@ -119,7 +119,6 @@ with torch.inference_mode():
     start = time.perf_counter()
     model(x, Capture(inputs=False, final="pooled"))
     forward = time.perf_counter() - start
-start = time.perf_counter()
 if method == "floor":  # timm, forward + backward to the input, blocks recomputed (gradient checkpointing)
     import timm
     del model
@@ -131,6 +130,7 @@ if method == "floor":  # timm, forward + backward to the input, blocks recompute
     seconds = time.perf_counter() - start
     assert torch.isfinite(grad).all()
 else:
+    start = time.perf_counter()
     maps = explain(model, x, method, Target("top")).maps
     seconds = time.perf_counter() - start
     assert torch.isfinite(maps).all()

@@ -84,3 +84,13 @@ def test_mix_lse_gives_mix_and_the_scores_log_sum_exp(monkeypatch, fused) -> Non
     assert torch.equal(y, want)
     scores = (q.double() @ k.double().transpose(-2, -1)) * attn.scale + bias.double()
     torch.testing.assert_close(lse.double(), torch.logsumexp(scores, dim=-1), rtol=1e-5, atol=1e-5)
+
+
+def test_the_budget_counts_the_blocks_the_code_uses() -> None:
+    """budget.py (no torch import) keeps its own copies of the tile sizes, the thread cap and the weights' row
+    block: they must be the ones the code runs with."""
+    from vitcli.core import attention, budget
+
+    assert (budget.TILE_ROWS, budget.TILE_COLS, budget.MAX_WORKERS) == (tiles.TILE_ROWS, tiles.TILE_COLS,
+                                                                         tiles.MAX_WORKERS)
+    assert budget.WEIGHTS_BLOCK == attention.WEIGHTS_BLOCK

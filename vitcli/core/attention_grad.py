@@ -21,6 +21,7 @@ attn-grad read of a layer, from whichever thread formed it.
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -90,8 +91,8 @@ def _row_blocks(starts: list[int], qs: Tensor, k: Tensor, v: Tensor, bias: Tenso
                     grad_s = grad_a.sub_(delta[i, j, s:e, None]).mul_(a)  # ∂y/∂S, in place
                     dq[i, j, s:e].addmm_(grad_s, k[i, j, c:f])
                     dk[i, j, c:f].addmm_(grad_s.T, qs[i, j, s:e])
-        if reader is not None and rows is not None:
-            reader(s, e, rows.div_(h))
+        if rows is not None:  # there is a reader
+            cast(RowReader, reader)(s, e, rows.div_(h))
     return dk, dv
 
 

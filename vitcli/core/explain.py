@@ -222,8 +222,8 @@ def block_backward(block: Block, layer: int, x: Tensor, g: Tensor, rotate: Rotat
 
     With `rows`, the block's own parts run with autograd except the attention A·V: its output Y and log-sum-exp are
     the forward's (`heads`) or come from SDPA without a graph, and its backward is done here in tiles
-    (`attention_grad`), where the methods' A and ∂y/∂A are formed anyway. Without (Grad-CAM reads no A),
-    autograd through SDPA's tiled kernels.
+    (`attention_grad.attention_backward`), where the methods' A and ∂y/∂A are formed anyway. Without (Grad-CAM
+    reads no A), autograd through SDPA's tiled kernels.
     """
     x = x.detach().requires_grad_()
     if rows is None:
@@ -248,8 +248,7 @@ def block_backward(block: Block, layer: int, x: Tensor, g: Tensor, rotate: Rotat
         attention_backward(*backward, inputs=False)
         return None, lg
     dq, dk, dv = attention_backward(*backward)
-    wanted = [x, normed] if features else [x]
-    below = torch.autograd.grad([q, k, v], wanted, [dq, dk, dv])
+    below = torch.autograd.grad([q, k, v], [x, normed] if features else [x], [dq, dk, dv])
     if features:
         lg.features, lg.grad_features = normed.detach(), below[1]
     return grads[0] + below[0], lg
@@ -258,12 +257,6 @@ def block_backward(block: Block, layer: int, x: Tensor, g: Tensor, rotate: Rotat
 def fused_rows(model: VisionTransformer, lg: LayerGrad, start: int, stop: int) -> Tensor:
     """Query rows start..stop-1 of mean_h A (rollout's Ā): (B, stop-start, T) float32."""
     return model.block(lg.layer).attn.rows(lg.q, lg.k, lg.bias, start, stop).float().mean(dim=1)  # (B, c, T)
-
-
-def attention_grad(grad_y: Tensor, v: Tensor, start: int, stop: int) -> Tensor:
-    """Query rows start..stop-1 of ∂y/∂A = (∂y/∂Y)·Vᵀ, Y = A·V per head: (B, H, stop-start, T). A enters y only
-    through Y, so this is the whole gradient, and it is formed one row block at a time."""
-    return grad_y[:, :, start:stop] @ v.transpose(-2, -1)
 
 
 def blocks_of(lg: LayerGrad) -> list[tuple[int, int]]:
@@ -346,7 +339,8 @@ def legrad_columns(grad_y: Tensor, v: Tensor) -> Tensor:
     step = chunk_size(b * h * v.shape[2])
     total = torch.zeros(b, v.shape[2], dtype=torch.float64, device=v.device)
     for s in range(0, rows, step):
-        total += attention_grad(grad_y, v, s, min(s + step, rows)).clamp_min(0).double().sum(dim=(1, 2))
+        grad_a = grad_y[:, :, s:s + step] @ v.transpose(-2, -1)  # (B, H, c, T): ∂y/∂A = (∂y/∂Y)·Vᵀ, its rows there
+        total += grad_a.clamp_min(0).double().sum(dim=(1, 2))
     return total / (h * rows)
 
 
