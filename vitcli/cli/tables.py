@@ -89,10 +89,8 @@ def heatmap(title: str, grid: Any, colour: bool) -> Group:
 def rows_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     """A table with a first key column (never cut: the other columns wrap first) and right-aligned numbers."""
     table = Table(title=title, title_justify="left", title_style="bold")
-    keys = [len(row[0]) for row in rows if row and isinstance(row[0], str)]
-    for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right", style="cyan" if i == 0 else None,
-                         min_width=max([len(col), *keys]) if i == 0 else None)
+    for i, col in enumerate(columns):  # no_wrap, not a min_width: with one, rich drew some tables a column too wide
+        table.add_column(col, justify="left" if i == 0 else "right", style="cyan" if i == 0 else None, no_wrap=i == 0)
     for row in rows:
         table.add_row(*(v if isinstance(v, str) else fmt(v) for v in row))
     return table
